@@ -1,0 +1,180 @@
+"""The validated knowledge base as plain, immutable Python objects.
+
+Loading (engine.loader) turns YAML into these; everything downstream (checks, compilation,
+evaluation, explanation, handbook) reads only these, never the YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+# ---- conditions -------------------------------------------------------------------------------
+
+COMPARISON_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "includes_any", "present", "absent")
+NUMERIC_OPS = ("lt", "le", "gt", "ge")
+OP_SYMBOL = {"eq": "=", "ne": "≠", "lt": "<", "le": "≤", "gt": ">", "ge": "≥", "in": "in",
+             "includes_any": "includes any of", "present": "is recorded", "absent": "is not recorded"}
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    """A named threshold from parameters.yaml."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`<field|derived> <op> <operand>`; `source` is 'field' or 'derived'."""
+
+    source: str
+    name: str
+    op: str
+    operand: Any
+    pointer: str
+
+
+@dataclass(frozen=True)
+class AllOf:
+    items: tuple[Condition, ...]
+    pointer: str
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    items: tuple[Condition, ...]
+    pointer: str
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Condition
+    pointer: str
+
+
+Condition = Union[Compare, AllOf, AnyOf, Not]
+
+# ---- expressions (derived values) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference inside an expression: source is 'field', 'derived' or 'param'."""
+
+    source: str
+    name: str
+    pointer: str
+
+
+@dataclass(frozen=True)
+class Const:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Op:
+    """An arithmetic operation: divide, multiply, subtract or percent_change (args: from, to)."""
+
+    name: str
+    args: tuple[Expression, ...]
+    pointer: str
+
+
+Expression = Union[Ref, Const, Op]
+
+# ---- knowledge-base parts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quote:
+    source: str
+    sentence: str
+    quote: str
+    file: str
+    pointer: str
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    title: str
+    value: Any
+    unit: str
+    boundary: str | None
+    provenance_kind: str  # source | cited | local
+    provenance: dict[str, Any]
+    note: str | None
+    file: str
+    pointer: str
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A boolean `condition`, a `value` expression, or `cases` of (when, value)."""
+
+    name: str
+    title: str
+    unit: str
+    condition: Condition | None
+    value: Expression | None
+    cases: tuple[tuple[Condition, Expression], ...]
+    file: str
+    pointer: str
+
+    @property
+    def is_boolean(self) -> bool:
+        return self.condition is not None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    version: str
+    status: str
+    title: str
+    kind: str
+    when: Condition
+    says: str
+    citations: tuple[Quote, ...]
+    evidence: Quote
+    interpretation: tuple[str, ...]
+    history: tuple[dict[str, Any], ...]
+    approved_by: str | None
+    approved_on: str | None
+    file: str
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    record: dict[str, Any]
+    sentences: dict[str, str]
+    not_encoded: dict[str, str]
+    file: str
+
+
+@dataclass
+class KnowledgeBaseModel:
+    """Everything in a rules directory, after loading and checking."""
+
+    root: str
+    manifest: dict[str, Any]
+    sources: dict[str, Source] = field(default_factory=dict)
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    derived: dict[str, Derived] = field(default_factory=dict)
+    rules: dict[str, Rule] = field(default_factory=dict)
+    derived_order: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> Source:
+        """The knowledge base's primary source (the manifest's `source`)."""
+        return self.sources[self.manifest["source"]]
+
+
+KIND_ORDER = {"out_of_scope": 0, "warning": 1, "advice": 2, "info": 3}
+
+
+def rule_order(rule: Rule) -> tuple[int, str]:
+    """The stable order of results: kind, then id."""
+    return (KIND_ORDER.get(rule.kind, 9), rule.id)

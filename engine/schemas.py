@@ -1,0 +1,95 @@
+"""The JSON Schemas in `schema/`, loaded once, with errors turned into located KBErrors.
+
+The schemas are what an editor such as VS Code checks while a clinician types; the validator
+uses the very same files so that both agree.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from typing import Any, Callable
+
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from engine.errors import KBError, pointer_join
+from engine.paths import schema_dir
+from engine.yamlsafe import Located
+
+
+@lru_cache(maxsize=1)
+def _registry() -> Registry:
+    resources = []
+    for path in sorted(schema_dir().glob("*.schema.json")):
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        resources.append((path.name, Resource.from_contents(contents, default_specification=DRAFT202012)))
+    return Registry().with_resources(resources)
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict[str, Any]:
+    """The parsed schema file `schema/<name>.schema.json`."""
+    result: dict[str, Any] = json.loads((schema_dir() / f"{name}.schema.json").read_text("utf-8"))
+    return result
+
+
+@lru_cache(maxsize=None)
+def validator(name: str) -> jsonschema.protocols.Validator:
+    schema = load_schema(name)
+    return jsonschema.Draft202012Validator(schema, registry=_registry())
+
+
+def _instance_pointer(error: jsonschema.ValidationError) -> str:
+    return pointer_join("", *error.absolute_path)
+
+
+def _unexpected_keys(error: jsonschema.ValidationError) -> list[str]:
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return []
+    allowed = set(error.schema.get("properties", {}))
+    return [k for k in error.instance if k not in allowed]
+
+
+def did_you_mean(word: str, choices: list[str] | set[str]) -> str | None:
+    """A 'did you mean …?' hint for a misspelt name, or None when nothing is close."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """For anyOf/oneOf failures, the most relevant branch's errors (jsonschema's best_match)."""
+    if error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        if best is not None and best.path == error.path and best.validator not in ("type", "const"):
+            return _leaf_errors(best)
+    return [error]
+
+
+def schema_errors(name: str, doc: Located, skip: Callable[[str], bool] = lambda p: False) -> list[KBError]:
+    """Every schema problem of a document, located; pointers for which `skip` is true are left
+    to a more specific checker that gives better messages (the condition parser)."""
+    out: list[KBError] = []
+    for raw in validator(name).iter_errors(doc.data):
+        for error in _leaf_errors(raw):
+            pointer = _instance_pointer(error)
+            if skip(pointer):
+                continue
+            out.extend(_to_kb_errors(error, pointer, doc))
+    return out
+
+
+def _to_kb_errors(error: jsonschema.ValidationError, pointer: str, doc: Located) -> list[KBError]:
+    unexpected = _unexpected_keys(error)
+    if unexpected:
+        allowed = sorted(error.schema.get("properties", {}))
+        return [doc.error("schema.unknown_field", f"unknown field '{key}'", pointer_join(pointer, key),
+                          did_you_mean(key, allowed) or f"allowed here: {', '.join(allowed)}", key=True)
+                for key in unexpected]
+    if error.validator == "required":
+        return [doc.error("schema.missing_field", error.message, pointer,
+                          "add the field; see the schema for what it holds")]
+    hint = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return [doc.error("schema.invalid", f"{pointer or '/'}: {error.message}", pointer, hint)]
