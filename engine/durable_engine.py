@@ -1,0 +1,81 @@
+"""The one module that talks to durable-rules: a thin wrapper that cannot crash its caller.
+
+durable-rules 2.0.28 has known failure modes (../shared/durable-rules-notes.md); this wrapper
+avoids each one by construction rather than by recovering from it:
+- `delete_state` reads uninitialised memory and can SIGSEGV → never called. One session per
+  ruleset is reused: each fact is asserted, its actions drained, then retracted.
+- Sessions pile up (MemoryError at ~1,024, SIGSEGV at ~6,000) → only one session ever exists.
+- Nested objects and lists crashed the core → facts are flat scalars (engine.compile).
+- `MessageNotHandledException` / `MessageObservedException` → the C core's result codes are
+  read directly (no exception, no re-serialisation) and every fact carries a fresh id.
+- An `$or` fires once per true branch → conclusions are collected into a set.
+- Exceptions inside actions are swallowed by Host → no Python actions: actions are drained here.
+- Host starts two timer threads calling into the core every 0.2 s, which must not survive a
+  fork → the C module is used directly, and the ruleset is created lazily in the process that
+  uses it (a fork is detected by pid and gets its own rulesets).
+- Error 303 (more than 64 alpha nodes activated by one fact) → raised as EngineError, which
+  the caller reports as an internal error for that record; tests assert it never happens for
+  the bundled knowledge base.
+The rulesets are the JSON ruleset form that `durable.engine.Host().set_rulesets` accepts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from typing import Any
+
+import durable_rules_engine as core
+
+_NAMES = itertools.count()
+
+
+class EngineError(Exception):
+    """durable-rules refused or failed to evaluate a fact."""
+
+
+def _action_name(message: str) -> str:
+    """The rule name of an action message '{"NAME":{"m":{...}}}', without parsing the fact."""
+    return message[2:message.index('"', 2)]
+
+
+class DurableRulesets:
+    """Compiled rulesets, one per level, created on first use in the current process."""
+
+    def __init__(self, levels: tuple[dict[str, Any], ...], label: str) -> None:
+        self.levels = levels
+        self.label = label
+        self._pid = -1
+        self._handles: list[int] = []
+        self._ids = itertools.count(1)
+
+    def _ensure(self) -> list[int]:
+        if self._pid != os.getpid():
+            prefix = f"{self.label}_{os.getpid()}_{next(_NAMES)}"
+            self._handles = [core.create_ruleset(f"{prefix}_L{i}", json.dumps(rs, ensure_ascii=False))
+                             for i, rs in enumerate(self.levels)]
+            self._pid = os.getpid()
+        return self._handles
+
+    def fire(self, level: int, fact: dict[str, Any]) -> set[str]:
+        """Assert one flat fact into a level's ruleset; return the names of the rules it fired."""
+        handle = self._ensure()[level]
+        text = json.dumps({"sid": "0", "id": next(self._ids), "k": 1, **fact}, ensure_ascii=False)
+        fired: set[str] = set()
+        try:
+            code, state = core.assert_fact(handle, text)
+            if code == 0:
+                action = core.start_action_for_state(handle, state)
+                message = action[1] if action else None
+                while message:
+                    fired.add(_action_name(message))
+                    message = core.complete_and_start_action(handle, state)
+        except Exception as exc:  # the C core raises plain Exception with an error code
+            raise EngineError(str(exc)) from None
+        finally:
+            try:
+                core.retract_fact(handle, text)
+            except Exception:  # noqa: S110 - a fact that was never stored cannot be retracted
+                pass
+        return fired

@@ -1,0 +1,237 @@
+"""Evaluate one patient: validate, derive, let durable-rules decide, explain, cross-check.
+
+The result is the output contract (schema/result.schema.json). Its order and content depend
+only on the input and the knowledge base, so the same input gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.compile import boolean_key, derived_key, field_key, scalar
+from engine.conditions import expression_refs, walk
+from engine.durable_engine import EngineError
+from engine.errors import KBError
+from engine.fingerprint import canonical_json, sha256_text
+from engine.kleene import DerivedValue, Outcome
+from engine.model import Rule, rule_order
+from engine.patient import field_values, used_fields, validate_patient
+
+if TYPE_CHECKING:
+    from engine.kb import KnowledgeBase
+
+OUTCOME = {True: "fired", False: "not_fired", None: "undetermined"}
+SCOPE_DERIVED = "in_scope"
+
+
+def _quote_dict(quote: Any) -> dict[str, str]:
+    return {"source": quote.source, "sentence": quote.sentence, "quote": " ".join(quote.quote.split())}
+
+
+class Evaluation:
+    """Per-knowledge-base state reused for every patient (what can be computed once, is)."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+        model = kb.model
+        paths = set(kb.compiled.fact_fields)
+        for derived in model.derived.values():
+            exprs = ([derived.value] if derived.value else []) + [e for _, e in derived.cases]
+            paths |= {r.name for e in exprs for r in expression_refs(e) if r.source == "field"}
+        self.fields = used_fields(paths)
+        self.fact_fields = [(info.path, field_key(info.path), info.type == "array")
+                            for info in self.fields if info.path in set(kb.compiled.fact_fields)]
+        self.rules: list[Rule] = sorted(model.rules.values(), key=rule_order)
+        self.rule_derived = {r.id: self._derived_closure(r) for r in self.rules}
+        self.static = {r.id: self._static_part(r) for r in self.rules}
+        self.kb_record = {"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}
+
+    def _derived_closure(self, rule: Rule) -> list[str]:
+        """Derived values a rule relies on, directly or through other derived values."""
+        model = self.kb.model
+        todo = [leaf.name for leaf in walk(rule.when) if leaf.source == "derived"]
+        seen: list[str] = []
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.append(name)
+            spec = model.derived[name]
+            conds = ([spec.condition] if spec.condition else []) + [w for w, _ in spec.cases]
+            todo += [leaf.name for c in conds for leaf in walk(c) if leaf.source == "derived"]
+            exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
+            todo += [r.name for e in exprs for r in expression_refs(e) if r.source == "derived"]
+        return [n for n in model.derived_order if n in seen]
+
+    @staticmethod
+    def _static_part(rule: Rule) -> dict[str, Any]:
+        return {"says": " ".join(rule.says.split()),
+                "citations": [_quote_dict(q) for q in rule.citations],
+                "evidence": _quote_dict(rule.evidence)}
+
+    # ---- entry point --------------------------------------------------------------------------
+    def run(self, patient: Any, timestamp: str | None = None) -> dict[str, Any]:
+        try:
+            input_sha = sha256_text(canonical_json(patient))
+        except (TypeError, ValueError) as exc:
+            return self._failed(patient, "", "invalid", [KBError("patient.json", f"/: not JSON data ({exc})")],
+                                timestamp)
+        problems = validate_patient(patient)
+        if problems:
+            return self._failed(patient, input_sha, "invalid", problems, timestamp)
+        try:
+            return self._evaluate(patient, input_sha, timestamp)
+        except EngineError as exc:
+            return self._failed(patient, input_sha, "error", [KBError("eval.engine", f"durable-rules: {exc}")],
+                                timestamp)
+        except Exception as exc:  # never let one record take the caller down
+            return self._failed(patient, input_sha, "error",
+                                [KBError("eval.internal", f"{type(exc).__name__}: {exc}")], timestamp)
+
+    # ---- decision -----------------------------------------------------------------------------
+    def _decide(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
+        """Run the compiled levels in durable-rules; return its verdict per derived value and rule."""
+        fact: dict[str, Any] = {}
+        for path, key, is_list in self.fact_fields:
+            value = values[path]
+            if value is None:
+                continue
+            if is_list:
+                fact[key + "__n"] = len(value)
+                for item in value:
+                    fact[f"{key}__has__{item}"] = 1
+            else:
+                fact[key] = scalar(value)
+        for name in self.kb.compiled.fact_derived:
+            if derived[name].value is not None:
+                fact[derived_key(name)] = scalar(derived[name].value)
+        verdict: dict[str, Any] = {}
+        compiled = self.kb.compiled
+        for level, (names, rids) in enumerate(zip(compiled.level_derived, compiled.level_rules)):
+            fired = self.kb.durable.fire(level, fact)
+            for name in names:
+                truth = True if f"derived:{name}|T" in fired else False if f"derived:{name}|F" in fired else None
+                verdict[f"derived:{name}"] = truth
+                fact[boolean_key(name)] = {True: "T", False: "F", None: "U"}[truth]
+            for rid in rids:
+                verdict[rid] = True if f"{rid}|T" in fired else False if f"{rid}|F" in fired else None
+        return verdict
+
+    def _evaluate(self, patient: dict[str, Any], input_sha: str, timestamp: str | None) -> dict[str, Any]:
+        evaluator = self.kb.evaluator
+        values = field_values(patient, self.fields)
+        derived = evaluator.derive(values)
+        verdict = self._decide(values, derived)
+        errors: list[KBError] = []
+        for name in self.kb.compiled.boolean_derived:
+            if verdict[f"derived:{name}"] != derived[name].value:
+                errors.append(KBError("eval.disagreement", f"derived value {name}: durable-rules says "
+                                      f"{verdict[f'derived:{name}']}, the explanation says {derived[name].value}"))
+        entries = []
+        for rule in self.rules:
+            outcome = evaluator.condition(rule.when, values, derived)
+            if verdict[rule.id] != outcome.result:
+                errors.append(KBError("eval.disagreement", f"rule {rule.id}: durable-rules says "
+                                      f"{OUTCOME[verdict[rule.id]]}, the explanation says {OUTCOME[outcome.result]}",
+                                      rule_id=rule.id))
+            entries.append(self._rule_entry(rule, verdict[rule.id], outcome, derived))
+        return self._assemble(patient, input_sha, entries, derived, errors, timestamp)
+
+    def _rule_entry(self, rule: Rule, decided: bool | None, outcome: Outcome,
+                    derived: dict[str, DerivedValue]) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": rule.id, "version": rule.version, "status": rule.status, "kind": rule.kind,
+            "title": rule.title, "outcome": OUTCOME[decided], "missing": outcome.missing,
+            "conditions": outcome.leaves,
+            "derived": [_derived_dict(derived[n]) for n in self.rule_derived[rule.id]],
+        }
+        entry.update(self.static[rule.id])
+        return entry
+
+    def _assemble(self, patient: dict[str, Any], input_sha: str, entries: list[dict[str, Any]],
+                  derived: dict[str, DerivedValue], errors: list[KBError], timestamp: str | None) -> dict[str, Any]:
+        scope = derived.get(SCOPE_DERIVED)
+        fired = [e for e in entries if e["outcome"] == "fired"]
+        if any(e["kind"] == "out_of_scope" for e in fired):
+            status = "out_of_scope"
+            fired = [e for e in fired if e["kind"] == "out_of_scope"]
+        elif scope is None or scope.value is not True:
+            status = "scope_undetermined"
+            fired = []
+        else:
+            status = "evaluated"
+        if errors:
+            status = "error"
+        undetermined = [e["id"] for e in entries if e["outcome"] == "undetermined"]
+        result: dict[str, Any] = {
+            "patient_id": patient.get("id"),
+            "status": status,
+            "advice": [e["id"] for e in fired],
+            "drafts": [e["id"] for e in fired if e["status"] != "active"],
+            "undetermined": undetermined if status == "evaluated" else [],
+            "no_recommendation": status == "evaluated" and not fired and not undetermined,
+            "scope": _scope_dict(scope, patient),
+            "rules": entries,
+            "errors": [_error_dict(e) for e in errors],
+        }
+        result["decision"] = self._decision(input_sha, timestamp)
+        return result
+
+    def _failed(self, patient: Any, input_sha: str, status: str, problems: list[KBError],
+                timestamp: str | None) -> dict[str, Any]:
+        pid = patient.get("id") if isinstance(patient, dict) and isinstance(patient.get("id"), str) else None
+        return {"patient_id": pid, "status": status, "advice": [], "drafts": [], "undetermined": [],
+                "no_recommendation": False, "scope": None, "rules": [],
+                "errors": [_error_dict(p) for p in problems], "decision": self._decision(input_sha, timestamp)}
+
+    def _decision(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
+        from engine.kb import ENGINE_VERSION
+
+        record: dict[str, Any] = {
+            "decision_id": sha256_text(f"{self.kb.fingerprint}:{input_sha}")[:32],
+            "kb": self.kb_record, "engine": {"fsgs_kb": ENGINE_VERSION, "durable_rules": "2.0.28"},
+            "input_sha256": input_sha,
+        }
+        if timestamp:
+            record["timestamp"] = timestamp
+        return record
+
+
+def _derived_dict(dv: DerivedValue) -> dict[str, Any]:
+    return {"name": dv.name, "value": dv.value, "unit": None if dv.unit == "none" else dv.unit,
+            "how": dv.how, "missing": list(dv.missing)}
+
+
+def _error_dict(error: KBError) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.pointer or error.code.startswith("patient."):
+        out["pointer"] = error.pointer
+    if error.hint:
+        out["hint"] = error.hint
+    if error.rule_id:
+        out["rule_id"] = error.rule_id
+    return out
+
+
+def _scope_dict(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str, Any]:
+    if scope is None:
+        return {"in_scope": None, "missing": [], "reason": "the knowledge base defines no in_scope value"}
+    fsgs = patient.get("fsgs") or {}
+    missing = list(scope.missing)
+    if fsgs.get("biopsy_proven") is False:
+        missing.append("/fsgs/biopsy_proven")
+        reason = "the diagnosis is not biopsy-proven"
+    elif scope.value is True:
+        reason = "biopsy-proven primary (idiopathic) FSGS"
+    elif missing:
+        reason = "cannot tell whether the FSGS is idiopathic: needs " + ", ".join(missing)
+    else:
+        reason = scope.how
+    return {"in_scope": scope.value, "missing": missing, "reason": reason}
+
+
+def invalid_json_result(kb: KnowledgeBase, text: str, problem: str) -> dict[str, Any]:
+    """The result for input text that is not JSON at all (the CLI and batch readers use it);
+    its input hash is that of the raw text, so it is still traceable."""
+    return kb._evaluation._failed(None, sha256_text(text), "invalid",
+                                  [KBError("patient.json", problem)], None)
