@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    from engine.kb import KnowledgeBase
+
 RULES_OPTION = click.option(
-    "--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    envvar="FSGS_KB_RULES", show_envvar=True,
-    help="Knowledge-base directory (default: the bundled one).")
-FORMAT_TEXT_JSON = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-                                show_default=True, help="Output format.")
+    "--rules",
+    "rules_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="FSGS_KB_RULES",
+    show_envvar=True,
+    help="Knowledge-base directory (default: the bundled one).",
+)
+FORMAT_TEXT_JSON = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +53,7 @@ def validate(rules_dir: Path | None, fmt: str) -> None:
     sys.exit(0 if report.ok else 1)
 
 
-def _load_kb(rules_dir: Path | None):  # type: ignore[no-untyped-def]
+def _load_kb(rules_dir: Path | None) -> KnowledgeBase:
     """Load the knowledge base or exit 2 with its problems: a broken KB is a setup error."""
     from engine.errors import KBErrors
     from engine.kb import load
@@ -77,7 +87,7 @@ def _read_patient(source: str) -> tuple[object, str, str | None]:
         return None, text, f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
 
 
-def _evaluate_source(rules_dir: Path | None, source: str) -> dict:  # type: ignore[type-arg]
+def _evaluate_source(rules_dir: Path | None, source: str) -> dict[str, Any]:
     kb = _load_kb(rules_dir)
     record, text, problem = _read_patient(source)
     if problem is not None:

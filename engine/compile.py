@@ -23,8 +23,9 @@ from typing import Any
 
 from engine.conditions import walk
 from engine.fields import catalogue
-from engine.model import AllOf, AnyOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef
+from engine.model import AllOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef
 
+ALPHA_BUDGET = 60  # the C core refuses a fact that activates more than 64 alpha nodes (error 303)
 TRUE: dict[str, Any] = {"k": 1}  # every fact carries k = 1
 FALSE: dict[str, Any] = {"k": 0}
 NEGATE = {"eq": "ne", "ne": "eq", "lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}
@@ -66,7 +67,7 @@ def _or(items: list[dict[str, Any]]) -> dict[str, Any]:
 class CompiledKB:
     """The rulesets, level by level, and what each level decides."""
 
-    levels: tuple[dict[str, Any], ...]
+    levels: tuple[tuple[dict[str, Any], ...], ...]  # per level, rulesets small enough for the core
     level_derived: tuple[tuple[str, ...], ...]
     level_rules: tuple[tuple[str, ...], ...]
     boolean_derived: tuple[str, ...]
@@ -76,11 +77,15 @@ class CompiledKB:
     def as_json(self) -> dict[str, Any]:
         """The inspectable form printed by `fsgs-kb compile`."""
         return {
-            "fact_keys": {"fields": {p: field_key(p) for p in self.fact_fields},
-                          "derived": {n: derived_key(n) for n in self.fact_derived},
-                          "conclusions": {n: boolean_key(n) for n in self.boolean_derived}},
-            "levels": [{"decides": {"derived": list(d), "rules": list(r)}, "ruleset": rs}
-                       for d, r, rs in zip(self.level_derived, self.level_rules, self.levels)],
+            "fact_keys": {
+                "fields": {p: field_key(p) for p in self.fact_fields},
+                "derived": {n: derived_key(n) for n in self.fact_derived},
+                "conclusions": {n: boolean_key(n) for n in self.boolean_derived},
+            },
+            "levels": [
+                {"decides": {"derived": list(d), "rules": list(r)}, "rulesets": list(chunks)}
+                for d, r, chunks in zip(self.level_derived, self.level_rules, self.levels, strict=True)
+            ],
         }
 
 
@@ -128,8 +133,7 @@ class Compiler:
             has = [{f"{key}__has__{item}": 1} for item in threshold]
             return _or(has), _and([present] + [{"$nex": {f"{key}__has__{item}": 1}} for item in threshold])
         if leaf.op == "in":
-            return (_or([{key: v} for v in threshold]),
-                    _and([present] + [{"$neq": {key: v}} for v in threshold]))
+            return (_or([{key: v} for v in threshold]), _and([present] + [{"$neq": {key: v}} for v in threshold]))
         return self._comparison(leaf.op, key, threshold), self._comparison(NEGATE[leaf.op], key, threshold)
 
     @staticmethod
@@ -138,8 +142,9 @@ class Compiler:
 
     # ---- levels -------------------------------------------------------------------------------
     def _boolean_deps(self, cond: Condition) -> set[str]:
-        return {leaf.name for leaf in walk(cond) if leaf.source == "derived"
-                and self.model.derived[leaf.name].is_boolean}
+        return {
+            leaf.name for leaf in walk(cond) if leaf.source == "derived" and self.model.derived[leaf.name].is_boolean
+        }
 
     def compile(self) -> CompiledKB:
         booleans = [n for n in self.model.derived_order if self.model.derived[n].is_boolean]
@@ -147,8 +152,10 @@ class Compiler:
         for name in booleans:
             deps = self._boolean_deps(self.model.derived[name].condition)  # type: ignore[arg-type]
             level[name] = 1 + max((level[d] for d in deps), default=-1)
-        rule_level = {rid: 1 + max((level[d] for d in self._boolean_deps(r.when)), default=-1)
-                      for rid, r in sorted(self.model.rules.items())}
+        rule_level = {
+            rid: 1 + max((level[d] for d in self._boolean_deps(r.when)), default=-1)
+            for rid, r in sorted(self.model.rules.items())
+        }
         depth = 1 + max([*level.values(), *rule_level.values()], default=0)
         levels, level_derived, level_rules = [], [], []
         for k in range(depth):
@@ -159,12 +166,17 @@ class Compiler:
                 self._add(ruleset, f"derived:{name}", self.model.derived[name].condition)  # type: ignore[arg-type]
             for rid in rids:
                 self._add(ruleset, rid, self.model.rules[rid].when)
-            levels.append(ruleset)
+            levels.append(split_for_alpha_budget(ruleset))
             level_derived.append(names)
             level_rules.append(rids)
-        return CompiledKB(tuple(levels), tuple(level_derived), tuple(level_rules), tuple(booleans),
-                          self._fact_fields(), tuple(n for n in self.model.derived_order
-                                                     if not self.model.derived[n].is_boolean))
+        return CompiledKB(
+            tuple(levels),
+            tuple(level_derived),
+            tuple(level_rules),
+            tuple(booleans),
+            self._fact_fields(),
+            tuple(n for n in self.model.derived_order if not self.model.derived[n].is_boolean),
+        )
 
     def _add(self, ruleset: dict[str, Any], name: str, cond: Condition) -> None:
         t, f = self.patterns(cond)
@@ -176,6 +188,43 @@ class Compiler:
         conds += [d.condition for d in self.model.derived.values() if d.condition is not None]
         conds += [when for d in self.model.derived.values() for when, _ in d.cases]
         return tuple(sorted({leaf.name for c in conds for leaf in walk(c) if leaf.source == "field"}))
+
+
+def alpha_paths(pattern: dict[str, Any]) -> list[int]:
+    """Lengths of the alpha-node paths durable-rules builds for a pattern ($or expands to DNF)."""
+    if len(pattern) == 1:
+        key, value = next(iter(pattern.items()))
+        if key == "$or":
+            return [n for item in value for n in alpha_paths(item)]
+        if key == "$and":
+            paths = [0]
+            for item in value:
+                paths = [a + b for a in paths for b in alpha_paths(item)]
+            return paths
+    return [1]
+
+
+def alpha_cost(rule: dict[str, Any]) -> int:
+    return sum(alpha_paths(rule["all"][0]["m"]))
+
+
+def split_for_alpha_budget(ruleset: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Split a ruleset so that no fact can activate more alpha nodes than the core allows.
+
+    The bound is conservative (every node of every path counted as if activated at once); a T
+    and an F pattern stay together so a rule is decided within one ruleset.
+    """
+    chunks: list[dict[str, Any]] = [{}]
+    cost = 0
+    names = list(ruleset)
+    for t_name, f_name in zip(names[::2], names[1::2], strict=True):
+        pair = alpha_cost(ruleset[t_name]) + alpha_cost(ruleset[f_name])
+        if cost + pair > ALPHA_BUDGET and chunks[-1]:
+            chunks.append({})
+            cost = 0
+        chunks[-1][t_name], chunks[-1][f_name] = ruleset[t_name], ruleset[f_name]
+        cost += pair
+    return tuple(chunks)
 
 
 def compile_kb(model: KnowledgeBaseModel) -> CompiledKB:

@@ -28,21 +28,26 @@ class ConditionParser:
         self.rule_id = rule_id
         self.errors: list[KBError] = []
 
-    def _fail(self, code: str, message: str, pointer: str, hint: str | None = None,
-              key: bool = False) -> None:
+    def _fail(self, code: str, message: str, pointer: str, hint: str | None = None, key: bool = False) -> None:
         self.errors.append(self.doc.error(code, message, pointer, hint, key=key, rule_id=self.rule_id))
 
     def condition(self, data: Any, pointer: str) -> Condition | None:
         if not isinstance(data, dict) or not data:
-            self._fail("rule.condition", "a condition must be a mapping such as "
-                       "{field: NAME, eq: VALUE} or {all: [...]}", pointer)
+            self._fail(
+                "rule.condition",
+                "a condition must be a mapping such as {field: NAME, eq: VALUE} or {all: [...]}",
+                pointer,
+            )
             return None
         unknown = [k for k in data if k not in CONDITION_KEYS]
         for key in unknown:
-            self._fail("rule.unknown_operator", f"unknown word '{key}' in a condition",
-                       pointer_join(pointer, key),
-                       did_you_mean(key, set(CONDITION_KEYS)) or f"use one of {', '.join(CONDITION_KEYS)}",
-                       key=True)
+            self._fail(
+                "rule.unknown_operator",
+                f"unknown word '{key}' in a condition",
+                pointer_join(pointer, key),
+                did_you_mean(key, set(CONDITION_KEYS)) or f"use one of {', '.join(CONDITION_KEYS)}",
+                key=True,
+            )
         if unknown:
             return None
         for combinator in ("all", "any", "not"):
@@ -52,8 +57,11 @@ class ConditionParser:
 
     def _combinator(self, word: str, data: dict[str, Any], pointer: str) -> Condition | None:
         if len(data) != 1:
-            self._fail("rule.condition", f"'{word}' must stand alone in its mapping; "
-                       f"put the other keys in a separate item", pointer)
+            self._fail(
+                "rule.condition",
+                f"'{word}' must stand alone in its mapping; put the other keys in a separate item",
+                pointer,
+            )
             return None
         child = pointer_join(pointer, word)
         if word == "not":
@@ -73,13 +81,21 @@ class ConditionParser:
         sources = [k for k in OPERAND_KEYS if k in data]
         ops = [k for k in COMPARISON_OPS if k in data]
         if len(sources) != 1:
-            self._fail("rule.condition", "a comparison names exactly one 'field' or 'derived' value",
-                       pointer, "e.g. {field: cyclosporine.status, eq: current}")
+            self._fail(
+                "rule.condition",
+                "a comparison names exactly one 'field' or 'derived' value",
+                pointer,
+                "e.g. {field: cyclosporine.status, eq: current}",
+            )
             return None
         if len(ops) != 1:
             found = ", ".join(ops) or "none"
-            self._fail("rule.condition", f"a comparison has exactly one operator (found: {found})",
-                       pointer, f"use one of {', '.join(COMPARISON_OPS)}")
+            self._fail(
+                "rule.condition",
+                f"a comparison has exactly one operator (found: {found})",
+                pointer,
+                f"use one of {', '.join(COMPARISON_OPS)}",
+            )
             return None
         source, op = sources[0], ops[0]
         name = data[source]
@@ -107,8 +123,12 @@ class ConditionParser:
         if not isinstance(data, dict):
             return Const(data)
         if len(data) != 1:
-            self._fail("derived.expression", "an expression is one of {field: ...}, {derived: ...}, "
-                       "{param: ...}, {divide: [A, B]}, {percent_change: {from: A, to: B}}", pointer)
+            self._fail(
+                "derived.expression",
+                "an expression is one of {field: ...}, {derived: ...}, "
+                "{param: ...}, {divide: [A, B]}, {percent_change: {from: A, to: B}}",
+                pointer,
+            )
             return None
         key, value = next(iter(data.items()))
         child = pointer_join(pointer, key)
@@ -118,16 +138,26 @@ class ConditionParser:
             if not isinstance(value, dict) or set(value) != {"from", "to"}:
                 self._fail("derived.expression", "percent_change takes {from: A, to: B}", child)
                 return None
-            args = (self.expression(value["from"], pointer_join(child, "from")),
-                    self.expression(value["to"], pointer_join(child, "to")))
+            args = (
+                self.expression(value["from"], pointer_join(child, "from")),
+                self.expression(value["to"], pointer_join(child, "to")),
+            )
         elif key in EXPRESSION_OPS:
             if not isinstance(value, list) or len(value) != 2:
                 self._fail("derived.expression", f"{key} takes a list of two expressions", child)
                 return None
-            args = tuple(self.expression(v, pointer_join(child, i)) for i, v in enumerate(value))
+            args = (
+                self.expression(value[0], pointer_join(child, 0)),
+                self.expression(value[1], pointer_join(child, 1)),
+            )
         else:
-            self._fail("derived.expression", f"unknown expression '{key}'", child,
-                       did_you_mean(key, {"field", "derived", "param", *EXPRESSION_OPS}), key=True)
+            self._fail(
+                "derived.expression",
+                f"unknown expression '{key}'",
+                child,
+                did_you_mean(key, {"field", "derived", "param", *EXPRESSION_OPS}),
+                key=True,
+            )
             return None
         if any(a is None for a in args):
             return None

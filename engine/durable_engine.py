@@ -13,9 +13,9 @@ avoids each one by construction rather than by recovering from it:
 - Host starts two timer threads calling into the core every 0.2 s, which must not survive a
   fork → the C module is used directly, and the ruleset is created lazily in the process that
   uses it (a fork is detected by pid and gets its own rulesets).
-- Error 303 (more than 64 alpha nodes activated by one fact) → raised as EngineError, which
-  the caller reports as an internal error for that record; tests assert it never happens for
-  the bundled knowledge base.
+- Error 303 (more than 64 alpha nodes activated by one fact) → the compiler splits each level
+  into rulesets whose alpha paths cannot exceed the limit (engine.compile.split_for_alpha_budget);
+  should the core still refuse a fact, it is an EngineError, reported as that record's error.
 The rulesets are the JSON ruleset form that `durable.engine.Host().set_rulesets` accepts.
 """
 
@@ -37,32 +37,42 @@ class EngineError(Exception):
 
 def _action_name(message: str) -> str:
     """The rule name of an action message '{"NAME":{"m":{...}}}', without parsing the fact."""
-    return message[2:message.index('"', 2)]
+    return message[2 : message.index('"', 2)]
 
 
 class DurableRulesets:
     """Compiled rulesets, one per level, created on first use in the current process."""
 
-    def __init__(self, levels: tuple[dict[str, Any], ...], label: str) -> None:
+    def __init__(self, levels: tuple[tuple[dict[str, Any], ...], ...], label: str) -> None:
         self.levels = levels
         self.label = label
         self._pid = -1
-        self._handles: list[int] = []
+        self._handles: list[list[int]] = []
         self._ids = itertools.count(1)
 
-    def _ensure(self) -> list[int]:
+    def _ensure(self) -> list[list[int]]:
         if self._pid != os.getpid():
             prefix = f"{self.label}_{os.getpid()}_{next(_NAMES)}"
-            self._handles = [core.create_ruleset(f"{prefix}_L{i}", json.dumps(rs, ensure_ascii=False))
-                             for i, rs in enumerate(self.levels)]
+            self._handles = [
+                [
+                    core.create_ruleset(f"{prefix}_L{i}_{j}", json.dumps(rs, ensure_ascii=False))
+                    for j, rs in enumerate(chunks)
+                ]
+                for i, chunks in enumerate(self.levels)
+            ]
             self._pid = os.getpid()
         return self._handles
 
     def fire(self, level: int, fact: dict[str, Any]) -> set[str]:
-        """Assert one flat fact into a level's ruleset; return the names of the rules it fired."""
-        handle = self._ensure()[level]
+        """Assert one flat fact into a level's rulesets; return the names of the rules it fired."""
         text = json.dumps({"sid": "0", "id": next(self._ids), "k": 1, **fact}, ensure_ascii=False)
         fired: set[str] = set()
+        for handle in self._ensure()[level]:
+            self._fire_one(handle, text, fired)
+        return fired
+
+    @staticmethod
+    def _fire_one(handle: int, text: str, fired: set[str]) -> None:
         try:
             code, state = core.assert_fact(handle, text)
             if code == 0:
@@ -78,4 +88,3 @@ class DurableRulesets:
                 core.retract_fact(handle, text)
             except Exception:  # noqa: S110 - a fact that was never stored cannot be retracted
                 pass
-        return fired

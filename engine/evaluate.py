@@ -39,8 +39,11 @@ class Evaluation:
             exprs = ([derived.value] if derived.value else []) + [e for _, e in derived.cases]
             paths |= {r.name for e in exprs for r in expression_refs(e) if r.source == "field"}
         self.fields = used_fields(paths)
-        self.fact_fields = [(info.path, field_key(info.path), info.type == "array")
-                            for info in self.fields if info.path in set(kb.compiled.fact_fields)]
+        self.fact_fields = [
+            (info.path, field_key(info.path), info.type == "array")
+            for info in self.fields
+            if info.path in set(kb.compiled.fact_fields)
+        ]
         self.rules: list[Rule] = sorted(model.rules.values(), key=rule_order)
         self.rule_derived = {r.id: self._derived_closure(r) for r in self.rules}
         self.static = {r.id: self._static_part(r) for r in self.rules}
@@ -65,28 +68,33 @@ class Evaluation:
 
     @staticmethod
     def _static_part(rule: Rule) -> dict[str, Any]:
-        return {"says": " ".join(rule.says.split()),
-                "citations": [_quote_dict(q) for q in rule.citations],
-                "evidence": _quote_dict(rule.evidence)}
+        return {
+            "says": " ".join(rule.says.split()),
+            "citations": [_quote_dict(q) for q in rule.citations],
+            "evidence": _quote_dict(rule.evidence),
+        }
 
     # ---- entry point --------------------------------------------------------------------------
     def run(self, patient: Any, timestamp: str | None = None) -> dict[str, Any]:
         try:
             input_sha = sha256_text(canonical_json(patient))
         except (TypeError, ValueError) as exc:
-            return self._failed(patient, "", "invalid", [KBError("patient.json", f"/: not JSON data ({exc})")],
-                                timestamp)
+            return self._failed(
+                patient, "", "invalid", [KBError("patient.json", f"/: not JSON data ({exc})")], timestamp
+            )
         problems = validate_patient(patient)
         if problems:
             return self._failed(patient, input_sha, "invalid", problems, timestamp)
         try:
             return self._evaluate(patient, input_sha, timestamp)
         except EngineError as exc:
-            return self._failed(patient, input_sha, "error", [KBError("eval.engine", f"durable-rules: {exc}")],
-                                timestamp)
+            return self._failed(
+                patient, input_sha, "error", [KBError("eval.engine", f"durable-rules: {exc}")], timestamp
+            )
         except Exception as exc:  # never let one record take the caller down
-            return self._failed(patient, input_sha, "error",
-                                [KBError("eval.internal", f"{type(exc).__name__}: {exc}")], timestamp)
+            return self._failed(
+                patient, input_sha, "error", [KBError("eval.internal", f"{type(exc).__name__}: {exc}")], timestamp
+            )
 
     # ---- decision -----------------------------------------------------------------------------
     def _decide(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
@@ -107,7 +115,7 @@ class Evaluation:
                 fact[derived_key(name)] = scalar(derived[name].value)
         verdict: dict[str, Any] = {}
         compiled = self.kb.compiled
-        for level, (names, rids) in enumerate(zip(compiled.level_derived, compiled.level_rules)):
+        for level, (names, rids) in enumerate(zip(compiled.level_derived, compiled.level_rules, strict=True)):
             fired = self.kb.durable.fire(level, fact)
             for name in names:
                 truth = True if f"derived:{name}|T" in fired else False if f"derived:{name}|F" in fired else None
@@ -125,31 +133,54 @@ class Evaluation:
         errors: list[KBError] = []
         for name in self.kb.compiled.boolean_derived:
             if verdict[f"derived:{name}"] != derived[name].value:
-                errors.append(KBError("eval.disagreement", f"derived value {name}: durable-rules says "
-                                      f"{verdict[f'derived:{name}']}, the explanation says {derived[name].value}"))
+                errors.append(
+                    KBError(
+                        "eval.disagreement",
+                        f"derived value {name}: durable-rules says "
+                        f"{verdict[f'derived:{name}']}, the explanation says {derived[name].value}",
+                    )
+                )
         entries = []
         for rule in self.rules:
             outcome = evaluator.condition(rule.when, values, derived)
             if verdict[rule.id] != outcome.result:
-                errors.append(KBError("eval.disagreement", f"rule {rule.id}: durable-rules says "
-                                      f"{OUTCOME[verdict[rule.id]]}, the explanation says {OUTCOME[outcome.result]}",
-                                      rule_id=rule.id))
+                errors.append(
+                    KBError(
+                        "eval.disagreement",
+                        f"rule {rule.id}: durable-rules says "
+                        f"{OUTCOME[verdict[rule.id]]}, the explanation says {OUTCOME[outcome.result]}",
+                        rule_id=rule.id,
+                    )
+                )
             entries.append(self._rule_entry(rule, verdict[rule.id], outcome, derived))
         return self._assemble(patient, input_sha, entries, derived, errors, timestamp)
 
-    def _rule_entry(self, rule: Rule, decided: bool | None, outcome: Outcome,
-                    derived: dict[str, DerivedValue]) -> dict[str, Any]:
+    def _rule_entry(
+        self, rule: Rule, decided: bool | None, outcome: Outcome, derived: dict[str, DerivedValue]
+    ) -> dict[str, Any]:
         entry: dict[str, Any] = {
-            "id": rule.id, "version": rule.version, "status": rule.status, "kind": rule.kind,
-            "title": rule.title, "outcome": OUTCOME[decided], "missing": outcome.missing,
+            "id": rule.id,
+            "version": rule.version,
+            "status": rule.status,
+            "kind": rule.kind,
+            "title": rule.title,
+            "outcome": OUTCOME[decided],
+            "missing": outcome.missing,
             "conditions": outcome.leaves,
             "derived": [_derived_dict(derived[n]) for n in self.rule_derived[rule.id]],
         }
         entry.update(self.static[rule.id])
         return entry
 
-    def _assemble(self, patient: dict[str, Any], input_sha: str, entries: list[dict[str, Any]],
-                  derived: dict[str, DerivedValue], errors: list[KBError], timestamp: str | None) -> dict[str, Any]:
+    def _assemble(
+        self,
+        patient: dict[str, Any],
+        input_sha: str,
+        entries: list[dict[str, Any]],
+        derived: dict[str, DerivedValue],
+        errors: list[KBError],
+        timestamp: str | None,
+    ) -> dict[str, Any]:
         scope = derived.get(SCOPE_DERIVED)
         fired = [e for e in entries if e["outcome"] == "fired"]
         if any(e["kind"] == "out_of_scope" for e in fired):
@@ -177,19 +208,30 @@ class Evaluation:
         result["decision"] = self._decision(input_sha, timestamp)
         return result
 
-    def _failed(self, patient: Any, input_sha: str, status: str, problems: list[KBError],
-                timestamp: str | None) -> dict[str, Any]:
+    def _failed(
+        self, patient: Any, input_sha: str, status: str, problems: list[KBError], timestamp: str | None
+    ) -> dict[str, Any]:
         pid = patient.get("id") if isinstance(patient, dict) and isinstance(patient.get("id"), str) else None
-        return {"patient_id": pid, "status": status, "advice": [], "drafts": [], "undetermined": [],
-                "no_recommendation": False, "scope": None, "rules": [],
-                "errors": [_error_dict(p) for p in problems], "decision": self._decision(input_sha, timestamp)}
+        return {
+            "patient_id": pid,
+            "status": status,
+            "advice": [],
+            "drafts": [],
+            "undetermined": [],
+            "no_recommendation": False,
+            "scope": None,
+            "rules": [],
+            "errors": [_error_dict(p) for p in problems],
+            "decision": self._decision(input_sha, timestamp),
+        }
 
     def _decision(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
         from engine.kb import ENGINE_VERSION
 
         record: dict[str, Any] = {
             "decision_id": sha256_text(f"{self.kb.fingerprint}:{input_sha}")[:32],
-            "kb": self.kb_record, "engine": {"fsgs_kb": ENGINE_VERSION, "durable_rules": "2.0.28"},
+            "kb": self.kb_record,
+            "engine": {"fsgs_kb": ENGINE_VERSION, "durable_rules": "2.0.28"},
             "input_sha256": input_sha,
         }
         if timestamp:
@@ -198,8 +240,13 @@ class Evaluation:
 
 
 def _derived_dict(dv: DerivedValue) -> dict[str, Any]:
-    return {"name": dv.name, "value": dv.value, "unit": None if dv.unit == "none" else dv.unit,
-            "how": dv.how, "missing": list(dv.missing)}
+    return {
+        "name": dv.name,
+        "value": dv.value,
+        "unit": None if dv.unit == "none" else dv.unit,
+        "how": dv.how,
+        "missing": list(dv.missing),
+    }
 
 
 def _error_dict(error: KBError) -> dict[str, Any]:
@@ -233,5 +280,4 @@ def _scope_dict(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str
 def invalid_json_result(kb: KnowledgeBase, text: str, problem: str) -> dict[str, Any]:
     """The result for input text that is not JSON at all (the CLI and batch readers use it);
     its input hash is that of the raw text, so it is still traceable."""
-    return kb._evaluation._failed(None, sha256_text(text), "invalid",
-                                  [KBError("patient.json", problem)], None)
+    return kb._evaluation._failed(None, sha256_text(text), "invalid", [KBError("patient.json", problem)], None)

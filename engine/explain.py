@@ -9,6 +9,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from engine.evaluate import SCOPE_DERIVED
+
 WIDTH = 100
 STATUS_TEXT = {
     "evaluated": "evaluated",
@@ -20,8 +22,7 @@ STATUS_TEXT = {
 
 
 def _wrap(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(" ".join(text.split()), WIDTH, initial_indent=indent,
-                         subsequent_indent=" " * len(indent))
+    return textwrap.wrap(" ".join(text.split()), WIDTH, initial_indent=indent, subsequent_indent=" " * len(indent))
 
 
 def _provenance(cond: dict[str, Any]) -> str:
@@ -43,38 +44,43 @@ def _rule_block(rule: dict[str, Any], show_says: bool) -> list[str]:
         mark = {True: "✓", False: "✗", None: "?"}[cond["result"]]
         lines.append(f"      {mark} {cond['text']}{_provenance(cond)}")
     for dv in rule["derived"]:
-        if dv["value"] is not None and dv["unit"]:
-            lines.append(f"        where {dv['name']} = {dv['how']}")
+        if dv["value"] is not None and dv["name"] != SCOPE_DERIVED:
+            lines += _wrap(f"{dv['name']}: {dv['how']}", "        where ")
     if show_says:
         lines += _wrap(rule["says"], "      says: ")
         for cite in rule["citations"]:
-            lines += _wrap(f"{cite['sentence']}: \"{cite['quote']}\"", "      source ")
-        lines += _wrap(f"{rule['evidence']['sentence']}: \"{rule['evidence']['quote']}\"", "      evidence ")
+            lines += _wrap(f'{cite["sentence"]}: "{cite["quote"]}"', "      source ")
+        lines += _wrap(f'{rule["evidence"]["sentence"]}: "{rule["evidence"]["quote"]}"', "      evidence ")
     return lines
 
 
-def _nearest_misses(rules: list[dict[str, Any]], limit: int = 3) -> list[str]:
-    """Rules that did not fire because of exactly one numeric comparison, closest first."""
+def _nearest_misses(rules: list[dict[str, Any]], limit: int = 3, within: float = 0.25) -> list[str]:
+    """Rules that did not fire because of one numeric comparison, within 25 % of its threshold."""
     misses = []
     for rule in rules:
         failed = [c for c in rule["conditions"] if c["result"] is False]
         if rule["outcome"] == "not_fired" and len(failed) == 1 and "margin" in failed[0]:
             cond = failed[0]
             relative = abs(cond["margin"]) / (abs(cond["threshold"]) or 1)
-            misses.append((relative, f"  {rule['id']}: {cond['distance']} {cond['unit'] or ''}".rstrip()))
+            if relative <= within:
+                misses.append((relative, f"  {rule['id']}: {cond['distance']} {cond['unit'] or ''}".rstrip()))
     return [text for _, text in sorted(misses)[:limit]]
 
 
 def explain_text(result: dict[str, Any]) -> str:
     decision = result["decision"]
     kb = decision["kb"]
-    lines = [f"Patient {result.get('patient_id') or '(no id)'}: {STATUS_TEXT.get(result['status'], result['status'])}",
-             f"  knowledge base {kb['id']} {kb['version']} (fingerprint {kb['fingerprint'][:12]}), "
-             f"decision {decision['decision_id']}"]
+    lines = [
+        f"Patient {result.get('patient_id') or '(no id)'}: {STATUS_TEXT.get(result['status'], result['status'])}",
+        f"  knowledge base {kb['id']} {kb['version']} (fingerprint {kb['fingerprint'][:12]}), "
+        f"decision {decision['decision_id']}",
+    ]
     if result["errors"]:
         lines.append("Problems:")
-        lines += [f"  {e.get('pointer', '')} {e['message']}".rstrip() + (f" (hint: {e['hint']})" if e.get("hint") else "")
-                  for e in result["errors"]]
+        lines += [
+            f"  {e.get('pointer', '')} {e['message']}".rstrip() + (f" (hint: {e['hint']})" if e.get("hint") else "")
+            for e in result["errors"]
+        ]
     scope = result.get("scope")
     if scope and result["status"] == "scope_undetermined":
         lines.append(f"Scope: {scope['reason']}")
@@ -95,6 +101,8 @@ def explain_text(result: dict[str, Any]) -> str:
         lines.append("Nearest misses:")
         lines += misses
     if result["advice"] and any(r["kind"] == "advice" for r in fired):
-        lines += _wrap("Evidence note: the review says the randomized trials of this drug in this disease are "
-                       "very limited (S3).", "")
+        lines += _wrap(
+            "Evidence note: the review says the randomized trials of this drug in this disease are very limited (S3).",
+            "",
+        )
     return "\n".join(lines)

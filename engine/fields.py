@@ -36,8 +36,9 @@ def _type_of(schema: dict[str, Any]) -> str:
     return str(schema.get("type", "string"))
 
 
-def _walk_object(schema: dict[str, Any], path: tuple[str, ...], required: set[str],
-                 pointer: str, out: dict[str, FieldInfo]) -> None:
+def _walk_object(
+    schema: dict[str, Any], path: tuple[str, ...], required: set[str], pointer: str, out: dict[str, FieldInfo]
+) -> None:
     for key, sub in schema.get("properties", {}).items():
         if not path and key in ("id", "ext"):
             continue  # the id is not clinical data; ext is carried, never read
@@ -48,9 +49,15 @@ def _walk_object(schema: dict[str, Any], path: tuple[str, ...], required: set[st
             continue
         enum = sub.get("enum") or sub.get("items", {}).get("enum")
         out[".".join(child_path)] = FieldInfo(
-            ".".join(child_path), child_pointer, child_path, _type_of(sub),
-            tuple(enum) if enum else None, sub.get("x-unit"), sub.get("x-unit-from"),
-            pointer if key in required else child_pointer)
+            ".".join(child_path),
+            child_pointer,
+            child_path,
+            _type_of(sub),
+            tuple(enum) if enum else None,
+            sub.get("x-unit"),
+            sub.get("x-unit-from"),
+            pointer if key in required else child_pointer,
+        )
 
 
 @lru_cache(maxsize=1)

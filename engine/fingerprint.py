@@ -27,7 +27,7 @@ def kb_fingerprint(docs: dict[str, Located], root: str) -> str:
     digest = hashlib.sha256()
     prefix = root.rstrip("/") + "/"
     for file in sorted(docs):
-        relative = file[len(prefix):] if file.startswith(prefix) else file.rsplit("/", 1)[-1]
+        relative = file[len(prefix) :] if file.startswith(prefix) else file.rsplit("/", 1)[-1]
         if relative.startswith("tests/"):
             continue
         digest.update(relative.encode("utf-8") + b"\0" + canonical_json(docs[file].data).encode("utf-8") + b"\0")

@@ -12,13 +12,26 @@ missing inputs reported are those of the unknown items that could still change t
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from engine.fields import FieldInfo, catalogue
-from engine.model import OP_SYMBOL, AllOf, AnyOf, Compare, Condition, Const, Derived, Expression, \
-    KnowledgeBaseModel, Not, Op, ParamRef, Ref
+from engine.model import (
+    OP_SYMBOL,
+    AllOf,
+    Compare,
+    Condition,
+    Const,
+    Derived,
+    Expression,
+    KnowledgeBaseModel,
+    Not,
+    Op,
+    ParamRef,
+    Ref,
+)
 
 Truth = bool | None
 
@@ -38,7 +51,14 @@ def _exact(number: Any) -> Fraction:
 
 
 def _plain(number: Fraction) -> float | int:
-    return int(number) if number.denominator == 1 else float(number)
+    """An exact result as int or float; beyond float range (a creatinine baseline of 5e-324
+    gives a 10^326 % rise) it is clamped to the largest float, which compares the same way."""
+    if number.denominator == 1 and abs(number) < 2**53:
+        return int(number)
+    try:
+        return float(number)
+    except OverflowError:
+        return sys.float_info.max if number > 0 else -sys.float_info.max
 
 
 def fmt(value: Any) -> str:
@@ -132,18 +152,23 @@ class Evaluator:
                 return DerivedValue(spec.name, None, spec.unit, tuple(missing), "unknown: needs " + ", ".join(missing))
         return DerivedValue(spec.name, None, spec.unit, (), "no case applies")
 
-    def _expression_value(self, spec: Derived, expr: Expression, values: dict[str, Any],
-                          known: dict[str, DerivedValue], reason: str) -> DerivedValue:
+    def _expression_value(
+        self, spec: Derived, expr: Expression, values: dict[str, Any], known: dict[str, DerivedValue], reason: str
+    ) -> DerivedValue:
         value, text, missing = self.expression(expr, values, known)
         if value is None:
             return DerivedValue(spec.name, None, spec.unit, tuple(missing), "unknown: needs " + ", ".join(missing))
         plain = _plain(value) if isinstance(value, Fraction) else value
-        how = f"{text} = {fmt(plain)} {spec.unit}".rstrip() if isinstance(value, Fraction) and \
-            not isinstance(expr, Ref) else f"{text}"
+        how = (
+            f"{text} = {fmt(plain)} {spec.unit}".rstrip()
+            if isinstance(value, Fraction) and not isinstance(expr, Ref)
+            else f"{text}"
+        )
         return DerivedValue(spec.name, plain, spec.unit, (), how + reason)
 
-    def expression(self, expr: Expression, values: dict[str, Any],
-                   known: dict[str, DerivedValue]) -> tuple[Any, str, list[str]]:
+    def expression(
+        self, expr: Expression, values: dict[str, Any], known: dict[str, DerivedValue]
+    ) -> tuple[Any, str, list[str]]:
         """(value, how it was computed, missing inputs); numbers come back as exact Fractions."""
         if isinstance(expr, Const):
             return expr.value, fmt(expr.value), []
@@ -170,8 +195,9 @@ class Evaluator:
             return _exact(param.value), f"{fmt(param.value)} {param.unit}", []
         if ref.source == "derived":
             dv = known[ref.name]
-            value = _exact(dv.value) if isinstance(dv.value, (int, float)) and not isinstance(dv.value, bool) \
-                else dv.value
+            value = (
+                _exact(dv.value) if isinstance(dv.value, (int, float)) and not isinstance(dv.value, bool) else dv.value
+            )
             return value, f"{fmt(dv.value)} {dv.unit}", list(dv.missing)
         info = self.fields[ref.name]
         value = values.get(ref.name)
@@ -215,7 +241,7 @@ class Evaluator:
         else:
             actual = values.get(leaf.name)
             missing = [plan.missing_pointer] if actual is None else []
-            unit = values.get(plan.unit_from) if plan.unit_from else plan.unit
+            unit = str(values.get(plan.unit_from) or "") if plan.unit_from else plan.unit
         if leaf.op == "present" or leaf.op == "absent":
             result: Truth = (actual is not None) == (leaf.op == "present")
             missing = []
@@ -223,22 +249,28 @@ class Evaluator:
             result = None
         else:
             result = _compare(leaf.op, actual, plan.threshold)
-        return Outcome(result, [plan.explain(actual, unit, result, missing)], missing,
-                       [leaf.name] if plan.derived else [])
+        return Outcome(
+            result, [plan.explain(actual, unit, result, missing)], missing, [leaf.name] if plan.derived else []
+        )
 
     def _plan(self, leaf: Compare) -> _LeafPlan:
         """Everything about a comparison that does not depend on the patient, computed once."""
         param = self.model.parameters[leaf.operand.name] if isinstance(leaf.operand, ParamRef) else None
         if leaf.source == "derived":
             unit = self.model.derived[leaf.name].unit
-            plan = _LeafPlan(leaf, self.threshold(leaf.operand), True, "" if unit == "none" else unit,
-                             None, "", param)
+            plan = _LeafPlan(leaf, self.threshold(leaf.operand), True, "" if unit == "none" else unit, None, "", param)
         else:
             info = self.fields[leaf.name]
             unit_from = info.path.rsplit(".", 1)[0] + "." + info.unit_from if info.unit_from else None
-            plan = _LeafPlan(leaf, self.threshold(leaf.operand), False,
-                             "" if info.unit in (None, "none") else str(info.unit), unit_from,
-                             info.missing_pointer, param)
+            plan = _LeafPlan(
+                leaf,
+                self.threshold(leaf.operand),
+                False,
+                "" if info.unit in (None, "none") else str(info.unit),
+                unit_from,
+                info.missing_pointer,
+                param,
+            )
         self._plans[id(leaf)] = plan
         return plan
 
@@ -246,8 +278,16 @@ class Evaluator:
 class _LeafPlan:
     """A comparison with its threshold, unit and provenance resolved, ready to explain."""
 
-    def __init__(self, leaf: Compare, threshold: Any, derived: bool, unit: str, unit_from: str | None,
-                 missing_pointer: str, param: Any) -> None:
+    def __init__(
+        self,
+        leaf: Compare,
+        threshold: Any,
+        derived: bool,
+        unit: str,
+        unit_from: str | None,
+        missing_pointer: str,
+        param: Any,
+    ) -> None:
         self.leaf = leaf
         self.threshold = threshold
         self.derived = derived
@@ -255,8 +295,12 @@ class _LeafPlan:
         self.unit_from = unit_from
         self.missing_pointer = missing_pointer
         self.symbol = OP_SYMBOL[leaf.op]
-        self.static: dict[str, Any] = {"pointer": leaf.pointer, leaf.source: leaf.name, "op": leaf.op,
-                                       "threshold": threshold}
+        self.static: dict[str, Any] = {
+            "pointer": leaf.pointer,
+            leaf.source: leaf.name,
+            "op": leaf.op,
+            "threshold": threshold,
+        }
         if param is not None:
             self.static["parameter"] = param.name
             self.static["provenance"] = _provenance_summary(param.provenance_kind, param.provenance)

@@ -13,8 +13,18 @@ from typing import Any, Union
 
 COMPARISON_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "includes_any", "present", "absent")
 NUMERIC_OPS = ("lt", "le", "gt", "ge")
-OP_SYMBOL = {"eq": "=", "ne": "≠", "lt": "<", "le": "≤", "gt": ">", "ge": "≥", "in": "in",
-             "includes_any": "includes any of", "present": "is recorded", "absent": "is not recorded"}
+OP_SYMBOL = {
+    "eq": "=",
+    "ne": "≠",
+    "lt": "<",
+    "le": "≤",
+    "gt": ">",
+    "ge": "≥",
+    "in": "in",
+    "includes_any": "includes any of",
+    "present": "is recorded",
+    "absent": "is not recorded",
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ class Not:
     pointer: str
 
 
-Condition = Union[Compare, AllOf, AnyOf, Not]
+Condition = Union[Compare, AllOf, AnyOf, Not]  # noqa: UP007 - a runtime alias of forward references
 
 # ---- expressions (derived values) ------------------------------------------------------------
 
@@ -81,7 +91,7 @@ class Op:
     pointer: str
 
 
-Expression = Union[Ref, Const, Op]
+Expression = Union[Ref, Const, Op]  # noqa: UP007 - a runtime alias of forward references
 
 # ---- knowledge-base parts -------------------------------------------------------------------
 

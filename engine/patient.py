@@ -55,7 +55,9 @@ class _SchemaWalker:
             if value not in schema["enum"] or isinstance(value, bool):
                 choices = ", ".join(str(v) for v in schema["enum"])
                 hint = did_you_mean(str(value), {str(v) for v in schema["enum"]}) if isinstance(value, str) else None
-                self.errors.append(_problem(pointer, "patient.enum", f"{_describe(value)} is not one of {choices}", hint))
+                self.errors.append(
+                    _problem(pointer, "patient.enum", f"{_describe(value)} is not one of {choices}", hint)
+                )
             return
         expected = schema.get("type")
         if expected is None:
@@ -72,17 +74,29 @@ class _SchemaWalker:
         unit = f" {schema['x-unit']}" if "x-unit" in schema else ""
         low, high = schema.get("minimum"), schema.get("maximum")
         above = schema.get("exclusiveMinimum")
-        if (low is not None and value < low) or (above is not None and value <= above) or \
-                (high is not None and value > high):
+        if (
+            (low is not None and value < low)
+            or (above is not None and value <= above)
+            or (high is not None and value > high)
+        ):
             bound = f"> {above}" if above is not None else f"≥ {low}"
-            self.errors.append(_problem(pointer, "patient.range",
-                                        f"{_describe(value)}{unit} is out of range (must be {bound} and ≤ {high}{unit})"))
+            self.errors.append(
+                _problem(
+                    pointer,
+                    "patient.range",
+                    f"{_describe(value)}{unit} is out of range (must be {bound} and ≤ {high}{unit})",
+                )
+            )
 
     def _string(self, value: str, schema: dict[str, Any], pointer: str) -> None:
         if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", 10**9):
-            self.errors.append(_problem(pointer, "patient.length",
-                                        f"text length {len(value)} is outside {schema.get('minLength', 0)}.."
-                                        f"{schema.get('maxLength', '∞')}"))
+            self.errors.append(
+                _problem(
+                    pointer,
+                    "patient.length",
+                    f"text length {len(value)} is outside {schema.get('minLength', 0)}..{schema.get('maxLength', '∞')}",
+                )
+            )
 
     def _boolean(self, value: bool, schema: dict[str, Any], pointer: str) -> None:
         return
@@ -108,13 +122,19 @@ class _SchemaWalker:
                 self.check(item, props[key], child)
             elif schema.get("additionalProperties") is False:
                 hint = did_you_mean(str(key), set(props)) or (
-                    "put site-specific data under 'ext'" if pointer == "" else None)
+                    "put site-specific data under 'ext'" if pointer == "" else None
+                )
                 self.errors.append(_problem(child, "patient.unknown_field", f"unknown field '{key}'", hint))
 
 
 def _article(kind: str) -> str:
-    return {"object": "an object", "array": "a list", "number": "a number",
-            "string": "a string", "boolean": "true or false"}.get(kind, kind)
+    return {
+        "object": "an object",
+        "array": "a list",
+        "number": "a number",
+        "string": "a string",
+        "boolean": "true or false",
+    }.get(kind, kind)
 
 
 @lru_cache(maxsize=1)
@@ -144,19 +164,34 @@ def _clinical_conflicts(record: dict[str, Any]) -> list[KBError]:
     if status == "never":
         for key in ("daily_dose", "months_on_therapy"):
             if key in csa:
-                out.append(_problem(f"/cyclosporine/{key}", "patient.conflict",
-                                    f"status 'never' contradicts a recorded {key.replace('_', ' ')}",
-                                    "remove the value, or correct the status"))
+                out.append(
+                    _problem(
+                        f"/cyclosporine/{key}",
+                        "patient.conflict",
+                        f"status 'never' contradicts a recorded {key.replace('_', ' ')}",
+                        "remove the value, or correct the status",
+                    )
+                )
     if status == "current" and dose == 0:
-        out.append(_problem("/cyclosporine/daily_dose/value", "patient.conflict",
-                            "a current cyclosporine course with a daily dose of 0",
-                            "record the dose taken, or set status to 'stopped'"))
+        out.append(
+            _problem(
+                "/cyclosporine/daily_dose/value",
+                "patient.conflict",
+                "a current cyclosporine course with a daily dose of 0",
+                "record the dose taken, or set status to 'stopped'",
+            )
+        )
     bp = _mapping(record.get("blood_pressure"))
     systolic, diastolic = bp.get("systolic_mmHg"), bp.get("diastolic_mmHg")
-    if _type_ok(systolic, "number") and _type_ok(diastolic, "number") and diastolic >= systolic:
-        out.append(_problem("/blood_pressure/diastolic_mmHg", "patient.conflict",
-                            f"diastolic {diastolic} mmHg is not below systolic {systolic} mmHg",
-                            "check that the two values are not swapped"))
+    if isinstance(systolic, (int, float)) and isinstance(diastolic, (int, float)) and diastolic >= systolic:
+        out.append(
+            _problem(
+                "/blood_pressure/diastolic_mmHg",
+                "patient.conflict",
+                f"diastolic {diastolic} mmHg is not below systolic {systolic} mmHg",
+                "check that the two values are not swapped",
+            )
+        )
     return out
 
 

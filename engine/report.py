@@ -27,9 +27,11 @@ def format_error(error: KBError) -> str:
 def coverage_line(coverage: Coverage) -> str:
     encoded = ", ".join(coverage.encoded)
     skipped = ", ".join(coverage.not_encoded)
-    return (f"coverage: {len(coverage.encoded)}/{coverage.total} sentences encoded by rules ({encoded}); "
-            f"{len(coverage.not_encoded)} not encoded, with a reason ({skipped}); "
-            f"{len(coverage.uncovered)} uncovered")
+    return (
+        f"coverage: {len(coverage.encoded)}/{coverage.total} sentences encoded by rules ({encoded}); "
+        f"{len(coverage.not_encoded)} not encoded, with a reason ({skipped}); "
+        f"{len(coverage.uncovered)} uncovered"
+    )
 
 
 def validation_text(report: ValidationReport) -> str:
@@ -38,17 +40,23 @@ def validation_text(report: ValidationReport) -> str:
         lines.append(coverage_line(report.coverage))
     model = report.load.model
     name = f"{model.manifest.get('id', '?')} {model.manifest.get('version', '?')}" if model.manifest else model.root
-    lines.append(f"{name}: {len(model.rules)} rules, {len(model.parameters)} parameters, "
-                 f"{len(model.derived)} derived values: {len(report.errors)} error(s), "
-                 f"{len(report.warnings)} warning(s)")
+    lines.append(
+        f"{name}: {len(model.rules)} rules, {len(model.parameters)} parameters, "
+        f"{len(model.derived)} derived values: {len(report.errors)} error(s), "
+        f"{len(report.warnings)} warning(s)"
+    )
     return "\n".join(lines)
 
 
 def coverage_dict(coverage: Coverage | None) -> dict[str, Any] | None:
     if coverage is None:
         return None
-    return {"encoded": coverage.encoded, "not_encoded": coverage.not_encoded,
-            "uncovered": coverage.uncovered, "sentences": coverage.total}
+    return {
+        "encoded": coverage.encoded,
+        "not_encoded": coverage.not_encoded,
+        "uncovered": coverage.uncovered,
+        "sentences": coverage.total,
+    }
 
 
 def validation_json(report: ValidationReport) -> str:

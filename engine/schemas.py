@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache, lru_cache
+from typing import Any
 
 import jsonschema
 from referencing import Registry, Resource
@@ -29,14 +30,14 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """The parsed schema file `schema/<name>.schema.json`."""
     result: dict[str, Any] = json.loads((schema_dir() / f"{name}.schema.json").read_text("utf-8"))
     return result
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> jsonschema.protocols.Validator:
     schema = load_schema(name)
     return jsonschema.Draft202012Validator(schema, registry=_registry())
@@ -78,18 +79,52 @@ def schema_errors(name: str, doc: Located, skip: Callable[[str], bool] = lambda 
             if skip(pointer):
                 continue
             out.extend(_to_kb_errors(error, pointer, doc))
-    return out
+    return _drop_misspelt_required(out)
+
+
+def _drop_misspelt_required(errors: list[KBError]) -> list[KBError]:
+    """'sayz' unknown + 'says' missing is one mistake: keep only the did-you-mean."""
+    suggested = {(e.pointer.rsplit("/", 1)[0], e.hint) for e in errors if e.code == "schema.unknown_field"}
+    return [
+        e
+        for e in errors
+        if not (
+            e.code == "schema.missing_field"
+            and (e.pointer, f"did you mean '{e.message.split(chr(39))[1]}'?") in suggested
+        )
+    ]
 
 
 def _to_kb_errors(error: jsonschema.ValidationError, pointer: str, doc: Located) -> list[KBError]:
     unexpected = _unexpected_keys(error)
     if unexpected:
         allowed = sorted(error.schema.get("properties", {}))
-        return [doc.error("schema.unknown_field", f"unknown field '{key}'", pointer_join(pointer, key),
-                          did_you_mean(key, allowed) or f"allowed here: {', '.join(allowed)}", key=True)
-                for key in unexpected]
+        return [
+            doc.error(
+                "schema.unknown_field",
+                f"unknown field '{key}'",
+                pointer_join(pointer, key),
+                did_you_mean(key, allowed) or f"allowed here: {', '.join(allowed)}",
+                key=True,
+            )
+            for key in unexpected
+        ]
     if error.validator == "required":
-        return [doc.error("schema.missing_field", error.message, pointer,
-                          "add the field; see the schema for what it holds")]
+        return [
+            doc.error("schema.missing_field", error.message, pointer, "add the field; see the schema for what it holds")
+        ]
     hint = error.schema.get("description") if isinstance(error.schema, dict) else None
-    return [doc.error("schema.invalid", f"{pointer or '/'}: {error.message}", pointer, hint)]
+    return [doc.error("schema.invalid", f"{pointer or '/'}: {_short_message(error)}", pointer, hint)]
+
+
+def _short_message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, without echoing a whole mapping or list back at the editor."""
+    limit = error.validator_value
+    if error.validator in ("maxProperties", "maxItems"):
+        return f"has more than {limit} entr{'y' if limit == 1 else 'ies'}"
+    if error.validator in ("minProperties", "minItems"):
+        return f"needs at least {limit} entr{'y' if limit == 1 else 'ies'}"
+    if isinstance(error.instance, (dict, list)):
+        kind = "mapping" if isinstance(error.instance, dict) else "list"
+        return f"this {kind} does not fit the schema ({error.validator}: {limit!r})"[:200]
+    return error.message

@@ -33,9 +33,7 @@ def validate_dir(rules_dir: Path) -> ValidationReport:
     """Every problem of a rules directory, sorted by file, line and column."""
     load = read_rules_dir(rules_dir)
     problems = list(load.errors)
-    coverage = None
-    if load.model.manifest:
-        checks, coverage = run_checks(load.model, load.docs)
-        problems.extend(checks)
+    checks, coverage = run_checks(load.model, load.docs, load.failed)
+    problems.extend(checks)
     unique = sorted(set(problems), key=KBError.sort_key)
     return ValidationReport(load, unique, coverage)

@@ -1,0 +1,28 @@
+"""Shared fixtures: the real bundled knowledge base, loaded once, and helpers for copies of it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.kb import KnowledgeBase
+from engine.paths import bundled_rules_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def kb() -> KnowledgeBase:
+    return engine.load()
+
+
+@pytest.fixture
+def kb_copy(tmp_path: Path) -> Path:
+    """A writable copy of the bundled knowledge base at tmp_path/rules."""
+    target = tmp_path / "rules"
+    shutil.copytree(bundled_rules_dir(), target)
+    return target

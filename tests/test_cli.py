@@ -1,0 +1,130 @@
+"""The command line: in-process with click's CliRunner, plus real subprocesses of the entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def invoke(*args: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args), input=stdin)
+
+
+def test_validate_clean_kb_exits_0() -> None:
+    result = invoke("validate")
+    assert result.exit_code == 0, result.output
+    assert "0 error(s)" in result.output
+
+
+def test_validate_json_format() -> None:
+    payload = json.loads(invoke("validate", "--format", "json").output)
+    assert payload["ok"] is True and payload["coverage"]["sentences"] == 8
+
+
+def test_validate_missing_dir_exits_1(tmp_path: Path) -> None:
+    result = invoke("validate", "--rules", str(tmp_path / "nope"))
+    assert result.exit_code == 1 and "kb.not_found" in result.output
+
+
+def test_usage_error_exits_2() -> None:
+    assert invoke("validate", "--format", "xml").exit_code == 2
+    assert invoke("no-such-command").exit_code == 2
+
+
+def test_evaluate_example(tmp_path: Path) -> None:
+    result = invoke("evaluate", str(EXAMPLES / "dose-above-ceiling.json"))
+    assert result.exit_code == 0
+    payload = json.loads(result.output)
+    assert payload["status"] == "evaluated" and "CSA-DOSE-EXCEEDS" in payload["advice"]
+
+
+def test_evaluate_stdin_invalid_record_exits_1() -> None:
+    result = invoke("evaluate", "-", stdin='{"id": "x", "weight_kg": 0}')
+    assert result.exit_code == 1
+    assert json.loads(result.output)["errors"][0]["pointer"] == "/weight_kg"
+
+
+def test_evaluate_garbage_is_an_invalid_record_not_a_traceback() -> None:
+    result = invoke("evaluate", "-", stdin="this is not json")
+    assert result.exit_code == 1
+    payload = json.loads(result.output)
+    assert payload["errors"][0]["code"] == "patient.json" and "Traceback" not in result.output
+
+
+def test_evaluate_missing_file_exits_2(tmp_path: Path) -> None:
+    result = invoke("evaluate", str(tmp_path / "missing.json"))
+    assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_evaluate_with_broken_kb_exits_2(kb_copy: Path) -> None:
+    (kb_copy / "kb.yaml").write_text("id: [", encoding="utf-8")
+    result = invoke("evaluate", "--rules", str(kb_copy), str(EXAMPLES / "dose-above-ceiling.json"))
+    assert result.exit_code == 2 and "yaml.syntax" in result.output
+
+
+def test_explain_names_the_rule_the_value_and_the_quote() -> None:
+    result = invoke("explain", str(EXAMPLES / "dose-above-ceiling.json"))
+    assert result.exit_code == 0
+    assert "CSA-DOSE-EXCEEDS" in result.output
+    assert "dose_mg_per_kg_day = 5.1 mg/kg/day" in result.output
+    assert "357 mg/day ÷ 70 kg" in result.output
+    assert '"Provided the total dose is kept to 5 mg/kg or less"' in result.output
+
+
+def test_compile_prints_loadable_rulesets() -> None:
+    payload = json.loads(invoke("compile").output)
+    rulesets = [rs for level in payload["levels"] for rs in level["rulesets"]]
+    assert any("CSA-DOSE-EXCEEDS|T" in rs for rs in rulesets)
+
+
+def test_compiled_rulesets_load_into_durable_host() -> None:
+    """The printed form is durable-rules' own JSON ruleset form: Host().set_rulesets accepts it."""
+    from durable.engine import Host
+
+    payload = json.loads(invoke("compile").output)
+    host = Host()
+    for i, level in enumerate(payload["levels"]):
+        for j, ruleset in enumerate(level["rulesets"]):
+            host.set_rulesets(
+                {f"check_{i}_{j}": {name: dict(rule, run=lambda c: None) for name, rule in ruleset.items()}}
+            )
+
+
+def test_same_input_gives_byte_identical_output() -> None:
+    first = invoke("evaluate", str(EXAMPLES / "dose-above-ceiling.json")).output
+    second = invoke("evaluate", str(EXAMPLES / "dose-above-ceiling.json")).output
+    assert first == second
+
+
+def _entry_point() -> str | None:
+    beside = Path(sys.executable).parent / "fsgs-kb"
+    return str(beside) if beside.is_file() else shutil.which("fsgs-kb")
+
+
+@pytest.mark.skipif(_entry_point() is None, reason="the fsgs-kb entry point is not installed")
+def test_installed_entry_point_from_another_directory(tmp_path: Path) -> None:
+    command = str(_entry_point())
+    proc = subprocess.run([command, "validate"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "coverage: 5/8" in proc.stdout
+    patient = tmp_path / "p.json"
+    shutil.copy(EXAMPLES / "dose-above-ceiling.json", patient)
+    proc = subprocess.run(
+        ["fsgs-kb", "explain", str(patient)], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert proc.returncode == 0 and "CSA-DOSE-EXCEEDS" in proc.stdout
+
+
+def test_module_invocation_without_entry_point(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cli", "validate"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
