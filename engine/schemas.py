@@ -47,10 +47,15 @@ def _instance_pointer(error: jsonschema.ValidationError) -> str:
     return pointer_join("", *error.absolute_path)
 
 
+def _properties(error: jsonschema.ValidationError) -> dict[str, Any]:
+    schema = error.schema
+    return dict(schema.get("properties", {})) if isinstance(schema, dict) else {}
+
+
 def _unexpected_keys(error: jsonschema.ValidationError) -> list[str]:
     if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
         return []
-    allowed = set(error.schema.get("properties", {}))
+    allowed = set(_properties(error))
     return [k for k in error.instance if k not in allowed]
 
 
@@ -98,7 +103,7 @@ def _drop_misspelt_required(errors: list[KBError]) -> list[KBError]:
 def _to_kb_errors(error: jsonschema.ValidationError, pointer: str, doc: Located) -> list[KBError]:
     unexpected = _unexpected_keys(error)
     if unexpected:
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(_properties(error))
         return [
             doc.error(
                 "schema.unknown_field",
