@@ -13,6 +13,9 @@ avoids each one by construction rather than by recovering from it:
 - Host starts two timer threads calling into the core every 0.2 s, which must not survive a
   fork → the C module is used directly, and the ruleset is created lazily in the process that
   uses it (a fork is detected by pid and gets its own rulesets).
+- Error 204: the core's JSON parser rejects a number with an exponent but no decimal point
+  (`1e-05`, `1e+16`, `5e-324`, which is how Python writes them) → facts and rulesets are
+  encoded here with `durable_json`, which writes `1.0e-05`.
 - Error 303 (more than 64 alpha nodes activated by one fact) → the compiler splits each level
   into rulesets whose alpha paths cannot exceed the limit (engine.compile.split_for_alpha_budget);
   should the core still refuse a fact, it is an EngineError, reported as that record's error.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from typing import Any
 
 import durable_rules_engine as core
@@ -33,6 +37,37 @@ _NAMES = itertools.count()
 
 class EngineError(Exception):
     """durable-rules refused or failed to evaluate a fact."""
+
+
+def _number(value: float) -> str:
+    text = repr(value)
+    mantissa, e, exponent = text.partition("e")
+    return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+
+
+_BARE_EXPONENT = re.compile(r"(?<=[:\[,])(-?\d+)(e[-+]?\d+)")
+
+
+def fact_json(fact: dict[str, Any]) -> str:
+    """A flat fact for the core: json.dumps, with `1e-05` rewritten as `1.0e-05` (error 204).
+    Keys and strings are engine-made names and enum values, so no string can hold such a token."""
+    text = json.dumps(fact, ensure_ascii=False, separators=(",", ":"))
+    return _BARE_EXPONENT.sub(r"\1.0\2", text) if "e" in text else text
+
+
+def durable_json(value: Any) -> str:
+    """JSON as the C core parses it (see error 204 above); otherwise like json.dumps."""
+    if isinstance(value, dict):
+        return (
+            "{"
+            + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{durable_json(v)}" for k, v in value.items())
+            + "}"
+        )
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(durable_json(v) for v in value) + "]"
+    if isinstance(value, float):
+        return _number(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _action_name(message: str) -> str:
@@ -65,7 +100,7 @@ class DurableRulesets:
 
     def fire(self, level: int, fact: dict[str, Any]) -> set[str]:
         """Assert one flat fact into a level's rulesets; return the names of the rules it fired."""
-        text = json.dumps({"sid": "0", "id": next(self._ids), "k": 1, **fact}, ensure_ascii=False)
+        text = fact_json({"sid": "0", "id": next(self._ids), "k": 1, **fact})
         fired: set[str] = set()
         for handle in self._ensure()[level]:
             self._fire_one(handle, text, fired)

@@ -13,7 +13,7 @@ from engine.conditions import expression_refs, walk
 from engine.durable_engine import EngineError
 from engine.errors import KBError
 from engine.fingerprint import canonical_json, sha256_text
-from engine.kleene import DerivedValue, Outcome
+from engine.kleene import DerivedValue, Memo, Outcome
 from engine.model import Rule, rule_order
 from engine.patient import field_values, used_fields, validate_patient
 
@@ -128,7 +128,8 @@ class Evaluation:
     def _evaluate(self, patient: dict[str, Any], input_sha: str, timestamp: str | None) -> dict[str, Any]:
         evaluator = self.kb.evaluator
         values = field_values(patient, self.fields)
-        derived = evaluator.derive(values)
+        memo: Memo = {}
+        derived = evaluator.derive(values, memo)
         verdict = self._decide(values, derived)
         errors: list[KBError] = []
         for name in self.kb.compiled.boolean_derived:
@@ -142,7 +143,7 @@ class Evaluation:
                 )
         entries = []
         for rule in self.rules:
-            outcome = evaluator.condition(rule.when, values, derived)
+            outcome = evaluator.condition(rule.when, values, derived, memo)
             if verdict[rule.id] != outcome.result:
                 errors.append(
                     KBError(

@@ -34,6 +34,7 @@ from engine.model import (
 )
 
 Truth = bool | None
+Memo = dict[tuple[Any, ...], tuple[Truth, dict[str, Any], list[str]]]
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class Evaluator:
         self.model = model
         self.fields: dict[str, FieldInfo] = catalogue()
         self._plans: dict[int, _LeafPlan] = {}  # by id(): conditions live as long as the model
+        self._shared: dict[tuple[Any, ...], _LeafPlan] = {}
 
     # ---- thresholds ---------------------------------------------------------------------------
     def threshold(self, operand: Any) -> Any:
@@ -128,22 +130,27 @@ class Evaluator:
         return operand
 
     # ---- derived values -----------------------------------------------------------------------
-    def derive(self, values: dict[str, Any]) -> dict[str, DerivedValue]:
+    def derive(self, values: dict[str, Any], memo: Memo | None = None) -> dict[str, DerivedValue]:
+        """Every derived value, in dependency order. `memo` shares comparisons already made for
+        this patient (the same comparison appears in many rules)."""
+        memo = {} if memo is None else memo
         out: dict[str, DerivedValue] = {}
         for name in self.model.derived_order:
-            out[name] = self._derive_one(self.model.derived[name], values, out)
+            out[name] = self._derive_one(self.model.derived[name], values, out, memo)
         return out
 
-    def _derive_one(self, spec: Derived, values: dict[str, Any], known: dict[str, DerivedValue]) -> DerivedValue:
+    def _derive_one(
+        self, spec: Derived, values: dict[str, Any], known: dict[str, DerivedValue], memo: Memo
+    ) -> DerivedValue:
         if spec.condition is not None:
-            outcome = self.condition(spec.condition, values, known)
+            outcome = self.condition(spec.condition, values, known, memo)
             how = " and ".join(leaf["text"] for leaf in outcome.leaves if leaf["result"] is not None) or "unknown"
             return DerivedValue(spec.name, outcome.result, spec.unit, tuple(outcome.missing), how)
         if spec.value is not None:
             return self._expression_value(spec, spec.value, values, known, "")
         missing: list[str] = []
         for when, expr in spec.cases:
-            case = self.condition(when, values, known)
+            case = self.condition(when, values, known, memo)
             if case.result is True:
                 reason = "; ".join(leaf["text"] for leaf in case.leaves)
                 return self._expression_value(spec, expr, values, known, f" (because {reason})")
@@ -213,14 +220,17 @@ class Evaluator:
         return "" if info.unit in (None, "none") else str(info.unit)
 
     # ---- conditions ---------------------------------------------------------------------------
-    def condition(self, cond: Condition, values: dict[str, Any], known: dict[str, DerivedValue]) -> Outcome:
+    def condition(
+        self, cond: Condition, values: dict[str, Any], known: dict[str, DerivedValue], memo: Memo | None = None
+    ) -> Outcome:
+        memo = {} if memo is None else memo
         if isinstance(cond, Compare):
-            return self._leaf(cond, values, known)
+            return self._leaf(cond, values, known, memo)
         if isinstance(cond, Not):
-            inner = self.condition(cond.item, values, known)
+            inner = self.condition(cond.item, values, known, memo)
             result = None if inner.result is None else not inner.result
             return Outcome(result, inner.leaves, inner.missing, inner.derived)
-        parts = [self.condition(item, values, known) for item in cond.items]
+        parts = [self.condition(item, values, known, memo) for item in cond.items]
         combine = kleene_all if isinstance(cond, AllOf) else kleene_any
         result = combine([p.result for p in parts])
         missing: list[str] = []
@@ -232,8 +242,19 @@ class Evaluator:
         derived = [d for p in parts for d in p.derived]
         return Outcome(result, leaves, missing, derived)
 
-    def _leaf(self, leaf: Compare, values: dict[str, Any], known: dict[str, DerivedValue]) -> Outcome:
+    def _leaf(self, leaf: Compare, values: dict[str, Any], known: dict[str, DerivedValue], memo: Memo) -> Outcome:
         plan = self._plans.get(id(leaf)) or self._plan(leaf)
+        hit = memo.get(plan.key)
+        if hit is None:
+            hit = memo[plan.key] = self._judge(plan, values, known)
+        result, entry, missing = hit
+        return Outcome(result, [{"pointer": leaf.pointer, **entry}], list(missing), plan.derived_names)
+
+    def _judge(
+        self, plan: _LeafPlan, values: dict[str, Any], known: dict[str, DerivedValue]
+    ) -> tuple[Truth, dict[str, Any], list[str]]:
+        """A comparison's value and explanation for this patient (without its place in a rule)."""
+        leaf = plan.leaf
         if plan.derived:
             dv = known[leaf.name]
             actual, missing = dv.value, list(dv.missing)
@@ -249,12 +270,11 @@ class Evaluator:
             result = None
         else:
             result = _compare(leaf.op, actual, plan.threshold)
-        return Outcome(
-            result, [plan.explain(actual, unit, result, missing)], missing, [leaf.name] if plan.derived else []
-        )
+        return result, plan.explain(actual, unit, result, missing), missing
 
     def _plan(self, leaf: Compare) -> _LeafPlan:
-        """Everything about a comparison that does not depend on the patient, computed once."""
+        """Everything about a comparison that does not depend on the patient, computed once;
+        identical comparisons in different rules share one plan (and one memo entry)."""
         param = self.model.parameters[leaf.operand.name] if isinstance(leaf.operand, ParamRef) else None
         if leaf.source == "derived":
             unit = self.model.derived[leaf.name].unit
@@ -271,6 +291,7 @@ class Evaluator:
                 info.missing_pointer,
                 param,
             )
+        plan = self._shared.setdefault(plan.key, plan)
         self._plans[id(leaf)] = plan
         return plan
 
@@ -295,8 +316,9 @@ class _LeafPlan:
         self.unit_from = unit_from
         self.missing_pointer = missing_pointer
         self.symbol = OP_SYMBOL[leaf.op]
+        self.key = (leaf.source, leaf.name, leaf.op, repr(leaf.operand))
+        self.derived_names = [leaf.name] if derived else []
         self.static: dict[str, Any] = {
-            "pointer": leaf.pointer,
             leaf.source: leaf.name,
             "op": leaf.op,
             "threshold": threshold,

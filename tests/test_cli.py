@@ -119,9 +119,7 @@ def test_installed_entry_point_from_another_directory(tmp_path: Path) -> None:
     assert "coverage: 5/8" in proc.stdout
     patient = tmp_path / "p.json"
     shutil.copy(EXAMPLES / "dose-above-ceiling.json", patient)
-    proc = subprocess.run(
-        ["fsgs-kb", "explain", str(patient)], capture_output=True, text=True, cwd=tmp_path, timeout=60
-    )
+    proc = subprocess.run([command, "explain", str(patient)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0 and "CSA-DOSE-EXCEEDS" in proc.stdout
 
 

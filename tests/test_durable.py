@@ -188,3 +188,27 @@ def test_knowledge_base_loaded_before_fork_works_in_the_child(kb: Any) -> None:
         child = json.loads(handle.read())
     os.waitpid(pid, 0)
     assert child == parent
+
+
+# error 204: numbers with an exponent but no decimal point --------------------------------------------
+def test_upstream_core_rejects_exponent_without_decimal_point() -> None:
+    import durable_rules_engine as core
+
+    handle = core.create_ruleset("num204", json.dumps({"a|T": {"all": [{"m": {"$gte": {"x": 1}}}]}}))
+    with pytest.raises(Exception, match="204"):
+        core.assert_fact(handle, '{"sid": "0", "id": 1, "x": 1e-05}')
+
+
+def test_tiny_and_huge_numbers_are_evaluated(kb: Any) -> None:
+    for age in (5e-324, 1e-05, 0.0001):
+        result = kb.evaluate(
+            {
+                "id": "p",
+                "age_years": age,
+                "fsgs": {"biopsy_proven": True, "etiology": "primary"},
+                "steroids": {"response": "resistant", "high_dose_weeks": 1e-05},
+                "cyclosporine": {"status": "never"},
+            }
+        )
+        assert result["status"] == "evaluated", result["errors"]
+        assert result["advice"] == ["SR-NOT-CONFIRMED"]
