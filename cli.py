@@ -132,6 +132,164 @@ def explain(patient: str, rules_dir: Path | None) -> None:
     sys.exit(EXIT_BY_STATUS.get(result["status"], 0))
 
 
+class _Progress:
+    """A one-line progress bar on stderr: records, records/s and, when the size is known, ETA."""
+
+    def __init__(self, total_bytes: int | None) -> None:
+        import time
+
+        self.total = total_bytes
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, records: int, bytes_read: int, final: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if not final and now - self.last < 0.2:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        text = f"\r{records:,} records  {records / elapsed:,.0f}/s"
+        if self.total and bytes_read:
+            share = min(bytes_read / self.total, 1.0)
+            eta = elapsed * (1 - share) / share if share else 0
+            text += f"  {share:5.1%}  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+        click.echo(text + ("\n" if final else ""), err=True, nl=False)
+
+
+@main.command()
+@click.argument("source", metavar="INPUT|-")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write results here (default: stdout)."
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: the number of cores)."
+)
+@click.option("--resume", is_flag=True, help="Continue a killed run: keep OUTPUT's complete lines, do the rest.")
+@click.option(
+    "--summary",
+    "summary_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the summary as JSON to this file.",
+)
+@click.option(
+    "--input-format",
+    "input_format",
+    type=click.Choice(["jsonl", "json", "csv"]),
+    default=None,
+    help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '[').",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@RULES_OPTION
+def batch(
+    source: str,
+    output: str | None,
+    workers: int | None,
+    resume: bool,
+    summary_file: str | None,
+    input_format: str | None,
+    quiet: bool,
+    rules_dir: Path | None,
+) -> None:
+    """Evaluate many patients: JSON Lines (or a JSON array, or CSV with dotted column names) in,
+    one JSON result per input record out, in input order.
+
+    Every input record gets exactly one result line, carrying its record number and input line;
+    a line that is not JSON, an empty line, an invalid patient or a record that crashes the
+    engine gets status invalid or error with a code, and the run goes on. A summary goes to
+    stderr (and --summary FILE as JSON).
+
+    \b
+    Exit codes:
+      0  every record evaluated
+      1  some records invalid
+      3  some records hit internal errors (e.g. engine_crash)
+      2  usage or I/O errors
+    """
+    import json
+    import os
+
+    from engine.batch import BatchRunner
+    from engine.batch_io import LineWriter, open_output, prepare_resume
+    from engine.errors import KBErrors
+    from engine.readers import read_records, sniff_format
+    from engine.report import format_error
+
+    kb = _load_kb(rules_dir)
+    if resume and not output:
+        raise click.UsageError("--resume needs -o OUTPUT (a file to continue)")
+    try:
+        stream = sys.stdin if source == "-" else open(source, encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        click.echo(f"fsgs-kb: cannot read {source}: {exc.strerror}", err=True)
+        sys.exit(2)
+    head = "" if input_format or source != "-" else ""
+    fmt = input_format or sniff_format(None if source == "-" else source, _peek(stream))
+    done = 0
+    try:
+        if resume and output:
+            done = prepare_resume(output, kb.fingerprint)
+        fd = open_output(output, append=resume) if output else sys.stdout.fileno()
+    except KBErrors as exc:
+        for error in exc.errors:
+            click.echo(format_error(error), err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(f"fsgs-kb: cannot write {output}: {exc.strerror}", err=True)
+        sys.exit(2)
+    writer = LineWriter(fd, None if output else sys.stdout.buffer)
+    total = os.path.getsize(source) if source != "-" and fmt != "csv" else None
+    show = not quiet and sys.stderr.isatty()
+    progress = _Progress(total) if show else None
+    records = (r for r in read_records(stream, fmt) if r.number > done)
+    runner = BatchRunner(
+        kb, str(rules_dir) if rules_dir else None, workers or os.cpu_count() or 1, writer.write, progress
+    )
+    try:
+        summary = runner.run(records, first_number=done + 1)
+    except ValueError as exc:
+        writer.flush()
+        click.echo(f"fsgs-kb: {source}: {exc}", err=True)
+        sys.exit(2)
+    writer.flush()
+    if output:
+        os.close(fd)
+    if progress is not None:
+        progress(summary.records, total or 0, final=True)
+    payload = summary.to_dict()
+    click.echo(_summary_text(payload), err=True)
+    if summary_file:
+        with open(summary_file, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2)
+    sys.exit(summary.exit_code)
+    del head
+
+
+def _peek(stream: object) -> str:
+    """The first characters of an input without consuming them (for format sniffing)."""
+    peek = getattr(getattr(stream, "buffer", None), "peek", None)
+    if peek is None:
+        return ""
+    return bytes(peek(64)[:64]).decode("utf-8", "ignore")
+
+
+def _summary_text(payload: dict[str, Any]) -> str:
+    statuses = ", ".join(f"{k} {v:,}" for k, v in payload["by_status"].items()) or "none"
+    lines = [
+        f"{payload['records']:,} records in {payload['elapsed_s']:.1f} s "
+        f"({payload['records_per_s']:,.0f}/s, {payload['workers']} workers): {statuses}"
+    ]
+    if payload["resumed_after"]:
+        lines.append(f"resumed after record {payload['resumed_after']:,}")
+    if payload["worker_crashes"]:
+        lines.append(f"worker crashes survived: {payload['worker_crashes']}")
+    for rule, counts in payload["by_rule"].items():
+        lines.append(f"  {rule:26s} " + "  ".join(f"{k} {v:,}" for k, v in counts.items()))
+    return "\n".join(lines)
+
+
 @main.command(name="compile")
 @RULES_OPTION
 def compile_command(rules_dir: Path | None) -> None:

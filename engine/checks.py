@@ -13,7 +13,7 @@ from engine.conditions import expression_refs, walk
 from engine.errors import KBError
 from engine.fields import FieldInfo, catalogue
 from engine.model import NUMERIC_OPS, Compare, Const, Derived, KnowledgeBaseModel, ParamRef, Quote, Rule
-from engine.schemas import did_you_mean
+from engine.suggest import did_you_mean
 from engine.yamlsafe import Located
 
 

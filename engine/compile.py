@@ -180,14 +180,23 @@ class Compiler:
 
     def _add(self, ruleset: dict[str, Any], name: str, cond: Condition) -> None:
         t, f = self.patterns(cond)
-        ruleset[f"{name}|T"] = {"all": [{"m": t}]}
-        ruleset[f"{name}|F"] = {"all": [{"m": f}]}
+        ruleset[f"{name}|T"] = {"all": [{"m": _guarded(t)}]}
+        ruleset[f"{name}|F"] = {"all": [{"m": _guarded(f)}]}
 
     def _fact_fields(self) -> tuple[str, ...]:
         conds = [r.when for r in self.model.rules.values()]
         conds += [d.condition for d in self.model.derived.values() if d.condition is not None]
         conds += [when for d in self.model.derived.values() for when, _ in d.cases]
         return tuple(sorted({leaf.name for c in conds for leaf in walk(c) if leaf.source == "field"}))
+
+
+def _guarded(pattern: dict[str, Any]) -> dict[str, Any]:
+    """Match only our patient facts. Under Host, durable-rules also matches patterns against the
+    session's state document, and a pattern of absences ($nex) matches it, so an action that
+    updates the state would fire the rule again, forever."""
+    if pattern in (TRUE, FALSE):
+        return pattern
+    return {"$and": [TRUE, *pattern["$and"]]} if "$and" in pattern else {"$and": [TRUE, pattern]}
 
 
 def alpha_paths(pattern: dict[str, Any]) -> list[int]:

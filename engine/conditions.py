@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.errors import KBError, pointer_join
 from engine.model import COMPARISON_OPS, AllOf, AnyOf, Compare, Condition, Const, Expression, Not, Op, ParamRef, Ref
-from engine.schemas import did_you_mean
+from engine.suggest import did_you_mean
 from engine.yamlsafe import Located
 
 EXPRESSION_OPS = ("divide", "multiply", "subtract", "percent_change")

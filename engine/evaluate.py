@@ -97,8 +97,8 @@ class Evaluation:
             )
 
     # ---- decision -----------------------------------------------------------------------------
-    def _decide(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
-        """Run the compiled levels in durable-rules; return its verdict per derived value and rule."""
+    def flat_fact(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
+        """The flat fact durable-rules sees: fields, list items and numeric derived values."""
         fact: dict[str, Any] = {}
         for path, key, is_list in self.fact_fields:
             value = values[path]
@@ -113,6 +113,11 @@ class Evaluation:
         for name in self.kb.compiled.fact_derived:
             if derived[name].value is not None:
                 fact[derived_key(name)] = scalar(derived[name].value)
+        return fact
+
+    def _decide(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
+        """Run the compiled levels in durable-rules; return its verdict per derived value and rule."""
+        fact = self.flat_fact(values, derived)
         verdict: dict[str, Any] = {}
         compiled = self.kb.compiled
         for level, (names, rids) in enumerate(zip(compiled.level_derived, compiled.level_rules, strict=True)):
@@ -282,3 +287,9 @@ def invalid_json_result(kb: KnowledgeBase, text: str, problem: str) -> dict[str,
     """The result for input text that is not JSON at all (the CLI and batch readers use it);
     its input hash is that of the raw text, so it is still traceable."""
     return kb._evaluation._failed(None, sha256_text(text), "invalid", [KBError("patient.json", problem)], None)
+
+
+def failed_result(kb: KnowledgeBase, code: str, message: str, text: str, status: str = "invalid") -> dict[str, Any]:
+    """The result for a record that never reached evaluation (empty line, bad CSV cell, a worker
+    that died on it); its input hash is that of the raw text, when there was any."""
+    return kb._evaluation._failed(None, sha256_text(text), status, [KBError(code, message)], None)

@@ -49,8 +49,18 @@ class KnowledgeBase:
 
 
 def load(rules_dir: str | Path | None = None) -> KnowledgeBase:
-    """Load, validate and compile a knowledge base; raise KBErrors when it has errors."""
-    report = validate_dir(resolve_rules_dir(rules_dir))
-    if not report.ok:
-        raise KBErrors(report.errors)
+    """Load, validate and compile a knowledge base; raise KBErrors when it has errors.
+
+    A knowledge base whose exact files validated before comes from the cache (engine.cache)."""
+    from engine import cache
+
+    directory = resolve_rules_dir(rules_dir)
+    key = cache.content_key(directory)
+    report = cache.load_cached(key) if key else None
+    if report is None:
+        report = validate_dir(directory)
+        if not report.ok:
+            raise KBErrors(report.errors)
+        if key:
+            cache.store(key, report)
     return KnowledgeBase(report)

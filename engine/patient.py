@@ -15,7 +15,8 @@ from typing import Any
 
 from engine.errors import KBError, pointer_join
 from engine.fields import FieldInfo, catalogue
-from engine.schemas import did_you_mean, load_schema
+from engine.schemas import load_schema
+from engine.suggest import did_you_mean
 
 UNKNOWN_ENUM = "unknown"
 JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}

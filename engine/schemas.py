@@ -6,23 +6,26 @@ uses the very same files so that both agree.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable
 from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+if TYPE_CHECKING:  # jsonschema costs ~90 ms to import: only knowledge-base checks need it
+    import jsonschema
+    from referencing import Registry
 
 from engine.errors import KBError, pointer_join
 from engine.paths import schema_dir
+from engine.suggest import did_you_mean
 from engine.yamlsafe import Located
 
 
 @lru_cache(maxsize=1)
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     resources = []
     for path in sorted(schema_dir().glob("*.schema.json")):
         contents = json.loads(path.read_text(encoding="utf-8"))
@@ -39,6 +42,8 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator(name: str) -> jsonschema.protocols.Validator:
+    import jsonschema
+
     schema = load_schema(name)
     return jsonschema.Draft202012Validator(schema, registry=_registry())
 
@@ -59,16 +64,12 @@ def _unexpected_keys(error: jsonschema.ValidationError) -> list[str]:
     return [k for k in error.instance if k not in allowed]
 
 
-def did_you_mean(word: str, choices: list[str] | set[str]) -> str | None:
-    """A 'did you mean …?' hint for a misspelt name, or None when nothing is close."""
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
 def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
     """For anyOf/oneOf failures, the most relevant branch's errors (jsonschema's best_match)."""
     if error.context:
-        best = jsonschema.exceptions.best_match(error.context)
+        from jsonschema.exceptions import best_match
+
+        best = best_match(error.context)
         if best is not None and best.path == error.path and best.validator not in ("type", "const"):
             return _leaf_errors(best)
     return [error]

@@ -87,17 +87,36 @@ def test_compile_prints_loadable_rulesets() -> None:
     assert any("CSA-DOSE-EXCEEDS|T" in rs for rs in rulesets)
 
 
+def _recorder(fired: list[str], rule: str):  # type: ignore[no-untyped-def]
+    return lambda c: fired.append(rule)
+
+
 def test_compiled_rulesets_load_into_durable_host() -> None:
     """The printed form is durable-rules' own JSON ruleset form: Host().set_rulesets accepts it."""
-    from durable.engine import Host
+    from durable.engine import Host, MessageNotHandledException
 
     payload = json.loads(invoke("compile").output)
     host = Host()
+    fired: list[str] = []
+    fact = {
+        "sid": "0",
+        "id": 1,
+        "k": 1,
+        "fsgs__etiology": "primary",
+        "fsgs__biopsy_proven": 1,
+        "cyclosporine__status": "current",
+        "b__in_scope": "T",
+    }
     for i, level in enumerate(payload["levels"]):
         for j, ruleset in enumerate(level["rulesets"]):
-            host.set_rulesets(
-                {f"check_{i}_{j}": {name: dict(rule, run=lambda c: None) for name, rule in ruleset.items()}}
-            )
+            name = f"check_{i}_{j}"
+            host.set_rulesets({name: {rule: dict(body, run=_recorder(fired, rule)) for rule, body in ruleset.items()}})
+            try:  # Python actions update the session state: a rule must not fire on that state again
+                host.assert_fact(name, fact)
+            except MessageNotHandledException:
+                pass
+    assert "derived:in_scope|T" in fired and "CSA-MONITOR-BP|T" in fired
+    assert len(fired) < 3 * len(set(fired))  # an $or fires once per true branch, but never without end
 
 
 def test_same_input_gives_byte_identical_output() -> None:

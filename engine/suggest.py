@@ -1,0 +1,11 @@
+"""'Did you mean …?' hints for misspelt names (fields, parameters, operators, enum values)."""
+
+from __future__ import annotations
+
+import difflib
+
+
+def did_you_mean(word: str, choices: list[str] | set[str]) -> str | None:
+    """A hint naming the closest known name, or None when nothing is close."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None

@@ -1,0 +1,77 @@
+"""Worker processes for batch runs: each owns its knowledge base and its durable-rules rulesets.
+
+A worker reads chunks of records from its pipe and sends back one serialized result line per
+record. It is a separate process so that a crash of the native engine (SIGSEGV), a SIGKILL or
+running out of memory takes down only this worker; the parent (engine.batch) notices, gives the
+record an `engine_crash` result and starts a new worker.
+
+Fault injection for tests and drills: FSGS_KB_FAULT="segv:ID,kill:ID" makes a worker crash for
+real (a null-pointer read, or SIGKILL to itself) when it meets a record with that patient id.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+from engine.readers import Record
+
+FAULT_ENV = "FSGS_KB_FAULT"
+
+
+def _faults() -> dict[str, str]:
+    spec = os.environ.get(FAULT_ENV, "")
+    return {target: kind for kind, _, target in (item.partition(":") for item in spec.split(",") if item)}
+
+
+def _inject(faults: dict[str, str], record: Any) -> None:
+    pid = record.get("id") if isinstance(record, dict) else None
+    kind = faults.get(pid) if isinstance(pid, str) else None
+    if kind == "segv":
+        ctypes.string_at(0)  # a real segmentation fault, as the C core would cause
+    elif kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def evaluate_record(kb: Any, record: Record, faults: dict[str, str] | None = None) -> dict[str, Any]:
+    """The result for one input record, whatever it holds, tagged with where it came from."""
+    from engine.evaluate import failed_result, invalid_json_result
+
+    if record.problem is not None:
+        code, message = record.problem
+        result = failed_result(kb, code, message, record.text or "")
+    elif record.text is not None:
+        try:
+            data = json.loads(record.text)
+        except json.JSONDecodeError as exc:
+            result = invalid_json_result(kb, record.text, f"not valid JSON at column {exc.colno}: {exc.msg}")
+        else:
+            if faults:
+                _inject(faults, data)
+            result = kb.evaluate(data)
+    else:
+        if faults:
+            _inject(faults, record.data)
+        result = kb.evaluate(record.data)
+    return {"record": record.number, "line": record.line, **result}
+
+
+def serve(conn: Connection, rules_dir: str | None, include_input: bool = False) -> None:
+    """Worker main loop: load the knowledge base, then answer chunks until told to stop."""
+    import engine
+    from engine.output import dumps
+
+    kb = engine.load(rules_dir)
+    faults = _faults()
+    conn.send(("ready", os.getpid()))
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        chunk_id, records = message
+        lines = [dumps(evaluate_record(kb, record, faults)) for record in records]
+        conn.send((chunk_id, lines))

@@ -1,0 +1,40 @@
+"""The validated-knowledge-base cache never serves a stale knowledge base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.errors import KBErrors
+
+
+def test_an_edit_is_seen_at_once(kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FSGS_KB_CACHE", str(tmp_path / "cache"))
+    first = engine.load(kb_copy)
+    assert list((tmp_path / "cache").glob("*.pickle")), "a clean knowledge base is cached"
+    again = engine.load(kb_copy)
+    assert again.fingerprint == first.fingerprint
+    params = kb_copy / "parameters.yaml"
+    params.write_text(params.read_text(encoding="utf-8").replace("    value: 12\n", "    value: 13\n"), "utf-8")
+    changed = engine.load(kb_copy)
+    assert changed.fingerprint != first.fingerprint
+    assert changed.model.parameters["max_duration_months"].value == 13
+
+
+def test_a_broken_edit_is_not_hidden_by_the_cache(
+    kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FSGS_KB_CACHE", str(tmp_path / "cache"))
+    engine.load(kb_copy)
+    (kb_copy / "kb.yaml").write_text("id: [", encoding="utf-8")
+    with pytest.raises(KBErrors):
+        engine.load(kb_copy)
+
+
+def test_cache_can_be_switched_off(kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FSGS_KB_CACHE", "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    engine.load(kb_copy)
+    assert not (tmp_path / "xdg").exists()
