@@ -290,6 +290,56 @@ def _summary_text(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@main.command(name="test")
+@RULES_OPTION
+@click.option(
+    "-k",
+    "patterns",
+    multiple=True,
+    metavar="PATTERN",
+    help="Run only cases whose id (RULE-ID::case) contains PATTERN; repeatable.",
+)
+@click.option("--coverage", is_flag=True, help="Also report rule outcome and threshold boundary coverage.")
+@FORMAT_TEXT_JSON
+def test_command(rules_dir: Path | None, patterns: tuple[str, ...], coverage: bool, fmt: str) -> None:
+    """Run the scenario tests in RULES/tests/*.yaml.
+
+    Exit 0 when every selected case passes (and, with --coverage, coverage is complete); 1 when
+    a case fails, the selection is empty or coverage is incomplete; 2 for usage errors or
+    scenario files that cannot be read.
+    """
+    import json
+
+    from engine.errors import KBErrors
+    from engine.paths import resolve_rules_dir
+    from engine.report import format_error
+    from engine.scenarios import load_cases
+    from engine.testrun import coverage_text, measure_coverage, report_json, report_text, run, select
+
+    kb = _load_kb(rules_dir)
+    tests_dir = resolve_rules_dir(rules_dir) / "tests"
+    try:
+        cases = load_cases(tests_dir) if tests_dir.is_dir() else []
+    except KBErrors as exc:
+        for error in exc.errors:
+            click.echo(format_error(error), err=True)
+        sys.exit(2)
+    chosen = select(cases, patterns)
+    if not chosen:
+        click.echo(f"no scenario case matches {' '.join(patterns) or '(no cases in ' + str(tests_dir) + ')'}", err=True)
+        sys.exit(1)
+    results = run(kb, chosen)
+    cover = measure_coverage(kb, chosen, results) if coverage else None
+    if fmt == "json":
+        click.echo(json.dumps(report_json(results, cover), indent=2, ensure_ascii=False))
+    else:
+        click.echo(report_text(results, patterns))
+        if cover is not None:
+            click.echo(coverage_text(kb, cover))
+    failed = any(not r.passed for r in results) or (cover is not None and not cover.complete)
+    sys.exit(1 if failed else 0)
+
+
 @main.command(name="compile")
 @RULES_OPTION
 def compile_command(rules_dir: Path | None) -> None:

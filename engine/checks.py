@@ -6,13 +6,14 @@ each other and with the source. Each problem points at the YAML node it is about
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from engine.conditions import expression_refs, walk
 from engine.errors import KBError
 from engine.fields import FieldInfo, catalogue
-from engine.model import NUMERIC_OPS, Compare, Const, Derived, KnowledgeBaseModel, ParamRef, Quote, Rule
+from engine.model import NUMERIC_OPS, Compare, Const, Derived, KnowledgeBaseModel, Parameter, ParamRef, Quote, Rule
 from engine.suggest import did_you_mean
 from engine.yamlsafe import Located
 
@@ -413,6 +414,7 @@ class Checker:
                 self.check_quote(
                     Quote(p["source"], p["sentence"], p["quote"], param.file, param.pointer + "/provenance/source")
                 )
+                self._check_value_in_quote(param)
             if param.name not in used:
                 self.fail(
                     param.file,
@@ -423,6 +425,21 @@ class Checker:
                     key=True,
                     severity="warning",
                 )
+
+    def _check_value_in_quote(self, param: Parameter) -> None:
+        """A number said to come from the source must be the number the quote gives."""
+        value = param.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        text = f"{value:g}"
+        if not re.search(rf"(?<![\d.]){re.escape(text)}(?![\d]|\.\d)", param.provenance["quote"]):
+            self.fail(
+                param.file,
+                param.pointer + "/value",
+                "param.value_not_in_quote",
+                f"{param.name} is {text} {param.unit}, but its source quote does not say {text}",
+                "a changed value no longer comes from the source: make the provenance cited or local",
+            )
 
     def coverage(self) -> Coverage | None:
         sources = self.model.sources

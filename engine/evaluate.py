@@ -130,6 +130,10 @@ class Evaluation:
                 verdict[rid] = True if f"{rid}|T" in fired else False if f"{rid}|F" in fired else None
         return verdict
 
+    def values_of(self, patient: dict[str, Any]) -> dict[str, Any]:
+        """The field values the knowledge base reads from a (valid) record."""
+        return field_values(patient, self.fields)
+
     def _evaluate(self, patient: dict[str, Any], input_sha: str, timestamp: str | None) -> dict[str, Any]:
         evaluator = self.kb.evaluator
         values = field_values(patient, self.fields)

@@ -37,7 +37,7 @@ def _provenance(cond: dict[str, Any]) -> str:
     return f" [{cond['parameter']}: local policy, decided {prov['decided_on']}]"
 
 
-def _rule_block(rule: dict[str, Any], show_says: bool) -> list[str]:
+def rule_lines(rule: dict[str, Any], show_says: bool) -> list[str]:
     draft = " (draft, not signed off)" if rule["status"] != "active" else ""
     lines = [f"  [{rule['kind']}] {rule['id']} v{rule['version']}{draft}: {rule['title']}"]
     for cond in rule["conditions"]:
@@ -88,7 +88,7 @@ def explain_text(result: dict[str, Any]) -> str:
     if fired:
         lines.append("Fired:")
         for rule in fired:
-            lines += _rule_block(rule, show_says=True)
+            lines += rule_lines(rule, show_says=True)
     undetermined = [r for r in result["rules"] if r["id"] in result["undetermined"]]
     if undetermined:
         lines.append("Undetermined (the record lacks data that would decide these):")

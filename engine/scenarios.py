@@ -178,3 +178,13 @@ def check_case(case: Case, result: dict[str, Any]) -> CaseResult:
 
 def run_cases(kb: Any, cases: list[Case]) -> list[CaseResult]:
     return [check_case(case, kb.evaluate(case.patient)) for case in cases]
+
+
+def rule_ids_tested(cases: list[Case]) -> set[str]:
+    """Rules some case expects something of (fired, not fired or undetermined)."""
+    out: set[str] = set()
+    for case in cases:
+        for key in ("fired", "not_fired", "advice"):
+            out |= set(case.expect.get(key, []))
+        out |= set(case.expect.get("undetermined", {}) or [])
+    return out

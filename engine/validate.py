@@ -35,5 +35,26 @@ def validate_dir(rules_dir: Path) -> ValidationReport:
     problems = list(load.errors)
     checks, coverage = run_checks(load.model, load.docs, load.failed)
     problems.extend(checks)
+    if not any(p.severity == "error" for p in problems) and load.model.rules:
+        problems.extend(_meaning_and_tests(rules_dir, load))
     unique = sorted(set(problems), key=KBError.sort_key)
     return ValidationReport(load, unique, coverage)
+
+
+def _meaning_and_tests(rules_dir: Path, load: LoadResult) -> list[KBError]:
+    """Static checks of meaning, and which rules the scenario files (rules/tests) exercise."""
+    from engine.errors import KBErrors
+    from engine.scenarios import load_cases, rule_ids_tested
+    from engine.static import meaning_problems
+
+    problems: list[KBError] = []
+    tested: set[str] | None = None
+    tests_dir = rules_dir / "tests"
+    if tests_dir.is_dir():
+        try:
+            tested = rule_ids_tested(load_cases(tests_dir))
+        except KBErrors as exc:
+            problems.extend(exc.errors)
+    else:
+        tested = set()
+    return problems + meaning_problems(load.model, load.docs, tested)
