@@ -340,6 +340,40 @@ def test_command(rules_dir: Path | None, patterns: tuple[str, ...], coverage: bo
     sys.exit(1 if failed else 0)
 
 
+@main.command()
+@RULES_OPTION
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(file_okay=True, path_type=Path),
+    required=True,
+    help="Directory for the HTML site (or file, with --format md).",
+)
+@click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True)
+def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
+    """Write the handbook: every rule in plain English with its source, parameters and history.
+
+    HTML is a self-contained static site (no network needed to view it); md is one Markdown file.
+    """
+    from engine.handbook import Handbook, write_site
+
+    kb = _load_kb(rules_dir)
+    book = Handbook(kb.model, kb.fingerprint)
+    try:
+        if fmt == "md":
+            target = out / "handbook.md" if out.is_dir() else out
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(book.markdown(), encoding="utf-8")
+            click.echo(f"wrote {target}")
+        else:
+            written = write_site(book, out)
+            click.echo(f"wrote {len(written)} pages to {out} (open {out / 'index.html'})")
+    except OSError as exc:
+        click.echo(f"fsgs-kb: cannot write {out}: {exc.strerror}", err=True)
+        sys.exit(2)
+
+
 @main.command(name="compile")
 @RULES_OPTION
 def compile_command(rules_dir: Path | None) -> None:
