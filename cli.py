@@ -87,14 +87,56 @@ def _read_patient(source: str) -> tuple[object, str, str | None]:
         return None, text, f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
 
 
-def _evaluate_source(rules_dir: Path | None, source: str) -> dict[str, Any]:
+APPROVED_OPTION = click.option(
+    "--require-approved", is_flag=True, help="Refuse to run unless every rule is active (signed off)."
+)
+INPUT_OPTIONS = [
+    click.option("--include-input", is_flag=True, help="Store the input in the decision record (for replay)."),
+    click.option(
+        "--mask",
+        "mask",
+        multiple=True,
+        metavar="POINTER",
+        help="With --include-input: replace the value at this JSON pointer by its sha256; repeatable.",
+    ),
+]
+
+
+def _with_input_options(command: Any) -> Any:
+    for option in reversed(INPUT_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _require_approved(kb: KnowledgeBase) -> None:
+    if kb.unapproved:
+        click.echo(
+            f"fsgs-kb: --require-approved: {len(kb.unapproved)} rule(s) are not active (signed off): "
+            f"{', '.join(kb.unapproved)}",
+            err=True,
+        )
+        click.echo(
+            "sign them off (status: active, approved_by, approved_on) or run without --require-approved", err=True
+        )
+        sys.exit(2)
+
+
+def _evaluate_source(
+    rules_dir: Path | None,
+    source: str,
+    require_approved: bool = False,
+    include_input: bool = False,
+    mask: tuple[str, ...] = (),
+) -> dict[str, Any]:
     kb = _load_kb(rules_dir)
+    if require_approved:
+        _require_approved(kb)
     record, text, problem = _read_patient(source)
     if problem is not None:
         from engine.evaluate import invalid_json_result
 
         return invalid_json_result(kb, text, problem)
-    return kb.evaluate(record)
+    return kb.evaluate(record, include_input=include_input, mask=mask)
 
 
 EXIT_BY_STATUS = {"invalid": 1, "error": 3}
@@ -104,7 +146,16 @@ EXIT_BY_STATUS = {"invalid": 1, "error": 3}
 @click.argument("patient", metavar="PATIENT.json|-")
 @RULES_OPTION
 @click.option("--compact", is_flag=True, help="One line of JSON instead of indented.")
-def evaluate(patient: str, rules_dir: Path | None, compact: bool) -> None:
+@APPROVED_OPTION
+@_with_input_options
+def evaluate(
+    patient: str,
+    rules_dir: Path | None,
+    compact: bool,
+    require_approved: bool,
+    include_input: bool,
+    mask: tuple[str, ...],
+) -> None:
     """Evaluate one patient record and print the result JSON.
 
     Exit 0 when evaluated (any status but invalid or error), 1 for an invalid record, 3 for an
@@ -112,7 +163,7 @@ def evaluate(patient: str, rules_dir: Path | None, compact: bool) -> None:
     """
     import json
 
-    result = _evaluate_source(rules_dir, patient)
+    result = _evaluate_source(rules_dir, patient, require_approved, include_input, mask)
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
     sys.exit(EXIT_BY_STATUS.get(result["status"], 0))
 
@@ -120,14 +171,15 @@ def evaluate(patient: str, rules_dir: Path | None, compact: bool) -> None:
 @main.command()
 @click.argument("patient", metavar="PATIENT.json|-")
 @RULES_OPTION
-def explain(patient: str, rules_dir: Path | None) -> None:
+@APPROVED_OPTION
+def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> None:
     """Explain one patient's result for a person: what fired and why, what is undetermined.
 
     Exit codes as for evaluate.
     """
     from engine.explain import explain_text
 
-    result = _evaluate_source(rules_dir, patient)
+    result = _evaluate_source(rules_dir, patient, require_approved)
     click.echo(explain_text(result))
     sys.exit(EXIT_BY_STATUS.get(result["status"], 0))
 
@@ -183,6 +235,8 @@ class _Progress:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @RULES_OPTION
+@APPROVED_OPTION
+@_with_input_options
 def batch(
     source: str,
     output: str | None,
@@ -192,6 +246,9 @@ def batch(
     input_format: str | None,
     quiet: bool,
     rules_dir: Path | None,
+    require_approved: bool,
+    include_input: bool,
+    mask: tuple[str, ...],
 ) -> None:
     """Evaluate many patients: JSON Lines (or a JSON array, or CSV with dotted column names) in,
     one JSON result per input record out, in input order.
@@ -218,6 +275,8 @@ def batch(
     from engine.report import format_error
 
     kb = _load_kb(rules_dir)
+    if require_approved:
+        _require_approved(kb)
     if resume and not output:
         raise click.UsageError("--resume needs -o OUTPUT (a file to continue)")
     try:
@@ -244,8 +303,14 @@ def batch(
     show = not quiet and sys.stderr.isatty()
     progress = _Progress(total) if show else None
     records = (r for r in read_records(stream, fmt) if r.number > done)
+    options = {"include_input": True, "mask": mask} if include_input else None
     runner = BatchRunner(
-        kb, str(rules_dir) if rules_dir else None, workers or os.cpu_count() or 1, writer.write, progress
+        kb,
+        str(rules_dir) if rules_dir else None,
+        workers or os.cpu_count() or 1,
+        writer.write,
+        progress,
+        options=options,
     )
     try:
         summary = runner.run(records, first_number=done + 1)
@@ -259,7 +324,8 @@ def batch(
     if progress is not None:
         progress(summary.records, total or 0, final=True)
     payload = summary.to_dict()
-    click.echo(_summary_text(payload), err=True)
+    text = _summary_text(payload)
+    click.echo(text.splitlines()[0] if quiet else text, err=True)
     if summary_file:
         with open(summary_file, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2)
@@ -372,6 +438,226 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
     except OSError as exc:
         click.echo(f"fsgs-kb: cannot write {out}: {exc.strerror}", err=True)
         sys.exit(2)
+
+
+@main.command()
+@RULES_OPTION
+@click.option("--rule", "rule_id", default=None, metavar="ID", help="Only this rule.")
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True)
+def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
+    """Where every rule comes from: quotes, parameters and their provenance, history, coverage.
+
+    Anything not verified against a primary document is flagged.
+    """
+    import json
+
+    from engine.audit import audit_report, audit_text
+    from engine.suggest import did_you_mean
+
+    kb = _load_kb(rules_dir)
+    if rule_id is not None and rule_id not in kb.model.rules:
+        hint = did_you_mean(rule_id, set(kb.model.rules))
+        raise click.BadParameter(f"no rule {rule_id}" + (f" ({hint})" if hint else ""), param_hint="--rule")
+    report = audit_report(kb, rule_id)
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else audit_text(report, fmt == "md"))
+
+
+def _read_results(path: str) -> list[dict[str, Any]]:
+    import json
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"fsgs-kb: cannot read {path}: {exc.strerror}", err=True)
+        sys.exit(2)
+    try:
+        whole = json.loads(text)
+        return whole if isinstance(whole, list) else [whole]
+    except json.JSONDecodeError:
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            click.echo(f"fsgs-kb: {path} holds no result JSON (line {exc.lineno}: {exc.msg})", err=True)
+            sys.exit(2)
+
+
+@main.command()
+@click.argument("result_file", metavar="RESULT.json|-")
+@RULES_OPTION
+def trace(result_file: str, rules_dir: Path | None) -> None:
+    """Trace a decision (from evaluate or batch): advice → rule → values → provenance → source.
+
+    Exit 0 when the result was made by the knowledge base at hand, 1 when it was not (the trace
+    then shows today's provenance and says so), 2 for usage or I/O errors.
+    """
+    from engine.audit import trace_text
+
+    kb = _load_kb(rules_dir)
+    all_same = True
+    for i, result in enumerate(_read_results(result_file)):
+        if not isinstance(result, dict) or "decision" not in result:
+            click.echo(f"fsgs-kb: entry {i + 1} of {result_file} is not a fsgs-kb result", err=True)
+            sys.exit(2)
+        text, same = trace_text(kb, result)
+        click.echo(("\n" if i else "") + text)
+        all_same &= same
+    sys.exit(0 if all_same else 1)
+
+
+@main.command()
+@click.argument("old")
+@click.argument("new")
+@click.option(
+    "--path",
+    "rules_path",
+    default="rules",
+    show_default=True,
+    help="Where the knowledge base is inside the repository (for git:REV).",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
+    """Semantic diff of two knowledge bases (each a directory or git:REV), with versioning checks.
+
+    Exit 0 when every change is versioned, 1 when a rule or the knowledge base changed without a
+    version bump and history/changelog entry, 2 when a side cannot be read or does not validate.
+    """
+    import json
+
+    from engine.kbdiff import compare, diff_text, load_side, temporary_workdir
+    from engine.report import format_error
+
+    with temporary_workdir() as work:
+        try:
+            sides = [load_side(spec, rules_path, Path(work)) for spec in (old, new)]
+        except (ValueError, OSError) as exc:
+            click.echo(f"fsgs-kb: {exc}", err=True)
+            sys.exit(2)
+        for side in sides:
+            if not side.report.ok:
+                click.echo(f"fsgs-kb: {side.label} does not validate:", err=True)
+                for error in side.report.errors:
+                    click.echo(format_error(error), err=True)
+                sys.exit(2)
+        result = compare(*sides)
+        if fmt == "json":
+            click.echo(
+                json.dumps(
+                    {"changes": result.changes, "violations": result.violations},
+                    indent=2,
+                    ensure_ascii=False,
+                    default=str,
+                )
+            )
+        else:
+            click.echo(diff_text(sides[0], sides[1], result))
+    sys.exit(1 if result.violations else 0)
+
+
+@main.command()
+@click.argument("results_file", metavar="RESULTS.jsonl")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The patients the results were made from (JSON Lines), matched by input_sha256.",
+)
+@RULES_OPTION
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fmt: str) -> None:
+    """Re-evaluate recorded decisions with the knowledge base at hand: identical, changed, or input missing.
+
+    Exit 0 when every decision comes back identical, 1 otherwise, 2 for usage or I/O errors.
+    """
+    import json
+
+    from engine.replay import index_inputs
+    from engine.replay import replay as run_replay
+
+    kb = _load_kb(rules_dir)
+    index: dict[str, str] = {}
+    try:
+        if input_file:
+            with open(input_file, encoding="utf-8") as inputs:
+                index = index_inputs(inputs)
+        handle: Any = sys.stdin if results_file == "-" else open(results_file, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        click.echo(f"fsgs-kb: cannot read: {exc}", err=True)
+        sys.exit(2)
+    counts = {"identical": 0, "changed": 0, "input_missing": 0}
+    reports = []
+    try:
+        for report in run_replay(kb, handle, index):
+            counts[report["verdict"]] += 1
+            if fmt == "json":
+                reports.append(report)
+            elif report["verdict"] != "identical":
+                what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in report.get("changes", []))
+                click.echo(
+                    f"{report['verdict']}: record {report.get('record')} patient {report.get('patient_id')} "
+                    f"(decision {report['decision_id']}){': ' + what if what else ''}"
+                )
+    except json.JSONDecodeError as exc:
+        click.echo(f"fsgs-kb: {results_file} line {exc.lineno}: not a result ({exc.msg})", err=True)
+        sys.exit(2)
+    total = sum(counts.values())
+    share = f"{100 * counts['identical'] / total:.1f} %" if total else "n/a"
+    summary = (
+        f"{total:,} decisions replayed with {kb.id} {kb.version} ({kb.fingerprint[:12]}): "
+        f"{counts['identical']:,} identical ({share}), {counts['changed']:,} changed, "
+        f"{counts['input_missing']:,} input missing"
+    )
+    if fmt == "json":
+        click.echo(json.dumps({"summary": counts, "decisions": reports}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(summary)
+    sys.exit(0 if counts["identical"] == total else 1)
+
+
+@main.command()
+@click.argument("old")
+@click.argument("new")
+@click.argument("patients", metavar="PATIENTS.jsonl")
+@click.option(
+    "--path",
+    "rules_path",
+    default="rules",
+    show_default=True,
+    help="Where the knowledge base is inside the repository (for git:REV).",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None:
+    """Evaluate a cohort under two knowledge bases (directories or git:REV): per rule, which
+    patients newly fire, stop firing, or change to or from undetermined."""
+    import json
+
+    from engine.kb import load
+    from engine.kbdiff import materialize, temporary_workdir
+    from engine.replay import impact as run_impact
+    from engine.replay import impact_text
+
+    with temporary_workdir() as work:
+        try:
+            old_kb, new_kb = (load(materialize(spec, rules_path, Path(work))) for spec in (old, new))
+        except (ValueError, OSError) as exc:
+            click.echo(f"fsgs-kb: {exc}", err=True)
+            sys.exit(2)
+        except Exception as exc:  # KBErrors: a side that does not validate
+            from engine.errors import KBErrors
+            from engine.report import format_error
+
+            if not isinstance(exc, KBErrors):
+                raise
+            for error in exc.errors:
+                click.echo(format_error(error), err=True)
+            sys.exit(2)
+        try:
+            with open(patients, encoding="utf-8") as handle:
+                report = run_impact(old_kb, new_kb, handle)
+        except OSError as exc:
+            click.echo(f"fsgs-kb: cannot read {patients}: {exc.strerror}", err=True)
+            sys.exit(2)
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else impact_text(report))
 
 
 @main.command(name="compile")

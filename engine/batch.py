@@ -70,7 +70,7 @@ def result_line(result: dict[str, Any]) -> Line:
     return dumps(result), result["status"], [(r["id"], r["outcome"]) for r in result["rules"]]
 
 
-def _serve(conn: Connection, kb: Any, rules_dir: str | None) -> None:
+def _serve(conn: Connection, kb: Any, rules_dir: str | None, options: dict[str, Any]) -> None:
     """Worker loop. With fork the parent's loaded knowledge base is inherited; otherwise loaded."""
     import engine
     from engine.workers import _faults, evaluate_record
@@ -82,16 +82,16 @@ def _serve(conn: Connection, kb: Any, rules_dir: str | None) -> None:
             message = conn.recv()
             if message is None:
                 return
-            conn.send([(r.number, result_line(evaluate_record(kb, r, faults))) for r in message])
+            conn.send([(r.number, result_line(evaluate_record(kb, r, faults, options))) for r in message])
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         return  # the parent is gone: leave quietly
 
 
 class _Worker:
-    def __init__(self, ctx: Any, kb: Any, rules_dir: str | None) -> None:
+    def __init__(self, ctx: Any, kb: Any, rules_dir: str | None, options: dict[str, Any]) -> None:
         self.conn, child = ctx.Pipe()
         inherit = kb if ctx.get_start_method() == "fork" else None
-        self.proc = ctx.Process(target=_serve, args=(child, inherit, rules_dir), daemon=True)
+        self.proc = ctx.Process(target=_serve, args=(child, inherit, rules_dir, options), daemon=True)
         self.proc.start()
         child.close()
         self.chunk: list[Record] | None = None
@@ -133,7 +133,9 @@ class BatchRunner:
         write: Callable[[str], None],
         progress: Callable[[int, int], None] | None = None,
         chunk_size: int = CHUNK_SIZE,
+        options: dict[str, Any] | None = None,
     ) -> None:
+        self.options = options or {}
         self.kb = kb
         self.rules_dir = rules_dir
         self.n_workers = max(1, workers)
@@ -151,7 +153,7 @@ class BatchRunner:
         self.next_number = first_number
         self.summary.resumed_after = first_number - 1
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = [_Worker(ctx, self.kb, self.rules_dir) for _ in range(self.n_workers)]
+        pool = [_Worker(ctx, self.kb, self.rules_dir, self.options) for _ in range(self.n_workers)]
         feed = _chunks(iter(records), self.chunk_size)
         limit = self.n_workers * self.chunk_size * 8  # records read but not yet written
         exhausted = False
@@ -217,7 +219,7 @@ class BatchRunner:
             self.done[chunk[0].number] = self._crash_line(chunk[0], code)
         else:
             self.retry.extend([record] for record in chunk)
-        return _Worker(ctx, self.kb, self.rules_dir)
+        return _Worker(ctx, self.kb, self.rules_dir, self.options)
 
     def _crash_line(self, record: Record, exitcode: int | None) -> Line:
         from engine.evaluate import failed_result

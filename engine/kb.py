@@ -43,9 +43,24 @@ class KnowledgeBase:
     def version(self) -> str:
         return str(self.model.manifest["version"])
 
-    def evaluate(self, patient: Any, *, timestamp: str | None = None) -> dict[str, Any]:
-        """The result for one patient record (see schema/result.schema.json)."""
-        return self._evaluation.run(patient, timestamp=timestamp)
+    def evaluate(
+        self, patient: Any, *, timestamp: str | None = None, include_input: bool = False, mask: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """The result for one patient record (see schema/result.schema.json).
+
+        include_input stores the record in the decision record (for replay without the original
+        file), with the values at the `mask` JSON pointers replaced by their sha256."""
+        result = self._evaluation.run(patient, timestamp=timestamp)
+        if include_input:
+            from engine.masking import attach_input
+
+            attach_input(result, patient, mask)
+        return result
+
+    @property
+    def unapproved(self) -> list[str]:
+        """Rules that are not active (signed off): --require-approved refuses to use them."""
+        return sorted(r.id for r in self.model.rules.values() if r.status != "active")
 
 
 def load(rules_dir: str | Path | None = None) -> KnowledgeBase:

@@ -15,7 +15,6 @@ import ctypes
 import json
 import os
 import signal
-from multiprocessing.connection import Connection
 from typing import Any
 
 from engine.readers import Record
@@ -37,7 +36,9 @@ def _inject(faults: dict[str, str], record: Any) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def evaluate_record(kb: Any, record: Record, faults: dict[str, str] | None = None) -> dict[str, Any]:
+def evaluate_record(
+    kb: Any, record: Record, faults: dict[str, str] | None = None, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The result for one input record, whatever it holds, tagged with where it came from."""
     from engine.evaluate import failed_result, invalid_json_result
 
@@ -52,26 +53,9 @@ def evaluate_record(kb: Any, record: Record, faults: dict[str, str] | None = Non
         else:
             if faults:
                 _inject(faults, data)
-            result = kb.evaluate(data)
+            result = kb.evaluate(data, **(options or {}))
     else:
         if faults:
             _inject(faults, record.data)
-        result = kb.evaluate(record.data)
+        result = kb.evaluate(record.data, **(options or {}))
     return {"record": record.number, "line": record.line, **result}
-
-
-def serve(conn: Connection, rules_dir: str | None, include_input: bool = False) -> None:
-    """Worker main loop: load the knowledge base, then answer chunks until told to stop."""
-    import engine
-    from engine.output import dumps
-
-    kb = engine.load(rules_dir)
-    faults = _faults()
-    conn.send(("ready", os.getpid()))
-    while True:
-        message = conn.recv()
-        if message is None:
-            return
-        chunk_id, records = message
-        lines = [dumps(evaluate_record(kb, record, faults)) for record in records]
-        conn.send((chunk_id, lines))

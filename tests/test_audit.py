@@ -1,0 +1,235 @@
+"""Audit and versioning: audit, trace, diff on real git history, replay, impact, sign-off."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from engine.paths import bundled_rules_dir
+
+from .generate import iter_cohort
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_PROVENANCE = (
+    "      source:\n        source: cattran-2003\n        sentence: S5\n"
+    "        quote: Provided the total dose is kept to 5 mg/kg or less\n"
+)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args))
+
+
+def set_dose_ceiling(rules: Path, value: float) -> None:
+    params = rules / "parameters.yaml"
+    text = params.read_text(encoding="utf-8").replace("    value: 5\n", f"    value: {value}\n", 1)
+    text = text.replace(
+        SOURCE_PROVENANCE, f'      local: {{rationale: ceiling {value} for a test, decided_on: "2026-11-25"}}\n', 1
+    )
+    params.write_text(text, encoding="utf-8")
+
+
+def bump_kb(rules: Path, version: str) -> None:
+    manifest = rules / "kb.yaml"
+    text = manifest.read_text(encoding="utf-8").replace("version: 0.1.0\nreleased", f"version: {version}\nreleased")
+    text = text.replace(
+        "changelog:\n",
+        f'changelog:\n  - version: {version}\n    date: "2026-11-26"\n    changes: [Changed the dose ceiling.]\n',
+        1,
+    )
+    manifest.write_text(text, encoding="utf-8")
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo, check=True, capture_output=True
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real git repository whose second commit changes a threshold."""
+    shutil.copytree(bundled_rules_dir(), tmp_path / "rules")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "first")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_diff_by_revision_flags_an_unversioned_change(repo: Path) -> None:
+    set_dose_ceiling(repo / "rules", 5.5)
+    git(repo, "commit", "-qam", "threshold without a version bump")
+    result = invoke("diff", "git:HEAD~1", "git:HEAD")
+    assert result.exit_code == 1, result.output
+    assert "max_daily_dose: 5 mg/kg/day (source S5) → 5.5 mg/kg/day (local (2026-11-25))" in result.output
+    assert "error[diff.unversioned] the knowledge base changed but its version is still 0.1.0" in result.output
+    assert (repo / "rules" / "parameters.yaml").read_text().count("value: 5.5") == 1  # working tree untouched
+
+
+def test_diff_passes_once_versioned(repo: Path) -> None:
+    set_dose_ceiling(repo / "rules", 5.5)
+    bump_kb(repo / "rules", "0.2.0")
+    git(repo, "commit", "-qam", "versioned threshold change")
+    result = invoke("diff", "git:HEAD~1", "git:HEAD")
+    assert result.exit_code == 0, result.output
+    assert "kb.yaml: 0.1.0 → 0.2.0" in result.output
+
+
+def test_a_rule_changed_without_its_version(repo: Path) -> None:
+    rule = repo / "rules" / "recommendations" / "CSA-MONITOR-BP.yaml"
+    rule.write_text(rule.read_text().replace("Careful monitoring is required to keep", "Monitoring must keep"))
+    bump_kb(repo / "rules", "0.1.1")
+    result = invoke("diff", "git:HEAD", "rules")
+    assert result.exit_code == 1
+    assert "CSA-MONITOR-BP: advice text changed" in result.output
+    assert "CSA-MONITOR-BP changed without a version bump (still 0.1.0)" in result.output
+
+
+def test_audit_one_rule_shows_quote_parameters_and_flags() -> None:
+    result = invoke("audit", "--rule", "CSA-NEPHROTOX-SUSPECTED")
+    assert result.exit_code == 0
+    assert "cites cattran-2003 S5 (quote verified verbatim)" in result.output
+    assert "parameter nephrotoxicity_creatinine_rise = 30 %" in result.output and "[NOT VERIFIED]" in result.output
+    assert "NOT SIGNED OFF" in result.output
+    payload = json.loads(invoke("audit", "--format", "json").output)
+    assert payload["parameters_by_provenance"] == {"cited": 8, "local": 3, "source": 2}
+    assert payload["coverage"]["S3"]["not_encoded"].startswith("An evidence caveat")
+
+
+def test_trace_detects_another_knowledge_base(tmp_path: Path, kb_copy: Path) -> None:
+    result_file = tmp_path / "r.json"
+    result_file.write_text(invoke("evaluate", str(ROOT / "examples" / "dose-above-ceiling.json")).output)
+    same = invoke("trace", str(result_file))
+    assert same.exit_code == 0 and "the trace is exact" in same.output
+    assert '← cattran-2003 S5: "Provided the total dose is kept to 5 mg/kg or less and duration' in same.output
+    set_dose_ceiling(kb_copy, 6)
+    bump_kb(kb_copy, "0.2.0")
+    other = invoke("trace", str(result_file), "--rules", str(kb_copy))
+    assert other.exit_code == 1 and "NOT the one that made this decision" in other.output
+
+
+def test_replay_of_ten_thousand_decisions_is_identical(tmp_path: Path) -> None:
+    patients = tmp_path / "patients.jsonl"
+    patients.write_text("".join(json.dumps(p) + "\n" for p in iter_cohort(10_000, seed=31, invalid_rate=0.02)))
+    results = tmp_path / "results.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "cli", "batch", str(patients), "-o", str(results), "--quiet"],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        timeout=600,
+    )
+    assert results.read_text().count("\n") == 10_000
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "replay", str(results), "--input", str(patients)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "10,000 identical (100.0 %), 0 changed, 0 input missing" in proc.stdout
+
+
+def test_replay_reports_changes_and_missing_inputs(tmp_path: Path, kb_copy: Path) -> None:
+    patients = [p for p in iter_cohort(300, seed=5)]
+    source = tmp_path / "p.jsonl"
+    source.write_text("".join(json.dumps(p) + "\n" for p in patients))
+    results = tmp_path / "r.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "cli", "batch", str(source), "-o", str(results), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+    )
+    set_dose_ceiling(kb_copy, 6)
+    bump_kb(kb_copy, "0.2.0")
+    changed = invoke("replay", str(results), "--input", str(source), "--rules", str(kb_copy))
+    assert changed.exit_code == 1 and "CSA-DOSE-EXCEEDS fired → not_fired" in changed.output
+    missing = invoke("replay", str(results))
+    assert "300 input missing" in missing.output
+
+
+def test_replay_from_stored_masked_input(tmp_path: Path) -> None:
+    record = json.loads((ROOT / "examples" / "dose-above-ceiling.json").read_text())
+    source = tmp_path / "p.jsonl"
+    source.write_text(json.dumps(record) + "\n")
+    results = tmp_path / "r.jsonl"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "batch",
+            str(source),
+            "-o",
+            str(results),
+            "--quiet",
+            "--include-input",
+            "--mask",
+            "/id",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+    )
+    stored = json.loads(results.read_text())
+    assert stored["decision"]["masked"] == ["/id"] and stored["decision"]["input"]["id"].startswith("sha256:")
+    assert stored["patient_id"] == stored["decision"]["input"]["id"]
+    assert stored["decision"]["input"]["weight_kg"] == 70
+    replayed = invoke("replay", str(results))
+    assert replayed.exit_code == 0 and "1 identical" in replayed.output
+
+
+def test_impact_of_a_dose_ceiling_change_is_exactly_the_patients_in_between(tmp_path: Path, kb_copy: Path) -> None:
+    patients = list(iter_cohort(3000, seed=44))
+    source = tmp_path / "p.jsonl"
+    source.write_text("".join(json.dumps(p) + "\n" for p in patients))
+    set_dose_ceiling(kb_copy, 5.5)
+    bump_kb(kb_copy, "0.2.0")
+    result = invoke("impact", str(bundled_rules_dir()), str(kb_copy), str(source), "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+
+    def in_between(p: dict[str, Any]) -> bool:  # computed independently of the engine
+        csa = p.get("cyclosporine", {})
+        dose = csa.get("daily_dose")
+        fsgs = p.get("fsgs", {})
+        if csa.get("status") != "current" or not dose or fsgs != {"biopsy_proven": True, "etiology": "primary"}:
+            return False
+        per_kg = dose["value"] if dose["unit"] == "mg/kg/day" else dose["value"] / p["weight_kg"]
+        return 5 < per_kg <= 5.5
+
+    expected = sorted(p["id"] for p in patients if in_between(p))
+    assert expected, "the cohort must contain patients between the two ceilings"
+    assert sorted(report["rules"]["CSA-DOSE-EXCEEDS"]["stop_firing"]) == expected
+    assert sorted(report["rules"]["CSA-DOSE-WITHIN"]["newly_fire"]) == expected
+    assert set(report["rules"]) == {"CSA-DOSE-EXCEEDS", "CSA-DOSE-WITHIN"}
+
+
+def test_require_approved_refuses_draft_rules() -> None:
+    result = invoke("evaluate", str(ROOT / "examples" / "dose-above-ceiling.json"), "--require-approved")
+    assert result.exit_code == 2
+    assert "13 rule(s) are not active (signed off): CSA-BP-ABOVE-TARGET" in result.output
+
+
+def test_require_approved_accepts_signed_rules(kb_copy: Path) -> None:
+    for path in (kb_copy / "recommendations").glob("*.yaml"):
+        text = path.read_text().replace(
+            "status: draft", 'status: active\napproved_by: Dr Test\napproved_on: "2026-11-25"'
+        )
+        path.write_text(text)
+    result = invoke(
+        "evaluate", str(ROOT / "examples" / "dose-above-ceiling.json"), "--require-approved", "--rules", str(kb_copy)
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["drafts"] == []
