@@ -188,7 +188,7 @@ def test_resume_refuses_an_output_of_another_knowledge_base(tmp_path: Path, kb_c
     out = tmp_path / "out.jsonl"
     fsgs("batch", str(source), "-o", str(out))
     params = kb_copy / "parameters.yaml"
-    params.write_text(params.read_text().replace("    value: 12\n", "    value: 11\n"), encoding="utf-8")
+    params.write_text(params.read_text().replace("    value: 30\n", "    value: 25\n"), encoding="utf-8")
     proc = fsgs("batch", str(source), "-o", str(out), "--resume", "--rules", str(kb_copy))
     assert proc.returncode == 2 and b"another knowledge base" in proc.stderr
 

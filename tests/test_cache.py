@@ -17,10 +17,10 @@ def test_an_edit_is_seen_at_once(kb_copy: Path, tmp_path: Path, monkeypatch: pyt
     again = engine.load(kb_copy)
     assert again.fingerprint == first.fingerprint
     params = kb_copy / "parameters.yaml"
-    params.write_text(params.read_text(encoding="utf-8").replace("    value: 12\n", "    value: 13\n"), "utf-8")
+    params.write_text(params.read_text(encoding="utf-8").replace("    value: 30\n", "    value: 25\n"), "utf-8")
     changed = engine.load(kb_copy)
     assert changed.fingerprint != first.fingerprint
-    assert changed.model.parameters["max_duration_months"].value == 13
+    assert changed.model.parameters["nephrotoxicity_creatinine_rise"].value == 25
 
 
 def test_a_broken_edit_is_not_hidden_by_the_cache(
