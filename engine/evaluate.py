@@ -241,6 +241,7 @@ class Evaluation:
         record: dict[str, Any] = {
             "decision_id": sha256_text(f"{self.kb.fingerprint}:{input_sha}")[:32],
             "kb": self.kb_record,
+            "engine_version": ENGINE_VERSION,
             "engine": {"fsgs_kb": ENGINE_VERSION, "durable_rules": "2.0.28"},
             "input_sha256": input_sha,
         }

@@ -182,9 +182,6 @@ class KnowledgeBaseModel:
         return self.sources[self.manifest["source"]]
 
 
-KIND_ORDER = {"out_of_scope": 0, "warning": 1, "advice": 2, "info": 3}
-
-
-def rule_order(rule: Rule) -> tuple[int, str]:
-    """The stable order of results: kind, then id."""
-    return (KIND_ORDER.get(rule.kind, 9), rule.id)
+def rule_order(rule: Rule) -> tuple[str, str]:
+    """The stable order of results and advice: kind, then id (both alphabetical)."""
+    return (rule.kind, rule.id)
