@@ -24,6 +24,13 @@ RULES_OPTION = click.option(
     show_envvar=True,
     help="Knowledge-base directory (default: the bundled one).",
 )
+PATH_OPTION = click.option(
+    "--path",
+    "rules_path",
+    default="rules",
+    show_default=True,
+    help="Where the knowledge base is inside the repository (for git:REV).",
+)
 FORMAT_TEXT_JSON = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
 )
@@ -507,14 +514,8 @@ def trace(result_file: str, rules_dir: Path | None) -> None:
 @main.command()
 @click.argument("old")
 @click.argument("new")
-@click.option(
-    "--path",
-    "rules_path",
-    default="rules",
-    show_default=True,
-    help="Where the knowledge base is inside the repository (for git:REV).",
-)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@PATH_OPTION
+@FORMAT_TEXT_JSON
 def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
     """Semantic diff of two knowledge bases (each a directory or git:REV), with versioning checks.
 
@@ -618,14 +619,8 @@ def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fm
 @click.argument("old")
 @click.argument("new")
 @click.argument("patients", metavar="PATIENTS.jsonl")
-@click.option(
-    "--path",
-    "rules_path",
-    default="rules",
-    show_default=True,
-    help="Where the knowledge base is inside the repository (for git:REV).",
-)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@PATH_OPTION
+@FORMAT_TEXT_JSON
 def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None:
     """Evaluate a cohort under two knowledge bases (directories or git:REV): per rule, which
     patients newly fire, stop firing, or change to or from undetermined."""

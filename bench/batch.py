@@ -103,8 +103,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--memory", type=int, default=0, help="also measure peak memory at this larger size")
+    parser.add_argument("--memory-only", action="store_true", help="only peak memory at --n and --memory")
     args = parser.parse_args()
     path = generate(args.n)
+    if args.memory_only:
+        cores = os.cpu_count() or 1
+        small, big = batch(path, cores)[1], batch(generate(args.memory), cores)[1]
+        print(
+            f"peak RSS (largest process), {cores} workers: {small:.1f} MiB at {args.n:,} records, "
+            f"{big:.1f} MiB at {args.memory:,} (ratio {big / small:.3f}, target <= 1.1)"
+        )
+        return
     n = args.n
     cores = os.cpu_count() or 1
     t_floor = floor(path)

@@ -155,7 +155,7 @@ class BatchRunner:
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         pool = [_Worker(ctx, self.kb, self.rules_dir, self.options) for _ in range(self.n_workers)]
         feed = _chunks(iter(records), self.chunk_size)
-        limit = self.n_workers * self.chunk_size * 8  # records read but not yet written
+        limit = self.n_workers * self.chunk_size * 3  # records read but not yet written: bounds memory
         exhausted = False
         try:
             while True:

@@ -39,7 +39,7 @@ def content_key(rules_dir: Path) -> str | None:
     """sha256 over every YAML file of the knowledge base and every schema, by name and bytes."""
     from engine.kb import ENGINE_VERSION
 
-    digest = hashlib.sha256(FORMAT + ENGINE_VERSION.encode() + str(Path.cwd()).encode())
+    digest = hashlib.sha256(FORMAT + ENGINE_VERSION.encode())
     try:
         files = sorted(rules_dir.rglob("*.yaml")) + sorted(schema_dir().glob("*.json"))
         for path in files:
