@@ -10,15 +10,9 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-RISKS = [
-    "uncontrolled_diabetes",
-    "psychiatric_disorder",
-    "severe_osteoporosis",
-    "prior_gc_intolerance",
-    "obesity",
-    "avascular_necrosis",
-    "growth_impairment",
-]
+from engine.fields import catalogue
+
+RISKS = list(catalogue()["gc_toxicity_risk_factors"].enum or ())
 
 
 def _maybe(rng: random.Random, p: float) -> bool:

@@ -9,6 +9,7 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.fields import catalogue
 from engine.schemas import validator
 
 THRESHOLD_NEAR = st.sampled_from([0, 0.5, 4.99, 5, 5.0001, 5.1, 6, 11.9, 12, 12.1, 15.9, 16, 17.9, 18, 29.9, 30])
@@ -74,16 +75,7 @@ patients = st.builds(
     ),
     maybe(
         st.lists(
-            st.sampled_from(
-                [
-                    "uncontrolled_diabetes",
-                    "psychiatric_disorder",
-                    "severe_osteoporosis",
-                    "prior_gc_intolerance",
-                    "obesity",
-                    "avascular_necrosis",
-                ]
-            ),
+            st.sampled_from(list(catalogue()["gc_toxicity_risk_factors"].enum or ())),
             max_size=3,
             unique=True,
         )
