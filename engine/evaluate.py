@@ -294,7 +294,9 @@ def invalid_json_result(kb: KnowledgeBase, text: str, problem: str) -> dict[str,
     return kb._evaluation._failed(None, sha256_text(text), "invalid", [KBError("patient.json", problem)], None)
 
 
-def failed_result(kb: KnowledgeBase, code: str, message: str, text: str, status: str = "invalid") -> dict[str, Any]:
+def failed_result(
+    kb: KnowledgeBase, code: str, message: str, text: str, status: str = "invalid", pointer: str = ""
+) -> dict[str, Any]:
     """The result for a record that never reached evaluation (empty line, bad CSV cell, a worker
     that died on it); its input hash is that of the raw text, when there was any."""
-    return kb._evaluation._failed(None, sha256_text(text), status, [KBError(code, message)], None)
+    return kb._evaluation._failed(None, sha256_text(text), status, [KBError(code, message, pointer=pointer)], None)

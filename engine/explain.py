@@ -77,10 +77,7 @@ def explain_text(result: dict[str, Any]) -> str:
     ]
     if result["errors"]:
         lines.append("Problems:")
-        lines += [
-            f"  {e.get('pointer', '')} {e['message']}".rstrip() + (f" (hint: {e['hint']})" if e.get("hint") else "")
-            for e in result["errors"]
-        ]
+        lines += [f"  {e['message']}" + (f" (hint: {e['hint']})" if e.get("hint") else "") for e in result["errors"]]
     scope = result.get("scope")
     if scope and result["status"] == "scope_undetermined":
         lines.append(f"Scope: {scope['reason']}")

@@ -31,7 +31,7 @@ class Record:
     line: int
     text: str | None = None
     data: Any = None
-    problem: tuple[str, str] | None = None  # (code, message)
+    problem: tuple[str, ...] | None = None  # (code, message[, JSON pointer])
     size: int = 0  # bytes of input consumed, for progress
 
 
@@ -149,11 +149,12 @@ def read_csv(stream: IO[str]) -> Iterator[Record]:
             try:
                 value = json.loads(cell) if kind == "json" else _csv_value(cell, kind)
             except ValueError as exc:
-                problem = ("patient.type", f"/{column.replace('.', '/')}: {exc}")
-                break
+                pointer = "/" + column.replace(".", "/")
+                problem = problem or ("patient.type", f"{pointer}: {exc}", pointer)  # the first bad cell
+                continue
             _set_path(record, column.split("."), value)
         if problem:
-            yield Record(number, line, problem=problem)
+            yield Record(number, line, data=record, problem=problem)  # data: only to name the patient
         else:
             yield Record(number, line, data=record, size=sum(len(c) + 1 for c in row))
 

@@ -43,8 +43,10 @@ def evaluate_record(
     from engine.evaluate import failed_result, invalid_json_result
 
     if record.problem is not None:
-        code, message = record.problem
-        result = failed_result(kb, code, message, record.text or "")
+        code, message, *pointer = record.problem
+        result = failed_result(kb, code, message, record.text or "", pointer=pointer[0] if pointer else "")
+        pid = record.data.get("id") if isinstance(record.data, dict) else None
+        result["patient_id"] = pid if isinstance(pid, str) else None
     elif record.text is not None:
         try:
             data = json.loads(record.text)
