@@ -98,8 +98,13 @@ class _Worker:
         self.isolated = False
 
     def send(self, chunk: list[Record], isolated: bool) -> None:
+        """Hand a chunk over. A worker that died meanwhile keeps the chunk: the main loop sees its
+        sentinel, replaces it and retries the records one by one."""
         self.chunk, self.isolated = chunk, isolated
-        self.conn.send(chunk)
+        try:
+            self.conn.send(chunk)
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+            pass
 
     def stop(self) -> None:
         try:
@@ -205,7 +210,7 @@ class BatchRunner:
                         self.done[number] = line
                     worker.chunk = None
                     continue
-            except (EOFError, OSError):
+            except Exception:  # noqa: BLE001 - EOF, a reset pipe, a message cut short by the death
                 pass
             pool[i] = self._replace(ctx, worker)
 
