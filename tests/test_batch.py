@@ -251,3 +251,33 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     write_cohort(source, 40)
     proc = fsgs("batch", str(source), "-o", str(tmp_path / "o.jsonl"))
     assert b"\r" not in proc.stderr
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    source = tmp_path / "in.jsonl"
+    write_cohort(source, 600)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "batch", str(source), "-o", str(tmp_path / "o.jsonl")],
+        cwd=ROOT,
+        stderr=follower,
+        stdout=subprocess.DEVNULL,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(leader)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "\r" in text and "records" in text and "/s" in text and "ETA" in text
+    quiet = fsgs("batch", str(source), "-o", str(tmp_path / "q.jsonl"), "--quiet")
+    assert b"\r" not in quiet.stderr
