@@ -52,7 +52,9 @@ def fact_json(fact: dict[str, Any]) -> str:
     """A flat fact for the core: json.dumps, with `1e-05` rewritten as `1.0e-05` (error 204).
     Keys and strings are engine-made names and enum values, so no string can hold such a token."""
     text = json.dumps(fact, ensure_ascii=False, separators=(",", ":"))
-    return _BARE_EXPONENT.sub(r"\1.0\2", text) if "e" in text else text
+    if any(type(value) is float and "e" in repr(value) for value in fact.values()):
+        return _BARE_EXPONENT.sub(r"\1.0\2", text)
+    return text
 
 
 def durable_json(value: Any) -> str:
