@@ -179,7 +179,10 @@ class Evaluation:
             "conditions": outcome.leaves,
             "derived": [_derived_dict(derived[n]) for n in self.rule_derived[rule.id]],
         }
-        entry.update(self.static[rule.id])
+        static = self.static[rule.id]
+        entry["says"] = static["says"]
+        entry["citations"] = [dict(c) for c in static["citations"]]
+        entry["evidence"] = dict(static["evidence"])
         return entry
 
     def _assemble(

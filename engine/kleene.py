@@ -331,6 +331,10 @@ class _LeafPlan:
 
     def explain(self, actual: Any, unit: str | None, result: Truth, missing: list[str]) -> dict[str, Any]:
         entry = dict(self.static)
+        if "provenance" in entry:  # results are handed to callers: share nothing mutable between them
+            entry["provenance"] = dict(entry["provenance"])
+        if isinstance(self.threshold, list):
+            entry["threshold"] = list(self.threshold)
         entry["actual"] = actual
         entry["unit"] = unit or None
         entry["result"] = result

@@ -145,3 +145,16 @@ def test_installed_entry_point_from_another_directory(tmp_path: Path) -> None:
 def test_module_invocation_without_entry_point(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "cli", "validate"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_mutating_a_result_does_not_change_the_next_one(kb) -> None:  # type: ignore[no-untyped-def]
+    record = json.loads((EXAMPLES / "relapse-after-remission.json").read_text())
+    first = kb.evaluate(record)
+    rule = next(r for r in first["rules"] if r["id"] == "CSA-RELAPSE-REINTRODUCE")
+    cond = next(c for c in rule["conditions"] if c.get("parameter") == "reintroduce_after_responses")
+    cond["provenance"]["kind"] = "tampered"
+    rule["citations"][0]["quote"] = "tampered"
+    second = kb.evaluate(record)
+    assert json.dumps(second) != json.dumps(first)
+    assert "tampered" not in json.dumps(second)
+    assert kb.model.parameters["reintroduce_after_responses"].value == ["complete_remission", "partial_remission"]
