@@ -21,6 +21,7 @@ from engine.output import dumps
 from engine.readers import Record
 
 CHUNK_SIZE = 32
+PIPELINE_DEPTH = 2
 
 
 @dataclass
@@ -94,13 +95,18 @@ class _Worker:
         self.proc = ctx.Process(target=_serve, args=(child, inherit, rules_dir, options), daemon=True)
         self.proc.start()
         child.close()
-        self.chunk: list[Record] | None = None
-        self.isolated = False
+        self.inflight: deque[list[Record]] = deque()  # chunks sent, answers not yet received
+        self.isolated = False  # holds one record being retried alone: nothing else is sent to it
+
+    def can_take(self) -> bool:
+        """Two chunks in flight keep a worker busy while the parent handles the previous answer."""
+        return not self.isolated and len(self.inflight) < PIPELINE_DEPTH
 
     def send(self, chunk: list[Record], isolated: bool) -> None:
         """Hand a chunk over. A worker that died meanwhile keeps the chunk: the main loop sees its
         sentinel, replaces it and retries the records one by one."""
-        self.chunk, self.isolated = chunk, isolated
+        self.inflight.append(chunk)
+        self.isolated = isolated
         try:
             self.conn.send(chunk)
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
@@ -166,7 +172,7 @@ class BatchRunner:
             while True:
                 self._flush()
                 exhausted = self._dispatch(pool, feed, limit, exhausted)
-                busy = [w for w in pool if w.chunk is not None]
+                busy = [w for w in pool if w.inflight]
                 if not busy:
                     if exhausted and not self.retry:
                         break
@@ -181,34 +187,36 @@ class BatchRunner:
 
     def _dispatch(self, pool: list[_Worker], feed: Iterator[list[Record]], limit: int, exhausted: bool) -> bool:
         for worker in pool:
-            if worker.chunk is not None:
-                continue
-            if self.retry:
-                worker.send(self.retry.popleft(), isolated=True)
-                continue
-            if exhausted or self._in_flight(pool) >= limit:
-                continue
-            chunk = next(feed, None)
-            if chunk is None:
-                exhausted = True
-                continue
-            self.bytes_read += sum(r.size for r in chunk)
-            worker.send(chunk, isolated=False)
+            while worker.can_take():
+                if self.retry:
+                    if not worker.inflight:
+                        worker.send(self.retry.popleft(), isolated=True)
+                    break
+                if exhausted or self._in_flight(pool) >= limit:
+                    break
+                chunk = next(feed, None)
+                if chunk is None:
+                    exhausted = True
+                    break
+                self.bytes_read += sum(r.size for r in chunk)
+                worker.send(chunk, isolated=False)
         return exhausted
 
     def _in_flight(self, pool: list[_Worker]) -> int:
-        return len(self.done) + sum(len(w.chunk or ()) for w in pool)
+        return len(self.done) + sum(len(chunk) for w in pool for chunk in w.inflight)
 
     def _collect(self, ctx: Any, pool: list[_Worker], busy: list[_Worker]) -> None:
         ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
         for i, worker in enumerate(pool):
-            if worker.chunk is None or not ({worker.conn, worker.proc.sentinel} & ready):
+            if not worker.inflight or not ({worker.conn, worker.proc.sentinel} & ready):
                 continue
             try:
-                if worker.conn in ready or worker.conn.poll():
+                while worker.inflight and worker.conn.poll():
                     for number, line in worker.conn.recv():
                         self.done[number] = line
-                    worker.chunk = None
+                    worker.inflight.popleft()
+                    worker.isolated = worker.isolated and bool(worker.inflight)
+                if worker.proc.sentinel not in ready:
                     continue
             except Exception:  # noqa: BLE001 - EOF, a reset pipe, a message cut short by the death
                 pass
@@ -219,11 +227,11 @@ class BatchRunner:
         worker.proc.join(timeout=5)
         code = worker.proc.exitcode
         self.summary.worker_crashes += 1
-        chunk = worker.chunk or []
-        if worker.isolated and len(chunk) == 1:
-            self.done[chunk[0].number] = self._crash_line(chunk[0], code)
+        records = [record for chunk in worker.inflight for record in chunk]
+        if worker.isolated and len(records) == 1:
+            self.done[records[0].number] = self._crash_line(records[0], code)
         else:
-            self.retry.extend([record] for record in chunk)
+            self.retry.extend([record] for record in records)
         return _Worker(ctx, self.kb, self.rules_dir, self.options)
 
     def _crash_line(self, record: Record, exitcode: int | None) -> Line:
