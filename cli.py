@@ -291,7 +291,6 @@ def batch(
     except OSError as exc:
         click.echo(f"fsgs-kb: cannot read {source}: {exc.strerror}", err=True)
         sys.exit(2)
-    head = "" if input_format or source != "-" else ""
     fmt = input_format or sniff_format(None if source == "-" else source, _peek(stream))
     done = 0
     try:
@@ -337,7 +336,6 @@ def batch(
         with open(summary_file, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2)
     sys.exit(summary.exit_code)
-    del head
 
 
 def _peek(stream: object) -> str:

@@ -154,9 +154,8 @@ def test_exact_30_percent_rise_fires(kb: Any) -> None:
         "weight_kg": 70,
         "fsgs": {"biopsy_proven": True, "etiology": "primary"},
         "cyclosporine": {"status": "current"},
-        "serum_creatinine": {"current": 243, "baseline": 186.923076923, "unit": "umol/L"},
+        "serum_creatinine": {"current": 1.17, "baseline": 0.9, "unit": "mg/dL"},  # (1.17-0.9)/0.9 is 30 % exactly
     }
-    record["serum_creatinine"] = {"current": 1.17, "baseline": 0.9, "unit": "mg/dL"}
     assert "CSA-NEPHROTOX-SUSPECTED" in kb.evaluate(record)["advice"]
 
 
