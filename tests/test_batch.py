@@ -145,6 +145,23 @@ def test_killing_a_worker_from_outside_loses_nothing(tmp_path: Path) -> None:
     assert proc.returncode in (0, 1, 3)
 
 
+def _kill_once_written(proc: subprocess.Popen[bytes], out: Path, lines: int) -> bool:
+    """SIGKILL the run's process group as soon as `out` holds `lines` lines; False if it ended first.
+
+    Synchronises on observed progress, never on a timer, so a fast machine cannot finish the run
+    before the kill and a slow one cannot kill it before it wrote anything.
+    """
+    try:
+        while proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") >= lines:
+                os.killpg(proc.pid, signal.SIGKILL)
+                return True
+            time.sleep(0.002)  # polling interval only: the kill condition is the line count
+        return False
+    finally:
+        proc.wait()
+
+
 def test_killed_runs_resume_to_the_same_bytes(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     write_cohort(source, 3000, seed=4, extra={100: "garbage"})
@@ -173,12 +190,12 @@ def test_killed_runs_resume_to_the_same_bytes(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        time.sleep(rng.uniform(0.6, 1.5))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        done_before = partial_counts[-1] if partial_counts else 0
+        target = done_before + rng.randint(1, (total - done_before) // 3)
+        killed = _kill_once_written(proc, out, target)
         partial_counts.append(out.read_bytes().count(b"\n") if out.exists() else 0)
-    assert any(0 < n < total for n in partial_counts), partial_counts  # a kill did land mid-run
+        assert killed, f"attempt {attempt}: the run finished before it wrote {target} lines"
+    assert all(0 < n < total for n in partial_counts), partial_counts  # every kill landed mid-run
     final = fsgs("batch", str(source), "-o", str(out), "--workers", "2", "--resume")
     assert final.returncode in (0, 1), final.stderr.decode()
     assert out.read_bytes() == reference.read_bytes()
