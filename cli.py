@@ -6,14 +6,36 @@ or exits. Exit codes: 0 success, 1 findings (invalid knowledge base or record), 
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-if TYPE_CHECKING:
-    from engine.kb import KnowledgeBase
+from fsgs_kb.engine.audit.audit import audit_report
+from fsgs_kb.engine.audit.diff import compare, load_side, materialize, temporary_workdir
+from fsgs_kb.engine.audit.replay import impact as run_impact
+from fsgs_kb.engine.audit.replay import index_inputs
+from fsgs_kb.engine.audit.replay import replay as run_replay
+from fsgs_kb.engine.batch.files import LineWriter, open_output, prepare_resume
+from fsgs_kb.engine.batch.readers import read_records, sniff_format
+from fsgs_kb.engine.batch.run import BatchRunner
+from fsgs_kb.engine.check.validate import validate_dir
+from fsgs_kb.engine.errors import KBErrors
+from fsgs_kb.engine.kb import KnowledgeBase, load
+from fsgs_kb.engine.load.paths import resolve_rules_dir
+from fsgs_kb.engine.load.scenario_files import load_cases
+from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, trace_text
+from fsgs_kb.engine.report.explain import explain_text
+from fsgs_kb.engine.report.handbook import Handbook, write_site
+from fsgs_kb.engine.report.markdown import markdown
+from fsgs_kb.engine.report.scenarios import coverage_text, report_text
+from fsgs_kb.engine.report.validation import format_error, validation_json, validation_text
+from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
+from fsgs_kb.engine.suggest import did_you_mean
 
 RULES_OPTION = click.option(
     "--rules",
@@ -51,9 +73,6 @@ def main() -> None:
 @FORMAT_TEXT_JSON
 def validate(rules_dir: Path | None, fmt: str) -> None:
     """Check the knowledge base and report every problem, sorted by place."""
-    from engine.paths import resolve_rules_dir
-    from engine.report import validation_json, validation_text
-    from engine.validate import validate_dir
 
     report = validate_dir(resolve_rules_dir(rules_dir))
     click.echo(validation_json(report) if fmt == "json" else validation_text(report))
@@ -62,9 +81,6 @@ def validate(rules_dir: Path | None, fmt: str) -> None:
 
 def _load_kb(rules_dir: Path | None) -> KnowledgeBase:
     """Load the knowledge base or exit 2 with its problems: a broken KB is a setup error."""
-    from engine.errors import KBErrors
-    from engine.kb import load
-    from engine.report import format_error
 
     try:
         return load(rules_dir)
@@ -77,7 +93,6 @@ def _load_kb(rules_dir: Path | None) -> KnowledgeBase:
 
 def _read_patient(source: str) -> tuple[object, str, str | None]:
     """(parsed record, raw text, None), or (None, raw text, message) when the text is not JSON."""
-    import json
 
     try:
         if source == "-":
@@ -140,9 +155,7 @@ def _evaluate_source(
         _require_approved(kb)
     record, text, problem = _read_patient(source)
     if problem is not None:
-        from engine.evaluate import invalid_json_result
-
-        return invalid_json_result(kb, text, problem)
+        return kb.failed_result("patient.json", problem, text)
     return kb.evaluate(record, include_input=include_input, mask=mask)
 
 
@@ -168,7 +181,6 @@ def evaluate(
     Exit 0 when evaluated (any status but invalid or error), 1 for an invalid record, 3 for an
     internal error, 2 for usage errors.
     """
-    import json
 
     result = _evaluate_source(rules_dir, patient, require_approved, include_input, mask)
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
@@ -184,7 +196,6 @@ def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> Non
 
     Exit codes as for evaluate.
     """
-    from engine.explain import explain_text
 
     result = _evaluate_source(rules_dir, patient, require_approved)
     click.echo(explain_text(result))
@@ -195,14 +206,12 @@ class _Progress:
     """A one-line progress bar on stderr: records, records/s and, when the size is known, ETA."""
 
     def __init__(self, total_bytes: int | None) -> None:
-        import time
 
         self.total = total_bytes
         self.start = time.monotonic()
         self.last = 0.0
 
     def __call__(self, records: int, bytes_read: int, final: bool = False) -> None:
-        import time
 
         now = time.monotonic()
         if not final and now - self.last < 0.2:
@@ -272,14 +281,6 @@ def batch(
       3  some records hit internal errors (e.g. engine_crash)
       2  usage or I/O errors
     """
-    import json
-    import os
-
-    from engine.batch import BatchRunner
-    from engine.batch_io import LineWriter, open_output, prepare_resume
-    from engine.errors import KBErrors
-    from engine.readers import read_records, sniff_format
-    from engine.report import format_error
 
     kb = _load_kb(rules_dir)
     if require_approved:
@@ -379,13 +380,6 @@ def test_command(rules_dir: Path | None, patterns: tuple[str, ...], coverage: bo
     a case fails, the selection is empty or coverage is incomplete; 2 for usage errors or
     scenario files that cannot be read.
     """
-    import json
-
-    from engine.errors import KBErrors
-    from engine.paths import resolve_rules_dir
-    from engine.report import format_error
-    from engine.scenarios import load_cases
-    from engine.testrun import coverage_text, measure_coverage, report_json, report_text, run, select
 
     kb = _load_kb(rules_dir)
     tests_dir = resolve_rules_dir(rules_dir) / "tests"
@@ -427,7 +421,6 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
 
     HTML is a self-contained static site (no network needed to view it); md is one Markdown file.
     """
-    from engine.handbook import Handbook, write_site
 
     kb = _load_kb(rules_dir)
     book = Handbook(kb.model, kb.fingerprint)
@@ -435,7 +428,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(book.markdown(), encoding="utf-8")
+            target.write_text(markdown(book), encoding="utf-8")
             click.echo(f"wrote {target}")
         else:
             written = write_site(book, out)
@@ -454,10 +447,6 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
 
     Anything not verified against a primary document is flagged.
     """
-    import json
-
-    from engine.audit import audit_report, audit_text
-    from engine.suggest import did_you_mean
 
     kb = _load_kb(rules_dir)
     if rule_id is not None and rule_id not in kb.model.rules:
@@ -468,7 +457,6 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
 
 
 def _read_results(path: str) -> list[dict[str, Any]]:
-    import json
 
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
@@ -495,7 +483,6 @@ def trace(result_file: str, rules_dir: Path | None) -> None:
     Exit 0 when the result was made by the knowledge base at hand, 1 when it was not (the trace
     then shows today's provenance and says so), 2 for usage or I/O errors.
     """
-    from engine.audit import trace_text
 
     kb = _load_kb(rules_dir)
     all_same = True
@@ -520,10 +507,6 @@ def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
     Exit 0 when every change is versioned, 1 when a rule or the knowledge base changed without a
     version bump and history/changelog entry, 2 when a side cannot be read or does not validate.
     """
-    import json
-
-    from engine.kbdiff import compare, diff_text, load_side, temporary_workdir
-    from engine.report import format_error
 
     with temporary_workdir() as work:
         try:
@@ -568,10 +551,6 @@ def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fm
 
     Exit 0 when every decision comes back identical, 1 otherwise, 2 for usage or I/O errors.
     """
-    import json
-
-    from engine.replay import index_inputs
-    from engine.replay import replay as run_replay
 
     kb = _load_kb(rules_dir)
     index: dict[str, str] = {}
@@ -622,12 +601,6 @@ def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fm
 def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None:
     """Evaluate a cohort under two knowledge bases (directories or git:REV): per rule, which
     patients newly fire, stop firing, or change to or from undetermined."""
-    import json
-
-    from engine.kb import load
-    from engine.kbdiff import materialize, temporary_workdir
-    from engine.replay import impact as run_impact
-    from engine.replay import impact_text
 
     with temporary_workdir() as work:
         try:
@@ -636,9 +609,6 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
             click.echo(f"fsgs-kb: {exc}", err=True)
             sys.exit(2)
         except Exception as exc:  # KBErrors: a side that does not validate
-            from engine.errors import KBErrors
-            from engine.report import format_error
-
             if not isinstance(exc, KBErrors):
                 raise
             for error in exc.errors:
@@ -657,7 +627,6 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
 @RULES_OPTION
 def compile_command(rules_dir: Path | None) -> None:
     """Print the compiled durable-rules rulesets (JSON ruleset form), level by level."""
-    import json
 
     kb = _load_kb(rules_dir)
     click.echo(json.dumps(kb.compiled.as_json(), ensure_ascii=False, indent=2))

@@ -21,12 +21,12 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 def generate(n: int, seed: int = 7) -> Path:
     """A seeded, realistic mix (in/out of scope, on/off cyclosporine, missing fields, ~2 % invalid)."""
-    from tests.generate import iter_cohort
+    from generate import iter_cohort
 
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"patients-{n}-{seed}.jsonl"
@@ -51,11 +51,11 @@ def bare_durable(path: Path) -> tuple[float, int]:
     process; facts are flattened beforehand and not timed; no validation, no explanation."""
     from durable.engine import Host, MessageNotHandledException
 
-    import engine
-    from engine.patient import field_values, validate_patient
+    import fsgs_kb
+    from fsgs_kb.engine.evaluate.patient import field_values, validate_patient
 
-    kb = engine.load()
-    evaluation = kb._evaluation
+    kb = fsgs_kb.load()
+    evaluation = kb.evaluation
     facts = []
     with path.open("rb") as src:
         for line in src:

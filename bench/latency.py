@@ -18,14 +18,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import engine  # noqa: E402
-from tests.generate import iter_cohort  # noqa: E402
+from generate import iter_cohort  # noqa: E402
+
+import fsgs_kb  # noqa: E402
 
 
 def measure(n: int, seed: int) -> dict[str, float]:
-    kb = engine.load()
+    kb = fsgs_kb.load()
     for record in iter_cohort(500, seed=seed + 1):  # warm-up: rulesets created, caches filled
         kb.evaluate(record)
     samples: list[float] = []

@@ -14,12 +14,10 @@ import hashlib
 import os
 import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from engine.paths import schema_dir
-
-if TYPE_CHECKING:
-    from engine.validate import ValidationReport
+from fsgs_kb.engine.check.validate import ValidationReport
+from fsgs_kb.engine.load.paths import schema_dir
+from fsgs_kb.engine.version import __version__
 
 CACHE_ENV = "FSGS_KB_CACHE"
 FORMAT = b"fsgs-kb-cache-1"
@@ -37,9 +35,7 @@ def _cache_dir() -> Path | None:
 
 def content_key(rules_dir: Path) -> str | None:
     """sha256 over every YAML file of the knowledge base and every schema, by name and bytes."""
-    from engine.kb import ENGINE_VERSION
-
-    digest = hashlib.sha256(FORMAT + ENGINE_VERSION.encode())
+    digest = hashlib.sha256(FORMAT + __version__.encode())
     try:
         files = sorted(rules_dir.rglob("*.yaml")) + sorted(schema_dir().glob("*.json"))
         for path in files:

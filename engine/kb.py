@@ -1,8 +1,9 @@
-"""The public API pipelines import: `engine.load()` and `KnowledgeBase.evaluate()`.
+"""The façade pipelines import: `fsgs_kb.load()` and `KnowledgeBase.evaluate()`.
 
-Data flows one way: YAML → validated model → compiled rulesets → evaluation (durable-rules
-decides, Python explains, the two are cross-checked) → result dict. `evaluate` never raises
-for any input: a bad record is `invalid`, an internal failure is `error`, each with a code.
+It wires the stages: YAML → validated model (load, check) → compiled rulesets (compile) →
+evaluation (durable-rules decides, Python explains, the two are cross-checked) → result dict.
+`evaluate` never raises for any input: a bad record is `invalid`, an internal failure is
+`error`, each with a code.
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.compile import CompiledKB, compile_kb
-from engine.durable_engine import DurableRulesets
-from engine.errors import KBErrors
-from engine.evaluate import Evaluation
-from engine.fingerprint import kb_fingerprint
-from engine.kleene import Evaluator
-from engine.model import KnowledgeBaseModel
-from engine.paths import resolve_rules_dir
-from engine.validate import ValidationReport, validate_dir
-
-ENGINE_VERSION = "0.1.0"
+from fsgs_kb.engine import cache
+from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
+from fsgs_kb.engine.compile.durable import DurableRulesets
+from fsgs_kb.engine.compile.rulesets import CompiledKB, compile_kb
+from fsgs_kb.engine.errors import KBErrors
+from fsgs_kb.engine.evaluate.evaluation import Evaluation
+from fsgs_kb.engine.evaluate.kleene import Evaluator
+from fsgs_kb.engine.evaluate.masking import attach_input
+from fsgs_kb.engine.load.fingerprint import kb_fingerprint
+from fsgs_kb.engine.load.paths import resolve_rules_dir
+from fsgs_kb.engine.model import KnowledgeBaseModel
 
 
 class KnowledgeBase:
@@ -33,7 +34,13 @@ class KnowledgeBase:
         self.compiled: CompiledKB = compile_kb(self.model)
         self.evaluator = Evaluator(self.model)
         self.durable = DurableRulesets(self.compiled.levels, f"fsgskb_{self.fingerprint[:12]}")
-        self._evaluation = Evaluation(self)
+        self.evaluation = Evaluation(
+            self.model,
+            self.compiled,
+            self.evaluator,
+            self.durable,
+            {"id": self.id, "version": self.version, "fingerprint": self.fingerprint},
+        )
 
     @property
     def id(self) -> str:
@@ -50,12 +57,17 @@ class KnowledgeBase:
 
         include_input stores the record in the decision record (for replay without the original
         file), with the values at the `mask` JSON pointers replaced by their sha256."""
-        result = self._evaluation.run(patient, timestamp=timestamp)
+        result = self.evaluation.run(patient, timestamp=timestamp)
         if include_input:
-            from engine.masking import attach_input
-
             attach_input(result, patient, mask)
         return result
+
+    def failed_result(
+        self, code: str, message: str, text: str, status: str = "invalid", pointer: str = ""
+    ) -> dict[str, Any]:
+        """The result for input that never reached evaluation (not JSON, an empty line, a worker
+        that died on it), traceable by the hash of its raw text."""
+        return self.evaluation.failed(code, message, text, status=status, pointer=pointer)
 
     @property
     def unapproved(self) -> list[str]:
@@ -67,8 +79,6 @@ def load(rules_dir: str | Path | None = None) -> KnowledgeBase:
     """Load, validate and compile a knowledge base; raise KBErrors when it has errors.
 
     A knowledge base whose exact files validated before comes from the cache (engine.cache)."""
-    from engine import cache
-
     directory = resolve_rules_dir(rules_dir)
     key = cache.content_key(directory)
     report = cache.load_cached(key) if key else None

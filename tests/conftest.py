@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import engine
-from engine.kb import KnowledgeBase
-from engine.paths import bundled_rules_dir
+import fsgs_kb
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.paths import bundled_rules_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -17,7 +17,7 @@ SHARED = ROOT.parent / "shared"
 
 @pytest.fixture(scope="session")
 def kb() -> KnowledgeBase:
-    return engine.load()
+    return fsgs_kb.load()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from engine.fields import catalogue
+from fsgs_kb.engine.load.fields import catalogue
 
 RISKS = list(catalogue()["gc_toxicity_risk_factors"].enum or ())
 

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from generate import iter_cohort
 
-from cli import main
-from engine.paths import bundled_rules_dir
-
-from .generate import iter_cohort
+from fsgs_kb.cli import main
+from fsgs_kb.engine.load.paths import bundled_rules_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PROVENANCE = (
@@ -122,7 +121,7 @@ def test_replay_of_ten_thousand_decisions_is_identical(tmp_path: Path) -> None:
     patients.write_text("".join(json.dumps(p) + "\n" for p in iter_cohort(10_000, seed=31, invalid_rate=0.02)))
     results = tmp_path / "results.jsonl"
     subprocess.run(
-        [sys.executable, "-m", "cli", "batch", str(patients), "-o", str(results), "--quiet"],
+        [sys.executable, "-m", "fsgs_kb", "batch", str(patients), "-o", str(results), "--quiet"],
         cwd=ROOT,
         check=False,
         capture_output=True,
@@ -130,7 +129,7 @@ def test_replay_of_ten_thousand_decisions_is_identical(tmp_path: Path) -> None:
     )
     assert results.read_text().count("\n") == 10_000
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", "replay", str(results), "--input", str(patients)],
+        [sys.executable, "-m", "fsgs_kb", "replay", str(results), "--input", str(patients)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -146,7 +145,7 @@ def test_replay_reports_changes_and_missing_inputs(tmp_path: Path, kb_copy: Path
     source.write_text("".join(json.dumps(p) + "\n" for p in patients))
     results = tmp_path / "r.jsonl"
     subprocess.run(
-        [sys.executable, "-m", "cli", "batch", str(source), "-o", str(results), "--quiet"],
+        [sys.executable, "-m", "fsgs_kb", "batch", str(source), "-o", str(results), "--quiet"],
         cwd=ROOT,
         capture_output=True,
         timeout=300,
@@ -168,7 +167,7 @@ def test_replay_from_stored_masked_input(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "cli",
+            "fsgs_kb",
             "batch",
             str(source),
             "-o",

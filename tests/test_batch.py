@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from .generate import iter_cohort
+from generate import iter_cohort
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +23,7 @@ def fsgs(
     *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None, timeout: int = 300
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "fsgs_kb", *args],
         capture_output=True,
         cwd=ROOT,
         input=stdin,
@@ -121,7 +120,7 @@ def test_killing_a_worker_from_outside_loses_nothing(tmp_path: Path) -> None:
     write_cohort(source, 4000, seed=8)
     out = tmp_path / "out.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "batch", str(source), "-o", str(out), "--workers", "2"],
+        [sys.executable, "-m", "fsgs_kb", "batch", str(source), "-o", str(out), "--workers", "2"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -176,7 +175,7 @@ def test_killed_runs_resume_to_the_same_bytes(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "cli",
+                "fsgs_kb",
                 "batch",
                 str(source),
                 "-o",
@@ -277,7 +276,7 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     write_cohort(source, 600)
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "batch", str(source), "-o", str(tmp_path / "o.jsonl")],
+        [sys.executable, "-m", "fsgs_kb", "batch", str(source), "-o", str(tmp_path / "o.jsonl")],
         cwd=ROOT,
         stderr=follower,
         stdout=subprocess.DEVNULL,

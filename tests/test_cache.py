@@ -6,19 +6,19 @@ from pathlib import Path
 
 import pytest
 
-import engine
-from engine.errors import KBErrors
+import fsgs_kb
+from fsgs_kb.engine.errors import KBErrors
 
 
 def test_an_edit_is_seen_at_once(kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FSGS_KB_CACHE", str(tmp_path / "cache"))
-    first = engine.load(kb_copy)
+    first = fsgs_kb.load(kb_copy)
     assert list((tmp_path / "cache").glob("*.pickle")), "a clean knowledge base is cached"
-    again = engine.load(kb_copy)
+    again = fsgs_kb.load(kb_copy)
     assert again.fingerprint == first.fingerprint
     params = kb_copy / "parameters.yaml"
     params.write_text(params.read_text(encoding="utf-8").replace("    value: 30\n", "    value: 25\n"), "utf-8")
-    changed = engine.load(kb_copy)
+    changed = fsgs_kb.load(kb_copy)
     assert changed.fingerprint != first.fingerprint
     assert changed.model.parameters["nephrotoxicity_creatinine_rise"].value == 25
 
@@ -27,14 +27,14 @@ def test_a_broken_edit_is_not_hidden_by_the_cache(
     kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FSGS_KB_CACHE", str(tmp_path / "cache"))
-    engine.load(kb_copy)
+    fsgs_kb.load(kb_copy)
     (kb_copy / "kb.yaml").write_text("id: [", encoding="utf-8")
     with pytest.raises(KBErrors):
-        engine.load(kb_copy)
+        fsgs_kb.load(kb_copy)
 
 
 def test_cache_can_be_switched_off(kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FSGS_KB_CACHE", "off")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    engine.load(kb_copy)
+    fsgs_kb.load(kb_copy)
     assert not (tmp_path / "xdg").exists()

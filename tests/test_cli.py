@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from fsgs_kb.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -143,7 +143,7 @@ def test_installed_entry_point_from_another_directory(tmp_path: Path) -> None:
 
 
 def test_module_invocation_without_entry_point(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "cli", "validate"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "fsgs_kb", "validate"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 

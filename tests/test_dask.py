@@ -6,15 +6,14 @@ import json
 from typing import Any
 
 import pytest
-
-from .generate import iter_cohort
+from generate import iter_cohort
 
 db = pytest.importorskip("dask.bag", reason="the dask extra is not installed")
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
 
 def test_bag_on_a_local_cluster_equals_single_machine_results(kb: Any) -> None:
-    from engine.dask import evaluate_bag
+    from fsgs_kb.engine.batch.dask_bag import evaluate_bag
 
     lines = [json.dumps(p) for p in iter_cohort(300, seed=21, invalid_rate=0.02)] + ["not json", ""]
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:

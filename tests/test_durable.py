@@ -16,17 +16,17 @@ import textwrap
 from typing import Any
 
 import pytest
+from generate import cohort
 
-from engine.durable_engine import DurableRulesets
-
-from .generate import cohort
+from fsgs_kb.engine.compile.durable import DurableRulesets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(ROOT, "tests")
 
 
 def run_python(code: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, cwd=TESTS
     )
 
 
@@ -50,17 +50,17 @@ def test_upstream_delete_state_after_unmatched_first_assert_segfaults() -> None:
 
 def test_wrapper_survives_an_unmatched_first_fact_and_never_deletes_state(kb: Any) -> None:
     proc = run_python("""
-        import engine
-        kb = engine.load()
+        import fsgs_kb
+        kb = fsgs_kb.load()
         first = kb.evaluate({"id": "empty"})          # nothing matches at any level
         assert first["status"] == "scope_undetermined", first["status"]
-        from tests.generate import cohort
+        from generate import cohort
         statuses = {kb.evaluate(p)["status"] for p in cohort(500, seed=7)}
         assert "error" not in statuses, statuses
         print("ok")
     """)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "delete_state" not in open(os.path.join(ROOT, "engine", "durable_engine.py")).read().split('"""')[2]
+    assert "delete_state" not in open(os.path.join(ROOT, "engine", "compile", "durable.py")).read().split('"""')[2]
 
 
 # 2. sessions pile up ---------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def test_wrapper_reuses_one_session_for_thousands_of_patients(kb: Any) -> None:
 def test_upstream_error_303_is_reported_not_crashed() -> None:
     """A ruleset far wider than ours makes the core refuse facts; the wrapper turns it into EngineError."""
     rules = {f"r{i}|T": {"all": [{"m": {"$gte": {"x": i}}}]} for i in range(70)}
-    from engine.durable_engine import EngineError
+    from fsgs_kb.engine.compile.durable import EngineError
 
     durable = DurableRulesets(((rules,),), "wide")
     refused = 0
@@ -103,7 +103,7 @@ def test_upstream_error_303_is_reported_not_crashed() -> None:
 
 
 def test_compiler_splits_wide_levels_below_the_alpha_limit() -> None:
-    from engine.compile import ALPHA_BUDGET, alpha_cost, split_for_alpha_budget
+    from fsgs_kb.engine.compile.rulesets import ALPHA_BUDGET, alpha_cost, split_for_alpha_budget
 
     wide = {f"r{i}|{side}": {"all": [{"m": {"$gte": {"x": i}}}]} for i in range(70) for side in "TF"}
     chunks = split_for_alpha_budget(wide)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from fsgs_kb.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
 

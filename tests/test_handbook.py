@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from fsgs_kb.cli import main
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 

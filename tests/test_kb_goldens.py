@@ -16,8 +16,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cli import main
-from engine.paths import bundled_rules_dir
+from fsgs_kb.cli import main
+from fsgs_kb.engine.load.paths import bundled_rules_dir
 
 CASES_DIR = Path(__file__).parent / "kb_invalid"
 CASES = sorted(CASES_DIR.glob("*.yaml"))

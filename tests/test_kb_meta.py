@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SHARED
 
-from cli import main
-from engine.checks import normalise
-from engine.paths import bundled_rules_dir
-from engine.validate import validate_dir
-
-from .conftest import SHARED
+from fsgs_kb.cli import main
+from fsgs_kb.engine.check.checks import normalise
+from fsgs_kb.engine.check.validate import validate_dir
+from fsgs_kb.engine.load.paths import bundled_rules_dir
 
 REQUIRED_IDS = {
     "SCOPE-OUT",

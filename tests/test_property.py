@@ -9,8 +9,8 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.fields import catalogue
-from engine.schemas import validator
+from fsgs_kb.engine.load.fields import catalogue
+from fsgs_kb.engine.load.schemas import validator
 
 THRESHOLD_NEAR = st.sampled_from([0, 0.5, 4.99, 5, 5.0001, 5.1, 6, 11.9, 12, 12.1, 15.9, 16, 17.9, 18, 29.9, 30])
 
@@ -138,7 +138,7 @@ def test_durable_rules_and_explanation_agree(kb: Any, patient: dict[str, Any]) -
 @settings(max_examples=1500, deadline=None)
 @given(patients)
 def test_fast_validator_matches_the_json_schema(kb: Any, patient: dict[str, Any]) -> None:
-    from engine.patient import validate_patient
+    from fsgs_kb.engine.evaluate.patient import validate_patient
 
     schema_ok = validator("patient").is_valid(patient)
     ours = [e for e in validate_patient(patient) if e.code != "patient.conflict"]

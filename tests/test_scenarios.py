@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.paths import bundled_rules_dir
-from engine.scenarios import Case, check_case, load_cases
+from fsgs_kb.engine.load.paths import bundled_rules_dir
+from fsgs_kb.engine.load.scenario_files import Case, load_cases
+from fsgs_kb.engine.scenarios.check import check_case
 
 CASES = load_cases(bundled_rules_dir() / "tests")
 

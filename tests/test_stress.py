@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_twenty_thousand_patients_in_one_process_with_flat_memory() -> None:
     code = textwrap.dedent("""
-        import resource, engine
-        from tests.generate import iter_cohort
-        kb = engine.load()
+        import resource, fsgs_kb
+        from generate import iter_cohort
+        kb = fsgs_kb.load()
         def run(seed, n):
             counts = {}
             for p in iter_cohort(n, seed=seed, invalid_rate=0.02):
@@ -33,5 +33,5 @@ def test_twenty_thousand_patients_in_one_process_with_flat_memory() -> None:
         assert sum(counts.values()) == 15000
         assert after - warm < 8 * 1024, (warm, after)  # KiB: under 8 MiB of growth
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=500)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests", timeout=500)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]

@@ -1,0 +1,1 @@
+"""Trace, replay, diff and impact: reproduce and compare past decisions."""

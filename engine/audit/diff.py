@@ -1,0 +1,184 @@
+"""Compare two knowledge bases, and enforce versioning: a changed rule needs a new version and a
+history entry; a changed knowledge base needs a new manifest version and a changelog entry.
+
+Either side may be a directory or `git:REV`, read with `git archive` into a temporary
+directory: the working tree is never touched.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fsgs_kb.engine.check.checks import version_key
+from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
+from fsgs_kb.engine.load.fingerprint import canonical_json, kb_fingerprint
+
+RULE_META = ("version", "history")
+
+
+@dataclass
+class KBSide:
+    label: str
+    report: ValidationReport
+    fingerprint: str
+    rule_data: dict[str, dict[str, Any]]
+
+
+def _git_root(cwd: Path) -> Path:
+    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ValueError(f"not inside a git repository: {cwd}")
+    return Path(out.stdout.strip())
+
+
+def materialize(spec: str, rules_path: str, workdir: Path) -> Path:
+    """A directory holding the knowledge base `spec` names (a path, or git:REV)."""
+    if not spec.startswith("git:"):
+        return Path(spec)
+    rev = spec[4:]
+    root = _git_root(Path.cwd())
+    relative = (
+        (Path.cwd() / rules_path).resolve().relative_to(root.resolve())
+        if not Path(rules_path).is_absolute()
+        else Path(rules_path).resolve().relative_to(root.resolve())
+    )
+    proc = subprocess.run(["git", "archive", "--format=tar", rev, "--", str(relative)], cwd=root, capture_output=True)
+    if proc.returncode != 0:
+        raise ValueError(f"git cannot read {relative} at {rev}: {proc.stderr.decode().strip()}")
+    target = workdir / rev.replace("/", "_").replace("~", "-").replace("^", "-")
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
+        try:
+            archive.extractall(target, filter="data")
+        except TypeError:  # Python before 3.10.12 / 3.11.4 has no extraction filters
+            archive.extractall(target)  # noqa: S202 - our own repository's archive
+    return target / relative
+
+
+def load_side(spec: str, rules_path: str, workdir: Path) -> KBSide:
+
+    directory = materialize(spec, rules_path, workdir)
+    report = validate_dir(directory)
+    rule_data = {}
+    for doc in report.load.docs.values():
+        if isinstance(doc.data, dict) and "when" in doc.data and "id" in doc.data:
+            rule_data[doc.data["id"]] = doc.data
+    return KBSide(spec, report, kb_fingerprint(report.load.docs, report.load.model.root), rule_data)
+
+
+@dataclass
+class KBDiff:
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, subject: str, detail: str, **extra: Any) -> None:
+        self.changes.append({"kind": kind, "subject": subject, "detail": detail, **extra})
+
+
+def _content(data: dict[str, Any]) -> str:
+    return canonical_json({k: v for k, v in data.items() if k not in RULE_META})
+
+
+def _provenance_text(param: Any) -> str:
+    data = param.provenance
+    if param.provenance_kind == "source":
+        return f"source {data['sentence']}"
+    if param.provenance_kind == "cited":
+        return (
+            f"cited ({'verified' if data['verified'] else 'not verified'}): {' '.join(data['reference'].split())[:60]}"
+        )
+    return f"local ({data['decided_on']})"
+
+
+def compare(old: KBSide, new: KBSide) -> KBDiff:
+    diff = KBDiff()
+    _compare_rules(old, new, diff)
+    _compare_parameters(old, new, diff)
+    old_m, new_m = old.report.load.model.manifest, new.report.load.model.manifest
+    if old.fingerprint != new.fingerprint:
+        if new_m.get("version") == old_m.get("version"):
+            diff.violations.append(
+                f"the knowledge base changed but its version is still {new_m.get('version')}: "
+                "bump the version in kb.yaml and add a changelog entry"
+            )
+        elif new_m.get("version") not in {e["version"] for e in new_m.get("changelog", [])}:
+            diff.violations.append(f"kb.yaml version {new_m.get('version')} has no changelog entry")
+        elif version_key(str(new_m.get("version"))) <= version_key(str(old_m.get("version"))):
+            diff.violations.append(
+                f"kb.yaml version went from {old_m.get('version')} to {new_m.get('version')}: versions only go up"
+            )
+    if old_m.get("version") != new_m.get("version"):
+        diff.add("kb_version", "kb.yaml", f"{old_m.get('version')} → {new_m.get('version')}")
+    return diff
+
+
+def _compare_rules(old: KBSide, new: KBSide, diff: KBDiff) -> None:
+    for rid in sorted(set(old.rule_data) | set(new.rule_data)):
+        before, after = old.rule_data.get(rid), new.rule_data.get(rid)
+        if before is None:
+            diff.add("rule_added", rid, f"added, version {after['version']} ({after['status']})")  # type: ignore[index]
+            continue
+        if after is None:
+            diff.add("rule_removed", rid, "removed (rules should be retired, not deleted: ids are stable forever)")
+            continue
+        if before.get("status") != after.get("status"):
+            kind = "rule_retired" if after.get("status") == "retired" else "rule_status"
+            diff.add(kind, rid, f"status {before.get('status')} → {after.get('status')}")
+        for key, label in (
+            ("when", "condition"),
+            ("says", "advice text"),
+            ("citations", "citation"),
+            ("evidence", "evidence note"),
+            ("kind", "kind"),
+            ("title", "title"),
+            ("interpretation", "interpretation"),
+        ):
+            if canonical_json(before.get(key)) != canonical_json(after.get(key)):
+                diff.add(
+                    f"rule_{label.replace(' ', '_')}_changed",
+                    rid,
+                    f"{label} changed",
+                    old=before.get(key),
+                    new=after.get(key),
+                )
+        if before["version"] != after["version"]:
+            diff.add("rule_version", rid, f"version {before['version']} → {after['version']}")
+        if _content(before) != _content(after):
+            history = {h["version"] for h in after.get("history", [])}
+            if before["version"] == after["version"]:
+                diff.violations.append(
+                    f"{rid} changed without a version bump (still {after['version']}): "
+                    "raise its version and add a history entry"
+                )
+            elif after["version"] not in history:
+                diff.violations.append(f"{rid} is version {after['version']} but has no history entry for it")
+
+
+def _compare_parameters(old: KBSide, new: KBSide, diff: KBDiff) -> None:
+    before, after = old.report.load.model.parameters, new.report.load.model.parameters
+    for name in sorted(set(before) | set(after)):
+        a, b = before.get(name), after.get(name)
+        if a is None:
+            diff.add("parameter_added", name, f"added: {b.value} {b.unit} ({_provenance_text(b)})")  # type: ignore[union-attr]
+        elif b is None:
+            diff.add("parameter_removed", name, f"removed (was {a.value} {a.unit})")
+        else:
+            if canonical_json(a.value) != canonical_json(b.value) or a.unit != b.unit:
+                diff.add(
+                    "parameter_value",
+                    name,
+                    f"{a.value} {a.unit} ({_provenance_text(a)}) → {b.value} {b.unit} ({_provenance_text(b)})",
+                    old=a.value,
+                    new=b.value,
+                )
+            elif canonical_json(a.provenance) != canonical_json(b.provenance) or a.provenance_kind != b.provenance_kind:
+                diff.add("parameter_provenance", name, f"provenance {_provenance_text(a)} → {_provenance_text(b)}")
+
+
+def temporary_workdir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="fsgs-kb-diff-")

@@ -1,0 +1,1 @@
+"""Many records: read, fan out to workers, survive crashes, resume."""

@@ -1,0 +1,1 @@
+"""Model → problems: cross-references, provenance, meaning checks, the validation report."""

@@ -1,0 +1,59 @@
+"""`validate`: load a knowledge base, run every check, and say how much of the source it covers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fsgs_kb.engine.check.checks import Coverage, run_checks
+from fsgs_kb.engine.check.static import meaning_problems
+from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.load.loader import LoadResult, read_rules_dir
+from fsgs_kb.engine.load.scenario_files import load_cases, rule_ids_tested
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    load: LoadResult
+    problems: list[KBError]
+    coverage: Coverage | None
+
+    @property
+    def errors(self) -> list[KBError]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[KBError]:
+        return [p for p in self.problems if p.severity != "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def validate_dir(rules_dir: Path) -> ValidationReport:
+    """Every problem of a rules directory, sorted by file, line and column."""
+    load = read_rules_dir(rules_dir)
+    problems = list(load.errors)
+    checks, coverage = run_checks(load.model, load.docs, load.failed)
+    problems.extend(checks)
+    if not any(p.severity == "error" for p in problems) and load.model.rules:
+        problems.extend(_meaning_and_tests(rules_dir, load))
+    unique = sorted(set(problems), key=KBError.sort_key)
+    return ValidationReport(load, unique, coverage)
+
+
+def _meaning_and_tests(rules_dir: Path, load: LoadResult) -> list[KBError]:
+    """Static checks of meaning, and which rules the scenario files (rules/tests) exercise."""
+
+    problems: list[KBError] = []
+    tested: set[str] | None = None
+    tests_dir = rules_dir / "tests"
+    if tests_dir.is_dir():
+        try:
+            tested = rule_ids_tested(load_cases(tests_dir))
+        except KBErrors as exc:
+            problems.extend(exc.errors)
+    else:
+        tested = set()
+    return problems + meaning_problems(load.model, load.docs, tested)

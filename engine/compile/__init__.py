@@ -1,0 +1,1 @@
+"""Model → durable-rules rulesets; the only door to durable-rules."""

@@ -1,0 +1,1 @@
+"""One record → result and decision record: patient validation, three-valued logic, durable-rules decision."""

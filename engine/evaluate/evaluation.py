@@ -1,0 +1,302 @@
+"""Evaluate one patient: validate, derive, let durable-rules decide, explain, cross-check.
+
+The result is the output contract (schema/result.schema.json). Its order and content depend
+only on the input and the knowledge base, so the same input gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fsgs_kb.engine.compile.durable import DurableRulesets, EngineError
+from fsgs_kb.engine.compile.rulesets import CompiledKB, boolean_key, derived_key, field_key, scalar
+from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome
+from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
+from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
+from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
+from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
+
+OUTCOME = {True: "fired", False: "not_fired", None: "undetermined"}
+SCOPE_DERIVED = "in_scope"
+
+
+def _quote_dict(quote: Any) -> dict[str, str]:
+    return {"source": quote.source, "sentence": quote.sentence, "quote": " ".join(quote.quote.split())}
+
+
+class Evaluation:
+    """Per-knowledge-base state reused for every patient (what can be computed once, is)."""
+
+    def __init__(
+        self,
+        model: KnowledgeBaseModel,
+        compiled: CompiledKB,
+        evaluator: Evaluator,
+        durable: DurableRulesets,
+        kb_record: dict[str, str],
+    ) -> None:
+        self.model = model
+        self.compiled = compiled
+        self.evaluator = evaluator
+        self.durable = durable
+        paths = set(compiled.fact_fields)
+        for derived in model.derived.values():
+            exprs = ([derived.value] if derived.value else []) + [e for _, e in derived.cases]
+            paths |= {r.name for e in exprs for r in expression_refs(e) if r.source == "field"}
+        self.fields = used_fields(paths)
+        self.fact_fields = [
+            (info.path, field_key(info.path), info.type == "array")
+            for info in self.fields
+            if info.path in set(compiled.fact_fields)
+        ]
+        self.rules: list[Rule] = sorted(model.rules.values(), key=rule_order)
+        self.rule_derived = {r.id: self._derived_closure(r) for r in self.rules}
+        self.static = {r.id: self._static_part(r) for r in self.rules}
+        self.kb_record = kb_record
+
+    def _derived_closure(self, rule: Rule) -> list[str]:
+        """Derived values a rule relies on, directly or through other derived values."""
+        model = self.model
+        todo = [leaf.name for leaf in walk(rule.when) if leaf.source == "derived"]
+        seen: list[str] = []
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.append(name)
+            spec = model.derived[name]
+            conds = ([spec.condition] if spec.condition else []) + [w for w, _ in spec.cases]
+            todo += [leaf.name for c in conds for leaf in walk(c) if leaf.source == "derived"]
+            exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
+            todo += [r.name for e in exprs for r in expression_refs(e) if r.source == "derived"]
+        return [n for n in model.derived_order if n in seen]
+
+    @staticmethod
+    def _static_part(rule: Rule) -> dict[str, Any]:
+        return {
+            "says": " ".join(rule.says.split()),
+            "citations": [_quote_dict(q) for q in rule.citations],
+            "evidence": _quote_dict(rule.evidence),
+        }
+
+    # ---- entry point --------------------------------------------------------------------------
+    def run(self, patient: Any, timestamp: str | None = None) -> dict[str, Any]:
+        try:
+            input_sha = sha256_text(canonical_json(patient))
+        except (TypeError, ValueError) as exc:
+            return self._failed(
+                patient, "", "invalid", [KBError("patient.json", f"/: not JSON data ({exc})")], timestamp
+            )
+        problems = validate_patient(patient)
+        if problems:
+            return self._failed(patient, input_sha, "invalid", problems, timestamp)
+        try:
+            return self._evaluate(patient, input_sha, timestamp)
+        except EngineError as exc:
+            return self._failed(
+                patient, input_sha, "error", [KBError("eval.engine", f"durable-rules: {exc}")], timestamp
+            )
+        except Exception as exc:  # never let one record take the caller down
+            return self._failed(
+                patient, input_sha, "error", [KBError("eval.internal", f"{type(exc).__name__}: {exc}")], timestamp
+            )
+
+    # ---- decision -----------------------------------------------------------------------------
+    def flat_fact(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
+        """The flat fact durable-rules sees: fields, list items and numeric derived values."""
+        fact: dict[str, Any] = {}
+        for path, key, is_list in self.fact_fields:
+            value = values[path]
+            if value is None:
+                continue
+            if is_list:
+                fact[key + "__n"] = len(value)
+                for item in value:
+                    fact[f"{key}__has__{item}"] = 1
+            else:
+                fact[key] = scalar(value)
+        for name in self.compiled.fact_derived:
+            if derived[name].value is not None:
+                fact[derived_key(name)] = scalar(derived[name].value)
+        return fact
+
+    def _decide(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
+        """Run the compiled levels in durable-rules; return its verdict per derived value and rule."""
+        fact = self.flat_fact(values, derived)
+        verdict: dict[str, Any] = {}
+        compiled = self.compiled
+        for level, (names, rids) in enumerate(zip(compiled.level_derived, compiled.level_rules, strict=True)):
+            fired = self.durable.fire(level, fact)
+            for name in names:
+                truth = True if f"derived:{name}|T" in fired else False if f"derived:{name}|F" in fired else None
+                verdict[f"derived:{name}"] = truth
+                fact[boolean_key(name)] = {True: "T", False: "F", None: "U"}[truth]
+            for rid in rids:
+                verdict[rid] = True if f"{rid}|T" in fired else False if f"{rid}|F" in fired else None
+        return verdict
+
+    def values_of(self, patient: dict[str, Any]) -> dict[str, Any]:
+        """The field values the knowledge base reads from a (valid) record."""
+        return field_values(patient, self.fields)
+
+    def _evaluate(self, patient: dict[str, Any], input_sha: str, timestamp: str | None) -> dict[str, Any]:
+        evaluator = self.evaluator
+        values = field_values(patient, self.fields)
+        memo: Memo = {}
+        derived = evaluator.derive(values, memo)
+        verdict = self._decide(values, derived)
+        errors: list[KBError] = []
+        for name in self.compiled.boolean_derived:
+            if verdict[f"derived:{name}"] != derived[name].value:
+                errors.append(
+                    KBError(
+                        "eval.disagreement",
+                        f"derived value {name}: durable-rules says "
+                        f"{verdict[f'derived:{name}']}, the explanation says {derived[name].value}",
+                    )
+                )
+        entries = []
+        for rule in self.rules:
+            outcome = evaluator.condition(rule.when, values, derived, memo)
+            if verdict[rule.id] != outcome.result:
+                errors.append(
+                    KBError(
+                        "eval.disagreement",
+                        f"rule {rule.id}: durable-rules says "
+                        f"{OUTCOME[verdict[rule.id]]}, the explanation says {OUTCOME[outcome.result]}",
+                        rule_id=rule.id,
+                    )
+                )
+            entries.append(self._rule_entry(rule, verdict[rule.id], outcome, derived))
+        return self._assemble(patient, input_sha, entries, derived, errors, timestamp)
+
+    def _rule_entry(
+        self, rule: Rule, decided: bool | None, outcome: Outcome, derived: dict[str, DerivedValue]
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": rule.id,
+            "version": rule.version,
+            "status": rule.status,
+            "kind": rule.kind,
+            "title": rule.title,
+            "outcome": OUTCOME[decided],
+            "missing": outcome.missing,
+            "conditions": outcome.leaves,
+            "derived": [_derived_dict(derived[n]) for n in self.rule_derived[rule.id]],
+        }
+        static = self.static[rule.id]
+        entry["says"] = static["says"]
+        entry["citations"] = [dict(c) for c in static["citations"]]
+        entry["evidence"] = dict(static["evidence"])
+        return entry
+
+    def _assemble(
+        self,
+        patient: dict[str, Any],
+        input_sha: str,
+        entries: list[dict[str, Any]],
+        derived: dict[str, DerivedValue],
+        errors: list[KBError],
+        timestamp: str | None,
+    ) -> dict[str, Any]:
+        scope = derived.get(SCOPE_DERIVED)
+        fired = [e for e in entries if e["outcome"] == "fired"]
+        if any(e["kind"] == "out_of_scope" for e in fired):
+            status = "out_of_scope"
+            fired = [e for e in fired if e["kind"] == "out_of_scope"]
+        elif scope is None or scope.value is not True:
+            status = "scope_undetermined"
+            fired = []
+        else:
+            status = "evaluated"
+        if errors:
+            status = "error"
+        undetermined = [e["id"] for e in entries if e["outcome"] == "undetermined"]
+        result: dict[str, Any] = {
+            "patient_id": patient.get("id"),
+            "status": status,
+            "advice": [e["id"] for e in fired],
+            "drafts": [e["id"] for e in fired if e["status"] != "active"],
+            "undetermined": undetermined if status == "evaluated" else [],
+            "no_recommendation": status == "evaluated" and not fired and not undetermined,
+            "scope": _scope_dict(scope, patient),
+            "rules": entries,
+            "errors": [_error_dict(e) for e in errors],
+        }
+        result["decision"] = self._decision(input_sha, timestamp)
+        return result
+
+    def _failed(
+        self, patient: Any, input_sha: str, status: str, problems: list[KBError], timestamp: str | None
+    ) -> dict[str, Any]:
+        pid = patient.get("id") if isinstance(patient, dict) and isinstance(patient.get("id"), str) else None
+        return {
+            "patient_id": pid,
+            "status": status,
+            "advice": [],
+            "drafts": [],
+            "undetermined": [],
+            "no_recommendation": False,
+            "scope": None,
+            "rules": [],
+            "errors": [_error_dict(p) for p in problems],
+            "decision": self._decision(input_sha, timestamp),
+        }
+
+    def failed(self, code: str, message: str, text: str, status: str = "invalid", pointer: str = "") -> dict[str, Any]:
+        """The result for input that never reached evaluation (not JSON, an empty line, a bad CSV
+        cell, a worker that died on it); its input hash is that of the raw text, so it is still
+        traceable."""
+        return self._failed(None, sha256_text(text), status, [KBError(code, message, pointer=pointer)], None)
+
+    def _decision(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "decision_id": sha256_text(f"{self.kb_record['fingerprint']}:{input_sha}")[:32],
+            "kb": self.kb_record,
+            "engine_version": __version__,
+            "engine": {"fsgs_kb": __version__, "durable_rules": DURABLE_RULES_VERSION},
+            "input_sha256": input_sha,
+        }
+        if timestamp:
+            record["timestamp"] = timestamp
+        return record
+
+
+def _derived_dict(dv: DerivedValue) -> dict[str, Any]:
+    return {
+        "name": dv.name,
+        "value": dv.value,
+        "unit": None if dv.unit == "none" else dv.unit,
+        "how": dv.how,
+        "missing": list(dv.missing),
+    }
+
+
+def _error_dict(error: KBError) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.pointer or error.code.startswith("patient."):
+        out["pointer"] = error.pointer
+    if error.hint:
+        out["hint"] = error.hint
+    if error.rule_id:
+        out["rule_id"] = error.rule_id
+    return out
+
+
+def _scope_dict(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str, Any]:
+    if scope is None:
+        return {"in_scope": None, "missing": [], "reason": "the knowledge base defines no in_scope value"}
+    fsgs = patient.get("fsgs") or {}
+    missing = list(scope.missing)
+    if fsgs.get("biopsy_proven") is False:
+        missing.append("/fsgs/biopsy_proven")
+        reason = "the diagnosis is not biopsy-proven"
+    elif scope.value is True:
+        reason = "biopsy-proven primary (idiopathic) FSGS"
+    elif missing:
+        reason = "cannot tell whether the FSGS is idiopathic: needs " + ", ".join(missing)
+    else:
+        reason = scope.how
+    return {"in_scope": scope.value, "missing": missing, "reason": reason}

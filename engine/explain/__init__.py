@@ -1,0 +1,1 @@
+"""Model and results → clinical words: conditions and provenance as a clinician reads them."""

@@ -1,0 +1,1 @@
+"""YAML → located, schema-valid model: safe YAML, schemas, condition parser, fingerprints."""

@@ -1,0 +1,194 @@
+"""Parse the condition and expression language of rules and derived values.
+
+A condition is `all: [...]`, `any: [...]`, `not: {...}`, or one comparison:
+`{field: cyclosporine.status, eq: current}` / `{derived: dose_mg_per_kg_day, gt: {param: max_daily_dose}}`.
+The parser reports each mistake where it is, with a "did you mean", instead of the schema's
+"is not valid under any of the given schemas".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fsgs_kb.engine.errors import KBError, pointer_join
+from fsgs_kb.engine.load.yamlsafe import Located
+from fsgs_kb.engine.model import (
+    COMPARISON_OPS,
+    AllOf,
+    AnyOf,
+    Compare,
+    Condition,
+    Const,
+    Expression,
+    Not,
+    Op,
+    ParamRef,
+    Ref,
+)
+from fsgs_kb.engine.suggest import did_you_mean
+
+EXPRESSION_OPS = ("divide", "multiply", "subtract", "percent_change")
+OPERAND_KEYS = ("field", "derived")
+CONDITION_KEYS = ("all", "any", "not", *OPERAND_KEYS, *COMPARISON_OPS)
+
+
+class ConditionParser:
+    """Collects errors while parsing, so one bad comparison does not hide the next."""
+
+    def __init__(self, doc: Located, rule_id: str | None = None) -> None:
+        self.doc = doc
+        self.rule_id = rule_id
+        self.errors: list[KBError] = []
+
+    def _fail(self, code: str, message: str, pointer: str, hint: str | None = None, key: bool = False) -> None:
+        self.errors.append(self.doc.error(code, message, pointer, hint, key=key, rule_id=self.rule_id))
+
+    def condition(self, data: Any, pointer: str) -> Condition | None:
+        if not isinstance(data, dict) or not data:
+            self._fail(
+                "rule.condition",
+                "a condition must be a mapping such as {field: NAME, eq: VALUE} or {all: [...]}",
+                pointer,
+            )
+            return None
+        unknown = [k for k in data if k not in CONDITION_KEYS]
+        for key in unknown:
+            self._fail(
+                "rule.unknown_operator",
+                f"unknown word '{key}' in a condition",
+                pointer_join(pointer, key),
+                did_you_mean(key, set(CONDITION_KEYS)) or f"use one of {', '.join(CONDITION_KEYS)}",
+                key=True,
+            )
+        if unknown:
+            return None
+        for combinator in ("all", "any", "not"):
+            if combinator in data:
+                return self._combinator(combinator, data, pointer)
+        return self._comparison(data, pointer)
+
+    def _combinator(self, word: str, data: dict[str, Any], pointer: str) -> Condition | None:
+        if len(data) != 1:
+            self._fail(
+                "rule.condition",
+                f"'{word}' must stand alone in its mapping; put the other keys in a separate item",
+                pointer,
+            )
+            return None
+        child = pointer_join(pointer, word)
+        if word == "not":
+            inner = self.condition(data["not"], child)
+            return Not(inner, pointer) if inner is not None else None
+        items = data[word]
+        if not isinstance(items, list) or not items:
+            self._fail("rule.condition", f"'{word}' takes a non-empty list of conditions", child)
+            return None
+        parsed = [self.condition(item, pointer_join(child, i)) for i, item in enumerate(items)]
+        if any(p is None for p in parsed):
+            return None
+        cls = AllOf if word == "all" else AnyOf
+        return cls(tuple(p for p in parsed if p is not None), pointer)
+
+    def _comparison(self, data: dict[str, Any], pointer: str) -> Condition | None:
+        sources = [k for k in OPERAND_KEYS if k in data]
+        ops = [k for k in COMPARISON_OPS if k in data]
+        if len(sources) != 1:
+            self._fail(
+                "rule.condition",
+                "a comparison names exactly one 'field' or 'derived' value",
+                pointer,
+                "e.g. {field: cyclosporine.status, eq: current}",
+            )
+            return None
+        if len(ops) != 1:
+            found = ", ".join(ops) or "none"
+            self._fail(
+                "rule.condition",
+                f"a comparison has exactly one operator (found: {found})",
+                pointer,
+                f"use one of {', '.join(COMPARISON_OPS)}",
+            )
+            return None
+        source, op = sources[0], ops[0]
+        name = data[source]
+        if not isinstance(name, str) or not name:
+            self._fail("rule.condition", f"'{source}' must name a value", pointer_join(pointer, source))
+            return None
+        operand = self._operand(op, data[op], pointer_join(pointer, op))
+        return Compare(source, name, op, operand, pointer)
+
+    def _operand(self, op: str, raw: Any, pointer: str) -> Any:
+        if op in ("present", "absent"):
+            if raw is not True:
+                self._fail("rule.condition", f"'{op}' takes the value true", pointer, f"write {op}: true")
+            return True
+        if isinstance(raw, dict):
+            if set(raw) != {"param"} or not isinstance(raw["param"], str):
+                self._fail("rule.condition", "a named threshold is written {param: NAME}", pointer)
+                return None
+            return ParamRef(raw["param"])
+        if isinstance(raw, list):
+            return tuple(raw)
+        return raw
+
+    def expression(self, data: Any, pointer: str) -> Expression | None:
+        if not isinstance(data, dict):
+            return Const(data)
+        if len(data) != 1:
+            self._fail(
+                "derived.expression",
+                "an expression is one of {field: ...}, {derived: ...}, "
+                "{param: ...}, {divide: [A, B]}, {percent_change: {from: A, to: B}}",
+                pointer,
+            )
+            return None
+        key, value = next(iter(data.items()))
+        child = pointer_join(pointer, key)
+        if key in ("field", "derived", "param"):
+            return Ref(key, str(value), child)
+        if key == "percent_change":
+            if not isinstance(value, dict) or set(value) != {"from", "to"}:
+                self._fail("derived.expression", "percent_change takes {from: A, to: B}", child)
+                return None
+            args = (
+                self.expression(value["from"], pointer_join(child, "from")),
+                self.expression(value["to"], pointer_join(child, "to")),
+            )
+        elif key in EXPRESSION_OPS:
+            if not isinstance(value, list) or len(value) != 2:
+                self._fail("derived.expression", f"{key} takes a list of two expressions", child)
+                return None
+            args = (
+                self.expression(value[0], pointer_join(child, 0)),
+                self.expression(value[1], pointer_join(child, 1)),
+            )
+        else:
+            self._fail(
+                "derived.expression",
+                f"unknown expression '{key}'",
+                child,
+                did_you_mean(key, {"field", "derived", "param", *EXPRESSION_OPS}),
+                key=True,
+            )
+            return None
+        if any(a is None for a in args):
+            return None
+        return Op(key, tuple(a for a in args if a is not None), child)
+
+
+def walk(condition: Condition) -> list[Compare]:
+    """Every comparison of a condition tree, in reading order."""
+    if isinstance(condition, Compare):
+        return [condition]
+    if isinstance(condition, Not):
+        return walk(condition.item)
+    return [leaf for item in condition.items for leaf in walk(item)]
+
+
+def expression_refs(expr: Expression) -> list[Ref]:
+    """Every field, derived or param reference of an expression."""
+    if isinstance(expr, Ref):
+        return [expr]
+    if isinstance(expr, Op):
+        return [ref for arg in expr.args for ref in expression_refs(arg)]
+    return []

@@ -1,0 +1,68 @@
+"""The catalogue of patient fields rules may name, read from schema/patient.schema.json.
+
+The patient schema is the one place that says which fields exist, their types, allowed values
+and units (`x-unit`, or `x-unit-from` for values whose unit is recorded beside them). Rules are
+checked against it, so a misspelt field is caught when the knowledge base is validated, not
+silently treated as "unknown" for every patient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from fsgs_kb.engine.errors import pointer_join
+from fsgs_kb.engine.load.schemas import load_schema
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One leaf of the patient record."""
+
+    path: str  # dotted, as rules name it: cyclosporine.daily_dose.value
+    pointer: str  # JSON pointer into the record: /cyclosporine/daily_dose/value
+    keys: tuple[str, ...]
+    type: str  # number | string | boolean | array
+    enum: tuple[str, ...] | None
+    unit: str | None
+    unit_from: str | None  # the sibling field holding this value's unit
+    missing_pointer: str  # what to ask for when it is absent (the parent when both are required)
+
+
+def _type_of(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return "string"
+    return str(schema.get("type", "string"))
+
+
+def _walk_object(
+    schema: dict[str, Any], path: tuple[str, ...], required: set[str], pointer: str, out: dict[str, FieldInfo]
+) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if not path and key in ("id", "ext"):
+            continue  # the id is not clinical data; ext is carried, never read
+        child_path = path + (key,)
+        child_pointer = pointer_join("", *child_path)
+        if sub.get("type") == "object":
+            _walk_object(sub, child_path, set(sub.get("required", ())), child_pointer, out)
+            continue
+        enum = sub.get("enum") or sub.get("items", {}).get("enum")
+        out[".".join(child_path)] = FieldInfo(
+            ".".join(child_path),
+            child_pointer,
+            child_path,
+            _type_of(sub),
+            tuple(enum) if enum else None,
+            sub.get("x-unit"),
+            sub.get("x-unit-from"),
+            pointer if key in required else child_pointer,
+        )
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, FieldInfo]:
+    """Every patient field by dotted path."""
+    out: dict[str, FieldInfo] = {}
+    _walk_object(load_schema("patient"), (), set(), "", out)
+    return out

@@ -1,0 +1,244 @@
+"""Read a rules directory into a KnowledgeBaseModel, collecting every problem on the way.
+
+Layout of a knowledge base:
+    kb.yaml                      manifest: id, version, changelog
+    sources/*.yaml               the cited publication(s), sentence by sentence
+    parameters.yaml              thresholds with provenance
+    derived.yaml                 values computed from the record
+    recommendations/*.yaml       one rule per file
+A broken file never hides the problems of another: each is loaded and checked on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
+from fsgs_kb.engine.load.conditions import ConditionParser
+from fsgs_kb.engine.load.schemas import schema_errors
+from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
+from fsgs_kb.engine.model import Derived, KnowledgeBaseModel, Parameter, Quote, Rule, Source
+
+
+@dataclass
+class LoadResult:
+    model: KnowledgeBaseModel
+    docs: dict[str, Located] = field(default_factory=dict)
+    errors: list[KBError] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)  # parts that could not be loaded: their names are unknown
+
+
+def display_path(path: Path) -> str:
+    """Paths as an editor can click them: relative to the working directory when inside it."""
+    absolute = path.resolve()
+    try:
+        return os.path.relpath(absolute) if absolute.is_relative_to(Path.cwd()) else str(absolute)
+    except (OSError, ValueError):
+        return str(absolute)
+
+
+class _Reader:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.result = LoadResult(KnowledgeBaseModel(display_path(root), {}))
+
+    def read(self, path: Path, schema: str, skip: Callable[[str], bool] = lambda p: False) -> Located | None:
+        display = display_path(path)
+        try:
+            doc = load_yaml(path, display)
+        except KBErrors as exc:
+            self.result.errors.extend(exc.errors)
+            return None
+        self.result.docs[display] = doc
+        if not isinstance(doc.data, dict):
+            self.result.errors.append(doc.error("schema.invalid", "the file must hold a mapping", ""))
+            return None
+        problems = schema_errors(schema, doc, skip)
+        self.result.errors.extend(problems)
+        return doc if not problems else None
+
+    def parser(self, doc: Located, rule_id: str | None = None) -> ConditionParser:
+        return ConditionParser(doc, rule_id)
+
+    def finish(self, parser: ConditionParser) -> None:
+        self.result.errors.extend(parser.errors)
+
+
+def _quote(data: dict[str, Any], doc: Located, pointer: str) -> Quote:
+    return Quote(data["source"], data["sentence"], data["quote"], doc.file, pointer)
+
+
+def _load_manifest(reader: _Reader) -> None:
+    path = reader.root / "kb.yaml"
+    if not path.is_file():
+        reader.result.errors.append(
+            KBError(
+                "kb.missing_manifest",
+                "no kb.yaml in the rules directory",
+                display_path(reader.root),
+                hint="create kb.yaml (see rules/README.md)",
+            )
+        )
+        return
+    doc = reader.read(path, "manifest")
+    if doc is not None:
+        reader.result.model.manifest = doc.data
+
+
+def _load_sources(reader: _Reader) -> None:
+    for path in sorted((reader.root / "sources").glob("*.yaml")):
+        doc = reader.read(path, "source")
+        if doc is None:
+            reader.result.failed.add("source")
+            continue
+        data = doc.data
+        record = {k: v for k, v in data.items() if k not in ("sentences", "not_encoded")}
+        source = Source(data["id"], record, dict(data["sentences"]), dict(data.get("not_encoded", {})), doc.file)
+        if source.id in reader.result.model.sources:
+            reader.result.errors.append(
+                doc.error("source.duplicate_id", f"source id '{source.id}' is used twice", "/id")
+            )
+        reader.result.model.sources[source.id] = source
+
+
+def _load_parameters(reader: _Reader) -> None:
+    path = reader.root / "parameters.yaml"
+    doc = reader.read(path, "parameters") if path.is_file() else None
+    if doc is None:
+        reader.result.failed.add("param")
+        return
+    for name, data in doc.data["parameters"].items():
+        kind = next(iter(data["provenance"]))
+        reader.result.model.parameters[name] = Parameter(
+            name,
+            data["title"],
+            data["value"],
+            data["unit"],
+            data.get("boundary"),
+            kind,
+            data["provenance"][kind],
+            data.get("note"),
+            doc.file,
+            pointer_join("/parameters", name),
+        )
+
+
+def _in_derived_expression(pointer: str) -> bool:
+    """Conditions and expressions of derived values are checked by the condition parser."""
+    parts = pointer.split("/")
+    return (len(parts) > 3 and parts[3] in ("condition", "value")) or (
+        len(parts) > 5 and parts[3] == "cases" and parts[5] in ("when", "value")
+    )
+
+
+def _load_derived(reader: _Reader) -> None:
+    path = reader.root / "derived.yaml"
+    doc = reader.read(path, "derived", skip=_in_derived_expression) if path.is_file() else None
+    if doc is None:
+        reader.result.failed.add("derived")
+        return
+    parser = reader.parser(doc)
+    for name, data in doc.data["derived"].items():
+        base = pointer_join("/derived", name)
+        forms = [k for k in ("condition", "value", "cases") if k in data]
+        if len(forms) != 1 or not isinstance(data.get("title"), str) or not isinstance(data.get("unit"), str):
+            reader.result.errors.append(
+                doc.error(
+                    "derived.form",
+                    f"derived value '{name}' needs a title, a unit and exactly one of condition, value, cases",
+                    base,
+                )
+            )
+            continue
+        condition = parser.condition(data["condition"], base + "/condition") if "condition" in data else None
+        value = parser.expression(data["value"], base + "/value") if "value" in data else None
+        cases = tuple(
+            (
+                parser.condition(c.get("when"), pointer_join(base, "cases", i, "when")),
+                parser.expression(c.get("value"), pointer_join(base, "cases", i, "value")),
+            )
+            for i, c in enumerate(data.get("cases", []))
+            if isinstance(c, dict)
+        )
+        if parser.errors or any(c is None or v is None for c, v in cases):
+            continue
+        reader.result.model.derived[name] = Derived(
+            name,
+            data["title"],
+            data["unit"],
+            condition,
+            value,
+            cases,  # type: ignore[arg-type]
+            doc.file,
+            base,
+        )
+    reader.finish(parser)
+
+
+def _load_rules(reader: _Reader) -> None:
+    seen: dict[str, str] = {}
+    for path in sorted((reader.root / "recommendations").glob("*.yaml")):
+        doc = reader.read(path, "rule", skip=lambda p: p == "/when" or p.startswith("/when/"))
+        if doc is None:
+            reader.result.failed.add("rule")
+            continue
+        data = doc.data
+        parser = reader.parser(doc, data["id"])
+        when = parser.condition(data["when"], "/when")
+        reader.finish(parser)
+        if when is None:
+            reader.result.failed.add("rule")
+            continue
+        if data["id"] in seen:
+            reader.result.errors.append(
+                doc.error(
+                    "rule.duplicate_id",
+                    f"rule id '{data['id']}' is already used by {seen[data['id']]}",
+                    "/id",
+                    "give each rule its own id; ids are stable forever",
+                    rule_id=data["id"],
+                )
+            )
+            continue
+        seen[data["id"]] = doc.file
+        reader.result.model.rules[data["id"]] = Rule(
+            data["id"],
+            data["version"],
+            data["status"],
+            data["title"],
+            data["kind"],
+            when,
+            data["says"],
+            tuple(_quote(c, doc, pointer_join("/citations", i)) for i, c in enumerate(data["citations"])),
+            _quote(data["evidence"], doc, "/evidence"),
+            tuple(data.get("interpretation", [])),
+            tuple(data["history"]),
+            data.get("approved_by"),
+            data.get("approved_on"),
+            doc.file,
+        )
+
+
+def read_rules_dir(root: Path) -> LoadResult:
+    """Load every file of a knowledge base; errors are collected, not raised."""
+    reader = _Reader(root)
+    if not root.is_dir():
+        reader.result.errors.append(
+            KBError(
+                "kb.not_found",
+                f"no such rules directory: {root}",
+                str(root),
+                hint="pass --rules DIR or set FSGS_KB_RULES",
+            )
+        )
+        return reader.result
+    _load_manifest(reader)
+    _load_sources(reader)
+    _load_parameters(reader)
+    _load_derived(reader)
+    _load_rules(reader)
+    return reader.result

@@ -1,0 +1,231 @@
+"""Load YAML for clinical editors: strict, located, and safe.
+
+PyYAML silently accepts things that change meaning without a word: a duplicate key keeps the
+last value, `no` becomes False (YAML 1.1), an unquoted 2024-01-02 becomes a date, and aliases can
+expand exponentially. Here each of those is an error that points at the line and column, and
+every node's position is remembered by JSON pointer so that later stages (schema checks, rule
+checks) can point into the YAML too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
+
+MAX_FILE_BYTES = 256 * 1024
+TRUE_FALSE = {"true": True, "false": False}
+
+
+@dataclass
+class Located:
+    """A loaded YAML document with the 1-based (line, col) of every value and mapping key."""
+
+    data: Any
+    file: str
+    values: dict[str, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, pointer: str, key: bool = False) -> tuple[int, int]:
+        """The position of a pointer, or of its nearest located ancestor."""
+        table = self.keys if key and pointer in self.keys else self.values
+        probe = pointer
+        while probe not in table and probe:
+            probe = probe.rsplit("/", 1)[0]
+            table = self.values
+        return table.get(probe, (1, 1))
+
+    def error(
+        self,
+        code: str,
+        message: str,
+        pointer: str,
+        hint: str | None = None,
+        key: bool = False,
+        severity: str = "error",
+        rule_id: str | None = None,
+    ) -> KBError:
+        line, col = self.where(pointer, key)
+        return KBError(code, message, self.file, line, col, pointer, hint, rule_id, severity)
+
+
+def _pos(mark: yaml.Mark) -> tuple[int, int]:
+    return mark.line + 1, mark.column + 1
+
+
+def _located_error(
+    file: str, code: str, message: str, pos: tuple[int, int], hint: str | None = None, pointer: str = ""
+) -> KBError:
+    return KBError(code, message, file, pos[0], pos[1], pointer, hint)
+
+
+def _decode(raw: bytes, file: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise KBErrors(
+            [
+                _located_error(
+                    file,
+                    "yaml.encoding",
+                    f"byte 0x{raw[exc.start]:02x} is not valid UTF-8",
+                    (line, col),
+                    "save the file as UTF-8 (most editors: 'Save with encoding')",
+                )
+            ]
+        ) from None
+
+
+def _check_tabs(text: str, file: str) -> None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if "\t" in line:
+            raise KBErrors(
+                [
+                    _located_error(
+                        file,
+                        "yaml.tab",
+                        "tab character; YAML indentation must use spaces",
+                        (number, line.index("\t") + 1),
+                        "replace the tab with spaces",
+                    )
+                ]
+            )
+
+
+class _Builder:
+    """Turn a composed node tree into plain data, recording positions and rejecting traps."""
+
+    def __init__(self, located: Located) -> None:
+        self.located = located
+        self.seen: set[int] = set()
+        self.errors: list[KBError] = []
+
+    def build(self, node: yaml.Node, pointer: str) -> Any:
+        if id(node) in self.seen:
+            self._fail(
+                "yaml.alias",
+                "aliases (*name) are not allowed",
+                node,
+                "write the value out in full; aliases hide what a rule says",
+                pointer,
+            )
+            return None
+        self.seen.add(id(node))
+        self.located.values[pointer] = _pos(node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, pointer)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, pointer_join(pointer, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        return self._scalar(node, pointer)
+
+    def _fail(self, code: str, message: str, node: yaml.Node, hint: str, pointer: str) -> None:
+        self.errors.append(_located_error(self.located.file, code, message, _pos(node.start_mark), hint, pointer))
+
+    def _mapping(self, node: yaml.MappingNode, pointer: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self._fail(
+                    "yaml.merge", "merge keys (<<) are not allowed", key_node, "write the keys out in full", pointer
+                )
+                continue
+            key = self._scalar(key_node, pointer) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                self._fail(
+                    "yaml.key",
+                    "mapping keys must be plain words",
+                    key_node,
+                    "quote the key if it is a number or true/false",
+                    pointer,
+                )
+                continue
+            child = pointer_join(pointer, key)
+            if key in out:
+                first = self.located.keys[child]
+                self._fail(
+                    "yaml.duplicate_key",
+                    f"duplicate key '{key}' (first at line {first[0]})",
+                    key_node,
+                    "remove one of the two; YAML would silently keep the last",
+                    child,
+                )
+                continue
+            self.located.keys[child] = _pos(key_node.start_mark)
+            out[key] = self.build(value_node, child)
+        return out
+
+    def _scalar(self, node: yaml.ScalarNode, pointer: str) -> Any:
+        text, tag = node.value, node.tag
+        if node.style is not None and node.style in "'\"|>":
+            return text
+        if tag == "tag:yaml.org,2002:bool":
+            if text.lower() in TRUE_FALSE:
+                return TRUE_FALSE[text.lower()]
+            self._fail(
+                "yaml.boolean",
+                f"'{text}' is a YAML 1.1 boolean",
+                node,
+                f'write true or false, or quote it ("{text}") if you mean the word',
+                pointer,
+            )
+            return text
+        if tag == "tag:yaml.org,2002:timestamp":
+            self._fail("yaml.date", f"'{text}' would be read as a date", node, f'quote it: "{text}"', pointer)
+            return text
+        if tag == "tag:yaml.org,2002:null":
+            return None
+        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+            return yaml.safe_load(text)
+        if tag != "tag:yaml.org,2002:str":
+            self._fail("yaml.tag", f"unsupported tag {tag}", node, "remove the tag", pointer)
+        return text
+
+
+def load_yaml(path: Path, display: str) -> Located:
+    """Read one YAML file; raise KBErrors with located problems when it cannot be trusted."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise KBErrors(
+                [
+                    _located_error(
+                        display,
+                        "yaml.too_large",
+                        f"file is {size} bytes; the limit is {MAX_FILE_BYTES}",
+                        (1, 1),
+                        "split it into several files",
+                    )
+                ]
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise KBErrors([KBError("yaml.io", f"cannot read: {exc.strerror}", display, 1, 1)]) from None
+    text = _decode(raw, display)
+    _check_tabs(text, display)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = _pos(mark) if mark else (1, 1)
+        message = f"{exc.problem or 'invalid YAML'}" + (f" ({exc.context})" if exc.context else "")
+        raise KBErrors(
+            [_located_error(display, "yaml.syntax", message, pos, "check indentation and quotes around this place")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise KBErrors([_located_error(display, "yaml.syntax", str(exc), (1, 1))]) from None
+    located = Located(None, display)
+    if node is None:
+        raise KBErrors([_located_error(display, "yaml.empty", "file is empty", (1, 1))])
+    builder = _Builder(located)
+    located.data = builder.build(node, "")
+    if builder.errors:
+        raise KBErrors(builder.errors)
+    return located

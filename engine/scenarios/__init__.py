@@ -1,0 +1,1 @@
+"""Editors' scenario tests: run them and measure coverage."""

@@ -1,0 +1,103 @@
+"""`fsgs-kb test`: run the editors' scenario files, explain failures, measure coverage.
+
+Coverage asks two questions an editor should be able to answer "yes" to before a release:
+does every rule have a case where it fires, one where it does not and one where it cannot be
+decided; and is every numeric threshold tested on both sides of its boundary?
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsgs_kb.engine.evaluate.kleene import Memo
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.conditions import walk
+from fsgs_kb.engine.load.scenario_files import Case
+from fsgs_kb.engine.model import ParamRef
+from fsgs_kb.engine.scenarios.check import CaseResult, check_case
+
+
+def select(cases: list[Case], patterns: tuple[str, ...]) -> list[Case]:
+    """Cases whose id contains any pattern (case-insensitive; * and ? are wildcards)."""
+    if not patterns:
+        return cases
+    lowered = [p.lower() for p in patterns]
+    return [c for c in cases if any(fnmatch.fnmatch(c.id.lower(), f"*{p}*") for p in lowered)]
+
+
+@dataclass
+class Coverage:
+    outcomes: dict[str, set[str]] = field(default_factory=dict)
+    sides: dict[str, set[str]] = field(default_factory=dict)  # parameter -> {"true", "false", "boundary"}
+
+    def rule_complete(self, rule_id: str) -> bool:
+        return self.outcomes.get(rule_id, set()) >= {"fired", "not_fired", "undetermined"}
+
+    def parameter_complete(self, name: str) -> bool:
+        return self.sides.get(name, set()) >= {"true", "false"}
+
+    @property
+    def complete(self) -> bool:
+        return all(self.rule_complete(r) for r in self.outcomes) and all(self.parameter_complete(p) for p in self.sides)
+
+
+def numeric_parameters(kb: KnowledgeBase) -> list[str]:
+    """Parameters compared with numbers anywhere (rules or derived values)."""
+    model = kb.model
+    conds = [r.when for r in model.rules.values()]
+    conds += [d.condition for d in model.derived.values() if d.condition is not None]
+    conds += [w for d in model.derived.values() for w, _ in d.cases]
+    return sorted(
+        {
+            leaf.operand.name
+            for c in conds
+            for leaf in walk(c)
+            if leaf.op in ("lt", "le", "gt", "ge") and isinstance(leaf.operand, ParamRef)
+        }
+    )
+
+
+def measure_coverage(kb: KnowledgeBase, cases: list[Case], results: list[CaseResult]) -> Coverage:
+    coverage = Coverage({rid: set() for rid in kb.model.rules}, {p: set() for p in numeric_parameters(kb)})
+    evaluation = kb.evaluation
+    for result in results:
+        if result.result is None or result.result["status"] == "invalid":
+            continue
+        for rule in result.result["rules"]:
+            coverage.outcomes.setdefault(rule["id"], set()).add(rule["outcome"])
+        memo: Memo = {}
+        values = evaluation.values_of(result.case.patient)
+        derived = kb.evaluator.derive(values, memo)
+        for rule in evaluation.rules:
+            kb.evaluator.condition(rule.when, values, derived, memo)
+        for judged, entry, _ in memo.values():
+            name = entry.get("parameter")
+            if name in coverage.sides and judged is not None:
+                coverage.sides[name].add("true" if judged else "false")
+                if entry.get("margin") == 0:
+                    coverage.sides[name].add("boundary")
+    return coverage
+
+
+def run(kb: KnowledgeBase, cases: list[Case]) -> list[CaseResult]:
+    return [check_case(case, kb.evaluate(case.patient)) for case in cases]
+
+
+def report_json(results: list[CaseResult], coverage: Coverage | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "passed": sum(1 for r in results if r.passed),
+        "failed": sum(1 for r in results if not r.passed),
+        "cases": [
+            {"id": r.case.id, "file": r.case.file, "line": r.case.line, "passed": r.passed, "failures": r.failures}
+            for r in results
+        ],
+    }
+    if coverage is not None:
+        payload["coverage"] = {
+            "complete": coverage.complete,
+            "rules": {rid: sorted(seen) for rid, seen in sorted(coverage.outcomes.items())},
+            "parameters": {name: sorted(seen) for name, seen in sorted(coverage.sides.items())},
+        }
+    return payload

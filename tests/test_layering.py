@@ -1,0 +1,150 @@
+"""Imports flow one way, from the shell down to the model, and this test keeps it so.
+
+The stages in order, highest first (each may import only its own stage or lower ones):
+cli → report → batch/audit/scenarios → kb (façade, cache) → explain → evaluate → compile →
+check → load → model/errors. No cycles between modules, no function-level imports of the
+package (the usual way to dodge a cycle), no `_private` name taken from another module, and no
+parameter typed `kb: Any`.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "fsgs_kb"
+STAGES: list[tuple[str, ...]] = [
+    ("engine.errors", "engine.model", "engine.suggest", "engine.version"),
+    ("engine.load",),
+    ("engine.check",),
+    ("engine.compile",),
+    ("engine.evaluate",),
+    ("engine.explain",),
+    ("engine.kb", "engine.cache"),
+    ("engine.batch", "engine.audit", "engine.scenarios"),
+    ("engine.report",),
+    ("cli", "__main__", "__init__", "engine.__init__"),
+]
+
+
+def package_sources() -> dict[str, str]:
+    """Module name → source, for every module of the package in the checkout."""
+    files = [ROOT / "cli.py", ROOT / "__init__.py", ROOT / "__main__.py", *sorted((ROOT / "engine").rglob("*.py"))]
+    sources = {}
+    for path in files:
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1] if parts[:-1] != ["engine"] else ["engine", "__init__"]
+        sources[".".join([PACKAGE, *parts])] = path.read_text(encoding="utf-8")
+    return sources
+
+
+def stage_of(module: str) -> int:
+    name = module.removeprefix(PACKAGE + ".") if module != PACKAGE else "__init__"
+    for rank, prefixes in enumerate(STAGES):
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            return rank
+    raise AssertionError(f"{module} belongs to no stage: add it to STAGES")
+
+
+def _imports(module: str, source: str) -> tuple[list[tuple[str, int, list[str]]], list[str]]:
+    """(imported module, line, imported names) for every import of the package, and problems."""
+    tree = ast.parse(source)
+    found: list[tuple[str, int, list[str]]] = []
+    problems: list[str] = []
+    top_level = {id(node) for node in tree.body}
+    guarded = {id(n) for node in tree.body if isinstance(node, ast.If) for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                problems.append(f"{module}:{node.lineno}: relative import; use fsgs_kb.…")
+                continue
+            targets = [(node.module or "", [a.name for a in node.names])]
+        elif isinstance(node, ast.Import):
+            targets = [(a.name, []) for a in node.names]
+        else:
+            continue
+        for target, names in targets:
+            if target != PACKAGE and not target.startswith(PACKAGE + "."):
+                continue
+            if id(node) not in top_level:
+                where = "under `if TYPE_CHECKING`" if id(node) in guarded else "inside a function"
+                problems.append(f"{module}:{node.lineno}: import of {target} {where}")
+            found.append((target, node.lineno, names))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for arg in node.args.args + node.args.kwonlyargs:
+                annotation = ast.unparse(arg.annotation) if arg.annotation else ""
+                if arg.arg.endswith("kb") and annotation == "Any":
+                    problems.append(f"{module}:{node.lineno}: parameter {arg.arg}: Any")
+    return found, problems
+
+
+def layering_violations(sources: dict[str, str]) -> list[str]:
+    problems: list[str] = []
+    graph: dict[str, set[str]] = {m: set() for m in sources}
+    for module, source in sources.items():
+        found, local = _imports(module, source)
+        problems += local
+        for target, line, names in found:
+            resolved = target if target in sources else f"{target}.__init__"
+            # `from pkg import module` is an edge to that module, `from module import name` to module
+            edges = {f"{target}.{n}" if f"{target}.{n}" in sources else resolved for n in names or [""]}
+            for edge in edges:
+                graph[module].add(edge)
+                if stage_of(edge) > stage_of(module):
+                    problems.append(f"{module}:{line}: imports {edge}, a later stage (back-edge)")
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            problems += [f"{module}:{line}: takes private {n} from {target}" for n in private]
+    problems += [f"import cycle: {' → '.join(c)}" for c in _cycles(graph)]
+    return problems
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == node or nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    return cycles
+
+
+def test_imports_flow_one_way() -> None:
+    assert layering_violations(package_sources()) == []
+
+
+def test_a_back_edge_is_caught() -> None:
+    sources = package_sources()
+    sources["fsgs_kb.engine.load.yamlsafe"] += "\nfrom fsgs_kb.engine.report.explain import explain_text\n"
+    assert any("back-edge" in p and "yamlsafe" in p for p in layering_violations(sources))
+
+
+def test_a_function_level_import_and_a_cycle_are_caught() -> None:
+    sources = package_sources()
+    sources["fsgs_kb.engine.load.paths"] += "\n\ndef f():\n    from fsgs_kb.engine.load import schemas\n"
+    problems = layering_violations(sources)
+    assert any("inside a function" in p for p in problems)
+    assert any(p.startswith("import cycle") and "fsgs_kb.engine.load.paths" in p for p in problems)
+
+
+def test_a_private_reach_in_and_kb_any_are_caught() -> None:
+    sources = package_sources()
+    sources["fsgs_kb.engine.report.explain"] += (
+        "\nfrom fsgs_kb.engine.evaluate.evaluation import _error_dict\n\ndef g(kb: Any) -> None: ...\n"
+    )
+    problems = layering_violations(sources)
+    assert any("private _error_dict" in p for p in problems)
+    assert any("kb: Any" in p for p in problems)
