@@ -1,34 +1,38 @@
-"""The `fsgs-kb` command: a thin shell over the `engine` API.
+"""The `fsgs-kb` command: a thin shell over the `fsgs_kb` API.
 
-Each command parses its options, calls the engine and picks a renderer; only this module prints
-or exits. Exit codes: 0 success, 1 findings (invalid knowledge base or record), 2 usage errors.
+Each command parses its options, calls the API, picks a renderer from `engine/report` and maps
+the outcome to an exit code from `EXIT_CODES`. Every problem is a `KBError`, printed by the one
+renderer (`format_error`); nothing here formats an error by hand.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from fsgs_kb.engine.audit.audit import audit_report
 from fsgs_kb.engine.audit.diff import compare, load_side, materialize, temporary_workdir
 from fsgs_kb.engine.audit.replay import impact as run_impact
-from fsgs_kb.engine.audit.replay import index_inputs
+from fsgs_kb.engine.audit.replay import index_inputs, replay_counts
 from fsgs_kb.engine.audit.replay import replay as run_replay
-from fsgs_kb.engine.batch.files import LineWriter, open_output, prepare_resume
-from fsgs_kb.engine.batch.readers import read_records, sniff_format
-from fsgs_kb.engine.batch.run import BatchRunner
+from fsgs_kb.engine.audit.trace import Trace
+from fsgs_kb.engine.audit.trace import trace as trace_result
+from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.check.validate import validate_dir
-from fsgs_kb.engine.errors import KBErrors
+from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.load.paths import resolve_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases
-from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, trace_text
+from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
+from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
+from fsgs_kb.engine.report.batch import ProgressLine, summary_text
 from fsgs_kb.engine.report.explain import explain_text
 from fsgs_kb.engine.report.handbook import Handbook, write_site
 from fsgs_kb.engine.report.markdown import markdown
@@ -36,6 +40,70 @@ from fsgs_kb.engine.report.scenarios import coverage_text, report_text
 from fsgs_kb.engine.report.validation import format_error, validation_json, validation_text
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
+
+EXIT_CODES = {
+    "ok": 0,  # success
+    "findings": 1,  # an invalid record, a failed check, a mismatch
+    "usage": 2,  # usage, input/output or knowledge-base errors
+    "internal": 3,  # an internal error while evaluating a record
+}
+MASK_KEY_ENV = "FSGS_KB_MASK_KEY"
+EXIT_BY_STATUS = {"invalid": EXIT_CODES["findings"], "error": EXIT_CODES["internal"]}
+EXIT_HELP = """\b
+Exit codes:
+  0    success
+  1    findings: an invalid record, a failed check or test, a mismatch
+  2    usage, input/output or knowledge-base errors
+  3    an internal error while evaluating a record
+  130  stopped by SIGINT (Ctrl-C)   \\  batch writes what is done;
+  143  stopped by SIGTERM           /  run it again with --resume"""
+
+
+def exit_for_signal(signum: int) -> int:
+    return 128 + signum
+
+
+class Command(click.Command):
+    """Every command's --help ends with the exit codes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EXIT_HELP)
+        super().__init__(*args, **kwargs)
+
+
+class Group(click.Group):
+    """Turns every KBErrors that reaches the shell into its lines on stderr and exit 2."""
+
+    command_class = Command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KBErrors as exc:
+            fail(exc.errors)
+        except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
+            sys.stderr.close()
+            sys.exit(EXIT_CODES["ok"])
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug: one clear line, the traceback only on request
+            if os.environ.get("FSGS_KB_DEBUG"):
+                raise
+            problem = KBError("internal", f"{type(exc).__name__}: {exc}", hint="set FSGS_KB_DEBUG=1 for the traceback")
+            fail([problem], EXIT_CODES["internal"])
+
+
+def fail(errors: list[KBError], code: int = EXIT_CODES["usage"], note: str | None = None) -> NoReturn:
+    for error in errors:
+        click.echo(format_error(error), err=True)
+    if note:
+        click.echo(note, err=True)
+    sys.exit(code)
+
+
+def usage_error(code: str, message: str, hint: str | None = None) -> KBErrors:
+    return KBErrors([KBError(f"cli.{code}", message, hint=hint)])
+
 
 RULES_OPTION = click.option(
     "--rules",
@@ -56,59 +124,6 @@ PATH_OPTION = click.option(
 FORMAT_TEXT_JSON = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
 )
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="fsgs-kb")
-def main() -> None:
-    """Cyclosporine in idiopathic FSGS: a rules-as-data knowledge base.
-
-    Exit codes: 0 success, 1 findings (knowledge-base problems, invalid patient record),
-    2 usage or I/O errors.
-    """
-
-
-@main.command()
-@RULES_OPTION
-@FORMAT_TEXT_JSON
-def validate(rules_dir: Path | None, fmt: str) -> None:
-    """Check the knowledge base and report every problem, sorted by place."""
-
-    report = validate_dir(resolve_rules_dir(rules_dir))
-    click.echo(validation_json(report) if fmt == "json" else validation_text(report))
-    sys.exit(0 if report.ok else 1)
-
-
-def _load_kb(rules_dir: Path | None) -> KnowledgeBase:
-    """Load the knowledge base or exit 2 with its problems: a broken KB is a setup error."""
-
-    try:
-        return load(rules_dir)
-    except KBErrors as exc:
-        for error in exc.errors:
-            click.echo(format_error(error), err=True)
-        click.echo("the knowledge base has errors; run 'fsgs-kb validate' for the full report", err=True)
-        sys.exit(2)
-
-
-def _read_patient(source: str) -> tuple[object, str, str | None]:
-    """(parsed record, raw text, None), or (None, raw text, message) when the text is not JSON."""
-
-    try:
-        if source == "-":
-            text = sys.stdin.read()
-        else:
-            with open(source, encoding="utf-8") as handle:
-                text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        click.echo(f"fsgs-kb: cannot read {source}: {exc}", err=True)
-        sys.exit(2)
-    try:
-        return json.loads(text), text, None
-    except json.JSONDecodeError as exc:
-        return None, text, f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-
-
 APPROVED_OPTION = click.option(
     "--require-approved", is_flag=True, help="Refuse to run unless every rule is active (signed off)."
 )
@@ -119,7 +134,8 @@ INPUT_OPTIONS = [
         "mask",
         multiple=True,
         metavar="POINTER",
-        help="With --include-input: replace the value at this JSON pointer by its sha256; repeatable.",
+        help="With --include-input: mask the value at this JSON pointer (e.g. /id); repeatable. Keyed "
+        "(HMAC-SHA256) with $FSGS_KB_MASK_KEY when set, else removed.",
     ),
 ]
 
@@ -130,36 +146,60 @@ def _with_input_options(command: Any) -> Any:
     return command
 
 
-def _require_approved(kb: KnowledgeBase) -> None:
-    if kb.unapproved:
-        click.echo(
-            f"fsgs-kb: --require-approved: {len(kb.unapproved)} rule(s) are not active (signed off): "
-            f"{', '.join(kb.unapproved)}",
-            err=True,
-        )
-        click.echo(
-            "sign them off (status: active, approved_by, approved_on) or run without --require-approved", err=True
-        )
-        sys.exit(2)
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_HELP)
+@click.version_option(package_name="fsgs-kb")
+def main() -> None:
+    """Cyclosporine in idiopathic FSGS: a rules-as-data knowledge base."""
 
 
-def _evaluate_source(
-    rules_dir: Path | None,
-    source: str,
-    require_approved: bool = False,
-    include_input: bool = False,
-    mask: tuple[str, ...] = (),
+def _load_kb(rules_dir: Path | None, require_approved: bool = False) -> KnowledgeBase:
+    """Load the knowledge base or exit 2 with its problems: a broken KB is a setup error."""
+    try:
+        kb = load(rules_dir)
+    except KBErrors as exc:
+        fail(exc.errors, note="the knowledge base has errors; run 'fsgs-kb validate' for the full report")
+    if require_approved and kb.unapproved:
+        raise usage_error(
+            "require_approved",
+            f"--require-approved: {len(kb.unapproved)} rule(s) are not active (signed off): {', '.join(kb.unapproved)}",
+            hint="sign them off (status: active, approved_by, approved_on) or run without --require-approved",
+        )
+    return kb
+
+
+def _evaluate_options(include_input: bool, mask: tuple[str, ...]) -> dict[str, Any]:
+    bad = [p for p in mask if not p.startswith("/")]
+    if bad:
+        raise usage_error("mask", f"--mask {bad[0]!r} is not a JSON pointer", hint=f"write /{bad[0].lstrip('/')}")
+    if mask and not include_input:
+        raise usage_error("mask", "--mask masks the stored input: it needs --include-input")
+    key = os.environ.get(MASK_KEY_ENV)
+    if not include_input:
+        return {}
+    return {"include_input": True, "mask": mask, "mask_key": key.encode("utf-8") if key else None}
+
+
+def _evaluate_one(
+    rules_dir: Path | None, source: str, require_approved: bool, options: dict[str, Any]
 ) -> dict[str, Any]:
-    kb = _load_kb(rules_dir)
-    if require_approved:
-        _require_approved(kb)
-    record, text, problem = _read_patient(source)
-    if problem is not None:
-        return kb.failed_result("patient.json", problem, text)
-    return kb.evaluate(record, include_input=include_input, mask=mask)
+    kb = _load_kb(rules_dir, require_approved)
+    stream, path = open_input(source)
+    try:
+        (record,) = read_document(stream)
+    finally:
+        if path is not None:
+            stream.close()
+    return kb.evaluate_record(record, **options)
 
 
-EXIT_BY_STATUS = {"invalid": 1, "error": 3}
+@main.command()
+@RULES_OPTION
+@FORMAT_TEXT_JSON
+def validate(rules_dir: Path | None, fmt: str) -> None:
+    """Check the knowledge base and report every problem, sorted by place."""
+    report = validate_dir(resolve_rules_dir(rules_dir))
+    click.echo(validation_json(report) if fmt == "json" else validation_text(report))
+    sys.exit(EXIT_CODES["ok"] if report.ok else EXIT_CODES["findings"])
 
 
 @main.command()
@@ -176,15 +216,10 @@ def evaluate(
     include_input: bool,
     mask: tuple[str, ...],
 ) -> None:
-    """Evaluate one patient record and print the result JSON.
-
-    Exit 0 when evaluated (any status but invalid or error), 1 for an invalid record, 3 for an
-    internal error, 2 for usage errors.
-    """
-
-    result = _evaluate_source(rules_dir, patient, require_approved, include_input, mask)
+    """Evaluate one patient record and print the result JSON (exit 1 for an invalid record)."""
+    result = _evaluate_one(rules_dir, patient, require_approved, _evaluate_options(include_input, mask))
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
-    sys.exit(EXIT_BY_STATUS.get(result["status"], 0))
+    sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
 @main.command()
@@ -192,38 +227,10 @@ def evaluate(
 @RULES_OPTION
 @APPROVED_OPTION
 def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> None:
-    """Explain one patient's result for a person: what fired and why, what is undetermined.
-
-    Exit codes as for evaluate.
-    """
-
-    result = _evaluate_source(rules_dir, patient, require_approved)
+    """Explain one patient's result for a person: what fired and why, what is undetermined."""
+    result = _evaluate_one(rules_dir, patient, require_approved, {})
     click.echo(explain_text(result))
-    sys.exit(EXIT_BY_STATUS.get(result["status"], 0))
-
-
-class _Progress:
-    """A one-line progress bar on stderr: records, records/s and, when the size is known, ETA."""
-
-    def __init__(self, total_bytes: int | None) -> None:
-
-        self.total = total_bytes
-        self.start = time.monotonic()
-        self.last = 0.0
-
-    def __call__(self, records: int, bytes_read: int, final: bool = False) -> None:
-
-        now = time.monotonic()
-        if not final and now - self.last < 0.2:
-            return
-        self.last = now
-        elapsed = max(now - self.start, 1e-9)
-        text = f"\r{records:,} records  {records / elapsed:,.0f}/s"
-        if self.total and bytes_read:
-            share = min(bytes_read / self.total, 1.0)
-            eta = elapsed * (1 - share) / share if share else 0
-            text += f"  {share:5.1%}  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-        click.echo(text + ("\n" if final else ""), err=True, nl=False)
+    sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
 @main.command()
@@ -234,13 +241,9 @@ class _Progress:
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: the number of cores)."
 )
-@click.option("--resume", is_flag=True, help="Continue a killed run: keep OUTPUT's complete lines, do the rest.")
+@click.option("--resume", is_flag=True, help="Continue a stopped run: keep OUTPUT's recorded results, do the rest.")
 @click.option(
-    "--summary",
-    "summary_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the summary as JSON to this file.",
+    "--summary", "summary_file", type=click.Path(dir_okay=False), default=None, help="Also write the summary as JSON."
 )
 @click.option(
     "--input-format",
@@ -270,96 +273,48 @@ def batch(
     one JSON result per input record out, in input order.
 
     Every input record gets exactly one result line, carrying its record number and input line;
-    a line that is not JSON, an empty line, an invalid patient or a record that crashes the
-    engine gets status invalid or error with a code, and the run goes on. A summary goes to
-    stderr (and --summary FILE as JSON).
-
-    \b
-    Exit codes:
-      0  every record evaluated
-      1  some records invalid
-      3  some records hit internal errors (e.g. engine_crash)
-      2  usage or I/O errors
+    a record that cannot be read (not UTF-8, not JSON, too large or deep, duplicate keys), an
+    invalid patient or a record that crashes the engine gets status invalid or error with a code,
+    and the run goes on. The output is locked while a run writes it and never the input; a resume
+    record beside it (OUTPUT.fsgs-kb.json) lets --resume check the input, knowledge base and
+    options before continuing. A summary goes to stderr (and --summary FILE as JSON).
     """
-
-    kb = _load_kb(rules_dir)
-    if require_approved:
-        _require_approved(kb)
-    if resume and not output:
-        raise click.UsageError("--resume needs -o OUTPUT (a file to continue)")
-    try:
-        stream = sys.stdin if source == "-" else open(source, encoding="utf-8", newline="")  # noqa: SIM115
-    except OSError as exc:
-        click.echo(f"fsgs-kb: cannot read {source}: {exc.strerror}", err=True)
-        sys.exit(2)
-    fmt = input_format or sniff_format(None if source == "-" else source, _peek(stream))
-    done = 0
-    try:
-        if resume and output:
-            done = prepare_resume(output, kb.fingerprint)
-        fd = open_output(output, append=resume) if output else sys.stdout.fileno()
-    except KBErrors as exc:
-        for error in exc.errors:
-            click.echo(format_error(error), err=True)
-        sys.exit(2)
-    except OSError as exc:
-        click.echo(f"fsgs-kb: cannot write {output}: {exc.strerror}", err=True)
-        sys.exit(2)
-    writer = LineWriter(fd, None if output else sys.stdout.buffer)
-    total = os.path.getsize(source) if source != "-" and fmt != "csv" else None
-    show = not quiet and sys.stderr.isatty()
-    progress = _Progress(total) if show else None
-    records = (r for r in read_records(stream, fmt) if r.number > done)
-    options = {"include_input": True, "mask": mask} if include_input else None
-    runner = BatchRunner(
-        kb,
-        str(rules_dir) if rules_dir else None,
-        workers or os.cpu_count() or 1,
-        writer.write,
-        progress,
-        options=options,
+    kb = _load_kb(rules_dir, require_approved)
+    summary_handle = _open_summary(summary_file)
+    size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
+    progress = ProgressLine(size, lambda text: click.echo(text, err=True, nl=False))
+    job = BatchJob(
+        source=source,
+        output=output,
+        input_format=input_format,
+        workers=workers or os.cpu_count() or 1,
+        resume=resume,
+        rules_dir=str(rules_dir) if rules_dir else None,
+        options=_evaluate_options(include_input, mask),
+        progress=progress if not quiet and sys.stderr.isatty() else None,
     )
-    try:
-        summary = runner.run(records, first_number=done + 1)
-    except ValueError as exc:
-        writer.flush()
-        click.echo(f"fsgs-kb: {source}: {exc}", err=True)
-        sys.exit(2)
-    writer.flush()
-    if output:
-        os.close(fd)
-    if progress is not None:
-        progress(summary.records, total or 0, final=True)
+    summary = run_batch(kb, job, None if output else sys.stdout.buffer)
+    if job.progress is not None:
+        progress(summary.records, size or 0, final=True)
     payload = summary.to_dict()
-    text = _summary_text(payload)
-    click.echo(text.splitlines()[0] if quiet else text, err=True)
-    if summary_file:
-        with open(summary_file, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-    sys.exit(summary.exit_code)
+    text = summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]]))
+    click.echo(text.splitlines()[0] if quiet and not summary.interrupted_by else text, err=True)
+    if summary_handle is not None:
+        with summary_handle:
+            json.dump(payload, summary_handle, indent=2)
+    if summary.interrupted_by:
+        sys.exit(exit_for_signal(summary.interrupted_by))
+    sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in summary.by_status), default=EXIT_CODES["ok"]))
 
 
-def _peek(stream: object) -> str:
-    """The first characters of an input without consuming them (for format sniffing)."""
-    peek = getattr(getattr(stream, "buffer", None), "peek", None)
-    if peek is None:
-        return ""
-    return bytes(peek(64)[:64]).decode("utf-8", "ignore")
-
-
-def _summary_text(payload: dict[str, Any]) -> str:
-    statuses = ", ".join(f"{k} {v:,}" for k, v in payload["by_status"].items()) or "none"
-    lines = [
-        f"{payload['records']:,} records in {payload['elapsed_s']:.1f} s "
-        f"({payload['records_per_s']:,.0f}/s, {payload['workers']} workers): {statuses}"
-    ]
-    if payload["resumed_after"]:
-        lines.append(f"resumed after record {payload['resumed_after']:,}")
-    if payload["worker_crashes"]:
-        lines.append(f"worker crashes survived: {payload['worker_crashes']}")
-    for rule, counts in payload["by_rule"].items():
-        lines.append(f"  {rule:26s} " + "  ".join(f"{k} {v:,}" for k, v in counts.items()))
-    return "\n".join(lines)
+def _open_summary(path: str | None) -> Any:
+    """Open --summary before the run, so an unwritable path costs nothing but a message."""
+    if path is None:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed after the run
+    except OSError as exc:
+        raise KBErrors([KBError("cli.summary", f"cannot write the summary: {exc.strerror}", file=path)]) from None
 
 
 @main.command(name="test")
@@ -376,23 +331,15 @@ def _summary_text(payload: dict[str, Any]) -> str:
 def test_command(rules_dir: Path | None, patterns: tuple[str, ...], coverage: bool, fmt: str) -> None:
     """Run the scenario tests in RULES/tests/*.yaml.
 
-    Exit 0 when every selected case passes (and, with --coverage, coverage is complete); 1 when
-    a case fails, the selection is empty or coverage is incomplete; 2 for usage errors or
-    scenario files that cannot be read.
+    Exit 1 when a case fails, the selection is empty or (with --coverage) coverage is incomplete.
     """
-
     kb = _load_kb(rules_dir)
     tests_dir = resolve_rules_dir(rules_dir) / "tests"
-    try:
-        cases = load_cases(tests_dir) if tests_dir.is_dir() else []
-    except KBErrors as exc:
-        for error in exc.errors:
-            click.echo(format_error(error), err=True)
-        sys.exit(2)
+    cases = load_cases(tests_dir) if tests_dir.is_dir() else []
     chosen = select(cases, patterns)
     if not chosen:
         click.echo(f"no scenario case matches {' '.join(patterns) or '(no cases in ' + str(tests_dir) + ')'}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_CODES["findings"])
     results = run(kb, chosen)
     cover = measure_coverage(kb, chosen, results) if coverage else None
     if fmt == "json":
@@ -402,7 +349,7 @@ def test_command(rules_dir: Path | None, patterns: tuple[str, ...], coverage: bo
         if cover is not None:
             click.echo(coverage_text(kb, cover))
     failed = any(not r.passed for r in results) or (cover is not None and not cover.complete)
-    sys.exit(1 if failed else 0)
+    sys.exit(EXIT_CODES["findings"] if failed else EXIT_CODES["ok"])
 
 
 @main.command()
@@ -421,7 +368,6 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
 
     HTML is a self-contained static site (no network needed to view it); md is one Markdown file.
     """
-
     kb = _load_kb(rules_dir)
     book = Handbook(kb.model, kb.fingerprint)
     try:
@@ -434,8 +380,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
             written = write_site(book, out)
             click.echo(f"wrote {len(written)} pages to {out} (open {out / 'index.html'})")
     except OSError as exc:
-        click.echo(f"fsgs-kb: cannot write {out}: {exc.strerror}", err=True)
-        sys.exit(2)
+        raise KBErrors([KBError("cli.docs", f"cannot write the handbook: {exc.strerror}", file=str(out))]) from None
 
 
 @main.command()
@@ -447,7 +392,6 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
 
     Anything not verified against a primary document is flagged.
     """
-
     kb = _load_kb(rules_dir)
     if rule_id is not None and rule_id not in kb.model.rules:
         hint = did_you_mean(rule_id, set(kb.model.rules))
@@ -456,44 +400,45 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else audit_text(report, fmt == "md"))
 
 
-def _read_results(path: str) -> list[dict[str, Any]]:
-
+def _records(source: str) -> Iterator[Record]:
+    """The records of a results or patients file, through the bounded reader."""
+    stream, path = open_input(source)
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        click.echo(f"fsgs-kb: cannot read {path}: {exc.strerror}", err=True)
-        sys.exit(2)
-    try:
-        whole = json.loads(text)
-        return whole if isinstance(whole, list) else [whole]
-    except json.JSONDecodeError:
-        try:
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            click.echo(f"fsgs-kb: {path} holds no result JSON (line {exc.lineno}: {exc.msg})", err=True)
-            sys.exit(2)
+        yield from read_documents(stream)
+    finally:
+        if path is not None:
+            stream.close()
 
 
 @main.command()
 @click.argument("result_file", metavar="RESULT.json|-")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The patients the results were made from, matched by input_sha256, to re-derive each result.",
+)
 @RULES_OPTION
-def trace(result_file: str, rules_dir: Path | None) -> None:
+def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> None:
     """Trace a decision (from evaluate or batch): advice → rule → values → provenance → source.
 
-    Exit 0 when the result was made by the knowledge base at hand, 1 when it was not (the trace
-    then shows today's provenance and says so), 2 for usage or I/O errors.
+    Every field is checked against the knowledge base, and the whole result re-derived when its
+    input is at hand. Exit 0 when every result agrees with the knowledge base at hand (the
+    trace is exact when it was also re-derived), 1 for any mismatch, another knowledge base or
+    a file that is not a result.
     """
-
     kb = _load_kb(rules_dir)
-    all_same = True
-    for i, result in enumerate(_read_results(result_file)):
-        if not isinstance(result, dict) or "decision" not in result:
-            click.echo(f"fsgs-kb: entry {i + 1} of {result_file} is not a fsgs-kb result", err=True)
-            sys.exit(2)
-        text, same = trace_text(kb, result)
-        click.echo(("\n" if i else "") + text)
-        all_same &= same
-    sys.exit(0 if all_same else 1)
+    inputs = index_inputs(_records(input_file)) if input_file else None
+    agrees = True
+    for i, record in enumerate(_records(result_file)):
+        value, problem = record_value(record)
+        found = (
+            trace_result(kb, value, inputs) if problem is None else Trace(result={}, same_kb=False, malformed=[problem])
+        )
+        click.echo(("\n" if i else "") + trace_text(kb, found))
+        agrees &= found.consistent
+    sys.exit(EXIT_CODES["ok"] if agrees else EXIT_CODES["findings"])
 
 
 @main.command()
@@ -504,35 +449,21 @@ def trace(result_file: str, rules_dir: Path | None) -> None:
 def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
     """Semantic diff of two knowledge bases (each a directory or git:REV), with versioning checks.
 
-    Exit 0 when every change is versioned, 1 when a rule or the knowledge base changed without a
-    version bump and history/changelog entry, 2 when a side cannot be read or does not validate.
+    Exit 1 when a rule or the knowledge base changed without a version bump and history or
+    changelog entry; 2 when a side cannot be read or does not validate.
     """
-
     with temporary_workdir() as work:
-        try:
-            sides = [load_side(spec, rules_path, Path(work)) for spec in (old, new)]
-        except (ValueError, OSError) as exc:
-            click.echo(f"fsgs-kb: {exc}", err=True)
-            sys.exit(2)
+        sides = [load_side(spec, rules_path, Path(work)) for spec in (old, new)]
         for side in sides:
             if not side.report.ok:
-                click.echo(f"fsgs-kb: {side.label} does not validate:", err=True)
-                for error in side.report.errors:
-                    click.echo(format_error(error), err=True)
-                sys.exit(2)
+                fail(side.report.errors, note=f"{side.label} does not validate")
         result = compare(*sides)
         if fmt == "json":
-            click.echo(
-                json.dumps(
-                    {"changes": result.changes, "violations": result.violations},
-                    indent=2,
-                    ensure_ascii=False,
-                    default=str,
-                )
-            )
+            payload = {"changes": result.changes, "violations": result.violations}
+            click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
         else:
             click.echo(diff_text(sides[0], sides[1], result))
-    sys.exit(1 if result.violations else 0)
+    sys.exit(EXIT_CODES["findings"] if result.violations else EXIT_CODES["ok"])
 
 
 @main.command()
@@ -545,51 +476,22 @@ def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
     help="The patients the results were made from (JSON Lines), matched by input_sha256.",
 )
 @RULES_OPTION
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@FORMAT_TEXT_JSON
 def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fmt: str) -> None:
     """Re-evaluate recorded decisions with the knowledge base at hand: identical, changed, or input missing.
 
-    Exit 0 when every decision comes back identical, 1 otherwise, 2 for usage or I/O errors.
+    Exit 0 when every decision comes back identical, 1 otherwise.
     """
-
     kb = _load_kb(rules_dir)
-    index: dict[str, str] = {}
-    try:
-        if input_file:
-            with open(input_file, encoding="utf-8") as inputs:
-                index = index_inputs(inputs)
-        handle: Any = sys.stdin if results_file == "-" else open(results_file, encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        click.echo(f"fsgs-kb: cannot read: {exc}", err=True)
-        sys.exit(2)
-    counts = {"identical": 0, "changed": 0, "input_missing": 0}
-    reports = []
-    try:
-        for report in run_replay(kb, handle, index):
-            counts[report["verdict"]] += 1
-            if fmt == "json":
-                reports.append(report)
-            elif report["verdict"] != "identical":
-                what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in report.get("changes", []))
-                click.echo(
-                    f"{report['verdict']}: record {report.get('record')} patient {report.get('patient_id')} "
-                    f"(decision {report['decision_id']}){': ' + what if what else ''}"
-                )
-    except json.JSONDecodeError as exc:
-        click.echo(f"fsgs-kb: {results_file} line {exc.lineno}: not a result ({exc.msg})", err=True)
-        sys.exit(2)
-    total = sum(counts.values())
-    share = f"{100 * counts['identical'] / total:.1f} %" if total else "n/a"
-    summary = (
-        f"{total:,} decisions replayed with {kb.id} {kb.version} ({kb.fingerprint[:12]}): "
-        f"{counts['identical']:,} identical ({share}), {counts['changed']:,} changed, "
-        f"{counts['input_missing']:,} input missing"
-    )
+    index = index_inputs(_records(input_file)) if input_file else {}
+    reports = list(run_replay(kb, _records(results_file), index))
     if fmt == "json":
-        click.echo(json.dumps({"summary": counts, "decisions": reports}, indent=2, ensure_ascii=False))
+        payload = {"summary": replay_counts(reports), "decisions": reports}
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
-        click.echo(summary)
-    sys.exit(0 if counts["identical"] == total else 1)
+        click.echo(replay_text(kb, reports))
+    identical = all(r["verdict"] == "identical" for r in reports)
+    sys.exit(EXIT_CODES["ok"] if identical else EXIT_CODES["findings"])
 
 
 @main.command()
@@ -600,34 +502,19 @@ def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fm
 @FORMAT_TEXT_JSON
 def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None:
     """Evaluate a cohort under two knowledge bases (directories or git:REV): per rule, which
-    patients newly fire, stop firing, or change to or from undetermined."""
-
+    patients newly fire, stop firing, or change to or from undetermined. Exit 1 when some input
+    records are not valid patients (they are listed, not compared)."""
     with temporary_workdir() as work:
-        try:
-            old_kb, new_kb = (load(materialize(spec, rules_path, Path(work))) for spec in (old, new))
-        except (ValueError, OSError) as exc:
-            click.echo(f"fsgs-kb: {exc}", err=True)
-            sys.exit(2)
-        except Exception as exc:  # KBErrors: a side that does not validate
-            if not isinstance(exc, KBErrors):
-                raise
-            for error in exc.errors:
-                click.echo(format_error(error), err=True)
-            sys.exit(2)
-        try:
-            with open(patients, encoding="utf-8") as handle:
-                report = run_impact(old_kb, new_kb, handle)
-        except OSError as exc:
-            click.echo(f"fsgs-kb: cannot read {patients}: {exc.strerror}", err=True)
-            sys.exit(2)
+        old_kb, new_kb = (load(materialize(spec, rules_path, Path(work))) for spec in (old, new))
+        report = run_impact(old_kb, new_kb, _records(patients))
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else impact_text(report))
+    sys.exit(EXIT_CODES["findings"] if report["invalid"] else EXIT_CODES["ok"])
 
 
 @main.command(name="compile")
 @RULES_OPTION
 def compile_command(rules_dir: Path | None) -> None:
     """Print the compiled durable-rules rulesets (JSON ruleset form), level by level."""
-
     kb = _load_kb(rules_dir)
     click.echo(json.dumps(kb.compiled.as_json(), ensure_ascii=False, indent=2))
 

@@ -15,13 +15,14 @@ from fsgs_kb.engine import cache
 from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
 from fsgs_kb.engine.compile.durable import DurableRulesets
 from fsgs_kb.engine.compile.rulesets import CompiledKB, compile_kb
-from fsgs_kb.engine.errors import KBErrors
+from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
 from fsgs_kb.engine.evaluate.kleene import Evaluator
-from fsgs_kb.engine.evaluate.masking import attach_input
+from fsgs_kb.engine.evaluate.masking import attach_input, check_pointers
 from fsgs_kb.engine.load.fingerprint import kb_fingerprint
 from fsgs_kb.engine.load.paths import resolve_rules_dir
 from fsgs_kb.engine.model import KnowledgeBaseModel
+from fsgs_kb.engine.read.records import Record, record_value
 
 
 class KnowledgeBase:
@@ -51,23 +52,41 @@ class KnowledgeBase:
         return str(self.model.manifest["version"])
 
     def evaluate(
-        self, patient: Any, *, timestamp: str | None = None, include_input: bool = False, mask: tuple[str, ...] = ()
+        self,
+        patient: Any,
+        *,
+        timestamp: str | None = None,
+        include_input: bool = False,
+        mask: tuple[str, ...] = (),
+        mask_key: bytes | None = None,
     ) -> dict[str, Any]:
-        """The result for one patient record (see schema/result.schema.json).
+        """The result for one patient record (see schema/result.schema.json). Never raises for
+        any record; raises ValueError only for a `mask` that is not a JSON pointer.
 
         include_input stores the record in the decision record (for replay without the original
-        file), with the values at the `mask` JSON pointers replaced by their sha256."""
+        file; not a record beyond the input limits, which cannot be stored), with the values at
+        the `mask` JSON pointers masked: HMAC-SHA256 with `mask_key`, or removed without one."""
+        check_pointers(mask)
         result = self.evaluation.run(patient, timestamp=timestamp)
-        if include_input:
-            attach_input(result, patient, mask)
+        if include_input and not any(e["code"].startswith("input.") for e in result["errors"]):
+            attach_input(result, patient, mask, mask_key)
         return result
 
-    def failed_result(
-        self, code: str, message: str, text: str, status: str = "invalid", pointer: str = ""
-    ) -> dict[str, Any]:
+    def evaluate_record(self, record: Record, **options: Any) -> dict[str, Any]:
+        """The result for one framed input record, whatever it holds: a record that cannot be
+        read or parsed is `invalid` with its problem, traceable by the hash of its bytes."""
+        data, problem = record_value(record)
+        if problem is None:
+            return self.evaluate(data, **options)
+        result = self.failed_result(problem, record.raw)
+        pid = data.get("id") if isinstance(data, dict) else None
+        result["patient_id"] = pid if isinstance(pid, str) else None
+        return result
+
+    def failed_result(self, problem: KBError, raw: bytes = b"", status: str = "invalid") -> dict[str, Any]:
         """The result for input that never reached evaluation (not JSON, an empty line, a worker
-        that died on it), traceable by the hash of its raw text."""
-        return self.evaluation.failed(code, message, text, status=status, pointer=pointer)
+        that died on it), traceable by the hash of its raw bytes."""
+        return self.evaluation.failed(problem, raw, status)
 
     @property
     def unapproved(self) -> list[str]:

@@ -6,13 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support import ROOT, SHARED  # noqa: F401 - re-exported for older imports
 
 import fsgs_kb
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.paths import bundled_rules_dir
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")

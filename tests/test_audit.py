@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -108,7 +111,10 @@ def test_trace_detects_another_knowledge_base(tmp_path: Path, kb_copy: Path) -> 
     result_file = tmp_path / "r.json"
     result_file.write_text(invoke("evaluate", str(ROOT / "examples" / "dose-above-ceiling.json")).output)
     same = invoke("trace", str(result_file))
-    assert same.exit_code == 0 and "the trace is exact" in same.output
+    assert same.exit_code == 0 and "consistent with the same knowledge base" in same.output
+    assert "the trace is exact" not in same.output  # not re-derived: the result carries no input
+    with_input = invoke("trace", str(result_file), "--input", str(ROOT / "examples" / "dose-above-ceiling.json"))
+    assert with_input.exit_code == 0 and "the trace is exact" in with_input.output
     assert '← cattran-2003 S5: "Provided the total dose is kept to 5 mg/kg or less and duration' in same.output
     set_dose_ceiling(kb_copy, 6)
     bump_kb(kb_copy, "0.2.0")
@@ -158,11 +164,16 @@ def test_replay_reports_changes_and_missing_inputs(tmp_path: Path, kb_copy: Path
     assert "300 input missing" in missing.output
 
 
-def test_replay_from_stored_masked_input(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", [None, "site-secret"])
+def test_replay_from_stored_masked_input(tmp_path: Path, key: str | None) -> None:
+    """A masked id is an HMAC under the site's key, or removed: never a hash anyone can invert."""
     record = json.loads((ROOT / "examples" / "dose-above-ceiling.json").read_text())
     source = tmp_path / "p.jsonl"
     source.write_text(json.dumps(record) + "\n")
     results = tmp_path / "r.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "FSGS_KB_MASK_KEY"}
+    if key:
+        env["FSGS_KB_MASK_KEY"] = key
     subprocess.run(
         [
             sys.executable,
@@ -180,9 +191,14 @@ def test_replay_from_stored_masked_input(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         timeout=300,
+        env=env,
     )
     stored = json.loads(results.read_text())
-    assert stored["decision"]["masked"] == ["/id"] and stored["decision"]["input"]["id"].startswith("sha256:")
+    masked = stored["decision"]["input"]["id"]
+    expected = (
+        "hmac-sha256:" + hmac.new(key.encode(), b'"EX-DOSE-HIGH"', hashlib.sha256).hexdigest() if key else "[masked]"
+    )
+    assert stored["decision"]["masked"] == ["/id"] and masked == expected
     assert stored["patient_id"] == stored["decision"]["input"]["id"]
     assert stored["decision"]["input"]["weight_kg"] == 70
     replayed = invoke("replay", str(results))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SHARED
+from support import SHARED
 
 from fsgs_kb.cli import main
 from fsgs_kb.engine.check.checks import normalise

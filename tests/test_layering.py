@@ -2,7 +2,7 @@
 
 The stages in order, highest first (each may import only its own stage or lower ones):
 cli → report → batch/audit/scenarios → kb (façade, cache) → explain → evaluate → compile →
-check → load → model/errors. No cycles between modules, no function-level imports of the
+check → read → load → model/errors. No cycles between modules, no function-level imports of the
 package (the usual way to dodge a cycle), no `_private` name taken from another module, and no
 parameter typed `kb: Any`.
 """
@@ -17,6 +17,7 @@ PACKAGE = "fsgs_kb"
 STAGES: list[tuple[str, ...]] = [
     ("engine.errors", "engine.model", "engine.suggest", "engine.version"),
     ("engine.load",),
+    ("engine.read",),
     ("engine.check",),
     ("engine.compile",),
     ("engine.evaluate",),

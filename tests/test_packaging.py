@@ -19,7 +19,18 @@ FSGS_KB = Path(sys.executable).parent / "fsgs-kb"
 
 def test_the_wheel_installs_fsgs_kb_alone(tmp_path: Path) -> None:
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -42,7 +53,9 @@ def test_a_foreign_cli_and_engine_do_not_shadow_the_command(tmp_path: Path) -> N
     (foreign / "cli.py").write_text("def main():\n    print('WRONG TOOL')\n")
     (foreign / "engine" / "__init__.py").write_text("raise ImportError('the foreign engine was imported')\n")
     env = {**os.environ, "PYTHONPATH": str(foreign)}
-    proc = subprocess.run([str(FSGS_KB), "validate"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    proc = subprocess.run(
+        [str(FSGS_KB), "validate"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "WRONG TOOL" not in proc.stdout and "0 error(s)" in proc.stdout
 

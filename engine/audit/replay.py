@@ -8,31 +8,32 @@ knowledge bases and lists, per rule, the patients whose outcome changes.
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.output import dumps
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
+from fsgs_kb.engine.read.records import Record, record_value
 
 BATCH_ONLY = ("record", "line")
 
 
-def input_hash(text: str) -> str:
-    """The input_sha256 a result records for this input line."""
-    try:
-        return sha256_text(canonical_json(json.loads(text)))
-    except ValueError:
-        return sha256_text(text)
+def input_hash(record: Record) -> str:
+    """The input_sha256 a result records for this input: of the canonical record when it is one,
+    else of its raw bytes (as `KnowledgeBase.failed_result` does)."""
+    value, problem = record_value(record)
+    if problem is None:
+        return sha256_text(canonical_json(value))
+    return hashlib.sha256(record.raw).hexdigest()
 
 
-def index_inputs(lines: Iterable[str]) -> dict[str, str]:
-    index: dict[str, str] = {}
-    for raw in lines:
-        text = raw.rstrip("\r\n")
-        if text.strip():
-            index.setdefault(input_hash(text), text)
+def index_inputs(records: Iterable[Record]) -> dict[str, Record]:
+    index: dict[str, Record] = {}
+    for record in records:
+        index.setdefault(input_hash(record), record)
     return index
 
 
@@ -44,7 +45,7 @@ def _outcomes(result: dict[str, Any]) -> dict[str, str]:
     return {r["id"]: r["outcome"] for r in result.get("rules", [])}
 
 
-def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, str]) -> dict[str, Any]:
+def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record]) -> dict[str, Any]:
     decision = old.get("decision", {})
     ident = {
         "decision_id": decision.get("decision_id"),
@@ -61,14 +62,10 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, str]) ->
         else:
             same = dumps(_strip(old)) == dumps(new)
     else:
-        text = index.get(decision.get("input_sha256", ""))
-        if text is None:
+        source = index.get(decision.get("input_sha256", ""))
+        if source is None:
             return {**ident, "verdict": "input_missing"}
-        try:
-            record = json.loads(text)
-        except ValueError:
-            return {**ident, "verdict": "identical" if old.get("status") == "invalid" else "changed", "changes": []}
-        new = kb.evaluate(record)
+        new = kb.evaluate_record(source)
         same = dumps(_strip(old)) == dumps(new)
     if same:
         return {**ident, "verdict": "identical"}
@@ -83,32 +80,42 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, str]) ->
     return {**ident, "verdict": "changed", "changes": changes}
 
 
-def replay(kb: KnowledgeBase, results: Iterable[str], index: dict[str, str]) -> Iterator[dict[str, Any]]:
-    for line in results:
-        if line.strip():
-            yield replay_one(kb, json.loads(line), index)
+def replay(kb: KnowledgeBase, results: Iterable[Record], index: dict[str, Record]) -> Iterator[dict[str, Any]]:
+    """One verdict per result record; a line that is not a result is `unreadable`, and the
+    replay goes on."""
+    for record in results:
+        old, problem = record_value(record)
+        if problem is None and not (isinstance(old, dict) and isinstance(old.get("decision"), dict)):
+            problem = KBError("replay.not_a_result", "not a fsgs-kb result (no decision record)")
+        if problem is not None:
+            yield {"record": record.number, "verdict": "unreadable", "problem": problem.message}
+        else:
+            yield replay_one(kb, old, index)
+
+
+def replay_counts(reports: list[dict[str, Any]]) -> dict[str, int]:
+    verdicts = ("identical", "changed", "input_missing", "unreadable")
+    return {verdict: sum(r["verdict"] == verdict for r in reports) for verdict in verdicts}
 
 
 def _pid(result: dict[str, Any], number: int) -> str:
     return str(result.get("patient_id") or f"line {number}")
 
 
-def impact(old_kb: KnowledgeBase, new_kb: KnowledgeBase, patients: Iterable[str]) -> dict[str, Any]:
-    """Per rule, the patients who newly fire, stop firing, become or stop being undetermined."""
+def impact(old_kb: KnowledgeBase, new_kb: KnowledgeBase, patients: Iterable[Record]) -> dict[str, Any]:
+    """Per rule, the patients who newly fire, stop firing, become or stop being undetermined;
+    input records that are not valid patients are listed, never silently skipped."""
     per_rule: dict[str, dict[str, list[str]]] = {}
     status_changes: list[dict[str, Any]] = []
+    unreadable: list[dict[str, Any]] = []
     total = 0
-    for number, raw in enumerate(patients, start=1):
-        text = raw.strip()
-        if not text:
-            continue
+    for record in patients:
         total += 1
-        try:
-            record = json.loads(text)
-        except ValueError:
+        old, new = old_kb.evaluate_record(record), new_kb.evaluate_record(record)
+        if old["status"] == new["status"] == "invalid":
+            unreadable.append({"line": record.line, "problem": new["errors"][0]["message"] if new["errors"] else ""})
             continue
-        old, new = old_kb.evaluate(record), new_kb.evaluate(record)
-        pid = _pid(new, number)
+        pid = _pid(new, record.line)
         if old["status"] != new["status"]:
             status_changes.append({"patient": pid, "old": old["status"], "new": new["status"]})
         before, after = _outcomes(old), _outcomes(new)
@@ -131,6 +138,7 @@ def impact(old_kb: KnowledgeBase, new_kb: KnowledgeBase, patients: Iterable[str]
         "old": {"kb": old_kb.id, "version": old_kb.version, "fingerprint": old_kb.fingerprint},
         "new": {"kb": new_kb.id, "version": new_kb.version, "fingerprint": new_kb.fingerprint},
         "patients": total,
+        "invalid": unreadable,
         "rules": dict(sorted(per_rule.items())),
         "status_changes": status_changes,
     }

@@ -15,10 +15,11 @@ result as `fsgs-kb batch` without its `record`/`line` fields, which only a file 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.kb import KnowledgeBase, load
+from fsgs_kb.engine.read.records import Record
 
 _KNOWLEDGE_BASES: dict[str, KnowledgeBase] = {}
 
@@ -31,16 +32,13 @@ def _kb(rules_dir: str | None) -> KnowledgeBase:
 
 
 def evaluate_item(kb: KnowledgeBase, item: Any) -> dict[str, Any]:
-    """A patient given as a dict or as one line of JSON text."""
+    """A patient given as a dict or as one line of JSON text (str or bytes), read by the same
+    bounded reader as `fsgs-kb batch`."""
     if isinstance(item, (str, bytes)):
-        text = item.decode("utf-8") if isinstance(item, bytes) else item
-        text = text.rstrip("\r\n")
-        if not text.strip():
-            return kb.failed_result("patient.empty", "empty line: no record", text)
-        try:
-            item = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return kb.failed_result("patient.json", f"not valid JSON at column {exc.colno}: {exc.msg}", text)
+        raw = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else item
+        text = raw.strip()
+        empty = KBError("patient.empty", "empty line: no record")
+        return kb.evaluate_record(Record(1, 1, raw=text) if text else Record(1, 1, problem=empty))
     return kb.evaluate(item)
 
 

@@ -1,175 +1,130 @@
 """Evaluate any number of records across worker processes: in order, nothing lost, nothing twice.
 
-The parent reads records lazily, hands them to workers in chunks, and writes each result line in
-input order as soon as it and all before it are done, so memory stays flat. Every input record
-gets exactly one output line. A worker that dies (a segfault in the native engine, SIGKILL, out
-of memory) costs only its current chunk: those records are retried one at a time in fresh
-workers, and the one that kills a worker again gets an `error` result with code `engine_crash`.
+The parent frames records lazily, hands them to workers in chunks, and yields each chunk's
+encoded results in input order as soon as it and all before it are done, so memory stays flat.
+Every input record gets exactly one result. A worker that dies (a segfault in the native engine,
+SIGKILL, out of memory) costs only its chunks in flight: those records are retried one at a time
+in fresh workers, and the one that kills a worker again gets an `error` result with code
+`engine_crash`. Closing the generator (the run is stopped) stops every worker.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+import os
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import wait
 from typing import Any
 
-from fsgs_kb.engine.batch.readers import Record
-from fsgs_kb.engine.batch.workers import evaluate_record, fault_plan
-from fsgs_kb.engine.evaluate.output import dumps
-from fsgs_kb.engine.kb import KnowledgeBase, load
+from fsgs_kb.engine.batch.workers import ChunkResult, evaluate_chunk, patient_id, serve
+from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.output import dumps_bytes
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.read.records import Record
 
 CHUNK_SIZE = 32
 PIPELINE_DEPTH = 2
+POLL_S = 0.2  # how often a waiting parent looks at its stop flag
 
 
-@dataclass
-class BatchSummary:
-    """What a batch did: counts by status and, per rule, by outcome, plus throughput."""
+@dataclass(slots=True)
+class Chunk:
+    """Records handed to a worker together, and where the input stands after the last one."""
 
-    records: int = 0
-    by_status: Counter[str] = field(default_factory=Counter)
-    by_rule: dict[str, Counter[str]] = field(default_factory=dict)
-    worker_crashes: int = 0
-    resumed_after: int = 0
-    elapsed_s: float = 0.0
-    workers: int = 0
-
-    def add(self, status: str, outcomes: list[tuple[str, str]]) -> None:
-        self.records += 1
-        self.by_status[status] += 1
-        for rule_id, outcome in outcomes:
-            self.by_rule.setdefault(rule_id, Counter())[outcome] += 1
+    records: list[Record]
+    end: int
 
     @property
-    def exit_code(self) -> int:
-        """0 all evaluated, 1 some records invalid, 3 some records hit internal errors."""
-        if self.by_status.get("error"):
-            return 3
-        return 1 if self.by_status.get("invalid") else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        rate = self.records / self.elapsed_s if self.elapsed_s else 0.0
-        return {
-            "records": self.records,
-            "resumed_after": self.resumed_after,
-            "by_status": dict(sorted(self.by_status.items())),
-            "by_rule": {rule: dict(sorted(c.items())) for rule, c in sorted(self.by_rule.items())},
-            "worker_crashes": self.worker_crashes,
-            "workers": self.workers,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "records_per_s": round(rate, 1),
-            "exit_code": self.exit_code,
-        }
-
-
-Line = tuple[str, str, list[tuple[str, str]]]  # (json line, status, [(rule id, outcome)])
-
-
-def result_line(result: dict[str, Any]) -> Line:
-    return dumps(result), result["status"], [(r["id"], r["outcome"]) for r in result["rules"]]
-
-
-def _serve(conn: Connection, kb: KnowledgeBase, rules_dir: str | None, options: dict[str, Any]) -> None:
-    """Worker loop. With fork the parent's loaded knowledge base is inherited; otherwise loaded."""
-    try:
-        kb = kb if kb is not None else load(rules_dir)
-        faults = fault_plan()
-        while True:
-            message = conn.recv()
-            if message is None:
-                return
-            conn.send([(r.number, result_line(evaluate_record(kb, r, faults, options))) for r in message])
-    except (EOFError, KeyboardInterrupt, BrokenPipeError):
-        return  # the parent is gone: leave quietly
+    def first(self) -> int:
+        return self.records[0].number
 
 
 class _Worker:
     def __init__(self, ctx: Any, kb: KnowledgeBase, rules_dir: str | None, options: dict[str, Any]) -> None:
         self.conn, child = ctx.Pipe()
         inherit = kb if ctx.get_start_method() == "fork" else None
-        self.proc = ctx.Process(target=_serve, args=(child, inherit, rules_dir, options), daemon=True)
+        self.proc = ctx.Process(target=serve, args=(child, inherit, rules_dir, options, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
-        self.inflight: deque[list[Record]] = deque()  # chunks sent, answers not yet received
+        self.inflight: deque[Chunk] = deque()  # chunks sent, answers not yet received
         self.isolated = False  # holds one record being retried alone: nothing else is sent to it
 
     def can_take(self) -> bool:
         """Two chunks in flight keep a worker busy while the parent handles the previous answer."""
         return not self.isolated and len(self.inflight) < PIPELINE_DEPTH
 
-    def send(self, chunk: list[Record], isolated: bool) -> None:
+    def send(self, chunk: Chunk, isolated: bool) -> None:
         """Hand a chunk over. A worker that died meanwhile keeps the chunk: the main loop sees its
         sentinel, replaces it and retries the records one by one."""
         self.inflight.append(chunk)
         self.isolated = isolated
         try:
-            self.conn.send(chunk)
+            self.conn.send(chunk.records)
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
             pass
 
-    def stop(self) -> None:
-        try:
-            self.conn.send(None)
-        except (BrokenPipeError, OSError):
-            pass
-        self.proc.join(timeout=5)
+    def stop(self, now: bool) -> None:
+        if not now:
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.proc.join(timeout=5)
         if self.proc.is_alive():
             self.proc.kill()
+            self.proc.join(timeout=5)
+        self.conn.close()
 
 
-def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+def _chunks(records: Iterator[Record], size: int) -> Iterator[Chunk]:
     chunk: list[Record] = []
     for record in records:
         chunk.append(record)
         if len(chunk) == size:
-            yield chunk
+            yield Chunk(chunk, record.end)
             chunk = []
     if chunk:
-        yield chunk
+        yield Chunk(chunk, chunk[-1].end)
 
 
 class BatchRunner:
-    """Runs one batch; `write` receives whole result lines in input order."""
+    """Runs one batch; `results()` yields (chunk results, input offset after them) in order."""
 
     def __init__(
         self,
         kb: KnowledgeBase,
         rules_dir: str | None,
         workers: int,
-        write: Callable[[str], None],
-        progress: Callable[[int, int], None] | None = None,
+        *,
         chunk_size: int = CHUNK_SIZE,
         options: dict[str, Any] | None = None,
+        stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.options = options or {}
         self.kb = kb
         self.rules_dir = rules_dir
         self.n_workers = max(1, workers)
-        self.write = write
-        self.progress = progress
         self.chunk_size = chunk_size
-        self.summary = BatchSummary(workers=self.n_workers)
-        self.done: dict[int, Line] = {}
+        self.stopped = stopped
+        self.done: dict[int, tuple[ChunkResult, int]] = {}
         self.next_number = 1
         self.bytes_read = 0
-        self.retry: deque[list[Record]] = deque()
+        self.retry: deque[Chunk] = deque()
+        self.worker_crashes = 0
 
-    def run(self, records: Iterable[Record], first_number: int = 1) -> BatchSummary:
-        start = time.perf_counter()
+    def results(self, records: Iterable[Record], first_number: int = 1) -> Generator[tuple[ChunkResult, int]]:
         self.next_number = first_number
-        self.summary.resumed_after = first_number - 1
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         pool = [_Worker(ctx, self.kb, self.rules_dir, self.options) for _ in range(self.n_workers)]
         feed = _chunks(iter(records), self.chunk_size)
         limit = self.n_workers * self.chunk_size * 3  # records read but not yet written: bounds memory
         exhausted = False
+        finished = False
         try:
-            while True:
-                self._flush()
+            while not self.stopped():
+                yield from self._ready()
                 exhausted = self._dispatch(pool, feed, limit, exhausted)
                 busy = [w for w in pool if w.inflight]
                 if not busy:
@@ -177,14 +132,19 @@ class BatchRunner:
                         break
                     continue
                 self._collect(ctx, pool, busy)
+            yield from self._ready()
+            finished = not self.stopped()
         finally:
             for worker in pool:
-                worker.stop()
-        self._flush()
-        self.summary.elapsed_s = time.perf_counter() - start
-        return self.summary
+                worker.stop(now=not finished)
 
-    def _dispatch(self, pool: list[_Worker], feed: Iterator[list[Record]], limit: int, exhausted: bool) -> bool:
+    def _ready(self) -> Iterator[tuple[ChunkResult, int]]:
+        while self.next_number in self.done:
+            result, end = self.done.pop(self.next_number)
+            self.next_number += result.count
+            yield result, end
+
+    def _dispatch(self, pool: list[_Worker], feed: Iterator[Chunk], limit: int, exhausted: bool) -> bool:
         for worker in pool:
             while worker.can_take():
                 if self.retry:
@@ -197,27 +157,28 @@ class BatchRunner:
                 if chunk is None:
                     exhausted = True
                     break
-                self.bytes_read += sum(r.size for r in chunk)
+                self.bytes_read = chunk.end
                 worker.send(chunk, isolated=False)
         return exhausted
 
     def _in_flight(self, pool: list[_Worker]) -> int:
-        return len(self.done) + sum(len(chunk) for w in pool for chunk in w.inflight)
+        held = sum(result.count for result, _ in self.done.values())
+        return held + sum(len(chunk.records) for w in pool for chunk in w.inflight)
 
     def _collect(self, ctx: Any, pool: list[_Worker], busy: list[_Worker]) -> None:
-        ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
+        ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=POLL_S))
         for i, worker in enumerate(pool):
             if not worker.inflight or not ({worker.conn, worker.proc.sentinel} & ready):
                 continue
             try:
                 while worker.inflight and worker.conn.poll():
-                    for number, line in worker.conn.recv():
-                        self.done[number] = line
-                    worker.inflight.popleft()
+                    result: ChunkResult = worker.conn.recv()
+                    chunk = worker.inflight.popleft()
+                    self.done[result.first] = (result, chunk.end)
                     worker.isolated = worker.isolated and bool(worker.inflight)
                 if worker.proc.sentinel not in ready:
                     continue
-            except Exception:  # noqa: BLE001 - EOF, a reset pipe, a message cut short by the death
+            except (EOFError, OSError, ValueError):  # a pipe reset or a message cut short by the death
                 pass
             pool[i] = self._replace(ctx, worker)
 
@@ -225,44 +186,27 @@ class BatchRunner:
         """A worker died: retry its records one by one, or record the crash of an isolated one."""
         worker.proc.join(timeout=5)
         code = worker.proc.exitcode
-        self.summary.worker_crashes += 1
-        records = [record for chunk in worker.inflight for record in chunk]
+        self.worker_crashes += 1
+        records = [record for chunk in worker.inflight for record in chunk.records]
         if worker.isolated and len(records) == 1:
-            self.done[records[0].number] = self._crash_line(records[0], code)
+            self.done[records[0].number] = (self._crash_result(records[0], code), records[0].end)
         else:
-            self.retry.extend([record] for record in records)
+            self.retry.extend(Chunk([record], record.end) for record in records)
+        worker.conn.close()
         return _Worker(ctx, self.kb, self.rules_dir, self.options)
 
-    def _crash_line(self, record: Record, exitcode: int | None) -> Line:
+    def _crash_result(self, record: Record, exitcode: int | None) -> ChunkResult:
         how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
-        result = self.kb.failed_result(
-            "engine_crash",
-            f"the worker evaluating this record died ({how}); the batch went on",
-            record.text or "",
-            status="error",
-        )
-        result["patient_id"] = _patient_id(record)
-        return result_line({"record": record.number, "line": record.line, **result})
-
-    def _flush(self) -> None:
-        while self.next_number in self.done:
-            text, status, outcomes = self.done.pop(self.next_number)
-            self.write(text + "\n")
-            self.summary.add(status, outcomes)
-            self.next_number += 1
-        if self.progress is not None:
-            self.progress(self.summary.records, self.bytes_read)
+        problem = KBError("engine_crash", f"the worker evaluating this record died ({how}); the batch went on")
+        result = self.kb.failed_result(problem, record.raw, status="error")
+        result["patient_id"] = patient_id(record)
+        line = dumps_bytes({"record": record.number, "line": record.line, **result})
+        return ChunkResult(record.number, 1, line + b"\n", {"error": 1}, {})
 
 
-def _patient_id(record: Record) -> str | None:
-    """The id of a record, read without evaluating it (for the result of a record that crashed)."""
-    import json
-
-    data = record.data
-    if record.text is not None:
-        try:
-            data = json.loads(record.text)
-        except ValueError:
-            return None
-    value = data.get("id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
+def evaluate_in_process(
+    kb: KnowledgeBase, records: Iterable[Record], options: dict[str, Any] | None = None
+) -> Iterator[ChunkResult]:
+    """The same results without worker processes (tests, small inputs, Dask partitions)."""
+    for record in records:
+        yield evaluate_chunk(kb, [record], None, options)

@@ -6,6 +6,7 @@ only on the input and the knowledge base, so the same input gives byte-identical
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from fsgs_kb.engine.compile.durable import DurableRulesets, EngineError
@@ -16,6 +17,7 @@ from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
+from fsgs_kb.engine.read.shape import shape_problem
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
 OUTCOME = {True: "fired", False: "not_fired", None: "undetermined"}
@@ -83,12 +85,10 @@ class Evaluation:
 
     # ---- entry point --------------------------------------------------------------------------
     def run(self, patient: Any, timestamp: str | None = None) -> dict[str, Any]:
-        try:
-            input_sha = sha256_text(canonical_json(patient))
-        except (TypeError, ValueError) as exc:
-            return self._failed(
-                patient, "", "invalid", [KBError("patient.json", f"/: not JSON data ({exc})")], timestamp
-            )
+        problem, _ = shape_problem(patient)  # before anything recursive touches the record
+        if problem is not None:
+            return self._failed(patient, "", "invalid", [problem], timestamp)
+        input_sha = sha256_text(canonical_json(patient))
         problems = validate_patient(patient)
         if problems:
             return self._failed(patient, input_sha, "invalid", problems, timestamp)
@@ -245,11 +245,11 @@ class Evaluation:
             "decision": self._decision(input_sha, timestamp),
         }
 
-    def failed(self, code: str, message: str, text: str, status: str = "invalid", pointer: str = "") -> dict[str, Any]:
+    def failed(self, problem: KBError, raw: bytes, status: str = "invalid") -> dict[str, Any]:
         """The result for input that never reached evaluation (not JSON, an empty line, a bad CSV
-        cell, a worker that died on it); its input hash is that of the raw text, so it is still
+        cell, a worker that died on it); its input hash is that of the raw bytes, so it is still
         traceable."""
-        return self._failed(None, sha256_text(text), status, [KBError(code, message, pointer=pointer)], None)
+        return self._failed(None, hashlib.sha256(raw).hexdigest(), status, [problem], None)
 
     def _decision(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
         record: dict[str, Any] = {

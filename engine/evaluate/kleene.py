@@ -74,7 +74,7 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def _compare(op: str, actual: Any, threshold: Any) -> bool:
+def compare(op: str, actual: Any, threshold: Any) -> bool:
     if op == "eq":
         return bool(actual == threshold)
     if op == "ne":
@@ -269,7 +269,7 @@ class Evaluator:
         elif actual is None:
             result = None
         else:
-            result = _compare(leaf.op, actual, plan.threshold)
+            result = compare(leaf.op, actual, plan.threshold)
         return result, plan.explain(actual, unit, result, missing), missing
 
     def _plan(self, leaf: Compare) -> _LeafPlan:

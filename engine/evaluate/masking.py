@@ -1,19 +1,43 @@
-"""Store a decision's input with it, identifiers masked, so it can be replayed later on its own."""
+"""Store a decision's input with it, identifiers masked, so it can be replayed later on its own.
+
+A masked value must not be recoverable from the result: an unsalted hash of a patient id is
+found by brute force in a fraction of a second. So masking is keyed — HMAC-SHA256 with a
+secret the site provides (the same secret gives the same token, so records stay linkable
+within a site) — or, without a secret, the value is removed.
+"""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 from typing import Any
 
-from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
+from fsgs_kb.engine.load.fingerprint import canonical_json
+
+REMOVED = "[masked]"
 
 
-def masked_value(value: Any) -> str:
-    return "sha256:" + sha256_text(canonical_json(value))
+def check_pointers(pointers: tuple[str, ...]) -> None:
+    """Raise ValueError for a mask that is not a JSON pointer to a field (e.g. `id`, `/`)."""
+    for pointer in pointers:
+        if not isinstance(pointer, str) or not pointer.startswith("/") or pointer == "/":
+            raise ValueError(f"mask {pointer!r} is not a JSON pointer to a field (write /{str(pointer).lstrip('/')})")
 
 
-def mask_record(record: Any, pointers: tuple[str, ...]) -> Any:
-    """A copy of the record with each pointed-at value replaced by its hash (absent ones ignored)."""
+def masked_value(value: Any, key: bytes | None) -> str:
+    if key is None:
+        return REMOVED
+    return "hmac-sha256:" + hmac.new(key, canonical_json(value).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def key_id(key: bytes | None) -> str | None:
+    """Names a masking key without revealing it (to tell runs with different keys apart)."""
+    return None if key is None else hmac.new(key, b"fsgs-kb mask key id", hashlib.sha256).hexdigest()[:16]
+
+
+def mask_record(record: Any, pointers: tuple[str, ...], key: bytes | None) -> Any:
+    """A copy of the record with each pointed-at value masked (absent ones ignored)."""
     out = copy.deepcopy(record)
     for pointer in pointers:
         parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
@@ -21,12 +45,12 @@ def mask_record(record: Any, pointers: tuple[str, ...]) -> Any:
         for part in parts[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and parts and parts[-1] in node:
-            node[parts[-1]] = masked_value(node[parts[-1]])
+            node[parts[-1]] = masked_value(node[parts[-1]], key)
     return out
 
 
-def attach_input(result: dict[str, Any], record: Any, pointers: tuple[str, ...]) -> None:
-    masked = mask_record(record, pointers)
+def attach_input(result: dict[str, Any], record: Any, pointers: tuple[str, ...], key: bytes | None) -> None:
+    masked = mask_record(record, pointers, key)
     result["decision"]["input"] = masked
     result["decision"]["masked"] = list(pointers)
     if "/id" in pointers and isinstance(masked, dict):

@@ -21,9 +21,9 @@ def dumps(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def dumps_pretty(value: Any) -> str:
-    """Indented JSON for a person reading one result."""
+def dumps_bytes(value: Any) -> bytes:
+    """`dumps` as UTF-8 bytes, what batch workers hand to the parent to write."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8")
+        return orjson.dumps(value)
     except TypeError:
-        return json.dumps(value, ensure_ascii=False, indent=2)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fsgs_kb.engine.audit.diff import KBDiff, KBSide
+from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.explain.wording import provenance_label
 from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.report.text import escape_control, printable
+from fsgs_kb.engine.report.validation import format_error
 
 
 def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
@@ -53,62 +56,103 @@ def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(out)
 
 
-def trace_text(kb: KnowledgeBase, result: dict[str, Any]) -> tuple[str, bool]:
-    """The chain advice → rule → values → provenance → source sentence, and whether the result
-    was made by this very knowledge base."""
-    decision = result.get("decision", {})
-    made_by = decision.get("kb", {})
-    same = made_by.get("fingerprint") == kb.fingerprint
+def trace_text(kb: KnowledgeBase, found: Trace) -> str:
+    """The chain advice → rule → values → provenance → source sentence, and the verdict."""
+    if found.malformed:
+        lines = ["NOT a valid fsgs-kb result; nothing in it can be traced:"]
+        return "\n".join(lines + ["  " + format_error(problem) for problem in found.malformed])
+    result = printable(found.result)
+    decision = result["decision"]
+    made_by = decision["kb"]
     lines = [
         f"Decision {decision.get('decision_id')} for patient {result.get('patient_id')}: {result.get('status')}",
         f"made by {made_by.get('id')} {made_by.get('version')} (fingerprint {str(made_by.get('fingerprint'))[:16]})",
     ]
-    if same:
-        lines.append(f"the knowledge base at hand is the same (fingerprint {kb.fingerprint[:16]}): the trace is exact")
-    else:
+    if not found.same_kb:
         lines.append(
             f"WARNING: the knowledge base at hand is {kb.id} {kb.version} (fingerprint "
             f"{kb.fingerprint[:16]}), NOT the one that made this decision; provenance below is today's. "
             "Use 'fsgs-kb diff' to see what changed, or check out that version to reproduce it."
         )
+    elif found.mismatches:
+        lines.append(f"MISMATCH: this result does not agree with the knowledge base {kb.id} {kb.version}:")
+        lines += [f"  - {escape_control(m)}" for m in found.mismatches]
+    elif found.exact:
+        lines.append(
+            f"re-derived from its input with the same knowledge base ({kb.fingerprint[:16]}): the trace is exact"
+        )
+    else:
+        lines.append(
+            f"consistent with the same knowledge base ({kb.fingerprint[:16]}): texts, thresholds, condition "
+            "arithmetic and outcomes check out; not re-derived, as the result does not carry its input "
+            "(evaluate with --include-input, or give the patients file with --input)"
+        )
     rules = {r["id"]: r for r in result.get("rules", [])}
     for rule_id in result.get("advice", []):
         entry = rules.get(rule_id, {})
         current = kb.model.rules.get(rule_id)
+        today = "" if current is None or current.version == entry.get("version") else f"; today's is {current.version}"
         lines += [
             "",
             f"advice: {entry.get('says', '')}",
-            f"  ← rule {rule_id} v{entry.get('version')} ({entry.get('status')})"
-            + (
-                ""
-                if current is None or current.version == entry.get("version")
-                else f"; today's version is {current.version}"
-            ),
+            f"  ← rule {rule_id} v{entry.get('version')} ({entry.get('status')}){today}",
         ]
         for cond in entry.get("conditions", []):
-            lines.append(f"  ← {cond['text']}")
+            lines.append(f"  ← {cond.get('text')}")
             name = cond.get("parameter")
             if name and name in kb.model.parameters:
                 lines.append(f"      ← parameter {name}: {provenance_label(kb.model, name)}")
         for dv in entry.get("derived", []):
-            lines.append(f"  ← derived {dv['name']} = {dv['how']}")
+            lines.append(f"  ← derived {dv.get('name')} = {dv.get('how')}")
         for cite in entry.get("citations", []):
-            source = kb.model.sources.get(cite["source"])
-            sentence = source.sentences.get(cite["sentence"], "") if source else ""
-            lines.append(f'  ← {cite["source"]} {cite["sentence"]}: "{" ".join(sentence.split())}"')
+            source = kb.model.sources.get(cite.get("source"))
+            sentence = source.sentences.get(cite.get("sentence"), "") if source else ""
+            lines.append(f'  ← {cite.get("source")} {cite.get("sentence")}: "{" ".join(sentence.split())}"')
     if not result.get("advice"):
         lines.append("no rule fired")
-    return "\n".join(lines), same
+    return "\n".join(lines)
+
+
+def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
+    lines = []
+    for report in printable(reports):
+        if report["verdict"] == "unreadable":
+            lines.append(f"unreadable: record {report['record']}: {report['problem']}")
+        elif report["verdict"] != "identical":
+            what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in report.get("changes", []))
+            lines.append(
+                f"{report['verdict']}: record {report.get('record')} patient {report.get('patient_id')} "
+                f"(decision {report['decision_id']}){': ' + what if what else ''}"
+            )
+    counts = {
+        v: sum(r["verdict"] == v for r in reports) for v in ("identical", "changed", "input_missing", "unreadable")
+    }
+    total = len(reports)
+    share = f"{100 * counts['identical'] / total:.1f} %" if total else "n/a"
+    lines.append(
+        f"{total:,} decisions replayed with {kb.id} {kb.version} ({kb.fingerprint[:12]}): "
+        f"{counts['identical']:,} identical ({share}), {counts['changed']:,} changed, "
+        f"{counts['input_missing']:,} input missing"
+        + (f", {counts['unreadable']:,} unreadable" if counts["unreadable"] else "")
+    )
+    return "\n".join(lines)
 
 
 def impact_text(report: dict[str, Any], limit: int = 20) -> str:
+    report = printable(report)
     old, new = report["old"], report["new"]
+    invalid = report["invalid"]
     lines = [
         f"impact of {old['kb']} {old['version']} ({old['fingerprint'][:12]}) → {new['kb']} {new['version']} "
-        f"({new['fingerprint'][:12]}) on {report['patients']:,} patients"
+        f"({new['fingerprint'][:12]}) on {report['patients']:,} input records"
     ]
+    if invalid:
+        where = ", ".join(f"line {e['line']}" for e in invalid[:limit]) + (", …" if len(invalid) > limit else "")
+        count = f"{len(invalid):,} input records are invalid"
+        lines.append(f"{count} (not valid patient records) and were not compared ({where})")
     if not report["rules"]:
-        lines.append("no patient's outcome changes")
+        valid = report["patients"] - len(invalid)
+        lines.append(f"no outcome changes for the {valid:,} valid patients" if valid else "no valid patient to compare")
     for rid, buckets in report["rules"].items():
         lines.append(f"  {rid}:")
         for key, label in (

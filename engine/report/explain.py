@@ -10,6 +10,7 @@ import textwrap
 from typing import Any
 
 from fsgs_kb.engine.evaluate.evaluation import SCOPE_DERIVED
+from fsgs_kb.engine.report.text import printable
 
 WIDTH = 100
 STATUS_TEXT = {
@@ -68,6 +69,7 @@ def _nearest_misses(rules: list[dict[str, Any]], limit: int = 3, within: float =
 
 
 def explain_text(result: dict[str, Any]) -> str:
+    result = printable(result)  # ids, keys and values from the record reach a terminal
     decision = result["decision"]
     kb = decision["kb"]
     lines = [

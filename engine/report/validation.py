@@ -12,16 +12,18 @@ from typing import Any
 from fsgs_kb.engine.check.checks import Coverage
 from fsgs_kb.engine.check.validate import ValidationReport
 from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.report.text import escape_control
 
 
 def format_error(error: KBError) -> str:
+    """The one text form of a problem: `where: severity[code] message (hint: …)`."""
     where = error.file or "<input>"
     if error.line is not None:
         where += f":{error.line}:{error.col}"
     elif error.pointer and not error.file:
         where = error.pointer
     text = f"{where}: {error.severity}[{error.code}] {error.message}"
-    return text + (f" (hint: {error.hint})" if error.hint else "")
+    return escape_control(text + (f" (hint: {error.hint})" if error.hint else ""))
 
 
 def coverage_line(coverage: Coverage) -> str:

@@ -1,0 +1,159 @@
+"""Trace a past result back to the knowledge base, and refuse to call a forged one exact.
+
+A result file is evidence an auditor may be handed by anyone. Nothing in it is taken on trust:
+its shape is checked against the result schema; every rule entry is compared with the rule of
+that id (version, kind, title, advice text, citations); every condition's recorded truth is
+recomputed from its recorded value and threshold, the threshold compared with the knowledge
+base's, and the rule's outcome re-derived from those truths where Kleene logic decides it; the
+top-level lists are checked against the rule entries. When the input is at hand (recorded with
+--include-input, or found by its hash in a patients file) the whole result is re-evaluated and
+compared. Only a result made by this knowledge base with no mismatch, re-derived from its
+input, is *exact*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsgs_kb.engine.audit.replay import replay_one
+from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.kleene import compare, kleene_all, kleene_any
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.schemas import validator
+from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, Not, ParamRef, Rule
+from fsgs_kb.engine.read.records import Record
+
+OUTCOME = {True: "fired", False: "not_fired", None: "undetermined"}
+
+
+@dataclass(kw_only=True)
+class Trace:
+    result: dict[str, Any]
+    same_kb: bool
+    rederived: bool = False
+    mismatches: list[str] = field(default_factory=list)
+    malformed: list[KBError] = field(default_factory=list)
+
+    @property
+    def consistent(self) -> bool:
+        return self.same_kb and not self.mismatches and not self.malformed
+
+    @property
+    def exact(self) -> bool:
+        return self.consistent and self.rederived
+
+
+def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = None) -> Trace:
+    malformed = _shape_problems(result)
+    if malformed:
+        return Trace(result=result if isinstance(result, dict) else {}, same_kb=False, malformed=malformed)
+    made_by = result["decision"]["kb"]
+    found = Trace(result=result, same_kb=made_by.get("fingerprint") == kb.fingerprint)
+    if not found.same_kb:
+        return found  # another knowledge base: its rules cannot be checked against these
+    entries = {entry["id"]: entry for entry in result["rules"]}
+    for entry in result["rules"]:
+        rule = kb.model.rules.get(entry["id"])
+        if rule is None:
+            found.mismatches.append(f"rule {entry['id']}: no such rule in this knowledge base")
+        else:
+            found.mismatches += _rule_mismatches(kb, rule, entry)
+    found.mismatches += _list_mismatches(result, entries)
+    stored = result["decision"].get("input")
+    if stored is not None or (inputs and result["decision"].get("input_sha256") in inputs):
+        verdict = replay_one(kb, result, inputs or {})
+        found.rederived = verdict["verdict"] == "identical"
+        for change in verdict.get("changes", []):
+            found.mismatches.append(
+                f"re-evaluated from the input, {change['rule']} is {change['new']}, not {change['old']}"
+            )
+        if verdict["verdict"] == "changed" and not verdict.get("changes"):
+            found.mismatches.append("re-evaluated from the input, the result differs (in a field other than outcomes)")
+    return found
+
+
+def _shape_problems(result: Any) -> list[KBError]:
+    if not isinstance(result, dict):
+        return [KBError("trace.malformed", "not a fsgs-kb result (not a JSON object)")]
+    problems = []
+    for error in sorted(validator("result").iter_errors(result), key=lambda e: list(e.absolute_path)):
+        pointer = "".join(f"/{part}" for part in error.absolute_path)
+        problems.append(KBError("trace.malformed", f"{pointer or '/'}: {error.message}", pointer=pointer))
+    return problems[:10]
+
+
+def _rule_mismatches(kb: KnowledgeBase, rule: Rule, entry: dict[str, Any]) -> list[str]:
+    out = []
+    static = kb.evaluation.static[rule.id]
+    expected = {
+        "version": rule.version,
+        "status": rule.status,
+        "kind": rule.kind,
+        "title": rule.title,
+        "says": static["says"],
+        "citations": static["citations"],
+        "evidence": static["evidence"],
+    }
+    for key, value in expected.items():
+        if key in entry and entry[key] != value:
+            out.append(f"rule {rule.id}: {key} differs from the knowledge base's")
+    leaves = dict(_leaves(rule.when, "/when"))
+    truths: dict[str, bool | None] = {}
+    for condition in entry.get("conditions", []):
+        pointer = condition.get("pointer")
+        leaf = leaves.get(pointer)
+        if leaf is None:
+            out.append(f"rule {rule.id}: condition {pointer} is not in the rule")
+            continue
+        threshold = kb.evaluator.threshold(leaf.operand)
+        if condition.get("threshold") != threshold and not isinstance(leaf.operand, ParamRef | type(None)):
+            out.append(f"rule {rule.id}: condition {pointer} records threshold {condition.get('threshold')!r}")
+        actual = condition.get("actual")
+        try:
+            truth = None if actual is None else compare(leaf.op, actual, condition.get("threshold"))
+        except (TypeError, ValueError):
+            truth = None
+        recorded = condition.get("result")
+        if actual is not None and truth != recorded and leaf.op not in ("present", "absent"):
+            out.append(f"rule {rule.id}: condition {pointer} is {recorded} for value {actual!r}, which gives {truth}")
+        truths[pointer] = recorded
+    decided = _kleene(rule.when, "/when", truths)
+    if decided is not None and entry.get("outcome") != OUTCOME[decided]:
+        out.append(f"rule {rule.id}: outcome {entry.get('outcome')} contradicts its conditions ({OUTCOME[decided]})")
+    return out
+
+
+def _leaves(cond: Condition, pointer: str) -> list[tuple[str, Compare]]:
+    if isinstance(cond, Compare):
+        return [(pointer, cond)]
+    if isinstance(cond, Not):
+        return _leaves(cond.item, pointer + "/not")
+    key = "all" if isinstance(cond, AllOf) else "any"
+    assert isinstance(cond, AllOf | AnyOf)
+    return [leaf for i, item in enumerate(cond.items) for leaf in _leaves(item, f"{pointer}/{key}/{i}")]
+
+
+def _kleene(cond: Condition, pointer: str, truths: dict[str, bool | None]) -> bool | None:
+    """The rule's truth from the recorded leaf truths (None where Kleene logic cannot tell)."""
+    if isinstance(cond, Compare):
+        return truths.get(pointer)
+    if isinstance(cond, Not):
+        inner = _kleene(cond.item, pointer + "/not", truths)
+        return None if inner is None else not inner
+    assert isinstance(cond, AllOf | AnyOf)
+    key = "all" if isinstance(cond, AllOf) else "any"
+    parts = [_kleene(item, f"{pointer}/{key}/{i}", truths) for i, item in enumerate(cond.items)]
+    return kleene_all(parts) if isinstance(cond, AllOf) else kleene_any(parts)
+
+
+def _list_mismatches(result: dict[str, Any], entries: dict[str, dict[str, Any]]) -> list[str]:
+    fired = [rid for rid, e in entries.items() if e.get("outcome") == "fired" and e.get("kind") != "out_of_scope"]
+    undetermined = [rid for rid, e in entries.items() if e.get("outcome") == "undetermined"]
+    out = []
+    if result["status"] == "evaluated":
+        if sorted(result["advice"]) != sorted(fired):
+            out.append(f"advice lists {result['advice']}, the rule entries fire {fired}")
+        if sorted(result["undetermined"]) != sorted(undetermined):
+            out.append(f"undetermined lists {result['undetermined']}, the rule entries {undetermined}")
+    return out

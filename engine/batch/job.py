@@ -1,0 +1,256 @@
+"""One batch run from input to output: what `fsgs-kb batch` does, as an API.
+
+It opens the input (a file or standard input), frames its records, locks and verifies the
+output, runs the workers, writes results in order, keeps the resume record current, counts by
+status and rule (per chunk, not per record), and stops cleanly on SIGINT/SIGTERM: the results
+finished so far are written and recorded, and `--resume` continues from there.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from fsgs_kb.engine.batch.files import FLUSH_BYTES, InputDigest, OutputFile, ResumeState
+from fsgs_kb.engine.batch.run import BatchRunner
+from fsgs_kb.engine.batch.workers import ChunkResult
+from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.evaluate.masking import key_id
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.read.records import FORMATS, Record, read_records, sniff_format
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(kw_only=True)
+class BatchJob:
+    source: str  # a path, or "-" for standard input
+    output: str | None = None  # None: standard output
+    input_format: str | None = None  # None: from the name or the first bytes
+    workers: int = 1
+    resume: bool = False
+    rules_dir: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # passed to KnowledgeBase.evaluate
+    progress: Callable[[int, int], None] | None = None  # (records written, input bytes read)
+
+
+@dataclass(kw_only=True)
+class BatchSummary:
+    """What the whole output holds (resumed runs included), and how this run went."""
+
+    records: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_rule: Counter[tuple[str, str]] = field(default_factory=Counter)
+    resumed_after: int = 0
+    worker_crashes: int = 0
+    elapsed_s: float = 0.0
+    workers: int = 0
+    interrupted_by: int | None = None  # the signal that stopped the run
+
+    def add(self, chunk: ChunkResult) -> None:
+        self.records += chunk.count
+        self.by_status.update(chunk.by_status)
+        self.by_rule.update(chunk.by_rule)
+
+    def state(self) -> ResumeState:
+        by_rule: dict[str, dict[str, int]] = {}
+        for (rule, outcome), count in sorted(self.by_rule.items()):
+            by_rule.setdefault(rule, {})[outcome] = count
+        return ResumeState(records=self.records, by_status=dict(sorted(self.by_status.items())), by_rule=by_rule)
+
+    @classmethod
+    def from_state(cls, state: ResumeState, workers: int) -> BatchSummary:
+        summary = cls(records=state.records, resumed_after=state.records, workers=workers)
+        summary.by_status.update(state.by_status)
+        for rule, outcomes in state.by_rule.items():
+            summary.by_rule.update({(rule, outcome): n for outcome, n in outcomes.items()})
+        return summary
+
+    def to_dict(self) -> dict[str, Any]:
+        this_run = self.records - self.resumed_after
+        state = self.state()
+        return {
+            "records": self.records,
+            "resumed_after": self.resumed_after,
+            "by_status": state.by_status,
+            "by_rule": state.by_rule,
+            "worker_crashes": self.worker_crashes,
+            "workers": self.workers,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "records_per_s": round(this_run / self.elapsed_s, 1) if self.elapsed_s else 0.0,
+            "interrupted_by": signal.Signals(self.interrupted_by).name if self.interrupted_by else None,
+        }
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag the run checks between chunks: no half-written line, no lost
+    result, workers stopped by the runner, the resume record current."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        if _in_main_thread():
+            for signum in STOP_SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def open_input(source: str) -> tuple[BinaryIO, str | None]:
+    """(binary stream, path or None for standard input); KBErrors when it cannot be read."""
+    if source == "-":
+        if sys.stdin is None:
+            raise KBErrors([KBError("input.unreadable", "standard input is closed", file="-")])
+        return sys.stdin.buffer, None
+    try:
+        handle = open(source, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise KBErrors([KBError("input.unreadable", f"cannot read the input: {exc.strerror}", file=source)]) from None
+    if not os.path.isfile(source) and not _is_stream(handle):
+        handle.close()
+        raise KBErrors([KBError("input.unreadable", "the input is not a file", file=source)])
+    return handle, source
+
+
+def _is_stream(handle: BinaryIO) -> bool:
+    mode = os.fstat(handle.fileno()).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def input_format(job: BatchJob, stream: BinaryIO, path: str | None) -> str:
+    if job.input_format is not None:
+        if job.input_format not in FORMATS:
+            raise KBErrors([KBError("input.format", f"unknown input format {job.input_format!r}")])
+        return job.input_format
+    peek = getattr(stream, "peek", None)
+    head = bytes(peek(64)[:64]) if peek is not None else b""
+    return sniff_format(path, head)
+
+
+def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) -> BatchSummary:
+    """Run the job; KBErrors for what stops it before or while writing (bad input file, output
+    refused, disk full), a summary with `interrupted_by` when a signal stopped it."""
+    stream, path = open_input(job.source)
+    try:
+        fmt = input_format(job, stream, path)
+        target = _Target(kb, job, path, fmt, stdout)
+        try:
+            state = target.open()
+            summary = BatchSummary.from_state(state, max(1, job.workers))
+            _run(kb, job, stream, fmt, target, summary)
+        finally:
+            target.close()
+    finally:
+        if path is not None:
+            stream.close()
+    return summary
+
+
+def _run(kb: KnowledgeBase, job: BatchJob, stream: BinaryIO, fmt: str, target: _Target, summary: BatchSummary) -> None:
+    start = time.perf_counter()
+    done = summary.records
+    records: Iterator[Record] = (r for r in read_records(stream, fmt) if r.number > done)
+    with _StopFlag() as stopped:
+        runner = BatchRunner(kb, job.rules_dir, summary.workers, options=job.options, stopped=stopped)
+        results = runner.results(records, first_number=done + 1)
+        try:
+            for chunk, end in results:
+                summary.add(chunk)
+                target.write(chunk.blob, end, summary)
+                if job.progress is not None:
+                    job.progress(summary.records, runner.bytes_read)
+        finally:
+            results.close()  # stops the workers, also when writing failed
+            summary.worker_crashes = runner.worker_crashes
+            summary.interrupted_by = stopped.signum
+        target.flush(summary)
+    summary.elapsed_s = time.perf_counter() - start
+
+
+class _Target:
+    """Where results go: a locked, resumable output file, or standard output."""
+
+    def __init__(self, kb: KnowledgeBase, job: BatchJob, path: str | None, fmt: str, stdout: BinaryIO | None) -> None:
+        self.file: OutputFile | None = None
+        self.stdout = stdout
+        self.pending: list[bytes] = []
+        self.size = 0
+        self.end = 0
+        self.digest = InputDigest(path if job.output else None)
+        if job.output:
+            options = {k: list(v) if isinstance(v, tuple) else v for k, v in job.options.items() if k != "mask_key"}
+            options["mask_key_id"] = key_id(job.options.get("mask_key"))  # never the key itself
+            identity = {"kb_fingerprint": kb.fingerprint, "input_format": fmt, "options": dict(sorted(options.items()))}
+            self.file = OutputFile(job.output, path, identity)
+        elif job.resume:
+            raise KBErrors([KBError("batch.resume", "--resume needs -o OUTPUT (a file to continue)")])
+        self.resume = job.resume
+
+    def open(self) -> ResumeState:
+        file = self.file
+        if file is None:
+            return ResumeState()
+        state: ResumeState = self._io(lambda: file.open(self.resume))
+        return state
+
+    def write(self, blob: bytes, end: int, summary: BatchSummary) -> None:
+        self.pending.append(blob)
+        self.size += len(blob)
+        self.end = end
+        if self.size >= FLUSH_BYTES:
+            self.flush(summary)
+
+    def flush(self, summary: BatchSummary) -> None:
+        block = b"".join(self.pending)
+        self.pending, self.size = [], 0
+        if self.file is None:
+            if block and self.stdout is not None:
+                self._io(lambda: (self.stdout.write(block), self.stdout.flush()) if self.stdout else None)
+            return
+        file = self.file
+
+        def write_and_commit() -> None:
+            file.write(block)
+            state = summary.state()
+            state.input_bytes = self.end
+            state.input_sha256 = self.digest.advance(self.end)
+            file.commit(state)
+
+        self._io(write_and_commit)
+
+    def _io(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except OSError as exc:
+            where = self.file.path if self.file else "standard output"
+            raise KBErrors(
+                [KBError("batch.write_failed", f"cannot write: {exc.strerror or exc}", file=where)]
+            ) from None
+
+    def close(self) -> None:
+        self.digest.close()
+        if self.file is not None:
+            self.file.close()

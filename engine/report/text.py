@@ -1,0 +1,34 @@
+"""Text that reaches a terminal carries no control characters from the data it shows.
+
+A patient id, a JSON key or a file's content can hold ANSI/OSC escape sequences (which recolour,
+retitle or rewrite a terminal) or a newline that forges extra lines of an explanation. Every
+renderer of text passes data through `escape_control` (one string) or `printable` (a whole
+result), which show such characters as visible escapes instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_control(text: str) -> str:
+    return _CONTROL.sub(_escape, text) if not text.isprintable() else text
+
+
+def printable(value: Any) -> Any:
+    """A copy of a JSON value whose strings (keys too) have their control characters escaped."""
+    if isinstance(value, str):
+        return escape_control(value)
+    if isinstance(value, dict):
+        return {escape_control(str(k)): printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    return value

@@ -1,0 +1,101 @@
+"""Data destroyed or mixed: a batch must never eat its input, splice two runs, or lose a record."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hostile_support import (
+    assert_each_record_once,
+    assert_no_traceback,
+    good_line,
+    jsonl,
+    read_results,
+    run,
+)
+
+
+def _small_input(tmp_path: Path, n: int = 5) -> Path:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(jsonl([good_line(f"P{i}") for i in range(n)]))
+    return path
+
+
+OUTPUT_ALIASES = {"same-name": "c.jsonl", "dot-slash": "./c.jsonl", "symlink": "link.jsonl", "hardlink": "hard.jsonl"}
+
+
+@pytest.mark.parametrize("alias", list(OUTPUT_ALIASES))
+def test_output_that_is_the_input_is_refused(tmp_path: Path, alias: str) -> None:
+    """`batch c.jsonl -o c.jsonl` (or a link to it) would truncate the input before reading it."""
+    source = _small_input(tmp_path)
+    before = source.read_bytes()
+    target = OUTPUT_ALIASES[alias]
+    if alias == "symlink":
+        (tmp_path / target).symlink_to(source)
+    elif alias == "hardlink":
+        os.link(source, tmp_path / target)
+    result = run("batch", "c.jsonl", "-o", target, "--quiet", cwd=tmp_path)
+    assert source.read_bytes() == before, "the input file was modified"
+    assert result.rc == 2, result
+    assert_no_traceback(result)
+
+
+def test_resume_with_output_of_another_input_is_refused(tmp_path: Path) -> None:
+    """Resuming run B onto run A's output would splice two cohorts into one file. Verification
+    must come from a sidecar next to the output, so the output holds result lines only."""
+    first = tmp_path / "a.jsonl"
+    first.write_bytes(jsonl([good_line(f"A{i}") for i in range(6)]))
+    second = tmp_path / "b.jsonl"
+    second.write_bytes(jsonl([good_line(f"B{i}") for i in range(9)]))
+    out = tmp_path / "out.jsonl"
+    assert run("batch", first, "-o", out, "--quiet").rc == 0
+    assert all({"record", "status", "decision"} <= r.keys() for r in read_results(out)), "a header line in output"
+    before = out.read_bytes()
+    result = run("batch", second, "-o", out, "--resume", "--quiet")
+    assert out.read_bytes() == before, "the output of input A was changed by resuming with input B"
+    assert result.rc == 2, result
+    assert_no_traceback(result)
+
+
+def test_two_concurrent_runs_on_one_output_never_mix(tmp_path: Path, batches) -> None:
+    """Two runs writing one -o must not interleave: one is refused (exclusive lock, exit 2), or
+    the file ends up as exactly one run's complete output — never more lines than records."""
+    inputs = {}
+    for name, n in (("a", 2000), ("b", 300)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(jsonl([good_line(f"{name.upper()}{i:05d}") for i in range(n)]))
+        inputs[name] = [f"{name.upper()}{i:05d}" for i in range(n)]
+    out = tmp_path / "out.jsonl"
+    first = batches(tmp_path / "a.jsonl", "-o", out, "--workers", "1", "--quiet")
+    first.wait_for_lines(out, 1)  # A is writing: start B now
+    second = batches(tmp_path / "b.jsonl", "-o", out, "--workers", "1", "--quiet")
+    codes = {"b": second.finish(timeout=20), "a": first.finish(timeout=20)}
+    for _, err in codes.values():
+        assert "Traceback" not in err
+    refused = [name for name, (rc, _) in codes.items() if rc == 2]
+    assert len(refused) <= 1, "both runs were refused"
+    lines = out.read_bytes().splitlines()
+    broken = [line for line in lines if not line.startswith(b'{"record"')]
+    assert not broken, f"{len(broken)} of {len(lines)} output lines are not results (e.g. {broken[0][:24]!r})"
+    ids = [r.get("patient_id") for r in read_results(out)]
+    assert len(ids) <= max(len(v) for v in inputs.values()), f"{len(ids)} lines: more lines than records"
+    complete = [name for name in inputs if name not in refused and ids == inputs[name]]
+    assert complete, (
+        f"output is not one run's complete result ({len(ids)} lines, first {ids[:2]}, last {ids[-2:]}; "
+        f"exit codes a={codes['a'][0]}, b={codes['b'][0]})"
+    )
+
+
+def test_json_array_with_one_malformed_element_keeps_the_others(tmp_path: Path) -> None:
+    """One broken element of a JSON array must cost that element only, not the rest of the array."""
+    elements = [good_line("A1"), b'{"id": "BAD", oops}', good_line("A3"), good_line("A4")]
+    source = tmp_path / "in.json"
+    source.write_bytes(b"[\n" + b",\n".join(elements) + b"\n]\n")
+    out = tmp_path / "out.jsonl"
+    result = run("batch", source, "-o", out, "--quiet")
+    assert_no_traceback(result)
+    results = read_results(out)
+    assert_each_record_once(results, len(elements))
+    assert [r["status"] == "invalid" for r in results] == [False, True, False, False]
+    assert result.rc == 1, result

@@ -1,0 +1,195 @@
+"""Faults: signals, full disks, unwritable paths, missing stdin, and hostile inputs to replay and
+impact. Timing-dependent tests synchronise on observed progress (output lines, worker pids)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from hostile_support import (
+    FSGS,
+    HOSTILE_DEEP,
+    assert_each_record_once,
+    assert_no_traceback,
+    good_line,
+    jsonl,
+    line_count,
+    read_results,
+    run,
+    run_argv,
+    still_running,
+    wait_until,
+)
+
+
+@pytest.fixture(scope="module")
+def documented_exit_codes() -> set[int]:
+    """The exit codes `fsgs-kb batch --help` lists (lines like '  3  some records hit ...')."""
+    text = run("batch", "--help").out
+    return {int(code) for code in re.findall(r"(?m)^\s+(\d{1,3})\s{2,}\S", text)}
+
+
+def _interrupted(tmp_path: Path, big_input, batches, sig: signal.Signals, timeout: float = 10):
+    """Start a 2-worker batch on the big input, wait for output, record workers, send `sig`,
+    wait up to `timeout` s for the parent to exit."""
+    source, _ = big_input
+    out = tmp_path / "out.jsonl"
+    batch = batches(source, "-o", out, "--workers", "2", "--quiet")
+    batch.wait_for_lines(out, 1)
+    assert batch.workers, "no worker process was seen while the batch was writing"
+    batch.proc.send_signal(sig)
+    rc, err = batch.finish(timeout=timeout)
+    return batch, rc, err
+
+
+def test_sigterm_exits_with_a_documented_code_and_a_resume_hint(
+    tmp_path: Path, big_input, batches, documented_exit_codes: set[int]
+) -> None:
+    """SIGTERM (systemd stop, k8s eviction) must end the run like an error: a documented exit code,
+    a hint to --resume, and no worker left behind."""
+    batch, rc, err = _interrupted(tmp_path, big_input, batches, signal.SIGTERM)
+    assert "Traceback" not in err
+    assert rc > 0, f"killed by the signal (rc {rc}), no exit code of its own"
+    assert rc in documented_exit_codes and rc not in (0, 1), f"exit {rc} is not a documented failure code"
+    assert "--resume" in err, f"stderr does not say how to resume: {err[-300:]!r}"
+    assert wait_until(lambda: not still_running(batch.workers), 2), f"workers left: {still_running(batch.workers)}"
+
+
+def test_sigkill_of_parent_leaves_no_worker_behind(tmp_path: Path, big_input, batches) -> None:
+    """When the parent is SIGKILLed, its workers must notice and exit (within 10 s)."""
+    batch, rc, err = _interrupted(tmp_path, big_input, batches, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    assert "Traceback" not in err
+    assert wait_until(lambda: not still_running(batch.workers), 10), f"orphans: {still_running(batch.workers)}"
+
+
+def test_sigint_is_not_reported_as_invalid_records(tmp_path: Path, big_input, batches) -> None:
+    """Ctrl-C must not exit 1, which means 'some records invalid' to a pipeline."""
+    _, rc, err = _interrupted(tmp_path, big_input, batches, signal.SIGINT, timeout=12)
+    assert "Traceback" not in err
+    assert rc not in (0, 1), f"exit {rc} after SIGINT (stderr: {err.strip()[-120:]!r})"
+
+
+def test_output_to_full_disk_is_an_io_error(tmp_path: Path) -> None:
+    """ENOSPC on -o: exit 2 with one clear line, not an OSError traceback."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(jsonl([good_line(f"P{i}") for i in range(40)]))
+    result = run("batch", source, "-o", "/dev/full", "--quiet")
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and re.search(r"/dev/full|no space", lines[0], re.I), f"stderr: {lines[:5]}"
+
+
+def test_unwritable_summary_path_is_an_io_error(tmp_path: Path) -> None:
+    """--summary into a path whose parent is a file: exit 2, no traceback (checked as root too)."""
+    if "--summary" not in run("batch", "--help").out:
+        pytest.skip("batch has no --summary option")
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(jsonl([good_line("P1")]))
+    (tmp_path / "afile").write_text("")
+    result = run("batch", source, "-o", tmp_path / "out.jsonl", "--summary", tmp_path / "afile" / "s.json", "--quiet")
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+
+
+def _killed_run(tmp_path: Path, batches, lines: list[bytes], at_least: int) -> tuple[Path, Path]:
+    """A batch SIGKILLed once its output holds `at_least` lines; returns (input, output)."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(jsonl(lines))
+    out = tmp_path / "out" / "results.jsonl"
+    out.parent.mkdir()
+    batch = batches(source, "-o", out, "--workers", "2", "--quiet")
+    batch.wait_for_lines(out, at_least)
+    batch.kill()  # the parent, then each recorded worker: the whole run dies at once, as in a crash
+    wait_until(lambda: not still_running(batch.workers), 5)
+    assert "Traceback" not in batch.err
+    assert line_count(out) < len(lines), "the run finished before it could be killed"
+    return source, out
+
+
+def test_resumed_run_exit_code_counts_records_before_the_kill(tmp_path: Path, batches) -> None:
+    """An invalid record written before the kill still makes the whole run exit 1 after --resume
+    (today the resumed run only counts what it did itself, and exits 0)."""
+    n = 2500
+    lines = [good_line("G0"), b'{"id": "BAD", "age_years": "old"}'] + [good_line(f"G{i}") for i in range(2, n)]
+    source, out = _killed_run(tmp_path, batches, lines, at_least=3)
+    result = run("batch", source, "-o", out, "--resume", "--workers", "2", "--quiet", timeout=30)
+    assert_no_traceback(result)
+    assert_each_record_once(read_results(out), n)
+    assert result.rc == 1, f"{result}: record 2 is invalid"
+
+
+def test_killed_run_keeps_resume_state_in_a_sidecar(tmp_path: Path, big_input, batches) -> None:
+    """Resume verification needs to know which input made the output: that goes in a sidecar
+    next to the output, never as a header line inside it."""
+    source, _ = big_input
+    _, out = _killed_run(tmp_path, batches, source.read_bytes().splitlines()[:3000], at_least=1)
+    data = out.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    (tmp_path / "complete.jsonl").write_bytes(complete)
+    results = read_results(tmp_path / "complete.jsonl")
+    assert_each_record_once(results, len(results))
+    sidecars = [p.name for p in out.parent.iterdir() if p != out]
+    assert sidecars, "no sidecar next to the output of a killed run"
+
+
+@pytest.mark.parametrize("how", ["devnull", "closed-fd"])
+def test_evaluate_without_usable_stdin(how: str) -> None:
+    """`evaluate -` with stdin at EOF or closed altogether (sys.stdin is None): a message and exit
+    1 or 2, never an AttributeError."""
+    if how == "devnull":
+        result = run("evaluate", "-", stdin=subprocess.DEVNULL)
+    else:
+        result = run_argv(["sh", "-c", 'exec "$0" evaluate - <&-', FSGS[0]])
+    assert_no_traceback(result)
+    assert result.rc in (1, 2), result
+    assert result.both.strip(), "no message at all"
+
+
+NOT_UTF8 = b'{"id": "U\xff"}'
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(patients.jsonl, results.jsonl) of a clean two-record batch, for replay."""
+    base = tmp_path_factory.mktemp("recorded")
+    patients, results = base / "patients.jsonl", base / "results.jsonl"
+    patients.write_bytes(jsonl([good_line("R1"), good_line("R2")]))
+    assert run("batch", patients, "-o", results, "--quiet").rc == 0
+    return patients, results
+
+
+@pytest.mark.parametrize("bad", ["deep", "not-utf8"])
+@pytest.mark.parametrize("where", ["replay-results", "replay-input", "impact-patients"])
+def test_replay_and_impact_survive_hostile_lines(tmp_path: Path, kb_copy: Path, recorded, where: str, bad: str) -> None:
+    """replay and impact read JSON Lines too: a 1000-deep or non-UTF-8 line is a bad line, not a crash."""
+    hostile = HOSTILE_DEEP if bad == "deep" else NOT_UTF8
+    patients, results = recorded
+    damaged = tmp_path / "damaged.jsonl"
+    if where == "replay-results":
+        damaged.write_bytes(results.read_bytes() + hostile + b"\n")
+        result = run("replay", damaged, "--input", patients)
+    elif where == "replay-input":
+        damaged.write_bytes(patients.read_bytes() + hostile + b"\n")
+        result = run("replay", results, "--input", damaged)
+    else:
+        damaged.write_bytes(patients.read_bytes() + hostile + b"\n")
+        result = run("impact", kb_copy, kb_copy, damaged)
+    assert_no_traceback(result)
+    assert result.rc in (0, 1, 2), result
+
+
+def test_impact_reports_unreadable_patients(tmp_path: Path, kb_copy: Path) -> None:
+    """A cohort of garbage lines is not a cohort where 'no patient's outcome changes': the
+    unreadable lines must be reported."""
+    patients = tmp_path / "garbage.jsonl"
+    patients.write_bytes(b"garbage line one\ngarbage line two\n{broken\n")
+    result = run("impact", kb_copy, kb_copy, patients)
+    assert_no_traceback(result)
+    assert re.search(r"\binvalid\b|\bunreadable\b|\bnot (valid )?json\b|\bskipped\b", result.both, re.I), (
+        f"the 3 unreadable lines are not reported: {result.out.strip()[-200:]!r}"
+    )

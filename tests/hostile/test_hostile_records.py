@@ -1,0 +1,110 @@
+"""One hostile record must never take a run down: every other record still gets its result, the
+bad one is `invalid`, the exit code is 1, and no Python traceback leaks to stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hostile_support import (
+    HOSTILE_DEEP,
+    assert_each_record_once,
+    assert_no_traceback,
+    good_line,
+    good_record,
+    jsonl,
+    read_results,
+    run,
+)
+
+DEEP = 1000
+_good_json = good_line()
+
+HOSTILE_JSONL = {
+    "nested-1000-deep": HOSTILE_DEEP,
+    "integer-10**5000": b'{"id": "BIG", "age_years": 1' + b"0" * 5000 + b"}",
+    "lone-surrogate-in-id": b'{"id": "S\\ud800"}',
+    "lone-surrogate-in-value": b'{"id": "SV", "fsgs": {"biopsy_proven": true, "etiology": "\\ud800"}}',
+    "lone-surrogate-in-key": b'{"id": "SK", "\\ud800": 1}',
+    "invalid-utf8-byte": b'{"id": "U\xff"}',
+    "10mb-line": b'{"id": "HUGE", "x": "' + b"a" * 10_000_000 + b'"}',
+    # a weight typed twice: JSON parsers silently keep the last (7 kg), ten times the dose per kg
+    "duplicate-key": _good_json[:-1].replace(b'"id": "EX-DOSE-HIGH"', b'"id": "DUP"') + b', "weight_kg": 7}',
+}
+
+
+def _assert_middle_record_invalid(result, out: Path) -> None:
+    assert_no_traceback(result)
+    results = read_results(out)
+    assert_each_record_once(results, 3)
+    statuses = [r["status"] for r in results]
+    assert statuses[1] == "invalid", f"statuses {statuses}: the hostile record 2 must be invalid"
+    assert "invalid" not in (statuses[0], statuses[2]), f"statuses {statuses}: a good neighbour was hurt"
+    assert result.rc == 1, result
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_JSONL))
+def test_batch_jsonl_survives_one_hostile_record(tmp_path: Path, case: str) -> None:
+    """good, hostile, good → three results, the middle one invalid, exit 1."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(jsonl([good_line("G1"), HOSTILE_JSONL[case], good_line("G3")]))
+    out = tmp_path / "out.jsonl"
+    _assert_middle_record_invalid(run("batch", source, "-o", out, "--quiet"), out)
+
+
+HOSTILE_CSV = {
+    "10mb-cell": (
+        "id,fsgs.biopsy_proven,fsgs.etiology\nG1,true,primary\nBIGCELL,true," + "x" * 10_000_000 + "\nG3,true,primary\n"
+    ),
+    # ext.a = 1 and ext.a.b = 2 cannot both hold: ext.a cannot be a number and an object
+    "ext.a-and-ext.a.b": (
+        "id,fsgs.biopsy_proven,fsgs.etiology,ext.a,ext.a.b\n"
+        "G1,true,primary,,\n"
+        "CLASH,true,primary,1,2\n"
+        "G3,true,primary,,\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CSV))
+def test_batch_csv_survives_one_hostile_row(tmp_path: Path, case: str) -> None:
+    """A CSV row that cannot become a record is that row's problem only."""
+    source = tmp_path / "in.csv"
+    source.write_text(HOSTILE_CSV[case])
+    out = tmp_path / "out.jsonl"
+    _assert_middle_record_invalid(run("batch", source, "-o", out, "--quiet"), out)
+
+
+def _assert_invalid_result(result) -> None:
+    assert_no_traceback(result)
+    try:
+        parsed = json.loads(result.stdout.decode("utf-8"))  # strict: the result must be clean UTF-8 JSON
+    except ValueError as exc:
+        raise AssertionError(f"stdout is not a UTF-8 JSON result ({exc}): {result.stdout[:200]!r}") from None
+    assert parsed.get("status") == "invalid", parsed.get("status")
+    assert result.rc == 1, result
+
+
+def test_evaluate_stdin_with_invalid_utf8_is_an_invalid_record(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 are a bad record (exit 1, result invalid), not a crash; and the
+    result must not echo the raw byte back as broken UTF-8."""
+    _assert_invalid_result(run("evaluate", "-", input=b'{"id": "U\xff", "age_years": 40}'))
+
+
+def test_evaluate_stdin_with_1000_deep_record_is_an_invalid_record() -> None:
+    """A record nested 1000 deep exhausts Python's recursion limit in json: it must be invalid."""
+    _assert_invalid_result(run("evaluate", "-", input=HOSTILE_JSONL["nested-1000-deep"]))
+
+
+@pytest.mark.parametrize("depth", [500, DEEP])
+def test_evaluate_include_input_on_a_deep_record(tmp_path: Path, depth: int) -> None:
+    """--include-input copies the record into the decision; a deep record must not crash that copy
+    (depth 500 is a valid record under ext, 1000 an unreadable one)."""
+    record = good_record("DEEPIN")
+    source = tmp_path / "deep.json"
+    source.write_text(json.dumps(record)[:-1] + ', "ext": ' + '{"a": ' * depth + "1" + "}" * depth + "}")
+    result = run("evaluate", source, "--include-input", "--compact")
+    assert_no_traceback(result)
+    assert result.rc in (0, 1), result
+    assert json.loads(result.stdout.decode("utf-8"))["status"] in ("evaluated", "invalid")
