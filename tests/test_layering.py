@@ -17,7 +17,7 @@ PACKAGE = "fsgs_kb"
 STAGES: list[tuple[str, ...]] = [
     ("engine.errors", "engine.model", "engine.suggest", "engine.version"),
     ("engine.load",),
-    ("engine.read",),
+    ("engine.read", "engine.fhir"),
     ("engine.check",),
     ("engine.compile",),
     ("engine.evaluate",),

@@ -1,0 +1,140 @@
+"""Group a FHIR Bulk Data export into one Bundle-like group per Patient, with flat memory.
+
+A bulk export has one NDJSON file per resource type, in no particular order and not grouped by
+patient, and may be far larger than memory. Every line is first streamed into a SQLite index keyed
+by the patient it refers to; then the patients are walked one at a time (keyset pagination, never
+a list of all patients in memory) and each yields a collection Bundle that bundle_to_record reads.
+Bad lines, clinical resources about no patient, and resources about a patient missing from the
+export come out as LineError items in the same stream: they never stop it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fsgs_kb.engine.fhir.bundle import CLINICAL
+from fsgs_kb.engine.fhir.codes import reference
+from fsgs_kb.engine.fhir.ndjson import LineError, read_ndjson
+
+BATCH = 500
+_SCHEMA = """
+DROP TABLE IF EXISTS res; DROP TABLE IF EXISTS meds;
+CREATE TABLE res (ref TEXT NOT NULL, rtype TEXT NOT NULL, body TEXT NOT NULL,
+                  file TEXT NOT NULL, line INTEGER NOT NULL);
+CREATE TABLE meds (key TEXT PRIMARY KEY, body TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class PatientGroup:
+    """All resources of one patient as a collection Bundle, ready for bundle_to_record."""
+
+    patient_ref: str
+    bundle: dict[str, Any]
+
+
+BulkItem = PatientGroup | LineError
+
+
+def _patient_ref(resource: dict[str, Any]) -> str | None:
+    """'Patient/<id>' for a Patient or for a resource whose subject/patient points at one."""
+    if resource["resourceType"] == "Patient":
+        rid = resource.get("id")
+        return f"Patient/{rid}" if isinstance(rid, str) and rid else None
+    ref = reference(resource.get("subject")) or reference(resource.get("patient"))
+    if ref is None or "Patient/" not in ref:
+        return None
+    tail = ref[ref.rindex("Patient/") :]
+    return tail if tail.count("/") == 1 and len(tail) > len("Patient/") else None
+
+
+def _index(directory: Path, db: sqlite3.Connection, max_line_bytes: int, max_depth: int) -> Iterator[LineError]:
+    rows: list[tuple[str, str, str, str, int]] = []
+    for path in sorted(directory.glob("*.ndjson")):
+        for number, item in read_ndjson(path, max_line_bytes, max_depth):
+            if isinstance(item, LineError):
+                yield item
+                continue
+            if item["resourceType"] == "Medication" and isinstance(item.get("id"), str):
+                db.execute("INSERT OR REPLACE INTO meds VALUES (?, ?)", (f"Medication/{item['id']}", json.dumps(item)))
+                continue
+            ref = _patient_ref(item)
+            if ref is None:
+                if item["resourceType"] in CLINICAL or item["resourceType"] == "Patient":
+                    yield LineError(path.name, number, f"{item['resourceType']} has no usable patient reference")
+                continue
+            rows.append((ref, item["resourceType"], json.dumps(item), path.name, number))
+            if len(rows) >= BATCH:
+                db.executemany("INSERT INTO res VALUES (?, ?, ?, ?, ?)", rows)
+                rows.clear()
+    db.executemany("INSERT INTO res VALUES (?, ?, ?, ?, ?)", rows)
+    db.execute("CREATE INDEX res_ref ON res (ref)")
+    db.commit()
+
+
+def _medications(db: sqlite3.Connection, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = {reference(r.get("medicationReference")) for r in resources} - {None}
+    out = []
+    for key in sorted(k for k in keys if k and not k.startswith("#")):
+        row = db.execute("SELECT body FROM meds WHERE key = ?", (key[key.rfind("Medication/") :],)).fetchone()
+        if row:
+            out.append(json.loads(row[0]))
+    return out
+
+
+def _group(db: sqlite3.Connection, ref: str) -> BulkItem:
+    rows = db.execute("SELECT rtype, body, file, line FROM res WHERE ref = ? ORDER BY rowid", (ref,)).fetchall()
+    patients = {body for rtype, body, _, _ in rows if rtype == "Patient"}
+    if len(patients) > 1:
+        file, line = next((f, n) for t, _, f, n in rows[1:] if t == "Patient")
+        return LineError(file, line, f"{ref} appears twice with different content")
+    resources = [json.loads(body) for rtype, body, _, _ in rows if rtype != "Patient"]
+    patient = json.loads(next(iter(patients)))
+    entries = [patient] + resources + _medications(db, resources)
+    return PatientGroup(
+        ref,
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [
+                {"fullUrl": f"{r['resourceType']}/{r.get('id', i)}", "resource": r} for i, r in enumerate(entries)
+            ],
+        },
+    )
+
+
+def _orphans(db: sqlite3.Connection) -> Iterator[LineError]:
+    query = (
+        "SELECT rowid, ref, rtype, file, line FROM res r WHERE rowid > ? AND rtype != 'Patient' AND NOT EXISTS "
+        "(SELECT 1 FROM res p WHERE p.ref = r.ref AND p.rtype = 'Patient') ORDER BY rowid LIMIT ?"
+    )
+    last = 0
+    while rows := db.execute(query, (last, BATCH)).fetchall():
+        for rowid, ref, rtype, file, line in rows:
+            yield LineError(file, line, f"{rtype} refers to {ref}, which is not in the export")
+            last = rowid
+
+
+def group_bulk_export(
+    directory: str | Path, db_path: str | Path, *, max_line_bytes: int = 4_000_000, max_depth: int = 64
+) -> Iterator[BulkItem]:
+    """Index a Bulk Data export directory into SQLite at db_path, then yield one PatientGroup per
+    Patient (ordered by reference) and a LineError for every unusable line, in one stream."""
+    db = sqlite3.connect(str(db_path))
+    try:
+        db.executescript(_SCHEMA)
+        yield from _index(Path(directory), db, max_line_bytes, max_depth)
+        last = ""
+        while row := db.execute("SELECT MIN(ref) FROM res WHERE rtype = 'Patient' AND ref > ?", (last,)).fetchone():
+            if row[0] is None:
+                break
+            last = row[0]
+            yield _group(db, last)
+        yield from _orphans(db)
+    finally:
+        db.close()

@@ -1,0 +1,142 @@
+"""Accept a Bundle as one patient's data: find the Patient, keep only resources about that patient.
+
+A Bundle is only usable when it is unambiguously about one person: exactly one Patient, and each
+clinical resource pointing at that Patient by reference. Anything else (a second patient, no
+subject, a subject that is somebody else) is set aside with a warning rather than merged, because a
+value from the wrong patient is worse than a missing one. Two different resources sharing one
+type and id are both kept but marked as conflicting, so that a value resting on either is
+reported as ambiguous instead of being picked by accident of order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsgs_kb.engine.fhir.codes import as_dict, as_list, reference, within_depth
+from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
+
+BUNDLE_TYPES = ("collection", "searchset", "transaction")
+CLINICAL = ("Observation", "Condition", "MedicationRequest", "MedicationStatement")
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+@dataclass
+class PatientData:
+    """The one Patient of a bundle, its clinical resources by type, and Medications by reference."""
+
+    patient: dict[str, Any]
+    resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    medications: dict[str, dict[str, Any]] = field(default_factory=dict)
+    conflicted: set[tuple[str, str]] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+    def of_type(self, rtype: str) -> list[dict[str, Any]]:
+        return self.resources.get(rtype, [])
+
+
+def _entries(bundle: Any, max_entries: int) -> list[tuple[int, str | None, dict[str, Any]]]:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise FhirInputError("not a FHIR Bundle (resourceType must be 'Bundle')", "/resourceType")
+    if bundle.get("type") not in BUNDLE_TYPES:
+        raise FhirInputError(
+            f"Bundle.type must be one of {', '.join(BUNDLE_TYPES)}; got {bundle.get('type')!r}", "/type"
+        )
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise FhirInputError("Bundle.entry must be a list", "/entry")
+    if len(entries) > max_entries:
+        raise FhirInputError(f"Bundle has {len(entries)} entries; the limit is {max_entries}", "/entry")
+    out = []
+    for i, entry in enumerate(entries):
+        res = as_dict(as_dict(entry).get("resource"))
+        if isinstance(res.get("resourceType"), str):
+            full = as_dict(entry).get("fullUrl")
+            out.append((i, full if isinstance(full, str) else None, res))
+    return out
+
+
+def _the_patient(entries: list[tuple[int, str | None, dict[str, Any]]]) -> tuple[dict[str, Any], set[str]]:
+    patients: dict[str, tuple[int, str | None, dict[str, Any]]] = {}
+    for i, full, res in entries:
+        if res["resourceType"] != "Patient":
+            continue
+        rid = res.get("id")
+        key = rid if isinstance(rid, str) else f"#entry{i}"
+        if key in patients and patients[key][2] != res:
+            raise FhirInputError(f"two different Patient resources share id {key!r}", pointer_join("/entry", i))
+        patients.setdefault(key, (i, full, res))
+    if len(patients) != 1:
+        raise FhirInputError(f"a Bundle must hold exactly one Patient; found {len(patients)}", "/entry")
+    _, full, patient = next(iter(patients.values()))
+    pid = patient.get("id")
+    refs = {full} if full else set()
+    if isinstance(pid, str) and _FHIR_ID.match(pid):
+        refs.add(f"Patient/{pid}")
+    if not refs:
+        raise FhirInputError("the Patient has neither a valid id nor a fullUrl, so nothing can refer to it", "/entry")
+    return patient, refs
+
+
+def _about(res: dict[str, Any], refs: set[str], pid: str | None) -> bool:
+    ref = reference(res.get("subject")) or reference(res.get("patient"))
+    if ref is None:
+        return False
+    return ref in refs or (pid is not None and ref.endswith(f"/Patient/{pid}"))
+
+
+def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
+    """Check a Bundle and index what it says about its one Patient; raise FhirInputError when unusable.
+
+    Resources nested deeper than max_depth are set aside unread (nesting bombs)."""
+    entries = _entries(bundle, max_entries)
+    deep = [i for i, _, res in entries if not within_depth(res, max_depth)]
+    entries = [e for e in entries if e[0] not in deep]
+    patient, refs = _the_patient(entries)
+    pid = patient.get("id") if isinstance(patient.get("id"), str) else None
+    data = PatientData(patient, warnings=[f"/entry/{i}: nested deeper than {max_depth} levels; ignored" for i in deep])
+    seen: dict[tuple[str, str], str] = {}
+    for i, full, res in entries:
+        rtype = res["resourceType"]
+        if rtype == "Medication":
+            for key in ([f"Medication/{res['id']}"] if isinstance(res.get("id"), str) else []) + (
+                [full] if full else []
+            ):
+                data.medications[key] = res
+            continue
+        if rtype not in CLINICAL:
+            continue
+        if not _about(res, refs, pid):
+            data.warnings.append(f"/entry/{i}: {rtype} is not about the bundle's Patient; ignored")
+            continue
+        _note_duplicate(data, seen, res)
+        data.resources.setdefault(rtype, []).append(res)
+    return data
+
+
+def _note_duplicate(data: PatientData, seen: dict[tuple[str, str], str], res: dict[str, Any]) -> None:
+    rid = res.get("id")
+    if not isinstance(rid, str):
+        return
+    key = (res["resourceType"], rid)
+    text = json.dumps(res, sort_keys=True)
+    if key in seen and seen[key] != text:
+        data.conflicted.add(key)
+        data.warnings.append(f"{key[0]}/{rid} appears twice with different content; values resting on it are ambiguous")
+    seen.setdefault(key, text)
+
+
+def resolve_medication(res: dict[str, Any], data: PatientData) -> dict[str, Any] | None:
+    """The Medication a MedicationRequest/Statement points to: contained (#id) or in the bundle."""
+    ref = reference(res.get("medicationReference"))
+    if ref is None:
+        return None
+    if ref.startswith("#"):
+        for contained in as_list(res.get("contained")):
+            c = as_dict(contained)
+            if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
+                return c
+        return None
+    return data.medications.get(ref) or next((m for k, m in data.medications.items() if k.endswith("/" + ref)), None)

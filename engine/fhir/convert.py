@@ -1,0 +1,112 @@
+"""bundle_to_record: one patient's FHIR Bundle -> fsgs-kb patient record + provenance.
+
+For every field of the map, each source is read and the answers combined (outcome.combine); a
+field is written only when the answer is one value. The provenance says, for each field's JSON
+pointer, which resource filled it or why it stayed empty, so a clinician can see where every value
+came from and the engine can say "unknown" instead of guessing.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from fsgs_kb.engine.fhir.bundle import PatientData, read_bundle
+from fsgs_kb.engine.fhir.codes import as_dict, as_list
+from fsgs_kb.engine.fhir.errors import field_pointer
+from fsgs_kb.engine.fhir.fhirmap import FhirMap
+from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, combine, provenance
+from fsgs_kb.engine.fhir.pick import same_value, scaled
+from fsgs_kb.engine.fhir.sources import Context, read_source
+
+
+def record_id(data: PatientData, fmap: FhirMap) -> tuple[str, dict[str, Any]]:
+    """The record id: the identifier in the map's record-id system, else Patient.id."""
+    system = fmap.settings["record_id_system"]
+    for ident in map(as_dict, as_list(data.patient.get("identifier"))):
+        if ident.get("system") == system and isinstance(ident.get("value"), str) and ident["value"]:
+            return ident["value"], {**provenance(data.patient, None, None), "code": f"identifier|{system}"}
+    pid = data.patient.get("id")
+    if isinstance(pid, str) and pid:
+        return pid, {**provenance(data.patient, None, None), "code": "Patient.id"}
+    raise ValueError("unreachable: read_bundle guarantees an id or fullUrl")  # pragma: no cover
+
+
+def _combine(spec: dict[str, Any], outcomes: list[Outcome | None], ctx: Context) -> Outcome:
+    """Sources agree or the field is ambiguous; order lists are only a subset check (see map note)."""
+    if spec["type"] != "object_list" or len(outcomes) < 2:
+        return combine(outcomes, ctx.same)
+    stated, ordered = outcomes[0], combine(outcomes[1:], ctx.same)
+    if not isinstance(stated, Found):
+        return ordered if isinstance(ordered, Found) else combine([stated, ordered], ctx.same)
+    if isinstance(ordered, Found) and not all(item in stated.value for item in ordered.value):
+        return Missing("ambiguous")
+    return stated
+
+
+def _harmonise(fmap: FhirMap, outcomes: dict[str, Outcome]) -> None:
+    """Give fields that share one unit member (serum creatinine) the unit of the first one found."""
+    groups: dict[str, list[str]] = {}
+    for path, spec in fmap.fields.items():
+        if spec["type"] == "shared_unit":
+            groups.setdefault(spec["unit_path"], []).append(path)
+    for paths in groups.values():
+        found = [p for p in paths if isinstance(outcomes[p], Found)]
+        if not found:
+            continue
+        first = outcomes[found[0]]
+        assert isinstance(first, Found)
+        unit = first.value[1]
+        for p in found[1:]:
+            other = outcomes[p]
+            assert isinstance(other, Found)
+            value, its_unit = other.value
+            factor = fmap.cross_factor(its_unit, unit)
+            converted = Found((scaled(value, factor), unit), other.prov) if factor is not None else None
+            outcomes[p] = converted or Missing("unit_not_convertible")
+
+
+def _put(record: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = record
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _write(record: dict[str, Any], path: str, spec: dict[str, Any], value: Any) -> None:
+    if spec["type"] == "quantity":
+        _put(record, path, {"value": value[0], "unit": value[1]})
+    elif spec["type"] == "shared_unit":
+        _put(record, path, value[0])
+        _put(record, spec["unit_path"], value[1])
+    else:
+        _put(record, path, value)
+
+
+def bundle_to_record(bundle: Any, fmap: FhirMap, *, as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Convert one patient's Bundle (collection, searchset or transaction) into (record, provenance).
+
+    Raises FhirInputError when the bundle is not exactly one patient's data. Provenance maps each
+    field's JSON pointer to {resourceType, id, code, effective} or {"missing": reason}.
+    """
+    if isinstance(as_of, datetime):
+        as_of = as_of.date()
+    limits = fmap.settings["limits"]
+    data = read_bundle(bundle, limits["max_bundle_entries"], limits["max_json_depth"])
+    ctx = Context(data, fmap, as_of, same_value(fmap))
+    rid, rid_prov = record_id(data, fmap)
+    record: dict[str, Any] = {"id": rid}
+    prov: dict[str, Any] = {"/id": rid_prov}
+    outcomes = {
+        path: _combine(spec, [read_source(ctx, path, spec, src) for src in spec["sources"]], ctx)
+        for path, spec in fmap.fields.items()
+    }
+    _harmonise(fmap, outcomes)
+    for path, out in outcomes.items():
+        if isinstance(out, Found):
+            _write(record, path, fmap.fields[path], out.value)
+            prov[field_pointer(path)] = out.prov
+        else:
+            prov[field_pointer(path)] = {"missing": out.reason}
+    return record, prov

@@ -1,0 +1,142 @@
+"""Medication orders and statements of one drug, joined into courses.
+
+The knowledge base asks whether cyclosporine is current, for how many months the current (or last)
+continuous course has run, what the daily dose is, and when the course started (for the baseline
+creatinine). Each order or statement gives a period; periods separated by at most the map's
+`course_max_gap_days` [LOCAL] are one course. An open period of an active order runs to the
+evaluation date; a completed or stopped one without an end date leaves the course length unknown,
+which is reported rather than assumed. No order at all never means "never treated".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
+from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, first_match, texts
+from fsgs_kb.engine.fhir.dates import day_start, parse_instant
+from fsgs_kb.engine.fhir.fhirmap import FhirMap
+
+OPEN = datetime.max.replace(tzinfo=day_start(date(2000, 1, 1)).tzinfo)  # an ongoing period's end
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One order or statement of the drug: its period (end OPEN if ongoing, None if unknown)."""
+
+    resource: dict[str, Any]
+    coding: Coding
+    start: datetime | None
+    end: datetime | None
+    dosages: list[Any]
+
+
+@dataclass
+class Courses:
+    """The drug's entries on the evaluation date, split into current ones and the latest course."""
+
+    entries: list[Entry]
+    current: list[Entry] = field(default_factory=list)
+    latest: list[Entry] = field(default_factory=list)
+    start: datetime | None = None
+    end: datetime | None = None
+    ambiguous: bool = False
+
+
+def _concepts(res: dict[str, Any], data: PatientData) -> list[Any]:
+    med = resolve_medication(res, data)
+    out = [res.get("medicationCodeableConcept")]
+    if med:
+        out.append(med.get("code"))
+        out += [as_dict(i).get("itemCodeableConcept") for i in as_list(med.get("ingredient"))]
+    return out
+
+
+def _excluded(res: dict[str, Any], data: PatientData, spec: dict[str, Any], fmap: FhirMap, dosages: list[Any]) -> bool:
+    concepts = _concepts(res, data)
+    med = resolve_medication(res, data) or {}
+    routes = [as_dict(d).get("route") for d in dosages]
+    bad_codes = frozenset().union(*(fmap.code_sets[s] for s in spec.get("exclude", [])))
+    bad_routes = frozenset().union(*(fmap.code_sets[s] for s in spec.get("exclude_routes", [])))
+    if any(first_match(c, bad_codes) for c in concepts) or any(first_match(r, bad_routes) for r in routes):
+        return True
+    words = [w.lower() for w in spec.get("exclude_text", [])]
+    text = " ".join(t for c in concepts + routes + [med.get("form")] for t in texts(c)).lower()
+    return any(w in text for w in words)
+
+
+def _period(res: dict[str, Any], dosages: list[Any], active: bool) -> tuple[datetime | None, datetime | None]:
+    if res["resourceType"] == "MedicationStatement":
+        period = as_dict(res.get("effectivePeriod"))
+        start = parse_instant(period.get("start")) or parse_instant(res.get("effectiveDateTime"))
+        end = parse_instant(period.get("end"))
+    else:
+        repeats = [as_dict(as_dict(as_dict(d).get("timing")).get("repeat")) for d in dosages]
+        bounds = [as_dict(r.get("boundsPeriod")) for r in repeats if isinstance(r.get("boundsPeriod"), dict)]
+        validity = as_dict(as_dict(res.get("dispenseRequest")).get("validityPeriod"))
+        starts = [s for s in (parse_instant(b.get("start")) for b in bounds) if s]
+        ends = [e for e in (parse_instant(b.get("end")) for b in bounds) if e]
+        start = min(starts) if starts else parse_instant(validity.get("start")) or parse_instant(res.get("authoredOn"))
+        end = max(ends) if ends else parse_instant(validity.get("end"))
+    return start, end if end is not None else (OPEN if active else None)
+
+
+def entries_for(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> list[Entry]:
+    """The drug's eligible entries from the first resource type (in map order) that has any."""
+    spec = fmap.medications[drug]
+    wanted = frozenset().union(*(fmap.code_sets[s] for s in spec["include"]))
+    horizon = day_start(as_of) + timedelta(days=1)
+    for rtype in spec["resources"]:
+        settings = fmap.settings["medication_request" if rtype == "MedicationRequest" else "medication_statement"]
+        found = []
+        for res in data.of_type(rtype):
+            if res.get("status") not in settings["statuses"] or (
+                rtype == "MedicationRequest" and res.get("intent") not in settings["intents"]
+            ):
+                continue
+            coding = next((m for m in (first_match(c, wanted) for c in _concepts(res, data)) if m), None)
+            dosages = as_list(res.get("dosageInstruction" if rtype == "MedicationRequest" else "dosage"))
+            if coding is None or _excluded(res, data, spec, fmap, dosages):
+                continue
+            start, end = _period(res, dosages, res.get("status") in ("active", "on-hold"))
+            if start is None or start < horizon:
+                found.append(Entry(res, coding, start, end, dosages))
+        if found:
+            return found
+    return []
+
+
+def analyse(entries: list[Entry], gap_days: int, as_of: date) -> Courses:
+    """Current entries, and the latest course (joined across gaps of at most gap_days)."""
+    today = day_start(as_of)
+    out = Courses(entries)
+    out.current = [e for e in entries if e.end is OPEN or (e.end is not None and e.end >= today)]
+    dated = sorted((e for e in entries if e.start is not None), key=lambda e: e.start)  # type: ignore[arg-type, return-value]
+    if len(dated) != len(entries) and (len(entries) > 1 or not out.current):
+        out.ambiguous = True
+    course: list[Entry] = []
+    end: datetime | None = None
+    for e in dated:
+        if course and end is not None and (end is OPEN or e.start <= end + timedelta(days=gap_days)):  # type: ignore[operator]
+            course.append(e)
+            end = _later(end, e.end)
+            continue
+        if course and end is None:
+            out.ambiguous = True  # cannot tell whether the next order continues this course
+        course, end = [e], e.end
+    out.latest, out.end = course, end
+    out.start = course[0].start if course else None
+    return out
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return None
+    return max(a, b)
+
+
+def codes_of(entry: Entry) -> list[Coding]:
+    """All codings of an entry's medication concept, for reports."""
+    return codings(entry.resource.get("medicationCodeableConcept"))

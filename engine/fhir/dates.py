@@ -1,0 +1,129 @@
+"""FHIR dates and times as UTC instants, and age on an evaluation date.
+
+Every pick rule ("latest within N days", "last before the course start") compares instants, so all
+FHIR dateTime forms are brought to aware UTC datetimes here, once. A date without time is the start
+of that day in UTC. Partial dates (a year, or a year and month) cannot be placed on a day: they are
+returned as None for events, and as an interval for birthDate, where age can still be exact when
+every day in the interval gives the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timedelta, timezone
+from fractions import Fraction
+from typing import Any
+
+_DATETIME = re.compile(
+    r"^(\d{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
+    r"(T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))?)?)?$"
+)
+
+
+def day_start(d: date) -> datetime:
+    """Midnight UTC at the start of a calendar day."""
+    return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+
+def parse_instant(text: Any) -> datetime | None:
+    """A full FHIR date or dateTime as an aware UTC datetime; None for partial or malformed values."""
+    if not isinstance(text, str) or len(text) > 40:
+        return None
+    m = _DATETIME.match(text)
+    if not m or not m.group(5):
+        return None
+    if not m.group(6):
+        try:
+            return day_start(date.fromisoformat(text))
+        except ValueError:
+            return None
+    iso = text.replace("Z", "+00:00")
+    frac = m.group(9)
+    if frac and len(frac) > 7:  # Python takes at most 6 fractional digits
+        iso = iso.replace(frac, frac[:7])
+    try:
+        return datetime.fromisoformat(iso.replace(":60", ":59")).astimezone(timezone.utc)
+    except ValueError:
+        return None
+
+
+def format_instant(when: datetime) -> str:
+    """An instant as a FHIR dateTime with seconds (and microseconds when there are any)."""
+    when = when.astimezone(timezone.utc)
+    spec = "seconds" if when.microsecond == 0 else "microseconds"
+    return when.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def date_interval(text: Any) -> tuple[date, date] | None:
+    """The first and last day a FHIR date may denote: '1980' -> (1980-01-01, 1980-12-31)."""
+    if not isinstance(text, str):
+        return None
+    m = _DATETIME.match(text)
+    if not m:
+        return None
+    year = int(m.group(1))
+    try:
+        if m.group(5):
+            d = date(year, int(m.group(3)), int(m.group(5)))
+            return d, d
+        if m.group(3):
+            month = int(m.group(3))
+            first = date(year, month, 1)
+            nxt = date(year + month // 12, month % 12 + 1, 1)
+            return first, nxt - timedelta(days=1)
+        return date(year, 1, 1), date(year, 12, 31)
+    except ValueError:
+        return None
+
+
+def anniversary(birth: date, year: int) -> date:
+    """The birthday in a given year; 29 February falls on 1 March in common years [LOCAL choice]."""
+    try:
+        return birth.replace(year=year)
+    except ValueError:
+        return date(year, 3, 1)
+
+
+def exact_age(birth: date, on: date) -> Fraction:
+    """Completed years plus the elapsed share of the current birthday-year, exactly."""
+    years = on.year - birth.year
+    if anniversary(birth, on.year) > on:
+        years -= 1
+    last = anniversary(birth, birth.year + years)
+    nxt = anniversary(birth, birth.year + years + 1)
+    return Fraction(years) + Fraction((on - last).days, (nxt - last).days)
+
+
+def floor_to(value: Fraction, decimals: int) -> float:
+    """Truncate towards zero-side floor at a number of decimals, with no float rounding on the way."""
+    scale = 10**decimals
+    return float(math.floor(value * scale) / scale)
+
+
+def age_on(birth: date, on: date, decimals: int) -> float | None:
+    """Age in years on a date, truncated to `decimals`; None when born after that date."""
+    if birth > on:
+        return None
+    return floor_to(exact_age(birth, on), decimals)
+
+
+def birth_date_for(age: float, on: date, decimals: int) -> date:
+    """A birth date whose truncated age on `on` is `age`: the middle of all days that qualify (inverse of age_on)."""
+    whole = int(math.floor(age))
+    start = anniversary(on, on.year - whole)  # born exactly `whole` years ago
+    hits = [start - timedelta(days=k) for k in range(0, 367) if age_on(start - timedelta(days=k), on, decimals) == age]
+    if not hits:
+        raise ValueError(f"no birth date gives age {age} on {on}")
+    return hits[len(hits) // 2]
+
+
+def effective_instant(resource: dict[str, Any]) -> datetime | None:
+    """When an Observation applies: effectiveDateTime/Instant, else the end (or start) of effectivePeriod."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in resource:
+            return parse_instant(resource[key])
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict):
+        return parse_instant(period.get("end")) or parse_instant(period.get("start"))
+    return None

@@ -1,0 +1,65 @@
+"""Total daily dose from FHIR Dosage instructions, or 'not computable'.
+
+The knowledge base compares the total daily dose (all divided doses summed) with 5 mg/kg/day, so a
+wrong dose is a wrong safety message. A dose is computed only from fully structured instructions:
+dose x frequency / period, summed over concurrent instructions (split doses, e.g. 100 mg morning +
+75 mg evening). As-needed use, dose or frequency ranges, day-of-week patterns, sequential phases
+(tapers), timing codes without a repeat, and free text give `dose_not_computable`: the engine then
+says the dose is unknown instead of checking a guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fsgs_kb.engine.fhir.codes import as_dict, as_list, number, quantity
+
+# Hours per UCUM unit of time. Months and years have no fixed length, so they are not listed.
+HOURS = {"s": 1 / 3600, "min": 1 / 60, "h": 1.0, "d": 24.0, "wk": 168.0}
+
+
+def _per_day(repeat: dict[str, Any]) -> float | None:
+    """Administrations per day from Timing.repeat; None when it is a range or not structured."""
+    if any(k in repeat for k in ("frequencyMax", "periodMax", "dayOfWeek", "count", "countMax")):
+        return None
+    times = as_list(repeat.get("timeOfDay")) or as_list(repeat.get("when"))
+    frequency = number(repeat.get("frequency"))
+    if frequency is None:
+        frequency = float(len(times)) if times else (1.0 if "period" in repeat else None)
+    period, unit = number(repeat.get("period")), repeat.get("periodUnit")
+    if period is None and times and "periodUnit" not in repeat:
+        period, unit = 1.0, "d"
+    if frequency is None or period is None or period <= 0 or unit not in HOURS:
+        return None
+    return frequency * 24.0 / (period * HOURS[unit])
+
+
+def _one(dosage: dict[str, Any], dose_units: dict[str, Any]) -> tuple[float, str] | None:
+    """(amount per day, record unit) of one Dosage, or None."""
+    if dosage.get("asNeededBoolean") is True or "asNeededCodeableConcept" in dosage:
+        return None
+    rates = [as_dict(r) for r in as_list(dosage.get("doseAndRate"))]
+    doses = [r.get("doseQuantity") for r in rates if "doseQuantity" in r]
+    if len(doses) != 1 or any("doseRange" in r for r in rates):
+        return None
+    q = quantity(doses[0])
+    if q is None or q.bound or q.value < 0 or q.unit not in dose_units:
+        return None
+    repeat = as_dict(as_dict(dosage.get("timing")).get("repeat"))
+    per_day = _per_day(repeat) if repeat else None
+    if per_day is None:
+        return None
+    rule = dose_units[q.unit]
+    return q.value * float(rule["factor"]) * per_day, rule["to"]
+
+
+def daily_dose(dosages: Any, dose_units: dict[str, Any]) -> tuple[float, str] | None:
+    """Sum of concurrent Dosage instructions as (value, 'mg/day' | 'mg/kg/day'), or None when not computable."""
+    items = [as_dict(d) for d in as_list(dosages)]
+    if not items or len({d.get("sequence") for d in items}) > 1:
+        return None
+    parts = [_one(d, dose_units) for d in items]
+    if any(p is None for p in parts) or len({p[1] for p in parts if p}) != 1:
+        return None
+    total = sum(p[0] for p in parts if p)
+    return round(total, 6), parts[0][1]  # type: ignore[index]

@@ -1,0 +1,72 @@
+"""Read NDJSON one bounded line at a time; a bad line is a reported item, never an exception.
+
+A bulk export is large and comes from another system: one line may be truncated, binary, a
+10-million-bracket nesting bomb, or valid JSON that is not a FHIR resource. Each such line becomes
+a LineError with file and line number, and reading goes on with the next line, with memory bounded
+by the longest allowed line rather than by the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from fsgs_kb.engine.fhir.codes import within_depth
+
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class LineError:
+    """A line that could not be used: where it is and why."""
+
+    file: str
+    line: int
+    message: str
+
+
+def _skip_rest(handle: BinaryIO) -> None:
+    while True:
+        chunk = handle.readline(CHUNK)
+        if not chunk or chunk.endswith(b"\n"):
+            return
+
+
+def _parse(raw: bytes, max_depth: int) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+    except ValueError:
+        return None, "not valid JSON"
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        return None, "not a FHIR resource (no resourceType)"
+    if not within_depth(value, max_depth):
+        return None, f"JSON nested deeper than {max_depth} levels"
+    return value, None
+
+
+def read_ndjson(path: Path, max_line_bytes: int, max_depth: int) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
+    """(line number, resource or LineError) for each non-blank line of one NDJSON file."""
+    with path.open("rb") as handle:
+        number = 0
+        while True:
+            raw = handle.readline(max_line_bytes + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                _skip_rest(handle)
+                yield number, LineError(path.name, number, f"line longer than {max_line_bytes} bytes")
+                continue
+            if not raw.strip():
+                continue
+            resource, problem = _parse(raw, max_depth)
+            yield number, resource if resource is not None else LineError(path.name, number, problem or "unusable")

@@ -1,0 +1,128 @@
+"""The pick rule for Observation-fed fields: the latest usable result in a time window.
+
+Only results whose status the map accepts (final, amended, corrected by default) and whose time is
+known to the day count. The latest instant wins; when several results share it (a lab reporting
+creatinine in mg/dL and umol/L, a duplicated message) they must agree within the map's tolerance,
+or the field is ambiguous. The latest result is never skipped for an older one because its unit is
+unknown: that would silently report stale data, so the reason is reported instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fsgs_kb.engine.fhir.bundle import PatientData
+from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, first_match, number, quantity
+from fsgs_kb.engine.fhir.dates import effective_instant, format_instant
+from fsgs_kb.engine.fhir.fhirmap import FhirMap
+from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One result that could fill a field: its time, resource, matched code, and value or problem."""
+
+    when: datetime
+    resource: dict[str, Any]
+    coding: Coding
+    rank: int
+    value: Any = None
+    problem: str | None = None
+
+
+def scaled(value: float, factor: float) -> float:
+    """value x factor, with float noise from the multiplication rounded away (identity when factor is 1)."""
+    return value if factor == 1 else round(value * factor, 6)
+
+
+def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[Any, str | None]:
+    """((value, record unit), None) from valueQuantity, or (None, missing reason); (None, None) if no value."""
+    q = quantity(element.get("valueQuantity"))
+    if q is None:
+        return None, None
+    if q.bound:
+        return None, "ambiguous"
+    rule = convert.get(q.unit)
+    if rule is None:
+        return None, "unit_not_convertible"
+    return (scaled(q.value, float(rule["factor"])), rule["to"]), None
+
+
+def eligible(
+    data: PatientData, fmap: FhirMap, lo: datetime | None, hi: datetime
+) -> Iterator[tuple[dict[str, Any], datetime]]:
+    """Observations with an accepted status whose effective time lies in [lo, hi)."""
+    statuses = set(fmap.settings["observation_statuses"])
+    for obs in data.of_type("Observation"):
+        status = obs.get("status")
+        if not isinstance(status, str) or status not in statuses:
+            continue
+        when = effective_instant(obs)
+        if when is not None and when < hi and (lo is None or when >= lo):
+            yield obs, when
+
+
+def coded_candidates(
+    data: PatientData, fmap: FhirMap, matches: list[dict[str, Any]], lo: datetime | None, hi: datetime
+) -> list[Candidate]:
+    """Candidates from Observations (or panel components) whose code is in one of the match entries."""
+    out: list[Candidate] = []
+    for obs, when in eligible(data, fmap, lo, hi):
+        for rank, match in enumerate(matches):
+            coding = first_match(obs.get("code"), fmap.code_sets[match["code_set"]])
+            if coding is None:
+                continue
+            elements = [obs]
+            if "component" in match:
+                wanted = fmap.code_sets[match["component"]]
+                elements = [
+                    as_dict(c) for c in as_list(obs.get("component")) if first_match(as_dict(c).get("code"), wanted)
+                ]
+            for element in elements:
+                value, problem = convert_quantity(element, match["convert"])
+                if value is not None or problem is not None:
+                    out.append(Candidate(when, obs, coding, rank, value, problem))
+            break
+    return out
+
+
+def pick_latest(cands: list[Candidate], data: PatientData, same: Callable[[Any, Any], bool]) -> Outcome:
+    """The latest candidate's value, or why there is none (see module docstring)."""
+    if not cands:
+        return Missing("no_resource")
+    top_when = max(c.when for c in cands)
+    top = sorted((c for c in cands if c.when == top_when), key=lambda c: c.rank)
+    if any((c.resource.get("resourceType"), c.resource.get("id")) in data.conflicted for c in top):
+        return Missing("ambiguous")
+    good = [c for c in top if c.problem is None]
+    if not good:
+        return worst([c.problem for c in top if c.problem])
+    if not all(same(good[0].value, c.value) for c in good[1:]):
+        return Missing("ambiguous")
+    best = good[0]
+    return Found(best.value, provenance(best.resource, best.coding, format_instant(best.when)))
+
+
+def close(a: float, b: float, tolerance_pct: float) -> bool:
+    """Two numbers equal within a relative tolerance (exactly equal when the tolerance is 0)."""
+    return a == b or abs(a - b) <= tolerance_pct / 100 * max(abs(a), abs(b))
+
+
+def same_value(fmap: FhirMap) -> Callable[[Any, Any], bool]:
+    """Equality for record values: numbers within tolerance, (value, unit) pairs across declared unit conversions."""
+    tol = float(fmap.settings["same_time_tolerance_pct"])
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, tuple) and isinstance(b, tuple):
+            factor = fmap.cross_factor(b[1], a[1])
+            return factor is not None and close(a[0], b[0] * factor, tol)
+        if number(a) is not None and number(b) is not None:
+            return close(float(a), float(b), tol)
+        if isinstance(a, list) and isinstance(b, list):
+            return sorted(map(repr, a)) == sorted(map(repr, b))
+        return bool(a == b)
+
+    return same

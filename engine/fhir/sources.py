@@ -1,0 +1,183 @@
+"""One reader per source kind of the map: birthdate, observation, field_observation, condition,
+medication, medication_list, observation_before_course.
+
+Each reader answers for one field: a Found value with provenance, a Missing reason, or None when the
+source has nothing to say (a Condition with no etiology implication). Readers share one Context per
+bundle so that, e.g., the cyclosporine course is worked out once for status, dose, months and the
+baseline creatinine, and all four agree on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from fsgs_kb.engine.fhir.bundle import PatientData
+from fsgs_kb.engine.fhir.codes import codings, first_match
+from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, entries_for
+from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, format_instant, parse_instant
+from fsgs_kb.engine.fhir.dosage import daily_dose
+from fsgs_kb.engine.fhir.fhirmap import FhirMap
+from fsgs_kb.engine.fhir.fieldobs import field_candidates
+from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
+from fsgs_kb.engine.fhir.pick import coded_candidates, pick_latest
+
+
+@dataclass
+class Context:
+    """Everything a reader needs for one bundle and evaluation date, with per-drug caches."""
+
+    data: PatientData
+    fmap: FhirMap
+    as_of: date
+    same: Callable[[Any, Any], bool]
+    _courses: dict[str, Courses] = field(default_factory=dict)
+
+    @property
+    def hi(self) -> datetime:
+        return day_start(self.as_of) + timedelta(days=1)
+
+    def lo(self, lookback: int | None) -> datetime | None:
+        return None if lookback is None else day_start(self.as_of) - timedelta(days=lookback)
+
+    def courses(self, drug: str) -> Courses:
+        if drug not in self._courses:
+            spec = self.fmap.medications[drug]
+            entries = entries_for(drug, self.data, self.fmap, self.as_of)
+            self._courses[drug] = analyse(entries, spec["course_max_gap_days"], self.as_of)
+        return self._courses[drug]
+
+
+def read_birthdate(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
+    """Age on the evaluation date; a partial birthDate fills only when all its days give one age."""
+    text = ctx.data.patient.get("birthDate")
+    span = date_interval(text)
+    if span is None:
+        return Missing("no_resource")
+    oldest, youngest = (age_on(d, ctx.as_of, src["decimals"]) for d in span)
+    if oldest is None or youngest is None:
+        return Missing("ambiguous")
+    if oldest != youngest:
+        return Missing("ambiguous")
+    return Found(oldest, {**provenance(ctx.data.patient, None, text), "code": "Patient.birthDate"})
+
+
+def read_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
+    """Latest coded Observation in the look-back window, converted to the record unit."""
+    cands = coded_candidates(ctx.data, ctx.fmap, src["match"], ctx.lo(src["lookback_days"]), ctx.hi)
+    out = pick_latest(cands, ctx.data, ctx.same)
+    if isinstance(out, Found) and spec["type"] == "number":
+        return Found(out.value[0], out.prov)
+    return out
+
+
+def read_field_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
+    """Latest field Observation ({local field system, path}) in the look-back window."""
+    cands = field_candidates(path, spec, src, ctx.data, ctx.fmap, ctx.lo(src["lookback_days"]), ctx.hi)
+    return pick_latest(cands, ctx.data, ctx.same)
+
+
+def read_condition(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
+    """An enum value implied by a Condition code (e.g. autosomal dominant FSGS -> genetic)."""
+    excluded = set(ctx.fmap.settings["condition_exclude_verification"])
+    found: list[Found] = []
+    for cond in ctx.data.of_type("Condition"):
+        status = [code for _, code in codings(cond.get("verificationStatus"))]
+        if excluded.intersection(status):
+            continue
+        for rule in src["values"]:
+            coding = first_match(cond.get("code"), ctx.fmap.code_sets[rule["code_set"]])
+            if coding:
+                when = parse_instant(cond.get("onsetDateTime")) or parse_instant(cond.get("recordedDate"))
+                found.append(Found(rule["value"], provenance(cond, coding, format_instant(when) if when else None)))
+    if not found:
+        return None
+    return found[0] if len({f.value for f in found}) == 1 else Missing("ambiguous")
+
+
+def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
+    """Status, daily dose or months on therapy of a drug, from its orders or statements."""
+    c = ctx.courses(src["drug"])
+    if not c.entries:
+        return Missing("no_resource")
+    if any((e.resource.get("resourceType"), e.resource.get("id")) in ctx.data.conflicted for e in c.entries):
+        return Missing("ambiguous")
+    output = src["output"]
+    if output == "status":
+        basis = c.current[0] if c.current else max(c.entries, key=lambda e: e.start or day_start(date.min))
+        return Found("current" if c.current else "stopped", _entry_prov(basis))
+    if output == "months_on_therapy":
+        return _months(ctx, c)
+    return _dose(ctx, c, src["drug"])
+
+
+def _entry_prov(entry: Any) -> dict[str, Any]:
+    return provenance(entry.resource, entry.coding, format_instant(entry.start) if entry.start else None)
+
+
+def _months(ctx: Context, c: Courses) -> Outcome:
+    if c.ambiguous or c.start is None or c.end is None:
+        return Missing("ambiguous")
+    today = day_start(ctx.as_of)
+    end = today if c.end is OPEN or c.end > today else c.end
+    days = max((end - c.start).total_seconds(), 0.0) / 86400
+    prov = _entry_prov(c.latest[0])
+    others = [{"resourceType": e.resource.get("resourceType"), "id": e.resource.get("id")} for e in c.latest[1:]]
+    return Found(
+        round(days / float(ctx.fmap.settings["days_per_month"]), 6), {**prov, **({"others": others} if others else {})}
+    )
+
+
+def _dose(ctx: Context, c: Courses, drug: str) -> Outcome:
+    pool = c.current or c.latest or c.entries
+    units = ctx.fmap.medications[drug]["dose_units"]
+    doses = [(daily_dose(e.dosages, units), e) for e in pool]
+    if any(d is None for d, _ in doses):
+        return Missing("dose_not_computable")
+    if len({d for d, _ in doses}) > 1:
+        return Missing("ambiguous")
+    dose, entry = doses[0]
+    return Found(dose, _entry_prov(entry))
+
+
+def read_medication_list(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
+    """Items {drug, status} from orders of other immunosuppressants; None when there are none."""
+    item = spec["item"]
+    items, provs = [], []
+    for value, drug in src["drugs"].items():
+        c = ctx.courses(drug)
+        if c.entries:
+            items.append({item["key"]: value, item["value"]: "current" if c.current else "past"})
+            provs.append(_entry_prov(c.current[0] if c.current else c.entries[-1]))
+    if not items:
+        return None
+    return Found(items, {**provs[0], **({"others": provs[1:]} if len(provs) > 1 else {})})
+
+
+def read_before_course(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
+    """The last result before the latest course of a drug started (baseline creatinine)."""
+    c = ctx.courses(src["drug"])
+    if not c.entries:
+        return Missing("no_resource")
+    if c.ambiguous or c.start is None:
+        return Missing("ambiguous")
+    lo = None if src["lookback_days"] is None else c.start - timedelta(days=src["lookback_days"])
+    return pick_latest(coded_candidates(ctx.data, ctx.fmap, src["match"], lo, c.start), ctx.data, ctx.same)
+
+
+READERS: dict[str, Callable[[Context, str, dict[str, Any], dict[str, Any]], Outcome | None]] = {
+    "birthdate": read_birthdate,
+    "observation": read_observation,
+    "field_observation": read_field_observation,
+    "condition": read_condition,
+    "medication": read_medication,
+    "medication_list": read_medication_list,
+    "observation_before_course": read_before_course,
+}
+
+
+def read_source(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
+    """Dispatch one source of one field to its reader."""
+    return READERS[src["kind"]](ctx, path, spec, src)

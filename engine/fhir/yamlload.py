@@ -1,0 +1,110 @@
+"""Read the map YAML strictly, remembering where every value is.
+
+Sites edit the map by hand, and PyYAML accepts, without a word, things that change what a map says:
+a duplicate key keeps only the last entry (a code silently dropped), `no` becomes False
+(`verified: no`), an unquoted 2024-01-02 becomes a date, and aliases copy blocks invisibly.
+Each is an error here, located by line and column; every value's position is kept by JSON pointer
+so that schema errors point into the YAML too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
+
+MAX_MAP_BYTES = 2 * 1024 * 1024
+_BOOLS = {"true": True, "false": False}
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _Builder:
+    """Turn a composed node tree into plain data, recording positions and collecting traps."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, tuple[int, int]] = {}
+        self.problems: list[Problem] = []
+        self._seen: set[int] = set()
+
+    def fail(self, message: str, node: yaml.Node, pointer: str) -> None:
+        line, col = _pos(node)
+        self.problems.append(Problem(message, pointer, line, col))
+
+    def build(self, node: yaml.Node, pointer: str) -> Any:
+        if id(node) in self._seen:
+            self.fail("aliases (*name) are not allowed: write the value out", node, pointer)
+            return None
+        self._seen.add(id(node))
+        self.positions[pointer] = _pos(node)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, pointer)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, pointer_join(pointer, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        return self._scalar(node, pointer)
+
+    def _mapping(self, node: yaml.MappingNode, pointer: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._scalar(key_node, pointer) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str) or key_node.tag == "tag:yaml.org,2002:merge":
+                self.fail("mapping keys must be plain words (quote numbers; no merge keys)", key_node, pointer)
+                continue
+            child = pointer_join(pointer, key)
+            if key in out:
+                self.fail(f"duplicate key '{key}': YAML would silently keep only the last", key_node, child)
+                continue
+            out[key] = self.build(value_node, child)
+        return out
+
+    def _scalar(self, node: yaml.ScalarNode, pointer: str) -> Any:
+        text, tag = node.value, node.tag
+        if node.style in ("'", '"', "|", ">"):
+            return text
+        if tag == "tag:yaml.org,2002:bool":
+            if text.lower() in _BOOLS:
+                return _BOOLS[text.lower()]
+            self.fail(f"'{text}' is a YAML 1.1 boolean: write true or false, or quote it", node, pointer)
+            return text
+        if tag == "tag:yaml.org,2002:timestamp":
+            self.fail(f"'{text}' would be read as a date: quote it", node, pointer)
+            return text
+        if tag == "tag:yaml.org,2002:null":
+            return None
+        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+            return yaml.safe_load(text)
+        if tag != "tag:yaml.org,2002:str":
+            self.fail(f"unsupported tag {tag}", node, pointer)
+        return text
+
+
+def load_yaml(path: Path) -> tuple[Any, dict[str, tuple[int, int]]]:
+    """Parse one YAML file; raise FhirMapError with located problems when it cannot be trusted."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FhirMapError([Problem(f"cannot read the map: {exc.strerror}")], str(path)) from None
+    if len(raw) > MAX_MAP_BYTES:
+        raise FhirMapError([Problem(f"map is {len(raw)} bytes; the limit is {MAX_MAP_BYTES}")], str(path))
+    try:
+        text = raw.decode("utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise FhirMapError([Problem(f"not UTF-8 at byte {exc.start}")], str(path)) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise FhirMapError([Problem(f"invalid YAML: {exc.problem}", "", line, col)], str(path)) from None
+    if node is None:
+        raise FhirMapError([Problem("the map is empty")], str(path))
+    builder = _Builder()
+    data = builder.build(node, "")
+    if builder.problems:
+        raise FhirMapError(builder.problems, str(path))
+    return data, builder.positions
