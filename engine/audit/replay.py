@@ -15,7 +15,7 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.output import dumps
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
+from fsgs_kb.engine.load.fingerprint import input_sha256
 from fsgs_kb.engine.read.records import Record, record_value
 
 BATCH_ONLY = ("record", "line")
@@ -26,7 +26,7 @@ def input_hash(record: Record) -> str:
     else of its raw bytes (as `KnowledgeBase.failed_result` does)."""
     value, problem = record_value(record)
     if problem is None:
-        return sha256_text(canonical_json(value))
+        return input_sha256(value)
     return hashlib.sha256(record.raw).hexdigest()
 
 

@@ -14,8 +14,9 @@ avoids each one by construction rather than by recovering from it:
   fork → the C module is used directly, and the ruleset is created lazily in the process that
   uses it (a fork is detected by pid and gets its own rulesets).
 - Error 204: the core's JSON parser rejects a number with an exponent but no decimal point
-  (`1e-05`, `1e+16`, `5e-324`, which is how Python writes them) → facts and rulesets are
-  encoded here with `durable_json`, which writes `1.0e-05`.
+  (`1e-05`, `1e+16`, `5e-324`, which is how Python writes them; orjson writes `3e-7`) → facts
+  are encoded here with `fact_json` (orjson, then `1e-7` rewritten as `1.0e-7`) and rulesets
+  with `durable_json`, which writes `1.0e-05`.
 - Error 303 (more than 64 alpha nodes activated by one fact) → the compiler splits each level
   into rulesets whose alpha paths cannot exceed the limit (engine.compile.split_for_alpha_budget);
   should the core still refuse a fact, it is an EngineError, reported as that record's error.
@@ -31,6 +32,7 @@ import re
 from typing import Any
 
 import durable_rules_engine as core
+import orjson
 
 _NAMES = itertools.count()
 
@@ -45,16 +47,18 @@ def _number(value: float) -> str:
     return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
 
 
-_BARE_EXPONENT = re.compile(r"(?<=[:\[,])(-?\d+)(e[-+]?\d+)")
+_BARE_EXPONENT = re.compile(rb"(?<=[:\[,])(-?\d+)(e[-+]?\d+)")
 
 
 def fact_json(fact: dict[str, Any]) -> str:
-    """A flat fact for the core: json.dumps, with `1e-05` rewritten as `1.0e-05` (error 204).
-    Keys and strings are engine-made names and enum values, so no string can hold such a token."""
-    text = json.dumps(fact, ensure_ascii=False, separators=(",", ":"))
-    if any(type(value) is float and "e" in repr(value) for value in fact.values()):
-        return _BARE_EXPONENT.sub(r"\1.0\2", text)
-    return text
+    """A flat fact for the core: orjson, with a bare exponent (`3e-7`, `1e+16`) rewritten as
+    `3.0e-7` (error 204). orjson writes an exponent only for very small or very large numbers,
+    so the rewrite runs only when the text holds `e-` or `e+`; keys and strings are engine-made
+    names and enum values, so no string can hold a number token that the rewrite would touch."""
+    text = orjson.dumps(fact)
+    if b"e-" in text or b"e+" in text:
+        text = _BARE_EXPONENT.sub(rb"\1.0\2", text)
+    return text.decode("utf-8")
 
 
 def durable_json(value: Any) -> str:

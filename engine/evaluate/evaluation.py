@@ -12,10 +12,11 @@ from typing import Any
 from fsgs_kb.engine.compile.durable import DurableRulesets, EngineError
 from fsgs_kb.engine.compile.rulesets import CompiledKB, boolean_key, derived_key, field_key, scalar
 from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.accept import accepts
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome
 from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
 from fsgs_kb.engine.load.conditions import expression_refs, walk
-from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
+from fsgs_kb.engine.load.fingerprint import input_sha256, sha256_text
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
 from fsgs_kb.engine.read.shape import shape_problem
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
@@ -85,13 +86,16 @@ class Evaluation:
 
     # ---- entry point --------------------------------------------------------------------------
     def run(self, patient: Any, timestamp: str | None = None) -> dict[str, Any]:
-        problem, _ = shape_problem(patient)  # before anything recursive touches the record
-        if problem is not None:
-            return self._failed(patient, "", "invalid", [problem], timestamp)
-        input_sha = sha256_text(canonical_json(patient))
-        problems = validate_patient(patient)
-        if problems:
-            return self._failed(patient, input_sha, "invalid", problems, timestamp)
+        if accepts(patient):  # the generated check: certainly valid, nothing more to say
+            input_sha = input_sha256(patient)
+        else:  # the detailed path says what is wrong (or accepts what the fast check would not)
+            problem, _ = shape_problem(patient)  # before anything recursive touches the record
+            if problem is not None:
+                return self._failed(patient, "", "invalid", [problem], timestamp)
+            input_sha = input_sha256(patient)
+            problems = validate_patient(patient)
+            if problems:
+                return self._failed(patient, input_sha, "invalid", problems, timestamp)
         try:
             return self._evaluate(patient, input_sha, timestamp)
         except EngineError as exc:

@@ -217,3 +217,8 @@ def field_values(record: dict[str, Any], fields: tuple[FieldInfo, ...]) -> dict[
 def used_fields(paths: set[str]) -> tuple[FieldInfo, ...]:
     table = catalogue()
     return tuple(table[p] for p in sorted(paths) if p in table)
+
+
+def clinical_conflicts(record: dict[str, Any]) -> list[KBError]:
+    """The cross-field problems of a schema-valid record ([] when there are none)."""
+    return _clinical_conflicts(record)
