@@ -22,11 +22,12 @@ from fsgs_kb.engine.audit.diff import compare, load_side, materialize, temporary
 from fsgs_kb.engine.audit.replay import impact as run_impact
 from fsgs_kb.engine.audit.replay import index_inputs, replay_counts
 from fsgs_kb.engine.audit.replay import replay as run_replay
-from fsgs_kb.engine.audit.trace import Trace
+from fsgs_kb.engine.audit.trace import Trace, shape_problems
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.check.validate import validate_dir
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.load.paths import resolve_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases
@@ -124,6 +125,13 @@ PATH_OPTION = click.option(
 FORMAT_TEXT_JSON = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
 )
+DETAIL_CHOICE = click.Choice(["full", "standard", "minimal"])
+DETAIL_HELP = (
+    "full: the self-contained record; standard: without what the knowledge base holds (advice "
+    "text, quotes, provenance, condition wording), which trace/explain/replay rebuild from the "
+    "knowledge base of its fingerprint; minimal: status, fired advice with its text, what is "
+    "missing, the decision record."
+)
 APPROVED_OPTION = click.option(
     "--require-approved", is_flag=True, help="Refuse to run unless every rule is active (signed off)."
 )
@@ -179,17 +187,32 @@ def _evaluate_options(include_input: bool, mask: tuple[str, ...]) -> dict[str, A
     return {"include_input": True, "mask": mask, "mask_key": key.encode("utf-8") if key else None}
 
 
-def _evaluate_one(
-    rules_dir: Path | None, source: str, require_approved: bool, options: dict[str, Any]
-) -> dict[str, Any]:
-    kb = _load_kb(rules_dir, require_approved)
+def _read_one(source: str) -> Record:
     stream, path = open_input(source)
     try:
         (record,) = read_document(stream)
     finally:
         if path is not None:
             stream.close()
-    return kb.evaluate_record(record, **options)
+    return record
+
+
+def _evaluate_one(
+    rules_dir: Path | None, source: str, require_approved: bool, options: dict[str, Any]
+) -> dict[str, Any]:
+    kb = _load_kb(rules_dir, require_approved)
+    return kb.evaluate_record(_read_one(source), **options)
+
+
+def _recorded_result(kb: KnowledgeBase, value: dict[str, Any]) -> dict[str, Any]:
+    """A result read from a file, checked against the result schema; a standard one expanded."""
+    problems = shape_problems(value)
+    if problems:
+        fail(problems, EXIT_CODES["findings"], note="not a fsgs-kb result: nothing in it can be explained")
+    try:
+        return kb.expand(value) if detail_of(value) == "standard" else value
+    except CannotExpand as exc:
+        fail([exc.problem], note="a standard result is explained with the knowledge base that made it (--rules)")
 
 
 @main.command()
@@ -206,18 +229,21 @@ def validate(rules_dir: Path | None, fmt: str) -> None:
 @click.argument("patient", metavar="PATIENT.json|-")
 @RULES_OPTION
 @click.option("--compact", is_flag=True, help="One line of JSON instead of indented.")
+@click.option("--detail", type=DETAIL_CHOICE, default="full", show_default=True, help=DETAIL_HELP)
 @APPROVED_OPTION
 @_with_input_options
 def evaluate(
     patient: str,
     rules_dir: Path | None,
     compact: bool,
+    detail: str,
     require_approved: bool,
     include_input: bool,
     mask: tuple[str, ...],
 ) -> None:
     """Evaluate one patient record and print the result JSON (exit 1 for an invalid record)."""
-    result = _evaluate_one(rules_dir, patient, require_approved, _evaluate_options(include_input, mask))
+    options = {**_evaluate_options(include_input, mask), "detail": detail}
+    result = _evaluate_one(rules_dir, patient, require_approved, options)
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
@@ -227,9 +253,16 @@ def evaluate(
 @RULES_OPTION
 @APPROVED_OPTION
 def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> None:
-    """Explain one patient's result for a person: what fired and why, what is undetermined."""
-    result = _evaluate_one(rules_dir, patient, require_approved, {})
-    click.echo(explain_text(result))
+    """Explain one patient's result for a person: what fired and why, what is undetermined.
+
+    The file may also hold a result (from evaluate or a batch output line) at any detail level:
+    it is explained as recorded, a standard one rebuilt from the knowledge base that made it."""
+    kb = _load_kb(rules_dir, require_approved)
+    record = _read_one(patient)
+    value, problem = record_value(record)
+    recorded = problem is None and isinstance(value, dict) and "decision" in value and "status" in value
+    result = _recorded_result(kb, value) if recorded else kb.evaluate_record(record)
+    click.echo(explain_text(result, kb))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
@@ -253,6 +286,14 @@ def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> Non
     help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '[').",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--detail",
+    type=DETAIL_CHOICE,
+    default="standard",
+    show_default=True,
+    help=DETAIL_HELP + " standard is the default for batch: every rule's outcome, what is missing and "
+    "the values compared, at a quarter of the bytes of full, and full again on demand.",
+)
 @RULES_OPTION
 @APPROVED_OPTION
 @_with_input_options
@@ -264,6 +305,7 @@ def batch(
     summary_file: str | None,
     input_format: str | None,
     quiet: bool,
+    detail: str,
     rules_dir: Path | None,
     require_approved: bool,
     include_input: bool,
@@ -290,7 +332,7 @@ def batch(
         workers=workers or os.cpu_count() or 1,
         resume=resume,
         rules_dir=str(rules_dir) if rules_dir else None,
-        options=_evaluate_options(include_input, mask),
+        options={**_evaluate_options(include_input, mask), "detail": detail},
         progress=progress if not quiet and sys.stderr.isatty() else None,
     )
     summary = run_batch(kb, job, None if output else sys.stdout.buffer)

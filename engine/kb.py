@@ -16,6 +16,7 @@ from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
 from fsgs_kb.engine.compile.durable import DurableRulesets
 from fsgs_kb.engine.compile.rulesets import CompiledKB, compile_kb
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.evaluate.detail import check_detail, expand, reduce
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
 from fsgs_kb.engine.evaluate.kleene import Evaluator
 from fsgs_kb.engine.evaluate.masking import attach_input, check_pointers
@@ -59,18 +60,34 @@ class KnowledgeBase:
         include_input: bool = False,
         mask: tuple[str, ...] = (),
         mask_key: bytes | None = None,
+        detail: str = "full",
     ) -> dict[str, Any]:
         """The result for one patient record (see schema/result.schema.json). Never raises for
-        any record; raises ValueError only for a `mask` that is not a JSON pointer.
+        any record; raises ValueError only for a `mask` that is not a JSON pointer or an
+        unknown `detail`.
 
         include_input stores the record in the decision record (for replay without the original
         file; not a record beyond the input limits, which cannot be stored), with the values at
-        the `mask` JSON pointers masked: HMAC-SHA256 with `mask_key`, or removed without one."""
+        the `mask` JSON pointers masked: HMAC-SHA256 with `mask_key`, or removed without one.
+        detail is `full` (self-contained), `standard` (what the knowledge base holds left out:
+        `expand` rebuilds the rest) or `minimal` (advice, caveats, what is missing, the decision
+        record); see engine/evaluate/detail.py."""
         check_pointers(mask)
+        check_detail(detail)
         result = self.evaluation.run(patient, timestamp=timestamp)
         if include_input and not any(e["code"].startswith("input.") for e in result["errors"]):
             attach_input(result, patient, mask, mask_key)
-        return result
+        return reduce(self.evaluation, result, detail)
+
+    def reduce(self, result: dict[str, Any], detail: str) -> dict[str, Any]:
+        """A full result at a lower detail level (see engine/evaluate/detail.py)."""
+        check_detail(detail)
+        return reduce(self.evaluation, result, detail)
+
+    def expand(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The full result a standard one stands for (a full one as it is); CannotExpand for a
+        minimal result or one made by another knowledge base."""
+        return expand(self.evaluation, result)
 
     def evaluate_record(self, record: Record, **options: Any) -> dict[str, Any]:
         """The result for one framed input record, whatever it holds: a record that cannot be
@@ -78,15 +95,25 @@ class KnowledgeBase:
         data, problem = record_value(record)
         if problem is None:
             return self.evaluate(data, **options)
-        result = self.failed_result(problem, record.raw)
+        detail = options.get("detail", "full")
+        check_detail(detail)
         pid = data.get("id") if isinstance(data, dict) else None
-        result["patient_id"] = pid if isinstance(pid, str) else None
-        return result
+        return self.failed_result(problem, record.raw, patient_id=pid if isinstance(pid, str) else None, detail=detail)
 
-    def failed_result(self, problem: KBError, raw: bytes = b"", status: str = "invalid") -> dict[str, Any]:
+    def failed_result(
+        self,
+        problem: KBError,
+        raw: bytes = b"",
+        status: str = "invalid",
+        *,
+        patient_id: str | None = None,
+        detail: str = "full",
+    ) -> dict[str, Any]:
         """The result for input that never reached evaluation (not JSON, an empty line, a worker
         that died on it), traceable by the hash of its raw bytes."""
-        return self.evaluation.failed(problem, raw, status)
+        result = self.evaluation.failed(problem, raw, status)
+        result["patient_id"] = patient_id
+        return reduce(self.evaluation, result, detail)
 
     @property
     def unapproved(self) -> list[str]:

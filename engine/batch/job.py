@@ -203,6 +203,7 @@ class _Target:
         if job.output:
             options = {k: list(v) if isinstance(v, tuple) else v for k, v in job.options.items() if k != "mask_key"}
             options["mask_key_id"] = key_id(job.options.get("mask_key"))  # never the key itself
+            options["detail"] = job.options.get("detail", "full")  # a resumed output keeps one detail level
             identity = {"kb_fingerprint": kb.fingerprint, "input_format": fmt, "options": dict(sorted(options.items()))}
             self.file = OutputFile(job.output, path, identity)
         elif job.resume:

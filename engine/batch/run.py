@@ -198,8 +198,10 @@ class BatchRunner:
     def _crash_result(self, record: Record, exitcode: int | None) -> ChunkResult:
         how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
         problem = KBError("engine_crash", f"the worker evaluating this record died ({how}); the batch went on")
-        result = self.kb.failed_result(problem, record.raw, status="error")
-        result["patient_id"] = patient_id(record)
+        detail = self.options.get("detail", "full")
+        result = self.kb.failed_result(
+            problem, record.raw, status="error", patient_id=patient_id(record), detail=detail
+        )
         line = dumps_bytes({"record": record.number, "line": record.line, **result})
         return ChunkResult(record.number, 1, line + b"\n", {"error": 1}, {})
 

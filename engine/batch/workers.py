@@ -76,11 +76,15 @@ def evaluate_chunk(
     lines: list[bytes] = []
     by_status: Counter[str] = Counter()
     by_rule: Counter[tuple[str, str]] = Counter()
+    detail = (options or {}).get("detail", "full")
+    full_options = {**(options or {}), "detail": "full"}
     for record in chunk:
-        result = evaluate_record(kb, record, faults, options)
-        lines.append(dumps_bytes(result))
+        result = evaluate_record(kb, record, faults, full_options)  # counts by rule at every detail level
         by_status[result["status"]] += 1
         by_rule.update((rule["id"], rule["outcome"]) for rule in result["rules"])
+        if detail != "full":
+            result = {"record": result["record"], "line": result["line"], **kb.reduce(result, detail)}
+        lines.append(dumps_bytes(result))
     return ChunkResult(chunk[0].number, len(chunk), b"\n".join(lines) + b"\n", dict(by_status), dict(by_rule))
 
 

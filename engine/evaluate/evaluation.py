@@ -76,6 +76,19 @@ class Evaluation:
             todo += [r.name for e in exprs for r in expression_refs(e) if r.source == "derived"]
         return [n for n in model.derived_order if n in seen]
 
+    def derived_entry(self, dv: DerivedValue) -> dict[str, Any]:
+        """A derived value as a rule entry lists it."""
+        return _derived_dict(dv)
+
+    def static_part(self, rule_id: str) -> dict[str, Any]:
+        """A fresh copy of what a rule entry says whatever the patient: advice text, quotes."""
+        static = self.static[rule_id]
+        return {
+            "says": static["says"],
+            "citations": [dict(c) for c in static["citations"]],
+            "evidence": dict(static["evidence"]),
+        }
+
     @staticmethod
     def _static_part(rule: Rule) -> dict[str, Any]:
         return {
@@ -258,7 +271,7 @@ class Evaluation:
     def _decision(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
         record: dict[str, Any] = {
             "decision_id": sha256_text(f"{self.kb_record['fingerprint']}:{input_sha}")[:32],
-            "kb": self.kb_record,
+            "kb": dict(self.kb_record),  # a copy: results share nothing mutable with the KB
             "engine_version": __version__,
             "engine": {"fsgs_kb": __version__, "durable_rules": DURABLE_RULES_VERSION},
             "input_sha256": input_sha,

@@ -272,6 +272,10 @@ class Evaluator:
             result = compare(leaf.op, actual, plan.threshold)
         return result, plan.explain(actual, unit, result, missing), missing
 
+    def leaf_plan(self, leaf: Compare) -> _LeafPlan:
+        """The patient-independent part of a comparison (threshold, unit, provenance, wording)."""
+        return self._plans.get(id(leaf)) or self._plan(leaf)
+
     def _plan(self, leaf: Compare) -> _LeafPlan:
         """Everything about a comparison that does not depend on the patient, computed once;
         identical comparisons in different rules share one plan (and one memo entry)."""

@@ -10,9 +10,13 @@ import textwrap
 from typing import Any
 
 from fsgs_kb.engine.evaluate.evaluation import SCOPE_DERIVED
+from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.report.text import printable
 
 WIDTH = 100
+EVIDENCE_NOTE = (
+    "Evidence note: the review says the randomized trials of this drug in this disease are very limited (S3)."
+)
 STATUS_TEXT = {
     "evaluated": "evaluated",
     "out_of_scope": "out of scope: the review covers idiopathic FSGS only",
@@ -68,8 +72,7 @@ def _nearest_misses(rules: list[dict[str, Any]], limit: int = 3, within: float =
     return [text for _, text in sorted(misses)[:limit]]
 
 
-def explain_text(result: dict[str, Any]) -> str:
-    result = printable(result)  # ids, keys and values from the record reach a terminal
+def _header(result: dict[str, Any]) -> list[str]:
     decision = result["decision"]
     kb = decision["kb"]
     lines = [
@@ -83,6 +86,41 @@ def explain_text(result: dict[str, Any]) -> str:
     scope = result.get("scope")
     if scope and result["status"] == "scope_undetermined":
         lines.append(f"Scope: {scope['reason']}")
+    return lines
+
+
+def _minimal_text(result: dict[str, Any], kb: KnowledgeBase | None) -> str:
+    lines = _header(result)
+    same = kb is not None and result["decision"]["kb"]["fingerprint"] == kb.fingerprint
+    rules = kb.model.rules if kb is not None and same else {}
+    if result["advice"]:
+        lines.append("Fired:")
+        for rid in result["advice"]:
+            rule = rules.get(rid)
+            draft = " (draft, not signed off)" if rid in result["drafts"] else ""
+            named = f"[{rule.kind}] {rid} v{rule.version}{draft}: {rule.title}" if rule else f"{rid}{draft}"
+            lines.append(f"  {named}")
+            lines += _wrap(result["says"].get(rid, ""), "      says: ")
+    if result["undetermined"]:
+        lines.append("Undetermined (the record lacks data that would decide these):")
+        for rid in result["undetermined"]:
+            lines.append(f"  {rid}: needs {', '.join(result['missing'].get(rid, []))}")
+    if result.get("no_recommendation"):
+        lines.append("No recommendation: the review says nothing for this patient.")
+    if any(rules[rid].kind == "advice" for rid in result["advice"] if rid in rules):
+        lines += _wrap(EVIDENCE_NOTE, "")
+    lines.append("(a minimal result: the conditions behind each outcome are not recorded; evaluate the input for them)")
+    return "\n".join(lines)
+
+
+def explain_text(result: dict[str, Any], kb: KnowledgeBase | None = None) -> str:
+    """A full result explained in full; a minimal one as far as it goes (fired advice and its
+    text, what is missing), with each rule's kind and title from `kb` when it made the result.
+    A standard result is expanded by the caller (`KnowledgeBase.expand`) first."""
+    result = printable(result)  # ids, keys and values from the record reach a terminal
+    if "rules" not in result:
+        return _minimal_text(result, kb)
+    lines = _header(result)
     fired = [r for r in result["rules"] if r["id"] in result["advice"]]
     if fired:
         lines.append("Fired:")
@@ -100,8 +138,5 @@ def explain_text(result: dict[str, Any]) -> str:
         lines.append("Nearest misses:")
         lines += misses
     if result["advice"] and any(r["kind"] == "advice" for r in fired):
-        lines += _wrap(
-            "Evidence note: the review says the randomized trials of this drug in this disease are very limited (S3).",
-            "",
-        )
+        lines += _wrap(EVIDENCE_NOTE, "")
     return "\n".join(lines)
