@@ -312,7 +312,7 @@ def _open_summary(path: str | None) -> Any:
     if path is None:
         return None
     try:
-        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed after the run
+        return open(path, "w", encoding="utf-8")
     except OSError as exc:
         raise KBErrors([KBError("cli.summary", f"cannot write the summary: {exc.strerror}", file=path)]) from None
 
