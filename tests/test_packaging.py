@@ -45,6 +45,9 @@ def test_the_wheel_installs_fsgs_kb_alone(tmp_path: Path) -> None:
     for data in ("fsgs_kb/rules/kb.yaml", "fsgs_kb/schema/patient.schema.json", "fsgs_kb/py.typed"):
         assert data in names
     assert not [n for n in names if n.startswith("fsgs_kb/tests/") or n.startswith("fsgs_kb/bench/")]
+    modules = {str(p.relative_to(ROOT)) for p in ROOT.glob("engine/**/*.py")} | {"cli.py", "__init__.py"}
+    missing = sorted(m for m in modules if f"fsgs_kb/{m}" not in names)
+    assert not missing, f"modules the wheel leaves out (add their package to pyproject): {missing}"
 
 
 def test_a_foreign_cli_and_engine_do_not_shadow_the_command(tmp_path: Path) -> None:
