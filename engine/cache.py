@@ -16,6 +16,8 @@ import pickle
 from pathlib import Path
 
 from fsgs_kb.engine.check.validate import ValidationReport
+from fsgs_kb.engine.errors import KBErrors
+from fsgs_kb.engine.load.files import RulesFiles, kb_paths
 from fsgs_kb.engine.load.paths import schema_dir
 from fsgs_kb.engine.version import __version__
 
@@ -37,10 +39,14 @@ def content_key(rules_dir: Path) -> str | None:
     """sha256 over every YAML file of the knowledge base and every schema, by name and bytes."""
     digest = hashlib.sha256(FORMAT + __version__.encode())
     try:
-        files = sorted(rules_dir.rglob("*.yaml")) + sorted(schema_dir().glob("*.json"))
-        for path in files:
+        files = RulesFiles(rules_dir)  # the loader's own reads: no link out, no FIFO, bounded
+        digest.update(files.real_root.encode() + b"\0")
+        for path in kb_paths(rules_dir):
+            relative = str(path.relative_to(rules_dir))
+            digest.update(relative.encode() + b"\0" + files.read(path, relative) + b"\0")
+        for path in sorted(schema_dir().glob("*.json")):
             digest.update(str(path.resolve()).encode() + b"\0" + path.read_bytes() + b"\0")
-    except OSError:
+    except (OSError, KBErrors):
         return None
     return digest.hexdigest()
 
