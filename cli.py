@@ -23,9 +23,9 @@ from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.batch.files import LineWriter, open_output, prepare_resume
 from fsgs_kb.engine.batch.readers import read_records, sniff_format
 from fsgs_kb.engine.batch.run import BatchRunner
-from fsgs_kb.engine.check.validate import validate_dir
 from fsgs_kb.engine.errors import KBErrors
 from fsgs_kb.engine.kb import KnowledgeBase, load
+from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.paths import resolve_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, trace_text
@@ -72,9 +72,10 @@ def main() -> None:
 @RULES_OPTION
 @FORMAT_TEXT_JSON
 def validate(rules_dir: Path | None, fmt: str) -> None:
-    """Check the knowledge base and report every problem, sorted by place."""
+    """Check the knowledge base and report every problem, sorted by place, including any
+    condition durable-rules could not run (its rulesets are tried in a separate process)."""
 
-    report = validate_dir(resolve_rules_dir(rules_dir))
+    report = validate_kb(rules_dir)
     click.echo(validation_json(report) if fmt == "json" else validation_text(report))
     sys.exit(0 if report.ok else 1)
 
