@@ -512,6 +512,10 @@ def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
     with temporary_workdir() as work:
         try:
             sides = [load_side(spec, rules_path, Path(work)) for spec in (old, new)]
+        except KBErrors as exc:
+            for error in exc.errors:
+                click.echo(format_error(error), err=True)
+            sys.exit(2)
         except (ValueError, OSError) as exc:
             click.echo(f"fsgs-kb: {exc}", err=True)
             sys.exit(2)
