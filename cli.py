@@ -30,7 +30,7 @@ from fsgs_kb.engine.load.paths import resolve_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, trace_text
 from fsgs_kb.engine.report.explain import explain_text
-from fsgs_kb.engine.report.handbook import Handbook, write_site
+from fsgs_kb.engine.report.handbook import Handbook, write_page, write_site
 from fsgs_kb.engine.report.markdown import markdown
 from fsgs_kb.engine.report.scenarios import coverage_text, report_text
 from fsgs_kb.engine.report.validation import format_error, validation_json, validation_text
@@ -429,7 +429,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(markdown(book), encoding="utf-8")
+            write_page(target, markdown(book))
             click.echo(f"wrote {target}")
         else:
             written = write_site(book, out)
