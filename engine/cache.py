@@ -194,7 +194,10 @@ def decode(data: Any) -> Any:
 
 
 def _read_secret(directory: Path) -> bytes | None:
-    """The per-user secret, if it is a regular file of ours that nobody else can read."""
+    """The per-user secret, if it is a regular file of ours that nobody else can read (where
+    ownership cannot be checked, as on Windows, there is no secret and so no cache)."""
+    if not hasattr(os, "getuid"):
+        return None
     try:
         fd = os.open(directory / SECRET_FILE, _READ_FLAGS)
     except OSError:
