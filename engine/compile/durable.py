@@ -17,9 +17,12 @@ avoids each one by construction rather than by recovering from it:
   (`1e-05`, `1e+16`, `5e-324`, which is how Python writes them) → facts and rulesets are
   encoded here with `fact_json` / `durable_json`, which write `1.0e-05` (a threshold such as
   0.00001 made every ruleset creation fail before rulesets went through `durable_json` too).
-- Error 303 (more than 64 alpha nodes activated by one fact) → the compiler splits each level
-  into rulesets whose alpha paths cannot exceed the limit (engine.compile.split_for_alpha_budget);
-  should the core still refuse a fact, it is an EngineError, reported as that record's error.
+- Error 303 (one fact needs more than the 64 entries of the core's alpha stack) → the compiler
+  splits each level into rulesets whose modelled stack bound fits (rulesets.AlphaNetwork,
+  split_for_alpha_budget), and validate refuses a condition that cannot fit on its own
+  (engine.compile.proof); should the core still refuse a fact, it is an EngineError, reported
+  as that record's error.
+- Error 113 (more than 15 all/any groups in one pattern) → refused by validate (proof).
 The rulesets are the JSON ruleset form that `durable.engine.Host().set_rulesets` accepts.
 
 `probe` proves, before a knowledge base is used, that the core accepts its rulesets and a set of
