@@ -17,6 +17,7 @@ from fsgs_kb.engine.compile.durable import DurableRulesets
 from fsgs_kb.engine.compile.proof import prove
 from fsgs_kb.engine.compile.rulesets import CompiledKB, compile_kb
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.evaluate.accept import parse_accepted
 from fsgs_kb.engine.evaluate.detail import check_detail, expand, reduce
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
 from fsgs_kb.engine.evaluate.kleene import Evaluator
@@ -73,9 +74,21 @@ class KnowledgeBase:
         detail is `full` (self-contained), `standard` (what the knowledge base holds left out:
         `expand` rebuilds the rest) or `minimal` (advice, caveats, what is missing, the decision
         record); see engine/evaluate/detail.py."""
+        return self._evaluate(patient, False, timestamp, include_input, mask, mask_key, detail)
+
+    def _evaluate(
+        self,
+        patient: Any,
+        accepted: bool,
+        timestamp: str | None = None,
+        include_input: bool = False,
+        mask: tuple[str, ...] = (),
+        mask_key: bytes | None = None,
+        detail: str = "full",
+    ) -> dict[str, Any]:
         check_pointers(mask)
         check_detail(detail)
-        result = self.evaluation.run(patient, timestamp=timestamp)
+        result = self.evaluation.run(patient, timestamp=timestamp, accepted=accepted)
         if include_input and not any(e["code"].startswith("input.") for e in result["errors"]):
             attach_input(result, patient, mask, mask_key)
         return reduce(self.evaluation, result, detail)
@@ -93,6 +106,10 @@ class KnowledgeBase:
     def evaluate_record(self, record: Record, **options: Any) -> dict[str, Any]:
         """The result for one framed input record, whatever it holds: a record that cannot be
         read or parsed is `invalid` with its problem, traceable by the hash of its bytes."""
+        if record.problem is None and record.data is None:
+            fast = parse_accepted(record.raw)  # a valid record: no shape walk, no second check
+            if fast is not None:
+                return self._evaluate(fast, True, **options)
         data, problem = record_value(record)
         if problem is None:
             return self.evaluate(data, **options)

@@ -145,3 +145,32 @@ def test_orjson_facts_are_read_by_the_core_as_the_same_number(value: float) -> N
     rules = _threshold_rules(0.0)
     fired = rules.fire(0, {"x": value})
     assert fired == ({"x|T"} if value >= 0 else {"x|F"}), (value, text)
+
+
+# ---- a line of JSON straight to evaluation ------------------------------------------------------------
+def _lines() -> list[bytes]:
+    out = []
+    for patient in iter_cohort(1500, seed=5, invalid_rate=0.05):
+        text = json.dumps(patient).encode()
+        out.append(text)
+        out.append(text.replace(b'{"id"', b'{"age_years": 200, "id"', 1))  # a key given twice
+        out.append(text.replace(b'"fsgs": {', b'"fsgs": {"etiology": "primary", ', 1))
+        out.append(text[:-1] + b', "ext": {"a": ' + b"[" * 40 + b"]" * 40 + b"}}")
+        out.append(text.replace(b'"id": "', b'"id": "\\ud800', 1))
+    return out
+
+
+def test_a_line_is_taken_whole_only_when_the_reader_would_accept_it() -> None:
+    from fsgs_kb.engine.evaluate.accept import parse_accepted
+    from fsgs_kb.engine.read.records import parse_json
+
+    taken = 0
+    for raw in _lines():
+        fast = parse_accepted(raw)
+        value, problem = parse_json(raw)
+        if fast is not None:
+            taken += 1
+            assert problem is None and fast == value and not validate_patient(value), raw
+        elif problem is None and not validate_patient(value):
+            assert b"ext" in raw or b"\\u" in raw, raw  # only what the generated check leaves to the detailed path
+    assert taken > 1000

@@ -98,8 +98,9 @@ class Evaluation:
         }
 
     # ---- entry point --------------------------------------------------------------------------
-    def run(self, patient: Any, timestamp: str | None = None) -> dict[str, Any]:
-        if accepts(patient):  # the generated check: certainly valid, nothing more to say
+    def run(self, patient: Any, timestamp: str | None = None, accepted: bool = False) -> dict[str, Any]:
+        """The full result; `accepted` says the record already passed `accepts`."""
+        if accepted or accepts(patient):  # the generated check: certainly valid, nothing more to say
             input_sha = input_sha256(patient)
         else:  # the detailed path says what is wrong (or accepts what the fast check would not)
             problem, _ = shape_problem(patient)  # before anything recursive touches the record
