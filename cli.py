@@ -24,7 +24,9 @@ from fsgs_kb.engine.audit.replay import index_inputs, replay_counts
 from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace, shape_problems
 from fsgs_kb.engine.audit.trace import trace as trace_result
+from fsgs_kb.engine.batch.dask_bag import run_parts
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
+from fsgs_kb.engine.batch.parts import check_parts, expand_parts, is_pattern, run_parts_locally
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of
 from fsgs_kb.engine.kb import KnowledgeBase, load
@@ -270,7 +272,11 @@ def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> Non
 @main.command()
 @click.argument("source", metavar="INPUT|-")
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write results here (default: stdout)."
+    "-o",
+    "--output",
+    type=click.Path(),
+    default=None,
+    help="Write results here (default: stdout); for input parts, the directory of the output parts.",
 )
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: the number of cores)."
@@ -295,6 +301,14 @@ def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> Non
     help=DETAIL_HELP + " standard is the default for batch: every rule's outcome, what is missing and "
     "the values compared, at a quarter of the bytes of full, and full again on demand.",
 )
+@click.option(
+    "--dask",
+    "scheduler",
+    metavar="SCHEDULER",
+    default=None,
+    help="Run on the Dask cluster at SCHEDULER (e.g. tcp://host:8786; the dask extra): one task per input "
+    "part, INPUT a glob of parts (paths or URLs through fsspec), -o the output directory.",
+)
 @RULES_OPTION
 @APPROVED_OPTION
 @_with_input_options
@@ -307,6 +321,7 @@ def batch(
     input_format: str | None,
     quiet: bool,
     detail: str,
+    scheduler: str | None,
     rules_dir: Path | None,
     require_approved: bool,
     include_input: bool,
@@ -321,8 +336,16 @@ def batch(
     and the run goes on. The output is locked while a run writes it and never the input; a resume
     record beside it (OUTPUT.fsgs-kb.json) lets --resume check the input, knowledge base and
     options before continuing. A summary goes to stderr (and --summary FILE as JSON).
+
+    INPUT may be a glob of parts ('data/part-*.jsonl', quoted): each part is evaluated into
+    OUTDIR/PART (-o OUTDIR), as a batch of that part alone would write it; locally one part
+    after the other, or with --dask one task per part on a Dask cluster, with one summary of
+    all parts at the end.
     """
     kb = _load_kb(rules_dir, require_approved)
+    if scheduler is not None or (is_pattern(source) and not os.path.exists(source)):
+        options = {**_evaluate_options(include_input, mask), "detail": detail}
+        _batch_parts(kb, source, output, scheduler, workers, resume, input_format, options, rules_dir, summary_file)
     summary_handle = _open_summary(summary_file)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     progress = ProgressLine(size, lambda text: click.echo(text, err=True, nl=False))
@@ -348,6 +371,50 @@ def batch(
     if summary.interrupted_by:
         sys.exit(exit_for_signal(summary.interrupted_by))
     sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in summary.by_status), default=EXIT_CODES["ok"]))
+
+
+def _batch_parts(
+    kb: KnowledgeBase,
+    source: str,
+    outdir: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    resume: bool,
+    input_format: str | None,
+    options: dict[str, Any],
+    rules_dir: Path | None,
+    summary_file: str | None,
+) -> NoReturn:
+    """`batch` over input parts, one output part each, locally or on a Dask cluster."""
+    if outdir is None:
+        raise usage_error("parts", "input parts need -o OUTDIR: each part's results go to OUTDIR/PART")
+    if scheduler is not None and resume:
+        raise usage_error("parts", "--resume is for local runs: with --dask, run the parts again")
+    parts = expand_parts(source)
+    check_parts(source, parts, outdir)
+    summary_handle = _open_summary(summary_file)
+    if scheduler is not None:
+        rules = str(rules_dir) if rules_dir else None
+        run = run_parts(scheduler, parts, outdir, rules, options, input_format)
+    else:
+        job = BatchJob(
+            source=source,
+            input_format=input_format,
+            workers=workers or os.cpu_count() or 1,
+            resume=resume,
+            rules_dir=str(rules_dir) if rules_dir else None,
+            options=options,
+        )
+        run = run_parts_locally(kb, job, parts, outdir)
+    payload = run.summary()
+    click.echo(summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]])), err=True)
+    click.echo(f"{len(payload['parts'])} part(s) written to {outdir}", err=True)
+    if summary_handle is not None:
+        with summary_handle:
+            json.dump(payload, summary_handle, indent=2)
+    if run.interrupted_by:
+        sys.exit(exit_for_signal(run.interrupted_by))
+    sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in payload["by_status"]), default=EXIT_CODES["ok"]))
 
 
 def _open_summary(path: str | None) -> Any:
