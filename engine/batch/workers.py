@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.read.records import Record, record_value
 
@@ -141,15 +140,14 @@ def evaluate_chunk(
     lines: list[bytes] = []
     by_status: Counter[str] = Counter()
     by_rule: Counter[tuple[str, str]] = Counter()
-    detail = (options or {}).get("detail", "full")
-    full_options = {**(options or {}), "detail": "full"}
+    options = options or {}
     for record in chunk:
-        result = evaluate_record(kb, record, faults, full_options)  # counts by rule at every detail level
-        by_status[result["status"]] += 1
-        by_rule.update((rule["id"], rule["outcome"]) for rule in result["rules"])
-        if detail != "full":
-            result = {"record": result["record"], "line": result["line"], **kb.reduce(result, detail)}
-        lines.append(dumps_bytes(result))
+        if faults:
+            _inject(faults, record_value(record)[0])
+        line, status, outcomes = kb.encode_record(record, **options)  # outcomes counted at every detail level
+        lines.append(line)
+        by_status[status] += 1
+        by_rule.update(outcomes)
     return ChunkResult(chunk[0].number, len(chunk), b"\n".join(lines) + b"\n", dict(by_status), dict(by_rule))
 
 

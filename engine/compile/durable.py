@@ -120,7 +120,8 @@ class DurableRulesets:
         """Assert one flat fact into a level's rulesets; return the names of the rules it fired."""
         text = fact_json({"sid": "0", "id": next(self._ids), "k": 1, **fact})
         fired: set[str] = set()
-        for handle in self._ensure()[level]:
+        handles = self._handles if self._pid == os.getpid() else self._ensure()
+        for handle in handles[level]:
             self._fire_one(handle, text, fired)
         return fired
 
@@ -132,7 +133,7 @@ class DurableRulesets:
                 action = core.start_action_for_state(handle, state)
                 message = action[1] if action else None
                 while message:
-                    fired.add(_action_name(message))
+                    fired.add(message[2 : message.index('"', 2)])  # the rule name of '{"NAME":{"m":…}}'
                     message = core.complete_and_start_action(handle, state)
         except Exception as exc:  # the C core raises plain Exception with an error code
             raise EngineError(str(exc)) from None

@@ -76,6 +76,16 @@ class Evaluation:
             todo += [r.name for e in exprs for r in expression_refs(e) if r.source == "derived"]
         return [n for n in model.derived_order if n in seen]
 
+    def decision_record(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
+        """The decision record of a result (kb, engine versions, input hash)."""
+        return self._decision(input_sha, timestamp)
+
+    def failed_result(
+        self, patient: Any, input_sha: str, status: str, problems: list[KBError], timestamp: str | None
+    ) -> dict[str, Any]:
+        """The full result of a record that was not evaluated (invalid) or failed (error)."""
+        return self._failed(patient, input_sha, status, problems, timestamp)
+
     def derived_entry(self, dv: DerivedValue) -> dict[str, Any]:
         """A derived value as a rule entry lists it."""
         return _derived_dict(dv)
@@ -141,8 +151,11 @@ class Evaluation:
         return fact
 
     def _decide(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
-        """Run the compiled levels in durable-rules; return its verdict per derived value and rule."""
-        fact = self.flat_fact(values, derived)
+        return self.decide(self.flat_fact(values, derived))
+
+    def decide(self, fact: dict[str, Any]) -> dict[str, Any]:
+        """Run the compiled levels in durable-rules on a flat fact (its boolean conclusions are
+        added level by level); return its verdict per derived value and rule."""
         verdict: dict[str, Any] = {}
         compiled = self.compiled
         for level, (names, rids) in enumerate(zip(compiled.level_derived, compiled.level_rules, strict=True)):
@@ -318,3 +331,13 @@ def _scope_dict(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str
     else:
         reason = scope.how
     return {"in_scope": scope.value, "missing": missing, "reason": reason}
+
+
+def scope_record(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str, Any]:
+    """A result's `scope`: in scope or not, what is missing to tell, and why."""
+    return _scope_dict(scope, patient)
+
+
+def error_record(error: KBError) -> dict[str, Any]:
+    """One entry of a result's `errors`."""
+    return _error_dict(error)

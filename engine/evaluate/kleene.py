@@ -363,3 +363,13 @@ def _provenance_summary(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     if kind == "cited":
         return {"kind": "cited", "reference": " ".join(data["reference"].split()), "verified": data["verified"]}
     return {"kind": "local", "decided_on": data["decided_on"], "decided_by": data.get("decided_by") or None}
+
+
+def exact(number: Any) -> Fraction:
+    """The decimal number as written, as an exact fraction (see _exact)."""
+    return _exact(number)
+
+
+def plain(number: Fraction) -> float | int:
+    """An exact result as int or float (see _plain)."""
+    return _plain(number)
