@@ -117,6 +117,7 @@ class Parameter:
     note: str | None
     file: str
     pointer: str
+    shapes: tuple[tuple[str, str], ...] = ()  # (field|derived, name): what a local choice shapes
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsgs_kb.engine.explain.wording import plain_lines, provenance_label
+from fsgs_kb.engine.explain.wording import plain_lines, provenance_label, shaping_parameters
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.model import ParamRef, Rule, rule_order
@@ -38,6 +38,7 @@ def _rule_parameters(kb: KnowledgeBase, rule: Rule) -> list[str]:
         names += [leaf.operand.name for c in conds for leaf in walk(c) if isinstance(leaf.operand, ParamRef)]
         exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
         names += [r.name for e in exprs for r in expression_refs(e) if r.source == "param"]
+    names += shaping_parameters(kb.model, rule)
     return list(dict.fromkeys(names))
 
 

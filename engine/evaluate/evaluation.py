@@ -11,7 +11,7 @@ from typing import Any
 from fsgs_kb.engine.compile.durable import DurableRulesets, EngineError
 from fsgs_kb.engine.compile.rulesets import CompiledKB, boolean_key, derived_key, field_key, scalar
 from fsgs_kb.engine.errors import KBError
-from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome
+from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome, copy_policy
 from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
@@ -184,13 +184,26 @@ class Evaluation:
             "outcome": OUTCOME[decided],
             "missing": outcome.missing,
             "conditions": outcome.leaves,
-            "derived": [_derived_dict(derived[n]) for n in self.rule_derived[rule.id]],
+            "derived": [self._derived_dict(derived[n]) for n in self.rule_derived[rule.id]],
         }
         static = self.static[rule.id]
         entry["says"] = static["says"]
         entry["citations"] = [dict(c) for c in static["citations"]]
         entry["evidence"] = dict(static["evidence"])
         return entry
+
+    def _derived_dict(self, dv: DerivedValue) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": dv.name,
+            "value": dv.value,
+            "unit": None if dv.unit == "none" else dv.unit,
+            "how": dv.how,
+            "missing": list(dv.missing),
+        }
+        policy = self.evaluator.policy.get(("derived", dv.name))
+        if policy:
+            out["policy"] = copy_policy(policy)
+        return out
 
     def _assemble(
         self,
@@ -264,16 +277,6 @@ class Evaluation:
         return record
 
 
-def _derived_dict(dv: DerivedValue) -> dict[str, Any]:
-    return {
-        "name": dv.name,
-        "value": dv.value,
-        "unit": None if dv.unit == "none" else dv.unit,
-        "how": dv.how,
-        "missing": list(dv.missing),
-    }
-
-
 def _error_dict(error: KBError) -> dict[str, Any]:
     out: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.pointer or error.code.startswith("patient."):
@@ -290,11 +293,15 @@ def _scope_dict(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str
         return {"in_scope": None, "missing": [], "reason": "the knowledge base defines no in_scope value"}
     fsgs = patient.get("fsgs") or {}
     missing = list(scope.missing)
-    if fsgs.get("biopsy_proven") is False:
+    if scope.value is True:
+        reason = (
+            "biopsy-proven primary (idiopathic) FSGS"
+            if fsgs.get("biopsy_proven") is True
+            else "primary (idiopathic) FSGS; the site's scope accepts a diagnosis without biopsy (local policy)"
+        )
+    elif fsgs.get("biopsy_proven") is False:
         missing.append("/fsgs/biopsy_proven")
         reason = "the diagnosis is not biopsy-proven"
-    elif scope.value is True:
-        reason = "biopsy-proven primary (idiopathic) FSGS"
     elif missing:
         reason = "cannot tell whether the FSGS is idiopathic: needs " + ", ".join(missing)
     else:

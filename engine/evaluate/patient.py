@@ -19,6 +19,14 @@ from fsgs_kb.engine.load.schemas import load_schema
 from fsgs_kb.engine.suggest import did_you_mean
 
 UNKNOWN_ENUM = "unknown"
+# With cyclosporine status 'never' none of these can be recorded (clinical-notes §3).
+NEVER_CONTRADICTS = {
+    "daily_dose": "daily dose",
+    "months_on_therapy": "months on therapy",
+    "best_response": "best response",
+    "stop_reason": "stop reason",
+    "trough_ng_ml": "trough level",
+}
 JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
 
 
@@ -163,16 +171,36 @@ def _clinical_conflicts(record: dict[str, Any]) -> list[KBError]:
     status = csa.get("status")
     dose = _mapping(csa.get("daily_dose")).get("value")
     if status == "never":
-        for key in ("daily_dose", "months_on_therapy"):
+        for key, label in NEVER_CONTRADICTS.items():
             if key in csa:
                 out.append(
                     _problem(
                         f"/cyclosporine/{key}",
                         "patient.conflict",
-                        f"status 'never' contradicts a recorded {key.replace('_', ' ')}",
+                        f"status 'never' contradicts a recorded {label}",
                         "remove the value, or correct the status",
                     )
                 )
+    if status == "current" and "stop_reason" in csa:
+        out.append(
+            _problem(
+                "/cyclosporine/stop_reason",
+                "patient.conflict",
+                "a stop reason contradicts status 'current'",
+                "set status to 'stopped', or remove the stop reason",
+            )
+        )
+    steroids = _mapping(record.get("steroids"))
+    weeks = steroids.get("high_dose_weeks")
+    if steroids.get("response") == "not_treated" and isinstance(weeks, (int, float)) and weeks > 0:
+        out.append(
+            _problem(
+                "/steroids/high_dose_weeks",
+                "patient.conflict",
+                f"{weeks} weeks of high-dose steroid contradict the response 'not_treated'",
+                "record the response to that course, or correct the weeks",
+            )
+        )
     if status == "current" and dose == 0:
         out.append(
             _problem(

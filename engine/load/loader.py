@@ -124,6 +124,7 @@ def _load_parameters(reader: _Reader) -> None:
             data.get("note"),
             doc.file,
             pointer_join("/parameters", name),
+            tuple(next(iter(ref.items())) for ref in data.get("shapes", ())),
         )
 
 

@@ -11,7 +11,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from fsgs_kb.engine.explain.wording import plain_lines, provenance_label
+from fsgs_kb.engine.explain.wording import plain_lines, provenance_label, shaping_parameters
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.model import KnowledgeBaseModel, ParamRef, Rule, rule_order
 from fsgs_kb.engine.report.diagram import svg
@@ -62,6 +62,7 @@ class Handbook:
 
     def _params_of(self, rule: Rule) -> list[str]:
         names = [leaf.operand.name for leaf in walk(rule.when) if isinstance(leaf.operand, ParamRef)]
+        names += shaping_parameters(self.model, rule)
         return list(dict.fromkeys(names))
 
     def pages(self) -> dict[str, str]:
