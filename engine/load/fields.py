@@ -28,6 +28,9 @@ class FieldInfo:
     unit: str | None
     unit_from: str | None  # the sibling field holding this value's unit
     missing_pointer: str  # what to ask for when it is absent (the parent when both are required)
+    low: float | None = None  # numbers: the schema's range (exclusive_low: the minimum itself is not allowed)
+    exclusive_low: bool = False
+    high: float | None = None
 
 
 def _type_of(schema: dict[str, Any]) -> str:
@@ -57,6 +60,9 @@ def _walk_object(
             sub.get("x-unit"),
             sub.get("x-unit-from"),
             pointer if key in required else child_pointer,
+            sub.get("exclusiveMinimum", sub.get("minimum")),
+            "exclusiveMinimum" in sub,
+            sub.get("maximum"),
         )
 
 
