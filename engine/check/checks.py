@@ -84,6 +84,7 @@ class Checker:
             "rule.unknown_derived": "derived",
             "derived.unknown_derived": "derived",
             "param.unknown_derived": "derived",
+            "rule.qualifies": "rule",
             "param.unused": "param",
             "kb.unknown_source": "source",
         }.get(code)
@@ -359,7 +360,7 @@ class Checker:
         strong: set[str] = set()
         for known in self.model.sources.values():
             strong |= {str(w).lower() for w in known.record.get("strong_words", ())}
-        for quote in rule.citations:
+        for quote in (*rule.citations, *_provenance_quote(rule)):
             source = self.model.sources.get(quote.source)
             if source is None or quote.sentence not in source.sentences:
                 return  # reported as a bad citation; the wording cannot be judged against it
@@ -387,13 +388,48 @@ class Checker:
                     rule_id=rule.id,
                 )
 
+    def check_caveat(self, rule: Rule) -> None:
+        """A caveat names the advice it qualifies: rules that exist and give advice or warnings."""
+        for i, target in enumerate(rule.qualifies):
+            other = self.model.rules.get(target)
+            if other is None:
+                self.fail(
+                    rule.file,
+                    f"/qualifies/{i}",
+                    "rule.qualifies",
+                    f"caveat {rule.id} qualifies unknown rule '{target}'",
+                    did_you_mean(target, set(self.model.rules)),
+                    rule_id=rule.id,
+                )
+            elif other.kind not in ("advice", "warning"):
+                self.fail(
+                    rule.file,
+                    f"/qualifies/{i}",
+                    "rule.qualifies",
+                    f"caveat {rule.id} qualifies {target}, a rule of kind {other.kind}",
+                    "a caveat qualifies advice or warnings only",
+                    rule_id=rule.id,
+                )
+
     # ---- rules ------------------------------------------------------------------------------
     def check_rule(self, rule: Rule) -> None:
         for leaf in walk(rule.when):
             self.check_condition_leaf(leaf, rule.file, rule.id)
-        for quote in (*rule.citations, rule.evidence):
+        for quote in (*rule.citations, rule.evidence, *_provenance_quote(rule)):
             self.check_quote(quote, rule.id)
         self.check_wording(rule)
+        self.check_caveat(rule)
+        for i, (kind, name) in enumerate(rule.shows):
+            known = set(self.fields) if kind == "field" else set(self.model.derived)
+            if name not in known:
+                self.fail(
+                    rule.file,
+                    f"/shows/{i}/{kind}",
+                    f"rule.unknown_{kind}",
+                    f"unknown {'patient field' if kind == 'field' else 'derived value'} '{name}'",
+                    did_you_mean(name, known),
+                    rule_id=rule.id,
+                )
         if rule.status == "active" and not (rule.approved_by and rule.approved_on):
             self.fail(
                 rule.file,
@@ -543,6 +579,14 @@ class Checker:
             {s: r for s, r in source.not_encoded.items() if s in source.sentences},
             uncovered,
         )
+
+
+def _provenance_quote(rule: Rule) -> list[Quote]:
+    """A caveat whose provenance is the source: its quote, checked like a citation."""
+    if rule.provenance_kind != "source":
+        return []
+    p = rule.provenance
+    return [Quote(p["source"], p["sentence"], p["quote"], rule.file, "/provenance/source")]
 
 
 def _categories(derived: Derived) -> set[str]:

@@ -270,14 +270,27 @@ class Compiler:
         ruleset: dict[str, Any] = {}
         for name in booleans:
             self._add(ruleset, f"derived:{name}", self.exact.derived[name])
-        rids = tuple(sorted(self.model.rules))
+        rules = sorted(self.model.rules.values(), key=lambda r: r.id)
+        rids = tuple(r.id for r in rules if r.kind != "caveat")
         for rid in rids:
             self._add(ruleset, rid, self.exact.rules[rid])
+        levels, level_derived, level_rules = [split_for_alpha_budget(ruleset)], [booleans], [rids]
+        caveats = tuple(r.id for r in rules if r.kind == "caveat")
+        if caveats:  # a caveat fires only with an advice it qualifies: decided once the advice is
+            second: dict[str, Any] = {}
+            for rule in (self.model.rules[c] for c in caveats):
+                t, _ = self.patterns(self.exact.rules[rule.id])
+                qualified = _or([{rule_key(q): "T"} for q in rule.qualifies])
+                second[f"{rule.id}|T"] = {"all": [{"m": _guarded(_and([t, qualified]))}]}
+                second[f"{rule.id}|F"] = {"all": [{"m": _guarded(FALSE)}]}  # never: not fired is not T
+            levels.append(split_for_alpha_budget(second))
+            level_derived.append(())
+            level_rules.append(caveats)
         variables = self.exact.vars
         return CompiledKB(
-            (split_for_alpha_budget(ruleset),),
-            (booleans,),
-            (rids,),
+            tuple(levels),
+            tuple(level_derived),
+            tuple(level_rules),
             booleans,
             self._fact_fields(),
             tuple(v.name for v in variables if v.source == "derived"),

@@ -16,6 +16,7 @@ from fsgs_kb.engine.evaluate.exact import Domains, Recorded, State, decide, rele
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome, copy_policy
 from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
 from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
@@ -50,6 +51,13 @@ class Evaluation:
             paths |= {r.name for e in exprs for r in expression_refs(e) if r.source == "field"}
             conds = ([derived.condition] if derived.condition else []) + [w for w, _ in derived.cases]
             paths |= {leaf.name for c in conds for leaf in walk(c) if leaf.source == "field"}
+        for rule in model.rules.values():
+            paths |= {name for kind, name in rule.shows if kind == "field"}
+            paths |= {
+                name.rsplit(".", 1)[0] + "." + info.unit_from
+                for kind, name in rule.shows
+                if kind == "field" and (info := catalogue().get(name)) is not None and info.unit_from
+            }
         self.fields = used_fields(paths)
         self.exact = compiled.exact
         self.domains = Domains(compiled.exact)
@@ -61,6 +69,7 @@ class Evaluation:
             if info.path in set(compiled.fact_fields)
         ]
         self.rules: list[Rule] = sorted(model.rules.values(), key=rule_order)
+        self.caveats: list[Rule] = [r for r in self.rules if r.kind == "caveat"]
         self.rule_derived = {r.id: self._derived_closure(r) for r in self.rules}
         self.static = {r.id: self._static_part(r) for r in self.rules}
         self.kb_record = kb_record
@@ -84,11 +93,14 @@ class Evaluation:
 
     @staticmethod
     def _static_part(rule: Rule) -> dict[str, Any]:
-        return {
+        part = {
             "says": " ".join(rule.says.split()),
             "citations": [_quote_dict(q) for q in rule.citations],
             "evidence": _quote_dict(rule.evidence),
         }
+        if rule.provenance_kind is not None:
+            part["provenance"] = caveat_provenance(rule.provenance_kind, rule.provenance)
+        return part
 
     # ---- entry point --------------------------------------------------------------------------
     def run(self, patient: Any, timestamp: str | None = None) -> dict[str, Any]:
@@ -256,8 +268,11 @@ class Evaluation:
                         f"{verdict[f'derived:{name}']}, the explanation says {derived[name].value}",
                     )
                 )
-        entries = []
+        entries: dict[str, dict[str, Any]] = {}
+        outcomes: dict[str, bool | None] = {}
         for rule in self.rules:
+            if rule.kind == "caveat":
+                continue
             outcome = evaluator.condition(rule.when, values, derived, memo)
             form = self.exact.rules[rule.id]
             exact, missing = (
@@ -269,16 +284,61 @@ class Evaluation:
                 self.decided_without(form, values, derived) if exact is not None and outcome.result is None else []
             )
             if verdict[rule.id] != exact:
-                errors.append(
-                    KBError(
-                        "eval.disagreement",
-                        f"rule {rule.id}: durable-rules says "
-                        f"{OUTCOME[verdict[rule.id]]}, the explanation says {OUTCOME[exact]}",
-                        rule_id=rule.id,
+                errors.append(self._disagreement(rule.id, verdict[rule.id], exact))
+            outcomes[rule.id] = exact
+            entries[rule.id] = self._rule_entry(rule, verdict[rule.id], outcome, derived, missing, without)
+        for rule in self.caveats:
+            outcome = evaluator.condition(rule.when, values, derived, memo)
+            form = self.exact.rules[rule.id]
+            holds = outcome.result if outcome.result is not None else decide(form, state, recorded)
+            qualified = [q for q in rule.qualifies if outcomes.get(q) is True]
+            fired = holds is True and bool(qualified)
+            if (verdict[rule.id] is True) != fired:
+                errors.append(self._disagreement(rule.id, verdict[rule.id] is True, fired))
+            entry = self._rule_entry(rule, fired, outcome, derived, [], [])
+            entry["qualifies"] = list(rule.qualifies)
+            entry["provenance"] = dict(self.static[rule.id]["provenance"])
+            entry["shown"] = self._shown(rule, values, derived)
+            if holds is None and qualified:  # the applicability check could not be made
+                lacking = self._missing_vars(form, values, derived)
+                entry["unchecked"] = self._pointers(relevant_vars(form, state, recorded, lacking), values)
+            entries[rule.id] = entry
+            if fired:
+                for target in qualified:
+                    entries[target].setdefault("caveats", []).append(
+                        {
+                            "id": rule.id,
+                            "title": rule.title,
+                            "says": entry["says"],
+                            "provenance": dict(entry["provenance"]),
+                        }
                     )
-                )
-            entries.append(self._rule_entry(rule, verdict[rule.id], outcome, derived, missing, without))
-        return self._assemble(patient, input_sha, entries, derived, errors, timestamp)
+        ordered = [entries[r.id] for r in self.rules]
+        return self._assemble(patient, input_sha, ordered, derived, errors, timestamp)
+
+    @staticmethod
+    def _disagreement(rule_id: str, durable: bool | None, python: bool | None) -> KBError:
+        return KBError(
+            "eval.disagreement",
+            f"rule {rule_id}: durable-rules says {OUTCOME[durable]}, the explanation says {OUTCOME[python]}",
+            rule_id=rule_id,
+        )
+
+    def _shown(self, rule: Rule, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[dict[str, Any]]:
+        """The values a rule shows when it fires (e.g. the last creatinine values), as recorded."""
+        out: list[dict[str, Any]] = []
+        for kind, name in rule.shows:
+            if kind == "derived":
+                dv = derived[name]
+                out.append({"derived": name, "value": dv.value, "unit": None if dv.unit == "none" else dv.unit})
+                continue
+            info = self.evaluator.fields[name]
+            value = values.get(name)
+            unit = info.unit if info.unit not in (None, "none") else None
+            if info.unit_from:
+                unit = values.get(name.rsplit(".", 1)[0] + "." + info.unit_from)
+            out.append({"field": name, "value": list(value) if isinstance(value, list) else value, "unit": unit})
+        return out
 
     def _rule_entry(
         self,
@@ -334,21 +394,21 @@ class Evaluation:
         fired = [e for e in entries if e["outcome"] == "fired"]
         if any(e["kind"] == "out_of_scope" for e in fired):
             status = "out_of_scope"
-            fired = [e for e in fired if e["kind"] == "out_of_scope"]
         elif scope is None or scope.value is not True:
             status = "scope_undetermined"
-            fired = []
         else:
             status = "evaluated"
         if errors:
             status = "error"
         undetermined = [e["id"] for e in entries if e["outcome"] == "undetermined"]
+        advice = [e["id"] for e in fired if e["kind"] != "caveat"]
         result: dict[str, Any] = {
             "patient_id": patient.get("id"),
             "status": status,
-            "advice": [e["id"] for e in fired],
+            "advice": advice,
+            "caveats": [e["id"] for e in fired if e["kind"] == "caveat"],
             "drafts": [e["id"] for e in fired if e["status"] != "active"],
-            "undetermined": undetermined if status == "evaluated" else [],
+            "undetermined": undetermined,
             "no_recommendation": status == "evaluated" and not fired and not undetermined,
             "scope": _scope_dict(scope, patient),
             "rules": entries,
@@ -365,6 +425,7 @@ class Evaluation:
             "patient_id": pid,
             "status": status,
             "advice": [],
+            "caveats": [],
             "drafts": [],
             "undetermined": [],
             "no_recommendation": False,
@@ -391,6 +452,25 @@ class Evaluation:
         if timestamp:
             record["timestamp"] = timestamp
         return record
+
+
+def caveat_provenance(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Where a caveat comes from, as shown beside the advice it qualifies."""
+    if kind == "source":
+        return {
+            "kind": "source",
+            "source": data["source"],
+            "sentence": data["sentence"],
+            "quote": " ".join(data["quote"].split()),
+        }
+    if kind == "cited":
+        return {
+            "kind": "cited",
+            "reference": " ".join(data["reference"].split()),
+            "says": " ".join(data["says"].split()),
+            "verified": data["verified"],
+        }
+    return {"kind": "local", "rationale": " ".join(data["rationale"].split()), "decided_on": data["decided_on"]}
 
 
 def _error_dict(error: KBError) -> dict[str, Any]:

@@ -210,6 +210,16 @@ def _clinical_conflicts(record: dict[str, Any]) -> list[KBError]:
                 "record the dose taken, or set status to 'stopped'",
             )
         )
+    kidney = _mapping(record.get("kidney_function"))
+    if "egfr" in kidney and kidney.get("unit") == "mL/min":
+        out.append(
+            _problem(
+                "/kidney_function/unit",
+                "patient.conflict",
+                "an eGFR is per 1.73 m2, but the unit recorded is mL/min",
+                "record the unit mL/min/1.73m2, or the creatinine clearance in mL/min without the eGFR",
+            )
+        )
     bp = _mapping(record.get("blood_pressure"))
     systolic, diastolic = bp.get("systolic_mmHg"), bp.get("diastolic_mmHg")
     if isinstance(systolic, (int, float)) and isinstance(diastolic, (int, float)) and diastolic >= systolic:
@@ -238,6 +248,8 @@ def field_values(record: dict[str, Any], fields: tuple[FieldInfo, ...]) -> dict[
     out: dict[str, Any] = {}
     for info in fields:
         value = _get(record, info.keys)
+        if info.item_key is not None and isinstance(value, list):
+            value = [item[info.item_key] for item in value if isinstance(item, dict) and info.item_key in item]
         out[info.path] = None if value == UNKNOWN_ENUM and info.enum else value
     return out
 
