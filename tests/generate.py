@@ -29,7 +29,9 @@ def patient(rng: random.Random, index: int, invalid_rate: float = 0.0) -> dict[s
     }
     record["steroids"] = {"response": rng.choice(["not_treated", "sensitive", "dependent", "resistant", "unknown"])}
     if _maybe(rng, 0.7):
-        record["steroids"]["high_dose_weeks"] = rng.choice([4, 6, 8, 12, 15.9, 16, 20])
+        weeks = rng.choice([4, 6, 8, 12, 15.9, 16, 20])
+        if record["steroids"]["response"] != "not_treated":  # weeks of high-dose steroid contradict it
+            record["steroids"]["high_dose_weeks"] = weeks
     if _maybe(rng, 0.8):
         record["gc_toxicity_risk_factors"] = rng.sample(RISKS, rng.randint(0, 2))
     status = rng.choice(["never", "current", "current", "stopped"])
