@@ -121,7 +121,7 @@ def test_trace_is_exact_at_every_level(dose_results: dict[str, Path]) -> None:
     for level, path in dose_results.items():
         proc = fsgs("trace", str(path), "--input", patient)
         assert proc.returncode == 0 and "the trace is exact" in proc.stdout, (level, proc.stdout, proc.stderr)
-        assert "advice: The daily dose is above 5 mg/kg" in proc.stdout, level
+        assert "advice: The total daily dose is above 5 mg/kg" in proc.stdout, level
         assert '← cattran-2003 S5: "Provided the total dose is kept' in proc.stdout, level
     full = fsgs("trace", str(dose_results["full"])).stdout
     assert fsgs("trace", str(dose_results["standard"])).stdout == full  # rebuilt in full from the knowledge base
@@ -152,8 +152,8 @@ def test_explain_reads_a_result_of_any_level(dose_results: dict[str, Path]) -> N
     assert fsgs("explain", str(dose_results["standard"])).stdout == from_patient
     minimal = fsgs("explain", str(dose_results["minimal"]))
     assert minimal.returncode == 0, minimal.stderr
-    assert "[warning] CSA-DOSE-EXCEEDS v0.1.0 (draft, not signed off)" in minimal.stdout
-    assert "says: The daily dose is above 5 mg/kg" in minimal.stdout
+    assert "[warning] CSA-DOSE-EXCEEDS v0.1.1 (draft, not signed off)" in minimal.stdout
+    assert "says: The total daily dose is above 5 mg/kg" in minimal.stdout
     assert "not recorded" in minimal.stdout
 
 

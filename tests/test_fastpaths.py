@@ -108,6 +108,14 @@ MUTATIONS = st.sampled_from(
         ("serum_creatinine", {"unit": "mg/dL", "baseline": 1e-05, "current": 3e-07}),
         ("disease_status", None),
         ("steroids", []),
+        (
+            "other_immunosuppressants",
+            [{"drug": "rituximab", "status": "past"}, {"status": "past", "drug": "rituximab"}],
+        ),  # noqa: E501
+        ("other_immunosuppressants", [{"drug": "rituximab", "status": "past"}] * 2),
+        ("other_immunosuppressants", [{"drug": "rituximab", "status": "past", "dose": 1}]),
+        ("other_immunosuppressants", [{"drug": "rituximab"}]),
+        ("kidney_function", {"egfr": 40}),
     ]
 )
 

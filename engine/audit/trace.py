@@ -111,9 +111,10 @@ def _rule_mismatches(kb: KnowledgeBase, rule: Rule, entry: dict[str, Any]) -> li
         "citations": static["citations"],
         "evidence": static["evidence"],
     }
+    names = {"says": "advice text (says)", "evidence": "evidence note"}
     for key, value in expected.items():
         if key in entry and entry[key] != value:
-            out.append(f"rule {rule.id}: {key} differs from the knowledge base's")
+            out.append(f"rule {rule.id}: its {names.get(key, key)} differs from the knowledge base's")
     leaves = dict(_leaves(rule.when, "/when"))
     truths: dict[str, bool | None] = {}
     for condition in entry.get("conditions", []):
@@ -165,14 +166,14 @@ def _kleene(cond: Condition, pointer: str, truths: dict[str, bool | None]) -> bo
 
 def _minimal_mismatches(kb: KnowledgeBase, result: dict[str, Any]) -> list[str]:
     """A minimal result records no conditions: check its rule ids, advice texts and lists."""
-    named = [*result["advice"], *result["undetermined"], *result["says"], *result["missing"]]
+    named = [*result["advice"], *result["caveats"], *result["undetermined"], *result["says"], *result["missing"]]
     unknown = [rid for rid in dict.fromkeys(named) if rid not in kb.model.rules]
     out = [f"rule {rid}: no such rule in this knowledge base" for rid in unknown]
     for rid, text in result["says"].items():
         if rid in kb.model.rules and text != kb.evaluation.static[rid]["says"]:
             out.append(f"rule {rid}: says differs from the knowledge base's")
     for name, listed, keyed in (
-        ("advice", result["advice"], result["says"]),
+        ("advice and caveats", result["advice"] + result["caveats"], result["says"]),
         ("undetermined", result["undetermined"], result["missing"]),
     ):
         if sorted(listed) != sorted(keyed):

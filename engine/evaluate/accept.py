@@ -107,8 +107,8 @@ class _Generator:
         if schema.get("uniqueItems"):
             if "enum" in items:
                 self.emit(indent, f"if len(set({var})) != len({var}): return False")
-            else:
-                self.emit(indent, "return False")
+            else:  # objects: unique both as the detailed validator sees it (repr) and by equality
+                self.emit(indent, f"if not _unique({var}): return False")
 
     def _object(self, var: str, schema: dict[str, Any], indent: int) -> None:
         self.emit(indent, f"if type({var}) is not dict: return False")
@@ -133,6 +133,12 @@ class _Generator:
                 self.emit(indent + 1, "pass")
 
 
+def _unique(items: list[Any]) -> bool:
+    if len({repr(v) for v in items}) != len(items):
+        return False
+    return all(items[i] != items[j] for i in range(len(items)) for j in range(i + 1, len(items)))
+
+
 def generate_source(schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The source of `accept(record)` and the constants it refers to."""
     gen = _Generator()
@@ -153,6 +159,7 @@ def patient_accepter() -> Accept:
         "_isfinite": math.isfinite,
         "_shape_problem": shape_problem,
         "_clinical_conflicts": clinical_conflicts,
+        "_unique": _unique,
     }
     exec(compile(source, "<fsgs-kb accept-only patient check>", "exec"), namespace)  # noqa: S102 - our own source
     accept: Accept = namespace["accept"]

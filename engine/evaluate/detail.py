@@ -9,12 +9,12 @@
   actual value and truth; each derived value once (value, how it was computed, what is missing).
   With the knowledge base of its fingerprint (`decision.kb.fingerprint`), `expand` rebuilds the
   full record byte for byte: trace, explain and replay work on it.
-- **minimal** (`"detail": "minimal"`) is what a pipeline acts on: status, the fired advice with
-  its text (`says`), caveats when the result has them, the undetermined rules with what is
-  missing (`missing`), errors and the decision record. Its conditions are gone, so only
+- **minimal** (`"detail": "minimal"`) is what a pipeline acts on: status, the fired advice and
+  caveats with their text (`says`), the undetermined rules with what is missing (`missing`),
+  errors and the decision record. Its conditions are gone, so only
   re-evaluating its input (`--include-input`, or the patients file) rebuilds the full record.
 
-All levels share the top-level summary (`patient_id`, `status`, `advice`, `drafts`,
+All levels share the top-level summary (`patient_id`, `status`, `advice`, `caveats`, `drafts`,
 `undetermined`, `no_recommendation`, `scope`, `errors`, `decision`), so a pipeline reading those
 works at any level.
 """
@@ -29,7 +29,8 @@ from fsgs_kb.engine.evaluate.kleene import DerivedValue
 from fsgs_kb.engine.load.conditions import walk
 
 DETAILS = ("full", "standard", "minimal")
-SUMMARY = ("patient_id", "status", "advice", "drafts", "undetermined", "no_recommendation", "scope")
+SUMMARY = ("patient_id", "status", "advice", "caveats", "drafts", "undetermined", "no_recommendation", "scope")
+PER_PATIENT = ("decided_without", "caveats", "shown", "unchecked")  # rule-entry fields the KB cannot rebuild
 
 
 def check_detail(detail: str) -> None:
@@ -56,12 +57,10 @@ def reduce(evaluation: Evaluation, result: dict[str, Any], detail: str) -> dict[
         out["derived"] = _derived_once(evaluation, result["rules"])
     else:
         check_detail(detail)
-        fired = set(result["advice"])
+        fired = set(result["advice"]) | set(result["caveats"])
         out["says"] = {e["id"]: e["says"] for e in result["rules"] if e["id"] in fired}
         undetermined = set(result["undetermined"])
         out["missing"] = {e["id"]: e["missing"] for e in result["rules"] if e["id"] in undetermined}
-        if "caveats" in result:
-            out["caveats"] = result["caveats"]
     out["errors"] = result["errors"]
     out["decision"] = result["decision"]
     return out
@@ -75,7 +74,16 @@ def _standard_rule(evaluation: Evaluation, entry: dict[str, Any]) -> dict[str, A
         if evaluation.evaluator.leaf_plan(leaf).unit_from:  # the unit is the record's, not the KB's
             kept["unit"] = cond["unit"]
         conditions.append(kept)
-    return {"id": entry["id"], "outcome": entry["outcome"], "missing": entry["missing"], "conditions": conditions}
+    out: dict[str, Any] = {"id": entry["id"], "outcome": entry["outcome"], "missing": entry["missing"]}
+    if "decided_without" in entry:
+        out["decided_without"] = entry["decided_without"]
+    out["conditions"] = conditions
+    if "caveats" in entry:
+        out["caveats"] = [caveat["id"] for caveat in entry["caveats"]]
+    for key in ("shown", "unchecked"):
+        if key in entry:
+            out[key] = entry[key]
+    return out
 
 
 def _derived_once(evaluation: Evaluation, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,7 +166,7 @@ def _full_rule(evaluation: Evaluation, entry: dict[str, Any], derived: dict[str,
         spec = evaluation.model.derived[name]
         value = DerivedValue(name, dv.get("value"), spec.unit, tuple(dv.get("missing", [])), dv.get("how", ""))
         entries.append(evaluation.derived_entry(value))
-    return {
+    out: dict[str, Any] = {
         "id": rule.id,
         "version": rule.version,
         "status": rule.status,
@@ -168,8 +176,27 @@ def _full_rule(evaluation: Evaluation, entry: dict[str, Any], derived: dict[str,
         "missing": list(entry.get("missing", [])),
         "conditions": conditions,
         "derived": entries,
-        **evaluation.static_part(rule.id),
     }
+    if "decided_without" in entry:
+        out["decided_without"] = list(entry["decided_without"])
+    out.update(evaluation.static_part(rule.id))
+    if rule.kind == "caveat":  # as Evaluation._evaluate adds them
+        out["qualifies"] = list(rule.qualifies)
+        out["provenance"] = dict(evaluation.static[rule.id]["provenance"])
+        out["shown"] = entry.get("shown", [])
+        if "unchecked" in entry:
+            out["unchecked"] = list(entry["unchecked"])
+    if "caveats" in entry:
+        out["caveats"] = [_caveat_note(evaluation, caveat) for caveat in entry["caveats"]]
+    return out
+
+
+def _caveat_note(evaluation: Evaluation, caveat_id: Any) -> dict[str, Any]:
+    rule = evaluation.model.rules.get(caveat_id) if isinstance(caveat_id, str) else None
+    if rule is None or rule.kind != "caveat":
+        raise _refuse(f"{caveat_id!r} is not a caveat of this knowledge base")
+    static = evaluation.static[rule.id]
+    return {"id": rule.id, "title": rule.title, "says": static["says"], "provenance": dict(static["provenance"])}
 
 
 # ---- outcomes, at any level --------------------------------------------------------------------------
@@ -178,6 +205,6 @@ def rule_outcomes(result: dict[str, Any]) -> dict[str, str]:
     minimal the fired (advice) and undetermined ones only."""
     if "rules" in result:
         return {r["id"]: r["outcome"] for r in result["rules"]}
-    outcomes = {rid: "fired" for rid in result.get("advice", [])}
+    outcomes = {rid: "fired" for rid in [*result.get("advice", []), *result.get("caveats", [])]}
     outcomes.update({rid: "undetermined" for rid in result.get("undetermined", [])})
     return outcomes

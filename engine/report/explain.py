@@ -101,6 +101,12 @@ def _minimal_text(result: dict[str, Any], kb: KnowledgeBase | None) -> str:
             named = f"[{rule.kind}] {rid} v{rule.version}{draft}: {rule.title}" if rule else f"{rid}{draft}"
             lines.append(f"  {named}")
             lines += _wrap(result["says"].get(rid, ""), "      says: ")
+    if result.get("caveats"):
+        lines.append("Caveats (they qualify the advice above):")
+        for rid in result["caveats"]:
+            rule = rules.get(rid)
+            lines.append(f"  {rid}: {rule.title}" if rule else f"  {rid}")
+            lines += _wrap(result["says"].get(rid, ""), "      says: ")
     if result["undetermined"]:
         lines.append("Undetermined (the record lacks data that would decide these):")
         for rid in result["undetermined"]:
