@@ -47,7 +47,7 @@ class KnowledgeBase:
             self.durable,
             {"id": self.id, "version": self.version, "fingerprint": self.fingerprint},
         )
-        self.compiled_evaluator: CompiledEvaluator | None = None  # TEMP while adapting to exact semantics
+        self.compiled_evaluator: CompiledEvaluator | None = CompiledEvaluator(self.evaluation)
 
     @property
     def id(self) -> str:

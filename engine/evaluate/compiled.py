@@ -22,14 +22,15 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-import orjson
-
 from fsgs_kb.engine.compile.durable import EngineError
-from fsgs_kb.engine.compile.rulesets import boolean_key, derived_key, field_key, scalar
+from fsgs_kb.engine.compile.exact_form import Form, Node, Presence
+from fsgs_kb.engine.compile.rulesets import derived_key, number, scalar
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.detail import reduce
 from fsgs_kb.engine.evaluate.evaluation import OUTCOME, SCOPE_DERIVED, Evaluation, error_record, scope_record
-from fsgs_kb.engine.evaluate.kleene import DerivedValue, exact, fmt, plain
+from fsgs_kb.engine.evaluate.exact import Recorded, State, relevant_vars
+from fsgs_kb.engine.evaluate.exact import decide as exact_decide
+from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
 from fsgs_kb.engine.load.conditions import walk
@@ -37,6 +38,8 @@ from fsgs_kb.engine.load.fingerprint import input_sha256
 from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, Not, Op, Ref
 
 NUMERIC = ("lt", "le", "gt", "ge")
+CACHE_LIMIT = 1 << 16
+_UNSEEN = object()
 PY_OP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
@@ -89,8 +92,8 @@ class _Generator:
     def __init__(self, evaluation: Evaluation, detail: str) -> None:
         self.ev = evaluation
         self.model = evaluation.model
-        self.json = detail == "full_json"  # the full result written as JSON bytes from templates
-        self.detail = "full" if self.json else detail
+        self.detail = detail
+        self.carried: list[_Plan] = []
         self.src = _Source()
         self.plans: dict[tuple[Any, ...], _Plan] = {}
         self.field_vars = {info.path: f"f_{i}" for i, info in enumerate(evaluation.fields)}
@@ -181,9 +184,6 @@ class _Generator:
             return
         plan.entered = True
         self.word(plan, indent)
-        if self.json:
-            self.enter_json(plan, indent)
-            return
         ref = self.ev.evaluator.leaf_plan(plan.leaf)
         a, r, m, u, t, e = plan.actual, plan.result, plan.missing, plan.unit, plan.text, plan.entry
         static = self.src.const(ref.static)
@@ -193,6 +193,8 @@ class _Generator:
             emit(f"{e}['provenance'] = dict({e}['provenance'])", indent)
         if isinstance(ref.threshold, list):
             emit(f"{e}['threshold'] = list({e}['threshold'])", indent)
+        if ref.policy:
+            emit(f"{e}['policy'] = _copy_policy({self.src.const(ref.policy)})", indent)
         emit(f"{e}['actual'] = {a}; {e}['unit'] = {u} or None; {e}['result'] = {r}; {e}['text'] = {t}", indent)
         if plan.leaf.op in ("present", "absent"):
             return
@@ -204,25 +206,6 @@ class _Generator:
                 f"{e}['margin'] = float(f'{{{a} - {threshold}:.12g}}')",
                 indent,
             )
-
-    def enter_json(self, plan: _Plan, indent: int) -> None:
-        """The entry as JSON bytes after its `{"pointer":…,` — what orjson writes for the dict:
-        the knowledge base's part pre-encoded, the patient's part in one orjson call."""
-        ref = self.ev.evaluator.leaf_plan(plan.leaf)
-        a, r, m, u, t, e = plan.actual, plan.result, plan.missing, plan.unit, plan.text, plan.entry
-        head = self.src.const(orjson.dumps(ref.static)[1:-1] + b",")
-        emit = self.src.emit
-        emit(f"_x = {{'actual': {a}, 'unit': {u} or None, 'result': {r}, 'text': {t}}}", indent)
-        if plan.leaf.op not in ("present", "absent"):
-            emit(f"if {a} is None: _x['missing'] = {m}", indent)
-            if ref.numeric:
-                threshold = self.src.const(ref.threshold)
-                emit(
-                    f"else: _x['distance'] = _fmtn({a}) + ' vs ' + {self.src.const(ref.need)}; "
-                    f"_x['margin'] = float(f'{{{a} - {threshold}:.12g}}')",
-                    indent,
-                )
-        emit(f"{e} = {head} + _d(_x)[1:]", indent)
 
     # ---- Kleene logic ------------------------------------------------------------------------------
     def condition(self, cond: Condition, indent: int = 1) -> tuple[str, str]:
@@ -368,12 +351,14 @@ class _Generator:
         return value, text, missing
 
     # ---- the whole function --------------------------------------------------------------------------
-    def generate(self) -> str:
+    def generate(self) -> tuple[str, str]:
+        """(`derive(p)`, `rules(values, D, P)`): the Kleene layer in two phases, so that the exact
+        refinement of the boolean derived values (Evaluation._evaluate) happens in between, as
+        in the reference, where comparisons judged while deriving keep their first judgment."""
         emit = self.src.emit
         ev = self.ev
-        # fields, read from a record the accept-only check took (so every object is a dict)
         objects: dict[tuple[str, ...], str] = {(): "p"}
-        for info in ev.fields:
+        for info in ev.fields:  # read from a record the accept-only check took: every object is a dict
             for depth in range(1, len(info.keys)):
                 prefix = info.keys[:depth]
                 if prefix not in objects:
@@ -381,185 +366,57 @@ class _Generator:
                     emit(f"{objects[prefix]} = {objects[prefix[:-1]]}.get({prefix[-1]!r}) or _EMPTY")
             f = self.field_vars[info.path]
             emit(f"{f} = {objects[info.keys[:-1]]}.get({info.keys[-1]!r})")
+            if info.item_key is not None:  # a list of objects: one key of every item, as field_values reads it
+                key = info.item_key
+                emit(
+                    f"if type({f}) is list: {f} = [_i[{key!r}] for _i in {f} if isinstance(_i, dict) and {key!r} in _i]"
+                )
             if info.enum:
                 emit(f"if {f} == {UNKNOWN_ENUM!r}: {f} = None")
         for name in self.model.derived_order:
             self.derived(name)
-        # the fact durable-rules decides on, as Evaluation.flat_fact builds it
-        emit("fact = {}")
-        for path, key, is_list in ev.fact_fields:
-            f = self.field_vars[path]
-            if is_list:
-                emit(f"if {f} is not None:")
-                emit(f"fact[{key + '__n'!r}] = len({f})", 2)
-                emit(f"for _i in {f}: fact[{key + '__has__'!r} + _i] = 1", 2)
-            else:
-                info = self.ev.evaluator.fields[path]
-                value = f"int({f})" if info.type == "boolean" else f
-                emit(f"if {f} is not None: fact[{key!r}] = {value}")
-        for name in ev.compiled.fact_derived:
-            d = self.derived_vars[name]
-            emit(f"if {d}v is not None: fact[{derived_key(name)!r}] = _scalar({d}v)")
-        # durable-rules decides, level by level, as Evaluation.decide does (conclusions become facts)
-        verdicts: dict[str, str] = {}
-        compiled = ev.compiled
-        for level, (names, rids) in enumerate(zip(compiled.level_derived, compiled.level_rules, strict=True)):
-            emit(f"_fired = _fire({level}, fact)")
-            for name in names:
-                b = verdicts[f"derived:{name}"] = self.src.var("b")
-                emit(
-                    f"{b} = True if {f'derived:{name}|T'!r} in _fired else False if {f'derived:{name}|F'!r} in _fired "
-                    "else None"
-                )
-                emit(f"fact[{boolean_key(name)!r}] = 'T' if {b} is True else 'F' if {b} is False else 'U'")
-            for rid in rids:
-                v = verdicts[rid] = self.src.var("v")
-                emit(f"{v} = True if {rid + '|T'!r} in _fired else False if {rid + '|F'!r} in _fired else None")
-        emit("errors = []")
-        for name in compiled.boolean_derived:
-            d, b = self.derived_vars[name], verdicts[f"derived:{name}"]
-            emit(f"if {b} != {d}v: errors.append(_disagree_derived({name!r}, {b}, {d}v))")
-        rule_vars = []
+        values = ", ".join(f"{info.path!r}: {self.field_vars[info.path]}" for info in ev.fields)
+        derived = ", ".join(f"{d}v, {d}m, {d}h" for d in (self.derived_vars[n] for n in self.model.derived_order))
+        self.carried = [plan for plan in self.plans.values() if plan.judged]
+        for plan in self.carried:
+            if not plan.worded:
+                self.word(plan)
+        carried = ", ".join(f"{p.actual}, {p.unit}, {p.result}, {p.missing}, {p.text}" for p in self.carried)
+        emit(f"return {{{values}}}, ({derived},), ({carried},)")
+        derive = "def derive(p):\n" + "\n".join(self.src.lines) + "\n"
+        # phase 2: every rule's Kleene truth and, by detail level, its conditions
+        self.src.lines = []
+        for info in ev.fields:
+            emit(f"{self.field_vars[info.path]} = values[{info.path!r}]")
+        if self.model.derived_order:
+            emit(f"({derived},) = D")
+        if self.carried:
+            emit(f"({carried},) = P")
+        out = []
         for rule in ev.rules:
-            r, m = self.condition(rule.when)
+            r, _ = self.condition(rule.when)
             if self.detail == "full":
                 for _, plan in self.leaves(rule.when):
                     self.enter(plan)
-            v = verdicts[rule.id]
-            emit(f"if {v} != {r}: errors.append(_disagree_rule({rule.id!r}, {v}, {r}))")
-            rule_vars.append((rule, v, r, m))
-        self.assemble(rule_vars)
-        return "def run(p, decision):\n" + "\n".join(self.src.lines) + "\n"
+                leaves = self.leaves(rule.when)
+                conditions = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
+                out.append(f"({r}, [{conditions}])")
+            elif self.detail == "standard":
+                out.append(f"({r}, [{', '.join(self.standard_conditions(rule))}])")
+            else:
+                out.append(f"({r}, None)")
+        emit(f"return ({', '.join(out)},)")
+        rules = "def rules(values, D, P):\n" + "\n".join(self.src.lines) + "\n"
+        return derive, rules
 
-    def assemble(self, rule_vars: list[tuple[Any, str, str, str]]) -> None:
-        """Emit the result at this detail level, as Evaluation._assemble (and detail.reduce) make it."""
-        emit, const = self.src.emit, self.src.const
-        ev = self.ev
-        fired = [f"({rule.id!r}, {v}, {rule.kind!r}, {rule.status != 'active'})" for rule, v, _, _ in rule_vars]
-        emit(f"_entries = ({', '.join(fired)},)")
-        emit("_fired = [e for e in _entries if e[1] is True]")
-        emit("if any(e[2] == 'out_of_scope' for e in _fired):")
-        emit("status = 'out_of_scope'; _fired = [e for e in _fired if e[2] == 'out_of_scope']", 2)
-        scope = self.derived_vars.get(SCOPE_DERIVED)
-        scope_value = f"{scope}v" if scope else "None"
-        emit(f"elif {'True' if scope is None else f'{scope_value} is not True'}:")
-        emit("status = 'scope_undetermined'; _fired = []", 2)
-        emit("else: status = 'evaluated'")
-        emit("if errors: status = 'error'")
-        emit("_undetermined = [e[0] for e in _entries if e[1] is None]")
-        emit("_advice = [e[0] for e in _fired]")
-        emit("_evaluated = status == 'evaluated'")
-        if scope:
-            unit = self.model.derived[SCOPE_DERIVED].unit
-            emit(f"_scope = _scope_record(_DV({SCOPE_DERIVED!r}, {scope}v, {unit!r}, {scope}m, {scope}h), p)")
-        else:
-            emit("_scope = _scope_record(None, p)")
-        outcomes = ", ".join(f"_OUTCOME[{v}]" for _, v, _, _ in rule_vars)
-        emit(f"_outcomes = ({outcomes},)")
-        if self.json:
-            self.assemble_json(rule_vars)
-            return
-        emit("result = {}")
-        if self.detail != "full":
-            emit(f"result['detail'] = {self.detail!r}")
-        emit("result['patient_id'] = p.get('id'); result['status'] = status; result['advice'] = _advice")
-        emit("result['drafts'] = [e[0] for e in _fired if e[3]]")
-        emit("result['undetermined'] = _undetermined if _evaluated else []")
-        emit("result['no_recommendation'] = _evaluated and not _fired and not _undetermined")
-        emit("result['scope'] = _scope")
-        if self.detail == "full":
-            rules = [self.full_rule(rule, v, m) for rule, v, _, m in rule_vars]
-            emit(f"result['rules'] = [{', '.join(rules)}]")
-        elif self.detail == "standard":
-            rules = [self.standard_rule(rule, v, m) for rule, v, _, m in rule_vars]
-            emit(f"result['rules'] = [{', '.join(rules)}]")
-            names = {n for rule in ev.rules for n in ev.rule_derived[rule.id]}
-            derived = [
-                f"{{'name': {n!r}, 'value': {self.derived_vars[n]}v, 'how': {self.derived_vars[n]}h, "
-                f"'missing': list({self.derived_vars[n]}m)}}"
-                for n in self.model.derived_order
-                if n in names
-            ]
-            emit(f"result['derived'] = [{', '.join(derived)}]")
-        else:
-            says = const({rule.id: ev.static[rule.id]["says"] for rule in ev.rules})
-            emit(f"result['says'] = {{rid: {says}[rid] for rid in _advice}}")
-            missing = [f"({rule.id!r}, {v}, {m})" for rule, v, _, m in rule_vars]
-            emit("_wanted = set(result['undetermined'])")
-            emit(f"result['missing'] = {{rid: list(m) for rid, v, m in ({', '.join(missing)},) if rid in _wanted}}")
-        emit("result['errors'] = [_error_record(e) for e in errors]")
-        emit("result['decision'] = decision")
-        emit("return result, _outcomes")
-
-    def assemble_json(self, rule_vars: list[tuple[Any, str, str, str]]) -> None:
-        """The full result as JSON bytes: the summary through orjson, the rules from templates,
-        every fragment gathered in one list and joined once."""
-        emit, const = self.src.emit, self.src.const
-        ev = self.ev
-        emit("_head = _d({'patient_id': p.get('id'), 'status': status, 'advice': _advice, "
-             "'drafts': [e[0] for e in _fired if e[3]], 'undetermined': _undetermined if _evaluated else [], "
-             "'no_recommendation': _evaluated and not _fired and not _undetermined, 'scope': _scope})")  # fmt: skip
-        derived_names = [n for n in self.model.derived_order if any(n in ev.rule_derived[r.id] for r in ev.rules)]
-        for n in derived_names:
-            d = self.derived_vars[n]
-            unit = None if self.model.derived[n].unit == "none" else self.model.derived[n].unit
-            emit(f"j{d} = _d({{'name': {n!r}, 'value': {d}v, 'unit': {unit!r}, 'how': {d}h, 'missing': {d}m}})")
-        emit("_o = [_head[:-1], b',\"rules\":[']")
-        for number, (rule, v, _, m) in enumerate(rule_vars):
-            static = ev.static[rule.id]
-            head = orjson.dumps(
-                {"id": rule.id, "version": rule.version, "status": rule.status, "kind": rule.kind, "title": rule.title}
-            )
-            tail = orjson.dumps(
-                {"says": static["says"], "citations": static["citations"], "evidence": static["evidence"]}
-            )
-            opening = const((b"," if number else b"") + head[:-1] + b',"outcome":')
-            pieces = [opening, f"_OUTB[{v}]", "_MISSING", f"_d({m})", const(b',"conditions":[')]
-            for i, (pointer, plan) in enumerate(self.leaves(rule.when)):
-                pieces += [const((b"," if i else b"") + orjson.dumps({"pointer": pointer})[:-1] + b","), plan.entry]
-            pieces.append(const(b'],"derived":['))
-            for i, n in enumerate(ev.rule_derived[rule.id]):
-                pieces += (["_COMMA"] if i else []) + [f"j{self.derived_vars[n]}"]
-            pieces.append(const(b"]," + tail[1:]))
-            emit(f"_o += ({', '.join(pieces)})")
-        emit("_o += (b'],\"errors\":', _d([_error_record(e) for e in errors]), b',\"decision\":', _d(decision), b'}')")
-        emit("return b''.join(_o), status, _outcomes")
-
-    def full_rule(self, rule: Any, verdict: str, missing: str) -> str:
-        const = self.src.const
-        conditions = ", ".join(
-            f"{{'pointer': {pointer!r}, **{plan.entry}}}" for pointer, plan in self.leaves(rule.when)
-        )
-        derived = ", ".join(
-            f"{{'name': {n!r}, 'value': {self.derived_vars[n]}v, 'unit': "
-            f"{None if self.model.derived[n].unit == 'none' else self.model.derived[n].unit!r}, "
-            f"'how': {self.derived_vars[n]}h, 'missing': list({self.derived_vars[n]}m)}}"
-            for n in self.ev.rule_derived[rule.id]
-        )
-        static = self.ev.static[rule.id]
-        head = const(
-            {"id": rule.id, "version": rule.version, "status": rule.status, "kind": rule.kind, "title": rule.title}
-        )
-        return (
-            f"{{**{head}, 'outcome': _OUTCOME[{verdict}], 'missing': list({missing}), 'conditions': [{conditions}], "
-            f"'derived': [{derived}], 'says': {const(static['says'])}, "
-            f"'citations': [dict(c) for c in {const(static['citations'])}], "
-            f"'evidence': dict({const(static['evidence'])})}}"
-        )
-
-    def standard_rule(self, rule: Any, verdict: str, missing: str) -> str:
-        conditions = []
+    def standard_conditions(self, rule: Any) -> list[str]:
+        out = []
         for leaf in walk(rule.when):
-            plan = self.plan(leaf)
+            plan = self.judge(leaf)
             ref = self.ev.evaluator.leaf_plan(leaf)
             unit = f", 'unit': {plan.unit} or None" if ref.unit_from else ""
-            conditions.append(
-                f"{{{leaf.source!r}: {leaf.name!r}, 'actual': {plan.actual}, 'result': {plan.result}{unit}}}"
-            )
-        return (
-            f"{{'id': {rule.id!r}, 'outcome': _OUTCOME[{verdict}], 'missing': list({missing}), "
-            f"'conditions': [{', '.join(conditions)}]}}"
-        )
+            out.append(f"{{{leaf.source!r}: {leaf.name!r}, 'actual': {plan.actual}, 'result': {plan.result}{unit}}}")
+        return out
 
 
 def _union(into: list[str], items: list[str]) -> None:
@@ -603,19 +460,44 @@ def _number(value: Any) -> Any:
 
 
 class CompiledEvaluator:
-    """The generated evaluation functions of one knowledge base, one per detail level."""
+    """The generated Kleene layer of one knowledge base, per detail level, and the steps of
+    Evaluation._evaluate around it (exact refinement, durable-rules, caveats, assembly)."""
 
     def __init__(self, evaluation: Evaluation) -> None:
         self.evaluation = evaluation
+        model = evaluation.model
         self.sources: dict[str, str] = {}
-        self.functions: dict[str, Any] = {}
-        for detail in ("full", "standard", "minimal", "full_json"):
+        self.functions: dict[str, tuple[Any, Any]] = {}
+        for detail in ("full", "standard", "minimal"):
             generator = _Generator(evaluation, detail)
-            source = generator.generate()
+            derive, rules = generator.generate()
             namespace = self._namespace(generator.src.constants)
-            exec(compile(source, f"<fsgs-kb compiled {detail}>", "exec"), namespace)  # noqa: S102 - our own source
-            self.sources[detail] = source
-            self.functions[detail] = namespace["run"]
+            exec(compile(derive + rules, f"<fsgs-kb compiled {detail}>", "exec"), namespace)  # noqa: S102
+            self.sources[detail] = derive + rules
+            self.functions[detail] = (namespace["derive"], namespace["rules"])
+        self.rules = evaluation.rules
+        self.derived_names = list(model.derived_order)
+        self.units = {n: model.derived[n].unit for n in self.derived_names}
+        self.standard_derived = [
+            n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
+        ]
+        self._cells = [
+            (
+                var,
+                var.low_key,
+                var.high_key,
+                [number(cell.sample()) for cell in var.cells] if var.kind == "number" else [],
+                [var.possible_key(i) for i in range(len(var.cells))] if var.kind != "number" else [],
+            )
+            for var in evaluation.exact.vars
+        ]
+        self._shapes: dict[int, tuple[list[int], list[tuple[str, str]]]] = {}  # forms live with the KB
+        self._decided: dict[tuple[Any, ...], bool | None] = {}
+        self._relevance: dict[tuple[Any, ...], list[int]] = {}
+        self.heads = {
+            r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
+            for r in self.rules
+        }
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -630,21 +512,12 @@ class CompiledEvaluator:
             "_number": _number,
             "_union": _union,
             "_dedupe": _dedupe,
-            "_scalar": scalar,
-            "_fire": self.evaluation.durable.fire,
-            "_d": orjson.dumps,
-            "_TRUTH": {True: b"true", False: b"false", None: b"null"},
-            "_OUTB": {k: orjson.dumps(v) for k, v in OUTCOME.items()},
-            "_MISSING": b',"missing":',
-            "_COMMA": b",",
-            "_OUTCOME": OUTCOME,
-            "_DV": DerivedValue,
-            "_scope_record": scope_record,
-            "_error_record": error_record,
-            "_disagree_derived": _disagree_derived,
-            "_disagree_rule": _disagree_rule,
-            "field_key": field_key,
+            "_copy_policy": copy_policy,
         }
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(rule.id for rule in self.rules)
 
     def run(
         self, patient: dict[str, Any], timestamp: str | None, detail: str
@@ -655,8 +528,7 @@ class CompiledEvaluator:
         input_sha = input_sha256(patient)
         evaluation = self.evaluation
         try:
-            decision = evaluation.decision_record(input_sha, timestamp)
-            return self.functions[detail](patient, decision)  # type: ignore[no-any-return]
+            return self._evaluate(patient, detail, evaluation.decision_record(input_sha, timestamp))
         except EngineError as exc:
             problem = KBError("eval.engine", f"durable-rules: {exc}")
         except Exception as exc:  # never let one record take the caller down
@@ -667,32 +539,242 @@ class CompiledEvaluator:
     def run_json(
         self, patient: dict[str, Any], timestamp: str | None, detail: str
     ) -> tuple[bytes, str, tuple[str, ...]]:
-        """(the result as one line of compact JSON, its status, each rule's outcome); the full
-        result straight from templates, equal to orjson's bytes of the `run` dict."""
-        if detail == "full":
-            try:
-                input_sha = input_sha256(patient)
-                decision = self.evaluation.decision_record(input_sha, timestamp)
-                return self.functions["full_json"](patient, decision)  # type: ignore[no-any-return]
-            except Exception:  # noqa: S110 - the dict path below says what went wrong, as a result
-                pass
+        """(the result as one line of compact JSON, its status, each rule's outcome)."""
         result, outcomes = self.run(patient, timestamp, detail)
         return dumps_bytes(result), result["status"], outcomes
 
-    @property
-    def rule_ids(self) -> tuple[str, ...]:
-        return tuple(rule.id for rule in self.evaluation.rules)
+    def _evaluate(  # noqa: C901 - one pass, in the order of Evaluation._evaluate
+        self, patient: dict[str, Any], detail: str, decision: dict[str, Any]
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+        ev = self.evaluation
+        derive, rules = self.functions[detail]
+        values, kleene_derived, carried = derive(patient)
+        derived: dict[str, DerivedValue] = {}
+        for i, name in enumerate(self.derived_names):
+            v, m, h = kleene_derived[3 * i : 3 * i + 3]
+            derived[name] = DerivedValue(name, v, self.units[name], m, h)
+        state = ev.domains.state(patient, values, derived)
+        recorded = ev.recorded(values, derived)
+        for name in ev.booleans:  # exact semantics where Kleene's tables leave a value unknown
+            old = derived[name]
+            if old.value is not None:
+                continue
+            form = ev.exact.derived[name]
+            value, missing = self._judge(form, state, recorded, values, derived)
+            how = old.how
+            if value is not None:
+                inputs = ", ".join(ev.decided_without(form, values, derived))
+                how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
+            derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
+        verdict = ev.decide(self._flat_fact(values, derived, state))
+        errors: list[KBError] = []
+        for name in ev.compiled.boolean_derived:
+            if verdict[f"derived:{name}"] != derived[name].value:
+                errors.append(_disagree_derived(name, verdict[f"derived:{name}"], derived[name].value))
+        refined = tuple(x for n in self.derived_names for x in (derived[n].value, derived[n].missing, derived[n].how))
+        truths = rules(values, refined, carried)
+        outcomes: dict[str, bool | None] = {}
+        decided: dict[str, bool | None] = {}
+        missing_of: dict[str, list[str]] = {}
+        without_of: dict[str, list[str]] = {}
+        for rule, (kleene, _) in zip(self.rules, truths, strict=True):
+            if rule.kind == "caveat":
+                continue
+            form = ev.exact.rules[rule.id]
+            exact, missing = (kleene, []) if kleene is not None else self._judge(form, state, recorded, values, derived)
+            if exact is not None and kleene is None:
+                without = ev.decided_without(form, values, derived)
+                if without:
+                    without_of[rule.id] = without
+            if verdict[rule.id] != exact:
+                errors.append(ev.disagreement(rule.id, verdict[rule.id], exact))
+            outcomes[rule.id] = exact
+            decided[rule.id] = verdict[rule.id]
+            missing_of[rule.id] = missing if verdict[rule.id] is None else []
+        notes: dict[str, list[str]] = {}
+        unchecked_of: dict[str, list[str]] = {}
+        for rule, (kleene, _) in zip(self.rules, truths, strict=True):
+            if rule.kind != "caveat":
+                continue
+            form = ev.exact.rules[rule.id]
+            holds = kleene if kleene is not None else self._decide(form, state, recorded)
+            qualified = [q for q in rule.qualifies if outcomes.get(q) is True]
+            fired = holds is True and bool(qualified)
+            if (verdict[rule.id] is True) != fired:
+                errors.append(ev.disagreement(rule.id, verdict[rule.id] is True, fired))
+            decided[rule.id] = fired
+            missing_of[rule.id] = []
+            if holds is None and qualified:
+                lacking = ev.missing_vars(form, values, derived)
+                unchecked_of[rule.id] = ev.pointers(self._relevant(form, state, recorded, lacking), values)
+            if fired:
+                for target in qualified:
+                    notes.setdefault(target, []).append(rule.id)
+        # the summary, as Evaluation._assemble makes it
+        fired_rules = [r for r in self.rules if decided[r.id] is True]
+        scope = derived.get(SCOPE_DERIVED)
+        if any(r.kind == "out_of_scope" for r in fired_rules):
+            status = "out_of_scope"
+        elif scope is None or scope.value is not True:
+            status = "scope_undetermined"
+        else:
+            status = "evaluated"
+        if errors:
+            status = "error"
+        undetermined = [r.id for r in self.rules if decided[r.id] is None]
+        result: dict[str, Any] = {} if detail == "full" else {"detail": detail}
+        result["patient_id"] = patient.get("id")
+        result["status"] = status
+        result["advice"] = [r.id for r in fired_rules if r.kind != "caveat"]
+        result["caveats"] = [r.id for r in fired_rules if r.kind == "caveat"]
+        result["drafts"] = [r.id for r in fired_rules if r.status != "active"]
+        result["undetermined"] = undetermined
+        result["no_recommendation"] = status == "evaluated" and not fired_rules and not undetermined
+        result["scope"] = scope_record(scope, patient)
+        if detail == "minimal":
+            says = {r.id: ev.static[r.id]["says"] for r in fired_rules}
+            result["says"] = says
+            result["missing"] = {rid: missing_of[rid] for rid in undetermined}
+        else:
+            entries = []
+            for rule, (_, conditions) in zip(self.rules, truths, strict=True):
+                rid = rule.id
+                if detail == "full":
+                    entry: dict[str, Any] = dict(self.heads[rid])
+                    entry["outcome"] = OUTCOME[decided[rid]]
+                    entry["missing"] = missing_of[rid]
+                    entry["conditions"] = conditions
+                    entry["derived"] = [ev.derived_entry(derived[n]) for n in ev.rule_derived[rid]]
+                    if rid in without_of:
+                        entry["decided_without"] = without_of[rid]
+                    entry.update(ev.static_part(rid))
+                    if rule.kind == "caveat":
+                        entry["qualifies"] = list(rule.qualifies)
+                        entry["provenance"] = dict(ev.static[rid]["provenance"])
+                        entry["shown"] = ev.shown(rule, values, derived)
+                        if rid in unchecked_of:
+                            entry["unchecked"] = unchecked_of[rid]
+                    if rid in notes:
+                        entry["caveats"] = [self._note(c) for c in notes[rid]]
+                else:
+                    entry = {"id": rid, "outcome": OUTCOME[decided[rid]], "missing": missing_of[rid]}
+                    if rid in without_of:
+                        entry["decided_without"] = without_of[rid]
+                    entry["conditions"] = conditions
+                    if rid in notes:
+                        entry["caveats"] = list(notes[rid])
+                    if rule.kind == "caveat":
+                        entry["shown"] = ev.shown(rule, values, derived)
+                        if rid in unchecked_of:
+                            entry["unchecked"] = unchecked_of[rid]
+                entries.append(entry)
+            result["rules"] = entries
+            if detail == "standard":
+                result["derived"] = [
+                    {"name": n, "value": derived[n].value, "how": derived[n].how, "missing": list(derived[n].missing)}
+                    for n in self.standard_derived
+                ]
+        result["errors"] = [error_record(e) for e in errors]
+        result["decision"] = decision
+        return result, tuple(OUTCOME[decided[r.id]] for r in self.rules)
+
+    def _flat_fact(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
+        """Evaluation.flat_fact, with each cell's sample value and fact key worked out once."""
+        ev = self.evaluation
+        fact: dict[str, Any] = {}
+        for path, key, is_list in ev.fact_fields:
+            value = values[path]
+            if value is None:
+                continue
+            if is_list:
+                fact[key + "__n"] = len(value)
+                for item in value:
+                    fact[f"{key}__has__{item}"] = 1
+            else:
+                fact[key] = scalar(value)
+        for name in ev.compiled.fact_derived:
+            if derived[name].value is not None:
+                fact[derived_key(name)] = scalar(derived[name].value)
+        for (var, low, high, samples, keys), cells in zip(self._cells, state, strict=True):
+            if var.kind == "number":
+                known = values.get(var.name) if var.source == "field" else derived[var.name].value
+                if known is not None:
+                    fact[low] = fact[high] = scalar(known)
+                else:
+                    fact[low] = samples[cells[0]]
+                    fact[high] = samples[cells[-1]]
+            else:
+                for cell in cells:
+                    fact[keys[cell]] = 1
+        return fact
+
+    # ---- the exact semantics' decisions, cached ---------------------------------------------------
+    # `decide` and `relevant_vars` (engine/evaluate/exact.py) are pure functions of the form, the
+    # possible cells of the form's own variables and whether its `present`/`absent` fields are
+    # recorded; so that, and nothing else, is the key. The reference evaluator calls them
+    # uncached, and the byte-for-byte test compares both.
+    def _key(self, form: Form, state: State, recorded: Recorded) -> tuple[Any, ...]:
+        shape = self._shapes.get(id(form))
+        if shape is None:
+            shape = self._shapes[id(form)] = (self.evaluation.form_vars(form), _presences(form))
+        variables, presences = shape
+        return (
+            id(form),
+            tuple(state[v] for v in variables),
+            tuple(recorded(source, name) for source, name in presences),
+        )
+
+    def _decide(self, form: Form, state: State, recorded: Recorded) -> bool | None:
+        key = self._key(form, state, recorded)
+        found = self._decided.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            found = exact_decide(form, state, recorded)
+            self._remember(self._decided, key, found)
+        return found  # type: ignore[return-value]
+
+    def _relevant(self, form: Form, state: State, recorded: Recorded, variables: list[int]) -> list[int]:
+        key = (*self._key(form, state, recorded), tuple(variables))
+        found = self._relevance.get(key)
+        if found is None:
+            found = relevant_vars(form, state, recorded, variables)
+            self._remember(self._relevance, key, found)
+        return list(found)
+
+    @staticmethod
+    def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()  # bounded memory: a batch of a million records must not grow it
+        cache[key] = value
+
+    def _judge(
+        self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> tuple[bool | None, list[str]]:
+        """Evaluation.judge through the caches."""
+        outcome = self._decide(form, state, recorded)
+        if outcome is not None:
+            return outcome, []
+        lacking = self.evaluation.missing_vars(form, values, derived)
+        return None, self.evaluation.pointers(self._relevant(form, state, recorded, lacking), values)
+
+    def _note(self, caveat_id: str) -> dict[str, Any]:
+        static = self.evaluation.static[caveat_id]
+        return {
+            "id": caveat_id,
+            "title": self.heads[caveat_id]["title"],
+            "says": static["says"],
+            "provenance": dict(static["provenance"]),
+        }
+
+
+def _presences(form: Form) -> list[tuple[str, str]]:
+    if isinstance(form, Presence):
+        return [(form.source, form.name)]
+    if isinstance(form, Node):
+        return [p for item in form.items for p in _presences(item)]
+    return []
 
 
 def _disagree_derived(name: str, decided: Any, value: Any) -> KBError:
     return KBError(
         "eval.disagreement", f"derived value {name}: durable-rules says {decided}, the explanation says {value}"
-    )
-
-
-def _disagree_rule(rule_id: str, decided: Any, explained: Any) -> KBError:
-    return KBError(
-        "eval.disagreement",
-        f"rule {rule_id}: durable-rules says {OUTCOME[decided]}, the explanation says {OUTCOME[explained]}",
-        rule_id=rule_id,
     )

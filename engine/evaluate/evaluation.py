@@ -121,6 +121,32 @@ class Evaluation:
         """durable-rules' verdict per derived value and rule on a flat fact (see _decide)."""
         return self._decide(fact)
 
+    # public doors to the steps of _evaluate, for the compiled evaluator (engine/evaluate/compiled.py)
+    def recorded(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> Recorded:
+        return self._recorded(values, derived)
+
+    def unchecked(
+        self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> list[str]:
+        """A caveat's inputs whose absence kept its applicability check from being made."""
+        lacking = self._missing_vars(form, values, derived)
+        return self._pointers(relevant_vars(form, state, recorded, lacking), values)
+
+    def missing_vars(self, form: Form, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[int]:
+        return self._missing_vars(form, values, derived)
+
+    def pointers(self, variables: list[int], values: dict[str, Any]) -> list[str]:
+        return self._pointers(variables, values)
+
+    def form_vars(self, form: Form) -> list[int]:
+        return self._form_vars(form)
+
+    def shown(self, rule: Rule, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[dict[str, Any]]:
+        return self._shown(rule, values, derived)
+
+    def disagreement(self, rule_id: str, durable: bool | None, python: bool | None) -> KBError:
+        return self._disagreement(rule_id, durable, python)
+
     @staticmethod
     def _static_part(rule: Rule) -> dict[str, Any]:
         part = {
