@@ -169,6 +169,7 @@ def test_results_share_nothing_mutable(kb: Any) -> None:
 def test_the_generated_source_holds_every_comparison(kb: Any) -> None:
     from fsgs_kb.engine.load.conditions import walk
 
+    kb.compiled_evaluator.functions("full")
     source = kb.compiled_evaluator.sources["full"]
     compile(source, "full", "exec")
     for rule in kb.model.rules.values():

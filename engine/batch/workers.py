@@ -125,15 +125,6 @@ def patient_id(record: Record) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def evaluate_record(
-    kb: KnowledgeBase, record: Record, faults: dict[str, str] | None = None, options: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The result for one input record, whatever it holds, tagged with where it came from."""
-    if faults:
-        _inject(faults, record_value(record)[0])
-    return {"record": record.number, "line": record.line, **kb.evaluate_record(record, **(options or {}))}
-
-
 def evaluate_chunk(
     kb: KnowledgeBase, chunk: list[Record], faults: dict[str, str] | None, options: dict[str, Any] | None
 ) -> ChunkResult:

@@ -467,14 +467,7 @@ class CompiledEvaluator:
         self.evaluation = evaluation
         model = evaluation.model
         self.sources: dict[str, str] = {}
-        self.functions: dict[str, tuple[Any, Any]] = {}
-        for detail in ("full", "standard", "minimal"):
-            generator = _Generator(evaluation, detail)
-            derive, rules = generator.generate()
-            namespace = self._namespace(generator.src.constants)
-            exec(compile(derive + rules, f"<fsgs-kb compiled {detail}>", "exec"), namespace)  # noqa: S102
-            self.sources[detail] = derive + rules
-            self.functions[detail] = (namespace["derive"], namespace["rules"])
+        self._functions: dict[str, tuple[Any, Any]] = {}
         self.rules = evaluation.rules
         self.derived_names = list(model.derived_order)
         self.units = {n: model.derived[n].unit for n in self.derived_names}
@@ -498,6 +491,19 @@ class CompiledEvaluator:
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
+
+    def functions(self, detail: str) -> tuple[Any, Any]:
+        """(derive, rules) of one detail level, generated and compiled on first use (a command
+        that evaluates nothing, or one level only, pays for nothing else)."""
+        found = self._functions.get(detail)
+        if found is None:
+            generator = _Generator(self.evaluation, detail)
+            derive, rules = generator.generate()
+            namespace = self._namespace(generator.src.constants)
+            exec(compile(derive + rules, f"<fsgs-kb compiled {detail}>", "exec"), namespace)  # noqa: S102
+            self.sources[detail] = derive + rules
+            found = self._functions[detail] = (namespace["derive"], namespace["rules"])
+        return found
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -547,7 +553,7 @@ class CompiledEvaluator:
         self, patient: dict[str, Any], detail: str, decision: dict[str, Any]
     ) -> tuple[dict[str, Any], tuple[str, ...]]:
         ev = self.evaluation
-        derive, rules = self.functions[detail]
+        derive, rules = self.functions(detail)
         values, kleene_derived, carried = derive(patient)
         derived: dict[str, DerivedValue] = {}
         for i, name in enumerate(self.derived_names):
