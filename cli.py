@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from fsgs_kb.engine.audit.audit import audit_report
-from fsgs_kb.engine.audit.diff import compare, load_side, materialize, temporary_workdir
+from fsgs_kb.engine.audit.diff import KBSide, compare, load_side, materialize, temporary_workdir
 from fsgs_kb.engine.audit.replay import impact as run_impact
 from fsgs_kb.engine.audit.replay import index_inputs, replay_counts
 from fsgs_kb.engine.audit.replay import replay as run_replay
@@ -28,13 +28,14 @@ from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.check.validate import validate_dir
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.kb import KnowledgeBase, load
-from fsgs_kb.engine.load.paths import resolve_rules_dir
+from fsgs_kb.engine.load.paths import RULES_ENV, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
 from fsgs_kb.engine.report.explain import explain_text
 from fsgs_kb.engine.report.handbook import Handbook, write_site
+from fsgs_kb.engine.report.identity import kb_line, kb_place
 from fsgs_kb.engine.report.markdown import markdown
 from fsgs_kb.engine.report.scenarios import coverage_text, report_text
 from fsgs_kb.engine.report.validation import format_error, validation_json, validation_text
@@ -110,9 +111,8 @@ RULES_OPTION = click.option(
     "rules_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    envvar="FSGS_KB_RULES",
-    show_envvar=True,
-    help="Knowledge-base directory (default: the bundled one).",
+    help=f"Knowledge-base directory (default: ${RULES_ENV}, else the nearest rules/kb.yaml at or above the "
+    "working directory, else the bundled one).",
 )
 PATH_OPTION = click.option(
     "--path",
@@ -154,10 +154,13 @@ def main() -> None:
 
 def _load_kb(rules_dir: Path | None, require_approved: bool = False) -> KnowledgeBase:
     """Load the knowledge base or exit 2 with its problems: a broken KB is a setup error."""
+    location = locate_rules(rules_dir)
     try:
-        kb = load(rules_dir)
+        kb = load(location.path)
     except KBErrors as exc:
-        fail(exc.errors, note="the knowledge base has errors; run 'fsgs-kb validate' for the full report")
+        where = kb_place(location.path, location.found_by)
+        fail(exc.errors, note=f"the knowledge base in {where} has errors; run 'fsgs-kb validate' for the full report")
+    kb.location = location
     if require_approved and kb.unapproved:
         raise usage_error(
             "require_approved",
@@ -180,16 +183,18 @@ def _evaluate_options(include_input: bool, mask: tuple[str, ...]) -> dict[str, A
 
 
 def _evaluate_one(
-    rules_dir: Path | None, source: str, require_approved: bool, options: dict[str, Any]
-) -> dict[str, Any]:
+    rules_dir: Path | None, source: str, require_approved: bool, options: dict[str, Any], announce: bool = True
+) -> tuple[KnowledgeBase, dict[str, Any]]:
     kb = _load_kb(rules_dir, require_approved)
+    if announce:
+        click.echo(kb_line(kb.identity), err=True)  # stdout is the result
     stream, path = open_input(source)
     try:
         (record,) = read_document(stream)
     finally:
         if path is not None:
             stream.close()
-    return kb.evaluate_record(record, **options)
+    return kb, kb.evaluate_record(record, **options)
 
 
 @main.command()
@@ -197,8 +202,15 @@ def _evaluate_one(
 @FORMAT_TEXT_JSON
 def validate(rules_dir: Path | None, fmt: str) -> None:
     """Check the knowledge base and report every problem, sorted by place."""
-    report = validate_dir(resolve_rules_dir(rules_dir))
-    click.echo(validation_json(report) if fmt == "json" else validation_text(report))
+    location = locate_rules(rules_dir)
+    report = validate_dir(location.path)
+    model = report.load.model
+    identity = kb_identity(location, model.manifest, report.load.fingerprint if model.manifest else None)
+    if fmt == "json":
+        click.echo(validation_json(report, identity))
+    else:
+        click.echo(kb_line(identity))
+        click.echo(validation_text(report))
     sys.exit(EXIT_CODES["ok"] if report.ok else EXIT_CODES["findings"])
 
 
@@ -217,7 +229,7 @@ def evaluate(
     mask: tuple[str, ...],
 ) -> None:
     """Evaluate one patient record and print the result JSON (exit 1 for an invalid record)."""
-    result = _evaluate_one(rules_dir, patient, require_approved, _evaluate_options(include_input, mask))
+    _, result = _evaluate_one(rules_dir, patient, require_approved, _evaluate_options(include_input, mask))
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
@@ -228,7 +240,8 @@ def evaluate(
 @APPROVED_OPTION
 def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> None:
     """Explain one patient's result for a person: what fired and why, what is undetermined."""
-    result = _evaluate_one(rules_dir, patient, require_approved, {})
+    kb, result = _evaluate_one(rules_dir, patient, require_approved, {}, announce=False)
+    click.echo(kb_line(kb.identity))
     click.echo(explain_text(result))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
@@ -280,6 +293,7 @@ def batch(
     options before continuing. A summary goes to stderr (and --summary FILE as JSON).
     """
     kb = _load_kb(rules_dir, require_approved)
+    click.echo(kb_line(kb.identity), err=True)  # stdout may be the results
     summary_handle = _open_summary(summary_file)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     progress = ProgressLine(size, lambda text: click.echo(text, err=True, nl=False))
@@ -289,14 +303,14 @@ def batch(
         input_format=input_format,
         workers=workers or os.cpu_count() or 1,
         resume=resume,
-        rules_dir=str(rules_dir) if rules_dir else None,
+        rules_dir=str(kb.location.path),
         options=_evaluate_options(include_input, mask),
         progress=progress if not quiet and sys.stderr.isatty() else None,
     )
     summary = run_batch(kb, job, None if output else sys.stdout.buffer)
     if job.progress is not None:
         progress(summary.records, size or 0, final=True)
-    payload = summary.to_dict()
+    payload = {"kb": kb.identity, **summary.to_dict()}
     text = summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]]))
     click.echo(text.splitlines()[0] if quiet and not summary.interrupted_by else text, err=True)
     if summary_handle is not None:
@@ -334,7 +348,7 @@ def test_command(rules_dir: Path | None, patterns: tuple[str, ...], coverage: bo
     Exit 1 when a case fails, the selection is empty or (with --coverage) coverage is incomplete.
     """
     kb = _load_kb(rules_dir)
-    tests_dir = resolve_rules_dir(rules_dir) / "tests"
+    tests_dir = kb.location.path / "tests"
     cases = load_cases(tests_dir) if tests_dir.is_dir() else []
     chosen = select(cases, patterns)
     if not chosen:
@@ -343,8 +357,9 @@ def test_command(rules_dir: Path | None, patterns: tuple[str, ...], coverage: bo
     results = run(kb, chosen)
     cover = measure_coverage(kb, chosen, results) if coverage else None
     if fmt == "json":
-        click.echo(json.dumps(report_json(results, cover), indent=2, ensure_ascii=False))
+        click.echo(json.dumps({"kb": kb.identity, **report_json(results, cover)}, indent=2, ensure_ascii=False))
     else:
+        click.echo(kb_line(kb.identity))
         click.echo(report_text(results, patterns))
         if cover is not None:
             click.echo(coverage_text(kb, cover))
@@ -369,6 +384,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
     HTML is a self-contained static site (no network needed to view it); md is one Markdown file.
     """
     kb = _load_kb(rules_dir)
+    click.echo(kb_line(kb.identity))
     book = Handbook(kb.model, kb.fingerprint)
     try:
         if fmt == "md":
@@ -397,6 +413,9 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
         hint = did_you_mean(rule_id, set(kb.model.rules))
         raise click.BadParameter(f"no rule {rule_id}" + (f" ({hint})" if hint else ""), param_hint="--rule")
     report = audit_report(kb, rule_id)
+    report["kb"] = kb.identity
+    if fmt == "text":
+        click.echo(kb_line(kb.identity))
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else audit_text(report, fmt == "md"))
 
 
@@ -429,6 +448,7 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
     a file that is not a result.
     """
     kb = _load_kb(rules_dir)
+    click.echo(kb_line(kb.identity))
     inputs = index_inputs(_records(input_file)) if input_file else None
     agrees = True
     for i, record in enumerate(_records(result_file)):
@@ -459,11 +479,26 @@ def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
                 fail(side.report.errors, note=f"{side.label} does not validate")
         result = compare(*sides)
         if fmt == "json":
-            payload = {"changes": result.changes, "violations": result.violations}
+            payload = {
+                "old": _side_identity(sides[0]),
+                "new": _side_identity(sides[1]),
+                "changes": result.changes,
+                "violations": result.violations,
+            }
             click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
         else:
             click.echo(diff_text(sides[0], sides[1], result))
     sys.exit(EXIT_CODES["findings"] if result.violations else EXIT_CODES["ok"])
+
+
+def _side_identity(side: KBSide) -> dict[str, Any]:
+    manifest = side.report.load.model.manifest
+    return {
+        "id": manifest.get("id"),
+        "version": manifest.get("version"),
+        "fingerprint": side.fingerprint,
+        "path": side.label,
+    }
 
 
 @main.command()
@@ -486,9 +521,10 @@ def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fm
     index = index_inputs(_records(input_file)) if input_file else {}
     reports = list(run_replay(kb, _records(results_file), index))
     if fmt == "json":
-        payload = {"summary": replay_counts(reports), "decisions": reports}
+        payload = {"kb": kb.identity, "summary": replay_counts(reports), "decisions": reports}
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
+        click.echo(kb_line(kb.identity))
         click.echo(replay_text(kb, reports))
     identical = all(r["verdict"] == "identical" for r in reports)
     sys.exit(EXIT_CODES["ok"] if identical else EXIT_CODES["findings"])
@@ -516,6 +552,7 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
 def compile_command(rules_dir: Path | None) -> None:
     """Print the compiled durable-rules rulesets (JSON ruleset form), level by level."""
     kb = _load_kb(rules_dir)
+    click.echo(kb_line(kb.identity), err=True)  # stdout is the rulesets
     click.echo(json.dumps(kb.compiled.as_json(), ensure_ascii=False, indent=2))
 
 

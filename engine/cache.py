@@ -20,7 +20,7 @@ from fsgs_kb.engine.load.paths import schema_dir
 from fsgs_kb.engine.version import __version__
 
 CACHE_ENV = "FSGS_KB_CACHE"
-FORMAT = b"fsgs-kb-cache-1"
+FORMAT = b"fsgs-kb-cache-2"
 
 
 def _cache_dir() -> Path | None:

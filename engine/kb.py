@@ -19,8 +19,7 @@ from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
 from fsgs_kb.engine.evaluate.kleene import Evaluator
 from fsgs_kb.engine.evaluate.masking import attach_input, check_pointers
-from fsgs_kb.engine.load.fingerprint import kb_fingerprint
-from fsgs_kb.engine.load.paths import resolve_rules_dir
+from fsgs_kb.engine.load.paths import RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.model import KnowledgeBaseModel
 from fsgs_kb.engine.read.records import Record, record_value
 
@@ -28,10 +27,11 @@ from fsgs_kb.engine.read.records import Record, record_value
 class KnowledgeBase:
     """A validated, compiled knowledge base, ready to evaluate patients."""
 
-    def __init__(self, report: ValidationReport) -> None:
+    def __init__(self, report: ValidationReport, location: RulesLocation | None = None) -> None:
         self.model: KnowledgeBaseModel = report.load.model
         self.report = report
-        self.fingerprint = kb_fingerprint(report.load.docs, self.model.root)
+        self.location = location or RulesLocation(Path(self.model.root), "--rules")
+        self.fingerprint = report.load.fingerprint
         self.compiled: CompiledKB = compile_kb(self.model)
         self.evaluator = Evaluator(self.model)
         self.durable = DurableRulesets(self.compiled.levels, f"fsgskb_{self.fingerprint[:12]}")
@@ -89,6 +89,11 @@ class KnowledgeBase:
         return self.evaluation.failed(problem, raw, status)
 
     @property
+    def identity(self) -> dict[str, object]:
+        """Which knowledge base this is and where it was found (for every command's output)."""
+        return kb_identity(self.location, self.model.manifest, self.fingerprint)
+
+    @property
     def unapproved(self) -> list[str]:
         """Rules that are not active (signed off): --require-approved refuses to use them."""
         return sorted(r.id for r in self.model.rules.values() if r.status != "active")
@@ -97,8 +102,11 @@ class KnowledgeBase:
 def load(rules_dir: str | Path | None = None) -> KnowledgeBase:
     """Load, validate and compile a knowledge base; raise KBErrors when it has errors.
 
-    A knowledge base whose exact files validated before comes from the cache (engine.cache)."""
-    directory = resolve_rules_dir(rules_dir)
+    Without `rules_dir`: $FSGS_KB_RULES, else the nearest rules/kb.yaml at or above the working
+    directory, else the bundled one (`kb.location` says which). A knowledge base whose exact
+    files validated before comes from the cache (engine.cache)."""
+    location = locate_rules(rules_dir)
+    directory = location.path
     key = cache.content_key(directory)
     report = cache.load_cached(key) if key else None
     if report is None:
@@ -107,4 +115,4 @@ def load(rules_dir: str | Path | None = None) -> KnowledgeBase:
             raise KBErrors(report.errors)
         if key:
             cache.store(key, report)
-    return KnowledgeBase(report)
+    return KnowledgeBase(report, location)

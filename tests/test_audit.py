@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from generate import iter_cohort
+from support import RULES
 
 from fsgs_kb.cli import main
-from fsgs_kb.engine.load.paths import bundled_rules_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PROVENANCE = (
@@ -59,7 +59,7 @@ def git(repo: Path, *args: str) -> None:
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A real git repository whose second commit changes a threshold."""
-    shutil.copytree(bundled_rules_dir(), tmp_path / "rules")
+    shutil.copytree(RULES, tmp_path / "rules")
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-qm", "first")
@@ -109,7 +109,7 @@ def test_audit_one_rule_shows_quote_parameters_and_flags() -> None:
 
 def test_trace_detects_another_knowledge_base(tmp_path: Path, kb_copy: Path) -> None:
     result_file = tmp_path / "r.json"
-    result_file.write_text(invoke("evaluate", str(ROOT / "examples" / "dose-above-ceiling.json")).output)
+    result_file.write_text(invoke("evaluate", str(ROOT / "examples" / "dose-above-ceiling.json")).stdout)
     same = invoke("trace", str(result_file))
     assert same.exit_code == 0 and "consistent with the same knowledge base" in same.output
     assert "the trace is exact" not in same.output  # not re-derived: the result carries no input
@@ -211,7 +211,7 @@ def test_impact_of_a_dose_ceiling_change_is_exactly_the_patients_in_between(tmp_
     source.write_text("".join(json.dumps(p) + "\n" for p in patients))
     set_dose_ceiling(kb_copy, 5.5)
     bump_kb(kb_copy, "0.2.0")
-    result = invoke("impact", str(bundled_rules_dir()), str(kb_copy), str(source), "--format", "json")
+    result = invoke("impact", str(RULES), str(kb_copy), str(source), "--format", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
 
@@ -247,4 +247,4 @@ def test_require_approved_accepts_signed_rules(kb_copy: Path) -> None:
         "evaluate", str(ROOT / "examples" / "dose-above-ceiling.json"), "--require-approved", "--rules", str(kb_copy)
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["drafts"] == []
+    assert json.loads(result.stdout)["drafts"] == []

@@ -17,7 +17,7 @@ from typing import Any
 
 from fsgs_kb.engine.check.checks import version_key
 from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
-from fsgs_kb.engine.load.fingerprint import canonical_json, kb_fingerprint
+from fsgs_kb.engine.load.fingerprint import canonical_json
 
 RULE_META = ("version", "history")
 
@@ -68,7 +68,7 @@ def load_side(spec: str, rules_path: str, workdir: Path) -> KBSide:
     for doc in report.load.docs.values():
         if isinstance(doc.data, dict) and "when" in doc.data and "id" in doc.data:
             rule_data[doc.data["id"]] = doc.data
-    return KBSide(spec, report, kb_fingerprint(report.load.docs, report.load.model.root), rule_data)
+    return KBSide(spec, report, report.load.fingerprint, rule_data)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
 from fsgs_kb.engine.load.conditions import ConditionParser
+from fsgs_kb.engine.load.fingerprint import kb_fingerprint
 from fsgs_kb.engine.load.schemas import schema_errors
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
 from fsgs_kb.engine.model import Derived, KnowledgeBaseModel, Parameter, Quote, Rule, Source
@@ -30,6 +31,12 @@ class LoadResult:
     docs: dict[str, Located] = field(default_factory=dict)
     errors: list[KBError] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)  # parts that could not be loaded: their names are unknown
+    relative: dict[str, str] = field(default_factory=dict)  # display path -> path inside the rules directory
+
+    @property
+    def fingerprint(self) -> str:
+        """The content fingerprint, the same from whichever directory the files were read."""
+        return kb_fingerprint(self.docs, self.model.root, self.relative)
 
 
 def display_path(path: Path) -> str:
@@ -54,6 +61,9 @@ class _Reader:
             self.result.errors.extend(exc.errors)
             return None
         self.result.docs[display] = doc
+        self.result.relative[display] = Path(
+            os.path.relpath(os.path.abspath(path), os.path.abspath(self.root))
+        ).as_posix()
         if not isinstance(doc.data, dict):
             self.result.errors.append(doc.error("schema.invalid", "the file must hold a mapping", ""))
             return None

@@ -61,11 +61,13 @@ def coverage_dict(coverage: Coverage | None) -> dict[str, Any] | None:
     }
 
 
-def validation_json(report: ValidationReport) -> str:
+def validation_json(report: ValidationReport, identity: dict[str, Any] | None = None) -> str:
+    """`identity` (engine.load.paths.kb_identity) says which knowledge base was checked."""
     model = report.load.model
+    kb = {"id": model.manifest.get("id"), "version": model.manifest.get("version")} if model.manifest else None
     payload = {
         "ok": report.ok,
-        "kb": {"id": model.manifest.get("id"), "version": model.manifest.get("version")} if model.manifest else None,
+        "kb": identity if identity is not None else kb,
         "counts": {"rules": len(model.rules), "parameters": len(model.parameters), "derived": len(model.derived)},
         "errors": [e.to_dict() for e in report.errors],
         "warnings": [w.to_dict() for w in report.warnings],
