@@ -33,12 +33,20 @@ from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
+from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
 from fsgs_kb.engine.report.explain import explain_text
 from fsgs_kb.engine.report.handbook import Handbook, write_site
 from fsgs_kb.engine.report.identity import kb_line, kb_place
+from fsgs_kb.engine.report.junit import junit_xml
 from fsgs_kb.engine.report.markdown import markdown
 from fsgs_kb.engine.report.scenarios import coverage_text, report_text
-from fsgs_kb.engine.report.validation import format_error, validation_json, validation_text
+from fsgs_kb.engine.report.validation import (
+    format_error,
+    validation_github,
+    validation_json,
+    validation_sarif,
+    validation_text,
+)
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
 
@@ -47,6 +55,7 @@ EXIT_CODES = {
     "findings": 1,  # an invalid record, a failed check, a mismatch
     "usage": 2,  # usage, input/output or knowledge-base errors
     "internal": 3,  # an internal error while evaluating a record
+    "no_tests": 5,  # fsgs-kb test selected no scenario case (as pytest)
 }
 MASK_KEY_ENV = "FSGS_KB_MASK_KEY"
 EXIT_BY_STATUS = {"invalid": EXIT_CODES["findings"], "error": EXIT_CODES["internal"]}
@@ -56,6 +65,7 @@ Exit codes:
   1    findings: an invalid record, a failed check or test, a mismatch
   2    usage, input/output or knowledge-base errors
   3    an internal error while evaluating a record
+  5    test: no scenario case selected (as pytest)
   130  stopped by SIGINT (Ctrl-C)   \\  batch writes what is done;
   143  stopped by SIGTERM           /  run it again with --resume"""
 
@@ -120,6 +130,14 @@ PATH_OPTION = click.option(
     default="rules",
     show_default=True,
     help="Where the knowledge base is inside the repository (for git:REV).",
+)
+COLOR_OPTION = click.option(
+    "--color",
+    "color",
+    type=click.Choice(CHOICES),
+    default="auto",
+    show_default=True,
+    help="Colour: auto colours a terminal unless $NO_COLOR is set; always and never override it.",
 )
 FORMAT_TEXT_JSON = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
@@ -199,8 +217,16 @@ def _evaluate_one(
 
 @main.command()
 @RULES_OPTION
-@FORMAT_TEXT_JSON
-def validate(rules_dir: Path | None, fmt: str) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github", "sarif"]),
+    default="text",
+    show_default=True,
+    help="Output format: text, json, github (GitHub Actions annotations) or sarif (SARIF 2.1.0).",
+)
+@COLOR_OPTION
+def validate(rules_dir: Path | None, fmt: str, color: str) -> None:
     """Check the knowledge base and report every problem, sorted by place."""
     location = locate_rules(rules_dir)
     report = validate_dir(location.path)
@@ -208,9 +234,14 @@ def validate(rules_dir: Path | None, fmt: str) -> None:
     identity = kb_identity(location, model.manifest, report.load.fingerprint if model.manifest else None)
     if fmt == "json":
         click.echo(validation_json(report, identity))
+    elif fmt == "github":
+        click.echo(validation_github(report, identity))
+    elif fmt == "sarif":
+        click.echo(validation_sarif(report, identity))
     else:
+        paint = Palette(wants_colour(color, sys.stdout))
         click.echo(kb_line(identity))
-        click.echo(validation_text(report))
+        click.echo(validation_text(report, paint), color=paint.enabled)
     sys.exit(EXIT_CODES["ok"] if report.ok else EXIT_CODES["findings"])
 
 
@@ -337,30 +368,64 @@ def _open_summary(path: str | None) -> Any:
     "-k",
     "patterns",
     multiple=True,
-    metavar="PATTERN",
-    help="Run only cases whose id (RULE-ID::case) contains PATTERN; repeatable.",
+    metavar="EXPRESSION",
+    help="Run only cases whose id (RULE-ID::case) matches, as pytest -k: words match anywhere in the id "
+    "(ignoring case; * and ? are wildcards), combined with and, or, not and parentheses, e.g. "
+    "-k 'DOSE and not WITHIN'. Repeated, any of them.",
+)
+@click.option("-v", "--verbose", "verbose", count=True, help="Also list every passing case.")
+@click.option("-q", "--quiet", "quiet", count=True, help="Failures without the rules' conditions.")
+@click.option("-x", "--exitfirst", "exitfirst", is_flag=True, help="Stop at the first failing case.")
+@click.option(
+    "--junit-xml",
+    "junit_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a JUnit XML report here (for CI).",
 )
 @click.option("--coverage", is_flag=True, help="Also report rule outcome and threshold boundary coverage.")
 @FORMAT_TEXT_JSON
-def test_command(rules_dir: Path | None, patterns: tuple[str, ...], coverage: bool, fmt: str) -> None:
+@COLOR_OPTION
+def test_command(
+    rules_dir: Path | None,
+    patterns: tuple[str, ...],
+    verbose: int,
+    quiet: int,
+    exitfirst: bool,
+    junit_file: Path | None,
+    coverage: bool,
+    fmt: str,
+    color: str,
+) -> None:
     """Run the scenario tests in RULES/tests/*.yaml.
 
-    Exit 1 when a case fails, the selection is empty or (with --coverage) coverage is incomplete.
+    Exit 1 when a case fails or (with --coverage) coverage is incomplete; 5 when no case is
+    selected (as pytest).
     """
     kb = _load_kb(rules_dir)
     tests_dir = kb.location.path / "tests"
     cases = load_cases(tests_dir) if tests_dir.is_dir() else []
     chosen = select(cases, patterns)
+    if fmt == "text":
+        click.echo(kb_line(kb.identity))
     if not chosen:
-        click.echo(f"no scenario case matches {' '.join(patterns) or '(no cases in ' + str(tests_dir) + ')'}", err=True)
-        sys.exit(EXIT_CODES["findings"])
-    results = run(kb, chosen)
+        what = f"-k {' -k '.join(patterns)}" if patterns else f"(no cases in {tests_dir})"
+        click.echo(f"no scenario case matches {what}: 0 cases selected", err=True)
+        sys.exit(EXIT_CODES["no_tests"])
+    results = run(kb, chosen, stop_at_first_failure=exitfirst)
     cover = measure_coverage(kb, chosen, results) if coverage else None
+    if junit_file is not None:
+        try:
+            junit_file.write_bytes(junit_xml(results, kb.identity))
+        except OSError as exc:
+            raise KBErrors(
+                [KBError("cli.junit", f"cannot write the report: {exc.strerror}", file=str(junit_file))]
+            ) from None
     if fmt == "json":
         click.echo(json.dumps({"kb": kb.identity, **report_json(results, cover)}, indent=2, ensure_ascii=False))
     else:
-        click.echo(kb_line(kb.identity))
-        click.echo(report_text(results, patterns))
+        paint = Palette(wants_colour(color, sys.stdout))
+        click.echo(report_text(results, patterns, verbose - quiet, paint, selected=len(chosen)), color=paint.enabled)
         if cover is not None:
             click.echo(coverage_text(kb, cover))
     failed = any(not r.passed for r in results) or (cover is not None and not cover.complete)
