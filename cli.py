@@ -34,7 +34,7 @@ from fsgs_kb.engine.read.records import Record, read_document, read_documents, r
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
-from fsgs_kb.engine.report.explain import explain_text
+from fsgs_kb.engine.report.explain import explain_text, explanation
 from fsgs_kb.engine.report.handbook import Handbook, write_site
 from fsgs_kb.engine.report.identity import kb_line, kb_place
 from fsgs_kb.engine.report.junit import junit_xml
@@ -202,7 +202,7 @@ def _evaluate_options(include_input: bool, mask: tuple[str, ...]) -> dict[str, A
 
 def _evaluate_one(
     rules_dir: Path | None, source: str, require_approved: bool, options: dict[str, Any], announce: bool = True
-) -> tuple[KnowledgeBase, dict[str, Any]]:
+) -> tuple[KnowledgeBase, Any, dict[str, Any]]:
     kb = _load_kb(rules_dir, require_approved)
     if announce:
         click.echo(kb_line(kb.identity), err=True)  # stdout is the result
@@ -212,7 +212,7 @@ def _evaluate_one(
     finally:
         if path is not None:
             stream.close()
-    return kb, kb.evaluate_record(record, **options)
+    return kb, record_value(record)[0], kb.evaluate_record(record, **options)
 
 
 @main.command()
@@ -260,7 +260,7 @@ def evaluate(
     mask: tuple[str, ...],
 ) -> None:
     """Evaluate one patient record and print the result JSON (exit 1 for an invalid record)."""
-    _, result = _evaluate_one(rules_dir, patient, require_approved, _evaluate_options(include_input, mask))
+    _, _, result = _evaluate_one(rules_dir, patient, require_approved, _evaluate_options(include_input, mask))
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
@@ -269,11 +269,21 @@ def evaluate(
 @click.argument("patient", metavar="PATIENT.json|-")
 @RULES_OPTION
 @APPROVED_OPTION
-def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> None:
-    """Explain one patient's result for a person: what fired and why, what is undetermined."""
-    kb, result = _evaluate_one(rules_dir, patient, require_approved, {}, announce=False)
-    click.echo(kb_line(kb.identity))
-    click.echo(explain_text(result))
+@click.option("--all", "show_all", is_flag=True, help="Also show why each rule that does not apply does not.")
+@FORMAT_TEXT_JSON
+@COLOR_OPTION
+def explain(patient: str, rules_dir: Path | None, require_approved: bool, show_all: bool, fmt: str, color: str) -> None:
+    """Explain one patient's result for a clinician: warnings, then advice, each with why (the
+    condition in words, with units and where each threshold comes from), its source sentence and
+    how it was read; then what the record lacks to decide the rest. --format json for tools."""
+    kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, announce=False)
+    doc = explanation(kb, data, result)
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        paint = Palette(wants_colour(color, sys.stdout))
+        click.echo(kb_line(kb.identity))
+        click.echo(explain_text(doc, show_all, paint), color=paint.enabled)
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
@@ -425,7 +435,9 @@ def test_command(
         click.echo(json.dumps({"kb": kb.identity, **report_json(results, cover)}, indent=2, ensure_ascii=False))
     else:
         paint = Palette(wants_colour(color, sys.stdout))
-        click.echo(report_text(results, patterns, verbose - quiet, paint, selected=len(chosen)), color=paint.enabled)
+        click.echo(
+            report_text(kb, results, patterns, verbose - quiet, paint, selected=len(chosen)), color=paint.enabled
+        )
         if cover is not None:
             click.echo(coverage_text(kb, cover))
     failed = any(not r.passed for r in results) or (cover is not None and not cover.complete)

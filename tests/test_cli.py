@@ -76,8 +76,8 @@ def test_explain_names_the_rule_the_value_and_the_quote() -> None:
     result = invoke("explain", str(EXAMPLES / "dose-above-ceiling.json"))
     assert result.exit_code == 0
     assert "CSA-DOSE-EXCEEDS" in result.output
-    assert "dose_mg_per_kg_day = 5.1 mg/kg/day" in result.output
-    assert "357 mg/day ÷ 70 kg" in result.output
+    assert "total daily cyclosporine dose per kilogram of actual body weight is 5.1 mg/kg/day, above" in result.output
+    assert "= 357 mg/day ÷ 70 kg" in result.output
     assert '"Provided the total dose is kept to 5 mg/kg or less"' in result.output
 
 

@@ -28,6 +28,7 @@ class FieldInfo:
     unit: str | None
     unit_from: str | None  # the sibling field holding this value's unit
     missing_pointer: str  # what to ask for when it is absent (the parent when both are required)
+    title: str = ""  # the clinical name, from the schema's `title` (e.g. "weeks of high-dose corticosteroids")
 
 
 def _type_of(schema: dict[str, Any]) -> str:
@@ -57,6 +58,7 @@ def _walk_object(
             sub.get("x-unit"),
             sub.get("x-unit-from"),
             pointer if key in required else child_pointer,
+            str(sub.get("title") or key.replace("_", " ")),
         )
 
 
@@ -65,4 +67,21 @@ def catalogue() -> dict[str, FieldInfo]:
     """Every patient field by dotted path."""
     out: dict[str, FieldInfo] = {}
     _walk_object(load_schema("patient"), (), set(), "", out)
+    return out
+
+
+@lru_cache(maxsize=1)
+def pointer_titles() -> dict[str, str]:
+    """The clinical name of every place in the record, objects included, by JSON pointer
+    (`/serum_creatinine` → "serum creatinine"): what an explanation asks the clinician to record."""
+    out: dict[str, str] = {}
+
+    def walk(schema: dict[str, Any], pointer: str) -> None:
+        for key, sub in schema.get("properties", {}).items():
+            child = pointer_join(pointer, key)
+            out[child] = str(sub.get("title") or key.replace("_", " "))
+            if sub.get("type") == "object":
+                walk(sub, child)
+
+    walk(load_schema("patient"), "")
     return out

@@ -1,7 +1,10 @@
-"""Render a result for a person: what fired and why, what is undetermined, the nearest misses.
+"""One patient's result explained for a clinician, or as JSON for tools (`fsgs-kb explain`).
 
-Reads only the result dict (the output contract), so it can explain a result produced earlier
-or elsewhere, e.g. a line of a batch output.
+Warnings first, then advice and information, then what could not be decided with what to
+record, then (folded unless --all) the rules that do not apply. Each fired rule shows what it
+says, why — its condition as nested groups, each comparison a sentence with units and where its
+threshold comes from — the sentence it rests on and how that sentence was read. Every string
+from the record is escaped (engine.report.text) before it reaches a terminal.
 """
 
 from __future__ import annotations
@@ -9,10 +12,15 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from fsgs_kb.engine.evaluate.evaluation import SCOPE_DERIVED
+from fsgs_kb.engine.evaluate.kleene import Memo
+from fsgs_kb.engine.explain.clinical import ConditionWords, lower_first
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.fields import pointer_titles
+from fsgs_kb.engine.report.colour import PLAIN, Palette
 from fsgs_kb.engine.report.text import printable
 
 WIDTH = 100
+DRAFT_BANNER = "DRAFT — not signed off, not for clinical use"
 STATUS_TEXT = {
     "evaluated": "evaluated",
     "out_of_scope": "out of scope: the review covers idiopathic FSGS only",
@@ -20,88 +28,227 @@ STATUS_TEXT = {
     "invalid": "invalid record: no rule was run",
     "error": "internal error: this result must not be used",
 }
+SECTIONS = (
+    ("out_of_scope", "OUT OF SCOPE"),
+    ("warning", "WARNINGS"),
+    ("advice", "ADVICE"),
+    ("info", "INFORMATION"),
+)
+MARK = {True: "✓", False: "✗", None: "?"}
+EVIDENCE = "the review says the randomized trials of this drug in this disease are very limited"
 
 
-def _wrap(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(" ".join(text.split()), WIDTH, initial_indent=indent, subsequent_indent=" " * len(indent))
+# ---- the explanation as data ------------------------------------------------------------------
+def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """The result with, for every rule, its condition as a tree of sentences for this patient,
+    its interpretation notes, and the inputs to record (titles and pointers)."""
+    doc: dict[str, Any] = {
+        "kb": kb.identity,
+        "patient_id": result.get("patient_id"),
+        "status": result["status"],
+        "status_text": STATUS_TEXT.get(result["status"], result["status"]),
+        "scope_text": (result.get("scope") or {}).get("reason"),
+        "decision_id": result["decision"]["decision_id"],
+        "problems": result["errors"],
+        "scope": None,
+        "rules": [],
+    }
+    if result["status"] in ("invalid", "error") or not isinstance(patient, dict):
+        return doc
+    words = ConditionWords(kb.model, kb.evaluator)
+    values = kb.evaluation.values_of(patient)
+    memo: Memo = {}
+    known = kb.evaluator.derive(values, memo)
+    titles = pointer_titles()
+    shown = set(result["advice"])
+    for rule in result["rules"]:
+        model_rule = kb.model.rules[rule["id"]]
+        section = rule["kind"] if rule["id"] in shown else rule["outcome"]
+        entry = {
+            "id": rule["id"],
+            "version": rule["version"],
+            "status": rule["status"],
+            "kind": rule["kind"],
+            "title": rule["title"],
+            "outcome": rule["outcome"],
+            "section": section,
+            "says": rule["says"],
+            "because": words.tree(model_rule.when, values, known, memo),
+            "citations": rule["citations"],
+            "evidence": rule["evidence"],
+            "interpretation": [" ".join(note.split()) for note in model_rule.interpretation],
+            "record": [_to_record(p, titles) for p in rule["missing"]],
+        }
+        if rule.get("decided_without"):
+            entry["decided_without"] = [_to_record(p, titles) for p in rule["decided_without"]]
+        doc["rules"].append(entry)
+    scope = kb.model.derived.get("in_scope")
+    if scope is not None and scope.condition is not None:
+        tree = words.tree(scope.condition, values, known, memo)
+        missing = (result.get("scope") or {}).get("missing", [])
+        unrecorded = [p for p in missing if _recorded(patient, p) is None]
+        doc["scope"] = {
+            "in_scope": known["in_scope"].value if "in_scope" in known else None,
+            "covers": " ".join(scope.title.split()),
+            "because": tree,
+            "record": [_to_record(p, titles) for p in unrecorded],
+        }
+    return doc
 
 
-def _provenance(cond: dict[str, Any]) -> str:
-    prov = cond.get("provenance")
-    if not prov:
-        return ""
-    if prov["kind"] == "source":
-        return f" [{cond['parameter']}: the review, {prov['sentence']}]"
-    if prov["kind"] == "cited":
-        checked = "verified" if prov["verified"] else "NOT verified against the primary document"
-        return f" [{cond['parameter']}: cited, {prov['reference'][:60]}…, {checked}]"
-    return f" [{cond['parameter']}: local policy, decided {prov['decided_on']}]"
+def _to_record(pointer: str, titles: dict[str, str]) -> dict[str, str]:
+    return {"pointer": pointer, "title": titles.get(pointer, pointer.strip("/").replace("/", " ").replace("_", " "))}
 
 
-def rule_lines(rule: dict[str, Any], show_says: bool) -> list[str]:
-    draft = " (draft, not signed off)" if rule["status"] != "active" else ""
-    lines = [f"  [{rule['kind']}] {rule['id']} v{rule['version']}{draft}: {rule['title']}"]
-    for cond in rule["conditions"]:
-        mark = {True: "✓", False: "✗", None: "?"}[cond["result"]]
-        lines.append(f"      {mark} {cond['text']}{_provenance(cond)}")
-    for dv in rule["derived"]:
-        if dv["value"] is not None and dv["name"] != SCOPE_DERIVED:
-            lines += _wrap(f"{dv['name']}: {dv['how']}", "        where ")
-    if show_says:
-        lines += _wrap(rule["says"], "      says: ")
-        for cite in rule["citations"]:
-            lines += _wrap(f'{cite["sentence"]}: "{cite["quote"]}"', "      source ")
-        lines += _wrap(f'{rule["evidence"]["sentence"]}: "{rule["evidence"]["quote"]}"', "      evidence ")
+def _recorded(patient: dict[str, Any], pointer: str) -> Any:
+    node: Any = patient
+    for part in pointer.strip("/").split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+# ---- the explanation as text ------------------------------------------------------------------
+def _wrap(text: str, indent: str, hang: int = 2) -> list[str]:
+    return textwrap.wrap(
+        " ".join(text.split()),
+        WIDTH,
+        initial_indent=indent,
+        subsequent_indent=" " * (len(indent) + hang),
+        break_on_hyphens=False,
+    )
+
+
+def tree_lines(node: dict[str, Any], indent: str, paint: Palette = PLAIN) -> list[str]:
+    """A condition tree: `✓ all of:` groups with their items beneath, each sentence with its mark."""
+    mark = _mark(node["met"], paint)
+    if node["kind"] == "condition":
+        lines = _wrap(f"{mark} {node['text']}", indent)
+        if node.get("how"):
+            lines += _wrap(node["how"], indent + "    ")
+        if "definition" in node:
+            lines += _group_lines(node["definition"], indent + "    ", paint, "because ")
+        return lines
+    return _group_lines(node, indent, paint)
+
+
+def _group_lines(node: dict[str, Any], indent: str, paint: Palette, lead: str = "") -> list[str]:
+    if node["kind"] == "condition":
+        return tree_lines(node, indent, paint)
+    head = {"all": "all of:", "any": "any of:", "not": "not:"}[node["kind"]]
+    lines = [f"{indent}{_mark(node['met'], paint)} {lead}{head}"]
+    for item in node["items"]:
+        lines += tree_lines(item, indent + "    ", paint)
     return lines
 
 
-def _nearest_misses(rules: list[dict[str, Any]], limit: int = 3, within: float = 0.25) -> list[str]:
-    """Rules that did not fire because of one numeric comparison, within 25 % of its threshold."""
-    misses = []
-    for rule in rules:
-        failed = [c for c in rule["conditions"] if c["result"] is False]
-        if rule["outcome"] == "not_fired" and len(failed) == 1 and "margin" in failed[0]:
-            cond = failed[0]
-            relative = abs(cond["margin"]) / (abs(cond["threshold"]) or 1)
-            if relative <= within:
-                misses.append((relative, f"  {rule['id']}: {cond['distance']} {cond['unit'] or ''}".rstrip()))
-    return [text for _, text in sorted(misses)[:limit]]
+def _mark(met: bool | None, paint: Palette) -> str:
+    return paint(MARK[met], {True: "ok", False: "fail", None: "warning"}[met])
 
 
-def explain_text(result: dict[str, Any]) -> str:
-    result = printable(result)  # ids, keys and values from the record reach a terminal
-    decision = result["decision"]
-    kb = decision["kb"]
+def _why_lines(rule: dict[str, Any], paint: Palette) -> list[str]:
+    root = rule["because"]
+    if root["kind"] == "all":
+        head = {
+            True: "Why (all of these hold):",
+            False: "Why not (all of these are needed):",
+            None: "Not decided (all of these are needed):",
+        }
+        lines = [f"    {head[root['met']]}"]
+        for item in root["items"]:
+            lines += tree_lines(item, "      ", paint)
+        return lines
+    return ["    Why:"] + tree_lines(root, "      ", paint)
+
+
+def rule_lines(rule: dict[str, Any], paint: Palette, full: bool) -> list[str]:
+    symbol = {"warning": "⚠", "advice": "•", "info": "ℹ", "out_of_scope": "○"}.get(rule["kind"], "•")
+    if rule["section"] == "not_fired":
+        symbol = "✗"
+    lines = _wrap(f"{symbol} {rule['title']}", "  ")
+    signed = "signed off" if rule["status"] == "active" else f"{rule['status']}, not signed off"
+    lines.append(paint(f"    {rule['id']} v{rule['version']} · {signed}", "muted"))
+    if full:
+        lines += _wrap(rule["says"], "    ", 0)
+    lines += _why_lines(rule, paint)
+    if rule.get("decided_without"):
+        names = ", ".join(r["title"] for r in rule["decided_without"])
+        lines += _wrap(f"decided whatever the value of {names}", "      ")
+    if full:
+        for cite in rule["citations"]:
+            lines += _wrap(f'Source ({cite["sentence"]}): "{cite["quote"]}"', "    ")
+        if rule["interpretation"]:
+            lines.append("    How the source was read:")
+            for note in rule["interpretation"]:
+                lines += _wrap(f"- {note}", "      ")
+    return lines
+
+
+def _record_text(items: list[dict[str, str]]) -> str:
+    return "; ".join(f"{item['title']} ({item['pointer']})" for item in items)
+
+
+def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = PLAIN) -> str:
+    """The explanation for a clinician (`explanation()`'s output); `show_all` unfolds the rules
+    that do not apply."""
+    doc = printable(doc)  # ids, keys and values from the record reach a terminal
     lines = [
-        f"Patient {result.get('patient_id') or '(no id)'}: {STATUS_TEXT.get(result['status'], result['status'])}",
-        f"  knowledge base {kb['id']} {kb['version']} (fingerprint {kb['fingerprint'][:12]}), "
-        f"decision {decision['decision_id']}",
+        paint(f"Patient {doc.get('patient_id') or '(no id)'}: {doc['status_text']}", "heading")
+        + (f" ({doc['scope_text']})" if doc["status"] == "evaluated" and doc.get("scope_text") else ""),
+        paint(f"  decision {doc['decision_id']}", "muted"),
     ]
-    if result["errors"]:
-        lines.append("Problems:")
-        lines += [f"  {e['message']}" + (f" (hint: {e['hint']})" if e.get("hint") else "") for e in result["errors"]]
-    scope = result.get("scope")
-    if scope and result["status"] == "scope_undetermined":
-        lines.append(f"Scope: {scope['reason']}")
-    fired = [r for r in result["rules"] if r["id"] in result["advice"]]
-    if fired:
-        lines.append("Fired:")
-        for rule in fired:
-            lines += rule_lines(rule, show_says=True)
-    undetermined = [r for r in result["rules"] if r["id"] in result["undetermined"]]
-    if undetermined:
-        lines.append("Undetermined (the record lacks data that would decide these):")
-        for rule in undetermined:
-            lines.append(f"  {rule['id']}: needs {', '.join(rule['missing'])}")
-    if result.get("no_recommendation"):
-        lines.append("No recommendation: the review says nothing for this patient.")
-    misses = _nearest_misses(result["rules"])
-    if misses and result["status"] == "evaluated":
-        lines.append("Nearest misses:")
-        lines += misses
-    if result["advice"] and any(r["kind"] == "advice" for r in fired):
+    rules = doc["rules"]
+    fired = [r for r in rules if r["section"] not in ("not_fired", "undetermined")]
+    if any(r["status"] != "active" for r in fired):
+        lines.append(paint(f"{DRAFT_BANNER}: the rules below are drafts.", "warning"))
+    if doc["problems"]:
+        lines.append(paint("PROBLEMS WITH THE RECORD", "heading"))
+        for problem in doc["problems"]:
+            where = f"{problem['pointer']}: " if problem.get("pointer") else ""
+            hint = f" (hint: {problem['hint']})" if problem.get("hint") else ""
+            lines += _wrap(f"{where}{problem['message']}{hint}", "  ")
+    scope = doc.get("scope")
+    if scope is not None and doc["status"] == "scope_undetermined":
+        lines += ["", paint("SCOPE: cannot tell whether the review applies", "heading")]
         lines += _wrap(
-            "Evidence note: the review says the randomized trials of this drug in this disease are very limited (S3).",
-            "",
+            f"The review applies when {lower_first(scope['covers'])}; this record does not establish it:", "  "
         )
+        lines += _group_lines(scope["because"], "    ", paint)
+        if scope["record"]:
+            lines += _wrap(f"To decide, record: {_record_text(scope['record'])}", "  ")
+    for kind, heading in SECTIONS:
+        chosen = [r for r in fired if r["section"] == kind]
+        if chosen:
+            lines += ["", paint(f"{heading} ({len(chosen)})", "heading")]
+            for rule in chosen:
+                lines += rule_lines(rule, paint, full=True)
+    undetermined = [r for r in rules if r["section"] == "undetermined" and doc["status"] == "evaluated"]
+    if undetermined:
+        lines += ["", paint(f"UNDETERMINED: record these to decide ({len(undetermined)})", "heading")]
+        for rule in undetermined:
+            lines += _wrap(f"? {rule['title']} ({rule['id']})", "  ")
+            if rule["record"]:
+                lines += _wrap(f"record: {_record_text(rule['record'])}", "    ")
+            if show_all:
+                lines += _why_lines(rule, paint)
+    if doc["status"] == "evaluated" and not fired and not undetermined:
+        lines += ["", "No recommendation: the review says nothing for this patient."]
+    if any(r["kind"] in ("advice", "warning") for r in fired):
+        lines += [""] + _wrap(f"Evidence: {EVIDENCE} (S3).", "")
+    rest = [
+        r for r in rules if r["section"] == "not_fired" or (r["section"] == "undetermined" and r not in undetermined)
+    ]
+    if rest:
+        if show_all:
+            lines += ["", paint(f"DO NOT APPLY TO THIS PATIENT ({len(rest)})", "heading")]
+            for rule in rest:
+                lines += rule_lines(rule, paint, full=False)
+        else:
+            names = ", ".join(r["id"] for r in rest)
+            what = {
+                "out_of_scope": f"{len(rest)} other rules are not applied outside the review's scope",
+                "scope_undetermined": f"no rule is applied while the scope is not established ({len(rest)} rules)",
+            }.get(doc["status"], f"{len(rest)} rules do not apply to this patient")
+            lines += [""] + _wrap(f"{what[0].upper()}{what[1:]} ({names}); --all shows why.", "")
     return "\n".join(lines)

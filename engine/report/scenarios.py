@@ -6,13 +6,13 @@ import shlex
 
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.report.colour import PLAIN, Palette
-from fsgs_kb.engine.report.explain import rule_lines
+from fsgs_kb.engine.report.explain import explanation, rule_lines
 from fsgs_kb.engine.report.text import escape_control, printable
 from fsgs_kb.engine.scenarios.check import CaseResult
 from fsgs_kb.engine.scenarios.run import Coverage
 
 
-def failure_text(outcome: CaseResult, brief: bool = False, paint: Palette = PLAIN) -> list[str]:
+def failure_text(kb: KnowledgeBase, outcome: CaseResult, brief: bool = False, paint: Palette = PLAIN) -> list[str]:
     """A failed case: where it is written, its note, each mismatch and (unless `brief`) the
     conditions of each rule concerned, with this patient's values."""
     case = outcome.case
@@ -20,20 +20,21 @@ def failure_text(outcome: CaseResult, brief: bool = False, paint: Palette = PLAI
     if case.note:
         lines.append(f"  note: {escape_control(case.note)}")
     shown: set[str] = set()
-    result = printable(outcome.result or {})
-    rules = {r["id"]: r for r in result.get("rules", [])}
+    result = outcome.result or {}
+    rules = {r["id"]: r for r in explanation(kb, case.patient, result)["rules"]} if result and not brief else {}
     for failure in outcome.failures:
         lines.append(f"  {escape_control(failure)}")
         rule_id = failure.split(":", 1)[0]
         if not brief and rule_id in rules and rule_id not in shown:
             shown.add(rule_id)
-            lines += ["  " + line for line in rule_lines(rules[rule_id], show_says=False)]
+            lines += ["  " + line for line in rule_lines(printable(rules[rule_id]), paint, full=False)]
     if result.get("errors"):
-        lines += [f"  record error {e.get('pointer', '')}: {e['message']}" for e in result["errors"]]
+        lines += [escape_control(f"  record error {e.get('pointer', '')}: {e['message']}") for e in result["errors"]]
     return lines
 
 
 def report_text(
+    kb: KnowledgeBase,
     results: list[CaseResult],
     patterns: tuple[str, ...],
     verbosity: int = 0,
@@ -46,7 +47,7 @@ def report_text(
     lines: list[str] = []
     for outcome in results:
         if not outcome.passed:
-            lines += failure_text(outcome, brief=verbosity < 0, paint=paint)
+            lines += failure_text(kb, outcome, brief=verbosity < 0, paint=paint)
         elif verbosity > 0:
             case = outcome.case
             lines.append(f"{paint('PASS', 'ok')} {escape_control(f'{case.file}:{case.line}: {case.id}')}")
