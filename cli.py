@@ -25,9 +25,9 @@ from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
-from fsgs_kb.engine.check.validate import validate_dir
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.kb import KnowledgeBase, load
+from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.paths import RULES_ENV, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
@@ -35,7 +35,7 @@ from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, repl
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
 from fsgs_kb.engine.report.explain import explain_text, explanation
-from fsgs_kb.engine.report.handbook import Handbook, write_site
+from fsgs_kb.engine.report.handbook import Handbook, write_page, write_site
 from fsgs_kb.engine.report.identity import kb_line, kb_place
 from fsgs_kb.engine.report.junit import junit_xml
 from fsgs_kb.engine.report.markdown import markdown
@@ -227,9 +227,10 @@ def _evaluate_one(
 )
 @COLOR_OPTION
 def validate(rules_dir: Path | None, fmt: str, color: str) -> None:
-    """Check the knowledge base and report every problem, sorted by place."""
+    """Check the knowledge base and report every problem, sorted by place, including any
+    condition durable-rules could not run (its rulesets are tried in a separate process)."""
     location = locate_rules(rules_dir)
-    report = validate_dir(location.path)
+    report = validate_kb(location.path)
     model = report.load.model
     identity = kb_identity(location, model.manifest, report.load.fingerprint if model.manifest else None)
     if fmt == "json":
@@ -367,7 +368,7 @@ def _open_summary(path: str | None) -> Any:
     if path is None:
         return None
     try:
-        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed after the run
+        return open(path, "w", encoding="utf-8")
     except OSError as exc:
         raise KBErrors([KBError("cli.summary", f"cannot write the summary: {exc.strerror}", file=path)]) from None
 
@@ -467,7 +468,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(markdown(book), encoding="utf-8")
+            write_page(target, markdown(book))
             click.echo(f"wrote {target}")
         else:
             written = write_site(book, out)

@@ -14,6 +14,7 @@ from typing import Any
 from fsgs_kb.engine import cache
 from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
 from fsgs_kb.engine.compile.durable import DurableRulesets
+from fsgs_kb.engine.compile.proof import prove
 from fsgs_kb.engine.compile.rulesets import CompiledKB, compile_kb
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
@@ -99,20 +100,29 @@ class KnowledgeBase:
         return sorted(r.id for r in self.model.rules.values() if r.status != "active")
 
 
+def validate(rules_dir: str | Path | None = None) -> ValidationReport:
+    """Every problem of a knowledge base, including whether durable-rules can run it.
+
+    Without `rules_dir`: $FSGS_KB_RULES, else the nearest rules/kb.yaml at or above the working
+    directory, else the bundled one. A knowledge base whose exact files validated cleanly before
+    comes from the cache (engine.cache), with the proof that the engine takes it."""
+    directory = locate_rules(rules_dir).path
+    key = cache.content_key(directory)
+    report = cache.load_cached(key) if key else None
+    if report is None:
+        report = prove(validate_dir(directory))
+        if report.ok and key and cache.content_key(directory) == key:  # not edited meanwhile
+            cache.store(key, report)
+    return report
+
+
 def load(rules_dir: str | Path | None = None) -> KnowledgeBase:
     """Load, validate and compile a knowledge base; raise KBErrors when it has errors.
 
     Without `rules_dir`: $FSGS_KB_RULES, else the nearest rules/kb.yaml at or above the working
-    directory, else the bundled one (`kb.location` says which). A knowledge base whose exact
-    files validated before comes from the cache (engine.cache)."""
+    directory, else the bundled one (`kb.location` says which)."""
     location = locate_rules(rules_dir)
-    directory = location.path
-    key = cache.content_key(directory)
-    report = cache.load_cached(key) if key else None
-    if report is None:
-        report = validate_dir(directory)
-        if not report.ok:
-            raise KBErrors(report.errors)
-        if key:
-            cache.store(key, report)
+    report = validate(location.path)
+    if not report.ok:
+        raise KBErrors(report.errors)
     return KnowledgeBase(report, location)
