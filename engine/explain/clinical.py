@@ -269,3 +269,52 @@ def _leaves(cond: Condition) -> list[Compare]:
     if isinstance(cond, Not):
         return _leaves(cond.item)
     return [leaf for item in cond.items for leaf in _leaves(item)]
+
+
+def requirement(model: KnowledgeBaseModel, fields: dict[str, FieldInfo], leaf: Compare) -> str:
+    """What a comparison asks of any patient, in clinical words (no patient values): `daily
+    cyclosporine dose per kg … is above 5 mg/kg/day (the review, S5)`."""
+    unit: str | None
+    if leaf.source == "derived":
+        derived = model.derived[leaf.name]
+        if derived.is_boolean:
+            claim = lower_first(derived.title)
+            return claim if (leaf.operand is True) == (leaf.op == "eq") else f"it is not the case that {claim}"
+        subject, unit = lower_first(derived.title), derived.unit
+    else:
+        info = fields.get(leaf.name)
+        subject = info.title if info is not None and info.title else leaf.name.replace("_", " ")
+        unit = info.unit if info is not None else None
+    if leaf.op == "present":
+        return f"{subject} is recorded"
+    if leaf.op == "absent":
+        return f"{subject} is not recorded"
+    if isinstance(leaf.operand, ParamRef):
+        param = model.parameters[leaf.operand.name]
+        value = param.value
+        threshold = quantity(value, param.unit if param.unit != "none" else unit)
+        note = f" ({provenance_short(model, leaf.operand.name)})"
+    else:
+        value, threshold, note = leaf.operand, quantity(leaf.operand, unit), ""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    phrase = {
+        "eq": f"is {threshold}",
+        "ne": f"is anything but {threshold}",
+        "in": f"is {words(values)}" if values else "is one of an empty list (never)",
+        "includes_any": f"include any of {words(values)}" if values else "include any of an empty list (never)",
+    }.get(leaf.op) or f"is {_NUMERIC[leaf.op][0]} {threshold}"
+    return f"{subject} {phrase}{note}"
+
+
+def requirement_lines(
+    model: KnowledgeBaseModel, fields: dict[str, FieldInfo], cond: Condition, depth: int = 0
+) -> list[tuple[int, str]]:
+    """(depth, text) lines of a condition for a reader: `all of:` / `any of:` / `not:` groups,
+    each comparison in clinical words."""
+    if isinstance(cond, Compare):
+        return [(depth, requirement(model, fields, cond))]
+    if isinstance(cond, Not):
+        return [(depth, "not:")] + requirement_lines(model, fields, cond.item, depth + 1)
+    head = "all of:" if isinstance(cond, AllOf) else "any of:"
+    assert isinstance(cond, (AllOf, AnyOf))
+    return [(depth, head)] + [line for item in cond.items for line in requirement_lines(model, fields, item, depth + 1)]
