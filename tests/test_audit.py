@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from generate import iter_cohort
 from support import RULES
@@ -39,9 +41,24 @@ def set_dose_ceiling(rules: Path, value: float) -> None:
     params.write_text(text, encoding="utf-8")
 
 
+KB_VERSION = str(yaml.safe_load((RULES / "kb.yaml").read_text(encoding="utf-8"))["version"])
+
+
+def rule_version(rules: Path, rule_id: str) -> str:
+    return str(yaml.safe_load((rules / "recommendations" / f"{rule_id}.yaml").read_text(encoding="utf-8"))["version"])
+
+
+def bump_rule(rules: Path, rule_id: str, version: str) -> None:
+    """A new version with its history entry, as an editor does after a change of meaning."""
+    path = rules / "recommendations" / f"{rule_id}.yaml"
+    text = re.sub(r"(?m)^version: .*$", f"version: {version}", path.read_text(encoding="utf-8"), count=1)
+    text = text.rstrip("\n") + f'\n  - version: {version}\n    date: "2026-11-26"\n    change: New dose ceiling.\n'
+    path.write_text(text, encoding="utf-8")
+
+
 def bump_kb(rules: Path, version: str) -> None:
     manifest = rules / "kb.yaml"
-    text = manifest.read_text(encoding="utf-8").replace("version: 0.1.0\nreleased", f"version: {version}\nreleased")
+    text = re.sub(r"version: \S+\nreleased", f"version: {version}\nreleased", manifest.read_text(encoding="utf-8"))
     text = text.replace(
         "changelog:\n",
         f'changelog:\n  - version: {version}\n    date: "2026-11-26"\n    changes: [Changed the dose ceiling.]\n',
@@ -73,27 +90,55 @@ def test_diff_by_revision_flags_an_unversioned_change(repo: Path) -> None:
     result = invoke("diff", "git:HEAD~1", "git:HEAD")
     assert result.exit_code == 1, result.output
     assert "max_daily_dose: 5 mg/kg/day (source S5) → 5.5 mg/kg/day (local (2026-11-25))" in result.output
-    assert "error[diff.unversioned] the knowledge base changed but its version is still 0.1.0" in result.output
+    assert f"error[diff.unversioned] the knowledge base changed but its version is still {KB_VERSION}" in result.output
+    for rule_id in ("CSA-DOSE-EXCEEDS", "CSA-DOSE-WITHIN"):  # the rules whose meaning rests on the ceiling
+        assert f"{rule_id}'s meaning changed (parameter max_daily_dose) but its version is still" in result.output
+    assert "CSA-DUR-EXCEEDS's meaning" not in result.output
     assert (repo / "rules" / "parameters.yaml").read_text().count("value: 5.5") == 1  # working tree untouched
 
 
 def test_diff_passes_once_versioned(repo: Path) -> None:
-    set_dose_ceiling(repo / "rules", 5.5)
-    bump_kb(repo / "rules", "0.2.0")
-    git(repo, "commit", "-qam", "versioned threshold change")
+    rules = repo / "rules"
+    set_dose_ceiling(rules, 5.5)
+    bump_kb(rules, "0.9.0")
+    git(repo, "commit", "-qam", "threshold change, knowledge base versioned, rules not")
     result = invoke("diff", "git:HEAD~1", "git:HEAD")
+    assert result.exit_code == 1 and "CSA-DOSE-WITHIN's meaning changed (parameter max_daily_dose)" in result.output
+    for rule_id in ("CSA-DOSE-EXCEEDS", "CSA-DOSE-WITHIN"):
+        bump_rule(rules, rule_id, "0.9.0")
+    git(repo, "commit", "-qam", "the rules versioned too")
+    result = invoke("diff", "git:HEAD~2", "git:HEAD")
     assert result.exit_code == 0, result.output
-    assert "kb.yaml: 0.1.0 → 0.2.0" in result.output
+    assert f"kb.yaml: {KB_VERSION} → 0.9.0" in result.output
+    assert "CSA-DOSE-WITHIN: meaning changed through parameter max_daily_dose" in result.output
+
+
+def test_a_derived_value_change_reaches_the_rules_that_use_it(repo: Path) -> None:
+    derived = repo / "rules" / "derived.yaml"
+    derived.write_text(derived.read_text(encoding="utf-8").replace("eq: mg/kg/day}", "eq: mg/kg/day }"))
+    assert invoke("diff", "git:HEAD", "rules").exit_code == 0  # formatting only: no change of meaning
+    text = derived.read_text(encoding="utf-8").replace(
+        "        to: {field: serum_creatinine.current}", "        to: {field: serum_creatinine.baseline}"
+    )
+    derived.write_text(text, encoding="utf-8")
+    bump_kb(repo / "rules", "0.9.0")
+    result = invoke("diff", "git:HEAD", "rules")
+    assert result.exit_code == 1
+    assert "CSA-NEPHROTOX-SUSPECTED's meaning changed (derived value creatinine_rise_pct)" in result.output
+    assert "CSA-DOSE-EXCEEDS's meaning" not in result.output
 
 
 def test_a_rule_changed_without_its_version(repo: Path) -> None:
     rule = repo / "rules" / "recommendations" / "CSA-MONITOR-BP.yaml"
     rule.write_text(rule.read_text().replace("Careful monitoring is required to keep", "Monitoring must keep"))
-    bump_kb(repo / "rules", "0.1.1")
+    bump_kb(repo / "rules", "0.9.0")
     result = invoke("diff", "git:HEAD", "rules")
     assert result.exit_code == 1
     assert "CSA-MONITOR-BP: advice text changed" in result.output
-    assert "CSA-MONITOR-BP changed without a version bump (still 0.1.0)" in result.output
+    version = rule_version(repo / "rules", "CSA-MONITOR-BP")
+    assert f"CSA-MONITOR-BP's meaning changed (its own text or condition) but its version is still {version}" in (
+        result.output
+    )
 
 
 def test_audit_one_rule_shows_quote_parameters_and_flags() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_an_edit_in_the_working_copy_is_what_commands_use(project: Path) -> None
     proc = fsgs_kb("validate", cwd=deeper)
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
-    assert first.startswith("knowledge base site-copy 0.1.0, fingerprint ")
+    assert re.match(r"knowledge base site-copy [0-9.]+, fingerprint [0-9a-f]{12}, in ", first), first
     assert f"in {project / 'rules'}/ (the nearest rules/kb.yaml at or above the working directory)" in first
 
 
@@ -108,7 +109,7 @@ def test_every_command_names_its_knowledge_base(project: Path, tmp_path: Path) -
         assert proc.returncode == 0, (name, proc.stdout, proc.stderr)
         stream = proc.stdout if name in on_stdout else proc.stderr
         first = stream.splitlines()[0]
-        assert first.startswith("knowledge base site-copy 0.1.0, fingerprint "), (name, first)
+        assert re.match(r"knowledge base site-copy [0-9.]+, fingerprint ", first), (name, first)
         assert first.endswith("(the nearest rules/kb.yaml at or above the working directory)"), (name, first)
     for args in (["test", "--format", "json", "-k", "CSA-DOSE"], ["audit", "--format", "json"]):
         payload = json.loads(fsgs_kb(*args, cwd=cwd).stdout)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fsgs_kb.engine.check.checks import Coverage, run_checks
+from fsgs_kb.engine.check.prose import literal_thresholds
 from fsgs_kb.engine.check.static import meaning_problems
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.load.loader import LoadResult, read_rules_dir
@@ -37,6 +38,7 @@ def validate_dir(rules_dir: Path) -> ValidationReport:
     problems = list(load.errors)
     checks, coverage = run_checks(load.model, load.docs, load.failed)
     problems.extend(checks)
+    problems.extend(literal_thresholds(load.model, load.docs))
     if not any(p.severity == "error" for p in problems) and load.model.rules:
         problems.extend(_meaning_and_tests(rules_dir, load))
     unique = sorted(set(problems), key=KBError.sort_key)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, fmt
+from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo
 from fsgs_kb.engine.load.fields import FieldInfo
+from fsgs_kb.engine.load.templating import quantity, words
 from fsgs_kb.engine.model import (
     AllOf,
     AnyOf,
@@ -28,7 +29,6 @@ from fsgs_kb.engine.model import (
 )
 
 SCOPE = "in_scope"
-_ABBREVIATIONS = {"gc": "glucocorticoid"}  # in enum values: prior_gc_intolerance
 
 
 def lower_first(text: str) -> str:
@@ -37,39 +37,6 @@ def lower_first(text: str) -> str:
     if len(text) > 1 and text[0].isupper() and not text[1].isupper():
         return text[0].lower() + text[1:]
     return text
-
-
-def word(value: Any) -> str:
-    """An enum value, boolean or number as a clinician writes it."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, str):
-        return " ".join(_ABBREVIATIONS.get(part, part) for part in value.split("_"))
-    return fmt(value)
-
-
-def words(values: Any, last: str = "or") -> str:
-    """`complete remission or partial remission`; `none` for an empty list."""
-    items = [word(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-    if not items:
-        return "none"
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
-
-
-def quantity(value: Any, unit: str | None) -> str:
-    """5 mg/kg/day, 30%, the 95th percentile; lists as words; never a `none` unit."""
-    if isinstance(value, (list, tuple)):
-        return words(value)
-    text = word(value)
-    if not unit or unit == "none":
-        return text
-    if unit == "%":
-        return f"{text}%"
-    if unit == "percentile" and isinstance(value, (int, float)) and float(value).is_integer():
-        n = int(value)
-        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-        return f"the {n}{suffix} percentile"
-    return f"{text} {unit}"
 
 
 def short_reference(reference: str, year: Any = None) -> str:

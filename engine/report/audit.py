@@ -170,6 +170,20 @@ def impact_text(report: dict[str, Any], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def _version_place(side: KBSide, violation: str) -> tuple[str, int | None, int | None]:
+    """Where to raise the version a violation is about: the rule's `version:` line, or kb.yaml's."""
+    model = side.report.load.model
+    subject = violation.split("'", 1)[0].split(" ", 1)[0]
+    rule = model.rules.get(subject)
+    files = side.report.load.docs
+    if rule is not None and rule.file in files:
+        return (rule.file, *files[rule.file].where("/version"))
+    manifest = next((f for f in files if f.endswith("kb.yaml")), None)
+    if manifest is not None and ("kb.yaml" in violation or "knowledge base" in violation):
+        return (manifest, *files[manifest].where("/version"))
+    return (side.label, None, None)
+
+
 def diff_text(old: KBSide, new: KBSide, diff: KBDiff) -> str:
     om, nm = old.report.load.model.manifest, new.report.load.model.manifest
     lines = [
@@ -181,5 +195,5 @@ def diff_text(old: KBSide, new: KBSide, diff: KBDiff) -> str:
     for change in diff.changes:
         lines.append(f"  {change['subject']}: {change['detail']}")
     hint = "bump the version and add a history (rule) or changelog (kb.yaml) entry"
-    lines += [format_error(KBError("diff.unversioned", v, file=new.label, hint=hint)) for v in diff.violations]
+    lines += [format_error(KBError("diff.unversioned", v, *_version_place(new, v), hint=hint)) for v in diff.violations]
     return "\n".join(lines)
