@@ -145,7 +145,7 @@ def test_audit_one_rule_shows_quote_parameters_and_flags() -> None:
     result = invoke("audit", "--rule", "CSA-NEPHROTOX-SUSPECTED")
     assert result.exit_code == 0
     assert "cites cattran-2003 S5 (quote verified verbatim)" in result.output
-    assert "parameter nephrotoxicity_creatinine_rise = 30 %" in result.output and "[NOT VERIFIED]" in result.output
+    assert "parameter nephrotoxicity_creatinine_rise = 30%" in result.output and "[NOT VERIFIED]" in result.output
     assert "NOT SIGNED OFF" in result.output
     payload = json.loads(invoke("audit", "--format", "json").output)
     assert payload["parameters_by_provenance"] == {"cited": 8, "local": 3, "source": 2}

@@ -10,6 +10,7 @@ from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.explain.wording import provenance_label
 from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.templating import quantity
 from fsgs_kb.engine.report.text import escape_control, printable
 from fsgs_kb.engine.report.validation import format_error
 
@@ -34,7 +35,8 @@ def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
             ]
         for param in rule["parameters"]:
             flag = "" if param["verified"] in (True, None) else "  [NOT VERIFIED]"
-            out.append(f"parameter {param['name']} = {param['value']} {param['unit']}: {param['summary']}{flag}")
+            value = quantity(param["value"], param["unit"])
+            out.append(f"parameter {param['name']} = {value}: {param['summary']}{flag}")
         for dv in rule["derived"]:
             out.append(f"relies on derived value {dv['name']}: {dv['title']}")
         out += [f"interpretation: {note}" for note in rule["interpretation"]]
