@@ -132,11 +132,12 @@ def install_snapshot(checkout: Path, tmp_path: Path) -> Path:
 def test_the_guide_parses_into_edits_and_commands() -> None:
     steps = walkthrough_steps(GUIDE.read_text(encoding="utf-8"))
     kinds = [s.kind for s in steps]
-    assert kinds.count("run") >= 7 and kinds.count("replace") == 4 and kinds.count("append") == 1
+    assert kinds.count("run") >= 7 and kinds.count("replace") == 3 and kinds.count("append") == 2
     assert all(s.replacement for s in steps if s.kind == "replace")
     assert steps[0].files == ["rules/parameters.yaml"]
     assert [s.files for s in steps if s.kind == "append"] == [
-        ["rules/recommendations/CSA-DOSE-EXCEEDS.yaml", "rules/recommendations/CSA-DOSE-WITHIN.yaml"]
+        ["rules/kb.yaml"],
+        ["rules/recommendations/CSA-DOSE-EXCEEDS.yaml", "rules/recommendations/CSA-DOSE-WITHIN.yaml"],
     ]
 
 
@@ -188,7 +189,7 @@ def test_the_walkthrough_in_a_fresh_clone(tmp_path: Path) -> None:
     assert "the knowledge base changed but its version is still" in unversioned.stdout
     assert "CSA-DUR-EXCEEDS's meaning" not in unversioned.stdout
     assert versioned.returncode == 0, versioned.stdout + versioned.stderr
-    assert "kb.yaml: 0.1.1 → 0.2.0" in versioned.stdout
+    assert "kb.yaml: 0.3.1 → 0.4.0" in versioned.stdout
     assert only("fsgs-kb validate", 1).returncode == 0
 
 

@@ -13,9 +13,10 @@ import textwrap
 from typing import Any
 
 from fsgs_kb.engine.evaluate.kleene import Memo
-from fsgs_kb.engine.explain.clinical import ConditionWords, lower_first
+from fsgs_kb.engine.explain.clinical import ConditionWords, lower_first, short_reference
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.fields import pointer_titles
+from fsgs_kb.engine.load.templating import quantity
 from fsgs_kb.engine.report.colour import PLAIN, Palette
 from fsgs_kb.engine.report.text import printable
 
@@ -32,6 +33,7 @@ SECTIONS = (
     ("out_of_scope", "OUT OF SCOPE"),
     ("warning", "WARNINGS"),
     ("advice", "ADVICE"),
+    ("caveat", "CAVEATS: where the evidence behind the advice may not apply"),
     ("info", "INFORMATION"),
 )
 MARK = {True: "✓", False: "✗", None: "?"}
@@ -60,7 +62,8 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
     memo: Memo = {}
     known = kb.evaluator.derive(values, memo)
     titles = pointer_titles()
-    shown = set(result["advice"])
+    shown = set(result["advice"]) | set(result.get("caveats", []))
+    fired_caveats = [kb.model.rules[c] for c in result.get("caveats", []) if c in kb.model.rules]
     for rule in result["rules"]:
         model_rule = kb.model.rules[rule["id"]]
         section = rule["kind"] if rule["id"] in shown else rule["outcome"]
@@ -81,6 +84,14 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
         }
         if rule.get("decided_without"):
             entry["decided_without"] = [_to_record(p, titles) for p in rule["decided_without"]]
+        if rule.get("shown"):
+            entry["shown"] = [_shown_text(kb, item) for item in rule["shown"]]
+        if model_rule.kind == "caveat":
+            entry["qualifies"] = list(model_rule.qualifies)
+            entry["rests_on"] = _caveat_source(model_rule.provenance_kind, model_rule.provenance)
+        qualified_by = [c.id for c in fired_caveats if rule["id"] in c.qualifies]
+        if qualified_by and rule["id"] in shown:
+            entry["caveats"] = qualified_by
         doc["rules"].append(entry)
     scope = kb.model.derived.get("in_scope")
     if scope is not None and scope.condition is not None:
@@ -94,6 +105,31 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
             "record": [_to_record(p, titles) for p in unrecorded],
         }
     return doc
+
+
+def _shown_text(kb: KnowledgeBase, item: dict[str, Any]) -> str:
+    """A value a rule shows when it fires, as a clinician reads it: `current serum creatinine 160 umol/L`."""
+    if "derived" in item:
+        name = lower_first(kb.model.derived[item["derived"]].title) if item["derived"] in kb.model.derived else ""
+    else:
+        info = kb.evaluator.fields.get(item.get("field", ""))
+        name = info.title if info is not None and info.title else str(item.get("field"))
+    value = item.get("value")
+    if isinstance(value, float):
+        value = float(f"{value:.3g}")  # 77.8%, not 77.7777777778%
+    return f"{name}: {'not recorded' if value is None else quantity(value, item.get('unit'))}"
+
+
+def _caveat_source(kind: str | None, data: dict[str, Any]) -> str:
+    """Where a caveat comes from, in a line: the review's sentence, a cited publication, local policy."""
+    if kind == "source":
+        return f"the review, {data.get('sentence')}"
+    if kind == "cited":
+        flag = "" if data.get("verified") else ", not verified against the publication"
+        return f"cited: {short_reference(str(data.get('reference', '')), data.get('year'))}{flag}"
+    if kind == "local":
+        return f"local policy, decided {data.get('decided_on')}"
+    return ""
 
 
 def _to_record(pointer: str, titles: dict[str, str]) -> dict[str, str]:
@@ -163,7 +199,7 @@ def _why_lines(rule: dict[str, Any], paint: Palette) -> list[str]:
 
 
 def rule_lines(rule: dict[str, Any], paint: Palette, full: bool) -> list[str]:
-    symbol = {"warning": "⚠", "advice": "•", "info": "ℹ", "out_of_scope": "○"}.get(rule["kind"], "•")
+    symbol = {"warning": "⚠", "advice": "•", "info": "ℹ", "out_of_scope": "○", "caveat": "!"}.get(rule["kind"], "•")
     if rule["section"] == "not_fired":
         symbol = "✗"
     lines = _wrap(f"{symbol} {rule['title']}", "  ")
@@ -171,6 +207,15 @@ def rule_lines(rule: dict[str, Any], paint: Palette, full: bool) -> list[str]:
     lines.append(paint(f"    {rule['id']} v{rule['version']} · {signed}", "muted"))
     if full:
         lines += _wrap(rule["says"], "    ", 0)
+        if rule.get("caveats"):
+            lines += _wrap(
+                f"Caveat: {', '.join(rule['caveats'])} (below): the evidence may not apply to this patient.", "    "
+            )
+        shown = [t for t in rule.get("shown", []) if not t.startswith("unit of ")]
+        if shown:
+            lines += _wrap(f"Recorded: {'; '.join(shown)}.", "    ")
+        if rule.get("qualifies"):
+            lines += _wrap(f"Qualifies {', '.join(rule['qualifies'])}; rests on {rule['rests_on']}.", "    ")
     lines += _why_lines(rule, paint)
     if rule.get("decided_without"):
         names = ", ".join(r["title"] for r in rule["decided_without"])

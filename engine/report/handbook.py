@@ -24,6 +24,7 @@ from fsgs_kb.engine.explain.clinical import (
     requirement_lines,
     short_reference,
 )
+from fsgs_kb.engine.explain.wording import shaping_parameters
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.model import KnowledgeBaseModel, ParamRef, Rule, rule_order
@@ -48,9 +49,16 @@ KIND_TITLES = (
     ("warning", "Warnings", "when something is outside what the review calls safe"),
     ("advice", "Advice", "what the review recommends or requires"),
     ("info", "Information", "facts that change how the review applies"),
+    ("caveat", "Caveats", "where the evidence behind some advice may not apply"),
     ("out_of_scope", "Scope", "patients the review does not cover"),
 )
-KIND_WORD = {"warning": "warning", "advice": "advice", "info": "information", "out_of_scope": "scope"}
+KIND_WORD = {
+    "warning": "warning",
+    "advice": "advice",
+    "info": "information",
+    "caveat": "caveat",
+    "out_of_scope": "scope",
+}
 PROVENANCE_WORDS = {"source": "from the review", "cited": "cited from another publication", "local": "local policy"}
 
 
@@ -144,6 +152,7 @@ class Handbook:
                     todo.append(leaf.name)
             exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
             names += [r.name for e in exprs for r in expression_refs(e) if r.source == "param"]
+        names += shaping_parameters(self.model, rule)
         return list(dict.fromkeys(names))
 
     def _users_of(self, name: str) -> list[Rule]:
@@ -248,6 +257,7 @@ class Handbook:
             for n in self.params_of(rule)
         )
         notes = "".join(f"<li>{_esc(n)}</li>" for n in rule.interpretation)
+        applicability = self._applicability(rule)
         history = "".join(
             f"<li>{_esc(h['version'])} ({_esc(h['date'])}): {_esc(h['change'])}</li>" for h in rule.history
         )
@@ -257,14 +267,42 @@ class Handbook:
             f"</span> · version {_esc(rule.version)} · {self.status_badge(rule)}{signed}"
         )
         body = (
-            f'<h2>Says</h2><p>{_esc(rule.says)}</p><h2>Fires when</h2><div class="cond">{condition}</div>'
-            f"<h2>Rests on</h2>{quotes}"
+            f"<h2>Says</h2><p>{_esc(rule.says)}</p>{applicability}"
+            f'<h2>Fires when</h2><div class="cond">{condition}</div>'
+            f"<h2>Rests on</h2>{quotes or '<p>no sentence of the review (see provenance above)</p>'}"
             f'<p class="muted">Evidence note ({rule.evidence.sentence}): “{_esc(rule.evidence.quote)}”.</p>'
             f"<h2>Thresholds</h2><ul>{params or '<li>none</li>'}</ul>"
             f"<h2>How the source was read</h2><ul>{notes or '<li>no reading was needed</li>'}</ul>"
             f"<h2>History</h2><ul>{history}</ul>"
         )
         return self.page(rule.title, body, up="../", subtitle=subtitle)
+
+    def _applicability(self, rule: Rule) -> str:
+        """For a caveat: what it qualifies and where it comes from; for advice: its caveats."""
+        if rule.kind == "caveat":
+            links = ", ".join(f'<a href="{q}.html">{q}</a>' for q in rule.qualifies)
+            data = rule.provenance
+            if rule.provenance_kind == "source":
+                sid = data["sentence"]
+                where = f'the review, <a href="../source.html#{sid}">{sid}</a>: “{_esc(data["quote"])}”'
+            elif rule.provenance_kind == "cited":
+                flag = (
+                    "verified"
+                    if data["verified"]
+                    else '<span class="unverified">not verified against the primary document</span>'
+                )
+                where = f"{_esc(data['reference'])}: {_esc(data['says'])} ({flag})"
+            else:
+                where = f"local policy: {_esc(data['rationale'])}"
+            return (
+                f"<h2>Qualifies</h2><p>{links}: shown beside that advice when it fires and this holds; "
+                f"it never changes or hides it.</p><h2>Provenance</h2><p>{where}</p>"
+            )
+        caveats = [c for c in self.rules if rule.id in c.qualifies]
+        if not caveats:
+            return ""
+        items = "".join(f'<li><a href="{c.id}.html">{c.id}</a>: {_esc(c.title)}</li>' for c in caveats)
+        return f"<h2>Caveats (where the evidence may not apply)</h2><ul>{items}</ul>"
 
     def source(self) -> str:
         src = self.model.source
