@@ -45,6 +45,9 @@ def test_the_wheel_installs_fsgs_kb_alone(tmp_path: Path) -> None:
     for data in ("fsgs_kb/rules/kb.yaml", "fsgs_kb/schema/patient.schema.json", "fsgs_kb/py.typed"):
         assert data in names
     assert not [n for n in names if n.startswith("fsgs_kb/tests/") or n.startswith("fsgs_kb/bench/")]
+    modules = {str(p.relative_to(ROOT)) for p in ROOT.glob("engine/**/*.py")} | {"cli.py", "__init__.py"}
+    missing = sorted(m for m in modules if f"fsgs_kb/{m}" not in names)
+    assert not missing, f"modules the wheel leaves out (add their package to pyproject): {missing}"
 
 
 def test_a_foreign_cli_and_engine_do_not_shadow_the_command(tmp_path: Path) -> None:
@@ -70,8 +73,14 @@ def test_an_editable_install_gives_a_working_command(tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    # reuse this environment's dependencies (durable-rules builds a C core: slow to reinstall)
-    Path(site, "_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Reuse this environment's dependencies (durable-rules builds a C core: slow to reinstall),
+    # but not its own fsgs_kb, installed or editable, which would shadow the one under test.
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.lower().startswith(("fsgs_kb", "__editable__", "_fsgs_kb")) and entry.suffix != ".pth":
+            (deps / entry.name).symlink_to(entry)
+    Path(site, "_deps.pth").write_text(str(deps) + "\n")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
         + ["--no-deps", "--no-build-isolation", "-e", str(ROOT)],
