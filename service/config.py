@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
 from fsgs_kb.engine.load.schemas import schema_errors
-from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
+from fsgs_kb.engine.load.yamlsafe import MAX_FILE_BYTES, Located, parse_yaml
 
 SCHEMA = "cds-config"
 DEFAULT_REFETCH_SECONDS = 30.0
@@ -133,9 +133,21 @@ def _mask_errors(doc: Located) -> list[KBError]:
     return []
 
 
+def _read(path: Path) -> bytes:
+    """The file's bytes, bounded like a knowledge-base file."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise KBErrors([KBError("config.io", f"cannot read: {exc.strerror}", str(path), 1, 1)]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise KBErrors([KBError("config.too_large", f"larger than {MAX_FILE_BYTES} bytes", str(path), 1, 1)])
+    return raw
+
+
 def load_config(path: Path) -> ServiceConfig:
     """Read and check a configuration file; raise KBErrors listing every problem with its place."""
-    doc = load_yaml(path, str(path))
+    doc = parse_yaml(_read(path), str(path))
     errors = schema_errors(SCHEMA, doc)
     if errors:
         raise KBErrors(errors)
