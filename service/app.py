@@ -93,6 +93,16 @@ class Service:
         except orjson.JSONDecodeError as exc:
             return outcome(400, f"the request body is not JSON: {exc}", "structure")
 
+    @staticmethod
+    def _guarded(handler: Any, service_id: str, body: Any) -> Reply:
+        """A bug answers 500 with an OperationOutcome and one log line with its traceback."""
+        try:
+            reply: Reply = handler(service_id, body)
+        except Exception:
+            log.exception("internal error in %s for service %s", getattr(handler, "__name__", "?"), service_id)
+            return outcome(500, "internal error; the service log has the details", "exception")
+        return reply
+
     # ---- routes ---------------------------------------------------------------------------------
     async def healthz(self, request: Request) -> Response:
         return Json({"status": "ok"})
@@ -108,7 +118,7 @@ class Service:
         body = await self.body(request)
         if isinstance(body, Reply):
             return _reply(body)
-        return _reply(self.hooks.call(request.path_params["service"], body))
+        return _reply(self._guarded(self.hooks.call, request.path_params["service"], body))
 
     async def feedback(self, request: Request) -> Response:
         if not await self.authorized(request):
@@ -116,7 +126,7 @@ class Service:
         body = await self.body(request)
         if isinstance(body, Reply):
             return _reply(body)
-        return _reply(self.hooks.feedback(request.path_params["service"], body))
+        return _reply(self._guarded(self.hooks.feedback, request.path_params["service"], body))
 
     async def handbook_page(self, request: Request) -> Response:
         page = request.path_params.get("page") or "index.html"

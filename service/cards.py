@@ -251,8 +251,14 @@ class CardMaker:
                 parts.append("Patient.birthDate")
             elif kind in ("observation", "observation_before_course"):
                 codes = [self.fmap.first_code(m["code_set"]) for m in src["match"]]
-                days = f" from the last {src['lookback_days']} days" if src.get("lookback_days") else ""
-                parts.append("Observation " + ", ".join(f"{s}|{c}" for s, c in filter(None, codes)) + days)
+                days = f"{src['lookback_days']} days" if src.get("lookback_days") else ""
+                if kind == "observation":
+                    when = f" from the last {days}" if days else ""
+                else:
+                    when = f" taken before the {src['drug']} course began" + (
+                        f" (at most {days} before)" if days else ""
+                    )
+                parts.append("Observation " + ", ".join(f"{s}|{c}" for s, c in filter(None, codes)) + when)
             elif kind == "field_observation":
                 parts.append(f"Observation {self.fmap.settings['local_systems']['field']}|{path}")
             elif kind == "condition":

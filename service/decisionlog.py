@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from fsgs_kb.engine.audit.replay import replay_one
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.masking import key_id
@@ -173,7 +175,7 @@ class DecisionLog:
             decision.get("input_sha256"),
             decision.get("decision_id"),
             status,
-            json.dumps(result, ensure_ascii=False, separators=(",", ":")) if result is not None else None,
+            orjson.dumps(result).decode("utf-8") if result is not None else None,
             json.dumps([c.uuid for c in cards]),
             note,
         )

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from fsgs_kb.engine.fhir import FhirInputError, FhirMap, bundle_to_record
+from fsgs_kb.engine.fhir.codes import within_depth
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
@@ -25,6 +26,7 @@ from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, colle
 log = logging.getLogger("fsgs_kb.service")
 
 ORDER_HOOKS = ("order-select", "order-sign")
+BODY_DEPTH_MARGIN = 8  # request → prefetch → Bundle → entry levels above the map's per-resource limit
 OUTCOMES = ("accepted", "overridden")
 
 
@@ -83,6 +85,7 @@ class Hooks:
         self.templates = Templates(fmap, [f.path for f in kb.evaluation.fields])
         self.cards = CardMaker(kb, fmap, self.templates, config.allow_drafts, config.handbook_url)
         self.services = {s.id: s for s in SERVICES}
+        self.max_depth = int(fmap.settings["limits"]["max_json_depth"]) + BODY_DEPTH_MARGIN
         self.note = self._drafts_note()
 
     def _drafts_note(self) -> str | None:
@@ -119,6 +122,8 @@ class Hooks:
         service = self.services.get(service_id)
         if service is None:
             return outcome(404, f"no CDS service {service_id!r}", "not-found")
+        if not within_depth(body, self.max_depth):
+            return outcome(400, f"the request is nested more than {self.max_depth} levels deep", "too-costly")
         try:
             hook_instance, context = self._check_request(service, body)
             return self._answer(service, hook_instance, context, body)
@@ -180,6 +185,8 @@ class Hooks:
     def feedback(self, service_id: str, body: Any) -> Reply:
         if service_id not in self.services:
             return outcome(404, f"no CDS service {service_id!r}", "not-found")
+        if not within_depth(body, self.max_depth):
+            return outcome(400, f"the request is nested more than {self.max_depth} levels deep", "too-costly")
         items = body.get("feedback") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             return outcome(400, "feedback must be a non-empty list", "required")

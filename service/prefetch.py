@@ -15,7 +15,6 @@ queries the FHIR server.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,7 +167,7 @@ def collect(prefetch: Any, keys: list[str], patient_id: str) -> Collected:
     given = prefetch or {}
     absent, empty = [], []
     patient: dict[str, Any] | None = None
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
     entries: list[dict[str, Any]] = []
     for key in keys:
         value = given.get(key, ...)
@@ -183,11 +182,10 @@ def collect(prefetch: Any, keys: list[str], patient_id: str) -> Collected:
                 if key == PATIENT_KEY:
                     patient = res
                 continue
-            text = json.dumps(res, sort_keys=True)
             ident = (res["resourceType"], str(res.get("id")))
-            if res.get("id") is not None and seen.get(ident) == text:
+            if res.get("id") is not None and seen.get(ident) == res:
                 continue  # the same resource answered two queries
-            seen[ident] = text
+            seen.setdefault(ident, res)
             entries.append({"fullUrl": full, "resource": res} if full else {"resource": res})
     if patient is None:
         patient = {"resourceType": "Patient", "id": patient_id}

@@ -162,7 +162,8 @@ def feedback_text(summary: dict[str, Any]) -> str:
         answered = item["accepted"] + item["overridden"]
         share = f", {100 * item['overridden'] / answered:.0f} % overridden" if answered else ""
         lines.append(
-            f"{item['rule']} v{item['version']}: {item['cards']:,} cards, {answered:,} with feedback: "
+            f"{item['rule']} v{item['version']}: {item['cards']:,} card{'' if item['cards'] == 1 else 's'}, "
+            f"{answered:,} with feedback: "
             f"{item['accepted']:,} accepted, {item['overridden']:,} overridden{share}"
         )
         for reason in item["reasons"]:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fsgs_kb.service.config import load_config
+
 GOOD = """\
 public_base_url: https://cds.example.org
 trusted_issuers:
@@ -78,3 +80,9 @@ def test_a_missing_extra_says_how_to_install_it(tmp_path: Path) -> None:
 def test_serve_help_shows_the_exit_codes() -> None:
     run = subprocess.run([sys.executable, "-m", "fsgs_kb", "serve", "--help"], capture_output=True, text=True)
     assert "--workers" in run.stdout and "Exit codes:" in run.stdout
+
+
+def test_the_shipped_example_configuration_loads() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "examples" / "cds" / "cds.yaml")
+    assert config.url("/cds-services") == "https://cds.example.org/cds-services"
+    assert config.allow_drafts is False and config.decision_log.name == "fsgs-kb-decisions.sqlite"

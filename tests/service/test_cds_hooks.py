@@ -220,6 +220,27 @@ def test_requests_without_required_fields_are_400(server: Server, ehr: Any) -> N
     )
 
 
+def test_hostile_requests_get_clear_answers(server: Server, ehr: Any, templates: Any) -> None:
+    path = f"/cds-services/{PV}"
+    headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + path), "Content-Type": "application/json"}
+    not_json = server.client.post(path, content=b"{not json", headers=headers)
+    assert not_json.status_code == 400 and "not JSON" in not_json.json()["issue"][0]["diagnostics"]
+    deep: Any = {}
+    for _ in range(200):
+        deep = {"x": deep}
+    body = hook_request("patient-view", "p1", {"patient": deep})
+    assert call(server, ehr, path, body).status_code == 400
+    headers["Authorization"] = "Bearer " + ehr.signer.token(PUBLIC + path)
+    huge = server.client.post(path, content=b" " * (17 * 1024 * 1024), headers=headers)
+    assert huge.status_code == 413
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    prefetch = prefetch_for(templates[PV], bundle, pid)
+    someone_else = call(server, ehr, path, hook_request("patient-view", "another-patient", prefetch))
+    assert someone_else.status_code == 400 and "context.patientId" in someone_else.text
+    assert "Traceback" not in server.log_text()
+
+
 # ---- order-sign ------------------------------------------------------------------------------------
 
 
