@@ -6,8 +6,10 @@ For each worker count: start the real server (a subprocess), publish the test EH
 local JWKS server, sign one token per call beforehand (EC P-384, a fresh jti each), then send the
 calls: one client with one worker, one client per worker otherwise, keep-alive connections, the
 example patients in turn, each with its full prefetch. Latency is the client's wall time per call
-(request out, cards in). Reports p50, p99 and max, the throughput and the 1-minute load average
-before and after. The server, JWKS server and prefetch helpers are the tests' (tests/service).
+(request out, cards in). Reports p50, p99 and max, the throughput, the server's CPU time per call
+(all its processes, from /proc: the figure that does not depend on what else the machine runs)
+and the 1-minute load average before and after. The server, JWKS server and prefetch helpers are
+the tests' (tests/service).
 """
 
 from __future__ import annotations
@@ -43,6 +45,29 @@ from cds_support import (  # noqa: E402 - the path above makes the tests' helper
 )
 
 PV = "/cds-services/fsgs-csa-patient-view"
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's workers), from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the server's processes so far (Linux)."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def requests(templates: dict[str, str], n: int) -> list[dict[str, Any]]:
@@ -92,9 +117,9 @@ def run(workers: int, calls: int, work: Path) -> dict[str, Any]:
             return time.perf_counter() - start
 
         fan_out(list(zip(warm, tokens[: len(warm)], strict=True)), record=False)
-        load_before = os.getloadavg()[0]
+        load_before, cpu_before = os.getloadavg()[0], cpu_seconds(server.proc.pid)
         elapsed = fan_out(list(zip(bodies, tokens[len(warm) :], strict=True)), record=True)
-        load_after = os.getloadavg()[0]
+        load_after, cpu_after = os.getloadavg()[0], cpu_seconds(server.proc.pid)
     finally:
         server.stop()
         keys.close()
@@ -110,6 +135,7 @@ def run(workers: int, calls: int, work: Path) -> dict[str, Any]:
         "per_s": calls / elapsed,
         "load": (load_before, load_after),
         "jwks_fetches": keys.requests,
+        "server_cpu_ms": (cpu_after - cpu_before) / calls * 1000,
     }
 
 
@@ -126,7 +152,8 @@ def main() -> None:
             print(
                 f"  {workers} worker{'s' if workers > 1 else ' '} ({workers} client{'s' if workers > 1 else ''}): "
                 f"p50 {r['p50_ms']:5.1f} ms  p99 {r['p99_ms']:5.1f} ms  max {r['max_ms']:6.1f} ms  "
-                f"{r['per_s']:6.0f} calls/s  load average {r['load'][0]:.2f} → {r['load'][1]:.2f}  "
+                f"{r['per_s']:6.0f} calls/s  server CPU {r['server_cpu_ms']:.1f} ms/call  "
+                f"load average {r['load'][0]:.2f} → {r['load'][1]:.2f}  "
                 f"(JWKS fetched {r['jwks_fetches']}×)"
             )
 

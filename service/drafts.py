@@ -97,18 +97,23 @@ def _ended(res: dict[str, Any], end: datetime) -> dict[str, Any]:
     return out
 
 
+def cyclosporine_drafts(context: dict[str, Any], fmap: FhirMap, patient_id: str, as_of: date) -> list[dict[str, Any]]:
+    """The draft orders (selected ones, for order-select) that are cyclosporine, each made an active
+    order of the patient."""
+    limits = fmap.settings["limits"]
+    patient = {"resource": {"resourceType": "Patient", "id": patient_id}}
+    candidates = [_as_current(r, patient_id, as_of) for r in _draft_resources(context)]
+    bundle = bundle_of([patient, *({"resource": c} for c in candidates)])
+    data = read_bundle(bundle, limits["max_bundle_entries"], limits["max_json_depth"])
+    return [e.resource for e in entries_for(DRUG, data, fmap, as_of)]
+
+
 def draft_regimen(
-    context: dict[str, Any], entries: list[dict[str, Any]], fmap: FhirMap, patient_id: str, as_of: date
-) -> list[dict[str, Any]] | None:
-    """The bundle entries with the draft cyclosporine order(s) as the current regimen; None when
-    no draft order is cyclosporine."""
+    drafts: list[dict[str, Any]], entries: list[dict[str, Any]], fmap: FhirMap, as_of: date
+) -> list[dict[str, Any]]:
+    """The bundle entries with the draft cyclosporine order(s) as the current regimen."""
     patient = entries[0]
     limits = fmap.settings["limits"]
-    candidates = [_as_current(r, patient_id, as_of) for r in _draft_resources(context)]
-    data = read_bundle(bundle_of([patient, *({"resource": c} for c in candidates)]), limits["max_bundle_entries"], 64)
-    drafts = [e.resource for e in entries_for(DRUG, data, fmap, as_of)]
-    if not drafts:
-        return None
     start = min(s for s in (order_start(d) for d in drafts) if s is not None)
     draft_ids = {("MedicationRequest", d.get("id")) for d in drafts}
     kept = [e for e in entries[1:] if (e["resource"].get("resourceType"), e["resource"].get("id")) not in draft_ids]

@@ -20,7 +20,7 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
 from fsgs_kb.service.decisionlog import DecisionLog
-from fsgs_kb.service.drafts import draft_regimen
+from fsgs_kb.service.drafts import cyclosporine_drafts, draft_regimen
 from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect
 
 log = logging.getLogger("fsgs_kb.service")
@@ -150,19 +150,17 @@ class Hooks:
 
     def _answer(self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any]) -> Reply:
         patient_id = context["patientId"]
-        got = collect(body.get("prefetch"), list(self.templates.keys), patient_id)
         row = {"hook_instance": hook_instance, "service": service.id, "hook": service.hook, "patient": patient_id}
+        as_of = date.today()
+        drafts = cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else []
+        if service.hook in ORDER_HOOKS and not drafts:
+            self._log(row, None, "no_cyclosporine_draft", [])
+            return Reply(200, {"cards": []})  # nothing for this knowledge base: no data needed
+        got = collect(body.get("prefetch"), list(self.templates.keys), patient_id)
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
             return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")
-        as_of = date.today()
-        entries = got.entries
-        if service.hook in ORDER_HOOKS:
-            regimen = draft_regimen(context, entries, self.fmap, patient_id, as_of)
-            if regimen is None:
-                self._log(row, None, "no_cyclosporine_draft", [])
-                return Reply(200, {"cards": []})
-            entries = regimen
+        entries = draft_regimen(drafts, got.entries, self.fmap, as_of) if drafts else got.entries
         try:
             record, prov = bundle_to_record(bundle_of(entries), self.fmap, as_of=as_of)
         except FhirInputError as exc:

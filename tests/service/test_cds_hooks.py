@@ -303,6 +303,22 @@ def test_order_sign_without_cyclosporine_draft_gives_no_cards(server: Server, eh
         assert logged(server, body["hookInstance"])[11] == "no_cyclosporine_draft"
 
 
+def test_order_select_reads_only_the_selected_draft(server: Server, ehr: Any, templates: Any) -> None:
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    prefetch = prefetch_for(templates["fsgs-csa-order-select"], bundle, pid)
+    drafts = draft_orders(bundle, pid, 420)
+    other = draft_orders(bundle, pid, 10, rxnorm="8640")["entry"][0]
+    other["resource"]["id"] = "draft-2"
+    drafts["entry"].append(other)
+    path = "/cds-services/fsgs-csa-order-select"
+    chosen = hook_request("order-select", pid, prefetch, draftOrders=drafts, selections=["MedicationRequest/draft-1"])
+    codes = [c["source"]["topic"]["code"] for c in call(server, ehr, path, chosen).json()["cards"]]
+    assert "CSA-DOSE-EXCEEDS" in codes
+    elsewhere = hook_request("order-select", pid, None, draftOrders=drafts, selections=["MedicationRequest/draft-2"])
+    assert call(server, ehr, path, elsewhere).json() == {"cards": []}  # no cyclosporine selected: no data needed
+
+
 # ---- feedback, the decision log, replay ----------------------------------------------------------
 
 
