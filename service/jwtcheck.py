@@ -172,7 +172,7 @@ class TokenChecker:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise Rejected("malformed token") from None
-        if header.get("alg") not in ALGORITHMS:
+        if not isinstance(header.get("alg"), str) or header["alg"] not in ALGORITHMS:
             raise Rejected("alg not allowed")
         if header.get("typ") != "JWT":
             raise Rejected("typ is not JWT")

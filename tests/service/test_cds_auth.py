@@ -78,6 +78,7 @@ REASONS = {  # the reason each case must be refused for (server log only; the an
     "wrong_key": "InvalidSignatureError",
     "alg_mismatch": "header alg differs from the key's algorithm",
     "crit_header": "",  # PyJWT refuses an unknown crit itself (malformed); the wrapper refuses any crit
+    "alg_not_a_string": "alg not allowed",
 }
 
 
@@ -106,6 +107,7 @@ def test_bad_tokens_get_the_same_401(server: Server, ehr: Any, case: str) -> Non
         "wrong_key": Signer(kid=signer.kid).token(AUD),
         "alg_mismatch": relabel(signer.token(AUD), "ES256"),
         "crit_header": signer.token(AUD, headers={"crit": ["exp"]}),
+        "alg_not_a_string": unsigned(claims(), {"alg": ["ES384"], "typ": "JWT", "kid": signer.kid}),
     }
     if case == "hs256_with_public_key":  # the classic confusion: the public key used as an HMAC secret
         header = b64({"alg": "HS256", "typ": "JWT", "kid": signer.kid})
