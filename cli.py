@@ -33,6 +33,7 @@ from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
+from fsgs_kb.engine.report.cds import feedback_text, replay_log_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
 from fsgs_kb.engine.report.explain import explain_text, explanation
 from fsgs_kb.engine.report.handbook import Handbook, write_page, write_site
@@ -49,6 +50,9 @@ from fsgs_kb.engine.report.validation import (
 )
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
+from fsgs_kb.service.config import load_config
+from fsgs_kb.service.decisionlog import feedback_summary, replay_log, replay_summary
+from fsgs_kb.service.run import serve as run_service
 
 EXIT_CODES = {
     "ok": 0,  # success
@@ -591,7 +595,7 @@ def _side_identity(side: KBSide) -> dict[str, Any]:
 
 
 @main.command()
-@click.argument("results_file", metavar="RESULTS.jsonl")
+@click.argument("results_file", metavar="RESULTS.jsonl", required=False)
 @click.option(
     "--input",
     "input_file",
@@ -599,16 +603,42 @@ def _side_identity(side: KBSide) -> dict[str, Any]:
     default=None,
     help="The patients the results were made from (JSON Lines), matched by input_sha256.",
 )
+@click.option(
+    "--decision-log",
+    "decision_log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Replay the decisions of a CDS Hooks service's decision log (SQLite) instead of a results file.",
+)
 @RULES_OPTION
 @FORMAT_TEXT_JSON
-def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fmt: str) -> None:
+def replay(
+    results_file: str | None, input_file: str | None, decision_log: Path | None, rules_dir: Path | None, fmt: str
+) -> None:
     """Re-evaluate recorded decisions with the knowledge base at hand: identical, changed, or input missing.
 
+    Give a results file (from evaluate --include-input or batch), or --decision-log DB. Decisions
+    in a log made by a knowledge base with another fingerprint are flagged and not replayed.
     Exit 0 when every decision comes back identical, 1 otherwise.
     """
+    if (results_file is None) == (decision_log is None):
+        raise usage_error("replay", "give either RESULTS.jsonl or --decision-log DB", hint="not both, not neither")
+    if decision_log is not None and input_file:
+        raise usage_error("replay", "--input goes with RESULTS.jsonl: a decision log stores each input")
     kb = _load_kb(rules_dir)
+    if decision_log is not None:
+        reports = replay_log(kb, decision_log)
+        counts = replay_summary(reports)
+        if fmt == "json":
+            click.echo(json.dumps({"summary": counts, "decisions": reports}, indent=2, ensure_ascii=False))
+        else:
+            click.echo(
+                replay_log_text({"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}, reports, counts)
+            )
+        same = all(r["verdict"] in ("identical", "not_evaluated") for r in reports)
+        sys.exit(EXIT_CODES["ok"] if same else EXIT_CODES["findings"])
     index = index_inputs(_records(input_file)) if input_file else {}
-    reports = list(run_replay(kb, _records(results_file), index))
+    reports = list(run_replay(kb, _records(str(results_file)), index))
     if fmt == "json":
         payload = {"kb": kb.identity, "summary": replay_counts(reports), "decisions": reports}
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
@@ -617,6 +647,35 @@ def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fm
         click.echo(replay_text(kb, reports))
     identical = all(r["verdict"] == "identical" for r in reports)
     sys.exit(EXIT_CODES["ok"] if identical else EXIT_CODES["findings"])
+
+
+@main.command(name="feedback-report")
+@click.argument("decision_log", metavar="DB", type=click.Path(dir_okay=False, path_type=Path))
+@FORMAT_TEXT_JSON
+def feedback_report(decision_log: Path, fmt: str) -> None:
+    """Per rule and version: how often the service's cards were accepted or overridden, and why."""
+    summary = feedback_summary(decision_log)
+    click.echo(json.dumps(summary, indent=2, ensure_ascii=False) if fmt == "json" else feedback_text(summary))
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The service's YAML configuration (schema/cds-config.schema.json).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+def serve(config_file: Path, host: str, port: int, workers: int) -> None:
+    """Run the CDS Hooks 2.0 service (needs the optional extra: pip install 'fsgs-kb[cds]').
+
+    Every call but CORS preflight, /healthz and the handbook pages needs a JWT from a trusted
+    issuer; every hook call and feedback is written to the decision log.
+    """
+    run_service(load_config(config_file), host, port, workers)
 
 
 @main.command()

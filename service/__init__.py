@@ -1,0 +1,1 @@
+"""The CDS Hooks 2.0 service (`fsgs-kb serve`)."""
