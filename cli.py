@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,6 +28,9 @@ from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.check.validate import validate_dir
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
+from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
+from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.load.paths import resolve_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases
@@ -140,6 +144,27 @@ INPUT_OPTIONS = [
 ]
 
 
+AS_OF_OPTION = click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="FHIR input: the evaluation date for ages, look-back windows and current orders (default: today); "
+    "recorded in the result (decision.fhir.as_of) so a replay converts the same way.",
+)
+
+
+def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None) -> FhirReader | None:
+    """The FHIR reader (map of the knowledge base, evaluation date) for a FHIR input format."""
+    if fmt not in FHIR_FORMATS:
+        if as_of is not None:
+            raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
+        return None
+    day = as_of.date() if as_of is not None else date.today()
+    return FhirReader(load_checked_map(map_path(rules_dir)), day)
+
+
 def _with_input_options(command: Any) -> Any:
     for option in reversed(INPUT_OPTIONS):
         command = option(command)
@@ -180,12 +205,16 @@ def _evaluate_options(include_input: bool, mask: tuple[str, ...]) -> dict[str, A
 
 
 def _evaluate_one(
-    rules_dir: Path | None, source: str, require_approved: bool, options: dict[str, Any]
+    rules_dir: Path | None,
+    source: str,
+    require_approved: bool,
+    options: dict[str, Any],
+    fhir: FhirReader | None = None,
 ) -> dict[str, Any]:
     kb = _load_kb(rules_dir, require_approved)
     stream, path = open_input(source)
     try:
-        (record,) = read_document(stream)
+        (record,) = fhir.document(stream) if fhir is not None else read_document(stream)
     finally:
         if path is not None:
             stream.close()
@@ -202,39 +231,65 @@ def validate(rules_dir: Path | None, fmt: str) -> None:
     sys.exit(EXIT_CODES["ok"] if report.ok else EXIT_CODES["findings"])
 
 
+ONE_FORMAT_OPTION = click.option(
+    "--input-format",
+    "input_format",
+    type=click.Choice(["json", "fhir"]),
+    default="json",
+    show_default=True,
+    help="json: a patient record; fhir: a FHIR R4 Bundle (collection, searchset or transaction) holding one "
+    "Patient and its resources, converted by the knowledge base's fhir-map.yaml.",
+)
+
+
 @main.command()
-@click.argument("patient", metavar="PATIENT.json|-")
+@click.argument("patient", metavar="PATIENT.json|BUNDLE.json|-")
 @RULES_OPTION
 @click.option("--compact", is_flag=True, help="One line of JSON instead of indented.")
+@ONE_FORMAT_OPTION
+@AS_OF_OPTION
 @APPROVED_OPTION
 @_with_input_options
 def evaluate(
     patient: str,
     rules_dir: Path | None,
     compact: bool,
+    input_format: str,
+    as_of: datetime | None,
     require_approved: bool,
     include_input: bool,
     mask: tuple[str, ...],
 ) -> None:
-    """Evaluate one patient record and print the result JSON (exit 1 for an invalid record)."""
-    result = _evaluate_one(rules_dir, patient, require_approved, _evaluate_options(include_input, mask))
+    """Evaluate one patient record and print the result JSON (exit 1 for an invalid record).
+
+    With --input-format fhir the result also says, per field, which FHIR resource filled it (type,
+    id, code, date) or why it stayed empty (sources), and records the evaluation date and map."""
+    options = _evaluate_options(include_input, mask)
+    reader = _fhir_reader(rules_dir, input_format, as_of)
+    result = _evaluate_one(rules_dir, patient, require_approved, options, reader)
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
 @main.command()
-@click.argument("patient", metavar="PATIENT.json|-")
+@click.argument("patient", metavar="PATIENT.json|BUNDLE.json|-")
 @RULES_OPTION
+@ONE_FORMAT_OPTION
+@AS_OF_OPTION
 @APPROVED_OPTION
-def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> None:
-    """Explain one patient's result for a person: what fired and why, what is undetermined."""
-    result = _evaluate_one(rules_dir, patient, require_approved, {})
+def explain(
+    patient: str, rules_dir: Path | None, input_format: str, as_of: datetime | None, require_approved: bool
+) -> None:
+    """Explain one patient's result for a person: what fired and why, what is undetermined, and
+    for FHIR input where each value came from and why a field stayed empty."""
+    reader = _fhir_reader(rules_dir, input_format, as_of)
+    result = _evaluate_one(rules_dir, patient, require_approved, {}, reader)
     click.echo(explain_text(result))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
 @main.command()
-@click.argument("source", metavar="INPUT|-")
+@click.argument("source", metavar="INPUT|DIR|-")
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write results here (default: stdout)."
 )
@@ -248,10 +303,13 @@ def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> Non
 @click.option(
     "--input-format",
     "input_format",
-    type=click.Choice(["jsonl", "json", "csv"]),
+    type=click.Choice(["jsonl", "json", "csv", "fhir-bundles", "fhir-bulk"]),
     default=None,
-    help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '[').",
+    help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '['). "
+    "fhir-bundles: one FHIR R4 Bundle per line; fhir-bulk: a Bulk Data export directory (NDJSON files in any "
+    "order), one result per Patient and an invalid result naming FILE:LINE for each unusable line.",
 )
+@AS_OF_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @RULES_OPTION
 @APPROVED_OPTION
@@ -263,6 +321,7 @@ def batch(
     resume: bool,
     summary_file: str | None,
     input_format: str | None,
+    as_of: datetime | None,
     quiet: bool,
     rules_dir: Path | None,
     require_approved: bool,
@@ -278,8 +337,14 @@ def batch(
     and the run goes on. The output is locked while a run writes it and never the input; a resume
     record beside it (OUTPUT.fsgs-kb.json) lets --resume check the input, knowledge base and
     options before continuing. A summary goes to stderr (and --summary FILE as JSON).
+
+    FHIR: --input-format fhir-bundles reads one Bundle per line; --input-format fhir-bulk reads a
+    Bulk Data export directory, groups its resources by patient through an on-disk index (memory
+    stays flat) and writes one result per Patient, then one invalid result per unusable line
+    (origin FILE:LINE). Each result carries the provenance of every field (sources).
     """
     kb = _load_kb(rules_dir, require_approved)
+    reader = _fhir_reader(rules_dir, input_format, as_of)
     summary_handle = _open_summary(summary_file)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     progress = ProgressLine(size, lambda text: click.echo(text, err=True, nl=False))
@@ -292,6 +357,7 @@ def batch(
         rules_dir=str(rules_dir) if rules_dir else None,
         options=_evaluate_options(include_input, mask),
         progress=progress if not quiet and sys.stderr.isatty() else None,
+        fhir=reader,
     )
     summary = run_batch(kb, job, None if output else sys.stdout.buffer)
     if job.progress is not None:

@@ -42,8 +42,11 @@ def test_the_wheel_installs_fsgs_kb_alone(tmp_path: Path) -> None:
         (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
         assert archive.read(top_level).decode().split() == ["fsgs_kb"]
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"fsgs_kb"}
-    for data in ("fsgs_kb/rules/kb.yaml", "fsgs_kb/schema/patient.schema.json", "fsgs_kb/py.typed"):
+    for data in ("fsgs_kb/rules/kb.yaml", "fsgs_kb/rules/fhir-map.yaml", "fsgs_kb/schema/patient.schema.json"):
         assert data in names
+    assert "fsgs_kb/py.typed" in names
+    for package in sorted(p.parent for p in (ROOT / "engine").rglob("__init__.py")):  # every subpackage ships
+        assert f"fsgs_kb/{package.relative_to(ROOT).as_posix()}/__init__.py" in names, package
     assert not [n for n in names if n.startswith("fsgs_kb/tests/") or n.startswith("fsgs_kb/bench/")]
 
 

@@ -68,6 +68,44 @@ def _nearest_misses(rules: list[dict[str, Any]], limit: int = 3, within: float =
     return [text for _, text in sorted(misses)[:limit]]
 
 
+MISSING_TEXT = {
+    "no_resource": "no resource for it",
+    "unit_not_convertible": "a unit the map cannot convert",
+    "dose_not_computable": "a dose that cannot be computed from the instructions",
+    "ambiguous": "ambiguous (the resources disagree, or cannot be told apart)",
+}
+
+
+def _why_empty(entry: Any) -> str:
+    if isinstance(entry, dict) and "missing" in entry:
+        return f" (FHIR: {MISSING_TEXT.get(entry['missing'], entry['missing'])})"
+    return ""
+
+
+def sources_lines(result: dict[str, Any]) -> list[str]:
+    """FHIR input: where each value came from, and why each empty field is empty."""
+    sources = result.get("sources")
+    if not isinstance(sources, dict):
+        return []
+    conversion = result["decision"].get("fhir") or {}
+    head = "Data from FHIR"
+    if conversion:
+        head += f" (evaluation date {conversion['as_of']}, map {conversion['map']['version']})"
+    lines = [head + ":"]
+    empty: dict[str, list[str]] = {}
+    for pointer, entry in sources.items():
+        if "missing" in entry:
+            empty.setdefault(entry["missing"], []).append(pointer)
+            continue
+        when = f", {entry['effective']}" if entry.get("effective") else ""
+        others = f" (+{len(entry['others'])} more)" if entry.get("others") else ""
+        what = f"{entry['resourceType']}/{entry['id']}" if entry.get("id") else str(entry["resourceType"])
+        lines.append(f"  {pointer} ← {what}{others} [{entry.get('code')}{when}]")
+    for reason, pointers in empty.items():
+        lines += _wrap(", ".join(pointers), f"  empty, {MISSING_TEXT.get(reason, reason)}: ")
+    return lines
+
+
 def explain_text(result: dict[str, Any]) -> str:
     result = printable(result)  # ids, keys and values from the record reach a terminal
     decision = result["decision"]
@@ -91,8 +129,10 @@ def explain_text(result: dict[str, Any]) -> str:
     undetermined = [r for r in result["rules"] if r["id"] in result["undetermined"]]
     if undetermined:
         lines.append("Undetermined (the record lacks data that would decide these):")
+        why = result.get("sources") or {}
         for rule in undetermined:
-            lines.append(f"  {rule['id']}: needs {', '.join(rule['missing'])}")
+            needs = [p + _why_empty(why.get(p)) for p in rule["missing"]]
+            lines.append(f"  {rule['id']}: needs {', '.join(needs)}")
     if result.get("no_recommendation"):
         lines.append("No recommendation: the review says nothing for this patient.")
     misses = _nearest_misses(result["rules"])
@@ -104,4 +144,7 @@ def explain_text(result: dict[str, Any]) -> str:
             "Evidence note: the review says the randomized trials of this drug in this disease are very limited (S3).",
             "",
         )
+    if result.get("origin"):
+        lines.append(f"Input: {result['origin']}")
+    lines += sources_lines(result)
     return "\n".join(lines)
