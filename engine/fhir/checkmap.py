@@ -17,6 +17,7 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.errors import FhirMapError, pointer_join
 from fsgs_kb.engine.fhir.fhirmap import FhirMap, default_map_path, load_map
+from fsgs_kb.engine.fhir.yamlload import KEY
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 
 MAP_FILE = "fhir-map.yaml"
@@ -91,6 +92,9 @@ def field_problems(fmap: FhirMap) -> list[KBError]:
 
 
 def _position(fmap: FhirMap, pointer: str) -> tuple[int | None, int | None]:
+    """Where the key of the pointed-at value is in the YAML (else the value, else its parent)."""
+    if pointer + KEY in fmap.positions:
+        return fmap.positions[pointer + KEY]
     probe = pointer
     while probe not in fmap.positions and probe:
         probe = probe.rsplit("/", 1)[0]

@@ -17,6 +17,7 @@ import yaml
 from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
 
 MAX_MAP_BYTES = 2 * 1024 * 1024
+KEY = "~key"  # positions[POINTER + KEY] is where the key of POINTER is ("~k" is no valid pointer escape)
 _BOOLS = {"true": True, "false": False}
 
 
@@ -60,6 +61,7 @@ class _Builder:
             if key in out:
                 self.fail(f"duplicate key '{key}': YAML would silently keep only the last", key_node, child)
                 continue
+            self.positions[child + KEY] = _pos(key_node)
             out[key] = self.build(value_node, child)
         return out
 
