@@ -38,6 +38,7 @@ from fsgs_kb.engine.read.records import Record, read_document, read_documents, r
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
 from fsgs_kb.engine.report.explain import explain_text
+from fsgs_kb.engine.report.fhir_export import fhir_bundle
 from fsgs_kb.engine.report.handbook import Handbook, write_site
 from fsgs_kb.engine.report.markdown import markdown
 from fsgs_kb.engine.report.scenarios import coverage_text, report_text
@@ -575,6 +576,45 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
         report = run_impact(old_kb, new_kb, _records(patients))
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else impact_text(report))
     sys.exit(EXIT_CODES["findings"] if report["invalid"] else EXIT_CODES["ok"])
+
+
+@main.group(name="export", cls=Group, epilog=EXIT_HELP)
+def export() -> None:
+    """Export the knowledge base for other systems."""
+
+
+@export.command(name="fhir")
+@RULES_OPTION
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write the Bundle into.",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="Canonical base of the exported resources (default: urn:fsgs-kb:KB-ID).",
+)
+def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None:
+    """Write a FHIR R4 Bundle for CQL-based systems: one PlanDefinition (eca-rule) per rule, with its
+    advice, citations (DOI, PMID, verbatim quote), triggers patient-view and order-sign, its
+    condition in plain English and its input data requirements (codes of the FHIR map), and one
+    Library with the parameters and data requirements."""
+    kb = _load_kb(rules_dir)
+    fmap = load_checked_map(map_path(rules_dir))
+    bundle = fhir_bundle(kb.model, fmap, base_url.rstrip("/") if base_url else None)
+    target = out / f"{kb.id}-{kb.version}.fhir-bundle.json"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise KBErrors([KBError("cli.export", f"cannot write the export: {exc.strerror}", file=str(out))]) from None
+    rules = len(bundle["entry"]) - 1
+    click.echo(f"wrote {target}: 1 Library, {rules} PlanDefinitions (FHIR R4)")
 
 
 @main.command(name="compile")
