@@ -436,7 +436,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
     HTML is a self-contained static site (no network needed to view it); md is one Markdown file.
     """
     kb = _load_kb(rules_dir)
-    book = Handbook(kb.model, kb.fingerprint)
+    book = Handbook(kb.model, kb.fingerprint, load_checked_map(map_path(rules_dir)))
     try:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out

@@ -156,3 +156,36 @@ def map_listing(fmap: FhirMap) -> list[dict[str, Any]]:
             )
         listing.append({"field": path, "in_patient_schema": spec.get("in_patient_schema", True), "sources": sources})
     return listing
+
+
+def code_audit(fmap: FhirMap) -> dict[str, Any]:
+    """Every code of the map once, with the fields it feeds and its provenance (for `audit`)."""
+    used_by: dict[tuple[str, str], list[str]] = {}
+    for item in map_listing(fmap):
+        for src in item["sources"]:
+            for c in src["codes"]:
+                used_by.setdefault((c["system"], c["code"]), []).append(item["field"])
+    codes = []
+    for name, spec in fmap.data["code_sets"].items():
+        for c in spec["codes"]:
+            source = fmap.data["sources"].get(c.get("source") or "", {})
+            codes.append(
+                {
+                    "code_set": name,
+                    "system": c["system"],
+                    "code": c["code"],
+                    "display": c.get("display", ""),
+                    "fields": list(dict.fromkeys(used_by.get((c["system"], c["code"]), []))),
+                    "verified": c["verified"],
+                    "source": source.get("title", "") if c["verified"] else "",
+                    "where": source.get("where", "") if c["verified"] else "",
+                    "note": c.get("note", ""),
+                }
+            )
+    return {
+        "version": fmap.version,
+        "sha256": fmap.sha256,
+        "file": fmap.file,
+        "unverified_codes": fmap.settings["unverified_codes"],
+        "codes": codes,
+    }

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.explain.wording import plain_lines, provenance_label
+from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.model import KnowledgeBaseModel, ParamRef, Rule, rule_order
 from fsgs_kb.engine.report.diagram import svg
+from fsgs_kb.engine.report.fhir_map import map_html
 
 STYLE = """body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 nav a{margin-right:1rem}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3rem .5rem;
@@ -37,6 +39,7 @@ def _page(title: str, body: str, up: str = "") -> str:
             ("source.html", "The source"),
             ("parameters.html", "Parameters"),
             ("diagram.html", "Diagram"),
+            ("fhir-map.html", "FHIR map"),
             ("changelog.html", "Changelog"),
         )
     )
@@ -48,9 +51,10 @@ def _page(title: str, body: str, up: str = "") -> str:
 
 
 class Handbook:
-    def __init__(self, model: KnowledgeBaseModel, fingerprint: str) -> None:
+    def __init__(self, model: KnowledgeBaseModel, fingerprint: str, fhir_map: FhirMap | None = None) -> None:
         self.model = model
         self.fingerprint = fingerprint
+        self.fhir_map = fhir_map
         self.rules = sorted(model.rules.values(), key=rule_order)
 
     def _encoders(self) -> dict[str, list[str]]:
@@ -72,6 +76,7 @@ class Handbook:
             "parameters.html": self.parameters(),
             "changelog.html": self.changelog(),
             "diagram.html": _page("How patient data feeds the rules", self.diagram()),
+            "fhir-map.html": _page("FHIR map: where each patient field comes from", map_html(self.fhir_map)),
         }
         for rule in self.rules:
             pages[f"rules/{rule.id}.html"] = self.rule_page(rule)

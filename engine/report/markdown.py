@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fsgs_kb.engine.explain.wording import plain_lines, provenance_label
+from fsgs_kb.engine.report.fhir_map import map_markdown
 from fsgs_kb.engine.report.handbook import Handbook
 
 
@@ -50,7 +51,8 @@ def markdown(book: Handbook) -> str:
         f"| {p.name} | {_one_line(p.value)} {p.unit} | {provenance_label(model, p.name)} |"
         for p in model.parameters.values()
     ]
-    out += ["", "## Changelog", ""]
+    out += ["", *map_markdown(book.fhir_map)]
+    out += ["## Changelog", ""]
     for entry in m["changelog"]:
         out += [f"- {entry['version']} ({entry['date']}): " + "; ".join(_one_line(c) for c in entry["changes"])]
     return "\n".join(out) + "\n"

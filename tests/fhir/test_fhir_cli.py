@@ -153,3 +153,27 @@ def test_validate_reports_a_broken_map_where_it_is(tmp_path: Path) -> None:
     )
     evaluate = cli("evaluate", "--rules", rules, "--input-format", "fhir", FHIR_EXAMPLES / "missing-weight.bundle.json")
     assert evaluate.returncode == 2 and "error[fhirmap.field]" in evaluate.stderr and "Traceback" not in evaluate.stderr
+
+
+def test_handbook_and_audit_list_the_map_with_provenance(tmp_path: Path) -> None:
+    proc = cli("docs", "-o", tmp_path / "site")
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "site" / "fhir-map.html").read_text()
+    assert '<td id="weight_kg">weight_kg</td>' in page and "<code>http://loinc.org|29463-7</code> Body weight" in page
+    assert '<span class="unverified">NOT verified</span>: Several public drug tables give 42316' in page
+    assert 'href="fhir-map.html"' in (tmp_path / "site" / "index.html").read_text()
+    audit = cli("audit")
+    assert audit.returncode == 0, audit.stderr
+    lines = audit.stdout.splitlines()
+    assert any(
+        line.startswith("FHIR map 0.1.0 (sha256 ") and "NOT verified, which are ignored" in line for line in lines
+    )
+    assert (
+        "  http://loinc.org|29463-7 Body weight [body_weight → weight_kg] verified: FHIR Body Weight profile"
+        in "\n".join(lines)
+    )
+    assert any(
+        "rxnorm|42316 Tacrolimus [tacrolimus_rxnorm → other_immunosuppressants] NOT VERIFIED" in x for x in lines
+    )
+    report = json.loads(cli("audit", "--format", "json").stdout)
+    assert "http://www.nlm.nih.gov/research/umls/rxnorm|42316" in report["not_verified"]["fhir_codes"]
