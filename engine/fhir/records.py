@@ -36,8 +36,21 @@ FORMATS = ("fhir", "fhir-bundles", "fhir-bulk")
 EXT = "ext"
 
 
+def _whole_numbers(node: Any) -> Any:
+    """70.0 -> 70: FHIR decimals arrive as floats; a whole one reads (and hashes) as the integer."""
+    if isinstance(node, float) and node.is_integer() and abs(node) < 2**53:
+        return int(node)
+    if isinstance(node, dict):
+        return {k: _whole_numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_whole_numbers(v) for v in node]
+    return node
+
+
 def patient_record(record: dict[str, Any], sources: dict[str, Any], fmap: FhirMap) -> None:
-    """Move fields the patient schema lacks under /ext, in place, with their provenance pointers."""
+    """Make a converted record a patient record, in place: whole numbers as integers, and fields the
+    patient schema lacks moved under /ext with their provenance pointers."""
+    record.update(_whole_numbers(record))
     for path, spec in fmap.fields.items():
         if spec.get("in_patient_schema") is not False:
             continue
