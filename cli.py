@@ -26,12 +26,12 @@ from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
-from fsgs_kb.engine.check.validate import validate_dir
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
 from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
+from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.paths import resolve_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
@@ -39,7 +39,7 @@ from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, repl
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
 from fsgs_kb.engine.report.explain import explain_text
 from fsgs_kb.engine.report.fhir_export import fhir_bundle
-from fsgs_kb.engine.report.handbook import Handbook, write_site
+from fsgs_kb.engine.report.handbook import Handbook, write_page, write_site
 from fsgs_kb.engine.report.markdown import markdown
 from fsgs_kb.engine.report.scenarios import coverage_text, report_text
 from fsgs_kb.engine.report.validation import format_error, validation_json, validation_text
@@ -226,8 +226,9 @@ def _evaluate_one(
 @RULES_OPTION
 @FORMAT_TEXT_JSON
 def validate(rules_dir: Path | None, fmt: str) -> None:
-    """Check the knowledge base and report every problem, sorted by place."""
-    report = validate_dir(resolve_rules_dir(rules_dir))
+    """Check the knowledge base and report every problem, sorted by place, including any
+    condition durable-rules could not run (its rulesets are tried in a separate process)."""
+    report = validate_kb(rules_dir)
     click.echo(validation_json(report) if fmt == "json" else validation_text(report))
     sys.exit(EXIT_CODES["ok"] if report.ok else EXIT_CODES["findings"])
 
@@ -379,7 +380,7 @@ def _open_summary(path: str | None) -> Any:
     if path is None:
         return None
     try:
-        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed after the run
+        return open(path, "w", encoding="utf-8")
     except OSError as exc:
         raise KBErrors([KBError("cli.summary", f"cannot write the summary: {exc.strerror}", file=path)]) from None
 
@@ -441,7 +442,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(markdown(book), encoding="utf-8")
+            write_page(target, markdown(book))
             click.echo(f"wrote {target}")
         else:
             written = write_site(book, out)

@@ -14,6 +14,7 @@ from typing import Any
 from fsgs_kb.engine import cache
 from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
 from fsgs_kb.engine.compile.durable import DurableRulesets
+from fsgs_kb.engine.compile.proof import prove
 from fsgs_kb.engine.compile.rulesets import CompiledKB, compile_kb
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
@@ -108,17 +109,24 @@ class KnowledgeBase:
         return sorted(r.id for r in self.model.rules.values() if r.status != "active")
 
 
-def load(rules_dir: str | Path | None = None) -> KnowledgeBase:
-    """Load, validate and compile a knowledge base; raise KBErrors when it has errors.
+def validate(rules_dir: str | Path | None = None) -> ValidationReport:
+    """Every problem of a knowledge base, including whether durable-rules can run it.
 
-    A knowledge base whose exact files validated before comes from the cache (engine.cache)."""
+    A knowledge base whose exact files validated cleanly before comes from the cache
+    (engine.cache), with the proof that the engine takes it."""
     directory = resolve_rules_dir(rules_dir)
     key = cache.content_key(directory)
     report = cache.load_cached(key) if key else None
     if report is None:
-        report = validate_dir(directory)
-        if not report.ok:
-            raise KBErrors(report.errors)
-        if key:
+        report = prove(validate_dir(directory))
+        if report.ok and key and cache.content_key(directory) == key:  # not edited meanwhile
             cache.store(key, report)
+    return report
+
+
+def load(rules_dir: str | Path | None = None) -> KnowledgeBase:
+    """Load, validate and compile a knowledge base; raise KBErrors when it has errors."""
+    report = validate(rules_dir)
+    if not report.ok:
+        raise KBErrors(report.errors)
     return KnowledgeBase(report)

@@ -13,7 +13,7 @@ from fsgs_kb.engine.errors import KBErrors
 def test_an_edit_is_seen_at_once(kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FSGS_KB_CACHE", str(tmp_path / "cache"))
     first = fsgs_kb.load(kb_copy)
-    assert list((tmp_path / "cache").glob("*.pickle")), "a clean knowledge base is cached"
+    assert list((tmp_path / "cache").glob("*.json")), "a clean knowledge base is cached"
     again = fsgs_kb.load(kb_copy)
     assert again.fingerprint == first.fingerprint
     params = kb_copy / "parameters.yaml"

@@ -103,12 +103,12 @@ def test_upstream_error_303_is_reported_not_crashed() -> None:
 
 
 def test_compiler_splits_wide_levels_below_the_alpha_limit() -> None:
-    from fsgs_kb.engine.compile.rulesets import ALPHA_BUDGET, alpha_cost, split_for_alpha_budget
+    from fsgs_kb.engine.compile.rulesets import ALPHA_BUDGET, split_for_alpha_budget, stack_bound
 
     wide = {f"r{i}|{side}": {"all": [{"m": {"$gte": {"x": i}}}]} for i in range(70) for side in "TF"}
     chunks = split_for_alpha_budget(wide)
     assert len(chunks) > 1 and sum(len(c) for c in chunks) == len(wide)
-    assert all(sum(alpha_cost(r) for r in chunk.values()) <= ALPHA_BUDGET for chunk in chunks)
+    assert all(stack_bound(chunk.values()) <= ALPHA_BUDGET for chunk in chunks)
     durable = DurableRulesets((chunks,), "split")
     assert len(durable.fire(0, {"x": 1000})) == 140  # every pattern matched, no error 303
 

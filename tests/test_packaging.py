@@ -48,6 +48,9 @@ def test_the_wheel_installs_fsgs_kb_alone(tmp_path: Path) -> None:
     for package in sorted(p.parent for p in (ROOT / "engine").rglob("__init__.py")):  # every subpackage ships
         assert f"fsgs_kb/{package.relative_to(ROOT).as_posix()}/__init__.py" in names, package
     assert not [n for n in names if n.startswith("fsgs_kb/tests/") or n.startswith("fsgs_kb/bench/")]
+    modules = {str(p.relative_to(ROOT)) for p in ROOT.glob("engine/**/*.py")} | {"cli.py", "__init__.py"}
+    missing = sorted(m for m in modules if f"fsgs_kb/{m}" not in names)
+    assert not missing, f"modules the wheel leaves out (add their package to pyproject): {missing}"
 
 
 def test_a_foreign_cli_and_engine_do_not_shadow_the_command(tmp_path: Path) -> None:

@@ -2,12 +2,13 @@
 history entry; a changed knowledge base needs a new manifest version and a changelog entry.
 
 Either side may be a directory or `git:REV`, read with `git archive` into a temporary
-directory: the working tree is never touched.
+directory: the working tree is never touched. REV is resolved to a commit hash first
+(`git rev-parse --verify --end-of-options REV^{commit}`), so it can never be taken as an option
+(`git:--output=FILE` is `diff.bad_revision`, not a truncated FILE).
 """
 
 from __future__ import annotations
 
-import io
 import subprocess
 import tarfile
 import tempfile
@@ -17,6 +18,9 @@ from typing import Any
 
 from fsgs_kb.engine.check.checks import version_key
 from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
+from fsgs_kb.engine.compile.proof import prove
+from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.load.files import MAX_FILE_BYTES
 from fsgs_kb.engine.load.fingerprint import canonical_json, kb_fingerprint
 
 RULE_META = ("version", "history")
@@ -30,40 +34,132 @@ class KBSide:
     rule_data: dict[str, dict[str, Any]]
 
 
-def _git_root(cwd: Path) -> Path:
-    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True)
+GIT_TIMEOUT_S = 60
+
+
+def _git_error(code: str, message: str, spec: str, hint: str | None = None) -> KBErrors:
+    return KBErrors([KBError(code, message, spec, hint=hint)])
+
+
+def _git(args: list[str], cwd: Path, spec: str) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=GIT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _git_error("diff.git_failed", f"cannot run git: {exc}", spec) from None
+
+
+def _git_root(cwd: Path, spec: str) -> Path:
+    out = _git(["rev-parse", "--show-toplevel"], cwd, spec)
     if out.returncode != 0:
-        raise ValueError(f"not inside a git repository: {cwd}")
-    return Path(out.stdout.strip())
+        raise _git_error("diff.not_a_repository", f"not inside a git repository: {cwd}", spec)
+    return Path(out.stdout.decode("utf-8", "replace").strip())
+
+
+def resolve_revision(spec: str, root: Path) -> str:
+    """The commit `git:REV` names, as a full hash; never lets REV reach git as an option."""
+    rev = spec[len("git:") :]
+    hint = "name a commit, branch or tag, e.g. git:HEAD~1 or git:v0.1.0"
+    if not rev or rev.startswith("-") or "\0" in rev:
+        raise _git_error("diff.bad_revision", f"'{rev}' is not a git revision", spec, hint)
+    out = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"], root, spec)
+    sha = out.stdout.decode("ascii", "replace").strip()
+    if out.returncode != 0 or len(sha) not in (40, 64) or any(c not in "0123456789abcdef" for c in sha):
+        raise _git_error("diff.bad_revision", f"'{rev}' names no commit in {root}", spec, hint)
+    return sha
 
 
 def materialize(spec: str, rules_path: str, workdir: Path) -> Path:
-    """A directory holding the knowledge base `spec` names (a path, or git:REV)."""
+    """A directory holding the knowledge base `spec` names (a path, or git:REV).
+
+    git:REV is read with `git archive` into a fresh directory under `workdir`; the revision is
+    first resolved to a commit hash (so no argument of ours can be taken as an option), and the
+    archive may hold only directories and regular files no larger than the loader reads: a
+    committed symbolic link, or anything else, is refused before anything is written."""
     if not spec.startswith("git:"):
         return Path(spec)
-    rev = spec[4:]
-    root = _git_root(Path.cwd())
-    relative = (
-        (Path.cwd() / rules_path).resolve().relative_to(root.resolve())
-        if not Path(rules_path).is_absolute()
-        else Path(rules_path).resolve().relative_to(root.resolve())
-    )
-    proc = subprocess.run(["git", "archive", "--format=tar", rev, "--", str(relative)], cwd=root, capture_output=True)
-    if proc.returncode != 0:
-        raise ValueError(f"git cannot read {relative} at {rev}: {proc.stderr.decode().strip()}")
-    target = workdir / rev.replace("/", "_").replace("~", "-").replace("^", "-")
-    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
-        try:
-            archive.extractall(target, filter="data")
-        except TypeError:  # Python before 3.10.12 / 3.11.4 has no extraction filters
-            archive.extractall(target)  # noqa: S202 - our own repository's archive
+    root = _git_root(Path.cwd(), spec)
+    sha = resolve_revision(spec, root)
+    base = Path(rules_path) if Path(rules_path).is_absolute() else Path.cwd() / rules_path
+    try:
+        relative = base.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise _git_error(
+            "diff.path_outside_repository", f"{rules_path} is not inside the repository {root}", spec
+        ) from None
+    target = Path(tempfile.mkdtemp(prefix=sha[:12] + "-", dir=workdir))
+    try:
+        git = subprocess.Popen(
+            ["git", "archive", "--format=tar", sha, "--", str(relative)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise _git_error("diff.git_failed", f"cannot run git: {exc}", spec) from None
+    try:
+        _unpack(git, target, spec)
+        stderr = git.communicate(timeout=GIT_TIMEOUT_S)[1]
+    finally:
+        if git.poll() is None:
+            git.kill()
+            git.wait()
+    if git.returncode != 0:
+        message = stderr.decode("utf-8", "replace").strip()[-300:]
+        raise _git_error("diff.git_failed", f"git cannot read {relative} at {spec[4:]}: {message}", spec)
     return target / relative
+
+
+def _unpack(git: subprocess.Popen[bytes], target: Path, spec: str) -> None:
+    """Extract the archive as it streams, checking each member before it is written."""
+    try:
+        with tarfile.open(fileobj=git.stdout, mode="r|") as archive:
+            for member in archive:
+                _check_member(member, spec)
+                try:
+                    archive.extract(member, target, filter="data")
+                except TypeError:  # Python before 3.10.12 / 3.11.4: no filters; members are checked above
+                    archive.extract(member, target)  # noqa: S202
+    except tarfile.ReadError:
+        return  # git failed before writing an archive: its message is reported by the caller
+    except (tarfile.TarError, OSError) as exc:
+        raise _git_error("diff.git_failed", f"cannot unpack {spec}: {exc}", spec) from None
+
+
+def _check_member(member: tarfile.TarInfo, spec: str) -> None:
+    where = f"{spec}:{member.name}"
+    if not (member.isfile() or member.isdir()):
+        kind = "a symbolic link" if member.issym() else "a hard link" if member.islnk() else "not a regular file"
+        raise KBErrors(
+            [
+                KBError(
+                    "load.not_regular_file",
+                    f"is {kind} in {spec}; a knowledge base holds plain files only, so it was not read",
+                    where,
+                    1,
+                    1,
+                    hint="replace the link by the file itself and commit that",
+                )
+            ]
+        )
+    if member.isfile() and member.size > MAX_FILE_BYTES:
+        raise KBErrors(
+            [
+                KBError(
+                    "yaml.too_large",
+                    f"file is {member.size} bytes; the limit is {MAX_FILE_BYTES}",
+                    where,
+                    1,
+                    1,
+                    hint="split it into several files",
+                )
+            ]
+        )
 
 
 def load_side(spec: str, rules_path: str, workdir: Path) -> KBSide:
 
     directory = materialize(spec, rules_path, workdir)
-    report = validate_dir(directory)
+    report = prove(validate_dir(directory))
     rule_data = {}
     for doc in report.load.docs.values():
         if isinstance(doc.data, dict) and "when" in doc.data and "id" in doc.data:

@@ -37,7 +37,7 @@ class InputDigest:
     bookkeeping and gives the digest at exactly the end of the last written record."""
 
     def __init__(self, path: str | None) -> None:
-        self.handle = open(path, "rb") if path else None  # noqa: SIM115 - closed by close()
+        self.handle = open(path, "rb") if path else None
         self.hasher = hashlib.sha256()
         self.offset = 0
 

@@ -129,7 +129,7 @@ def open_input(source: str) -> tuple[BinaryIO, str | None]:
             raise KBErrors([KBError("input.unreadable", "standard input is closed", file="-")])
         return sys.stdin.buffer, None
     try:
-        handle = open(source, "rb")  # noqa: SIM115 - the caller closes it
+        handle = open(source, "rb")
     except OSError as exc:
         raise KBErrors([KBError("input.unreadable", f"cannot read the input: {exc.strerror}", file=source)]) from None
     if not os.path.isfile(source) and not _is_stream(handle):

@@ -15,11 +15,19 @@ avoids each one by construction rather than by recovering from it:
   uses it (a fork is detected by pid and gets its own rulesets).
 - Error 204: the core's JSON parser rejects a number with an exponent but no decimal point
   (`1e-05`, `1e+16`, `5e-324`, which is how Python writes them) → facts and rulesets are
-  encoded here with `durable_json`, which writes `1.0e-05`.
-- Error 303 (more than 64 alpha nodes activated by one fact) → the compiler splits each level
-  into rulesets whose alpha paths cannot exceed the limit (engine.compile.split_for_alpha_budget);
-  should the core still refuse a fact, it is an EngineError, reported as that record's error.
+  encoded here with `fact_json` / `durable_json`, which write `1.0e-05` (a threshold such as
+  0.00001 made every ruleset creation fail before rulesets went through `durable_json` too).
+- Error 303 (one fact needs more than the 64 entries of the core's alpha stack) → the compiler
+  splits each level into rulesets whose modelled stack bound fits (rulesets.AlphaNetwork,
+  split_for_alpha_budget), and validate refuses a condition that cannot fit on its own
+  (engine.compile.proof); should the core still refuse a fact, it is an EngineError, reported
+  as that record's error.
+- Error 113 (more than 15 all/any groups in one pattern) → refused by validate (proof).
 The rulesets are the JSON ruleset form that `durable.engine.Host().set_rulesets` accepts.
+
+`probe` proves, before a knowledge base is used, that the core accepts its rulesets and a set of
+probe facts. It runs in a child process (`python -I -S`, this module's C extension only, a
+timeout), so that a core that crashes or hangs on a ruleset cannot take `validate` down with it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ import itertools
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 import durable_rules_engine as core
@@ -91,10 +103,7 @@ class DurableRulesets:
         if self._pid != os.getpid():
             prefix = f"{self.label}_{os.getpid()}_{next(_NAMES)}"
             self._handles = [
-                [
-                    core.create_ruleset(f"{prefix}_L{i}_{j}", json.dumps(rs, ensure_ascii=False))
-                    for j, rs in enumerate(chunks)
-                ]
+                [core.create_ruleset(f"{prefix}_L{i}_{j}", durable_json(rs)) for j, rs in enumerate(chunks)]
                 for i, chunks in enumerate(self.levels)
             ]
             self._pid = os.getpid()
@@ -125,3 +134,170 @@ class DurableRulesets:
                 core.retract_fact(handle, text)
             except Exception:  # noqa: S110 - a fact that was never stored cannot be retracted
                 pass
+
+
+# ---- the probe: does the core accept these rulesets and facts? ---------------------------------
+
+PROBE_TIMEOUT_S = 30.0
+
+# The child: creates every ruleset and asserts every probe fact exactly as DurableRulesets does,
+# saying before each step what it is about to do, so that a crash can be placed. A ruleset or
+# fact the core refuses is retried rule by rule to find the rules it cannot take.
+_CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import durable_rules_engine as core
+request = json.load(sys.stdin)
+names = iter(range(10**9))
+def say(**message):
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+def create(text):
+    return core.create_ruleset("probe_%d" % next(names), text)
+def run(handle, text):
+    try:
+        code, state = core.assert_fact(handle, text)
+        if code == 0:
+            action = core.start_action_for_state(handle, state)
+            while action and action[1]:
+                action = (None, core.complete_and_start_action(handle, state))
+    finally:
+        try:
+            core.retract_fact(handle, text)
+        except Exception:
+            pass
+def alone(level, chunk, rules, text, fact):
+    found = False
+    for name, single in rules.items():
+        say(step="isolate", level=level, chunk=chunk, rules=[name], fact=fact)
+        try:
+            handle = create(single)
+            if text is not None:
+                run(handle, text)
+        except Exception as exc:
+            say(error=str(exc), level=level, chunk=chunk, rules=[name], fact=fact)
+            found = True
+    return found
+for level, chunks in enumerate(request["levels"]):
+    for chunk, (whole, rules) in enumerate(chunks):
+        say(step="create", level=level, chunk=chunk, rules=list(rules))
+        try:
+            handle = create(whole)
+        except Exception as exc:
+            if not alone(level, chunk, rules, None, None):
+                say(error=str(exc), level=level, chunk=chunk, rules=list(rules), fact=None)
+            continue
+        for number, text in enumerate(request["facts"][level]):
+            say(step="assert", level=level, chunk=chunk, rules=list(rules), fact=number)
+            try:
+                run(handle, text)
+            except Exception as exc:
+                if not alone(level, chunk, rules, text, number):
+                    say(error=str(exc), level=level, chunk=chunk, rules=list(rules), fact=number)
+                break
+say(done=True)
+"""
+
+
+@dataclass(frozen=True)
+class ProbeFailure:
+    """The core refused, crashed or hung: on which rules (ruleset names) and doing what."""
+
+    rules: tuple[str, ...]
+    message: str
+
+
+def _literals(pattern: Any, out: dict[str, list[Any]]) -> None:
+    """Every fact key a pattern tests, with the values it compares it with."""
+    if isinstance(pattern, list):
+        for item in pattern:
+            _literals(item, out)
+        return
+    if not isinstance(pattern, dict):
+        return
+    for key, value in pattern.items():
+        if key in ("$and", "$or"):
+            _literals(value, out)
+        elif key.startswith("$") and isinstance(value, dict):
+            for inner, literal in value.items():
+                out.setdefault(inner, []).append(literal)
+        elif not key.startswith("$"):
+            out.setdefault(key, []).append(value)
+
+
+def probe_facts(chunks: tuple[dict[str, Any], ...], label: int) -> list[str]:
+    """Facts that reach many patterns of a level: none of the keys (every absence matches), each
+    key at each of its thresholds, and just below and above the numeric ones."""
+    tested: dict[str, list[Any]] = {}
+    for rules in chunks:
+        for body in rules.values():
+            _literals(body["all"][0]["m"], tested)
+    choices: dict[str, list[Any]] = {}
+    for key, values in sorted(tested.items()):
+        numbers = sorted({v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        others = sorted({str(v) for v in values if not isinstance(v, (int, float)) or isinstance(v, bool)})
+        extra = [numbers[0] - 1, numbers[-1] + 1] if numbers else []
+        choices[key] = numbers + extra + others
+    widest = max((len(v) for v in choices.values()), default=0)
+    facts: list[dict[str, Any]] = [{}]
+    facts += [{key: values[i % len(values)] for key, values in choices.items()} for i in range(widest)]
+    ids = itertools.count(1)
+    return [fact_json({"sid": "0", "id": label * 1000 + next(ids), "k": 1, **fact}) for fact in facts]
+
+
+def probe(levels: tuple[tuple[dict[str, Any], ...], ...], timeout: float = PROBE_TIMEOUT_S) -> list[ProbeFailure]:
+    """Create every ruleset and assert the probe facts through the core, in a child process;
+    return what it refused (nothing when the rulesets can run)."""
+    request = json.dumps(
+        {
+            "levels": [
+                [
+                    [durable_json(rules), {name: durable_json({name: body}) for name, body in rules.items()}]
+                    for rules in chunks
+                ]
+                for chunks in levels
+            ],
+            "facts": [probe_facts(chunks, i) for i, chunks in enumerate(levels)],
+        },
+        ensure_ascii=False,
+    )
+    where = os.path.dirname(os.path.abspath(core.__file__ or ""))
+    try:
+        child = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _CHILD, where],
+            input=request,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return [_last_step(exc.stdout, f"durable-rules did not answer within {timeout:.0f} s")]
+    except OSError as exc:
+        return [ProbeFailure((), f"could not start a process to check the rulesets with durable-rules: {exc}")]
+    messages = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
+    failures = list(dict.fromkeys(ProbeFailure(tuple(m["rules"]), _what(m)) for m in messages if "error" in m))
+    if child.returncode != 0:
+        died = (
+            f"durable-rules crashed ({signal.Signals(-child.returncode).name})"
+            if child.returncode < 0 and -child.returncode in signal.valid_signals()
+            else f"the durable-rules check failed (exit {child.returncode}: {child.stderr.strip()[-200:]})"
+        )
+        failures.append(_last_step(child.stdout, died))
+    elif not any(m.get("done") for m in messages):
+        failures.append(_last_step(child.stdout, "the durable-rules check stopped early"))
+    return failures
+
+
+def _what(message: dict[str, Any]) -> str:
+    doing = "creating its ruleset" if message.get("fact") is None else "asserting a probe fact"
+    return f"durable-rules refused it ({message['error']}) while {doing}"
+
+
+def _last_step(stdout: str | bytes | None, what: str) -> ProbeFailure:
+    text = stdout.decode("utf-8", "replace") if isinstance(stdout, bytes) else (stdout or "")
+    steps = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"step"' in line]
+    if not steps:
+        return ProbeFailure((), what)
+    last = steps[-1]
+    doing = "creating its ruleset" if last.get("fact") is None else "asserting a probe fact"
+    return ProbeFailure(tuple(last["rules"]), f"{what} while {doing}")

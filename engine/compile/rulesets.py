@@ -25,7 +25,8 @@ from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.model import AllOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef
 
-ALPHA_BUDGET = 60  # the C core refuses a fact that activates more than 64 alpha nodes (error 303)
+ALPHA_BUDGET = 60  # alpha-stack entries one fact may need; the core stops at 64 (error 303)
+MAX_GROUPS = 15  # $and/$or groups in one pattern: each takes 2 of the core's 31 expression slots (error 113)
 TRUE: dict[str, Any] = {"k": 1}  # every fact carries k = 1
 FALSE: dict[str, Any] = {"k": 0}
 NEGATE = {"eq": "ne", "ne": "eq", "lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}
@@ -49,15 +50,21 @@ def scalar(value: Any) -> Any:
     return int(value) if isinstance(value, bool) else value
 
 
+def _flat(word: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An $and inside an $and (an $or inside an $or) is one list: every group costs the core
+    two of its 31 expression slots (error 113), so none is spent on nesting that means nothing."""
+    return [inner for item in items for inner in (item[word] if list(item) == [word] else [item])]
+
+
 def _and(items: list[dict[str, Any]]) -> dict[str, Any]:
-    items = [i for i in items if i != TRUE]
+    items = [i for i in _flat("$and", items) if i != TRUE]
     if FALSE in items:
         return FALSE
     return items[0] if len(items) == 1 else ({"$and": items} if items else TRUE)
 
 
 def _or(items: list[dict[str, Any]]) -> dict[str, Any]:
-    items = [i for i in items if i != FALSE]
+    items = [i for i in _flat("$or", items) if i != FALSE]
     if TRUE in items:
         return TRUE
     return items[0] if len(items) == 1 else ({"$or": items} if items else FALSE)
@@ -199,40 +206,109 @@ def _guarded(pattern: dict[str, Any]) -> dict[str, Any]:
     return {"$and": [TRUE, *pattern["$and"]]} if "$and" in pattern else {"$and": [TRUE, pattern]}
 
 
-def alpha_paths(pattern: dict[str, Any]) -> list[int]:
-    """Lengths of the alpha-node paths durable-rules builds for a pattern ($or expands to DNF)."""
-    if len(pattern) == 1:
-        key, value = next(iter(pattern.items()))
-        if key == "$or":
-            return [n for item in value for n in alpha_paths(item)]
-        if key == "$and":
-            paths = [0]
+class AlphaNetwork:
+    """The alpha network durable-rules 2.0.28 builds for a ruleset's patterns (rete.c,
+    createAlpha), modelled to bound its alpha stack (events.c, handleAlpha: 64 entries, error 303).
+
+    Every pattern hangs under one shared root; a test is shared when its parent already has an
+    identical one (findAlpha); an $and is a chain; each branch of an $or starts at the $or's
+    parent and links to a fresh forward node, under which the rest of the pattern continues.
+    For one fact the core walks this network depth first with an explicit stack: a node popped
+    pushes its matching children. Counting every child as matching, the stack never holds more
+    than 1 + the largest sum of (children - 1) along a path from the root (`stack_bound`).
+    """
+
+    def __init__(self) -> None:
+        self.children: list[list[int]] = [[]]  # node 0 is the root
+        self.tests: dict[tuple[int, tuple[str, str, Any]], int] = {}
+
+    def _node(self) -> int:
+        self.children.append([])
+        return len(self.children) - 1
+
+    def add(self, pattern: dict[str, Any], parent: int = 0) -> int:
+        """Add a pattern under `parent`; return the node its matches continue from."""
+        (word, value), *_ = pattern.items()
+        if word == "$and":
             for item in value:
-                paths = [a + b for a in paths for b in alpha_paths(item)]
-            return paths
-    return [1]
+                parent = self.add(item, parent)
+            return parent
+        if word == "$or":
+            ends = [self.add(item, parent) for item in value]
+            forward = self._node()  # numbered after its parents (the core makes it first: same links)
+            for end in ends:
+                self.children[end].append(forward)
+            return forward
+        test = _test(word, value)
+        node = self.tests.get((parent, test))
+        if node is None:
+            node = self.tests[(parent, test)] = self._node()
+            self.children[parent].append(node)
+        return node
+
+    def stack_bound(self) -> int:
+        best = [0] * len(self.children)
+        for node in reversed(range(len(self.children))):  # every child is numbered after its parents
+            below = max((best[child] for child in self.children[node]), default=0)
+            best[node] = len(self.children[node]) - 1 + max(below, 0)
+        return 1 + best[0]
 
 
-def alpha_cost(rule: dict[str, Any]) -> int:
-    return sum(alpha_paths(rule["all"][0]["m"]))
+def _test(word: str, value: Any) -> tuple[str, str, Any]:
+    """What makes two alpha tests one node for the core: operator, property and value (numbers
+    compared as numbers: 5 and 5.0 are one test)."""
+    op, (prop, operand) = (word, next(iter(value.items()))) if word.startswith("$") else ("$eq", (word, value))
+    if isinstance(operand, (int, float)) and not isinstance(operand, bool):
+        operand = float(operand)
+    return op, prop, operand if isinstance(operand, (str, float, int, type(None))) else repr(operand)
+
+
+def stack_bound(rules: Any) -> int:
+    """The most alpha-stack entries one fact can need in a ruleset made of `rules` (see AlphaNetwork)."""
+    network = AlphaNetwork()
+    for body in rules:
+        network.add(body["all"][0]["m"])
+    return network.stack_bound()
+
+
+def groups(pattern: Any) -> int:
+    """$and and $or groups in a pattern (the core allows MAX_GROUPS)."""
+    if isinstance(pattern, dict):
+        return sum((key in ("$and", "$or")) + groups(value) for key, value in pattern.items())
+    if isinstance(pattern, list):
+        return sum(groups(item) for item in pattern)
+    return 0
 
 
 def split_for_alpha_budget(ruleset: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    """Split a ruleset so that no fact can activate more alpha nodes than the core allows.
+    """Split a ruleset so that no fact can need more of the core's alpha stack than ALPHA_BUDGET.
 
-    The bound is conservative (every node of every path counted as if activated at once); a T
-    and an F pattern stay together so a rule is decided within one ruleset.
+    A rule's T and F patterns share a ruleset when together they fit, else they go apart (the
+    evaluation collects what fired across all rulesets of a level). A pattern over the budget on
+    its own gets a ruleset of its own: engine.compile.proof reports it as an error.
     """
     chunks: list[dict[str, Any]] = [{}]
-    cost = 0
+    network = AlphaNetwork()
+
+    def place(names: list[str]) -> None:
+        nonlocal network
+        for name in names:
+            network.add(ruleset[name]["all"][0]["m"])
+        if network.stack_bound() > ALPHA_BUDGET and chunks[-1]:
+            chunks.append({})  # the grown network is dropped with the chunk it no longer fits
+            network = AlphaNetwork()
+            for name in names:
+                network.add(ruleset[name]["all"][0]["m"])
+        for name in names:
+            chunks[-1][name] = ruleset[name]
+
     names = list(ruleset)
-    for t_name, f_name in zip(names[::2], names[1::2], strict=True):
-        pair = alpha_cost(ruleset[t_name]) + alpha_cost(ruleset[f_name])
-        if cost + pair > ALPHA_BUDGET and chunks[-1]:
-            chunks.append({})
-            cost = 0
-        chunks[-1][t_name], chunks[-1][f_name] = ruleset[t_name], ruleset[f_name]
-        cost += pair
+    for pair in (names[i : i + 2] for i in range(0, len(names), 2)):
+        if stack_bound(ruleset[name] for name in pair) <= ALPHA_BUDGET:
+            place(pair)
+        else:
+            for name in pair:
+                place([name])
     return tuple(chunks)
 
 

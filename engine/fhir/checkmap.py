@@ -17,8 +17,10 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.errors import FhirMapError, pointer_join
 from fsgs_kb.engine.fhir.fhirmap import FhirMap, default_map_path, load_map
-from fsgs_kb.engine.fhir.yamlload import KEY
+from fsgs_kb.engine.fhir.yamlload import KEY, MAX_MAP_BYTES
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
+from fsgs_kb.engine.load.files import read_regular
+from fsgs_kb.engine.load.loader import display_path
 
 MAP_FILE = "fhir-map.yaml"
 
@@ -36,7 +38,7 @@ def as_kb_errors(exc: FhirMapError) -> list[KBError]:
         KBError(
             "fhirmap.invalid",
             f"{p.pointer or '/'}: {p.message}",
-            file=exc.file or None,
+            file=display_path(Path(exc.file)) if exc.file else None,
             line=p.line,
             col=p.col,
             pointer=p.pointer,
@@ -102,9 +104,14 @@ def _position(fmap: FhirMap, pointer: str) -> tuple[int | None, int | None]:
 
 
 def check_map(path: Path) -> tuple[FhirMap | None, list[KBError]]:
-    """(the map, or None when it cannot be used; every problem as a KBError)."""
+    """(the map, or None when it cannot be used; every problem as a KBError). The file is read like
+    every knowledge-base file: a link out of its directory, a FIFO or an oversized file is refused."""
+    display = display_path(path)
     try:
-        fmap = load_map(path)
+        raw = read_regular(path, display, path.parent, MAX_MAP_BYTES)
+        fmap = load_map(path, raw=raw)
+    except KBErrors as exc:
+        return None, exc.errors
     except FhirMapError as exc:
         return None, as_kb_errors(exc)
     problems = field_problems(fmap)

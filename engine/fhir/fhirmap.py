@@ -187,10 +187,13 @@ def _convert_problems(pointer: str, convert: dict[str, Any], allowed: set[str]) 
     ]
 
 
-def load_map(path: str | Path, schema_path: str | Path | None = None) -> FhirMap:
-    """Read, validate and index a FHIR map; raise FhirMapError listing every problem with its pointer."""
+def load_map(path: str | Path, schema_path: str | Path | None = None, *, raw: bytes | None = None) -> FhirMap:
+    """Read, validate and index a FHIR map; raise FhirMapError listing every problem with its pointer.
+
+    `raw`: the file's bytes when the caller has read them (validate reads through engine.load.files,
+    which refuses links out of the rules directory, FIFOs and oversized files)."""
     path = Path(path)
-    data, positions = load_yaml(path)
+    data, positions = load_yaml(path, raw)
     schema = json.loads(Path(schema_path or default_schema_path()).read_text(encoding="utf-8"))
     problems = _schema_problems(data, schema, positions)
     if not problems:

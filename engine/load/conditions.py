@@ -3,7 +3,9 @@
 A condition is `all: [...]`, `any: [...]`, `not: {...}`, or one comparison:
 `{field: cyclosporine.status, eq: current}` / `{derived: dose_mg_per_kg_day, gt: {param: max_daily_dose}}`.
 The parser reports each mistake where it is, with a "did you mean", instead of the schema's
-"is not valid under any of the given schemas".
+"is not valid under any of the given schemas". Conditions nest at most MAX_CONDITION_DEPTH
+all/any/not deep (`rule.too_deep`): durable-rules 2.0.28 holds at most 15 all/any groups in one
+pattern (its error 113), and no clinical rule needs more than a few levels.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fsgs_kb.engine.suggest import did_you_mean
 EXPRESSION_OPS = ("divide", "multiply", "subtract", "percent_change")
 OPERAND_KEYS = ("field", "derived")
 CONDITION_KEYS = ("all", "any", "not", *OPERAND_KEYS, *COMPARISON_OPS)
+MAX_CONDITION_DEPTH = 12
 
 
 class ConditionParser:
@@ -43,7 +46,7 @@ class ConditionParser:
     def _fail(self, code: str, message: str, pointer: str, hint: str | None = None, key: bool = False) -> None:
         self.errors.append(self.doc.error(code, message, pointer, hint, key=key, rule_id=self.rule_id))
 
-    def condition(self, data: Any, pointer: str) -> Condition | None:
+    def condition(self, data: Any, pointer: str, depth: int = 0) -> Condition | None:
         if not isinstance(data, dict) or not data:
             self._fail(
                 "rule.condition",
@@ -64,10 +67,19 @@ class ConditionParser:
             return None
         for combinator in ("all", "any", "not"):
             if combinator in data:
-                return self._combinator(combinator, data, pointer)
+                if depth >= MAX_CONDITION_DEPTH:
+                    self._fail(
+                        "rule.too_deep",
+                        f"conditions nest more than {MAX_CONDITION_DEPTH} all/any/not deep here",
+                        pointer,
+                        "flatten it: an all inside an all (or an any inside an any) can be one list, "
+                        "and not(not x) is x",
+                    )
+                    return None
+                return self._combinator(combinator, data, pointer, depth + 1)
         return self._comparison(data, pointer)
 
-    def _combinator(self, word: str, data: dict[str, Any], pointer: str) -> Condition | None:
+    def _combinator(self, word: str, data: dict[str, Any], pointer: str, depth: int) -> Condition | None:
         if len(data) != 1:
             self._fail(
                 "rule.condition",
@@ -77,13 +89,13 @@ class ConditionParser:
             return None
         child = pointer_join(pointer, word)
         if word == "not":
-            inner = self.condition(data["not"], child)
+            inner = self.condition(data["not"], child, depth)
             return Not(inner, pointer) if inner is not None else None
         items = data[word]
         if not isinstance(items, list) or not items:
             self._fail("rule.condition", f"'{word}' takes a non-empty list of conditions", child)
             return None
-        parsed = [self.condition(item, pointer_join(child, i)) for i, item in enumerate(items)]
+        parsed = [self.condition(item, pointer_join(child, i), depth) for i, item in enumerate(items)]
         if any(p is None for p in parsed):
             return None
         cls = AllOf if word == "all" else AnyOf

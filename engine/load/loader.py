@@ -7,6 +7,7 @@ Layout of a knowledge base:
     derived.yaml                 values computed from the record
     recommendations/*.yaml       one rule per file
 A broken file never hides the problems of another: each is loaded and checked on its own.
+Every file is read through engine.load.files: regular files inside the rules directory only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
 from fsgs_kb.engine.load.conditions import ConditionParser
+from fsgs_kb.engine.load.files import RulesFiles, exists
 from fsgs_kb.engine.load.schemas import schema_errors
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
 from fsgs_kb.engine.model import Derived, KnowledgeBaseModel, Parameter, Quote, Rule, Source
@@ -33,8 +35,9 @@ class LoadResult:
 
 
 def display_path(path: Path) -> str:
-    """Paths as an editor can click them: relative to the working directory when inside it."""
-    absolute = path.resolve()
+    """Paths as an editor can click them: relative to the working directory when inside it.
+    Symbolic links are not resolved: a problem is shown where the editor sees the file."""
+    absolute = Path(os.path.abspath(path))
     try:
         return os.path.relpath(absolute) if absolute.is_relative_to(Path.cwd()) else str(absolute)
     except (OSError, ValueError):
@@ -44,12 +47,13 @@ def display_path(path: Path) -> str:
 class _Reader:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.files = RulesFiles(root)
         self.result = LoadResult(KnowledgeBaseModel(display_path(root), {}))
 
     def read(self, path: Path, schema: str, skip: Callable[[str], bool] = lambda p: False) -> Located | None:
         display = display_path(path)
         try:
-            doc = load_yaml(path, display)
+            doc = load_yaml(path, display, self.files)
         except KBErrors as exc:
             self.result.errors.extend(exc.errors)
             return None
@@ -67,22 +71,27 @@ class _Reader:
     def finish(self, parser: ConditionParser) -> None:
         self.result.errors.extend(parser.errors)
 
+    def required(self, name: str, code: str, what: str) -> Path | None:
+        """The path of a file every knowledge base has, or None after reporting that it is missing."""
+        path = self.root / name
+        if exists(path):
+            return path
+        self.result.errors.append(
+            KBError(code, f"no {name} in the rules directory ({what})", display_path(self.root), hint=_HINT)
+        )
+        return None
+
+
+_HINT = "a knowledge base has kb.yaml, parameters.yaml, derived.yaml, sources/ and recommendations/ (rules/README.md)"
+
 
 def _quote(data: dict[str, Any], doc: Located, pointer: str) -> Quote:
     return Quote(data["source"], data["sentence"], data["quote"], doc.file, pointer)
 
 
 def _load_manifest(reader: _Reader) -> None:
-    path = reader.root / "kb.yaml"
-    if not path.is_file():
-        reader.result.errors.append(
-            KBError(
-                "kb.missing_manifest",
-                "no kb.yaml in the rules directory",
-                display_path(reader.root),
-                hint="create kb.yaml (see rules/README.md)",
-            )
-        )
+    path = reader.required("kb.yaml", "kb.missing_manifest", "its id, version and changelog")
+    if path is None:
         return
     doc = reader.read(path, "manifest")
     if doc is not None:
@@ -106,8 +115,8 @@ def _load_sources(reader: _Reader) -> None:
 
 
 def _load_parameters(reader: _Reader) -> None:
-    path = reader.root / "parameters.yaml"
-    doc = reader.read(path, "parameters") if path.is_file() else None
+    path = reader.required("parameters.yaml", "kb.missing_file", "the thresholds rules compare with")
+    doc = reader.read(path, "parameters") if path is not None else None
     if doc is None:
         reader.result.failed.add("param")
         return
@@ -136,8 +145,8 @@ def _in_derived_expression(pointer: str) -> bool:
 
 
 def _load_derived(reader: _Reader) -> None:
-    path = reader.root / "derived.yaml"
-    doc = reader.read(path, "derived", skip=_in_derived_expression) if path.is_file() else None
+    path = reader.required("derived.yaml", "kb.missing_file", "the values computed from the record")
+    doc = reader.read(path, "derived", skip=_in_derived_expression) if path is not None else None
     if doc is None:
         reader.result.failed.add("derived")
         return

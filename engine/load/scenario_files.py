@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
+from fsgs_kb.engine.load.files import RulesFiles, exists
 from fsgs_kb.engine.load.loader import display_path
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
 
@@ -58,23 +59,25 @@ def remove_pointer(record: Any, pointer: str) -> None:
         node.pop(parts[-1], None)
 
 
-def _load(path: Path) -> Located:
-    return load_yaml(path, display_path(path))
+def load_cases(tests_dir: Path, root: Path | None = None) -> list[Case]:
+    """Every case of every scenario file; raise KBErrors (located) for malformed files.
 
-
-def load_cases(tests_dir: Path) -> list[Case]:
-    """Every case of every scenario file; raise KBErrors (located) for malformed files."""
+    Files are read only inside `root`, the rules directory (by default the parent of tests/)."""
+    files = RulesFiles(tests_dir.parent if root is None else root)
     bases: dict[str, Any] = {}
     errors: list[KBError] = []
     bases_path = tests_dir / BASES_FILE
-    if bases_path.is_file():
-        bases = _load(bases_path).data.get("bases", {})
+    if exists(bases_path):
+        data = load_yaml(bases_path, display_path(bases_path), files).data
+        bases = data.get("bases", {}) if isinstance(data, dict) else {}
+        if not isinstance(bases, dict):
+            bases = {}
     cases: list[Case] = []
     for path in sorted(tests_dir.glob("*.yaml")):
         if path.name == BASES_FILE:
             continue
         try:
-            doc = _load(path)
+            doc = load_yaml(path, display_path(path), files)
         except KBErrors as exc:
             errors.extend(exc.errors)
             continue

@@ -4,7 +4,9 @@ PyYAML silently accepts things that change meaning without a word: a duplicate k
 last value, `no` becomes False (YAML 1.1), an unquoted 2024-01-02 becomes a date, and aliases can
 expand exponentially. Here each of those is an error that points at the line and column, and
 every node's position is remembered by JSON pointer so that later stages (schema checks, rule
-checks) can point into the YAML too.
+checks) can point into the YAML too. Nesting deeper than MAX_DEPTH is refused while the document
+is composed (`yaml.too_deep`), before any recursive stage could overflow Python's stack. Files
+are read by engine.load.files: regular files inside the rules directory, of bounded size.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from typing import Any
 import yaml
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
+from fsgs_kb.engine.load.files import MAX_FILE_BYTES, RulesFiles
 
-MAX_FILE_BYTES = 256 * 1024
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "Located", "load_yaml", "parse_yaml"]
+
+MAX_DEPTH = 64  # nested mappings and lists; a knowledge-base file needs about 12
 TRUE_FALSE = {"true": True, "false": False}
 
 
@@ -189,29 +194,55 @@ class _Builder:
         return text
 
 
-def load_yaml(path: Path, display: str) -> Located:
-    """Read one YAML file; raise KBErrors with located problems when it cannot be trusted."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise KBErrors(
-                [
-                    _located_error(
-                        display,
-                        "yaml.too_large",
-                        f"file is {size} bytes; the limit is {MAX_FILE_BYTES}",
-                        (1, 1),
-                        "split it into several files",
-                    )
-                ]
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise KBErrors([KBError("yaml.io", f"cannot read: {exc.strerror}", display, 1, 1)]) from None
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark) -> None:
+        self.mark = mark
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """PyYAML's composer recurses once per nesting level: stop it at MAX_DEPTH, where it is."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def load_yaml(path: Path, display: str, files: RulesFiles) -> Located:
+    """Read one YAML file of a knowledge base (through `files`, which keeps reads inside its
+    rules directory); raise KBErrors with located problems when it cannot be read safely or
+    cannot be trusted."""
+    return parse_yaml(files.read(path, display, MAX_FILE_BYTES), display)
+
+
+def parse_yaml(raw: bytes, display: str) -> Located:
+    """Parse the bytes of one YAML file (shown to the editor as `display`)."""
     text = _decode(raw, display)
     _check_tabs(text, display)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _DepthLimitedLoader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except _TooDeep as exc:
+        raise KBErrors(
+            [
+                _located_error(
+                    display,
+                    "yaml.too_deep",
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    _pos(exc.mark),
+                    "a knowledge-base file needs a dozen levels at most: flatten the structure",
+                )
+            ]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = _pos(mark) if mark else (1, 1)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fsgs_kb.engine.audit.diff import KBDiff, KBSide
+from fsgs_kb.engine.audit.replay import replay_counts
 from fsgs_kb.engine.audit.trace import Trace
+from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.explain.wording import provenance_label
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.report.fhir_map import map_audit_lines
@@ -127,9 +129,7 @@ def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
                 f"{report['verdict']}: record {report.get('record')} patient {report.get('patient_id')} "
                 f"(decision {report['decision_id']}){': ' + what if what else ''}"
             )
-    counts = {
-        v: sum(r["verdict"] == v for r in reports) for v in ("identical", "changed", "input_missing", "unreadable")
-    }
+    counts = replay_counts(reports)
     total = len(reports)
     share = f"{100 * counts['identical'] / total:.1f} %" if total else "n/a"
     lines.append(
@@ -183,6 +183,6 @@ def diff_text(old: KBSide, new: KBSide, diff: KBDiff) -> str:
         lines.append("no change")
     for change in diff.changes:
         lines.append(f"  {change['subject']}: {change['detail']}")
-    for violation in diff.violations:
-        lines.append(f"error[diff.unversioned] {violation}")
+    hint = "bump the version and add a history (rule) or changelog (kb.yaml) entry"
+    lines += [format_error(KBError("diff.unversioned", v, file=new.label, hint=hint)) for v in diff.violations]
     return "\n".join(lines)

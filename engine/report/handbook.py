@@ -7,7 +7,10 @@ condition, with its citation, parameters and their provenance, status and histor
 
 from __future__ import annotations
 
+import errno
 import html
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -204,11 +207,34 @@ class Handbook:
         return svg(self.model)
 
 
+def write_page(path: Path, content: str) -> None:
+    """Write a file without ever writing through what is there: the text goes to a new file
+    (O_CREAT | O_EXCL, a random name, in the same folder) that is then renamed over `path`.
+    A symbolic link planted at `path` is replaced, never followed."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def write_site(handbook: Handbook, out: Path) -> list[Path]:
+    """Write the HTML site into `out` (created if needed). Pages are written with write_page, and
+    a folder inside `out` that is a symbolic link is refused: nothing is written outside `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    pages = handbook.pages()
+    folders = sorted({(out / name).parent for name in pages} - {out})
+    for folder in folders:
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise OSError(errno.ENOTDIR, f"{folder} is not a plain folder (a symbolic link?); nothing was written")
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
     written = []
-    for name, content in handbook.pages().items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-        written.append(path)
+    for name, content in pages.items():
+        write_page(out / name, content)
+        written.append(out / name)
     return written
