@@ -42,7 +42,7 @@ def skip_rest(handle: BinaryIO) -> int:
 
 def _parse(raw: bytes, max_depth: int) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8").rstrip("\r\n"))
     except UnicodeDecodeError:
         return None, "not UTF-8"
     except RecursionError:
