@@ -177,3 +177,42 @@ def test_handbook_and_audit_list_the_map_with_provenance(tmp_path: Path) -> None
     )
     report = json.loads(cli("audit", "--format", "json").stdout)
     assert "http://www.nlm.nih.gov/research/umls/rxnorm|42316" in report["not_verified"]["fhir_codes"]
+
+
+def test_a_site_adds_a_local_code_in_the_map_alone(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(project_file("rules"), rules)
+    path = rules / "fhir-map.yaml"
+    loinc = '      - {system: "http://loinc.org", code: "29463-7", display: "Body weight", verified: true, '
+    loinc += "source: fhir-bodyweight}\n"
+    local = '      - {system: "urn:oid:1.2.3.4.5", code: "WT", display: "Site lab weight", verified: true, '
+    local += "source: site-lab}\n"
+    text = path.read_text()
+    assert loinc in text
+    text = text.replace(loinc, loinc + local).replace(
+        "sources:\n", 'sources:\n  site-lab:\n    title: "Site lab catalogue, entry WT"\n    where: "LIS"\n', 1
+    )
+    path.write_text(text)
+    bundle = json.loads((FHIR_EXAMPLES / "missing-weight.bundle.json").read_text())
+    bundle["entry"].append(
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "id": "site-weight",
+                "status": "final",
+                "code": {"coding": [{"system": "urn:oid:1.2.3.4.5", "code": "WT"}]},
+                "subject": {"reference": "Patient/" + bundle["entry"][0]["resource"]["id"]},
+                "effectiveDateTime": "2025-01-10",
+                "valueQuantity": {"value": 71, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+            }
+        }
+    )
+    source = tmp_path / "bundle.json"
+    source.write_text(json.dumps(bundle))
+    bundled = json.loads(cli("evaluate", "--input-format", "fhir", "--as-of", EXAMPLES_AS_OF, source).stdout)
+    assert bundled["sources"]["/weight_kg"] == {"missing": "no_resource"}  # the bundled map does not know it
+    proc = cli("evaluate", "--rules", rules, "--input-format", "fhir", "--as-of", EXAMPLES_AS_OF, source)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["sources"]["/weight_kg"]["code"] == "urn:oid:1.2.3.4.5|WT"
+    assert "CSA-DOSE-WITHIN" not in result["undetermined"]
