@@ -342,8 +342,9 @@ def batch(
 
     FHIR: --input-format fhir-bundles reads one Bundle per line; --input-format fhir-bulk reads a
     Bulk Data export directory, groups its resources by patient through an on-disk index (memory
-    stays flat) and writes one result per Patient, then one invalid result per unusable line
-    (origin FILE:LINE). Each result carries the provenance of every field (sources).
+    stays flat) and writes one result per Patient and one invalid result per unusable line (origin
+    FILE:LINE; lines found unusable while indexing come first, resources about absent patients last).
+    Each result carries the provenance of every field (sources).
     """
     kb = _load_kb(rules_dir, require_approved)
     reader = _fhir_reader(rules_dir, input_format, as_of)
