@@ -117,6 +117,7 @@ class Parameter:
     note: str | None
     file: str
     pointer: str
+    shapes: tuple[tuple[str, str], ...] = ()  # (field|derived, name): what a local choice shapes
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,10 @@ class Rule:
     approved_by: str | None
     approved_on: str | None
     file: str
+    qualifies: tuple[str, ...] = ()  # caveats: the advice they qualify
+    provenance_kind: str | None = None  # caveats: source | cited | local
+    provenance: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    shows: tuple[tuple[str, str], ...] = ()  # (field|derived, name) shown with the rule when it fires
 
 
 @dataclass(frozen=True)

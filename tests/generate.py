@@ -29,7 +29,9 @@ def patient(rng: random.Random, index: int, invalid_rate: float = 0.0) -> dict[s
     }
     record["steroids"] = {"response": rng.choice(["not_treated", "sensitive", "dependent", "resistant", "unknown"])}
     if _maybe(rng, 0.7):
-        record["steroids"]["high_dose_weeks"] = rng.choice([4, 6, 8, 12, 15.9, 16, 20])
+        weeks = rng.choice([4, 6, 8, 12, 15.9, 16, 20])
+        if record["steroids"]["response"] != "not_treated":  # weeks of high-dose steroid contradict it
+            record["steroids"]["high_dose_weeks"] = weeks
     if _maybe(rng, 0.8):
         record["gc_toxicity_risk_factors"] = rng.sample(RISKS, rng.randint(0, 2))
     status = rng.choice(["never", "current", "current", "stopped"])
@@ -61,9 +63,31 @@ def patient(rng: random.Random, index: int, invalid_rate: float = 0.0) -> dict[s
         }
         if age < 18 and _maybe(rng, 0.7):
             record["blood_pressure"]["percentile_for_age"] = rng.choice([50, 89, 90, 95])
+    _applicability(rng, record)
     if invalid_rate and _maybe(rng, invalid_rate):
         _break(rng, record)
     return record
+
+
+def _applicability(rng: random.Random, record: dict[str, Any]) -> None:
+    """The fields the caveats read (clinical-notes §7): kidney function, other
+    immunosuppressants, proteinuria, the reason a course was stopped."""
+    if record["cyclosporine"]["status"] == "stopped" and _maybe(rng, 0.7):
+        record["cyclosporine"]["stop_reason"] = rng.choice(["taper_completed", "nephrotoxicity", "no_response"])
+    if _maybe(rng, 0.4):
+        if _maybe(rng, 0.7):
+            record["kidney_function"] = {"egfr": rng.choice([12, 35, 39.9, 40, 60, 95]), "unit": "mL/min/1.73m2"}
+        else:
+            unit = rng.choice(["mL/min/1.73m2", "mL/min"])
+            record["kidney_function"] = {"creatinine_clearance": rng.choice([30, 45, 80]), "unit": unit}
+    if _maybe(rng, 0.4):
+        record["other_immunosuppressants"] = rng.choice(
+            [[], [{"drug": "tacrolimus", "status": "past"}], [{"drug": "mycophenolate", "status": "current"}]]
+        )
+    if _maybe(rng, 0.6):
+        unit = rng.choice(["g/day", "g/g", "mg/mmol"])
+        value = rng.choice([0.4, 3.5, 5.2]) if unit != "mg/mmol" else rng.choice([40, 199, 200, 350, 420])
+        record["proteinuria"] = {"value": value, "unit": unit}
 
 
 def _break(rng: random.Random, record: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ def run(*args: str) -> tuple[int, str]:
 def test_bundled_scenarios_pass_with_full_coverage() -> None:
     code, output = run("test", "--coverage")
     assert code == 0, output
-    assert "coverage: 13/13 rules with all three outcomes, 8/8 numeric parameters tested on both sides" in output
+    assert "coverage: 19/19 rules with all three outcomes (caveats: both of theirs), 15/15 numeric parameters" in output
 
 
 def test_json_report() -> None:
@@ -64,9 +64,9 @@ def test_changed_threshold_shows_an_actionable_failure(kb_copy: Path, monkeypatc
 
 
 def test_coverage_gap_is_reported_and_fails(kb_copy: Path) -> None:
-    (kb_copy / "tests" / "CSA-DUR-EXCEEDS.yaml").unlink()
+    (kb_copy / "tests" / "CAVEAT-AGE-OVER-70.yaml").unlink()  # the only cases where it fires
     code, output = run("test", "--rules", str(kb_copy), "--coverage")
     assert code == 1
-    assert "coverage: 12/13 rules with all three outcomes" in output
-    line = next(x for x in output.splitlines() if x.strip().startswith("CSA-DUR-EXCEEDS"))
-    assert "✗" in line
+    assert "coverage: 18/19 rules with all three outcomes" in output
+    line = next(x for x in output.splitlines() if x.strip().startswith("CAVEAT-AGE-OVER-70"))
+    assert "fires ✗" in line and "undetermined (never: a caveat)" in line

@@ -76,8 +76,14 @@ def test_an_editable_install_gives_a_working_command(tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    # reuse this environment's dependencies (durable-rules builds a C core: slow to reinstall)
-    Path(site, "_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Reuse this environment's dependencies (durable-rules builds a C core: slow to reinstall),
+    # but not its own fsgs_kb, installed or editable, which would shadow the one under test.
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.lower().startswith(("fsgs_kb", "__editable__", "_fsgs_kb")) and entry.suffix != ".pth":
+            (deps / entry.name).symlink_to(entry)
+    Path(site, "_deps.pth").write_text(str(deps) + "\n")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
         + ["--no-deps", "--no-build-isolation", "-e", str(ROOT)],

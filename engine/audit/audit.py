@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fsgs_kb.engine.explain.wording import plain_lines, provenance_label
+from fsgs_kb.engine.explain.wording import plain_lines, provenance_label, shaping_parameters
 from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
 from fsgs_kb.engine.fhir.requirements import code_audit
 from fsgs_kb.engine.kb import KnowledgeBase
@@ -41,6 +41,7 @@ def _rule_parameters(kb: KnowledgeBase, rule: Rule) -> list[str]:
         names += [leaf.operand.name for c in conds for leaf in walk(c) if isinstance(leaf.operand, ParamRef)]
         exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
         names += [r.name for e in exprs for r in expression_refs(e) if r.source == "param"]
+    names += shaping_parameters(kb.model, rule)
     return list(dict.fromkeys(names))
 
 
@@ -69,7 +70,26 @@ def rule_audit(kb: KnowledgeBase, rule: Rule) -> dict[str, Any]:
         "derived": [{"name": n, "title": kb.model.derived[n].title} for n in kb.evaluation.rule_derived[rule.id]],
         "interpretation": [" ".join(n.split()) for n in rule.interpretation],
         "history": list(rule.history),
+        "qualifies": list(rule.qualifies),
+        "provenance": caveat_provenance_entry(kb, rule) if rule.provenance_kind else None,
+        "qualified_by": sorted(c.id for c in kb.model.rules.values() if rule.id in c.qualifies),
     }
+
+
+def caveat_provenance_entry(kb: KnowledgeBase, rule: Rule) -> dict[str, Any]:
+    """Where a caveat comes from, with whether it was verified (a source quote is checked verbatim)."""
+    data = rule.provenance
+    kind = rule.provenance_kind
+    if kind == "source":
+        text = " ".join(kb.model.sources[data["source"]].sentences[data["sentence"]].split())
+        summary = f'from the review, {data["sentence"]} (quote verified verbatim): "{" ".join(data["quote"].split())}"'
+        return {"kind": kind, "verified": True, "details": data, "summary": summary, "sentence_text": text}
+    if kind == "cited":
+        reference = " ".join(data["reference"].split())
+        flag = " (verified against the primary document)" if data["verified"] else ""
+        summary = f"cited: {reference}: {' '.join(data['says'].split())}{flag}"
+        return {"kind": kind, "verified": bool(data["verified"]), "details": data, "summary": summary}
+    return {"kind": kind, "verified": None, "details": data, "summary": f"local policy, decided {data['decided_on']}"}
 
 
 def audit_report(kb: KnowledgeBase, rule_id: str | None = None) -> dict[str, Any]:
@@ -108,6 +128,11 @@ def audit_report(kb: KnowledgeBase, rule_id: str | None = None) -> dict[str, Any
         "parameters_by_provenance": dict(sorted(counts.items())),
         "not_verified": {
             "parameters": unverified,
+            "caveats": sorted(
+                r.id
+                for r in kb.model.rules.values()
+                if r.provenance_kind == "cited" and not r.provenance.get("verified")
+            ),
             "rules_not_signed_off": sorted(r.id for r in kb.model.rules.values() if r.status != "active"),
             "source_full_text": not src.record.get("full_text_read", False),
         },

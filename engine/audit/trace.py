@@ -95,9 +95,10 @@ def _rule_mismatches(kb: KnowledgeBase, rule: Rule, entry: dict[str, Any]) -> li
         "citations": static["citations"],
         "evidence": static["evidence"],
     }
+    names = {"says": "advice text (says)", "evidence": "evidence note"}
     for key, value in expected.items():
         if key in entry and entry[key] != value:
-            out.append(f"rule {rule.id}: {key} differs from the knowledge base's")
+            out.append(f"rule {rule.id}: its {names.get(key, key)} differs from the knowledge base's")
     leaves = dict(_leaves(rule.when, "/when"))
     truths: dict[str, bool | None] = {}
     for condition in entry.get("conditions", []):

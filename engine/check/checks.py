@@ -33,6 +33,11 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def has_phrase(text: str, phrase: str) -> bool:
+    """Whether a (lower-case, normalised) text contains the phrase as whole words."""
+    return re.search(rf"(?<![\w]){re.escape(phrase)}(?![\w])", text) is not None
+
+
 def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
@@ -78,6 +83,8 @@ class Checker:
             "derived.unknown_param": "param",
             "rule.unknown_derived": "derived",
             "derived.unknown_derived": "derived",
+            "param.unknown_derived": "derived",
+            "rule.qualifies": "rule",
             "param.unused": "param",
             "kb.unknown_source": "source",
         }.get(code)
@@ -343,12 +350,86 @@ class Checker:
             visit(name, [])
         return tuple(order)
 
+    # ---- wording: the source's hedges kept, no instruction it does not give ------------------
+    def check_wording(self, rule: Rule) -> None:
+        """A rule's text keeps the modal words of the sentences it quotes ("indicate" may not
+        become "show") and uses a word of instruction or certainty only where a sentence it
+        cites does (the source's `modality` and `strong_words`)."""
+        says = normalise(rule.says).lower()
+        cited: list[str] = []
+        strong: set[str] = set()
+        for known in self.model.sources.values():
+            strong |= {str(w).lower() for w in known.record.get("strong_words", ())}
+        for quote in (*rule.citations, *_provenance_quote(rule)):
+            source = self.model.sources.get(quote.source)
+            if source is None or quote.sentence not in source.sentences:
+                return  # reported as a bad citation; the wording cannot be judged against it
+            cited.append(normalise(source.sentences[quote.sentence]).lower())
+            quoted = normalise(quote.quote).lower()
+            for phrase in source.record.get("modality", {}).get(quote.sentence, ()):
+                phrase = normalise(str(phrase)).lower()
+                if has_phrase(quoted, phrase) and not has_phrase(says, phrase):
+                    self.fail(
+                        rule.file,
+                        "/says",
+                        "rule.hedge",
+                        f"the text drops '{phrase}', the modality of the {quote.sentence} words it quotes",
+                        f"keep the source's word '{phrase}': a stronger or weaker word changes what the source says",
+                        rule_id=rule.id,
+                    )
+        for word in sorted(strong):
+            if has_phrase(says, word) and not any(has_phrase(sentence, word) for sentence in cited):
+                self.fail(
+                    rule.file,
+                    "/says",
+                    "rule.instruction",
+                    f"the text says '{word}', which no sentence it cites says",
+                    "say only what the source says: no instruction or certainty it does not give",
+                    rule_id=rule.id,
+                )
+
+    def check_caveat(self, rule: Rule) -> None:
+        """A caveat names the advice it qualifies: rules that exist and give advice or warnings."""
+        for i, target in enumerate(rule.qualifies):
+            other = self.model.rules.get(target)
+            if other is None:
+                self.fail(
+                    rule.file,
+                    f"/qualifies/{i}",
+                    "rule.qualifies",
+                    f"caveat {rule.id} qualifies unknown rule '{target}'",
+                    did_you_mean(target, set(self.model.rules)),
+                    rule_id=rule.id,
+                )
+            elif other.kind not in ("advice", "warning"):
+                self.fail(
+                    rule.file,
+                    f"/qualifies/{i}",
+                    "rule.qualifies",
+                    f"caveat {rule.id} qualifies {target}, a rule of kind {other.kind}",
+                    "a caveat qualifies advice or warnings only",
+                    rule_id=rule.id,
+                )
+
     # ---- rules ------------------------------------------------------------------------------
     def check_rule(self, rule: Rule) -> None:
         for leaf in walk(rule.when):
             self.check_condition_leaf(leaf, rule.file, rule.id)
-        for quote in (*rule.citations, rule.evidence):
+        for quote in (*rule.citations, rule.evidence, *_provenance_quote(rule)):
             self.check_quote(quote, rule.id)
+        self.check_wording(rule)
+        self.check_caveat(rule)
+        for i, (kind, name) in enumerate(rule.shows):
+            known = set(self.fields) if kind == "field" else set(self.model.derived)
+            if name not in known:
+                self.fail(
+                    rule.file,
+                    f"/shows/{i}/{kind}",
+                    f"rule.unknown_{kind}",
+                    f"unknown {'patient field' if kind == 'field' else 'derived value'} '{name}'",
+                    did_you_mean(name, known),
+                    rule_id=rule.id,
+                )
         if rule.status == "active" and not (rule.approved_by and rule.approved_on):
             self.fail(
                 rule.file,
@@ -419,6 +500,18 @@ class Checker:
                 if ref.source == "param"
             }
         for param in self.model.parameters.values():
+            for i, (kind, name) in enumerate(param.shapes):
+                known = set(self.fields) if kind == "field" else set(self.model.derived)
+                if name not in known:
+                    self.fail(
+                        param.file,
+                        f"{param.pointer}/shapes/{i}/{kind}",
+                        f"param.unknown_{kind}",
+                        f"parameter '{param.name}' shapes unknown {kind} '{name}'",
+                        did_you_mean(name, known),
+                    )
+            if param.shapes:
+                used.add(param.name)
             if param.provenance_kind == "source":
                 p = param.provenance
                 self.check_quote(
@@ -486,6 +579,14 @@ class Checker:
             {s: r for s, r in source.not_encoded.items() if s in source.sentences},
             uncovered,
         )
+
+
+def _provenance_quote(rule: Rule) -> list[Quote]:
+    """A caveat whose provenance is the source: its quote, checked like a citation."""
+    if rule.provenance_kind != "source":
+        return []
+    p = rule.provenance
+    return [Quote(p["source"], p["sentence"], p["quote"], rule.file, "/provenance/source")]
 
 
 def _categories(derived: Derived) -> set[str]:

@@ -16,7 +16,7 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fields import catalogue
-from fsgs_kb.engine.model import AllOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef, Rule
+from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef, Rule
 
 Literal = tuple[Compare, bool]  # (comparison, must it be true?)
 MAX_TERMS = 4096
@@ -150,6 +150,14 @@ class Analyzer:
         return any(self.satisfiable(term) for term in terms)
 
 
+def effective_condition(model: KnowledgeBaseModel, rule: Rule) -> Condition:
+    """When a rule can fire: a caveat only together with an advice it qualifies."""
+    qualified = [model.rules[q].when for q in rule.qualifies if q in model.rules]
+    if rule.kind != "caveat" or not qualified:
+        return rule.when
+    return AllOf((rule.when, AnyOf(tuple(qualified), rule.when.pointer)), rule.when.pointer)
+
+
 def _numeric_leaves(rule: Rule) -> list[Compare]:
 
     return [leaf for leaf in walk(rule.when) if leaf.op in ("lt", "le", "gt", "ge")]
@@ -204,7 +212,7 @@ def meaning_problems(model: KnowledgeBaseModel, docs: dict[str, Any], tested: se
             out.append(KBError(code, message, rule.file, None, None, pointer, hint, rule.id, severity))
 
     for rule in model.rules.values():
-        if analyzer.can_fire(rule.when) is False:
+        if analyzer.can_fire(effective_condition(model, rule)) is False:
             at(
                 rule,
                 "/when",
@@ -221,7 +229,7 @@ def meaning_problems(model: KnowledgeBaseModel, docs: dict[str, Any], tested: se
         if rule.kind != "out_of_scope"
     ]
     for a, b in exclusive:
-        if analyzer.can_fire(a.when, b.when):
+        if analyzer.can_fire(effective_condition(model, a), effective_condition(model, b)):
             at(
                 b,
                 "/when",

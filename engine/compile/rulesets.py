@@ -1,29 +1,53 @@
 """Compile the knowledge base to durable-rules rulesets (their JSON ruleset form).
 
-Three-valued logic in a two-valued engine: durable-rules treats a missing field as "no match"
-(and `$neq` on a missing field does not match either), so each condition C compiles to two
-patterns, `ID|T` (C is definitely true) and `ID|F` (C is definitely false):
-    T(all) = and T(items)   F(all) = or F(items)     T(not x) = F(x)
-    T(any) = or T(items)    F(any) = and F(items)    F(not x) = T(x)
-    T(x > t) = x > t        F(x > t) = x <= t        (both need x present)
-A rule whose T pattern fires is `fired`, F `not_fired`, neither `undetermined`. So the engine,
-not Python, decides all three outcomes.
+Exact three-valued logic in a two-valued engine (clinical-notes §4.1). Each condition, in its
+exact form (engine.compile.exact_form: derived values inlined, every comparison an atom over a
+variable's cells), compiles to two patterns, `ID|T` (true for every completion of the missing
+inputs) and `ID|F` (false for every completion); a rule whose T pattern fires is `fired`, F
+`not_fired`, neither `undetermined`. So the engine, not Python, decides all three outcomes.
+
+The engine is told where each variable may lie, recorded or not:
+- a number as its lowest and highest possible value, `lo__VAR` and `hi__VAR` (both the value
+  itself when it is recorded; for a missing one a value inside its lowest and highest possible
+  cell, e.g. a missing systolic above a recorded diastolic of 96);
+- an enum, boolean or list as one fact per possible cell, `p__VAR__CELL` (one when recorded).
+A comparison is then definitely true when no possible value falsifies it, one conjunction:
+    T(x >= 120) = lo__x >= 120          F(x >= 120) = hi__x < 120
+    T(status = current) = no p__status__never and no p__status__stopped
+Conditions whose parts share no variable compose like Kleene's tables (exact for independent
+parts): T(all) = and T(items), F(all) = or F(items), and dually for any. A variable that occurs
+in several comparisons of one condition (age in "adult and SBP >= 120, or child and percentile
+>= 90") is split on: for each group g of its cells on which those comparisons agree,
+    T(C) = and_g (no cell of g possible  or  T(C with the variable in g))
+which is exactly "true whatever the missing value is".
 
 Facts are flat: durable-rules 2.0.28 crashed on nested objects and lists (durable-rules-notes).
-A field path becomes `a__b`, a list field `L` becomes `L__n` (its length) and `L__has__ITEM`,
-booleans become 1/0, numeric derived values are computed exactly in Python and asserted as
-`d__NAME`, and boolean derived values are decided by the engine itself, one level at a time:
-the conclusions of level k (`b__NAME` = "T" | "F" | "U") are asserted as facts into level k+1.
+Presence tests read the recorded value's own key (`a__b`, `L__n` for a list); numeric derived
+values are computed exactly in Python. Every rule and boolean derived value is decided at level
+0; caveats, which need the outcome of the advice they qualify, at level 1 (`r__RULE` = "T" |
+"F" | "U" facts).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
-from fsgs_kb.engine.load.conditions import walk
+from fsgs_kb.engine.compile.exact_form import (
+    Atom,
+    Cell,
+    ExactForm,
+    Fixed,
+    Form,
+    Node,
+    Presence,
+    Var,
+    atoms,
+    simplify,
+)
 from fsgs_kb.engine.load.fields import catalogue
-from fsgs_kb.engine.model import AllOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef
+from fsgs_kb.engine.model import KnowledgeBaseModel
 
 ALPHA_BUDGET = 60  # alpha-stack entries one fact may need; the core stops at 64 (error 303)
 MAX_GROUPS = 15  # $and/$or groups in one pattern: each takes 2 of the core's 31 expression slots (error 113)
@@ -50,24 +74,28 @@ def scalar(value: Any) -> Any:
     return int(value) if isinstance(value, bool) else value
 
 
-def _flat(word: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An $and inside an $and (an $or inside an $or) is one list: every group costs the core
-    two of its 31 expression slots (error 113), so none is spent on nesting that means nothing."""
-    return [inner for item in items for inner in (item[word] if list(item) == [word] else [item])]
-
-
 def _and(items: list[dict[str, Any]]) -> dict[str, Any]:
-    items = [i for i in _flat("$and", items) if i != TRUE]
-    if FALSE in items:
-        return FALSE
-    return items[0] if len(items) == 1 else ({"$and": items} if items else TRUE)
+    flat: list[dict[str, Any]] = []
+    for item in items:
+        if item == FALSE:
+            return FALSE
+        if item == TRUE:
+            continue
+        parts = item["$and"] if set(item) == {"$and"} else [item]
+        flat.extend(p for p in parts if p not in flat)
+    return flat[0] if len(flat) == 1 else ({"$and": flat} if flat else TRUE)
 
 
 def _or(items: list[dict[str, Any]]) -> dict[str, Any]:
-    items = [i for i in _flat("$or", items) if i != FALSE]
-    if TRUE in items:
-        return TRUE
-    return items[0] if len(items) == 1 else ({"$or": items} if items else FALSE)
+    flat: list[dict[str, Any]] = []
+    for item in items:
+        if item == TRUE:
+            return TRUE
+        if item == FALSE:
+            continue
+        parts = item["$or"] if set(item) == {"$or"} else [item]
+        flat.extend(p for p in parts if p not in flat)
+    return flat[0] if len(flat) == 1 else ({"$or": flat} if flat else FALSE)
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,7 @@ class CompiledKB:
     boolean_derived: tuple[str, ...]
     fact_fields: tuple[str, ...]
     fact_derived: tuple[str, ...]
+    exact: ExactForm = field(compare=False, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         """The inspectable form printed by `fsgs-kb compile`."""
@@ -87,7 +116,19 @@ class CompiledKB:
             "fact_keys": {
                 "fields": {p: field_key(p) for p in self.fact_fields},
                 "derived": {n: derived_key(n) for n in self.fact_derived},
-                "conclusions": {n: boolean_key(n) for n in self.boolean_derived},
+                "possible_cells": {
+                    var.id: {var.possible_key(i): _cell_text(var, cell) for i, cell in enumerate(var.cells)}
+                    for var in self.exact.vars
+                    if var.kind != "number"
+                },
+                "possible_range": {
+                    var.id: {"lowest": var.low_key, "highest": var.high_key}
+                    for var in self.exact.vars
+                    if var.kind == "number"
+                },
+                "rule_outcomes": {rid: rule_key(rid) for rids in self.level_rules[:-1] for rid in rids}
+                if len(self.level_rules) > 1
+                else {},
             },
             "levels": [
                 {"decides": {"derived": list(d), "rules": list(r)}, "rulesets": list(chunks)}
@@ -96,105 +137,221 @@ class CompiledKB:
         }
 
 
+def rule_key(rule_id: str) -> str:
+    return "r__" + rule_id.replace("-", "_")
+
+
+def number(value: Fraction) -> int | float:
+    """A cell boundary as the JSON number durable-rules compares with."""
+    return int(value) if value.denominator == 1 else float(value)
+
+
+def _cell_text(var: Var, cell: Cell) -> str:
+    if var.kind == "list":
+        assert cell.classes is not None
+        return "includes " + (
+            " and ".join("any of " + "/".join(var.classes[i]) for i in sorted(cell.classes))
+            or "none of the listed items"
+        )
+    if var.kind != "number":
+        return f"= {cell.value}"
+    if cell.lo is not None and cell.lo == cell.hi:
+        return f"= {number(cell.lo)}"
+    low = "" if cell.lo is None else f"{number(cell.lo)} {'<=' if cell.lo_closed else '<'} "
+    high = "" if cell.hi is None else f" {'<=' if cell.hi_closed else '<'} {number(cell.hi)}"
+    return f"{low}x{high}"
+
+
 class Compiler:
     def __init__(self, model: KnowledgeBaseModel) -> None:
         self.model = model
         self.fields = catalogue()
+        self.exact = ExactForm(model)
 
-    def _threshold(self, operand: Any) -> Any:
-        value = self.model.parameters[operand.name].value if isinstance(operand, ParamRef) else operand
-        return [scalar(v) for v in value] if isinstance(value, (list, tuple)) else scalar(value)
+    # ---- patterns of the exact form ------------------------------------------------------------
+    def patterns(self, form: Form) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(definitely true, definitely false) patterns of a form."""
+        if isinstance(form, Fixed):
+            return (TRUE, FALSE) if form.value else (FALSE, TRUE)
+        if isinstance(form, Presence):
+            key = self._presence_key(form.source, form.name)
+            yes, no = {"$ex": {key: 1}}, {"$nex": {key: 1}}
+            return (yes, no) if form.present else (no, yes)
+        if isinstance(form, Atom):
+            return self._atom(form)
+        assert isinstance(form, Node) and form.op in ("and", "or")
+        groups = _components(form.items)
+        if len(groups) > 1:  # parts that share no variable compose like Kleene's tables
+            parts = [self.patterns(g[0] if len(g) == 1 else Node(form.op, tuple(g))) for g in groups]
+            ts, fs = [p[0] for p in parts], [p[1] for p in parts]
+            return (_and(ts), _or(fs)) if form.op == "and" else (_or(ts), _and(fs))
+        items = groups[0]
+        if len(items) == 1:
+            return self.patterns(items[0])
+        counts: dict[int, int] = {}  # in how many of the parts each variable occurs
+        for item in items:
+            for v in {a.var for a in atoms(item)}:
+                counts[v] = counts.get(v, 0) + 1
+        shared = [v for v, n in counts.items() if n > 1]
+        return self._split(form, max(shared, key=lambda v: (counts[v], -v)))
 
-    def _key(self, leaf: Compare) -> str:
-        return field_key(leaf.name) if leaf.source == "field" else derived_key(leaf.name)
+    def _atom(self, atom: Atom) -> tuple[dict[str, Any], dict[str, Any]]:
+        var = self.exact.vars[atom.var]
+        yes = [i for i, t in enumerate(atom.truth) if t]
+        no = [i for i, t in enumerate(atom.truth) if not t]
+        return self._within(var, yes), self._within(var, no)
 
-    def patterns(self, cond: Condition) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(definitely true, definitely false) patterns of a condition."""
-        if isinstance(cond, Compare):
-            return self._leaf(cond)
-        if isinstance(cond, Not):
-            t, f = self.patterns(cond.item)
-            return f, t
-        parts = [self.patterns(item) for item in cond.items]
-        ts, fs = [p[0] for p in parts], [p[1] for p in parts]
-        return (_and(ts), _or(fs)) if isinstance(cond, AllOf) else (_or(ts), _and(fs))
+    def _split(self, form: Form, v: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        var = self.exact.vars[v]
+        groups: dict[tuple[bool, ...], list[int]] = {}
+        for cell in range(len(var.cells)):
+            signature = tuple(a.truth[cell] for a in atoms(form) if a.var == v)
+            groups.setdefault(signature, []).append(cell)
+        ts, fs = [], []
+        for cells in groups.values():
+            t, f = self.patterns(simplify(restrict(form, v, cells[0])))
+            avoid = self._avoids(var, cells)
+            ts.append(_or([avoid, t]))
+            fs.append(_or([avoid, f]))
+        return _and(ts), _and(fs)
 
-    def _leaf(self, leaf: Compare) -> tuple[dict[str, Any], dict[str, Any]]:
-        if leaf.source == "derived" and self.model.derived[leaf.name].is_boolean:
-            key = boolean_key(leaf.name)
-            want = leaf.operand if leaf.op == "eq" else not leaf.operand
-            yes, no = ({key: "T"}, {key: "F"})
-            return (yes, no) if want else (no, yes)
-        info = self.fields.get(leaf.name) if leaf.source == "field" else None
-        is_list = info is not None and info.type == "array"
-        key = self._key(leaf)
-        present_key = key + "__n" if is_list else key
-        present = {"$ex": {present_key: 1}}
-        absent = {"$nex": {present_key: 1}}
-        if leaf.op == "present":
-            return present, absent
-        if leaf.op == "absent":
-            return absent, present
-        threshold = self._threshold(leaf.operand)
-        if leaf.op == "includes_any":
-            has = [{f"{key}__has__{item}": 1} for item in threshold]
-            return _or(has), _and([present] + [{"$nex": {f"{key}__has__{item}": 1}} for item in threshold])
-        if leaf.op == "in":
-            return (_or([{key: v} for v in threshold]), _and([present] + [{"$neq": {key: v}} for v in threshold]))
-        return self._comparison(leaf.op, key, threshold), self._comparison(NEGATE[leaf.op], key, threshold)
+    def _within(self, var: Var, cells: list[int]) -> dict[str, Any]:
+        """Every possible value of the variable lies in these cells."""
+        if not cells:
+            return FALSE
+        others = [i for i in range(len(var.cells)) if i not in cells]
+        if var.kind != "number":
+            return _and([{"$nex": {var.possible_key(i): 1}} for i in others])
+        return _or([self._between(var, first, last) for first, last in _runs(cells)])
+
+    def _avoids(self, var: Var, cells: list[int]) -> dict[str, Any]:
+        """No possible value of the variable lies in these cells."""
+        if var.kind != "number":
+            return _and([{"$nex": {var.possible_key(i): 1}} for i in cells])
+        out = []
+        for first, last in _runs(cells):
+            below = self._highest_below(var, first)  # every possible value below the run
+            above = self._lowest_above(var, last)  # or every one above it
+            out.append(_or([below, above]))
+        return _and(out)
+
+    def _between(self, var: Var, first: int, last: int) -> dict[str, Any]:
+        """The lowest possible value is in cell `first` or above, the highest in `last` or below."""
+        low, high = var.cells[first], var.cells[last]
+        parts: list[dict[str, Any]] = []
+        if first > 0 and low.lo is not None:
+            parts.append({("$gte" if low.lo_closed else "$gt"): {var.low_key: number(low.lo)}})
+        if last < len(var.cells) - 1 and high.hi is not None:
+            parts.append({("$lte" if high.hi_closed else "$lt"): {var.high_key: number(high.hi)}})
+        return _and(parts)
 
     @staticmethod
-    def _comparison(op: str, key: str, value: Any) -> dict[str, Any]:
-        return {key: value} if op == "eq" else {DURABLE_OP[op]: {key: value}}
+    def _highest_below(var: Var, first: int) -> dict[str, Any]:
+        cell = var.cells[first]
+        if first == 0 or cell.lo is None:
+            return FALSE
+        return {("$lt" if cell.lo_closed else "$lte"): {var.high_key: number(cell.lo)}}
+
+    @staticmethod
+    def _lowest_above(var: Var, last: int) -> dict[str, Any]:
+        cell = var.cells[last]
+        if last == len(var.cells) - 1 or cell.hi is None:
+            return FALSE
+        return {("$gt" if cell.hi_closed else "$gte"): {var.low_key: number(cell.hi)}}
+
+    def _presence_key(self, source: str, name: str) -> str:
+        if source == "derived":
+            return derived_key(name)
+        info = self.fields[name]
+        return field_key(name) + ("__n" if info.type == "array" else "")
 
     # ---- levels -------------------------------------------------------------------------------
-    def _boolean_deps(self, cond: Condition) -> set[str]:
-        return {
-            leaf.name for leaf in walk(cond) if leaf.source == "derived" and self.model.derived[leaf.name].is_boolean
-        }
-
     def compile(self) -> CompiledKB:
-        booleans = [n for n in self.model.derived_order if self.model.derived[n].is_boolean]
-        level: dict[str, int] = {}
+        booleans = tuple(n for n in self.model.derived_order if self.model.derived[n].is_boolean)
+        ruleset: dict[str, Any] = {}
         for name in booleans:
-            deps = self._boolean_deps(self.model.derived[name].condition)  # type: ignore[arg-type]
-            level[name] = 1 + max((level[d] for d in deps), default=-1)
-        rule_level = {
-            rid: 1 + max((level[d] for d in self._boolean_deps(r.when)), default=-1)
-            for rid, r in sorted(self.model.rules.items())
-        }
-        depth = 1 + max([*level.values(), *rule_level.values()], default=0)
-        levels, level_derived, level_rules = [], [], []
-        for k in range(depth):
-            ruleset: dict[str, Any] = {}
-            names = tuple(n for n in booleans if level[n] == k)
-            rids = tuple(r for r in sorted(rule_level) if rule_level[r] == k)
-            for name in names:
-                self._add(ruleset, f"derived:{name}", self.model.derived[name].condition)  # type: ignore[arg-type]
-            for rid in rids:
-                self._add(ruleset, rid, self.model.rules[rid].when)
-            levels.append(split_for_alpha_budget(ruleset))
-            level_derived.append(names)
-            level_rules.append(rids)
+            self._add(ruleset, f"derived:{name}", self.exact.derived[name])
+        rules = sorted(self.model.rules.values(), key=lambda r: r.id)
+        rids = tuple(r.id for r in rules if r.kind != "caveat")
+        for rid in rids:
+            self._add(ruleset, rid, self.exact.rules[rid])
+        levels, level_derived, level_rules = [split_for_alpha_budget(ruleset)], [booleans], [rids]
+        caveats = tuple(r.id for r in rules if r.kind == "caveat")
+        if caveats:  # a caveat fires only with an advice it qualifies: decided once the advice is
+            second: dict[str, Any] = {}
+            for rule in (self.model.rules[c] for c in caveats):
+                t, _ = self.patterns(self.exact.rules[rule.id])
+                qualified = _or([{rule_key(q): "T"} for q in rule.qualifies])
+                second[f"{rule.id}|T"] = {"all": [{"m": _guarded(_and([t, qualified]))}]}
+                second[f"{rule.id}|F"] = {"all": [{"m": _guarded(FALSE)}]}  # never: not fired is not T
+            levels.append(split_for_alpha_budget(second))
+            level_derived.append(())
+            level_rules.append(caveats)
+        variables = self.exact.vars
         return CompiledKB(
             tuple(levels),
             tuple(level_derived),
             tuple(level_rules),
-            tuple(booleans),
+            booleans,
             self._fact_fields(),
-            tuple(n for n in self.model.derived_order if not self.model.derived[n].is_boolean),
+            tuple(v.name for v in variables if v.source == "derived"),
+            self.exact,
         )
 
-    def _add(self, ruleset: dict[str, Any], name: str, cond: Condition) -> None:
-        t, f = self.patterns(cond)
+    def _add(self, ruleset: dict[str, Any], name: str, form: Form) -> None:
+        t, f = self.patterns(form)
         ruleset[f"{name}|T"] = {"all": [{"m": _guarded(t)}]}
         ruleset[f"{name}|F"] = {"all": [{"m": _guarded(f)}]}
 
     def _fact_fields(self) -> tuple[str, ...]:
-        conds = [r.when for r in self.model.rules.values()]
-        conds += [d.condition for d in self.model.derived.values() if d.condition is not None]
-        conds += [when for d in self.model.derived.values() for when, _ in d.cases]
-        return tuple(sorted({leaf.name for c in conds for leaf in walk(c) if leaf.source == "field"}))
+        names = {v.name for v in self.exact.vars if v.source == "field"}
+        forms = [*self.exact.rules.values(), *self.exact.derived.values()]
+        names |= {p.name for f in forms for p in _presences(f) if p.source == "field"}
+        return tuple(sorted(names))
+
+
+def _components(items: tuple[Form, ...]) -> list[list[Form]]:
+    """The parts of an all/any grouped so that parts sharing a variable are in one group."""
+    groups: list[tuple[set[int], list[Form]]] = []
+    for item in items:
+        variables = {a.var for a in atoms(item)}
+        joined = [g for g in groups if g[0] & variables]
+        merged_vars = set(variables).union(*(g[0] for g in joined))
+        merged_items = [i for g in joined for i in g[1]] + [item]
+        groups = [g for g in groups if not (g[0] & variables)] + [(merged_vars, merged_items)]
+    order = {id(item): n for n, item in enumerate(items)}
+    return sorted((sorted(g[1], key=lambda i: order[id(i)]) for g in groups), key=lambda g: order[id(g[0])])
+
+
+def restrict(form: Form, var: int, cell: int) -> Form:
+    """The form with the variable fixed in one cell."""
+    if isinstance(form, Atom):
+        return Fixed(form.truth[cell]) if form.var == var else form
+    if isinstance(form, Node):
+        return Node(form.op, tuple(restrict(item, var, cell) for item in form.items))
+    return form
+
+
+def _presences(form: Form) -> list[Presence]:
+    if isinstance(form, Presence):
+        return [form]
+    if isinstance(form, Node):
+        return [p for item in form.items for p in _presences(item)]
+    return []
+
+
+def _runs(cells: list[int]) -> list[tuple[int, int]]:
+    """Adjacent cells merged into (first, last) runs."""
+    runs: list[tuple[int, int]] = []
+    ordered = sorted(cells)
+    start = prev = ordered[0]
+    for i in ordered[1:]:
+        if i != prev + 1:
+            runs.append((start, prev))
+            start = i
+        prev = i
+    runs.append((start, prev))
+    return runs
 
 
 def _guarded(pattern: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,14 @@ import hashlib
 from typing import Any
 
 from fsgs_kb.engine.compile.durable import DurableRulesets, EngineError
-from fsgs_kb.engine.compile.rulesets import CompiledKB, boolean_key, derived_key, field_key, scalar
+from fsgs_kb.engine.compile.exact_form import Form, form_vars
+from fsgs_kb.engine.compile.rulesets import CompiledKB, derived_key, field_key, number, rule_key, scalar
 from fsgs_kb.engine.errors import KBError
-from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome
+from fsgs_kb.engine.evaluate.exact import Domains, Recorded, State, decide, relevant_vars
+from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome, copy_policy
 from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
 from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
 from fsgs_kb.engine.read.shape import shape_problem
@@ -44,16 +47,31 @@ class Evaluation:
         self.evaluator = evaluator
         self.durable = durable
         paths = set(compiled.fact_fields)
+        paths |= {leaf.name for r in model.rules.values() for leaf in walk(r.when) if leaf.source == "field"}
         for derived in model.derived.values():
             exprs = ([derived.value] if derived.value else []) + [e for _, e in derived.cases]
             paths |= {r.name for e in exprs for r in expression_refs(e) if r.source == "field"}
+            conds = ([derived.condition] if derived.condition else []) + [w for w, _ in derived.cases]
+            paths |= {leaf.name for c in conds for leaf in walk(c) if leaf.source == "field"}
+        for rule in model.rules.values():
+            paths |= {name for kind, name in rule.shows if kind == "field"}
+            paths |= {
+                name.rsplit(".", 1)[0] + "." + info.unit_from
+                for kind, name in rule.shows
+                if kind == "field" and (info := catalogue().get(name)) is not None and info.unit_from
+            }
         self.fields = used_fields(paths)
+        self.exact = compiled.exact
+        self.domains = Domains(compiled.exact)
+        self.booleans = [n for n in model.derived_order if model.derived[n].is_boolean]
+        self._vars_of: dict[int, list[int]] = {}
         self.fact_fields = [
             (info.path, field_key(info.path), info.type == "array")
             for info in self.fields
             if info.path in set(compiled.fact_fields)
         ]
         self.rules: list[Rule] = sorted(model.rules.values(), key=rule_order)
+        self.caveats: list[Rule] = [r for r in self.rules if r.kind == "caveat"]
         self.rule_derived = {r.id: self._derived_closure(r) for r in self.rules}
         self.static = {r.id: self._static_part(r) for r in self.rules}
         self.kb_record = kb_record
@@ -77,11 +95,14 @@ class Evaluation:
 
     @staticmethod
     def _static_part(rule: Rule) -> dict[str, Any]:
-        return {
+        part = {
             "says": " ".join(rule.says.split()),
             "citations": [_quote_dict(q) for q in rule.citations],
             "evidence": _quote_dict(rule.evidence),
         }
+        if rule.provenance_kind is not None:
+            part["provenance"] = caveat_provenance(rule.provenance_kind, rule.provenance)
+        return part
 
     # ---- entry point --------------------------------------------------------------------------
     def run(self, patient: Any, timestamp: str | None = None) -> dict[str, Any]:
@@ -103,9 +124,23 @@ class Evaluation:
                 patient, input_sha, "error", [KBError("eval.internal", f"{type(exc).__name__}: {exc}")], timestamp
             )
 
+    def run_unchecked(self, patient: dict[str, Any]) -> dict[str, Any]:
+        """The result for a schema-valid record whose cross-field consistency is not checked.
+        The completions of a record's missing inputs are each consistent with the values
+        present, not necessarily with each other (clinical-notes §4.1); the exact-semantics
+        tests evaluate them this way."""
+        return self._evaluate(patient, sha256_text(canonical_json(patient)), None)
+
     # ---- decision -----------------------------------------------------------------------------
-    def flat_fact(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
-        """The flat fact durable-rules sees: fields, list items and numeric derived values."""
+    def flat_fact(
+        self,
+        values: dict[str, Any],
+        derived: dict[str, DerivedValue],
+        record: dict[str, Any] | None = None,
+        state: State | None = None,
+    ) -> dict[str, Any]:
+        """The flat fact durable-rules sees: fields, list items, numeric derived values, and the
+        possible cells of every missing variable."""
         fact: dict[str, Any] = {}
         for path, key, is_list in self.fact_fields:
             value = values[path]
@@ -120,33 +155,109 @@ class Evaluation:
         for name in self.compiled.fact_derived:
             if derived[name].value is not None:
                 fact[derived_key(name)] = scalar(derived[name].value)
+        if state is None:
+            state = self.domains.state(record or {}, values, derived)
+        for var, cells in zip(self.exact.vars, state, strict=True):
+            if var.kind == "number":
+                known = values.get(var.name) if var.source == "field" else derived[var.name].value
+                if known is not None:
+                    fact[var.low_key] = fact[var.high_key] = scalar(known)
+                else:
+                    fact[var.low_key] = number(var.cells[cells[0]].sample())
+                    fact[var.high_key] = number(var.cells[cells[-1]].sample())
+            else:
+                for cell in cells:
+                    fact[var.possible_key(cell)] = 1
         return fact
 
-    def _decide(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> dict[str, Any]:
+    def _decide(self, fact: dict[str, Any]) -> dict[str, Any]:
         """Run the compiled levels in durable-rules; return its verdict per derived value and rule."""
-        fact = self.flat_fact(values, derived)
         verdict: dict[str, Any] = {}
         compiled = self.compiled
         for level, (names, rids) in enumerate(zip(compiled.level_derived, compiled.level_rules, strict=True)):
             fired = self.durable.fire(level, fact)
             for name in names:
-                truth = True if f"derived:{name}|T" in fired else False if f"derived:{name}|F" in fired else None
-                verdict[f"derived:{name}"] = truth
-                fact[boolean_key(name)] = {True: "T", False: "F", None: "U"}[truth]
+                verdict[f"derived:{name}"] = (
+                    True if f"derived:{name}|T" in fired else False if f"derived:{name}|F" in fired else None
+                )
             for rid in rids:
                 verdict[rid] = True if f"{rid}|T" in fired else False if f"{rid}|F" in fired else None
+                fact[rule_key(rid)] = {True: "T", False: "F", None: "U"}[verdict[rid]]
         return verdict
 
     def values_of(self, patient: dict[str, Any]) -> dict[str, Any]:
         """The field values the knowledge base reads from a (valid) record."""
         return field_values(patient, self.fields)
 
+    def _recorded(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> Recorded:
+        def recorded(source: str, name: str) -> bool:
+            return (values.get(name) if source == "field" else derived[name].value) is not None
+
+        return recorded
+
+    def _pointers(self, variables: list[int], values: dict[str, Any]) -> list[str]:
+        """The inputs to ask for: a field's pointer, or the missing inputs of a derived value."""
+        out: list[str] = []
+        for v in variables:
+            var = self.exact.vars[v]
+            if var.source == "field":
+                out.append(self.evaluator.fields[var.name].missing_pointer)
+                continue
+            inputs = self.domains.derived_inputs(self.model.derived[var.name])
+            missing = [n for n in inputs if values.get(n) is None] or inputs
+            out += [self.evaluator.fields[n].missing_pointer for n in missing]
+        return list(dict.fromkeys(out))
+
+    def _missing_vars(self, form: Form, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[int]:
+        """The variables of a form whose value the record lacks."""
+        out = []
+        for v in self._form_vars(form):
+            var = self.exact.vars[v]
+            known = values.get(var.name) if var.source == "field" else derived[var.name].value
+            if known is None:
+                out.append(v)
+        return out
+
+    def _form_vars(self, form: Form) -> list[int]:
+        key = id(form)  # forms live as long as the compiled knowledge base
+        found = self._vars_of.get(key)
+        if found is None:
+            found = self._vars_of[key] = form_vars(form)
+        return found
+
+    def judge(
+        self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> tuple[bool | None, list[str]]:
+        """(exact outcome, the inputs that could change it: none when it is decided)."""
+        outcome = decide(form, state, recorded)
+        if outcome is not None:
+            return outcome, []
+        lacking = self._missing_vars(form, values, derived)
+        return None, self._pointers(relevant_vars(form, state, recorded, lacking), values)
+
+    def decided_without(self, form: Form, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[str]:
+        """The missing inputs of a decided form: every value they could take gives its outcome."""
+        return self._pointers(self._missing_vars(form, values, derived), values)
+
     def _evaluate(self, patient: dict[str, Any], input_sha: str, timestamp: str | None) -> dict[str, Any]:
         evaluator = self.evaluator
         values = field_values(patient, self.fields)
         memo: Memo = {}
         derived = evaluator.derive(values, memo)
-        verdict = self._decide(values, derived)
+        state = self.domains.state(patient, values, derived)
+        recorded = self._recorded(values, derived)
+        for name in self.booleans:
+            old = derived[name]
+            if old.value is not None:  # Kleene's tables are sound: decided there is decided
+                continue
+            form = self.exact.derived[name]
+            value, missing = self.judge(form, state, recorded, values, derived)
+            how = old.how
+            if value is not None and old.value is None:
+                inputs = ", ".join(self.decided_without(form, values, derived))
+                how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
+            derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
+        verdict = self._decide(self.flat_fact(values, derived, patient, state))
         errors: list[KBError] = []
         for name in self.compiled.boolean_derived:
             if verdict[f"derived:{name}"] != derived[name].value:
@@ -157,23 +268,86 @@ class Evaluation:
                         f"{verdict[f'derived:{name}']}, the explanation says {derived[name].value}",
                     )
                 )
-        entries = []
+        entries: dict[str, dict[str, Any]] = {}
+        outcomes: dict[str, bool | None] = {}
         for rule in self.rules:
+            if rule.kind == "caveat":
+                continue
             outcome = evaluator.condition(rule.when, values, derived, memo)
-            if verdict[rule.id] != outcome.result:
-                errors.append(
-                    KBError(
-                        "eval.disagreement",
-                        f"rule {rule.id}: durable-rules says "
-                        f"{OUTCOME[verdict[rule.id]]}, the explanation says {OUTCOME[outcome.result]}",
-                        rule_id=rule.id,
+            form = self.exact.rules[rule.id]
+            exact, missing = (
+                (outcome.result, [])
+                if outcome.result is not None
+                else self.judge(form, state, recorded, values, derived)
+            )
+            without = (
+                self.decided_without(form, values, derived) if exact is not None and outcome.result is None else []
+            )
+            if verdict[rule.id] != exact:
+                errors.append(self._disagreement(rule.id, verdict[rule.id], exact))
+            outcomes[rule.id] = exact
+            entries[rule.id] = self._rule_entry(rule, verdict[rule.id], outcome, derived, missing, without)
+        for rule in self.caveats:
+            outcome = evaluator.condition(rule.when, values, derived, memo)
+            form = self.exact.rules[rule.id]
+            holds = outcome.result if outcome.result is not None else decide(form, state, recorded)
+            qualified = [q for q in rule.qualifies if outcomes.get(q) is True]
+            fired = holds is True and bool(qualified)
+            if (verdict[rule.id] is True) != fired:
+                errors.append(self._disagreement(rule.id, verdict[rule.id] is True, fired))
+            entry = self._rule_entry(rule, fired, outcome, derived, [], [])
+            entry["qualifies"] = list(rule.qualifies)
+            entry["provenance"] = dict(self.static[rule.id]["provenance"])
+            entry["shown"] = self._shown(rule, values, derived)
+            if holds is None and qualified:  # the applicability check could not be made
+                lacking = self._missing_vars(form, values, derived)
+                entry["unchecked"] = self._pointers(relevant_vars(form, state, recorded, lacking), values)
+            entries[rule.id] = entry
+            if fired:
+                for target in qualified:
+                    entries[target].setdefault("caveats", []).append(
+                        {
+                            "id": rule.id,
+                            "title": rule.title,
+                            "says": entry["says"],
+                            "provenance": dict(entry["provenance"]),
+                        }
                     )
-                )
-            entries.append(self._rule_entry(rule, verdict[rule.id], outcome, derived))
-        return self._assemble(patient, input_sha, entries, derived, errors, timestamp)
+        ordered = [entries[r.id] for r in self.rules]
+        return self._assemble(patient, input_sha, ordered, derived, errors, timestamp)
+
+    @staticmethod
+    def _disagreement(rule_id: str, durable: bool | None, python: bool | None) -> KBError:
+        return KBError(
+            "eval.disagreement",
+            f"rule {rule_id}: durable-rules says {OUTCOME[durable]}, the explanation says {OUTCOME[python]}",
+            rule_id=rule_id,
+        )
+
+    def _shown(self, rule: Rule, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[dict[str, Any]]:
+        """The values a rule shows when it fires (e.g. the last creatinine values), as recorded."""
+        out: list[dict[str, Any]] = []
+        for kind, name in rule.shows:
+            if kind == "derived":
+                dv = derived[name]
+                out.append({"derived": name, "value": dv.value, "unit": None if dv.unit == "none" else dv.unit})
+                continue
+            info = self.evaluator.fields[name]
+            value = values.get(name)
+            unit = info.unit if info.unit not in (None, "none") else None
+            if info.unit_from:
+                unit = values.get(name.rsplit(".", 1)[0] + "." + info.unit_from)
+            out.append({"field": name, "value": list(value) if isinstance(value, list) else value, "unit": unit})
+        return out
 
     def _rule_entry(
-        self, rule: Rule, decided: bool | None, outcome: Outcome, derived: dict[str, DerivedValue]
+        self,
+        rule: Rule,
+        decided: bool | None,
+        outcome: Outcome,
+        derived: dict[str, DerivedValue],
+        missing: list[str],
+        without: list[str],
     ) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "id": rule.id,
@@ -182,15 +356,30 @@ class Evaluation:
             "kind": rule.kind,
             "title": rule.title,
             "outcome": OUTCOME[decided],
-            "missing": outcome.missing,
+            "missing": missing if decided is None else [],
             "conditions": outcome.leaves,
-            "derived": [_derived_dict(derived[n]) for n in self.rule_derived[rule.id]],
+            "derived": [self._derived_dict(derived[n]) for n in self.rule_derived[rule.id]],
         }
+        if without:
+            entry["decided_without"] = without
         static = self.static[rule.id]
         entry["says"] = static["says"]
         entry["citations"] = [dict(c) for c in static["citations"]]
         entry["evidence"] = dict(static["evidence"])
         return entry
+
+    def _derived_dict(self, dv: DerivedValue) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": dv.name,
+            "value": dv.value,
+            "unit": None if dv.unit == "none" else dv.unit,
+            "how": dv.how,
+            "missing": list(dv.missing),
+        }
+        policy = self.evaluator.policy.get(("derived", dv.name))
+        if policy:
+            out["policy"] = copy_policy(policy)
+        return out
 
     def _assemble(
         self,
@@ -205,21 +394,21 @@ class Evaluation:
         fired = [e for e in entries if e["outcome"] == "fired"]
         if any(e["kind"] == "out_of_scope" for e in fired):
             status = "out_of_scope"
-            fired = [e for e in fired if e["kind"] == "out_of_scope"]
         elif scope is None or scope.value is not True:
             status = "scope_undetermined"
-            fired = []
         else:
             status = "evaluated"
         if errors:
             status = "error"
         undetermined = [e["id"] for e in entries if e["outcome"] == "undetermined"]
+        advice = [e["id"] for e in fired if e["kind"] != "caveat"]
         result: dict[str, Any] = {
             "patient_id": patient.get("id"),
             "status": status,
-            "advice": [e["id"] for e in fired],
+            "advice": advice,
+            "caveats": [e["id"] for e in fired if e["kind"] == "caveat"],
             "drafts": [e["id"] for e in fired if e["status"] != "active"],
-            "undetermined": undetermined if status == "evaluated" else [],
+            "undetermined": undetermined,
             "no_recommendation": status == "evaluated" and not fired and not undetermined,
             "scope": _scope_dict(scope, patient),
             "rules": entries,
@@ -236,6 +425,7 @@ class Evaluation:
             "patient_id": pid,
             "status": status,
             "advice": [],
+            "caveats": [],
             "drafts": [],
             "undetermined": [],
             "no_recommendation": False,
@@ -264,14 +454,23 @@ class Evaluation:
         return record
 
 
-def _derived_dict(dv: DerivedValue) -> dict[str, Any]:
-    return {
-        "name": dv.name,
-        "value": dv.value,
-        "unit": None if dv.unit == "none" else dv.unit,
-        "how": dv.how,
-        "missing": list(dv.missing),
-    }
+def caveat_provenance(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Where a caveat comes from, as shown beside the advice it qualifies."""
+    if kind == "source":
+        return {
+            "kind": "source",
+            "source": data["source"],
+            "sentence": data["sentence"],
+            "quote": " ".join(data["quote"].split()),
+        }
+    if kind == "cited":
+        return {
+            "kind": "cited",
+            "reference": " ".join(data["reference"].split()),
+            "says": " ".join(data["says"].split()),
+            "verified": data["verified"],
+        }
+    return {"kind": "local", "rationale": " ".join(data["rationale"].split()), "decided_on": data["decided_on"]}
 
 
 def _error_dict(error: KBError) -> dict[str, Any]:
@@ -290,11 +489,15 @@ def _scope_dict(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str
         return {"in_scope": None, "missing": [], "reason": "the knowledge base defines no in_scope value"}
     fsgs = patient.get("fsgs") or {}
     missing = list(scope.missing)
-    if fsgs.get("biopsy_proven") is False:
+    if scope.value is True:
+        reason = (
+            "biopsy-proven primary (idiopathic) FSGS"
+            if fsgs.get("biopsy_proven") is True
+            else "primary (idiopathic) FSGS; the site's scope accepts a diagnosis without biopsy (local policy)"
+        )
+    elif fsgs.get("biopsy_proven") is False:
         missing.append("/fsgs/biopsy_proven")
         reason = "the diagnosis is not biopsy-proven"
-    elif scope.value is True:
-        reason = "biopsy-proven primary (idiopathic) FSGS"
     elif missing:
         reason = "cannot tell whether the FSGS is idiopathic: needs " + ", ".join(missing)
     else:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.model import (
     OP_SYMBOL,
@@ -116,10 +117,60 @@ class Outcome:
     derived: list[str]
 
 
+def policy_notes(model: KnowledgeBaseModel, definitions: bool = True) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The local choices that shape each field or derived value: parameters that declare it in
+    `shapes`, and (with `definitions`) local-policy parameters used in a derived value's own
+    definition."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def add(key: tuple[str, str], name: str) -> None:
+        notes = out.setdefault(key, [])
+        if all(n["parameter"] != name for n in notes):
+            notes.append(policy_entry(model, name))
+
+    for param in model.parameters.values():
+        for ref in param.shapes:
+            add(ref, param.name)
+    for derived in model.derived.values() if definitions else ():
+        conds = ([derived.condition] if derived.condition is not None else []) + [w for w, _ in derived.cases]
+        names = [leaf.operand.name for c in conds for leaf in walk(c) if isinstance(leaf.operand, ParamRef)]
+        exprs = ([derived.value] if derived.value is not None else []) + [e for _, e in derived.cases]
+        names += [r.name for e in exprs for r in expression_refs(e) if r.source == "param"]
+        for name in dict.fromkeys(names):
+            if model.parameters[name].provenance_kind == "local":
+                add(("derived", derived.name), name)
+    return out
+
+
+def policy_entry(model: KnowledgeBaseModel, name: str) -> dict[str, Any]:
+    param = model.parameters[name]
+    return {
+        "parameter": name,
+        "title": param.title,
+        "value": list(param.value) if isinstance(param.value, (list, tuple)) else param.value,
+        "unit": None if param.unit == "none" else param.unit,
+        "provenance": _provenance_summary(param.provenance_kind, param.provenance),
+    }
+
+
+def copy_policy(notes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A fresh copy for one result (results share nothing mutable)."""
+    return [
+        {
+            **n,
+            "provenance": dict(n["provenance"]),
+            "value": list(n["value"]) if isinstance(n["value"], list) else n["value"],
+        }
+        for n in notes
+    ]
+
+
 class Evaluator:
     def __init__(self, model: KnowledgeBaseModel) -> None:
         self.model = model
         self.fields: dict[str, FieldInfo] = catalogue()
+        self.policy = policy_notes(model)  # for derived entries
+        self.shaped = policy_notes(model, definitions=False)  # for comparisons
         self._plans: dict[int, _LeafPlan] = {}  # by id(): conditions live as long as the model
         self._shared: dict[tuple[Any, ...], _LeafPlan] = {}
 
@@ -279,6 +330,7 @@ class Evaluator:
         if leaf.source == "derived":
             unit = self.model.derived[leaf.name].unit
             plan = _LeafPlan(leaf, self.threshold(leaf.operand), True, "" if unit == "none" else unit, None, "", param)
+            plan.policy = self.shaped.get(("derived", leaf.name), [])
         else:
             info = self.fields[leaf.name]
             unit_from = info.path.rsplit(".", 1)[0] + "." + info.unit_from if info.unit_from else None
@@ -291,6 +343,7 @@ class Evaluator:
                 info.missing_pointer,
                 param,
             )
+            plan.policy = self.shaped.get(("field", leaf.name), [])
         plan = self._shared.setdefault(plan.key, plan)
         self._plans[id(leaf)] = plan
         return plan
@@ -328,6 +381,7 @@ class _LeafPlan:
             self.static["provenance"] = _provenance_summary(param.provenance_kind, param.provenance)
         self.numeric = leaf.op in ("lt", "le", "gt", "ge")
         self.need = f"{self.symbol} {fmt(threshold)}"
+        self.policy: list[dict[str, Any]] = []
 
     def explain(self, actual: Any, unit: str | None, result: Truth, missing: list[str]) -> dict[str, Any]:
         entry = dict(self.static)
@@ -335,6 +389,8 @@ class _LeafPlan:
             entry["provenance"] = dict(entry["provenance"])
         if isinstance(self.threshold, list):
             entry["threshold"] = list(self.threshold)
+        if self.policy:
+            entry["policy"] = copy_policy(self.policy)
         entry["actual"] = actual
         entry["unit"] = unit or None
         entry["result"] = result

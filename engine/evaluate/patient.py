@@ -19,6 +19,14 @@ from fsgs_kb.engine.load.schemas import load_schema
 from fsgs_kb.engine.suggest import did_you_mean
 
 UNKNOWN_ENUM = "unknown"
+# With cyclosporine status 'never' none of these can be recorded (clinical-notes §3).
+NEVER_CONTRADICTS = {
+    "daily_dose": "daily dose",
+    "months_on_therapy": "months on therapy",
+    "best_response": "best response",
+    "stop_reason": "stop reason",
+    "trough_ng_ml": "trough level",
+}
 JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
 
 
@@ -163,16 +171,36 @@ def _clinical_conflicts(record: dict[str, Any]) -> list[KBError]:
     status = csa.get("status")
     dose = _mapping(csa.get("daily_dose")).get("value")
     if status == "never":
-        for key in ("daily_dose", "months_on_therapy"):
+        for key, label in NEVER_CONTRADICTS.items():
             if key in csa:
                 out.append(
                     _problem(
                         f"/cyclosporine/{key}",
                         "patient.conflict",
-                        f"status 'never' contradicts a recorded {key.replace('_', ' ')}",
+                        f"status 'never' contradicts a recorded {label}",
                         "remove the value, or correct the status",
                     )
                 )
+    if status == "current" and "stop_reason" in csa:
+        out.append(
+            _problem(
+                "/cyclosporine/stop_reason",
+                "patient.conflict",
+                "a stop reason contradicts status 'current'",
+                "set status to 'stopped', or remove the stop reason",
+            )
+        )
+    steroids = _mapping(record.get("steroids"))
+    weeks = steroids.get("high_dose_weeks")
+    if steroids.get("response") == "not_treated" and isinstance(weeks, (int, float)) and weeks > 0:
+        out.append(
+            _problem(
+                "/steroids/high_dose_weeks",
+                "patient.conflict",
+                f"{weeks} weeks of high-dose steroid contradict the response 'not_treated'",
+                "record the response to that course, or correct the weeks",
+            )
+        )
     if status == "current" and dose == 0:
         out.append(
             _problem(
@@ -180,6 +208,16 @@ def _clinical_conflicts(record: dict[str, Any]) -> list[KBError]:
                 "patient.conflict",
                 "a current cyclosporine course with a daily dose of 0",
                 "record the dose taken, or set status to 'stopped'",
+            )
+        )
+    kidney = _mapping(record.get("kidney_function"))
+    if "egfr" in kidney and kidney.get("unit") == "mL/min":
+        out.append(
+            _problem(
+                "/kidney_function/unit",
+                "patient.conflict",
+                "an eGFR is per 1.73 m2, but the unit recorded is mL/min",
+                "record the unit mL/min/1.73m2, or the creatinine clearance in mL/min without the eGFR",
             )
         )
     bp = _mapping(record.get("blood_pressure"))
@@ -210,6 +248,8 @@ def field_values(record: dict[str, Any], fields: tuple[FieldInfo, ...]) -> dict[
     out: dict[str, Any] = {}
     for info in fields:
         value = _get(record, info.keys)
+        if info.item_key is not None and isinstance(value, list):
+            value = [item[info.item_key] for item in value if isinstance(item, dict) and info.item_key in item]
         out[info.path] = None if value == UNKNOWN_ENUM and info.enum else value
     return out
 

@@ -5,7 +5,8 @@ rule the same way."""
 from __future__ import annotations
 
 from fsgs_kb.engine.evaluate.kleene import fmt
-from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef
+from fsgs_kb.engine.load.conditions import walk
+from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef, Rule
 
 OP_WORDS = {
     "eq": "is",
@@ -69,3 +70,32 @@ def plain_lines(model: KnowledgeBaseModel, cond: Condition, depth: int = 0) -> l
     head = "all of:" if isinstance(cond, AllOf) else "any of:"
     assert isinstance(cond, (AllOf, AnyOf))
     return [(depth, head)] + [line for item in cond.items for line in plain_lines(model, item, depth + 1)]
+
+
+def derived_closure(model: KnowledgeBaseModel, rule: Rule) -> list[str]:
+    """The derived values a rule reads, directly or through other derived values."""
+    todo = [leaf.name for leaf in walk(rule.when) if leaf.source == "derived"]
+    seen: list[str] = []
+    while todo:
+        name = todo.pop(0)
+        if name in seen or name not in model.derived:
+            continue
+        seen.append(name)
+        spec = model.derived[name]
+        conds = ([spec.condition] if spec.condition else []) + [w for w, _ in spec.cases]
+        todo += [leaf.name for c in conds for leaf in walk(c) if leaf.source == "derived"]
+    return seen
+
+
+def shaping_parameters(model: KnowledgeBaseModel, rule: Rule) -> list[str]:
+    """Local choices declared with `shapes` on a field or derived value the rule reads (the
+    weight a dose per kg uses, what counts as the course's duration, ...)."""
+    fields = {leaf.name for leaf in walk(rule.when) if leaf.source == "field"}
+    derived = set(derived_closure(model, rule))
+    return [
+        p.name
+        for p in model.parameters.values()
+        if any(
+            (kind == "field" and name in fields) or (kind == "derived" and name in derived) for kind, name in p.shapes
+        )
+    ]

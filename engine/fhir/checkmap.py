@@ -58,13 +58,31 @@ def _field_problems(path: str, spec: dict[str, Any], fields: dict[str, FieldInfo
     base = pointer_join("/fields", path)
     kind = spec["type"]
     if spec.get("in_patient_schema") is False:
-        if path in fields or f"{path}.value" in fields:
+        if path in fields or any(name.startswith(path + ".") for name in fields):
             return [(pointer_join(base, "in_patient_schema"), f"{path} is in the patient schema: remove this flag")]
         return []
-    leaf = f"{path}.value" if kind == "quantity" else path
+    leaf = {"quantity": f"{path}.value", "object_list": f"{path}.{spec.get('item', {}).get('key')}"}.get(kind, path)
     if leaf not in fields:
         return [(base, f"{path} is not a field of the patient record (schema/patient.schema.json)")]
     out: list[tuple[str, str]] = []
+    if kind == "object_list":
+        for part in ("key", "value"):
+            allowed_items = _enum_of(fields, f"{path}.{spec['item'][part]}")
+            for i, value in enumerate(spec["item"][f"{part}_values"]):
+                if allowed_items is not None and value not in allowed_items:
+                    where = pointer_join(base, "item", f"{part}_values", i)
+                    out.append((where, f"'{value}' is not a value {path}.{spec['item'][part]} allows"))
+    unit = spec.get("sets_unit")
+    if unit is not None:
+        allowed_units = _enum_of(fields, unit["path"])
+        if unit["path"] not in fields:
+            out.append(
+                (pointer_join(base, "sets_unit", "path"), f"{unit['path']} is not a field of the patient record")
+            )
+        elif allowed_units is not None and unit["value"] not in allowed_units:
+            out.append(
+                (pointer_join(base, "sets_unit", "value"), f"'{unit['value']}' is not a unit {unit['path']} allows")
+            )
     allowed: tuple[str, ...] | None = None
     if kind in ("enum", "enum_list"):
         allowed = _enum_of(fields, path)

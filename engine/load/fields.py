@@ -28,6 +28,10 @@ class FieldInfo:
     unit: str | None
     unit_from: str | None  # the sibling field holding this value's unit
     missing_pointer: str  # what to ask for when it is absent (the parent when both are required)
+    item_key: str | None = None  # a list of objects: the key each item's value is read from
+    low: float | None = None  # numbers: the schema's range (exclusive_low: the minimum itself is not allowed)
+    exclusive_low: bool = False
+    high: float | None = None
 
 
 def _type_of(schema: dict[str, Any]) -> str:
@@ -47,6 +51,24 @@ def _walk_object(
         if sub.get("type") == "object":
             _walk_object(sub, child_path, set(sub.get("required", ())), child_pointer, out)
             continue
+        items = sub.get("items", {})
+        if sub.get("type") == "array" and items.get("type") == "object":
+            # a list of objects: rules read one key of every item, as a list (drugs taken)
+            for item_key, item in items.get("properties", {}).items():
+                if "enum" in item:
+                    dotted = ".".join(child_path + (item_key,))
+                    out[dotted] = FieldInfo(
+                        dotted,
+                        child_pointer,
+                        child_path,
+                        "array",
+                        tuple(item["enum"]),
+                        None,
+                        None,
+                        child_pointer,
+                        item_key,
+                    )
+            continue
         enum = sub.get("enum") or sub.get("items", {}).get("enum")
         out[".".join(child_path)] = FieldInfo(
             ".".join(child_path),
@@ -57,6 +79,10 @@ def _walk_object(
             sub.get("x-unit"),
             sub.get("x-unit-from"),
             pointer if key in required else child_pointer,
+            None,
+            sub.get("exclusiveMinimum", sub.get("minimum")),
+            "exclusiveMinimum" in sub,
+            sub.get("maximum"),
         )
 
 

@@ -133,6 +133,7 @@ def _load_parameters(reader: _Reader) -> None:
             data.get("note"),
             doc.file,
             pointer_join("/parameters", name),
+            tuple(next(iter(ref.items())) for ref in data.get("shapes", ())),
         )
 
 
@@ -222,13 +223,17 @@ def _load_rules(reader: _Reader) -> None:
             data["kind"],
             when,
             data["says"],
-            tuple(_quote(c, doc, pointer_join("/citations", i)) for i, c in enumerate(data["citations"])),
+            tuple(_quote(c, doc, pointer_join("/citations", i)) for i, c in enumerate(data.get("citations", []))),
             _quote(data["evidence"], doc, "/evidence"),
             tuple(data.get("interpretation", [])),
             tuple(data["history"]),
             data.get("approved_by"),
             data.get("approved_on"),
             doc.file,
+            tuple(data.get("qualifies", ())),
+            next(iter(data["provenance"])) if "provenance" in data else None,
+            next(iter(data["provenance"].values())) if "provenance" in data else {},
+            tuple(next(iter(ref.items())) for ref in data.get("shows", ())),
         )
 
 

@@ -19,7 +19,7 @@ from fsgs_kb.engine.load.loader import display_path
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
 
 BASES_FILE = "_bases.yaml"
-EXPECT_KEYS = ("status", "fired", "not_fired", "undetermined", "errors", "advice", "no_recommendation")
+EXPECT_KEYS = ("status", "fired", "not_fired", "undetermined", "errors", "advice", "caveats", "no_recommendation")
 
 
 @dataclass
@@ -140,7 +140,7 @@ def rule_ids_tested(cases: list[Case]) -> set[str]:
     """Rules some case expects something of (fired, not fired or undetermined)."""
     out: set[str] = set()
     for case in cases:
-        for key in ("fired", "not_fired", "advice"):
+        for key in ("fired", "not_fired", "advice", "caveats"):
             out |= set(case.expect.get(key, []))
         out |= set(case.expect.get("undetermined", {}) or [])
     return out

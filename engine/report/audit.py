@@ -33,6 +33,14 @@ def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
                 f'cites {cite["source"]} {cite["sentence"]} (quote verified verbatim): "{cite["quote"]}"',
                 f'{bullet}the whole sentence: "{cite["sentence_text"]}"',
             ]
+        if rule.get("qualifies"):
+            out.append(f"qualifies: {', '.join(rule['qualifies'])} (fires only together with one of them)")
+        if rule.get("provenance"):
+            prov = rule["provenance"]
+            flag = "  [NOT VERIFIED]" if prov["verified"] is False else ""
+            out.append(f"caveat provenance: {prov['summary']}{flag}")
+        if rule.get("qualified_by"):
+            out.append(f"qualified by caveats: {', '.join(rule['qualified_by'])}")
         for param in rule["parameters"]:
             flag = "" if param["verified"] in (True, None) else "  [NOT VERIFIED]"
             out.append(f"parameter {param['name']} = {param['value']} {param['unit']}: {param['summary']}{flag}")
@@ -53,6 +61,8 @@ def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
     out += ["", f"{h2}Parameters by provenance: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
     nv = report["not_verified"]
     out.append(f"not verified against a primary document: {', '.join(nv['parameters']) or 'none'}")
+    if nv.get("caveats"):
+        out.append(f"caveats citing a source not verified against the primary document: {', '.join(nv['caveats'])}")
     out.append(f"rules not signed off: {', '.join(nv['rules_not_signed_off']) or 'none'}")
     if nv["source_full_text"]:
         out.append("the source's full text was not read: every rule rests on the abstract alone")

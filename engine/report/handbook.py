@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from fsgs_kb.engine.explain.wording import plain_lines, provenance_label
+from fsgs_kb.engine.explain.wording import plain_lines, provenance_label, shaping_parameters
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.model import KnowledgeBaseModel, ParamRef, Rule, rule_order
@@ -69,6 +69,7 @@ class Handbook:
 
     def _params_of(self, rule: Rule) -> list[str]:
         names = [leaf.operand.name for leaf in walk(rule.when) if isinstance(leaf.operand, ParamRef)]
+        names += shaping_parameters(self.model, rule)
         return list(dict.fromkeys(names))
 
     def pages(self) -> dict[str, str]:
@@ -129,6 +130,7 @@ class Handbook:
             for n in self._params_of(rule)
         )
         notes = "".join(f"<li>{_esc(n)}</li>" for n in rule.interpretation)
+        applicability = self._applicability(rule)
         history = "".join(
             f"<li>{_esc(h['version'])} ({_esc(h['date'])}): {_esc(h['change'])}</li>" for h in rule.history
         )
@@ -140,12 +142,40 @@ class Handbook:
         body = (
             f'<p><span class="kind-{rule.kind}">{rule.kind}</span> · version {rule.version} · '
             f'<span class="{rule.status}">{rule.status}</span> ({signed})</p><h2>Fires when</h2>{condition}'
-            f"<h2>Says</h2><p>{_esc(rule.says)}</p><h2>Source</h2>{quotes}"
+            f"<h2>Says</h2><p>{_esc(rule.says)}</p>{applicability}"
+            f"<h2>Source</h2>{quotes or '<p>none (see provenance)</p>'}"
             f'<p class="muted">Evidence note ({rule.evidence.sentence}): “{_esc(rule.evidence.quote)}”.</p>'
             f"<h2>Parameters</h2><ul>{params or '<li>none</li>'}</ul>"
             f"<h2>Interpretation</h2><ul>{notes or '<li>none</li>'}</ul><h2>History</h2><ul>{history}</ul>"
         )
         return _page(f"{rule.id}: {rule.title}", body, up="../")
+
+    def _applicability(self, rule: Rule) -> str:
+        """For a caveat: what it qualifies and where it comes from; for advice: its caveats."""
+        if rule.kind == "caveat":
+            links = ", ".join(f'<a href="{q}.html">{q}</a>' for q in rule.qualifies)
+            data = rule.provenance
+            if rule.provenance_kind == "source":
+                sid = data["sentence"]
+                where = f'the review, <a href="../source.html#{sid}">{sid}</a>: “{_esc(data["quote"])}”'
+            elif rule.provenance_kind == "cited":
+                flag = (
+                    "verified"
+                    if data["verified"]
+                    else '<span class="unverified">not verified against the primary document</span>'
+                )
+                where = f"{_esc(data['reference'])}: {_esc(data['says'])} ({flag})"
+            else:
+                where = f"local policy: {_esc(data['rationale'])}"
+            return (
+                f"<h2>Qualifies</h2><p>{links}: shown beside that advice when it fires and this holds; "
+                f"it never changes or hides it.</p><h2>Provenance</h2><p>{where}</p>"
+            )
+        caveats = [c for c in self.rules if rule.id in c.qualifies]
+        if not caveats:
+            return ""
+        items = "".join(f'<li><a href="{c.id}.html">{c.id}</a>: {_esc(c.title)}</li>' for c in caveats)
+        return f"<h2>Caveats (where the evidence may not apply)</h2><ul>{items}</ul>"
 
     def source(self) -> str:
         src = self.model.source

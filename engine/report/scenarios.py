@@ -44,10 +44,10 @@ def coverage_text(kb: KnowledgeBase, coverage: Coverage) -> str:
     for rule_id in sorted(coverage.outcomes):
         seen = coverage.outcomes[rule_id]
         cells = "  ".join(
-            f"{label} {mark[key in seen]}"
+            f"{label} {mark[key in seen] if key in coverage.expected(rule_id) else '(never: a caveat)'}"
             for key, label in (("fired", "fires"), ("not_fired", "does not fire"), ("undetermined", "undetermined"))
         )
-        lines.append(f"  {rule_id:26s} {cells}")
+        lines.append(f"  {rule_id:36s} {cells}")
     lines.append("numeric parameters (both sides of the boundary):")
     for name in sorted(coverage.sides):
         param = kb.model.parameters[name]
@@ -59,7 +59,7 @@ def coverage_text(kb: KnowledgeBase, coverage: Coverage) -> str:
     rules_ok = sum(coverage.rule_complete(r) for r in coverage.outcomes)
     params_ok = sum(coverage.parameter_complete(p) for p in coverage.sides)
     lines.append(
-        f"coverage: {rules_ok}/{len(coverage.outcomes)} rules with all three outcomes, "
+        f"coverage: {rules_ok}/{len(coverage.outcomes)} rules with all three outcomes (caveats: both of theirs), "
         f"{params_ok}/{len(coverage.sides)} numeric parameters tested on both sides"
     )
     return "\n".join(lines)

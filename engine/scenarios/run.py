@@ -31,9 +31,13 @@ def select(cases: list[Case], patterns: tuple[str, ...]) -> list[Case]:
 class Coverage:
     outcomes: dict[str, set[str]] = field(default_factory=dict)
     sides: dict[str, set[str]] = field(default_factory=dict)  # parameter -> {"true", "false", "boundary"}
+    caveats: set[str] = field(default_factory=set)  # never undetermined: fired and not fired suffice
+
+    def expected(self, rule_id: str) -> set[str]:
+        return {"fired", "not_fired"} if rule_id in self.caveats else {"fired", "not_fired", "undetermined"}
 
     def rule_complete(self, rule_id: str) -> bool:
-        return self.outcomes.get(rule_id, set()) >= {"fired", "not_fired", "undetermined"}
+        return self.outcomes.get(rule_id, set()) >= self.expected(rule_id)
 
     def parameter_complete(self, name: str) -> bool:
         return self.sides.get(name, set()) >= {"true", "false"}
@@ -60,7 +64,11 @@ def numeric_parameters(kb: KnowledgeBase) -> list[str]:
 
 
 def measure_coverage(kb: KnowledgeBase, cases: list[Case], results: list[CaseResult]) -> Coverage:
-    coverage = Coverage({rid: set() for rid in kb.model.rules}, {p: set() for p in numeric_parameters(kb)})
+    coverage = Coverage(
+        {rid: set() for rid in kb.model.rules},
+        {p: set() for p in numeric_parameters(kb)},
+        {rid for rid, rule in kb.model.rules.items() if rule.kind == "caveat"},
+    )
     evaluation = kb.evaluation
     for result in results:
         if result.result is None or result.result["status"] == "invalid":

@@ -45,7 +45,7 @@ def test_a_deep_derived_condition(tmp_path: Path) -> None:
     kb = copy_kb(tmp_path / "rules")
     derived = kb / "derived.yaml"
     text = derived.read_text(encoding="utf-8")
-    old = "        - field: fsgs.biopsy_proven\n          eq: true\n"
+    old = "        - field: fsgs.biopsy_proven\n          in: {param: in_scope_biopsy_proven}\n"
     assert old in text
     derived.write_text(text.replace(old, f"        - {not_chain(14)}\n"), encoding="utf-8")
     proc = run_cli("validate", "--rules", "rules", cwd=tmp_path)

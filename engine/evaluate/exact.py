@@ -1,0 +1,436 @@
+"""Exact three-valued semantics in Python (clinical-notes §4.1).
+
+A condition is decided when every possible value of its missing inputs (each over its schema
+domain, consistent with the values present) gives the same truth; otherwise it is undetermined,
+and `missing` names the inputs whose values could change it. The variables and their cells come
+from engine.compile.exact_form; here, per patient:
+
+- `possible cells`: a recorded variable lies in one cell; a missing one in every cell its domain
+  reaches. A field's domain is its schema range or enum, narrowed by the record's consistency
+  rules given the values present (a recorded dose rules out status `never`; a recorded diastolic
+  of 96 puts the missing systolic above 96). A numeric derived value's domain is the range its
+  expression takes over its missing inputs (interval arithmetic; 1,600 mg/day over any weight up
+  to 300 kg is above 5 mg/kg/day). An empty domain (no value would make the record consistent)
+  is taken as the unconstrained one.
+- `decide`: Kleene's strong tables over the cells (sound), then, where they leave the value
+  unknown, a case split on a missing variable, cell by cell, until every branch is decided or
+  two branches disagree.
+- `relevant`: a missing variable is relevant when some values of the others make the outcome
+  depend on it. The relevant variables are exactly the smallest set of inputs that decides the
+  condition (every sufficient set contains each of them, and together they suffice), so they
+  are what `missing` lists.
+
+The durable-rules patterns are compiled from the same form (engine.compile.rulesets) and are
+given the same possible cells as facts; any disagreement is an `error` result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from fsgs_kb.engine.compile.exact_form import (
+    Atom,
+    Bound,
+    Cell,
+    ExactForm,
+    Fixed,
+    Form,
+    Node,
+    Presence,
+    Var,
+    exact_number,
+    simplify,
+)
+from fsgs_kb.engine.evaluate.patient import NEVER_CONTRADICTS
+from fsgs_kb.engine.load.conditions import expression_refs
+from fsgs_kb.engine.load.fields import FieldInfo
+from fsgs_kb.engine.model import Const, Derived, Expression, Op, Ref
+
+Truth = bool | None
+MEMO_LIMIT = 4096
+State = tuple[tuple[int, ...], ...]  # per variable, its possible cells
+Recorded = Callable[[str, str], bool]
+
+
+@dataclass(frozen=True)
+class Interval:
+    lo: Bound
+    lo_closed: bool
+    hi: Bound
+    hi_closed: bool
+
+    @staticmethod
+    def point(value: Fraction) -> Interval:
+        return Interval(value, True, value, True)
+
+    def meets(self, cell: Cell) -> bool:
+        lo, lo_closed = _max_low((self.lo, self.lo_closed), (cell.lo, cell.lo_closed))
+        hi, hi_closed = _min_high((self.hi, self.hi_closed), (cell.hi, cell.hi_closed))
+        if lo is None or hi is None:
+            return True
+        return lo < hi or (lo == hi and lo_closed and hi_closed)
+
+
+UNBOUNDED = Interval(None, False, None, False)
+
+
+def _max_low(a: tuple[Bound, bool], b: tuple[Bound, bool]) -> tuple[Bound, bool]:
+    if a[0] is None:
+        return b
+    if b[0] is None:
+        return a
+    if a[0] != b[0]:
+        return a if a[0] > b[0] else b
+    return a[0], a[1] and b[1]
+
+
+def _min_high(a: tuple[Bound, bool], b: tuple[Bound, bool]) -> tuple[Bound, bool]:
+    if a[0] is None:
+        return b
+    if b[0] is None:
+        return a
+    if a[0] != b[0]:
+        return a if a[0] < b[0] else b
+    return a[0], a[1] and b[1]
+
+
+# ---- three-valued evaluation over cells --------------------------------------------------------
+def kleene(form: Form, state: State, recorded: Recorded) -> Truth:
+    if isinstance(form, Atom):
+        cells = state[form.var]
+        first = form.truth[cells[0]]
+        return first if all(form.truth[c] == first for c in cells[1:]) else None
+    if isinstance(form, Presence):
+        return recorded(form.source, form.name) == form.present
+    if isinstance(form, Fixed):
+        return form.value
+    if form.op == "not":
+        inner = kleene(form.items[0], state, recorded)
+        return None if inner is None else not inner
+    stop = form.op == "or"  # the value that decides an or (true) or an and (false)
+    unknown = False
+    for item in form.items:
+        value = kleene(item, state, recorded)
+        if value is stop:
+            return stop
+        if value is None:
+            unknown = True
+    return None if unknown else not stop
+
+
+def _undecided_vars(form: Form, state: State, recorded: Recorded, out: dict[int, int]) -> None:
+    """Variables of the atoms that are still open where the form is still open, with counts."""
+    if isinstance(form, Atom):
+        cells = state[form.var]
+        if len(cells) > 1 and len({form.truth[c] for c in cells}) > 1:
+            out[form.var] = out.get(form.var, 0) + 1
+        return
+    if isinstance(form, Node):
+        for item in form.items:
+            if kleene(item, state, recorded) is None:
+                _undecided_vars(item, state, recorded, out)
+
+
+def _pick(form: Form, state: State, recorded: Recorded, exclude: int = -1) -> int | None:
+    counts: dict[int, int] = {}
+    _undecided_vars(form, state, recorded, counts)
+    counts.pop(exclude, None)
+    return max(counts, key=lambda v: (counts[v], -v)) if counts else None
+
+
+def _with(state: State, var: int, cell: int) -> State:
+    return state[:var] + ((cell,),) + state[var + 1 :]
+
+
+def decide(form: Form, state: State, recorded: Recorded) -> Truth:
+    """True or false when every completion agrees, else None."""
+    value = kleene(form, state, recorded)
+    if value is not None:
+        return value
+    var = _pick(form, state, recorded)
+    if var is None:
+        return None
+    seen: set[bool] = set()
+    for cell in state[var]:
+        branch = decide(form, _with(state, var, cell), recorded)
+        if branch is None:
+            return None
+        seen.add(branch)
+        if len(seen) > 1:
+            return None
+    return seen.pop() if seen else None
+
+
+def relevant(form: Form, state: State, recorded: Recorded, var: int) -> bool:
+    """Do some values of the other missing variables make the outcome depend on this one?"""
+    if kleene(form, state, recorded) is not None:
+        return False
+    other = _pick(form, state, recorded, exclude=var)
+    if other is None:
+        return decide(form, state, recorded) is None
+    return any(relevant(form, _with(state, other, cell), recorded, var) for cell in state[other])
+
+
+def relevant_vars(form: Form, state: State, recorded: Recorded, variables: list[int]) -> list[int]:
+    return [v for v in variables if len(state[v]) > 1 and relevant(form, state, recorded, v)]
+
+
+# ---- possible cells of each variable, per patient ---------------------------------------------
+class Domains:
+    """The possible cells of every variable of the exact form for one patient."""
+
+    def __init__(self, form: ExactForm) -> None:
+        self.form = form
+        self.model = form.model
+        self._memo: dict[tuple[Any, ...], tuple[int, ...]] = {}  # bounded; keyed by everything the cells depend on
+        self._case_forms: dict[str, list[tuple[Form, Expression]]] = {
+            name: [(simplify(form.inline(w)), e) for w, e in spec.cases]
+            for name, spec in self.model.derived.items()
+            if spec.cases and not form.is_category(name)
+        }
+
+    def state(self, record: dict[str, Any], values: dict[str, Any], derived: dict[str, Any]) -> State:
+        """`values`: field values by path (None when missing); `derived`: DerivedValue by name."""
+        cells: list[tuple[int, ...]] = []
+        for var in self.form.vars:
+            if var.source == "field":
+                value = values.get(var.name)
+                if value is not None:
+                    cells.append((var.cell_of(value),))
+                else:
+                    cells.append(self._field_cells(var, record, values))
+            else:
+                value = derived[var.name].value
+                if value is not None:
+                    cells.append((var.cell_of(value),))
+                else:
+                    cells.append(self._derived_cells(var, values, record))
+        return tuple(cells)
+
+    # -- fields
+    def _field_cells(self, var: Var, record: dict[str, Any], values: dict[str, Any]) -> tuple[int, ...]:
+        info = self.form.fields[var.name]
+        everything = tuple(range(len(var.cells)))
+        if var.kind == "enum":
+            allowed = set(self.enum_domain(var.name, record))
+            found = tuple(i for i, c in enumerate(var.cells) if c.value in allowed)
+        elif var.kind == "number":
+            interval = self.number_domain(info, record)
+            key = (var.id, interval)
+            found = self._memo.get(key)  # type: ignore[assignment]
+            if found is None:
+                found = _hull(tuple(i for i, c in enumerate(var.cells) if interval.meets(c)))
+                if len(self._memo) < MEMO_LIMIT:
+                    self._memo[key] = found
+        else:
+            found = everything
+        return found or everything
+
+    def enum_domain(self, path: str, record: dict[str, Any]) -> list[Any]:
+        """The values a missing enum field could take, consistent with the values present."""
+        info = self.form.fields[path]
+        values = [v for v in (info.enum or ()) if v != "unknown"]
+        csa = _mapping(record.get("cyclosporine"))
+        if path == "cyclosporine.status":
+            if any(key in csa for key in NEVER_CONTRADICTS):
+                values = [v for v in values if v != "never"]
+            if "stop_reason" in csa or _mapping(csa.get("daily_dose")).get("value") == 0:
+                values = [v for v in values if v != "current"]
+        if path == "steroids.response":
+            weeks = _mapping(record.get("steroids")).get("high_dose_weeks")
+            if isinstance(weeks, (int, float)) and weeks > 0:
+                values = [v for v in values if v != "not_treated"]
+        return values
+
+    def number_domain(self, info: FieldInfo, record: dict[str, Any]) -> Interval:
+        """The range of a missing number, consistent with the values present."""
+        lo = None if info.low is None else exact_number(info.low)
+        hi = None if info.high is None else exact_number(info.high)
+        interval = Interval(lo, not info.exclusive_low, hi, True)
+        path = info.path
+        if path == "blood_pressure.systolic_mmHg":
+            diastolic = _mapping(record.get("blood_pressure")).get("diastolic_mmHg")
+            if isinstance(diastolic, (int, float)):
+                low = _max_low((interval.lo, interval.lo_closed), (exact_number(diastolic), False))
+                interval = Interval(low[0], low[1], interval.hi, interval.hi_closed)
+        elif path == "steroids.high_dose_weeks":
+            if _mapping(record.get("steroids")).get("response") == "not_treated":
+                interval = Interval.point(Fraction(0))
+        elif path == "cyclosporine.daily_dose.value":
+            if _mapping(record.get("cyclosporine")).get("status") == "current":
+                interval = Interval(Fraction(0), False, interval.hi, interval.hi_closed)
+        return interval
+
+    # -- numeric derived values
+    def _derived_cells(self, var: Var, values: dict[str, Any], record: dict[str, Any]) -> tuple[int, ...]:
+        spec = self.model.derived[var.name]
+        inputs = tuple(_get(record, name.split(".")) for name in self.derived_inputs(spec))
+        key = (var.id, inputs, *self._constraint_values(record))
+        found = self._memo.get(key)
+        if found is None:
+            ranges = self.derived_ranges(spec, values, record)
+            everything = tuple(range(len(var.cells)))
+            found = _hull(tuple(i for i, c in enumerate(var.cells) if any(r.meets(c) for r in ranges))) or everything
+            if len(self._memo) < MEMO_LIMIT:
+                self._memo[key] = found
+        return found
+
+    @staticmethod
+    def _constraint_values(record: dict[str, Any]) -> list[Any]:
+        """The values present that narrow the domain of a missing number (see number_domain)."""
+        return [
+            _mapping(record.get("blood_pressure")).get("diastolic_mmHg"),
+            _mapping(record.get("steroids")).get("response"),
+            _mapping(record.get("cyclosporine")).get("status"),
+        ]
+
+    def derived_ranges(self, spec: Derived, values: dict[str, Any], record: dict[str, Any]) -> list[Interval]:  # noqa: C901
+        """The ranges a numeric derived value may take over the completions of its inputs."""
+        if spec.value is not None:
+            return [self._interval(spec.value, values, record, {})]
+        cases = self._case_forms[spec.name]
+        selectors = list(dict.fromkeys(v for when, _ in cases for v in _form_var_ids(when)))
+        base = self.state_of(selectors, values, record)
+        out: list[Interval] = []
+        for choice in _product([base[v] for v in selectors]):
+            state = list(base_state(len(self.form.vars)))
+            narrowed: dict[str, Cell] = {}
+            for v, cell in zip(selectors, choice, strict=True):
+                state[v] = (cell,)
+                variable = self.form.vars[v]
+                if variable.kind == "number" and variable.source == "field":
+                    narrowed[variable.name] = variable.cells[cell]
+            frozen = tuple(state)
+            for when, expr in cases:
+                if kleene(when, frozen, lambda source, name: _get(record, name.split(".")) is not None) is True:
+                    out.append(self._interval(expr, values, record, narrowed))
+                    break
+        return out
+
+    def state_of(
+        self, var_ids: list[int], values: dict[str, Any], record: dict[str, Any]
+    ) -> dict[int, tuple[int, ...]]:
+        out: dict[int, tuple[int, ...]] = {}
+        for v in var_ids:
+            var = self.form.vars[v]
+            value = values.get(var.name) if var.source == "field" else None
+            if value is None:
+                value = _get(record, var.name.split("."))
+            out[v] = (var.cell_of(value),) if value is not None else self._field_cells(var, record, values)
+        return out
+
+    def _interval(
+        self, expr: Expression, values: dict[str, Any], record: dict[str, Any], narrowed: dict[str, Cell]
+    ) -> Interval:
+        if isinstance(expr, Const):
+            return Interval.point(exact_number(expr.value))
+        if isinstance(expr, Ref):
+            if expr.source == "param":
+                return Interval.point(exact_number(self.model.parameters[expr.name].value))
+            if expr.source == "derived":
+                return UNBOUNDED  # a derived value of a derived value: not narrowed further
+            value = _get(record, expr.name.split("."))
+            if value is not None:
+                return Interval.point(exact_number(value))
+            domain = self.number_domain(self.form.fields[expr.name], record)
+            cell = narrowed.get(expr.name)
+            if cell is not None:
+                lo = _max_low((domain.lo, domain.lo_closed), (cell.lo, cell.lo_closed))
+                hi = _min_high((domain.hi, domain.hi_closed), (cell.hi, cell.hi_closed))
+                domain = Interval(lo[0], lo[1], hi[0], hi[1])
+            return domain
+        assert isinstance(expr, Op)
+        a, b = (self._interval(arg, values, record, narrowed) for arg in expr.args)
+        return _apply(expr.name, a, b)
+
+    def derived_inputs(self, spec: Derived) -> list[str]:
+        """The fields a derived value reads (case conditions and expressions)."""
+        exprs = ([spec.value] if spec.value is not None else []) + [e for _, e in spec.cases]
+        names = [ref.name for e in exprs for ref in expression_refs(e) if ref.source == "field"]
+        whens = [self.form.vars[v].name for when, _ in self._case_forms.get(spec.name, []) for v in _form_var_ids(when)]
+        return list(dict.fromkeys(whens + names))
+
+
+def _hull(cells: tuple[int, ...]) -> tuple[int, ...]:
+    """A number's possible cells are contiguous: from the lowest possible to the highest."""
+    return tuple(range(min(cells), max(cells) + 1)) if cells else ()
+
+
+def base_state(n: int) -> list[tuple[int, ...]]:
+    return [(0,)] * n
+
+
+def _form_var_ids(form: Form) -> list[int]:
+    if isinstance(form, Atom):
+        return [form.var]
+    if isinstance(form, Node):
+        return [v for item in form.items for v in _form_var_ids(item)]
+    return []
+
+
+def _product(options: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = [()]
+    for choices in options:
+        out = [prefix + (c,) for prefix in out for c in choices]
+    return out
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _get(record: dict[str, Any], keys: list[str]) -> Any:
+    value: Any = record
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return None if value == "unknown" else value
+
+
+# ---- interval arithmetic (inputs are bounded; a divisor may approach 0 from above) -------------
+def _apply(name: str, a: Interval, b: Interval) -> Interval:
+    if None in (a.lo, a.hi, b.lo, b.hi):
+        return UNBOUNDED
+    corners = [
+        (x, xc, y, yc)
+        for x, xc in ((a.lo, a.lo_closed), (a.hi, a.hi_closed))
+        for y, yc in ((b.lo, b.lo_closed), (b.hi, b.hi_closed))
+    ]
+    if name in ("divide", "percent_change"):
+        divisor = b if name == "divide" else a
+        assert divisor.lo is not None
+        if divisor.lo < 0 or (divisor.lo == 0 and divisor.lo_closed):
+            return UNBOUNDED
+    values: list[tuple[Fraction | float, bool]] = []
+    for x, xc, y, yc in corners:
+        assert x is not None and y is not None
+        attained = xc and yc
+        if name == "subtract":
+            values.append((x - y, attained))
+        elif name == "multiply":
+            values.append((x * y, attained))
+        elif name == "divide":
+            values.append(_quotient(x, xc, y, yc))
+        else:  # percent_change: from x to y
+            if x == 0:
+                values.append((float("inf") if y > 0 else float("-inf") if y < 0 else Fraction(-100), False))
+            else:
+                values.append(((y - x) / x * 100, attained))
+    low = min(v for v, _ in values)
+    high = max(v for v, _ in values)
+    return Interval(
+        None if low == float("-inf") else Fraction(low),
+        any(att for v, att in values if v == low),
+        None if high == float("inf") else Fraction(high),
+        any(att for v, att in values if v == high),
+    )
+
+
+def _quotient(x: Fraction, x_closed: bool, y: Fraction, y_closed: bool) -> tuple[Fraction | float, bool]:
+    if y == 0:  # the divisor approaches 0 from above, never reaches it; 0 / anything is 0
+        return (float("inf") if x > 0 else float("-inf") if x < 0 else Fraction(0)), x == 0 and x_closed
+    return x / y, x_closed and y_closed
