@@ -9,6 +9,7 @@ from fsgs_kb.engine.check.checks import Coverage, run_checks
 from fsgs_kb.engine.check.prose import literal_thresholds
 from fsgs_kb.engine.check.static import meaning_problems
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.fhir.checkmap import MAP_FILE, check_map
 from fsgs_kb.engine.load.loader import LoadResult, read_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases, rule_ids_tested
 
@@ -39,6 +40,8 @@ def validate_dir(rules_dir: Path) -> ValidationReport:
     checks, coverage = run_checks(load.model, load.docs, load.failed)
     problems.extend(checks)
     problems.extend(literal_thresholds(load.model, load.docs))
+    if (rules_dir / MAP_FILE).is_file():  # the FHIR map: schema, references, patient fields
+        problems.extend(check_map(rules_dir / MAP_FILE)[1])
     if not any(p.severity == "error" for p in problems) and load.model.rules:
         problems.extend(_meaning_and_tests(rules_dir, load))
     unique = sorted(set(problems), key=KBError.sort_key)
