@@ -37,7 +37,6 @@ SECTIONS = (
     ("info", "INFORMATION"),
 )
 MARK = {True: "✓", False: "✗", None: "?"}
-EVIDENCE = "the review says the randomized trials of this drug in this disease are very limited"
 
 
 # ---- the explanation as data ------------------------------------------------------------------
@@ -279,8 +278,9 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
                 lines += _why_lines(rule, paint)
     if doc["status"] == "evaluated" and not fired and not undetermined:
         lines += ["", "No recommendation: the review says nothing for this patient."]
-    if any(r["kind"] in ("advice", "warning") for r in fired):
-        lines += [""] + _wrap(f"Evidence: {EVIDENCE} (S3).", "")
+    notes = {(r["evidence"]["sentence"], r["evidence"]["quote"]) for r in fired if r["kind"] in ("advice", "warning")}
+    for sentence, quote in sorted(notes):  # each rule's evidence note, from the knowledge base
+        lines += [""] + _wrap(f'Evidence ({sentence}): the review says "{quote}".', "")
     rest = [
         r for r in rules if r["section"] == "not_fired" or (r["section"] == "undetermined" and r not in undetermined)
     ]
