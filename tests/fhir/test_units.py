@@ -112,8 +112,16 @@ def test_high_dose_weeks_from_days(fmap: Any) -> None:
 
 
 def test_egfr_and_clearance_units(fmap: Any) -> None:
-    record, _ = convert(fmap, obs("e", "98979-8", qty(35, "mL/min/{1.73_m2}")), obs("k", "2164-2", qty(40, "mL/min")))
-    assert record["kidney_function"] == {
-        "egfr": {"value": 35, "unit": "mL/min/1.73m2"},
-        "creatinine_clearance": {"value": 40, "unit": "mL/min"},
-    }
+    """eGFR and clearance share the schema's one unit: a clearance in mL/min beside an eGFR (per
+    1.73 m2) stays empty rather than be written under the eGFR's unit."""
+    record, prov = convert(
+        fmap, obs("e", "98979-8", qty(35, "mL/min/{1.73_m2}")), obs("k", "2164-2", qty(40, "mL/min"))
+    )
+    assert record["kidney_function"] == {"egfr": 35, "unit": "mL/min/1.73m2"}
+    assert prov["/kidney_function/creatinine_clearance"] == {"missing": "unit_not_convertible"}
+    record, _ = convert(fmap, obs("k", "2164-2", qty(40, "mL/min")))
+    assert record["kidney_function"] == {"creatinine_clearance": 40, "unit": "mL/min"}
+    record, _ = convert(
+        fmap, obs("e", "98979-8", qty(35, "mL/min/{1.73_m2}")), obs("k", "2164-2", qty(41, "mL/min/{1.73_m2}"))
+    )
+    assert record["kidney_function"] == {"egfr": 35, "creatinine_clearance": 41, "unit": "mL/min/1.73m2"}
