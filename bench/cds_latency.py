@@ -42,7 +42,6 @@ from cds_support import (  # noqa: E402 - the path above makes the tests' helper
     patient_bundle,
     patient_id,
     prefetch_for,
-    usable,
     write_config,
 )
 
@@ -75,7 +74,7 @@ def cpu_seconds(pid: int) -> float:
 def requests(templates: dict[str, str], n: int) -> list[dict[str, Any]]:
     bodies = []
     for path in EXAMPLES:
-        bundle = patient_bundle(usable(json.loads(path.read_text())))
+        bundle = patient_bundle(json.loads(path.read_text()))
         pid = patient_id(bundle)
         bodies.append((pid, prefetch_for(templates, bundle, pid)))
     return [hook_request("patient-view", *bodies[i % len(bodies)]) for i in range(n)]

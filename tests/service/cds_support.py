@@ -152,19 +152,8 @@ class Server:
 # ---- the EHR side: prefetch from a Bundle ---------------------------------------------------
 
 
-# The FHIR map writes kidney_function as {egfr: {value, unit}}, the patient schema has
-# {egfr: number, unit}: until the map follows the schema, the service tests leave it out (the map's
-# own round-trip test, tests/fhir/test_roundtrip.py, reports the mismatch).
-NOT_MAPPED = ("kidney_function",)
-
-
-def usable(record: dict[str, Any]) -> dict[str, Any]:
-    """The record without the fields the FHIR map cannot write yet."""
-    return {k: v for k, v in record.items() if k not in NOT_MAPPED}
-
-
 def example(name: str) -> dict[str, Any]:
-    return usable(json.loads((ROOT / "examples" / f"{name}.json").read_text()))
+    return dict(json.loads((ROOT / "examples" / f"{name}.json").read_text()))
 
 
 def patient_bundle(record: dict[str, Any], as_of: date | None = None) -> dict[str, Any]:

@@ -26,7 +26,6 @@ from cds_support import (
     patient_bundle,
     patient_id,
     prefetch_for,
-    usable,
 )
 
 from fsgs_kb.engine.kb import KnowledgeBase
@@ -103,7 +102,7 @@ def test_discovery_lists_services_with_minimal_prefetch(server: Server, ehr: Any
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_each_example_patient(server: Server, ehr: Any, templates: Any, kb: KnowledgeBase, path: Path) -> None:
-    record = usable(json.loads(path.read_text()))
+    record = json.loads(path.read_text())
     body, answer = patient_view(server, ehr, templates, record)
     assert answer.status_code == 200, answer.text
     cards = answer.json()["cards"]
@@ -158,6 +157,18 @@ def test_a_warning_card_names_its_values_and_their_resources(server: Server, ehr
     assert "`/cyclosporine/daily_dose`: MedicationRequest/" in dose["detail"]
     assert "357 mg/day ÷ 70 kg = 5.1 mg/kg/day" in dose["detail"]
     assert all(c["indicator"] != "critical" for c in cards.values())
+
+
+def test_caveats_are_shown_with_the_advice_they_qualify(server: Server, ehr: Any, templates: Any) -> None:
+    body, answer = patient_view(server, ehr, templates, example("steroid-resistant-outside-the-trials"))
+    cards = {c["source"]["topic"]["code"]: c for c in answer.json()["cards"]}
+    result = result_of(server, body["hookInstance"])
+    assert result["status"] == "evaluated" and result["caveats"]  # eGFR 12 from FHIR reached the record
+    entry = next(e for e in result["rules"] if e["id"] == "CSA-SR-CANDIDATE")
+    detail = cards["CSA-SR-CANDIDATE"]["detail"]
+    for caveat in entry["caveats"]:
+        assert f"**Caveat: {caveat['title']}.**" in detail.replace("\\", "")
+    assert not set(result["caveats"]) & set(cards)  # a caveat qualifies an advice: no card of its own
 
 
 def test_the_handbook_page_a_card_links_to_is_served(server: Server, ehr: Any) -> None:

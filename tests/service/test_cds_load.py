@@ -23,7 +23,6 @@ from cds_support import (
     patient_bundle,
     patient_id,
     prefetch_for,
-    usable,
     write_config,
 )
 
@@ -47,7 +46,7 @@ def masked_server(ehr: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def test_fifty_concurrent_calls_two_workers(masked_server: Server, ehr: Any, kb: KnowledgeBase) -> None:
     headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + "/cds-services")}
     templates = masked_server.client.get("/cds-services", headers=headers).json()["services"][0]["prefetch"]
-    records = [usable(json.loads(p.read_text())) for p in EXAMPLES]
+    records = [json.loads(p.read_text()) for p in EXAMPLES]
     jobs = []
     for i in range(50):
         record = records[i % len(records)]
