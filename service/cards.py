@@ -268,14 +268,11 @@ class CardMaker:
         return " or ".join(dict.fromkeys(parts))
 
 
-def caveats_of(result: dict[str, Any], entry: dict[str, Any]) -> list[str]:
-    """The caveats that qualify one rule's advice, from the rule entry or the result, if any."""
-    found = list(entry.get("caveats") or [])
-    found += [c for c in result.get("caveats") or [] if entry["id"] in (c.get("qualifies") or [])]
-    out = []
-    for caveat in found:
-        if isinstance(caveat, str):
-            out.append(caveat)
-        elif isinstance(caveat, dict):
-            out.append(str(caveat.get("says") or caveat.get("text") or caveat.get("title") or caveat.get("id")))
-    return out
+def caveats_of(result: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fired caveats that qualify one rule's advice, each with the values it shows."""
+    caveat_entries = {e["id"]: e for e in result["rules"] if e["kind"] == "caveat"}
+    return [
+        {**caveat, "shown": caveat_entries.get(caveat["id"], {}).get("shown", [])}
+        for caveat in entry.get("caveats") or []
+        if isinstance(caveat, dict)
+    ]

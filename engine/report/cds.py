@@ -45,6 +45,16 @@ def provenance_text(prov: dict[str, Any] | None) -> str:
     return where + (f" ({'; '.join(extra)})" if extra else "")
 
 
+def caveat_source(prov: dict[str, Any]) -> str:
+    """Where a caveat comes from: the review's sentence, a cited publication (verified or not), or local policy."""
+    if prov.get("kind") == "source":
+        return f"the review, {md(prov.get('sentence'))}: “{md(prov.get('quote'))}”"
+    if prov.get("kind") == "cited":
+        checked = "verified" if prov.get("verified") else "NOT verified against the primary document"
+        return f"cited: {md(prov.get('reference'))}, {checked}"
+    return f"local policy: {md(prov.get('rationale'))}"
+
+
 def _footer(detail: dict[str, Any]) -> str:
     kb = detail["kb"]
     return (
@@ -65,7 +75,11 @@ def rule_detail(detail: dict[str, Any]) -> str:
             "",
         ]
     for caveat in detail.get("caveats", []):
-        lines += [f"**Caveat:** {md(caveat)}", ""]
+        lines += [f"**Caveat: {md(caveat['title'])}.** {md(caveat['says'])} ({caveat_source(caveat['provenance'])})"]
+        shown = [
+            f"{md(v.get('field') or v.get('derived'))} = {md(_number(v['value']))}{_unit(v)}" for v in caveat["shown"]
+        ]
+        lines += [f"Shown with it: {'; '.join(shown)}." if shown else "", ""]
     lines.append("**Values used**")
     lines += [f"- {md(text)}" for text in detail["values"]] or ["- none"]
     lines += [f"- {md(d['name'])} = {md(_number(d['value']))}{_unit(d)}: {md(d['how'])}" for d in detail["derived"]]
@@ -111,10 +125,12 @@ def undetermined_detail(detail: dict[str, Any]) -> str:
 
 
 def _number(value: Any) -> str:
+    if value is None:
+        return "not recorded"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{round(value, 2):g}"
     return str(value)
 
 

@@ -153,7 +153,7 @@ class Server:
 
 
 def example(name: str) -> dict[str, Any]:
-    return json.loads((ROOT / "examples" / f"{name}.json").read_text())
+    return dict(json.loads((ROOT / "examples" / f"{name}.json").read_text()))
 
 
 def patient_bundle(record: dict[str, Any], as_of: date | None = None) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def test_discovery_lists_services_with_minimal_prefetch(server: Server, ehr: Any
                 assert query.count("|") == 1, key
     queries = " ".join(services[0]["prefetch"].values())
     assert "http://loinc.org|29463-7" in queries  # weight: the dose per kg reads it
-    assert "2889-4" not in queries and "53828-0" not in queries  # proteinuria and trough: no rule reads them
+    assert "53828-0" not in queries and "8462-4" not in queries  # trough, diastolic BP: no rule reads them
     assert "fsgs.secondary_cause" not in queries
 
 
@@ -149,12 +149,26 @@ def test_a_warning_card_names_its_values_and_their_resources(server: Server, ehr
     _, answer = patient_view(server, ehr, templates, example("dose-above-ceiling"))
     cards = {c["source"]["topic"]["code"]: c for c in answer.json()["cards"]}
     dose = cards["CSA-DOSE-EXCEEDS"]
-    assert dose["summary"] == "DRAFT: Current cyclosporine dose above the review's 5 mg/kg ceiling (5.1 mg/kg/day)"
+    assert dose["summary"].startswith("DRAFT: Current cyclosporine dose above") and dose["summary"].endswith(
+        " (5.1 mg/kg/day)"
+    )
     assert dose["indicator"] == "warning"
     assert "`/weight_kg`: Observation/" in dose["detail"] and "29463-7" in dose["detail"]
     assert "`/cyclosporine/daily_dose`: MedicationRequest/" in dose["detail"]
     assert "357 mg/day ÷ 70 kg = 5.1 mg/kg/day" in dose["detail"]
     assert all(c["indicator"] != "critical" for c in cards.values())
+
+
+def test_caveats_are_shown_with_the_advice_they_qualify(server: Server, ehr: Any, templates: Any) -> None:
+    body, answer = patient_view(server, ehr, templates, example("steroid-resistant-outside-the-trials"))
+    cards = {c["source"]["topic"]["code"]: c for c in answer.json()["cards"]}
+    result = result_of(server, body["hookInstance"])
+    assert result["status"] == "evaluated" and result["caveats"]  # eGFR 12 from FHIR reached the record
+    entry = next(e for e in result["rules"] if e["id"] == "CSA-SR-CANDIDATE")
+    detail = cards["CSA-SR-CANDIDATE"]["detail"]
+    for caveat in entry["caveats"]:
+        assert f"**Caveat: {caveat['title']}.**" in detail.replace("\\", "")
+    assert not set(result["caveats"]) & set(cards)  # a caveat qualifies an advice: no card of its own
 
 
 def test_the_handbook_page_a_card_links_to_is_served(server: Server, ehr: Any) -> None:
@@ -354,7 +368,7 @@ def test_feedback_is_logged_and_reported(server: Server, ehr: Any, templates: An
     report = subprocess.run(
         [sys.executable, "-m", "fsgs_kb", "feedback-report", str(db)], capture_output=True, text=True, check=True
     ).stdout
-    line = next(line for line in report.splitlines() if line.startswith("CSA-DOSE-EXCEEDS v0.1.0"))
+    line = next(line for line in report.splitlines() if line.startswith("CSA-DOSE-EXCEEDS v"))
     assert "1 overridden" in line
     assert f"overridden: {reason['display']} × 1 (1 with a comment)" in report
 
@@ -390,7 +404,7 @@ def test_replay_of_the_decision_log_is_identical(server: Server, ehr: Any, templ
     assert run.returncode == 0, run.stdout + run.stderr
     assert "identical (100.0 %), 0 changed" in run.stdout
     rule = kb_copy / "recommendations" / "CSA-MONITOR-BP.yaml"
-    rule.write_text(rule.read_text().replace("Careful monitoring", "Close monitoring", 1))
+    rule.write_text(rule.read_text().replace("title: ", "title: Edited ", 1))
     other = subprocess.run(
         [sys.executable, "-m", "fsgs_kb", "replay", "--decision-log", str(db), "--rules", str(kb_copy)],
         capture_output=True,
