@@ -216,3 +216,16 @@ def test_a_site_adds_a_local_code_in_the_map_alone(tmp_path: Path) -> None:
     result = json.loads(proc.stdout)
     assert result["sources"]["/weight_kg"]["code"] == "urn:oid:1.2.3.4.5|WT"
     assert "CSA-DOSE-WITHIN" not in result["undetermined"]
+
+
+def test_diff_compares_rules_even_when_an_old_map_predates_the_patient_schema(tmp_path: Path) -> None:
+    """CI runs `diff git:HEAD~1 rules`: an old revision's map, checked against today's patient
+    schema, must not make the old knowledge base 'not validate' (the map is not versioned with it)."""
+    old = tmp_path / "old"
+    shutil.copytree(project_file("rules"), old)
+    path = old / "fhir-map.yaml"
+    path.write_text(path.read_text().replace("\n  other_immunosuppressants:\n", "\n  other_immunosuppressant:\n"))
+    assert cli("validate", "--rules", old).returncode == 1
+    proc = cli("diff", old, project_file("rules"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no change" in proc.stdout
