@@ -12,43 +12,61 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from fsgs_kb.engine.audit.audit import audit_report
-from fsgs_kb.engine.audit.diff import compare, load_side, materialize, temporary_workdir
+from fsgs_kb.engine.audit.diff import KBSide, compare, load_side, materialize, temporary_workdir
 from fsgs_kb.engine.audit.replay import impact as run_impact
 from fsgs_kb.engine.audit.replay import index_inputs, replay_counts
 from fsgs_kb.engine.audit.replay import replay as run_replay
-from fsgs_kb.engine.audit.trace import Trace, shape_problems
+from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.dask_bag import run_parts
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.batch.parts import check_parts, expand_parts, is_pattern, run_parts_locally
 from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of
+from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
+from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
+from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
-from fsgs_kb.engine.load.paths import resolve_rules_dir
+from fsgs_kb.engine.load.paths import RULES_ENV, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
-from fsgs_kb.engine.report.explain import explain_text
+from fsgs_kb.engine.report.cds import feedback_text, replay_log_text
+from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
+from fsgs_kb.engine.report.explain import explain_text, explanation, sources_lines
+from fsgs_kb.engine.report.fhir_export import fhir_bundle
 from fsgs_kb.engine.report.handbook import Handbook, write_page, write_site
+from fsgs_kb.engine.report.identity import kb_line, kb_place
+from fsgs_kb.engine.report.junit import junit_xml
 from fsgs_kb.engine.report.markdown import markdown
 from fsgs_kb.engine.report.scenarios import coverage_text, report_text
-from fsgs_kb.engine.report.validation import format_error, validation_json, validation_text
+from fsgs_kb.engine.report.validation import (
+    format_error,
+    validation_github,
+    validation_json,
+    validation_sarif,
+    validation_text,
+)
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
+from fsgs_kb.service.config import load_config
+from fsgs_kb.service.decisionlog import feedback_summary, replay_log, replay_summary
+from fsgs_kb.service.run import serve as run_service
 
 EXIT_CODES = {
     "ok": 0,  # success
     "findings": 1,  # an invalid record, a failed check, a mismatch
     "usage": 2,  # usage, input/output or knowledge-base errors
     "internal": 3,  # an internal error while evaluating a record
+    "no_tests": 5,  # fsgs-kb test selected no scenario case (as pytest)
 }
 MASK_KEY_ENV = "FSGS_KB_MASK_KEY"
 EXIT_BY_STATUS = {"invalid": EXIT_CODES["findings"], "error": EXIT_CODES["internal"]}
@@ -58,6 +76,7 @@ Exit codes:
   1    findings: an invalid record, a failed check or test, a mismatch
   2    usage, input/output or knowledge-base errors
   3    an internal error while evaluating a record
+  5    test: no scenario case selected (as pytest)
   130  stopped by SIGINT (Ctrl-C)   \\  batch writes what is done;
   143  stopped by SIGTERM           /  run it again with --resume"""
 
@@ -113,9 +132,8 @@ RULES_OPTION = click.option(
     "rules_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    envvar="FSGS_KB_RULES",
-    show_envvar=True,
-    help="Knowledge-base directory (default: the bundled one).",
+    help=f"Knowledge-base directory (default: ${RULES_ENV}, else the nearest rules/kb.yaml at or above the "
+    "working directory, else the bundled one).",
 )
 PATH_OPTION = click.option(
     "--path",
@@ -124,15 +142,23 @@ PATH_OPTION = click.option(
     show_default=True,
     help="Where the knowledge base is inside the repository (for git:REV).",
 )
+COLOR_OPTION = click.option(
+    "--color",
+    "color",
+    type=click.Choice(CHOICES),
+    default="auto",
+    show_default=True,
+    help="Colour: auto colours a terminal unless $NO_COLOR is set; always and never override it.",
+)
 FORMAT_TEXT_JSON = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
 )
 DETAIL_CHOICE = click.Choice(["full", "standard", "minimal"])
 DETAIL_HELP = (
     "full: the self-contained record; standard: without what the knowledge base holds (advice "
-    "text, quotes, provenance, condition wording), which trace/explain/replay rebuild from the "
-    "knowledge base of its fingerprint; minimal: status, fired advice with its text, what is "
-    "missing, the decision record."
+    "text, quotes, provenance, condition wording), which trace and replay rebuild from the "
+    "knowledge base of its fingerprint; minimal: status, fired advice and caveats with their text, "
+    "what is missing, the decision record."
 )
 APPROVED_OPTION = click.option(
     "--require-approved", is_flag=True, help="Refuse to run unless every rule is active (signed off)."
@@ -150,6 +176,27 @@ INPUT_OPTIONS = [
 ]
 
 
+AS_OF_OPTION = click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="FHIR input: the evaluation date for ages, look-back windows and current orders (default: today); "
+    "recorded in the result (decision.fhir.as_of) so a replay converts the same way.",
+)
+
+
+def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None) -> FhirReader | None:
+    """The FHIR reader (map of the knowledge base, evaluation date) for a FHIR input format."""
+    if fmt not in FHIR_FORMATS:
+        if as_of is not None:
+            raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
+        return None
+    day = as_of.date() if as_of is not None else date.today()
+    return FhirReader(load_checked_map(map_path(rules_dir)), day)
+
+
 def _with_input_options(command: Any) -> Any:
     for option in reversed(INPUT_OPTIONS):
         command = option(command)
@@ -164,10 +211,13 @@ def main() -> None:
 
 def _load_kb(rules_dir: Path | None, require_approved: bool = False) -> KnowledgeBase:
     """Load the knowledge base or exit 2 with its problems: a broken KB is a setup error."""
+    location = locate_rules(rules_dir)
     try:
-        kb = load(rules_dir)
+        kb = load(location.path)
     except KBErrors as exc:
-        fail(exc.errors, note="the knowledge base has errors; run 'fsgs-kb validate' for the full report")
+        where = kb_place(location.path, location.found_by)
+        fail(exc.errors, note=f"the knowledge base in {where} has errors; run 'fsgs-kb validate' for the full report")
+    kb.location = location
     if require_approved and kb.unapproved:
         raise usage_error(
             "require_approved",
@@ -189,50 +239,75 @@ def _evaluate_options(include_input: bool, mask: tuple[str, ...]) -> dict[str, A
     return {"include_input": True, "mask": mask, "mask_key": key.encode("utf-8") if key else None}
 
 
-def _read_one(source: str) -> Record:
+def _evaluate_one(
+    rules_dir: Path | None,
+    source: str,
+    require_approved: bool,
+    options: dict[str, Any],
+    fhir: FhirReader | None = None,
+    announce: bool = True,
+) -> tuple[KnowledgeBase, Any, dict[str, Any]]:
+    kb = _load_kb(rules_dir, require_approved)
+    if announce:
+        click.echo(kb_line(kb.identity), err=True)  # stdout is the result
     stream, path = open_input(source)
     try:
-        (record,) = read_document(stream)
+        (record,) = fhir.document(stream) if fhir is not None else read_document(stream)
     finally:
         if path is not None:
             stream.close()
-    return record
-
-
-def _evaluate_one(
-    rules_dir: Path | None, source: str, require_approved: bool, options: dict[str, Any]
-) -> dict[str, Any]:
-    kb = _load_kb(rules_dir, require_approved)
-    return kb.evaluate_record(_read_one(source), **options)
-
-
-def _recorded_result(kb: KnowledgeBase, value: dict[str, Any]) -> dict[str, Any]:
-    """A result read from a file, checked against the result schema; a standard one expanded."""
-    problems = shape_problems(value)
-    if problems:
-        fail(problems, EXIT_CODES["findings"], note="not a fsgs-kb result: nothing in it can be explained")
-    try:
-        return kb.expand(value) if detail_of(value) == "standard" else value
-    except CannotExpand as exc:
-        fail([exc.problem], note="a standard result is explained with the knowledge base that made it (--rules)")
+    return kb, record_value(record)[0], kb.evaluate_record(record, **options)
 
 
 @main.command()
 @RULES_OPTION
-@FORMAT_TEXT_JSON
-def validate(rules_dir: Path | None, fmt: str) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github", "sarif"]),
+    default="text",
+    show_default=True,
+    help="Output format: text, json, github (GitHub Actions annotations) or sarif (SARIF 2.1.0).",
+)
+@COLOR_OPTION
+def validate(rules_dir: Path | None, fmt: str, color: str) -> None:
     """Check the knowledge base and report every problem, sorted by place, including any
     condition durable-rules could not run (its rulesets are tried in a separate process)."""
-    report = validate_kb(rules_dir)
-    click.echo(validation_json(report) if fmt == "json" else validation_text(report))
+    location = locate_rules(rules_dir)
+    report = validate_kb(location.path)
+    model = report.load.model
+    identity = kb_identity(location, model.manifest, report.load.fingerprint if model.manifest else None)
+    if fmt == "json":
+        click.echo(validation_json(report, identity))
+    elif fmt == "github":
+        click.echo(validation_github(report, identity))
+    elif fmt == "sarif":
+        click.echo(validation_sarif(report, identity))
+    else:
+        paint = Palette(wants_colour(color, sys.stdout))
+        click.echo(kb_line(identity))
+        click.echo(validation_text(report, paint), color=paint.enabled)
     sys.exit(EXIT_CODES["ok"] if report.ok else EXIT_CODES["findings"])
 
 
+ONE_FORMAT_OPTION = click.option(
+    "--input-format",
+    "input_format",
+    type=click.Choice(["json", "fhir"]),
+    default="json",
+    show_default=True,
+    help="json: a patient record; fhir: a FHIR R4 Bundle (collection, searchset or transaction) holding one "
+    "Patient and its resources, converted by the knowledge base's fhir-map.yaml.",
+)
+
+
 @main.command()
-@click.argument("patient", metavar="PATIENT.json|-")
+@click.argument("patient", metavar="PATIENT.json|BUNDLE.json|-")
 @RULES_OPTION
 @click.option("--compact", is_flag=True, help="One line of JSON instead of indented.")
 @click.option("--detail", type=DETAIL_CHOICE, default="full", show_default=True, help=DETAIL_HELP)
+@ONE_FORMAT_OPTION
+@AS_OF_OPTION
 @APPROVED_OPTION
 @_with_input_options
 def evaluate(
@@ -240,37 +315,63 @@ def evaluate(
     rules_dir: Path | None,
     compact: bool,
     detail: str,
+    input_format: str,
+    as_of: datetime | None,
     require_approved: bool,
     include_input: bool,
     mask: tuple[str, ...],
 ) -> None:
-    """Evaluate one patient record and print the result JSON (exit 1 for an invalid record)."""
+    """Evaluate one patient record and print the result JSON (exit 1 for an invalid record).
+
+    With --input-format fhir the result also says, per field, which FHIR resource filled it (type,
+    id, code, date) or why it stayed empty (sources), and records the evaluation date and map."""
     options = {**_evaluate_options(include_input, mask), "detail": detail}
-    result = _evaluate_one(rules_dir, patient, require_approved, options)
+    reader = _fhir_reader(rules_dir, input_format, as_of)
+    _, _, result = _evaluate_one(rules_dir, patient, require_approved, options, reader)
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
 @main.command()
-@click.argument("patient", metavar="PATIENT.json|-")
+@click.argument("patient", metavar="PATIENT.json|BUNDLE.json|-")
 @RULES_OPTION
+@ONE_FORMAT_OPTION
+@AS_OF_OPTION
 @APPROVED_OPTION
-def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> None:
-    """Explain one patient's result for a person: what fired and why, what is undetermined.
-
-    The file may also hold a result (from evaluate or a batch output line) at any detail level:
-    it is explained as recorded, a standard one rebuilt from the knowledge base that made it."""
-    kb = _load_kb(rules_dir, require_approved)
-    record = _read_one(patient)
-    value, problem = record_value(record)
-    recorded = problem is None and isinstance(value, dict) and "decision" in value and "status" in value
-    result = _recorded_result(kb, value) if recorded else kb.evaluate_record(record)
-    click.echo(explain_text(result, kb))
+@click.option("--all", "show_all", is_flag=True, help="Also show why each rule that does not apply does not.")
+@FORMAT_TEXT_JSON
+@COLOR_OPTION
+def explain(
+    patient: str,
+    rules_dir: Path | None,
+    input_format: str,
+    as_of: datetime | None,
+    require_approved: bool,
+    show_all: bool,
+    fmt: str,
+    color: str,
+) -> None:
+    """Explain one patient's result for a clinician: warnings, then advice, each with why (the
+    condition in words, with units and where each threshold comes from), its source sentence and
+    how it was read; then what the record lacks to decide the rest; for FHIR input, where each
+    value came from and why a field stayed empty. --format json for tools."""
+    reader = _fhir_reader(rules_dir, input_format, as_of)
+    kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, reader, announce=False)
+    doc = explanation(kb, data, result)
+    if fmt == "json":
+        click.echo(json.dumps({**doc, "sources": result.get("sources")}, indent=2, ensure_ascii=False))
+    else:
+        paint = Palette(wants_colour(color, sys.stdout))
+        click.echo(kb_line(kb.identity))
+        click.echo(explain_text(doc, show_all, paint), color=paint.enabled)
+        sources = sources_lines(result)
+        if sources:
+            click.echo("\n" + "\n".join(sources))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
 @main.command()
-@click.argument("source", metavar="INPUT|-")
+@click.argument("source", metavar="INPUT|DIR|-")
 @click.option(
     "-o",
     "--output",
@@ -288,10 +389,13 @@ def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> Non
 @click.option(
     "--input-format",
     "input_format",
-    type=click.Choice(["jsonl", "json", "csv"]),
+    type=click.Choice(["jsonl", "json", "csv", "fhir-bundles", "fhir-bulk"]),
     default=None,
-    help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '[').",
+    help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '['). "
+    "fhir-bundles: one FHIR R4 Bundle per line; fhir-bulk: a Bulk Data export directory (NDJSON files in any "
+    "order), one result per Patient and an invalid result naming FILE:LINE for each unusable line.",
 )
+@AS_OF_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--detail",
@@ -299,7 +403,7 @@ def explain(patient: str, rules_dir: Path | None, require_approved: bool) -> Non
     default="standard",
     show_default=True,
     help=DETAIL_HELP + " standard is the default for batch: every rule's outcome, what is missing and "
-    "the values compared, at a quarter of the bytes of full, and full again on demand.",
+    "the values compared, at about a fifth of the bytes of full, and full again on demand.",
 )
 @click.option(
     "--dask",
@@ -319,6 +423,7 @@ def batch(
     resume: bool,
     summary_file: str | None,
     input_format: str | None,
+    as_of: datetime | None,
     quiet: bool,
     detail: str,
     scheduler: str | None,
@@ -337,15 +442,23 @@ def batch(
     record beside it (OUTPUT.fsgs-kb.json) lets --resume check the input, knowledge base and
     options before continuing. A summary goes to stderr (and --summary FILE as JSON).
 
+    FHIR: --input-format fhir-bundles reads one Bundle per line; --input-format fhir-bulk reads a
+    Bulk Data export directory, groups its resources by patient through an on-disk index (memory
+    stays flat) and writes one result per Patient and one invalid result per unusable line (origin
+    FILE:LINE; lines found unusable while indexing come first, resources about absent patients last).
+    Each result carries the provenance of every field (sources).
+
     INPUT may be a glob of parts ('data/part-*.jsonl', quoted): each part is evaluated into
     OUTDIR/PART (-o OUTDIR), as a batch of that part alone would write it; locally one part
     after the other, or with --dask one task per part on a Dask cluster, with one summary of
     all parts at the end.
     """
     kb = _load_kb(rules_dir, require_approved)
+    click.echo(kb_line(kb.identity), err=True)  # stdout may be the results
     if scheduler is not None or (is_pattern(source) and not os.path.exists(source)):
         options = {**_evaluate_options(include_input, mask), "detail": detail}
         _batch_parts(kb, source, output, scheduler, workers, resume, input_format, options, rules_dir, summary_file)
+    reader = _fhir_reader(rules_dir, input_format, as_of)
     summary_handle = _open_summary(summary_file)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     progress = ProgressLine(size, lambda text: click.echo(text, err=True, nl=False))
@@ -355,14 +468,15 @@ def batch(
         input_format=input_format,
         workers=workers or os.cpu_count() or 1,
         resume=resume,
-        rules_dir=str(rules_dir) if rules_dir else None,
+        rules_dir=str(kb.location.path),
         options={**_evaluate_options(include_input, mask), "detail": detail},
         progress=progress if not quiet and sys.stderr.isatty() else None,
+        fhir=reader,
     )
     summary = run_batch(kb, job, None if output else sys.stdout.buffer)
     if job.progress is not None:
         progress(summary.records, size or 0, final=True)
-    payload = summary.to_dict()
+    payload = {"kb": kb.identity, **summary.to_dict()}
     text = summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]]))
     click.echo(text.splitlines()[0] if quiet and not summary.interrupted_by else text, err=True)
     if summary_handle is not None:
@@ -390,23 +504,24 @@ def _batch_parts(
         raise usage_error("parts", "input parts need -o OUTDIR: each part's results go to OUTDIR/PART")
     if scheduler is not None and resume:
         raise usage_error("parts", "--resume is for local runs: with --dask, run the parts again")
+    if input_format is not None and input_format.startswith("fhir"):
+        raise usage_error("parts", "input parts are JSON Lines, JSON or CSV files; FHIR input runs one at a time")
     parts = expand_parts(source)
     check_parts(source, parts, outdir)
     summary_handle = _open_summary(summary_file)
     if scheduler is not None:
-        rules = str(rules_dir) if rules_dir else None
-        run = run_parts(scheduler, parts, outdir, rules, options, input_format)
+        run = run_parts(scheduler, parts, outdir, str(kb.location.path), options, input_format)
     else:
         job = BatchJob(
             source=source,
             input_format=input_format,
             workers=workers or os.cpu_count() or 1,
             resume=resume,
-            rules_dir=str(rules_dir) if rules_dir else None,
+            rules_dir=str(kb.location.path),
             options=options,
         )
         run = run_parts_locally(kb, job, parts, outdir)
-    payload = run.summary()
+    payload = {"kb": kb.identity, **run.summary()}
     click.echo(summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]])), err=True)
     click.echo(f"{len(payload['parts'])} part(s) written to {outdir}", err=True)
     if summary_handle is not None:
@@ -433,29 +548,66 @@ def _open_summary(path: str | None) -> Any:
     "-k",
     "patterns",
     multiple=True,
-    metavar="PATTERN",
-    help="Run only cases whose id (RULE-ID::case) contains PATTERN; repeatable.",
+    metavar="EXPRESSION",
+    help="Run only cases whose id (RULE-ID::case) matches, as pytest -k: words match anywhere in the id "
+    "(ignoring case; * and ? are wildcards), combined with and, or, not and parentheses, e.g. "
+    "-k 'DOSE and not WITHIN'. Repeated, any of them.",
+)
+@click.option("-v", "--verbose", "verbose", count=True, help="Also list every passing case.")
+@click.option("-q", "--quiet", "quiet", count=True, help="Failures without the rules' conditions.")
+@click.option("-x", "--exitfirst", "exitfirst", is_flag=True, help="Stop at the first failing case.")
+@click.option(
+    "--junit-xml",
+    "junit_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a JUnit XML report here (for CI).",
 )
 @click.option("--coverage", is_flag=True, help="Also report rule outcome and threshold boundary coverage.")
 @FORMAT_TEXT_JSON
-def test_command(rules_dir: Path | None, patterns: tuple[str, ...], coverage: bool, fmt: str) -> None:
+@COLOR_OPTION
+def test_command(
+    rules_dir: Path | None,
+    patterns: tuple[str, ...],
+    verbose: int,
+    quiet: int,
+    exitfirst: bool,
+    junit_file: Path | None,
+    coverage: bool,
+    fmt: str,
+    color: str,
+) -> None:
     """Run the scenario tests in RULES/tests/*.yaml.
 
-    Exit 1 when a case fails, the selection is empty or (with --coverage) coverage is incomplete.
+    Exit 1 when a case fails or (with --coverage) coverage is incomplete; 5 when no case is
+    selected (as pytest).
     """
     kb = _load_kb(rules_dir)
-    tests_dir = resolve_rules_dir(rules_dir) / "tests"
+    tests_dir = kb.location.path / "tests"
     cases = load_cases(tests_dir) if tests_dir.is_dir() else []
     chosen = select(cases, patterns)
+    if fmt == "text":
+        click.echo(kb_line(kb.identity))
     if not chosen:
-        click.echo(f"no scenario case matches {' '.join(patterns) or '(no cases in ' + str(tests_dir) + ')'}", err=True)
-        sys.exit(EXIT_CODES["findings"])
-    results = run(kb, chosen)
+        what = f"-k {' -k '.join(patterns)}" if patterns else f"(no cases in {tests_dir})"
+        click.echo(f"no scenario case matches {what}: 0 cases selected", err=True)
+        sys.exit(EXIT_CODES["no_tests"])
+    results = run(kb, chosen, stop_at_first_failure=exitfirst)
     cover = measure_coverage(kb, chosen, results) if coverage else None
+    if junit_file is not None:
+        try:
+            junit_file.write_bytes(junit_xml(results, kb.identity))
+        except OSError as exc:
+            raise KBErrors(
+                [KBError("cli.junit", f"cannot write the report: {exc.strerror}", file=str(junit_file))]
+            ) from None
     if fmt == "json":
-        click.echo(json.dumps(report_json(results, cover), indent=2, ensure_ascii=False))
+        click.echo(json.dumps({"kb": kb.identity, **report_json(results, cover)}, indent=2, ensure_ascii=False))
     else:
-        click.echo(report_text(results, patterns))
+        paint = Palette(wants_colour(color, sys.stdout))
+        click.echo(
+            report_text(kb, results, patterns, verbose - quiet, paint, selected=len(chosen)), color=paint.enabled
+        )
         if cover is not None:
             click.echo(coverage_text(kb, cover))
     failed = any(not r.passed for r in results) or (cover is not None and not cover.complete)
@@ -479,7 +631,8 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
     HTML is a self-contained static site (no network needed to view it); md is one Markdown file.
     """
     kb = _load_kb(rules_dir)
-    book = Handbook(kb.model, kb.fingerprint)
+    click.echo(kb_line(kb.identity))
+    book = Handbook(kb.model, kb.fingerprint, load_checked_map(map_path(rules_dir)))
     try:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
@@ -507,6 +660,9 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
         hint = did_you_mean(rule_id, set(kb.model.rules))
         raise click.BadParameter(f"no rule {rule_id}" + (f" ({hint})" if hint else ""), param_hint="--rule")
     report = audit_report(kb, rule_id)
+    report["kb"] = kb.identity
+    if fmt == "text":
+        click.echo(kb_line(kb.identity))
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else audit_text(report, fmt == "md"))
 
 
@@ -539,6 +695,7 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
     a file that is not a result.
     """
     kb = _load_kb(rules_dir)
+    click.echo(kb_line(kb.identity))
     inputs = index_inputs(_records(input_file)) if input_file else None
     agrees = True
     for i, record in enumerate(_records(result_file)):
@@ -559,25 +716,51 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
 def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
     """Semantic diff of two knowledge bases (each a directory or git:REV), with versioning checks.
 
-    Exit 1 when a rule or the knowledge base changed without a version bump and history or
-    changelog entry; 2 when a side cannot be read or does not validate.
+    A rule's meaning is its own YAML and every parameter and derived value it reaches (value,
+    unit, boundary, provenance, definition): when any of them changed, the rule's version must go
+    up with a history entry, and the knowledge base's with a changelog entry.
+
+    Exit 1 when something changed without those bumps; 2 when a side cannot be read, or NEW does
+    not validate (OLD is compared as long as it loads: a check added since may reject it).
     """
     with temporary_workdir() as work:
         sides = [load_side(spec, rules_path, Path(work)) for spec in (old, new)]
-        for side in sides:
-            if not side.report.ok:
-                fail(side.report.errors, note=f"{side.label} does not validate")
+        if sides[0].report.load.errors or not sides[0].report.load.model.rules:
+            fail(sides[0].report.errors, note=f"{sides[0].label} cannot be read")
+        if not sides[0].report.ok:
+            click.echo(
+                f"note: {sides[0].label} has {len(sides[0].report.errors)} problem(s) under today's checks; "
+                "compared as it is",
+                err=True,
+            )
+        if not sides[1].report.ok:
+            fail(sides[1].report.errors, note=f"{sides[1].label} does not validate")
         result = compare(*sides)
         if fmt == "json":
-            payload = {"changes": result.changes, "violations": result.violations}
+            payload = {
+                "old": _side_identity(sides[0]),
+                "new": _side_identity(sides[1]),
+                "changes": result.changes,
+                "violations": result.violations,
+            }
             click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
         else:
             click.echo(diff_text(sides[0], sides[1], result))
     sys.exit(EXIT_CODES["findings"] if result.violations else EXIT_CODES["ok"])
 
 
+def _side_identity(side: KBSide) -> dict[str, Any]:
+    manifest = side.report.load.model.manifest
+    return {
+        "id": manifest.get("id"),
+        "version": manifest.get("version"),
+        "fingerprint": side.fingerprint,
+        "path": side.label,
+    }
+
+
 @main.command()
-@click.argument("results_file", metavar="RESULTS.jsonl")
+@click.argument("results_file", metavar="RESULTS.jsonl", required=False)
 @click.option(
     "--input",
     "input_file",
@@ -585,23 +768,79 @@ def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
     default=None,
     help="The patients the results were made from (JSON Lines), matched by input_sha256.",
 )
+@click.option(
+    "--decision-log",
+    "decision_log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Replay the decisions of a CDS Hooks service's decision log (SQLite) instead of a results file.",
+)
 @RULES_OPTION
 @FORMAT_TEXT_JSON
-def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fmt: str) -> None:
+def replay(
+    results_file: str | None, input_file: str | None, decision_log: Path | None, rules_dir: Path | None, fmt: str
+) -> None:
     """Re-evaluate recorded decisions with the knowledge base at hand: identical, changed, or input missing.
 
+    Give a results file (from evaluate --include-input or batch), or --decision-log DB. Decisions
+    in a log made by a knowledge base with another fingerprint are flagged and not replayed.
     Exit 0 when every decision comes back identical, 1 otherwise.
     """
+    if (results_file is None) == (decision_log is None):
+        raise usage_error("replay", "give either RESULTS.jsonl or --decision-log DB", hint="not both, not neither")
+    if decision_log is not None and input_file:
+        raise usage_error("replay", "--input goes with RESULTS.jsonl: a decision log stores each input")
     kb = _load_kb(rules_dir)
+    if decision_log is not None:
+        reports = replay_log(kb, decision_log)
+        counts = replay_summary(reports)
+        if fmt == "json":
+            click.echo(json.dumps({"summary": counts, "decisions": reports}, indent=2, ensure_ascii=False))
+        else:
+            click.echo(
+                replay_log_text({"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}, reports, counts)
+            )
+        same = all(r["verdict"] in ("identical", "not_evaluated") for r in reports)
+        sys.exit(EXIT_CODES["ok"] if same else EXIT_CODES["findings"])
     index = index_inputs(_records(input_file)) if input_file else {}
-    reports = list(run_replay(kb, _records(results_file), index))
+    reports = list(run_replay(kb, _records(str(results_file)), index))
     if fmt == "json":
-        payload = {"summary": replay_counts(reports), "decisions": reports}
+        payload = {"kb": kb.identity, "summary": replay_counts(reports), "decisions": reports}
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
+        click.echo(kb_line(kb.identity))
         click.echo(replay_text(kb, reports))
     identical = all(r["verdict"] == "identical" for r in reports)
     sys.exit(EXIT_CODES["ok"] if identical else EXIT_CODES["findings"])
+
+
+@main.command(name="feedback-report")
+@click.argument("decision_log", metavar="DB", type=click.Path(dir_okay=False, path_type=Path))
+@FORMAT_TEXT_JSON
+def feedback_report(decision_log: Path, fmt: str) -> None:
+    """Per rule and version: how often the service's cards were accepted or overridden, and why."""
+    summary = feedback_summary(decision_log)
+    click.echo(json.dumps(summary, indent=2, ensure_ascii=False) if fmt == "json" else feedback_text(summary))
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The service's YAML configuration (schema/cds-config.schema.json).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+def serve(config_file: Path, host: str, port: int, workers: int) -> None:
+    """Run the CDS Hooks 2.0 service (needs the optional extra: pip install 'fsgs-kb[cds]').
+
+    Every call but CORS preflight, /healthz and the handbook pages needs a JWT from a trusted
+    issuer; every hook call and feedback is written to the decision log.
+    """
+    run_service(load_config(config_file), host, port, workers)
 
 
 @main.command()
@@ -621,11 +860,51 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
     sys.exit(EXIT_CODES["findings"] if report["invalid"] else EXIT_CODES["ok"])
 
 
+@main.group(name="export", cls=Group, epilog=EXIT_HELP)
+def export() -> None:
+    """Export the knowledge base for other systems."""
+
+
+@export.command(name="fhir")
+@RULES_OPTION
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write the Bundle into.",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="Canonical base of the exported resources (default: urn:fsgs-kb:KB-ID).",
+)
+def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None:
+    """Write a FHIR R4 Bundle for CQL-based systems: one PlanDefinition (eca-rule) per rule, with its
+    advice, citations (DOI, PMID, verbatim quote), triggers patient-view and order-sign, its
+    condition in plain English and its input data requirements (codes of the FHIR map), and one
+    Library with the parameters and data requirements."""
+    kb = _load_kb(rules_dir)
+    fmap = load_checked_map(map_path(rules_dir))
+    bundle = fhir_bundle(kb.model, fmap, base_url.rstrip("/") if base_url else None)
+    target = out / f"{kb.id}-{kb.version}.fhir-bundle.json"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise KBErrors([KBError("cli.export", f"cannot write the export: {exc.strerror}", file=str(out))]) from None
+    rules = len(bundle["entry"]) - 1
+    click.echo(f"wrote {target}: 1 Library, {rules} PlanDefinitions (FHIR R4)")
+
+
 @main.command(name="compile")
 @RULES_OPTION
 def compile_command(rules_dir: Path | None) -> None:
     """Print the compiled durable-rules rulesets (JSON ruleset form), level by level."""
     kb = _load_kb(rules_dir)
+    click.echo(kb_line(kb.identity), err=True)  # stdout is the rulesets
     click.echo(json.dumps(kb.compiled.as_json(), ensure_ascii=False, indent=2))
 
 

@@ -60,7 +60,7 @@ from fsgs_kb.engine.model import (
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
 CACHE_ENV = "FSGS_KB_CACHE"
-FORMAT = b"fsgs-kb-cache 2"
+FORMAT = b"fsgs-kb-cache 3"  # 3: LoadResult.relative (fingerprints independent of the working directory)
 SECRET_FILE = "secret.key"
 SECRET_BYTES = 32
 MAX_ENTRY_BYTES = 16 * 1024 * 1024

@@ -24,8 +24,7 @@ from fsgs_kb.engine.evaluate.evaluation import Evaluation
 from fsgs_kb.engine.evaluate.kleene import Evaluator
 from fsgs_kb.engine.evaluate.masking import attach_input, check_pointers
 from fsgs_kb.engine.evaluate.output import dumps_bytes
-from fsgs_kb.engine.load.fingerprint import kb_fingerprint
-from fsgs_kb.engine.load.paths import resolve_rules_dir
+from fsgs_kb.engine.load.paths import RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.model import KnowledgeBaseModel
 from fsgs_kb.engine.read.records import Record, record_value
 
@@ -33,10 +32,11 @@ from fsgs_kb.engine.read.records import Record, record_value
 class KnowledgeBase:
     """A validated, compiled knowledge base, ready to evaluate patients."""
 
-    def __init__(self, report: ValidationReport) -> None:
+    def __init__(self, report: ValidationReport, location: RulesLocation | None = None) -> None:
         self.model: KnowledgeBaseModel = report.load.model
         self.report = report
-        self.fingerprint = kb_fingerprint(report.load.docs, self.model.root)
+        self.location = location or RulesLocation(Path(self.model.root), "--rules")
+        self.fingerprint = report.load.fingerprint
         self.compiled: CompiledKB = compile_kb(self.model)
         self.evaluator = Evaluator(self.model)
         self.durable = DurableRulesets(self.compiled.levels, f"fsgskb_{self.fingerprint[:12]}")
@@ -103,20 +103,20 @@ class KnowledgeBase:
         """What batch writes for one framed record: the line `{"record":N,"line":L,…result}` as
         compact JSON (without its newline), the status, and each rule's outcome (counted at every
         detail level, also where the result does not list them). A valid JSON line goes from
-        orjson through the accept-only check to the compiled evaluator; at full detail the JSON
-        is written from templates, byte for byte what orjson writes for the result dict."""
+        orjson through the accept-only check straight to the compiled evaluator."""
         prefix = b'{"record":%d,"line":%d,' % (record.number, record.line)
         detail = options.get("detail", "full")
+        check_detail(detail)
         plain = not options.get("include_input") and not options.get("timestamp")
-        if self.compiled_evaluator is not None and plain and record.problem is None and record.data is None:
-            check_detail(detail)
+        framed = record.origin is None and record.sources is None and record.conversion is None
+        if self.compiled_evaluator is not None and plain and framed and record.problem is None and record.data is None:
             fast = parse_accepted(record.raw)
             if fast is not None:
                 blob, status, outcomes = self.compiled_evaluator.run_json(fast, None, detail)
                 return prefix + blob[1:], status, tuple(zip(self.compiled_evaluator.rule_ids, outcomes, strict=False))
-        full = self.evaluate_record(record, **{**options, "detail": "full"})
+        result = self.evaluate_record(record, **options)
+        full = result if detail != "minimal" else self.evaluate_record(record, **{**options, "detail": "full"})
         counted = tuple((rule["id"], rule["outcome"]) for rule in full["rules"])
-        result = reduce(self.evaluation, full, detail) if detail != "full" else full
         return prefix + dumps_bytes(result)[1:], result["status"], counted
 
     def reference_evaluate(
@@ -150,18 +150,36 @@ class KnowledgeBase:
 
     def evaluate_record(self, record: Record, **options: Any) -> dict[str, Any]:
         """The result for one framed input record, whatever it holds: a record that cannot be
-        read or parsed is `invalid` with its problem, traceable by the hash of its bytes."""
-        if record.problem is None and record.data is None:
+        read or parsed is `invalid` with its problem, traceable by the hash of its bytes. A record
+        converted from FHIR carries where its input came from (`origin`), the provenance of every
+        field (`sources`) and how it was converted (`decision.fhir`: evaluation date, map)."""
+        plain = record.origin is None and record.sources is None and record.conversion is None
+        if plain and record.problem is None and record.data is None:
             fast = parse_accepted(record.raw)  # a valid record: no shape walk, no second check
             if fast is not None:
                 return self._evaluate(fast, True, **options)
         data, problem = record_value(record)
         if problem is None:
-            return self.evaluate(data, **options)
-        detail = options.get("detail", "full")
-        check_detail(detail)
-        pid = data.get("id") if isinstance(data, dict) else None
-        return self.failed_result(problem, record.raw, patient_id=pid if isinstance(pid, str) else None, detail=detail)
+            result = self.evaluate(data, **options)
+        else:
+            detail = options.get("detail", "full")
+            check_detail(detail)
+            status = "error" if problem.code.endswith(".internal") else "invalid"
+            pid = data.get("id") if isinstance(data, dict) else None
+            result = self.failed_result(
+                problem, record.raw, status, patient_id=pid if isinstance(pid, str) else None, detail=detail
+            )
+        if plain:
+            return result
+        decision = result.pop("decision")
+        if record.origin is not None:
+            result["origin"] = record.origin
+        if record.sources is not None:
+            result["sources"] = record.sources
+        if record.conversion is not None:
+            decision["fhir"] = record.conversion
+        result["decision"] = decision
+        return result
 
     def failed_result(
         self,
@@ -179,6 +197,11 @@ class KnowledgeBase:
         return reduce(self.evaluation, result, detail)
 
     @property
+    def identity(self) -> dict[str, object]:
+        """Which knowledge base this is and where it was found (for every command's output)."""
+        return kb_identity(self.location, self.model.manifest, self.fingerprint)
+
+    @property
     def unapproved(self) -> list[str]:
         """Rules that are not active (signed off): --require-approved refuses to use them."""
         return sorted(r.id for r in self.model.rules.values() if r.status != "active")
@@ -187,9 +210,10 @@ class KnowledgeBase:
 def validate(rules_dir: str | Path | None = None) -> ValidationReport:
     """Every problem of a knowledge base, including whether durable-rules can run it.
 
-    A knowledge base whose exact files validated cleanly before comes from the cache
-    (engine.cache), with the proof that the engine takes it."""
-    directory = resolve_rules_dir(rules_dir)
+    Without `rules_dir`: $FSGS_KB_RULES, else the nearest rules/kb.yaml at or above the working
+    directory, else the bundled one. A knowledge base whose exact files validated cleanly before
+    comes from the cache (engine.cache), with the proof that the engine takes it."""
+    directory = locate_rules(rules_dir).path
     key = cache.content_key(directory)
     report = cache.load_cached(key) if key else None
     if report is None:
@@ -200,8 +224,12 @@ def validate(rules_dir: str | Path | None = None) -> ValidationReport:
 
 
 def load(rules_dir: str | Path | None = None) -> KnowledgeBase:
-    """Load, validate and compile a knowledge base; raise KBErrors when it has errors."""
-    report = validate(rules_dir)
+    """Load, validate and compile a knowledge base; raise KBErrors when it has errors.
+
+    Without `rules_dir`: $FSGS_KB_RULES, else the nearest rules/kb.yaml at or above the working
+    directory, else the bundled one (`kb.location` says which)."""
+    location = locate_rules(rules_dir)
+    report = validate(location.path)
     if not report.ok:
         raise KBErrors(report.errors)
-    return KnowledgeBase(report)
+    return KnowledgeBase(report, location)

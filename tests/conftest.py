@@ -1,16 +1,28 @@
-"""Shared fixtures: the real bundled knowledge base, loaded once, and helpers for copies of it."""
+"""Shared fixtures: the checkout's knowledge base, loaded once, and helpers for copies of it.
+
+`pytest` in a checkout tests the checkout's rules/, whatever copy of fsgs-kb is installed (a
+`pip install .` bundles a snapshot of rules/ that an editor's edits do not reach): every test,
+and every command a test runs, reads $FSGS_KB_RULES, set here to ROOT/rules.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
-from support import ROOT, SHARED  # noqa: F401 - re-exported for older imports
+from support import ROOT, RULES, SHARED  # noqa: F401 - re-exported for older imports
 
 import fsgs_kb
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.load.paths import bundled_rules_dir
+from fsgs_kb.engine.load.paths import RULES_ENV
+
+os.environ[RULES_ENV] = str(RULES)
+
+
+def pytest_report_header() -> str:
+    return f"knowledge base under test: {RULES} (${RULES_ENV})"
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +32,7 @@ def kb() -> KnowledgeBase:
 
 @pytest.fixture
 def kb_copy(tmp_path: Path) -> Path:
-    """A writable copy of the bundled knowledge base at tmp_path/rules."""
+    """A writable copy of the checkout's knowledge base at tmp_path/rules."""
     target = tmp_path / "rules"
-    shutil.copytree(bundled_rules_dir(), target)
+    shutil.copytree(RULES, target)
     return target

@@ -7,3 +7,4 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+RULES = ROOT / "rules"  # the checkout's knowledge base: what the tests test (conftest.py sets $FSGS_KB_RULES)

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,12 +17,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from generate import iter_cohort
+from support import RULES
 
 from fsgs_kb.cli import main
-from fsgs_kb.engine.load.paths import bundled_rules_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-KB_VERSION = str(yaml.safe_load((bundled_rules_dir() / "kb.yaml").read_text(encoding="utf-8"))["version"])
 NEXT_VERSION = "9.0.0"  # above any version the bundled knowledge base will reach in these tests
 SOURCE_PROVENANCE = (
     "      source:\n        source: cattran-2003\n        sentence: S5\n"
@@ -42,11 +42,24 @@ def set_dose_ceiling(rules: Path, value: float) -> None:
     params.write_text(text, encoding="utf-8")
 
 
+KB_VERSION = str(yaml.safe_load((RULES / "kb.yaml").read_text(encoding="utf-8"))["version"])
+
+
+def rule_version(rules: Path, rule_id: str) -> str:
+    return str(yaml.safe_load((rules / "recommendations" / f"{rule_id}.yaml").read_text(encoding="utf-8"))["version"])
+
+
+def bump_rule(rules: Path, rule_id: str, version: str) -> None:
+    """A new version with its history entry, as an editor does after a change of meaning."""
+    path = rules / "recommendations" / f"{rule_id}.yaml"
+    text = re.sub(r"(?m)^version: .*$", f"version: {version}", path.read_text(encoding="utf-8"), count=1)
+    text = text.rstrip("\n") + f'\n  - version: {version}\n    date: "2026-11-26"\n    change: New dose ceiling.\n'
+    path.write_text(text, encoding="utf-8")
+
+
 def bump_kb(rules: Path, version: str) -> None:
     manifest = rules / "kb.yaml"
-    text = manifest.read_text(encoding="utf-8").replace(
-        f"version: {KB_VERSION}\nreleased", f"version: {version}\nreleased"
-    )
+    text = re.sub(r"version: \S+\nreleased", f"version: {version}\nreleased", manifest.read_text(encoding="utf-8"))
     text = text.replace(
         "changelog:\n",
         f'changelog:\n  - version: {version}\n    date: "2026-11-26"\n    changes: [Changed the dose ceiling.]\n',
@@ -64,7 +77,7 @@ def git(repo: Path, *args: str) -> None:
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A real git repository whose second commit changes a threshold."""
-    shutil.copytree(bundled_rules_dir(), tmp_path / "rules")
+    shutil.copytree(RULES, tmp_path / "rules")
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-qm", "first")
@@ -79,16 +92,41 @@ def test_diff_by_revision_flags_an_unversioned_change(repo: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "max_daily_dose: 5 mg/kg/day (source S5) → 5.5 mg/kg/day (local (2026-11-25))" in result.output
     assert f"error[diff.unversioned] the knowledge base changed but its version is still {KB_VERSION}" in result.output
+    for rule_id in ("CSA-DOSE-EXCEEDS", "CSA-DOSE-WITHIN"):  # the rules whose meaning rests on the ceiling
+        assert f"{rule_id}'s meaning changed (parameter max_daily_dose) but its version is still" in result.output
+    assert "CSA-DUR-EXCEEDS's meaning" not in result.output
     assert (repo / "rules" / "parameters.yaml").read_text().count("value: 5.5") == 1  # working tree untouched
 
 
 def test_diff_passes_once_versioned(repo: Path) -> None:
-    set_dose_ceiling(repo / "rules", 5.5)
-    bump_kb(repo / "rules", NEXT_VERSION)
-    git(repo, "commit", "-qam", "versioned threshold change")
+    rules = repo / "rules"
+    set_dose_ceiling(rules, 5.5)
+    bump_kb(rules, NEXT_VERSION)
+    git(repo, "commit", "-qam", "threshold change, knowledge base versioned, rules not")
     result = invoke("diff", "git:HEAD~1", "git:HEAD")
+    assert result.exit_code == 1 and "CSA-DOSE-WITHIN's meaning changed (parameter max_daily_dose)" in result.output
+    for rule_id in ("CSA-DOSE-EXCEEDS", "CSA-DOSE-WITHIN"):
+        bump_rule(rules, rule_id, NEXT_VERSION)
+    git(repo, "commit", "-qam", "the rules versioned too")
+    result = invoke("diff", "git:HEAD~2", "git:HEAD")
     assert result.exit_code == 0, result.output
     assert f"kb.yaml: {KB_VERSION} → {NEXT_VERSION}" in result.output
+    assert "CSA-DOSE-WITHIN: meaning changed through parameter max_daily_dose" in result.output
+
+
+def test_a_derived_value_change_reaches_the_rules_that_use_it(repo: Path) -> None:
+    derived = repo / "rules" / "derived.yaml"
+    derived.write_text(derived.read_text(encoding="utf-8").replace("eq: mg/kg/day}", "eq: mg/kg/day }"))
+    assert invoke("diff", "git:HEAD", "rules").exit_code == 0  # formatting only: no change of meaning
+    text = derived.read_text(encoding="utf-8").replace(
+        "        to: {field: serum_creatinine.current}", "        to: {field: serum_creatinine.baseline}"
+    )
+    derived.write_text(text, encoding="utf-8")
+    bump_kb(repo / "rules", NEXT_VERSION)
+    result = invoke("diff", "git:HEAD", "rules")
+    assert result.exit_code == 1
+    assert "CSA-NEPHROTOX-SUSPECTED's meaning changed (derived value creatinine_rise_pct)" in result.output
+    assert "CSA-DOSE-EXCEEDS's meaning" not in result.output
 
 
 def test_a_rule_changed_without_its_version(repo: Path) -> None:
@@ -100,18 +138,20 @@ def test_a_rule_changed_without_its_version(repo: Path) -> None:
     result = invoke("diff", "git:HEAD", "rules")
     assert result.exit_code == 1
     assert "CSA-MONITOR-BP: advice text changed" in result.output
-    assert f"CSA-MONITOR-BP changed without a version bump (still {version})" in result.output
+    assert f"CSA-MONITOR-BP's meaning changed (its own text or condition) but its version is still {version}" in (
+        result.output
+    )
 
 
 def test_audit_one_rule_shows_quote_parameters_and_flags() -> None:
     result = invoke("audit", "--rule", "CSA-NEPHROTOX-SUSPECTED")
     assert result.exit_code == 0
     assert "cites cattran-2003 S5 (quote verified verbatim)" in result.output
-    assert "parameter nephrotoxicity_creatinine_rise = 30 %" in result.output and "[NOT VERIFIED]" in result.output
+    assert "parameter nephrotoxicity_creatinine_rise = 30%" in result.output and "[NOT VERIFIED]" in result.output
     assert "NOT SIGNED OFF" in result.output
     payload = json.loads(invoke("audit", "--format", "json").output)
     counts: dict[str, int] = {}
-    for param in yaml.safe_load((bundled_rules_dir() / "parameters.yaml").read_text())["parameters"].values():
+    for param in yaml.safe_load((RULES / "parameters.yaml").read_text())["parameters"].values():
         kind = next(iter(param["provenance"]))
         counts[kind] = counts.get(kind, 0) + 1
     assert payload["parameters_by_provenance"] == dict(sorted(counts.items()))
@@ -121,7 +161,7 @@ def test_audit_one_rule_shows_quote_parameters_and_flags() -> None:
 
 def test_trace_detects_another_knowledge_base(tmp_path: Path, kb_copy: Path) -> None:
     result_file = tmp_path / "r.json"
-    result_file.write_text(invoke("evaluate", str(ROOT / "examples" / "dose-above-ceiling.json")).output)
+    result_file.write_text(invoke("evaluate", str(ROOT / "examples" / "dose-above-ceiling.json")).stdout)
     same = invoke("trace", str(result_file))
     assert same.exit_code == 0 and "consistent with the same knowledge base" in same.output
     assert "the trace is exact" not in same.output  # not re-derived: the result carries no input
@@ -223,7 +263,7 @@ def test_impact_of_a_dose_ceiling_change_is_exactly_the_patients_in_between(tmp_
     source.write_text("".join(json.dumps(p) + "\n" for p in patients))
     set_dose_ceiling(kb_copy, 5.5)
     bump_kb(kb_copy, NEXT_VERSION)
-    result = invoke("impact", str(bundled_rules_dir()), str(kb_copy), str(source), "--format", "json")
+    result = invoke("impact", str(RULES), str(kb_copy), str(source), "--format", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
 
@@ -249,7 +289,7 @@ def test_impact_of_a_dose_ceiling_change_is_exactly_the_patients_in_between(tmp_
 def test_require_approved_refuses_draft_rules() -> None:
     result = invoke("evaluate", str(ROOT / "examples" / "dose-above-ceiling.json"), "--require-approved")
     assert result.exit_code == 2
-    count = len(list((bundled_rules_dir() / "recommendations").glob("*.yaml")))
+    count = len(list((RULES / "recommendations").glob("*.yaml")))
     assert f"{count} rule(s) are not active (signed off): " in result.output and "CSA-BP-ABOVE-TARGET" in result.output
 
 
@@ -263,4 +303,4 @@ def test_require_approved_accepts_signed_rules(kb_copy: Path) -> None:
         "evaluate", str(ROOT / "examples" / "dose-above-ceiling.json"), "--require-approved", "--rules", str(kb_copy)
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["drafts"] == []
+    assert json.loads(result.stdout)["drafts"] == []

@@ -44,20 +44,20 @@ def test_usage_error_exits_2() -> None:
 def test_evaluate_example(tmp_path: Path) -> None:
     result = invoke("evaluate", str(EXAMPLES / "dose-above-ceiling.json"))
     assert result.exit_code == 0
-    payload = json.loads(result.output)
+    payload = json.loads(result.stdout)
     assert payload["status"] == "evaluated" and "CSA-DOSE-EXCEEDS" in payload["advice"]
 
 
 def test_evaluate_stdin_invalid_record_exits_1() -> None:
     result = invoke("evaluate", "-", stdin='{"id": "x", "weight_kg": 0}')
     assert result.exit_code == 1
-    assert json.loads(result.output)["errors"][0]["pointer"] == "/weight_kg"
+    assert json.loads(result.stdout)["errors"][0]["pointer"] == "/weight_kg"
 
 
 def test_evaluate_garbage_is_an_invalid_record_not_a_traceback() -> None:
     result = invoke("evaluate", "-", stdin="this is not json")
     assert result.exit_code == 1
-    payload = json.loads(result.output)
+    payload = json.loads(result.stdout)
     assert payload["errors"][0]["code"] == "patient.json" and "Traceback" not in result.output
 
 
@@ -76,13 +76,13 @@ def test_explain_names_the_rule_the_value_and_the_quote() -> None:
     result = invoke("explain", str(EXAMPLES / "dose-above-ceiling.json"))
     assert result.exit_code == 0
     assert "CSA-DOSE-EXCEEDS" in result.output
-    assert "dose_mg_per_kg_day = 5.1 mg/kg/day" in result.output
-    assert "357 mg/day ÷ 70 kg" in result.output
+    assert "total daily cyclosporine dose per kilogram of actual body weight is 5.1 mg/kg/day, above" in result.output
+    assert "= 357 mg/day ÷ 70 kg" in result.output
     assert '"Provided the total dose is kept to 5 mg/kg or less"' in result.output
 
 
 def test_compile_prints_loadable_rulesets() -> None:
-    payload = json.loads(invoke("compile").output)
+    payload = json.loads(invoke("compile").stdout)
     rulesets = [rs for level in payload["levels"] for rs in level["rulesets"]]
     assert any("CSA-DOSE-EXCEEDS|T" in rs for rs in rulesets)
 
@@ -95,7 +95,7 @@ def test_compiled_rulesets_load_into_durable_host() -> None:
     """The printed form is durable-rules' own JSON ruleset form: Host().set_rulesets accepts it."""
     from durable.engine import Host, MessageNotHandledException
 
-    payload = json.loads(invoke("compile").output)
+    payload = json.loads(invoke("compile").stdout)
     host = Host()
     fired: list[str] = []
     fact = {

@@ -146,28 +146,6 @@ def test_trace_catches_an_edited_minimal_advice(dose_results: dict[str, Path], t
     assert proc.returncode == 1 and "says differs from the knowledge base's" in proc.stdout, proc.stdout
 
 
-def test_explain_reads_a_result_of_any_level(dose_results: dict[str, Path]) -> None:
-    from_patient = fsgs("explain", str(ROOT / "examples" / "dose-above-ceiling.json")).stdout
-    assert fsgs("explain", str(dose_results["full"])).stdout == from_patient
-    assert fsgs("explain", str(dose_results["standard"])).stdout == from_patient
-    minimal = fsgs("explain", str(dose_results["minimal"]))
-    assert minimal.returncode == 0, minimal.stderr
-    assert "[warning] CSA-DOSE-EXCEEDS v0.1.1 (draft, not signed off)" in minimal.stdout
-    assert "says: The total daily dose is above 5 mg/kg" in minimal.stdout
-    assert "not recorded" in minimal.stdout
-
-
-def test_explain_of_a_standard_result_needs_the_knowledge_base_that_made_it(
-    dose_results: dict[str, Path], tmp_path: Path
-) -> None:
-    result = json.loads(dose_results["standard"].read_text())
-    result["decision"]["kb"]["fingerprint"] = "0" * 64
-    other = tmp_path / "other.json"
-    other.write_text(json.dumps(result))
-    proc = fsgs("explain", str(other))
-    assert proc.returncode == 2 and "error[result.expand]" in proc.stderr, proc.stderr
-
-
 def test_batch_defaults_to_standard_and_replays_at_every_level(tmp_path: Path) -> None:
     patients = tmp_path / "patients.jsonl"
     patients.write_text("".join(json.dumps(p) + "\n" for p in iter_cohort(300, seed=8, invalid_rate=0.03)))

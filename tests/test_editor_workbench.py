@@ -37,9 +37,9 @@ def test_selection_by_rule_id() -> None:
     assert code == 0 and output.strip().endswith("(5 cases; selection: -k CSA-DOSE-EXCEEDS)")
 
 
-def test_an_empty_selection_fails() -> None:
+def test_an_empty_selection_exits_5_as_pytest_does() -> None:
     code, _ = run("test", "-k", "NO-SUCH-RULE")
-    assert code == 1
+    assert code == 5
 
 
 def test_changed_threshold_shows_an_actionable_failure(kb_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,9 +27,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_rule_has_a_page_in_plain_english(site: Path) -> None:
     page = (site / "rules" / "CSA-DOSE-EXCEEDS.html").read_text(encoding="utf-8")
     assert (
-        "the total daily cyclosporine dose per kilogram of actual body weight is above 5 mg/kg/day "
-        "(from the review, S5; parameter max_daily_dose)"
-    ) in page
+        "total daily cyclosporine dose per kilogram of actual body weight is above 5 mg/kg/day (the review, S5)" in page
+    )
     assert "Provided the total dose is kept to 5 mg/kg or less" in page
     rules = list((bundled_rules_dir() / "recommendations").glob("*.yaml"))
     assert len(list((site / "rules").glob("*.html"))) == len(rules) >= 19
@@ -46,6 +45,42 @@ def test_unverified_citations_are_flagged(site: Path) -> None:
     assert page.count("not verified") >= 5 and "signed by: nobody yet" in page
 
 
+BANNER = "DRAFT — not signed off, not for clinical use."
+
+
+def test_the_front_page_says_what_this_is_and_lists_the_rules_by_kind(site: Path) -> None:
+    page = (site / "index.html").read_text(encoding="utf-8")
+    assert BANNER in page and "version <b>0." in page and "content fingerprint <code>" in page
+    kinds = [page.index(f">{heading}</h3>") for heading in ("Warnings", "Advice", "Information", "Scope")]
+    assert kinds == sorted(kinds)
+    assert page.count('<li><a href="rules/') == 13 and "How to read this" in page
+    # each rule has its one-line summary: the first sentence of what it says, whole
+    assert "A relapse is not a failure of therapy: reintroduce cyclosporine" in page
+
+
+def test_every_page_says_the_rules_are_unsigned(site: Path) -> None:
+    for page in site.rglob("*.html"):
+        assert BANNER in page.read_text(encoding="utf-8"), page
+
+
+def test_thresholds_read_as_clinicians_write_them(site: Path) -> None:
+    page = (site / "parameters.html").read_text(encoding="utf-8")
+    assert "<b>5 mg/kg/day</b>" in page and "<b>secondary, genetic or undetermined</b>" in page
+    assert "<b>the 90th percentile</b>" in page and "<b>30%</b>" in page and "<b>none</b>" in page
+    assert "['" not in page and " none<" not in page and "primary none" not in page
+
+
+def test_provenance_without_editors_notes(site: Path) -> None:
+    page = (site / "source.html").read_text(encoding="utf-8")
+    assert "<p>Cattran DC. <i>" in page and "from memory" not in page
+
+
+def test_the_diagram_speaks_clinically_with_ids_beneath(site: Path) -> None:
+    page = (site / "diagram.html").read_text(encoding="utf-8")
+    assert ">Weeks of high-dose corticosteroids</text>" in page and ">steroids.high_dose_weeks</text>" in page
+    assert ">Blood-pressure monitoring on cyclosporine</text>" in page and ">CSA-MONITOR-BP · draft</text>" in page
+
+
 def test_site_is_self_contained(site: Path) -> None:
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
@@ -57,7 +92,10 @@ def test_markdown_handbook(tmp_path: Path) -> None:
     target = tmp_path / "handbook.md"
     assert CliRunner().invoke(main, ["docs", "-o", str(target), "--format", "md"]).exit_code == 0
     text = target.read_text(encoding="utf-8")
-    assert "### CSA-RELAPSE-REINTRODUCE" in text and "| max_daily_dose | 5 mg/kg/day | from the review, S5 |" in text
+    assert "### CSA-RELAPSE-REINTRODUCE" in text
+    assert "(`max_daily_dose`) | 5 mg/kg/day | the review, S5 |" in text
+    assert "> **DRAFT — not signed off, not for clinical use." in text
+    assert "| secondary, genetic or undetermined | local policy" in text
 
 
 def _browser():  # type: ignore[no-untyped-def]
@@ -110,10 +148,21 @@ def test_pages_load_links_resolve_and_the_diagram_renders_in_chromium(site: Path
         )
         assert box[0] > 500 and box[1] > 300 and box[2] > 30, box
         ARTIFACTS.mkdir(exist_ok=True)
-        browser.get((site / "rules" / "CSA-DOSE-EXCEEDS.html").as_uri())
-        assert browser.find_element("tag name", "h1").text.startswith("CSA-DOSE-EXCEEDS")
-        shot = ARTIFACTS / "handbook-rule-page.png"
-        browser.save_screenshot(str(shot))
-        assert shot.stat().st_size > 10_000
+        for name, page, heading in (
+            ("front-page", "index.html", "Cyclosporine in idiopathic FSGS"),
+            ("rule-page", "rules/CSA-DOSE-EXCEEDS.html", "Current cyclosporine dose above"),
+            ("parameters-page", "parameters.html", "Thresholds and lists"),
+            ("diagram-page", "diagram.html", "How patient data feeds the rules"),
+        ):
+            browser.set_window_size(1280, 1400)
+            browser.get((site / page).as_uri())
+            assert browser.find_element("tag name", "h1").text.startswith(heading)
+            banner = browser.find_element("css selector", ".banner")
+            assert banner.is_displayed() and banner.text.startswith(BANNER) and banner.location["y"] < 200
+            height = browser.execute_script("return document.documentElement.scrollHeight")
+            browser.set_window_size(1280, min(max(height, 800), 6000))  # the whole page, as a reader scrolls it
+            shot = ARTIFACTS / f"handbook-{name}.png"
+            browser.save_screenshot(str(shot))
+            assert shot.stat().st_size > 10_000
     finally:
         browser.quit()

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support import SHARED
+from support import RULES, SHARED
 
 from fsgs_kb.cli import main
 from fsgs_kb.engine.check.checks import normalise
 from fsgs_kb.engine.check.validate import validate_dir
-from fsgs_kb.engine.load.paths import bundled_rules_dir
 
 REQUIRED_IDS = {
     "SCOPE-OUT",
@@ -33,7 +32,7 @@ REQUIRED_IDS = {
 
 @pytest.fixture(scope="module")
 def report():  # type: ignore[no-untyped-def]
-    return validate_dir(bundled_rules_dir())
+    return validate_dir(RULES)
 
 
 def test_bundled_kb_is_clean(report) -> None:  # type: ignore[no-untyped-def]

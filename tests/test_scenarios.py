@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsgs_kb.engine.load.paths import bundled_rules_dir
+from support import RULES
+
 from fsgs_kb.engine.load.scenario_files import Case, load_cases
 from fsgs_kb.engine.scenarios.check import check_case
 
-CASES = load_cases(bundled_rules_dir() / "tests")
+CASES = load_cases(RULES / "tests")
 
 
 def pytest_generate_tests(metafunc: Any) -> None:

@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.check.checks import version_key
+from fsgs_kb.engine.check.prose import reach
 from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
 from fsgs_kb.engine.compile.proof import prove
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.load.files import MAX_FILE_BYTES
-from fsgs_kb.engine.load.fingerprint import canonical_json, kb_fingerprint
+from fsgs_kb.engine.load.fingerprint import canonical_json
+from fsgs_kb.engine.load.templating import TEMPLATED_FIELDS, placeholders
 
 RULE_META = ("version", "history")
+OWN = "its own text or condition"
 
 
 @dataclass
@@ -32,6 +35,8 @@ class KBSide:
     report: ValidationReport
     fingerprint: str
     rule_data: dict[str, dict[str, Any]]
+    parameter_data: dict[str, Any] = field(default_factory=dict)
+    derived_data: dict[str, Any] = field(default_factory=dict)
 
 
 GIT_TIMEOUT_S = 60
@@ -159,12 +164,55 @@ def _check_member(member: tarfile.TarInfo, spec: str) -> None:
 def load_side(spec: str, rules_path: str, workdir: Path) -> KBSide:
 
     directory = materialize(spec, rules_path, workdir)
-    report = prove(validate_dir(directory))
-    rule_data = {}
+    report = prove(validate_dir(directory, fhir_map=False))  # the map is not versioned with the rules
+    rule_data, parameter_data, derived_data = {}, {}, {}
     for doc in report.load.docs.values():
-        if isinstance(doc.data, dict) and "when" in doc.data and "id" in doc.data:
+        if not isinstance(doc.data, dict):
+            continue
+        if "when" in doc.data and "id" in doc.data:
             rule_data[doc.data["id"]] = doc.data
-    return KBSide(spec, report, kb_fingerprint(report.load.docs, report.load.model.root), rule_data)
+        elif isinstance(doc.data.get("parameters"), dict):
+            parameter_data = doc.data["parameters"]
+        elif isinstance(doc.data.get("derived"), dict):
+            derived_data = doc.data["derived"]
+    return KBSide(spec, report, report.load.fingerprint, rule_data, parameter_data, derived_data)
+
+
+def reaches(side: KBSide, rule_id: str) -> tuple[list[str], list[str]]:
+    """(parameters, derived values) a rule's meaning rests on: those its condition reaches,
+    directly or through derived values, and those its prose names ({parameter})."""
+    model = side.report.load.model
+    rule = model.rules.get(rule_id)
+    if rule is None:
+        return [], []
+    names, derived = reach(model, rule)
+    data = side.rule_data.get(rule_id, {})
+    for key in TEMPLATED_FIELDS:
+        value = data.get(key)
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                names += placeholders(text)[0]
+    return sorted(set(names)), derived
+
+
+def meaning_changes(old: KBSide, new: KBSide, rule_id: str) -> list[str]:
+    """What changed in a rule's effective meaning: its own YAML (version and history aside), or
+    any parameter or derived value it reaches (value, unit, boundary, provenance, definition)."""
+    before, after = old.rule_data[rule_id], new.rule_data[rule_id]
+    reasons = []
+    if _content(before) != _content(after):
+        reasons.append(OWN)
+    old_params, old_derived = reaches(old, rule_id)
+    new_params, new_derived = reaches(new, rule_id)
+    for name in sorted(set(old_params) | set(new_params)):
+        a, b = old.parameter_data.get(name), new.parameter_data.get(name)
+        if name not in old_params or name not in new_params or canonical_json(a) != canonical_json(b):
+            reasons.append(f"parameter {name}")
+    for name in sorted(set(old_derived) | set(new_derived)):
+        a, b = old.derived_data.get(name), new.derived_data.get(name)
+        if name not in old_derived or name not in new_derived or canonical_json(a) != canonical_json(b):
+            reasons.append(f"derived value {name}")
+    return reasons
 
 
 @dataclass
@@ -244,15 +292,23 @@ def _compare_rules(old: KBSide, new: KBSide, diff: KBDiff) -> None:
                 )
         if before["version"] != after["version"]:
             diff.add("rule_version", rid, f"version {before['version']} → {after['version']}")
-        if _content(before) != _content(after):
+        reasons = meaning_changes(old, new, rid)
+        if reasons:
+            reached = [r for r in reasons if r != OWN]
+            if reached:
+                diff.add("rule_meaning", rid, "meaning changed through " + ", ".join(reached), reasons=reasons)
             history = {h["version"] for h in after.get("history", [])}
             if before["version"] == after["version"]:
                 diff.violations.append(
-                    f"{rid} changed without a version bump (still {after['version']}): "
-                    "raise its version and add a history entry"
+                    f"{rid}'s meaning changed ({', '.join(reasons)}) but its version is still {after['version']}: "
+                    "raise its version and add a history entry saying what changed"
                 )
             elif after["version"] not in history:
                 diff.violations.append(f"{rid} is version {after['version']} but has no history entry for it")
+            elif version_key(str(after["version"])) <= version_key(str(before["version"])):
+                diff.violations.append(
+                    f"{rid} went from version {before['version']} to {after['version']}: versions only go up"
+                )
 
 
 def _compare_parameters(old: KBSide, new: KBSide, diff: KBDiff) -> None:

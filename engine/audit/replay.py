@@ -20,6 +20,10 @@ from fsgs_kb.engine.load.fingerprint import input_sha256
 from fsgs_kb.engine.read.records import Record, record_value
 
 BATCH_ONLY = ("record", "line")
+# FHIR input only: the conversion's account (where each value came from, how the Bundle was
+# converted). Replay re-evaluates the converted record, so these are carried, not re-derived; to
+# redo the conversion, evaluate the Bundle again with --as-of decision.fhir.as_of.
+FHIR_ONLY = ("origin", "sources")
 
 
 def input_hash(record: Record) -> str:
@@ -39,7 +43,11 @@ def index_inputs(records: Iterable[Record]) -> dict[str, Record]:
 
 
 def _strip(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if k not in BATCH_ONLY}
+    out = {k: v for k, v in result.items() if k not in BATCH_ONLY + FHIR_ONLY}
+    decision = out.get("decision")
+    if isinstance(decision, dict) and "fhir" in decision:
+        out["decision"] = {k: v for k, v in decision.items() if k != "fhir"}
+    return out
 
 
 def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record]) -> dict[str, Any]:

@@ -255,8 +255,14 @@ def field_values(record: dict[str, Any], fields: tuple[FieldInfo, ...]) -> dict[
 
 
 def used_fields(paths: set[str]) -> tuple[FieldInfo, ...]:
+    """The fields read, with the sibling holding each one's unit (a creatinine's umol/L)."""
     table = catalogue()
-    return tuple(table[p] for p in sorted(paths) if p in table)
+    wanted = set(paths)
+    for path in paths:
+        info = table.get(path)
+        if info is not None and info.unit_from:
+            wanted.add(path.rsplit(".", 1)[0] + "." + info.unit_from)
+    return tuple(table[p] for p in sorted(wanted) if p in table)
 
 
 def clinical_conflicts(record: dict[str, Any]) -> list[KBError]:

@@ -32,6 +32,7 @@ class FieldInfo:
     low: float | None = None  # numbers: the schema's range (exclusive_low: the minimum itself is not allowed)
     exclusive_low: bool = False
     high: float | None = None
+    title: str = ""  # the clinical name, from the schema's `title` (e.g. "weeks of high-dose corticosteroids")
 
 
 def _type_of(schema: dict[str, Any]) -> str:
@@ -67,6 +68,7 @@ def _walk_object(
                         None,
                         child_pointer,
                         item_key,
+                        title=str(item.get("title") or sub.get("title") or key.replace("_", " ")),
                     )
             continue
         enum = sub.get("enum") or sub.get("items", {}).get("enum")
@@ -83,6 +85,7 @@ def _walk_object(
             sub.get("exclusiveMinimum", sub.get("minimum")),
             "exclusiveMinimum" in sub,
             sub.get("maximum"),
+            str(sub.get("title") or key.replace("_", " ")),
         )
 
 
@@ -91,4 +94,21 @@ def catalogue() -> dict[str, FieldInfo]:
     """Every patient field by dotted path."""
     out: dict[str, FieldInfo] = {}
     _walk_object(load_schema("patient"), (), set(), "", out)
+    return out
+
+
+@lru_cache(maxsize=1)
+def pointer_titles() -> dict[str, str]:
+    """The clinical name of every place in the record, objects included, by JSON pointer
+    (`/serum_creatinine` → "serum creatinine"): what an explanation asks the clinician to record."""
+    out: dict[str, str] = {}
+
+    def walk(schema: dict[str, Any], pointer: str) -> None:
+        for key, sub in schema.get("properties", {}).items():
+            child = pointer_join(pointer, key)
+            out[child] = str(sub.get("title") or key.replace("_", " "))
+            if sub.get("type") == "object":
+                walk(sub, child)
+
+    walk(load_schema("patient"), "")
     return out

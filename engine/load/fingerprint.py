@@ -48,12 +48,16 @@ def input_sha256(value: Any) -> str:
     return hashlib.sha256(text).hexdigest()
 
 
-def kb_fingerprint(docs: dict[str, Located], root: str) -> str:
-    """sha256 over (path relative to the rules directory, canonical content) of every file."""
+def kb_fingerprint(docs: dict[str, Located], root: str, inside: dict[str, str] | None = None) -> str:
+    """sha256 over (path relative to the rules directory, canonical content) of every file.
+
+    `inside` maps each file to its path inside the rules directory (the loader records it); the
+    displayed paths alone cannot tell when the working directory is inside the rules directory."""
     digest = hashlib.sha256()
     prefix = root.rstrip("/") + "/"
-    for file in sorted(docs):
-        relative = file[len(prefix) :] if file.startswith(prefix) else file.rsplit("/", 1)[-1]
+    inside = inside or {}
+    for file in sorted(docs, key=lambda f: inside.get(f, f)):
+        relative = inside.get(file) or (file[len(prefix) :] if file.startswith(prefix) else file.rsplit("/", 1)[-1])
         if relative.startswith("tests/"):
             continue
         digest.update(relative.encode("utf-8") + b"\0" + canonical_json(docs[file].data).encode("utf-8") + b"\0")

@@ -21,9 +21,12 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
 from fsgs_kb.engine.load.conditions import ConditionParser
 from fsgs_kb.engine.load.files import RulesFiles, exists
+from fsgs_kb.engine.load.fingerprint import kb_fingerprint
 from fsgs_kb.engine.load.schemas import schema_errors
+from fsgs_kb.engine.load.templating import placeholders, render
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
 from fsgs_kb.engine.model import Derived, KnowledgeBaseModel, Parameter, Quote, Rule, Source
+from fsgs_kb.engine.suggest import did_you_mean
 
 
 @dataclass
@@ -32,6 +35,12 @@ class LoadResult:
     docs: dict[str, Located] = field(default_factory=dict)
     errors: list[KBError] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)  # parts that could not be loaded: their names are unknown
+    relative: dict[str, str] = field(default_factory=dict)  # display path -> path inside the rules directory
+
+    @property
+    def fingerprint(self) -> str:
+        """The content fingerprint, the same from whichever directory the files were read."""
+        return kb_fingerprint(self.docs, self.model.root, self.relative)
 
 
 def display_path(path: Path) -> str:
@@ -58,6 +67,9 @@ class _Reader:
             self.result.errors.extend(exc.errors)
             return None
         self.result.docs[display] = doc
+        self.result.relative[display] = Path(
+            os.path.relpath(os.path.abspath(path), os.path.abspath(self.root))
+        ).as_posix()
         if not isinstance(doc.data, dict):
             self.result.errors.append(doc.error("schema.invalid", "the file must hold a mapping", ""))
             return None
@@ -178,7 +190,7 @@ def _load_derived(reader: _Reader) -> None:
             continue
         reader.result.model.derived[name] = Derived(
             name,
-            data["title"],
+            _Templates(reader, doc, None)(data["title"], pointer_join(base, "title")),
             data["unit"],
             condition,
             value,
@@ -215,17 +227,20 @@ def _load_rules(reader: _Reader) -> None:
             )
             continue
         seen[data["id"]] = doc.file
+        text = _Templates(reader, doc, data["id"])
         reader.result.model.rules[data["id"]] = Rule(
             data["id"],
             data["version"],
             data["status"],
-            data["title"],
+            text(data["title"], "/title"),
             data["kind"],
             when,
-            data["says"],
+            text(data["says"], "/says"),
             tuple(_quote(c, doc, pointer_join("/citations", i)) for i, c in enumerate(data.get("citations", []))),
             _quote(data["evidence"], doc, "/evidence"),
-            tuple(data.get("interpretation", [])),
+            tuple(
+                text(note, pointer_join("/interpretation", i)) for i, note in enumerate(data.get("interpretation", []))
+            ),
             tuple(data["history"]),
             data.get("approved_by"),
             data.get("approved_on"),
@@ -235,6 +250,40 @@ def _load_rules(reader: _Reader) -> None:
             next(iter(data["provenance"].values())) if "provenance" in data else {},
             tuple(next(iter(ref.items())) for ref in data.get("shows", ())),
         )
+
+
+class _Templates:
+    """Renders `{parameter}` in a rule's prose (engine.load.templating), reporting unknown names."""
+
+    def __init__(self, reader: _Reader, doc: Located, rule_id: str | None) -> None:
+        self.reader, self.doc, self.rule_id = reader, doc, rule_id
+        self.values = {name: (p.value, p.unit) for name, p in reader.result.model.parameters.items()}
+
+    def __call__(self, text: str, pointer: str) -> str:
+        names, stray = placeholders(text)
+        if "param" not in self.reader.result.failed:
+            for name in dict.fromkeys(n for n in names if n not in self.values):
+                self.reader.result.errors.append(
+                    self.doc.error(
+                        "rule.unknown_placeholder",
+                        f"unknown parameter '{{{name}}}' in the text",
+                        pointer,
+                        did_you_mean(name, set(self.values))
+                        or "name a parameter of parameters.yaml, e.g. {max_daily_dose}",
+                        rule_id=self.rule_id,
+                    )
+                )
+        if stray:
+            self.reader.result.errors.append(
+                self.doc.error(
+                    "rule.placeholder_syntax",
+                    f"a lone '{stray[0]}' in the text",
+                    pointer,
+                    "write {parameter_name} for a parameter's value, or {{ and }} for a literal brace",
+                    rule_id=self.rule_id,
+                )
+            )
+        return render(text, self.values)
 
 
 def read_rules_dir(root: Path) -> LoadResult:

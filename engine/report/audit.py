@@ -10,6 +10,8 @@ from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.explain.wording import provenance_label
 from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.templating import quantity
+from fsgs_kb.engine.report.fhir_map import map_audit_lines
 from fsgs_kb.engine.report.text import escape_control, printable
 from fsgs_kb.engine.report.validation import format_error
 
@@ -42,7 +44,8 @@ def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
             out.append(f"qualified by caveats: {', '.join(rule['qualified_by'])}")
         for param in rule["parameters"]:
             flag = "" if param["verified"] in (True, None) else "  [NOT VERIFIED]"
-            out.append(f"parameter {param['name']} = {param['value']} {param['unit']}: {param['summary']}{flag}")
+            value = quantity(param["value"], param["unit"])
+            out.append(f"parameter {param['name']} = {value}: {param['summary']}{flag}")
         for dv in rule["derived"]:
             out.append(f"relies on derived value {dv['name']}: {dv['title']}")
         out += [f"interpretation: {note}" for note in rule["interpretation"]]
@@ -65,6 +68,8 @@ def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
     out.append(f"rules not signed off: {', '.join(nv['rules_not_signed_off']) or 'none'}")
     if nv["source_full_text"]:
         out.append("the source's full text was not read: every rule rests on the abstract alone")
+    if "fhir_map" in report:
+        out += ["", f"{h2}FHIR map codes", *map_audit_lines(report["fhir_map"])]
     return "\n".join(out)
 
 
@@ -186,6 +191,20 @@ def impact_text(report: dict[str, Any], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def _version_place(side: KBSide, violation: str) -> tuple[str, int | None, int | None]:
+    """Where to raise the version a violation is about: the rule's `version:` line, or kb.yaml's."""
+    model = side.report.load.model
+    subject = violation.split("'", 1)[0].split(" ", 1)[0]
+    rule = model.rules.get(subject)
+    files = side.report.load.docs
+    if rule is not None and rule.file in files:
+        return (rule.file, *files[rule.file].where("/version"))
+    manifest = next((f for f in files if f.endswith("kb.yaml")), None)
+    if manifest is not None and ("kb.yaml" in violation or "knowledge base" in violation):
+        return (manifest, *files[manifest].where("/version"))
+    return (side.label, None, None)
+
+
 def diff_text(old: KBSide, new: KBSide, diff: KBDiff) -> str:
     om, nm = old.report.load.model.manifest, new.report.load.model.manifest
     lines = [
@@ -197,5 +216,5 @@ def diff_text(old: KBSide, new: KBSide, diff: KBDiff) -> str:
     for change in diff.changes:
         lines.append(f"  {change['subject']}: {change['detail']}")
     hint = "bump the version and add a history (rule) or changelog (kb.yaml) entry"
-    lines += [format_error(KBError("diff.unversioned", v, file=new.label, hint=hint)) for v in diff.violations]
+    lines += [format_error(KBError("diff.unversioned", v, *_version_place(new, v), hint=hint)) for v in diff.violations]
     return "\n".join(lines)

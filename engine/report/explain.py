@@ -1,7 +1,10 @@
-"""Render a result for a person: what fired and why, what is undetermined, the nearest misses.
+"""One patient's result explained for a clinician, or as JSON for tools (`fsgs-kb explain`).
 
-Reads only the result dict (the output contract), so it can explain a result produced earlier
-or elsewhere, e.g. a line of a batch output.
+Warnings first, then advice and information, then what could not be decided with what to
+record, then (folded unless --all) the rules that do not apply. Each fired rule shows what it
+says, why — its condition as nested groups, each comparison a sentence with units and where its
+threshold comes from — the sentence it rests on and how that sentence was read. Every string
+from the record is escaped (engine.report.text) before it reaches a terminal.
 """
 
 from __future__ import annotations
@@ -9,14 +12,16 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from fsgs_kb.engine.evaluate.evaluation import SCOPE_DERIVED
+from fsgs_kb.engine.evaluate.kleene import Memo
+from fsgs_kb.engine.explain.clinical import ConditionWords, lower_first, short_reference
 from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.fields import pointer_titles
+from fsgs_kb.engine.load.templating import quantity
+from fsgs_kb.engine.report.colour import PLAIN, Palette
 from fsgs_kb.engine.report.text import printable
 
 WIDTH = 100
-EVIDENCE_NOTE = (
-    "Evidence note: the review says the randomized trials of this drug in this disease are very limited (S3)."
-)
+DRAFT_BANNER = "DRAFT — not signed off, not for clinical use"
 STATUS_TEXT = {
     "evaluated": "evaluated",
     "out_of_scope": "out of scope: the review covers idiopathic FSGS only",
@@ -24,125 +29,310 @@ STATUS_TEXT = {
     "invalid": "invalid record: no rule was run",
     "error": "internal error: this result must not be used",
 }
+SECTIONS = (
+    ("out_of_scope", "OUT OF SCOPE"),
+    ("warning", "WARNINGS"),
+    ("advice", "ADVICE"),
+    ("caveat", "CAVEATS: where the evidence behind the advice may not apply"),
+    ("info", "INFORMATION"),
+)
+MARK = {True: "✓", False: "✗", None: "?"}
 
 
-def _wrap(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(" ".join(text.split()), WIDTH, initial_indent=indent, subsequent_indent=" " * len(indent))
+# ---- the explanation as data ------------------------------------------------------------------
+def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """The result with, for every rule, its condition as a tree of sentences for this patient,
+    its interpretation notes, and the inputs to record (titles and pointers)."""
+    doc: dict[str, Any] = {
+        "kb": kb.identity,
+        "patient_id": result.get("patient_id"),
+        "status": result["status"],
+        "status_text": STATUS_TEXT.get(result["status"], result["status"]),
+        "scope_text": (result.get("scope") or {}).get("reason"),
+        "decision_id": result["decision"]["decision_id"],
+        "problems": result["errors"],
+        "scope": None,
+        "rules": [],
+    }
+    if result["status"] in ("invalid", "error") or not isinstance(patient, dict):
+        return doc
+    words = ConditionWords(kb.model, kb.evaluator)
+    values = kb.evaluation.values_of(patient)
+    memo: Memo = {}
+    known = kb.evaluator.derive(values, memo)
+    titles = pointer_titles()
+    shown = set(result["advice"]) | set(result.get("caveats", []))
+    fired_caveats = [kb.model.rules[c] for c in result.get("caveats", []) if c in kb.model.rules]
+    for rule in result["rules"]:
+        model_rule = kb.model.rules[rule["id"]]
+        section = rule["kind"] if rule["id"] in shown else rule["outcome"]
+        entry = {
+            "id": rule["id"],
+            "version": rule["version"],
+            "status": rule["status"],
+            "kind": rule["kind"],
+            "title": rule["title"],
+            "outcome": rule["outcome"],
+            "section": section,
+            "says": rule["says"],
+            "because": words.tree(model_rule.when, values, known, memo),
+            "citations": rule["citations"],
+            "evidence": rule["evidence"],
+            "interpretation": [" ".join(note.split()) for note in model_rule.interpretation],
+            "record": [_to_record(p, titles) for p in rule["missing"]],
+        }
+        if rule.get("decided_without"):
+            entry["decided_without"] = [_to_record(p, titles) for p in rule["decided_without"]]
+        if rule.get("shown"):
+            entry["shown"] = [_shown_text(kb, item) for item in rule["shown"]]
+        if model_rule.kind == "caveat":
+            entry["qualifies"] = list(model_rule.qualifies)
+            entry["rests_on"] = _caveat_source(model_rule.provenance_kind, model_rule.provenance)
+        qualified_by = [c.id for c in fired_caveats if rule["id"] in c.qualifies]
+        if qualified_by and rule["id"] in shown:
+            entry["caveats"] = qualified_by
+        doc["rules"].append(entry)
+    scope = kb.model.derived.get("in_scope")
+    if scope is not None and scope.condition is not None:
+        tree = words.tree(scope.condition, values, known, memo)
+        missing = (result.get("scope") or {}).get("missing", [])
+        unrecorded = [p for p in missing if _recorded(patient, p) is None]
+        doc["scope"] = {
+            "in_scope": known["in_scope"].value if "in_scope" in known else None,
+            "covers": " ".join(scope.title.split()),
+            "because": tree,
+            "record": [_to_record(p, titles) for p in unrecorded],
+        }
+    return doc
 
 
-def _provenance(cond: dict[str, Any]) -> str:
-    prov = cond.get("provenance")
-    if not prov:
-        return ""
-    if prov["kind"] == "source":
-        return f" [{cond['parameter']}: the review, {prov['sentence']}]"
-    if prov["kind"] == "cited":
-        checked = "verified" if prov["verified"] else "NOT verified against the primary document"
-        return f" [{cond['parameter']}: cited, {prov['reference'][:60]}…, {checked}]"
-    return f" [{cond['parameter']}: local policy, decided {prov['decided_on']}]"
+def _shown_text(kb: KnowledgeBase, item: dict[str, Any]) -> str:
+    """A value a rule shows when it fires, as a clinician reads it: `current serum creatinine 160 umol/L`."""
+    if "derived" in item:
+        name = lower_first(kb.model.derived[item["derived"]].title) if item["derived"] in kb.model.derived else ""
+    else:
+        info = kb.evaluator.fields.get(item.get("field", ""))
+        name = info.title if info is not None and info.title else str(item.get("field"))
+    value = item.get("value")
+    if isinstance(value, float):
+        value = float(f"{value:.3g}")  # 77.8%, not 77.7777777778%
+    return f"{name}: {'not recorded' if value is None else quantity(value, item.get('unit'))}"
 
 
-def rule_lines(rule: dict[str, Any], show_says: bool) -> list[str]:
-    draft = " (draft, not signed off)" if rule["status"] != "active" else ""
-    lines = [f"  [{rule['kind']}] {rule['id']} v{rule['version']}{draft}: {rule['title']}"]
-    for cond in rule["conditions"]:
-        mark = {True: "✓", False: "✗", None: "?"}[cond["result"]]
-        lines.append(f"      {mark} {cond['text']}{_provenance(cond)}")
-    for dv in rule["derived"]:
-        if dv["value"] is not None and dv["name"] != SCOPE_DERIVED:
-            lines += _wrap(f"{dv['name']}: {dv['how']}", "        where ")
-    if show_says:
-        lines += _wrap(rule["says"], "      says: ")
+def _caveat_source(kind: str | None, data: dict[str, Any]) -> str:
+    """Where a caveat comes from, in a line: the review's sentence, a cited publication, local policy."""
+    if kind == "source":
+        return f"the review, {data.get('sentence')}"
+    if kind == "cited":
+        flag = "" if data.get("verified") else ", not verified against the publication"
+        return f"cited: {short_reference(str(data.get('reference', '')), data.get('year'))}{flag}"
+    if kind == "local":
+        return f"local policy, decided {data.get('decided_on')}"
+    return ""
+
+
+def _to_record(pointer: str, titles: dict[str, str]) -> dict[str, str]:
+    return {"pointer": pointer, "title": titles.get(pointer, pointer.strip("/").replace("/", " ").replace("_", " "))}
+
+
+def _recorded(patient: dict[str, Any], pointer: str) -> Any:
+    node: Any = patient
+    for part in pointer.strip("/").split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+# ---- the explanation as text ------------------------------------------------------------------
+def _wrap(text: str, indent: str, hang: int = 2) -> list[str]:
+    return textwrap.wrap(
+        " ".join(text.split()),
+        WIDTH,
+        initial_indent=indent,
+        subsequent_indent=" " * (len(indent) + hang),
+        break_on_hyphens=False,
+    )
+
+
+def tree_lines(node: dict[str, Any], indent: str, paint: Palette = PLAIN) -> list[str]:
+    """A condition tree: `✓ all of:` groups with their items beneath, each sentence with its mark."""
+    mark = _mark(node["met"], paint)
+    if node["kind"] == "condition":
+        lines = _wrap(f"{mark} {node['text']}", indent)
+        if node.get("how"):
+            lines += _wrap(node["how"], indent + "    ")
+        if "definition" in node:
+            lines += _group_lines(node["definition"], indent + "    ", paint, "because ")
+        return lines
+    return _group_lines(node, indent, paint)
+
+
+def _group_lines(node: dict[str, Any], indent: str, paint: Palette, lead: str = "") -> list[str]:
+    if node["kind"] == "condition":
+        return tree_lines(node, indent, paint)
+    head = {"all": "all of:", "any": "any of:", "not": "not:"}[node["kind"]]
+    lines = [f"{indent}{_mark(node['met'], paint)} {lead}{head}"]
+    for item in node["items"]:
+        lines += tree_lines(item, indent + "    ", paint)
+    return lines
+
+
+def _mark(met: bool | None, paint: Palette) -> str:
+    return paint(MARK[met], {True: "ok", False: "fail", None: "warning"}[met])
+
+
+def _why_lines(rule: dict[str, Any], paint: Palette) -> list[str]:
+    root = rule["because"]
+    if root["kind"] == "all":
+        head = {
+            True: "Why (all of these hold):",
+            False: "Why not (all of these are needed):",
+            None: "Not decided (all of these are needed):",
+        }
+        lines = [f"    {head[root['met']]}"]
+        for item in root["items"]:
+            lines += tree_lines(item, "      ", paint)
+        return lines
+    return ["    Why:"] + tree_lines(root, "      ", paint)
+
+
+def rule_lines(rule: dict[str, Any], paint: Palette, full: bool) -> list[str]:
+    symbol = {"warning": "⚠", "advice": "•", "info": "ℹ", "out_of_scope": "○", "caveat": "!"}.get(rule["kind"], "•")
+    if rule["section"] == "not_fired":
+        symbol = "✗"
+    lines = _wrap(f"{symbol} {rule['title']}", "  ")
+    signed = "signed off" if rule["status"] == "active" else f"{rule['status']}, not signed off"
+    lines.append(paint(f"    {rule['id']} v{rule['version']} · {signed}", "muted"))
+    if full:
+        lines += _wrap(rule["says"], "    ", 0)
+        if rule.get("caveats"):
+            lines += _wrap(
+                f"Caveat: {', '.join(rule['caveats'])} (below): the evidence may not apply to this patient.", "    "
+            )
+        shown = [t for t in rule.get("shown", []) if not t.startswith("unit of ")]
+        if shown:
+            lines += _wrap(f"Recorded: {'; '.join(shown)}.", "    ")
+        if rule.get("qualifies"):
+            lines += _wrap(f"Qualifies {', '.join(rule['qualifies'])}; rests on {rule['rests_on']}.", "    ")
+    lines += _why_lines(rule, paint)
+    if rule.get("decided_without"):
+        names = ", ".join(r["title"] for r in rule["decided_without"])
+        lines += _wrap(f"decided whatever the value of {names}", "      ")
+    if full:
         for cite in rule["citations"]:
-            lines += _wrap(f'{cite["sentence"]}: "{cite["quote"]}"', "      source ")
-        lines += _wrap(f'{rule["evidence"]["sentence"]}: "{rule["evidence"]["quote"]}"', "      evidence ")
+            lines += _wrap(f'Source ({cite["sentence"]}): "{cite["quote"]}"', "    ")
+        if rule["interpretation"]:
+            lines.append("    How the source was read:")
+            for note in rule["interpretation"]:
+                lines += _wrap(f"- {note}", "      ")
     return lines
 
 
-def _nearest_misses(rules: list[dict[str, Any]], limit: int = 3, within: float = 0.25) -> list[str]:
-    """Rules that did not fire because of one numeric comparison, within 25 % of its threshold."""
-    misses = []
-    for rule in rules:
-        failed = [c for c in rule["conditions"] if c["result"] is False]
-        if rule["outcome"] == "not_fired" and len(failed) == 1 and "margin" in failed[0]:
-            cond = failed[0]
-            relative = abs(cond["margin"]) / (abs(cond["threshold"]) or 1)
-            if relative <= within:
-                misses.append((relative, f"  {rule['id']}: {cond['distance']} {cond['unit'] or ''}".rstrip()))
-    return [text for _, text in sorted(misses)[:limit]]
+def _record_text(items: list[dict[str, str]]) -> str:
+    return "; ".join(f"{item['title']} ({item['pointer']})" for item in items)
 
 
-def _header(result: dict[str, Any]) -> list[str]:
-    decision = result["decision"]
-    kb = decision["kb"]
+def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = PLAIN) -> str:
+    """The explanation for a clinician (`explanation()`'s output); `show_all` unfolds the rules
+    that do not apply."""
+    doc = printable(doc)  # ids, keys and values from the record reach a terminal
     lines = [
-        f"Patient {result.get('patient_id') or '(no id)'}: {STATUS_TEXT.get(result['status'], result['status'])}",
-        f"  knowledge base {kb['id']} {kb['version']} (fingerprint {kb['fingerprint'][:12]}), "
-        f"decision {decision['decision_id']}",
+        paint(f"Patient {doc.get('patient_id') or '(no id)'}: {doc['status_text']}", "heading")
+        + (f" ({doc['scope_text']})" if doc["status"] == "evaluated" and doc.get("scope_text") else ""),
+        paint(f"  decision {doc['decision_id']}", "muted"),
     ]
-    if result["errors"]:
-        lines.append("Problems:")
-        lines += [f"  {e['message']}" + (f" (hint: {e['hint']})" if e.get("hint") else "") for e in result["errors"]]
-    scope = result.get("scope")
-    if scope and result["status"] == "scope_undetermined":
-        lines.append(f"Scope: {scope['reason']}")
-    return lines
-
-
-def _minimal_text(result: dict[str, Any], kb: KnowledgeBase | None) -> str:
-    lines = _header(result)
-    same = kb is not None and result["decision"]["kb"]["fingerprint"] == kb.fingerprint
-    rules = kb.model.rules if kb is not None and same else {}
-    if result["advice"]:
-        lines.append("Fired:")
-        for rid in result["advice"]:
-            rule = rules.get(rid)
-            draft = " (draft, not signed off)" if rid in result["drafts"] else ""
-            named = f"[{rule.kind}] {rid} v{rule.version}{draft}: {rule.title}" if rule else f"{rid}{draft}"
-            lines.append(f"  {named}")
-            lines += _wrap(result["says"].get(rid, ""), "      says: ")
-    if result.get("caveats"):
-        lines.append("Caveats (they qualify the advice above):")
-        for rid in result["caveats"]:
-            rule = rules.get(rid)
-            lines.append(f"  {rid}: {rule.title}" if rule else f"  {rid}")
-            lines += _wrap(result["says"].get(rid, ""), "      says: ")
-    if result["undetermined"]:
-        lines.append("Undetermined (the record lacks data that would decide these):")
-        for rid in result["undetermined"]:
-            lines.append(f"  {rid}: needs {', '.join(result['missing'].get(rid, []))}")
-    if result.get("no_recommendation"):
-        lines.append("No recommendation: the review says nothing for this patient.")
-    if any(rules[rid].kind == "advice" for rid in result["advice"] if rid in rules):
-        lines += _wrap(EVIDENCE_NOTE, "")
-    lines.append("(a minimal result: the conditions behind each outcome are not recorded; evaluate the input for them)")
-    return "\n".join(lines)
-
-
-def explain_text(result: dict[str, Any], kb: KnowledgeBase | None = None) -> str:
-    """A full result explained in full; a minimal one as far as it goes (fired advice and its
-    text, what is missing), with each rule's kind and title from `kb` when it made the result.
-    A standard result is expanded by the caller (`KnowledgeBase.expand`) first."""
-    result = printable(result)  # ids, keys and values from the record reach a terminal
-    if "rules" not in result:
-        return _minimal_text(result, kb)
-    lines = _header(result)
-    fired = [r for r in result["rules"] if r["id"] in result["advice"]]
-    if fired:
-        lines.append("Fired:")
-        for rule in fired:
-            lines += rule_lines(rule, show_says=True)
-    undetermined = [r for r in result["rules"] if r["id"] in result["undetermined"]]
+    rules = doc["rules"]
+    fired = [r for r in rules if r["section"] not in ("not_fired", "undetermined")]
+    if any(r["status"] != "active" for r in fired):
+        lines.append(paint(f"{DRAFT_BANNER}: the rules below are drafts.", "warning"))
+    if doc["problems"]:
+        lines.append(paint("PROBLEMS WITH THE RECORD", "heading"))
+        for problem in doc["problems"]:
+            where = f"{problem['pointer']}: " if problem.get("pointer") else ""
+            hint = f" (hint: {problem['hint']})" if problem.get("hint") else ""
+            lines += _wrap(f"{where}{problem['message']}{hint}", "  ")
+    scope = doc.get("scope")
+    if scope is not None and doc["status"] == "scope_undetermined":
+        lines += ["", paint("SCOPE: cannot tell whether the review applies", "heading")]
+        lines += _wrap(
+            f"The review applies when {lower_first(scope['covers'])}; this record does not establish it:", "  "
+        )
+        lines += _group_lines(scope["because"], "    ", paint)
+        if scope["record"]:
+            lines += _wrap(f"To decide, record: {_record_text(scope['record'])}", "  ")
+    for kind, heading in SECTIONS:
+        chosen = [r for r in fired if r["section"] == kind]
+        if chosen:
+            lines += ["", paint(f"{heading} ({len(chosen)})", "heading")]
+            for rule in chosen:
+                lines += rule_lines(rule, paint, full=True)
+    undetermined = [r for r in rules if r["section"] == "undetermined" and doc["status"] == "evaluated"]
     if undetermined:
-        lines.append("Undetermined (the record lacks data that would decide these):")
+        lines += ["", paint(f"UNDETERMINED: record these to decide ({len(undetermined)})", "heading")]
         for rule in undetermined:
-            lines.append(f"  {rule['id']}: needs {', '.join(rule['missing'])}")
-    if result.get("no_recommendation"):
-        lines.append("No recommendation: the review says nothing for this patient.")
-    misses = _nearest_misses(result["rules"])
-    if misses and result["status"] == "evaluated":
-        lines.append("Nearest misses:")
-        lines += misses
-    if result["advice"] and any(r["kind"] == "advice" for r in fired):
-        lines += _wrap(EVIDENCE_NOTE, "")
+            lines += _wrap(f"? {rule['title']} ({rule['id']})", "  ")
+            if rule["record"]:
+                lines += _wrap(f"record: {_record_text(rule['record'])}", "    ")
+            if show_all:
+                lines += _why_lines(rule, paint)
+    if doc["status"] == "evaluated" and not fired and not undetermined:
+        lines += ["", "No recommendation: the review says nothing for this patient."]
+    notes = {(r["evidence"]["sentence"], r["evidence"]["quote"]) for r in fired if r["kind"] in ("advice", "warning")}
+    for sentence, quote in sorted(notes):  # each rule's evidence note, from the knowledge base
+        lines += [""] + _wrap(f'Evidence ({sentence}): the review says "{quote}".', "")
+    rest = [
+        r for r in rules if r["section"] == "not_fired" or (r["section"] == "undetermined" and r not in undetermined)
+    ]
+    if rest:
+        if show_all:
+            lines += ["", paint(f"DO NOT APPLY TO THIS PATIENT ({len(rest)})", "heading")]
+            for rule in rest:
+                lines += rule_lines(rule, paint, full=False)
+        else:
+            names = ", ".join(r["id"] for r in rest)
+            what = {
+                "out_of_scope": f"{len(rest)} other rules are not applied outside the review's scope",
+                "scope_undetermined": f"no rule is applied while the scope is not established ({len(rest)} rules)",
+            }.get(doc["status"], f"{len(rest)} rules do not apply to this patient")
+            lines += [""] + _wrap(f"{what[0].upper()}{what[1:]} ({names}); --all shows why.", "")
     return "\n".join(lines)
+
+
+MISSING_TEXT = {
+    "no_resource": "no resource for it",
+    "unit_not_convertible": "a unit the map cannot convert",
+    "dose_not_computable": "a dose that cannot be computed from the instructions",
+    "ambiguous": "ambiguous (the resources disagree, or cannot be told apart)",
+}
+
+
+def _why_empty(entry: Any) -> str:
+    if isinstance(entry, dict) and "missing" in entry:
+        return f" (FHIR: {MISSING_TEXT.get(entry['missing'], entry['missing'])})"
+    return ""
+
+
+def sources_lines(result: dict[str, Any]) -> list[str]:
+    """FHIR input: where each value came from, and why each empty field is empty."""
+    result = printable(result)  # resource ids and codes come from the input
+    sources = result.get("sources")
+    if not isinstance(sources, dict):
+        return []
+    conversion = result["decision"].get("fhir") or {}
+    head = "Data from FHIR"
+    if conversion:
+        head += f" (evaluation date {conversion['as_of']}, map {conversion['map']['version']})"
+    lines = [head + ":"]
+    empty: dict[str, list[str]] = {}
+    for pointer, entry in sources.items():
+        if "missing" in entry:
+            empty.setdefault(entry["missing"], []).append(pointer)
+            continue
+        when = f", {entry['effective']}" if entry.get("effective") else ""
+        others = f" (+{len(entry['others'])} more)" if entry.get("others") else ""
+        what = f"{entry['resourceType']}/{entry['id']}" if entry.get("id") else str(entry["resourceType"])
+        lines.append(f"  {pointer} ← {what}{others} [{entry.get('code')}{when}]")
+    for reason, pointers in empty.items():
+        lines += _wrap(", ".join(pointers), f"  empty, {MISSING_TEXT.get(reason, reason)}: ")
+    return lines

@@ -1,8 +1,11 @@
 """The handbook: the knowledge base as a document for clinicians, generated from the rules.
 
 A static, self-contained HTML site (no script, no network: one inline stylesheet, the diagram
-as inline SVG) or one Markdown file. Every rule is written out in plain English from its
-condition, with its citation, parameters and their provenance, status and history.
+as inline SVG) or one Markdown file. A front page says what the knowledge base is, that it is a
+draft not for clinical use while any rule is unsigned, and lists the rules by kind with a line
+each; every rule is written out in clinical words from its condition, with the sentence it
+rests on, its thresholds as clinicians write them and where each comes from, its reading of
+the source, status and history. Every page carries the draft banner while any rule is unsigned.
 """
 
 from __future__ import annotations
@@ -10,63 +13,160 @@ from __future__ import annotations
 import errno
 import html
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
-from fsgs_kb.engine.explain.wording import plain_lines, provenance_label, shaping_parameters
-from fsgs_kb.engine.load.conditions import walk
+from fsgs_kb.engine.explain.clinical import (
+    parameter_text,
+    provenance_short,
+    requirement_lines,
+    short_reference,
+)
+from fsgs_kb.engine.explain.wording import shaping_parameters
+from fsgs_kb.engine.fhir.fhirmap import FhirMap
+from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.model import KnowledgeBaseModel, ParamRef, Rule, rule_order
 from fsgs_kb.engine.report.diagram import svg
+from fsgs_kb.engine.report.fhir_map import map_html
 
-STYLE = """body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-nav a{margin-right:1rem}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3rem .5rem;
-text-align:left;vertical-align:top}
+STYLE = """body{font:16px/1.5 system-ui,sans-serif;max-width:62rem;margin:1.5rem auto;padding:0 1rem;color:#222}
+nav{border-bottom:1px solid #ccc;padding-bottom:.4rem}nav a{margin-right:1rem}
+table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.35rem .5rem;text-align:left;
+vertical-align:top}th{background:#f3f3f3}
 blockquote{border-left:4px solid #8ab;margin:.5rem 0;padding:.2rem 1rem;background:#f4f8fa}
-.kind-warning{color:#a40}.kind-advice{color:#060}.draft{background:#fe8;padding:0 .3rem}.unverified{color:#a40}
-.sentence{margin:.6rem 0}.muted{color:#666}svg text{font:12px sans-serif}"""
+.banner{background:#fde68a;border:2px solid #b45309;color:#6b2105;padding:.5rem 1rem;font-weight:600;margin:1rem 0}
+.badge{border-radius:3px;padding:0 .35rem;font-size:.85em;white-space:nowrap}
+.badge.draft,.badge.retired{background:#fde68a;border:1px solid #b45309;color:#6b2105}
+.badge.active{background:#dcfce7;border:1px solid #15803d;color:#14532d}
+.kind-warning{color:#a40}.kind-advice{color:#060}.kind-info{color:#046}.kind-out_of_scope{color:#555}
+.id{color:#666;font-family:ui-monospace,monospace;font-size:.85em;white-space:nowrap}.unverified{color:#a40;font-weight:600}
+.sentence{margin:.6rem 0}.muted{color:#666}.cond div{margin:.15rem 0}
+ul.rules{list-style:none;padding-left:0}ul.rules li{margin:.5rem 0}
+footer{margin-top:2rem;border-top:1px solid #ccc;padding-top:.4rem;color:#666;font-size:.85em}
+svg text{font:12px system-ui,sans-serif}svg .id{font:10px ui-monospace,monospace;fill:#666}"""
+KIND_TITLES = (
+    ("warning", "Warnings", "when something is outside what the review calls safe"),
+    ("advice", "Advice", "what the review recommends or requires"),
+    ("info", "Information", "facts that change how the review applies"),
+    ("caveat", "Caveats", "where the evidence behind some advice may not apply"),
+    ("out_of_scope", "Scope", "patients the review does not cover"),
+)
+KIND_WORD = {
+    "warning": "warning",
+    "advice": "advice",
+    "info": "information",
+    "caveat": "caveat",
+    "out_of_scope": "scope",
+}
+PROVENANCE_WORDS = {"source": "from the review", "cited": "cited from another publication", "local": "local policy"}
 
 
 def _esc(text: Any) -> str:
     return html.escape(" ".join(str(text).split()))
 
 
-def _page(title: str, body: str, up: str = "") -> str:
-    nav = " ".join(
-        f'<a href="{up}{href}">{label}</a>'
-        for href, label in (
-            ("index.html", "Overview"),
-            ("rules.html", "Rules"),
-            ("source.html", "The source"),
-            ("parameters.html", "Parameters"),
-            ("diagram.html", "Diagram"),
-            ("changelog.html", "Changelog"),
-        )
-    )
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
-        f'<meta name="viewport" content="width=device-width"><style>{STYLE}</style></head><body>'
-        f"<nav>{nav}</nav><h1>{_esc(title)}</h1>{body}</body></html>\n"
-    )
+def first_sentence(text: str) -> str:
+    """The first sentence of a rule's advice: its one-line summary."""
+    text = " ".join(text.split())
+    match = re.search(r"(?<=[a-z)]\.)\s", text)
+    return text[: match.start()] if match else text
+
+
+def authors_without_notes(authors: str) -> str:
+    """`Cattran DC (from memory: …)` → `Cattran DC`: an editor's note is not part of a citation."""
+    return re.sub(r"\s*\([^)]*\)\s*$", "", " ".join(authors.split()))
 
 
 class Handbook:
-    def __init__(self, model: KnowledgeBaseModel, fingerprint: str) -> None:
+    def __init__(self, model: KnowledgeBaseModel, fingerprint: str, fhir_map: FhirMap | None = None) -> None:
         self.model = model
         self.fingerprint = fingerprint
+        self.fhir_map = fhir_map
         self.rules = sorted(model.rules.values(), key=rule_order)
+        self.fields: dict[str, FieldInfo] = catalogue()
+        self.unsigned = [r for r in self.rules if r.status != "active"]
 
-    def _encoders(self) -> dict[str, list[str]]:
+    # ---- page frame -----------------------------------------------------------------------------
+    @property
+    def banner_text(self) -> str:
+        if not self.unsigned:
+            return ""
+        return (
+            f"DRAFT — not signed off, not for clinical use. {len(self.unsigned)} of {len(self.rules)} rules "
+            "have not been signed off by a clinician."
+        )
+
+    def page(self, title: str, body: str, up: str = "", subtitle: str = "") -> str:
+        nav = " ".join(
+            f'<a href="{up}{href}">{label}</a>'
+            for href, label in (
+                ("index.html", "Overview"),
+                ("rules.html", "Rules"),
+                ("source.html", "The source"),
+                ("parameters.html", "Thresholds"),
+                ("diagram.html", "Diagram"),
+                ("fhir-map.html", "FHIR map"),
+                ("changelog.html", "Changelog"),
+            )
+        )
+        m = self.model.manifest
+        banner = f'<div class="banner" role="alert">{_esc(self.banner_text)}</div>' if self.banner_text else ""
+        sub = f'<p class="muted">{subtitle}</p>' if subtitle else ""
+        footer = (
+            f"<footer>{_esc(m.get('title', ''))} · knowledge base {_esc(m['id'])} version {_esc(m['version'])} · "
+            f"fingerprint <code>{self.fingerprint[:16]}</code> · generated from the rules</footer>"
+        )
+        return (
+            f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+            f'<meta name="viewport" content="width=device-width"><style>{STYLE}</style></head><body>'
+            f"<nav>{nav}</nav>{banner}<h1>{_esc(title)}</h1>{sub}{body}{footer}</body></html>\n"
+        )
+
+    def status_badge(self, rule: Rule) -> str:
+        text = "signed off" if rule.status == "active" else f"{rule.status} — not signed off"
+        return f'<span class="badge {rule.status}">{_esc(text)}</span>'
+
+    # ---- what the pages share --------------------------------------------------------------------
+    def encoders(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for rule in self.rules:
             for quote in rule.citations:
                 out.setdefault(quote.sentence, []).append(rule.id)
         return out
 
-    def _params_of(self, rule: Rule) -> list[str]:
+    def params_of(self, rule: Rule) -> list[str]:
+        """The parameters a rule reads, directly or through the derived values it relies on."""
         names = [leaf.operand.name for leaf in walk(rule.when) if isinstance(leaf.operand, ParamRef)]
+        todo = [leaf.name for leaf in walk(rule.when) if leaf.source == "derived"]
+        seen: set[str] = set()
+        while todo:
+            name = todo.pop(0)
+            if name in seen or name not in self.model.derived:
+                continue
+            seen.add(name)
+            spec = self.model.derived[name]
+            conds = ([spec.condition] if spec.condition else []) + [w for w, _ in spec.cases]
+            for leaf in (leaf for c in conds for leaf in walk(c)):
+                if isinstance(leaf.operand, ParamRef):
+                    names.append(leaf.operand.name)
+                if leaf.source == "derived":
+                    todo.append(leaf.name)
+            exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
+            names += [r.name for e in exprs for r in expression_refs(e) if r.source == "param"]
         names += shaping_parameters(self.model, rule)
         return list(dict.fromkeys(names))
+
+    def _users_of(self, name: str) -> list[Rule]:
+        return [r for r in self.rules if name in self.params_of(r)]
+
+    def _id_link(self, rule: Rule) -> str:
+        return f'<a class="id" href="rules/{rule.id}.html" title="{_esc(rule.title)}">{rule.id}</a>'
+
+    def _rule_link(self, rule: Rule, up: str = "") -> str:
+        return f'<a href="{up}rules/{rule.id}.html">{_esc(rule.title)}</a> <span class="id">{rule.id}</span>'
 
     def pages(self) -> dict[str, str]:
         pages = {
@@ -75,75 +175,112 @@ class Handbook:
             "source.html": self.source(),
             "parameters.html": self.parameters(),
             "changelog.html": self.changelog(),
-            "diagram.html": _page("How patient data feeds the rules", self.diagram()),
+            "diagram.html": self.page(
+                "How patient data feeds the rules",
+                '<p class="muted">Left: what is recorded about the patient. Middle: values the knowledge base '
+                "computes from it. Right: the rules. Each box names the item as a clinician would, with its "
+                "identifier beneath; a rule's box links to its page.</p>" + self.diagram(),
+            ),
+            "fhir-map.html": self.page("FHIR map: where each patient field comes from", map_html(self.fhir_map)),
         }
         for rule in self.rules:
             pages[f"rules/{rule.id}.html"] = self.rule_page(rule)
         return pages
 
+    # ---- pages ----------------------------------------------------------------------------------
     def index(self) -> str:
         m = self.model.manifest
         kinds: dict[str, int] = {}
         for p in self.model.parameters.values():
             kinds[p.provenance_kind] = kinds.get(p.provenance_kind, 0) + 1
-        drafts = sum(1 for r in self.rules if r.status != "active")
+        groups = []
+        for kind, heading, what in KIND_TITLES:
+            chosen = [r for r in self.rules if r.kind == kind]
+            if not chosen:
+                continue
+            items = "".join(
+                f"<li>{self._rule_link(r)} {self.status_badge(r)}<br>{_esc(first_sentence(r.says))}</li>"
+                for r in chosen
+            )
+            groups.append(
+                f'<h3 class="kind-{kind}">{heading}</h3><p class="muted">{what}</p><ul class="rules">{items}</ul>'
+            )
+        provenance = ", ".join(f"{v} {PROVENANCE_WORDS.get(k, k)}" for k, v in sorted(kinds.items()))
         body = (
-            f"<p>Knowledge base <b>{_esc(m['id'])}</b> version <b>{_esc(m['version'])}</b>, released "
-            f"{_esc(m['released'])}; content fingerprint <code>{self.fingerprint[:16]}</code>.</p>"
-            f"<p>{len(self.rules)} rules ({drafts} not yet signed off), {len(self.model.parameters)} parameters "
-            f"({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}), all resting on the abstract of "
-            f'<a href="source.html">the review</a>.</p><p>Every threshold says where it comes from: the review '
-            f"itself, another cited publication (and whether that was verified against the primary document), "
-            f"or local policy.</p>"
+            f"<p>What the review <i>{_esc(self.model.source.record.get('title', ''))}</i> "
+            f"({_esc(self.model.source.record.get('journal_abbreviation', ''))} "
+            f"{_esc(self.model.source.record.get('year', ''))}) says about cyclosporine in idiopathic FSGS, "
+            "written as rules a program can apply to a patient record. Knowledge base "
+            f"<b>{_esc(m['id'])}</b> version <b>{_esc(m['version'])}</b>, released {_esc(m['released'])}; "
+            f"content fingerprint <code>{self.fingerprint[:16]}</code>.</p>"
+            f"<h2>The rules</h2>{''.join(groups)}"
+            "<h2>How to read this</h2><ul>"
+            "<li><b>A rule</b> fires for a patient when everything under <i>Fires when</i> holds. It then shows "
+            "what it <i>says</i>, and the sentence of the review it rests on, quoted word for word.</li>"
+            "<li><b>Warnings</b> flag what lies outside the conditions under which the review calls the drug "
+            "safe; <b>advice</b> is what the review recommends or requires; <b>information</b> changes how the "
+            "review applies; <b>scope</b> rules set aside patients the review does not cover.</li>"
+            "<li><b>Missing data is never guessed.</b> When the record lacks a value a rule needs, the rule is "
+            "<i>undetermined</i> and the program says what to record.</li>"
+            f"<li><b>Every threshold says where it comes from</b> ({_esc(provenance)}): the review itself (with "
+            "the sentence), another publication (and whether it was checked against that publication), or a "
+            'decision of the deploying site. See <a href="parameters.html">Thresholds</a>.</li>'
+            "<li><b>How the source was read</b>: where the abstract needed reading, each rule says how.</li>"
+            "<li><b>Status</b>: a rule is a <i>draft</i> until a clinician signs it off; no draft is for "
+            "clinical use.</li>"
+            f'<li>The rules rest on <a href="source.html">the review\'s abstract</a> alone; '
+            f"{_esc(self.model.source.record.get('full_text_note', ''))}</li></ul>"
         )
-        return _page(m["title"], body)
+        return self.page(m["title"], body)
 
     def rule_index(self) -> str:
         rows = "".join(
-            f'<tr><td><a href="rules/{r.id}.html">{r.id}</a></td><td class="kind-{r.kind}">{r.kind}</td>'
-            f"<td>{_esc(r.title)}</td><td>{', '.join(q.sentence for q in r.citations)}</td>"
-            f'<td><span class="{r.status}">{r.status}</span></td></tr>'
+            f'<tr><td>{self._rule_link(r)}</td><td class="kind-{r.kind}">{KIND_WORD.get(r.kind, r.kind)}</td>'
+            f"<td>{_esc(first_sentence(r.says))}</td><td>{', '.join(q.sentence for q in r.citations)}</td>"
+            f"<td>{self.status_badge(r)}</td></tr>"
             for r in self.rules
         )
-        return _page(
+        return self.page(
             "Rules",
-            f"<table><tr><th>Rule</th><th>Kind</th><th>Title</th><th>Cites</th><th>Status</th></tr>{rows}</table>",
+            "<table><tr><th>Rule</th><th>Kind</th><th>In one line</th><th>Rests on</th><th>Status</th></tr>"
+            f"{rows}</table>",
         )
 
     def rule_page(self, rule: Rule) -> str:
         condition = "".join(
             f'<div style="margin-left:{indent * 1.5}rem">{_esc(text)}</div>'
-            for indent, text in plain_lines(self.model, rule.when)
-        )
+            for indent, text in requirement_lines(self.model, self.fields, rule.when)
+        ).replace(">all of:<", ">All of these:<", 1)
         quotes = "".join(
             f'<blockquote>“{_esc(q.quote)}” — <a href="../source.html#{q.sentence}">{q.sentence}</a></blockquote>'
             for q in rule.citations
         )
         params = "".join(
-            f'<li><a href="../parameters.html#{n}">{n}</a>: {_esc(self.model.parameters[n].value)} '
-            f"{_esc(self.model.parameters[n].unit)} — {_esc(provenance_label(self.model, n))}</li>"
-            for n in self._params_of(rule)
+            f'<li><a href="../parameters.html#{n}">{_esc(self.model.parameters[n].title)}</a>: '
+            f"<b>{_esc(parameter_text(self.model, n))}</b> — {_esc(provenance_short(self.model, n))} "
+            f'<span class="id">{n}</span></li>'
+            for n in self.params_of(rule)
         )
         notes = "".join(f"<li>{_esc(n)}</li>" for n in rule.interpretation)
         applicability = self._applicability(rule)
         history = "".join(
             f"<li>{_esc(h['version'])} ({_esc(h['date'])}): {_esc(h['change'])}</li>" for h in rule.history
         )
-        signed = (
-            f"approved by {_esc(rule.approved_by)} on {_esc(rule.approved_on)}"
-            if rule.approved_by
-            else "not signed off"
+        signed = f" (by {_esc(rule.approved_by)} on {_esc(rule.approved_on)})" if rule.approved_by else ""
+        subtitle = (
+            f'<span class="id">{rule.id}</span> · <span class="kind-{rule.kind}">{KIND_WORD.get(rule.kind, rule.kind)}'
+            f"</span> · version {_esc(rule.version)} · {self.status_badge(rule)}{signed}"
         )
         body = (
-            f'<p><span class="kind-{rule.kind}">{rule.kind}</span> · version {rule.version} · '
-            f'<span class="{rule.status}">{rule.status}</span> ({signed})</p><h2>Fires when</h2>{condition}'
             f"<h2>Says</h2><p>{_esc(rule.says)}</p>{applicability}"
-            f"<h2>Source</h2>{quotes or '<p>none (see provenance)</p>'}"
+            f'<h2>Fires when</h2><div class="cond">{condition}</div>'
+            f"<h2>Rests on</h2>{quotes or '<p>no sentence of the review (see provenance above)</p>'}"
             f'<p class="muted">Evidence note ({rule.evidence.sentence}): “{_esc(rule.evidence.quote)}”.</p>'
-            f"<h2>Parameters</h2><ul>{params or '<li>none</li>'}</ul>"
-            f"<h2>Interpretation</h2><ul>{notes or '<li>none</li>'}</ul><h2>History</h2><ul>{history}</ul>"
+            f"<h2>Thresholds</h2><ul>{params or '<li>none</li>'}</ul>"
+            f"<h2>How the source was read</h2><ul>{notes or '<li>no reading was needed</li>'}</ul>"
+            f"<h2>History</h2><ul>{history}</ul>"
         )
-        return _page(f"{rule.id}: {rule.title}", body, up="../")
+        return self.page(rule.title, body, up="../", subtitle=subtitle)
 
     def _applicability(self, rule: Rule) -> str:
         """For a caveat: what it qualifies and where it comes from; for advice: its caveats."""
@@ -175,11 +312,11 @@ class Handbook:
     def source(self) -> str:
         src = self.model.source
         record = src.record
-        encoders = self._encoders()
+        encoders = self.encoders()
         items = []
         for sid, text in src.sentences.items():
             if sid in encoders:
-                links = ", ".join(f'<a href="rules/{r}.html">{r}</a>' for r in encoders[sid])
+                links = ", ".join(self._rule_link(self.model.rules[r]) for r in encoders[sid])
                 status = f"encoded by {links}"
             else:
                 status = f"not encoded: {_esc(src.not_encoded.get(sid, 'no reason given'))}"
@@ -187,36 +324,60 @@ class Handbook:
                 f'<div class="sentence" id="{sid}"><b>{sid}</b> {_esc(text)}<br>'
                 f'<span class="muted">{status}</span></div>'
             )
+        authors = authors_without_notes(str(record.get("authors", "")))
         head = (
-            f"<p>{_esc(record.get('authors', ''))}. <i>{_esc(record['title'])}</i>. {_esc(record['journal'])} "
+            f"<p>{_esc(authors) + '. ' if authors else ''}<i>{_esc(record['title'])}</i>. {_esc(record['journal'])} "
             f"{record['year']};{_esc(record['volume'])}({_esc(record['issue'])}):{_esc(record['pages'])}. "
             f"doi:{_esc(record['doi'])}. PMID {_esc(record['pmid'])}.</p>"
             f'<p class="muted">{_esc(record.get("full_text_note", ""))}</p>'
         )
-        return _page("The source: the review's abstract, sentence by sentence", head + "".join(items))
+        return self.page("The source: the review's abstract, sentence by sentence", head + "".join(items))
 
     def parameters(self) -> str:
         rows = []
         for p in self.model.parameters.values():
             data = p.provenance
             if p.provenance_kind == "source":
-                detail = f'“{_esc(data["quote"])}” (<a href="source.html#{data["sentence"]}">{data["sentence"]}</a>)'
+                detail = (
+                    f"From the review: “{_esc(data['quote'])}” "
+                    f'(<a href="source.html#{data["sentence"]}">{data["sentence"]}</a>)'
+                )
             elif p.provenance_kind == "cited":
-                flag = "verified" if data["verified"] else '<span class="unverified">not verified</span>'
-                detail = f"{_esc(data['reference'])}: {_esc(data['says'])} ({flag})"
+                flag = (
+                    "checked against that publication"
+                    if data["verified"]
+                    else '<span class="unverified">not verified against that publication</span>'
+                )
+                detail = (
+                    f"Cited: {_esc(short_reference(data['reference'], data.get('year')))} — {_esc(data['says'])} "
+                    f'({flag})<br><span class="muted">{_esc(data["reference"])}</span>'
+                )
             else:
                 detail = (
-                    f"{_esc(data['rationale'])} (decided {_esc(data['decided_on'])}; signed by: "
+                    f"Local policy: {_esc(data['rationale'])} (decided {_esc(data['decided_on'])}; signed by: "
                     f"{_esc(data.get('decided_by') or 'nobody yet')})"
                 )
+            using = self._users_of(p.name)
+            others = [r for r in self.rules if r not in using]
+            if len(using) > len(self.rules) / 2:
+                users = "every rule" + (" except " + ", ".join(self._id_link(r) for r in others) if others else "")
+            else:
+                users = ", ".join(self._id_link(r) for r in using) or "no rule"
+            boundary = f'<br><span class="muted">{_esc(p.boundary)}</span>' if p.boundary else ""
             rows.append(
-                f'<tr id="{p.name}"><td>{p.name}</td><td>{_esc(p.value)} {_esc(p.unit)}</td>'
-                f"<td>{p.boundary or ''}</td><td>{p.provenance_kind}</td><td>{detail}</td></tr>"
+                f'<tr id="{p.name}"><td>{_esc(p.title)}<br><span class="id">{p.name}</span></td>'
+                f"<td><b>{_esc(parameter_text(self.model, p.name))}</b>"
+                f"{boundary}</td>"
+                f"<td>{detail}</td><td>{users}</td></tr>"
             )
-        return _page(
-            "Parameters",
-            "<table><tr><th>Name</th><th>Value</th><th>Boundary</th><th>Provenance</th>"
-            f"<th>Where it comes from</th></tr>{''.join(rows)}</table>",
+        return self.page(
+            "Thresholds and lists",
+            '<p class="muted">Every number or list a rule compares with, as clinicians write it, and where it '
+            "comes from. <i>Inclusive</i>: a value exactly at the threshold counts on the side the rule "
+            "states (5 mg/kg/day is within “5 mg/kg or less”); <i>exclusive</i>: it does not.</p>"
+            '<table><tr><th style="width:24%">Threshold</th><th style="width:14%">Value</th>'
+            '<th style="width:46%">Where it comes from</th><th>Used by</th></tr>'
+            f"{''.join(rows)}</table>",
         )
 
     def changelog(self) -> str:
@@ -226,10 +387,10 @@ class Handbook:
             + "</ul>"
             for e in self.model.manifest["changelog"]
         )
-        return _page("Changelog", entries)
+        return self.page("Changelog", entries)
 
     def diagram(self) -> str:
-        return svg(self.model)
+        return svg(self.model, self.fields)
 
 
 def write_page(path: Path, content: str) -> None:

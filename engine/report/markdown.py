@@ -1,43 +1,77 @@
-"""The handbook as one Markdown file (`fsgs-kb docs --format md`)."""
+"""The handbook as one Markdown file (`fsgs-kb docs --format md`): the same content as the site."""
 
 from __future__ import annotations
 
-from fsgs_kb.engine.explain.wording import plain_lines, provenance_label
-from fsgs_kb.engine.report.handbook import Handbook
+from fsgs_kb.engine.explain.clinical import parameter_text, provenance_short, requirement_lines
+from fsgs_kb.engine.report.fhir_map import map_markdown
+from fsgs_kb.engine.report.handbook import KIND_TITLES, KIND_WORD, Handbook, authors_without_notes, first_sentence
 
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def _cell(text: object) -> str:
+    return _one_line(text).replace("|", "\\|")
+
+
 def markdown(book: Handbook) -> str:
     model = book.model
     m = model.manifest
-    out = [
-        f"# {m['title']}",
-        "",
+    out = [f"# {m['title']}", ""]
+    if book.banner_text:
+        out += [f"> **{book.banner_text}**", ""]
+    out += [
         f"Knowledge base `{m['id']}` version {m['version']}, released {m['released']}; "
         f"fingerprint `{book.fingerprint[:16]}`.",
         "",
-        "## Rules",
+        "## The rules",
+        "",
+    ]
+    for kind, heading, what in KIND_TITLES:
+        chosen = [r for r in book.rules if r.kind == kind]
+        if chosen:
+            out += [f"**{heading}** ({what}):", ""]
+            out += [
+                f"- [{_one_line(r.title)}](#{r.id.lower()}) `{r.id}` ({r.status}): {_one_line(first_sentence(r.says))}"
+                for r in chosen
+            ]
+            out.append("")
+    out += [
+        "## How to read this",
+        "",
+        "- A rule fires when everything under *Fires when* holds; it then says what is under *Says* and rests on the "
+        "quoted sentence of the review.",
+        "- Missing data is never guessed: a rule that needs it is *undetermined*.",
+        "- Every threshold says where it comes from: the review, another publication (verified or not), or local "
+        "policy.",
+        "- A rule is a *draft* until a clinician signs it off; no draft is for clinical use.",
         "",
     ]
     for rule in book.rules:
+        signed = "signed off" if rule.status == "active" else f"{rule.status}, not signed off"
         out += [
-            f"### {rule.id}: {_one_line(rule.title)}",
+            f"### {rule.id}",
             "",
-            f"{rule.kind} · version {rule.version} · {rule.status}",
+            f"**{_one_line(rule.title)}** — {KIND_WORD.get(rule.kind, rule.kind)} · version {rule.version} · {signed}",
+            "",
+            f"Says: {_one_line(rule.says)}",
             "",
             "Fires when:",
             "",
         ]
-        out += [f"{'  ' * indent}- {text}" for indent, text in plain_lines(model, rule.when)]
-        out += ["", f"Says: {_one_line(rule.says)}", ""]
-        out += [f"> “{_one_line(q.quote)}” ({q.sentence})" for q in rule.citations]
-        out += ["", *[f"- Interpretation: {_one_line(n)}" for n in rule.interpretation]]
+        out += [f"{'  ' * indent}- {text}" for indent, text in requirement_lines(model, book.fields, rule.when)]
+        out += ["", *[f"> “{_one_line(q.quote)}” ({q.sentence})" for q in rule.citations], ""]
+        out += [
+            f"- Threshold: {model.parameters[n].title}: {parameter_text(model, n)} ({provenance_short(model, n)})"
+            for n in book.params_of(rule)
+        ]
+        out += [f"- How the source was read: {_one_line(n)}" for n in rule.interpretation]
         out += [f"- History {h['version']} ({h['date']}): {_one_line(h['change'])}" for h in rule.history] + [""]
-    out += ["## The source", ""]
-    encoders = book._encoders()
+    record = model.source.record
+    authors = authors_without_notes(str(record.get("authors", "")))
+    out += ["## The source", "", f"{authors + '. ' if authors else ''}*{_one_line(record['title'])}*.", ""]
+    encoders = book.encoders()
     for sid, text in model.source.sentences.items():
         status = (
             ("encoded by " + ", ".join(encoders[sid]))
@@ -45,12 +79,14 @@ def markdown(book: Handbook) -> str:
             else "not encoded: " + _one_line(model.source.not_encoded.get(sid, ""))
         )
         out += [f"- **{sid}** {_one_line(text)} — *{status}*"]
-    out += ["", "## Parameters", "", "| Name | Value | Provenance |", "|---|---|---|"]
+    out += ["", "## Thresholds", "", "| Threshold | Value | Where it comes from |", "|---|---|---|"]
     out += [
-        f"| {p.name} | {_one_line(p.value)} {p.unit} | {provenance_label(model, p.name)} |"
+        f"| {_cell(p.title)} (`{p.name}`) | {_cell(parameter_text(model, p.name))} | "
+        f"{_cell(provenance_short(model, p.name))} |"
         for p in model.parameters.values()
     ]
-    out += ["", "## Changelog", ""]
+    out += ["", *map_markdown(book.fhir_map)]
+    out += ["## Changelog", ""]
     for entry in m["changelog"]:
         out += [f"- {entry['version']} ({entry['date']}): " + "; ".join(_one_line(c) for c in entry["changes"])]
     return "\n".join(out) + "\n"

@@ -2,39 +2,62 @@
 
 from __future__ import annotations
 
+import shlex
+
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.report.explain import rule_lines
+from fsgs_kb.engine.report.colour import PLAIN, Palette
+from fsgs_kb.engine.report.explain import explanation, rule_lines
+from fsgs_kb.engine.report.text import escape_control, printable
 from fsgs_kb.engine.scenarios.check import CaseResult
 from fsgs_kb.engine.scenarios.run import Coverage
 
 
-def failure_text(outcome: CaseResult) -> list[str]:
+def failure_text(kb: KnowledgeBase, outcome: CaseResult, brief: bool = False, paint: Palette = PLAIN) -> list[str]:
+    """A failed case: where it is written, its note, each mismatch and (unless `brief`) the
+    conditions of each rule concerned, with this patient's values."""
     case = outcome.case
-    lines = [f"FAIL {case.file}:{case.line}: {case.id}"]
+    lines = [f"{paint('FAIL', 'fail')} {escape_control(f'{case.file}:{case.line}: {case.id}')}"]
     if case.note:
-        lines.append(f"  note: {case.note}")
+        lines.append(f"  note: {escape_control(case.note)}")
     shown: set[str] = set()
     result = outcome.result or {}
-    rules = {r["id"]: r for r in result.get("rules", [])}
+    rules = {r["id"]: r for r in explanation(kb, case.patient, result)["rules"]} if result and not brief else {}
     for failure in outcome.failures:
-        lines.append(f"  {failure}")
+        lines.append(f"  {escape_control(failure)}")
         rule_id = failure.split(":", 1)[0]
-        if rule_id in rules and rule_id not in shown:
+        if not brief and rule_id in rules and rule_id not in shown:
             shown.add(rule_id)
-            lines += ["  " + line for line in rule_lines(rules[rule_id], show_says=False)]
+            lines += ["  " + line for line in rule_lines(printable(rules[rule_id]), paint, full=False)]
     if result.get("errors"):
-        lines += [f"  record error {e.get('pointer', '')}: {e['message']}" for e in result["errors"]]
+        lines += [escape_control(f"  record error {e.get('pointer', '')}: {e['message']}") for e in result["errors"]]
     return lines
 
 
-def report_text(results: list[CaseResult], patterns: tuple[str, ...]) -> str:
+def report_text(
+    kb: KnowledgeBase,
+    results: list[CaseResult],
+    patterns: tuple[str, ...],
+    verbosity: int = 0,
+    paint: Palette = PLAIN,
+    selected: int | None = None,
+) -> str:
+    """Failures, then `N passed, N failed (M cases; selection: -k …)`. verbosity 1 (-v) also
+    lists each passing case; -1 (-q) shows failures without the rules' conditions. `selected`
+    larger than the results means -x stopped the run at its first failure."""
     lines: list[str] = []
     for outcome in results:
         if not outcome.passed:
-            lines += failure_text(outcome)
+            lines += failure_text(kb, outcome, brief=verbosity < 0, paint=paint)
+        elif verbosity > 0:
+            case = outcome.case
+            lines.append(f"{paint('PASS', 'ok')} {escape_control(f'{case.file}:{case.line}: {case.id}')}")
     passed = sum(1 for r in results if r.passed)
-    selection = f"; selection: -k {' -k '.join(patterns)}" if patterns else ""
-    lines.append(f"{passed} passed, {len(results) - passed} failed ({len(results)} cases{selection})")
+    failed = len(results) - passed
+    selection = f"; selection: {' '.join('-k ' + shlex.quote(escape_control(p)) for p in patterns)}" if patterns else ""
+    if selected is not None and selected > len(results):
+        selection += f"; stopped at the first failure (-x), {selected - len(results)} not run"
+    summary = f"{passed} passed, {failed} failed ({len(results)} cases{selection})"
+    lines.append(paint(summary, "fail" if failed else "ok"))
     return "\n".join(lines)
 
 

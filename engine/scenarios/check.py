@@ -13,6 +13,7 @@ class CaseResult:
     case: Case
     failures: list[str] = field(default_factory=list)
     result: dict[str, Any] | None = None
+    seconds: float = 0.0
 
     @property
     def passed(self) -> bool:

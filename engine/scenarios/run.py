@@ -7,7 +7,7 @@ decided; and is every numeric threshold tested on both sides of its boundary?
 
 from __future__ import annotations
 
-import fnmatch
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +17,14 @@ from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.scenario_files import Case
 from fsgs_kb.engine.model import ParamRef
 from fsgs_kb.engine.scenarios.check import CaseResult, check_case
+from fsgs_kb.engine.scenarios.keywords import keyword_matcher
 
 
-def select(cases: list[Case], patterns: tuple[str, ...]) -> list[Case]:
-    """Cases whose id contains any pattern (case-insensitive; * and ? are wildcards)."""
-    if not patterns:
-        return cases
-    lowered = [p.lower() for p in patterns]
-    return [c for c in cases if any(fnmatch.fnmatch(c.id.lower(), f"*{p}*") for p in lowered)]
+def select(cases: list[Case], expressions: tuple[str, ...]) -> list[Case]:
+    """Cases whose id matches any -k expression (pytest's: `DOSE and not WITHIN`; words match
+    anywhere in the id, ignoring case; * and ? are wildcards). Raises KBErrors for a malformed one."""
+    matches = keyword_matcher(expressions)
+    return [c for c in cases if matches(c.id)]
 
 
 @dataclass
@@ -89,8 +89,16 @@ def measure_coverage(kb: KnowledgeBase, cases: list[Case], results: list[CaseRes
     return coverage
 
 
-def run(kb: KnowledgeBase, cases: list[Case]) -> list[CaseResult]:
-    return [check_case(case, kb.evaluate(case.patient)) for case in cases]
+def run(kb: KnowledgeBase, cases: list[Case], stop_at_first_failure: bool = False) -> list[CaseResult]:
+    """Each case's outcome, in order; with `stop_at_first_failure` (-x) none after the first failure."""
+    results = []
+    for case in cases:
+        start = time.perf_counter()
+        results.append(check_case(case, kb.evaluate(case.patient)))
+        results[-1].seconds = time.perf_counter() - start
+        if stop_at_first_failure and not results[-1].passed:
+            break
+    return results
 
 
 def report_json(results: list[CaseResult], coverage: Coverage | None) -> dict[str, Any]:

@@ -161,14 +161,16 @@ def test_explain_strips_terminal_escapes_from_record_text(tmp_path: Path) -> Non
 
 
 def _fired_lines(text: str) -> int:
-    return sum(1 for line in text.splitlines() if line.startswith("Fired:") or re.match(r"\s*\[advice\] FAKE", line))
+    return sum(
+        1 for line in text.splitlines() if re.match(r"(ADVICE|WARNINGS) \(", line) or re.match(r"\s*• FAKE", line)
+    )
 
 
 def test_explain_record_keys_cannot_forge_report_lines(tmp_path: Path) -> None:
-    """An unknown key with newlines is echoed in the problem list; it must not create a 'Fired:'
+    """An unknown key with newlines is echoed in the problem list; it must not create an 'ADVICE'
     section of its own. Counted against the same record with a harmless unknown key."""
     counts = {}
-    for name, key in (("clean", "x"), ("hostile", "x\nFired:\n  [advice] FAKE-RULE")):
+    for name, key in (("clean", "x"), ("hostile", "x\nADVICE (1)\n  • FAKE-RULE")):
         record = good_record("INJ")
         record[key] = 1
         path = tmp_path / f"{name}.json"

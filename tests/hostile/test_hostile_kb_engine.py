@@ -123,7 +123,7 @@ def test_a_crash_of_the_core_does_not_take_validate_down(monkeypatch: pytest.Mon
         "os.kill(os.getpid(), signal.SIGSEGV)\n"
     )
     monkeypatch.setattr(durable, "_CHILD", crash)
-    report = prove(kb_module.validate_dir(kb_module.resolve_rules_dir(None)))
+    report = prove(kb_module.validate_dir(kb_module.locate_rules(None).path))
     rejected = [e for e in report.errors if e.code == "compile.engine_rejected"]
     assert rejected and all("crashed (SIGSEGV)" in e.message for e in rejected)
     assert all(e.file and e.line and e.pointer.endswith(("/when", "/condition")) for e in rejected)

@@ -1,0 +1,85 @@
+"""Prose that cannot contradict the parameters: `{max_daily_dose}` in a rule's title, advice text
+or interpretation notes is the parameter's value as a clinician writes it ("5 mg/kg/day").
+
+Templates are rendered when the knowledge base is loaded, so every reader (explain, the
+handbook, results, audits) sees the rendered text, and changing a parameter changes every
+sentence that names it. An unknown `{name}` is a validation error with a did-you-mean; `{{` and
+`}}` are literal braces. Quotes of the source are never templated: they stay verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
+TEMPLATED_FIELDS = ("title", "says", "interpretation")  # of a rule; quotes (citations, evidence) never
+_ABBREVIATIONS = {"gc": "glucocorticoid"}  # in enum values: prior_gc_intolerance
+
+
+def number(value: Any) -> str:
+    """5 not 5.0, 4.5 not 4.5000000001."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def word(value: Any) -> str:
+    """An enum value, boolean or number as a clinician writes it."""
+    if isinstance(value, str):
+        return " ".join(_ABBREVIATIONS.get(part, part) for part in value.split("_"))
+    return number(value)
+
+
+def words(values: Any, last: str = "or") -> str:
+    """`complete remission or partial remission`; `none` for an empty list."""
+    items = [word(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+    if not items:
+        return "none"
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def quantity(value: Any, unit: str | None) -> str:
+    """5 mg/kg/day, 30%, the 95th percentile; lists as words; never a `none` unit."""
+    if isinstance(value, (list, tuple)):
+        return words(value)
+    text = word(value)
+    if not unit or unit == "none":
+        return text
+    if unit == "%":
+        return f"{text}%"
+    if unit == "percentile" and isinstance(value, (int, float)) and float(value).is_integer():
+        n = int(value)
+        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        return f"the {n}{suffix} percentile"
+    return f"{text} {unit}"
+
+
+def placeholders(text: str) -> tuple[list[str], list[str]]:
+    """(the parameter names a text refers to, stray braces that are not placeholders)."""
+    names, stray = [], []
+    for match in PLACEHOLDER.finditer(text):
+        if match.group(1):
+            names.append(match.group(1))
+        elif match.group() in ("{", "}"):
+            stray.append(match.group())
+    return names, stray
+
+
+def render(text: str, values: Mapping[str, tuple[Any, str]]) -> str:
+    """The text with each `{name}` replaced by its (value, unit) in words; unknown names are left
+    as they are (validation reports them)."""
+
+    def one(match: re.Match[str]) -> str:
+        token = match.group()
+        if token in ("{{", "}}"):
+            return token[0]
+        name = match.group(1)
+        if name and name in values:
+            return quantity(*values[name])
+        return token
+
+    return PLACEHOLDER.sub(one, text)

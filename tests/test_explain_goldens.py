@@ -1,0 +1,88 @@
+"""`fsgs-kb explain` for every example, as a clinician reads it: golden files in tests/golden/explain.
+
+Each golden is the exact output (the knowledge-base fingerprint and the decision id masked, as
+any edit of the knowledge base changes them). Run with FSGS_UPDATE_GOLDENS=1 to rewrite them
+after an intended change, then read them again as a clinician would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from support import ROOT
+
+from fsgs_kb.cli import main
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+GOLDEN = Path(__file__).parent / "golden" / "explain"
+MASKS = (
+    (re.compile(r"fingerprint [0-9a-f]{12}"), "fingerprint …"),
+    (re.compile(r"decision [0-9a-f]{32}"), "decision …"),
+)
+UNFOLDED = ("dose-above-ceiling", "not-biopsy-proven", "missing-weight")
+
+
+def _explain(*args: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(main, ["explain", *args])
+    text = result.output
+    for pattern, mask in MASKS:
+        text = pattern.sub(mask, text)
+    return result.exit_code, text
+
+
+def _check(name: str, actual: str) -> None:
+    golden = GOLDEN / name
+    if os.environ.get("FSGS_UPDATE_GOLDENS"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(actual, encoding="utf-8")
+    assert actual == golden.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])
+def test_explain_golden(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, text = _explain(str(example.relative_to(ROOT)), "--color", "never", monkeypatch=monkeypatch)
+    assert code == 0, text
+    _check(f"{example.stem}.txt", text)
+
+
+@pytest.mark.parametrize("stem", UNFOLDED)
+def test_explain_all_golden(stem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, text = _explain(f"examples/{stem}.json", "--all", "--color", "never", monkeypatch=monkeypatch)
+    assert code == 0, text
+    _check(f"{stem}--all.txt", text)
+
+
+def test_every_example_has_a_golden() -> None:
+    assert {p.stem for p in GOLDEN.glob("*.txt") if "--" not in p.stem} == {e.stem for e in EXAMPLES}
+
+
+def test_warnings_come_before_advice_and_undetermined_says_what_to_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, text = _explain("examples/missing-weight.json", monkeypatch=monkeypatch)
+    assert text.index("WARNINGS (") < text.index("ADVICE (") < text.index("UNDETERMINED")
+    assert "record: body weight (/weight_kg)" in text
+
+
+def test_json_for_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(main, ["explain", "examples/child-bp-above-target.json", "--format", "json"])
+    doc = json.loads(result.stdout)
+    assert doc["kb"]["id"] == "fsgs-csa" and doc["status"] == "evaluated"
+    rule = next(r for r in doc["rules"] if r["id"] == "CSA-BP-ABOVE-TARGET")
+    assert rule["section"] == "warning" and rule["because"]["kind"] == "all" and rule["because"]["met"] is True
+    bp = next(item for item in rule["because"]["items"] if item.get("derived") == "bp_above_target")
+    either = bp["definition"]
+    assert either["kind"] == "any" and either["met"] is True
+    assert [group["met"] for group in either["items"]] == [False, True]  # adult branch false, child branch true
+    assert rule["interpretation"] and rule["citations"][0]["sentence"] == "S5"
+
+
+def test_colour_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, plain = _explain("examples/dose-above-ceiling.json", monkeypatch=monkeypatch)
+    _, coloured = _explain("examples/dose-above-ceiling.json", "--color", "always", monkeypatch=monkeypatch)
+    assert "\x1b[" not in plain and "\x1b[1mWARNINGS (2)\x1b[0m" in coloured
