@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,6 +27,9 @@ from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
+from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
+from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.paths import RULES_ENV, kb_identity, locate_rules
@@ -33,8 +37,10 @@ from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
+from fsgs_kb.engine.report.cds import feedback_text, replay_log_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
-from fsgs_kb.engine.report.explain import explain_text, explanation
+from fsgs_kb.engine.report.explain import explain_text, explanation, sources_lines
+from fsgs_kb.engine.report.fhir_export import fhir_bundle
 from fsgs_kb.engine.report.handbook import Handbook, write_page, write_site
 from fsgs_kb.engine.report.identity import kb_line, kb_place
 from fsgs_kb.engine.report.junit import junit_xml
@@ -49,6 +55,9 @@ from fsgs_kb.engine.report.validation import (
 )
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
+from fsgs_kb.service.config import load_config
+from fsgs_kb.service.decisionlog import feedback_summary, replay_log, replay_summary
+from fsgs_kb.service.run import serve as run_service
 
 EXIT_CODES = {
     "ok": 0,  # success
@@ -158,6 +167,27 @@ INPUT_OPTIONS = [
 ]
 
 
+AS_OF_OPTION = click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="FHIR input: the evaluation date for ages, look-back windows and current orders (default: today); "
+    "recorded in the result (decision.fhir.as_of) so a replay converts the same way.",
+)
+
+
+def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None) -> FhirReader | None:
+    """The FHIR reader (map of the knowledge base, evaluation date) for a FHIR input format."""
+    if fmt not in FHIR_FORMATS:
+        if as_of is not None:
+            raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
+        return None
+    day = as_of.date() if as_of is not None else date.today()
+    return FhirReader(load_checked_map(map_path(rules_dir)), day)
+
+
 def _with_input_options(command: Any) -> Any:
     for option in reversed(INPUT_OPTIONS):
         command = option(command)
@@ -201,14 +231,19 @@ def _evaluate_options(include_input: bool, mask: tuple[str, ...]) -> dict[str, A
 
 
 def _evaluate_one(
-    rules_dir: Path | None, source: str, require_approved: bool, options: dict[str, Any], announce: bool = True
+    rules_dir: Path | None,
+    source: str,
+    require_approved: bool,
+    options: dict[str, Any],
+    fhir: FhirReader | None = None,
+    announce: bool = True,
 ) -> tuple[KnowledgeBase, Any, dict[str, Any]]:
     kb = _load_kb(rules_dir, require_approved)
     if announce:
         click.echo(kb_line(kb.identity), err=True)  # stdout is the result
     stream, path = open_input(source)
     try:
-        (record,) = read_document(stream)
+        (record,) = fhir.document(stream) if fhir is not None else read_document(stream)
     finally:
         if path is not None:
             stream.close()
@@ -246,50 +281,86 @@ def validate(rules_dir: Path | None, fmt: str, color: str) -> None:
     sys.exit(EXIT_CODES["ok"] if report.ok else EXIT_CODES["findings"])
 
 
+ONE_FORMAT_OPTION = click.option(
+    "--input-format",
+    "input_format",
+    type=click.Choice(["json", "fhir"]),
+    default="json",
+    show_default=True,
+    help="json: a patient record; fhir: a FHIR R4 Bundle (collection, searchset or transaction) holding one "
+    "Patient and its resources, converted by the knowledge base's fhir-map.yaml.",
+)
+
+
 @main.command()
-@click.argument("patient", metavar="PATIENT.json|-")
+@click.argument("patient", metavar="PATIENT.json|BUNDLE.json|-")
 @RULES_OPTION
 @click.option("--compact", is_flag=True, help="One line of JSON instead of indented.")
+@ONE_FORMAT_OPTION
+@AS_OF_OPTION
 @APPROVED_OPTION
 @_with_input_options
 def evaluate(
     patient: str,
     rules_dir: Path | None,
     compact: bool,
+    input_format: str,
+    as_of: datetime | None,
     require_approved: bool,
     include_input: bool,
     mask: tuple[str, ...],
 ) -> None:
-    """Evaluate one patient record and print the result JSON (exit 1 for an invalid record)."""
-    _, _, result = _evaluate_one(rules_dir, patient, require_approved, _evaluate_options(include_input, mask))
+    """Evaluate one patient record and print the result JSON (exit 1 for an invalid record).
+
+    With --input-format fhir the result also says, per field, which FHIR resource filled it (type,
+    id, code, date) or why it stayed empty (sources), and records the evaluation date and map."""
+    options = _evaluate_options(include_input, mask)
+    reader = _fhir_reader(rules_dir, input_format, as_of)
+    _, _, result = _evaluate_one(rules_dir, patient, require_approved, options, reader)
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
 @main.command()
-@click.argument("patient", metavar="PATIENT.json|-")
+@click.argument("patient", metavar="PATIENT.json|BUNDLE.json|-")
 @RULES_OPTION
+@ONE_FORMAT_OPTION
+@AS_OF_OPTION
 @APPROVED_OPTION
 @click.option("--all", "show_all", is_flag=True, help="Also show why each rule that does not apply does not.")
 @FORMAT_TEXT_JSON
 @COLOR_OPTION
-def explain(patient: str, rules_dir: Path | None, require_approved: bool, show_all: bool, fmt: str, color: str) -> None:
+def explain(
+    patient: str,
+    rules_dir: Path | None,
+    input_format: str,
+    as_of: datetime | None,
+    require_approved: bool,
+    show_all: bool,
+    fmt: str,
+    color: str,
+) -> None:
     """Explain one patient's result for a clinician: warnings, then advice, each with why (the
     condition in words, with units and where each threshold comes from), its source sentence and
-    how it was read; then what the record lacks to decide the rest. --format json for tools."""
-    kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, announce=False)
+    how it was read; then what the record lacks to decide the rest; for FHIR input, where each
+    value came from and why a field stayed empty. --format json for tools."""
+    reader = _fhir_reader(rules_dir, input_format, as_of)
+    kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, reader, announce=False)
     doc = explanation(kb, data, result)
     if fmt == "json":
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({**doc, "sources": result.get("sources")}, indent=2, ensure_ascii=False))
     else:
         paint = Palette(wants_colour(color, sys.stdout))
         click.echo(kb_line(kb.identity))
         click.echo(explain_text(doc, show_all, paint), color=paint.enabled)
+        sources = sources_lines(result)
+        if sources:
+            click.echo("\n" + "\n".join(sources))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
 @main.command()
-@click.argument("source", metavar="INPUT|-")
+@click.argument("source", metavar="INPUT|DIR|-")
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write results here (default: stdout)."
 )
@@ -303,10 +374,13 @@ def explain(patient: str, rules_dir: Path | None, require_approved: bool, show_a
 @click.option(
     "--input-format",
     "input_format",
-    type=click.Choice(["jsonl", "json", "csv"]),
+    type=click.Choice(["jsonl", "json", "csv", "fhir-bundles", "fhir-bulk"]),
     default=None,
-    help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '[').",
+    help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '['). "
+    "fhir-bundles: one FHIR R4 Bundle per line; fhir-bulk: a Bulk Data export directory (NDJSON files in any "
+    "order), one result per Patient and an invalid result naming FILE:LINE for each unusable line.",
 )
+@AS_OF_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @RULES_OPTION
 @APPROVED_OPTION
@@ -318,6 +392,7 @@ def batch(
     resume: bool,
     summary_file: str | None,
     input_format: str | None,
+    as_of: datetime | None,
     quiet: bool,
     rules_dir: Path | None,
     require_approved: bool,
@@ -333,9 +408,16 @@ def batch(
     and the run goes on. The output is locked while a run writes it and never the input; a resume
     record beside it (OUTPUT.fsgs-kb.json) lets --resume check the input, knowledge base and
     options before continuing. A summary goes to stderr (and --summary FILE as JSON).
+
+    FHIR: --input-format fhir-bundles reads one Bundle per line; --input-format fhir-bulk reads a
+    Bulk Data export directory, groups its resources by patient through an on-disk index (memory
+    stays flat) and writes one result per Patient and one invalid result per unusable line (origin
+    FILE:LINE; lines found unusable while indexing come first, resources about absent patients last).
+    Each result carries the provenance of every field (sources).
     """
     kb = _load_kb(rules_dir, require_approved)
     click.echo(kb_line(kb.identity), err=True)  # stdout may be the results
+    reader = _fhir_reader(rules_dir, input_format, as_of)
     summary_handle = _open_summary(summary_file)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     progress = ProgressLine(size, lambda text: click.echo(text, err=True, nl=False))
@@ -348,6 +430,7 @@ def batch(
         rules_dir=str(kb.location.path),
         options=_evaluate_options(include_input, mask),
         progress=progress if not quiet and sys.stderr.isatty() else None,
+        fhir=reader,
     )
     summary = run_batch(kb, job, None if output else sys.stdout.buffer)
     if job.progress is not None:
@@ -463,7 +546,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
     """
     kb = _load_kb(rules_dir)
     click.echo(kb_line(kb.identity))
-    book = Handbook(kb.model, kb.fingerprint)
+    book = Handbook(kb.model, kb.fingerprint, load_checked_map(map_path(rules_dir)))
     try:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
@@ -591,7 +674,7 @@ def _side_identity(side: KBSide) -> dict[str, Any]:
 
 
 @main.command()
-@click.argument("results_file", metavar="RESULTS.jsonl")
+@click.argument("results_file", metavar="RESULTS.jsonl", required=False)
 @click.option(
     "--input",
     "input_file",
@@ -599,16 +682,42 @@ def _side_identity(side: KBSide) -> dict[str, Any]:
     default=None,
     help="The patients the results were made from (JSON Lines), matched by input_sha256.",
 )
+@click.option(
+    "--decision-log",
+    "decision_log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Replay the decisions of a CDS Hooks service's decision log (SQLite) instead of a results file.",
+)
 @RULES_OPTION
 @FORMAT_TEXT_JSON
-def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fmt: str) -> None:
+def replay(
+    results_file: str | None, input_file: str | None, decision_log: Path | None, rules_dir: Path | None, fmt: str
+) -> None:
     """Re-evaluate recorded decisions with the knowledge base at hand: identical, changed, or input missing.
 
+    Give a results file (from evaluate --include-input or batch), or --decision-log DB. Decisions
+    in a log made by a knowledge base with another fingerprint are flagged and not replayed.
     Exit 0 when every decision comes back identical, 1 otherwise.
     """
+    if (results_file is None) == (decision_log is None):
+        raise usage_error("replay", "give either RESULTS.jsonl or --decision-log DB", hint="not both, not neither")
+    if decision_log is not None and input_file:
+        raise usage_error("replay", "--input goes with RESULTS.jsonl: a decision log stores each input")
     kb = _load_kb(rules_dir)
+    if decision_log is not None:
+        reports = replay_log(kb, decision_log)
+        counts = replay_summary(reports)
+        if fmt == "json":
+            click.echo(json.dumps({"summary": counts, "decisions": reports}, indent=2, ensure_ascii=False))
+        else:
+            click.echo(
+                replay_log_text({"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}, reports, counts)
+            )
+        same = all(r["verdict"] in ("identical", "not_evaluated") for r in reports)
+        sys.exit(EXIT_CODES["ok"] if same else EXIT_CODES["findings"])
     index = index_inputs(_records(input_file)) if input_file else {}
-    reports = list(run_replay(kb, _records(results_file), index))
+    reports = list(run_replay(kb, _records(str(results_file)), index))
     if fmt == "json":
         payload = {"kb": kb.identity, "summary": replay_counts(reports), "decisions": reports}
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
@@ -617,6 +726,35 @@ def replay(results_file: str, input_file: str | None, rules_dir: Path | None, fm
         click.echo(replay_text(kb, reports))
     identical = all(r["verdict"] == "identical" for r in reports)
     sys.exit(EXIT_CODES["ok"] if identical else EXIT_CODES["findings"])
+
+
+@main.command(name="feedback-report")
+@click.argument("decision_log", metavar="DB", type=click.Path(dir_okay=False, path_type=Path))
+@FORMAT_TEXT_JSON
+def feedback_report(decision_log: Path, fmt: str) -> None:
+    """Per rule and version: how often the service's cards were accepted or overridden, and why."""
+    summary = feedback_summary(decision_log)
+    click.echo(json.dumps(summary, indent=2, ensure_ascii=False) if fmt == "json" else feedback_text(summary))
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The service's YAML configuration (schema/cds-config.schema.json).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+def serve(config_file: Path, host: str, port: int, workers: int) -> None:
+    """Run the CDS Hooks 2.0 service (needs the optional extra: pip install 'fsgs-kb[cds]').
+
+    Every call but CORS preflight, /healthz and the handbook pages needs a JWT from a trusted
+    issuer; every hook call and feedback is written to the decision log.
+    """
+    run_service(load_config(config_file), host, port, workers)
 
 
 @main.command()
@@ -634,6 +772,45 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
         report = run_impact(old_kb, new_kb, _records(patients))
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else impact_text(report))
     sys.exit(EXIT_CODES["findings"] if report["invalid"] else EXIT_CODES["ok"])
+
+
+@main.group(name="export", cls=Group, epilog=EXIT_HELP)
+def export() -> None:
+    """Export the knowledge base for other systems."""
+
+
+@export.command(name="fhir")
+@RULES_OPTION
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write the Bundle into.",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="Canonical base of the exported resources (default: urn:fsgs-kb:KB-ID).",
+)
+def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None:
+    """Write a FHIR R4 Bundle for CQL-based systems: one PlanDefinition (eca-rule) per rule, with its
+    advice, citations (DOI, PMID, verbatim quote), triggers patient-view and order-sign, its
+    condition in plain English and its input data requirements (codes of the FHIR map), and one
+    Library with the parameters and data requirements."""
+    kb = _load_kb(rules_dir)
+    fmap = load_checked_map(map_path(rules_dir))
+    bundle = fhir_bundle(kb.model, fmap, base_url.rstrip("/") if base_url else None)
+    target = out / f"{kb.id}-{kb.version}.fhir-bundle.json"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise KBErrors([KBError("cli.export", f"cannot write the export: {exc.strerror}", file=str(out))]) from None
+    rules = len(bundle["entry"]) - 1
+    click.echo(f"wrote {target}: 1 Library, {rules} PlanDefinitions (FHIR R4)")
 
 
 @main.command(name="compile")

@@ -75,13 +75,27 @@ class KnowledgeBase:
 
     def evaluate_record(self, record: Record, **options: Any) -> dict[str, Any]:
         """The result for one framed input record, whatever it holds: a record that cannot be
-        read or parsed is `invalid` with its problem, traceable by the hash of its bytes."""
+        read or parsed is `invalid` with its problem, traceable by the hash of its bytes. A record
+        converted from FHIR carries where its input came from (`origin`), the provenance of every
+        field (`sources`) and how it was converted (`decision.fhir`: evaluation date, map)."""
         data, problem = record_value(record)
         if problem is None:
-            return self.evaluate(data, **options)
-        result = self.failed_result(problem, record.raw)
-        pid = data.get("id") if isinstance(data, dict) else None
-        result["patient_id"] = pid if isinstance(pid, str) else None
+            result = self.evaluate(data, **options)
+        else:
+            status = "error" if problem.code.endswith(".internal") else "invalid"
+            result = self.failed_result(problem, record.raw, status)
+            pid = data.get("id") if isinstance(data, dict) else None
+            result["patient_id"] = pid if isinstance(pid, str) else None
+        if record.origin is None and record.sources is None and record.conversion is None:
+            return result
+        decision = result.pop("decision")
+        if record.origin is not None:
+            result["origin"] = record.origin
+        if record.sources is not None:
+            result["sources"] = record.sources
+        if record.conversion is not None:
+            decision["fhir"] = record.conversion
+        result["decision"] = decision
         return result
 
     def failed_result(self, problem: KBError, raw: bytes = b"", status: str = "invalid") -> dict[str, Any]:

@@ -42,10 +42,19 @@ def test_the_wheel_installs_fsgs_kb_alone(tmp_path: Path) -> None:
         (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
         assert archive.read(top_level).decode().split() == ["fsgs_kb"]
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"fsgs_kb"}
-    for data in ("fsgs_kb/rules/kb.yaml", "fsgs_kb/schema/patient.schema.json", "fsgs_kb/py.typed"):
+    for data in (
+        "fsgs_kb/rules/kb.yaml",
+        "fsgs_kb/rules/fhir-map.yaml",
+        "fsgs_kb/schema/patient.schema.json",
+        "fsgs_kb/schema/cds-config.schema.json",
+        "fsgs_kb/py.typed",
+    ):
         assert data in names
+    for package in sorted(p.parent for p in (ROOT / "engine").rglob("__init__.py")):  # every subpackage ships
+        assert f"fsgs_kb/{package.relative_to(ROOT).as_posix()}/__init__.py" in names, package
     assert not [n for n in names if n.startswith("fsgs_kb/tests/") or n.startswith("fsgs_kb/bench/")]
-    modules = {str(p.relative_to(ROOT)) for p in ROOT.glob("engine/**/*.py")} | {"cli.py", "__init__.py"}
+    modules = {str(p.relative_to(ROOT)) for d in ("engine", "service") for p in ROOT.glob(f"{d}/**/*.py")}
+    modules |= {"cli.py", "__init__.py"}
     missing = sorted(m for m in modules if f"fsgs_kb/{m}" not in names)
     assert not missing, f"modules the wheel leaves out (add their package to pyproject): {missing}"
 

@@ -6,9 +6,12 @@ against a primary document, so an auditor sees at once what rests on memory or s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.explain.wording import plain_lines, provenance_label, shaping_parameters
+from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
+from fsgs_kb.engine.fhir.requirements import code_audit
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.model import ParamRef, Rule, rule_order
@@ -112,7 +115,7 @@ def audit_report(kb: KnowledgeBase, rule_id: str | None = None) -> dict[str, Any
         )
         for sid in src.sentences
     }
-    return {
+    report: dict[str, Any] = {
         "kb": {"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint},
         "source": {
             "id": src.id,
@@ -134,3 +137,10 @@ def audit_report(kb: KnowledgeBase, rule_id: str | None = None) -> dict[str, Any
             "source_full_text": not src.record.get("full_text_read", False),
         },
     }
+    if rule_id is None:  # the FHIR map's codes, each with where it was verified (or why not)
+        fhir_map = code_audit(load_checked_map(map_path(Path(kb.model.root))))
+        report["fhir_map"] = fhir_map
+        report["not_verified"]["fhir_codes"] = [
+            f"{c['system']}|{c['code']}" for c in fhir_map["codes"] if not c["verified"]
+        ]
+    return report

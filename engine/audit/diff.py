@@ -164,7 +164,7 @@ def _check_member(member: tarfile.TarInfo, spec: str) -> None:
 def load_side(spec: str, rules_path: str, workdir: Path) -> KBSide:
 
     directory = materialize(spec, rules_path, workdir)
-    report = prove(validate_dir(directory))
+    report = prove(validate_dir(directory, fhir_map=False))  # the map is not versioned with the rules
     rule_data, parameter_data, derived_data = {}, {}, {}
     for doc in report.load.docs.values():
         if not isinstance(doc.data, dict):

@@ -19,6 +19,10 @@ from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
 from fsgs_kb.engine.read.records import Record, record_value
 
 BATCH_ONLY = ("record", "line")
+# FHIR input only: the conversion's account (where each value came from, how the Bundle was
+# converted). Replay re-evaluates the converted record, so these are carried, not re-derived; to
+# redo the conversion, evaluate the Bundle again with --as-of decision.fhir.as_of.
+FHIR_ONLY = ("origin", "sources")
 
 
 def input_hash(record: Record) -> str:
@@ -38,7 +42,11 @@ def index_inputs(records: Iterable[Record]) -> dict[str, Record]:
 
 
 def _strip(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if k not in BATCH_ONLY}
+    out = {k: v for k, v in result.items() if k not in BATCH_ONLY + FHIR_ONLY}
+    decision = out.get("decision")
+    if isinstance(decision, dict) and "fhir" in decision:
+        out["decision"] = {k: v for k, v in decision.items() if k != "fhir"}
+    return out
 
 
 def _outcomes(result: dict[str, Any]) -> dict[str, str]:

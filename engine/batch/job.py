@@ -24,6 +24,8 @@ from fsgs_kb.engine.batch.run import BatchRunner
 from fsgs_kb.engine.batch.workers import ChunkResult
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.masking import key_id
+from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
+from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.records import FORMATS, Record, read_records, sniff_format
 
@@ -40,6 +42,7 @@ class BatchJob:
     rules_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # passed to KnowledgeBase.evaluate
     progress: Callable[[int, int], None] | None = None  # (records written, input bytes read)
+    fhir: FhirReader | None = None  # FHIR input formats: the map and the evaluation date
 
 
 @dataclass(kw_only=True)
@@ -140,11 +143,15 @@ def _is_stream(handle: BinaryIO) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
-def input_format(job: BatchJob, stream: BinaryIO, path: str | None) -> str:
+def input_format(job: BatchJob, stream: BinaryIO | None, path: str | None) -> str:
     if job.input_format is not None:
-        if job.input_format not in FORMATS:
+        if job.input_format not in FORMATS + FHIR_FORMATS:
             raise KBErrors([KBError("input.format", f"unknown input format {job.input_format!r}")])
+        if job.input_format in FHIR_FORMATS and job.fhir is None:
+            raise KBErrors([KBError("input.format", f"input format {job.input_format} needs a FHIR map")])
         return job.input_format
+    if stream is None:
+        raise KBErrors([KBError("input.format", "no input format for a directory")])
     peek = getattr(stream, "peek", None)
     head = bytes(peek(64)[:64]) if peek is not None else b""
     return sniff_format(path, head)
@@ -152,8 +159,25 @@ def input_format(job: BatchJob, stream: BinaryIO, path: str | None) -> str:
 
 def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) -> BatchSummary:
     """Run the job; KBErrors for what stops it before or while writing (bad input file, output
-    refused, disk full), a summary with `interrupted_by` when a signal stopped it."""
-    stream, path = open_input(job.source)
+    refused, disk full), a summary with `interrupted_by` when a signal stopped it.
+
+    A Bulk Data export (input format fhir-bulk) is a directory, not a stream: it is read through
+    an on-disk index, and cannot be resumed (its files have no order to resume from)."""
+    stream: BinaryIO | None = None
+    path: str | None = None
+    if job.input_format == "fhir-bulk":
+        if job.resume:
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.resume",
+                        "--resume is not available for a Bulk Data export",
+                        hint="run it again without --resume (the results come out in the same order)",
+                    )
+                ]
+            )
+    else:
+        stream, path = open_input(job.source)
     try:
         fmt = input_format(job, stream, path)
         target = _Target(kb, job, path, fmt, stdout)
@@ -164,15 +188,30 @@ def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) 
         finally:
             target.close()
     finally:
-        if path is not None:
+        if path is not None and stream is not None:
             stream.close()
     return summary
 
 
-def _run(kb: KnowledgeBase, job: BatchJob, stream: BinaryIO, fmt: str, target: _Target, summary: BatchSummary) -> None:
+def job_records(job: BatchJob, stream: BinaryIO | None, fmt: str) -> Iterator[Record]:
+    """The input's records, framed by the reader of its format."""
+    if fmt in FHIR_FORMATS:
+        reader = job.fhir
+        assert reader is not None  # checked by input_format
+        if fmt == "fhir-bulk":
+            return reader.bulk(job.source)
+        assert stream is not None
+        return reader.bundles(stream) if fmt == "fhir-bundles" else reader.document(stream)
+    assert stream is not None
+    return read_records(stream, fmt)
+
+
+def _run(
+    kb: KnowledgeBase, job: BatchJob, stream: BinaryIO | None, fmt: str, target: _Target, summary: BatchSummary
+) -> None:
     start = time.perf_counter()
     done = summary.records
-    records: Iterator[Record] = (r for r in read_records(stream, fmt) if r.number > done)
+    records: Iterator[Record] = (r for r in job_records(job, stream, fmt) if r.number > done)
     with _StopFlag() as stopped:
         runner = BatchRunner(kb, job.rules_dir, summary.workers, options=job.options, stopped=stopped)
         results = runner.results(records, first_number=done + 1)
@@ -204,6 +243,8 @@ class _Target:
             options = {k: list(v) if isinstance(v, tuple) else v for k, v in job.options.items() if k != "mask_key"}
             options["mask_key_id"] = key_id(job.options.get("mask_key"))  # never the key itself
             identity = {"kb_fingerprint": kb.fingerprint, "input_format": fmt, "options": dict(sorted(options.items()))}
+            if job.fhir is not None and fmt in FHIR_FORMATS:  # another date or map makes other records
+                identity["fhir"] = {k: v for k, v in job.fhir.conversion("").items() if k != "bundle_sha256"}
             self.file = OutputFile(job.output, path, identity)
         elif job.resume:
             raise KBErrors([KBError("batch.resume", "--resume needs -o OUTPUT (a file to continue)")])

@@ -9,6 +9,7 @@ from fsgs_kb.engine.check.checks import Coverage, run_checks
 from fsgs_kb.engine.check.prose import literal_thresholds
 from fsgs_kb.engine.check.static import meaning_problems
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.fhir.checkmap import MAP_FILE, check_map
 from fsgs_kb.engine.load.loader import LoadResult, read_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases, rule_ids_tested
 
@@ -32,13 +33,17 @@ class ValidationReport:
         return not self.errors
 
 
-def validate_dir(rules_dir: Path) -> ValidationReport:
-    """Every problem of a rules directory, sorted by file, line and column."""
+def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
+    """Every problem of a rules directory, sorted by file, line and column. fhir_map=False leaves
+    out the FHIR map (diff compares knowledge bases; an old revision's map is checked against
+    today's patient schema, which it may predate)."""
     load = read_rules_dir(rules_dir)
     problems = list(load.errors)
     checks, coverage = run_checks(load.model, load.docs, load.failed)
     problems.extend(checks)
     problems.extend(literal_thresholds(load.model, load.docs))
+    if fhir_map and (rules_dir / MAP_FILE).is_file():  # the FHIR map: schema, references, patient fields
+        problems.extend(check_map(rules_dir / MAP_FILE)[1])
     if not any(p.severity == "error" for p in problems) and load.model.rules:
         problems.extend(_meaning_and_tests(rules_dir, load))
     unique = sorted(set(problems), key=KBError.sort_key)

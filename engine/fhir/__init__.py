@@ -1,6 +1,9 @@
 """FHIR R4 in and out of the fsgs-kb patient record, driven by rules/fhir-map.yaml.
 
-Public API: load_map, bundle_to_record, record_to_bundle, group_bulk_export. Depends only on the
+Public API: load_map, bundle_to_record, record_to_bundle, group_bulk_export; for the evaluation
+pipeline FhirReader (Bundle bytes, a parsed Bundle, NDJSON of Bundles or a Bulk Data export ->
+Records that KnowledgeBase.evaluate_record turns into results with sources and decision.fhir) and
+patient_record (a converted record made valid for the patient schema). Depends only on the
 standard library, PyYAML and jsonschema; no FHIR model library sits in the conversion path.
 """
 
@@ -11,6 +14,7 @@ from fsgs_kb.engine.fhir.fhirmap import FhirMap, default_map_path, default_schem
 from fsgs_kb.engine.fhir.inverse import record_to_bundle
 from fsgs_kb.engine.fhir.ndjson import LineError
 from fsgs_kb.engine.fhir.outcome import REASONS
+from fsgs_kb.engine.fhir.records import FhirReader, patient_record
 
 __all__ = [
     "REASONS",
@@ -18,6 +22,7 @@ __all__ = [
     "FhirInputError",
     "FhirMap",
     "FhirMapError",
+    "FhirReader",
     "LineError",
     "PatientGroup",
     "Problem",
@@ -26,5 +31,6 @@ __all__ = [
     "default_schema_path",
     "group_bulk_export",
     "load_map",
+    "patient_record",
     "record_to_bundle",
 ]

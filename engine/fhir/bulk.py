@@ -32,10 +32,13 @@ CREATE TABLE meds (key TEXT PRIMARY KEY, body TEXT NOT NULL);
 
 @dataclass(frozen=True)
 class PatientGroup:
-    """All resources of one patient as a collection Bundle, ready for bundle_to_record."""
+    """All resources of one patient as a collection Bundle, ready for bundle_to_record, and where
+    the Patient resource is in the export (file and line)."""
 
     patient_ref: str
     bundle: dict[str, Any]
+    file: str = ""
+    line: int = 0
 
 
 BulkItem = PatientGroup | LineError
@@ -96,6 +99,7 @@ def _group(db: sqlite3.Connection, ref: str) -> BulkItem:
     resources = [json.loads(body) for rtype, body, _, _ in rows if rtype != "Patient"]
     patient = json.loads(next(iter(patients)))
     entries = [patient] + resources + _medications(db, resources)
+    file, line = next((f, n) for t, _, f, n in rows if t == "Patient")
     return PatientGroup(
         ref,
         {
@@ -105,6 +109,8 @@ def _group(db: sqlite3.Connection, ref: str) -> BulkItem:
                 {"fullUrl": f"{r['resourceType']}/{r.get('id', i)}", "resource": r} for i, r in enumerate(entries)
             ],
         },
+        file,
+        line,
     )
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from fsgs_kb.engine.fhir.codes import as_dict, as_list, reference, within_depth
+from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, reference, within_depth
+from fsgs_kb.engine.fhir.dates import effective_instant
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
 
 BUNDLE_TYPES = ("collection", "searchset", "transaction")
@@ -33,8 +35,25 @@ class PatientData:
     conflicted: set[tuple[str, str]] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
 
+    _codes: dict[int, list[Coding]] = field(default_factory=dict, repr=False)
+    _when: dict[int, datetime | None] = field(default_factory=dict, repr=False)
+
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
+
+    def code_of(self, resource: dict[str, Any]) -> list[Coding]:
+        """The codings of a resource's `code`, worked out once per bundle (every field asks)."""
+        key = id(resource)  # resources live as long as this PatientData
+        if key not in self._codes:
+            self._codes[key] = codings(resource.get("code"))
+        return self._codes[key]
+
+    def when_of(self, resource: dict[str, Any]) -> datetime | None:
+        """The effective instant of an Observation, worked out once per bundle."""
+        key = id(resource)
+        if key not in self._when:
+            self._when[key] = effective_instant(resource)
+        return self._when[key]
 
 
 def _entries(bundle: Any, max_entries: int) -> list[tuple[int, str | None, dict[str, Any]]]:

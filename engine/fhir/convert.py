@@ -74,6 +74,13 @@ def _put(record: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _get(record: dict[str, Any], path: str) -> Any:
+    node: Any = record
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def _write(record: dict[str, Any], path: str, spec: dict[str, Any], value: Any) -> None:
     if spec["type"] == "quantity":
         _put(record, path, {"value": value[0], "unit": value[1]})
@@ -109,4 +116,8 @@ def bundle_to_record(bundle: Any, fmap: FhirMap, *, as_of: date) -> tuple[dict[s
             prov[field_pointer(path)] = out.prov
         else:
             prov[field_pointer(path)] = {"missing": out.reason}
+    for path, spec in fmap.fields.items():  # a unit the record requires, unless a field wrote one
+        unit = spec.get("sets_unit")
+        if unit and isinstance(outcomes[path], Found) and _get(record, unit["path"]) is None:
+            _put(record, unit["path"], unit["value"])
     return record, prov

@@ -13,6 +13,7 @@ import math
 import re
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 _DATETIME = re.compile(
@@ -30,6 +31,11 @@ def parse_instant(text: Any) -> datetime | None:
     """A full FHIR date or dateTime as an aware UTC datetime; None for partial or malformed values."""
     if not isinstance(text, str) or len(text) > 40:
         return None
+    return _parse(text)
+
+
+@lru_cache(maxsize=4096)  # every field's pick rule reads the same few dates again: parse each once
+def _parse(text: str) -> datetime | None:
     m = _DATETIME.match(text)
     if not m or not m.group(5):
         return None

@@ -8,6 +8,7 @@ line, and all are reported at once, so a site's editor fixes the map in one pass
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +19,7 @@ import jsonschema
 
 from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
 from fsgs_kb.engine.fhir.yamlload import load_yaml
+from fsgs_kb.engine.load.fingerprint import canonical_json
 
 SCHEMA_NAME = "fhir-map.schema.json"
 
@@ -65,6 +67,16 @@ class FhirMap:
     def medications(self) -> dict[str, dict[str, Any]]:
         value: dict[str, dict[str, Any]] = self.data["medications"]
         return value
+
+    @cached_property
+    def sha256(self) -> str:
+        """Fingerprint of what the map says (canonical JSON, so comments and layout do not count):
+        a result records it, so a replay can tell whether the same map made the record."""
+        return hashlib.sha256(canonical_json(self.data).encode("utf-8")).hexdigest()
+
+    @property
+    def version(self) -> str:
+        return str(self.data["map_version"])
 
     @cached_property
     def code_sets(self) -> dict[str, frozenset[Coding]]:
@@ -175,10 +187,13 @@ def _convert_problems(pointer: str, convert: dict[str, Any], allowed: set[str]) 
     ]
 
 
-def load_map(path: str | Path, schema_path: str | Path | None = None) -> FhirMap:
-    """Read, validate and index a FHIR map; raise FhirMapError listing every problem with its pointer."""
+def load_map(path: str | Path, schema_path: str | Path | None = None, *, raw: bytes | None = None) -> FhirMap:
+    """Read, validate and index a FHIR map; raise FhirMapError listing every problem with its pointer.
+
+    `raw`: the file's bytes when the caller has read them (validate reads through engine.load.files,
+    which refuses links out of the rules directory, FIFOs and oversized files)."""
     path = Path(path)
-    data, positions = load_yaml(path)
+    data, positions = load_yaml(path, raw)
     schema = json.loads(Path(schema_path or default_schema_path()).read_text(encoding="utf-8"))
     problems = _schema_problems(data, schema, positions)
     if not problems:

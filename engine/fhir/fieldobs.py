@@ -85,7 +85,7 @@ def field_candidates(
     coding = (systems["field"], path)
     out = []
     for obs, when in eligible(data, fmap, lo, hi):
-        if coding not in codings(obs.get("code")):
+        if coding not in data.code_of(obs):
             continue
         value, problem = _value(obs, spec, source, systems["value"])
         out.append(Candidate(when, obs, coding, 0, value, problem))

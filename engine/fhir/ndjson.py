@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from fsgs_kb.engine.fhir.codes import within_depth
 
 CHUNK = 1 << 16
+MAX_SKIP = 256 << 20  # an oversized line is skipped to its end; one that never ends is cut off here
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,20 @@ class LineError:
     message: str
 
 
-def _skip_rest(handle: BinaryIO) -> None:
-    while True:
+def skip_rest(handle: BinaryIO) -> int:
+    """Consume the rest of an oversized line (at most MAX_SKIP bytes); the bytes skipped."""
+    skipped = 0
+    while skipped <= MAX_SKIP:
         chunk = handle.readline(CHUNK)
+        skipped += len(chunk)
         if not chunk or chunk.endswith(b"\n"):
-            return
+            break
+    return skipped
 
 
 def _parse(raw: bytes, max_depth: int) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8").rstrip("\r\n"))
     except UnicodeDecodeError:
         return None, "not UTF-8"
     except RecursionError:
@@ -63,7 +68,7 @@ def read_ndjson(path: Path, max_line_bytes: int, max_depth: int) -> Iterator[tup
                 return
             number += 1
             if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                _skip_rest(handle)
+                skip_rest(handle)
                 yield number, LineError(path.name, number, f"line longer than {max_line_bytes} bytes")
                 continue
             if not raw.strip():

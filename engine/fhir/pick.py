@@ -16,7 +16,7 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, first_match, number, quantity
-from fsgs_kb.engine.fhir.dates import effective_instant, format_instant
+from fsgs_kb.engine.fhir.dates import format_instant
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
 
@@ -60,7 +60,7 @@ def eligible(
         status = obs.get("status")
         if not isinstance(status, str) or status not in statuses:
             continue
-        when = effective_instant(obs)
+        when = data.when_of(obs)
         if when is not None and when < hi and (lo is None or when >= lo):
             yield obs, when
 
@@ -72,7 +72,8 @@ def coded_candidates(
     out: list[Candidate] = []
     for obs, when in eligible(data, fmap, lo, hi):
         for rank, match in enumerate(matches):
-            coding = first_match(obs.get("code"), fmap.code_sets[match["code_set"]])
+            wanted_codes = fmap.code_sets[match["code_set"]]
+            coding = next((c for c in data.code_of(obs) if c in wanted_codes), None)
             if coding is None:
                 continue
             elements = [obs]

@@ -17,6 +17,7 @@ import yaml
 from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
 
 MAX_MAP_BYTES = 2 * 1024 * 1024
+KEY = "~key"  # positions[POINTER + KEY] is where the key of POINTER is ("~k" is no valid pointer escape)
 _BOOLS = {"true": True, "false": False}
 
 
@@ -60,6 +61,7 @@ class _Builder:
             if key in out:
                 self.fail(f"duplicate key '{key}': YAML would silently keep only the last", key_node, child)
                 continue
+            self.positions[child + KEY] = _pos(key_node)
             out[key] = self.build(value_node, child)
         return out
 
@@ -84,12 +86,14 @@ class _Builder:
         return text
 
 
-def load_yaml(path: Path) -> tuple[Any, dict[str, tuple[int, int]]]:
-    """Parse one YAML file; raise FhirMapError with located problems when it cannot be trusted."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise FhirMapError([Problem(f"cannot read the map: {exc.strerror}")], str(path)) from None
+def load_yaml(path: Path, raw: bytes | None = None) -> tuple[Any, dict[str, tuple[int, int]]]:
+    """Parse one YAML file (or its bytes, already read safely by the caller); raise FhirMapError
+    with located problems when it cannot be trusted."""
+    if raw is None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise FhirMapError([Problem(f"cannot read the map: {exc.strerror}")], str(path)) from None
     if len(raw) > MAX_MAP_BYTES:
         raise FhirMapError([Problem(f"map is {len(raw)} bytes; the limit is {MAX_MAP_BYTES}")], str(path))
     try:

@@ -123,7 +123,15 @@ def read_regular(path: Path, display: str, root: Path, limit: int = MAX_FILE_BYT
     return b"".join(chunks)
 
 
-KB_FILES = ("kb.yaml", "parameters.yaml", "derived.yaml", "sources/*.yaml", "recommendations/*.yaml", "tests/*.yaml")
+KB_FILES = (
+    "kb.yaml",
+    "parameters.yaml",
+    "derived.yaml",
+    "sources/*.yaml",
+    "recommendations/*.yaml",
+    "tests/*.yaml",
+    "fhir-map.yaml",  # checked by validate (engine.fhir.checkmap), so a cached report must key on it
+)
 
 
 def kb_paths(root: Path) -> list[Path]:

@@ -36,7 +36,10 @@ class Record:
     """One input record: its ordinal, the input line it starts on, and its bytes or problem.
 
     `raw` is the record's JSON text (parsed later, by `parse_json`); `data` a record the reader
-    already built (CSV); `problem` why it cannot be evaluated; `end` the input offset after it."""
+    already built (CSV, FHIR); `problem` why it cannot be evaluated; `end` the input offset after it.
+    FHIR input only: `sources` says, per field pointer, which resource filled it or why it is empty,
+    `conversion` how the record was made (evaluation date, map), and `origin` where in the input
+    it came from (file:line); the result carries all three."""
 
     number: int
     line: int
@@ -44,20 +47,23 @@ class Record:
     data: Any = None
     problem: KBError | None = None
     end: int = 0
+    sources: dict[str, Any] | None = None
+    conversion: dict[str, Any] | None = None
+    origin: str | None = None
 
 
-def too_large(what: str) -> KBError:
+def too_large(what: str, limit: int = MAX_RECORD_BYTES) -> KBError:
     return KBError(
         "input.too_large",
-        f"{what} is larger than {MAX_RECORD_BYTES:,} bytes",
+        f"{what} is larger than {limit:,} bytes",
         hint="a patient record is a few kilobytes: is this the right input?",
     )
 
 
-def parse_json(raw: bytes) -> tuple[Any, KBError | None]:
+def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBError | None]:
     """(value, None) for a JSON document within the limits, else (None, the problem)."""
-    if len(raw) > MAX_RECORD_BYTES:
-        return None, too_large("the record")
+    if len(raw) > max_bytes:
+        return None, too_large("the record", max_bytes)
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -11,6 +11,7 @@ from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.explain.wording import provenance_label
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.templating import quantity
+from fsgs_kb.engine.report.fhir_map import map_audit_lines
 from fsgs_kb.engine.report.text import escape_control, printable
 from fsgs_kb.engine.report.validation import format_error
 
@@ -67,6 +68,8 @@ def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
     out.append(f"rules not signed off: {', '.join(nv['rules_not_signed_off']) or 'none'}")
     if nv["source_full_text"]:
         out.append("the source's full text was not read: every rule rests on the abstract alone")
+    if "fhir_map" in report:
+        out += ["", f"{h2}FHIR map codes", *map_audit_lines(report["fhir_map"])]
     return "\n".join(out)
 
 

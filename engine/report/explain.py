@@ -37,7 +37,6 @@ SECTIONS = (
     ("info", "INFORMATION"),
 )
 MARK = {True: "✓", False: "✗", None: "?"}
-EVIDENCE = "the review says the randomized trials of this drug in this disease are very limited"
 
 
 # ---- the explanation as data ------------------------------------------------------------------
@@ -279,8 +278,9 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
                 lines += _why_lines(rule, paint)
     if doc["status"] == "evaluated" and not fired and not undetermined:
         lines += ["", "No recommendation: the review says nothing for this patient."]
-    if any(r["kind"] in ("advice", "warning") for r in fired):
-        lines += [""] + _wrap(f"Evidence: {EVIDENCE} (S3).", "")
+    notes = {(r["evidence"]["sentence"], r["evidence"]["quote"]) for r in fired if r["kind"] in ("advice", "warning")}
+    for sentence, quote in sorted(notes):  # each rule's evidence note, from the knowledge base
+        lines += [""] + _wrap(f'Evidence ({sentence}): the review says "{quote}".', "")
     rest = [
         r for r in rules if r["section"] == "not_fired" or (r["section"] == "undetermined" and r not in undetermined)
     ]
@@ -297,3 +297,42 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
             }.get(doc["status"], f"{len(rest)} rules do not apply to this patient")
             lines += [""] + _wrap(f"{what[0].upper()}{what[1:]} ({names}); --all shows why.", "")
     return "\n".join(lines)
+
+
+MISSING_TEXT = {
+    "no_resource": "no resource for it",
+    "unit_not_convertible": "a unit the map cannot convert",
+    "dose_not_computable": "a dose that cannot be computed from the instructions",
+    "ambiguous": "ambiguous (the resources disagree, or cannot be told apart)",
+}
+
+
+def _why_empty(entry: Any) -> str:
+    if isinstance(entry, dict) and "missing" in entry:
+        return f" (FHIR: {MISSING_TEXT.get(entry['missing'], entry['missing'])})"
+    return ""
+
+
+def sources_lines(result: dict[str, Any]) -> list[str]:
+    """FHIR input: where each value came from, and why each empty field is empty."""
+    result = printable(result)  # resource ids and codes come from the input
+    sources = result.get("sources")
+    if not isinstance(sources, dict):
+        return []
+    conversion = result["decision"].get("fhir") or {}
+    head = "Data from FHIR"
+    if conversion:
+        head += f" (evaluation date {conversion['as_of']}, map {conversion['map']['version']})"
+    lines = [head + ":"]
+    empty: dict[str, list[str]] = {}
+    for pointer, entry in sources.items():
+        if "missing" in entry:
+            empty.setdefault(entry["missing"], []).append(pointer)
+            continue
+        when = f", {entry['effective']}" if entry.get("effective") else ""
+        others = f" (+{len(entry['others'])} more)" if entry.get("others") else ""
+        what = f"{entry['resourceType']}/{entry['id']}" if entry.get("id") else str(entry["resourceType"])
+        lines.append(f"  {pointer} ← {what}{others} [{entry.get('code')}{when}]")
+    for reason, pointers in empty.items():
+        lines += _wrap(", ".join(pointers), f"  empty, {MISSING_TEXT.get(reason, reason)}: ")
+    return lines

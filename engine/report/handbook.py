@@ -25,10 +25,12 @@ from fsgs_kb.engine.explain.clinical import (
     short_reference,
 )
 from fsgs_kb.engine.explain.wording import shaping_parameters
+from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.model import KnowledgeBaseModel, ParamRef, Rule, rule_order
 from fsgs_kb.engine.report.diagram import svg
+from fsgs_kb.engine.report.fhir_map import map_html
 
 STYLE = """body{font:16px/1.5 system-ui,sans-serif;max-width:62rem;margin:1.5rem auto;padding:0 1rem;color:#222}
 nav{border-bottom:1px solid #ccc;padding-bottom:.4rem}nav a{margin-right:1rem}
@@ -79,9 +81,10 @@ def authors_without_notes(authors: str) -> str:
 
 
 class Handbook:
-    def __init__(self, model: KnowledgeBaseModel, fingerprint: str) -> None:
+    def __init__(self, model: KnowledgeBaseModel, fingerprint: str, fhir_map: FhirMap | None = None) -> None:
         self.model = model
         self.fingerprint = fingerprint
+        self.fhir_map = fhir_map
         self.rules = sorted(model.rules.values(), key=rule_order)
         self.fields: dict[str, FieldInfo] = catalogue()
         self.unsigned = [r for r in self.rules if r.status != "active"]
@@ -105,6 +108,7 @@ class Handbook:
                 ("source.html", "The source"),
                 ("parameters.html", "Thresholds"),
                 ("diagram.html", "Diagram"),
+                ("fhir-map.html", "FHIR map"),
                 ("changelog.html", "Changelog"),
             )
         )
@@ -177,6 +181,7 @@ class Handbook:
                 "computes from it. Right: the rules. Each box names the item as a clinician would, with its "
                 "identifier beneath; a rule's box links to its page.</p>" + self.diagram(),
             ),
+            "fhir-map.html": self.page("FHIR map: where each patient field comes from", map_html(self.fhir_map)),
         }
         for rule in self.rules:
             pages[f"rules/{rule.id}.html"] = self.rule_page(rule)

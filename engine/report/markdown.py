@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fsgs_kb.engine.explain.clinical import parameter_text, provenance_short, requirement_lines
+from fsgs_kb.engine.report.fhir_map import map_markdown
 from fsgs_kb.engine.report.handbook import KIND_TITLES, KIND_WORD, Handbook, authors_without_notes, first_sentence
 
 
@@ -84,7 +85,8 @@ def markdown(book: Handbook) -> str:
         f"{_cell(provenance_short(model, p.name))} |"
         for p in model.parameters.values()
     ]
-    out += ["", "## Changelog", ""]
+    out += ["", *map_markdown(book.fhir_map)]
+    out += ["## Changelog", ""]
     for entry in m["changelog"]:
         out += [f"- {entry['version']} ({entry['date']}): " + "; ".join(_one_line(c) for c in entry["changes"])]
     return "\n".join(out) + "\n"

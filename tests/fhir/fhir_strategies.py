@@ -111,15 +111,16 @@ def records(draw: Any, schema: dict[str, Any], extended: bool = False) -> dict[s
             _optional(
                 draw,
                 {
-                    "kidney_function": st.fixed_dictionaries(
-                        {},
-                        optional={
-                            "egfr": st.fixed_dictionaries({"value": tenths(0, 200), "unit": st.just("mL/min/1.73m2")}),
-                            "creatinine_clearance": st.fixed_dictionaries(
-                                {"value": tenths(0, 200), "unit": st.sampled_from(["mL/min/1.73m2", "mL/min"])}
-                            ),
-                        },
-                    ).filter(bool),
+                    "kidney_function": st.one_of(
+                        st.fixed_dictionaries({"egfr": tenths(0.1, 200), "unit": st.just("mL/min/1.73m2")}),
+                        st.fixed_dictionaries(
+                            {
+                                "creatinine_clearance": tenths(0.1, 200),
+                                "unit": st.sampled_from(["mL/min/1.73m2", "mL/min"]),
+                            },
+                            optional={"egfr": tenths(0.1, 200)},
+                        ),
+                    ),
                     "other_immunosuppressants": st.lists(
                         st.fixed_dictionaries(
                             {

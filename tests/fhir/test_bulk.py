@@ -9,9 +9,9 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from fsgs_kb.engine.fhir import FhirMap, LineError, PatientGroup, bundle_to_record, group_bulk_export, record_to_bundle
+from fhir_helpers import AS_OF
 
-AS_OF = __import__("conftest").AS_OF
+from fsgs_kb.engine.fhir import FhirMap, LineError, PatientGroup, bundle_to_record, group_bulk_export, record_to_bundle
 
 
 def _write_export(directory: Path, records: list[dict[str, Any]], fmap: FhirMap, seed: int = 7) -> dict[str, list[str]]:

@@ -6,12 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fhir_helpers import RXNORM, bundle, dosage, enum_value, field_obs, med_request, qty
+from fhir_helpers import (
+    AS_OF,
+    RXNORM,
+    bundle,
+    dosage,
+    enum_value,
+    field_obs,
+    med_request,
+    qty,
+)
 
 from fsgs_kb.engine.fhir import bundle_to_record
 from fsgs_kb.engine.fhir.dosage import daily_dose
 
-AS_OF = __import__("conftest").AS_OF
 MG = {
     "mg": {"to": "mg/day", "factor": 1},
     "g": {"to": "mg/day", "factor": 1000},

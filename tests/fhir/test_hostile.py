@@ -10,11 +10,14 @@ import time
 from typing import Any
 
 import pytest
-from fhir_helpers import bundle, obs, qty
+from fhir_helpers import (
+    AS_OF,
+    bundle,
+    obs,
+    qty,
+)
 
 from fsgs_kb.engine.fhir import FhirInputError, FhirMap, bundle_to_record
-
-AS_OF = __import__("conftest").AS_OF
 
 
 def weight(rid: str = "w", kg: Any = 70, subject: str = "Patient/p1", when: str = "2024-05-30") -> dict[str, Any]:

@@ -7,11 +7,18 @@ from datetime import date
 from typing import Any
 
 import pytest
-from fhir_helpers import bundle, dosage, enum_value, field_obs, med_request, obs, qty
+from fhir_helpers import (
+    AS_OF,
+    bundle,
+    dosage,
+    enum_value,
+    field_obs,
+    med_request,
+    obs,
+    qty,
+)
 
 from fsgs_kb.engine.fhir import bundle_to_record
-
-AS_OF = __import__("conftest").AS_OF
 
 
 def run(fmap: Any, *resources: dict[str, Any], patient: dict[str, Any] | None = None, as_of: date = AS_OF):

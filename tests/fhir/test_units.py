@@ -113,7 +113,10 @@ def test_high_dose_weeks_from_days(fmap: Any) -> None:
 
 def test_egfr_and_clearance_units(fmap: Any) -> None:
     record, _ = convert(fmap, obs("e", "98979-8", qty(35, "mL/min/{1.73_m2}")), obs("k", "2164-2", qty(40, "mL/min")))
-    assert record["kidney_function"] == {
-        "egfr": {"value": 35, "unit": "mL/min/1.73m2"},
-        "creatinine_clearance": {"value": 40, "unit": "mL/min"},
-    }
+    assert record["kidney_function"] == {"egfr": 35, "creatinine_clearance": 40, "unit": "mL/min"}  # the clearance's
+
+
+def test_egfr_alone_brings_the_unit_the_record_requires(fmap: Any) -> None:
+    record, prov = convert(fmap, obs("e", "98979-8", qty(35, "mL/min/{1.73_m2}")))
+    assert record["kidney_function"] == {"egfr": 35, "unit": "mL/min/1.73m2"}
+    assert prov["/kidney_function/creatinine_clearance"] == {"missing": "no_resource"}

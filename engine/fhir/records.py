@@ -1,0 +1,174 @@
+"""FHIR input as framed Records, the unit the evaluation pipeline works on.
+
+Three forms: one Bundle (`fhir`), one Bundle per line (`fhir-bundles`), and a Bulk Data export
+directory (`fhir-bulk`: NDJSON files by resource type, grouped by patient through the on-disk
+SQLite index of bulk.py, so memory stays flat). Each Bundle or patient becomes one Record whose
+`data` is the converted patient record, `sources` the provenance of every field (or why it is
+empty) and `conversion` what reproduces the conversion: the evaluation date, the map's version and
+fingerprint, the Bundle's sha256. Whatever cannot be read (not JSON, too large, not a Bundle of one
+patient, a bulk line that is not a FHIR resource) is a Record with a `problem` naming where it is,
+so it gets its own `invalid` result and the run goes on.
+
+Fields the map fills but the patient schema does not hold (`in_patient_schema: false`, e.g. eGFR)
+travel under the record's `ext` (carried, never read by rules), so the record stays valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.fhir.bulk import PatientGroup, group_bulk_export
+from fsgs_kb.engine.fhir.convert import bundle_to_record
+from fsgs_kb.engine.fhir.errors import FhirInputError, field_pointer
+from fsgs_kb.engine.fhir.fhirmap import FhirMap
+from fsgs_kb.engine.fhir.ndjson import skip_rest
+from fsgs_kb.engine.load.fingerprint import canonical_json
+from fsgs_kb.engine.read.records import BOM, Record, parse_json
+
+FORMATS = ("fhir", "fhir-bundles", "fhir-bulk")
+EXT = "ext"
+
+
+def _whole_numbers(node: Any) -> Any:
+    """70.0 -> 70: FHIR decimals arrive as floats; a whole one reads (and hashes) as the integer."""
+    if isinstance(node, float) and node.is_integer() and abs(node) < 2**53:
+        return int(node)
+    if isinstance(node, dict):
+        return {k: _whole_numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_whole_numbers(v) for v in node]
+    return node
+
+
+def patient_record(record: dict[str, Any], sources: dict[str, Any], fmap: FhirMap) -> None:
+    """Make a converted record a patient record, in place: whole numbers as integers, and fields the
+    patient schema lacks moved under /ext with their provenance pointers."""
+    record.update(_whole_numbers(record))
+    for path, spec in fmap.fields.items():
+        if spec.get("in_patient_schema") is not False:
+            continue
+        *parents, leaf = path.split(".")
+        node: Any = record
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            target = record.setdefault(EXT, {})
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[leaf] = node.pop(leaf)
+        pointer = field_pointer(path)
+        if pointer in sources:
+            sources[field_pointer(f"{EXT}.{path}")] = sources.pop(pointer)
+    for parent in {path.split(".")[0] for path in fmap.fields if "." in path}:
+        if record.get(parent) == {}:
+            del record[parent]
+
+
+@dataclass(frozen=True)
+class FhirReader:
+    """Reads FHIR input with one map and one evaluation date (as_of) for every record."""
+
+    fmap: FhirMap
+    as_of: date
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.fmap.settings["limits"]["max_line_bytes"])
+
+    def conversion(self, digest: str) -> dict[str, Any]:
+        """What a replay needs to convert the same Bundle to the same record."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "map": {"version": self.fmap.version, "sha256": self.fmap.sha256},
+            "bundle_sha256": digest,
+        }
+
+    def too_large(self, what: str) -> KBError:
+        return KBError(
+            "input.too_large",
+            f"{what} is larger than {self.max_bytes:,} bytes (settings.limits.max_line_bytes of the FHIR map)",
+            hint="send one patient's resources per Bundle, or use a Bulk Data export",
+        )
+
+    def from_bytes(self, number: int, line: int, raw: bytes, end: int, origin: str | None = None) -> Record:
+        """One Bundle's JSON text -> its Record."""
+        digest = hashlib.sha256(raw).hexdigest()
+        value, problem = parse_json(raw, self.max_bytes)
+        if problem is not None:
+            conversion = self.conversion(digest)
+            return Record(number, line, raw=raw, problem=problem, end=end, conversion=conversion, origin=origin)
+        return self.from_bundle(number, line, value, end, origin, digest, raw)
+
+    def from_bundle(
+        self, number: int, line: int, bundle: Any, end: int, origin: str | None, digest: str, raw: bytes = b""
+    ) -> Record:
+        """One parsed Bundle -> its Record: the converted patient, or the reason there is none."""
+        conversion = self.conversion(digest)
+        try:
+            record, sources = bundle_to_record(bundle, self.fmap, as_of=self.as_of)
+        except FhirInputError as exc:
+            problem = KBError("fhir.bundle", exc.message, pointer=exc.pointer, hint=_BUNDLE_HINT)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+            problem = KBError("fhir.internal", f"the FHIR conversion failed: {type(exc).__name__}: {exc}")
+        else:
+            patient_record(record, sources, self.fmap)
+            return Record(number, line, data=record, end=end, sources=sources, conversion=conversion, origin=origin)
+        return Record(number, line, raw=raw, problem=problem, end=end, conversion=conversion, origin=origin)
+
+    def document(self, stream: BinaryIO) -> Iterator[Record]:
+        """One Bundle (a file or standard input) as one record."""
+        raw = stream.read(self.max_bytes + 1)
+        if len(raw) > self.max_bytes:
+            yield Record(1, 1, raw=raw[:4096], problem=self.too_large("the Bundle"), end=len(raw))
+        else:
+            yield self.from_bytes(1, 1, raw.removeprefix(BOM), len(raw))
+
+    def bundles(self, stream: BinaryIO) -> Iterator[Record]:
+        """One Bundle per line (NDJSON); a bad or oversized line is that line's record."""
+        offset = number = 0
+        while raw := stream.readline(self.max_bytes + 1):
+            offset += len(raw)
+            number += 1
+            if number == 1:
+                raw = raw.removeprefix(BOM)
+            if len(raw) > self.max_bytes and not raw.endswith(b"\n"):
+                offset += skip_rest(stream)
+                yield Record(number, number, raw=raw[:4096], problem=self.too_large(f"line {number}"), end=offset)
+            elif not raw.strip():
+                yield Record(number, number, problem=KBError("patient.empty", "empty line: no Bundle"), end=offset)
+            else:
+                yield self.from_bytes(number, number, raw.rstrip(b"\r\n"), offset, f"line {number}")
+
+    def bulk(self, directory: str | Path, index_dir: str | Path | None = None) -> Iterator[Record]:
+        """A Bulk Data export: one Record per Patient, and one per unusable line (file:line)."""
+        root = Path(directory)
+        if not root.is_dir():
+            raise KBErrors([KBError("input.unreadable", "a Bulk Data export must be a directory", file=str(root))])
+        with tempfile.TemporaryDirectory(prefix="fsgs-kb-bulk-", dir=index_dir) as work:
+            items = group_bulk_export(
+                root,
+                Path(work) / "index.sqlite",
+                max_line_bytes=self.max_bytes,
+                max_depth=int(self.fmap.settings["limits"]["max_json_depth"]),
+            )
+            for number, item in enumerate(items, start=1):
+                if isinstance(item, PatientGroup):
+                    text = canonical_json(item.bundle).encode("utf-8")
+                    origin = f"{item.file}:{item.line}" if item.file else item.patient_ref
+                    digest = hashlib.sha256(text).hexdigest()
+                    yield self.from_bundle(number, item.line or number, item.bundle, 0, origin, digest, text)
+                else:
+                    where = f"{item.file}:{item.line}"
+                    problem = KBError("fhir.line", f"{where}: {item.message}", file=item.file, line=item.line)
+                    raw = where.encode()
+                    yield Record(number, item.line, raw=raw, problem=problem, origin=where, conversion=None)
+
+
+_BUNDLE_HINT = "a Bundle of type collection, searchset or transaction holding one Patient and its resources"

@@ -1,0 +1,189 @@
+"""CDS Hooks renderings: a card's Markdown detail, and the decision-log reports.
+
+A card's detail is what a clinician reads before acting: the advice, the quote and the whole
+sentence it rests on, every value the rule used with the FHIR resource it came from, the evidence
+note, and the ids an auditor needs (decision, knowledge-base fingerprint). Values from the EHR
+are escaped, so a code or an id cannot inject Markdown or HTML into the EHR's card display.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
+REASON_WORDS = {
+    "no_resource": "no matching resource was sent",
+    "unit_not_convertible": "a value was found in a unit that cannot be converted",
+    "dose_not_computable": "the order's dosage is not structured enough to compute a daily dose",
+    "ambiguous": "the resources sent disagree or cannot be placed in time",
+}
+
+
+def md(value: Any) -> str:
+    """Text from the EHR or the record, safe inside Markdown (one line, specials escaped)."""
+    text = " ".join(str(value).split())
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def code(value: Any) -> str:
+    """Text inside a Markdown code span (no escapes apply there; backticks cannot appear)."""
+    return " ".join(str(value).replace("`", "'").split())
+
+
+def provenance_text(prov: dict[str, Any] | None) -> str:
+    """Where one record value came from, in words."""
+    if not prov:
+        return "not read from FHIR"
+    if "missing" in prov:
+        return "not available: " + REASON_WORDS.get(prov["missing"], md(prov["missing"]))
+    where = f"{md(prov.get('resourceType'))}/{md(prov.get('id'))}"
+    extra = [md(prov["code"])] if prov.get("code") else []
+    extra += [f"effective {md(prov['effective'])}"] if prov.get("effective") else []
+    others = prov.get("others") or []
+    extra += [f"with {', '.join(md(o.get('resourceType')) + '/' + md(o.get('id')) for o in others)}"] if others else []
+    return where + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def caveat_source(prov: dict[str, Any]) -> str:
+    """Where a caveat comes from: the review's sentence, a cited publication (verified or not), or local policy."""
+    if prov.get("kind") == "source":
+        return f"the review, {md(prov.get('sentence'))}: “{md(prov.get('quote'))}”"
+    if prov.get("kind") == "cited":
+        checked = "verified" if prov.get("verified") else "NOT verified against the primary document"
+        return f"cited: {md(prov.get('reference'))}, {checked}"
+    return f"local policy: {md(prov.get('rationale'))}"
+
+
+def _footer(detail: dict[str, Any]) -> str:
+    kb = detail["kb"]
+    return (
+        f"Decision `{detail['decision_id']}` · knowledge base {md(kb['id'])} {md(kb['version'])} · "
+        f"fingerprint `{kb['fingerprint'][:16]}`"
+    )
+
+
+def rule_detail(detail: dict[str, Any]) -> str:
+    """The Markdown detail of one rule's card."""
+    signed = "signed off" if detail["status"] == "active" else "DRAFT, not signed off"
+    lines = [f"**{md(detail['kind']).capitalize()}** ({signed}): {md(detail['says'])}", ""]
+    for cite in detail["citations"]:
+        lines += [
+            f"> “{md(cite['quote'])}” ({md(detail['source_label'])}, sentence {md(cite['sentence'])})",
+            ">",
+            f"> The whole sentence: “{md(cite['text'])}”",
+            "",
+        ]
+    for caveat in detail.get("caveats", []):
+        lines += [f"**Caveat: {md(caveat['title'])}.** {md(caveat['says'])} ({caveat_source(caveat['provenance'])})"]
+        shown = [
+            f"{md(v.get('field') or v.get('derived'))} = {md(_number(v['value']))}{_unit(v)}" for v in caveat["shown"]
+        ]
+        lines += [f"Shown with it: {'; '.join(shown)}." if shown else "", ""]
+    lines.append("**Values used**")
+    lines += [f"- {md(text)}" for text in detail["values"]] or ["- none"]
+    lines += [f"- {md(d['name'])} = {md(_number(d['value']))}{_unit(d)}: {md(d['how'])}" for d in detail["derived"]]
+    lines += ["", "**Where the values came from**"]
+    lines += [f"- `{code(pointer)}`: {provenance_text(prov)}" for pointer, prov in detail["provenance"]] or ["- none"]
+    evidence = detail["evidence"]
+    lines += [
+        "",
+        f"**Evidence note** ({md(evidence['sentence'])}): “{md(evidence['quote'])}”",
+        "",
+        _footer(detail),
+    ]
+    return "\n".join(lines)
+
+
+def undetermined_detail(detail: dict[str, Any]) -> str:
+    """The Markdown detail of the one card that says what to record."""
+    if detail.get("scope_reason"):
+        lines = [
+            f"The review covers idiopathic (primary) FSGS only, and whether this patient has it cannot be told: "
+            f"{md(detail['scope_reason'])}. No rule of the review is applied until it can.",
+            "",
+        ]
+    else:
+        lines = [
+            "These rules cannot be decided because the record lacks values they need. Record the values "
+            "below in the EHR (as FHIR resources the service can read) to get their advice.",
+            "",
+        ]
+    for item in detail["items"]:
+        rules = ", ".join(md(r) for r in item["rules"])
+        lines.append(
+            f"- **{md(item['label'])}**, needed by {rules}: {md(item['where'])}; {provenance_text(item['prov'])}"
+        )
+    if detail.get("absent"):
+        lines += [
+            "",
+            "The EHR did not send these prefetch queries (this service never queries the FHIR server itself): "
+            + ", ".join(f"`{code(k)}`" for k in detail["absent"]),
+        ]
+    lines += ["", _footer(detail)]
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "not recorded"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{round(value, 2):g}"
+    return str(value)
+
+
+def _unit(derived: dict[str, Any]) -> str:
+    return f" {md(derived['unit'])}" if derived.get("unit") and derived.get("value") is not None else ""
+
+
+# ---- decision-log reports -------------------------------------------------------------------
+
+
+def replay_log_text(kb: dict[str, str], reports: list[dict[str, Any]], counts: dict[str, int]) -> str:
+    """`fsgs-kb replay --decision-log`: each decision that is not identical, then the totals."""
+    lines = []
+    for r in reports:
+        where = f"row {r['row']} ({r['time']}, {r['service']}, hookInstance {r['hook_instance']})"
+        if r["verdict"] == "changed":
+            what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in r.get("changes", []))
+            lines.append(f"changed: {where}: {what}")
+        elif r["verdict"] == "other_kb":
+            lines.append(
+                f"other knowledge base: {where} was decided by version {r['kb_version']} "
+                f"({r['kb_fingerprint'][:12]}); not replayed"
+            )
+        elif r["verdict"] in ("unreadable", "input_missing"):
+            lines.append(f"{r['verdict'].replace('_', ' ')}: {where}{': ' + r['problem'] if 'problem' in r else ''}")
+    replayed = counts["identical"] + counts["changed"] + counts["input_missing"] + counts["unreadable"]
+    share = f"{100 * counts['identical'] / replayed:.1f} %" if replayed else "n/a"
+    lines.append(
+        f"{len(reports):,} logged decisions; {replayed:,} replayed with {kb['id']} {kb['version']} "
+        f"({kb['fingerprint'][:12]}): {counts['identical']:,} identical ({share}), {counts['changed']:,} changed"
+        + (f", {counts['input_missing']:,} without input" if counts["input_missing"] else "")
+        + (f", {counts['unreadable']:,} unreadable" if counts["unreadable"] else "")
+        + f"; {counts['other_kb']:,} from another knowledge base (not replayed)"
+        + f"; {counts['not_evaluated']:,} calls with nothing to evaluate"
+    )
+    return "\n".join(lines)
+
+
+def feedback_text(summary: dict[str, Any]) -> str:
+    """`fsgs-kb feedback-report`: per rule and version, how its cards were received."""
+    lines = [f"{summary['decisions']:,} logged decisions"]
+    if not summary["rules"]:
+        lines.append("no cards were sent")
+    for item in summary["rules"]:
+        answered = item["accepted"] + item["overridden"]
+        share = f", {100 * item['overridden'] / answered:.0f} % overridden" if answered else ""
+        lines.append(
+            f"{item['rule']} v{item['version']}: {item['cards']:,} card{'' if item['cards'] == 1 else 's'}, "
+            f"{answered:,} with feedback: "
+            f"{item['accepted']:,} accepted, {item['overridden']:,} overridden{share}"
+        )
+        for reason in item["reasons"]:
+            label = reason["display"] or reason["code"] or "no reason given"
+            comments = f" ({reason['with_comment']} with a comment)" if reason["with_comment"] else ""
+            lines.append(f"    overridden: {label} × {reason['count']}{comments}")
+    return "\n".join(lines)

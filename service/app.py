@@ -1,0 +1,179 @@
+"""The ASGI application (Starlette): routes, CORS, the JWT gate, request bodies.
+
+Loaded by uvicorn from its import string (`fsgs_kb.service.app:create_app`) in each worker, so
+only serving imports Starlette. The configuration file's path comes in $FSGS_KB_CDS_CONFIG.
+
+Every route but CORS preflight, /healthz and the static handbook (public knowledge-base pages a
+card links to; a browser following a link cannot send a token) requires a valid JWT whose
+audience is that route's public URL. A rejected token gets 401 and a fixed body; the reason goes
+to the server log, the token nowhere. Evaluation runs on the event loop's thread: it is CPU-bound
+and short (a few milliseconds), and the knowledge base's durable-rules sessions are not shared
+between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from fsgs_kb.engine.fhir import default_map_path, load_map
+from fsgs_kb.engine.kb import load
+from fsgs_kb.engine.report.handbook import Handbook
+from fsgs_kb.service.config import ServiceConfig, load_config
+from fsgs_kb.service.decisionlog import DecisionLog
+from fsgs_kb.service.hooks import Hooks, Reply, outcome
+from fsgs_kb.service.jwtcheck import KeyStore, Rejected, TokenChecker
+from fsgs_kb.service.run import CONFIG_ENV
+
+log = logging.getLogger("fsgs_kb.service")
+UNAUTHORIZED = outcome(401, "unauthorized", "login")
+
+
+class Json(JSONResponse):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _reply(reply: Reply, headers: dict[str, str] | None = None) -> Response:
+    return Json(reply.body, status_code=reply.status, headers=headers)
+
+
+class Service:
+    """One worker's state: configuration, knowledge base, map, decision log, key store."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        kb = load(config.rules)
+        fmap = load_map(config.fhir_map or default_map_path())
+        self.decisions = DecisionLog(config.decision_log, config.mask_key())
+        self.hooks = Hooks(config, kb, fmap, self.decisions)
+        self.keys = KeyStore(config.jwks_refetch_seconds)
+        self.tokens = TokenChecker(config, self.keys, self.decisions.remember_jti)
+        self.handbook = Handbook(kb.model, kb.fingerprint).pages()
+        if self.hooks.note:
+            log.warning("%s", self.hooks.note)
+        if config.mask_key() is None:
+            log.info("no masking secret configured: patient identifiers are stored in clear in the decision log")
+
+    async def authorized(self, request: Request) -> bool:
+        try:
+            await self.tokens.check(request.headers.get("authorization"), self.config.url(request.url.path))
+        except Rejected as why:
+            log.info("401 %s %s: %s", request.method, request.url.path, why)
+            return False
+        except Exception as exc:  # a bug in the gate still closes it (the token is not in the message)
+            log.error("401 %s %s: token check failed: %s", request.method, request.url.path, type(exc).__name__)
+            return False
+        return True
+
+    async def body(self, request: Request) -> Any:
+        """The JSON body, refusing more than max_request_bytes; Reply on failure."""
+        limit = self.config.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limit:
+                return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+        try:
+            return orjson.loads(bytes(raw))
+        except orjson.JSONDecodeError as exc:
+            return outcome(400, f"the request body is not JSON: {exc}", "structure")
+
+    @staticmethod
+    def _guarded(handler: Any, service_id: str, body: Any) -> Reply:
+        """A bug answers 500 with an OperationOutcome and one log line with its traceback."""
+        try:
+            reply: Reply = handler(service_id, body)
+        except Exception:
+            log.exception("internal error in %s for service %s", getattr(handler, "__name__", "?"), service_id)
+            return outcome(500, "internal error; the service log has the details", "exception")
+        return reply
+
+    # ---- routes ---------------------------------------------------------------------------------
+    async def healthz(self, request: Request) -> Response:
+        return Json({"status": "ok"})
+
+    async def discovery(self, request: Request) -> Response:
+        if not await self.authorized(request):
+            return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        return Json(self.hooks.discovery())
+
+    async def hook(self, request: Request) -> Response:
+        start = time.perf_counter()
+        if not await self.authorized(request):
+            return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        body = await self.body(request)
+        if isinstance(body, Reply):
+            return _reply(body)
+        reply = self._guarded(self.hooks.call, request.path_params["service"], body)
+        elapsed = (time.perf_counter() - start) * 1000
+        return _reply(reply, {"Server-Timing": f"app;dur={elapsed:.2f}"})  # token check to cards, in ms
+
+    async def feedback(self, request: Request) -> Response:
+        if not await self.authorized(request):
+            return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        body = await self.body(request)
+        if isinstance(body, Reply):
+            return _reply(body)
+        return _reply(self._guarded(self.hooks.feedback, request.path_params["service"], body))
+
+    async def handbook_page(self, request: Request) -> Response:
+        page = request.path_params.get("page") or "index.html"
+        html = self.handbook.get(page)
+        if html is None:
+            return Response("not found", status_code=404, media_type="text/plain")
+        return HTMLResponse(html)
+
+    async def close(self) -> None:
+        await self.keys.close()
+        self.decisions.close()
+
+
+def build_app(config: ServiceConfig) -> Starlette:
+    service = Service(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await service.close()
+
+    routes = [
+        Route("/healthz", service.healthz, methods=["GET"]),
+        Route("/cds-services", service.discovery, methods=["GET"]),
+        Route("/cds-services/{service}", service.hook, methods=["POST"]),
+        Route("/cds-services/{service}/feedback", service.feedback, methods=["POST"]),
+        Route("/handbook/", service.handbook_page, methods=["GET"]),
+        Route("/handbook/{page:path}", service.handbook_page, methods=["GET"]),
+    ]
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=list(config.cors_origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
+    return Starlette(routes=routes, middleware=[cors], lifespan=lifespan)
+
+
+def create_app() -> Starlette:
+    """uvicorn's factory: the configuration file named in $FSGS_KB_CDS_CONFIG."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return build_app(load_config(Path(os.environ[CONFIG_ENV])))

@@ -1,0 +1,278 @@
+"""Cards: one per fired advice, warning or info rule, and one saying what to record.
+
+A card never says more than its rule: the summary is the rule's title with the values that made it
+fire, `DRAFT:` while the rule is not signed off; the detail carries the advice, the quoted source,
+the values with the FHIR resource each came from, and the ids to audit it. Warnings are `warning`
+and may be overridden with a reason; everything else is `info`; nothing is `critical`, and no card
+suggests an order or acts on its own (no suggestions, no systemActions). Out of scope gives no
+card. A card's uuid is derived from the decision id and the rule id, so the same decision always
+shows the same cards and feedback links back to it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fsgs_kb.engine.fhir import FhirMap
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.model import Rule
+from fsgs_kb.engine.report.cds import rule_detail, undetermined_detail
+from fsgs_kb.service.decisionlog import CardRow
+from fsgs_kb.service.prefetch import Templates
+
+CARD_NAMESPACE = uuid.UUID("5b0e6f0c-3c55-5b7e-9a57-2f1d0c5a7e11")
+RULE_SYSTEM = "urn:fsgs-kb:rule"
+OVERRIDE_SYSTEM = "urn:fsgs-kb:override-reason"
+OVERRIDE_REASONS = [
+    {
+        "system": OVERRIDE_SYSTEM,
+        "code": "clinical-judgement",
+        "display": "Intended: clinical judgement for this patient",
+    },
+    {"system": OVERRIDE_SYSTEM, "code": "data-incorrect", "display": "The values shown are wrong or out of date"},
+    {"system": OVERRIDE_SYSTEM, "code": "not-applicable", "display": "Does not apply to this patient"},
+    {"system": OVERRIDE_SYSTEM, "code": "already-addressed", "display": "Already being addressed"},
+]
+CARD_KINDS = ("advice", "warning", "info")
+SUMMARY_MAX = 139  # CDS Hooks: "<140 characters"
+UNDETERMINED = "UNDETERMINED"
+
+
+def card_uuid(decision_id: str, rule_id: str) -> str:
+    return str(uuid.uuid5(CARD_NAMESPACE, f"{decision_id}:{rule_id}"))
+
+
+def _pointer(path: str) -> str:
+    return "/" + path.replace(".", "/")
+
+
+def _number(value: Any) -> str:
+    text = f"{round(float(value), 2):g}"
+    return text
+
+
+def _fit(prefix: str, title: str, tail: str) -> str:
+    """prefix + title + tail in at most SUMMARY_MAX characters, shortening the title first."""
+    if len(prefix) + len(tail) > SUMMARY_MAX // 2:
+        tail = tail[: SUMMARY_MAX // 2 - len(prefix) - 2] + "…)"
+    room = SUMMARY_MAX - len(prefix) - len(tail)
+    if len(title) > room:
+        title = title[: room - 1].rstrip() + "…"
+    return prefix + title + tail
+
+
+def fired_values(entry: dict[str, Any]) -> list[str]:
+    """The numbers that made a rule fire, with units, in condition order."""
+    out: list[str] = []
+    for leaf in entry.get("conditions", []):
+        actual = leaf.get("actual")
+        if leaf.get("result") is True and isinstance(actual, (int, float)) and not isinstance(actual, bool):
+            text = f"{_number(actual)} {leaf['unit']}" if leaf.get("unit") else _number(actual)
+            if text not in out:
+                out.append(text)
+    return out
+
+
+def summary(entry: dict[str, Any]) -> str:
+    prefix = "DRAFT: " if entry["status"] != "active" else ""
+    values = fired_values(entry)
+    return _fit(prefix, entry["title"], f" ({', '.join(values)})" if values else "")
+
+
+@dataclass
+class Made:
+    """The cards of one hook call, and their rows for the decision log."""
+
+    cards: list[dict[str, Any]]
+    rows: list[CardRow]
+
+
+class CardMaker:
+    """Per knowledge base: what each rule reads, the review's label, where the handbook is."""
+
+    def __init__(self, kb: KnowledgeBase, fmap: FhirMap, templates: Templates, allow_drafts: bool, handbook: str):
+        self.kb = kb
+        self.fmap = fmap
+        self.templates = templates
+        self.allow_drafts = allow_drafts
+        self.handbook = handbook
+        source = kb.model.source
+        rec = source.record
+        self.sentences = source.sentences
+        self.label = (
+            f"{rec['title']} ({rec.get('journal_abbreviation', rec.get('journal', ''))} {rec.get('year', '')};"
+            f"{rec.get('volume', '')}({rec.get('issue', '')}):{rec.get('pages', '')})"
+        )
+        self.url = f"https://doi.org/{rec['doi']}" if rec.get("doi") else str(rec.get("url", ""))
+        self.rule_fields = {r.id: self._fields_of(r) for r in kb.model.rules.values()}
+
+    def _fields_of(self, rule: Rule) -> list[str]:
+        """The map fields a rule reads, directly or through derived values, as JSON pointers."""
+        model = self.kb.model
+        paths = [leaf.name for leaf in walk(rule.when) if leaf.source == "field"]
+        for name in self.kb.evaluation.rule_derived[rule.id]:
+            spec = model.derived[name]
+            conds = ([spec.condition] if spec.condition else []) + [w for w, _ in spec.cases]
+            paths += [leaf.name for c in conds for leaf in walk(c) if leaf.source == "field"]
+            exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
+            paths += [r.name for e in exprs for r in expression_refs(e) if r.source == "field"]
+        fields = [m for m in self.fmap.fields if any(p == m or p.startswith(m + ".") for p in paths)]
+        return [_pointer(m) for m in fields]
+
+    def visible(self, entry: dict[str, Any]) -> bool:
+        return self.allow_drafts or entry["status"] == "active"
+
+    def make(
+        self,
+        result: dict[str, Any],
+        prov: dict[str, Any],
+        *,
+        patient_view: bool,
+        absent: list[str],
+    ) -> Made:
+        made = Made([], [])
+        if result["status"] == "evaluated":
+            for entry in result["rules"]:
+                if entry["outcome"] == "fired" and entry["kind"] in CARD_KINDS and self.visible(entry):
+                    self._rule_card(made, entry, result, prov)
+        if patient_view and result["status"] in ("evaluated", "scope_undetermined"):
+            self._undetermined_card(made, result, prov, absent)
+        return made
+
+    def _source(self, code: str, display: str) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "url": self.url,
+            "topic": {"system": RULE_SYSTEM, "code": code, "display": display},
+        }
+
+    def _rule_card(self, made: Made, entry: dict[str, Any], result: dict[str, Any], prov: dict[str, Any]) -> None:
+        decision = result["decision"]
+        detail = {
+            "status": entry["status"],
+            "kind": entry["kind"],
+            "says": entry["says"],
+            "source_label": self.label,
+            "citations": [{**c, "text": self.sentences.get(c["sentence"], "")} for c in entry["citations"]],
+            "caveats": caveats_of(result, entry),
+            "values": [leaf["text"] for leaf in entry["conditions"] if leaf.get("result") is not None],
+            "derived": [d for d in entry["derived"] if d["value"] is not None],
+            "provenance": [(p, prov.get(p)) for p in self.rule_fields.get(entry["id"], [])],
+            "evidence": entry["evidence"],
+            "decision_id": decision["decision_id"],
+            "kb": decision["kb"],
+        }
+        card: dict[str, Any] = {
+            "uuid": card_uuid(decision["decision_id"], entry["id"]),
+            "summary": summary(entry),
+            "indicator": "warning" if entry["kind"] == "warning" else "info",
+            "detail": rule_detail(detail),
+            "source": self._source(entry["id"], entry["title"]),
+            "links": [
+                {
+                    "label": f"Handbook: {entry['id']}",
+                    "url": f"{self.handbook}rules/{entry['id']}.html",
+                    "type": "absolute",
+                }
+            ],
+        }
+        if entry["kind"] == "warning":
+            card["overrideReasons"] = [dict(r) for r in OVERRIDE_REASONS]
+        made.cards.append(card)
+        made.rows.append(CardRow(card["uuid"], entry["id"], entry["version"], card["indicator"]))
+
+    def _undetermined_card(self, made: Made, result: dict[str, Any], prov: dict[str, Any], absent: list[str]) -> None:
+        needs: dict[str, list[str]] = {}
+        if result["status"] == "scope_undetermined":
+            fsgs_known = any("missing" not in prov[p] for p in prov if p.startswith("/fsgs/"))
+            if not fsgs_known:
+                return  # nothing says this patient has FSGS at all: no card for every chart opened
+            served = [r for r in self.kb.model.rules.values() if self.allow_drafts or r.status == "active"]
+            if not served:
+                return
+            for pointer in result["scope"]["missing"]:
+                needs.setdefault(pointer, []).append("scope (idiopathic FSGS)")
+            drafts = any(r.status != "active" for r in served)
+        else:
+            entries = [e for e in result["rules"] if e["outcome"] == "undetermined" and self.visible(e)]
+            for entry in entries:
+                for pointer in entry["missing"]:
+                    needs.setdefault(pointer, []).append(entry["id"])
+            drafts = any(e["status"] != "active" for e in entries)
+        if not needs:
+            return
+        items = [self._need(pointer, rules, prov) for pointer, rules in needs.items()]
+        feeding = {k for item in items for k in item.pop("keys")}
+        rules = sorted({r for rs in needs.values() for r in rs})
+        decision = result["decision"]
+        detail: dict[str, Any] = {
+            "items": items,
+            "absent": [k for k in absent if k in feeding],
+            "decision_id": decision["decision_id"],
+            "kb": decision["kb"],
+        }
+        labels = ", ".join(item["label"] for item in items)
+        count = f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
+        prefix = "DRAFT: " if drafts else ""
+        if result["status"] == "scope_undetermined":
+            reason = str(result["scope"]["reason"])
+            text = _fit(prefix, f"Cannot tell whether the review applies: {reason}", f" (see {labels})")
+            detail["scope_reason"] = reason
+        else:
+            text = _fit(prefix, f"Record {labels}", f" to decide {count}")
+        card: dict[str, Any] = {
+            "uuid": card_uuid(decision["decision_id"], UNDETERMINED),
+            "summary": text,
+            "indicator": "info",
+            "detail": undetermined_detail(detail),
+            "source": self._source(UNDETERMINED, "Values the knowledge base needs"),
+            "links": [{"label": "Handbook", "url": f"{self.handbook}index.html", "type": "absolute"}],
+        }
+        made.cards.append(card)
+        made.rows.append(CardRow(card["uuid"], UNDETERMINED, self.kb.version, "info"))
+
+    def _need(self, pointer: str, rules: list[str], prov: dict[str, Any]) -> dict[str, Any]:
+        path = pointer.lstrip("/").replace("/", ".")
+        fields = [m for m in self.fmap.fields if m == path or m.startswith(path + ".") or path.startswith(m + ".")]
+        where = "; ".join(dict.fromkeys(self._where(m) for m in fields)) or "not read from FHIR"
+        found = next((prov[_pointer(m)] for m in fields if _pointer(m) in prov), None)
+        keys = [k for m in fields for k in self.templates.keys_of_field(m)]
+        return {"label": path, "rules": rules, "where": where, "prov": found, "keys": keys}
+
+    def _where(self, path: str) -> str:
+        """Which FHIR resources feed a field, in a few words."""
+        parts = []
+        for src in self.fmap.fields[path]["sources"]:
+            kind = src["kind"]
+            if kind == "birthdate":
+                parts.append("Patient.birthDate")
+            elif kind in ("observation", "observation_before_course"):
+                codes = [self.fmap.first_code(m["code_set"]) for m in src["match"]]
+                days = f"{src['lookback_days']} days" if src.get("lookback_days") else ""
+                if kind == "observation":
+                    when = f" from the last {days}" if days else ""
+                else:
+                    when = f" taken before the {src['drug']} course began" + (
+                        f" (at most {days} before)" if days else ""
+                    )
+                parts.append("Observation " + ", ".join(f"{s}|{c}" for s, c in filter(None, codes)) + when)
+            elif kind == "field_observation":
+                parts.append(f"Observation {self.fmap.settings['local_systems']['field']}|{path}")
+            elif kind == "condition":
+                parts.append("Condition")
+            elif kind in ("medication", "medication_list"):
+                parts.append("MedicationRequest or MedicationStatement")
+        return " or ".join(dict.fromkeys(parts))
+
+
+def caveats_of(result: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fired caveats that qualify one rule's advice, each with the values it shows."""
+    caveat_entries = {e["id"]: e for e in result["rules"] if e["kind"] == "caveat"}
+    return [
+        {**caveat, "shown": caveat_entries.get(caveat["id"], {}).get("shown", [])}
+        for caveat in entry.get("caveats") or []
+        if isinstance(caveat, dict)
+    ]

@@ -1,0 +1,378 @@
+"""The decision log: one SQLite row per hook call, one per feedback item, and the seen JWT ids.
+
+SQLite in WAL mode, so several server workers (processes) write to one file safely: each write
+is one short transaction, and a writer waits (busy timeout) instead of failing while another
+holds the lock. The same file keeps the JWT ids already accepted, so a replayed token is refused
+whichever worker it reaches (the primary key on (iss, jti) makes the check atomic across them).
+
+A decision row holds the time, the hookInstance, the service, the knowledge base (id, version,
+fingerprint), the hash of the evaluated record, the full result with the record in it (so
+`fsgs-kb replay --decision-log` re-derives it), and the uuids of the cards sent. When a masking
+secret is configured, the patient identifiers are keyed hashes (HMAC-SHA256): the context's
+patientId in its column, and the record's id before evaluation, so that no hash in the row is of
+the clear identifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fsgs_kb.engine.audit.replay import replay_one
+from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.evaluate.masking import key_id
+from fsgs_kb.engine.kb import KnowledgeBase
+
+SCHEMA_VERSION = "1"
+BUSY_TIMEOUT_MS = 10_000
+JTI_PURGE_EVERY = 256  # purge expired JWT ids after this many new ones
+CHECKPOINT_SECONDS = 1.0
+WAL_TRUNCATE_FRAMES = 4096  # ~16 MiB of write-ahead log: then a checkpoint that resets it
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    hook_instance TEXT NOT NULL,
+    service TEXT NOT NULL,
+    hook TEXT NOT NULL,
+    patient TEXT,
+    kb_id TEXT NOT NULL,
+    kb_version TEXT NOT NULL,
+    kb_fingerprint TEXT NOT NULL,
+    input_sha256 TEXT,
+    decision_id TEXT,
+    status TEXT NOT NULL,
+    result TEXT,
+    cards TEXT NOT NULL,
+    note TEXT
+);
+CREATE TABLE IF NOT EXISTS cards (
+    decision INTEGER NOT NULL REFERENCES decisions(id),
+    uuid TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    rule_version TEXT NOT NULL,
+    indicator TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cards_by_uuid ON cards(uuid);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    service TEXT NOT NULL,
+    card TEXT NOT NULL,
+    decision INTEGER REFERENCES decisions(id),
+    rule_id TEXT,
+    rule_version TEXT,
+    outcome TEXT NOT NULL,
+    override_system TEXT,
+    override_code TEXT,
+    override_display TEXT,
+    user_comment TEXT,
+    outcome_timestamp TEXT
+);
+CREATE TABLE IF NOT EXISTS seen_jti (
+    iss TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (iss, jti)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class CardRow:
+    uuid: str
+    rule_id: str
+    rule_version: str
+    indicator: str
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _io_error(path: Path, exc: Exception) -> KBErrors:
+    return KBErrors(
+        [KBError("service.decision_log", f"cannot use the decision log {path}: {exc}", hint="check the path")]
+    )
+
+
+class DecisionLog:
+    """The writer one server worker holds (one connection, used from the event loop's thread)."""
+
+    def __init__(self, path: Path, mask_key: bytes | None) -> None:
+        self.path = path
+        self.mask_key = mask_key
+        self._new_jti = 0
+        try:
+            self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run in the background
+            with self._transaction():
+                for statement in TABLES.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self._check_meta()
+        except sqlite3.Error as exc:
+            raise _io_error(path, exc) from None
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoints, name="decision-log-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def _transaction(self) -> Any:
+        return _Transaction(self.db)
+
+    def _check_meta(self) -> None:
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        mask = key_id(self.mask_key) or "none"
+        if not meta:
+            self.db.executemany(
+                "INSERT INTO meta VALUES (?, ?)", [("schema_version", SCHEMA_VERSION), ("mask_key_id", mask)]
+            )
+        elif meta.get("schema_version") != SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {meta.get('schema_version')}, expected {SCHEMA_VERSION}")
+        elif meta.get("mask_key_id") != mask:
+            raise sqlite3.DatabaseError(
+                "it was written with another masking key (or none): identifiers would not link across rows"
+            )
+
+    def pseudonym(self, value: str | None) -> str | None:
+        """A patient identifier as stored: HMAC-SHA256 with the masking secret, else as given."""
+        if value is None or self.mask_key is None:
+            return value
+        return "hmac-sha256:" + hmac.new(self.mask_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def record_decision(
+        self,
+        *,
+        hook_instance: str,
+        service: str,
+        hook: str,
+        patient: str | None,
+        kb: dict[str, str],
+        result: dict[str, Any] | None,
+        status: str,
+        cards: list[CardRow],
+        note: str | None = None,
+    ) -> int:
+        decision = (result or {}).get("decision", {})
+        row = (
+            now_iso(),
+            hook_instance,
+            service,
+            hook,
+            self.pseudonym(patient),
+            kb["id"],
+            kb["version"],
+            kb["fingerprint"],
+            decision.get("input_sha256"),
+            decision.get("decision_id"),
+            status,
+            orjson.dumps(result).decode("utf-8") if result is not None else None,
+            json.dumps([c.uuid for c in cards]),
+            note,
+        )
+        with self._transaction():
+            cursor = self.db.execute(
+                "INSERT INTO decisions (time, hook_instance, service, hook, patient, kb_id, kb_version, "
+                "kb_fingerprint, input_sha256, decision_id, status, result, cards, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            rowid = int(cursor.lastrowid or 0)
+            self.db.executemany(
+                "INSERT INTO cards VALUES (?, ?, ?, ?, ?)",
+                [(rowid, c.uuid, c.rule_id, c.rule_version, c.indicator) for c in cards],
+            )
+        return rowid
+
+    def record_feedback(self, service: str, items: list[dict[str, Any]]) -> list[int | None]:
+        """Write each feedback item, linked to the latest decision that sent its card; returns
+        the linked decision row of each (None when no decision of this service sent that card)."""
+        linked: list[int | None] = []
+        with self._transaction():
+            for item in items:
+                found = self.db.execute(
+                    "SELECT c.decision, c.rule_id, c.rule_version FROM cards c JOIN decisions d ON d.id = c.decision "
+                    "WHERE c.uuid = ? AND d.service = ? ORDER BY c.decision DESC LIMIT 1",
+                    (item["card"], service),
+                ).fetchone()
+                decision, rule_id, rule_version = found or (None, None, None)
+                reason = item.get("overrideReason") or {}
+                coding = reason.get("reason") or {}
+                self.db.execute(
+                    "INSERT INTO feedback (time, service, card, decision, rule_id, rule_version, outcome, "
+                    "override_system, override_code, override_display, user_comment, outcome_timestamp) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        now_iso(),
+                        service,
+                        item["card"],
+                        decision,
+                        rule_id,
+                        rule_version,
+                        item["outcome"],
+                        coding.get("system"),
+                        coding.get("code"),
+                        coding.get("display"),
+                        reason.get("userComment"),
+                        item.get("outcomeTimestamp"),
+                    ),
+                )
+                linked.append(decision)
+        return linked
+
+    def remember_jti(self, iss: str, jti: str, expires: float) -> bool:
+        """Record a JWT id; False when the same issuer's id was already accepted and is unexpired."""
+        now = time.time()
+        with self._transaction():
+            self.db.execute("DELETE FROM seen_jti WHERE iss = ? AND jti = ? AND expires < ?", (iss, jti, now))
+            try:
+                self.db.execute("INSERT INTO seen_jti VALUES (?, ?, ?)", (iss, jti, expires))
+            except sqlite3.IntegrityError:
+                return False
+            self._new_jti += 1
+            if self._new_jti % JTI_PURGE_EVERY == 0:
+                self.db.execute("DELETE FROM seen_jti WHERE expires < ?", (now,))
+        return True
+
+    def _checkpoints(self) -> None:
+        """Copy the write-ahead log into the database every second, off the request path: an
+        automatic checkpoint (which fsyncs) inside a request cost it 15-40 ms every ~150 calls."""
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            while not self._stop.wait(CHECKPOINT_SECONDS):
+                try:
+                    _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames > WAL_TRUNCATE_FRAMES:  # under steady load the log never restarts by itself
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                except sqlite3.Error:
+                    continue  # busy now; the next round catches up
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join(timeout=5)
+        self.db.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT (ROLLBACK on error): the write lock is taken up front, so two
+    workers never deadlock upgrading a read lock."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+# ---- reading the log: replay and feedback --------------------------------------------------------
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """The log for reading; a KBErrors (exit 2) when it is not a decision log."""
+    if not path.is_file():
+        raise KBErrors([KBError("service.decision_log", f"{path}: no such decision log")])
+    try:
+        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        db.execute("SELECT count(*) FROM decisions JOIN cards LIMIT 1").fetchone()
+        db.execute("SELECT count(*) FROM feedback").fetchone()
+    except sqlite3.Error as exc:
+        raise KBErrors([KBError("service.decision_log", f"{path}: not a fsgs-kb decision log ({exc})")]) from None
+    return db
+
+
+def _decisions(db: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
+    yield from db.execute(
+        "SELECT id, time, service, hook_instance, kb_version, kb_fingerprint, status, result FROM decisions ORDER BY id"
+    )
+
+
+def replay_log(kb: KnowledgeBase, path: Path) -> list[dict[str, Any]]:
+    """One verdict per logged decision: identical, changed, other_kb (made by a knowledge base
+    with another fingerprint: not replayed), not_evaluated (nothing to replay, e.g. an order-sign
+    call without cyclosporine) or unreadable."""
+    db = open_readonly(path)
+    reports = []
+    try:
+        for rowid, when, service, hook_instance, version, fingerprint, status, text in _decisions(db):
+            ident = {"row": rowid, "time": when, "service": service, "hook_instance": hook_instance}
+            if fingerprint != kb.fingerprint:
+                reports.append({**ident, "verdict": "other_kb", "kb_version": version, "kb_fingerprint": fingerprint})
+                continue
+            if text is None:
+                reports.append({**ident, "verdict": "not_evaluated", "status": status})
+                continue
+            try:
+                old = json.loads(text)
+            except ValueError as exc:
+                reports.append({**ident, "verdict": "unreadable", "problem": str(exc)})
+                continue
+            if not isinstance(old, dict) or "input" not in old.get("decision", {}):
+                reports.append({**ident, "verdict": "input_missing"})
+                continue
+            reports.append({**ident, **replay_one(kb, old, {})})
+    finally:
+        db.close()
+    return reports
+
+
+VERDICTS = ("identical", "changed", "other_kb", "input_missing", "unreadable", "not_evaluated")
+
+
+def replay_summary(reports: list[dict[str, Any]]) -> dict[str, int]:
+    return {v: sum(r["verdict"] == v for r in reports) for v in VERDICTS}
+
+
+def feedback_summary(path: Path) -> dict[str, Any]:
+    """Per rule and version: cards sent, feedback received, accepted, overridden and the reasons."""
+    db = open_readonly(path)
+    try:
+        shown = db.execute(
+            "SELECT rule_id, rule_version, count(*) FROM cards GROUP BY rule_id, rule_version"
+        ).fetchall()
+        outcomes = db.execute(
+            "SELECT coalesce(rule_id, '(unknown card)'), coalesce(rule_version, ''), outcome, override_code, "
+            "override_display, count(*), count(user_comment) FROM feedback "
+            "GROUP BY 1, 2, outcome, override_code, override_display"
+        ).fetchall()
+        decisions = db.execute("SELECT count(*) FROM decisions").fetchone()[0]
+    finally:
+        db.close()
+    rules: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(rule: str, version: str) -> dict[str, Any]:
+        return rules.setdefault(
+            (rule, version),
+            {"rule": rule, "version": version, "cards": 0, "accepted": 0, "overridden": 0, "reasons": []},
+        )
+
+    for rule, version, count in shown:
+        entry(rule, version)["cards"] = count
+    for rule, version, outcome, code, display, count, comments in outcomes:
+        item = entry(rule, version)
+        item[outcome] = item.get(outcome, 0) + count
+        if outcome == "overridden":
+            item["reasons"].append({"code": code, "display": display, "count": count, "with_comment": comments})
+    for item in rules.values():
+        item["reasons"].sort(key=lambda r: (-r["count"], r["code"] or ""))
+    return {"decisions": decisions, "rules": [rules[k] for k in sorted(rules)]}

@@ -1,0 +1,125 @@
+"""order-select and order-sign: the draft cyclosporine order becomes the current regimen.
+
+The question at signing is "what if this order is signed?", so the knowledge base is asked about
+the regimen the draft describes: its dose, and its start. The draft (status `draft`, which the
+map never counts) is evaluated as an active order of the patient. Orders of the drug that are
+current in the EHR's data are what the draft replaces: each is taken to end the second before the
+draft starts, so the course joins up (a renewal keeps its months on therapy, and the baseline
+creatinine stays the one before the course began) while the dose is the draft's alone. A draft
+that starts in the future is evaluated as if it started today. Whether a draft is cyclosporine is
+decided by the FHIR map's own medication codes and exclusions (ophthalmic products are not).
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from fsgs_kb.engine.fhir import FhirMap
+from fsgs_kb.engine.fhir.bundle import read_bundle
+from fsgs_kb.engine.fhir.courses import analyse, entries_for
+from fsgs_kb.engine.fhir.dates import day_start, format_instant, parse_instant
+from fsgs_kb.service.prefetch import RequestProblem, bundle_of
+
+DRUG = "cyclosporine"
+
+
+def _draft_resources(context: dict[str, Any]) -> list[dict[str, Any]]:
+    drafts = context.get("draftOrders")
+    if not isinstance(drafts, dict) or drafts.get("resourceType") != "Bundle":
+        raise RequestProblem(400, "context.draftOrders must be a FHIR Bundle")
+    entries = drafts.get("entry", [])
+    resources = [e.get("resource") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    orders = [r for r in resources if isinstance(r, dict) and r.get("resourceType") == "MedicationRequest"]
+    selections = context.get("selections")
+    if isinstance(selections, list) and selections:
+        orders = [r for r in orders if f"MedicationRequest/{r.get('id')}" in selections]
+    return orders
+
+
+def _dosages(res: dict[str, Any]) -> list[dict[str, Any]]:
+    items = res.get("dosageInstruction")
+    return [d for d in items if isinstance(d, dict)] if isinstance(items, list) else []
+
+
+def _bounds(res: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for dosage in _dosages(res):
+        timing = dosage.get("timing")
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        if isinstance(repeat, dict) and isinstance(repeat.get("boundsPeriod"), dict):
+            out.append(repeat["boundsPeriod"])
+    return out
+
+
+def order_start(res: dict[str, Any]) -> datetime | None:
+    """When an order's regimen starts, read as the map's course logic reads it."""
+    starts = [s for s in (parse_instant(b.get("start")) for b in _bounds(res)) if s]
+    if starts:
+        return min(starts)
+    validity = (res.get("dispenseRequest") or {}).get("validityPeriod") or {}
+    return parse_instant(validity.get("start")) or parse_instant(res.get("authoredOn"))
+
+
+def _as_current(res: dict[str, Any], patient_id: str, as_of: date) -> dict[str, Any]:
+    order = copy.deepcopy(res)
+    order.update(status="active", intent="order", subject={"reference": f"Patient/{patient_id}"})
+    start = order_start(order)
+    if start is None or start >= day_start(as_of) + timedelta(days=1):
+        today = format_instant(day_start(as_of))
+        for bounds in _bounds(order):
+            bounds["start"] = today
+        order["authoredOn"] = today
+        validity = (order.get("dispenseRequest") or {}).get("validityPeriod")
+        if isinstance(validity, dict) and "start" in validity:
+            validity["start"] = today
+    return order
+
+
+def _ended(res: dict[str, Any], end: datetime) -> dict[str, Any]:
+    """A copy of a current order or statement that ends at `end` (it is replaced by the draft)."""
+    out = copy.deepcopy(res)
+    out["status"] = "stopped"
+    stamp = format_instant(end)
+    if out["resourceType"] == "MedicationStatement":
+        period = out.get("effectivePeriod")
+        period = period if isinstance(period, dict) else {}
+        start = period.get("start") or out.pop("effectiveDateTime", None)
+        out["effectivePeriod"] = {**({"start": start} if start else {}), "end": stamp}
+        return out
+    bounds = _bounds(out)
+    for b in bounds:
+        b["end"] = stamp
+    if not bounds:
+        request = out.setdefault("dispenseRequest", {})
+        request.setdefault("validityPeriod", {})["end"] = stamp
+    return out
+
+
+def cyclosporine_drafts(context: dict[str, Any], fmap: FhirMap, patient_id: str, as_of: date) -> list[dict[str, Any]]:
+    """The draft orders (selected ones, for order-select) that are cyclosporine, each made an active
+    order of the patient."""
+    limits = fmap.settings["limits"]
+    patient = {"resource": {"resourceType": "Patient", "id": patient_id}}
+    candidates = [_as_current(r, patient_id, as_of) for r in _draft_resources(context)]
+    bundle = bundle_of([patient, *({"resource": c} for c in candidates)])
+    data = read_bundle(bundle, limits["max_bundle_entries"], limits["max_json_depth"])
+    return [e.resource for e in entries_for(DRUG, data, fmap, as_of)]
+
+
+def draft_regimen(
+    drafts: list[dict[str, Any]], entries: list[dict[str, Any]], fmap: FhirMap, as_of: date
+) -> list[dict[str, Any]]:
+    """The bundle entries with the draft cyclosporine order(s) as the current regimen."""
+    patient = entries[0]
+    limits = fmap.settings["limits"]
+    start = min(s for s in (order_start(d) for d in drafts) if s is not None)
+    draft_ids = {("MedicationRequest", d.get("id")) for d in drafts}
+    kept = [e for e in entries[1:] if (e["resource"].get("resourceType"), e["resource"].get("id")) not in draft_ids]
+    history = read_bundle(bundle_of([patient, *kept]), limits["max_bundle_entries"], limits["max_json_depth"])
+    current = analyse(entries_for(DRUG, history, fmap, as_of), fmap.medications[DRUG]["course_max_gap_days"], as_of)
+    replaced = {id(e.resource) for e in current.current}
+    end = start - timedelta(seconds=1)
+    kept = [{**e, "resource": _ended(e["resource"], end)} if id(e["resource"]) in replaced else e for e in kept]
+    return [patient, *kept, *({"resource": d} for d in drafts)]

@@ -1,0 +1,217 @@
+"""The CDS Hooks services: discovery, a hook call, feedback. No web framework here.
+
+A hook call: check the request's shape (hook, hookInstance, context), gather the prefetch into one
+Bundle (412 when a key is missing and the EHR gave no FHIR access), for order hooks make the draft
+cyclosporine order the current regimen, convert through the FHIR map, evaluate, make the cards,
+write the decision log row. Every answer is a `Reply` (status, JSON body); errors are
+OperationOutcome-shaped, naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from fsgs_kb.engine.fhir import FhirInputError, FhirMap, bundle_to_record
+from fsgs_kb.engine.fhir.codes import within_depth
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.service.cards import CardMaker
+from fsgs_kb.service.config import ServiceConfig
+from fsgs_kb.service.decisionlog import DecisionLog
+from fsgs_kb.service.drafts import cyclosporine_drafts, draft_regimen
+from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect
+
+log = logging.getLogger("fsgs_kb.service")
+
+ORDER_HOOKS = ("order-select", "order-sign")
+BODY_DEPTH_MARGIN = 8  # request → prefetch → Bundle → entry levels above the map's per-resource limit
+OUTCOMES = ("accepted", "overridden")
+
+
+@dataclass(frozen=True)
+class HookService:
+    id: str
+    hook: str
+    title: str
+    description: str
+
+
+SERVICES = (
+    HookService(
+        "fsgs-csa-patient-view",
+        "patient-view",
+        "Cyclosporine in idiopathic FSGS: chart review",
+        "Checks the patient's cyclosporine regimen and monitoring against the review's provisos, and says "
+        "which values are missing to decide.",
+    ),
+    HookService(
+        "fsgs-csa-order-select",
+        "order-select",
+        "Cyclosporine in idiopathic FSGS: selected order",
+        "Checks a selected draft cyclosporine order (dose, start) against the review's provisos.",
+    ),
+    HookService(
+        "fsgs-csa-order-sign",
+        "order-sign",
+        "Cyclosporine in idiopathic FSGS: order signing",
+        "Checks a draft cyclosporine order (dose, start) against the review's provisos before it is signed.",
+    ),
+)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+
+
+def outcome(status: int, message: str, code: str = "invalid") -> Reply:
+    """An OperationOutcome-style error answer."""
+    issue = {"severity": "error", "code": code, "diagnostics": message}
+    return Reply(status, {"resourceType": "OperationOutcome", "issue": [issue]})
+
+
+class Hooks:
+    """Everything one worker needs to answer hook calls, built once at start-up."""
+
+    def __init__(self, config: ServiceConfig, kb: KnowledgeBase, fmap: FhirMap, decisions: DecisionLog) -> None:
+        self.config = config
+        self.kb = kb
+        self.fmap = fmap
+        self.decisions = decisions
+        self.kb_record = {"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}
+        self.templates = Templates(fmap, [f.path for f in kb.evaluation.fields])
+        self.cards = CardMaker(kb, fmap, self.templates, config.allow_drafts, config.handbook_url)
+        self.services = {s.id: s for s in SERVICES}
+        self.max_depth = int(fmap.settings["limits"]["max_json_depth"]) + BODY_DEPTH_MARGIN
+        self.note = self._drafts_note()
+
+    def _drafts_note(self) -> str | None:
+        if self.config.allow_drafts:
+            return None
+        active = len(self.kb.model.rules) - len(self.kb.unapproved)
+        if active:
+            return f"Only the {active} signed-off rules are served; {len(self.kb.unapproved)} draft rules are not."
+        return (
+            f"allow_drafts is false and all {len(self.kb.unapproved)} rules of {self.kb.id} {self.kb.version} are "
+            "drafts (not signed off): this service returns no advice cards."
+        )
+
+    # ---- discovery ------------------------------------------------------------------------------
+    def discovery(self) -> dict[str, Any]:
+        prefetch = self.templates.prefetch()
+        suffix = f" {self.note}" if self.note else ""
+        return {
+            "services": [
+                {
+                    "hook": s.hook,
+                    "id": s.id,
+                    "title": s.title,
+                    "description": s.description + suffix,
+                    "prefetch": dict(prefetch),
+                    "usageRequirements": "Prefetch every key; the service never queries the FHIR server itself.",
+                }
+                for s in SERVICES
+            ]
+        }
+
+    # ---- a hook call ----------------------------------------------------------------------------
+    def call(self, service_id: str, body: Any) -> Reply:
+        service = self.services.get(service_id)
+        if service is None:
+            return outcome(404, f"no CDS service {service_id!r}", "not-found")
+        if not within_depth(body, self.max_depth):
+            return outcome(400, f"the request is nested more than {self.max_depth} levels deep", "too-costly")
+        try:
+            hook_instance, context = self._check_request(service, body)
+            return self._answer(service, hook_instance, context, body)
+        except RequestProblem as problem:
+            return outcome(problem.status, problem.message, problem.code)
+
+    @staticmethod
+    def _check_request(service: HookService, body: Any) -> tuple[str, dict[str, Any]]:
+        if not isinstance(body, dict):
+            raise RequestProblem(400, "the request body must be a JSON object")
+        missing = [k for k in ("hook", "hookInstance", "context") if body.get(k) in (None, "")]
+        if missing:
+            raise RequestProblem(400, f"missing required field(s): {', '.join(missing)}", "required")
+        if body["hook"] != service.hook:
+            raise RequestProblem(400, f"service {service.id} answers hook {service.hook}, not {body['hook']!r}")
+        if not isinstance(body["hookInstance"], str):
+            raise RequestProblem(400, "hookInstance must be a string")
+        context = body["context"]
+        if not isinstance(context, dict):
+            raise RequestProblem(400, "context must be an object")
+        if not isinstance(context.get("patientId"), str) or not context["patientId"]:
+            raise RequestProblem(400, "context.patientId is required", "required")
+        return body["hookInstance"], context
+
+    def _answer(self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any]) -> Reply:
+        patient_id = context["patientId"]
+        row = {"hook_instance": hook_instance, "service": service.id, "hook": service.hook, "patient": patient_id}
+        as_of = date.today()
+        drafts = cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else []
+        if service.hook in ORDER_HOOKS and not drafts:
+            self._log(row, None, "no_cyclosporine_draft", [])
+            return Reply(200, {"cards": []})  # nothing for this knowledge base: no data needed
+        got = collect(body.get("prefetch"), list(self.templates.keys), patient_id)
+        if got.absent and not body.get("fhirAuthorization"):
+            self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
+            return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")
+        entries = draft_regimen(drafts, got.entries, self.fmap, as_of) if drafts else got.entries
+        try:
+            record, prov = bundle_to_record(bundle_of(entries), self.fmap, as_of=as_of)
+        except FhirInputError as exc:
+            raise RequestProblem(400, f"prefetch cannot be read as one patient's data: {exc}") from None
+        record["id"] = self.decisions.pseudonym(record["id"])
+        result = self.kb.evaluate(record, include_input=True)
+        if result["status"] == "error":
+            log.warning("evaluation error for hookInstance %s: %s", hook_instance, result["errors"])
+        made = self.cards.make(result, prov, patient_view=service.hook == "patient-view", absent=got.absent)
+        note = "absent with fhirAuthorization: " + ", ".join(got.absent) if got.absent else None
+        self._log(row, result, result["status"], made.rows, note)
+        return Reply(200, {"cards": made.cards})
+
+    def _log(
+        self, row: dict[str, Any], result: dict[str, Any] | None, status: str, cards: Any, note: str | None = None
+    ) -> None:
+        self.decisions.record_decision(**row, kb=self.kb_record, result=result, status=status, cards=cards, note=note)
+
+    # ---- feedback -------------------------------------------------------------------------------
+    def feedback(self, service_id: str, body: Any) -> Reply:
+        if service_id not in self.services:
+            return outcome(404, f"no CDS service {service_id!r}", "not-found")
+        if not within_depth(body, self.max_depth):
+            return outcome(400, f"the request is nested more than {self.max_depth} levels deep", "too-costly")
+        items = body.get("feedback") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return outcome(400, "feedback must be a non-empty list", "required")
+        for i, item in enumerate(items):
+            problem = _feedback_problem(item)
+            if problem:
+                return outcome(400, f"feedback[{i}]: {problem}")
+        linked = self.decisions.record_feedback(service_id, items)
+        unknown = [item["card"] for item, row in zip(items, linked, strict=True) if row is None]
+        if unknown:
+            log.warning("feedback for cards this service did not send: %s", ", ".join(unknown))
+        return Reply(200, {})
+
+
+def _feedback_problem(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return "must be an object"
+    if not isinstance(item.get("card"), str) or not item["card"]:
+        return "card (the card's uuid) is required"
+    if item.get("outcome") not in OUTCOMES:
+        return f"outcome must be one of {', '.join(OUTCOMES)}"
+    reason = item.get("overrideReason")
+    if reason is not None:
+        if not isinstance(reason, dict):
+            return "overrideReason must be an object"
+        if reason.get("reason") is not None and not isinstance(reason["reason"], dict):
+            return "overrideReason.reason must be a Coding"
+        if reason.get("userComment") is not None and not isinstance(reason["userComment"], str):
+            return "overrideReason.userComment must be a string"
+    return None

@@ -1,0 +1,227 @@
+"""Who may call: the CDS Hooks JWT, checked before anything else reads the request.
+
+PyJWT does the signature and the standard claims; the wrapper closes what it leaves open:
+
+- Algorithm confusion. `jwt.decode(algorithms=[header alg])` would let the token choose how it
+  is checked. Here the allow-list is asymmetric only (ES*, RS*, PS*; never `none` or HS*), and the
+  token is verified with the algorithm of the *key* it names: the JWK's own `alg`, or its curve
+  for an EC key; a header that names another algorithm is refused.
+- A JWK without `alg`: PyJWK guesses RS256 for every RSA key, so an RS384 token would fail or, for
+  an EC key, a wrong curve would be accepted as another size; the wrapper picks the algorithm.
+- Keys from the token. A `jku` header is used only when it is on the issuer's allow-list and is
+  otherwise refused without any request; `jwk`, `x5u` and `x5c` headers are never used; a `crit`
+  header (extensions we do not implement) is refused.
+- Claims PyJWT does not require by default: exp, iat, jti, iss and aud are all required; iat may
+  not be in the future (beyond the clock skew) nor older than five minutes, which PyJWT does not
+  check; a jti is accepted once per issuer while unexpired (the decision log's seen_jti table).
+- The audience is the endpoint's URL under the configured public base URL, never the Host header.
+- Unknown kid: the issuer's key set is fetched again, at most once per `jwks_refetch_seconds`,
+  so a stream of bad kids cannot make the service hammer the EHR.
+
+Every failure raises `Rejected` with a reason for the server log; the caller answers 401 with no
+detail, and nothing here logs or keeps the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+
+from fsgs_kb.service.config import Issuer, ServiceConfig
+
+ALGORITHMS = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+EC_CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+SKEW_SECONDS = 60
+MAX_AGE_SECONDS = 300
+MAX_TOKEN_BYTES = 16 * 1024
+MAX_JWKS_BYTES = 256 * 1024
+FETCH_TIMEOUT_SECONDS = 5.0
+
+
+class Rejected(Exception):
+    """The token is not accepted; the message is for the server log only."""
+
+
+@dataclass
+class Key:
+    """One JWK of a fetched set, and the verification key made from it per algorithm (cached:
+    building an EC key from its JWK costs as much as a tenth of a verification)."""
+
+    jwk: dict[str, Any]
+    prepared: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class KeySet:
+    keys: dict[str, Key] = field(default_factory=dict)
+    fetched: float = float("-inf")
+
+
+def key_algorithm(jwk: dict[str, Any], header_alg: str) -> str:
+    """The algorithm a JWK verifies with; Rejected when it cannot verify this token's header."""
+    kty, alg = jwk.get("kty"), jwk.get("alg")
+    if jwk.get("use", "sig") != "sig" or ("key_ops" in jwk and "verify" not in jwk["key_ops"]):
+        raise Rejected("key not for signature verification")
+    if kty == "EC":
+        own = EC_CURVES.get(str(jwk.get("crv")))
+        if own is None or (alg is not None and alg != own):
+            raise Rejected("EC key with an unsupported curve or a mismatched alg")
+    elif kty == "RSA":
+        own = alg if alg is not None else header_alg
+        if not str(own).startswith(("RS", "PS")):
+            raise Rejected("RSA key with a non-RSA alg")
+    else:
+        raise Rejected(f"key type {kty!r} not allowed")
+    if own not in ALGORITHMS or own != header_alg:
+        raise Rejected("header alg differs from the key's algorithm")
+    return str(own)
+
+
+class KeyStore:
+    """Each issuer's key sets by source (URL or file), fetched lazily and refetched for an unknown
+    kid at most once per interval; one fetch at a time per source."""
+
+    def __init__(self, refetch_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.refetch_seconds = refetch_seconds
+        self.clock = clock
+        self.sets: dict[str, KeySet] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.client: httpx.AsyncClient | None = None
+
+    async def key(self, source: str, kid: str) -> Key:
+        current = self.sets.get(source)
+        if current is not None and kid in current.keys:
+            return current.keys[kid]
+        lock = self.locks.setdefault(source, asyncio.Lock())
+        async with lock:
+            current = self.sets.get(source) or KeySet()
+            if kid not in current.keys and self.clock() - current.fetched >= self.refetch_seconds:
+                current = KeySet(await self._load(source), self.clock())
+                self.sets[source] = current
+        if kid not in current.keys:
+            raise Rejected("unknown kid")
+        return current.keys[kid]
+
+    async def _load(self, source: str) -> dict[str, Key]:
+        try:
+            if source.startswith(("https://", "http://")):
+                raw = await self._fetch(source)
+            else:
+                raw = Path(source).read_bytes()[: MAX_JWKS_BYTES + 1]
+            if len(raw) > MAX_JWKS_BYTES:
+                raise Rejected("key set too large")
+            keys = json.loads(raw)["keys"]
+            return {k["kid"]: Key(k) for k in keys if isinstance(k, dict) and isinstance(k.get("kid"), str)}
+        except (OSError, ValueError, KeyError, TypeError, httpx.HTTPError) as exc:
+            raise Rejected(f"key set unavailable: {type(exc).__name__}") from None
+
+    async def _fetch(self, url: str) -> bytes:
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False)
+        async with self.client.stream("GET", url, headers={"Accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise Rejected(f"key set answered {response.status_code}")
+            body = b""
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    break
+            return body
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+class TokenChecker:
+    """Checks the Authorization header of one request against the configuration."""
+
+    def __init__(self, config: ServiceConfig, keys: KeyStore, remember_jti: Callable[[str, str, float], bool]) -> None:
+        self.config = config
+        self.keys = keys
+        self.remember_jti = remember_jti
+
+    async def check(self, authorization: str | None, audience: str) -> dict[str, Any]:
+        """The verified claims; Rejected for any failure."""
+        if not authorization or len(authorization) > MAX_TOKEN_BYTES:
+            raise Rejected("no bearer token")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Rejected("not a bearer token")
+        token = token.strip()
+        header = self._header(token)
+        issuer = self._issuer(token)
+        source = self._key_source(header, issuer)
+        key = await self.keys.key(source, header["kid"])
+        claims = self._verify(token, key, header["alg"], issuer.iss, audience)
+        if not self.remember_jti(issuer.iss, claims["jti"], float(claims["exp"]) + SKEW_SECONDS):
+            raise Rejected("jti already used")
+        return claims
+
+    @staticmethod
+    def _header(token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Rejected("malformed token") from None
+        if not isinstance(header.get("alg"), str) or header["alg"] not in ALGORITHMS:
+            raise Rejected("alg not allowed")
+        if header.get("typ") != "JWT":
+            raise Rejected("typ is not JWT")
+        if not isinstance(header.get("kid"), str) or not header["kid"]:
+            raise Rejected("no kid")
+        if "crit" in header:
+            raise Rejected("crit header")
+        return header
+
+    def _issuer(self, token: str) -> Issuer:
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise Rejected("malformed payload") from None
+        iss = unverified.get("iss")
+        issuer = self.config.issuers.get(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise Rejected("untrusted iss")
+        return issuer
+
+    @staticmethod
+    def _key_source(header: dict[str, Any], issuer: Issuer) -> str:
+        jku = header.get("jku")
+        if jku is None:
+            return issuer.key_source
+        if not isinstance(jku, str) or jku not in issuer.allowed_jku:
+            raise Rejected("jku not allowed for this issuer")
+        return jku
+
+    @staticmethod
+    def _verify(token: str, key: Key, header_alg: str, iss: str, audience: str) -> dict[str, Any]:
+        alg = key_algorithm(key.jwk, header_alg)
+        try:
+            if alg not in key.prepared:
+                key.prepared[alg] = jwt.PyJWK(key.jwk, algorithm=alg).key
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key.prepared[alg],
+                algorithms=[alg],
+                audience=audience,
+                issuer=iss,
+                leeway=SKEW_SECONDS,
+                options={"require": ["exp", "iat", "jti", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Rejected(f"verification failed: {type(exc).__name__}") from None
+        iat = claims["iat"]
+        if not isinstance(iat, (int, float)) or time.time() - iat > MAX_AGE_SECONDS:
+            raise Rejected("iat too old")
+        if not isinstance(claims["jti"], str) or not claims["jti"]:
+            raise Rejected("empty jti")
+        return claims

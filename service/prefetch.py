@@ -1,0 +1,198 @@
+"""Prefetch: what the service asks the EHR for, and how the EHR's answers become one Bundle.
+
+The templates are derived, not written: from the patient fields the knowledge base's rules read
+(and the derived values they rest on), through the FHIR map, to the codes that feed them. So a
+rule that stops reading a field stops fetching it. Observations and Conditions are asked for one
+query per code, newest first (`_sort=-date` for Observations; Conditions and medications sort on
+their own date parameter, `recorded-date`, `authoredon` and `effective`, since FHIR R4 gives
+them no `date`). Orders and statements of one drug are one query each, its codes joined with a
+comma (FHIR's OR), instead of one query per RxNorm product code.
+
+The answers: a key may be absent or hold an OperationOutcome (the EHR could not run the query:
+both count as absent), null (no data), a Bundle or a single resource. The service itself never
+queries the FHIR server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsgs_kb.engine.fhir import FhirMap
+
+PATIENT_KEY = "patient"
+PATIENT = "{{context.patientId}}"
+SORT = {
+    "Observation": "-date",
+    "Condition": "-recorded-date",
+    "MedicationRequest": "-authoredon",
+    "MedicationStatement": "-effective",
+}
+SHORT_SYSTEMS = {
+    "http://loinc.org": "loinc",
+    "http://snomed.info/sct": "sct",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "rxnorm",
+}
+
+
+class RequestProblem(Exception):
+    """A request the service cannot use: HTTP status and a message for the OperationOutcome."""
+
+    def __init__(self, status: int, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+@dataclass
+class PrefetchKey:
+    key: str
+    query: str
+    fields: list[str] = field(default_factory=list)
+
+
+def _slug(system: str, code: str) -> str:
+    short = SHORT_SYSTEMS.get(system) or re.sub(r"[^A-Za-z0-9]+", "-", system.split("//")[-1]).strip("-")
+    return f"{short}-{code}"
+
+
+def _query(rtype: str, codes: list[tuple[str, str]]) -> str:
+    joined = ",".join(f"{system}|{code}" for system, code in codes)
+    return f"{rtype}?patient={PATIENT}&code={joined}&_sort={SORT[rtype]}"
+
+
+def read_map_fields(fmap: FhirMap, read_paths: list[str]) -> list[str]:
+    """The map's fields that feed the record paths the knowledge base reads."""
+    return [m for m in fmap.fields if any(p == m or p.startswith(m + ".") for p in read_paths)]
+
+
+class Templates:
+    """The prefetch templates of the hook services, and which map fields each key feeds."""
+
+    def __init__(self, fmap: FhirMap, read_paths: list[str]) -> None:
+        self.fmap = fmap
+        self.keys: dict[str, PrefetchKey] = {PATIENT_KEY: PrefetchKey(PATIENT_KEY, f"Patient/{PATIENT}", ["id"])}
+        for path in read_map_fields(fmap, read_paths):
+            for src in fmap.fields[path]["sources"]:
+                self._source(path, src)
+
+    def _add(self, key: str, query: str, path: str) -> None:
+        entry = self.keys.setdefault(key, PrefetchKey(key, query))
+        if path not in entry.fields:
+            entry.fields.append(path)
+
+    def _codes(self, code_set: str) -> list[tuple[str, str]]:
+        usable = self.fmap.code_sets[code_set]
+        return [
+            (c["system"], c["code"])
+            for c in self.fmap.data["code_sets"][code_set]["codes"]
+            if (c["system"], c["code"]) in usable
+        ]
+
+    def _source(self, path: str, src: dict[str, Any]) -> None:
+        kind = src["kind"]
+        if kind == "birthdate":
+            self._add(PATIENT_KEY, f"Patient/{PATIENT}", path)
+        elif kind in ("observation", "observation_before_course"):
+            for match in src["match"]:
+                for coding in self._codes(match["code_set"]):
+                    self._add("obs-" + _slug(*coding), _query("Observation", [coding]), path)
+            if kind == "observation_before_course":
+                self._drug(path, src["drug"])
+        elif kind == "field_observation":
+            coding = (self.fmap.settings["local_systems"]["field"], path)
+            self._add("field-" + path, _query("Observation", [coding]), path)
+        elif kind == "condition":
+            for rule in src["values"]:
+                for coding in self._codes(rule["code_set"]):
+                    self._add("condition-" + _slug(*coding), _query("Condition", [coding]), path)
+        elif kind == "medication":
+            self._drug(path, src["drug"])
+        elif kind == "medication_list":
+            for drug in src["drugs"].values():
+                self._drug(path, drug)
+
+    def _drug(self, path: str, drug: str) -> None:
+        spec = self.fmap.medications[drug]
+        codes = [c for name in spec["include"] for c in self._codes(name)]
+        if not codes:
+            return
+        for rtype in spec["resources"]:
+            self._add(f"{rtype.lower()}-{drug}", _query(rtype, codes), path)
+
+    def prefetch(self) -> dict[str, str]:
+        """The discovery document's prefetch object."""
+        return {k.key: k.query for k in self.keys.values()}
+
+    def keys_of_field(self, path: str) -> list[str]:
+        return [k.key for k in self.keys.values() if path in k.fields]
+
+
+@dataclass
+class Collected:
+    """The resources a request's prefetch brought, and the keys that brought nothing usable."""
+
+    entries: list[dict[str, Any]]
+    absent: list[str]
+    empty: list[str]
+
+
+def _is_outcome(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
+
+
+def _resources(key: str, value: Any) -> list[tuple[str | None, dict[str, Any]]]:
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        raise RequestProblem(400, f"prefetch {key!r} is neither a FHIR resource, a Bundle nor null")
+    if value["resourceType"] != "Bundle":
+        return [(None, value)]
+    entries = value.get("entry", [])
+    if not isinstance(entries, list):
+        raise RequestProblem(400, f"prefetch {key!r}: Bundle.entry is not a list")
+    out = []
+    for entry in entries:
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(res, dict) and isinstance(res.get("resourceType"), str) and not _is_outcome(res):
+            full = entry.get("fullUrl")
+            out.append((full if isinstance(full, str) else None, res))
+    return out
+
+
+def collect(prefetch: Any, keys: list[str], patient_id: str) -> Collected:
+    """One entry list from the prefetch: the patient first, each resource once."""
+    if prefetch is not None and not isinstance(prefetch, dict):
+        raise RequestProblem(400, "prefetch must be an object")
+    given = prefetch or {}
+    absent, empty = [], []
+    patient: dict[str, Any] | None = None
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    entries: list[dict[str, Any]] = []
+    for key in keys:
+        value = given.get(key, ...)
+        if value is ... or _is_outcome(value):
+            absent.append(key)
+            continue
+        if value is None:
+            empty.append(key)
+            continue
+        for full, res in _resources(key, value):
+            if res["resourceType"] == "Patient":
+                if key == PATIENT_KEY:
+                    patient = res
+                continue
+            ident = (res["resourceType"], str(res.get("id")))
+            if res.get("id") is not None and seen.get(ident) == res:
+                continue  # the same resource answered two queries
+            seen.setdefault(ident, res)
+            entries.append({"fullUrl": full, "resource": res} if full else {"resource": res})
+    if patient is None:
+        patient = {"resourceType": "Patient", "id": patient_id}
+    elif patient.get("id") != patient_id:
+        raise RequestProblem(400, "the prefetched Patient is not context.patientId")
+    return Collected([{"resource": patient}, *entries], absent, empty)
+
+
+def bundle_of(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}

@@ -1,0 +1,215 @@
+"""Hostile FHIR through the command line: each bad Bundle or bulk line gets its own clear result,
+no traceback reaches stderr, and the records around it are untouched.
+
+Bundles are built here by hand (not by the package), so the suite keeps its distance from the code
+it attacks. Cases a Bundle can survive (a resource about someone else, a unit UCUM cannot convert,
+two different resources with one id) are `evaluated` with the field left empty and the reason in
+`sources`; cases that leave no usable patient (not a Bundle, too large, too deep, not JSON) are
+`invalid` with a code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile_support import assert_each_record_once, assert_no_traceback, read_results, run
+
+AS_OF = "2025-01-15"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+FIELD = "urn:fsgs-kb:field"
+VALUE = "urn:fsgs-kb:value"
+
+
+def weight(rid: str, value: Any, unit: str = "kg", subject: str = "Patient/p1") -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "29463-7"}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": "2025-01-10",
+        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
+    }
+
+
+def field(rid: str, path: str, code: str, subject: str = "Patient/p1") -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
+        "code": {"coding": [{"system": FIELD, "code": path}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": "2025-01-10",
+        "valueCodeableConcept": {"coding": [{"system": VALUE, "code": code}]},
+    }
+
+
+def biopsy(rid: str, subject: str = "Patient/p1") -> dict[str, Any]:
+    obs = field(rid, "fsgs.biopsy_proven", "", subject)
+    del obs["valueCodeableConcept"]
+    return {**obs, "valueBoolean": True}
+
+
+def patient(pid: str = "p1") -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "birthDate": "1980-03-01"}
+
+
+def bundle(*resources: dict[str, Any], pid: str = "p1") -> dict[str, Any]:
+    entries = [{"fullUrl": f"urn:uuid:{pid}", "resource": patient(pid)}] + [{"resource": r} for r in resources]
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+def good(pid: str = "p1") -> bytes:
+    subject = f"Patient/{pid}"
+    resources = (
+        weight("w", 70, subject=subject),
+        field("e", "fsgs.etiology", "primary", subject),
+        biopsy("b", subject),
+    )
+    return json.dumps(bundle(*resources, pid=pid)).encode()
+
+
+def deep(levels: int) -> bytes:
+    text = json.dumps(bundle(weight("w", 70)))
+    return text[:-1].encode() + b', "extension": ' + b"[" * levels + b"]" * levels + b"}"
+
+
+# case -> (one line of a Bundles file, expected status, what the result must say)
+CASES: dict[str, tuple[bytes, str, dict[str, Any]]] = {
+    "wrong-resourceType": (
+        json.dumps(patient()).encode(),
+        "invalid",
+        {"code": "fhir.bundle", "pointer": "/resourceType"},
+    ),
+    "bundle-of-type-document": (
+        json.dumps({**bundle(), "type": "document"}).encode(),
+        "invalid",
+        {"code": "fhir.bundle", "pointer": "/type"},
+    ),
+    "two-patients": (
+        json.dumps({**bundle(), "entry": bundle()["entry"] + [{"resource": patient("p2")}]}).encode(),
+        "invalid",
+        {"code": "fhir.bundle"},
+    ),
+    "reference-to-a-missing-patient": (
+        json.dumps(bundle(weight("w", 70, subject="Patient/ghost"))).encode(),
+        "scope_undetermined",
+        {"sources": {"/weight_kg": {"missing": "no_resource"}}},
+    ),
+    "duplicate-ids-different-content": (
+        json.dumps(bundle(weight("w", 70), weight("w", 95))).encode(),
+        "scope_undetermined",
+        {"sources": {"/weight_kg": {"missing": "ambiguous"}}},
+    ),
+    "unit-ucum-cannot-convert": (
+        json.dumps(bundle(weight("w", 11, unit="[stone_av]"))).encode(),
+        "scope_undetermined",
+        {"sources": {"/weight_kg": {"missing": "unit_not_convertible"}}},
+    ),
+    "unknown-resourceType-inside": (
+        json.dumps(bundle({"resourceType": "Observatoin", "id": "x", "subject": {"reference": "Patient/p1"}})).encode(),
+        "scope_undetermined",
+        {"sources": {"/weight_kg": {"missing": "no_resource"}}},
+    ),
+    "value-of-the-wrong-type": (
+        json.dumps(bundle(weight("w", "seventy"), field("b", "fsgs.biopsy_proven", "yes"))).encode(),
+        "scope_undetermined",
+        {"sources": {"/weight_kg": {"missing": "no_resource"}, "/fsgs/biopsy_proven": {"missing": "ambiguous"}}},
+    ),
+    "10mb-bundle": (
+        json.dumps(bundle(weight("w", 70), {"resourceType": "Basic", "id": "b" * 10_000_000})).encode(),
+        "invalid",
+        {"code": "input.too_large"},
+    ),
+    "nested-1000-deep": (deep(1000), "invalid", {"code": "input.too_deep"}),
+    "nested-40-deep": (deep(40), "invalid", {"code": "input.too_deep"}),
+    "not-json": (b'{"resourceType": "Bundle", "type": "collection", "entry": [', "invalid", {"code": "patient.json"}),
+    "json-but-not-an-object": (b"[1, 2, 3]", "invalid", {"code": "fhir.bundle"}),
+}
+
+
+def _check(result: dict[str, Any], status: str, expect: dict[str, Any]) -> None:
+    assert result["status"] == status, result.get("errors")
+    if "code" in expect:
+        assert result["errors"][0]["code"] == expect["code"], result["errors"]
+        assert result["errors"][0]["message"]
+    if "pointer" in expect:
+        assert result["errors"][0]["pointer"] == expect["pointer"]
+    for pointer, entry in expect.get("sources", {}).items():
+        assert result["sources"][pointer] == entry, pointer
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bundles_batch_survives_one_hostile_bundle(tmp_path: Path, case: str) -> None:
+    """good, hostile, good → three results; the hostile one says what is wrong; neighbours intact."""
+    line, status, expect = CASES[case]
+    source = tmp_path / "bundles.ndjson"
+    source.write_bytes(good("a") + b"\n" + line + b"\n" + good("b") + b"\n")
+    out = tmp_path / "out.jsonl"
+    result = run("batch", "--input-format", "fhir-bundles", "--as-of", AS_OF, source, "-o", out, timeout=120)
+    assert_no_traceback(result)
+    results = read_results(out)
+    assert_each_record_once(results, 3)
+    _check(results[1], status, expect)
+    for neighbour, pid in ((results[0], "a"), (results[2], "b")):
+        assert neighbour["status"] == "evaluated" and neighbour["patient_id"] == pid
+        assert neighbour["sources"]["/weight_kg"]["id"] == "w"
+    assert result.rc == (1 if status == "invalid" else 0), result
+
+
+@pytest.mark.parametrize("case", ["wrong-resourceType", "10mb-bundle", "nested-1000-deep", "unit-ucum-cannot-convert"])
+def test_evaluate_one_hostile_bundle_is_a_clear_result(tmp_path: Path, case: str) -> None:
+    line, status, expect = CASES[case]
+    source = tmp_path / "bundle.json"
+    source.write_bytes(line)
+    result = run("evaluate", "--input-format", "fhir", "--as-of", AS_OF, source, timeout=120)
+    assert_no_traceback(result)
+    assert result.rc == (1 if status == "invalid" else 0), result
+    _check(json.loads(result.out), status, expect)
+
+
+def test_hostile_bulk_export_reports_each_bad_line_and_keeps_going(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    lines = {
+        "Patient.ndjson": [
+            json.dumps(patient("a")),
+            b"not json at all".decode(),
+            json.dumps({"id": "no-type"}),
+            json.dumps({**patient("dup"), "birthDate": "1970-01-01"}),
+            json.dumps(patient("b")),
+            json.dumps({**patient("dup"), "birthDate": "1990-01-01"}),
+        ],
+        "Observation.ndjson": [
+            json.dumps(weight("wa", 70, subject="Patient/a")),
+            json.dumps(weight("ghost", 70, subject="Patient/ghost")),
+            json.dumps(weight("wb", 11, unit="[stone_av]", subject="Patient/b")),
+            '{"resourceType": "Observation", "id": "deep", "x": ' + "[" * 5000 + "]" * 5000 + "}",
+            json.dumps(weight("big", 70, subject="Patient/a"))[:-1] + ', "note": "' + "n" * 5_000_000 + '"}',
+            json.dumps({**weight("wa2", 80, subject="Patient/a"), "id": "wa"}),  # same id, other content
+        ],
+    }
+    for name, content in lines.items():
+        (export / name).write_text("\n".join(content) + "\n")
+    out = tmp_path / "out.jsonl"
+    result = run("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, export, "-o", out, timeout=120)
+    assert_no_traceback(result)
+    assert result.rc == 1, result
+    results = read_results(out)
+    assert_each_record_once(results, len(results))
+    by_origin = {r.get("origin"): r for r in results}
+    bad = {o: r["errors"][0]["message"] for o, r in by_origin.items() if r["status"] == "invalid"}
+    assert "not valid JSON" in bad["Patient.ndjson:2"]
+    assert "not a FHIR resource" in bad["Patient.ndjson:3"]
+    assert "nested" in bad["Observation.ndjson:4"]
+    assert "longer than" in bad["Observation.ndjson:5"]
+    assert "not in the export" in bad["Observation.ndjson:2"]
+    assert "appears twice with different content" in bad["Patient.ndjson:6"]
+    patients = {r["patient_id"]: r for r in results if r["status"] != "invalid"}
+    assert set(patients) == {"a", "b"}
+    assert patients["a"]["sources"]["/weight_kg"] == {"missing": "ambiguous"}  # two Observation/wa
+    assert patients["b"]["sources"]["/weight_kg"] == {"missing": "unit_not_convertible"}
