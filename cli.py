@@ -357,9 +357,9 @@ def explain(
     value came from and why a field stayed empty. --format json for tools."""
     reader = _fhir_reader(rules_dir, input_format, as_of)
     kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, reader, announce=False)
-    doc = explanation(kb, data, result)
+    doc = {**explanation(kb, data, result), "sources": result.get("sources")}
     if fmt == "json":
-        click.echo(json.dumps({**doc, "sources": result.get("sources")}, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         paint = Palette(wants_colour(color, sys.stdout))
         click.echo(kb_line(kb.identity))

@@ -87,11 +87,11 @@ def test_local_choices_are_shown_next_to_the_values_they_shape(kb: Any) -> None:
 def test_local_choices_are_in_the_audit_and_the_handbook(tmp_path: Path) -> None:
     runner = CliRunner()
     audit = runner.invoke(main, ["audit", "--rule", "CSA-DOSE-EXCEEDS"]).output
-    assert "parameter dose_weight_basis = actual_body_weight none: local policy" in audit
+    assert "parameter dose_weight_basis = actual body weight: local policy" in audit
     assert "parameter in_scope_biopsy_proven" in audit
     scope = runner.invoke(main, ["audit", "--rule", "SCOPE-OUT"]).output
-    assert "parameter out_of_scope_etiologies = ['secondary', 'genetic'] none: from the review, T" in scope
-    assert "parameter out_of_scope_etiologies_local = ['undetermined'] none: local policy" in scope
+    assert "parameter out_of_scope_etiologies = secondary or genetic: from the review, T" in scope
+    assert "parameter out_of_scope_etiologies_local = undetermined: local policy" in scope
     assert runner.invoke(main, ["docs", "-o", str(tmp_path / "site")]).exit_code == 0
     page = (tmp_path / "site" / "rules" / "CSA-DUR-WITHIN.html").read_text()
     assert "duration_basis" in page and "local policy" in page

@@ -181,7 +181,7 @@ def test_the_walkthrough_in_a_fresh_clone(tmp_path: Path) -> None:
     assert docs.returncode == 0 and seen in docs.stdout.splitlines()[0]
     page = (checkout / "handbook" / "rules" / "CSA-DOSE-EXCEEDS.html").read_text(encoding="utf-8")
     assert "<h1>Current cyclosporine dose above the 4.5 mg/kg/day ceiling</h1>" in page
-    assert "The daily dose is above 4.5 mg/kg/day" in page and "4.5 mg/kg/day (local policy" in page
+    assert "The total daily dose is above 4.5 mg/kg/day" in page and "4.5 mg/kg/day (local policy" in page
     unversioned, versioned = runs["fsgs-kb diff git:HEAD rules"]
     assert unversioned.returncode == 1, unversioned.stdout + unversioned.stderr
     for rule in ("CSA-DOSE-EXCEEDS", "CSA-DOSE-WITHIN"):

@@ -229,8 +229,10 @@ def rule_lines(rule: dict[str, Any], paint: Palette, full: bool) -> list[str]:
     return lines
 
 
-def _record_text(items: list[dict[str, str]]) -> str:
-    return "; ".join(f"{item['title']} ({item['pointer']})" for item in items)
+def _record_text(items: list[dict[str, str]], sources: dict[str, Any] | None = None) -> str:
+    """What to record; for FHIR input, why the map left each of them empty."""
+    why = sources or {}
+    return "; ".join(f"{item['title']} ({item['pointer']}{_why_empty(why.get(item['pointer']))})" for item in items)
 
 
 def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = PLAIN) -> str:
@@ -260,7 +262,7 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
         )
         lines += _group_lines(scope["because"], "    ", paint)
         if scope["record"]:
-            lines += _wrap(f"To decide, record: {_record_text(scope['record'])}", "  ")
+            lines += _wrap(f"To decide, record: {_record_text(scope['record'], doc.get('sources'))}", "  ")
     for kind, heading in SECTIONS:
         chosen = [r for r in fired if r["section"] == kind]
         if chosen:
@@ -273,7 +275,7 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
         for rule in undetermined:
             lines += _wrap(f"? {rule['title']} ({rule['id']})", "  ")
             if rule["record"]:
-                lines += _wrap(f"record: {_record_text(rule['record'])}", "    ")
+                lines += _wrap(f"record: {_record_text(rule['record'], doc.get('sources'))}", "    ")
             if show_all:
                 lines += _why_lines(rule, paint)
     if doc["status"] == "evaluated" and not fired and not undetermined:

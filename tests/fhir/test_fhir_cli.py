@@ -85,7 +85,7 @@ def test_explain_says_where_each_value_came_from_and_why_others_are_empty() -> N
     assert proc.returncode == 0, proc.stderr
     assert f"Data from FHIR (evaluation date {EXAMPLES_AS_OF}, map 0.2.0):" in proc.stdout
     assert "/cyclosporine/daily_dose ← MedicationRequest/" in proc.stdout
-    assert "needs /weight_kg (FHIR: no resource for it)" in proc.stdout
+    assert "body weight (/weight_kg (FHIR: no resource for it))" in proc.stdout  # what to record, and why
 
 
 def test_batch_of_bundles_one_result_per_line(tmp_path: Path, kb: fsgs_kb.KnowledgeBase) -> None:
