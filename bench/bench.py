@@ -237,9 +237,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory", default="", help="comma-separated sizes for peak RSS, e.g. 100000,1000000")
     parser.add_argument("--skip-batch", action="store_true")
+    parser.add_argument(
+        "--batch-again",
+        metavar="RESULTS",
+        default=None,
+        help="keep the one-process figures (and memory) of RESULTS, measure batch again (a quieter moment)",
+    )
     parser.add_argument("-o", "--output", default=str(OUT / "results.json"))
     args = parser.parse_args()
     path = cohort_file(args.n)
+    if args.batch_again:
+        batch_again(path, args)
+        return
     lines = path.read_bytes().splitlines()
     patients = [orjson.loads(line) for line in lines]
     results: dict[str, Any] = {"n": args.n, "repeats": args.repeats, "before": machine()}
@@ -289,6 +298,25 @@ def main() -> None:
           f"after {results['after']['load_average']}")  # fmt: skip
     Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(f"saved to {args.output}; python bench/table.py {args.output} writes the README table")
+
+
+def batch_again(path: Path, args: argparse.Namespace) -> None:
+    results = json.loads(Path(args.batch_again).read_text(encoding="utf-8"))
+    results["batch_before"] = results["before"]
+    results["before"] = machine()
+    results["batch"] = {
+        f"batch, {w} worker{'s' if w > 1 else ''}, {d}": batch(path, w, d, args.repeats)
+        for d in ("full", "standard")
+        for w in (1, 2)
+    }
+    for label, figure in results["batch"].items():
+        print(f"{label:34s} {figure['records_per_s']:9.0f} records/s; parent CPU {figure['parent_cpu_us']:.1f} µs")
+    results["after"] = machine()
+    results["ratios"] = ratios(results)
+    for name, value in results["ratios"].items():
+        print(f"{name:60s} {value:.2f}")
+    print(f"load average before {results['before']['load_average']}, after {results['after']['load_average']}")
+    Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:

@@ -21,6 +21,15 @@ def table(results: dict[str, Any]) -> str:
         f"median (min–max); {before['machine']}; {before['date']}; load average "
         f"{', '.join(f'{x:.2f}' for x in before['load_average'])} before, "
         f"{', '.join(f'{x:.2f}' for x in after['load_average'])} after",
+    ]
+    if "batch_before" in results:
+        first = results["batch_before"]
+        lines[0] = lines[0].replace("load average", "batch measured again; load average")
+        lines.append(
+            f"one-process figures and memory from the first run, {first['date']}, load average "
+            f"{', '.join(f'{x:.2f}' for x in first['load_average'])}"
+        )
+    lines += [
         "",
         "| measured | per record | records/s | parent CPU | peak RSS |",
         "|---|---:|---:|---:|---:|",
