@@ -25,7 +25,9 @@ from fsgs_kb.engine.audit.replay import index_inputs, replay_counts
 from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.audit.trace import trace as trace_result
+from fsgs_kb.engine.batch.dask_bag import run_parts
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
+from fsgs_kb.engine.batch.parts import check_parts, expand_parts, is_pattern, run_parts_locally
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
 from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
@@ -150,6 +152,13 @@ COLOR_OPTION = click.option(
 )
 FORMAT_TEXT_JSON = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
+DETAIL_CHOICE = click.Choice(["full", "standard", "minimal"])
+DETAIL_HELP = (
+    "full: the self-contained record; standard: without what the knowledge base holds (advice "
+    "text, quotes, provenance, condition wording), which trace and replay rebuild from the "
+    "knowledge base of its fingerprint; minimal: status, fired advice and caveats with their text, "
+    "what is missing, the decision record."
 )
 APPROVED_OPTION = click.option(
     "--require-approved", is_flag=True, help="Refuse to run unless every rule is active (signed off)."
@@ -296,6 +305,7 @@ ONE_FORMAT_OPTION = click.option(
 @click.argument("patient", metavar="PATIENT.json|BUNDLE.json|-")
 @RULES_OPTION
 @click.option("--compact", is_flag=True, help="One line of JSON instead of indented.")
+@click.option("--detail", type=DETAIL_CHOICE, default="full", show_default=True, help=DETAIL_HELP)
 @ONE_FORMAT_OPTION
 @AS_OF_OPTION
 @APPROVED_OPTION
@@ -304,6 +314,7 @@ def evaluate(
     patient: str,
     rules_dir: Path | None,
     compact: bool,
+    detail: str,
     input_format: str,
     as_of: datetime | None,
     require_approved: bool,
@@ -314,7 +325,7 @@ def evaluate(
 
     With --input-format fhir the result also says, per field, which FHIR resource filled it (type,
     id, code, date) or why it stayed empty (sources), and records the evaluation date and map."""
-    options = _evaluate_options(include_input, mask)
+    options = {**_evaluate_options(include_input, mask), "detail": detail}
     reader = _fhir_reader(rules_dir, input_format, as_of)
     _, _, result = _evaluate_one(rules_dir, patient, require_approved, options, reader)
     click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
@@ -362,7 +373,11 @@ def explain(
 @main.command()
 @click.argument("source", metavar="INPUT|DIR|-")
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write results here (default: stdout)."
+    "-o",
+    "--output",
+    type=click.Path(),
+    default=None,
+    help="Write results here (default: stdout); for input parts, the directory of the output parts.",
 )
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: the number of cores)."
@@ -382,6 +397,22 @@ def explain(
 )
 @AS_OF_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--detail",
+    type=DETAIL_CHOICE,
+    default="standard",
+    show_default=True,
+    help=DETAIL_HELP + " standard is the default for batch: every rule's outcome, what is missing and "
+    "the values compared, at about a fifth of the bytes of full, and full again on demand.",
+)
+@click.option(
+    "--dask",
+    "scheduler",
+    metavar="SCHEDULER",
+    default=None,
+    help="Run on the Dask cluster at SCHEDULER (e.g. tcp://host:8786; the dask extra): one task per input "
+    "part, INPUT a glob of parts (paths or URLs through fsspec), -o the output directory.",
+)
 @RULES_OPTION
 @APPROVED_OPTION
 @_with_input_options
@@ -394,6 +425,8 @@ def batch(
     input_format: str | None,
     as_of: datetime | None,
     quiet: bool,
+    detail: str,
+    scheduler: str | None,
     rules_dir: Path | None,
     require_approved: bool,
     include_input: bool,
@@ -414,9 +447,17 @@ def batch(
     stays flat) and writes one result per Patient and one invalid result per unusable line (origin
     FILE:LINE; lines found unusable while indexing come first, resources about absent patients last).
     Each result carries the provenance of every field (sources).
+
+    INPUT may be a glob of parts ('data/part-*.jsonl', quoted): each part is evaluated into
+    OUTDIR/PART (-o OUTDIR), as a batch of that part alone would write it; locally one part
+    after the other, or with --dask one task per part on a Dask cluster, with one summary of
+    all parts at the end.
     """
     kb = _load_kb(rules_dir, require_approved)
     click.echo(kb_line(kb.identity), err=True)  # stdout may be the results
+    if scheduler is not None or (is_pattern(source) and not os.path.exists(source)):
+        options = {**_evaluate_options(include_input, mask), "detail": detail}
+        _batch_parts(kb, source, output, scheduler, workers, resume, input_format, options, rules_dir, summary_file)
     reader = _fhir_reader(rules_dir, input_format, as_of)
     summary_handle = _open_summary(summary_file)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
@@ -428,7 +469,7 @@ def batch(
         workers=workers or os.cpu_count() or 1,
         resume=resume,
         rules_dir=str(kb.location.path),
-        options=_evaluate_options(include_input, mask),
+        options={**_evaluate_options(include_input, mask), "detail": detail},
         progress=progress if not quiet and sys.stderr.isatty() else None,
         fhir=reader,
     )
@@ -444,6 +485,51 @@ def batch(
     if summary.interrupted_by:
         sys.exit(exit_for_signal(summary.interrupted_by))
     sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in summary.by_status), default=EXIT_CODES["ok"]))
+
+
+def _batch_parts(
+    kb: KnowledgeBase,
+    source: str,
+    outdir: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    resume: bool,
+    input_format: str | None,
+    options: dict[str, Any],
+    rules_dir: Path | None,
+    summary_file: str | None,
+) -> NoReturn:
+    """`batch` over input parts, one output part each, locally or on a Dask cluster."""
+    if outdir is None:
+        raise usage_error("parts", "input parts need -o OUTDIR: each part's results go to OUTDIR/PART")
+    if scheduler is not None and resume:
+        raise usage_error("parts", "--resume is for local runs: with --dask, run the parts again")
+    if input_format is not None and input_format.startswith("fhir"):
+        raise usage_error("parts", "input parts are JSON Lines, JSON or CSV files; FHIR input runs one at a time")
+    parts = expand_parts(source)
+    check_parts(source, parts, outdir)
+    summary_handle = _open_summary(summary_file)
+    if scheduler is not None:
+        run = run_parts(scheduler, parts, outdir, str(kb.location.path), options, input_format)
+    else:
+        job = BatchJob(
+            source=source,
+            input_format=input_format,
+            workers=workers or os.cpu_count() or 1,
+            resume=resume,
+            rules_dir=str(kb.location.path),
+            options=options,
+        )
+        run = run_parts_locally(kb, job, parts, outdir)
+    payload = {"kb": kb.identity, **run.summary()}
+    click.echo(summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]])), err=True)
+    click.echo(f"{len(payload['parts'])} part(s) written to {outdir}", err=True)
+    if summary_handle is not None:
+        with summary_handle:
+            json.dump(payload, summary_handle, indent=2)
+    if run.interrupted_by:
+        sys.exit(exit_for_signal(run.interrupted_by))
+    sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in payload["by_status"]), default=EXIT_CODES["ok"]))
 
 
 def _open_summary(path: str | None) -> Any:

@@ -17,9 +17,13 @@ from fsgs_kb.engine.compile.durable import DurableRulesets
 from fsgs_kb.engine.compile.proof import prove
 from fsgs_kb.engine.compile.rulesets import CompiledKB, compile_kb
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.evaluate.accept import accepts, parse_accepted
+from fsgs_kb.engine.evaluate.compiled import CompiledEvaluator
+from fsgs_kb.engine.evaluate.detail import check_detail, expand, reduce
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
 from fsgs_kb.engine.evaluate.kleene import Evaluator
 from fsgs_kb.engine.evaluate.masking import attach_input, check_pointers
+from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.load.paths import RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.model import KnowledgeBaseModel
 from fsgs_kb.engine.read.records import Record, record_value
@@ -43,6 +47,7 @@ class KnowledgeBase:
             self.durable,
             {"id": self.id, "version": self.version, "fingerprint": self.fingerprint},
         )
+        self.compiled_evaluator: CompiledEvaluator | None = CompiledEvaluator(self.evaluation)
 
     @property
     def id(self) -> str:
@@ -60,33 +65,111 @@ class KnowledgeBase:
         include_input: bool = False,
         mask: tuple[str, ...] = (),
         mask_key: bytes | None = None,
+        detail: str = "full",
     ) -> dict[str, Any]:
         """The result for one patient record (see schema/result.schema.json). Never raises for
-        any record; raises ValueError only for a `mask` that is not a JSON pointer.
+        any record; raises ValueError only for a `mask` that is not a JSON pointer or an
+        unknown `detail`.
 
         include_input stores the record in the decision record (for replay without the original
         file; not a record beyond the input limits, which cannot be stored), with the values at
-        the `mask` JSON pointers masked: HMAC-SHA256 with `mask_key`, or removed without one."""
+        the `mask` JSON pointers masked: HMAC-SHA256 with `mask_key`, or removed without one.
+        detail is `full` (self-contained), `standard` (what the knowledge base holds left out:
+        `expand` rebuilds the rest) or `minimal` (advice, caveats, what is missing, the decision
+        record); see engine/evaluate/detail.py."""
+        return self._evaluate(patient, False, timestamp, include_input, mask, mask_key, detail)
+
+    def _evaluate(
+        self,
+        patient: Any,
+        accepted: bool,
+        timestamp: str | None = None,
+        include_input: bool = False,
+        mask: tuple[str, ...] = (),
+        mask_key: bytes | None = None,
+        detail: str = "full",
+    ) -> dict[str, Any]:
         check_pointers(mask)
-        result = self.evaluation.run(patient, timestamp=timestamp)
+        check_detail(detail)
+        if self.compiled_evaluator is not None and (accepted or accepts(patient)):  # compiled, to the detail level
+            result, _ = self.compiled_evaluator.run(patient, timestamp, detail)
+        else:  # invalid, or valid in a way the generated check leaves to the detailed path
+            result = reduce(self.evaluation, self.evaluation.run(patient, timestamp=timestamp), detail)
         if include_input and not any(e["code"].startswith("input.") for e in result["errors"]):
             attach_input(result, patient, mask, mask_key)
         return result
+
+    def encode_record(self, record: Record, **options: Any) -> tuple[bytes, str, tuple[tuple[str, str], ...]]:
+        """What batch writes for one framed record: the line `{"record":N,"line":L,…result}` as
+        compact JSON (without its newline), the status, and each rule's outcome (counted at every
+        detail level, also where the result does not list them). A valid JSON line goes from
+        orjson through the accept-only check straight to the compiled evaluator."""
+        prefix = b'{"record":%d,"line":%d,' % (record.number, record.line)
+        detail = options.get("detail", "full")
+        check_detail(detail)
+        plain = not options.get("include_input") and not options.get("timestamp")
+        framed = record.origin is None and record.sources is None and record.conversion is None
+        if self.compiled_evaluator is not None and plain and framed and record.problem is None and record.data is None:
+            fast = parse_accepted(record.raw)
+            if fast is not None:
+                blob, status, outcomes = self.compiled_evaluator.run_json(fast, None, detail)
+                return prefix + blob[1:], status, tuple(zip(self.compiled_evaluator.rule_ids, outcomes, strict=False))
+        result = self.evaluate_record(record, **options)
+        full = result if detail != "minimal" else self.evaluate_record(record, **{**options, "detail": "full"})
+        counted = tuple((rule["id"], rule["outcome"]) for rule in full["rules"])
+        return prefix + dumps_bytes(result)[1:], result["status"], counted
+
+    def reference_evaluate(
+        self,
+        patient: Any,
+        *,
+        timestamp: str | None = None,
+        include_input: bool = False,
+        mask: tuple[str, ...] = (),
+        mask_key: bytes | None = None,
+        detail: str = "full",
+    ) -> dict[str, Any]:
+        """`evaluate` through the interpreted evaluator (engine/evaluate/kleene.py), the
+        reference the compiled one is tested against byte for byte; slower, same result."""
+        check_pointers(mask)
+        check_detail(detail)
+        result = self.evaluation.run(patient, timestamp=timestamp)
+        if include_input and not any(e["code"].startswith("input.") for e in result["errors"]):
+            attach_input(result, patient, mask, mask_key)
+        return reduce(self.evaluation, result, detail)
+
+    def reduce(self, result: dict[str, Any], detail: str) -> dict[str, Any]:
+        """A full result at a lower detail level (see engine/evaluate/detail.py)."""
+        check_detail(detail)
+        return reduce(self.evaluation, result, detail)
+
+    def expand(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The full result a standard one stands for (a full one as it is); CannotExpand for a
+        minimal result or one made by another knowledge base."""
+        return expand(self.evaluation, result)
 
     def evaluate_record(self, record: Record, **options: Any) -> dict[str, Any]:
         """The result for one framed input record, whatever it holds: a record that cannot be
         read or parsed is `invalid` with its problem, traceable by the hash of its bytes. A record
         converted from FHIR carries where its input came from (`origin`), the provenance of every
         field (`sources`) and how it was converted (`decision.fhir`: evaluation date, map)."""
+        plain = record.origin is None and record.sources is None and record.conversion is None
+        if plain and record.problem is None and record.data is None:
+            fast = parse_accepted(record.raw)  # a valid record: no shape walk, no second check
+            if fast is not None:
+                return self._evaluate(fast, True, **options)
         data, problem = record_value(record)
         if problem is None:
             result = self.evaluate(data, **options)
         else:
+            detail = options.get("detail", "full")
+            check_detail(detail)
             status = "error" if problem.code.endswith(".internal") else "invalid"
-            result = self.failed_result(problem, record.raw, status)
             pid = data.get("id") if isinstance(data, dict) else None
-            result["patient_id"] = pid if isinstance(pid, str) else None
-        if record.origin is None and record.sources is None and record.conversion is None:
+            result = self.failed_result(
+                problem, record.raw, status, patient_id=pid if isinstance(pid, str) else None, detail=detail
+            )
+        if plain:
             return result
         decision = result.pop("decision")
         if record.origin is not None:
@@ -98,10 +181,20 @@ class KnowledgeBase:
         result["decision"] = decision
         return result
 
-    def failed_result(self, problem: KBError, raw: bytes = b"", status: str = "invalid") -> dict[str, Any]:
+    def failed_result(
+        self,
+        problem: KBError,
+        raw: bytes = b"",
+        status: str = "invalid",
+        *,
+        patient_id: str | None = None,
+        detail: str = "full",
+    ) -> dict[str, Any]:
         """The result for input that never reached evaluation (not JSON, an empty line, a worker
         that died on it), traceable by the hash of its raw bytes."""
-        return self.evaluation.failed(problem, raw, status)
+        result = self.evaluation.failed(problem, raw, status)
+        result["patient_id"] = patient_id
+        return reduce(self.evaluation, result, detail)
 
     @property
     def identity(self) -> dict[str, object]:

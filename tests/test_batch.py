@@ -79,9 +79,10 @@ def test_a_clean_batch_exits_0_and_matches_single_evaluations(tmp_path: Path, kb
     proc = fsgs("batch", str(source), "-o", str(tmp_path / "out.jsonl"), "--workers", "2")
     assert proc.returncode == 0, proc.stderr.decode()
     got = results(tmp_path / "out.jsonl")
-    for patient, result in zip(patients, got, strict=True):
-        expected = kb.evaluate(patient)
+    for patient, result in zip(patients, got, strict=True):  # batch writes standard detail by default
+        expected = kb.evaluate(patient, detail="standard")
         assert {k: v for k, v in result.items() if k not in ("record", "line")} == expected
+        assert kb.expand({k: v for k, v in result.items() if k not in ("record", "line")}) == kb.evaluate(patient)
 
 
 @pytest.mark.parametrize("fault", ["segv", "kill"])

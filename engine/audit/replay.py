@@ -13,9 +13,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.detail import DETAILS, detail_of, rule_outcomes
 from fsgs_kb.engine.evaluate.output import dumps
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
+from fsgs_kb.engine.load.fingerprint import input_sha256
 from fsgs_kb.engine.read.records import Record, record_value
 
 BATCH_ONLY = ("record", "line")
@@ -30,7 +31,7 @@ def input_hash(record: Record) -> str:
     else of its raw bytes (as `KnowledgeBase.failed_result` does)."""
     value, problem = record_value(record)
     if problem is None:
-        return sha256_text(canonical_json(value))
+        return input_sha256(value)
     return hashlib.sha256(record.raw).hexdigest()
 
 
@@ -49,23 +50,23 @@ def _strip(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _outcomes(result: dict[str, Any]) -> dict[str, str]:
-    return {r["id"]: r["outcome"] for r in result.get("rules", [])}
-
-
 def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record]) -> dict[str, Any]:
+    """Re-evaluate one recorded decision at its own detail level and compare byte for byte."""
     decision = old.get("decision", {})
     ident = {
         "decision_id": decision.get("decision_id"),
         "patient_id": old.get("patient_id"),
         "record": old.get("record"),
     }
+    detail = detail_of(old)
+    if detail not in DETAILS:
+        return {**ident, "verdict": "changed", "changes": [{"rule": "(detail)", "old": detail, "new": "full"}]}
     stored = decision.get("input")
     if stored is not None:
         masked = tuple(decision.get("masked", []))
-        new = kb.evaluate(stored, include_input=True, mask=masked)
+        new = kb.evaluate(stored, include_input=True, mask=masked, detail=detail)
         if masked:  # identity fields were computed on the masked input: compare the decision itself
-            keep = ("status", "advice", "drafts", "undetermined", "no_recommendation", "scope", "rules", "errors")
+            keep = [k for k in {**old, **new} if k not in (*BATCH_ONLY, "patient_id", "decision")]
             same = dumps({k: old.get(k) for k in keep}) == dumps({k: new.get(k) for k in keep})
         else:
             same = dumps(_strip(old)) == dumps(new)
@@ -73,11 +74,11 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record])
         source = index.get(decision.get("input_sha256", ""))
         if source is None:
             return {**ident, "verdict": "input_missing"}
-        new = kb.evaluate_record(source)
+        new = kb.evaluate_record(source, detail=detail)
         same = dumps(_strip(old)) == dumps(new)
     if same:
         return {**ident, "verdict": "identical"}
-    before, after = _outcomes(old), _outcomes(new)
+    before, after = rule_outcomes(old), rule_outcomes(new)
     changes: list[dict[str, Any]] = [
         {"rule": rid, "old": before.get(rid, "absent"), "new": after.get(rid, "absent")}
         for rid in sorted(set(before) | set(after))
@@ -119,14 +120,14 @@ def impact(old_kb: KnowledgeBase, new_kb: KnowledgeBase, patients: Iterable[Reco
     total = 0
     for record in patients:
         total += 1
-        old, new = old_kb.evaluate_record(record), new_kb.evaluate_record(record)
+        old, new = old_kb.evaluate_record(record, detail="standard"), new_kb.evaluate_record(record, detail="standard")
         if old["status"] == new["status"] == "invalid":
             unreadable.append({"line": record.line, "problem": new["errors"][0]["message"] if new["errors"] else ""})
             continue
         pid = _pid(new, record.line)
         if old["status"] != new["status"]:
             status_changes.append({"patient": pid, "old": old["status"], "new": new["status"]})
-        before, after = _outcomes(old), _outcomes(new)
+        before, after = rule_outcomes(old), rule_outcomes(new)
         for rid in sorted(set(before) | set(after)):
             a, b = before.get(rid), after.get(rid)
             if a == b:

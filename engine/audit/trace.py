@@ -18,6 +18,7 @@ from typing import Any
 
 from fsgs_kb.engine.audit.replay import replay_one
 from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of
 from fsgs_kb.engine.evaluate.kleene import compare, kleene_all, kleene_any
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.schemas import validator
@@ -45,21 +46,35 @@ class Trace:
 
 
 def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = None) -> Trace:
-    malformed = _shape_problems(result)
+    """Check a result of any detail level against the knowledge base at hand. A standard result
+    is first rebuilt in full from the knowledge base (its fingerprint must match); a minimal one
+    is checked as far as it goes (advice texts, lists) and re-derived when its input is at hand."""
+    malformed = shape_problems(result)
     if malformed:
         return Trace(result=result if isinstance(result, dict) else {}, same_kb=False, malformed=malformed)
     made_by = result["decision"]["kb"]
     found = Trace(result=result, same_kb=made_by.get("fingerprint") == kb.fingerprint)
     if not found.same_kb:
         return found  # another knowledge base: its rules cannot be checked against these
-    entries = {entry["id"]: entry for entry in result["rules"]}
-    for entry in result["rules"]:
-        rule = kb.model.rules.get(entry["id"])
-        if rule is None:
-            found.mismatches.append(f"rule {entry['id']}: no such rule in this knowledge base")
-        else:
-            found.mismatches += _rule_mismatches(kb, rule, entry)
-    found.mismatches += _list_mismatches(result, entries)
+    detail = detail_of(result)
+    if detail == "standard":
+        try:
+            found.result = kb.expand(result)
+        except CannotExpand as exc:
+            found.mismatches.append(exc.problem.message)
+            return found
+    if detail == "minimal":
+        found.mismatches += _minimal_mismatches(kb, result)
+    else:
+        full = found.result
+        entries = {entry["id"]: entry for entry in full["rules"]}
+        for entry in full["rules"]:
+            rule = kb.model.rules.get(entry["id"])
+            if rule is None:
+                found.mismatches.append(f"rule {entry['id']}: no such rule in this knowledge base")
+            else:
+                found.mismatches += _rule_mismatches(kb, rule, entry)
+        found.mismatches += _list_mismatches(full, entries)
     stored = result["decision"].get("input")
     if stored is not None or (inputs and result["decision"].get("input_sha256") in inputs):
         verdict = replay_one(kb, result, inputs or {})
@@ -73,7 +88,8 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
     return found
 
 
-def _shape_problems(result: Any) -> list[KBError]:
+def shape_problems(result: Any) -> list[KBError]:
+    """What makes a value not a fsgs-kb result of any detail level (schema/result.schema.json)."""
     if not isinstance(result, dict):
         return [KBError("trace.malformed", "not a fsgs-kb result (not a JSON object)")]
     problems = []
@@ -146,6 +162,23 @@ def _kleene(cond: Condition, pointer: str, truths: dict[str, bool | None]) -> bo
     key = "all" if isinstance(cond, AllOf) else "any"
     parts = [_kleene(item, f"{pointer}/{key}/{i}", truths) for i, item in enumerate(cond.items)]
     return kleene_all(parts) if isinstance(cond, AllOf) else kleene_any(parts)
+
+
+def _minimal_mismatches(kb: KnowledgeBase, result: dict[str, Any]) -> list[str]:
+    """A minimal result records no conditions: check its rule ids, advice texts and lists."""
+    named = [*result["advice"], *result["caveats"], *result["undetermined"], *result["says"], *result["missing"]]
+    unknown = [rid for rid in dict.fromkeys(named) if rid not in kb.model.rules]
+    out = [f"rule {rid}: no such rule in this knowledge base" for rid in unknown]
+    for rid, text in result["says"].items():
+        if rid in kb.model.rules and text != kb.evaluation.static[rid]["says"]:
+            out.append(f"rule {rid}: says differs from the knowledge base's")
+    for name, listed, keyed in (
+        ("advice and caveats", result["advice"] + result["caveats"], result["says"]),
+        ("undetermined", result["undetermined"], result["missing"]),
+    ):
+        if sorted(listed) != sorted(keyed):
+            out.append(f"{name} lists {listed}, the result's texts and needs are for {sorted(keyed)}")
+    return out
 
 
 def _list_mismatches(result: dict[str, Any], entries: dict[str, dict[str, Any]]) -> list[str]:

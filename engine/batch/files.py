@@ -174,7 +174,7 @@ class OutputFile:
             )
         return state
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)

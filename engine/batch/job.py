@@ -30,6 +30,7 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.records import FORMATS, Record, read_records, sniff_format
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+COMMIT_INTERVAL_S = 0.5  # how often the resume record follows the output during a run
 
 
 @dataclass(kw_only=True)
@@ -235,13 +236,15 @@ class _Target:
     def __init__(self, kb: KnowledgeBase, job: BatchJob, path: str | None, fmt: str, stdout: BinaryIO | None) -> None:
         self.file: OutputFile | None = None
         self.stdout = stdout
-        self.pending: list[bytes] = []
+        self.pending: list[bytes | bytearray] = []
         self.size = 0
         self.end = 0
         self.digest = InputDigest(path if job.output else None)
+        self.committed_at = time.monotonic()
         if job.output:
             options = {k: list(v) if isinstance(v, tuple) else v for k, v in job.options.items() if k != "mask_key"}
             options["mask_key_id"] = key_id(job.options.get("mask_key"))  # never the key itself
+            options["detail"] = job.options.get("detail", "full")  # a resumed output keeps one detail level
             identity = {"kb_fingerprint": kb.fingerprint, "input_format": fmt, "options": dict(sorted(options.items()))}
             if job.fhir is not None and fmt in FHIR_FORMATS:  # another date or map makes other records
                 identity["fhir"] = {k: v for k, v in job.fhir.conversion("").items() if k != "bundle_sha256"}
@@ -257,28 +260,36 @@ class _Target:
         state: ResumeState = self._io(lambda: file.open(self.resume))
         return state
 
-    def write(self, blob: bytes, end: int, summary: BatchSummary) -> None:
+    def write(self, blob: bytes | bytearray, end: int, summary: BatchSummary) -> None:
         self.pending.append(blob)
         self.size += len(blob)
         self.end = end
         if self.size >= FLUSH_BYTES:
-            self.flush(summary)
+            self.flush(summary, final=False)
 
-    def flush(self, summary: BatchSummary) -> None:
-        block = b"".join(self.pending)
+    def flush(self, summary: BatchSummary, final: bool = True) -> None:
+        """Write the pending lines; record them in the resume record at the end of the run and
+        at most every COMMIT_INTERVAL_S in between (each commit writes and renames a file: at
+        every 256 KiB flush it cost more parent CPU than everything else). A kill loses only
+        results after the last commit, which --resume evaluates again."""
+        block = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
         self.pending, self.size = [], 0
         if self.file is None:
             if block and self.stdout is not None:
                 self._io(lambda: (self.stdout.write(block), self.stdout.flush()) if self.stdout else None)
             return
         file = self.file
+        now = time.monotonic()
+        commit = final or now - self.committed_at >= COMMIT_INTERVAL_S
 
         def write_and_commit() -> None:
             file.write(block)
-            state = summary.state()
-            state.input_bytes = self.end
-            state.input_sha256 = self.digest.advance(self.end)
-            file.commit(state)
+            if commit:
+                state = summary.state()
+                state.input_bytes = self.end
+                state.input_sha256 = self.digest.advance(self.end)
+                file.commit(state)
+                self.committed_at = now
 
         self._io(write_and_commit)
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from fsgs_kb.engine.batch.workers import ChunkResult, evaluate_chunk, patient_id, serve
+from fsgs_kb.engine.batch.workers import ChunkResult, evaluate_chunk, pack_chunk, patient_id, recv_result, serve
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.records import Record
 
-CHUNK_SIZE = 32
+CHUNK_SIZE = 64
 PIPELINE_DEPTH = 2
 POLL_S = 0.2  # how often a waiting parent looks at its stop flag
 
@@ -61,7 +61,7 @@ class _Worker:
         self.inflight.append(chunk)
         self.isolated = isolated
         try:
-            self.conn.send(chunk.records)
+            self.conn.send(pack_chunk(chunk.records))
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
             pass
 
@@ -172,7 +172,7 @@ class BatchRunner:
                 continue
             try:
                 while worker.inflight and worker.conn.poll():
-                    result: ChunkResult = worker.conn.recv()
+                    result = recv_result(worker.conn)
                     chunk = worker.inflight.popleft()
                     self.done[result.first] = (result, chunk.end)
                     worker.isolated = worker.isolated and bool(worker.inflight)
@@ -198,8 +198,10 @@ class BatchRunner:
     def _crash_result(self, record: Record, exitcode: int | None) -> ChunkResult:
         how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
         problem = KBError("engine_crash", f"the worker evaluating this record died ({how}); the batch went on")
-        result = self.kb.failed_result(problem, record.raw, status="error")
-        result["patient_id"] = patient_id(record)
+        detail = self.options.get("detail", "full")
+        result = self.kb.failed_result(
+            problem, record.raw, status="error", patient_id=patient_id(record), detail=detail
+        )
         line = dumps_bytes({"record": record.number, "line": record.line, **result})
         return ChunkResult(record.number, 1, line + b"\n", {"error": 1}, {})
 

@@ -14,9 +14,10 @@ avoids each one by construction rather than by recovering from it:
   fork → the C module is used directly, and the ruleset is created lazily in the process that
   uses it (a fork is detected by pid and gets its own rulesets).
 - Error 204: the core's JSON parser rejects a number with an exponent but no decimal point
-  (`1e-05`, `1e+16`, `5e-324`, which is how Python writes them) → facts and rulesets are
-  encoded here with `fact_json` / `durable_json`, which write `1.0e-05` (a threshold such as
-  0.00001 made every ruleset creation fail before rulesets went through `durable_json` too).
+  (`1e-05`, `1e+16`, `5e-324`, which is how Python writes them; orjson writes `3e-7`) → facts
+  are encoded here with `fact_json` (orjson, then `3e-7` rewritten as `3.0e-7`) and rulesets
+  with `durable_json`, which writes `1.0e-05` (a threshold such as 0.00001 made every ruleset
+  creation fail before rulesets went through `durable_json` too).
 - Error 303 (one fact needs more than the 64 entries of the core's alpha stack) → the compiler
   splits each level into rulesets whose modelled stack bound fits (rulesets.AlphaNetwork,
   split_for_alpha_budget), and validate refuses a condition that cannot fit on its own
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import durable_rules_engine as core
+import orjson
 
 _NAMES = itertools.count()
 
@@ -57,16 +59,21 @@ def _number(value: float) -> str:
     return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
 
 
-_BARE_EXPONENT = re.compile(r"(?<=[:\[,])(-?\d+)(e[-+]?\d+)")
+_BARE_EXPONENT = re.compile(rb"(?<=[:\[,])(-?\d+)(e[-+]?\d+)")
 
 
 def fact_json(fact: dict[str, Any]) -> str:
-    """A flat fact for the core: json.dumps, with `1e-05` rewritten as `1.0e-05` (error 204).
-    Keys and strings are engine-made names and enum values, so no string can hold such a token."""
-    text = json.dumps(fact, ensure_ascii=False, separators=(",", ":"))
-    if any(type(value) is float and "e" in repr(value) for value in fact.values()):
-        return _BARE_EXPONENT.sub(r"\1.0\2", text)
-    return text
+    """A flat fact for the core: orjson, with a bare exponent (`3e-7`, `1e+16`) rewritten as
+    `3.0e-7` (error 204). orjson writes an exponent only for very small or very large numbers,
+    so the rewrite runs only when the text holds `e-` or `e+`; keys and strings are engine-made
+    names and enum values, so no string can hold a number token that the rewrite would touch."""
+    try:
+        text = orjson.dumps(fact)
+    except TypeError:  # an integer beyond 64 bits: the standard library writes it
+        text = json.dumps(fact, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if b"e-" in text or b"e+" in text:
+        text = _BARE_EXPONENT.sub(rb"\1.0\2", text)
+    return text.decode("utf-8")
 
 
 def durable_json(value: Any) -> str:
@@ -113,7 +120,8 @@ class DurableRulesets:
         """Assert one flat fact into a level's rulesets; return the names of the rules it fired."""
         text = fact_json({"sid": "0", "id": next(self._ids), "k": 1, **fact})
         fired: set[str] = set()
-        for handle in self._ensure()[level]:
+        handles = self._handles if self._pid == os.getpid() else self._ensure()
+        for handle in handles[level]:
             self._fire_one(handle, text, fired)
         return fired
 
@@ -125,7 +133,7 @@ class DurableRulesets:
                 action = core.start_action_for_state(handle, state)
                 message = action[1] if action else None
                 while message:
-                    fired.add(_action_name(message))
+                    fired.add(message[2 : message.index('"', 2)])  # the rule name of '{"NAME":{"m":…}}'
                     message = core.complete_and_start_action(handle, state)
         except Exception as exc:  # the C core raises plain Exception with an error code
             raise EngineError(str(exc)) from None

@@ -13,12 +13,13 @@ from fsgs_kb.engine.compile.durable import DurableRulesets, EngineError
 from fsgs_kb.engine.compile.exact_form import Form, form_vars
 from fsgs_kb.engine.compile.rulesets import CompiledKB, derived_key, field_key, number, rule_key, scalar
 from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.accept import accepts
 from fsgs_kb.engine.evaluate.exact import Domains, Recorded, State, decide, relevant_vars
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome, copy_policy
 from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import catalogue
-from fsgs_kb.engine.load.fingerprint import canonical_json, sha256_text
+from fsgs_kb.engine.load.fingerprint import input_sha256, sha256_text
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
 from fsgs_kb.engine.read.shape import shape_problem
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
@@ -93,6 +94,59 @@ class Evaluation:
             todo += [r.name for e in exprs for r in expression_refs(e) if r.source == "derived"]
         return [n for n in model.derived_order if n in seen]
 
+    def decision_record(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
+        """The decision record of a result (kb, engine versions, input hash)."""
+        return self._decision(input_sha, timestamp)
+
+    def failed_result(
+        self, patient: Any, input_sha: str, status: str, problems: list[KBError], timestamp: str | None
+    ) -> dict[str, Any]:
+        """The full result of a record that was not evaluated (invalid) or failed (error)."""
+        return self._failed(patient, input_sha, status, problems, timestamp)
+
+    def derived_entry(self, dv: DerivedValue) -> dict[str, Any]:
+        """A derived value as a rule entry lists it."""
+        return self._derived_dict(dv)
+
+    def static_part(self, rule_id: str) -> dict[str, Any]:
+        """A fresh copy of what a rule entry says whatever the patient: advice text, quotes."""
+        static = self.static[rule_id]
+        return {
+            "says": static["says"],
+            "citations": [dict(c) for c in static["citations"]],
+            "evidence": dict(static["evidence"]),
+        }
+
+    def decide(self, fact: dict[str, Any]) -> dict[str, Any]:
+        """durable-rules' verdict per derived value and rule on a flat fact (see _decide)."""
+        return self._decide(fact)
+
+    # public doors to the steps of _evaluate, for the compiled evaluator (engine/evaluate/compiled.py)
+    def recorded(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> Recorded:
+        return self._recorded(values, derived)
+
+    def unchecked(
+        self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> list[str]:
+        """A caveat's inputs whose absence kept its applicability check from being made."""
+        lacking = self._missing_vars(form, values, derived)
+        return self._pointers(relevant_vars(form, state, recorded, lacking), values)
+
+    def missing_vars(self, form: Form, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[int]:
+        return self._missing_vars(form, values, derived)
+
+    def pointers(self, variables: list[int], values: dict[str, Any]) -> list[str]:
+        return self._pointers(variables, values)
+
+    def form_vars(self, form: Form) -> list[int]:
+        return self._form_vars(form)
+
+    def shown(self, rule: Rule, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[dict[str, Any]]:
+        return self._shown(rule, values, derived)
+
+    def disagreement(self, rule_id: str, durable: bool | None, python: bool | None) -> KBError:
+        return self._disagreement(rule_id, durable, python)
+
     @staticmethod
     def _static_part(rule: Rule) -> dict[str, Any]:
         part = {
@@ -105,14 +159,18 @@ class Evaluation:
         return part
 
     # ---- entry point --------------------------------------------------------------------------
-    def run(self, patient: Any, timestamp: str | None = None) -> dict[str, Any]:
-        problem, _ = shape_problem(patient)  # before anything recursive touches the record
-        if problem is not None:
-            return self._failed(patient, "", "invalid", [problem], timestamp)
-        input_sha = sha256_text(canonical_json(patient))
-        problems = validate_patient(patient)
-        if problems:
-            return self._failed(patient, input_sha, "invalid", problems, timestamp)
+    def run(self, patient: Any, timestamp: str | None = None, accepted: bool = False) -> dict[str, Any]:
+        """The full result; `accepted` says the record already passed `accepts`."""
+        if accepted or accepts(patient):  # the generated check: certainly valid, nothing more to say
+            input_sha = input_sha256(patient)
+        else:  # the detailed path says what is wrong (or accepts what the fast check would not)
+            problem, _ = shape_problem(patient)  # before anything recursive touches the record
+            if problem is not None:
+                return self._failed(patient, "", "invalid", [problem], timestamp)
+            input_sha = input_sha256(patient)
+            problems = validate_patient(patient)
+            if problems:
+                return self._failed(patient, input_sha, "invalid", problems, timestamp)
         try:
             return self._evaluate(patient, input_sha, timestamp)
         except EngineError as exc:
@@ -129,7 +187,7 @@ class Evaluation:
         The completions of a record's missing inputs are each consistent with the values
         present, not necessarily with each other (clinical-notes §4.1); the exact-semantics
         tests evaluate them this way."""
-        return self._evaluate(patient, sha256_text(canonical_json(patient)), None)
+        return self._evaluate(patient, input_sha256(patient), None)
 
     # ---- decision -----------------------------------------------------------------------------
     def flat_fact(
@@ -444,7 +502,7 @@ class Evaluation:
     def _decision(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
         record: dict[str, Any] = {
             "decision_id": sha256_text(f"{self.kb_record['fingerprint']}:{input_sha}")[:32],
-            "kb": self.kb_record,
+            "kb": dict(self.kb_record),  # a copy: results share nothing mutable with the KB
             "engine_version": __version__,
             "engine": {"fsgs_kb": __version__, "durable_rules": DURABLE_RULES_VERSION},
             "input_sha256": input_sha,
@@ -503,3 +561,13 @@ def _scope_dict(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str
     else:
         reason = scope.how
     return {"in_scope": scope.value, "missing": missing, "reason": reason}
+
+
+def scope_record(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str, Any]:
+    """A result's `scope`: in scope or not, what is missing to tell, and why."""
+    return _scope_dict(scope, patient)
+
+
+def error_record(error: KBError) -> dict[str, Any]:
+    """One entry of a result's `errors`."""
+    return _error_dict(error)

@@ -323,6 +323,10 @@ class Evaluator:
             result = compare(leaf.op, actual, plan.threshold)
         return result, plan.explain(actual, unit, result, missing), missing
 
+    def leaf_plan(self, leaf: Compare) -> _LeafPlan:
+        """The patient-independent part of a comparison (threshold, unit, provenance, wording)."""
+        return self._plans.get(id(leaf)) or self._plan(leaf)
+
     def _plan(self, leaf: Compare) -> _LeafPlan:
         """Everything about a comparison that does not depend on the patient, computed once;
         identical comparisons in different rules share one plan (and one memo entry)."""
@@ -415,3 +419,13 @@ def _provenance_summary(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     if kind == "cited":
         return {"kind": "cited", "reference": " ".join(data["reference"].split()), "verified": data["verified"]}
     return {"kind": "local", "decided_on": data["decided_on"], "decided_by": data.get("decided_by") or None}
+
+
+def exact(number: Any) -> Fraction:
+    """The decimal number as written, as an exact fraction (see _exact)."""
+    return _exact(number)
+
+
+def plain(number: Fraction) -> float | int:
+    """An exact result as int or float (see _plain)."""
+    return _plain(number)

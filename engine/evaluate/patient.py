@@ -263,3 +263,8 @@ def used_fields(paths: set[str]) -> tuple[FieldInfo, ...]:
         if info is not None and info.unit_from:
             wanted.add(path.rsplit(".", 1)[0] + "." + info.unit_from)
     return tuple(table[p] for p in sorted(wanted) if p in table)
+
+
+def clinical_conflicts(record: dict[str, Any]) -> list[KBError]:
+    """The cross-field problems of a schema-valid record ([] when there are none)."""
+    return _clinical_conflicts(record)

@@ -105,15 +105,21 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
             "(evaluate with --include-input, or give the patients file with --input)"
         )
     rules = {r["id"]: r for r in result.get("rules", [])}
+    minimal = "rules" not in result
     for rule_id in result.get("advice", []):
         entry = rules.get(rule_id, {})
         current = kb.model.rules.get(rule_id)
+        if minimal and current is not None and found.same_kb:  # the knowledge base that made it says the rest
+            entry = {"version": current.version, "status": current.status, **kb.evaluation.static_part(rule_id)}
+            entry["says"] = result.get("says", {}).get(rule_id, "")
         today = "" if current is None or current.version == entry.get("version") else f"; today's is {current.version}"
         lines += [
             "",
-            f"advice: {entry.get('says', '')}",
+            f"advice: {entry.get('says', result.get('says', {}).get(rule_id, ''))}",
             f"  ← rule {rule_id} v{entry.get('version')} ({entry.get('status')}){today}",
         ]
+        if minimal:
+            lines.append("  ← (conditions not recorded at minimal detail)")
         for cond in entry.get("conditions", []):
             lines.append(f"  ← {cond.get('text')}")
             name = cond.get("parameter")

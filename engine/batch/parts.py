@@ -1,0 +1,197 @@
+"""Many input parts, one output part each: `fsgs-kb batch 'data/part-*.jsonl' -o OUTDIR`.
+
+An input given as a glob (or with --dask, any input) names parts; each part `NAME` is
+evaluated on its own into `OUTDIR/NAME`, exactly as `fsgs-kb batch NAME -o OUTDIR/NAME` would
+write it (record numbers and lines count within the part), so a part's output can be checked,
+replayed or resumed on its own. Locally the parts run one after the other, each across all the
+workers (and each resumable through its own resume record); with --dask each part is one task on
+the cluster (engine/batch/dask_bag.py). Paths go through fsspec where the part names a URL
+(`s3://…` with s3fs installed), so a cluster reads and writes where its data lives.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import posixpath
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fsgs_kb.engine.batch.job import BatchJob, BatchSummary, run_batch
+from fsgs_kb.engine.batch.workers import evaluate_chunk
+from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.read.records import FORMATS, Record, read_records, sniff_format
+
+GLOB_CHARS = "*?["
+PART_CHUNK = 64
+
+
+def is_pattern(source: str) -> bool:
+    return any(c in source for c in GLOB_CHARS)
+
+
+def is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _fsspec() -> Any:
+    try:
+        import fsspec  # the dask extra; only parts that are URLs need it
+    except ImportError:
+        raise KBErrors(
+            [KBError("batch.fsspec", "reading a URL needs fsspec", hint="pip install 'fsgs-kb[dask]'")]
+        ) from None
+    return fsspec
+
+
+def expand_parts(source: str) -> list[str]:
+    """The input parts a source names, sorted: a glob's matches, or the one path or URL."""
+    if is_url(source):
+        fsspec = _fsspec()
+        files = fsspec.open_files(source, "rb")
+        parts = sorted({f.full_name for f in files}) if is_pattern(source) else [source]
+        if not is_pattern(source):
+            return parts
+        protocol = source.split("://", 1)[0]
+        return [p if is_url(p) else f"{protocol}://{p}" for p in parts]
+    parts = sorted(p for p in glob.glob(source) if os.path.isfile(p)) if is_pattern(source) else [source]
+    return parts
+
+
+def part_output(outdir: str, part: str) -> str:
+    """Where a part's results go: OUTDIR/the part's file name."""
+    name = posixpath.basename(part.rstrip("/")) if is_url(part) else os.path.basename(part)
+    return posixpath.join(outdir.rstrip("/"), name) if is_url(outdir) else os.path.join(outdir, name)
+
+
+def check_parts(source: str, parts: list[str], outdir: str) -> None:
+    """KBErrors unless there are parts and no output part would overwrite an input part."""
+    if not parts:
+        raise KBErrors([KBError("input.unreadable", f"no input matches {source}", file=source)])
+    outputs = [part_output(outdir, part) for part in parts]
+    if len(set(outputs)) != len(outputs):
+        raise KBErrors(
+            [KBError("batch.output", "two input parts have the same file name: their outputs would collide")]
+        )
+    local_in = {os.path.realpath(p) for p in parts if not is_url(p)}
+    for out in outputs:
+        if out in parts or (not is_url(out) and os.path.realpath(out) in local_in):
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.output_is_input",
+                        "an output part would be written over its input part",
+                        file=out,
+                        hint="write the results to another directory",
+                    )
+                ]
+            )
+
+
+def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def evaluate_part(
+    kb: KnowledgeBase, source: str, output: str, options: dict[str, Any], input_format: str | None = None
+) -> dict[str, Any]:
+    """Evaluate one part into its output part (through fsspec); its counts, as a summary has them."""
+    fsspec = _fsspec()
+    by_status: Counter[str] = Counter()
+    by_rule: Counter[tuple[str, str]] = Counter()
+    records = 0
+    with fsspec.open(source, "rb") as stream, fsspec.open(output, "wb") as out:
+        head = stream.read(64)
+        stream.seek(0)
+        fmt = input_format or sniff_format(source, head)
+        if fmt not in FORMATS:
+            raise KBErrors([KBError("input.format", f"unknown input format {fmt!r}")])
+        for batch in _batches(read_records(stream, fmt), PART_CHUNK):
+            chunk = evaluate_chunk(kb, batch, None, options)
+            out.write(chunk.blob)
+            records += chunk.count
+            by_status.update(chunk.by_status)
+            by_rule.update(chunk.by_rule)
+    return {
+        "input": source,
+        "output": output,
+        "records": records,
+        "by_status": dict(by_status),
+        "by_rule": [[rule, outcome, n] for (rule, outcome), n in sorted(by_rule.items())],
+    }
+
+
+def part_counts(source: str, output: str, summary: BatchSummary) -> dict[str, Any]:
+    """A local part's counts, in the form a Dask task returns them."""
+    return {
+        "input": source,
+        "output": output,
+        "records": summary.records,
+        "by_status": dict(summary.by_status),
+        "by_rule": [[rule, outcome, n] for (rule, outcome), n in sorted(summary.by_rule.items())],
+    }
+
+
+def run_parts_locally(kb: KnowledgeBase, job: BatchJob, parts: list[str], outdir: str) -> PartsRun:
+    """Each part through the local batch (all workers, locked output, resume record), in turn."""
+    os.makedirs(outdir, exist_ok=True)
+    run = PartsRun(workers=max(1, job.workers))
+    start = time.perf_counter()
+    for part in parts:
+        output = part_output(outdir, part)
+        summary = run_batch(kb, replace(job, source=part, output=output))
+        run.parts.append(part_counts(part, output, summary))
+        run.worker_crashes += summary.worker_crashes
+        run.resumed_after += summary.resumed_after
+        if summary.interrupted_by:
+            run.interrupted_by = summary.interrupted_by
+            break
+    run.elapsed_s = time.perf_counter() - start
+    return run
+
+
+@dataclass(kw_only=True)
+class PartsRun:
+    """What a run over many parts did: each part's counts, and the run's own figures."""
+
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    workers: int = 0
+    elapsed_s: float = 0.0
+    worker_crashes: int = 0
+    resumed_after: int = 0
+    interrupted_by: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """All parts together, as `BatchSummary.to_dict` gives one run, plus the parts."""
+        by_status: Counter[str] = Counter()
+        by_rule: dict[str, Counter[str]] = {}
+        for part in self.parts:
+            by_status.update(part["by_status"])
+            for rule, outcome, n in part["by_rule"]:
+                by_rule.setdefault(rule, Counter())[outcome] += n
+        records = sum(part["records"] for part in self.parts)
+        this_run = records - self.resumed_after
+        return {
+            "records": records,
+            "resumed_after": self.resumed_after,
+            "by_status": dict(sorted(by_status.items())),
+            "by_rule": {rule: dict(sorted(c.items())) for rule, c in sorted(by_rule.items())},
+            "worker_crashes": self.worker_crashes,
+            "workers": self.workers,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "records_per_s": round(this_run / self.elapsed_s, 1) if self.elapsed_s else 0.0,
+            "interrupted_by": signal.Signals(self.interrupted_by).name if self.interrupted_by else None,
+            "parts": [{"input": p["input"], "output": p["output"], "records": p["records"]} for p in self.parts],
+        }

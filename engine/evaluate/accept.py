@@ -1,0 +1,196 @@
+"""A generated accept-only patient check: the hot path's validator.
+
+`accepts(record)` is straight-line Python generated from schema/patient.schema.json when first
+used (types, enums, ranges, lengths, required and unknown keys, unique list items), followed by
+the clinical cross-field rules of `patient.clinical_conflicts`. It answers one question, fast:
+is this record certainly valid and within the reader's shape limits? It never explains. A
+record it does not accept goes to the detailed validator (engine/evaluate/patient.py) and the
+shape check (engine/read/shape.py), which give today's errors, or accept it after all (the
+generated check is stricter where that is cheaper: exact `dict`/`str`/`int`/`float` types,
+ASCII free text, a record with `ext` is always walked by the shape check).
+
+Accepting implies both `validate_patient(record) == []` and `shape_problem(record)` finding
+nothing; tests/test_fastpaths.py checks that on generated records, and that every valid record
+of the benchmark cohort is accepted (else the fast path would be no faster).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from fsgs_kb.engine.evaluate.patient import clinical_conflicts
+from fsgs_kb.engine.load.schemas import load_schema
+from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES, shape_problem
+
+Accept = Callable[[Any], bool]
+
+
+class _Generator:
+    """Writes the body of `accept(record)`: one `return False` per way to fail."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.constants: dict[str, Any] = {}
+        self.counter = 0
+
+    def name(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def constant(self, value: Any) -> str:
+        name = self.name("C")
+        self.constants[name] = value
+        return name
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def check(self, var: str, schema: dict[str, Any], indent: int) -> None:
+        if "enum" in schema:
+            allowed = self.constant(frozenset(v for v in schema["enum"] if isinstance(v, str)))
+            self.emit(indent, f"if type({var}) is not str or {var} not in {allowed}: return False")
+            return
+        kind = schema.get("type")
+        if kind is None:
+            return
+        if kind == "object":
+            self._object(var, schema, indent)
+        elif kind == "array":
+            self._array(var, schema, indent)
+        elif kind == "number":
+            self._number(var, schema, indent)
+        elif kind == "string":
+            self._string(var, schema, indent)
+        elif kind == "boolean":
+            self.emit(indent, f"if type({var}) is not bool: return False")
+        else:
+            self.emit(indent, "return False")
+
+    def _number(self, var: str, schema: dict[str, Any], indent: int) -> None:
+        self.emit(indent, f"if type({var}) is not int and type({var}) is not float: return False")
+        bounds = []
+        if "minimum" in schema:
+            bounds.append(f"{var} >= {schema['minimum']!r}")
+        if "exclusiveMinimum" in schema:
+            bounds.append(f"{var} > {schema['exclusiveMinimum']!r}")
+        if "maximum" in schema:
+            bounds.append(f"{var} <= {schema['maximum']!r}")
+        if "exclusiveMaximum" in schema:
+            bounds.append(f"{var} < {schema['exclusiveMaximum']!r}")
+        if not any(k in schema for k in ("minimum", "exclusiveMinimum")) or not any(
+            k in schema for k in ("maximum", "exclusiveMaximum")
+        ):
+            bounds.append(f"_isfinite({var})")  # a comparison with NaN is false: bounds on both sides reject it
+        self.emit(indent, f"if not ({' and '.join(bounds)}): return False")
+
+    def _string(self, var: str, schema: dict[str, Any], indent: int) -> None:
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        length = f"{low} <= len({var})" + (f" <= {high}" if high is not None else "")
+        self.emit(indent, f"if type({var}) is not str or not {var}.isascii() or not ({length}): return False")
+
+    def _array(self, var: str, schema: dict[str, Any], indent: int) -> None:
+        self.emit(indent, f"if type({var}) is not list: return False")
+        if "maxItems" in schema:
+            self.emit(indent, f"if len({var}) > {schema['maxItems']}: return False")
+        item = self.name("i")
+        self.emit(indent, f"for {item} in {var}:")
+        items = schema.get("items", {})
+        if items and ("enum" in items or "type" in items):
+            self.check(item, items, indent + 1)
+        else:
+            self.emit(indent + 1, "return False  # items of any shape: the detailed path decides")
+        if schema.get("uniqueItems"):
+            if "enum" in items:
+                self.emit(indent, f"if len(set({var})) != len({var}): return False")
+            else:  # objects: unique both as the detailed validator sees it (repr) and by equality
+                self.emit(indent, f"if not _unique({var}): return False")
+
+    def _object(self, var: str, schema: dict[str, Any], indent: int) -> None:
+        self.emit(indent, f"if type({var}) is not dict: return False")
+        props: dict[str, Any] | None = schema.get("properties")
+        for key in schema.get("required", ()):
+            self.emit(indent, f"if {key!r} not in {var}: return False")
+        if props is None:
+            self.emit(indent, "shape = True  # free content: the shape check walks the record")
+            return
+        if schema.get("additionalProperties") is False:
+            keys = self.constant(frozenset(props))
+            self.emit(indent, f"if not {var}.keys() <= {keys}: return False")
+        else:
+            self.emit(indent, "shape = True  # other keys may hold anything: the shape check walks the record")
+        for key, sub in props.items():
+            child = self.name("v")
+            self.emit(indent, f"{child} = {var}.get({key!r}, _ABSENT)")
+            self.emit(indent, f"if {child} is not _ABSENT:")
+            before = len(self.lines)
+            self.check(child, sub, indent + 1)
+            if len(self.lines) == before:
+                self.emit(indent + 1, "pass")
+
+
+def _unique(items: list[Any]) -> bool:
+    if len({repr(v) for v in items}) != len(items):
+        return False
+    return all(items[i] != items[j] for i in range(len(items)) for j in range(i + 1, len(items)))
+
+
+def generate_source(schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The source of `accept(record)` and the constants it refers to."""
+    gen = _Generator()
+    gen.emit(1, "shape = False")
+    gen.check("record", schema, 1)
+    gen.emit(1, "if shape and _shape_problem(record)[0] is not None: return False")
+    gen.emit(1, "return not _clinical_conflicts(record)")
+    return "def accept(record):\n" + "\n".join(gen.lines) + "\n", gen.constants
+
+
+@lru_cache(maxsize=1)
+def patient_accepter() -> Accept:
+    """The generated check for the patient schema, compiled once per process."""
+    source, constants = generate_source(load_schema("patient"))
+    namespace: dict[str, Any] = {
+        **constants,
+        "_ABSENT": object(),
+        "_isfinite": math.isfinite,
+        "_shape_problem": shape_problem,
+        "_clinical_conflicts": clinical_conflicts,
+        "_unique": _unique,
+    }
+    exec(compile(source, "<fsgs-kb accept-only patient check>", "exec"), namespace)  # noqa: S102 - our own source
+    accept: Accept = namespace["accept"]
+    return accept
+
+
+def accepts(record: Any) -> bool:
+    """True only for a record that is certainly valid and within the shape limits."""
+    return patient_accepter()(record)
+
+
+def _keys(value: Any) -> int:
+    """Object keys at every depth (of a record `accepts` took, so its depth is bounded)."""
+    if type(value) is dict:
+        return len(value) + sum(_keys(v) for v in value.values() if type(v) is dict or type(v) is list)
+    if type(value) is list:
+        return sum(_keys(v) for v in value if type(v) is dict or type(v) is list)
+    return 0
+
+
+def parse_accepted(raw: bytes) -> Any | None:
+    """The record a line of JSON holds when it is certainly a valid patient within the reader's
+    limits (no key given twice: as many colons as keys), else None: then the reader's
+    `parse_json` and the detailed validator say what is wrong, as they always did. Skips the
+    reader's shape walk, which costs more than evaluating the conditions."""
+    if len(raw) > MAX_RECORD_BYTES:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not accepts(value) or raw.count(b":") > _keys(value):
+        return None
+    return value

@@ -1,0 +1,786 @@
+"""The compiled evaluator: each rule's and derived value's condition, with its explanation, as
+straight-line Python generated when the knowledge base is loaded.
+
+The interpreted evaluator (engine/evaluate/kleene.py, driven by evaluation.py) walks condition
+trees for every patient: a call, an `Outcome` and a few lists per comparison, the same
+comparisons met again in other rules, explanation texts built whether or not the reader wants
+them. Here the same model is written once, per detail level, as one Python function per knowledge
+base: every distinct comparison judged once in a local variable, Kleene's `all`/`any`/`not`
+spelled out as `if`s on those variables, the missing inputs gathered only for what is
+undetermined, wording and thresholds as constants, and only the parts of the result the detail
+level keeps. durable-rules still decides every outcome (the generated code asserts the same flat
+fact through `Evaluation.decide`) and the cross-check with the Python truth stays.
+
+The interpreted evaluator stays the reference: tests/test_compiled.py compares both, byte for
+byte, at every detail level, on generated records (hypothesis), the cohort, every scenario and
+every example. Records the generated accept-only check does not take (invalid ones, and the
+rare valid record it leaves to the detailed validator) go through the reference path.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from fsgs_kb.engine.compile.durable import EngineError
+from fsgs_kb.engine.compile.exact_form import Form, Node, Presence
+from fsgs_kb.engine.compile.rulesets import derived_key, number, scalar
+from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.detail import reduce
+from fsgs_kb.engine.evaluate.evaluation import OUTCOME, SCOPE_DERIVED, Evaluation, error_record, scope_record
+from fsgs_kb.engine.evaluate.exact import Recorded, State, relevant_vars
+from fsgs_kb.engine.evaluate.exact import decide as exact_decide
+from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
+from fsgs_kb.engine.evaluate.output import dumps_bytes
+from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
+from fsgs_kb.engine.load.conditions import walk
+from fsgs_kb.engine.load.fingerprint import input_sha256
+from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, Not, Op, Ref
+
+NUMERIC = ("lt", "le", "gt", "ge")
+CACHE_LIMIT = 1 << 16
+_UNSEEN = object()
+PY_OP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+class _Source:
+    """Lines of the generated function and the constants they name."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.constants: dict[str, Any] = {}
+        self.counter = 0
+
+    def emit(self, line: str, indent: int = 1) -> None:
+        self.lines.append("    " * indent + line)
+
+    def const(self, value: Any, prefix: str = "K") -> str:
+        for name, known in self.constants.items():
+            if known is value:
+                return name
+        self.counter += 1
+        name = f"{prefix}{self.counter}"
+        self.constants[name] = value
+        return name
+
+    def var(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+
+class _Plan:
+    """One distinct comparison in the generated code: its variables and what is emitted."""
+
+    def __init__(self, index: int, key: tuple[Any, ...], leaf: Compare) -> None:
+        self.index = index
+        self.key = key
+        self.leaf = leaf
+        self.actual = f"a{index}"
+        self.result = f"r{index}"
+        self.missing = f"m{index}"
+        self.unit = f"u{index}"
+        self.text = f"t{index}"
+        self.entry = f"e{index}"
+        self.judged = False
+        self.worded = False
+        self.entered = False
+
+
+class _Generator:
+    """Writes `run(p, decision)` for one detail level of one knowledge base."""
+
+    def __init__(self, evaluation: Evaluation, detail: str) -> None:
+        self.ev = evaluation
+        self.model = evaluation.model
+        self.detail = detail
+        self.carried: list[_Plan] = []
+        self.src = _Source()
+        self.plans: dict[tuple[Any, ...], _Plan] = {}
+        self.field_vars = {info.path: f"f_{i}" for i, info in enumerate(evaluation.fields)}
+        self.derived_vars = {name: f"d{i}" for i, name in enumerate(self.model.derived_order)}
+
+    # ---- comparisons --------------------------------------------------------------------------
+    def plan(self, leaf: Compare) -> _Plan:
+        reference = self.ev.evaluator.leaf_plan(leaf)
+        plan = self.plans.get(reference.key)
+        if plan is None:
+            plan = self.plans[reference.key] = _Plan(len(self.plans), reference.key, leaf)
+        return plan
+
+    def judge(self, leaf: Compare, indent: int = 1) -> _Plan:
+        """Emit (once) the comparison's actual value, unit, truth and missing inputs."""
+        plan = self.plan(leaf)
+        if plan.judged:
+            return plan
+        plan.judged = True
+        ref = self.ev.evaluator.leaf_plan(leaf)
+        a, r, m, u = plan.actual, plan.result, plan.missing, plan.unit
+        emit = self.src.emit
+        if ref.derived:
+            d = self.derived_vars[leaf.name]
+            emit(f"{a} = {d}v; {m} = {d}m; {u} = {ref.unit!r}", indent)
+        else:
+            f = self.field_vars[leaf.name]
+            pointer = self.src.const((ref.missing_pointer,))
+            emit(f"{a} = {f}; {m} = {pointer} if {a} is None else ()", indent)
+            if ref.unit_from:
+                emit(f"{u} = str({self.field_vars.get(ref.unit_from, 'None')} or '')", indent)
+            else:
+                emit(f"{u} = {ref.unit!r}", indent)
+        op = leaf.op
+        if op in ("present", "absent"):
+            emit(f"{r} = {a} is {'not ' if op == 'present' else ''}None; {m} = ()", indent)
+            return plan
+        threshold = self.src.const(ref.threshold)
+        if op in PY_OP:
+            test = f"bool({a} {PY_OP[op]} {threshold})"
+        elif op == "in":
+            test = f"{a} in {threshold}"
+        elif op == "includes_any":
+            test = f"bool(set({a}) & set({threshold}))"
+        else:
+            raise ValueError(op)
+        emit(f"{r} = None if {a} is None else {test}", indent)
+        return plan
+
+    def fmt(self, leaf: Compare, var: str) -> str:
+        """`fmt(value)` for a compared value, specialised where its type is known."""
+        if leaf.source == "field":
+            kind = self.ev.evaluator.fields[leaf.name].type
+            if kind == "number":
+                return f"_fmtn({var})"
+            if kind == "string":
+                return var
+            if kind == "boolean":
+                return f"('true' if {var} else 'false')"
+        elif self.model.derived[leaf.name].is_boolean:
+            return f"('true' if {var} else 'false')"
+        return f"_fmt({var})"
+
+    def word(self, plan: _Plan, indent: int = 1) -> None:
+        """Emit (once) the comparison's text, as `_LeafPlan.explain` writes it."""
+        if plan.worded:
+            return
+        plan.worded = True
+        ref = self.ev.evaluator.leaf_plan(plan.leaf)
+        a, r, u, t = plan.actual, plan.result, plan.unit, plan.text
+        name = plan.leaf.name
+        emit = self.src.emit
+        if plan.leaf.op in ("present", "absent"):
+            emit(f"{t} = {name + ' ' + ref.symbol + ': '!r} + ('true' if {r} else 'false')", indent)
+            return
+        need = self.src.const(ref.need)
+        emit(f"_sx = (' ' + {u}) if {u} else ''", indent)
+        emit(f"if {a} is None: {t} = {name + ' is unknown (needs '!r} + {need} + _sx + ')'", indent)
+        emit(
+            f"else: {t} = {name + ' = '!r} + {self.fmt(plan.leaf, a)} + _sx + ' (needs ' + {need} + _sx + '): ' + "
+            f"('true' if {r} else 'false')",
+            indent,
+        )
+
+    def enter(self, plan: _Plan, indent: int = 1) -> None:
+        """Emit (once) the comparison's full explanation entry, as `_LeafPlan.explain` builds it."""
+        if plan.entered:
+            return
+        plan.entered = True
+        self.word(plan, indent)
+        ref = self.ev.evaluator.leaf_plan(plan.leaf)
+        a, r, m, u, t, e = plan.actual, plan.result, plan.missing, plan.unit, plan.text, plan.entry
+        static = self.src.const(ref.static)
+        emit = self.src.emit
+        emit(f"{e} = dict({static})", indent)
+        if "provenance" in ref.static:
+            emit(f"{e}['provenance'] = dict({e}['provenance'])", indent)
+        if isinstance(ref.threshold, list):
+            emit(f"{e}['threshold'] = list({e}['threshold'])", indent)
+        if ref.policy:
+            emit(f"{e}['policy'] = _copy_policy({self.src.const(ref.policy)})", indent)
+        emit(f"{e}['actual'] = {a}; {e}['unit'] = {u} or None; {e}['result'] = {r}; {e}['text'] = {t}", indent)
+        if plan.leaf.op in ("present", "absent"):
+            return
+        emit(f"if {a} is None: {e}['missing'] = list({m})", indent)
+        if ref.numeric:
+            threshold = self.src.const(ref.threshold)
+            emit(
+                f"else: {e}['distance'] = _fmtn({a}) + ' vs ' + {self.src.const(ref.need)}; "
+                f"{e}['margin'] = float(f'{{{a} - {threshold}:.12g}}')",
+                indent,
+            )
+
+    # ---- Kleene logic ------------------------------------------------------------------------------
+    def condition(self, cond: Condition, indent: int = 1) -> tuple[str, str]:
+        """Emit a condition's truth; (truth variable, missing-inputs variable)."""
+        if isinstance(cond, Compare):
+            plan = self.judge(cond, indent)
+            return plan.result, plan.missing
+        if isinstance(cond, Not):
+            r, m = self.condition(cond.item, indent)
+            out = self.src.var("n")
+            self.src.emit(f"{out} = None if {r} is None else not {r}", indent)
+            return out, m
+        parts = [self.condition(item, indent) for item in cond.items]
+        out, missing = self.src.var("c"), self.src.var("cm")
+        truths = [r for r, _ in parts]
+        emit = self.src.emit
+        if isinstance(cond, AllOf):
+            emit(f"if {' or '.join(f'{t} is False' for t in truths)}: {out} = False", indent)
+            emit(f"elif {' and '.join(f'{t} is True' for t in truths)}: {out} = True", indent)
+        else:
+            emit(f"if {' or '.join(f'{t} is True' for t in truths)}: {out} = True", indent)
+            emit(f"elif {' and '.join(f'{t} is False' for t in truths)}: {out} = False", indent)
+        emit(f"else: {out} = None", indent)
+        emit(f"{missing} = []", indent)
+        emit(f"if {out} is None:", indent)
+        for r, m in parts:
+            emit(f"if {r} is None: _union({missing}, {m})", indent + 1)
+        return out, missing
+
+    def leaves(self, cond: Condition) -> list[tuple[str, _Plan]]:
+        return [(leaf.pointer, self.plan(leaf)) for leaf in walk(cond)]
+
+    # ---- derived values ------------------------------------------------------------------------------
+    def derived(self, name: str) -> None:
+        """Emit d{i}v (value), d{i}m (missing, a tuple) and d{i}h (how) of one derived value."""
+        spec = self.model.derived[name]
+        d = self.derived_vars[name]
+        emit = self.src.emit
+        if spec.condition is not None:
+            r, m = self.condition(spec.condition)
+            texts = []
+            for _, plan in self.leaves(spec.condition):
+                self.word(plan)
+                texts.append(f"({plan.text}, {plan.result})")
+            emit(f"{d}v = {r}; {d}m = tuple({m})")
+            emit(f"{d}h = ' and '.join([_t for _t, _r in ({', '.join(texts)},) if _r is not None]) or 'unknown'")
+            return
+        if spec.value is not None:
+            self.expression_value(spec.name, spec.value, "''", 1)
+            return
+        for when, _ in spec.cases:  # judged and worded up front: later code may use them, whichever case applies
+            for leaf in walk(when):
+                self.word(self.judge(leaf))
+        emit(f"{d}v = None; {d}m = (); {d}h = 'no case applies'")
+        indent = 1
+        for when, expr in spec.cases:
+            r, m = self.condition(when, indent)
+            emit(f"if {r} is True:", indent)
+            texts = []
+            for _, plan in self.leaves(when):
+                self.word(plan, indent + 1)
+                texts.append(plan.text)
+            reason = f"' (because ' + '; '.join(({', '.join(texts)},)) + ')'"
+            self.expression_value(spec.name, expr, reason, indent + 1)
+            emit(f"elif {r} is None:", indent)
+            emit(f"{d}m = tuple(_dedupe({m})); {d}h = 'unknown: needs ' + ', '.join({d}m)", indent + 1)
+            emit("else:", indent)
+            indent += 1
+        emit("pass", indent)
+
+    def expression_value(self, name: str, expr: Expression, reason: str, indent: int) -> None:
+        """As `Evaluator._expression_value`: d{i}v, d{i}m, d{i}h from an expression."""
+        spec = self.model.derived[name]
+        d = self.derived_vars[name]
+        value, text, missing = self.expression(expr, indent)
+        emit = self.src.emit
+        emit(
+            f"if {value} is None: {d}v = None; {d}m = tuple({missing}); {d}h = 'unknown: needs ' + ', '.join({d}m)",
+            indent,
+        )
+        emit("else:", indent)
+        emit(f"{d}v = _plain({value}) if type({value}) is _Fraction else {value}; {d}m = ()", indent + 1)
+        if isinstance(expr, Ref):
+            emit(f"{d}h = {text} + {reason}", indent + 1)
+        else:
+            unit = spec.unit
+            emit(
+                f"{d}h = (({text} + ' = ' + _fmt({d}v) + ' ' + {unit!r}).rstrip() if type({value}) is _Fraction "
+                f"else {text}) + {reason}",
+                indent + 1,
+            )
+
+    def expression(self, expr: Expression, indent: int) -> tuple[str, str, str]:
+        """Emit an expression as `Evaluator.expression` computes it; (value, text, missing) variables."""
+        src = self.src
+        value, text, missing = src.var("x"), src.var("xt"), src.var("xm")
+        emit = src.emit
+        if isinstance(expr, Const):
+            emit(f"{value} = {src.const(expr.value)}; {text} = {src.const(fmt(expr.value))}; {missing} = ()", indent)
+            return value, text, missing
+        if isinstance(expr, Ref):
+            if expr.source == "param":
+                param = self.model.parameters[expr.name]
+                emit(f"{value} = {src.const(exact(param.value))}", indent)
+                emit(f"{text} = {src.const(f'{fmt(param.value)} {param.unit}')}; {missing} = ()", indent)
+            elif expr.source == "derived":
+                d = self.derived_vars[expr.name]
+                unit = self.model.derived[expr.name].unit
+                emit(f"{value} = _number({d}v); {text} = _fmt({d}v) + {' ' + unit!r}; {missing} = {d}m", indent)
+            else:
+                info = self.ev.evaluator.fields[expr.name]
+                f = self.field_vars[expr.name]
+                if info.unit_from:
+                    sibling = info.path.rsplit(".", 1)[0] + "." + info.unit_from
+                    unit = f"str({self.field_vars.get(sibling, 'None')} or '')"  # a unit no rule reads: ''"
+                else:
+                    unit = repr("" if info.unit in (None, "none") else str(info.unit))
+                pointer = src.const(info.missing_pointer)
+                emit(f"if {f} is None: {value} = None; {text} = ''; {missing} = ({pointer},)", indent)
+                emit(
+                    f"else: {value} = _exact_fast({f}); {text} = (_fmtn({f}) + ' ' + {unit}).rstrip(); {missing} = ()",
+                    indent,
+                )
+            return value, text, missing
+        assert isinstance(expr, Op)
+        (va, ta, ma), (vb, tb, mb) = (self.expression(arg, indent) for arg in expr.args)
+        emit(f"{missing} = {ma} + {mb}", indent)
+        emit(f"if {missing} or {va} is None or {vb} is None: {value} = None; {text} = ''", indent)
+        emit("else:", indent)
+        emit(f"_a = _exact({va}); _b = _exact({vb})", indent + 1)
+        if expr.name == "divide":
+            emit(f"{value} = _a / _b if _b else None; {text} = {ta} + ' ÷ ' + {tb}; {missing} = ()", indent + 1)
+        elif expr.name == "multiply":
+            emit(f"{value} = _a * _b; {text} = {ta} + ' × ' + {tb}; {missing} = ()", indent + 1)
+        elif expr.name == "subtract":
+            emit(f"{value} = _a - _b; {text} = {ta} + ' − ' + {tb}; {missing} = ()", indent + 1)
+        else:
+            emit(
+                f"{value} = (_b - _a) / _a * 100 if _a else None; "
+                f"{text} = '(' + {tb} + ' − ' + {ta} + ') ÷ ' + {ta} + ' × 100'; {missing} = ()",
+                indent + 1,
+            )
+        return value, text, missing
+
+    # ---- the whole function --------------------------------------------------------------------------
+    def generate(self) -> tuple[str, str]:
+        """(`derive(p)`, `rules(values, D, P)`): the Kleene layer in two phases, so that the exact
+        refinement of the boolean derived values (Evaluation._evaluate) happens in between, as
+        in the reference, where comparisons judged while deriving keep their first judgment."""
+        emit = self.src.emit
+        ev = self.ev
+        objects: dict[tuple[str, ...], str] = {(): "p"}
+        for info in ev.fields:  # read from a record the accept-only check took: every object is a dict
+            for depth in range(1, len(info.keys)):
+                prefix = info.keys[:depth]
+                if prefix not in objects:
+                    objects[prefix] = self.src.var("o")
+                    emit(f"{objects[prefix]} = {objects[prefix[:-1]]}.get({prefix[-1]!r}) or _EMPTY")
+            f = self.field_vars[info.path]
+            emit(f"{f} = {objects[info.keys[:-1]]}.get({info.keys[-1]!r})")
+            if info.item_key is not None:  # a list of objects: one key of every item, as field_values reads it
+                key = info.item_key
+                emit(
+                    f"if type({f}) is list: {f} = [_i[{key!r}] for _i in {f} if isinstance(_i, dict) and {key!r} in _i]"
+                )
+            if info.enum:
+                emit(f"if {f} == {UNKNOWN_ENUM!r}: {f} = None")
+        for name in self.model.derived_order:
+            self.derived(name)
+        values = ", ".join(f"{info.path!r}: {self.field_vars[info.path]}" for info in ev.fields)
+        derived = ", ".join(f"{d}v, {d}m, {d}h" for d in (self.derived_vars[n] for n in self.model.derived_order))
+        self.carried = [plan for plan in self.plans.values() if plan.judged]
+        for plan in self.carried:
+            if not plan.worded:
+                self.word(plan)
+        carried = ", ".join(f"{p.actual}, {p.unit}, {p.result}, {p.missing}, {p.text}" for p in self.carried)
+        emit(f"return {{{values}}}, ({derived},), ({carried},)")
+        derive = "def derive(p):\n" + "\n".join(self.src.lines) + "\n"
+        # phase 2: every rule's Kleene truth and, by detail level, its conditions
+        self.src.lines = []
+        for info in ev.fields:
+            emit(f"{self.field_vars[info.path]} = values[{info.path!r}]")
+        if self.model.derived_order:
+            emit(f"({derived},) = D")
+        if self.carried:
+            emit(f"({carried},) = P")
+        out = []
+        for rule in ev.rules:
+            r, _ = self.condition(rule.when)
+            if self.detail == "full":
+                for _, plan in self.leaves(rule.when):
+                    self.enter(plan)
+                leaves = self.leaves(rule.when)
+                conditions = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
+                out.append(f"({r}, [{conditions}])")
+            elif self.detail == "standard":
+                out.append(f"({r}, [{', '.join(self.standard_conditions(rule))}])")
+            else:
+                out.append(f"({r}, None)")
+        emit(f"return ({', '.join(out)},)")
+        rules = "def rules(values, D, P):\n" + "\n".join(self.src.lines) + "\n"
+        return derive, rules
+
+    def standard_conditions(self, rule: Any) -> list[str]:
+        out = []
+        for leaf in walk(rule.when):
+            plan = self.judge(leaf)
+            ref = self.ev.evaluator.leaf_plan(leaf)
+            unit = f", 'unit': {plan.unit} or None" if ref.unit_from else ""
+            out.append(f"{{{leaf.source!r}: {leaf.name!r}, 'actual': {plan.actual}, 'result': {plan.result}{unit}}}")
+        return out
+
+
+def _union(into: list[str], items: list[str]) -> None:
+    for item in items:
+        if item not in into:
+            into.append(item)
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    out: list[str] = []
+    _union(out, items)
+    return out
+
+
+def _fmtn(number: Any) -> str:
+    """`kleene.fmt` of a number (never a bool here: the schema says number)."""
+    return f"{number:.6g}" if type(number) is float else str(number)
+
+
+def _exact_fast(number: Any) -> Fraction:
+    """`kleene.exact` (the decimal as written: 1.17 is 117/100), without parsing a string for
+    the usual plain decimals; the same Fraction."""
+    kind = type(number)
+    if kind is Fraction:
+        return number  # type: ignore[no-any-return]
+    if kind is int:
+        return Fraction(number)
+    if kind is float:
+        text = repr(number)
+        whole, point, decimals = text.partition(".")
+        if point and decimals.isdigit():
+            return Fraction(int(whole + decimals), 10 ** len(decimals))
+    return exact(number)
+
+
+def _number(value: Any) -> Any:
+    kind = type(value)
+    if kind is int or kind is float:
+        return _exact_fast(value)
+    return exact(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class CompiledEvaluator:
+    """The generated Kleene layer of one knowledge base, per detail level, and the steps of
+    Evaluation._evaluate around it (exact refinement, durable-rules, caveats, assembly)."""
+
+    def __init__(self, evaluation: Evaluation) -> None:
+        self.evaluation = evaluation
+        model = evaluation.model
+        self.sources: dict[str, str] = {}
+        self._functions: dict[str, tuple[Any, Any]] = {}
+        self.rules = evaluation.rules
+        self.derived_names = list(model.derived_order)
+        self.units = {n: model.derived[n].unit for n in self.derived_names}
+        self.standard_derived = [
+            n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
+        ]
+        self._cells = [
+            (
+                var,
+                var.low_key,
+                var.high_key,
+                [number(cell.sample()) for cell in var.cells] if var.kind == "number" else [],
+                [var.possible_key(i) for i in range(len(var.cells))] if var.kind != "number" else [],
+            )
+            for var in evaluation.exact.vars
+        ]
+        self._shapes: dict[int, tuple[list[int], list[tuple[str, str]]]] = {}  # forms live with the KB
+        self._decided: dict[tuple[Any, ...], bool | None] = {}
+        self._relevance: dict[tuple[Any, ...], list[int]] = {}
+        self.heads = {
+            r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
+            for r in self.rules
+        }
+
+    def functions(self, detail: str) -> tuple[Any, Any]:
+        """(derive, rules) of one detail level, generated and compiled on first use (a command
+        that evaluates nothing, or one level only, pays for nothing else)."""
+        found = self._functions.get(detail)
+        if found is None:
+            generator = _Generator(self.evaluation, detail)
+            derive, rules = generator.generate()
+            namespace = self._namespace(generator.src.constants)
+            exec(compile(derive + rules, f"<fsgs-kb compiled {detail}>", "exec"), namespace)  # noqa: S102
+            self.sources[detail] = derive + rules
+            found = self._functions[detail] = (namespace["derive"], namespace["rules"])
+        return found
+
+    def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **constants,
+            "_EMPTY": {},
+            "_Fraction": Fraction,
+            "_exact": _exact_fast,
+            "_exact_fast": _exact_fast,
+            "_plain": plain,
+            "_fmt": fmt,
+            "_fmtn": _fmtn,
+            "_number": _number,
+            "_union": _union,
+            "_dedupe": _dedupe,
+            "_copy_policy": copy_policy,
+        }
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(rule.id for rule in self.rules)
+
+    def run(
+        self, patient: dict[str, Any], timestamp: str | None, detail: str
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """(the result at `detail`, each rule's outcome in `rule_ids` order) of a record the
+        accept-only check took; byte for byte what the reference evaluation gives, reduced to
+        that detail."""
+        input_sha = input_sha256(patient)
+        evaluation = self.evaluation
+        try:
+            return self._evaluate(patient, detail, evaluation.decision_record(input_sha, timestamp))
+        except EngineError as exc:
+            problem = KBError("eval.engine", f"durable-rules: {exc}")
+        except Exception as exc:  # never let one record take the caller down
+            problem = KBError("eval.internal", f"{type(exc).__name__}: {exc}")
+        failed = evaluation.failed_result(patient, input_sha, "error", [problem], timestamp)
+        return reduce(evaluation, failed, detail), ()
+
+    def run_json(
+        self, patient: dict[str, Any], timestamp: str | None, detail: str
+    ) -> tuple[bytes, str, tuple[str, ...]]:
+        """(the result as one line of compact JSON, its status, each rule's outcome)."""
+        result, outcomes = self.run(patient, timestamp, detail)
+        return dumps_bytes(result), result["status"], outcomes
+
+    def _evaluate(  # noqa: C901 - one pass, in the order of Evaluation._evaluate
+        self, patient: dict[str, Any], detail: str, decision: dict[str, Any]
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+        ev = self.evaluation
+        derive, rules = self.functions(detail)
+        values, kleene_derived, carried = derive(patient)
+        derived: dict[str, DerivedValue] = {}
+        for i, name in enumerate(self.derived_names):
+            v, m, h = kleene_derived[3 * i : 3 * i + 3]
+            derived[name] = DerivedValue(name, v, self.units[name], m, h)
+        state = ev.domains.state(patient, values, derived)
+        recorded = ev.recorded(values, derived)
+        for name in ev.booleans:  # exact semantics where Kleene's tables leave a value unknown
+            old = derived[name]
+            if old.value is not None:
+                continue
+            form = ev.exact.derived[name]
+            value, missing = self._judge(form, state, recorded, values, derived)
+            how = old.how
+            if value is not None:
+                inputs = ", ".join(ev.decided_without(form, values, derived))
+                how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
+            derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
+        verdict = ev.decide(self._flat_fact(values, derived, state))
+        errors: list[KBError] = []
+        for name in ev.compiled.boolean_derived:
+            if verdict[f"derived:{name}"] != derived[name].value:
+                errors.append(_disagree_derived(name, verdict[f"derived:{name}"], derived[name].value))
+        refined = tuple(x for n in self.derived_names for x in (derived[n].value, derived[n].missing, derived[n].how))
+        truths = rules(values, refined, carried)
+        outcomes: dict[str, bool | None] = {}
+        decided: dict[str, bool | None] = {}
+        missing_of: dict[str, list[str]] = {}
+        without_of: dict[str, list[str]] = {}
+        for rule, (kleene, _) in zip(self.rules, truths, strict=True):
+            if rule.kind == "caveat":
+                continue
+            form = ev.exact.rules[rule.id]
+            exact, missing = (kleene, []) if kleene is not None else self._judge(form, state, recorded, values, derived)
+            if exact is not None and kleene is None:
+                without = ev.decided_without(form, values, derived)
+                if without:
+                    without_of[rule.id] = without
+            if verdict[rule.id] != exact:
+                errors.append(ev.disagreement(rule.id, verdict[rule.id], exact))
+            outcomes[rule.id] = exact
+            decided[rule.id] = verdict[rule.id]
+            missing_of[rule.id] = missing if verdict[rule.id] is None else []
+        notes: dict[str, list[str]] = {}
+        unchecked_of: dict[str, list[str]] = {}
+        for rule, (kleene, _) in zip(self.rules, truths, strict=True):
+            if rule.kind != "caveat":
+                continue
+            form = ev.exact.rules[rule.id]
+            holds = kleene if kleene is not None else self._decide(form, state, recorded)
+            qualified = [q for q in rule.qualifies if outcomes.get(q) is True]
+            fired = holds is True and bool(qualified)
+            if (verdict[rule.id] is True) != fired:
+                errors.append(ev.disagreement(rule.id, verdict[rule.id] is True, fired))
+            decided[rule.id] = fired
+            missing_of[rule.id] = []
+            if holds is None and qualified:
+                lacking = ev.missing_vars(form, values, derived)
+                unchecked_of[rule.id] = ev.pointers(self._relevant(form, state, recorded, lacking), values)
+            if fired:
+                for target in qualified:
+                    notes.setdefault(target, []).append(rule.id)
+        # the summary, as Evaluation._assemble makes it
+        fired_rules = [r for r in self.rules if decided[r.id] is True]
+        scope = derived.get(SCOPE_DERIVED)
+        if any(r.kind == "out_of_scope" for r in fired_rules):
+            status = "out_of_scope"
+        elif scope is None or scope.value is not True:
+            status = "scope_undetermined"
+        else:
+            status = "evaluated"
+        if errors:
+            status = "error"
+        undetermined = [r.id for r in self.rules if decided[r.id] is None]
+        result: dict[str, Any] = {} if detail == "full" else {"detail": detail}
+        result["patient_id"] = patient.get("id")
+        result["status"] = status
+        result["advice"] = [r.id for r in fired_rules if r.kind != "caveat"]
+        result["caveats"] = [r.id for r in fired_rules if r.kind == "caveat"]
+        result["drafts"] = [r.id for r in fired_rules if r.status != "active"]
+        result["undetermined"] = undetermined
+        result["no_recommendation"] = status == "evaluated" and not fired_rules and not undetermined
+        result["scope"] = scope_record(scope, patient)
+        if detail == "minimal":
+            says = {r.id: ev.static[r.id]["says"] for r in fired_rules}
+            result["says"] = says
+            result["missing"] = {rid: missing_of[rid] for rid in undetermined}
+        else:
+            entries = []
+            for rule, (_, conditions) in zip(self.rules, truths, strict=True):
+                rid = rule.id
+                if detail == "full":
+                    entry: dict[str, Any] = dict(self.heads[rid])
+                    entry["outcome"] = OUTCOME[decided[rid]]
+                    entry["missing"] = missing_of[rid]
+                    entry["conditions"] = conditions
+                    entry["derived"] = [ev.derived_entry(derived[n]) for n in ev.rule_derived[rid]]
+                    if rid in without_of:
+                        entry["decided_without"] = without_of[rid]
+                    entry.update(ev.static_part(rid))
+                    if rule.kind == "caveat":
+                        entry["qualifies"] = list(rule.qualifies)
+                        entry["provenance"] = dict(ev.static[rid]["provenance"])
+                        entry["shown"] = ev.shown(rule, values, derived)
+                        if rid in unchecked_of:
+                            entry["unchecked"] = unchecked_of[rid]
+                    if rid in notes:
+                        entry["caveats"] = [self._note(c) for c in notes[rid]]
+                else:
+                    entry = {"id": rid, "outcome": OUTCOME[decided[rid]], "missing": missing_of[rid]}
+                    if rid in without_of:
+                        entry["decided_without"] = without_of[rid]
+                    entry["conditions"] = conditions
+                    if rid in notes:
+                        entry["caveats"] = list(notes[rid])
+                    if rule.kind == "caveat":
+                        entry["shown"] = ev.shown(rule, values, derived)
+                        if rid in unchecked_of:
+                            entry["unchecked"] = unchecked_of[rid]
+                entries.append(entry)
+            result["rules"] = entries
+            if detail == "standard":
+                result["derived"] = [
+                    {"name": n, "value": derived[n].value, "how": derived[n].how, "missing": list(derived[n].missing)}
+                    for n in self.standard_derived
+                ]
+        result["errors"] = [error_record(e) for e in errors]
+        result["decision"] = decision
+        return result, tuple(OUTCOME[decided[r.id]] for r in self.rules)
+
+    def _flat_fact(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
+        """Evaluation.flat_fact, with each cell's sample value and fact key worked out once."""
+        ev = self.evaluation
+        fact: dict[str, Any] = {}
+        for path, key, is_list in ev.fact_fields:
+            value = values[path]
+            if value is None:
+                continue
+            if is_list:
+                fact[key + "__n"] = len(value)
+                for item in value:
+                    fact[f"{key}__has__{item}"] = 1
+            else:
+                fact[key] = scalar(value)
+        for name in ev.compiled.fact_derived:
+            if derived[name].value is not None:
+                fact[derived_key(name)] = scalar(derived[name].value)
+        for (var, low, high, samples, keys), cells in zip(self._cells, state, strict=True):
+            if var.kind == "number":
+                known = values.get(var.name) if var.source == "field" else derived[var.name].value
+                if known is not None:
+                    fact[low] = fact[high] = scalar(known)
+                else:
+                    fact[low] = samples[cells[0]]
+                    fact[high] = samples[cells[-1]]
+            else:
+                for cell in cells:
+                    fact[keys[cell]] = 1
+        return fact
+
+    # ---- the exact semantics' decisions, cached ---------------------------------------------------
+    # `decide` and `relevant_vars` (engine/evaluate/exact.py) are pure functions of the form, the
+    # possible cells of the form's own variables and whether its `present`/`absent` fields are
+    # recorded; so that, and nothing else, is the key. The reference evaluator calls them
+    # uncached, and the byte-for-byte test compares both.
+    def _key(self, form: Form, state: State, recorded: Recorded) -> tuple[Any, ...]:
+        shape = self._shapes.get(id(form))
+        if shape is None:
+            shape = self._shapes[id(form)] = (self.evaluation.form_vars(form), _presences(form))
+        variables, presences = shape
+        return (
+            id(form),
+            tuple(state[v] for v in variables),
+            tuple(recorded(source, name) for source, name in presences),
+        )
+
+    def _decide(self, form: Form, state: State, recorded: Recorded) -> bool | None:
+        key = self._key(form, state, recorded)
+        found = self._decided.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            found = exact_decide(form, state, recorded)
+            self._remember(self._decided, key, found)
+        return found  # type: ignore[return-value]
+
+    def _relevant(self, form: Form, state: State, recorded: Recorded, variables: list[int]) -> list[int]:
+        key = (*self._key(form, state, recorded), tuple(variables))
+        found = self._relevance.get(key)
+        if found is None:
+            found = relevant_vars(form, state, recorded, variables)
+            self._remember(self._relevance, key, found)
+        return list(found)
+
+    @staticmethod
+    def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()  # bounded memory: a batch of a million records must not grow it
+        cache[key] = value
+
+    def _judge(
+        self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> tuple[bool | None, list[str]]:
+        """Evaluation.judge through the caches."""
+        outcome = self._decide(form, state, recorded)
+        if outcome is not None:
+            return outcome, []
+        lacking = self.evaluation.missing_vars(form, values, derived)
+        return None, self.evaluation.pointers(self._relevant(form, state, recorded, lacking), values)
+
+    def _note(self, caveat_id: str) -> dict[str, Any]:
+        static = self.evaluation.static[caveat_id]
+        return {
+            "id": caveat_id,
+            "title": self.heads[caveat_id]["title"],
+            "says": static["says"],
+            "provenance": dict(static["provenance"]),
+        }
+
+
+def _presences(form: Form) -> list[tuple[str, str]]:
+    if isinstance(form, Presence):
+        return [(form.source, form.name)]
+    if isinstance(form, Node):
+        return [p for item in form.items for p in _presences(item)]
+    return []
+
+
+def _disagree_derived(name: str, decided: Any, value: Any) -> KBError:
+    return KBError(
+        "eval.disagreement", f"derived value {name}: durable-rules says {decided}, the explanation says {value}"
+    )
