@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import signal
 import struct
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -158,21 +160,42 @@ def die_with_parent(parent: int) -> None:
 def serve(
     conn: Connection, kb: KnowledgeBase | None, rules_dir: str | None, options: dict[str, Any], parent: int
 ) -> None:
-    """Worker loop. With fork the parent's loaded knowledge base is inherited; otherwise loaded."""
+    """Worker loop. With fork the parent's loaded knowledge base is inherited; otherwise loaded.
+
+    A sender thread hands each chunk's results to the parent while this thread evaluates the
+    next chunk: a full-detail chunk is megabytes, and a worker that waited for the parent to read
+    it would sit idle while the parent reads the other worker's."""
     die_with_parent(parent)
+    outbox: queue.Queue[ChunkResult | None] = queue.Queue(maxsize=1)  # one waiting, one being sent
+    sender = threading.Thread(target=_send_all, args=(conn, outbox), name="fsgs-kb-sender", daemon=True)
     try:
         kb = kb if kb is not None else load(rules_dir)
         faults = fault_plan()
+        sender.start()
         while True:
             while not conn.poll(IDLE_CHECK_S):
                 if os.getppid() != parent:
                     return
             message = conn.recv()
             if message is None:
-                return
-            send_result(conn, evaluate_chunk(kb, unpack_chunk(message), faults, options))
+                break
+            outbox.put(evaluate_chunk(kb, unpack_chunk(message), faults, options))
+        outbox.put(None)
+        sender.join()
     except (EOFError, KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
         return  # the parent is gone: leave quietly
     except Exception as exc:  # a bug: die like a crash, so the parent isolates the record
         os.write(2, f"fsgs-kb worker: {type(exc).__name__}: {exc}\n".encode("utf-8", "replace"))
         os._exit(70)
+
+
+def _send_all(conn: Connection, outbox: queue.Queue[ChunkResult | None]) -> None:
+    """The sender thread: results to the parent, in order; the parent gone, the worker ends."""
+    while True:
+        result = outbox.get()
+        if result is None:
+            return
+        try:
+            send_result(conn, result)
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+            os._exit(0)  # the parent is gone: nothing left to do
