@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from support import ROOT, RULES, SHARED  # noqa: F401 - re-exported for older imports
 
 import fsgs_kb
@@ -19,6 +20,12 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.paths import RULES_ENV
 
 os.environ[RULES_ENV] = str(RULES)
+
+# In CI every property test draws the same examples run after run (derandomized): a red CI means
+# a change broke something, never that a new random draw found an old bug; locally they draw anew.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_report_header() -> str:

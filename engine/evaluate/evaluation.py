@@ -19,7 +19,7 @@ from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcom
 from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import catalogue
-from fsgs_kb.engine.load.fingerprint import input_sha256, sha256_text
+from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
 from fsgs_kb.engine.read.shape import shape_problem
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
@@ -501,7 +501,7 @@ class Evaluation:
 
     def _decision(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
         record: dict[str, Any] = {
-            "decision_id": sha256_text(f"{self.kb_record['fingerprint']}:{input_sha}")[:32],
+            "decision_id": decision_id(self.kb_record["fingerprint"], input_sha),
             "kb": dict(self.kb_record),  # a copy: results share nothing mutable with the KB
             "engine_version": __version__,
             "engine": {"fsgs_kb": __version__, "durable_rules": DURABLE_RULES_VERSION},

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from fsgs_kb.engine.load.fingerprint import canonical_json
+from fsgs_kb.engine.load.fingerprint import canonical_json, decision_id, input_sha256
 
 REMOVED = "[masked]"
 
@@ -50,8 +50,15 @@ def mask_record(record: Any, pointers: tuple[str, ...], key: bytes | None) -> An
 
 
 def attach_input(result: dict[str, Any], record: Any, pointers: tuple[str, ...], key: bytes | None) -> None:
+    """Store the (masked) input in the decision record. With a mask, the input hash and the
+    decision id are those of the masked input too: a hash of the clear record beside it would
+    let anyone confirm a guessed identifier."""
     masked = mask_record(record, pointers, key)
-    result["decision"]["input"] = masked
-    result["decision"]["masked"] = list(pointers)
+    decision = result["decision"]
+    decision["input"] = masked
+    decision["masked"] = list(pointers)
+    if pointers:
+        decision["input_sha256"] = input_sha256(masked)
+        decision["decision_id"] = decision_id(decision["kb"]["fingerprint"], decision["input_sha256"])
     if "/id" in pointers and isinstance(masked, dict):
         result["patient_id"] = masked.get("id")

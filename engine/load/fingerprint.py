@@ -24,6 +24,11 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def decision_id(fingerprint: str, input_sha: str) -> str:
+    """A decision's id: the knowledge base that made it and the input it was made from."""
+    return sha256_text(f"{fingerprint}:{input_sha}")[:32]
+
+
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 

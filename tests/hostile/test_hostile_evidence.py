@@ -146,6 +146,28 @@ def test_masked_value_is_not_a_plain_sha256(tmp_path: Path, command: str) -> Non
         assert hashlib.sha256(data).hexdigest() not in result.both, f"the output holds sha256 of the {label} id"
 
 
+@pytest.mark.parametrize("command", ["evaluate", "batch"])
+def test_a_masked_result_carries_no_hash_of_the_clear_record(tmp_path: Path, command: str) -> None:
+    """Beside a masked input, the decision's input hash (and id) of the clear record would let
+    anyone confirm a guessed identifier by hashing candidate records: they must be the masked
+    input's, and the stored input must still replay to the same decision."""
+    clear = run("evaluate", _write(tmp_path / "clear.json", good_record(RAW_ID)), "--compact")
+    clear_decision = json.loads(clear.stdout)["decision"]
+    result = _masked_run(tmp_path, command, "/id")
+    assert result.rc == 0, result
+    masked = json.loads(result.stdout.splitlines()[0] if command == "batch" else result.stdout)["decision"]
+    assert masked["input_sha256"] != clear_decision["input_sha256"]
+    assert masked["decision_id"] != clear_decision["decision_id"]
+    assert clear_decision["input_sha256"] not in result.both and clear_decision["decision_id"] not in result.both
+    stored = run("evaluate", _write(tmp_path / "stored.json", masked["input"]), "--compact")
+    assert json.loads(stored.stdout)["decision"]["input_sha256"] == masked["input_sha256"]
+
+
+def _write(path: Path, record: dict) -> Path:
+    path.write_text(json.dumps(record), encoding="utf-8")
+    return path
+
+
 # --- explain renders untrusted text ----------------------------------------------------------
 
 
