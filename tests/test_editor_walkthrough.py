@@ -14,15 +14,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import sysconfig
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support import ROOT
+from support import ROOT, install_in_new_venv
 
 from fsgs_kb.cli import main
 
@@ -101,34 +99,6 @@ def apply(step: Step, checkout: Path) -> None:
         path.write_text(re.sub(r"(?m)^" + re.escape(step.text), lambda m: step.replacement, text), encoding="utf-8")
 
 
-def install_snapshot(checkout: Path, tmp_path: Path) -> Path:
-    """`pip install .` of the clone into a new venv that reuses this environment's dependencies
-    (durable-rules builds a C core: slow to reinstall), not its fsgs_kb."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    site = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    deps = tmp_path / "deps"
-    deps.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not entry.name.lower().startswith(("fsgs_kb", "__editable__", "_fsgs_kb")) and entry.suffix != ".pth":
-            (deps / entry.name).symlink_to(entry)
-    Path(site, "_deps.pth").write_text(str(deps) + "\n")
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
-        + ["--no-deps", "--no-build-isolation", str(checkout)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert install.returncode == 0, install.stderr[-2000:]
-    return venv
-
-
 def test_the_guide_parses_into_edits_and_commands() -> None:
     steps = walkthrough_steps(GUIDE.read_text(encoding="utf-8"))
     kinds = [s.kind for s in steps]
@@ -150,7 +120,7 @@ def test_the_walkthrough_in_a_fresh_clone(tmp_path: Path) -> None:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(checkout)], check=True, timeout=300)
     # the clone is of the last commit: give it this checkout's guide and rules as they are now
     shutil.copy(GUIDE, checkout / "rules" / "README.md")
-    venv = install_snapshot(checkout, tmp_path)
+    venv = install_in_new_venv(checkout, tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FSGS_KB_", "PYTEST_", "VIRTUAL_ENV"))}
     env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", FSGS_KB_CACHE=str(tmp_path / "cache"))
     runs: dict[str, list[subprocess.CompletedProcess[str]]] = {}

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT, install_in_new_venv
+
 FSGS_KB = Path(sys.executable).parent / "fsgs-kb"
 
 
@@ -74,30 +74,7 @@ def test_a_foreign_cli_and_engine_do_not_shadow_the_command(tmp_path: Path) -> N
 
 def test_an_editable_install_gives_a_working_command(tmp_path: Path) -> None:
     """`pip install -e .` (the default editable mode) must map fsgs_kb onto the checkout."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    site = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    # Reuse this environment's dependencies (durable-rules builds a C core: slow to reinstall),
-    # but not its own fsgs_kb, installed or editable, which would shadow the one under test.
-    deps = tmp_path / "deps"
-    deps.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not entry.name.lower().startswith(("fsgs_kb", "__editable__", "_fsgs_kb")) and entry.suffix != ".pth":
-            (deps / entry.name).symlink_to(entry)
-    Path(site, "_deps.pth").write_text(str(deps) + "\n")
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
-        + ["--no-deps", "--no-build-isolation", "-e", str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert install.returncode == 0, install.stderr[-2000:]
+    venv = install_in_new_venv(ROOT, tmp_path, editable=True)
     proc = subprocess.run(
         [str(venv / "bin" / "fsgs-kb"), "validate"], capture_output=True, text=True, cwd=tmp_path, timeout=120
     )
