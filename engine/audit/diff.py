@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.check.checks import version_key
-from fsgs_kb.engine.check.prose import reach
 from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
 from fsgs_kb.engine.compile.proof import prove
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.load.conditions import reach
 from fsgs_kb.engine.load.files import MAX_FILE_BYTES
 from fsgs_kb.engine.load.fingerprint import canonical_json
 from fsgs_kb.engine.load.templating import TEMPLATED_FIELDS, placeholders

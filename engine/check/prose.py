@@ -10,39 +10,13 @@ import re
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, pointer_join
-from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.conditions import reach
 from fsgs_kb.engine.load.templating import PLACEHOLDER, TEMPLATED_FIELDS
 from fsgs_kb.engine.load.yamlsafe import Located
-from fsgs_kb.engine.model import KnowledgeBaseModel, ParamRef, Rule
+from fsgs_kb.engine.model import KnowledgeBaseModel, Rule
 
 QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
 NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:st|nd|rd|th)?(?!\w|\.\d)")  # 5, 5.0, 90th
-
-
-def reach(model: KnowledgeBaseModel, rule: Rule) -> tuple[list[str], list[str]]:
-    """(parameters, derived values) a rule's condition reaches, directly or through derived values."""
-    names = [leaf.operand.name for leaf in walk(rule.when) if isinstance(leaf.operand, ParamRef)]
-    todo = [leaf.name for leaf in walk(rule.when) if leaf.source == "derived"]
-    seen: list[str] = []
-    while todo:
-        name = todo.pop(0)
-        if name in seen or name not in model.derived:
-            continue
-        seen.append(name)
-        spec = model.derived[name]
-        conds = ([spec.condition] if spec.condition else []) + [w for w, _ in spec.cases]
-        for leaf in (leaf for c in conds for leaf in walk(c)):
-            if isinstance(leaf.operand, ParamRef):
-                names.append(leaf.operand.name)
-            if leaf.source == "derived":
-                todo.append(leaf.name)
-        exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
-        for ref in (r for e in exprs for r in expression_refs(e)):
-            if ref.source == "param":
-                names.append(ref.name)
-            elif ref.source == "derived":
-                todo.append(ref.name)
-    return list(dict.fromkeys(names)), seen
 
 
 def reached_parameters(model: KnowledgeBaseModel, rule: Rule) -> list[str]:

@@ -17,7 +17,7 @@ from fsgs_kb.engine.evaluate.accept import accepts
 from fsgs_kb.engine.evaluate.exact import Domains, Recorded, State, decide, relevant_vars
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome, copy_policy
 from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
-from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.conditions import expression_refs, reach, walk
 from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
@@ -78,21 +78,10 @@ class Evaluation:
         self.kb_record = kb_record
 
     def _derived_closure(self, rule: Rule) -> list[str]:
-        """Derived values a rule relies on, directly or through other derived values."""
-        model = self.model
-        todo = [leaf.name for leaf in walk(rule.when) if leaf.source == "derived"]
-        seen: list[str] = []
-        while todo:
-            name = todo.pop(0)
-            if name in seen:
-                continue
-            seen.append(name)
-            spec = model.derived[name]
-            conds = ([spec.condition] if spec.condition else []) + [w for w, _ in spec.cases]
-            todo += [leaf.name for c in conds for leaf in walk(c) if leaf.source == "derived"]
-            exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
-            todo += [r.name for e in exprs for r in expression_refs(e) if r.source == "derived"]
-        return [n for n in model.derived_order if n in seen]
+        """Derived values a rule relies on, directly or through other derived values, in
+        dependency order."""
+        seen = set(reach(self.model, rule)[1])
+        return [n for n in self.model.derived_order if n in seen]
 
     def decision_record(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
         """The decision record of a result (kb, engine versions, input hash)."""

@@ -22,10 +22,12 @@ from fsgs_kb.engine.model import (
     Condition,
     Const,
     Expression,
+    KnowledgeBaseModel,
     Not,
     Op,
     ParamRef,
     Ref,
+    Rule,
 )
 from fsgs_kb.engine.suggest import did_you_mean
 
@@ -204,3 +206,29 @@ def expression_refs(expr: Expression) -> list[Ref]:
     if isinstance(expr, Op):
         return [ref for arg in expr.args for ref in expression_refs(arg)]
     return []
+
+
+def reach(model: KnowledgeBaseModel, rule: Rule) -> tuple[list[str], list[str]]:
+    """(parameters, derived values) a rule's condition reaches, directly or through derived values."""
+    names = [leaf.operand.name for leaf in walk(rule.when) if isinstance(leaf.operand, ParamRef)]
+    todo = [leaf.name for leaf in walk(rule.when) if leaf.source == "derived"]
+    seen: list[str] = []
+    while todo:
+        name = todo.pop(0)
+        if name in seen or name not in model.derived:
+            continue
+        seen.append(name)
+        spec = model.derived[name]
+        conds = ([spec.condition] if spec.condition else []) + [w for w, _ in spec.cases]
+        for leaf in (leaf for c in conds for leaf in walk(c)):
+            if isinstance(leaf.operand, ParamRef):
+                names.append(leaf.operand.name)
+            if leaf.source == "derived":
+                todo.append(leaf.name)
+        exprs = ([spec.value] if spec.value else []) + [e for _, e in spec.cases]
+        for ref in (r for e in exprs for r in expression_refs(e)):
+            if ref.source == "param":
+                names.append(ref.name)
+            elif ref.source == "derived":
+                todo.append(ref.name)
+    return list(dict.fromkeys(names)), seen
