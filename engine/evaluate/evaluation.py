@@ -76,6 +76,14 @@ class Evaluation:
         self.rule_derived = {r.id: self._derived_closure(r) for r in self.rules}
         self.static = {r.id: self._static_part(r) for r in self.rules}
         self.kb_record = kb_record
+        # per level, the names durable-rules' actions carry, worked out once (see _decide)
+        self._verdict_names = [
+            (
+                [(f"derived:{n}", f"derived:{n}|T", f"derived:{n}|F") for n in names],
+                [(rid, f"{rid}|T", f"{rid}|F", rule_key(rid)) for rid in rids],
+            )
+            for names, rids in zip(compiled.level_derived, compiled.level_rules, strict=True)
+        ]
 
     def _derived_closure(self, rule: Rule) -> list[str]:
         """Derived values a rule relies on, directly or through other derived values, in
@@ -220,16 +228,17 @@ class Evaluation:
     def _decide(self, fact: dict[str, Any]) -> dict[str, Any]:
         """Run the compiled levels in durable-rules; return its verdict per derived value and rule."""
         verdict: dict[str, Any] = {}
-        compiled = self.compiled
-        for level, (names, rids) in enumerate(zip(compiled.level_derived, compiled.level_rules, strict=True)):
+        for level, (derived, rules) in enumerate(self._verdict_names):
             fired = self.durable.fire(level, fact)
-            for name in names:
-                verdict[f"derived:{name}"] = (
-                    True if f"derived:{name}|T" in fired else False if f"derived:{name}|F" in fired else None
-                )
-            for rid in rids:
-                verdict[rid] = True if f"{rid}|T" in fired else False if f"{rid}|F" in fired else None
-                fact[rule_key(rid)] = {True: "T", False: "F", None: "U"}[verdict[rid]]
+            for key, true, false in derived:
+                verdict[key] = True if true in fired else False if false in fired else None
+            for rid, true, false, fact_key in rules:
+                if true in fired:
+                    verdict[rid], fact[fact_key] = True, "T"
+                elif false in fired:
+                    verdict[rid], fact[fact_key] = False, "F"
+                else:
+                    verdict[rid], fact[fact_key] = None, "U"
         return verdict
 
     def values_of(self, patient: dict[str, Any]) -> dict[str, Any]:
