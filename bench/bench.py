@@ -14,7 +14,9 @@ printed. Per record, in one process unless said otherwise:
 - durable-rules Host API: the same rulesets and facts through `durable.engine.Host` with Python
   actions (the yardstick the batch targets are ratios of);
 - interpreted reference: `KnowledgeBase.reference_evaluate` + orjson, full detail;
-- compiled evaluator: `KnowledgeBase.evaluate` + orjson at full, standard and minimal detail;
+- compiled evaluator: `KnowledgeBase.evaluate_json` (evaluate and serialize in one call, as
+  batch does) at full, standard and minimal detail, and `KnowledgeBase.evaluate` + orjson at full
+  (the dict API);
 - batch: `run_batch` with 1 and 2 workers at full and at standard detail (batch's default),
   wall time, and the parent process's own CPU per record;
 - peak RSS (largest process) of `fsgs-kb batch` at the --memory sizes (generated once into
@@ -174,6 +176,15 @@ def evaluate(kb: Any, patients: list[dict[str, Any]], detail: str, reference: bo
     return run
 
 
+def evaluate_json(kb: Any, patients: list[dict[str, Any]], detail: str) -> Callable[[], int]:
+    def run() -> int:
+        for patient in patients:
+            kb.evaluate_json(patient, detail=detail)
+        return len(patients)
+
+    return run
+
+
 # ---- batch --------------------------------------------------------------------------------------------
 BATCH_CHILD = """
 import json, os, resource, sys, time
@@ -263,7 +274,8 @@ def main() -> None:
     one["durable-rules Host API"] = per_record(host_api(kb, facts), args.repeats)
     one["interpreted reference, full"] = per_record(evaluate(kb, patients, "full", reference=True), args.repeats)
     for detail in ("full", "standard", "minimal"):
-        one[f"compiled, {detail}"] = per_record(evaluate(kb, patients, detail), args.repeats)
+        one[f"compiled, {detail}"] = per_record(evaluate_json(kb, patients, detail), args.repeats)
+    one["compiled, full, dict API + orjson"] = per_record(evaluate(kb, patients, "full"), args.repeats)
     results["one_process_us"] = one
     sizes = {d: statistics.mean(len(dumps_bytes(kb.evaluate(p, detail=d))) for p in patients[:2000]) for d in
              ("full", "standard", "minimal")}  # fmt: skip

@@ -1,6 +1,7 @@
 """The compiled evaluator gives, byte for byte, what the interpreted reference gives: at every
 detail level, on generated records (hypothesis), the cohort, every scenario and every example,
-through `evaluate` (dicts) and through `encode_record` (the JSON lines batch writes)."""
+through `evaluate` (dicts), `evaluate_json` (bytes) and `encode_record` (the JSON lines batch
+writes)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,7 @@ def same_everywhere(kb: Any, patient: Any, number: int = 1) -> None:
     for level in LEVELS:
         reference = kb.reference_evaluate(patient, detail=level)
         assert orjson.dumps(kb.evaluate(patient, detail=level)) == orjson.dumps(reference), (level, patient)
+        assert kb.evaluate_json(patient, detail=level) == orjson.dumps(reference), (level, patient)
         line, status, outcomes = kb.encode_record(record, detail=level)
         assert line == orjson.dumps({"record": number, "line": number, **reference}), (level, patient)
         assert status == reference["status"]
@@ -175,3 +177,16 @@ def test_the_generated_source_holds_every_comparison(kb: Any) -> None:
     for rule in kb.model.rules.values():
         for leaf in walk(rule.when):
             assert repr(leaf.pointer) in source, (rule.id, leaf.pointer)
+
+
+def test_full_results_are_written_from_encoded_fragments_not_the_fallback(kb: Any) -> None:
+    """`run_json` at full detail writes what the knowledge base says from JSON encoded at load;
+    should that path fail it falls back to encoding the whole dict (same bytes, slower), so this
+    checks the fragment path itself runs and gives the reference's bytes."""
+    evaluator = kb.compiled_evaluator
+    for path in sorted((ROOT / "examples").glob("*.json")):
+        patient = json.loads(path.read_text())
+        decision = kb.evaluation.decision_record(kb.reference_evaluate(patient)["decision"]["input_sha256"], None)
+        result, _ = evaluator._evaluate(patient, "full", decision, encoded=True)  # noqa: SLF001 - the path under test
+        assert any(isinstance(c, orjson.Fragment) for r in result["rules"] for c in [r["conditions"]]), path
+        assert orjson.dumps(result) == orjson.dumps(kb.reference_evaluate(patient)), path

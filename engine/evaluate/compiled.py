@@ -22,6 +22,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+import orjson
+
 from fsgs_kb.engine.compile.durable import EngineError
 from fsgs_kb.engine.compile.exact_form import Form, Node, Presence
 from fsgs_kb.engine.compile.rulesets import derived_key, number, scalar
@@ -89,10 +91,11 @@ class _Plan:
 class _Generator:
     """Writes `run(p, decision)` for one detail level of one knowledge base."""
 
-    def __init__(self, evaluation: Evaluation, detail: str) -> None:
+    def __init__(self, evaluation: Evaluation, detail: str, encoded: bool = False) -> None:
         self.ev = evaluation
         self.model = evaluation.model
         self.detail = detail
+        self.encoded = encoded and detail == "full"  # conditions as JSON fragments (see CompiledEvaluator.run_json)
         self.carried: list[_Plan] = []
         self.src = _Source()
         self.plans: dict[tuple[Any, ...], _Plan] = {}
@@ -185,9 +188,14 @@ class _Generator:
         plan.entered = True
         self.word(plan, indent)
         ref = self.ev.evaluator.leaf_plan(plan.leaf)
-        a, r, m, u, t, e = plan.actual, plan.result, plan.missing, plan.unit, plan.text, plan.entry
+        a, r, u, t, e = plan.actual, plan.result, plan.unit, plan.text, plan.entry
         static = self.src.const(ref.static)
         emit = self.src.emit
+        if self.encoded:  # only what the patient decides; the static part is in each pointer's prefix
+            emit(f"{e} = {{'actual': {a}, 'unit': {u} or None, 'result': {r}, 'text': {t}}}", indent)
+            self.dynamic_tail(plan, ref, indent)
+            emit(f"{e}b = _dumps({e})[1:]", indent)
+            return
         emit(f"{e} = dict({static})", indent)
         if "provenance" in ref.static:
             emit(f"{e}['provenance'] = dict({e}['provenance'])", indent)
@@ -196,8 +204,14 @@ class _Generator:
         if ref.policy:
             emit(f"{e}['policy'] = _copy_policy({self.src.const(ref.policy)})", indent)
         emit(f"{e}['actual'] = {a}; {e}['unit'] = {u} or None; {e}['result'] = {r}; {e}['text'] = {t}", indent)
+        self.dynamic_tail(plan, ref, indent)
+
+    def dynamic_tail(self, plan: _Plan, ref: Any, indent: int) -> None:
+        """The entry's missing inputs, or its distance and margin, as `_LeafPlan.explain` adds them."""
         if plan.leaf.op in ("present", "absent"):
             return
+        a, m, e = plan.actual, plan.missing, plan.entry
+        emit = self.src.emit
         emit(f"if {a} is None: {e}['missing'] = list({m})", indent)
         if ref.numeric:
             threshold = self.src.const(ref.threshold)
@@ -399,6 +413,10 @@ class _Generator:
                 for _, plan in self.leaves(rule.when):
                     self.enter(plan)
                 leaves = self.leaves(rule.when)
+                if self.encoded:
+                    parts = " + b',' + ".join(f"{self.prefix(ptr, plan)} + {plan.entry}b" for ptr, plan in leaves)
+                    out.append(f"({r}, _Fragment(b'[' + {parts or 'b' + repr('')} + b']'))")
+                    continue
                 conditions = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
                 out.append(f"({r}, [{conditions}])")
             elif self.detail == "standard":
@@ -408,6 +426,15 @@ class _Generator:
         emit(f"return ({', '.join(out)},)")
         rules = "def rules(values, D, P):\n" + "\n".join(self.src.lines) + "\n"
         return derive, rules
+
+    def prefix(self, pointer: str, plan: _Plan) -> str:
+        """The constant start of a condition entry as JSON: `{"pointer":…,<static>,` (its policy
+        notes included), to which the patient's part is appended."""
+        ref = self.ev.evaluator.leaf_plan(plan.leaf)
+        head = {"pointer": pointer, **ref.static}
+        if ref.policy:
+            head["policy"] = ref.policy
+        return self.src.const(orjson.dumps(head)[:-1] + b",")
 
     def standard_conditions(self, rule: Any) -> list[str]:
         out = []
@@ -491,18 +518,34 @@ class CompiledEvaluator:
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
+        fragment = orjson.Fragment
+        self._encoded: dict[str, dict[str, Any]] = {
+            r.id: {
+                "says": {key: fragment(orjson.dumps(value)) for key, value in evaluation.static_part(r.id).items()},
+                "caveat": {
+                    "qualifies": fragment(orjson.dumps(list(r.qualifies))),
+                    "provenance": fragment(orjson.dumps(evaluation.static[r.id]["provenance"])),
+                }
+                if r.kind == "caveat"
+                else {},
+                "note": fragment(orjson.dumps(self._note(r.id))) if r.kind == "caveat" else None,
+            }
+            for r in self.rules
+        }
 
-    def functions(self, detail: str) -> tuple[Any, Any]:
+    def functions(self, detail: str, encoded: bool = False) -> tuple[Any, Any]:
         """(derive, rules) of one detail level, generated and compiled on first use (a command
-        that evaluates nothing, or one level only, pays for nothing else)."""
-        found = self._functions.get(detail)
+        that evaluates nothing, or one level only, pays for nothing else). `encoded`: the full
+        level's conditions as JSON fragments, for results that are serialized at once."""
+        name = f"{detail}+json" if encoded and detail == "full" else detail
+        found = self._functions.get(name)
         if found is None:
-            generator = _Generator(self.evaluation, detail)
+            generator = _Generator(self.evaluation, detail, encoded)
             derive, rules = generator.generate()
             namespace = self._namespace(generator.src.constants)
-            exec(compile(derive + rules, f"<fsgs-kb compiled {detail}>", "exec"), namespace)  # noqa: S102
-            self.sources[detail] = derive + rules
-            found = self._functions[detail] = (namespace["derive"], namespace["rules"])
+            exec(compile(derive + rules, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
+            self.sources[name] = derive + rules
+            found = self._functions[name] = (namespace["derive"], namespace["rules"])
         return found
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
@@ -519,6 +562,8 @@ class CompiledEvaluator:
             "_union": _union,
             "_dedupe": _dedupe,
             "_copy_policy": copy_policy,
+            "_dumps": orjson.dumps,
+            "_Fragment": orjson.Fragment,
         }
 
     @property
@@ -545,15 +590,29 @@ class CompiledEvaluator:
     def run_json(
         self, patient: dict[str, Any], timestamp: str | None, detail: str
     ) -> tuple[bytes, str, tuple[str, ...]]:
-        """(the result as one line of compact JSON, its status, each rule's outcome)."""
+        """(the result as one line of compact JSON, its status, each rule's outcome).
+
+        At full detail most of a result is what the knowledge base says whatever the patient
+        (texts, quotes, thresholds, provenance): here it is written from JSON encoded once
+        (orjson fragments) rather than copied into every result and encoded again; the same
+        bytes as `dumps_bytes(run(...))` (tests/test_compiled.py)."""
+        if detail == "full":
+            input_sha = input_sha256(patient)
+            try:
+                result, outcomes = self._evaluate(
+                    patient, detail, self.evaluation.decision_record(input_sha, timestamp), encoded=True
+                )
+                return orjson.dumps(result), result["status"], outcomes
+            except Exception:  # noqa: S110 - the plain path below gives the error result, or the value orjson refused
+                pass
         result, outcomes = self.run(patient, timestamp, detail)
         return dumps_bytes(result), result["status"], outcomes
 
     def _evaluate(  # noqa: C901 - one pass, in the order of Evaluation._evaluate
-        self, patient: dict[str, Any], detail: str, decision: dict[str, Any]
+        self, patient: dict[str, Any], detail: str, decision: dict[str, Any], encoded: bool = False
     ) -> tuple[dict[str, Any], tuple[str, ...]]:
         ev = self.evaluation
-        derive, rules = self.functions(detail)
+        derive, rules = self.functions(detail, encoded)
         values, kleene_derived, carried = derive(patient)
         derived: dict[str, DerivedValue] = {}
         for i, name in enumerate(self.derived_names):
@@ -641,6 +700,10 @@ class CompiledEvaluator:
             says = {r.id: ev.static[r.id]["says"] for r in fired_rules}
             result["says"] = says
             result["missing"] = {rid: missing_of[rid] for rid in undetermined}
+        elif encoded:
+            result["rules"] = self._encoded_entries(
+                truths, decided, missing_of, without_of, unchecked_of, notes, derived, values
+            )
         else:
             entries = []
             for rule, (_, conditions) in zip(self.rules, truths, strict=True):
@@ -683,6 +746,44 @@ class CompiledEvaluator:
         result["errors"] = [error_record(e) for e in errors]
         result["decision"] = decision
         return result, tuple(OUTCOME[decided[r.id]] for r in self.rules)
+
+    def _encoded_entries(
+        self,
+        truths: tuple[Any, ...],
+        decided: dict[str, bool | None],
+        missing_of: dict[str, list[str]],
+        without_of: dict[str, list[str]],
+        unchecked_of: dict[str, list[str]],
+        notes: dict[str, list[str]],
+        derived: dict[str, DerivedValue],
+        values: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """The full rule entries for `run_json`: what the knowledge base says as JSON encoded at
+        load (self._encoded), each derived value encoded once however many rules list it."""
+        ev = self.evaluation
+        fragment = orjson.Fragment
+        derived_json = {n: fragment(orjson.dumps(ev.derived_entry(derived[n]))) for n in self.standard_derived}
+        entries = []
+        for rule, (_, conditions) in zip(self.rules, truths, strict=True):
+            rid = rule.id
+            static = self._encoded[rid]
+            entry: dict[str, Any] = dict(self.heads[rid])
+            entry["outcome"] = OUTCOME[decided[rid]]
+            entry["missing"] = missing_of[rid]
+            entry["conditions"] = conditions
+            entry["derived"] = [derived_json[n] for n in ev.rule_derived[rid]]
+            if rid in without_of:
+                entry["decided_without"] = without_of[rid]
+            entry.update(static["says"])
+            if rule.kind == "caveat":
+                entry.update(static["caveat"])
+                entry["shown"] = ev.shown(rule, values, derived)
+                if rid in unchecked_of:
+                    entry["unchecked"] = unchecked_of[rid]
+            if rid in notes:
+                entry["caveats"] = [self._encoded[c]["note"] for c in notes[rid]]
+            entries.append(entry)
+        return entries
 
     def _flat_fact(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
         """Evaluation.flat_fact, with each cell's sample value and fact key worked out once."""

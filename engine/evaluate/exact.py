@@ -186,6 +186,7 @@ class Domains:
         self.form = form
         self.model = form.model
         self._memo: dict[tuple[Any, ...], tuple[int, ...]] = {}  # bounded; keyed by everything the cells depend on
+        self._input_keys: dict[str, list[list[str]]] = {}
         self._case_forms: dict[str, list[tuple[Form, Expression]]] = {
             name: [(simplify(form.inline(w)), e) for w, e in spec.cases]
             for name, spec in self.model.derived.items()
@@ -212,62 +213,72 @@ class Domains:
 
     # -- fields
     def _field_cells(self, var: Var, record: dict[str, Any], values: dict[str, Any]) -> tuple[int, ...]:
-        info = self.form.fields[var.name]
-        everything = tuple(range(len(var.cells)))
-        if var.kind == "enum":
-            allowed = set(self.enum_domain(var.name, record))
-            found = tuple(i for i, c in enumerate(var.cells) if c.value in allowed)
-        elif var.kind == "number":
-            interval = self.number_domain(info, record)
-            key = (var.id, interval)
-            found = self._memo.get(key)  # type: ignore[assignment]
-            if found is None:
+        """Memoised on what the record says that narrows this field (`narrowing`), which is all
+        the cells depend on."""
+        key = (var.id, narrowing(var.name, record))
+        found = self._memo.get(key)
+        if found is None:
+            info = self.form.fields[var.name]
+            everything = tuple(range(len(var.cells)))
+            if var.kind == "enum":
+                allowed = set(self._enum_values(info, key[1]))
+                found = tuple(i for i, c in enumerate(var.cells) if c.value in allowed)
+            elif var.kind == "number":
+                interval = self._number_interval(info, key[1])
                 found = _hull(tuple(i for i, c in enumerate(var.cells) if interval.meets(c)))
-                if len(self._memo) < MEMO_LIMIT:
-                    self._memo[key] = found
-        else:
-            found = everything
-        return found or everything
+            else:
+                found = everything
+            found = found or everything
+            if len(self._memo) < MEMO_LIMIT:
+                self._memo[key] = found
+        return found
 
     def enum_domain(self, path: str, record: dict[str, Any]) -> list[Any]:
         """The values a missing enum field could take, consistent with the values present."""
-        info = self.form.fields[path]
+        return self._enum_values(self.form.fields[path], narrowing(path, record))
+
+    @staticmethod
+    def _enum_values(info: FieldInfo, narrowed: Any) -> list[Any]:
         values = [v for v in (info.enum or ()) if v != "unknown"]
-        csa = _mapping(record.get("cyclosporine"))
-        if path == "cyclosporine.status":
-            if any(key in csa for key in NEVER_CONTRADICTS):
+        if info.path == "cyclosporine.status":
+            not_never, not_current = narrowed
+            if not_never:
                 values = [v for v in values if v != "never"]
-            if "stop_reason" in csa or _mapping(csa.get("daily_dose")).get("value") == 0:
+            if not_current:
                 values = [v for v in values if v != "current"]
-        if path == "steroids.response":
-            weeks = _mapping(record.get("steroids")).get("high_dose_weeks")
-            if isinstance(weeks, (int, float)) and weeks > 0:
-                values = [v for v in values if v != "not_treated"]
+        elif info.path == "steroids.response" and narrowed:
+            values = [v for v in values if v != "not_treated"]
         return values
 
     def number_domain(self, info: FieldInfo, record: dict[str, Any]) -> Interval:
         """The range of a missing number, consistent with the values present."""
+        return self._number_interval(info, narrowing(info.path, record))
+
+    @staticmethod
+    def _number_interval(info: FieldInfo, narrowed: Any) -> Interval:
         lo = None if info.low is None else exact_number(info.low)
         hi = None if info.high is None else exact_number(info.high)
         interval = Interval(lo, not info.exclusive_low, hi, True)
         path = info.path
         if path == "blood_pressure.systolic_mmHg":
-            diastolic = _mapping(record.get("blood_pressure")).get("diastolic_mmHg")
-            if isinstance(diastolic, (int, float)):
-                low = _max_low((interval.lo, interval.lo_closed), (exact_number(diastolic), False))
+            if narrowed is not None:  # above the recorded diastolic
+                low = _max_low((interval.lo, interval.lo_closed), (exact_number(narrowed), False))
                 interval = Interval(low[0], low[1], interval.hi, interval.hi_closed)
         elif path == "steroids.high_dose_weeks":
-            if _mapping(record.get("steroids")).get("response") == "not_treated":
+            if narrowed:
                 interval = Interval.point(Fraction(0))
         elif path == "cyclosporine.daily_dose.value":
-            if _mapping(record.get("cyclosporine")).get("status") == "current":
+            if narrowed:
                 interval = Interval(Fraction(0), False, interval.hi, interval.hi_closed)
         return interval
 
     # -- numeric derived values
     def _derived_cells(self, var: Var, values: dict[str, Any], record: dict[str, Any]) -> tuple[int, ...]:
         spec = self.model.derived[var.name]
-        inputs = tuple(_get(record, name.split(".")) for name in self.derived_inputs(spec))
+        keys = self._input_keys.get(var.name)
+        if keys is None:
+            keys = self._input_keys[var.name] = [name.split(".") for name in self.derived_inputs(spec)]
+        inputs = tuple(_get(record, k) for k in keys)
         key = (var.id, inputs, *self._constraint_values(record))
         found = self._memo.get(key)
         if found is None:
@@ -352,6 +363,34 @@ class Domains:
         names = [ref.name for e in exprs for ref in expression_refs(e) if ref.source == "field"]
         whens = [self.form.vars[v].name for when, _ in self._case_forms.get(spec.name, []) for v in _form_var_ids(when)]
         return list(dict.fromkeys(whens + names))
+
+
+def narrowing(path: str, record: dict[str, Any]) -> Any:
+    """What the values present say about a missing field's domain (clinical-notes §4.1: each
+    completion is consistent with the record), and nothing else: the domains are computed
+    from this alone, so it is also the key they are memoised on.
+
+    - systolic blood pressure: above a recorded diastolic;
+    - high-dose steroid weeks: 0 when the steroid response is `not_treated`;
+    - cyclosporine dose: above 0 when cyclosporine is `current`;
+    - cyclosporine status: not `never` when anything of a course is recorded, not `current`
+      when a stop reason or a zero dose is;
+    - steroid response: not `not_treated` after some weeks of high-dose steroids."""
+    if path == "blood_pressure.systolic_mmHg":
+        diastolic = _mapping(record.get("blood_pressure")).get("diastolic_mmHg")
+        return diastolic if isinstance(diastolic, (int, float)) else None
+    if path == "steroids.high_dose_weeks":
+        return _mapping(record.get("steroids")).get("response") == "not_treated"
+    if path == "cyclosporine.daily_dose.value":
+        return _mapping(record.get("cyclosporine")).get("status") == "current"
+    if path == "cyclosporine.status":
+        csa = _mapping(record.get("cyclosporine"))
+        not_never = any(key in csa for key in NEVER_CONTRADICTS)
+        return not_never, "stop_reason" in csa or _mapping(csa.get("daily_dose")).get("value") == 0
+    if path == "steroids.response":
+        weeks = _mapping(record.get("steroids")).get("high_dose_weeks")
+        return isinstance(weeks, (int, float)) and weeks > 0
+    return None
 
 
 def _hull(cells: tuple[int, ...]) -> tuple[int, ...]:
