@@ -27,7 +27,7 @@ from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.dask_bag import run_parts
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
-from fsgs_kb.engine.batch.parts import check_parts, expand_parts, is_pattern, run_parts_locally
+from fsgs_kb.engine.batch.parts import check_parts, expand_parts, is_pattern, part_output, run_parts_locally
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
 from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
@@ -458,6 +458,7 @@ def batch(
     if scheduler is not None or (is_pattern(source) and not os.path.exists(source)):
         options = {**_evaluate_options(include_input, mask), "detail": detail}
         _batch_parts(kb, source, output, scheduler, workers, resume, input_format, options, rules_dir, summary_file)
+    output = _output_in_directory(source, output)
     reader = _fhir_reader(rules_dir, input_format, as_of)
     summary_handle = _open_summary(summary_file)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
@@ -485,6 +486,16 @@ def batch(
     if summary.interrupted_by:
         sys.exit(exit_for_signal(summary.interrupted_by))
     sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in summary.by_status), default=EXIT_CODES["ok"]))
+
+
+def _output_in_directory(source: str, output: str | None) -> str | None:
+    """`-o DIR` with an existing directory: the results go to DIR/<input file name>, as `cp`
+    would put them (the same name a part gets in an output directory)."""
+    if output is None or not os.path.isdir(output):
+        return output
+    if source == "-" or not os.path.isfile(source):
+        raise usage_error("output", f"{output} is a directory", hint="name the output file: -o DIR/results.jsonl")
+    return part_output(output, source)
 
 
 def _batch_parts(

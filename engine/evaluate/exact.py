@@ -187,6 +187,9 @@ class Domains:
         self.model = form.model
         self._memo: dict[tuple[Any, ...], tuple[int, ...]] = {}  # bounded; keyed by everything the cells depend on
         self._input_keys: dict[str, list[list[str]]] = {}
+        self._domains: dict[tuple[str, Any], Interval] = {}  # bounded, like _memo
+        self._constants: dict[int, Interval] = {}  # constants and parameters of expressions, by id
+        self._selectors: dict[str, list[int]] = {}
         self._case_forms: dict[str, list[tuple[Form, Expression]]] = {
             name: [(simplify(form.inline(w)), e) for w, e in spec.cases]
             for name, spec in self.model.derived.items()
@@ -252,7 +255,13 @@ class Domains:
 
     def number_domain(self, info: FieldInfo, record: dict[str, Any]) -> Interval:
         """The range of a missing number, consistent with the values present."""
-        return self._number_interval(info, narrowing(info.path, record))
+        key = (info.path, narrowing(info.path, record))
+        found = self._domains.get(key)
+        if found is None:
+            found = self._number_interval(info, key[1])
+            if len(self._domains) < MEMO_LIMIT:
+                self._domains[key] = found
+        return found
 
     @staticmethod
     def _number_interval(info: FieldInfo, narrowed: Any) -> Interval:
@@ -303,7 +312,11 @@ class Domains:
         if spec.value is not None:
             return [self._interval(spec.value, values, record, {})]
         cases = self._case_forms[spec.name]
-        selectors = list(dict.fromkeys(v for when, _ in cases for v in _form_var_ids(when)))
+        selectors = self._selectors.get(spec.name)
+        if selectors is None:
+            selectors = self._selectors[spec.name] = list(
+                dict.fromkeys(v for when, _ in cases for v in _form_var_ids(when))
+            )
         base = self.state_of(selectors, values, record)
         out: list[Interval] = []
         for choice in _product([base[v] for v in selectors]):
@@ -336,11 +349,19 @@ class Domains:
     def _interval(
         self, expr: Expression, values: dict[str, Any], record: dict[str, Any], narrowed: dict[str, Cell]
     ) -> Interval:
+        constant = self._constants.get(id(expr))
+        if constant is not None:
+            return constant
         if isinstance(expr, Const):
-            return Interval.point(exact_number(expr.value))
+            constant = self._constants[id(expr)] = Interval.point(
+                exact_number(expr.value)
+            )  # expressions live with the KB
+            return constant
         if isinstance(expr, Ref):
             if expr.source == "param":
-                return Interval.point(exact_number(self.model.parameters[expr.name].value))
+                point = Interval.point(exact_number(self.model.parameters[expr.name].value))
+                constant = self._constants[id(expr)] = point
+                return constant
             if expr.source == "derived":
                 return UNBOUNDED  # a derived value of a derived value: not narrowed further
             value = _get(record, expr.name.split("."))

@@ -41,6 +41,25 @@ def test_output_that_is_the_input_is_refused(tmp_path: Path, alias: str) -> None
     assert_no_traceback(result)
 
 
+def test_output_that_is_a_directory_gets_the_input_name_inside_it(tmp_path: Path) -> None:
+    """`batch c.jsonl -o out/` writes out/c.jsonl (as `cp` would), never fails on the
+    directory; into the input's own directory it is refused (the output would be the input),
+    and with standard input there is no name to take: a clear message, exit 2."""
+    source = _small_input(tmp_path)
+    (tmp_path / "out").mkdir()
+    result = run("batch", "c.jsonl", "-o", "out/", "--quiet", cwd=tmp_path)
+    assert result.rc == 0, result
+    assert_each_record_once(read_results(tmp_path / "out" / "c.jsonl"), 5)
+    before = source.read_bytes()
+    into_itself = run("batch", "c.jsonl", "-o", ".", "--quiet", cwd=tmp_path)
+    assert into_itself.rc == 2 and "output is the input" in into_itself.err, into_itself
+    assert source.read_bytes() == before
+    piped = run("batch", "-", "-o", "out", "--quiet", cwd=tmp_path, input=before)
+    assert piped.rc == 2 and "out is a directory" in piped.err, piped
+    for outcome in (into_itself, piped):
+        assert_no_traceback(outcome)
+
+
 def test_resume_with_output_of_another_input_is_refused(tmp_path: Path) -> None:
     """Resuming run B onto run A's output would splice two cohorts into one file. Verification
     must come from a sidecar next to the output, so the output holds result lines only."""
