@@ -413,9 +413,9 @@ class _Generator:
                 for _, plan in self.leaves(rule.when):
                     self.enter(plan)
                 leaves = self.leaves(rule.when)
-                if self.encoded:
-                    parts = " + b',' + ".join(f"{self.prefix(ptr, plan)} + {plan.entry}b" for ptr, plan in leaves)
-                    out.append(f"({r}, _Fragment(b'[' + {parts or 'b' + repr('')} + b']'))")
+                if self.encoded:  # one join: a chain of `+` would copy the growing list once per condition
+                    parts = ", b',', ".join(f"{self.prefix(ptr, plan)}, {plan.entry}b" for ptr, plan in leaves)
+                    out.append(f"({r}, _Fragment(b''.join((b'[', {parts}, b']'))))")
                     continue
                 conditions = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
                 out.append(f"({r}, [{conditions}])")

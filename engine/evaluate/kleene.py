@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
@@ -38,8 +38,9 @@ Truth = bool | None
 Memo = dict[tuple[Any, ...], tuple[Truth, dict[str, Any], list[str]]]
 
 
-@dataclass(frozen=True)
-class DerivedValue:
+class DerivedValue(NamedTuple):
+    """A derived value for one patient (immutable; a named tuple, as ten are made per record)."""
+
     name: str
     value: Any
     unit: str
