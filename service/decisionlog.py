@@ -6,7 +6,7 @@ holds the lock. The same file keeps the JWT ids already accepted, so a replayed 
 whichever worker it reaches (the primary key on (iss, jti) makes the check atomic across them).
 
 A decision row holds the time, the hookInstance, the service, the knowledge base (id, version,
-fingerprint), the hash of the evaluated record, the full result with the record in it (so
+fingerprint), the hash of the evaluated record, the result at standard detail with the record in it (so
 `fsgs-kb replay --decision-log` re-derives it), and the uuids of the cards sent. When a masking
 secret is configured, the patient identifiers are keyed hashes (HMAC-SHA256): the context's
 patientId in its column, and the record's id before evaluation, so that no hash in the row is of

@@ -171,7 +171,9 @@ class Hooks:
             log.warning("evaluation error for hookInstance %s: %s", hook_instance, result["errors"])
         made = self.cards.make(result, prov, patient_view=service.hook == "patient-view", absent=got.absent)
         note = "absent with fhirAuthorization: " + ", ".join(got.absent) if got.absent else None
-        self._log(row, result, result["status"], made.rows, note)
+        # the log keeps the result at standard detail (what the patient decided; the knowledge
+        # base of its fingerprint holds the rest, so `expand` and `replay` rebuild it)
+        self._log(row, self.kb.reduce(result, "standard"), result["status"], made.rows, note)
         return Reply(200, {"cards": made.cards})
 
     def _log(

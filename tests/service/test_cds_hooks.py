@@ -67,10 +67,13 @@ def server_db(server: Server) -> Path:
     return server.log.parent / "decisions.sqlite"
 
 
-def result_of(server: Server, hook_instance: str) -> dict[str, Any]:
+def result_of(server: Server, hook_instance: str, kb: KnowledgeBase | None = None) -> dict[str, Any]:
+    """The logged result (standard detail), expanded to the full one with `kb`."""
     db = server_db(server)
     (text,) = next(iter_rows(db, f"SELECT result FROM decisions WHERE hook_instance = '{hook_instance}'"))
-    return dict(json.loads(text))
+    logged = dict(json.loads(text))
+    assert logged["detail"] == "standard"
+    return kb.expand(logged) if kb is not None else logged
 
 
 # ---- discovery ----------------------------------------------------------------------------------
@@ -106,7 +109,7 @@ def test_each_example_patient(server: Server, ehr: Any, templates: Any, kb: Know
     body, answer = patient_view(server, ehr, templates, record)
     assert answer.status_code == 200, answer.text
     cards = answer.json()["cards"]
-    result = result_of(server, body["hookInstance"])
+    result = result_of(server, body["hookInstance"], kb)
     expected = kb.evaluate(record)
     # the prefetch templates fetched everything the rules read (and nothing else: diastolic BP stays home)
     assert {k: result[k] for k in SAME} == {k: expected[k] for k in SAME}
@@ -159,10 +162,12 @@ def test_a_warning_card_names_its_values_and_their_resources(server: Server, ehr
     assert all(c["indicator"] != "critical" for c in cards.values())
 
 
-def test_caveats_are_shown_with_the_advice_they_qualify(server: Server, ehr: Any, templates: Any) -> None:
+def test_caveats_are_shown_with_the_advice_they_qualify(
+    server: Server, ehr: Any, templates: Any, kb: KnowledgeBase
+) -> None:
     body, answer = patient_view(server, ehr, templates, example("steroid-resistant-outside-the-trials"))
     cards = {c["source"]["topic"]["code"]: c for c in answer.json()["cards"]}
-    result = result_of(server, body["hookInstance"])
+    result = result_of(server, body["hookInstance"], kb)
     assert result["status"] == "evaluated" and result["caveats"]  # eGFR 12 from FHIR reached the record
     entry = next(e for e in result["rules"] if e["id"] == "CSA-SR-CANDIDATE")
     detail = cards["CSA-SR-CANDIDATE"]["detail"]
@@ -386,6 +391,8 @@ def test_the_decision_log_rows(server: Server, ehr: Any, templates: Any, kb: Kno
     assert (kb_id, kb_version, fingerprint) == (kb.id, kb.version, kb.fingerprint)
     result = json.loads(row[12])
     assert result["decision"]["decision_id"] == decision_id and result["decision"]["input_sha256"] == input_sha
+    assert result["detail"] == "standard"  # the knowledge base of its fingerprint holds the rest
+    assert kb.expand(result)["rules"][0]["citations"], "a logged result expands to the full one"
     assert when.endswith("Z")
     (mode,) = next(iter_rows(server_db(server), "PRAGMA journal_mode"))
     assert mode == "wal"
