@@ -105,7 +105,7 @@ class Quote:
     pointer: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # wide: built by keyword, so no field can be swapped
 class Parameter:
     name: str
     title: str
@@ -120,7 +120,7 @@ class Parameter:
     shapes: tuple[tuple[str, str], ...] = ()  # (field|derived, name): what a local choice shapes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # wide: built by keyword, so no field can be swapped
 class Derived:
     """A boolean `condition`, a `value` expression, or `cases` of (when, value)."""
 
@@ -138,7 +138,7 @@ class Derived:
         return self.condition is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # wide: built by keyword, so no field can be swapped
 class Rule:
     id: str
     version: str

@@ -135,17 +135,17 @@ def _load_parameters(reader: _Reader) -> None:
     for name, data in doc.data["parameters"].items():
         kind = next(iter(data["provenance"]))
         reader.result.model.parameters[name] = Parameter(
-            name,
-            data["title"],
-            data["value"],
-            data["unit"],
-            data.get("boundary"),
-            kind,
-            data["provenance"][kind],
-            data.get("note"),
-            doc.file,
-            pointer_join("/parameters", name),
-            tuple(next(iter(ref.items())) for ref in data.get("shapes", ())),
+            name=name,
+            title=data["title"],
+            value=data["value"],
+            unit=data["unit"],
+            boundary=data.get("boundary"),
+            provenance_kind=kind,
+            provenance=data["provenance"][kind],
+            note=data.get("note"),
+            file=doc.file,
+            pointer=pointer_join("/parameters", name),
+            shapes=tuple(next(iter(ref.items())) for ref in data.get("shapes", ())),
         )
 
 
@@ -189,14 +189,14 @@ def _load_derived(reader: _Reader) -> None:
         if parser.errors or any(c is None or v is None for c, v in cases):
             continue
         reader.result.model.derived[name] = Derived(
-            name,
-            _Templates(reader, doc, None)(data["title"], pointer_join(base, "title")),
-            data["unit"],
-            condition,
-            value,
-            cases,  # type: ignore[arg-type]
-            doc.file,
-            base,
+            name=name,
+            title=_Templates(reader, doc, None)(data["title"], pointer_join(base, "title")),
+            unit=data["unit"],
+            condition=condition,
+            value=value,
+            cases=cases,  # type: ignore[arg-type]
+            file=doc.file,
+            pointer=base,
         )
     reader.finish(parser)
 
@@ -229,26 +229,28 @@ def _load_rules(reader: _Reader) -> None:
         seen[data["id"]] = doc.file
         text = _Templates(reader, doc, data["id"])
         reader.result.model.rules[data["id"]] = Rule(
-            data["id"],
-            data["version"],
-            data["status"],
-            text(data["title"], "/title"),
-            data["kind"],
-            when,
-            text(data["says"], "/says"),
-            tuple(_quote(c, doc, pointer_join("/citations", i)) for i, c in enumerate(data.get("citations", []))),
-            _quote(data["evidence"], doc, "/evidence"),
-            tuple(
+            id=data["id"],
+            version=data["version"],
+            status=data["status"],
+            title=text(data["title"], "/title"),
+            kind=data["kind"],
+            when=when,
+            says=text(data["says"], "/says"),
+            citations=tuple(
+                _quote(c, doc, pointer_join("/citations", i)) for i, c in enumerate(data.get("citations", []))
+            ),
+            evidence=_quote(data["evidence"], doc, "/evidence"),
+            interpretation=tuple(
                 text(note, pointer_join("/interpretation", i)) for i, note in enumerate(data.get("interpretation", []))
             ),
-            tuple(data["history"]),
-            data.get("approved_by"),
-            data.get("approved_on"),
-            doc.file,
-            tuple(data.get("qualifies", ())),
-            next(iter(data["provenance"])) if "provenance" in data else None,
-            next(iter(data["provenance"].values())) if "provenance" in data else {},
-            tuple(next(iter(ref.items())) for ref in data.get("shows", ())),
+            history=tuple(data["history"]),
+            approved_by=data.get("approved_by"),
+            approved_on=data.get("approved_on"),
+            file=doc.file,
+            qualifies=tuple(data.get("qualifies", ())),
+            provenance_kind=next(iter(data["provenance"])) if "provenance" in data else None,
+            provenance=next(iter(data["provenance"].values())) if "provenance" in data else {},
+            shows=tuple(next(iter(ref.items())) for ref in data.get("shows", ())),
         )
 
 
