@@ -38,6 +38,12 @@ def _draft_resources(context: dict[str, Any]) -> list[dict[str, Any]]:
     return orders
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object of the request, or an empty one for anything else (a malformed draft order
+    is read for what it holds, never trusted to have the shape FHIR gives it)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _dosages(res: dict[str, Any]) -> list[dict[str, Any]]:
     items = res.get("dosageInstruction")
     return [d for d in items if isinstance(d, dict)] if isinstance(items, list) else []
@@ -58,7 +64,7 @@ def order_start(res: dict[str, Any]) -> datetime | None:
     starts = [s for s in (parse_instant(b.get("start")) for b in _bounds(res)) if s]
     if starts:
         return min(starts)
-    validity = (res.get("dispenseRequest") or {}).get("validityPeriod") or {}
+    validity = _obj(_obj(res.get("dispenseRequest")).get("validityPeriod"))
     return parse_instant(validity.get("start")) or parse_instant(res.get("authoredOn"))
 
 
@@ -71,7 +77,7 @@ def _as_current(res: dict[str, Any], patient_id: str, as_of: date) -> dict[str, 
         for bounds in _bounds(order):
             bounds["start"] = today
         order["authoredOn"] = today
-        validity = (order.get("dispenseRequest") or {}).get("validityPeriod")
+        validity = _obj(order.get("dispenseRequest")).get("validityPeriod")
         if isinstance(validity, dict) and "start" in validity:
             validity["start"] = today
     return order
@@ -92,8 +98,9 @@ def _ended(res: dict[str, Any], end: datetime) -> dict[str, Any]:
     for b in bounds:
         b["end"] = stamp
     if not bounds:
-        request = out.setdefault("dispenseRequest", {})
-        request.setdefault("validityPeriod", {})["end"] = stamp
+        request = _obj(out.get("dispenseRequest"))
+        out["dispenseRequest"] = request
+        request["validityPeriod"] = {**_obj(request.get("validityPeriod")), "end": stamp}
     return out
 
 
@@ -123,3 +130,23 @@ def draft_regimen(
     end = start - timedelta(seconds=1)
     kept = [{**e, "resource": _ended(e["resource"], end)} if id(e["resource"]) in replaced else e for e in kept]
     return [patient, *kept, *({"resource": d} for d in drafts)]
+
+
+def signed_record(record: dict[str, Any], prov: dict[str, Any], drafts: list[dict[str, Any]]) -> None:
+    """The record as it will be once the draft is signed: cyclosporine is `current`, its regimen
+    the draft's. A status recorded otherwise (`never` before a first course, `stopped` before a
+    restart) and the stop reason of a past course describe the record before the order, and kept
+    beside a current regimen they would make it contradict itself (invalid) or leave every
+    cyclosporine rule undetermined."""
+    csa = record.get("cyclosporine")
+    csa = csa if isinstance(csa, dict) else {}
+    record["cyclosporine"] = csa
+    csa["status"] = "current"
+    draft = drafts[0]
+    prov["/cyclosporine/status"] = {
+        "resourceType": "MedicationRequest",
+        "id": draft.get("id"),
+        "note": "the draft order being signed",
+    }
+    if csa.pop("stop_reason", None) is not None:
+        prov["/cyclosporine/stop_reason"] = {"missing": "the draft order restarts cyclosporine"}

@@ -20,7 +20,7 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
 from fsgs_kb.service.decisionlog import DecisionLog
-from fsgs_kb.service.drafts import cyclosporine_drafts, draft_regimen
+from fsgs_kb.service.drafts import cyclosporine_drafts, draft_regimen, signed_record
 from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect
 
 log = logging.getLogger("fsgs_kb.service")
@@ -165,6 +165,8 @@ class Hooks:
             record, prov = bundle_to_record(bundle_of(entries), self.fmap, as_of=as_of)
         except FhirInputError as exc:
             raise RequestProblem(400, f"prefetch cannot be read as one patient's data: {exc}") from None
+        if drafts:
+            signed_record(record, prov, drafts)
         record["id"] = self.decisions.pseudonym(record["id"])
         result = self.kb.evaluate(record, include_input=True)
         if result["status"] == "error":

@@ -40,6 +40,7 @@ def provenance_text(prov: dict[str, Any] | None) -> str:
     where = f"{md(prov.get('resourceType'))}/{md(prov.get('id'))}"
     extra = [md(prov["code"])] if prov.get("code") else []
     extra += [f"effective {md(prov['effective'])}"] if prov.get("effective") else []
+    extra += [md(prov["note"])] if prov.get("note") else []
     others = prov.get("others") or []
     extra += [f"with {', '.join(md(o.get('resourceType')) + '/' + md(o.get('id')) for o in others)}"] if others else []
     return where + (f" ({'; '.join(extra)})" if extra else "")

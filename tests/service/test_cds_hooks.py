@@ -311,6 +311,44 @@ def test_order_sign_checks_the_draft_regimen(server: Server, ehr: Any, templates
     assert "(6 mg/kg/day)" in dose["summary"] and dose["indicator"] == "warning"
 
 
+@pytest.mark.parametrize("name", ["steroid-resistant-naive", "relapse-after-nephrotoxicity-stop"])
+def test_order_sign_of_a_first_course_or_a_restart_is_the_signed_regimen(
+    server: Server, ehr: Any, templates: Any, name: str
+) -> None:
+    """A draft that starts cyclosporine (the record says `never`) or restarts it (`stopped`, with
+    the stop reason of the past course) is evaluated as the current regimen: not a record that
+    contradicts itself, not every cyclosporine rule left undetermined."""
+    record = example(name)
+    bundle = patient_bundle(record)
+    pid = patient_id(bundle)
+    mg = 6 * record["weight_kg"]  # 6 mg/kg/day: above the review's ceiling
+    body = hook_request(
+        "order-sign", pid, prefetch_for(templates[OS], bundle, pid), draftOrders=draft_orders(bundle, pid, mg)
+    )
+    answer = call(server, ehr, f"/cds-services/{OS}", body)
+    assert answer.status_code == 200, answer.text
+    dose = next(c for c in answer.json()["cards"] if c["source"]["topic"]["code"] == "CSA-DOSE-EXCEEDS")
+    assert "(6 mg/kg/day)" in dose["summary"] and "draft order being signed" in dose["detail"]
+    logged_result = result_of(server, body["hookInstance"])
+    assert logged_result["status"] == "evaluated", logged_result["errors"]
+    evaluated = logged_result["decision"]["input"]["cyclosporine"]
+    assert evaluated["status"] == "current" and "stop_reason" not in evaluated
+
+
+@pytest.mark.parametrize("bad", ["x", {"validityPeriod": "x"}, {"validityPeriod": {"start": 5}}])
+def test_order_sign_with_a_malformed_draft_is_answered_not_crashed(
+    server: Server, ehr: Any, templates: Any, bad: Any
+) -> None:
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    drafts = draft_orders(bundle, pid, 280)
+    drafts["entry"][0]["resource"]["dispenseRequest"] = bad
+    body = hook_request("order-sign", pid, prefetch_for(templates[OS], bundle, pid), draftOrders=drafts)
+    answer = call(server, ehr, f"/cds-services/{OS}", body)
+    assert answer.status_code == 200, answer.text
+    assert "Traceback" not in server.log.read_text()
+
+
 def test_order_sign_without_cyclosporine_draft_gives_no_cards(server: Server, ehr: Any, templates: Any) -> None:
     bundle = patient_bundle(example("dose-above-ceiling"))
     pid = patient_id(bundle)
