@@ -12,11 +12,16 @@ PyJWT does the signature and the standard claims; the wrapper closes what it lea
   otherwise refused without any request; `jwk`, `x5u` and `x5c` headers are never used; a `crit`
   header (extensions we do not implement) is refused.
 - Claims PyJWT does not require by default: exp, iat, jti, iss and aud are all required; iat may
-  not be in the future (beyond the clock skew) nor older than five minutes, which PyJWT does not
-  check; a jti is accepted once per issuer while unexpired (the decision log's seen_jti table).
-- The audience is the endpoint's URL under the configured public base URL, never the Host header.
-- Unknown kid: the issuer's key set is fetched again, at most once per `jwks_refetch_seconds`,
-  so a stream of bad kids cannot make the service hammer the EHR.
+  not be in the future (PyJWT would allow the whole 60 s leeway there: here only the
+  `IAT_GRANULARITY_SECONDS` a client's whole-second clock can be ahead) nor older than five
+  minutes, which PyJWT does not check; a jti is accepted once per issuer while unexpired (the
+  decision log's seen_jti table).
+- The audience is exactly the endpoint's URL under the configured public base URL, never the
+  Host header: a string (or a list of that one URL), not a list that also names other services.
+- Unknown kid: the issuer's key set is fetched again, at most once per `jwks_refetch_seconds`
+  counted from the last refetch (the first load does not start the interval, so a key rotated
+  in just after it is found at once); a stream of bad kids cannot make the service hammer the
+  EHR, and a key set that cannot be loaded is tried again only after the same interval.
 
 Every failure raises `Rejected` with a reason for the server log; the caller answers 401 with no
 detail, and nothing here logs or keeps the token.
@@ -40,6 +45,7 @@ from fsgs_kb.service.config import Issuer, ServiceConfig
 ALGORITHMS = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 EC_CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 SKEW_SECONDS = 60
+IAT_GRANULARITY_SECONDS = 2  # iat is whole seconds: a client's clock may round up to the next one
 MAX_AGE_SECONDS = 300
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_JWKS_BYTES = 256 * 1024
@@ -62,7 +68,7 @@ class Key:
 @dataclass
 class KeySet:
     keys: dict[str, Key] = field(default_factory=dict)
-    fetched: float = float("-inf")
+    refetched: float = float("-inf")  # when it was last loaded again (or tried), not the first load
 
 
 def key_algorithm(jwk: dict[str, Any], header_alg: str) -> str:
@@ -102,10 +108,17 @@ class KeyStore:
             return current.keys[kid]
         lock = self.locks.setdefault(source, asyncio.Lock())
         async with lock:
-            current = self.sets.get(source) or KeySet()
-            if kid not in current.keys and self.clock() - current.fetched >= self.refetch_seconds:
-                current = KeySet(await self._load(source), self.clock())
-                self.sets[source] = current
+            current = self.sets.get(source)
+            if current is None or (
+                kid not in current.keys and self.clock() - current.refetched >= self.refetch_seconds
+            ):
+                first = current is None
+                try:
+                    keys = await self._load(source)
+                except Rejected:  # unreachable or unusable: tried again only after the interval
+                    self.sets[source] = KeySet(current.keys if current else {}, self.clock())
+                    raise
+                current = self.sets[source] = KeySet(keys, float("-inf") if first else self.clock())
         if kid not in current.keys:
             raise Rejected("unknown kid")
         return current.keys[kid]
@@ -222,6 +235,10 @@ class TokenChecker:
         iat = claims["iat"]
         if not isinstance(iat, (int, float)) or time.time() - iat > MAX_AGE_SECONDS:
             raise Rejected("iat too old")
+        if iat > time.time() + IAT_GRANULARITY_SECONDS:
+            raise Rejected("iat in the future")
+        if claims["aud"] != audience and claims["aud"] != [audience]:
+            raise Rejected("aud names other services too")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
             raise Rejected("empty jti")
         return claims

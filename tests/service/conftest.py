@@ -25,16 +25,19 @@ class Ehr:
         self.file_signer = Signer(kid="file-key-1", iss="https://file-ehr.example.org")
         (work / "file-jwks.json").write_text(json.dumps({"keys": [self.file_signer.jwk()]}))
         self.evil_keys = KeyServer([self.signer.jwk()])
+        self.late = Signer(kid="late-key-1", iss="https://late-ehr.example.org")  # rotates a key in
+        self.late_keys = KeyServer([self.late.jwk()])
 
     def issuers(self) -> list[dict[str, Any]]:
         return [
             {"iss": ISS, "jwks_url": self.keys.url, "allowed_jku": [self.keys.url]},
             {"iss": self.other.iss, "jwks_url": self.other_keys.url},
             {"iss": self.file_signer.iss, "jwks_file": "file-jwks.json"},
+            {"iss": self.late.iss, "jwks_url": self.late_keys.url},
         ]
 
     def close(self) -> None:
-        for server in (self.keys, self.other_keys, self.evil_keys):
+        for server in (self.keys, self.other_keys, self.evil_keys, self.late_keys):
             server.close()
 
 

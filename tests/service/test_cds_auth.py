@@ -70,6 +70,8 @@ REASONS = {  # the reason each case must be refused for (server log only; the an
     "expired": "ExpiredSignatureError",
     "no_exp": "MissingRequiredClaimError",
     "future_iat": "ImmatureSignatureError",
+    "future_iat_within_the_leeway": "iat in the future",
+    "aud_list_naming_another_service": "aud names other services too",
     "old_iat": "iat too old",
     "no_jti": "MissingRequiredClaimError",
     "no_kid": "no kid",
@@ -99,6 +101,8 @@ def test_bad_tokens_get_the_same_401(server: Server, ehr: Any, case: str) -> Non
         "expired": signer.token(AUD, exp=now - 120, iat=now - 180),
         "no_exp": signer.token(AUD, exp=None),
         "future_iat": signer.token(AUD, iat=now + 300, exp=now + 360),
+        "future_iat_within_the_leeway": signer.token(AUD, iat=now + 30, exp=now + 90),
+        "aud_list_naming_another_service": signer.token([AUD, "https://other.example.org/cds-services/x"]),
         "old_iat": signer.token(AUD, iat=now - 400, exp=now + 60),
         "no_jti": signer.token(AUD, jti=None),
         "no_kid": jwt.encode(claims(), signer.key, algorithm="ES384", headers={"typ": "JWT"}),
@@ -147,6 +151,21 @@ def test_an_untrusted_jku_is_refused_and_never_fetched(server: Server, ehr: Any)
 
 def test_keys_from_a_file_issuer(server: Server, ehr: Any) -> None:
     assert post(server, ehr.file_signer.token(AUD)).status_code == 412
+
+
+def test_a_single_audience_in_a_list_is_accepted(server: Server, ehr: Any) -> None:
+    assert post(server, ehr.signer.token([AUD])).status_code == 412  # through the gate
+
+
+def test_a_key_rotated_in_right_after_the_first_load_is_found_at_once(server: Server, ehr: Any) -> None:
+    """The first load of an issuer's key set does not start the refetch interval: a kid the EHR
+    added just after it is fetched on its first use (once), not refused for the interval."""
+    signer = Signer(kid="late-key", iss=ehr.late.iss)
+    assert post(server, ehr.late.token(AUD)).status_code == 412  # the key set is loaded now
+    loaded = ehr.late_keys.requests
+    ehr.late_keys.keys = [ehr.late.jwk(), signer.jwk()]
+    assert post(server, signer.token(AUD)).status_code == 412
+    assert ehr.late_keys.requests == loaded + 1
 
 
 def test_an_unknown_kid_refetches_once_rate_limited(server: Server, ehr: Any) -> None:
