@@ -121,7 +121,8 @@ class Service:
         if not await self.authorized(request):
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         body = await self.body(request)
-        if isinstance(body, Reply):
+        if isinstance(body, Reply):  # signed, but not JSON or too large: still one row in the log
+            self._guarded(self.hooks.rejected_call, request.path_params["service"], body)
             return _reply(body)
         reply = self._guarded(self.hooks.call, request.path_params["service"], body)
         elapsed = (time.perf_counter() - start) * 1000

@@ -123,12 +123,43 @@ class Hooks:
         if service is None:
             return outcome(404, f"no CDS service {service_id!r}", "not-found")
         if not within_depth(body, self.max_depth):
-            return outcome(400, f"the request is nested more than {self.max_depth} levels deep", "too-costly")
+            reply = outcome(400, f"the request is nested more than {self.max_depth} levels deep", "too-costly")
+            self.rejected(service_id, None, reply)
+            return reply
         try:
             hook_instance, context = self._check_request(service, body)
             return self._answer(service, hook_instance, context, body)
         except RequestProblem as problem:
-            return outcome(problem.status, problem.message, problem.code)
+            reply = outcome(problem.status, problem.message, problem.code)
+            self.rejected(service_id, body, reply)
+            return reply
+        except Exception:  # a bug: logged as such here, answered 500 by the app (with the traceback in its log)
+            self.rejected(service_id, body, outcome(500, "internal error", "exception"))
+            raise
+
+    def rejected_call(self, service_id: str, reply: Reply) -> Reply:
+        """The row of a call whose body could not be read (not JSON, too large)."""
+        self.rejected(service_id, None, reply)
+        return reply
+
+    def rejected(self, service_id: str, body: Any, reply: Reply) -> None:
+        """Every hook call leaves a row, also one answered with an error: what was asked (as far as
+        the body says), the status `rejected_<HTTP status>` and the message sent back."""
+        service = self.services.get(service_id)
+        if service is None:
+            return
+        body = body if isinstance(body, dict) else {}
+        context = body.get("context") if isinstance(body.get("context"), dict) else {}
+        hook_instance = body.get("hookInstance")
+        patient = context.get("patientId")
+        row = {
+            "hook_instance": hook_instance if isinstance(hook_instance, str) else "",
+            "service": service.id,
+            "hook": service.hook,
+            "patient": patient if isinstance(patient, str) else None,
+        }
+        message = reply.body.get("issue", [{}])[0].get("diagnostics", "")
+        self._log(row, None, f"rejected_{reply.status}", [], note=str(message)[:500])
 
     @staticmethod
     def _check_request(service: HookService, body: Any) -> tuple[str, dict[str, Any]]:

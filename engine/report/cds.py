@@ -60,7 +60,7 @@ def _footer(detail: dict[str, Any]) -> str:
     kb = detail["kb"]
     return (
         f"Decision `{detail['decision_id']}` · knowledge base {md(kb['id'])} {md(kb['version'])} · "
-        f"fingerprint `{kb['fingerprint'][:16]}`"
+        f"fingerprint `{kb['fingerprint']}`"
     )
 
 

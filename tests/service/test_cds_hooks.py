@@ -139,7 +139,7 @@ def check_rule_card(card: dict[str, Any], entry: dict[str, Any], result: dict[st
     detail = card["detail"]
     for cite in entry["citations"]:
         assert cite["quote"].split()[0] in detail and f"sentence {cite['sentence']}" in detail
-    assert decision["decision_id"] in detail and decision["kb"]["fingerprint"][:16] in detail
+    assert decision["decision_id"] in detail and f"fingerprint `{decision['kb']['fingerprint']}`" in detail
     assert "Evidence note" in detail and "Where the values came from" in detail
     assert card["source"]["url"] == "https://doi.org/10.1053/snep.2003.50022"
     assert card["source"]["topic"]["code"] == entry["id"]
@@ -234,6 +234,8 @@ def test_requests_without_required_fields_are_400(server: Server, ehr: Any) -> N
         assert answer.json()["resourceType"] == "OperationOutcome" and drop in answer.json()["issue"][0]["diagnostics"]
     wrong = hook_request("order-sign", "p1", None)
     assert call(server, ehr, f"/cds-services/{PV}", wrong).status_code == 400
+    row = logged(server, wrong["hookInstance"])  # every hook call leaves a row, an answered error too
+    assert row[11] == "rejected_400" and "answers hook patient-view" in row[14]
     assert (
         call(server, ehr, "/cds-services/no-such-service", hook_request("patient-view", "p1", None)).status_code == 404
     )
@@ -242,8 +244,11 @@ def test_requests_without_required_fields_are_400(server: Server, ehr: Any) -> N
 def test_hostile_requests_get_clear_answers(server: Server, ehr: Any, templates: Any) -> None:
     path = f"/cds-services/{PV}"
     headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + path), "Content-Type": "application/json"}
+    rows_before = len(list(iter_rows(server_db(server), "SELECT id FROM decisions")))
     not_json = server.client.post(path, content=b"{not json", headers=headers)
     assert not_json.status_code == 400 and "not JSON" in not_json.json()["issue"][0]["diagnostics"]
+    statuses = [r[0] for r in iter_rows(server_db(server), "SELECT status FROM decisions ORDER BY id")]
+    assert statuses[rows_before:] == ["rejected_400"]
     deep: Any = {}
     for _ in range(200):
         deep = {"x": deep}
