@@ -119,6 +119,35 @@ def _issuer_errors(doc: Located, base: Path) -> list[KBError]:
     return out
 
 
+def _path_errors(doc: Located, base: Path) -> list[KBError]:
+    """The files and directories the configuration names, checked where it names them (a
+    missing rules directory or an unwritable log's directory is the configuration's mistake)."""
+    hint = "paths are relative to the configuration file"
+    out: list[KBError] = []
+    rules = doc.data.get("rules")
+    if rules and not (base / str(rules) / "kb.yaml").is_file():
+        what = "is not a knowledge base (no kb.yaml in it)" if (base / str(rules)).is_dir() else "does not exist"
+        out.append(doc.error("config.no_rules", f"rules directory {rules} {what}", "/rules", hint))
+    fhir_map = doc.data.get("fhir_map")
+    if fhir_map and not (base / str(fhir_map)).is_file():
+        out.append(doc.error("config.no_fhir_map", f"FHIR map {fhir_map} does not exist", "/fhir_map", hint))
+    log = doc.data.get("decision_log")
+    if log:
+        folder = (base / str(log)).parent
+        if not folder.is_dir():
+            out.append(
+                doc.error(
+                    "config.decision_log",
+                    f"the decision log's directory {folder} does not exist",
+                    "/decision_log",
+                    hint,
+                )
+            )
+        elif (base / str(log)).is_dir():
+            out.append(doc.error("config.decision_log", f"decision_log {log} is a directory", "/decision_log", hint))
+    return out
+
+
 def _mask_errors(doc: Located) -> list[KBError]:
     name = doc.data.get("mask_key_env")
     if name and not os.environ.get(name):
@@ -152,7 +181,7 @@ def load_config(path: Path) -> ServiceConfig:
     if errors:
         raise KBErrors(errors)
     base = path.resolve().parent
-    errors = _url_errors(doc) + _issuer_errors(doc, base) + _mask_errors(doc)
+    errors = _url_errors(doc) + _issuer_errors(doc, base) + _path_errors(doc, base) + _mask_errors(doc)
     if errors:
         raise KBErrors(errors)
     return _build(doc.data, path, base)

@@ -61,6 +61,20 @@ def test_config_mistakes_are_located(tmp_path: Path) -> None:
     )
 
 
+def test_paths_the_configuration_names_are_checked_where_it_names_them(tmp_path: Path) -> None:
+    config = tmp_path / "cds.yaml"
+    text = GOOD.replace("decision_log: ./fsgs-kb-decisions.sqlite", "decision_log: no-such-dir/x/d.sqlite")
+    config.write_text(text + "rules: /nonexistent-rules\nfhir_map: nowhere.yaml\n")
+    run = serve(config)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"{config}:7:15: error[config.decision_log] the decision log's directory" in run.stderr
+    assert f"{config}:9:8: error[config.no_rules] rules directory /nonexistent-rules does not exist" in run.stderr
+    assert f"{config}:10:11: error[config.no_fhir_map] FHIR map nowhere.yaml does not exist" in run.stderr
+    (tmp_path / "empty").mkdir()
+    config.write_text(GOOD + "rules: empty\n")
+    assert "rules directory empty is not a knowledge base" in serve(config).stderr
+
+
 def test_a_missing_extra_says_how_to_install_it(tmp_path: Path) -> None:
     config = tmp_path / "cds.yaml"
     config.write_text(GOOD)
