@@ -21,7 +21,7 @@ import click
 from fsgs_kb.engine.audit.audit import audit_report
 from fsgs_kb.engine.audit.diff import KBSide, compare, load_side, materialize, temporary_workdir
 from fsgs_kb.engine.audit.replay import impact as run_impact
-from fsgs_kb.engine.audit.replay import index_inputs, replay_counts
+from fsgs_kb.engine.audit.replay import index_inputs, is_result, replay_counts, stored_decision
 from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.audit.trace import trace as trace_result
@@ -354,9 +354,15 @@ def explain(
     """Explain one patient's result for a clinician: warnings, then advice, each with why (the
     condition in words, with units and where each threshold comes from), its source sentence and
     how it was read; then what the record lacks to decide the rest; for FHIR input, where each
-    value came from and why a field stayed empty. --format json for tools."""
+    value came from and why a field stayed empty. --format json for tools.
+
+    PATIENT may also be a stored result (of evaluate or batch, at any detail level) that holds its
+    input (--include-input): it is explained after checking that the knowledge base at hand
+    reproduces it byte for byte."""
     reader = _fhir_reader(rules_dir, input_format, as_of)
     kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, reader, announce=False)
+    if is_result(data):
+        data, result = stored_decision(kb, data)
     doc = {**explanation(kb, data, result), "sources": result.get("sources")}
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))

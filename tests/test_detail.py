@@ -127,6 +127,28 @@ def test_trace_is_exact_at_every_level(dose_results: dict[str, Path]) -> None:
     assert fsgs("trace", str(dose_results["standard"])).stdout == full  # rebuilt in full from the knowledge base
 
 
+def test_explain_reads_a_stored_result_at_every_level(tmp_path: Path) -> None:
+    """A result that holds its input is explained as its patient is, after the knowledge base at
+    hand reproduced it; one without its input, or edited, is refused with the reason (exit 2)."""
+    patient = str(ROOT / "examples" / "dose-above-ceiling.json")
+    expected = fsgs("explain", patient).stdout
+    for level in LEVELS:
+        stored = tmp_path / f"{level}.json"
+        stored.write_text(fsgs("evaluate", patient, "--detail", level, "--include-input").stdout)
+        proc = fsgs("explain", str(stored))
+        assert proc.returncode == 0 and proc.stdout == expected, (level, proc.stderr)
+    bare = tmp_path / "bare.json"
+    bare.write_text(fsgs("evaluate", patient, "--detail", "minimal").stdout)
+    proc = fsgs("explain", str(bare))
+    assert proc.returncode == 2 and "error[explain.no_input]" in proc.stderr, proc.stderr
+    edited = json.loads((tmp_path / "minimal.json").read_text())
+    edited["advice"] = ["CSA-DOSE-WITHIN"]
+    bare.write_text(json.dumps(edited))
+    proc = fsgs("explain", str(bare))
+    assert proc.returncode == 2 and "error[explain.not_reproduced]" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_trace_catches_an_edited_standard_result(dose_results: dict[str, Path], tmp_path: Path) -> None:
     result = json.loads(dose_results["standard"].read_text())
     exceeds = next(r for r in result["rules"] if r["id"] == "CSA-DOSE-EXCEEDS")

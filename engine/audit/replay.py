@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.detail import DETAILS, detail_of, rule_outcomes
 from fsgs_kb.engine.evaluate.output import dumps
 from fsgs_kb.engine.kb import KnowledgeBase
@@ -151,3 +151,54 @@ def impact(old_kb: KnowledgeBase, new_kb: KnowledgeBase, patients: Iterable[Reco
         "rules": dict(sorted(per_rule.items())),
         "status_changes": status_changes,
     }
+
+
+def is_result(value: Any) -> bool:
+    """Does this document look like a stored result (of evaluate or batch) rather than a patient?"""
+    return isinstance(value, dict) and isinstance(value.get("decision"), dict) and "status" in value
+
+
+def stored_decision(kb: KnowledgeBase, old: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the patient, the full result) behind a stored result at any detail level, re-derived from
+    the input it holds and checked to reproduce it byte for byte (as `replay` checks). KBErrors
+    when that cannot be done honestly: made by another knowledge base, no input stored, or the
+    input does not give this result."""
+    decision = old["decision"]
+    made_by = decision.get("kb") if isinstance(decision.get("kb"), dict) else {}
+    if made_by.get("fingerprint") != kb.fingerprint:
+        raise KBErrors(
+            [
+                KBError(
+                    "explain.other_kb",
+                    f"this result was made by knowledge base {made_by.get('id')} {made_by.get('version')} "
+                    f"(fingerprint {str(made_by.get('fingerprint'))[:12]}), not {kb.id} {kb.version} "
+                    f"({kb.fingerprint[:12]})",
+                    hint="explain it with the knowledge base that made it (--rules DIR)",
+                )
+            ]
+        )
+    patient = decision.get("input")
+    if not isinstance(patient, dict):
+        raise KBErrors(
+            [
+                KBError(
+                    "explain.no_input",
+                    "this result does not hold the patient record it was made from, which explaining it needs",
+                    hint="evaluate or batch with --include-input keeps it; or explain the patient record itself",
+                )
+            ]
+        )
+    verdict = replay_one(kb, old, {})
+    if verdict["verdict"] != "identical":
+        changed = ", ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in verdict.get("changes", [])) or "its content"
+        raise KBErrors(
+            [
+                KBError(
+                    "explain.not_reproduced",
+                    f"evaluating the record this result holds does not give this result ({changed})",
+                    hint="fsgs-kb trace and fsgs-kb replay say what differs",
+                )
+            ]
+        )
+    full = kb.evaluate(patient, include_input=True, mask=tuple(decision.get("masked", [])))
+    return patient, full
