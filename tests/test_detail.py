@@ -149,6 +149,33 @@ def test_explain_reads_a_stored_result_at_every_level(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_trace_of_a_whole_cohort_is_exact_and_knows_caveats(tmp_path: Path) -> None:
+    """A caveat whose conditions hold is `not_fired` when none of the advice it qualifies fired:
+    trace must not call that a mismatch (it did, on a quarter of the cohort), and must call the
+    opposite one."""
+    cohort = tmp_path / "cohort.jsonl"
+    cohort.write_text("".join((ROOT / "examples" / "cohort.jsonl").read_text().splitlines(keepends=True)[:150]))
+    for level in ("full", "standard"):
+        output = tmp_path / f"{level}.jsonl"
+        assert fsgs("batch", str(cohort), "-o", str(output), "--detail", level, "--quiet").returncode in (0, 1)
+        proc = fsgs("trace", str(output))
+        assert proc.returncode == 0 and "MISMATCH" not in proc.stdout, (level, proc.stdout[-2000:])
+    results = [json.loads(line) for line in (tmp_path / "full.jsonl").read_text().splitlines()]
+    held = next(
+        (r, e)
+        for r in results
+        for e in r["rules"]
+        if e["kind"] == "caveat" and e["outcome"] == "not_fired" and all(c["result"] for c in e["conditions"])
+    )
+    result, entry = held
+    entry["outcome"] = "fired"  # forged: its conditions hold, but none of the advice it qualifies fired
+    result["caveats"].append(entry["id"])
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(result))
+    proc = fsgs("trace", str(forged))
+    assert proc.returncode == 1 and f"rule {entry['id']}: outcome fired contradicts" in proc.stdout, proc.stdout
+
+
 def test_trace_catches_an_edited_standard_result(dose_results: dict[str, Path], tmp_path: Path) -> None:
     result = json.loads(dose_results["standard"].read_text())
     exceeds = next(r for r in result["rules"] if r["id"] == "CSA-DOSE-EXCEEDS")

@@ -73,7 +73,7 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
             if rule is None:
                 found.mismatches.append(f"rule {entry['id']}: no such rule in this knowledge base")
             else:
-                found.mismatches += _rule_mismatches(kb, rule, entry)
+                found.mismatches += _rule_mismatches(kb, rule, entry, entries)
         found.mismatches += _list_mismatches(full, entries)
     stored = result["decision"].get("input")
     if stored is not None or (inputs and result["decision"].get("input_sha256") in inputs):
@@ -99,7 +99,9 @@ def shape_problems(result: Any) -> list[KBError]:
     return problems[:10]
 
 
-def _rule_mismatches(kb: KnowledgeBase, rule: Rule, entry: dict[str, Any]) -> list[str]:
+def _rule_mismatches(
+    kb: KnowledgeBase, rule: Rule, entry: dict[str, Any], entries: dict[str, dict[str, Any]]
+) -> list[str]:
     out = []
     static = kb.evaluation.static[rule.id]
     expected = {
@@ -136,7 +138,17 @@ def _rule_mismatches(kb: KnowledgeBase, rule: Rule, entry: dict[str, Any]) -> li
             out.append(f"rule {rule.id}: condition {pointer} is {recorded} for value {actual!r}, which gives {truth}")
         truths[pointer] = recorded
     decided = _kleene(rule.when, "/when", truths)
-    if decided is not None and entry.get("outcome") != OUTCOME[decided]:
+    if rule.kind == "caveat" and decided is True:
+        # a caveat fires only beside advice it qualifies that fired (clinical-notes §7)
+        qualified = [q for q in rule.qualifies if entries.get(q, {}).get("outcome") == "fired"]
+        if entry.get("outcome") != ("fired" if qualified else "not_fired"):
+            beside = (
+                f"beside {', '.join(qualified)}, which fired"
+                if qualified
+                else "and none of the advice it qualifies fired"
+            )
+            out.append(f"rule {rule.id}: outcome {entry.get('outcome')} contradicts its conditions (met) {beside}")
+    elif decided is not None and entry.get("outcome") != OUTCOME[decided]:
         out.append(f"rule {rule.id}: outcome {entry.get('outcome')} contradicts its conditions ({OUTCOME[decided]})")
     return out
 
