@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -174,6 +176,27 @@ def test_trace_of_a_whole_cohort_is_exact_and_knows_caveats(tmp_path: Path) -> N
     forged.write_text(json.dumps(result))
     proc = fsgs("trace", str(forged))
     assert proc.returncode == 1 and f"rule {entry['id']}: outcome fired contradicts" in proc.stdout, proc.stdout
+
+
+def test_trace_against_another_knowledge_base_says_what_is_not_recorded(
+    dose_results: dict[str, Path], tmp_path: Path
+) -> None:
+    """A standard or minimal result holds no texts or versions of its own: traced with another
+    knowledge base it cannot be rebuilt, so trace warns and shows what the result does record."""
+    other = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", other)
+    manifest = (other / "kb.yaml").read_text()
+    current = re.search(r"^version: (\d+)\.(\d+)\.(\d+)$", manifest, re.M)
+    assert current is not None
+    bumped = f"{current[1]}.{current[2]}.{int(current[3]) + 1}"
+    manifest = manifest.replace(current[0], f"version: {bumped}", 1).replace(
+        "changelog:\n", f'changelog:\n  - version: {bumped}\n    date: "2026-11-29"\n    changes: [a release]\n', 1
+    )
+    (other / "kb.yaml").write_text(manifest)
+    for level in ("standard", "minimal"):
+        proc = fsgs("trace", "--rules", str(other), str(dose_results[level]))
+        assert proc.returncode == 1 and "NOT the one that made this decision" in proc.stdout, proc.stderr
+        assert "None" not in proc.stdout and "rule CSA-DOSE-EXCEEDS (version not recorded" in proc.stdout, proc.stdout
 
 
 def test_trace_catches_an_edited_standard_result(dose_results: dict[str, Path], tmp_path: Path) -> None:

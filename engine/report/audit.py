@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fsgs_kb.engine.audit.diff import KBDiff, KBSide
@@ -73,6 +74,14 @@ def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(out)
 
 
+def _recorded_condition(cond: dict[str, Any]) -> str:
+    """A condition as a standard result records it (no text): its input, value and truth."""
+    name = cond.get("field") or cond.get("derived") or "?"
+    unit = f" {cond['unit']}" if cond.get("unit") else ""
+    value = "unknown" if cond.get("actual") is None else f"{json.dumps(cond.get('actual'))}{unit}"
+    return f"{name} = {value}: {json.dumps(cond.get('result'))}"
+
+
 def trace_text(kb: KnowledgeBase, found: Trace) -> str:
     """The chain advice → rule → values → provenance → source sentence, and the verdict."""
     if found.malformed:
@@ -99,10 +108,14 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
             f"re-derived from its input with the same knowledge base ({kb.fingerprint[:16]}): the trace is exact"
         )
     else:
+        checked = (
+            "advice texts and rule lists check out (a minimal result records no conditions)"
+            if "rules" not in result
+            else "texts, thresholds, condition arithmetic and outcomes check out"
+        )
         lines.append(
-            f"consistent with the same knowledge base ({kb.fingerprint[:16]}): texts, thresholds, condition "
-            "arithmetic and outcomes check out; not re-derived, as the result does not carry its input "
-            "(evaluate with --include-input, or give the patients file with --input)"
+            f"consistent with the same knowledge base ({kb.fingerprint[:16]}): {checked}; not re-derived, as the "
+            "result does not carry its input (evaluate with --include-input, or give the patients file with --input)"
         )
     rules = {r["id"]: r for r in result.get("rules", [])}
     minimal = "rules" not in result
@@ -112,16 +125,25 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
         if minimal and current is not None and found.same_kb:  # the knowledge base that made it says the rest
             entry = {"version": current.version, "status": current.status, **kb.evaluation.static_part(rule_id)}
             entry["says"] = result.get("says", {}).get(rule_id, "")
-        today = "" if current is None or current.version == entry.get("version") else f"; today's is {current.version}"
+        level = result.get("detail", "full")
+        says = entry.get("says") or result.get("says", {}).get(rule_id)
+        if entry.get("version") is None:  # a standard or minimal result of another knowledge base
+            version = f"(version not recorded at {level} detail; the knowledge base that made it holds it)"
+            today = "" if current is None else f"; today's is v{current.version}"
+        else:
+            version = f"v{entry.get('version')} ({entry.get('status')})"
+            today = (
+                "" if current is None or current.version == entry.get("version") else f"; today's is {current.version}"
+            )
         lines += [
             "",
-            f"advice: {entry.get('says', result.get('says', {}).get(rule_id, ''))}",
-            f"  ← rule {rule_id} v{entry.get('version')} ({entry.get('status')}){today}",
+            f"advice: {says}" if says else f"advice: {rule_id} (its text is not recorded at {level} detail)",
+            f"  ← rule {rule_id} {version}{today}",
         ]
         if minimal:
             lines.append("  ← (conditions not recorded at minimal detail)")
         for cond in entry.get("conditions", []):
-            lines.append(f"  ← {cond.get('text')}")
+            lines.append(f"  ← {cond.get('text') or _recorded_condition(cond)}")
             name = cond.get("parameter")
             if name and name in kb.model.parameters:
                 lines.append(f"      ← parameter {name}: {provenance_label(kb.model, name)}")
