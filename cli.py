@@ -27,7 +27,15 @@ from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.dask_bag import run_parts
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
-from fsgs_kb.engine.batch.parts import check_parts, expand_parts, is_pattern, part_output, run_parts_locally
+from fsgs_kb.engine.batch.parts import (
+    check_parts,
+    expand_parts,
+    is_pattern,
+    local_parts,
+    part_output,
+    prepare_outdir,
+    run_parts_locally,
+)
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
 from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
@@ -463,7 +471,9 @@ def batch(
     click.echo(kb_line(kb.identity), err=True)  # stdout may be the results
     if scheduler is not None or (is_pattern(source) and not os.path.exists(source)):
         options = {**_evaluate_options(include_input, mask), "detail": detail}
-        _batch_parts(kb, source, output, scheduler, workers, resume, input_format, options, rules_dir, summary_file)
+        _batch_parts(
+            kb, source, output, scheduler, workers, resume, input_format, options, rules_dir, summary_file, quiet
+        )
     output = _output_in_directory(source, output)
     reader = _fhir_reader(rules_dir, input_format, as_of)
     summary_handle = _open_summary(summary_file)
@@ -515,6 +525,7 @@ def _batch_parts(
     options: dict[str, Any],
     rules_dir: Path | None,
     summary_file: str | None,
+    quiet: bool = False,
 ) -> NoReturn:
     """`batch` over input parts, one output part each, locally or on a Dask cluster."""
     if outdir is None:
@@ -523,8 +534,17 @@ def _batch_parts(
         raise usage_error("parts", "--resume is for local runs: with --dask, run the parts again")
     if input_format is not None and input_format.startswith("fhir"):
         raise usage_error("parts", "input parts are JSON Lines, JSON or CSV files; FHIR input runs one at a time")
+    if source == "-":
+        raise usage_error(
+            "parts",
+            "input parts are files: standard input cannot be split into parts",
+            hint="without --dask, batch - reads standard input",
+        )
     parts = expand_parts(source)
     check_parts(source, parts, outdir)
+    prepare_outdir(outdir)
+    if scheduler is None:
+        parts = local_parts(parts)
     summary_handle = _open_summary(summary_file)
     if scheduler is not None:
         run = run_parts(scheduler, parts, outdir, str(kb.location.path), options, input_format)
@@ -539,7 +559,8 @@ def _batch_parts(
         )
         run = run_parts_locally(kb, job, parts, outdir)
     payload = {"kb": kb.identity, **run.summary()}
-    click.echo(summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]])), err=True)
+    text = summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]]))
+    click.echo(text.splitlines()[0] if quiet and not run.interrupted_by else text, err=True)
     click.echo(f"{len(payload['parts'])} part(s) written to {outdir}", err=True)
     if summary_handle is not None:
         with summary_handle:

@@ -59,8 +59,46 @@ def expand_parts(source: str) -> list[str]:
             return parts
         protocol = source.split("://", 1)[0]
         return [p if is_url(p) else f"{protocol}://{p}" for p in parts]
-    parts = sorted(p for p in glob.glob(source) if os.path.isfile(p)) if is_pattern(source) else [source]
-    return parts
+    if is_pattern(source):  # `**` spans directories, as in a shell with globstar
+        return sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
+    return [source]
+
+
+def local_parts(parts: list[str]) -> list[str]:
+    """Parts a local run can open: `file://` URLs as paths; KBErrors for other URLs, which only
+    the Dask workers read (through fsspec)."""
+    out = []
+    for part in parts:
+        if part.startswith("file://"):
+            out.append(part[len("file://") :])
+        elif is_url(part):
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.parts_url",
+                        f"{part}: a local run reads files, not URLs",
+                        hint="run it on a Dask cluster with --dask SCHEDULER, or copy the parts here",
+                    )
+                ]
+            )
+        else:
+            out.append(part)
+    return out
+
+
+def prepare_outdir(outdir: str) -> None:
+    """The output directory of the parts, made if need be (not for URLs, which fsspec makes);
+    KBErrors when it cannot be one (a file is there, no permission, no such parent)."""
+    if is_url(outdir):
+        return
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise KBErrors([KBError("batch.output", "the output directory is a file", file=outdir, hint="-o a directory")])
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as exc:
+        raise KBErrors(
+            [KBError("batch.output", f"cannot make the output directory: {exc.strerror or exc}", file=outdir)]
+        ) from None
 
 
 def part_output(outdir: str, part: str) -> str:
@@ -146,7 +184,7 @@ def part_counts(source: str, output: str, summary: BatchSummary) -> dict[str, An
 
 def run_parts_locally(kb: KnowledgeBase, job: BatchJob, parts: list[str], outdir: str) -> PartsRun:
     """Each part through the local batch (all workers, locked output, resume record), in turn."""
-    os.makedirs(outdir, exist_ok=True)
+    prepare_outdir(outdir)
     run = PartsRun(workers=max(1, job.workers))
     start = time.perf_counter()
     for part in parts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,29 @@ def test_output_that_is_a_directory_gets_the_input_name_inside_it(tmp_path: Path
     assert piped.rc == 2 and "out is a directory" in piped.err, piped
     for outcome in (into_itself, piped):
         assert_no_traceback(outcome)
+
+
+def test_input_parts_with_an_unusable_output_directory_or_standard_input_are_refused(tmp_path: Path) -> None:
+    """Input parts need an output directory: a file there, a path that cannot be made, or
+    standard input with --dask are each one clear message and exit 2, never an internal error."""
+    (tmp_path / "data").mkdir()
+    for i in (1, 2):
+        (tmp_path / "data" / f"part-{i}.jsonl").write_bytes(jsonl([good_line(f"P{i}")]))
+    (tmp_path / "afile").write_text("")
+    for output in ("afile", "afile/sub", "/proc/no-such-dir"):
+        refused = run("batch", "data/part-*.jsonl", "-o", output, "--quiet", cwd=tmp_path)
+        assert refused.rc == 2 and "error[batch.output]" in refused.err, refused
+        assert_no_traceback(refused)
+    piped = run("batch", "-", "--dask", "tcp://127.0.0.1:9", "-o", "out", cwd=tmp_path, input=good_line() + b"\n")
+    assert piped.rc == 2 and "standard input cannot be split into parts" in piped.err, piped
+    for pattern in (f"file://{tmp_path}/data/part-*.jsonl", "data/**/*.jsonl"):  # URLs of files; `**`
+        outdir = tmp_path / "out"
+        done = run("batch", pattern, "-o", str(outdir), "--quiet", cwd=tmp_path)
+        assert done.rc == 0, done
+        assert len(done.err.splitlines()) == 3  # --quiet: the KB line, one summary line, where the parts went
+        for i in (1, 2):
+            assert_each_record_once(read_results(outdir / f"part-{i}.jsonl"), 1)
+        shutil.rmtree(outdir)
 
 
 def test_resume_with_output_of_another_input_is_refused(tmp_path: Path) -> None:
