@@ -199,6 +199,32 @@ def test_trace_against_another_knowledge_base_says_what_is_not_recorded(
         assert "None" not in proc.stdout and "rule CSA-DOSE-EXCEEDS (version not recorded" in proc.stdout, proc.stdout
 
 
+def test_impact_reads_stored_results_at_every_level(tmp_path: Path) -> None:
+    """A results file whose lines hold their input measures the same impact as the patients file;
+    lines without their input are listed as unusable, with the reason."""
+    new = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", new)
+    parameters = (new / "parameters.yaml").read_text()
+    changed = re.sub(
+        r"(  nephrotoxicity_creatinine_rise:\n(?:    .*\n)*?    value: )30\n", r"\g<1>10\n", parameters, count=1
+    )
+    assert changed != parameters  # a cited threshold: another value is still a valid knowledge base
+    (new / "parameters.yaml").write_text(changed)
+    cohort = tmp_path / "cohort.jsonl"
+    cohort.write_text("".join((ROOT / "examples" / "cohort.jsonl").read_text().splitlines(keepends=True)[:60]))
+    expected = fsgs("impact", str(ROOT / "rules"), str(new), str(cohort))
+    assert "CSA-NEPHROTOX-SUSPECTED" in expected.stdout, expected.stdout
+    for level in LEVELS:
+        results = tmp_path / f"{level}.jsonl"
+        fsgs("batch", str(cohort), "-o", str(results), "--detail", level, "--include-input", "--quiet")
+        measured = fsgs("impact", str(ROOT / "rules"), str(new), str(results))
+        assert (measured.returncode, measured.stdout) == (expected.returncode, expected.stdout), level
+    bare = tmp_path / "bare.jsonl"
+    fsgs("batch", str(cohort), "-o", str(bare), "--detail", "minimal", "--quiet")
+    unusable = fsgs("impact", str(ROOT / "rules"), str(new), str(bare))
+    assert "a stored result without its input" in unusable.stdout, unusable.stdout
+
+
 def test_trace_catches_an_edited_standard_result(dose_results: dict[str, Path], tmp_path: Path) -> None:
     result = json.loads(dose_results["standard"].read_text())
     exceeds = next(r for r in result["rules"] if r["id"] == "CSA-DOSE-EXCEEDS")

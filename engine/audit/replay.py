@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors
@@ -113,13 +114,19 @@ def _pid(result: dict[str, Any], number: int) -> str:
 
 def impact(old_kb: KnowledgeBase, new_kb: KnowledgeBase, patients: Iterable[Record]) -> dict[str, Any]:
     """Per rule, the patients who newly fire, stop firing, become or stop being undetermined;
-    input records that are not valid patients are listed, never silently skipped."""
+    input records that are not valid patients are listed, never silently skipped. A line may also
+    be a stored result (of evaluate or batch, any detail level) that holds its input: that input
+    is the patient; a result without it is listed as unusable, with the reason."""
     per_rule: dict[str, dict[str, list[str]]] = {}
     status_changes: list[dict[str, Any]] = []
     unreadable: list[dict[str, Any]] = []
     total = 0
-    for record in patients:
+    for given in patients:
         total += 1
+        record, problem = _patient_record(given)
+        if problem is not None:
+            unreadable.append({"line": given.line, "problem": problem})
+            continue
         old, new = old_kb.evaluate_record(record, detail="standard"), new_kb.evaluate_record(record, detail="standard")
         if old["status"] == new["status"] == "invalid":
             unreadable.append({"line": record.line, "problem": new["errors"][0]["message"] if new["errors"] else ""})
@@ -151,6 +158,17 @@ def impact(old_kb: KnowledgeBase, new_kb: KnowledgeBase, patients: Iterable[Reco
         "rules": dict(sorted(per_rule.items())),
         "status_changes": status_changes,
     }
+
+
+def _patient_record(record: Record) -> tuple[Record, str | None]:
+    """The patient a line stands for: itself, or the input a stored result holds."""
+    value, problem = record_value(record)
+    if problem is not None or not is_result(value):
+        return record, None
+    stored = value["decision"].get("input")
+    if not isinstance(stored, dict):
+        return record, "a stored result without its input (evaluate or batch with --include-input keeps it)"
+    return replace(record, raw=b"", data=stored), None
 
 
 def is_result(value: Any) -> bool:

@@ -193,6 +193,8 @@ def impact_text(report: dict[str, Any], limit: int = 20) -> str:
         where = ", ".join(f"line {e['line']}" for e in invalid[:limit]) + (", …" if len(invalid) > limit else "")
         count = f"{len(invalid):,} input records are invalid"
         lines.append(f"{count} (not valid patient records) and were not compared ({where})")
+        reasons = list(dict.fromkeys(e["problem"] for e in invalid if e.get("problem")))
+        lines += [f"  {escape_control(reason)}" for reason in reasons[:3]]
     if not report["rules"]:
         valid = report["patients"] - len(invalid)
         lines.append(f"no outcome changes for the {valid:,} valid patients" if valid else "no valid patient to compare")
