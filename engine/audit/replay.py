@@ -60,8 +60,8 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record])
         "record": old.get("record"),
     }
     detail = detail_of(old)
-    if detail not in DETAILS:
-        return {**ident, "verdict": "changed", "changes": [{"rule": "(detail)", "old": detail, "new": "full"}]}
+    if detail not in DETAILS:  # not a result any version of fsgs-kb writes: nothing to compare it with
+        return {**ident, "verdict": "unreadable", "problem": f"unknown detail level {detail!r}"}
     stored = decision.get("input")
     if stored is not None:
         masked = tuple(decision.get("masked", []))

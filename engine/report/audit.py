@@ -162,7 +162,8 @@ def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
     lines = []
     for report in printable(reports):
         if report["verdict"] == "unreadable":
-            lines.append(f"unreadable: record {report['record']}: {report['problem']}")
+            where = report.get("record") or report.get("patient_id") or "?"
+            lines.append(f"unreadable: record {where}: {report['problem']}")
         elif report["verdict"] != "identical":
             what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in report.get("changes", []))
             lines.append(
