@@ -177,8 +177,12 @@ def decode(data: Any) -> Any:
         return tuple(decode(item) for item in data[1:])
     if tag == "S":
         return {decode(item) for item in data[1:]}
-    if tag == "D":
-        return CLASSES[data[1]](*(decode(item) for item in data[2:]))
+    if tag == "D":  # by field name: the wide model classes are keyword-only
+        cls = CLASSES[data[1]]
+        names = [f.name for f in dataclasses.fields(cls)]
+        if len(names) != len(data) - 2:
+            raise ValueError(f"{data[1]}: {len(data) - 2} fields cached, {len(names)} expected")
+        return cls(**{name: decode(item) for name, item in zip(names, data[2:], strict=True)})
     if tag == "P":
         _, content, file, values, keys = data
         return Located(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import fsgs_kb
+from fsgs_kb.engine import cache
 from fsgs_kb.engine.errors import KBErrors
 
 
@@ -38,3 +39,15 @@ def test_cache_can_be_switched_off(kb_copy: Path, tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     fsgs_kb.load(kb_copy)
     assert not (tmp_path / "xdg").exists()
+
+
+def test_a_stored_entry_is_served(kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored report decodes to the same model (a decode that fails is a silent miss, which
+    once turned the cache off for every knowledge base unnoticed: keyword-only model classes)."""
+    monkeypatch.setenv("FSGS_KB_CACHE", str(tmp_path / "cache"))
+    first = fsgs_kb.load(kb_copy)
+    key = cache.content_key(kb_copy)
+    assert key is not None
+    served = cache.load_cached(key)
+    assert served is not None, "the entry just stored is not served"
+    assert served.load.model == first.report.load.model
