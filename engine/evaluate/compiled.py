@@ -40,6 +40,7 @@ from fsgs_kb.engine.load.fingerprint import input_sha256
 from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, Not, Op, Ref
 
 NUMERIC = ("lt", "le", "gt", "ge")
+_OUTCOME_JSON = {True: b'"fired"', False: b'"not_fired"', None: b'"undetermined"'}
 CACHE_LIMIT = 1 << 16
 _UNSEEN = object()
 PY_OP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -415,7 +416,7 @@ class _Generator:
                 leaves = self.leaves(rule.when)
                 if self.encoded:  # one join: a chain of `+` would copy the growing list once per condition
                     parts = ", b',', ".join(f"{self.prefix(ptr, plan)}, {plan.entry}b" for ptr, plan in leaves)
-                    out.append(f"({r}, _Fragment(b''.join((b'[', {parts}, b']'))))")
+                    out.append(f"({r}, b''.join((b'[', {parts}, b']')))")
                     continue
                 conditions = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
                 out.append(f"({r}, [{conditions}])")
@@ -518,20 +519,26 @@ class CompiledEvaluator:
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
-        fragment = orjson.Fragment
-        self._encoded: dict[str, dict[str, Any]] = {
-            r.id: {
-                "says": {key: fragment(orjson.dumps(value)) for key, value in evaluation.static_part(r.id).items()},
-                "caveat": {
-                    "qualifies": fragment(orjson.dumps(list(r.qualifies))),
-                    "provenance": fragment(orjson.dumps(evaluation.static[r.id]["provenance"])),
-                }
-                if r.kind == "caveat"
-                else {},
-                "note": fragment(orjson.dumps(self._note(r.id))) if r.kind == "caveat" else None,
+        self._derived_static = [
+            (n, None if self.units[n] == "none" else self.units[n], evaluation.evaluator.policy.get(("derived", n)))
+            for n in self.standard_derived
+        ]
+        # A full rule entry as JSON is these constant pieces with the patient's parts between
+        # them, in the key order of the dict the reference builds (`run_json`, _encoded_entries).
+        self._encoded: dict[str, dict[str, bytes]] = {}
+        for r in self.rules:
+            static = evaluation.static_part(r.id)
+            pieces = {
+                "head": orjson.dumps(self.heads[r.id])[:-1] + b',"outcome":',
+                "says": b"," + orjson.dumps(static)[1:-1],
+                "caveat": b"",
+                "note": b"",
             }
-            for r in self.rules
-        }
+            if r.kind == "caveat":
+                extra = {"qualifies": list(r.qualifies), "provenance": evaluation.static[r.id]["provenance"]}
+                pieces["caveat"] = b"," + orjson.dumps(extra)[1:-1] + b',"shown":'
+                pieces["note"] = orjson.dumps(self._note(r.id))
+            self._encoded[r.id] = pieces
 
     def functions(self, detail: str, encoded: bool = False) -> tuple[Any, Any]:
         """(derive, rules) of one detail level, generated and compiled on first use (a command
@@ -757,33 +764,48 @@ class CompiledEvaluator:
         notes: dict[str, list[str]],
         derived: dict[str, DerivedValue],
         values: dict[str, Any],
-    ) -> list[dict[str, Any]]:
-        """The full rule entries for `run_json`: what the knowledge base says as JSON encoded at
-        load (self._encoded), each derived value encoded once however many rules list it."""
+    ) -> Any:
+        """The full rule entries for `run_json`, as one JSON fragment: what the knowledge base says
+        encoded at load (self._encoded), each derived value encoded once however many rules list
+        it, the patient's parts encoded between; the bytes orjson writes for the reference's dicts."""
         ev = self.evaluation
-        fragment = orjson.Fragment
-        derived_json = {n: fragment(orjson.dumps(ev.derived_entry(derived[n]))) for n in self.standard_derived}
-        entries = []
+        dumps = orjson.dumps
+        derived_json = {}
+        for name, unit, policy in self._derived_static:  # as Evaluation.derived_entry, nothing copied
+            dv = derived[name]
+            entry = {"name": name, "value": dv.value, "unit": unit, "how": dv.how, "missing": list(dv.missing)}
+            if policy:
+                entry["policy"] = policy
+            derived_json[name] = dumps(entry)
+        parts: list[bytes] = [b"["]
         for rule, (_, conditions) in zip(self.rules, truths, strict=True):
             rid = rule.id
-            static = self._encoded[rid]
-            entry: dict[str, Any] = dict(self.heads[rid])
-            entry["outcome"] = OUTCOME[decided[rid]]
-            entry["missing"] = missing_of[rid]
-            entry["conditions"] = conditions
-            entry["derived"] = [derived_json[n] for n in ev.rule_derived[rid]]
+            pieces = self._encoded[rid]
+            missing = missing_of[rid]
+            parts += (
+                pieces["head"],
+                _OUTCOME_JSON[decided[rid]],
+                b',"missing":',
+                dumps(missing) if missing else b"[]",
+                b',"conditions":',
+                conditions,
+                b',"derived":[',
+                b",".join([derived_json[n] for n in ev.rule_derived[rid]]),
+                b"]",
+            )
             if rid in without_of:
-                entry["decided_without"] = without_of[rid]
-            entry.update(static["says"])
+                parts += (b',"decided_without":', dumps(without_of[rid]))
+            parts.append(pieces["says"])
             if rule.kind == "caveat":
-                entry.update(static["caveat"])
-                entry["shown"] = ev.shown(rule, values, derived)
+                parts += (pieces["caveat"], dumps(ev.shown(rule, values, derived)))
                 if rid in unchecked_of:
-                    entry["unchecked"] = unchecked_of[rid]
+                    parts += (b',"unchecked":', dumps(unchecked_of[rid]))
             if rid in notes:
-                entry["caveats"] = [self._encoded[c]["note"] for c in notes[rid]]
-            entries.append(entry)
-        return entries
+                parts += (b',"caveats":[', b",".join([self._encoded[c]["note"] for c in notes[rid]]), b"]")
+            parts.append(b"},")
+        parts[-1] = b"}" if len(parts) > 1 else parts[-1]
+        parts.append(b"]")
+        return orjson.Fragment(b"".join(parts))
 
     def _flat_fact(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
         """Evaluation.flat_fact, with each cell's sample value and fact key worked out once."""

@@ -76,6 +76,7 @@ class Evaluation:
         self.rule_derived = {r.id: self._derived_closure(r) for r in self.rules}
         self.static = {r.id: self._static_part(r) for r in self.rules}
         self.kb_record = kb_record
+        self._shows: dict[str, list[tuple[str, str, str | None, str | None]]] = {}
         # per level, the names durable-rules' actions carry, worked out once (see _decide)
         self._verdict_names = [
             (
@@ -382,19 +383,29 @@ class Evaluation:
 
     def _shown(self, rule: Rule, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[dict[str, Any]]:
         """The values a rule shows when it fires (e.g. the last creatinine values), as recorded."""
+        plan = self._shows.get(rule.id)
+        if plan is None:
+            plan = self._shows[rule.id] = [self._show_plan(kind, name) for kind, name in rule.shows]
         out: list[dict[str, Any]] = []
-        for kind, name in rule.shows:
+        for kind, name, unit, unit_from in plan:
             if kind == "derived":
                 dv = derived[name]
-                out.append({"derived": name, "value": dv.value, "unit": None if dv.unit == "none" else dv.unit})
+                out.append({"derived": name, "value": dv.value, "unit": unit})
                 continue
-            info = self.evaluator.fields[name]
             value = values.get(name)
-            unit = info.unit if info.unit not in (None, "none") else None
-            if info.unit_from:
-                unit = values.get(name.rsplit(".", 1)[0] + "." + info.unit_from)
+            if unit_from is not None:
+                unit = values.get(unit_from)
             out.append({"field": name, "value": list(value) if isinstance(value, list) else value, "unit": unit})
         return out
+
+    def _show_plan(self, kind: str, name: str) -> tuple[str, str, str | None, str | None]:
+        """(kind, name, its unit, the field its unit is read from): worked out once per rule."""
+        if kind == "derived":
+            unit = self.model.derived[name].unit
+            return kind, name, None if unit == "none" else unit, None
+        info = self.evaluator.fields[name]
+        unit_from = name.rsplit(".", 1)[0] + "." + info.unit_from if info.unit_from else None
+        return kind, name, info.unit if info.unit not in (None, "none") else None, unit_from
 
     def _rule_entry(
         self,
