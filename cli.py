@@ -370,7 +370,11 @@ def explain(
     reader = _fhir_reader(rules_dir, input_format, as_of)
     kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, reader, announce=False)
     if is_result(data):
-        data, result = stored_decision(kb, data)
+        stored = data
+        data, result = stored_decision(kb, stored)
+        for key in ("sources", "origin"):  # FHIR input: where each value came from, as the stored result says
+            if stored.get(key) is not None:
+                result[key] = stored[key]
     doc = {**explanation(kb, data, result), "sources": result.get("sources")}
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))

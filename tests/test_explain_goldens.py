@@ -86,3 +86,27 @@ def test_colour_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     _, plain = _explain("examples/dose-above-ceiling.json", monkeypatch=monkeypatch)
     _, coloured = _explain("examples/dose-above-ceiling.json", "--color", "always", monkeypatch=monkeypatch)
     assert "\x1b[" not in plain and "\x1b[1mWARNINGS (2)\x1b[0m" in coloured
+
+
+def test_a_rule_decided_by_the_exact_semantics_is_explained_as_decided(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kleene's tables leave the BP warning open without an age (child and adult targets differ),
+    but 150/96 mmHg at the 99th percentile is above both: the warning fires (clinical-notes §4.1),
+    and its explanation must say why it is decided, not 'Not decided'."""
+    patient = {
+        "id": "exact",
+        "weight_kg": 150,
+        "fsgs": {"biopsy_proven": True, "etiology": "primary"},
+        "cyclosporine": {"status": "current", "daily_dose": {"value": 600, "unit": "mg/day"}, "months_on_therapy": 5},
+        "blood_pressure": {"systolic_mmHg": 150, "diastolic_mmHg": 96, "percentile_for_age": 99},
+    }
+    path = tmp_path / "exact.json"
+    path.write_text(json.dumps(patient))
+    code, text = _explain(str(path), "--color", "never", monkeypatch=monkeypatch)
+    warning = text[text.index("WARNINGS") : text.index("ADVICE")]
+    assert "CSA-BP-ABOVE-TARGET" in warning and "Not decided" not in warning, warning
+    assert "every value the missing inputs could take" in warning
+    code, raw = _explain(str(path), "--format", "json", monkeypatch=monkeypatch)
+    rule = next(r for r in json.loads(raw)["rules"] if r["id"] == "CSA-BP-ABOVE-TARGET")
+    assert rule["because"]["met"] is True and rule["because"]["exact"] is True

@@ -75,7 +75,7 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
             "outcome": rule["outcome"],
             "section": section,
             "says": rule["says"],
-            "because": words.tree(model_rule.when, values, known, memo),
+            "because": _decided(words.tree(model_rule.when, values, known, memo), rule, model_rule.kind),
             "citations": rule["citations"],
             "evidence": rule["evidence"],
             "interpretation": [" ".join(note.split()) for note in model_rule.interpretation],
@@ -104,6 +104,17 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
             "record": [_to_record(p, titles) for p in unrecorded],
         }
     return doc
+
+
+def _decided(because: dict[str, Any], rule: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The condition tree with the rule's outcome where Kleene's tables leave it open but the exact
+    semantics decided it (clinical-notes §4.1: every value the missing inputs could take, given the
+    rest of the record, gives the same outcome). A caveat that did not fire may only lack its
+    applicability check, so only a fired one is marked."""
+    outcome = {"fired": True, "not_fired": False}.get(rule["outcome"])
+    if because["met"] is not None or outcome is None or (kind == "caveat" and not outcome):
+        return because
+    return {**because, "met": outcome, "exact": True}
 
 
 def _shown_text(kb: KnowledgeBase, item: dict[str, Any]) -> str:
@@ -182,8 +193,20 @@ def _mark(met: bool | None, paint: Palette) -> str:
     return paint(MARK[met], {True: "ok", False: "fail", None: "warning"}[met])
 
 
+EXACT_NOTE = (
+    "decided although not everything is recorded: every value the missing inputs could take, "
+    "given the rest of the record, gives this outcome"
+)
+
+
 def _why_lines(rule: dict[str, Any], paint: Palette) -> list[str]:
     root = rule["because"]
+    if root.get("exact"):
+        head = "Why" if root["met"] else "Why not"
+        lines = _wrap(f"{head} ({EXACT_NOTE}):", "    ")
+        for item in root["items"] if root["kind"] == "all" else [root]:
+            lines += tree_lines(item, "      ", paint)
+        return lines
     if root["kind"] == "all":
         head = {
             True: "Why (all of these hold):",
@@ -218,7 +241,9 @@ def rule_lines(rule: dict[str, Any], paint: Palette, full: bool) -> list[str]:
     lines += _why_lines(rule, paint)
     if rule.get("decided_without"):
         names = ", ".join(r["title"] for r in rule["decided_without"])
-        lines += _wrap(f"decided whatever the value of {names}", "      ")
+        lines += _wrap(
+            f"decided whatever the value of {names} (any value consistent with the rest of the record)", "      "
+        )
     if full:
         for cite in rule["citations"]:
             lines += _wrap(f'Source ({cite["sentence"]}): "{cite["quote"]}"', "    ")
