@@ -58,7 +58,7 @@ def _patient_ref(resource: dict[str, Any]) -> str | None:
 
 def _index(directory: Path, db: sqlite3.Connection, max_line_bytes: int, max_depth: int) -> Iterator[LineError]:
     rows: list[tuple[str, str, str, str, int]] = []
-    for path in sorted(directory.glob("*.ndjson")):
+    for path in sorted(p for p in directory.glob("*.ndjson") if p.is_file()):  # a directory so named is not a part
         for number, item in read_ndjson(path, max_line_bytes, max_depth):
             if isinstance(item, LineError):
                 yield item
@@ -71,7 +71,9 @@ def _index(directory: Path, db: sqlite3.Connection, max_line_bytes: int, max_dep
                 if item["resourceType"] in CLINICAL or item["resourceType"] == "Patient":
                     yield LineError(path.name, number, f"{item['resourceType']} has no usable patient reference")
                 continue
-            rows.append((ref, item["resourceType"], json.dumps(item), path.name, number))
+            # a Patient is compared with its repeats in other files by content, not key order
+            body = json.dumps(item, sort_keys=item["resourceType"] == "Patient")
+            rows.append((ref, item["resourceType"], body, path.name, number))
             if len(rows) >= BATCH:
                 db.executemany("INSERT INTO res VALUES (?, ?, ?, ?, ?)", rows)
                 rows.clear()

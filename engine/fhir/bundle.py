@@ -130,6 +130,11 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
         if not _about(res, refs, pid):
             data.warnings.append(f"/entry/{i}: {rtype} is not about the bundle's Patient; ignored")
             continue
+        if res.get("modifierExtension") or res.get("doNotPerform") is True:
+            # a modifier changes what the resource means (FHIR: a reader that does not understand one
+            # must not use the resource); an order "do not perform" is no treatment
+            data.warnings.append(f"/entry/{i}: {rtype} carries a modifier (modifierExtension or doNotPerform); ignored")
+            continue
         _note_duplicate(data, seen, res)
         data.resources.setdefault(rtype, []).append(res)
     return data

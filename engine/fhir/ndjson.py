@@ -67,6 +67,8 @@ def read_ndjson(path: Path, max_line_bytes: int, max_depth: int) -> Iterator[tup
             if not raw:
                 return
             number += 1
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark, as Bundle input accepts it
+                raw = raw[3:]
             if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
                 skip_rest(handle)
                 yield number, LineError(path.name, number, f"line longer than {max_line_bytes} bytes")

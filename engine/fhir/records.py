@@ -151,6 +151,19 @@ class FhirReader:
         root = Path(directory)
         if not root.is_dir():
             raise KBErrors([KBError("input.unreadable", "a Bulk Data export must be a directory", file=str(root))])
+        if not any(p.is_file() for p in root.glob("*.ndjson")):  # an empty or unfinished export is not "0 patients"
+            found = sorted(p.name for p in root.iterdir())[:5]
+            raise KBErrors(
+                [
+                    KBError(
+                        "input.unreadable",
+                        "no NDJSON file (*.ndjson) in this Bulk Data export"
+                        + (f"; it holds {', '.join(found)}" if found else ": it is empty"),
+                        file=str(root),
+                        hint="a Bulk Data export is one RESOURCE.ndjson file per resource type (uncompressed)",
+                    )
+                ]
+            )
         with tempfile.TemporaryDirectory(prefix="fsgs-kb-bulk-", dir=index_dir) as work:
             items = group_bulk_export(
                 root,

@@ -213,3 +213,62 @@ def test_hostile_bulk_export_reports_each_bad_line_and_keeps_going(tmp_path: Pat
     assert set(patients) == {"a", "b"}
     assert patients["a"]["sources"]["/weight_kg"] == {"missing": "ambiguous"}  # two Observation/wa
     assert patients["b"]["sources"]["/weight_kg"] == {"missing": "unit_not_convertible"}
+
+
+def test_a_broken_bulk_export_is_refused_and_harmless_variants_are_read(tmp_path: Path) -> None:
+    """An export with no NDJSON file (empty, or only a manifest) is an error, not '0 records';
+    a directory named like a part is not read as one; the same Patient in two files with its keys
+    in another order is one patient; a byte-order mark on line 1 is read as Bundle input reads it."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.json").write_text("{}")
+    refused = run("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, empty, "-o", tmp_path / "e.jsonl")
+    assert refused.rc == 2 and "no NDJSON file" in refused.err, refused
+    assert_no_traceback(refused)
+    export = tmp_path / "export"
+    (export / "Observation.ndjson").mkdir(parents=True)  # a directory, not a part
+    first = patient("a")
+    reordered = dict(reversed(list(first.items())))
+    (export / "Patient.ndjson").write_bytes(b"\xef\xbb\xbf" + json.dumps(first).encode() + b"\n")
+    (export / "Patient2.ndjson").write_text(json.dumps(reordered) + "\n")
+    (export / "Weights.ndjson").write_text(json.dumps(weight("wa", 70, subject="Patient/a")) + "\n")
+    out = tmp_path / "out.jsonl"
+    done = run("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, export, "-o", out)
+    assert_no_traceback(done)
+    results = read_results(out)
+    assert [r["patient_id"] for r in results] == ["a"], results
+    assert results[0]["status"] != "invalid" and "missing" not in results[0]["sources"]["/weight_kg"], results[0]
+
+
+def test_an_order_not_to_give_cyclosporine_is_no_treatment(tmp_path: Path) -> None:
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "dnp",
+        "status": "active",
+        "intent": "order",
+        "doNotPerform": True,
+        "subject": {"reference": "Patient/p1"},
+        "authoredOn": "2024-12-01",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3008"}]
+        },
+        "dosageInstruction": [
+            {
+                "doseAndRate": [{"doseQuantity": {"value": 178.5, "unit": "mg", "system": UCUM, "code": "mg"}}],
+                "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+            }
+        ],
+    }
+    modified = {
+        **order,
+        "id": "mod",
+        "doNotPerform": False,
+        "modifierExtension": [{"url": "urn:x", "valueBoolean": True}],
+    }
+    for resource in (order, modified):
+        path = tmp_path / f"{resource['id']}.json"
+        path.write_text(json.dumps(bundle(weight("w", 70), resource)))
+        result = run("evaluate", "--input-format", "fhir", "--as-of", AS_OF, "--include-input", path)
+        assert_no_traceback(result)
+        evaluated = json.loads(result.out)["decision"]["input"]
+        assert evaluated.get("cyclosporine", {}).get("status") != "current", evaluated
