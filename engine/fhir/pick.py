@@ -40,8 +40,17 @@ def scaled(value: float, factor: float) -> float:
 
 def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[Any, str | None]:
     """((value, record unit), None) from valueQuantity, or (None, missing reason); (None, None) if no value."""
-    q = quantity(element.get("valueQuantity"))
+    raw = element.get("valueQuantity")
+    q = quantity(raw)
     if q is None:
+        # A number in a unit the map cannot trust (another system, none at all) or a value that is
+        # not a quantity (valueString "72 kg"): the latest value exists but cannot be read, so the
+        # field is missing for that reason, never filled from an older value. A malformed number
+        # (true, NaN, "70") is a broken entry and is ignored like one.
+        if number(as_dict(raw).get("value")) is not None or (
+            raw is None and any(k.startswith("value") for k in element)
+        ):
+            return None, "unit_not_convertible"
         return None, None
     if q.bound:
         return None, "ambiguous"

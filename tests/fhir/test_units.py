@@ -40,7 +40,7 @@ def test_unknown_unit_is_not_convertible_and_no_older_value_is_used(fmap: Any) -
 def test_non_ucum_unit_string_with_other_system_is_not_trusted(fmap: Any) -> None:
     q = {"value": 70, "unit": "kg", "system": "http://example.org/units", "code": "KILO"}
     _, prov = convert(fmap, obs("w", "29463-7", q))
-    assert prov["/weight_kg"] == {"missing": "no_resource"}
+    assert prov["/weight_kg"] == {"missing": "unit_not_convertible"}  # there is a weight; its unit is not trusted
 
 
 def test_unit_string_without_system_is_read(fmap: Any) -> None:

@@ -272,3 +272,24 @@ def test_an_order_not_to_give_cyclosporine_is_no_treatment(tmp_path: Path) -> No
         assert_no_traceback(result)
         evaluated = json.loads(result.out)["decision"]["input"]
         assert evaluated.get("cyclosporine", {}).get("status") != "current", evaluated
+
+
+@pytest.mark.parametrize(
+    "newest",
+    [
+        {"valueQuantity": {"value": 72, "unit": "kg", "system": "http://snomed.info/sct", "code": "258683005"}},
+        {"valueQuantity": {"value": 72}},
+        {"valueString": "72 kg"},
+    ],
+    ids=["snomed-unit", "no-unit", "value-string"],
+)
+def test_an_unusable_latest_value_never_falls_back_to_an_older_one(tmp_path: Path, newest: dict[str, Any]) -> None:
+    """The map's promise: the latest value, or why there is none; an older weight taken in place of
+    a newer one the map cannot read would be a silently wrong dose per kilogram."""
+    latest = {k: v for k, v in weight("new", 72).items() if k != "valueQuantity"} | newest
+    latest["effectiveDateTime"] = "2025-01-12"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(bundle(weight("old", 70), latest)))
+    result = run("evaluate", "--input-format", "fhir", "--as-of", AS_OF, path)
+    assert_no_traceback(result)
+    assert json.loads(result.out)["sources"]["/weight_kg"] == {"missing": "unit_not_convertible"}
