@@ -119,3 +119,20 @@ def test_a_checker_that_can_fail(kb: Any) -> None:
     except AssertionError:
         return
     raise AssertionError("the consistency check accepted an emptied undetermined list")
+
+
+def test_a_diagnosis_without_biopsy_is_scope_undetermined_throughout(kb: Any) -> None:
+    """clinical-notes §4: `biopsy_proven` not true leaves the scope undetermined (the site asks for
+    a biopsy; only SCOPE-OUT's etiologies are out of scope), so the result's scope must not say
+    `in_scope: false` beside that status."""
+    patient = {
+        "id": "t",
+        "age_years": 40,
+        "fsgs": {"biopsy_proven": False, "etiology": "primary"},
+        "cyclosporine": {"status": "never"},
+        "steroids": {"response": "resistant"},
+    }
+    for result in (kb.evaluate(patient), kb.reference_evaluate(patient)):
+        assert result["status"] == "scope_undetermined"
+        assert result["scope"]["in_scope"] is None and result["scope"]["missing"] == ["/fsgs/biopsy_proven"]
+        assert result["advice"] == [] and result["no_recommendation"] is False

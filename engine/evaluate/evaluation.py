@@ -563,8 +563,11 @@ def _scope_dict(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str
             else "primary (idiopathic) FSGS; the site's scope accepts a diagnosis without biopsy (local policy)"
         )
     elif fsgs.get("biopsy_proven") is False:
+        # not out of scope (only SCOPE-OUT's etiologies are): the review may apply, but the site's
+        # scope asks for a biopsy, so whether it applies is undetermined (clinical-notes §4)
         missing.append("/fsgs/biopsy_proven")
         reason = "the diagnosis is not biopsy-proven"
+        return {"in_scope": None, "missing": missing, "reason": reason}
     elif missing:
         reason = "cannot tell whether the FSGS is idiopathic: needs " + ", ".join(missing)
     else:
