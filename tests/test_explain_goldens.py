@@ -110,3 +110,15 @@ def test_a_rule_decided_by_the_exact_semantics_is_explained_as_decided(
     code, raw = _explain(str(path), "--format", "json", monkeypatch=monkeypatch)
     rule = next(r for r in json.loads(raw)["rules"] if r["id"] == "CSA-BP-ABOVE-TARGET")
     assert rule["because"]["met"] is True and rule["because"]["exact"] is True
+
+
+def test_local_choices_are_shown_next_to_the_values_they_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """clinical-notes §7: a choice the review does not make is shown next to the value it shapes:
+    the body weight a dose per kilogram uses, what the course length counts, the scope's biopsy."""
+    code, text = _explain("examples/dose-above-ceiling.json", "--color", "never", monkeypatch=monkeypatch)
+    dose = text[text.index("= 357 mg/day ÷ 70 kg") :].splitlines()[1]
+    assert "a choice the review does not make: the body weight the dose per kilogram" in dose
+    assert "what the course length compared with the review's 12" in text
+    assert "scope rests on a choice the review does not make: the biopsy findings" in text.splitlines()[3]
+    code, raw = _explain("examples/dose-above-ceiling.json", "--format", "json", monkeypatch=monkeypatch)
+    assert any("local policy" in c for c in json.loads(raw)["scope"]["choices"])

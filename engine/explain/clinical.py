@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo
+from fsgs_kb.engine.explain.wording import provenance_label
 from fsgs_kb.engine.load.fields import FieldInfo
 from fsgs_kb.engine.load.templating import quantity, words
 from fsgs_kb.engine.model import (
@@ -166,6 +167,9 @@ class ConditionWords:
                 info = self.fields.get(cond.name)
                 if info is not None:
                     node["record_pointer"] = info.pointer
+            choices = self.local_choices(cond.source, cond.name)
+            if choices and not (cond.name == SCOPE and outcome.result is True):  # met: said once, in the header
+                node["choices"] = choices
             if cond.source == "derived" and open_derived:
                 self._open(node, self.model.derived[cond.name], values, known, memo)
             return node
@@ -175,6 +179,26 @@ class ConditionWords:
         assert isinstance(cond, (AllOf, AnyOf))
         items = [self.tree(item, values, known, memo, open_derived) for item in cond.items]
         return {"kind": kind, "met": outcome.result, "items": items}
+
+    def local_choices(self, source: str, name: str) -> list[str]:
+        """The choices a value rests on that the review does not make (clinical-notes §7: shown next
+        to that value): `the body weight the dose per kilogram is computed with: actual body weight
+        (local policy, decided 2026-11-26)`."""
+        out = []
+        for note in self.evaluator.policy.get((source, name), []):
+            value, unit = note["value"], note.get("unit")
+            if isinstance(value, (list, tuple)):
+                shown = ", ".join("true" if v is True else "false" if v is False else str(v) for v in value) or "none"
+            elif isinstance(value, bool):
+                shown = "true" if value else "false"
+            else:
+                shown = quantity(value, unit) if unit and unit != "none" else str(value)
+            label = (
+                provenance_label(self.model, note["parameter"]) if note["parameter"] in self.model.parameters else ""
+            )
+            title = lower_first(" ".join(str(note["title"]).split()))
+            out.append(f"{title}: {shown.replace('_', ' ')}" + (f" ({label})" if label else ""))
+        return out
 
     def _open(
         self, node: dict[str, Any], spec: Derived, values: dict[str, Any], known: dict[str, DerivedValue], memo: Memo

@@ -100,6 +100,7 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
         doc["scope"] = {
             "in_scope": known["in_scope"].value if "in_scope" in known else None,
             "covers": " ".join(scope.title.split()),
+            "choices": words.local_choices("derived", "in_scope"),
             "because": tree,
             "record": [_to_record(p, titles) for p in unrecorded],
         }
@@ -173,6 +174,8 @@ def tree_lines(node: dict[str, Any], indent: str, paint: Palette = PLAIN) -> lis
         lines = _wrap(f"{mark} {node['text']}", indent)
         if node.get("how"):
             lines += _wrap(node["how"], indent + "    ")
+        for choice in node.get("choices", []):
+            lines += _wrap(f"a choice the review does not make: {choice}", indent + "    ")
         if "definition" in node:
             lines += _group_lines(node["definition"], indent + "    ", paint, "because ")
         return lines
@@ -202,8 +205,8 @@ EXACT_NOTE = (
 def _why_lines(rule: dict[str, Any], paint: Palette) -> list[str]:
     root = rule["because"]
     if root.get("exact"):
-        head = "Why" if root["met"] else "Why not"
-        lines = _wrap(f"{head} ({EXACT_NOTE}):", "    ")
+        lead = "Why" if root["met"] else "Why not"
+        lines = _wrap(f"{lead} ({EXACT_NOTE}):", "    ")
         for item in root["items"] if root["kind"] == "all" else [root]:
             lines += tree_lines(item, "      ", paint)
         return lines
@@ -269,6 +272,10 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
         + (f" ({doc['scope_text']})" if doc["status"] == "evaluated" and doc.get("scope_text") else ""),
         paint(f"  decision {doc['decision_id']}", "muted"),
     ]
+    scope_doc = doc.get("scope") or {}
+    if doc["status"] == "evaluated":  # said once here, not under every rule
+        for choice in scope_doc.get("choices", []):
+            lines += _wrap(f"scope rests on a choice the review does not make: {choice}", "  ")
     rules = doc["rules"]
     fired = [r for r in rules if r["section"] not in ("not_fired", "undetermined")]
     if any(r["status"] != "active" for r in fired):
