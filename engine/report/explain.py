@@ -85,8 +85,9 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
             entry["decided_without"] = [_to_record(p, titles) for p in rule["decided_without"]]
         if rule.get("shown"):
             entry["shown"] = [_shown_text(kb, item) for item in rule["shown"]]
-        if model_rule.kind == "caveat":
-            entry["qualifies"] = list(model_rule.qualifies)
+        if model_rule.kind == "caveat":  # fired: the advice it qualifies for this patient; else all it could
+            fired_advice = [q for q in model_rule.qualifies if q in result["advice"]]
+            entry["qualifies"] = fired_advice if rule["id"] in shown and fired_advice else list(model_rule.qualifies)
             entry["rests_on"] = _caveat_source(model_rule.provenance_kind, model_rule.provenance)
         qualified_by = [c.id for c in fired_caveats if rule["id"] in c.qualifies]
         if qualified_by and rule["id"] in shown:
