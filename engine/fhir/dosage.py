@@ -14,6 +14,10 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.codes import as_dict, as_list, number, quantity
 
+# Units that count dose forms (UCUM annotations and the usual codes): a dose in one of them is
+# converted with the product's strength per form, when the Medication states it.
+COUNT_UNITS = frozenset({"1", "{capsule}", "{capsules}", "{tablet}", "{tablets}", "{tbl}", "{cap}", "CAP", "TAB"})
+
 # Hours per UCUM unit of time. Months and years have no fixed length, so they are not listed.
 HOURS = {"s": 1 / 3600, "min": 1 / 60, "h": 1.0, "d": 24.0, "wk": 168.0}
 
@@ -34,7 +38,24 @@ def _per_day(repeat: dict[str, Any]) -> float | None:
     return frequency * 24.0 / (period * HOURS[unit])
 
 
-def _one(dosage: dict[str, Any], dose_units: dict[str, Any]) -> tuple[float, str] | None:
+def strength(medication: dict[str, Any] | None, dose_units: dict[str, Any]) -> tuple[float, str, str] | None:
+    """(amount of drug per dose form, record unit, the form's unit) from the one ingredient of a
+    Medication with a strength (Ratio: 100 mg per 1 {capsule}); None when there is not exactly one
+    such ingredient or its units are not the map's."""
+    found = [as_dict(as_dict(i).get("strength")) for i in as_list(as_dict(medication).get("ingredient"))]
+    found = [r for r in found if r]
+    if len(found) != 1:
+        return None
+    top, per = quantity(found[0].get("numerator")), quantity(found[0].get("denominator"))
+    if top is None or per is None or top.bound or per.bound or per.value <= 0 or top.unit not in dose_units:
+        return None
+    rule = dose_units[top.unit]
+    return top.value * float(rule["factor"]) / per.value, rule["to"], per.unit
+
+
+def _one(
+    dosage: dict[str, Any], dose_units: dict[str, Any], per_form: tuple[float, str, str] | None = None
+) -> tuple[float, str] | None:
     """(amount per day, record unit) of one Dosage, or None."""
     if dosage.get("asNeededBoolean") is True or "asNeededCodeableConcept" in dosage:
         return None
@@ -43,22 +64,32 @@ def _one(dosage: dict[str, Any], dose_units: dict[str, Any]) -> tuple[float, str
     if len(doses) != 1 or any("doseRange" in r for r in rates):
         return None
     q = quantity(doses[0])
-    if q is None or q.bound or q.value < 0 or q.unit not in dose_units:
+    if q is None or q.bound or q.value < 0:
+        return None
+    if q.unit in dose_units:
+        rule = dose_units[q.unit]
+        amount, unit = q.value * float(rule["factor"]), str(rule["to"])
+    elif per_form is not None and (q.unit == per_form[2] or {q.unit, per_form[2]} <= COUNT_UNITS):
+        amount, unit = q.value * per_form[0], per_form[1]  # 2 capsules of 100 mg: 200 mg
+    else:
         return None
     repeat = as_dict(as_dict(dosage.get("timing")).get("repeat"))
     per_day = _per_day(repeat) if repeat else None
     if per_day is None:
         return None
-    rule = dose_units[q.unit]
-    return q.value * float(rule["factor"]) * per_day, rule["to"]
+    return amount * per_day, unit
 
 
-def daily_dose(dosages: Any, dose_units: dict[str, Any]) -> tuple[float, str] | None:
-    """Sum of concurrent Dosage instructions as (value, 'mg/day' | 'mg/kg/day'), or None when not computable."""
+def daily_dose(
+    dosages: Any, dose_units: dict[str, Any], medication: dict[str, Any] | None = None
+) -> tuple[float, str] | None:
+    """Sum of concurrent Dosage instructions as (value, 'mg/day' | 'mg/kg/day'), or None when not
+    computable. A dose in tablets or capsules uses the strength of the order's Medication."""
     items = [as_dict(d) for d in as_list(dosages)]
     if not items or len({d.get("sequence") for d in items}) > 1:
         return None
-    parts = [_one(d, dose_units) for d in items]
+    per_form = strength(medication, dose_units) if medication is not None else None
+    parts = [_one(d, dose_units, per_form) for d in items]
     if any(p is None for p in parts) or len({p[1] for p in parts if p}) != 1:
         return None
     total = sum(p[0] for p in parts if p)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from fsgs_kb.engine.fhir.bundle import PatientData
+from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import codings, first_match
 from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, entries_for
 from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, format_instant, parse_instant
@@ -133,7 +133,7 @@ def _months(ctx: Context, c: Courses) -> Outcome:
 def _dose(ctx: Context, c: Courses, drug: str) -> Outcome:
     pool = c.current or c.latest or c.entries
     units = ctx.fmap.medications[drug]["dose_units"]
-    doses = [(daily_dose(e.dosages, units), e) for e in pool]
+    doses = [(daily_dose(e.dosages, units, resolve_medication(e.resource, ctx.data)), e) for e in pool]
     if any(d is None for d, _ in doses):
         return Missing("dose_not_computable")
     if len({d for d, _ in doses}) > 1:

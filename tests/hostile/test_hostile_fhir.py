@@ -293,3 +293,52 @@ def test_an_unusable_latest_value_never_falls_back_to_an_older_one(tmp_path: Pat
     result = run("evaluate", "--input-format", "fhir", "--as-of", AS_OF, path)
     assert_no_traceback(result)
     assert json.loads(result.out)["sources"]["/weight_kg"] == {"missing": "unit_not_convertible"}
+
+
+def test_a_dose_in_capsules_uses_the_strength_of_the_orders_medication(tmp_path: Path) -> None:
+    """Issue 14: 'strengths of product codes where the dose is in tablets/capsules'. Two capsules of
+    100 mg twice a day is 400 mg/day; without a stated strength the dose stays not computable."""
+    rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
+    medication = {
+        "resourceType": "Medication",
+        "id": "neoral",
+        "code": {"coding": [{"system": rxnorm, "code": "3008"}]},
+        "ingredient": [
+            {
+                "itemCodeableConcept": {"coding": [{"system": rxnorm, "code": "3008"}]},
+                "strength": {
+                    "numerator": {"value": 100, "unit": "mg", "system": UCUM, "code": "mg"},
+                    "denominator": {"value": 1, "unit": "capsule", "system": UCUM, "code": "{capsule}"},
+                },
+            }
+        ],
+    }
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "o1",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "authoredOn": "2024-12-01",
+        "contained": [medication],
+        "medicationReference": {"reference": "#neoral"},
+        "dosageInstruction": [
+            {
+                "doseAndRate": [{"doseQuantity": {"value": 2, "unit": "capsule", "system": UCUM, "code": "{capsule}"}}],
+                "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+            }
+        ],
+    }
+    for with_strength, expected in ((True, {"value": 400, "unit": "mg/day"}), (False, None)):
+        if not with_strength:
+            order["contained"] = [{k: v for k, v in medication.items() if k != "ingredient"}]
+        path = tmp_path / f"{with_strength}.json"
+        path.write_text(json.dumps(bundle(weight("w", 80), order)))
+        result = run("evaluate", "--input-format", "fhir", "--as-of", AS_OF, "--include-input", path)
+        assert_no_traceback(result)
+        evaluated = json.loads(result.out)
+        assert evaluated["decision"]["input"].get("cyclosporine", {}).get("daily_dose") == expected, evaluated[
+            "sources"
+        ]
+        if expected is None:
+            assert evaluated["sources"]["/cyclosporine/daily_dose"] == {"missing": "dose_not_computable"}
