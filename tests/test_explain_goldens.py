@@ -122,3 +122,25 @@ def test_local_choices_are_shown_next_to_the_values_they_shape(monkeypatch: pyte
     assert "scope rests on a choice the review does not make: the biopsy findings" in text.splitlines()[3]
     code, raw = _explain("examples/dose-above-ceiling.json", "--format", "json", monkeypatch=monkeypatch)
     assert any("local policy" in c for c in json.loads(raw)["scope"]["choices"])
+
+
+def test_advice_says_which_applicability_checks_the_record_could_not_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """clinical-notes §7: a creatinine of 450 µmol/L but no eGFR or creatinine clearance: the
+    kidney-function caveat cannot be checked, and the advice says so and what to record."""
+    patient = {
+        "id": "cr450",
+        "age_years": 50,
+        "weight_kg": 70,
+        "fsgs": {"biopsy_proven": True, "etiology": "primary"},
+        "steroids": {"response": "resistant", "high_dose_weeks": 16},
+        "cyclosporine": {"status": "never"},
+        "serum_creatinine": {"current": 450, "unit": "umol/L"},
+    }
+    path = tmp_path / "cr450.json"
+    path.write_text(json.dumps(patient))
+    code, text = _explain(str(path), "--color", "never", monkeypatch=monkeypatch)
+    advice = text[text.index("ADVICE") :]
+    assert "Not checked whether the evidence applies" in advice and "CAVEAT-KIDNEY-FUNCTION" in advice
+    assert "(/kidney_function/egfr)" in advice

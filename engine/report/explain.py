@@ -92,6 +92,20 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
         qualified_by = [c.id for c in fired_caveats if rule["id"] in c.qualifies]
         if qualified_by and rule["id"] in shown:
             entry["caveats"] = qualified_by
+        if (
+            rule["id"] in shown and model_rule.kind != "caveat"
+        ):  # §7: the applicability checks the record could not make
+            entry["unchecked_caveats"] = [
+                {
+                    "id": other["id"],
+                    "title": other["title"],
+                    "record": [
+                        _to_record(p, titles) for p in other["unchecked"] if p in _leaf_pointers(other["unchecked"])
+                    ],
+                }
+                for other in result["rules"]
+                if other.get("unchecked") and rule["id"] in kb.model.rules[other["id"]].qualifies
+            ]
         doc["rules"].append(entry)
     scope = kb.model.derived.get("in_scope")
     if scope is not None and scope.condition is not None:
@@ -142,6 +156,11 @@ def _caveat_source(kind: str | None, data: dict[str, Any]) -> str:
     if kind == "local":
         return f"local policy, decided {data.get('decided_on')}"
     return ""
+
+
+def _leaf_pointers(pointers: list[str]) -> list[str]:
+    """The pointers that are not a prefix of another (`/kidney_function/egfr`, not `/kidney_function`)."""
+    return [p for p in pointers if not any(o != p and o.startswith(p + "/") for o in pointers)]
 
 
 def _to_record(pointer: str, titles: dict[str, str]) -> dict[str, str]:
@@ -242,6 +261,12 @@ def rule_lines(rule: dict[str, Any], paint: Palette, full: bool) -> list[str]:
             lines += _wrap(f"Recorded: {'; '.join(shown)}.", "    ")
         if rule.get("qualifies"):
             lines += _wrap(f"Qualifies {', '.join(rule['qualifies'])}; rests on {rule['rests_on']}.", "    ")
+        for caveat in rule.get("unchecked_caveats", []):
+            lines += _wrap(
+                f"Not checked whether the evidence applies ({lower_first(caveat['title'])}, {caveat['id']}): "
+                f"record {_record_text(caveat['record'])}.",
+                "    ",
+            )
     lines += _why_lines(rule, paint)
     if rule.get("decided_without"):
         names = ", ".join(r["title"] for r in rule["decided_without"])
