@@ -18,6 +18,7 @@ from typing import Any
 
 from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.fhir.bundle import read_bundle
+from fsgs_kb.engine.fhir.codes import as_dict
 from fsgs_kb.engine.fhir.courses import analyse, entries_for
 from fsgs_kb.engine.fhir.dates import day_start, format_instant, parse_instant
 from fsgs_kb.service.prefetch import RequestProblem, bundle_of
@@ -36,12 +37,6 @@ def _draft_resources(context: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(selections, list) and selections:
         orders = [r for r in orders if f"MedicationRequest/{r.get('id')}" in selections]
     return orders
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    """A JSON object of the request, or an empty one for anything else (a malformed draft order
-    is read for what it holds, never trusted to have the shape FHIR gives it)."""
-    return value if isinstance(value, dict) else {}
 
 
 def _dosages(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,7 +59,7 @@ def order_start(res: dict[str, Any]) -> datetime | None:
     starts = [s for s in (parse_instant(b.get("start")) for b in _bounds(res)) if s]
     if starts:
         return min(starts)
-    validity = _obj(_obj(res.get("dispenseRequest")).get("validityPeriod"))
+    validity = as_dict(as_dict(res.get("dispenseRequest")).get("validityPeriod"))
     return parse_instant(validity.get("start")) or parse_instant(res.get("authoredOn"))
 
 
@@ -77,7 +72,7 @@ def _as_current(res: dict[str, Any], patient_id: str, as_of: date) -> dict[str, 
         for bounds in _bounds(order):
             bounds["start"] = today
         order["authoredOn"] = today
-        validity = _obj(order.get("dispenseRequest")).get("validityPeriod")
+        validity = as_dict(order.get("dispenseRequest")).get("validityPeriod")
         if isinstance(validity, dict) and "start" in validity:
             validity["start"] = today
     return order
@@ -98,9 +93,9 @@ def _ended(res: dict[str, Any], end: datetime) -> dict[str, Any]:
     for b in bounds:
         b["end"] = stamp
     if not bounds:
-        request = _obj(out.get("dispenseRequest"))
+        request = as_dict(out.get("dispenseRequest"))
         out["dispenseRequest"] = request
-        request["validityPeriod"] = {**_obj(request.get("validityPeriod")), "end": stamp}
+        request["validityPeriod"] = {**as_dict(request.get("validityPeriod")), "end": stamp}
     return out
 
 

@@ -35,12 +35,12 @@ Bound = Union[Fraction, None]  # noqa: UP007 - None is infinite
 
 def exact_number(value: Any) -> Fraction:
     """A number as written (1.17 is 117/100, not the nearest binary fraction)."""
-    if type(value) is float:
+    if isinstance(value, float):
         whole, point, decimals = repr(value).partition(".")
         if point and decimals.isdigit():  # the usual plain decimal: no string parsing in Fraction
             return Fraction(int(whole + decimals), 10 ** len(decimals))
         return Fraction(repr(value))
-    return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+    return Fraction(value)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from fsgs_kb.engine.compile.durable import EngineError
-from fsgs_kb.engine.compile.exact_form import Form, Node, Presence
+from fsgs_kb.engine.compile.exact_form import Form, Node, Presence, exact_number
 from fsgs_kb.engine.compile.rulesets import derived_key, number, scalar
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.detail import reduce
@@ -190,14 +190,13 @@ class _Generator:
         self.word(plan, indent)
         ref = self.ev.evaluator.leaf_plan(plan.leaf)
         a, r, u, t, e = plan.actual, plan.result, plan.unit, plan.text, plan.entry
-        static = self.src.const(ref.static)
         emit = self.src.emit
         if self.encoded:  # only what the patient decides; the static part is in each pointer's prefix
             emit(f"{e} = {{'actual': {a}, 'unit': {u} or None, 'result': {r}, 'text': {t}}}", indent)
             self.dynamic_tail(plan, ref, indent)
             emit(f"{e}b = _dumps({e})[1:]", indent)
             return
-        emit(f"{e} = dict({static})", indent)
+        emit(f"{e} = dict({self.src.const(ref.static)})", indent)
         if "provenance" in ref.static:
             emit(f"{e}['provenance'] = dict({e}['provenance'])", indent)
         if isinstance(ref.threshold, list):
@@ -465,19 +464,9 @@ def _fmtn(number: Any) -> str:
 
 
 def _exact_fast(number: Any) -> Fraction:
-    """`kleene.exact` (the decimal as written: 1.17 is 117/100), without parsing a string for
-    the usual plain decimals; the same Fraction."""
-    kind = type(number)
-    if kind is Fraction:
-        return number  # type: ignore[no-any-return]
-    if kind is int:
-        return Fraction(number)
-    if kind is float:
-        text = repr(number)
-        whole, point, decimals = text.partition(".")
-        if point and decimals.isdigit():
-            return Fraction(int(whole + decimals), 10 ** len(decimals))
-    return exact(number)
+    """`kleene.exact` (the decimal as written: 1.17 is 117/100) through `exact_number`, which
+    parses no string for the usual plain decimals; a Fraction as it is."""
+    return number if type(number) is Fraction else exact_number(number)
 
 
 def _number(value: Any) -> Any:
@@ -519,10 +508,6 @@ class CompiledEvaluator:
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
-        self._derived_static = [
-            (n, None if self.units[n] == "none" else self.units[n], evaluation.evaluator.policy.get(("derived", n)))
-            for n in self.standard_derived
-        ]
         # A full rule entry as JSON is these constant pieces with the patient's parts between
         # them, in the key order of the dict the reference builds (`run_json`, _encoded_entries).
         self._encoded: dict[str, dict[str, bytes]] = {}
@@ -570,7 +555,6 @@ class CompiledEvaluator:
             "_dedupe": _dedupe,
             "_copy_policy": copy_policy,
             "_dumps": orjson.dumps,
-            "_Fragment": orjson.Fragment,
         }
 
     @property
@@ -770,13 +754,7 @@ class CompiledEvaluator:
         it, the patient's parts encoded between; the bytes orjson writes for the reference's dicts."""
         ev = self.evaluation
         dumps = orjson.dumps
-        derived_json = {}
-        for name, unit, policy in self._derived_static:  # as Evaluation.derived_entry, nothing copied
-            dv = derived[name]
-            entry = {"name": name, "value": dv.value, "unit": unit, "how": dv.how, "missing": list(dv.missing)}
-            if policy:
-                entry["policy"] = policy
-            derived_json[name] = dumps(entry)
+        derived_json = {n: dumps(ev.derived_entry(derived[n], copy=False)) for n in self.standard_derived}
         parts: list[bytes] = [b"["]
         for rule, (_, conditions) in zip(self.rules, truths, strict=True):
             rid = rule.id

@@ -102,9 +102,10 @@ class Evaluation:
         """The full result of a record that was not evaluated (invalid) or failed (error)."""
         return self._failed(patient, input_sha, status, problems, timestamp)
 
-    def derived_entry(self, dv: DerivedValue) -> dict[str, Any]:
-        """A derived value as a rule entry lists it."""
-        return self._derived_dict(dv)
+    def derived_entry(self, dv: DerivedValue, copy: bool = True) -> dict[str, Any]:
+        """A derived value as a rule entry lists it; `copy=False` shares the knowledge base's
+        policy notes, for an entry that is encoded at once and never handed out."""
+        return self._derived_dict(dv, copy)
 
     def static_part(self, rule_id: str) -> dict[str, Any]:
         """A fresh copy of what a rule entry says whatever the patient: advice text, quotes."""
@@ -435,7 +436,7 @@ class Evaluation:
         entry["evidence"] = dict(static["evidence"])
         return entry
 
-    def _derived_dict(self, dv: DerivedValue) -> dict[str, Any]:
+    def _derived_dict(self, dv: DerivedValue, copy: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": dv.name,
             "value": dv.value,
@@ -445,7 +446,7 @@ class Evaluation:
         }
         policy = self.evaluator.policy.get(("derived", dv.name))
         if policy:
-            out["policy"] = copy_policy(policy)
+            out["policy"] = copy_policy(policy) if copy else policy
         return out
 
     def _assemble(

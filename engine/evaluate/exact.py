@@ -349,19 +349,13 @@ class Domains:
     def _interval(
         self, expr: Expression, values: dict[str, Any], record: dict[str, Any], narrowed: dict[str, Cell]
     ) -> Interval:
-        constant = self._constants.get(id(expr))
-        if constant is not None:
-            return constant
-        if isinstance(expr, Const):
-            constant = self._constants[id(expr)] = Interval.point(
-                exact_number(expr.value)
-            )  # expressions live with the KB
+        if isinstance(expr, Const) or (isinstance(expr, Ref) and expr.source == "param"):
+            constant = self._constants.get(id(expr))  # expressions live with the KB
+            if constant is None:
+                value = expr.value if isinstance(expr, Const) else self.model.parameters[expr.name].value
+                constant = self._constants[id(expr)] = Interval.point(exact_number(value))
             return constant
         if isinstance(expr, Ref):
-            if expr.source == "param":
-                point = Interval.point(exact_number(self.model.parameters[expr.name].value))
-                constant = self._constants[id(expr)] = point
-                return constant
             if expr.source == "derived":
                 return UNBOUNDED  # a derived value of a derived value: not narrowed further
             value = _get(record, expr.name.split("."))
