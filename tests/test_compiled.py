@@ -190,3 +190,20 @@ def test_full_results_are_written_from_encoded_fragments_not_the_fallback(kb: An
         result, _ = evaluator._evaluate(patient, "full", decision, encoded=True)  # noqa: SLF001 - the path under test
         assert isinstance(result["rules"], orjson.Fragment), path
         assert orjson.dumps(result) == orjson.dumps(kb.reference_evaluate(patient)), path
+
+
+def test_remembered_entries_never_cross_values_that_are_equal_but_written_differently(kb: Any) -> None:
+    """Condition and derived-value entries are remembered across patients by value (generated
+    code, `_derived_json`); Python holds 1 == 1.0 == True and 0.0 == -0.0, which orjson writes
+    differently. Each record here follows one whose values compare equal to its own, so a key
+    without the value's type (or a float key) would hand it the other's bytes."""
+    base = json.loads((ROOT / "examples" / "dose-above-ceiling.json").read_text())
+    variants = []
+    for age, weeks, dose in ((45, 8, 300), (45.0, 8.0, 300.0), (45, 8, 300), (-0.0, 0.0, 0), (0.0, -0.0, 0.0)):
+        patient = json.loads(json.dumps(base))
+        patient["age_years"] = age
+        patient.setdefault("steroids", {})["high_dose_weeks"] = weeks
+        patient.setdefault("cyclosporine", {}).setdefault("daily_dose", {})["value"] = dose
+        variants.append(patient)
+    for number, patient in enumerate(variants * 2, start=1):
+        same_everywhere(kb, patient, number)

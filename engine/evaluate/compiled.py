@@ -42,6 +42,8 @@ from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, N
 NUMERIC = ("lt", "le", "gt", "ge")
 _OUTCOME_JSON = {True: b'"fired"', False: b'"not_fired"', None: b'"undetermined"'}
 CACHE_LIMIT = 1 << 16
+MEMO_LIMIT = 4096  # entries remembered per comparison (generated code)
+_MEMOABLE = frozenset((str, int, bool, type(None)))  # value types that may key a memo
 _UNSEEN = object()
 PY_OP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
@@ -187,15 +189,26 @@ class _Generator:
         if plan.entered:
             return
         plan.entered = True
-        self.word(plan, indent)
         ref = self.ev.evaluator.leaf_plan(plan.leaf)
-        a, r, u, t, e = plan.actual, plan.result, plan.unit, plan.text, plan.entry
+        a, r, u, m, t, e = plan.actual, plan.result, plan.unit, plan.missing, plan.text, plan.entry
         emit = self.src.emit
         if self.encoded:  # only what the patient decides; the static part is in each pointer's prefix
-            emit(f"{e} = {{'actual': {a}, 'unit': {u} or None, 'result': {r}, 'text': {t}}}", indent)
-            self.dynamic_tail(plan, ref, indent)
-            emit(f"{e}b = _dumps({e})[1:]", indent)
+            # The text and the entry are functions of (actual, unit, missing) alone; for values
+            # that repeat across patients (enums, booleans, integers) they are built once and
+            # remembered, bounded. Floats are never a key: -0.0 == 0.0 and 1.0 == 1 would share
+            # an entry that orjson writes differently.
+            memo = self.src.const({}, "MEMO")
+            emit(f"if type({a}) in _MEMOABLE: _k = ({a}, {u}, {m}, type({a})); _h = {memo}.get(_k)", indent)
+            emit("else: _k = _h = None", indent)
+            emit("if _h is None:", indent)
+            self.word(plan, indent + 1)
+            emit(f"{e} = {{'actual': {a}, 'unit': {u} or None, 'result': {r}, 'text': {t}}}", indent + 1)
+            self.dynamic_tail(plan, ref, indent + 1)
+            emit(f"{e}b = _dumps({e})[1:]", indent + 1)
+            emit(f"if _k is not None and len({memo}) < MEMO_LIMIT: {memo}[_k] = ({t}, {e}b)", indent + 1)
+            emit(f"else: {t}, {e}b = _h", indent)
             return
+        self.word(plan, indent)
         emit(f"{e} = dict({self.src.const(ref.static)})", indent)
         if "provenance" in ref.static:
             emit(f"{e}['provenance'] = dict({e}['provenance'])", indent)
@@ -504,6 +517,8 @@ class CompiledEvaluator:
         self._shapes: dict[int, tuple[list[int], list[tuple[str, str]]]] = {}  # forms live with the KB
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
+        self._derived_memo: dict[tuple[Any, ...], bytes] = {}
+        self.rule_derived = {r.id: tuple(evaluation.rule_derived[r.id]) for r in self.rules}
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
@@ -555,6 +570,8 @@ class CompiledEvaluator:
             "_dedupe": _dedupe,
             "_copy_policy": copy_policy,
             "_dumps": orjson.dumps,
+            "_MEMOABLE": _MEMOABLE,
+            "MEMO_LIMIT": MEMO_LIMIT,
         }
 
     @property
@@ -754,12 +771,14 @@ class CompiledEvaluator:
         it, the patient's parts encoded between; the bytes orjson writes for the reference's dicts."""
         ev = self.evaluation
         dumps = orjson.dumps
-        derived_json = {n: dumps(ev.derived_entry(derived[n], copy=False)) for n in self.standard_derived}
+        derived_json = {n: self._derived_json(derived[n]) for n in self.standard_derived}
+        lists: dict[tuple[str, ...], bytes] = {}  # rules that show the same derived values share one join
         parts: list[bytes] = [b"["]
         for rule, (_, conditions) in zip(self.rules, truths, strict=True):
             rid = rule.id
             pieces = self._encoded[rid]
             missing = missing_of[rid]
+            names = self.rule_derived[rid]
             parts += (
                 pieces["head"],
                 _OUTCOME_JSON[decided[rid]],
@@ -768,7 +787,7 @@ class CompiledEvaluator:
                 b',"conditions":',
                 conditions,
                 b',"derived":[',
-                b",".join([derived_json[n] for n in ev.rule_derived[rid]]),
+                lists.get(names) or lists.setdefault(names, b",".join([derived_json[n] for n in names])),
                 b"]",
             )
             if rid in without_of:
@@ -784,6 +803,20 @@ class CompiledEvaluator:
         parts[-1] = b"}" if len(parts) > 1 else parts[-1]
         parts.append(b"]")
         return orjson.Fragment(b"".join(parts))
+
+    def _derived_json(self, dv: DerivedValue) -> bytes:
+        """A derived value's full entry as JSON, remembered (bounded) for the values that repeat
+        across patients; floats are never part of a key (see MEMO_LIMIT)."""
+        value = dv.value
+        if type(value) not in _MEMOABLE:
+            return orjson.dumps(self.evaluation.derived_entry(dv, copy=False))
+        key = (dv.name, value, type(value), dv.how, dv.missing)
+        found = self._derived_memo.get(key)
+        if found is None:
+            found = orjson.dumps(self.evaluation.derived_entry(dv, copy=False))
+            if len(self._derived_memo) < CACHE_LIMIT:
+                self._derived_memo[key] = found
+        return found
 
     def _flat_fact(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
         """Evaluation.flat_fact, with each cell's sample value and fact key worked out once."""
