@@ -110,8 +110,20 @@ class DurableRulesets:
         # reads six of them cost a third of the decision. A key no pattern tests cannot change
         # what fires, so the projection decides the same (tests/test_durable_wrapper.py).
         # `project=False` hands every ruleset the whole fact (the test's yardstick).
-        self.keys: tuple[tuple[tuple[str, ...] | None, ...], ...] = tuple(
-            tuple(tested_keys(rules) if project else None for rules in chunks) for chunks in levels
+        # The projected keys are also renamed, in the rulesets the core is given and in the facts
+        # asserted into them, to short names (`f0`, `f1`, …): the core hashes and copies every key
+        # of a fact on assert and writes the fact into every action's message, and the engine's
+        # names (`p__cyclosporine__status__1`, 27 characters on average) made that a fifth of the
+        # core's time. Names are this wrapper's business only: what fires is reported by rule name.
+        self.keys: tuple[tuple[tuple[tuple[str, str], ...] | None, ...], ...] = tuple(
+            tuple(_short_names(tested_keys(rules)) if project else None for rules in chunks) for chunks in levels
+        )
+        self.rulesets = tuple(
+            tuple(
+                rules if pairs is None else _renamed(rules, dict(pairs))
+                for rules, pairs in zip(chunks, level_keys, strict=True)
+            )
+            for chunks, level_keys in zip(levels, self.keys, strict=True)
         )
 
     def _ensure(self) -> list[list[int]]:
@@ -119,25 +131,29 @@ class DurableRulesets:
             prefix = f"{self.label}_{os.getpid()}_{next(_NAMES)}"
             self._handles = [
                 [core.create_ruleset(f"{prefix}_L{i}_{j}", durable_json(rs)) for j, rs in enumerate(chunks)]
-                for i, chunks in enumerate(self.levels)
+                for i, chunks in enumerate(self.rulesets)
             ]
             self._pid = os.getpid()
         return self._handles
 
-    def fire(self, level: int, fact: dict[str, Any]) -> set[str]:
-        """Assert one flat fact into a level's rulesets; return the names of the rules it fired."""
-        number = next(self._ids)
-        fired: set[str] = set()
-        handles = self._handles if self._pid == os.getpid() else self._ensure()
-        for handle, keys in zip(handles[level], self.keys[level], strict=True):
+    def fact_texts(self, level: int, fact: dict[str, Any], number: int) -> list[str]:
+        """The fact as each of a level's rulesets is given it (projected, renamed, encoded)."""
+        texts = []
+        for pairs in self.keys[level]:
             projected = {"sid": "0", "id": number, "k": 1}
-            if keys is None:
+            if pairs is None:
                 projected.update(fact)
             else:
-                for key in keys:
-                    if key in fact:
-                        projected[key] = fact[key]
-            self._fire_one(handle, fact_json(projected), fired)
+                projected.update({short: fact[key] for key, short in pairs if key in fact})
+            texts.append(fact_json(projected))
+        return texts
+
+    def fire(self, level: int, fact: dict[str, Any]) -> set[str]:
+        """Assert one flat fact into a level's rulesets; return the names of the rules it fired."""
+        fired: set[str] = set()
+        handles = self._handles if self._pid == os.getpid() else self._ensure()
+        for handle, text in zip(handles[level], self.fact_texts(level, fact, next(self._ids)), strict=True):
+            self._fire_one(handle, text, fired)
         return fired
 
     @staticmethod
@@ -246,6 +262,39 @@ def _literals(pattern: Any, out: dict[str, list[Any]]) -> None:
                 out.setdefault(inner, []).append(literal)
         elif not key.startswith("$"):
             out.setdefault(key, []).append(value)
+
+
+_RESERVED = frozenset(("sid", "id", "k"))  # the wrapper's own keys of every fact
+
+
+def _short_names(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((key, f"f{n}") for n, key in enumerate(k for k in keys if k not in _RESERVED))
+
+
+def _renamed(rules: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """A ruleset with its patterns' fact keys renamed (the keys `_literals` finds)."""
+    return {
+        rule: {**body, "all": [{**part, "m": _rename(part["m"], names)} for part in body["all"]]}
+        for rule, body in rules.items()
+    }
+
+
+def _rename(pattern: Any, names: dict[str, str]) -> Any:
+    if isinstance(pattern, list):
+        return [_rename(item, names) for item in pattern]
+    if not isinstance(pattern, dict):
+        return pattern
+    out: dict[str, Any] = {}
+    for key, value in pattern.items():
+        if key in ("$and", "$or"):
+            out[key] = _rename(value, names)
+        elif key.startswith("$") and isinstance(value, dict):
+            out[key] = {names.get(inner, inner): literal for inner, literal in value.items()}
+        elif not key.startswith("$"):
+            out[names.get(key, key)] = value
+        else:
+            out[key] = value
+    return out
 
 
 def tested_keys(rules: dict[str, Any]) -> tuple[str, ...]:
