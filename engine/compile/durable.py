@@ -114,7 +114,8 @@ class DurableRulesets:
         # asserted into them, to short names (`f0`, `f1`, …): the core hashes and copies every key
         # of a fact on assert and writes the fact into every action's message, and the engine's
         # names (`p__cyclosporine__status__1`, 27 characters on average) made that a fifth of the
-        # core's time. Names are this wrapper's business only: what fires is reported by rule name.
+        # core's time. Names are this wrapper's business only: what fires is reported by rule name,
+        # `fsgs-kb compile` shows the readable names, and validate's probe runs these rulesets.
         self.keys: tuple[tuple[tuple[tuple[str, str], ...] | None, ...], ...] = tuple(
             tuple(_short_names(tested_keys(rules)) if project else None for rules in chunks) for chunks in levels
         )
@@ -285,6 +286,7 @@ def _rename(pattern: Any, names: dict[str, str]) -> Any:
     if not isinstance(pattern, dict):
         return pattern
     out: dict[str, Any] = {}
+    key: str
     for key, value in pattern.items():
         if key in ("$and", "$or"):
             out[key] = _rename(value, names)

@@ -14,7 +14,7 @@ value's `condition`), so `validate` fails instead:
 from __future__ import annotations
 
 from fsgs_kb.engine.check.validate import ValidationReport
-from fsgs_kb.engine.compile.durable import ProbeFailure, probe
+from fsgs_kb.engine.compile.durable import DurableRulesets, ProbeFailure, probe
 from fsgs_kb.engine.compile.rulesets import ALPHA_BUDGET, MAX_GROUPS, CompiledKB, compile_kb, groups, stack_bound
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.load.yamlsafe import Located
@@ -90,8 +90,10 @@ def limit_problems(model: KnowledgeBaseModel, docs: dict[str, Located], compiled
 
 
 def probe_problems(model: KnowledgeBaseModel, docs: dict[str, Located], compiled: CompiledKB) -> list[KBError]:
-    """What the real core refuses, located at the rules concerned (see durable.probe)."""
-    return [error for failure in probe(compiled.levels) for error in _failure_errors(failure, model, docs)]
+    """What the real core refuses, located at the rules concerned (see durable.probe): the
+    rulesets exactly as the wrapper hands them over (fact keys renamed, DurableRulesets)."""
+    as_run = DurableRulesets(compiled.levels, "probe").rulesets
+    return [error for failure in probe(as_run) for error in _failure_errors(failure, model, docs)]
 
 
 def _failure_errors(failure: ProbeFailure, model: KnowledgeBaseModel, docs: dict[str, Located]) -> list[KBError]:
