@@ -518,6 +518,7 @@ class CompiledEvaluator:
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
         self._derived_memo: dict[tuple[Any, ...], bytes] = {}
+        self._state = self._state_function()
         self.rule_derived = {r.id: tuple(evaluation.rule_derived[r.id]) for r in self.rules}
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
@@ -539,6 +540,47 @@ class CompiledEvaluator:
                 pieces["caveat"] = b"," + orjson.dumps(extra)[1:-1] + b',"shown":'
                 pieces["note"] = orjson.dumps(self._note(r.id))
             self._encoded[r.id] = pieces
+
+    def _state_function(self) -> Any:
+        """`Domains.state` as straight-line code: a recorded variable's cell by inline comparisons
+        with its cells' lower bounds (as `Var.cell_of` compares them) or its enum index; a missing
+        one through the memoised domain methods, as there. Held to the reference's bytes by
+        tests/test_compiled.py (the reference evaluator calls `Domains.state`)."""
+        domains = self.evaluation.domains
+        src = _Source()
+        emit = src.emit
+        names = []
+        for i, var in enumerate(self.evaluation.exact.vars):
+            s = f"s{i}"
+            names.append(s)
+            v = src.const(var)
+            if var.source == "field":
+                emit(f"v = values.get({var.name!r})")
+                emit(f"if v is None: {s} = _field_cells({v}, p, values)")
+            else:
+                emit(f"v = derived[{var.name!r}].value")
+                emit(f"if v is None: {s} = _derived_cells({v}, values, p)")
+            if var.kind == "number" and len(var.lows) > 1:
+                for j, (low, closed) in enumerate(var.lows[1:], start=1):
+                    bound = src.const(low)
+                    passes = f"v > {bound} or v == {bound}" if closed else f"v > {bound}"
+                    emit(f"elif not ({passes}): {s} = _ONE[{j - 1}]")
+                emit(f"else: {s} = _ONE[{len(var.lows) - 1}]")
+            elif var.kind in ("enum", "boolean"):
+                emit(f"else: {s} = _ONE[{src.const(var.index)}[v]]")
+            else:
+                emit(f"else: {s} = ({v}.cell_of(v),)")
+        emit(f"return ({', '.join(names)},)")
+        namespace = {
+            **src.constants,
+            "_ONE": tuple((i,) for i in range(max((len(v.cells) for v in self.evaluation.exact.vars), default=0))),
+            "_field_cells": domains._field_cells,  # noqa: SLF001 - the same memoised methods as Domains.state
+            "_derived_cells": domains._derived_cells,  # noqa: SLF001
+        }
+        code = "def state(p, values, derived):\n" + "\n".join(src.lines) + "\n"
+        exec(compile(code, "<fsgs-kb compiled state>", "exec"), namespace)  # noqa: S102
+        self.sources["state"] = code
+        return namespace["state"]
 
     def functions(self, detail: str, encoded: bool = False) -> tuple[Any, Any]:
         """(derive, rules) of one detail level, generated and compiled on first use (a command
@@ -626,7 +668,7 @@ class CompiledEvaluator:
         for i, name in enumerate(self.derived_names):
             v, m, h = kleene_derived[3 * i : 3 * i + 3]
             derived[name] = DerivedValue(name, v, self.units[name], m, h)
-        state = ev.domains.state(patient, values, derived)
+        state = self._state(patient, values, derived)
         recorded = ev.recorded(values, derived)
         for name in ev.booleans:  # exact semantics where Kleene's tables leave a value unknown
             old = derived[name]
