@@ -43,6 +43,7 @@ NUMERIC = ("lt", "le", "gt", "ge")
 _OUTCOME_JSON = {True: b'"fired"', False: b'"not_fired"', None: b'"undetermined"'}
 CACHE_LIMIT = 1 << 16
 MEMO_LIMIT = 4096  # entries remembered per comparison (generated code)
+_Shown = tuple[bytes, bool, str, "bytes | str"]  # a value a caveat shows: JSON before it, derived?, name, unit
 _MEMOABLE = frozenset((str, int, bool, type(None)))  # value types that may key a memo
 _UNSEEN = object()
 PY_OP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -518,8 +519,8 @@ class CompiledEvaluator:
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
         self._derived_memo: dict[tuple[Any, ...], bytes] = {}
-        self._state = self._state_function()
         self.rule_derived = {r.id: tuple(evaluation.rule_derived[r.id]) for r in self.rules}
+        self._state = self._state_function()
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
@@ -540,6 +541,37 @@ class CompiledEvaluator:
                 pieces["caveat"] = b"," + orjson.dumps(extra)[1:-1] + b',"shown":'
                 pieces["note"] = orjson.dumps(self._note(r.id))
             self._encoded[r.id] = pieces
+        self._plan_entries()
+
+    def _plan_entries(self) -> None:
+        # Per rule, in order, what `_encoded_entries` writes around the patient's parts: its id,
+        # the constant pieces, the index of its list of derived values among the distinct lists,
+        # and for a caveat the pieces of each value it shows (the JSON before the value; whether
+        # it is a derived value; its name; the unit as constant JSON, or the field it is read from).
+        groups: list[tuple[str, ...]] = []
+        for r in self.rules:
+            if self.rule_derived[r.id] not in groups:
+                groups.append(self.rule_derived[r.id])
+        self._derived_groups = groups
+        self._entry_plan: list[tuple[str, bytes, bytes, int, bytes | None, tuple[_Shown, ...]]] = []
+        for r in self.rules:
+            pieces = self._encoded[r.id]
+            shown: list[_Shown] = []
+            if r.kind == "caveat":
+                for kind, name, unit, unit_from in (self.evaluation._show_plan(k, n) for k, n in r.shows):  # noqa: SLF001
+                    before = orjson.dumps({kind: name})[:-1] + b',"value":'
+                    tail = b',"unit":' + orjson.dumps(unit) + b"}" if unit_from is None else unit_from
+                    shown.append((before, kind == "derived", name, tail))
+            self._entry_plan.append(
+                (
+                    r.id,
+                    pieces["head"],
+                    pieces["says"],
+                    groups.index(self.rule_derived[r.id]),
+                    pieces["caveat"] if r.kind == "caveat" else None,
+                    tuple(shown),
+                )
+            )
 
     def _state_function(self) -> Any:
         """`Domains.state` as straight-line code: a recorded variable's cell by inline comparisons
@@ -811,32 +843,35 @@ class CompiledEvaluator:
         """The full rule entries for `run_json`, as one JSON fragment: what the knowledge base says
         encoded at load (self._encoded), each derived value encoded once however many rules list
         it, the patient's parts encoded between; the bytes orjson writes for the reference's dicts."""
-        ev = self.evaluation
         dumps = orjson.dumps
         derived_json = {n: self._derived_json(derived[n]) for n in self.standard_derived}
-        lists: dict[tuple[str, ...], bytes] = {}  # rules that show the same derived values share one join
+        lists = [b",".join([derived_json[n] for n in names]) for names in self._derived_groups]
         parts: list[bytes] = [b"["]
-        for rule, (_, conditions) in zip(self.rules, truths, strict=True):
-            rid = rule.id
-            pieces = self._encoded[rid]
+        for (rid, head, says, group, caveat, shown), (_, conditions) in zip(self._entry_plan, truths, strict=True):
             missing = missing_of[rid]
-            names = self.rule_derived[rid]
             parts += (
-                pieces["head"],
+                head,
                 _OUTCOME_JSON[decided[rid]],
                 b',"missing":',
                 dumps(missing) if missing else b"[]",
                 b',"conditions":',
                 conditions,
                 b',"derived":[',
-                lists.get(names) or lists.setdefault(names, b",".join([derived_json[n] for n in names])),
+                lists[group],
                 b"]",
             )
             if rid in without_of:
                 parts += (b',"decided_without":', dumps(without_of[rid]))
-            parts.append(pieces["says"])
-            if rule.kind == "caveat":
-                parts += (pieces["caveat"], dumps(ev.shown(rule, values, derived)))
+            parts.append(says)
+            if caveat is not None:
+                parts += (caveat, b"[")
+                for i, (before, is_derived, name, unit) in enumerate(shown):
+                    if i:
+                        parts.append(b",")
+                    value = derived[name].value if is_derived else values.get(name)
+                    tail = unit if isinstance(unit, bytes) else b',"unit":' + dumps(values.get(unit)) + b"}"
+                    parts += (before, dumps(value), tail)
+                parts.append(b"]")
                 if rid in unchecked_of:
                     parts += (b',"unchecked":', dumps(unchecked_of[rid]))
             if rid in notes:
