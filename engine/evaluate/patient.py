@@ -211,12 +211,15 @@ def _clinical_conflicts(record: dict[str, Any]) -> list[KBError]:
             )
         )
     kidney = _mapping(record.get("kidney_function"))
-    if "egfr" in kidney and kidney.get("unit") == "mL/min":
+    # eGFR is always per 1.73 m2 and `unit` is the creatinine clearance's (clinical-notes §3:
+    # eGFR and/or a clearance in mL/min/1.73m2 or mL/min): a unit of mL/min says something only
+    # of a clearance, and with an eGFR alone it can only be a mistaken eGFR unit.
+    if "egfr" in kidney and "creatinine_clearance" not in kidney and kidney.get("unit") == "mL/min":
         out.append(
             _problem(
                 "/kidney_function/unit",
                 "patient.conflict",
-                "an eGFR is per 1.73 m2, but the unit recorded is mL/min",
+                "an eGFR is per 1.73 m2, but the unit recorded is mL/min (and no creatinine clearance)",
                 "record the unit mL/min/1.73m2, or the creatinine clearance in mL/min without the eGFR",
             )
         )
