@@ -55,12 +55,13 @@ from fsgs_kb.engine.model import (
     Quote,
     Ref,
     Rule,
+    ScopeCase,
     Source,
 )
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
 CACHE_ENV = "FSGS_KB_CACHE"
-FORMAT = b"fsgs-kb-cache 3"  # 3: LoadResult.relative (fingerprints independent of the working directory)
+FORMAT = b"fsgs-kb-cache 4"  # 4: Rule.complements and the scope cases (KnowledgeBaseModel.scope)
 SECRET_FILE = "secret.key"
 SECRET_BYTES = 32
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
@@ -77,6 +78,7 @@ CLASSES: dict[str, type] = {
         Parameter,
         Derived,
         Rule,
+        ScopeCase,
         Quote,
         Compare,
         AllOf,

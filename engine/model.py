@@ -155,9 +155,23 @@ class Rule:
     approved_on: str | None
     file: str
     qualifies: tuple[str, ...] = ()  # caveats: the advice they qualify
+    complements: str | None = None  # the rule on the other side of this rule's threshold (a pair)
     provenance_kind: str | None = None  # caveats: source | cited | local
     provenance: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     shows: tuple[tuple[str, str], ...] = ()  # (field|derived, name) shown with the rule when it fires
+
+
+@dataclass(frozen=True, kw_only=True)  # wide: built by keyword, so no field can be swapped
+class ScopeCase:
+    """One explanation of the scope (kb.yaml `scope`): under the outcome of in_scope (met,
+    not_met, undetermined), the first case whose `when` holds gives the result's reason."""
+
+    outcome: str
+    when: Condition | None  # None: always holds
+    reason: str  # may name {missing}: the inputs that would decide the scope
+    undetermined_needs: tuple[str, ...]  # not met, but reported undetermined until these fields are recorded
+    file: str
+    pointer: str
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,14 @@ class KnowledgeBaseModel:
     derived: dict[str, Derived] = field(default_factory=dict)
     rules: dict[str, Rule] = field(default_factory=dict)
     derived_order: tuple[str, ...] = ()
+    scope: tuple[ScopeCase, ...] = ()  # kb.yaml `scope`, in file order
+
+    @property
+    def scope_covers(self) -> str | None:
+        """Who the source covers (kb.yaml `scope.covers`), as in "the review covers … only";
+        None for a knowledge base that does not say (one older than the `scope` block)."""
+        covers = self.manifest.get("scope", {}).get("covers")
+        return " ".join(covers.split()) if isinstance(covers, str) else None
 
     @property
     def source(self) -> Source:

@@ -187,6 +187,7 @@ class CardMaker:
     def _undetermined_card(self, made: Made, result: dict[str, Any], prov: dict[str, Any], absent: list[str]) -> None:
         needs: dict[str, list[str]] = {}
         if result["status"] == "scope_undetermined":
+            covers = self.kb.model.scope_covers
             fsgs_known = any("missing" not in prov[p] for p in prov if p.startswith("/fsgs/"))
             if not fsgs_known:
                 return  # nothing says this patient has FSGS at all: no card for every chart opened
@@ -194,7 +195,7 @@ class CardMaker:
             if not served:
                 return
             for pointer in result["scope"]["missing"]:
-                needs.setdefault(pointer, []).append("scope (idiopathic FSGS)")
+                needs.setdefault(pointer, []).append(f"scope ({covers})" if covers else "scope")
             drafts = any(r.status != "active" for r in served)
         else:
             entries = [e for e in result["rules"] if e["outcome"] == "undetermined" and self.visible(e)]
@@ -221,6 +222,7 @@ class CardMaker:
             reason = str(result["scope"]["reason"])
             text = _fit(prefix, f"Cannot tell whether the review applies: {reason}", f" (see {labels})")
             detail["scope_reason"] = reason
+            detail["covers"] = self.kb.model.scope_covers
         else:
             text = _fit(prefix, f"Record {labels}", f" to decide {count}")
         card: dict[str, Any] = {

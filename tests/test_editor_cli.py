@@ -117,7 +117,7 @@ def test_validate_for_ci(kb_copy: Path) -> None:
     code, output = invoke("validate", "--rules", str(kb_copy), "--format", "github")
     assert code == 1
     (annotation,) = [line for line in output.splitlines() if line.startswith("::")]
-    assert annotation.startswith(f"::error file={kb_copy}/recommendations/CSA-DOSE-EXCEEDS.yaml,line=14,col=19,")
+    assert annotation.startswith(f"::error file={kb_copy}/recommendations/CSA-DOSE-EXCEEDS.yaml,line=15,col=19,")
     assert annotation.endswith("::unknown parameter 'max_daily_dos' (hint: did you mean 'max_daily_dose'?)")
     code, output = invoke("validate", "--rules", str(kb_copy), "--format", "sarif")
     sarif = json.loads(output)
@@ -128,7 +128,7 @@ def test_validate_for_ci(kb_copy: Path) -> None:
     assert run["tool"]["driver"]["rules"][result["ruleIndex"]]["id"] == "rule.unknown_parameter"
     place = result["locations"][0]["physicalLocation"]
     assert place["artifactLocation"]["uri"].endswith("recommendations/CSA-DOSE-EXCEEDS.yaml")
-    assert place["region"] == {"startLine": 14, "startColumn": 19}
+    assert place["region"] == {"startLine": 15, "startColumn": 19}
     assert run["properties"]["kb"]["id"] == "fsgs-csa"
 
 

@@ -256,6 +256,8 @@ def compare(old: KBSide, new: KBSide) -> KBDiff:
             diff.violations.append(
                 f"kb.yaml version went from {old_m.get('version')} to {new_m.get('version')}: versions only go up"
             )
+    if canonical_json(old_m.get("scope")) != canonical_json(new_m.get("scope")):
+        diff.add("kb_scope", "kb.yaml", "scope explanation changed (who the review covers, the reasons results give)")
     if old_m.get("version") != new_m.get("version"):
         diff.add("kb_version", "kb.yaml", f"{old_m.get('version')} → {new_m.get('version')}")
     return diff
@@ -281,6 +283,7 @@ def _compare_rules(old: KBSide, new: KBSide, diff: KBDiff) -> None:
             ("kind", "kind"),
             ("title", "title"),
             ("interpretation", "interpretation"),
+            ("complements", "complements"),
         ):
             if canonical_json(before.get(key)) != canonical_json(after.get(key)):
                 diff.add(

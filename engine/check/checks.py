@@ -85,6 +85,7 @@ class Checker:
             "derived.unknown_derived": "derived",
             "param.unknown_derived": "derived",
             "rule.qualifies": "rule",
+            "rule.complements": "rule",
             "param.unused": "param",
             "kb.unknown_source": "source",
         }.get(code)

@@ -1,5 +1,6 @@
 """Static checks of meaning: rules that can never fire, rules of opposite meaning that can fire
-together, pairs meant to cover a range that leave a gap, rules without scenario tests.
+together, pairs meant to cover a range that leave a gap, rules without scenario tests. The pairs
+are those the knowledge base declares (a rule's `complements`, checked in engine.check.links).
 
 Conditions are expanded (boolean derived values inlined, negations pushed to the comparisons)
 into a disjunction of conjunctions; a conjunction is satisfiable unless two of its comparisons
@@ -16,11 +17,10 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fields import catalogue
-from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef, Rule
+from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef, Rule, rule_order
 
 Literal = tuple[Compare, bool]  # (comparison, must it be true?)
 MAX_TERMS = 4096
-PAIR_SUFFIXES = ("-WITHIN", "-EXCEEDS")
 
 
 class _TooLarge(Exception):
@@ -164,7 +164,7 @@ def _numeric_leaves(rule: Rule) -> list[Compare]:
 
 
 def pair_gap(model: KnowledgeBaseModel, a: Rule, b: Rule) -> tuple[Compare, str] | None:
-    """For a WITHIN/EXCEEDS pair comparing one value with thresholds: the range neither covers."""
+    """For a pair of complements comparing one value with thresholds: the range neither covers."""
     for la in _numeric_leaves(a):
         for lb in _numeric_leaves(b):
             if (la.source, la.name) != (lb.source, lb.name):
@@ -188,13 +188,14 @@ def pair_gap(model: KnowledgeBaseModel, a: Rule, b: Rule) -> tuple[Compare, str]
 
 
 def pairs(model: KnowledgeBaseModel) -> list[tuple[Rule, Rule]]:
-    """Rules meant as complements: X-WITHIN and X-EXCEEDS."""
+    """Rules meant as complements, as the knowledge base declares them (each rule's `complements`
+    names the other): each pair once, in the order of results (kind, then id: the advice before
+    the warning)."""
     out = []
-    for rule in model.rules.values():
-        if rule.id.endswith(PAIR_SUFFIXES[0]):
-            other = model.rules.get(rule.id[: -len(PAIR_SUFFIXES[0])] + PAIR_SUFFIXES[1])
-            if other is not None:
-                out.append((rule, other))
+    for rule in sorted(model.rules.values(), key=rule_order):
+        other = model.rules.get(rule.complements) if rule.complements else None
+        if other is not None and other.complements == rule.id and rule_order(rule) < rule_order(other):
+            out.append((rule, other))
     return out
 
 

@@ -29,7 +29,7 @@ from fsgs_kb.engine.compile.exact_form import Form, Node, Presence, exact_number
 from fsgs_kb.engine.compile.rulesets import derived_key, number, scalar
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.detail import reduce
-from fsgs_kb.engine.evaluate.evaluation import OUTCOME, SCOPE_DERIVED, Evaluation, error_record, scope_record
+from fsgs_kb.engine.evaluate.evaluation import OUTCOME, SCOPE_DERIVED, Evaluation, error_record
 from fsgs_kb.engine.evaluate.exact import Recorded, State, relevant_vars
 from fsgs_kb.engine.evaluate.exact import decide as exact_decide
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
@@ -777,7 +777,7 @@ class CompiledEvaluator:
         result["drafts"] = [r.id for r in fired_rules if r.status != "active"]
         result["undetermined"] = undetermined
         result["no_recommendation"] = status == "evaluated" and not fired_rules and not undetermined
-        result["scope"] = scope_record(scope, patient)
+        result["scope"] = ev.scope_record(scope, values, derived)
         if detail == "minimal":
             says = {r.id: ev.static[r.id]["says"] for r in fired_rules}
             result["says"] = says

@@ -20,12 +20,14 @@ from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_
 from fsgs_kb.engine.load.conditions import expression_refs, reach, walk
 from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
+from fsgs_kb.engine.load.templating import fill
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
 from fsgs_kb.engine.read.shape import shape_problem
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
 OUTCOME = {True: "fired", False: "not_fired", None: "undetermined"}
 SCOPE_DERIVED = "in_scope"
+SCOPE_OUTCOME = {True: "met", False: "not_met", None: "undetermined"}  # kb.yaml `scope`, by in_scope's value
 
 
 def _quote_dict(quote: Any) -> dict[str, str]:
@@ -54,6 +56,9 @@ class Evaluation:
             paths |= {r.name for e in exprs for r in expression_refs(e) if r.source == "field"}
             conds = ([derived.condition] if derived.condition else []) + [w for w, _ in derived.cases]
             paths |= {leaf.name for c in conds for leaf in walk(c) if leaf.source == "field"}
+        for case in model.scope:  # the scope's explanation reads the record too (kb.yaml `scope`)
+            if case.when is not None:
+                paths |= {leaf.name for leaf in walk(case.when) if leaf.source == "field"}
         for rule in model.rules.values():
             paths |= {name for kind, name in rule.shows if kind == "field"}
             paths |= {
@@ -76,6 +81,7 @@ class Evaluation:
         self.rule_derived = {r.id: self._derived_closure(r) for r in self.rules}
         self.static = {r.id: self._static_part(r) for r in self.rules}
         self.kb_record = kb_record
+        self.scope_cases = {o: [c for c in model.scope if c.outcome == o] for o in SCOPE_OUTCOME.values()}
         self._shows: dict[str, list[tuple[str, str, str | None, str | None]]] = {}
         # per level, the names durable-rules' actions carry, worked out once (see _decide)
         self._verdict_names = [
@@ -297,6 +303,24 @@ class Evaluation:
         """The missing inputs of a decided form: every value they could take gives its outcome."""
         return self._pointers(self._missing_vars(form, values, derived), values)
 
+    def scope_record(
+        self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> dict[str, Any]:
+        """A result's `scope`: in scope or not, what is missing to tell, and why. The reasons are
+        the knowledge base's (kb.yaml `scope`): under in_scope's outcome, the first case whose
+        condition holds; with none, in_scope's own account of the record."""
+        if scope is None:
+            return {"in_scope": None, "missing": [], "reason": "the knowledge base defines no in_scope value"}
+        missing = list(scope.missing)
+        for case in self.scope_cases[SCOPE_OUTCOME[scope.value]]:
+            if case.when is not None and self.evaluator.condition(case.when, values, derived).result is not True:
+                continue
+            needs = [self.evaluator.fields[name].pointer for name in case.undetermined_needs]
+            missing += [p for p in needs if p not in missing]
+            reason = fill(case.reason, {"missing": ", ".join(missing)})
+            return {"in_scope": None if needs else scope.value, "missing": missing, "reason": reason}
+        return {"in_scope": scope.value, "missing": missing, "reason": scope.how}
+
     def _evaluate(self, patient: dict[str, Any], input_sha: str, timestamp: str | None) -> dict[str, Any]:
         evaluator = self.evaluator
         values = field_values(patient, self.fields)
@@ -372,7 +396,7 @@ class Evaluation:
                         }
                     )
         ordered = [entries[r.id] for r in self.rules]
-        return self._assemble(patient, input_sha, ordered, derived, errors, timestamp)
+        return self._assemble(patient, input_sha, ordered, values, derived, errors, timestamp)
 
     @staticmethod
     def _disagreement(rule_id: str, durable: bool | None, python: bool | None) -> KBError:
@@ -454,6 +478,7 @@ class Evaluation:
         patient: dict[str, Any],
         input_sha: str,
         entries: list[dict[str, Any]],
+        values: dict[str, Any],
         derived: dict[str, DerivedValue],
         errors: list[KBError],
         timestamp: str | None,
@@ -478,7 +503,7 @@ class Evaluation:
             "drafts": [e["id"] for e in fired if e["status"] != "active"],
             "undetermined": undetermined,
             "no_recommendation": status == "evaluated" and not fired and not undetermined,
-            "scope": _scope_dict(scope, patient),
+            "scope": self.scope_record(scope, values, derived),
             "rules": entries,
             "errors": [_error_dict(e) for e in errors],
         }
@@ -550,35 +575,6 @@ def _error_dict(error: KBError) -> dict[str, Any]:
     if error.rule_id:
         out["rule_id"] = error.rule_id
     return out
-
-
-def _scope_dict(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str, Any]:
-    if scope is None:
-        return {"in_scope": None, "missing": [], "reason": "the knowledge base defines no in_scope value"}
-    fsgs = patient.get("fsgs") or {}
-    missing = list(scope.missing)
-    if scope.value is True:
-        reason = (
-            "biopsy-proven primary (idiopathic) FSGS"
-            if fsgs.get("biopsy_proven") is True
-            else "primary (idiopathic) FSGS; the site's scope accepts a diagnosis without biopsy (local policy)"
-        )
-    elif fsgs.get("biopsy_proven") is False:
-        # not out of scope (only SCOPE-OUT's etiologies are): the review may apply, but the site's
-        # scope asks for a biopsy, so whether it applies is undetermined (clinical-notes §4)
-        missing.append("/fsgs/biopsy_proven")
-        reason = "the diagnosis is not biopsy-proven"
-        return {"in_scope": None, "missing": missing, "reason": reason}
-    elif missing:
-        reason = "cannot tell whether the FSGS is idiopathic: needs " + ", ".join(missing)
-    else:
-        reason = scope.how
-    return {"in_scope": scope.value, "missing": missing, "reason": reason}
-
-
-def scope_record(scope: DerivedValue | None, patient: dict[str, Any]) -> dict[str, Any]:
-    """A result's `scope`: in scope or not, what is missing to tell, and why."""
-    return _scope_dict(scope, patient)
 
 
 def error_record(error: KBError) -> dict[str, Any]:

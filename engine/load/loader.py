@@ -25,7 +25,7 @@ from fsgs_kb.engine.load.fingerprint import kb_fingerprint
 from fsgs_kb.engine.load.schemas import schema_errors
 from fsgs_kb.engine.load.templating import placeholders, render
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
-from fsgs_kb.engine.model import Derived, KnowledgeBaseModel, Parameter, Quote, Rule, Source
+from fsgs_kb.engine.model import Derived, KnowledgeBaseModel, Parameter, Quote, Rule, ScopeCase, Source
 from fsgs_kb.engine.suggest import did_you_mean
 
 
@@ -101,13 +101,42 @@ def _quote(data: dict[str, Any], doc: Located, pointer: str) -> Quote:
     return Quote(data["source"], data["sentence"], data["quote"], doc.file, pointer)
 
 
+SCOPE_OUTCOMES = ("met", "not_met", "undetermined")
+
+
+def _in_scope_condition(pointer: str) -> bool:
+    """The conditions of kb.yaml's scope cases are checked by the condition parser."""
+    parts = pointer.split("/")
+    return len(parts) > 4 and parts[1] == "scope" and parts[4] == "when"
+
+
 def _load_manifest(reader: _Reader) -> None:
     path = reader.required("kb.yaml", "kb.missing_manifest", "its id, version and changelog")
     if path is None:
         return
-    doc = reader.read(path, "manifest")
-    if doc is not None:
-        reader.result.model.manifest = doc.data
+    doc = reader.read(path, "manifest", skip=_in_scope_condition)
+    if doc is None:
+        return
+    reader.result.model.manifest = doc.data
+    parser = reader.parser(doc)
+    cases = []
+    for outcome in SCOPE_OUTCOMES:
+        for i, case in enumerate(doc.data.get("scope", {}).get(outcome, ())):
+            pointer = pointer_join("/scope", outcome, i)
+            when = parser.condition(case["when"], pointer + "/when") if "when" in case else None
+            cases.append(
+                ScopeCase(
+                    outcome=outcome,
+                    when=when,
+                    reason=" ".join(case["reason"].split()),
+                    undetermined_needs=tuple(case.get("undetermined_needs", ())),
+                    file=doc.file,
+                    pointer=pointer,
+                )
+            )
+    reader.finish(parser)
+    if not parser.errors:
+        reader.result.model.scope = tuple(cases)
 
 
 def _load_sources(reader: _Reader) -> None:
@@ -248,6 +277,7 @@ def _load_rules(reader: _Reader) -> None:
             approved_on=data.get("approved_on"),
             file=doc.file,
             qualifies=tuple(data.get("qualifies", ())),
+            complements=data.get("complements"),
             provenance_kind=next(iter(data["provenance"])) if "provenance" in data else None,
             provenance=next(iter(data["provenance"].values())) if "provenance" in data else {},
             shows=tuple(next(iter(ref.items())) for ref in data.get("shows", ())),

@@ -83,3 +83,18 @@ def render(text: str, values: Mapping[str, tuple[Any, str]]) -> str:
         return token
 
     return PLACEHOLDER.sub(one, text)
+
+
+def fill(text: str, values: Mapping[str, str]) -> str:
+    """The text with each `{name}` replaced by the string given for it (`{{`, `}}`: braces);
+    for texts filled per patient (a scope reason's {missing}), so plain text is returned as is."""
+    if "{" not in text and "}" not in text:
+        return text
+
+    def one(match: re.Match[str]) -> str:
+        token = match.group()
+        if token in ("{{", "}}"):
+            return token[0]
+        return values.get(match.group(1) or "", token)
+
+    return PLACEHOLDER.sub(one, text)

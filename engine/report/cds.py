@@ -99,9 +99,14 @@ def rule_detail(detail: dict[str, Any]) -> str:
 def undetermined_detail(detail: dict[str, Any]) -> str:
     """The Markdown detail of the one card that says what to record."""
     if detail.get("scope_reason"):
+        covers = detail.get("covers")
         lines = [
-            f"The review covers idiopathic (primary) FSGS only, and whether this patient has it cannot be told: "
-            f"{md(detail['scope_reason'])}. No rule of the review is applied until it can.",
+            (
+                f"The review covers {md(covers)} only, and whether this patient has it cannot be told: "
+                if covers
+                else "Whether the review applies to this patient cannot be told: "
+            )
+            + f"{md(detail['scope_reason'])}. No rule of the review is applied until it can.",
             "",
         ]
     else:

@@ -22,9 +22,9 @@ from fsgs_kb.engine.report.text import printable
 
 WIDTH = 100
 DRAFT_BANNER = "DRAFT — not signed off, not for clinical use"
-STATUS_TEXT = {
+STATUS_TEXT = {  # out_of_scope then says who the review covers (kb.yaml scope.covers): see status_text
     "evaluated": "evaluated",
-    "out_of_scope": "out of scope: the review covers idiopathic FSGS only",
+    "out_of_scope": "out of scope",
     "scope_undetermined": "scope undetermined: cannot tell whether the review applies",
     "invalid": "invalid record: no rule was run",
     "error": "internal error: this result must not be used",
@@ -40,6 +40,13 @@ MARK = {True: "✓", False: "✗", None: "?"}
 
 
 # ---- the explanation as data ------------------------------------------------------------------
+def status_text(kb: KnowledgeBase, status: str) -> str:
+    """A result's status in words; out of scope, with who the review covers (the knowledge base's words)."""
+    covers = kb.model.scope_covers
+    text = STATUS_TEXT.get(status, status)
+    return f"{text}: the review covers {covers} only" if status == "out_of_scope" and covers else text
+
+
 def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict[str, Any]:
     """The result with, for every rule, its condition as a tree of sentences for this patient,
     its interpretation notes, and the inputs to record (titles and pointers)."""
@@ -47,7 +54,7 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
         "kb": kb.identity,
         "patient_id": result.get("patient_id"),
         "status": result["status"],
-        "status_text": STATUS_TEXT.get(result["status"], result["status"]),
+        "status_text": status_text(kb, result["status"]),
         "scope_text": (result.get("scope") or {}).get("reason"),
         "decision_id": result["decision"]["decision_id"],
         "problems": result["errors"],

@@ -283,7 +283,8 @@ class Handbook:
         return self.page(rule.title, body, up="../", subtitle=subtitle)
 
     def _applicability(self, rule: Rule) -> str:
-        """For a caveat: what it qualifies and where it comes from; for advice: its caveats."""
+        """For a caveat: what it qualifies and where it comes from; for advice: the rule on the other
+        side of its threshold (`complements`) and its caveats."""
         if rule.kind == "caveat":
             links = ", ".join(f'<a href="{q}.html">{q}</a>' for q in rule.qualifies)
             data = rule.provenance
@@ -303,11 +304,19 @@ class Handbook:
                 f"<h2>Qualifies</h2><p>{links}: shown beside that advice when it fires and this holds; "
                 f"it never changes or hides it.</p><h2>Provenance</h2><p>{where}</p>"
             )
+        other = self.model.rules.get(rule.complements) if rule.complements else None
+        pair = (
+            f'<h2>The other side of the threshold</h2><p><a href="{other.id}.html">{other.id}</a>: '
+            f"{_esc(other.title)}. The two never fire for the same patient and leave no value between "
+            "them (validate checks it).</p>"
+            if other is not None
+            else ""
+        )
         caveats = [c for c in self.rules if rule.id in c.qualifies]
         if not caveats:
-            return ""
+            return pair
         items = "".join(f'<li><a href="{c.id}.html">{c.id}</a>: {_esc(c.title)}</li>' for c in caveats)
-        return f"<h2>Caveats (where the evidence may not apply)</h2><ul>{items}</ul>"
+        return f"{pair}<h2>Caveats (where the evidence may not apply)</h2><ul>{items}</ul>"
 
     def source(self) -> str:
         src = self.model.source

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hostile_kb import EXAMPLE, copy_kb, run_cli
 
-FORMAT = b"fsgs-kb-cache 3"
+FORMAT = b"fsgs-kb-cache 4"  # pinned: a new format is a deliberate change (4: Rule.complements, scope cases)
 CEILING = (
     b'"Parameter","max_daily_dose","Highest total daily cyclosporine dose under which the review calls the drug safe",'
 )
