@@ -141,3 +141,21 @@ def test_csv_takes_the_list_of_drugs_as_a_json_cell(tmp_path: Path) -> None:
         out.append(json.loads(target.read_text().splitlines()[0]))
     assert out[0]["status"] == "evaluated" and out[0]["caveats"] == ["CAVEAT-OTHER-CNI"]
     assert out[1]["status"] == "invalid" and out[1]["errors"][0]["pointer"] == "/other_immunosuppressants"
+
+
+def test_a_value_recorded_in_another_unit_decides_the_check(kb: Any) -> None:
+    """Review of issue 13: a proteinuria recorded in g/day (or a clearance in mL/min) left the
+    other units' comparisons open, so the caveat said "record proteinuria" of a record holding
+    it. Each comparison is now made under its unit: the check is made, nothing is asked for."""
+    for name in ("relapse-after-remission.json", "relapse-after-nephrotoxicity-stop.json"):
+        record = json.loads((ROOT / "examples" / name).read_text())
+        for result in (kb.evaluate(record), kb.reference_evaluate(record)):
+            caveat = entry(result, "CAVEAT-RELAPSE-BELOW-DEFINITION")
+            assert caveat["outcome"] == "not_fired" and "unchecked" not in caveat, name
+    record = patient("naive_resistant_adult", kidney_function={"egfr": 45, "creatinine_clearance": 30, "unit": "mL/min"})
+    for result in (kb.evaluate(record), kb.reference_evaluate(record)):
+        caveat = entry(result, "CAVEAT-KIDNEY-FUNCTION")
+        assert result["status"] == "evaluated"
+        assert caveat["outcome"] == "not_fired" and "unchecked" not in caveat
+    below = patient("relapse_after_csa", proteinuria={"value": 2.0, "unit": "g/day"})
+    assert entry(kb.evaluate(below), "CAVEAT-RELAPSE-BELOW-DEFINITION")["outcome"] == "fired"

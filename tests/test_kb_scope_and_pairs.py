@@ -72,19 +72,17 @@ def test_the_bundled_scope_reasons(kb: KnowledgeBase) -> None:
     """The texts of kb.yaml, chosen by in_scope's outcome and each case's condition."""
     reason = "biopsy-proven primary (idiopathic) FSGS"
     assert _scope(kb, _patient()) == {"in_scope": True, "missing": [], "reason": reason}
-    reason = "cannot tell whether the FSGS is idiopathic: needs /fsgs/etiology"
+    reason = "cannot tell whether the patient is in the review's scope: needs /fsgs/etiology"
     assert _scope(kb, _patient(etiology=None)) == {"in_scope": None, "missing": ["/fsgs/etiology"], "reason": reason}
-    # not met, but the case's undetermined_needs reports it undetermined, asking for the biopsy
+    # not met, but the case's undetermined_needs reports it undetermined; the biopsy is recorded
+    # (false), so it is in the reason, not under missing
     reason = "the diagnosis is not biopsy-proven"
-    assert _scope(kb, _patient(biopsy_proven=False)) == {
-        "in_scope": None,
-        "missing": ["/fsgs/biopsy_proven"],
-        "reason": reason,
-    }
-    # not met, no case holds: in_scope's own account of the record
-    secondary = _scope(kb, _patient(etiology="secondary"))
-    assert secondary["in_scope"] is False
-    assert secondary["reason"].startswith("fsgs.etiology = secondary (needs = primary): false")
+    assert _scope(kb, _patient(biopsy_proven=False)) == {"in_scope": None, "missing": [], "reason": reason}
+    # not met by the cause, which comes first (with or without a biopsy)
+    reason = "the cause recorded is not primary (idiopathic) FSGS"
+    for biopsy in (True, False):
+        secondary = _scope(kb, _patient(etiology="secondary", biopsy_proven=biopsy))
+        assert secondary == {"in_scope": False, "missing": [], "reason": reason}
 
 
 def test_edited_scope_texts_change_every_output(tmp_path: Path) -> None:
@@ -95,7 +93,7 @@ def test_edited_scope_texts_change_every_output(tmp_path: Path) -> None:
                 ("covers: idiopathic FSGS", "covers: idiopathic FSGS (site wording)"),
                 ("reason: biopsy-proven primary (idiopathic) FSGS", "reason: in scope (site wording)"),
                 ("reason: the diagnosis is not biopsy-proven", "reason: no biopsy on record (site wording)"),
-                ("idiopathic: needs {missing}", "idiopathic; record {missing} (site wording)"),
+                ("scope: needs {missing}", "scope; record {missing} (site wording)"),
             ]
         },
     )
@@ -103,7 +101,7 @@ def test_edited_scope_texts_change_every_output(tmp_path: Path) -> None:
     assert _scope(kb, _patient())["reason"] == "in scope (site wording)"
     assert _scope(kb, _patient(biopsy_proven=False))["reason"] == "no biopsy on record (site wording)"
     assert _scope(kb, _patient(etiology=None, biopsy_proven=None))["reason"] == (
-        "cannot tell whether the FSGS is idiopathic; record /fsgs/etiology, /fsgs/biopsy_proven (site wording)"
+        "cannot tell whether the patient is in the review's scope; record /fsgs/etiology, /fsgs/biopsy_proven (site wording)"
     )
     out = _patient(etiology="secondary")
     status = explanation(kb, out, kb.evaluate(out))["status_text"]

@@ -43,7 +43,15 @@ def _remove(record: dict[str, Any], pointer: str) -> None:
         node.pop(parts[-1], None)
 
 
-def check_consistent(kb: Any, result: dict[str, Any]) -> None:
+def _value_at(record: Any, pointer: str) -> Any:
+    for key in pointer.strip("/").split("/"):
+        if not isinstance(record, dict):
+            return None
+        record = record.get(key)
+    return None if record == "unknown" else record  # an explicit `unknown` is a missing value
+
+
+def check_consistent(kb: Any, result: dict[str, Any], record: dict[str, Any] | None = None) -> None:
     assert not list(validator("result").iter_errors(result))
     entries = result["rules"]
     if result["status"] in ("invalid", "error") and not entries:
@@ -75,8 +83,12 @@ def check_consistent(kb: Any, result: dict[str, Any]) -> None:
             assert "caveats" not in e or e["outcome"] == "fired"
     kinds = {e["kind"] for e in fired}
     scope = result["scope"]
+    if record is not None:
+        for pointer in scope["missing"]:  # what the scope lacks is never a value the record holds
+            assert _value_at(record, pointer) is None, (pointer, "listed as missing but recorded")
     if result["status"] == "out_of_scope":
         assert "out_of_scope" in kinds and result["advice"] == [e["id"] for e in fired if e["kind"] == "out_of_scope"]
+        assert scope["in_scope"] is False, "out of scope, so the scope says so"
     elif result["status"] == "evaluated":
         assert scope["in_scope"] is True and "out_of_scope" not in kinds
     elif result["status"] == "scope_undetermined":
@@ -96,7 +108,7 @@ def test_top_level_lists_agree_with_the_rule_entries(kb: Any, seed: int, removed
     partial = copy.deepcopy(record)
     for pointer in removed:
         _remove(partial, pointer)
-    check_consistent(kb, kb.evaluate(partial))
+    check_consistent(kb, kb.evaluate(partial), partial)
 
 
 def test_scope_undetermined_lists_what_its_entries_say(kb: Any) -> None:
@@ -134,5 +146,23 @@ def test_a_diagnosis_without_biopsy_is_scope_undetermined_throughout(kb: Any) ->
     }
     for result in (kb.evaluate(patient), kb.reference_evaluate(patient)):
         assert result["status"] == "scope_undetermined"
-        assert result["scope"]["in_scope"] is None and result["scope"]["missing"] == ["/fsgs/biopsy_proven"]
+        assert result["scope"]["in_scope"] is None and result["scope"]["missing"] == []  # recorded: false
+        assert result["scope"]["reason"] == "the diagnosis is not biopsy-proven"
         assert result["advice"] == [] and result["no_recommendation"] is False
+        check_consistent(kb, result, patient)
+
+
+def test_a_cause_out_of_scope_is_the_reason_even_without_a_biopsy(kb: Any) -> None:
+    """Review of issue 13: a secondary or undetermined cause without a biopsy was reported as
+    "not biopsy-proven", `in_scope: null`, `missing: [/fsgs/biopsy_proven]`, beside status
+    out_of_scope."""
+    for etiology in ("secondary", "undetermined", "genetic"):
+        patient = {"id": "t", "fsgs": {"biopsy_proven": False, "etiology": etiology}}
+        for result in (kb.evaluate(patient), kb.reference_evaluate(patient)):
+            assert result["status"] == "out_of_scope", etiology
+            assert result["scope"] == {
+                "in_scope": False,
+                "missing": [],
+                "reason": "the cause recorded is not primary (idiopathic) FSGS",
+            }
+            check_consistent(kb, result, patient)

@@ -315,8 +315,14 @@ class Evaluation:
         for case in self.scope_cases[SCOPE_OUTCOME[scope.value]]:
             if case.when is not None and self.evaluator.condition(case.when, values, derived).result is not True:
                 continue
+            # `missing` names inputs that are not recorded: a recorded one the scope still needs
+            # otherwise (a biopsy-proven diagnosis where `false` is recorded) is in the reason.
             needs = [self.evaluator.fields[name].pointer for name in case.undetermined_needs]
-            missing += [p for p in needs if p not in missing]
+            missing += [
+                self.evaluator.fields[name].pointer
+                for name in case.undetermined_needs
+                if values.get(name) is None and self.evaluator.fields[name].pointer not in missing
+            ]
             reason = fill(case.reason, {"missing": ", ".join(missing)})
             return {"in_scope": None if needs else scope.value, "missing": missing, "reason": reason}
         return {"in_scope": scope.value, "missing": missing, "reason": scope.how}
