@@ -203,8 +203,9 @@ class CardMaker:
                 for pointer in entry["missing"]:
                     needs.setdefault(pointer, []).append(entry["id"])
             drafts = any(e["status"] != "active" for e in entries)
-        if not needs:
-            return
+        if not needs and result["status"] != "scope_undetermined":
+            return  # (an undetermined scope is said even when nothing is missing: a recorded
+            # value the scope cannot take, as a diagnosis that is not biopsy-proven, is its reason)
         items = [self._need(pointer, rules, prov) for pointer, rules in needs.items()]
         feeding = {k for item in items for k in item.pop("keys")}
         rules = sorted({r for rs in needs.values() for r in rs})
@@ -220,7 +221,7 @@ class CardMaker:
         prefix = "DRAFT: " if drafts else ""
         if result["status"] == "scope_undetermined":
             reason = str(result["scope"]["reason"])
-            text = _fit(prefix, f"Cannot tell whether the review applies: {reason}", f" (see {labels})")
+            text = _fit(prefix, f"Cannot tell whether the review applies: {reason}", f" (see {labels})" if labels else "")
             detail["scope_reason"] = reason
             detail["covers"] = self.kb.model.scope_covers
         else:
