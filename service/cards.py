@@ -221,7 +221,9 @@ class CardMaker:
         prefix = "DRAFT: " if drafts else ""
         if result["status"] == "scope_undetermined":
             reason = str(result["scope"]["reason"])
-            text = _fit(prefix, f"Cannot tell whether the review applies: {reason}", f" (see {labels})" if labels else "")
+            text = _fit(
+                prefix, f"Cannot tell whether the review applies: {reason}", f" (see {labels})" if labels else ""
+            )
             detail["scope_reason"] = reason
             detail["covers"] = self.kb.model.scope_covers
         else:

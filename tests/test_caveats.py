@@ -152,7 +152,9 @@ def test_a_value_recorded_in_another_unit_decides_the_check(kb: Any) -> None:
         for result in (kb.evaluate(record), kb.reference_evaluate(record)):
             caveat = entry(result, "CAVEAT-RELAPSE-BELOW-DEFINITION")
             assert caveat["outcome"] == "not_fired" and "unchecked" not in caveat, name
-    record = patient("naive_resistant_adult", kidney_function={"egfr": 45, "creatinine_clearance": 30, "unit": "mL/min"})
+    record = patient(
+        "naive_resistant_adult", kidney_function={"egfr": 45, "creatinine_clearance": 30, "unit": "mL/min"}
+    )
     for result in (kb.evaluate(record), kb.reference_evaluate(record)):
         caveat = entry(result, "CAVEAT-KIDNEY-FUNCTION")
         assert result["status"] == "evaluated"
