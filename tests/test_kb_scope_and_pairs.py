@@ -101,7 +101,8 @@ def test_edited_scope_texts_change_every_output(tmp_path: Path) -> None:
     assert _scope(kb, _patient())["reason"] == "in scope (site wording)"
     assert _scope(kb, _patient(biopsy_proven=False))["reason"] == "no biopsy on record (site wording)"
     assert _scope(kb, _patient(etiology=None, biopsy_proven=None))["reason"] == (
-        "cannot tell whether the patient is in the review's scope; record /fsgs/etiology, /fsgs/biopsy_proven (site wording)"
+        "cannot tell whether the patient is in the review's scope; record /fsgs/etiology, /fsgs/biopsy_proven"
+        " (site wording)"
     )
     out = _patient(etiology="secondary")
     status = explanation(kb, out, kb.evaluate(out))["status_text"]
