@@ -109,9 +109,9 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
         )
     else:
         checked = (
-            "advice texts and rule lists check out (a minimal result records no conditions)"
+            "advice texts, status and rule lists check out (a minimal result records no conditions)"
             if "rules" not in result
-            else "texts, thresholds, condition arithmetic and outcomes check out"
+            else "texts, thresholds, condition arithmetic, outcomes, status and lists check out"
         )
         lines.append(
             f"consistent with the same knowledge base ({kb.fingerprint[:16]}): {checked}; not re-derived, as the "
