@@ -138,3 +138,16 @@ def test_forged_record_that_was_never_evaluated(tmp_path: Path) -> None:
     assert "MISMATCH" not in blocks[0], blocks[0]
     for field, block in zip(("advice", "errors", "status"), blocks[1:], strict=True):
         assert f"  - {field}: expected " in block, block
+
+
+@pytest.mark.parametrize("command", ["trace", "replay"])
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_no_result_at_all_is_an_input_error(tmp_path: Path, command: str, source: str) -> None:
+    """An empty file holds no result: checking nothing must not pass (it exited 0, printing no
+    verdict). It is an input error, exit 2, saying so."""
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    given = run(command, empty) if source == "file" else run(command, "-", input=b"")
+    assert_no_traceback(given)
+    assert given.rc == 2, given
+    assert "error[input.empty]" in given.err and "no result in" in given.err, given.err
