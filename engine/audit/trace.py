@@ -86,7 +86,13 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
                 f"re-evaluated from the input, {change['rule']} is {change['new']}, not {change['old']}"
             )
         if verdict["verdict"] == "changed" and not verdict.get("changes"):
-            found.mismatches.append("re-evaluated from the input, the result differs (in a field other than outcomes)")
+            differs = verdict.get("differs", {})
+            where = [f"rule {d['rule']} ({', '.join(d['fields'])})" for d in differs.get("rules", [])]
+            where += differs.get("fields", [])
+            found.mismatches.append(
+                "re-evaluated from the input, the outcomes are the same but the result differs"
+                + (f" in {'; '.join(where)}" if where else " (in a field other than outcomes)")
+            )
     return found
 
 
