@@ -140,3 +140,19 @@ def test_same_knowledge_base_is_still_identical(recorded: dict[str, Path]) -> No
     assert proc.returncode == 0, proc.stdout[-1000:]
     assert f"{COHORT_LINES} identical (100.0 %), 0 changed, 0 input missing" in proc.stdout
     assert "same outcomes" not in proc.stdout
+
+
+def test_masked_stored_input_under_another_knowledge_base_is_not_identical(tmp_path: Path) -> None:
+    """A masked record is compared without its decision record (the identity fields were made on
+    the masked input): that comparison alone called a decision of another knowledge base
+    'identical'."""
+    made = fsgs("evaluate", ROOT / "examples" / "dose-above-ceiling.json", "--include-input", "--mask", "/id")
+    assert made.returncode == 0, made.stderr
+    result = tmp_path / "masked.json"
+    result.write_text(made.stdout)
+    rules = kb_copy(tmp_path)
+    release(rules, "Wording only.")
+    proc = fsgs("replay", result, "--rules", rules)
+    assert "0 identical (0.0 %), 1 same outcomes, other KB version, 0 changed" in proc.stdout, proc.stdout
+    assert proc.returncode == 1
+    assert "1 identical (100.0 %)" in fsgs("replay", result, "--rules", ROOT / "rules").stdout
