@@ -718,6 +718,27 @@ def _records(source: str) -> Iterator[Record]:
             stream.close()
 
 
+def _results(source: str) -> Iterator[Record]:
+    """The records of a results file; KBErrors (exit 2) when it holds none: an empty file is not
+    a result, and checking nothing must not pass as a check."""
+    empty = True
+    for record in _records(source):
+        empty = False
+        yield record
+    if empty:
+        where = "standard input" if source == "-" else "the file"
+        raise KBErrors(
+            [
+                KBError(
+                    "input.empty",
+                    f"no result in {where}: it is empty",
+                    file=source,
+                    hint="give a result written by fsgs-kb evaluate or batch",
+                )
+            ]
+        )
+
+
 @main.command()
 @click.argument("result_file", metavar="RESULT.json|-")
 @click.option(
@@ -734,13 +755,13 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
     Every field is checked against the knowledge base, and the whole result re-derived when its
     input is at hand. Exit 0 when every result agrees with the knowledge base at hand (the
     trace is exact when it was also re-derived), 1 for any mismatch, another knowledge base or
-    a file that is not a result.
+    a line that is not a result, 2 when the file cannot be read or holds no result at all.
     """
     kb = _load_kb(rules_dir)
     click.echo(kb_line(kb.identity))
     inputs = index_inputs(_records(input_file)) if input_file else None
     agrees = True
-    for i, record in enumerate(_records(result_file)):
+    for i, record in enumerate(_results(result_file)):
         value, problem = record_value(record)
         found = (
             trace_result(kb, value, inputs) if problem is None else Trace(result={}, same_kb=False, malformed=[problem])
@@ -826,7 +847,8 @@ def replay(
 
     Give a results file (from evaluate --include-input or batch), or --decision-log DB. Decisions
     in a log made by a knowledge base with another fingerprint are flagged and not replayed.
-    Exit 0 when every decision comes back identical, 1 otherwise.
+    Exit 0 when every decision comes back identical, 1 otherwise, 2 when the results file cannot
+    be read or holds no result at all.
     """
     if (results_file is None) == (decision_log is None):
         raise usage_error("replay", "give either RESULTS.jsonl or --decision-log DB", hint="not both, not neither")
@@ -845,7 +867,7 @@ def replay(
         same = all(r["verdict"] in ("identical", "not_evaluated") for r in reports)
         sys.exit(EXIT_CODES["ok"] if same else EXIT_CODES["findings"])
     index = index_inputs(_records(input_file)) if input_file else {}
-    reports = list(run_replay(kb, _records(str(results_file)), index))
+    reports = list(run_replay(kb, _results(str(results_file)), index))
     if fmt == "json":
         payload = {"kb": kb.identity, "summary": replay_counts(reports), "decisions": reports}
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))

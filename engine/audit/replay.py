@@ -1,8 +1,10 @@
 """Replay past decisions with the knowledge base at hand, and measure the impact of a change.
 
 Replay matches each recorded decision to its input by `input_sha256` (or uses the input stored
-in the decision record by --include-input) and says, per record: identical (byte for byte),
-changed (which rules, old → new outcome) or input missing. Impact evaluates one cohort under two
+in the decision record by --include-input) and says, per record: identical (byte for byte, by
+the same knowledge base), same outcomes (made by another knowledge base: the status and every
+rule's outcome are the same, and what else differs — rule texts, versions — is listed), changed
+(which rules, old → new outcome) or input missing. Impact evaluates one cohort under two
 knowledge bases and lists, per rule, the patients whose outcome changes.
 """
 
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from fsgs_kb.engine.audit.differences import differences, outcome_changes
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.detail import DETAILS, detail_of, rule_outcomes
 from fsgs_kb.engine.evaluate.output import dumps
@@ -77,17 +80,19 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record])
             return {**ident, "verdict": "input_missing"}
         new = kb.evaluate_record(source, detail=detail)
         same = dumps(_strip(old)) == dumps(new)
-    if same:
+    made_by = decision.get("kb") if isinstance(decision.get("kb"), dict) else {}
+    same_kb = made_by.get("fingerprint") == kb.fingerprint
+    if same and same_kb:
         return {**ident, "verdict": "identical"}
-    before, after = rule_outcomes(old), rule_outcomes(new)
-    changes: list[dict[str, Any]] = [
-        {"rule": rid, "old": before.get(rid, "absent"), "new": after.get(rid, "absent")}
-        for rid in sorted(set(before) | set(after))
-        if before.get(rid) != after.get(rid)
-    ]
-    if old.get("status") != new.get("status"):
-        changes.insert(0, {"rule": "(status)", "old": old.get("status"), "new": new.get("status")})
-    return {**ident, "verdict": "changed", "changes": changes}
+    report: dict[str, Any] = {**ident, "verdict": "changed", "detail": detail, "changes": outcome_changes(old, new)}
+    if not same_kb:
+        report["kb"] = {
+            "old": {key: made_by.get(key) for key in ("id", "version", "fingerprint")},
+            "new": {"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint},
+        }
+        if not report["changes"]:  # decides the same: only the knowledge base (and maybe texts) differ
+            report["verdict"] = "same_outcomes"
+    return {**report, "differs": differences(old, new)}
 
 
 def replay(kb: KnowledgeBase, results: Iterable[Record], index: dict[str, Record]) -> Iterator[dict[str, Any]]:
@@ -104,7 +109,7 @@ def replay(kb: KnowledgeBase, results: Iterable[Record], index: dict[str, Record
 
 
 def replay_counts(reports: list[dict[str, Any]]) -> dict[str, int]:
-    verdicts = ("identical", "changed", "input_missing", "unreadable")
+    verdicts = ("identical", "same_outcomes", "changed", "input_missing", "unreadable")
     return {verdict: sum(r["verdict"] == verdict for r in reports) for verdict in verdicts}
 
 

@@ -5,7 +5,8 @@ its shape is checked against the result schema; every rule entry is compared wit
 that id (version, kind, title, advice text, citations); every condition's recorded truth is
 recomputed from its recorded value and threshold, the threshold compared with the knowledge
 base's, and the rule's outcome re-derived from those truths where Kleene logic decides it; the
-top-level lists are checked against the rule entries. When the input is at hand (recorded with
+top-level fields are checked to be exactly what the rule outcomes and the knowledge base make of
+them (engine/audit/consistency.py), at every detail level. When the input is at hand (recorded with
 --include-input, or found by its hash in a patients file) the whole result is re-evaluated and
 compared. Only a result made by this knowledge base with no mismatch, re-derived from its
 input, is *exact*.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fsgs_kb.engine.audit.consistency import mismatch, summary_mismatches
 from fsgs_kb.engine.audit.replay import replay_one
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of
@@ -74,7 +76,7 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
                 found.mismatches.append(f"rule {entry['id']}: no such rule in this knowledge base")
             else:
                 found.mismatches += _rule_mismatches(kb, rule, entry, entries)
-        found.mismatches += _list_mismatches(full, entries)
+    found.mismatches += summary_mismatches(kb, found.result)
     stored = result["decision"].get("input")
     if stored is not None or (inputs and result["decision"].get("input_sha256") in inputs):
         verdict = replay_one(kb, result, inputs or {})
@@ -84,7 +86,13 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
                 f"re-evaluated from the input, {change['rule']} is {change['new']}, not {change['old']}"
             )
         if verdict["verdict"] == "changed" and not verdict.get("changes"):
-            found.mismatches.append("re-evaluated from the input, the result differs (in a field other than outcomes)")
+            differs = verdict.get("differs", {})
+            where = [f"rule {d['rule']} ({', '.join(d['fields'])})" for d in differs.get("rules", [])]
+            where += differs.get("fields", [])
+            found.mismatches.append(
+                "re-evaluated from the input, the outcomes are the same but the result differs"
+                + (f" in {'; '.join(where)}" if where else " (in a field other than outcomes)")
+            )
     return found
 
 
@@ -185,21 +193,10 @@ def _minimal_mismatches(kb: KnowledgeBase, result: dict[str, Any]) -> list[str]:
         if rid in kb.model.rules and text != kb.evaluation.static[rid]["says"]:
             out.append(f"rule {rid}: says differs from the knowledge base's")
     for name, listed, keyed in (
-        ("advice and caveats", result["advice"] + result["caveats"], result["says"]),
-        ("undetermined", result["undetermined"], result["missing"]),
+        ("says", result["advice"] + result["caveats"], result["says"]),
+        ("missing", result["undetermined"], result["missing"]),
     ):
         if sorted(listed) != sorted(keyed):
-            out.append(f"{name} lists {listed}, the result's texts and needs are for {sorted(keyed)}")
-    return out
-
-
-def _list_mismatches(result: dict[str, Any], entries: dict[str, dict[str, Any]]) -> list[str]:
-    fired = [rid for rid, e in entries.items() if e.get("outcome") == "fired" and e.get("kind") != "out_of_scope"]
-    undetermined = [rid for rid, e in entries.items() if e.get("outcome") == "undetermined"]
-    out = []
-    if result["status"] == "evaluated":
-        if sorted(result["advice"]) != sorted(fired):
-            out.append(f"advice lists {result['advice']}, the rule entries fire {fired}")
-        if sorted(result["undetermined"]) != sorted(undetermined):
-            out.append(f"undetermined lists {result['undetermined']}, the rule entries {undetermined}")
+            why = "one text per rule in advice and caveats" if name == "says" else "one entry per undetermined rule"
+            out.append(mismatch(name, sorted(listed), sorted(keyed), why + ", by rule id"))
     return out

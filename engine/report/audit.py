@@ -109,9 +109,9 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
         )
     else:
         checked = (
-            "advice texts and rule lists check out (a minimal result records no conditions)"
+            "advice texts, status and rule lists check out (a minimal result records no conditions)"
             if "rules" not in result
-            else "texts, thresholds, condition arithmetic and outcomes check out"
+            else "texts, thresholds, condition arithmetic, outcomes, status and lists check out"
         )
         lines.append(
             f"consistent with the same knowledge base ({kb.fingerprint[:16]}): {checked}; not re-derived, as the "
@@ -159,27 +159,81 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
 
 
 def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
+    """One line per decision that did not come back identical (those with the same outcomes
+    under another knowledge base grouped by that knowledge base), then the counts."""
     lines = []
+    same: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for report in printable(reports):
         if report["verdict"] == "unreadable":
             where = report.get("record") or report.get("patient_id") or "?"
             lines.append(f"unreadable: record {where}: {report['problem']}")
+        elif report["verdict"] == "same_outcomes":
+            old = report["kb"]["old"]
+            same.setdefault((old["id"], old["version"], str(old["fingerprint"])), []).append(report)
         elif report["verdict"] != "identical":
             what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in report.get("changes", []))
+            if report["verdict"] == "changed" and not what:
+                what = "the same outcomes; " + _differs_text(report.get("differs", {}))
+            made_by = f", made by {_kb_label(report['kb']['old'])}" if "kb" in report else ""
             lines.append(
                 f"{report['verdict']}: record {report.get('record')} patient {report.get('patient_id')} "
-                f"(decision {report['decision_id']}){': ' + what if what else ''}"
+                f"(decision {report['decision_id']}{made_by}){': ' + what if what else ''}"
             )
+    for (kb_id, version, fingerprint), group in same.items():
+        lines.append(
+            f"same outcomes, other KB version: {len(group):,} decisions made by "
+            f"{_kb_label({'id': kb_id, 'version': version, 'fingerprint': fingerprint})} have the same status "
+            f"and every rule the same outcome under {kb.version} ({kb.fingerprint[:12]})"
+        )
+        lines += [f"  {line}" for line in _same_outcome_details(group)]
     counts = replay_counts(reports)
     total = len(reports)
     share = f"{100 * counts['identical'] / total:.1f} %" if total else "n/a"
     lines.append(
         f"{total:,} decisions replayed with {kb.id} {kb.version} ({kb.fingerprint[:12]}): "
-        f"{counts['identical']:,} identical ({share}), {counts['changed']:,} changed, "
-        f"{counts['input_missing']:,} input missing"
+        f"{counts['identical']:,} identical ({share}), "
+        + (f"{counts['same_outcomes']:,} same outcomes, other KB version, " if counts["same_outcomes"] else "")
+        + f"{counts['changed']:,} changed, {counts['input_missing']:,} input missing"
         + (f", {counts['unreadable']:,} unreadable" if counts["unreadable"] else "")
     )
     return "\n".join(lines)
+
+
+def _kb_label(identity: dict[str, Any]) -> str:
+    return f"{identity.get('id')} {identity.get('version')} ({str(identity.get('fingerprint'))[:12]})"
+
+
+def _same_outcome_details(group: list[dict[str, Any]]) -> list[str]:
+    """What differs in a group of decisions with the same outcomes, counted over the group."""
+    rules: dict[str, int] = {}
+    fields: dict[str, int] = {}
+    for report in group:
+        differs = report.get("differs", {})
+        for item in differs.get("rules", []):
+            rules[_rule_change(item)] = rules.get(_rule_change(item), 0) + 1
+        for field in differs.get("fields", []):
+            fields[field] = fields.get(field, 0) + 1
+    if not rules and not fields:
+        levels = {report.get("detail", "full") for report in group}
+        if levels == {"full"}:
+            return ["no rule entry differs: only the knowledge base's version and fingerprint changed"]
+        return [
+            f"no recorded rule entry differs ({'/'.join(sorted(levels - {'full'}))} results record no rule versions"
+            " and not every text: fsgs-kb diff OLD NEW says what else changed between the knowledge bases)"
+        ]
+    out = [f"rule {what} (not its outcome) in {n:,} of them" for what, n in sorted(rules.items())]
+    return out + [f"{field} differs in {n:,} of them" for field, n in fields.items()]
+
+
+def _rule_change(item: dict[str, Any]) -> str:
+    version = item.get("version")
+    bump = f" v{version['old']} → v{version['new']}" if version else ""
+    return f"{item['rule']}{bump}: its {', '.join(item['fields'])} differ"
+
+
+def _differs_text(differs: dict[str, Any]) -> str:
+    parts = [f"rule {_rule_change(item)}" for item in differs.get("rules", [])] + list(differs.get("fields", []))
+    return "differs in " + "; ".join(parts) if parts else "differs in no field but the knowledge base's identity"
 
 
 def impact_text(report: dict[str, Any], limit: int = 20) -> str:
