@@ -372,10 +372,10 @@ def explain(
     if is_result(data):
         stored = data
         data, result = stored_decision(kb, stored)
-        for key in ("sources", "origin"):  # FHIR input: where each value came from, as the stored result says
+        for key in ("sources", "set_aside", "origin"):  # FHIR input: the conversion, as the stored result says
             if stored.get(key) is not None:
                 result[key] = stored[key]
-    doc = {**explanation(kb, data, result), "sources": result.get("sources")}
+    doc = {**explanation(kb, data, result), "sources": result.get("sources"), "set_aside": result.get("set_aside")}
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:

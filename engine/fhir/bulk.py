@@ -32,13 +32,15 @@ CREATE TABLE meds (key TEXT PRIMARY KEY, body TEXT NOT NULL);
 
 @dataclass(frozen=True)
 class PatientGroup:
-    """All resources of one patient as a collection Bundle, ready for bundle_to_record, and where
-    the Patient resource is in the export (file and line)."""
+    """All resources of one patient as a collection Bundle, ready for bundle_to_record, where the
+    Patient resource is in the export (file and line), and where each entry of the Bundle came from
+    (`FILE:LINE`, or "" for a Medication looked up by reference)."""
 
     patient_ref: str
     bundle: dict[str, Any]
     file: str = ""
     line: int = 0
+    entry_origins: tuple[str, ...] = ()
 
 
 BulkItem = PatientGroup | LineError
@@ -98,10 +100,13 @@ def _group(db: sqlite3.Connection, ref: str) -> BulkItem:
     if len(patients) > 1:
         file, line = next((f, n) for t, _, f, n in rows[1:] if t == "Patient")
         return LineError(file, line, f"{ref} appears twice with different content")
-    resources = [json.loads(body) for rtype, body, _, _ in rows if rtype != "Patient"]
+    others = [(json.loads(body), f"{f}:{n}") for rtype, body, f, n in rows if rtype != "Patient"]
+    resources = [res for res, _ in others]
     patient = json.loads(next(iter(patients)))
-    entries = [patient] + resources + _medications(db, resources)
+    medications = _medications(db, resources)
+    entries = [patient] + resources + medications
     file, line = next((f, n) for t, _, f, n in rows if t == "Patient")
+    origins = (f"{file}:{line}", *(where for _, where in others), *([""] * len(medications)))
     return PatientGroup(
         ref,
         {
@@ -113,6 +118,7 @@ def _group(db: sqlite3.Connection, ref: str) -> BulkItem:
         },
         file,
         line,
+        origins,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, reference, within_depth
 from fsgs_kb.engine.fhir.dates import effective_instant
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
+from fsgs_kb.engine.fhir.setaside import SetAside, label, quoted
 
 BUNDLE_TYPES = ("collection", "searchset", "transaction")
 CLINICAL = ("Observation", "Condition", "MedicationRequest", "MedicationStatement")
@@ -33,13 +34,32 @@ class PatientData:
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     medications: dict[str, dict[str, Any]] = field(default_factory=dict)
     conflicted: set[tuple[str, str]] = field(default_factory=set)
-    warnings: list[str] = field(default_factory=list)
+    set_aside: list[SetAside] = field(default_factory=list)
 
+    _entry: dict[int, int] = field(default_factory=dict, repr=False)  # id(resource) -> Bundle.entry index
     _codes: dict[int, list[Coding]] = field(default_factory=dict, repr=False)
     _when: dict[int, datetime | None] = field(default_factory=dict, repr=False)
 
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
+
+    def place(self, resource: dict[str, Any], index: int) -> None:
+        """Remember where a resource is in Bundle.entry, so that what is said of it can point there."""
+        self._entry[id(resource)] = index
+
+    def put_aside(self, resource: dict[str, Any], reason: str, why: str, field: str | None = None) -> None:
+        """Record that a resource was not used, and why (once per resource, reason and field)."""
+        rid = resource.get("id")
+        item = SetAside(
+            resource_type=resource.get("resourceType") if isinstance(resource.get("resourceType"), str) else None,
+            id=rid if isinstance(rid, str) else None,
+            reason=reason,
+            message=f"{label(resource)}: {why}",
+            entry=self._entry.get(id(resource)),
+            field=field,
+        )
+        if item not in self.set_aside:
+            self.set_aside.append(item)
 
     def code_of(self, resource: dict[str, Any]) -> list[Coding]:
         """The codings of a resource's `code`, worked out once per bundle (every field asks)."""
@@ -111,13 +131,16 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
 
     Resources nested deeper than max_depth are set aside unread (nesting bombs)."""
     entries = _entries(bundle, max_entries)
-    deep = [i for i, _, res in entries if not within_depth(res, max_depth)]
-    entries = [e for e in entries if e[0] not in deep]
-    patient, refs = _the_patient(entries)
+    deep = {i for i, _, res in entries if not within_depth(res, max_depth)}
+    patient, refs = _the_patient([e for e in entries if e[0] not in deep])
     pid = patient.get("id") if isinstance(patient.get("id"), str) else None
-    data = PatientData(patient, warnings=[f"/entry/{i}: nested deeper than {max_depth} levels; ignored" for i in deep])
+    data = PatientData(patient)
     seen: dict[tuple[str, str], str] = {}
     for i, full, res in entries:
+        data.place(res, i)
+        if i in deep:
+            data.put_aside(res, "too_deep", f"nested deeper than {max_depth} levels; not read")
+            continue
         rtype = res["resourceType"]
         if rtype == "Medication":
             for key in ([f"Medication/{res['id']}"] if isinstance(res.get("id"), str) else []) + (
@@ -128,16 +151,29 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
         if rtype not in CLINICAL:
             continue
         if not _about(res, refs, pid):
-            data.warnings.append(f"/entry/{i}: {rtype} is not about the bundle's Patient; ignored")
+            ref = reference(res.get("subject")) or reference(res.get("patient"))
+            why = f"refers to {quoted(ref)}, not the Bundle's Patient" if ref else "refers to no patient"
+            data.put_aside(res, "not_this_patient", why)
             continue
-        if res.get("modifierExtension") or res.get("doNotPerform") is True:
-            # a modifier changes what the resource means (FHIR: a reader that does not understand one
-            # must not use the resource); an order "do not perform" is no treatment
-            data.warnings.append(f"/entry/{i}: {rtype} carries a modifier (modifierExtension or doNotPerform); ignored")
+        if _unusable(data, res):
             continue
         _note_duplicate(data, seen, res)
         data.resources.setdefault(rtype, []).append(res)
     return data
+
+
+def _unusable(data: PatientData, res: dict[str, Any]) -> bool:
+    """Set aside what FHIR says a reader must not use as data, and say so."""
+    if res.get("modifierExtension"):
+        # a modifier changes what the resource means: a reader that does not understand it must not use it
+        data.put_aside(res, "modifier", "carries a modifierExtension this reader does not understand")
+    elif res.get("doNotPerform") is True:
+        data.put_aside(res, "do_not_perform", "an order not to perform (doNotPerform: true) is no treatment")
+    elif res.get("status") == "entered-in-error":
+        data.put_aside(res, "entered_in_error", "status entered-in-error: not part of the patient's record")
+    else:
+        return False
+    return True
 
 
 def _note_duplicate(data: PatientData, seen: dict[tuple[str, str], str], res: dict[str, Any]) -> None:
@@ -148,7 +184,8 @@ def _note_duplicate(data: PatientData, seen: dict[tuple[str, str], str], res: di
     text = json.dumps(res, sort_keys=True)
     if key in seen and seen[key] != text:
         data.conflicted.add(key)
-        data.warnings.append(f"{key[0]}/{rid} appears twice with different content; values resting on it are ambiguous")
+        why = "appears twice with different content; values resting on it are ambiguous"
+        data.put_aside(res, "duplicate_conflict", why)
     seen.setdefault(key, text)
 
 

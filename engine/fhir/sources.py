@@ -19,10 +19,16 @@ from fsgs_kb.engine.fhir.codes import codings, first_match
 from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, entries_for
 from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, format_instant, parse_instant
 from fsgs_kb.engine.fhir.dosage import daily_dose
+from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.fieldobs import field_candidates
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
 from fsgs_kb.engine.fhir.pick import coded_candidates, pick_latest
+
+DOSE_NOT_COMPUTABLE = (
+    "no total daily dose in its dosage instructions (a dose and a frequency, in a unit the map converts; "
+    "a count of capsules or tablets needs the Medication's strength)"
+)
 
 
 @dataclass
@@ -67,7 +73,7 @@ def read_birthdate(ctx: Context, path: str, spec: dict[str, Any], src: dict[str,
 def read_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Latest coded Observation in the look-back window, converted to the record unit."""
     cands = coded_candidates(ctx.data, ctx.fmap, src["match"], ctx.lo(src["lookback_days"]), ctx.hi)
-    out = pick_latest(cands, ctx.data, ctx.same)
+    out = pick_latest(cands, ctx.data, ctx.same, field_pointer(path))
     if isinstance(out, Found) and spec["type"] == "number":
         return Found(out.value[0], out.prov)
     return out
@@ -76,7 +82,7 @@ def read_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[st
 def read_field_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Latest field Observation ({local field system, path}) in the look-back window."""
     cands = field_candidates(path, spec, src, ctx.data, ctx.fmap, ctx.lo(src["lookback_days"]), ctx.hi)
-    return pick_latest(cands, ctx.data, ctx.same)
+    return pick_latest(cands, ctx.data, ctx.same, field_pointer(path))
 
 
 def read_condition(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
@@ -110,7 +116,7 @@ def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str
         return Found("current" if c.current else "stopped", _entry_prov(basis))
     if output == "months_on_therapy":
         return _months(ctx, c)
-    return _dose(ctx, c, src["drug"])
+    return _dose(ctx, c, src["drug"], field_pointer(path))
 
 
 def _entry_prov(entry: Any) -> dict[str, Any]:
@@ -130,11 +136,14 @@ def _months(ctx: Context, c: Courses) -> Outcome:
     )
 
 
-def _dose(ctx: Context, c: Courses, drug: str) -> Outcome:
+def _dose(ctx: Context, c: Courses, drug: str, field: str) -> Outcome:
     pool = c.current or c.latest or c.entries
     units = ctx.fmap.medications[drug]["dose_units"]
     doses = [(daily_dose(e.dosages, units, resolve_medication(e.resource, ctx.data)), e) for e in pool]
     if any(d is None for d, _ in doses):
+        for d, e in doses:
+            if d is None:
+                ctx.data.put_aside(e.resource, "dose_not_computable", DOSE_NOT_COMPUTABLE, field)
         return Missing("dose_not_computable")
     if len({d for d, _ in doses}) > 1:
         return Missing("ambiguous")
@@ -164,7 +173,8 @@ def read_before_course(ctx: Context, path: str, spec: dict[str, Any], src: dict[
     if c.ambiguous or c.start is None:
         return Missing("ambiguous")
     lo = None if src["lookback_days"] is None else c.start - timedelta(days=src["lookback_days"])
-    return pick_latest(coded_candidates(ctx.data, ctx.fmap, src["match"], lo, c.start), ctx.data, ctx.same)
+    cands = coded_candidates(ctx.data, ctx.fmap, src["match"], lo, c.start)
+    return pick_latest(cands, ctx.data, ctx.same, field_pointer(path))
 
 
 READERS: dict[str, Callable[[Context, str, dict[str, Any], dict[str, Any]], Outcome | None]] = {
