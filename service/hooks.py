@@ -187,7 +187,7 @@ class Hooks:
         if service.hook in ORDER_HOOKS and not drafts:
             self._log(row, None, "no_cyclosporine_draft", [])
             return Reply(200, {"cards": []})  # nothing for this knowledge base: no data needed
-        got = collect(body.get("prefetch"), list(self.templates.keys), patient_id)
+        got = collect(body.get("prefetch"), list(self.templates.keys), patient_id, body.get("fhirServer"))
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
             return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")

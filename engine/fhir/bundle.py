@@ -1,9 +1,10 @@
 """Accept a Bundle as one patient's data: find the Patient, keep only resources about that patient.
 
 A Bundle is only usable when it is unambiguously about one person: exactly one Patient, and each
-clinical resource pointing at that Patient by reference. Anything else (a second patient, no
-subject, a subject that is somebody else) is set aside with a warning rather than merged, because a
-value from the wrong patient is worse than a missing one. Two different resources sharing one
+clinical resource pointing at that Patient by reference (refs.py: the same id on another server is
+somebody else). Anything else (a second patient, no subject, a subject that is somebody else) is
+set aside with a warning rather than merged, because a value from the wrong patient is worse than a
+missing one. Two different resources sharing one
 type and id are both kept but marked as conflicting, so that a value resting on either is
 reported as ambiguous instead of being picked by accident of order.
 """
@@ -19,7 +20,8 @@ from typing import Any
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, reference, within_depth
 from fsgs_kb.engine.fhir.dates import effective_instant
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
-from fsgs_kb.engine.fhir.setaside import SetAside, label, quoted
+from fsgs_kb.engine.fhir.refs import ThePatient
+from fsgs_kb.engine.fhir.setaside import SetAside, label
 
 BUNDLE_TYPES = ("collection", "searchset", "transaction")
 CLINICAL = ("Observation", "Condition", "MedicationRequest", "MedicationStatement")
@@ -97,7 +99,7 @@ def _entries(bundle: Any, max_entries: int) -> list[tuple[int, str | None, dict[
     return out
 
 
-def _the_patient(entries: list[tuple[int, str | None, dict[str, Any]]]) -> tuple[dict[str, Any], set[str]]:
+def _the_patient(entries: list[tuple[int, str | None, dict[str, Any]]]) -> tuple[dict[str, Any], ThePatient]:
     patients: dict[str, tuple[int, str | None, dict[str, Any]]] = {}
     for i, full, res in entries:
         if res["resourceType"] != "Patient":
@@ -111,19 +113,10 @@ def _the_patient(entries: list[tuple[int, str | None, dict[str, Any]]]) -> tuple
         raise FhirInputError(f"a Bundle must hold exactly one Patient; found {len(patients)}", "/entry")
     _, full, patient = next(iter(patients.values()))
     pid = patient.get("id")
-    refs = {full} if full else set()
-    if isinstance(pid, str) and _FHIR_ID.match(pid):
-        refs.add(f"Patient/{pid}")
-    if not refs:
+    who = ThePatient(full, pid if isinstance(pid, str) and _FHIR_ID.match(pid) else None)
+    if who.full_url is None and who.pid is None:
         raise FhirInputError("the Patient has neither a valid id nor a fullUrl, so nothing can refer to it", "/entry")
-    return patient, refs
-
-
-def _about(res: dict[str, Any], refs: set[str], pid: str | None) -> bool:
-    ref = reference(res.get("subject")) or reference(res.get("patient"))
-    if ref is None:
-        return False
-    return ref in refs or (pid is not None and ref.endswith(f"/Patient/{pid}"))
+    return patient, who
 
 
 def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
@@ -132,8 +125,7 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
     Resources nested deeper than max_depth are set aside unread (nesting bombs)."""
     entries = _entries(bundle, max_entries)
     deep = {i for i, _, res in entries if not within_depth(res, max_depth)}
-    patient, refs = _the_patient([e for e in entries if e[0] not in deep])
-    pid = patient.get("id") if isinstance(patient.get("id"), str) else None
+    patient, who = _the_patient([e for e in entries if e[0] not in deep])
     data = PatientData(patient)
     seen: dict[tuple[str, str], str] = {}
     for i, full, res in entries:
@@ -150,10 +142,9 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
             continue
         if rtype not in CLINICAL:
             continue
-        if not _about(res, refs, pid):
-            ref = reference(res.get("subject")) or reference(res.get("patient"))
-            why = f"refers to {quoted(ref)}, not the Bundle's Patient" if ref else "refers to no patient"
-            data.put_aside(res, "not_this_patient", why)
+        why_not = who.why_not(reference(res.get("subject")) or reference(res.get("patient")), full)
+        if why_not is not None:
+            data.put_aside(res, "not_this_patient", why_not)
             continue
         if _unusable(data, res):
             continue
