@@ -45,6 +45,12 @@ class PatientData:
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
 
+    def find(self, rtype: Any, rid: Any) -> dict[str, Any] | None:
+        """The Patient, or the first kept resource of a type with an id (for what is said of it later)."""
+        if rtype == "Patient":
+            return self.patient
+        return next((r for r in self.of_type(str(rtype)) if rid is not None and r.get("id") == rid), None)
+
     def place(self, resource: dict[str, Any], index: int) -> None:
         """Remember where a resource is in Bundle.entry, so that what is said of it can point there."""
         self._entry[id(resource)] = index

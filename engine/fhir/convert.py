@@ -20,6 +20,7 @@ from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, combine, provenance
 from fsgs_kb.engine.fhir.pick import same_value, scaled
+from fsgs_kb.engine.fhir.plausible import check_ranges
 from fsgs_kb.engine.fhir.setaside import SetAside
 from fsgs_kb.engine.fhir.sources import Context, read_source
 
@@ -124,6 +125,7 @@ def convert_bundle(bundle: Any, fmap: FhirMap, *, as_of: date) -> Conversion:
         for path, spec in fmap.fields.items()
     }
     _harmonise(fmap, outcomes)
+    check_ranges(fmap, outcomes, data)
     for path, out in outcomes.items():
         if isinstance(out, Found):
             _write(record, path, fmap.fields[path], out.value)

@@ -19,7 +19,7 @@ from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_matc
 from fsgs_kb.engine.fhir.dates import format_instant
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
-from fsgs_kb.engine.fhir.setaside import quoted
+from fsgs_kb.engine.fhir.setaside import number_text, quoted
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,6 @@ def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[
         why = f"value {number_text(q.value)} {quoted(q.unit)} is in a unit the map does not convert for this field"
         return None, _unit_problem(why)
     return (scaled(q.value, float(rule["factor"])), rule["to"]), None
-
-
-def number_text(value: float) -> str:
-    """A number as a message shows it: 70 rather than 70.0."""
-    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
 def eligible(

@@ -68,3 +68,8 @@ def label(resource: dict[str, Any]) -> str:
     rid = resource.get("id")
     rtype = quoted(resource.get("resourceType"))
     return f"{rtype}/{quoted(rid)}" if isinstance(rid, str) else rtype
+
+
+def number_text(value: float) -> str:
+    """A number as a message shows it: 70 rather than 70.0."""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)

@@ -362,6 +362,7 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
 MISSING_TEXT = {
     "no_resource": "no resource for it",
     "unit_not_convertible": "a unit the map cannot convert",
+    "out_of_range": "a value outside what the record allows",
     "dose_not_computable": "a dose that cannot be computed from the instructions",
     "ambiguous": "ambiguous (the resources disagree, or cannot be told apart)",
 }
