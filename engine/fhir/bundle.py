@@ -22,6 +22,7 @@ from fsgs_kb.engine.fhir.dates import effective_instant
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
 from fsgs_kb.engine.fhir.refs import ThePatient
 from fsgs_kb.engine.fhir.setaside import SetAside, label
+from fsgs_kb.engine.fhir.verification import status_codes
 
 BUNDLE_TYPES = ("collection", "searchset", "transaction")
 CLINICAL = ("Observation", "Condition", "MedicationRequest", "MedicationStatement")
@@ -166,8 +167,8 @@ def _unusable(data: PatientData, res: dict[str, Any]) -> bool:
         data.put_aside(res, "modifier", "carries a modifierExtension this reader does not understand")
     elif res.get("doNotPerform") is True:
         data.put_aside(res, "do_not_perform", "an order not to perform (doNotPerform: true) is no treatment")
-    elif res.get("status") == "entered-in-error":
-        data.put_aside(res, "entered_in_error", "status entered-in-error: not part of the patient's record")
+    elif res.get("status") == "entered-in-error" or "entered-in-error" in status_codes(res):
+        data.put_aside(res, "entered_in_error", "entered-in-error: not part of the patient's record")
     else:
         return False
     return True

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
-from fsgs_kb.engine.fhir.codes import codings, first_match
+from fsgs_kb.engine.fhir.codes import first_match
 from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, entries_for
 from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, format_instant, parse_instant
 from fsgs_kb.engine.fhir.dosage import daily_dose
@@ -24,6 +24,7 @@ from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.fieldobs import field_candidates
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
 from fsgs_kb.engine.fhir.pick import coded_candidates, pick_latest
+from fsgs_kb.engine.fhir.verification import why_not_counted
 
 DOSE_NOT_COMPUTABLE = (
     "no total daily dose in its dosage instructions (a dose and a frequency, in a unit the map converts; "
@@ -86,18 +87,21 @@ def read_field_observation(ctx: Context, path: str, spec: dict[str, Any], src: d
 
 
 def read_condition(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
-    """An enum value implied by a Condition code (e.g. autosomal dominant FSGS -> genetic)."""
-    excluded = set(ctx.fmap.settings["condition_exclude_verification"])
+    """An enum value implied by a Condition code (e.g. autosomal dominant FSGS -> genetic), from
+    Conditions that count as a diagnosis (verification.py); the others are set aside, saying why."""
+    excluded = ctx.fmap.settings["condition_exclude_verification"]
     found: list[Found] = []
     for cond in ctx.data.of_type("Condition"):
-        status = [code for _, code in codings(cond.get("verificationStatus"))]
-        if excluded.intersection(status):
-            continue
         for rule in src["values"]:
             coding = first_match(cond.get("code"), ctx.fmap.code_sets[rule["code_set"]])
-            if coding:
-                when = parse_instant(cond.get("onsetDateTime")) or parse_instant(cond.get("recordedDate"))
-                found.append(Found(rule["value"], provenance(cond, coding, format_instant(when) if when else None)))
+            if coding is None:
+                continue
+            why_not = why_not_counted(cond, excluded)
+            if why_not is not None:
+                ctx.data.put_aside(cond, "not_confirmed", why_not, field_pointer(path))
+                continue
+            when = parse_instant(cond.get("onsetDateTime")) or parse_instant(cond.get("recordedDate"))
+            found.append(Found(rule["value"], provenance(cond, coding, format_instant(when) if when else None)))
     if not found:
         return None
     return found[0] if len({f.value for f in found}) == 1 else Missing("ambiguous")
