@@ -14,11 +14,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, reference, within_depth
-from fsgs_kb.engine.fhir.dates import effective_instant
+from fsgs_kb.engine.fhir.dates import Moment, effective_moment
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
 from fsgs_kb.engine.fhir.refs import ThePatient
 from fsgs_kb.engine.fhir.setaside import SetAside, label
@@ -41,7 +40,7 @@ class PatientData:
 
     _entry: dict[int, int] = field(default_factory=dict, repr=False)  # id(resource) -> Bundle.entry index
     _codes: dict[int, list[Coding]] = field(default_factory=dict, repr=False)
-    _when: dict[int, datetime | None] = field(default_factory=dict, repr=False)
+    _when: dict[int, Moment | None] = field(default_factory=dict, repr=False)
 
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
@@ -77,11 +76,11 @@ class PatientData:
             self._codes[key] = codings(resource.get("code"))
         return self._codes[key]
 
-    def when_of(self, resource: dict[str, Any]) -> datetime | None:
-        """The effective instant of an Observation, worked out once per bundle."""
+    def when_of(self, resource: dict[str, Any]) -> Moment | None:
+        """The effective instant and day of an Observation, worked out once per bundle."""
         key = id(resource)
         if key not in self._when:
-            self._when[key] = effective_instant(resource)
+            self._when[key] = effective_moment(resource)
         return self._when[key]
 
 

@@ -10,13 +10,12 @@ unknown enum code, a wrong value type) makes the field ambiguous instead of bein
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import as_dict, as_list, codings
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
-from fsgs_kb.engine.fhir.pick import Candidate, Unusable, convert_quantity, eligible
+from fsgs_kb.engine.fhir.pick import Candidate, Unusable, Window, convert_quantity, eligible
 
 
 def _enum(concept: Any, system: str, allowed: list[str]) -> str | None:
@@ -83,14 +82,13 @@ def field_candidates(
     source: dict[str, Any],
     data: PatientData,
     fmap: FhirMap,
-    lo: datetime | None,
-    hi: datetime,
+    window: Window,
 ) -> list[Candidate]:
     """Candidates from Observations coded {local field system, path}, each with its value or problem."""
     systems = fmap.settings["local_systems"]
     coding = (systems["field"], path)
     out = []
-    for obs, when in eligible(data, fmap, lo, hi):
+    for obs, when in eligible(data, fmap, window):
         if coding not in data.code_of(obs):
             continue
         value, problem = _value(obs, spec, source, systems["value"])

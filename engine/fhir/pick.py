@@ -1,7 +1,8 @@
 """The pick rule for Observation-fed fields: the latest usable result in a time window.
 
 Only results whose status the map accepts (final, amended, corrected by default) and whose time is
-known to the day count. The latest instant wins; when several results share it (a lab reporting
+known to the day count; the window ending on the evaluation date is counted in calendar days as
+each result is written (dates.py). The latest instant wins; when several results share it (a lab reporting
 creatinine in mg/dL and umol/L, a duplicated message) they must agree within the map's tolerance,
 or the field is ambiguous. The latest result is never skipped for an older one because its unit is
 unknown: that would silently report stale data, so the reason is reported instead.
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_match, number, quantity
-from fsgs_kb.engine.fhir.dates import format_instant
+from fsgs_kb.engine.fhir.dates import Moment, format_instant
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
 from fsgs_kb.engine.fhir.setaside import number_text, quoted
@@ -84,26 +85,43 @@ def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[
     return (scaled(q.value, float(rule["factor"])), rule["to"]), None
 
 
-def eligible(
-    data: PatientData, fmap: FhirMap, lo: datetime | None, hi: datetime
-) -> Iterator[tuple[dict[str, Any], datetime]]:
-    """Observations with an accepted status whose effective time lies in [lo, hi)."""
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """Which results may fill a field. Counted back from the evaluation date, by calendar day as
+    each result is written (dates.py): `first_day` (None: no limit) to `last_day`, both included.
+    Before a course started, by instant: from `since` (None: no limit) up to `until`, excluded."""
+
+    first_day: date | None = None
+    last_day: date | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def holds(self, when: Moment) -> bool:
+        if self.last_day is not None and (
+            when.day > self.last_day or (self.first_day is not None and when.day < self.first_day)
+        ):
+            return False
+        return self.until is None or (when.at < self.until and (self.since is None or when.at >= self.since))
+
+
+def eligible(data: PatientData, fmap: FhirMap, window: Window) -> Iterator[tuple[dict[str, Any], datetime]]:
+    """Observations with an accepted status whose effective time the window holds, with their instant."""
     statuses = set(fmap.settings["observation_statuses"])
     for obs in data.of_type("Observation"):
         status = obs.get("status")
         if not isinstance(status, str) or status not in statuses:
             continue
         when = data.when_of(obs)
-        if when is not None and when < hi and (lo is None or when >= lo):
-            yield obs, when
+        if when is not None and window.holds(when):
+            yield obs, when.at
 
 
 def coded_candidates(
-    data: PatientData, fmap: FhirMap, matches: list[dict[str, Any]], lo: datetime | None, hi: datetime
+    data: PatientData, fmap: FhirMap, matches: list[dict[str, Any]], window: Window
 ) -> list[Candidate]:
     """Candidates from Observations (or panel components) whose code is in one of the match entries."""
     out: list[Candidate] = []
-    for obs, when in eligible(data, fmap, lo, hi):
+    for obs, when in eligible(data, fmap, window):
         for rank, match in enumerate(matches):
             wanted_codes = fmap.code_sets[match["code_set"]]
             coding = next((c for c in data.code_of(obs) if c in wanted_codes), None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
@@ -23,7 +23,7 @@ from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.fieldobs import field_candidates
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
-from fsgs_kb.engine.fhir.pick import coded_candidates, pick_latest
+from fsgs_kb.engine.fhir.pick import Window, coded_candidates, pick_latest
 from fsgs_kb.engine.fhir.verification import why_not_counted
 
 DOSE_NOT_COMPUTABLE = (
@@ -42,12 +42,10 @@ class Context:
     same: Callable[[Any, Any], bool]
     _courses: dict[str, Courses] = field(default_factory=dict)
 
-    @property
-    def hi(self) -> datetime:
-        return day_start(self.as_of) + timedelta(days=1)
-
-    def lo(self, lookback: int | None) -> datetime | None:
-        return None if lookback is None else day_start(self.as_of) - timedelta(days=lookback)
+    def window(self, lookback: int | None) -> Window:
+        """The look-back window ending on the evaluation date, in calendar days (dates.py)."""
+        first = None if lookback is None else self.as_of - timedelta(days=lookback)
+        return Window(first_day=first, last_day=self.as_of)
 
     def courses(self, drug: str) -> Courses:
         if drug not in self._courses:
@@ -73,7 +71,7 @@ def read_birthdate(ctx: Context, path: str, spec: dict[str, Any], src: dict[str,
 
 def read_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Latest coded Observation in the look-back window, converted to the record unit."""
-    cands = coded_candidates(ctx.data, ctx.fmap, src["match"], ctx.lo(src["lookback_days"]), ctx.hi)
+    cands = coded_candidates(ctx.data, ctx.fmap, src["match"], ctx.window(src["lookback_days"]))
     out = pick_latest(cands, ctx.data, ctx.same, field_pointer(path))
     if isinstance(out, Found) and spec["type"] == "number":
         return Found(out.value[0], out.prov)
@@ -82,7 +80,7 @@ def read_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[st
 
 def read_field_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Latest field Observation ({local field system, path}) in the look-back window."""
-    cands = field_candidates(path, spec, src, ctx.data, ctx.fmap, ctx.lo(src["lookback_days"]), ctx.hi)
+    cands = field_candidates(path, spec, src, ctx.data, ctx.fmap, ctx.window(src["lookback_days"]))
     return pick_latest(cands, ctx.data, ctx.same, field_pointer(path))
 
 
@@ -176,8 +174,8 @@ def read_before_course(ctx: Context, path: str, spec: dict[str, Any], src: dict[
         return Missing("no_resource")
     if c.ambiguous or c.start is None:
         return Missing("ambiguous")
-    lo = None if src["lookback_days"] is None else c.start - timedelta(days=src["lookback_days"])
-    cands = coded_candidates(ctx.data, ctx.fmap, src["match"], lo, c.start)
+    since = None if src["lookback_days"] is None else c.start - timedelta(days=src["lookback_days"])
+    cands = coded_candidates(ctx.data, ctx.fmap, src["match"], Window(since=since, until=c.start))
     return pick_latest(cands, ctx.data, ctx.same, field_pointer(path))
 
 
