@@ -7,25 +7,17 @@ The Bundles are written here as FHIR JSON and go through the command line."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir_helpers import enum_value, evaluate_bundle, field_obs
 
 from fsgs_kb.engine.fhir import FhirMapError, default_map_path, load_map
 
 AS_OF = "2025-01-15"
 VER = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 GENETIC_FSGS = {"system": "http://snomed.info/sct", "code": "444977005"}  # autosomal dominant FSGS
-
-
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fsgs_kb", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
 
 
 def condition(verification: Any = None) -> dict[str, Any]:
@@ -46,25 +38,15 @@ def status(code: str) -> dict[str, Any]:
 
 
 def primary_etiology() -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": "etiology",
-        "status": "final",
-        "code": {"coding": [{"system": "urn:fsgs-kb:field", "code": "fsgs.etiology"}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": "2025-01-10",
-        "valueCodeableConcept": {"coding": [{"system": "urn:fsgs-kb:value", "code": "primary"}]},
-    }
+    return field_obs("etiology", "fsgs.etiology", when="2025-01-10", **enum_value("primary"))
 
 
 def evaluate(tmp_path: Path, *resources: dict[str, Any]) -> dict[str, Any]:
     patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-03-01"}
     entries = [{"fullUrl": "urn:uuid:p1", "resource": patient}] + [{"resource": r} for r in resources]
-    path = tmp_path / "bundle.json"
-    path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
-    proc = cli("evaluate", "--input-format", "fhir", "--as-of", AS_OF, path)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    return dict(json.loads(proc.stdout))
+    return evaluate_bundle(
+        tmp_path, {"resourceType": "Bundle", "type": "collection", "entry": entries}, "--as-of", AS_OF
+    )
 
 
 @pytest.mark.parametrize("verification", [status("confirmed"), None], ids=["confirmed", "absent"])

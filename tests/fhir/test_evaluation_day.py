@@ -9,73 +9,34 @@ The Bundles are written here as FHIR JSON and go through the command line."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fhir_helpers import bundle as api_bundle
-from fhir_helpers import obs, qty
+from fhir_helpers import cli, dosage, evaluate_bundle, med_request, obs, qty
 
 from fsgs_kb.engine.fhir import FhirMap, bundle_to_record
 
 AS_OF = "2025-01-15"
-UCUM = "http://unitsofmeasure.org"
 
 
-def cli(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fsgs_kb", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def weight(rid: str, when: str, kg: float = 70) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": when,
-        "valueQuantity": {"value": kg, "unit": "kg", "system": UCUM, "code": "kg"},
-    }
+def weight(rid: str, when: str) -> dict[str, Any]:
+    return obs(rid, "29463-7", qty(70, "kg"), when=when)
 
 
 def order(rid: str, start: str, end: str | None = None, status: str = "active") -> dict[str, Any]:
-    bounds = {"start": start, **({"end": end} if end else {})}
-    return {
-        "resourceType": "MedicationRequest",
-        "id": rid,
-        "status": status,
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationCodeableConcept": {
-            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3008"}]
-        },
-        "dosageInstruction": [
-            {
-                "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d", "boundsPeriod": bounds}},
-                "doseAndRate": [{"doseQuantity": {"value": 100, "unit": "mg", "system": UCUM, "code": "mg"}}],
-            }
-        ],
-    }
+    return med_request(rid, dosage(100, frequency=2, start=start, end=end), status=status)
 
 
-def evaluate(tmp_path: Path, *resources: dict[str, Any], birth: str = "1980-03-01", as_of: str | None = AS_OF) -> Any:
+def evaluate(
+    tmp_path: Path, *resources: dict[str, Any], birth: str = "1980-03-01", as_of: str | None = AS_OF
+) -> dict[str, Any]:
     patient = {"resourceType": "Patient", "id": "p1", "birthDate": birth}
     entries = [{"fullUrl": "urn:uuid:p1", "resource": patient}] + [{"resource": r} for r in resources]
-    path = tmp_path / "bundle.json"
-    path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
-    proc = cli("evaluate", "--input-format", "fhir", "--include-input", *(("--as-of", as_of) if as_of else ()), path)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    return json.loads(proc.stdout)
+    doc = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    return evaluate_bundle(tmp_path, doc, "--include-input", *(("--as-of", as_of) if as_of else ()))
 
 
 @pytest.mark.parametrize(

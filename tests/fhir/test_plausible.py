@@ -8,76 +8,28 @@ The Bundle is written here as FHIR JSON and goes through the command line."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir_helpers import cli, dosage, enum_value, evaluate_bundle, field_obs, med_request, obs, qty
 
 from fsgs_kb.engine.load.schemas import validator
 
 AS_OF = "2025-01-15"
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-FIELD = "urn:fsgs-kb:field"
-VALUE = "urn:fsgs-kb:value"
 
 
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fsgs_kb", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
-
-
-def observation(rid: str, system: str, code: str, when: str = "2025-01-10", **value: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": "final",
-        "code": {"coding": [{"system": system, "code": code}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": when,
-        **value,
-    }
-
-
-def quantity(value: float, unit: str) -> dict[str, Any]:
-    return {"valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}}
-
-
-def enum(code: str) -> dict[str, Any]:
-    return {"valueCodeableConcept": {"coding": [{"system": VALUE, "code": code}]}}
-
-
-ORDER = {
-    "resourceType": "MedicationRequest",
-    "id": "csa",
-    "status": "active",
-    "intent": "order",
-    "subject": {"reference": "Patient/p1"},
-    "authoredOn": "2024-09-01",
-    "medicationCodeableConcept": {
-        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3008"}]
-    },
-    "dosageInstruction": [
-        {
-            "timing": {
-                "repeat": {"frequency": 2, "period": 1, "periodUnit": "d", "boundsPeriod": {"start": "2024-09-01"}}
-            },
-            "doseAndRate": [{"doseQuantity": {"value": 178.5, "unit": "mg", "system": UCUM, "code": "mg"}}],
-        }
-    ],
-}
+def weight(rid: str, kg: float, when: str = "2025-01-10") -> dict[str, Any]:
+    return obs(rid, "29463-7", qty(kg, "kg"), when=when)
 
 
 def bundle(weight_kg: float, birth: str = "1980-03-01", *extra: dict[str, Any]) -> dict[str, Any]:
     resources = [
-        observation("weight", LOINC, "29463-7", **quantity(weight_kg, "kg")),
-        observation("biopsy", FIELD, "fsgs.biopsy_proven", valueBoolean=True),
-        observation("etiology", FIELD, "fsgs.etiology", **enum("primary")),
-        observation("response", FIELD, "steroids.response", **enum("resistant")),
-        ORDER,
+        weight("weight", weight_kg),
+        field_obs("biopsy", "fsgs.biopsy_proven", when="2025-01-10", valueBoolean=True),
+        field_obs("etiology", "fsgs.etiology", when="2025-01-10", **enum_value("primary")),
+        field_obs("response", "steroids.response", when="2025-01-10", **enum_value("resistant")),
+        med_request("csa", dosage(178.5, frequency=2, start="2024-09-01")),  # 357 mg/day
         *extra,
     ]
     patient = {"resourceType": "Patient", "id": "p1", "birthDate": birth}
@@ -86,11 +38,7 @@ def bundle(weight_kg: float, birth: str = "1980-03-01", *extra: dict[str, Any]) 
 
 
 def evaluate(tmp_path: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    path = tmp_path / "bundle.json"
-    path.write_text(json.dumps(doc))
-    proc = cli("evaluate", "--input-format", "fhir", "--as-of", AS_OF, path)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
-    result = dict(json.loads(proc.stdout))
+    result = evaluate_bundle(tmp_path, doc, "--as-of", AS_OF)
     assert not list(validator("result").iter_errors(result))
     return result
 
@@ -102,7 +50,7 @@ def test_the_plausible_bundle_is_evaluated(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("kg", "shown"), [(0, "0 kg"), (0.0, "0 kg"), (400, "400 kg"), (-70, "-70 kg")])
 def test_an_implausible_weight_empties_only_the_weight(tmp_path: Path, kg: float, shown: str) -> None:
-    older = observation("older", LOINC, "29463-7", when="2025-01-01", **quantity(70, "kg"))
+    older = weight("older", 70, when="2025-01-01")
     result = evaluate(tmp_path, bundle(kg, "1980-03-01", older))
     assert result["status"] == "evaluated", result["errors"]
     assert result["sources"]["/weight_kg"] == {"missing": "out_of_range"}  # never the older 70 kg instead
@@ -123,7 +71,7 @@ def test_an_implausible_weight_empties_only_the_weight(tmp_path: Path, kg: float
 
 
 def test_an_impossible_age_and_an_overlong_note_are_set_aside(tmp_path: Path) -> None:
-    note = observation("cause", FIELD, "fsgs.secondary_cause", valueString="x" * 600)
+    note = field_obs("cause", "fsgs.secondary_cause", when="2025-01-10", valueString="x" * 600)
     result = evaluate(tmp_path, bundle(70, "1890-01-01", note))
     assert result["sources"]["/age_years"] == {"missing": "out_of_range"}
     assert result["sources"]["/fsgs/secondary_cause"] == {"missing": "out_of_range"}

@@ -8,50 +8,30 @@ Bundles and a Bulk Data export are written here as FHIR JSON and go through the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir_helpers import cli, evaluate_bundle, obs, qty
 
 AS_OF = "2025-01-15"
 THIS = "https://this.example/fhir"
 OTHER = "https://other.example/fhir"
-
-
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fsgs_kb", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+URN = "urn:uuid:6b1c0f4e-0000-4000-8000-000000000123"
+PATIENT = {"resourceType": "Patient", "id": "123", "birthDate": "1980-03-01"}
 
 
 def weight(rid: str, kg: float, when: str, subject: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-        "subject": {"reference": subject},
-        "effectiveDateTime": when,
-        "valueQuantity": {"value": kg, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
-    }
-
-
-PATIENT = {"resourceType": "Patient", "id": "123", "birthDate": "1980-03-01"}
+    return obs(rid, "29463-7", qty(kg, "kg"), when=when, subject=subject)
 
 
 def evaluate(tmp_path: Path, patient_url: str | None, *entries: dict[str, Any]) -> dict[str, Any]:
     first = {"fullUrl": patient_url, "resource": PATIENT} if patient_url else {"resource": PATIENT}
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [first, *entries]}
-    path = tmp_path / "bundle.json"
-    path.write_text(json.dumps(bundle))
-    proc = cli("evaluate", "--input-format", "fhir", "--as-of", AS_OF, path)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    return dict(json.loads(proc.stdout))
+    doc = {"resourceType": "Bundle", "type": "collection", "entry": [first, *entries]}
+    return evaluate_bundle(tmp_path, doc, "--as-of", AS_OF)
 
 
-@pytest.mark.parametrize("patient_url", [f"{THIS}/Patient/123", None, "urn:uuid:6b1c0f4e-0000-4000-8000-000000000123"])
+@pytest.mark.parametrize("patient_url", [f"{THIS}/Patient/123", None, URN])
 def test_another_servers_patient_is_not_this_patient(tmp_path: Path, patient_url: str | None) -> None:
     ours = {"resource": weight("ours", 70, "2025-01-10", "Patient/123")}
     theirs = {"resource": weight("theirs", 95, "2025-01-14", f"{OTHER}/Patient/123")}  # newer, same id, other server
@@ -63,45 +43,33 @@ def test_another_servers_patient_is_not_this_patient(tmp_path: Path, patient_url
 
 
 @pytest.mark.parametrize(
-    ("patient_url", "entry_url", "subject"),
+    ("patient_url", "entry_url", "subject", "ours"),
     [
-        (f"{THIS}/Patient/123", None, "Patient/123"),
-        (f"{THIS}/Patient/123", f"{THIS}/Observation/w", "Patient/123"),
-        (f"{THIS}/Patient/123", None, f"{THIS}/Patient/123"),
-        (f"{THIS}/Patient/123", None, "HTTPS://THIS.example/fhir/Patient/123"),  # scheme and host are case-blind
-        (None, None, "Patient/123"),
-        (None, f"{THIS}/Observation/w", f"{THIS}/Patient/123"),  # the entry's own server names the patient
-        ("urn:uuid:6b1c0f4e-0000-4000-8000-000000000123", None, "urn:uuid:6b1c0f4e-0000-4000-8000-000000000123"),
+        (f"{THIS}/Patient/123", None, "Patient/123", True),
+        (f"{THIS}/Patient/123", f"{THIS}/Observation/w", "Patient/123", True),
+        (f"{THIS}/Patient/123", None, f"{THIS}/Patient/123", True),
+        (f"{THIS}/Patient/123", None, "HTTPS://THIS.example/fhir/Patient/123", True),  # scheme and host: any case
+        (None, None, "Patient/123", True),
+        (None, f"{THIS}/Observation/w", f"{THIS}/Patient/123", True),  # the entry's own server names the patient
+        (URN, None, URN, True),
+        (None, None, f"{OTHER}/Patient/123", False),  # no server anywhere says this is the Bundle's patient
+        (f"{THIS}/Patient/123", f"{OTHER}/Observation/w", f"{OTHER}/Patient/123", False),
+        (f"{THIS}/Patient/123", f"{OTHER}/Observation/w", "Patient/123", False),  # relative: the other server's 123
+        (f"{THIS}/Patient/123", None, f"{THIS}/Patient/124", False),
     ],
 )
-def test_references_to_this_patient_are_read(
-    tmp_path: Path, patient_url: str | None, entry_url: str | None, subject: str
+def test_which_references_name_this_patient(
+    tmp_path: Path, patient_url: str | None, entry_url: str | None, subject: str, ours: bool
 ) -> None:
     entry = {"resource": weight("w", 70, "2025-01-10", subject)}
     if entry_url:
         entry["fullUrl"] = entry_url
     result = evaluate(tmp_path, patient_url, entry)
-    assert result["sources"]["/weight_kg"]["id"] == "w" and result["set_aside"] == []
-
-
-@pytest.mark.parametrize(
-    ("patient_url", "entry_url", "subject"),
-    [
-        (None, None, f"{OTHER}/Patient/123"),  # no server anywhere says this is the Bundle's patient
-        (f"{THIS}/Patient/123", f"{OTHER}/Observation/w", f"{OTHER}/Patient/123"),
-        (f"{THIS}/Patient/123", f"{OTHER}/Observation/w", "Patient/123"),  # relative: the other server's 123
-        (f"{THIS}/Patient/123", None, f"{THIS}/Patient/124"),
-    ],
-)
-def test_references_to_someone_else_are_set_aside(
-    tmp_path: Path, patient_url: str | None, entry_url: str | None, subject: str
-) -> None:
-    entry = {"resource": weight("w", 70, "2025-01-10", subject)}
-    if entry_url:
-        entry["fullUrl"] = entry_url
-    result = evaluate(tmp_path, patient_url, entry)
-    assert result["sources"]["/weight_kg"] == {"missing": "no_resource"}
-    assert [i["reason"] for i in result["set_aside"]] == ["not_this_patient"]
+    if ours:
+        assert result["sources"]["/weight_kg"]["id"] == "w" and result["set_aside"] == []
+    else:
+        assert result["sources"]["/weight_kg"] == {"missing": "no_resource"}
+        assert [i["reason"] for i in result["set_aside"]] == ["not_this_patient"]
 
 
 def _bulk(tmp_path: Path, subjects: list[str]) -> list[dict[str, Any]]:

@@ -7,50 +7,23 @@ The Bundles are written out here as FHIR JSON and go through the real command li
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from fhir_helpers import cli, dosage, evaluate_bundle, med_request, obs, qty
 
 from fsgs_kb.engine.fhir.setaside import REASONS
 from fsgs_kb.engine.load.schemas import load_schema, validator
 
 AS_OF = "2025-01-15"
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-
-
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fsgs_kb", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
 
 
 def weight(rid: str, value: float, when: str, unit: str = "kg", **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": "29463-7"}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": when,
-        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
-        **extra,
-    }
+    return obs(rid, "29463-7", qty(value, unit), when=when, **extra)
 
 
-def cyclosporine_order(rid: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "MedicationRequest",
-        "id": rid,
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "authoredOn": "2024-12-01",
-        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "3008"}]},
-        **extra,
-    }
+def cyclosporine_order(rid: str, *dosages: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return med_request(rid, *dosages, authoredOn="2024-12-01", **extra)
 
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-03-01"}
@@ -62,10 +35,10 @@ BUNDLE = {
         {"resource": weight("w-mod", 70, "2025-01-14", modifierExtension=[{"url": "urn:x", "valueBoolean": True}])},
         {"resource": weight("w-eie", 71, "2025-01-13", status="entered-in-error")},
         {"resource": weight("w-stone", 11, "2025-01-12", unit="[stone_av]")},
-        {"resource": cyclosporine_order("dnp", doNotPerform=True)},
-        {"resource": cyclosporine_order("free-text", dosageInstruction=[{"text": "as directed"}])},
-        {"resource": {**weight("twin", 60, "2024-12-01"), "code": {"coding": [{"system": LOINC, "code": "8480-6"}]}}},
-        {"resource": {**weight("twin", 61, "2024-12-01"), "code": {"coding": [{"system": LOINC, "code": "8480-6"}]}}},
+        {"resource": cyclosporine_order("dnp", dosage(100, frequency=2), doNotPerform=True)},
+        {"resource": cyclosporine_order("free-text", {"text": "as directed"})},
+        {"resource": obs("twin", "8480-6", qty(120, "mm[Hg]"), when="2024-12-01")},
+        {"resource": obs("twin", "8480-6", qty(121, "mm[Hg]"), when="2024-12-01")},
     ],
 }
 
@@ -75,11 +48,7 @@ def by_id(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_each_set_aside_resource_is_in_the_result_with_where_and_why(tmp_path: Path) -> None:
-    path = tmp_path / "bundle.json"
-    path.write_text(json.dumps(BUNDLE))
-    proc = cli("evaluate", "--input-format", "fhir", "--as-of", AS_OF, path)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result = evaluate_bundle(tmp_path, BUNDLE, "--as-of", AS_OF)
     assert not list(validator("result").iter_errors(result))
     items = by_id(result)
     assert items["w-mod"] == {
@@ -101,10 +70,8 @@ def test_each_set_aside_resource_is_in_the_result_with_where_and_why(tmp_path: P
 
 
 def test_a_clean_bundle_sets_nothing_aside(tmp_path: Path) -> None:
-    path = tmp_path / "bundle.json"
     entries = BUNDLE["entry"][:1] + [{"resource": weight("w", 70, "2025-01-10")}]
-    path.write_text(json.dumps({**BUNDLE, "entry": entries}))
-    result = json.loads(cli("evaluate", "--input-format", "fhir", "--as-of", AS_OF, path).stdout)
+    result = evaluate_bundle(tmp_path, {**BUNDLE, "entry": entries}, "--as-of", AS_OF)
     assert result["set_aside"] == [] and result["sources"]["/weight_kg"]["id"] == "w"
 
 
