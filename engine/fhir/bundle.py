@@ -39,6 +39,7 @@ class PatientData:
     set_aside: list[SetAside] = field(default_factory=list)
 
     _entry: dict[int, int] = field(default_factory=dict, repr=False)  # id(resource) -> Bundle.entry index
+    _aside: set[SetAside] = field(default_factory=set, repr=False)  # what set_aside holds, for O(1) repeats
     _codes: dict[int, list[Coding]] = field(default_factory=dict, repr=False)
     _when: dict[int, Moment | None] = field(default_factory=dict, repr=False)
 
@@ -66,7 +67,8 @@ class PatientData:
             entry=self._entry.get(id(resource)),
             field=field,
         )
-        if item not in self.set_aside:
+        if item not in self._aside:  # a hostile Bundle of 200,000 entries must not cost their square
+            self._aside.add(item)
             self.set_aside.append(item)
 
     def code_of(self, resource: dict[str, Any]) -> list[Coding]:

@@ -7,11 +7,14 @@ The Bundles are written out here as FHIR JSON and go through the real command li
 from __future__ import annotations
 
 import json
+import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from fhir_helpers import cli, dosage, evaluate_bundle, med_request, obs, qty
+from fhir_helpers import bundle, cli, dosage, evaluate_bundle, med_request, obs, qty
 
+from fsgs_kb.engine.fhir import FhirMap, convert_bundle
 from fsgs_kb.engine.fhir.setaside import REASONS
 from fsgs_kb.engine.load.schemas import load_schema, validator
 
@@ -124,3 +127,12 @@ def test_a_decision_with_resources_set_aside_replays_identically(tmp_path: Path)
 def test_the_result_schema_knows_every_reason() -> None:
     item = load_schema("result")["$defs"]["set_aside"]
     assert tuple(item["properties"]["reason"]["enum"]) == REASONS
+
+
+def test_a_bundle_of_many_resources_about_someone_else_costs_linear_time(fmap: FhirMap) -> None:
+    """Each resource set aside is listed once, and listing 30,000 of them is not 30,000 squared."""
+    others = [weight(f"o{i}", 70, "2025-01-10", subject="Patient/someone-else") for i in range(30_000)]
+    start = time.perf_counter()
+    done = convert_bundle(bundle(*others), fmap, as_of=date(2025, 1, 15))
+    assert time.perf_counter() - start < 20
+    assert len(done.set_aside) == 30_000 and {i.reason for i in done.set_aside} == {"not_this_patient"}
