@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -38,6 +38,7 @@ from fsgs_kb.engine.batch.parts import (
 )
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
+from fsgs_kb.engine.fhir.dates import today as fhir_today
 from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
@@ -190,8 +191,9 @@ AS_OF_OPTION = click.option(
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
     metavar="YYYY-MM-DD",
-    help="FHIR input: the evaluation date for ages, look-back windows and current orders (default: today); "
-    "recorded in the result (decision.fhir.as_of) so a replay converts the same way.",
+    help="FHIR input: the evaluation date for ages, look-back windows and current orders, a calendar day "
+    "(default: today's date on this computer's clock); a resource counts on the day its own date or dateTime "
+    "is written in. Recorded in the result (decision.fhir.as_of) so a replay converts the same way.",
 )
 
 
@@ -201,7 +203,7 @@ def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None
         if as_of is not None:
             raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
         return None
-    day = as_of.date() if as_of is not None else date.today()
+    day = as_of.date() if as_of is not None else fhir_today()
     return FhirReader(load_checked_map(map_path(rules_dir)), day)
 
 
@@ -372,10 +374,10 @@ def explain(
     if is_result(data):
         stored = data
         data, result = stored_decision(kb, stored)
-        for key in ("sources", "origin"):  # FHIR input: where each value came from, as the stored result says
+        for key in ("sources", "set_aside", "origin"):  # FHIR input: the conversion, as the stored result says
             if stored.get(key) is not None:
                 result[key] = stored[key]
-    doc = {**explanation(kb, data, result), "sources": result.get("sources")}
+    doc = {**explanation(kb, data, result), "sources": result.get("sources"), "set_aside": result.get("set_aside")}
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:

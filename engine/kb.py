@@ -163,7 +163,8 @@ class KnowledgeBase:
         """The result for one framed input record, whatever it holds: a record that cannot be
         read or parsed is `invalid` with its problem, traceable by the hash of its bytes. A record
         converted from FHIR carries where its input came from (`origin`), the provenance of every
-        field (`sources`) and how it was converted (`decision.fhir`: evaluation date, map)."""
+        field (`sources`), the resources not used and why (`set_aside`) and how it was converted
+        (`decision.fhir`: evaluation date, map)."""
         plain = record.origin is None and record.sources is None and record.conversion is None
         if plain and record.problem is None and record.data is None:
             fast = parse_accepted(record.raw)  # a valid record: no shape walk, no second check
@@ -187,6 +188,8 @@ class KnowledgeBase:
             result["origin"] = record.origin
         if record.sources is not None:
             result["sources"] = record.sources
+        if record.set_aside is not None:
+            result["set_aside"] = record.set_aside
         if record.conversion is not None:
             decision["fhir"] = record.conversion
         result["decision"] = decision

@@ -20,7 +20,7 @@ from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.fhir.bundle import read_bundle
 from fsgs_kb.engine.fhir.codes import as_dict
 from fsgs_kb.engine.fhir.courses import analyse, entries_for
-from fsgs_kb.engine.fhir.dates import day_start, format_instant, parse_instant
+from fsgs_kb.engine.fhir.dates import Moment, day_start, format_instant, moment
 from fsgs_kb.service.prefetch import RequestProblem, bundle_of
 
 DRUG = "cyclosporine"
@@ -54,20 +54,20 @@ def _bounds(res: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def order_start(res: dict[str, Any]) -> datetime | None:
-    """When an order's regimen starts, read as the map's course logic reads it."""
-    starts = [s for s in (parse_instant(b.get("start")) for b in _bounds(res)) if s]
+def order_start(res: dict[str, Any]) -> Moment | None:
+    """When an order's regimen starts (instant and written day), read as the map's course logic reads it."""
+    starts = [s for s in (moment(b.get("start")) for b in _bounds(res)) if s]
     if starts:
         return min(starts)
     validity = as_dict(as_dict(res.get("dispenseRequest")).get("validityPeriod"))
-    return parse_instant(validity.get("start")) or parse_instant(res.get("authoredOn"))
+    return moment(validity.get("start")) or moment(res.get("authoredOn"))
 
 
 def _as_current(res: dict[str, Any], patient_id: str, as_of: date) -> dict[str, Any]:
     order = copy.deepcopy(res)
     order.update(status="active", intent="order", subject={"reference": f"Patient/{patient_id}"})
     start = order_start(order)
-    if start is None or start >= day_start(as_of) + timedelta(days=1):
+    if start is None or start.day > as_of:
         today = format_instant(day_start(as_of))
         for bounds in _bounds(order):
             bounds["start"] = today
@@ -116,7 +116,7 @@ def draft_regimen(
     """The bundle entries with the draft cyclosporine order(s) as the current regimen."""
     patient = entries[0]
     limits = fmap.settings["limits"]
-    start = min(s for s in (order_start(d) for d in drafts) if s is not None)
+    start = min(s for s in (order_start(d) for d in drafts) if s is not None).at
     draft_ids = {("MedicationRequest", d.get("id")) for d in drafts}
     kept = [e for e in entries[1:] if (e["resource"].get("resourceType"), e["resource"].get("id")) not in draft_ids]
     history = read_bundle(bundle_of([patient, *kept]), limits["max_bundle_entries"], limits["max_json_depth"])

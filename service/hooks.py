@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from fsgs_kb.engine.fhir import FhirInputError, FhirMap, bundle_to_record
 from fsgs_kb.engine.fhir.codes import within_depth
+from fsgs_kb.engine.fhir.dates import today
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
@@ -182,12 +182,12 @@ class Hooks:
     def _answer(self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any]) -> Reply:
         patient_id = context["patientId"]
         row = {"hook_instance": hook_instance, "service": service.id, "hook": service.hook, "patient": patient_id}
-        as_of = date.today()
+        as_of = today()  # the service's calendar day, as for the command line (engine/fhir/dates.py)
         drafts = cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else []
         if service.hook in ORDER_HOOKS and not drafts:
             self._log(row, None, "no_cyclosporine_draft", [])
             return Reply(200, {"cards": []})  # nothing for this knowledge base: no data needed
-        got = collect(body.get("prefetch"), list(self.templates.keys), patient_id)
+        got = collect(body.get("prefetch"), list(self.templates.keys), patient_id, body.get("fhirServer"))
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
             return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")

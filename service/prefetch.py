@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsgs_kb.engine.fhir import FhirMap
+from fsgs_kb.engine.fhir.refs import server_of
 
 PATIENT_KEY = "patient"
 PATIENT = "{{context.patientId}}"
@@ -160,8 +161,11 @@ def _resources(key: str, value: Any) -> list[tuple[str | None, dict[str, Any]]]:
     return out
 
 
-def collect(prefetch: Any, keys: list[str], patient_id: str) -> Collected:
-    """One entry list from the prefetch: the patient first, each resource once."""
+def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = None) -> Collected:
+    """One entry list from the prefetch: the patient first, each resource once. The patient's entry
+    is given the fullUrl `{fhirServer}/Patient/{id}` when the request names its FHIR server, so that
+    a prefetched resource about that server's patient by absolute URL is read as this patient's and
+    one about another server's patient is not (engine/fhir/refs.py)."""
     if prefetch is not None and not isinstance(prefetch, dict):
         raise RequestProblem(400, "prefetch must be an object")
     given = prefetch or {}
@@ -191,7 +195,9 @@ def collect(prefetch: Any, keys: list[str], patient_id: str) -> Collected:
         patient = {"resourceType": "Patient", "id": patient_id}
     elif patient.get("id") != patient_id:
         raise RequestProblem(400, "the prefetched Patient is not context.patientId")
-    return Collected([{"resource": patient}, *entries], absent, empty)
+    full = f"{fhir_server.rstrip('/')}/Patient/{patient_id}" if isinstance(fhir_server, str) else None
+    first = {"fullUrl": full, "resource": patient} if full and server_of(full) else {"resource": patient}
+    return Collected([first, *entries], absent, empty)
 
 
 def bundle_of(entries: list[dict[str, Any]]) -> dict[str, Any]:

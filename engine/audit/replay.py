@@ -24,10 +24,10 @@ from fsgs_kb.engine.load.fingerprint import input_sha256
 from fsgs_kb.engine.read.records import Record, record_value
 
 BATCH_ONLY = ("record", "line")
-# FHIR input only: the conversion's account (where each value came from, how the Bundle was
-# converted). Replay re-evaluates the converted record, so these are carried, not re-derived; to
-# redo the conversion, evaluate the Bundle again with --as-of decision.fhir.as_of.
-FHIR_ONLY = ("origin", "sources")
+# FHIR input only: the conversion's account (where each value came from, what was set aside, how
+# the Bundle was converted). Replay re-evaluates the converted record, so these are carried, not
+# re-derived; to redo the conversion, evaluate the Bundle again with --as-of decision.fhir.as_of.
+FHIR_ONLY = ("origin", "sources", "set_aside")
 
 
 def input_hash(record: Record) -> str:

@@ -6,6 +6,12 @@ by the patient it refers to; then the patients are walked one at a time (keyset 
 a list of all patients in memory) and each yields a collection Bundle that bundle_to_record reads.
 Bad lines, clinical resources about no patient, and resources about a patient missing from the
 export come out as LineError items in the same stream: they never stop it.
+
+An export comes from one server, and the Bulk Data IG lets its references be relative or absolute
+URLs rooted at that server's base; the files do not say which base that is. When every patient
+reference in the export is absolute with one base, that base is the export's server and each
+grouped Bundle's fullUrls carry it; otherwise they are relative. Either way refs.py then decides,
+as for any Bundle, that an absolute reference to some other server is another patient.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.bundle import CLINICAL
 from fsgs_kb.engine.fhir.codes import reference
 from fsgs_kb.engine.fhir.ndjson import LineError, read_ndjson
+from fsgs_kb.engine.fhir.refs import patient_ref
 
 BATCH = 500
 _SCHEMA = """
@@ -32,13 +39,15 @@ CREATE TABLE meds (key TEXT PRIMARY KEY, body TEXT NOT NULL);
 
 @dataclass(frozen=True)
 class PatientGroup:
-    """All resources of one patient as a collection Bundle, ready for bundle_to_record, and where
-    the Patient resource is in the export (file and line)."""
+    """All resources of one patient as a collection Bundle, ready for bundle_to_record, where the
+    Patient resource is in the export (file and line), and where each entry of the Bundle came from
+    (`FILE:LINE`, or "" for a Medication looked up by reference)."""
 
     patient_ref: str
     bundle: dict[str, Any]
     file: str = ""
     line: int = 0
+    entry_origins: tuple[str, ...] = ()
 
 
 BulkItem = PatientGroup | LineError
@@ -56,7 +65,16 @@ def _patient_ref(resource: dict[str, Any]) -> str | None:
     return tail if tail.count("/") == 1 and len(tail) > len("Patient/") else None
 
 
-def _index(directory: Path, db: sqlite3.Connection, max_line_bytes: int, max_depth: int) -> Iterator[LineError]:
+def _server(ref: str, servers: set[str | None]) -> None:
+    """Note the base a patient reference is rooted at (None: relative); two kinds are enough to know."""
+    if len(servers) < 2:
+        parsed = None if ref.startswith("Patient/") else patient_ref(ref)
+        servers.add(parsed[0] if parsed else None)
+
+
+def _index(
+    directory: Path, db: sqlite3.Connection, max_line_bytes: int, max_depth: int, servers: set[str | None]
+) -> Iterator[LineError]:
     rows: list[tuple[str, str, str, str, int]] = []
     for path in sorted(p for p in directory.glob("*.ndjson") if p.is_file()):  # a directory so named is not a part
         for number, item in read_ndjson(path, max_line_bytes, max_depth):
@@ -71,6 +89,8 @@ def _index(directory: Path, db: sqlite3.Connection, max_line_bytes: int, max_dep
                 if item["resourceType"] in CLINICAL or item["resourceType"] == "Patient":
                     yield LineError(path.name, number, f"{item['resourceType']} has no usable patient reference")
                 continue
+            if item["resourceType"] != "Patient":
+                _server(reference(item.get("subject")) or reference(item.get("patient")) or ref, servers)
             # a Patient is compared with its repeats in other files by content, not key order
             body = json.dumps(item, sort_keys=item["resourceType"] == "Patient")
             rows.append((ref, item["resourceType"], body, path.name, number))
@@ -92,27 +112,32 @@ def _medications(db: sqlite3.Connection, resources: list[dict[str, Any]]) -> lis
     return out
 
 
-def _group(db: sqlite3.Connection, ref: str) -> BulkItem:
+def _group(db: sqlite3.Connection, ref: str, server: str | None) -> BulkItem:
     rows = db.execute("SELECT rtype, body, file, line FROM res WHERE ref = ? ORDER BY rowid", (ref,)).fetchall()
     patients = {body for rtype, body, _, _ in rows if rtype == "Patient"}
     if len(patients) > 1:
         file, line = next((f, n) for t, _, f, n in rows[1:] if t == "Patient")
         return LineError(file, line, f"{ref} appears twice with different content")
-    resources = [json.loads(body) for rtype, body, _, _ in rows if rtype != "Patient"]
+    others = [(json.loads(body), f"{f}:{n}") for rtype, body, f, n in rows if rtype != "Patient"]
+    resources = [res for res, _ in others]
     patient = json.loads(next(iter(patients)))
-    entries = [patient] + resources + _medications(db, resources)
+    medications = _medications(db, resources)
+    entries = [patient] + resources + medications
     file, line = next((f, n) for t, _, f, n in rows if t == "Patient")
+    origins = (f"{file}:{line}", *(where for _, where in others), *([""] * len(medications)))
+    root = f"{server}/" if server else ""
     return PatientGroup(
         ref,
         {
             "resourceType": "Bundle",
             "type": "collection",
             "entry": [
-                {"fullUrl": f"{r['resourceType']}/{r.get('id', i)}", "resource": r} for i, r in enumerate(entries)
+                {"fullUrl": f"{root}{r['resourceType']}/{r.get('id', i)}", "resource": r} for i, r in enumerate(entries)
             ],
         },
         file,
         line,
+        origins,
     )
 
 
@@ -136,13 +161,15 @@ def group_bulk_export(
     db = sqlite3.connect(str(db_path))
     try:
         db.executescript(_SCHEMA)
-        yield from _index(Path(directory), db, max_line_bytes, max_depth)
+        servers: set[str | None] = set()
+        yield from _index(Path(directory), db, max_line_bytes, max_depth, servers)
+        server = next(iter(servers)) if len(servers) == 1 else None
         last = ""
         while row := db.execute("SELECT MIN(ref) FROM res WHERE rtype = 'Patient' AND ref > ?", (last,)).fetchone():
             if row[0] is None:
                 break
             last = row[0]
-            yield _group(db, last)
+            yield _group(db, last, server)
         yield from _orphans(db)
     finally:
         db.close()

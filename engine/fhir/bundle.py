@@ -1,9 +1,10 @@
 """Accept a Bundle as one patient's data: find the Patient, keep only resources about that patient.
 
 A Bundle is only usable when it is unambiguously about one person: exactly one Patient, and each
-clinical resource pointing at that Patient by reference. Anything else (a second patient, no
-subject, a subject that is somebody else) is set aside with a warning rather than merged, because a
-value from the wrong patient is worse than a missing one. Two different resources sharing one
+clinical resource pointing at that Patient by reference (refs.py: the same id on another server is
+somebody else). Anything else (a second patient, no subject, a subject that is somebody else) is
+set aside with a warning rather than merged, because a value from the wrong patient is worse than a
+missing one. Two different resources sharing one
 type and id are both kept but marked as conflicting, so that a value resting on either is
 reported as ambiguous instead of being picked by accident of order.
 """
@@ -13,12 +14,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, reference, within_depth
-from fsgs_kb.engine.fhir.dates import effective_instant
+from fsgs_kb.engine.fhir.dates import Moment, effective_moment
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
+from fsgs_kb.engine.fhir.refs import ThePatient
+from fsgs_kb.engine.fhir.setaside import SetAside, label
+from fsgs_kb.engine.fhir.verification import status_codes
 
 BUNDLE_TYPES = ("collection", "searchset", "transaction")
 CLINICAL = ("Observation", "Condition", "MedicationRequest", "MedicationStatement")
@@ -33,13 +36,40 @@ class PatientData:
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     medications: dict[str, dict[str, Any]] = field(default_factory=dict)
     conflicted: set[tuple[str, str]] = field(default_factory=set)
-    warnings: list[str] = field(default_factory=list)
+    set_aside: list[SetAside] = field(default_factory=list)
 
+    _entry: dict[int, int] = field(default_factory=dict, repr=False)  # id(resource) -> Bundle.entry index
+    _aside: set[SetAside] = field(default_factory=set, repr=False)  # what set_aside holds, for O(1) repeats
     _codes: dict[int, list[Coding]] = field(default_factory=dict, repr=False)
-    _when: dict[int, datetime | None] = field(default_factory=dict, repr=False)
+    _when: dict[int, Moment | None] = field(default_factory=dict, repr=False)
 
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
+
+    def find(self, rtype: Any, rid: Any) -> dict[str, Any] | None:
+        """The Patient, or the first kept resource of a type with an id (for what is said of it later)."""
+        if rtype == "Patient":
+            return self.patient
+        return next((r for r in self.of_type(str(rtype)) if rid is not None and r.get("id") == rid), None)
+
+    def place(self, resource: dict[str, Any], index: int) -> None:
+        """Remember where a resource is in Bundle.entry, so that what is said of it can point there."""
+        self._entry[id(resource)] = index
+
+    def put_aside(self, resource: dict[str, Any], reason: str, why: str, field: str | None = None) -> None:
+        """Record that a resource was not used, and why (once per resource, reason and field)."""
+        rid = resource.get("id")
+        item = SetAside(
+            resource_type=resource.get("resourceType") if isinstance(resource.get("resourceType"), str) else None,
+            id=rid if isinstance(rid, str) else None,
+            reason=reason,
+            message=f"{label(resource)}: {why}",
+            entry=self._entry.get(id(resource)),
+            field=field,
+        )
+        if item not in self._aside:  # a hostile Bundle of 200,000 entries must not cost their square
+            self._aside.add(item)
+            self.set_aside.append(item)
 
     def code_of(self, resource: dict[str, Any]) -> list[Coding]:
         """The codings of a resource's `code`, worked out once per bundle (every field asks)."""
@@ -48,11 +78,11 @@ class PatientData:
             self._codes[key] = codings(resource.get("code"))
         return self._codes[key]
 
-    def when_of(self, resource: dict[str, Any]) -> datetime | None:
-        """The effective instant of an Observation, worked out once per bundle."""
+    def when_of(self, resource: dict[str, Any]) -> Moment | None:
+        """The effective instant and day of an Observation, worked out once per bundle."""
         key = id(resource)
         if key not in self._when:
-            self._when[key] = effective_instant(resource)
+            self._when[key] = effective_moment(resource)
         return self._when[key]
 
 
@@ -77,7 +107,7 @@ def _entries(bundle: Any, max_entries: int) -> list[tuple[int, str | None, dict[
     return out
 
 
-def _the_patient(entries: list[tuple[int, str | None, dict[str, Any]]]) -> tuple[dict[str, Any], set[str]]:
+def _the_patient(entries: list[tuple[int, str | None, dict[str, Any]]]) -> tuple[dict[str, Any], ThePatient]:
     patients: dict[str, tuple[int, str | None, dict[str, Any]]] = {}
     for i, full, res in entries:
         if res["resourceType"] != "Patient":
@@ -91,19 +121,10 @@ def _the_patient(entries: list[tuple[int, str | None, dict[str, Any]]]) -> tuple
         raise FhirInputError(f"a Bundle must hold exactly one Patient; found {len(patients)}", "/entry")
     _, full, patient = next(iter(patients.values()))
     pid = patient.get("id")
-    refs = {full} if full else set()
-    if isinstance(pid, str) and _FHIR_ID.match(pid):
-        refs.add(f"Patient/{pid}")
-    if not refs:
+    who = ThePatient(full, pid if isinstance(pid, str) and _FHIR_ID.match(pid) else None)
+    if who.full_url is None and who.pid is None:
         raise FhirInputError("the Patient has neither a valid id nor a fullUrl, so nothing can refer to it", "/entry")
-    return patient, refs
-
-
-def _about(res: dict[str, Any], refs: set[str], pid: str | None) -> bool:
-    ref = reference(res.get("subject")) or reference(res.get("patient"))
-    if ref is None:
-        return False
-    return ref in refs or (pid is not None and ref.endswith(f"/Patient/{pid}"))
+    return patient, who
 
 
 def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
@@ -111,13 +132,15 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
 
     Resources nested deeper than max_depth are set aside unread (nesting bombs)."""
     entries = _entries(bundle, max_entries)
-    deep = [i for i, _, res in entries if not within_depth(res, max_depth)]
-    entries = [e for e in entries if e[0] not in deep]
-    patient, refs = _the_patient(entries)
-    pid = patient.get("id") if isinstance(patient.get("id"), str) else None
-    data = PatientData(patient, warnings=[f"/entry/{i}: nested deeper than {max_depth} levels; ignored" for i in deep])
+    deep = {i for i, _, res in entries if not within_depth(res, max_depth)}
+    patient, who = _the_patient([e for e in entries if e[0] not in deep])
+    data = PatientData(patient)
     seen: dict[tuple[str, str], str] = {}
     for i, full, res in entries:
+        data.place(res, i)
+        if i in deep:
+            data.put_aside(res, "too_deep", f"nested deeper than {max_depth} levels; not read")
+            continue
         rtype = res["resourceType"]
         if rtype == "Medication":
             for key in ([f"Medication/{res['id']}"] if isinstance(res.get("id"), str) else []) + (
@@ -127,17 +150,29 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
             continue
         if rtype not in CLINICAL:
             continue
-        if not _about(res, refs, pid):
-            data.warnings.append(f"/entry/{i}: {rtype} is not about the bundle's Patient; ignored")
+        why_not = who.why_not(reference(res.get("subject")) or reference(res.get("patient")), full)
+        if why_not is not None:
+            data.put_aside(res, "not_this_patient", why_not)
             continue
-        if res.get("modifierExtension") or res.get("doNotPerform") is True:
-            # a modifier changes what the resource means (FHIR: a reader that does not understand one
-            # must not use the resource); an order "do not perform" is no treatment
-            data.warnings.append(f"/entry/{i}: {rtype} carries a modifier (modifierExtension or doNotPerform); ignored")
+        if _unusable(data, res):
             continue
         _note_duplicate(data, seen, res)
         data.resources.setdefault(rtype, []).append(res)
     return data
+
+
+def _unusable(data: PatientData, res: dict[str, Any]) -> bool:
+    """Set aside what FHIR says a reader must not use as data, and say so."""
+    if res.get("modifierExtension"):
+        # a modifier changes what the resource means: a reader that does not understand it must not use it
+        data.put_aside(res, "modifier", "carries a modifierExtension this reader does not understand")
+    elif res.get("doNotPerform") is True:
+        data.put_aside(res, "do_not_perform", "an order not to perform (doNotPerform: true) is no treatment")
+    elif res.get("status") == "entered-in-error" or "entered-in-error" in status_codes(res):
+        data.put_aside(res, "entered_in_error", "entered-in-error: not part of the patient's record")
+    else:
+        return False
+    return True
 
 
 def _note_duplicate(data: PatientData, seen: dict[tuple[str, str], str], res: dict[str, Any]) -> None:
@@ -148,7 +183,8 @@ def _note_duplicate(data: PatientData, seen: dict[tuple[str, str], str], res: di
     text = json.dumps(res, sort_keys=True)
     if key in seen and seen[key] != text:
         data.conflicted.add(key)
-        data.warnings.append(f"{key[0]}/{rid} appears twice with different content; values resting on it are ambiguous")
+        why = "appears twice with different content; values resting on it are ambiguous"
+        data.put_aside(res, "duplicate_conflict", why)
     seen.setdefault(key, text)
 
 

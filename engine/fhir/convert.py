@@ -1,13 +1,16 @@
-"""bundle_to_record: one patient's FHIR Bundle -> fsgs-kb patient record + provenance.
+"""convert_bundle: one patient's FHIR Bundle -> fsgs-kb patient record, provenance, resources set aside.
 
 For every field of the map, each source is read and the answers combined (outcome.combine); a
 field is written only when the answer is one value. The provenance says, for each field's JSON
 pointer, which resource filled it or why it stayed empty, so a clinician can see where every value
-came from and the engine can say "unknown" instead of guessing.
+came from and the engine can say "unknown" instead of guessing; the set-aside list names each
+resource that was passed over and why (setaside.py). bundle_to_record is the same conversion
+without that list.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -17,6 +20,8 @@ from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, combine, provenance
 from fsgs_kb.engine.fhir.pick import same_value, scaled
+from fsgs_kb.engine.fhir.plausible import check_ranges
+from fsgs_kb.engine.fhir.setaside import SetAside
 from fsgs_kb.engine.fhir.sources import Context, read_source
 
 
@@ -91,8 +96,18 @@ def _write(record: dict[str, Any], path: str, spec: dict[str, Any], value: Any) 
         _put(record, path, value)
 
 
-def bundle_to_record(bundle: Any, fmap: FhirMap, *, as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Convert one patient's Bundle (collection, searchset or transaction) into (record, provenance).
+@dataclass(frozen=True)
+class Conversion:
+    """What converting one Bundle gives: the record, the provenance of every field, and the
+    resources set aside (in Bundle order, then field order)."""
+
+    record: dict[str, Any]
+    sources: dict[str, Any]
+    set_aside: list[SetAside]
+
+
+def convert_bundle(bundle: Any, fmap: FhirMap, *, as_of: date) -> Conversion:
+    """Convert one patient's Bundle (collection, searchset or transaction) into a Conversion.
 
     Raises FhirInputError when the bundle is not exactly one patient's data. Provenance maps each
     field's JSON pointer to {resourceType, id, code, effective} or {"missing": reason}.
@@ -110,6 +125,7 @@ def bundle_to_record(bundle: Any, fmap: FhirMap, *, as_of: date) -> tuple[dict[s
         for path, spec in fmap.fields.items()
     }
     _harmonise(fmap, outcomes)
+    check_ranges(fmap, outcomes, data)
     for path, out in outcomes.items():
         if isinstance(out, Found):
             _write(record, path, fmap.fields[path], out.value)
@@ -120,4 +136,10 @@ def bundle_to_record(bundle: Any, fmap: FhirMap, *, as_of: date) -> tuple[dict[s
         unit = spec.get("sets_unit")
         if unit and isinstance(outcomes[path], Found) and _get(record, unit["path"]) is None:
             _put(record, unit["path"], unit["value"])
-    return record, prov
+    return Conversion(record, prov, data.set_aside)
+
+
+def bundle_to_record(bundle: Any, fmap: FhirMap, *, as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(record, provenance) of one patient's Bundle: convert_bundle without the set-aside list."""
+    done = convert_bundle(bundle, fmap, as_of=as_of)
+    return done.record, done.sources

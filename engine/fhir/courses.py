@@ -1,5 +1,8 @@
 """Medication orders and statements of one drug, joined into courses.
 
+Whether an order has started, or still runs, on the evaluation date is decided by calendar day as
+its dates are written (dates.py); how long a course has run is measured between instants.
+
 The knowledge base asks whether cyclosporine is current, for how many months the current (or last)
 continuous course has run, what the daily dose is, and when the course started (for the baseline
 creatinine). Each order or statement gives a period; periods separated by at most the map's
@@ -16,21 +19,23 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, first_match, texts
-from fsgs_kb.engine.fhir.dates import day_start, parse_instant
+from fsgs_kb.engine.fhir.dates import Moment, day_start, moment
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 
 OPEN = datetime.max.replace(tzinfo=day_start(date(2000, 1, 1)).tzinfo)  # an ongoing period's end
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Entry:
-    """One order or statement of the drug: its period (end OPEN if ongoing, None if unknown)."""
+    """One order or statement of the drug: its period (end OPEN if ongoing, None if unknown), and
+    the calendar day its end is written in (to tell whether it still runs on the evaluation date)."""
 
     resource: dict[str, Any]
     coding: Coding
     start: datetime | None
     end: datetime | None
     dosages: list[Any]
+    end_day: date | None = None
 
 
 @dataclass
@@ -67,27 +72,24 @@ def _excluded(res: dict[str, Any], data: PatientData, spec: dict[str, Any], fmap
     return any(w in text for w in words)
 
 
-def _period(res: dict[str, Any], dosages: list[Any], active: bool) -> tuple[datetime | None, datetime | None]:
+def _period(res: dict[str, Any], dosages: list[Any]) -> tuple[Moment | None, Moment | None]:
     if res["resourceType"] == "MedicationStatement":
         period = as_dict(res.get("effectivePeriod"))
-        start = parse_instant(period.get("start")) or parse_instant(res.get("effectiveDateTime"))
-        end = parse_instant(period.get("end"))
-    else:
-        repeats = [as_dict(as_dict(as_dict(d).get("timing")).get("repeat")) for d in dosages]
-        bounds = [as_dict(r.get("boundsPeriod")) for r in repeats if isinstance(r.get("boundsPeriod"), dict)]
-        validity = as_dict(as_dict(res.get("dispenseRequest")).get("validityPeriod"))
-        starts = [s for s in (parse_instant(b.get("start")) for b in bounds) if s]
-        ends = [e for e in (parse_instant(b.get("end")) for b in bounds) if e]
-        start = min(starts) if starts else parse_instant(validity.get("start")) or parse_instant(res.get("authoredOn"))
-        end = max(ends) if ends else parse_instant(validity.get("end"))
-    return start, end if end is not None else (OPEN if active else None)
+        start = moment(period.get("start")) or moment(res.get("effectiveDateTime"))
+        return start, moment(period.get("end"))
+    repeats = [as_dict(as_dict(as_dict(d).get("timing")).get("repeat")) for d in dosages]
+    bounds = [as_dict(r.get("boundsPeriod")) for r in repeats if isinstance(r.get("boundsPeriod"), dict)]
+    validity = as_dict(as_dict(res.get("dispenseRequest")).get("validityPeriod"))
+    starts = [s for s in (moment(b.get("start")) for b in bounds) if s]
+    ends = [e for e in (moment(b.get("end")) for b in bounds) if e]
+    start = min(starts) if starts else moment(validity.get("start")) or moment(res.get("authoredOn"))
+    return start, max(ends) if ends else moment(validity.get("end"))
 
 
 def entries_for(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> list[Entry]:
     """The drug's eligible entries from the first resource type (in map order) that has any."""
     spec = fmap.medications[drug]
     wanted = frozenset().union(*(fmap.code_sets[s] for s in spec["include"]))
-    horizon = day_start(as_of) + timedelta(days=1)
     for rtype in spec["resources"]:
         settings = fmap.settings["medication_request" if rtype == "MedicationRequest" else "medication_statement"]
         found = []
@@ -100,9 +102,19 @@ def entries_for(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> lis
             dosages = as_list(res.get("dosageInstruction" if rtype == "MedicationRequest" else "dosage"))
             if coding is None or _excluded(res, data, spec, fmap, dosages):
                 continue
-            start, end = _period(res, dosages, res.get("status") in ("active", "on-hold"))
-            if start is None or start < horizon:
-                found.append(Entry(res, coding, start, end, dosages))
+            start, end = _period(res, dosages)
+            if start is None or start.day <= as_of:  # not one that starts after the evaluation date
+                ongoing = OPEN if res.get("status") in ("active", "on-hold") else None
+                found.append(
+                    Entry(
+                        resource=res,
+                        coding=coding,
+                        start=start.at if start else None,
+                        end=end.at if end else ongoing,
+                        dosages=dosages,
+                        end_day=end.day if end else None,
+                    )
+                )
         if found:
             return found
     return []
@@ -110,9 +122,8 @@ def entries_for(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> lis
 
 def analyse(entries: list[Entry], gap_days: int, as_of: date) -> Courses:
     """Current entries, and the latest course (joined across gaps of at most gap_days)."""
-    today = day_start(as_of)
     out = Courses(entries)
-    out.current = [e for e in entries if e.end is OPEN or (e.end is not None and e.end >= today)]
+    out.current = [e for e in entries if e.end is OPEN or (e.end_day is not None and e.end_day >= as_of)]
     dated = sorted((e for e in entries if e.start is not None), key=lambda e: e.start)  # type: ignore[arg-type, return-value]
     if len(dated) != len(entries) and (len(entries) > 1 or not out.current):
         out.ambiguous = True

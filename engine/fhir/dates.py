@@ -1,10 +1,16 @@
-"""FHIR dates and times as UTC instants, and age on an evaluation date.
+"""FHIR dates and times: instants to order events, calendar days to place them, age on a date.
 
-Every pick rule ("latest within N days", "last before the course start") compares instants, so all
-FHIR dateTime forms are brought to aware UTC datetimes here, once. A date without time is the start
-of that day in UTC. Partial dates (a year, or a year and month) cannot be placed on a day: they are
-returned as None for events, and as an interval for birthDate, where age can still be exact when
-every day in the interval gives the same answer.
+Two questions are asked of a time, and they have different answers. Which of two results is the
+later one ("the latest weight", "the last creatinine before the course started") is a question of
+instants: every FHIR dateTime form is brought to an aware UTC datetime here, once (a date without
+time is the start of that day in UTC). On which day something happened ("within the look-back
+window ending on the evaluation date", "an order still current on that date") is a question of
+calendar days: the evaluation date is a plain calendar day (what `--as-of` says, or today's date on
+this computer's clock), and a result is on the day its own date or dateTime is written in, in the
+offset it was recorded with, with no conversion through UTC that would move an evening measurement
+in New York (20:00-05:00, 01:00Z the next day) to the next day. Partial dates (a year, or a year
+and month) cannot be placed on a day: they are returned as None for events, and as an interval
+for birthDate, where age can still be exact when every day in the interval gives the same answer.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 _DATETIME = re.compile(
     r"^(\d{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
@@ -25,6 +31,26 @@ _DATETIME = re.compile(
 def day_start(d: date) -> datetime:
     """Midnight UTC at the start of a calendar day."""
     return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+
+class Moment(NamedTuple):
+    """A full FHIR date or dateTime: the instant (UTC, to order events) and the calendar day it is
+    written in (to place it on a day)."""
+
+    at: datetime
+    day: date
+
+
+def today() -> date:
+    """The evaluation date when none is given: today's date on this computer's clock (its local
+    time zone), the calendar day its user is in; recorded with every result (decision.fhir.as_of)."""
+    return datetime.now().astimezone().date()
+
+
+def moment(text: Any) -> Moment | None:
+    """The instant and the written calendar day of a full FHIR date or dateTime; None otherwise."""
+    at = parse_instant(text)
+    return None if at is None else Moment(at, date.fromisoformat(text[:10]))
 
 
 def parse_instant(text: Any) -> datetime | None:
@@ -124,12 +150,12 @@ def birth_date_for(age: float, on: date, decimals: int) -> date:
     return hits[len(hits) // 2]
 
 
-def effective_instant(resource: dict[str, Any]) -> datetime | None:
+def effective_moment(resource: dict[str, Any]) -> Moment | None:
     """When an Observation applies: effectiveDateTime/Instant, else the end (or start) of effectivePeriod."""
     for key in ("effectiveDateTime", "effectiveInstant"):
         if key in resource:
-            return parse_instant(resource[key])
+            return moment(resource[key])
     period = resource.get("effectivePeriod")
     if isinstance(period, dict):
-        return parse_instant(period.get("end")) or parse_instant(period.get("start"))
+        return moment(period.get("end")) or moment(period.get("start"))
     return None

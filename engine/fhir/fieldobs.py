@@ -10,13 +10,12 @@ unknown enum code, a wrong value type) makes the field ambiguous instead of bein
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import as_dict, as_list, codings
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
-from fsgs_kb.engine.fhir.pick import Candidate, convert_quantity, eligible
+from fsgs_kb.engine.fhir.pick import Candidate, Unusable, Window, convert_quantity, eligible
 
 
 def _enum(concept: Any, system: str, allowed: list[str]) -> str | None:
@@ -48,7 +47,13 @@ def _object_list(obs: dict[str, Any], spec: dict[str, Any], system: str) -> list
     return out
 
 
-def _value(obs: dict[str, Any], spec: dict[str, Any], source: dict[str, Any], system: str) -> tuple[Any, str | None]:
+def _not_held(why: str) -> Unusable:
+    return Unusable("ambiguous", "not_a_value", why)
+
+
+def _value(
+    obs: dict[str, Any], spec: dict[str, Any], source: dict[str, Any], system: str
+) -> tuple[Any, Unusable | None]:
     kind = spec["type"]
     value: Any
     if kind == "enum":
@@ -59,16 +64,16 @@ def _value(obs: dict[str, Any], spec: dict[str, Any], source: dict[str, Any], sy
         value = obs.get("valueString") if isinstance(obs.get("valueString"), str) else None
     elif kind in ("number", "shared_unit", "quantity"):
         if "convert" not in source:
-            return None, "ambiguous"
+            return None, _not_held("the map gives no unit conversion for this field")
         pair, problem = convert_quantity(obs, source["convert"])
         if pair is None:
-            return None, problem or "ambiguous"
+            return None, problem or _not_held("no valueQuantity")
         return (pair[0] if kind == "number" else pair), None
     elif kind == "enum_list":
         value = _enum_list(obs, spec, system)
     else:
         value = _object_list(obs, spec, system)
-    return (value, None) if value is not None else (None, "ambiguous")
+    return (value, None) if value is not None else (None, _not_held(f"not a value this {kind} field can hold"))
 
 
 def field_candidates(
@@ -77,16 +82,15 @@ def field_candidates(
     source: dict[str, Any],
     data: PatientData,
     fmap: FhirMap,
-    lo: datetime | None,
-    hi: datetime,
+    window: Window,
 ) -> list[Candidate]:
     """Candidates from Observations coded {local field system, path}, each with its value or problem."""
     systems = fmap.settings["local_systems"]
     coding = (systems["field"], path)
     out = []
-    for obs, when in eligible(data, fmap, lo, hi):
+    for obs, when in eligible(data, fmap, window):
         if coding not in data.code_of(obs):
             continue
         value, problem = _value(obs, spec, source, systems["value"])
-        out.append(Candidate(when, obs, coding, 0, value, problem))
+        out.append(Candidate(when=when, resource=obs, coding=coding, rank=0, value=value, problem=problem))
     return out

@@ -15,7 +15,7 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from fsgs_kb.engine.fhir.dates import birth_date_for, day_start, format_instant
+from fsgs_kb.engine.fhir.dates import birth_date_for, day_start, format_instant, today
 from fsgs_kb.engine.fhir.fhirmap import FhirMap, default_map_path, load_map
 
 STOPPED_DAYS_AGO = 60  # a stopped course ends this many days before the evaluation date
@@ -231,7 +231,7 @@ def record_to_bundle(
 ) -> dict[str, Any]:
     """The FHIR R4 collection Bundle that the map reads back as this record (evaluation date `as_of`, default today)."""
     fmap = fmap or load_map(default_map_path())
-    w = _Writer(fmap, record, as_of or date.today())
+    w = _Writer(fmap, record, as_of or today())
     _patient(w)
     _medication(w)
     for path, spec in fmap.fields.items():

@@ -1,7 +1,8 @@
 """The pick rule for Observation-fed fields: the latest usable result in a time window.
 
 Only results whose status the map accepts (final, amended, corrected by default) and whose time is
-known to the day count. The latest instant wins; when several results share it (a lab reporting
+known to the day count; the window ending on the evaluation date is counted in calendar days as
+each result is written (dates.py). The latest instant wins; when several results share it (a lab reporting
 creatinine in mg/dL and umol/L, a duplicated message) they must agree within the map's tolerance,
 or the field is ambiguous. The latest result is never skipped for an older one because its unit is
 unknown: that would silently report stale data, so the reason is reported instead.
@@ -11,17 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
-from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, first_match, number, quantity
-from fsgs_kb.engine.fhir.dates import format_instant
+from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_match, number, quantity
+from fsgs_kb.engine.fhir.dates import Moment, format_instant
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
+from fsgs_kb.engine.fhir.setaside import number_text, quoted
 
 
 @dataclass(frozen=True)
+class Unusable:
+    """Why a result's value cannot fill its field: a missing reason (outcome.REASONS), the matching
+    set-aside reason (setaside.REASONS) and what is wrong, in words."""
+
+    missing: str
+    reason: str
+    why: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Candidate:
     """One result that could fill a field: its time, resource, matched code, and value or problem."""
 
@@ -30,7 +42,7 @@ class Candidate:
     coding: Coding
     rank: int
     value: Any = None
-    problem: str | None = None
+    problem: Unusable | None = None
 
 
 def scaled(value: float, factor: float) -> float:
@@ -38,8 +50,12 @@ def scaled(value: float, factor: float) -> float:
     return value if factor == 1 else round(value * factor, 6)
 
 
-def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[Any, str | None]:
-    """((value, record unit), None) from valueQuantity, or (None, missing reason); (None, None) if no value."""
+def _unit_problem(why: str) -> Unusable:
+    return Unusable("unit_not_convertible", "unit_not_convertible", why)
+
+
+def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[Any, Unusable | None]:
+    """((value, record unit), None) from valueQuantity, or (None, why not); (None, None) if no value."""
     raw = element.get("valueQuantity")
     q = quantity(raw)
     if q is None:
@@ -47,39 +63,65 @@ def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[
         # not a quantity (valueString "72 kg"): the latest value exists but cannot be read, so the
         # field is missing for that reason, never filled from an older value. A malformed number
         # (true, NaN, "70") is a broken entry and is ignored like one.
-        if number(as_dict(raw).get("value")) is not None or (
-            raw is None and any(k.startswith("value") for k in element)
-        ):
-            return None, "unit_not_convertible"
+        given = as_dict(raw)
+        value = number(given.get("value"))
+        if value is not None:
+            unit = given.get("code", given.get("unit"))
+            stated = f" {quoted(unit)}" if isinstance(unit, str) else " with no unit"
+            system = given.get("system")
+            stated += f" of system {quoted(system)}" if system not in (None, UCUM) else ""
+            return None, _unit_problem(f"value {number_text(value)}{stated}: not a UCUM unit the map can read")
+        others = sorted(k for k in element if k.startswith("value"))
+        if raw is None and others:
+            return None, _unit_problem(f"the value is a {quoted(others[0])}, not a valueQuantity")
         return None, None
     if q.bound:
-        return None, "ambiguous"
+        why = f"{number_text(q.value)} {quoted(q.unit)} with a comparator is a bound, not a value"
+        return None, Unusable("ambiguous", "not_a_value", why)
     rule = convert.get(q.unit)
     if rule is None:
-        return None, "unit_not_convertible"
+        why = f"value {number_text(q.value)} {quoted(q.unit)} is in a unit the map does not convert for this field"
+        return None, _unit_problem(why)
     return (scaled(q.value, float(rule["factor"])), rule["to"]), None
 
 
-def eligible(
-    data: PatientData, fmap: FhirMap, lo: datetime | None, hi: datetime
-) -> Iterator[tuple[dict[str, Any], datetime]]:
-    """Observations with an accepted status whose effective time lies in [lo, hi)."""
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """Which results may fill a field. Counted back from the evaluation date, by calendar day as
+    each result is written (dates.py): `first_day` (None: no limit) to `last_day`, both included.
+    Before a course started, by instant: from `since` (None: no limit) up to `until`, excluded."""
+
+    first_day: date | None = None
+    last_day: date | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def holds(self, when: Moment) -> bool:
+        if self.last_day is not None and (
+            when.day > self.last_day or (self.first_day is not None and when.day < self.first_day)
+        ):
+            return False
+        return self.until is None or (when.at < self.until and (self.since is None or when.at >= self.since))
+
+
+def eligible(data: PatientData, fmap: FhirMap, window: Window) -> Iterator[tuple[dict[str, Any], datetime]]:
+    """Observations with an accepted status whose effective time the window holds, with their instant."""
     statuses = set(fmap.settings["observation_statuses"])
     for obs in data.of_type("Observation"):
         status = obs.get("status")
         if not isinstance(status, str) or status not in statuses:
             continue
         when = data.when_of(obs)
-        if when is not None and when < hi and (lo is None or when >= lo):
-            yield obs, when
+        if when is not None and window.holds(when):
+            yield obs, when.at
 
 
 def coded_candidates(
-    data: PatientData, fmap: FhirMap, matches: list[dict[str, Any]], lo: datetime | None, hi: datetime
+    data: PatientData, fmap: FhirMap, matches: list[dict[str, Any]], window: Window
 ) -> list[Candidate]:
     """Candidates from Observations (or panel components) whose code is in one of the match entries."""
     out: list[Candidate] = []
-    for obs, when in eligible(data, fmap, lo, hi):
+    for obs, when in eligible(data, fmap, window):
         for rank, match in enumerate(matches):
             wanted_codes = fmap.code_sets[match["code_set"]]
             coding = next((c for c in data.code_of(obs) if c in wanted_codes), None)
@@ -94,22 +136,28 @@ def coded_candidates(
             for element in elements:
                 value, problem = convert_quantity(element, match["convert"])
                 if value is not None or problem is not None:
-                    out.append(Candidate(when, obs, coding, rank, value, problem))
+                    out.append(
+                        Candidate(when=when, resource=obs, coding=coding, rank=rank, value=value, problem=problem)
+                    )
             break
     return out
 
 
-def pick_latest(cands: list[Candidate], data: PatientData, same: Callable[[Any, Any], bool]) -> Outcome:
-    """The latest candidate's value, or why there is none (see module docstring)."""
+def pick_latest(cands: list[Candidate], data: PatientData, same: Callable[[Any, Any], bool], field: str) -> Outcome:
+    """The latest candidate's value, or why there is none (see module docstring). A latest result
+    whose value cannot be used is set aside, naming the field (a JSON pointer) it would have filled."""
     if not cands:
         return Missing("no_resource")
     top_when = max(c.when for c in cands)
     top = sorted((c for c in cands if c.when == top_when), key=lambda c: c.rank)
     if any((c.resource.get("resourceType"), c.resource.get("id")) in data.conflicted for c in top):
         return Missing("ambiguous")
+    for c in top:
+        if c.problem is not None:
+            data.put_aside(c.resource, c.problem.reason, c.problem.why, field)
     good = [c for c in top if c.problem is None]
     if not good:
-        return worst([c.problem for c in top if c.problem])
+        return worst([c.problem.missing for c in top if c.problem])
     if not all(same(good[0].value, c.value) for c in good[1:]):
         return Missing("ambiguous")
     best = good[0]

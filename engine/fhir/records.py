@@ -4,10 +4,11 @@ Three forms: one Bundle (`fhir`), one Bundle per line (`fhir-bundles`), and a Bu
 directory (`fhir-bulk`: NDJSON files by resource type, grouped by patient through the on-disk
 SQLite index of bulk.py, so memory stays flat). Each Bundle or patient becomes one Record whose
 `data` is the converted patient record, `sources` the provenance of every field (or why it is
-empty) and `conversion` what reproduces the conversion: the evaluation date, the map's version and
-fingerprint, the Bundle's sha256. Whatever cannot be read (not JSON, too large, not a Bundle of one
-patient, a bulk line that is not a FHIR resource) is a Record with a `problem` naming where it is,
-so it gets its own `invalid` result and the run goes on.
+empty), `set_aside` the resources not used and why (each located by its Bundle entry, or by its
+FILE:LINE in a Bulk Data export) and `conversion` what reproduces the conversion: the evaluation
+date, the map's version and fingerprint, the Bundle's sha256. Whatever cannot be read (not JSON,
+too large, not a Bundle of one patient, a bulk line that is not a FHIR resource) is a Record with
+a `problem` naming where it is, so it gets its own `invalid` result and the run goes on.
 
 Fields the map fills but the patient schema does not hold (`in_patient_schema: false`, e.g. eGFR)
 travel under the record's `ext` (carried, never read by rules), so the record stays valid.
@@ -25,7 +26,7 @@ from typing import Any, BinaryIO
 
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.bulk import PatientGroup, group_bulk_export
-from fsgs_kb.engine.fhir.convert import bundle_to_record
+from fsgs_kb.engine.fhir.convert import convert_bundle
 from fsgs_kb.engine.fhir.errors import FhirInputError, field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.ndjson import skip_rest
@@ -107,19 +108,39 @@ class FhirReader:
         return self.from_bundle(number, line, value, end, origin, digest, raw)
 
     def from_bundle(
-        self, number: int, line: int, bundle: Any, end: int, origin: str | None, digest: str, raw: bytes = b""
+        self,
+        number: int,
+        line: int,
+        bundle: Any,
+        end: int,
+        origin: str | None,
+        digest: str,
+        raw: bytes = b"",
+        entry_origins: tuple[str, ...] = (),
     ) -> Record:
-        """One parsed Bundle -> its Record: the converted patient, or the reason there is none."""
+        """One parsed Bundle -> its Record: the converted patient, or the reason there is none.
+        `entry_origins`: where each Bundle entry came from (FILE:LINE), for a Bulk Data export."""
         conversion = self.conversion(digest)
         try:
-            record, sources = bundle_to_record(bundle, self.fmap, as_of=self.as_of)
+            done = convert_bundle(bundle, self.fmap, as_of=self.as_of)
         except FhirInputError as exc:
             problem = KBError("fhir.bundle", exc.message, pointer=exc.pointer, hint=_BUNDLE_HINT)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
             problem = KBError("fhir.internal", f"the FHIR conversion failed: {type(exc).__name__}: {exc}")
         else:
+            record, sources = done.record, done.sources
             patient_record(record, sources, self.fmap)
-            return Record(number, line, data=record, end=end, sources=sources, conversion=conversion, origin=origin)
+            set_aside = [_located(item.to_dict(), entry_origins) for item in done.set_aside]
+            return Record(
+                number,
+                line,
+                data=record,
+                end=end,
+                sources=sources,
+                conversion=conversion,
+                origin=origin,
+                set_aside=set_aside,
+            )
         return Record(number, line, raw=raw, problem=problem, end=end, conversion=conversion, origin=origin)
 
     def document(self, stream: BinaryIO) -> Iterator[Record]:
@@ -176,12 +197,25 @@ class FhirReader:
                     text = canonical_json(item.bundle).encode("utf-8")
                     origin = f"{item.file}:{item.line}" if item.file else item.patient_ref
                     digest = hashlib.sha256(text).hexdigest()
-                    yield self.from_bundle(number, item.line or number, item.bundle, 0, origin, digest, text)
+                    yield self.from_bundle(
+                        number, item.line or number, item.bundle, 0, origin, digest, text, item.entry_origins
+                    )
                 else:
                     where = f"{item.file}:{item.line}"
                     problem = KBError("fhir.line", f"{where}: {item.message}", file=item.file, line=item.line)
                     raw = where.encode()
                     yield Record(number, item.line, raw=raw, problem=problem, origin=where, conversion=None)
+
+
+def _located(item: dict[str, Any], entry_origins: tuple[str, ...]) -> dict[str, Any]:
+    """A set-aside entry of a Bulk Data export names the resource's FILE:LINE, not an entry of the
+    Bundle the export was regrouped into (a pointer into nothing the user has)."""
+    if not entry_origins or "entry" not in item:
+        return item
+    index = int(item["entry"].rsplit("/", 1)[1])
+    where = entry_origins[index] if index < len(entry_origins) else ""
+    rest = {k: v for k, v in item.items() if k != "entry"}
+    return {**rest, "origin": where} if where else rest
 
 
 _BUNDLE_HINT = "a Bundle of type collection, searchset or transaction holding one Patient and its resources"

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
-from fsgs_kb.engine.fhir.codes import codings, first_match
+from fsgs_kb.engine.fhir.codes import first_match
 from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, entries_for
 from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, format_instant, parse_instant
 from fsgs_kb.engine.fhir.dosage import daily_dose
+from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.fieldobs import field_candidates
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
-from fsgs_kb.engine.fhir.pick import coded_candidates, pick_latest
+from fsgs_kb.engine.fhir.pick import Window, coded_candidates, pick_latest
+from fsgs_kb.engine.fhir.verification import why_not_counted
+
+DOSE_NOT_COMPUTABLE = (
+    "no total daily dose in its dosage instructions (a dose and a frequency, in a unit the map converts; "
+    "a count of capsules or tablets needs the Medication's strength)"
+)
 
 
 @dataclass
@@ -35,12 +42,10 @@ class Context:
     same: Callable[[Any, Any], bool]
     _courses: dict[str, Courses] = field(default_factory=dict)
 
-    @property
-    def hi(self) -> datetime:
-        return day_start(self.as_of) + timedelta(days=1)
-
-    def lo(self, lookback: int | None) -> datetime | None:
-        return None if lookback is None else day_start(self.as_of) - timedelta(days=lookback)
+    def window(self, lookback: int | None) -> Window:
+        """The look-back window ending on the evaluation date, in calendar days (dates.py)."""
+        first = None if lookback is None else self.as_of - timedelta(days=lookback)
+        return Window(first_day=first, last_day=self.as_of)
 
     def courses(self, drug: str) -> Courses:
         if drug not in self._courses:
@@ -66,8 +71,8 @@ def read_birthdate(ctx: Context, path: str, spec: dict[str, Any], src: dict[str,
 
 def read_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Latest coded Observation in the look-back window, converted to the record unit."""
-    cands = coded_candidates(ctx.data, ctx.fmap, src["match"], ctx.lo(src["lookback_days"]), ctx.hi)
-    out = pick_latest(cands, ctx.data, ctx.same)
+    cands = coded_candidates(ctx.data, ctx.fmap, src["match"], ctx.window(src["lookback_days"]))
+    out = pick_latest(cands, ctx.data, ctx.same, field_pointer(path))
     if isinstance(out, Found) and spec["type"] == "number":
         return Found(out.value[0], out.prov)
     return out
@@ -75,23 +80,26 @@ def read_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[st
 
 def read_field_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Latest field Observation ({local field system, path}) in the look-back window."""
-    cands = field_candidates(path, spec, src, ctx.data, ctx.fmap, ctx.lo(src["lookback_days"]), ctx.hi)
-    return pick_latest(cands, ctx.data, ctx.same)
+    cands = field_candidates(path, spec, src, ctx.data, ctx.fmap, ctx.window(src["lookback_days"]))
+    return pick_latest(cands, ctx.data, ctx.same, field_pointer(path))
 
 
 def read_condition(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
-    """An enum value implied by a Condition code (e.g. autosomal dominant FSGS -> genetic)."""
-    excluded = set(ctx.fmap.settings["condition_exclude_verification"])
+    """An enum value implied by a Condition code (e.g. autosomal dominant FSGS -> genetic), from
+    Conditions that count as a diagnosis (verification.py); the others are set aside, saying why."""
+    excluded = ctx.fmap.settings["condition_exclude_verification"]
     found: list[Found] = []
     for cond in ctx.data.of_type("Condition"):
-        status = [code for _, code in codings(cond.get("verificationStatus"))]
-        if excluded.intersection(status):
-            continue
         for rule in src["values"]:
             coding = first_match(cond.get("code"), ctx.fmap.code_sets[rule["code_set"]])
-            if coding:
-                when = parse_instant(cond.get("onsetDateTime")) or parse_instant(cond.get("recordedDate"))
-                found.append(Found(rule["value"], provenance(cond, coding, format_instant(when) if when else None)))
+            if coding is None:
+                continue
+            why_not = why_not_counted(cond, excluded)
+            if why_not is not None:
+                ctx.data.put_aside(cond, "not_confirmed", why_not, field_pointer(path))
+                continue
+            when = parse_instant(cond.get("onsetDateTime")) or parse_instant(cond.get("recordedDate"))
+            found.append(Found(rule["value"], provenance(cond, coding, format_instant(when) if when else None)))
     if not found:
         return None
     return found[0] if len({f.value for f in found}) == 1 else Missing("ambiguous")
@@ -110,7 +118,7 @@ def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str
         return Found("current" if c.current else "stopped", _entry_prov(basis))
     if output == "months_on_therapy":
         return _months(ctx, c)
-    return _dose(ctx, c, src["drug"])
+    return _dose(ctx, c, src["drug"], field_pointer(path))
 
 
 def _entry_prov(entry: Any) -> dict[str, Any]:
@@ -130,11 +138,14 @@ def _months(ctx: Context, c: Courses) -> Outcome:
     )
 
 
-def _dose(ctx: Context, c: Courses, drug: str) -> Outcome:
+def _dose(ctx: Context, c: Courses, drug: str, field: str) -> Outcome:
     pool = c.current or c.latest or c.entries
     units = ctx.fmap.medications[drug]["dose_units"]
     doses = [(daily_dose(e.dosages, units, resolve_medication(e.resource, ctx.data)), e) for e in pool]
     if any(d is None for d, _ in doses):
+        for d, e in doses:
+            if d is None:
+                ctx.data.put_aside(e.resource, "dose_not_computable", DOSE_NOT_COMPUTABLE, field)
         return Missing("dose_not_computable")
     if len({d for d, _ in doses}) > 1:
         return Missing("ambiguous")
@@ -163,8 +174,9 @@ def read_before_course(ctx: Context, path: str, spec: dict[str, Any], src: dict[
         return Missing("no_resource")
     if c.ambiguous or c.start is None:
         return Missing("ambiguous")
-    lo = None if src["lookback_days"] is None else c.start - timedelta(days=src["lookback_days"])
-    return pick_latest(coded_candidates(ctx.data, ctx.fmap, src["match"], lo, c.start), ctx.data, ctx.same)
+    since = None if src["lookback_days"] is None else c.start - timedelta(days=src["lookback_days"])
+    cands = coded_candidates(ctx.data, ctx.fmap, src["match"], Window(since=since, until=c.start))
+    return pick_latest(cands, ctx.data, ctx.same, field_pointer(path))
 
 
 READERS: dict[str, Callable[[Context, str, dict[str, Any], dict[str, Any]], Outcome | None]] = {

@@ -33,6 +33,7 @@ class FieldInfo:
     exclusive_low: bool = False
     high: float | None = None
     title: str = ""  # the clinical name, from the schema's `title` (e.g. "weeks of high-dose corticosteroids")
+    max_length: int | None = None  # strings: the schema's maxLength
 
 
 def _type_of(schema: dict[str, Any]) -> str:
@@ -86,6 +87,7 @@ def _walk_object(
             "exclusiveMinimum" in sub,
             sub.get("maximum"),
             str(sub.get("title") or key.replace("_", " ")),
+            sub.get("maxLength"),
         )
 
 

@@ -38,8 +38,9 @@ class Record:
     `raw` is the record's JSON text (parsed later, by `parse_json`); `data` a record the reader
     already built (CSV, FHIR); `problem` why it cannot be evaluated; `end` the input offset after it.
     FHIR input only: `sources` says, per field pointer, which resource filled it or why it is empty,
-    `conversion` how the record was made (evaluation date, map), and `origin` where in the input
-    it came from (file:line); the result carries all three."""
+    `set_aside` (always with `sources`) which resources were not used and why, `conversion` how the record was made
+    (evaluation date, map), and `origin` where in the input it came from (file:line); the result
+    carries all four."""
 
     number: int
     line: int
@@ -50,6 +51,7 @@ class Record:
     sources: dict[str, Any] | None = None
     conversion: dict[str, Any] | None = None
     origin: str | None = None
+    set_aside: list[dict[str, Any]] | None = None
 
 
 def too_large(what: str, limit: int = MAX_RECORD_BYTES) -> KBError:

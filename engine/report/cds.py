@@ -15,6 +15,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 REASON_WORDS = {
     "no_resource": "no matching resource was sent",
     "unit_not_convertible": "a value was found in a unit that cannot be converted",
+    "out_of_range": "the value found is outside what the record can hold (an implausible value)",
     "dose_not_computable": "the order's dosage is not structured enough to compute a daily dose",
     "ambiguous": "the resources sent disagree or cannot be placed in time",
 }

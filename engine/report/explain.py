@@ -369,6 +369,7 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
 MISSING_TEXT = {
     "no_resource": "no resource for it",
     "unit_not_convertible": "a unit the map cannot convert",
+    "out_of_range": "a value outside what the record allows",
     "dose_not_computable": "a dose that cannot be computed from the instructions",
     "ambiguous": "ambiguous (the resources disagree, or cannot be told apart)",
 }
@@ -402,4 +403,15 @@ def sources_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"  {pointer} ← {what}{others} [{entry.get('code')}{when}]")
     for reason, pointers in empty.items():
         lines += _wrap(", ".join(pointers), f"  empty, {MISSING_TEXT.get(reason, reason)}: ")
+    return lines + set_aside_lines(result.get("set_aside"))
+
+
+def set_aside_lines(items: Any) -> list[str]:
+    """FHIR input: each resource the conversion did not use, where it is, and why."""
+    if not isinstance(items, list) or not items:
+        return []
+    lines = [f"Set aside ({len(items)}):"]
+    for item in items:
+        where = ", ".join(str(item[k]) for k in ("entry", "origin", "field") if item.get(k))
+        lines += _wrap(item["message"], f"  {where}: " if where else "  ")
     return lines

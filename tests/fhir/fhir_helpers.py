@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -106,3 +110,24 @@ def project_file(relative: str) -> Path:
         if (parent / relative).exists():
             return parent / relative
     raise FileNotFoundError(relative)
+
+
+def cli(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`fsgs-kb ARGS` as a real subprocess of this interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "fsgs_kb", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def evaluate_bundle(directory: Path, doc: dict[str, Any], *options: object) -> dict[str, Any]:
+    """The result of `fsgs-kb evaluate --input-format fhir OPTIONS` on `doc` written as a JSON file;
+    fails on a non-zero exit or a traceback."""
+    path = directory / "bundle.json"
+    path.write_text(json.dumps(doc))
+    proc = cli("evaluate", "--input-format", "fhir", *options, path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    return dict(json.loads(proc.stdout))

@@ -83,7 +83,7 @@ def test_explain_says_where_each_value_came_from_and_why_others_are_empty() -> N
     bundle = FHIR_EXAMPLES / "missing-weight.bundle.json"
     proc = cli("explain", "--input-format", "fhir", "--as-of", EXAMPLES_AS_OF, bundle)
     assert proc.returncode == 0, proc.stderr
-    assert f"Data from FHIR (evaluation date {EXAMPLES_AS_OF}, map 0.2.0):" in proc.stdout
+    assert f"Data from FHIR (evaluation date {EXAMPLES_AS_OF}, map 0.3.0):" in proc.stdout
     assert "/cyclosporine/daily_dose ← MedicationRequest/" in proc.stdout
     assert "body weight (/weight_kg (FHIR: no resource for it))" in proc.stdout  # what to record, and why
 
@@ -166,7 +166,7 @@ def test_handbook_and_audit_list_the_map_with_provenance(tmp_path: Path) -> None
     assert audit.returncode == 0, audit.stderr
     lines = audit.stdout.splitlines()
     assert any(
-        line.startswith("FHIR map 0.2.0 (sha256 ") and "NOT verified, which are ignored" in line for line in lines
+        line.startswith("FHIR map 0.3.0 (sha256 ") and "NOT verified, which are ignored" in line for line in lines
     )
     assert (
         "  http://loinc.org|29463-7 Body weight [body_weight → weight_kg] verified: FHIR Body Weight profile"

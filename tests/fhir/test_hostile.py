@@ -101,7 +101,13 @@ def test_resources_about_someone_else_or_no_one_are_ignored(fmap: FhirMap) -> No
 def test_absolute_and_fullurl_references_resolve(fmap: FhirMap) -> None:
     a = weight("a", 71, subject="https://ehr.example.org/fhir/Patient/p1", when="2024-05-30")
     b = weight("b", 72, subject="urn:uuid:p1", when="2024-05-31")
-    assert bundle_to_record(bundle(a, b), fmap, as_of=AS_OF)[0]["weight_kg"] == 72
+    both = bundle(a, b)
+    both["entry"][1]["fullUrl"] = "https://ehr.example.org/fhir/Observation/a"  # a's server is the one it names
+    assert bundle_to_record(both, fmap, as_of=AS_OF)[0]["weight_kg"] == 72
+    alone = bundle(a)
+    alone["entry"][1]["fullUrl"] = "https://ehr.example.org/fhir/Observation/a"
+    assert bundle_to_record(alone, fmap, as_of=AS_OF)[0]["weight_kg"] == 71
+    assert "weight_kg" not in bundle_to_record(bundle(a), fmap, as_of=AS_OF)[0]  # no entry names that server
 
 
 def test_duplicate_ids_with_different_content_are_ambiguous(fmap: FhirMap) -> None:

@@ -225,6 +225,26 @@ def test_null_prefetch_makes_the_rules_concerned_undetermined(server: Server, eh
     assert "weight_kg" not in result_of(server, body["hookInstance"])["decision"]["input"]
 
 
+def test_a_prefetched_resource_about_another_servers_patient_is_not_used(
+    server: Server, ehr: Any, templates: Any
+) -> None:
+    """The request names its FHIR server (fhirServer): a weight whose subject is this patient's id on
+    that server is the patient's; the same id on another server is somebody else."""
+    for base, used in (("https://ehr.example.org/fhir", True), ("https://other.example.org/fhir", False)):
+        bundle = patient_bundle(example("dose-above-ceiling"))
+        pid = patient_id(bundle)
+        prefetch = prefetch_for(templates[PV], bundle, pid)
+        (weight,) = prefetch["obs-loinc-29463-7"]["entry"]
+        weight["resource"]["subject"] = {"reference": f"{base}/Patient/{pid}"}
+        body = hook_request("patient-view", pid, prefetch)
+        assert body["fhirServer"] == "https://ehr.example.org/fhir"
+        answer = call(server, ehr, f"/cds-services/{PV}", body)
+        assert answer.status_code == 200, answer.text
+        codes = [c["source"]["topic"]["code"] for c in answer.json()["cards"]]
+        assert ("CSA-DOSE-EXCEEDS" in codes) is used, (base, codes)
+        assert ("weight_kg" in result_of(server, body["hookInstance"])["decision"]["input"]) is used
+
+
 def test_requests_without_required_fields_are_400(server: Server, ehr: Any) -> None:
     for drop in ("hook", "hookInstance", "context"):
         body = hook_request("patient-view", "p1", None)

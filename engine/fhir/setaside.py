@@ -1,0 +1,75 @@
+"""Resources the conversion did not use, and why: the `set_aside` list of a FHIR result.
+
+`sources` says, per field, which resource filled it or why it stayed empty; it cannot say which
+resource was passed over. A resource is set aside when using it would be wrong (a modifier this
+reader does not understand, an order not to perform, a record entered in error, a resource about
+another patient or another server's patient, a diagnosis that is not confirmed) or when its value
+cannot be used (a unit the map cannot convert, a value the record cannot hold, a dose the
+instructions do not give). Each entry names the resource (type, id, and where it is in the input)
+and says why in words, so the clinician can find it and have it fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+REASONS = (
+    "too_deep",
+    "not_this_patient",
+    "modifier",
+    "do_not_perform",
+    "entered_in_error",
+    "duplicate_conflict",
+    "not_confirmed",
+    "unit_not_convertible",
+    "not_a_value",
+    "out_of_range",
+    "dose_not_computable",
+)
+MAX_TEXT = 120  # input text quoted in a message is cut here: a hostile Bundle must not fill the result
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetAside:
+    """One resource passed over: what it is, where it is in the input, the field it concerns, why."""
+
+    resource_type: str | None
+    id: str | None
+    reason: str
+    message: str
+    entry: int | None = None  # its index in Bundle.entry
+    field: str | None = None  # JSON pointer of the field it would have filled
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"unknown set-aside reason {self.reason!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result's form: resourceType, id, entry (JSON pointer into the Bundle), field, reason, message."""
+        out: dict[str, Any] = {"resourceType": self.resource_type, "id": self.id}
+        if self.entry is not None:
+            out["entry"] = f"/entry/{self.entry}"
+        if self.field is not None:
+            out["field"] = self.field
+        out["reason"] = self.reason
+        out["message"] = self.message
+        return out
+
+
+def quoted(value: Any) -> str:
+    """A value from the input as it may appear in a message: its text, cut to MAX_TEXT characters."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def label(resource: dict[str, Any]) -> str:
+    """`Observation/w1`, or the type alone when the resource has no id."""
+    rid = resource.get("id")
+    rtype = quoted(resource.get("resourceType"))
+    return f"{rtype}/{quoted(rid)}" if isinstance(rid, str) else rtype
+
+
+def number_text(value: float) -> str:
+    """A number as a message shows it: 70 rather than 70.0."""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)

@@ -1,0 +1,97 @@
+"""`Patient/123` here and `Patient/123` on another FHIR server are two people: a resource whose
+subject is an absolute URL to another server is set aside, never read as this patient's data.
+Relative references, `urn:uuid:` fullUrls and absolute URLs on the Patient's server (or, when the
+Bundle does not say the Patient's server, on the referring entry's) are the patient's.
+
+Bundles and a Bulk Data export are written here as FHIR JSON and go through the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fhir_helpers import cli, evaluate_bundle, obs, qty
+
+AS_OF = "2025-01-15"
+THIS = "https://this.example/fhir"
+OTHER = "https://other.example/fhir"
+URN = "urn:uuid:6b1c0f4e-0000-4000-8000-000000000123"
+PATIENT = {"resourceType": "Patient", "id": "123", "birthDate": "1980-03-01"}
+
+
+def weight(rid: str, kg: float, when: str, subject: str) -> dict[str, Any]:
+    return obs(rid, "29463-7", qty(kg, "kg"), when=when, subject=subject)
+
+
+def evaluate(tmp_path: Path, patient_url: str | None, *entries: dict[str, Any]) -> dict[str, Any]:
+    first = {"fullUrl": patient_url, "resource": PATIENT} if patient_url else {"resource": PATIENT}
+    doc = {"resourceType": "Bundle", "type": "collection", "entry": [first, *entries]}
+    return evaluate_bundle(tmp_path, doc, "--as-of", AS_OF)
+
+
+@pytest.mark.parametrize("patient_url", [f"{THIS}/Patient/123", None, URN])
+def test_another_servers_patient_is_not_this_patient(tmp_path: Path, patient_url: str | None) -> None:
+    ours = {"resource": weight("ours", 70, "2025-01-10", "Patient/123")}
+    theirs = {"resource": weight("theirs", 95, "2025-01-14", f"{OTHER}/Patient/123")}  # newer, same id, other server
+    result = evaluate(tmp_path, patient_url, ours, theirs)
+    assert result["sources"]["/weight_kg"]["id"] == "ours"
+    (item,) = result["set_aside"]
+    assert (item["id"], item["entry"], item["reason"]) == ("theirs", "/entry/2", "not_this_patient")
+    assert f"refers to {OTHER}/Patient/123, a patient on another server" in item["message"]
+
+
+@pytest.mark.parametrize(
+    ("patient_url", "entry_url", "subject", "ours"),
+    [
+        (f"{THIS}/Patient/123", None, "Patient/123", True),
+        (f"{THIS}/Patient/123", f"{THIS}/Observation/w", "Patient/123", True),
+        (f"{THIS}/Patient/123", None, f"{THIS}/Patient/123", True),
+        (f"{THIS}/Patient/123", None, "HTTPS://THIS.example/fhir/Patient/123", True),  # scheme and host: any case
+        (None, None, "Patient/123", True),
+        (None, f"{THIS}/Observation/w", f"{THIS}/Patient/123", True),  # the entry's own server names the patient
+        (URN, None, URN, True),
+        (None, None, f"{OTHER}/Patient/123", False),  # no server anywhere says this is the Bundle's patient
+        (f"{THIS}/Patient/123", f"{OTHER}/Observation/w", f"{OTHER}/Patient/123", False),
+        (f"{THIS}/Patient/123", f"{OTHER}/Observation/w", "Patient/123", False),  # relative: the other server's 123
+        (f"{THIS}/Patient/123", None, f"{THIS}/Patient/124", False),
+    ],
+)
+def test_which_references_name_this_patient(
+    tmp_path: Path, patient_url: str | None, entry_url: str | None, subject: str, ours: bool
+) -> None:
+    entry = {"resource": weight("w", 70, "2025-01-10", subject)}
+    if entry_url:
+        entry["fullUrl"] = entry_url
+    result = evaluate(tmp_path, patient_url, entry)
+    if ours:
+        assert result["sources"]["/weight_kg"]["id"] == "w" and result["set_aside"] == []
+    else:
+        assert result["sources"]["/weight_kg"] == {"missing": "no_resource"}
+        assert [i["reason"] for i in result["set_aside"]] == ["not_this_patient"]
+
+
+def _bulk(tmp_path: Path, subjects: list[str]) -> list[dict[str, Any]]:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Patient.ndjson").write_text(json.dumps(PATIENT) + "\n")
+    lines = [weight(f"w{i}", 70 + i, f"2025-01-1{i}", s) for i, s in enumerate(subjects)]
+    (export / "Observation.ndjson").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = tmp_path / "out.jsonl"
+    proc = cli("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, export, "-o", out)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_a_bulk_export_with_absolute_references_to_its_one_server_is_read(tmp_path: Path) -> None:
+    """The Bulk Data IG allows absolute references rooted at the exporting server."""
+    (result,) = _bulk(tmp_path, [f"{THIS}/Patient/123", f"{THIS}/Patient/123"])
+    assert result["sources"]["/weight_kg"]["id"] == "w1" and result["set_aside"] == []
+
+
+def test_a_bulk_export_sets_aside_a_reference_to_another_server(tmp_path: Path) -> None:
+    (result,) = _bulk(tmp_path, ["Patient/123", f"{OTHER}/Patient/123"])
+    assert result["sources"]["/weight_kg"]["id"] == "w0"
+    (item,) = result["set_aside"]
+    assert (item["id"], item["origin"], item["reason"]) == ("w1", "Observation.ndjson:2", "not_this_patient")

@@ -1,0 +1,138 @@
+"""Resources the conversion sets aside reach the user: the FHIR result lists each one (`set_aside`:
+type, id, where it is in the input, the field it concerns, why), `explain` prints them, a Bulk Data
+export names each one's FILE:LINE, and replay still finds the decision identical.
+
+The Bundles are written out here as FHIR JSON and go through the real command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fhir_helpers import bundle, cli, dosage, evaluate_bundle, med_request, obs, qty
+
+from fsgs_kb.engine.fhir import FhirMap, convert_bundle
+from fsgs_kb.engine.fhir.setaside import REASONS
+from fsgs_kb.engine.load.schemas import load_schema, validator
+
+AS_OF = "2025-01-15"
+
+
+def weight(rid: str, value: float, when: str, unit: str = "kg", **extra: Any) -> dict[str, Any]:
+    return obs(rid, "29463-7", qty(value, unit), when=when, **extra)
+
+
+def cyclosporine_order(rid: str, *dosages: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return med_request(rid, *dosages, authoredOn="2024-12-01", **extra)
+
+
+PATIENT = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-03-01"}
+BUNDLE = {
+    "resourceType": "Bundle",
+    "type": "collection",
+    "entry": [
+        {"fullUrl": "urn:uuid:p1", "resource": PATIENT},
+        {"resource": weight("w-mod", 70, "2025-01-14", modifierExtension=[{"url": "urn:x", "valueBoolean": True}])},
+        {"resource": weight("w-eie", 71, "2025-01-13", status="entered-in-error")},
+        {"resource": weight("w-stone", 11, "2025-01-12", unit="[stone_av]")},
+        {"resource": cyclosporine_order("dnp", dosage(100, frequency=2), doNotPerform=True)},
+        {"resource": cyclosporine_order("free-text", {"text": "as directed"})},
+        {"resource": obs("twin", "8480-6", qty(120, "mm[Hg]"), when="2024-12-01")},
+        {"resource": obs("twin", "8480-6", qty(121, "mm[Hg]"), when="2024-12-01")},
+    ],
+}
+
+
+def by_id(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["id"]: item for item in result["set_aside"]}
+
+
+def test_each_set_aside_resource_is_in_the_result_with_where_and_why(tmp_path: Path) -> None:
+    result = evaluate_bundle(tmp_path, BUNDLE, "--as-of", AS_OF)
+    assert not list(validator("result").iter_errors(result))
+    items = by_id(result)
+    assert items["w-mod"] == {
+        "resourceType": "Observation",
+        "id": "w-mod",
+        "entry": "/entry/1",
+        "reason": "modifier",
+        "message": "Observation/w-mod: carries a modifierExtension this reader does not understand",
+    }
+    assert (items["w-eie"]["entry"], items["w-eie"]["reason"]) == ("/entry/2", "entered_in_error")
+    assert items["dnp"]["reason"] == "do_not_perform" and "doNotPerform" in items["dnp"]["message"]
+    stone = items["w-stone"]
+    assert (stone["entry"], stone["field"], stone["reason"]) == ("/entry/3", "/weight_kg", "unit_not_convertible")
+    assert "value 11 [stone_av]" in stone["message"]
+    assert result["sources"]["/weight_kg"] == {"missing": "unit_not_convertible"}  # the newest usable one was 11 st
+    dose = items["free-text"]
+    assert (dose["field"], dose["reason"]) == ("/cyclosporine/daily_dose", "dose_not_computable")
+    assert (items["twin"]["entry"], items["twin"]["reason"]) == ("/entry/7", "duplicate_conflict")
+
+
+def test_a_clean_bundle_sets_nothing_aside(tmp_path: Path) -> None:
+    entries = BUNDLE["entry"][:1] + [{"resource": weight("w", 70, "2025-01-10")}]
+    result = evaluate_bundle(tmp_path, {**BUNDLE, "entry": entries}, "--as-of", AS_OF)
+    assert result["set_aside"] == [] and result["sources"]["/weight_kg"]["id"] == "w"
+
+
+def test_explain_prints_what_was_set_aside_and_why(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(BUNDLE))
+    proc = cli("explain", "--input-format", "fhir", "--as-of", AS_OF, path)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "Set aside (6):" in text
+    assert "  /entry/1: Observation/w-mod: carries a modifierExtension this reader does not understand" in text
+    assert "  /entry/3, /weight_kg: Observation/w-stone: value 11 [stone_av] is in a unit" in text
+    doc = json.loads(cli("explain", "--format", "json", "--input-format", "fhir", "--as-of", AS_OF, path).stdout)
+    assert {item["id"] for item in doc["set_aside"]} == {"w-mod", "w-eie", "w-stone", "dnp", "free-text", "twin"}
+
+
+def test_a_bulk_export_names_the_file_and_line_of_what_it_set_aside(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Patient.ndjson").write_text(json.dumps(PATIENT) + "\n")
+    lines = [weight("w", 70, "2025-01-10"), weight("w-mod", 72, "2025-01-14", modifierExtension=[{"url": "urn:x"}])]
+    (export / "Observation.ndjson").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = tmp_path / "out.jsonl"
+    proc = cli("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, export, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert result["sources"]["/weight_kg"]["id"] == "w"  # the newer weight carried a modifier
+    assert result["set_aside"] == [
+        {
+            "resourceType": "Observation",
+            "id": "w-mod",
+            "origin": "Observation.ndjson:2",
+            "reason": "modifier",
+            "message": "Observation/w-mod: carries a modifierExtension this reader does not understand",
+        }
+    ]
+
+
+def test_a_decision_with_resources_set_aside_replays_identically(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(BUNDLE))
+    stored = tmp_path / "result.json"
+    proc = cli("evaluate", "--input-format", "fhir", "--as-of", AS_OF, "--include-input", path)
+    stored.write_text(proc.stdout)
+    assert json.loads(proc.stdout)["set_aside"]
+    replay = cli("replay", stored)
+    assert replay.returncode == 0 and "1 identical" in replay.stdout, replay.stdout + replay.stderr
+
+
+def test_the_result_schema_knows_every_reason() -> None:
+    item = load_schema("result")["$defs"]["set_aside"]
+    assert tuple(item["properties"]["reason"]["enum"]) == REASONS
+
+
+def test_a_bundle_of_many_resources_about_someone_else_costs_linear_time(fmap: FhirMap) -> None:
+    """Each resource set aside is listed once, and listing 30,000 of them is not 30,000 squared."""
+    others = [weight(f"o{i}", 70, "2025-01-10", subject="Patient/someone-else") for i in range(30_000)]
+    start = time.perf_counter()
+    done = convert_bundle(bundle(*others), fmap, as_of=date(2025, 1, 15))
+    assert time.perf_counter() - start < 20
+    assert len(done.set_aside) == 30_000 and {i.reason for i in done.set_aside} == {"not_this_patient"}
