@@ -27,7 +27,21 @@ from fsgs_kb.engine.read.jsonlines import prefixed, read_jsonl
 from fsgs_kb.engine.read.record import BOM, Record, too_large
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES, shape_problem
 
-__all__ = ["BOM", "FORMATS", "Record", "parse_json", "read_json_array", "read_jsonl", "record_value", "too_large"]
+__all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jsonarray.py is still here
+    "BOM",
+    "FORMATS",
+    "Record",
+    "parse_json",
+    "read_csv",
+    "read_document",
+    "read_documents",
+    "read_json_array",
+    "read_jsonl",
+    "read_records",
+    "record_value",
+    "sniff_format",
+    "too_large",
+]
 FORMATS = ("jsonl", "json", "csv")
 _STRING_OR_KEY = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?')
 
@@ -94,7 +108,9 @@ def record_value(record: Record) -> tuple[Any, KBError | None]:
 
 
 def sniff_format(name: str | None, head: bytes) -> str:
-    """jsonl unless the name says .csv / .json, or the content starts with '['."""
+    """csv or jsonl as the name says (.csv; .jsonl, .ndjson), else json if the content starts
+    with '[' (the array reader still reads JSON Lines whose first line is an array as JSON
+    Lines), else jsonl."""
     lowered = (name or "").lower()
     if lowered.endswith(".csv"):
         return "csv"
