@@ -411,7 +411,9 @@ def explain(
     "input_format",
     type=click.Choice(["jsonl", "json", "csv", "fhir-bundles", "fhir-bulk"]),
     default=None,
-    help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '['). "
+    help="Input format (default: from the file name, else JSON Lines, or a JSON array if it starts with '[': "
+    "JSON Lines again if its first line is a whole JSON value with more lines after it; lines after an "
+    "array's closing ']' are read as JSON Lines). "
     "fhir-bundles: one FHIR R4 Bundle per line; fhir-bulk: a Bulk Data export directory (NDJSON files in any "
     "order), one result per Patient and an invalid result naming FILE:LINE for each unusable line.",
 )

@@ -179,7 +179,12 @@ class KnowledgeBase:
             status = "error" if problem.code.endswith(".internal") else "invalid"
             pid = data.get("id") if isinstance(data, dict) else None
             result = self.failed_result(
-                problem, record.raw, status, patient_id=pid if isinstance(pid, str) else None, detail=detail
+                problem,
+                record.raw,
+                status,
+                patient_id=pid if isinstance(pid, str) else None,
+                detail=detail,
+                more=record.more,
             )
         if plain:
             return result
@@ -203,10 +208,12 @@ class KnowledgeBase:
         *,
         patient_id: str | None = None,
         detail: str = "full",
+        more: tuple[KBError, ...] = (),
     ) -> dict[str, Any]:
         """The result for input that never reached evaluation (not JSON, an empty line, a worker
-        that died on it), traceable by the hash of its raw bytes."""
-        result = self.evaluation.failed(problem, raw, status)
+        that died on it), traceable by the hash of its raw bytes; `more` are further problems of
+        the same record, listed after `problem`."""
+        result = self.evaluation.failed(problem, raw, status, more)
         result["patient_id"] = patient_id
         return reduce(self.evaluation, result, detail)
 

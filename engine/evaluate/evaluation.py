@@ -534,11 +534,13 @@ class Evaluation:
             "decision": self._decision(input_sha, timestamp),
         }
 
-    def failed(self, problem: KBError, raw: bytes, status: str = "invalid") -> dict[str, Any]:
-        """The result for input that never reached evaluation (not JSON, an empty line, a bad CSV
-        cell, a worker that died on it); its input hash is that of the raw bytes, so it is still
-        traceable."""
-        return self._failed(None, hashlib.sha256(raw).hexdigest(), status, [problem], None)
+    def failed(
+        self, problem: KBError, raw: bytes, status: str = "invalid", more: tuple[KBError, ...] = ()
+    ) -> dict[str, Any]:
+        """The result for input that never reached evaluation (not JSON, an empty line, bad CSV
+        cells, a worker that died on it); its input hash is that of the raw bytes, so it is still
+        traceable. `more` are the record's other problems, listed after the first."""
+        return self._failed(None, hashlib.sha256(raw).hexdigest(), status, [problem, *more], None)
 
     def _decision(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
         record: dict[str, Any] = {

@@ -3,8 +3,9 @@
 Every input record becomes exactly one `Record`, good or bad, and the reader never stops at a
 bad one: a line that is not UTF-8 or not JSON, an empty line, an oversized line, a malformed
 array element, a CSV cell of the wrong type. Framing (where a record starts and ends) happens
-here, in the parent; parsing (`parse_json`) happens where the record is evaluated, so batch
-workers share the work. Memory stays flat: nothing holds more than one record beyond a bound.
+in the parent (jsonlines.py, jsonarray.py, csvframe.py); parsing (`parse_json`) happens where the
+record is evaluated, so batch workers share the work. Memory stays flat: nothing holds more than
+one record beyond a bound.
 """
 
 from __future__ import annotations
@@ -14,52 +15,35 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import orjson
 
-from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
+from fsgs_kb.engine.errors import KBError, pointer_join
 from fsgs_kb.engine.load.fields import catalogue
+from fsgs_kb.engine.read.csvframe import CsvFramer
+from fsgs_kb.engine.read.jsonarray import read_json_array
+from fsgs_kb.engine.read.jsonlines import prefixed, read_jsonl
+from fsgs_kb.engine.read.record import BOM, Record, too_large
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES, shape_problem
 
+__all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jsonarray.py is still here
+    "BOM",
+    "FORMATS",
+    "Record",
+    "parse_json",
+    "read_csv",
+    "read_document",
+    "read_documents",
+    "read_json_array",
+    "read_jsonl",
+    "read_records",
+    "record_value",
+    "sniff_format",
+    "too_large",
+]
 FORMATS = ("jsonl", "json", "csv")
-CHUNK = 1 << 16
-MAX_SKIP = 256 << 20  # an oversized line is skipped to its end; one that never ends stops the run
-BOM = b"\xef\xbb\xbf"
 _STRING_OR_KEY = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?')
-_ARRAY_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]|"')
-
-
-@dataclass(slots=True)
-class Record:
-    """One input record: its ordinal, the input line it starts on, and its bytes or problem.
-
-    `raw` is the record's JSON text (parsed later, by `parse_json`); `data` a record the reader
-    already built (CSV, FHIR); `problem` why it cannot be evaluated; `end` the input offset after it.
-    FHIR input only: `sources` says, per field pointer, which resource filled it or why it is empty,
-    `set_aside` (always with `sources`) which resources were not used and why, `conversion` how the record was made
-    (evaluation date, map), and `origin` where in the input it came from (file:line); the result
-    carries all four."""
-
-    number: int
-    line: int
-    raw: bytes = b""
-    data: Any = None
-    problem: KBError | None = None
-    end: int = 0
-    sources: dict[str, Any] | None = None
-    conversion: dict[str, Any] | None = None
-    origin: str | None = None
-    set_aside: list[dict[str, Any]] | None = None
-
-
-def too_large(what: str, limit: int = MAX_RECORD_BYTES) -> KBError:
-    return KBError(
-        "input.too_large",
-        f"{what} is larger than {limit:,} bytes",
-        hint="a patient record is a few kilobytes: is this the right input?",
-    )
 
 
 def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBError | None]:
@@ -124,162 +108,15 @@ def record_value(record: Record) -> tuple[Any, KBError | None]:
 
 
 def sniff_format(name: str | None, head: bytes) -> str:
-    """jsonl unless the name says .csv / .json, or the content starts with '['."""
+    """csv or jsonl as the name says (.csv; .jsonl, .ndjson), else json if the content starts
+    with '[' (the array reader still reads JSON Lines whose first line is an array as JSON
+    Lines), else jsonl."""
     lowered = (name or "").lower()
     if lowered.endswith(".csv"):
         return "csv"
     if lowered.endswith((".jsonl", ".ndjson")):
         return "jsonl"
     return "json" if head.removeprefix(BOM).lstrip().startswith(b"[") else "jsonl"
-
-
-def read_jsonl(stream: BinaryIO) -> Iterator[Record]:
-    offset = 0
-    number = 0
-    while True:
-        raw = stream.readline(MAX_RECORD_BYTES + 1)
-        if not raw:
-            return
-        offset += len(raw)
-        number += 1
-        if number == 1 and raw.startswith(BOM):
-            raw = raw[len(BOM) :]
-        if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
-            offset += _skip_line(stream, number)
-            yield Record(number, number, problem=too_large(f"line {number}"), end=offset)
-            continue
-        text = raw.rstrip(b"\r\n")
-        if not text.strip():
-            yield Record(number, number, problem=KBError("patient.empty", "empty line: no record"), end=offset)
-        else:
-            yield Record(number, number, raw=text, end=offset)
-
-
-def _skip_line(stream: BinaryIO, number: int) -> int:
-    """Consume the rest of an oversized line; stop the run if it never ends (e.g. /dev/zero)."""
-    skipped = 0
-    while True:
-        more = stream.readline(CHUNK)
-        skipped += len(more)
-        if not more or more.endswith(b"\n"):
-            return skipped
-        if skipped > MAX_SKIP:
-            raise KBErrors(
-                [
-                    KBError(
-                        "input.unbounded", f"line {number} goes on for more than {MAX_SKIP >> 20} MiB: reading stopped"
-                    )
-                ]
-            )
-
-
-def read_json_array(stream: BinaryIO) -> Iterator[Record]:
-    """Stream the elements of a top-level JSON array, one record each, without reading it whole.
-
-    Element boundaries come from a scan of strings and brackets, so an element that is not valid
-    JSON inside is that element's `invalid` result and the elements after it are still read."""
-    scanner = _ArrayScanner(stream)
-    yield from scanner.records()
-
-
-class _ArrayScanner:
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        self.buffer = b""
-        self.base = 0  # input offset of buffer[0]
-        self.eof = False
-        self.lines = 1  # line number at buffer[0]
-
-    def _fill(self) -> bool:
-        more = self.stream.read(CHUNK)
-        if not more:
-            self.eof = True
-            return False
-        self.buffer += more
-        return True
-
-    def _drop(self, upto: int) -> None:
-        self.lines += self.buffer.count(b"\n", 0, upto)
-        self.base += upto
-        self.buffer = self.buffer[upto:]
-
-    def records(self) -> Iterator[Record]:
-        while not self.buffer.lstrip().removeprefix(BOM).lstrip() and self._fill():
-            pass
-        head = self.buffer.removeprefix(BOM).lstrip()
-        if not head:
-            return
-        if not head.startswith(b"["):
-            yield Record(1, 1, problem=KBError("patient.json", "a JSON array input must start with '['"), end=0)
-            return
-        self._drop(self.buffer.index(b"["))
-        self._drop(1)
-        number = 0
-        while True:
-            element = self._next_element()
-            if element is None:
-                return
-            start_line, raw, closed, oversized = element
-            number += 1
-            end = self.base
-            if oversized:
-                yield Record(number, start_line, problem=too_large(f"element {number}"), end=end)
-            elif not closed:
-                yield Record(
-                    number, start_line, problem=KBError("patient.json", "the JSON array is not closed"), end=end
-                )
-                return
-            elif raw.strip():
-                yield Record(number, start_line, raw=raw.strip(), end=end)
-            else:
-                yield Record(number, start_line, problem=KBError("patient.json", "an empty array element"), end=end)
-            if self._closing:
-                return
-
-    def _next_element(self) -> tuple[int, bytes, bool, bool] | None:
-        """(line, bytes, closed, oversized) of the next element, or None after the array's end."""
-        self._closing = False
-        while True:  # skip whitespace before the element
-            stripped = self.buffer.lstrip()
-            self._drop(len(self.buffer) - len(stripped))
-            if self.buffer or not self._fill():
-                break
-        if not self.buffer:
-            return None if self.eof and self.base == 0 else (self.lines, b"", False, False)
-        if self.buffer.startswith(b"]"):
-            self._drop(1)
-            return None
-        start_line = self.lines
-        depth, pos, oversized = 0, 0, False
-        while True:
-            match = _ARRAY_TOKEN.search(self.buffer, pos)
-            if match is None or (match.group() == b'"' and not self.eof):
-                if pos > MAX_RECORD_BYTES or len(self.buffer) > MAX_RECORD_BYTES:
-                    oversized = True
-                    cut = match.start() if match is not None else len(self.buffer)
-                    self._drop(cut)
-                    pos = 0
-                if not self._fill():
-                    return start_line, b"", False, oversized
-                continue
-            token = match.group()
-            pos = match.end()
-            if token in (b"[", b"{"):
-                depth += 1
-            elif token in (b"]", b"}"):
-                if depth == 0:  # the array's own closing bracket
-                    raw = self.buffer[: match.start()]
-                    self._drop(match.end())
-                    self._closing = True
-                    return start_line, raw, True, oversized or len(raw) > MAX_RECORD_BYTES
-                depth -= 1
-            elif token == b"," and depth == 0:
-                raw = self.buffer[: match.start()]
-                self._drop(match.end())
-                return start_line, raw, True, oversized or len(raw) > MAX_RECORD_BYTES
-            elif token == b'"':  # an unterminated string at the end of the input
-                self._drop(len(self.buffer))
-                return start_line, b"", False, oversized
 
 
 def _csv_value(raw: str, kind: str) -> Any:
@@ -317,52 +154,23 @@ def read_csv(stream: BinaryIO) -> Iterator[Record]:
     """CSV with dotted column names (cyclosporine.daily_dose.value); empty cell = absent.
 
     Cells are typed by the patient schema; list cells separate items with ';'. Rows are framed
-    in bytes (a row ends at a newline outside quotes), so each row is decoded on its own: a row
-    that is not UTF-8, too large, or whose cells conflict is that row's `invalid` result. A UTF-8
-    byte order mark (Excel writes one) is skipped."""
+    in bytes as the csv module frames them (engine/read/csvframe.py), so each row is decoded on
+    its own: a row that is not UTF-8, too large, or whose cells conflict is that row's `invalid`
+    result, with every bad cell listed. A UTF-8 byte order mark (Excel writes one) is skipped."""
     fields = catalogue()
-    rows = _csv_rows(stream)
+    rows = CsvFramer(stream).rows()
     first = next(rows, None)
     if first is None:
         return
-    _, header_bytes, _, header_problem = first
-    header = _csv_cells(header_bytes.removeprefix(BOM)) if header_problem is None else []
-    header_problem = header_problem or _header_problem(header)
-    for number, (line, raw, end, problem) in enumerate(rows, start=1):
-        if problem is None:
-            record = _csv_record(number, line, header, raw, fields, header_problem)
+    header = _csv_cells(first.raw.removeprefix(BOM)) if first.problem is None else []
+    header_problem = first.problem or _header_problem(header)
+    for number, row in enumerate(rows, start=1):
+        if row.problem is None:
+            record = _csv_record(number, row.line, header, row.raw, fields, header_problem)
         else:
-            record = Record(number, line, problem=problem)
-        record.end = end
+            record = Record(number, row.line, problem=row.problem)
+        record.end = row.end
         yield record
-
-
-def _csv_rows(stream: BinaryIO) -> Iterator[tuple[int, bytes, int, KBError | None]]:
-    """(first line, bytes, end offset, problem) of each CSV row: a row ends at a newline that is
-    outside quotes, i.e. after an even number of quote characters (RFC 4180 doubles them)."""
-    offset, line = 0, 0
-    while True:
-        start_line = line + 1
-        parts: list[bytes] = []
-        size = quotes = 0
-        while True:
-            chunk = stream.readline(CHUNK)
-            if not chunk:
-                break
-            offset += len(chunk)
-            line += chunk.endswith(b"\n")
-            quotes += chunk.count(b'"')
-            size += len(chunk)
-            if size <= MAX_RECORD_BYTES:
-                parts.append(chunk)
-            elif size > MAX_RECORD_BYTES + MAX_SKIP:
-                raise KBErrors([KBError("input.unbounded", f"row at line {start_line} does not end: reading stopped")])
-            if chunk.endswith(b"\n") and quotes % 2 == 0:
-                break
-        if not size:
-            return
-        problem = too_large(f"the row at line {start_line}") if size > MAX_RECORD_BYTES else None
-        yield start_line, b"".join(parts), offset, problem
 
 
 def _csv_cells(raw: bytes) -> list[str]:
@@ -392,16 +200,19 @@ def _csv_record(
             number, line, problem=KBError("input.encoding", f"row {number} is not UTF-8 text (byte {exc.start})")
         )
     try:
-        row = next(csv.reader(io.StringIO(text, newline="")), [])
+        rows = csv.reader(io.StringIO(text, newline=""))
+        row, beyond = next(rows, []), next(rows, None)
     except csv.Error as exc:
         return Record(number, line, problem=KBError("patient.csv", f"row {number}: {exc}"))
+    if beyond is not None:  # the framer and the csv module disagree: never drop the rest silently
+        return Record(number, line, problem=KBError("patient.csv", f"row {number} holds more than one CSV row"))
     if not any(cell.strip() for cell in row):
         return Record(number, line, problem=KBError("patient.empty", "empty row: no record"))
     if len(row) != len(header):
         cells = KBError("patient.csv", f"row has {len(row)} cells, the header {len(header)}")
         return Record(number, line, problem=cells)
     record: dict[str, Any] = {}
-    problem = None
+    problems: list[KBError] = []
     for column, cell in zip(header, row, strict=True):
         if cell == "":
             continue
@@ -412,8 +223,10 @@ def _csv_record(
             value = _csv_json(cell) if kind == "json" else _csv_value(cell, kind)
             _set_path(record, column.split("."), value)
         except ValueError as exc:
-            problem = problem or KBError("patient.type", f"{pointer}: {exc}", pointer=pointer)  # the first bad cell
-    return Record(number, line, data=record, problem=problem)
+            problems.append(KBError("patient.type", f"{pointer}: {exc}", pointer=pointer))
+    if not problems:
+        return Record(number, line, data=record)
+    return Record(number, line, data=record, problem=problems[0], more=tuple(problems[1:]))
 
 
 def _csv_json(cell: str) -> Any:
@@ -444,28 +257,7 @@ def read_documents(stream: BinaryIO) -> Iterator[Record]:
         if problem is None and value is not None:
             yield Record(1, 1, raw=head.removeprefix(BOM), end=len(head))
             return
-    yield from read_jsonl(io.BufferedReader(_Prefixed(head, stream)))
-
-
-class _Prefixed(io.RawIOBase):
-    """Bytes already read, then the rest of the stream: lets a reader look ahead and go back."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self.head = memoryview(head)
-        self.rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.head:
-            n = min(len(buffer), len(self.head))
-            buffer[:n] = self.head[:n]
-            self.head = self.head[n:]
-            return n
-        data = self.rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    yield from read_jsonl(prefixed(head, stream))
 
 
 def read_records(stream: BinaryIO, fmt: str) -> Iterator[Record]:
