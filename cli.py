@@ -42,7 +42,7 @@ from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
-from fsgs_kb.engine.load.paths import RULES_ENV, kb_identity, locate_rules
+from fsgs_kb.engine.load.paths import RULES_ENV, RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
@@ -139,7 +139,7 @@ def usage_error(code: str, message: str, hint: str | None = None) -> KBErrors:
 RULES_OPTION = click.option(
     "--rules",
     "rules_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # checked by _locate, as $FSGS_KB_RULES is
     default=None,
     help=f"Knowledge-base directory (default: ${RULES_ENV}, else the nearest rules/kb.yaml at or above the "
     "working directory, else the bundled one).",
@@ -218,9 +218,29 @@ def main() -> None:
     """Cyclosporine in idiopathic FSGS: a rules-as-data knowledge base."""
 
 
+def _locate(rules_dir: Path | None) -> RulesLocation:
+    """The knowledge base a command uses. One that is not a directory is a usage error (exit 2)
+    for every command, validate included, wherever it came from (--rules or $FSGS_KB_RULES):
+    there is no knowledge base to report findings about."""
+    location = locate_rules(rules_dir)
+    if not location.path.is_dir():
+        what = "not a directory" if location.path.exists() else "no such directory"
+        raise KBErrors(
+            [
+                KBError(
+                    "cli.rules",
+                    f"{what} ({location.how})",
+                    file=str(location.path),
+                    hint="give the knowledge-base directory, the one that holds kb.yaml",
+                )
+            ]
+        )
+    return location
+
+
 def _load_kb(rules_dir: Path | None, require_approved: bool = False) -> KnowledgeBase:
     """Load the knowledge base or exit 2 with its problems: a broken KB is a setup error."""
-    location = locate_rules(rules_dir)
+    location = _locate(rules_dir)
     try:
         kb = load(location.path)
     except KBErrors as exc:
@@ -282,7 +302,7 @@ def _evaluate_one(
 def validate(rules_dir: Path | None, fmt: str, color: str) -> None:
     """Check the knowledge base and report every problem, sorted by place, including any
     condition durable-rules could not run (its rulesets are tried in a separate process)."""
-    location = locate_rules(rules_dir)
+    location = _locate(rules_dir)
     report = validate_kb(location.path)
     model = report.load.model
     identity = kb_identity(location, model.manifest, report.load.fingerprint if model.manifest else None)
