@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
-from fsgs_kb.engine.load.files import RulesFiles, exists
+from fsgs_kb.engine.load.files import RulesFiles, exists, yaml_files
 from fsgs_kb.engine.load.loader import display_path
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
 
@@ -73,7 +73,7 @@ def load_cases(tests_dir: Path, root: Path | None = None) -> list[Case]:
         if not isinstance(bases, dict):
             bases = {}
     cases: list[Case] = []
-    for path in sorted(tests_dir.glob("*.yaml")):
+    for path in yaml_files(tests_dir):
         if path.name == BASES_FILE:
             continue
         try:
