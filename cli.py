@@ -649,7 +649,7 @@ def test_command(
     """
     kb = _load_kb(rules_dir)
     tests_dir = kb.location.path / "tests"
-    cases = load_cases(tests_dir) if tests_dir.is_dir() else []
+    cases = load_cases(tests_dir, rule_ids=kb.model.rules) if tests_dir.is_dir() else []
     chosen = select(cases, patterns)
     if fmt == "text":
         echo(kb_line(kb.identity))
