@@ -500,6 +500,7 @@ def batch(
             kb, source, output, scheduler, workers, resume, input_format, options, rules_dir, summary_file, quiet
         )
     output = _output_in_directory(source, output)
+    results_to = None if output else stdout_binary()  # before --summary is created: a closed stdout costs nothing
     reader = _fhir_reader(rules_dir, input_format, as_of)
     summary_handle = _open_summary(summary_file)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
@@ -515,7 +516,7 @@ def batch(
         progress=progress if not quiet and sys.stderr.isatty() else None,
         fhir=reader,
     )
-    summary = run_batch(kb, job, None if output else stdout_binary())
+    summary = run_batch(kb, job, results_to)
     if job.progress is not None:
         progress(summary.records, size or 0, final=True)
     payload = {"kb": kb.identity, **summary.to_dict()}

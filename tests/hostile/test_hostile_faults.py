@@ -259,6 +259,18 @@ def test_batch_to_a_file_needs_no_stdout(tmp_path: Path, recorded) -> None:
     assert_each_record_once(read_results(out), 2)
 
 
+def test_batch_to_a_closed_stdout_is_refused_before_anything_is_written(tmp_path: Path, recorded) -> None:
+    """Without -o the results go to standard output: closed, the run is refused up front (no
+    --summary file is created for a run that cannot write its results)."""
+    patients, _ = recorded
+    summary = tmp_path / "summary.json"
+    argv = ["sh", "-c", 'exec "$0" "$@" >&-', FSGS[0], "batch", str(patients), "--summary", str(summary), "--quiet"]
+    result = run_argv(argv)
+    assert_no_traceback(result)
+    assert result.rc == 2 and "standard output: error[cli.output]" in result.err, result
+    assert not summary.exists()
+
+
 @pytest.mark.parametrize("option", ["--summary", "--junit-xml"])
 def test_full_disk_for_a_report_file_is_an_io_error(tmp_path: Path, recorded, option: str) -> None:
     """--summary (batch) and --junit-xml (test) on a full disk: one line naming the file, exit 2
