@@ -43,7 +43,7 @@ from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
-from fsgs_kb.engine.load.paths import RULES_ENV, kb_identity, locate_rules
+from fsgs_kb.engine.load.paths import RULES_ENV, RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
@@ -66,6 +66,7 @@ from fsgs_kb.engine.report.validation import (
 )
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
+from fsgs_kb.output import echo, stdout_binary, writing
 from fsgs_kb.service.config import load_config
 from fsgs_kb.service.decisionlog import feedback_summary, replay_log, replay_summary
 from fsgs_kb.service.run import serve as run_service
@@ -139,7 +140,7 @@ def usage_error(code: str, message: str, hint: str | None = None) -> KBErrors:
 RULES_OPTION = click.option(
     "--rules",
     "rules_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # checked by _locate, as $FSGS_KB_RULES is
     default=None,
     help=f"Knowledge-base directory (default: ${RULES_ENV}, else the nearest rules/kb.yaml at or above the "
     "working directory, else the bundled one).",
@@ -219,9 +220,29 @@ def main() -> None:
     """Cyclosporine in idiopathic FSGS: a rules-as-data knowledge base."""
 
 
+def _locate(rules_dir: Path | None) -> RulesLocation:
+    """The knowledge base a command uses. One that is not a directory is a usage error (exit 2)
+    for every command, validate included, wherever it came from (--rules or $FSGS_KB_RULES):
+    there is no knowledge base to report findings about."""
+    location = locate_rules(rules_dir)
+    if not location.path.is_dir():
+        what = "not a directory" if location.path.exists() else "no such directory"
+        raise KBErrors(
+            [
+                KBError(
+                    "cli.rules",
+                    f"{what} ({location.how})",
+                    file=str(location.path),
+                    hint="give the knowledge-base directory, the one that holds kb.yaml",
+                )
+            ]
+        )
+    return location
+
+
 def _load_kb(rules_dir: Path | None, require_approved: bool = False) -> KnowledgeBase:
     """Load the knowledge base or exit 2 with its problems: a broken KB is a setup error."""
-    location = locate_rules(rules_dir)
+    location = _locate(rules_dir)
     try:
         kb = load(location.path)
     except KBErrors as exc:
@@ -283,20 +304,20 @@ def _evaluate_one(
 def validate(rules_dir: Path | None, fmt: str, color: str) -> None:
     """Check the knowledge base and report every problem, sorted by place, including any
     condition durable-rules could not run (its rulesets are tried in a separate process)."""
-    location = locate_rules(rules_dir)
+    location = _locate(rules_dir)
     report = validate_kb(location.path)
     model = report.load.model
     identity = kb_identity(location, model.manifest, report.load.fingerprint if model.manifest else None)
     if fmt == "json":
-        click.echo(validation_json(report, identity))
+        echo(validation_json(report, identity))
     elif fmt == "github":
-        click.echo(validation_github(report, identity))
+        echo(validation_github(report, identity))
     elif fmt == "sarif":
-        click.echo(validation_sarif(report, identity))
+        echo(validation_sarif(report, identity))
     else:
         paint = Palette(wants_colour(color, sys.stdout))
-        click.echo(kb_line(identity))
-        click.echo(validation_text(report, paint), color=paint.enabled)
+        echo(kb_line(identity))
+        echo(validation_text(report, paint), color=paint.enabled)
     sys.exit(EXIT_CODES["ok"] if report.ok else EXIT_CODES["findings"])
 
 
@@ -338,7 +359,7 @@ def evaluate(
     options = {**_evaluate_options(include_input, mask), "detail": detail}
     reader = _fhir_reader(rules_dir, input_format, as_of)
     _, _, result = _evaluate_one(rules_dir, patient, require_approved, options, reader)
-    click.echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
+    echo(json.dumps(result, ensure_ascii=False, indent=None if compact else 2))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
@@ -379,14 +400,14 @@ def explain(
                 result[key] = stored[key]
     doc = {**explanation(kb, data, result), "sources": result.get("sources"), "set_aside": result.get("set_aside")}
     if fmt == "json":
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         paint = Palette(wants_colour(color, sys.stdout))
-        click.echo(kb_line(kb.identity))
-        click.echo(explain_text(doc, show_all, paint), color=paint.enabled)
+        echo(kb_line(kb.identity))
+        echo(explain_text(doc, show_all, paint), color=paint.enabled)
         sources = sources_lines(result)
         if sources:
-            click.echo("\n" + "\n".join(sources))
+            echo("\n" + "\n".join(sources))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))
 
 
@@ -483,6 +504,7 @@ def batch(
             kb, source, output, scheduler, workers, resume, input_format, options, rules_dir, summary_file, quiet
         )
     output = _output_in_directory(source, output)
+    results_to = None if output else stdout_binary()  # before --summary is created: a closed stdout costs nothing
     reader = _fhir_reader(rules_dir, input_format, as_of)
     summary_handle = _open_summary(summary_file)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
@@ -498,15 +520,13 @@ def batch(
         progress=progress if not quiet and sys.stderr.isatty() else None,
         fhir=reader,
     )
-    summary = run_batch(kb, job, None if output else sys.stdout.buffer)
+    summary = run_batch(kb, job, results_to)
     if job.progress is not None:
         progress(summary.records, size or 0, final=True)
     payload = {"kb": kb.identity, **summary.to_dict()}
     text = summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]]))
     click.echo(text.splitlines()[0] if quiet and not summary.interrupted_by else text, err=True)
-    if summary_handle is not None:
-        with summary_handle:
-            json.dump(payload, summary_handle, indent=2)
+    _write_summary(summary_handle, summary_file, payload)
     if summary.interrupted_by:
         sys.exit(exit_for_signal(summary.interrupted_by))
     sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in summary.by_status), default=EXIT_CODES["ok"]))
@@ -570,9 +590,7 @@ def _batch_parts(
     text = summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]]))
     click.echo(text.splitlines()[0] if quiet and not run.interrupted_by else text, err=True)
     click.echo(f"{len(payload['parts'])} part(s) written to {outdir}", err=True)
-    if summary_handle is not None:
-        with summary_handle:
-            json.dump(payload, summary_handle, indent=2)
+    _write_summary(summary_handle, summary_file, payload)
     if run.interrupted_by:
         sys.exit(exit_for_signal(run.interrupted_by))
     sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in payload["by_status"]), default=EXIT_CODES["ok"]))
@@ -582,10 +600,16 @@ def _open_summary(path: str | None) -> Any:
     """Open --summary before the run, so an unwritable path costs nothing but a message."""
     if path is None:
         return None
-    try:
+    with writing(path, "the summary", "cli.summary"):
         return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise KBErrors([KBError("cli.summary", f"cannot write the summary: {exc.strerror}", file=path)]) from None
+
+
+def _write_summary(handle: Any, path: str | None, payload: dict[str, Any]) -> None:
+    """Write and close the --summary opened by `_open_summary` (a full disk fails here)."""
+    if handle is None or path is None:
+        return
+    with writing(path, "the summary", "cli.summary"), handle:
+        json.dump(payload, handle, indent=2)
 
 
 @main.command(name="test")
@@ -630,10 +654,10 @@ def test_command(
     """
     kb = _load_kb(rules_dir)
     tests_dir = kb.location.path / "tests"
-    cases = load_cases(tests_dir) if tests_dir.is_dir() else []
+    cases = load_cases(tests_dir, rule_ids=kb.model.rules) if tests_dir.is_dir() else []
     chosen = select(cases, patterns)
     if fmt == "text":
-        click.echo(kb_line(kb.identity))
+        echo(kb_line(kb.identity))
     if not chosen:
         what = f"-k {' -k '.join(patterns)}" if patterns else f"(no cases in {tests_dir})"
         click.echo(f"no scenario case matches {what}: 0 cases selected", err=True)
@@ -641,21 +665,15 @@ def test_command(
     results = run(kb, chosen, stop_at_first_failure=exitfirst)
     cover = measure_coverage(kb, chosen, results) if coverage else None
     if junit_file is not None:
-        try:
+        with writing(str(junit_file), "the report", "cli.junit"):
             junit_file.write_bytes(junit_xml(results, kb.identity))
-        except OSError as exc:
-            raise KBErrors(
-                [KBError("cli.junit", f"cannot write the report: {exc.strerror}", file=str(junit_file))]
-            ) from None
     if fmt == "json":
-        click.echo(json.dumps({"kb": kb.identity, **report_json(results, cover)}, indent=2, ensure_ascii=False))
+        echo(json.dumps({"kb": kb.identity, **report_json(results, cover)}, indent=2, ensure_ascii=False))
     else:
         paint = Palette(wants_colour(color, sys.stdout))
-        click.echo(
-            report_text(kb, results, patterns, verbose - quiet, paint, selected=len(chosen)), color=paint.enabled
-        )
+        echo(report_text(kb, results, patterns, verbose - quiet, paint, selected=len(chosen)), color=paint.enabled)
         if cover is not None:
-            click.echo(coverage_text(kb, cover))
+            echo(coverage_text(kb, cover))
     failed = any(not r.passed for r in results) or (cover is not None and not cover.complete)
     sys.exit(EXIT_CODES["findings"] if failed else EXIT_CODES["ok"])
 
@@ -677,19 +695,16 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
     HTML is a self-contained static site (no network needed to view it); md is one Markdown file.
     """
     kb = _load_kb(rules_dir)
-    click.echo(kb_line(kb.identity))
+    echo(kb_line(kb.identity))
     book = Handbook(kb.model, kb.fingerprint, load_checked_map(map_path(rules_dir)))
-    try:
+    with writing(str(out), "the handbook", "cli.docs"):
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
             target.parent.mkdir(parents=True, exist_ok=True)
             write_page(target, markdown(book))
-            click.echo(f"wrote {target}")
         else:
             written = write_site(book, out)
-            click.echo(f"wrote {len(written)} pages to {out} (open {out / 'index.html'})")
-    except OSError as exc:
-        raise KBErrors([KBError("cli.docs", f"cannot write the handbook: {exc.strerror}", file=str(out))]) from None
+    echo(f"wrote {target}" if fmt == "md" else f"wrote {len(written)} pages to {out} (open {out / 'index.html'})")
 
 
 @main.command()
@@ -708,8 +723,8 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
     report = audit_report(kb, rule_id)
     report["kb"] = kb.identity
     if fmt == "text":
-        click.echo(kb_line(kb.identity))
-    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else audit_text(report, fmt == "md"))
+        echo(kb_line(kb.identity))
+    echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else audit_text(report, fmt == "md"))
 
 
 def _records(source: str) -> Iterator[Record]:
@@ -762,7 +777,7 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
     a line that is not a result, 2 when the file cannot be read or holds no result at all.
     """
     kb = _load_kb(rules_dir)
-    click.echo(kb_line(kb.identity))
+    echo(kb_line(kb.identity))
     inputs = index_inputs(_records(input_file)) if input_file else None
     agrees = True
     for i, record in enumerate(_results(result_file)):
@@ -770,7 +785,7 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
         found = (
             trace_result(kb, value, inputs) if problem is None else Trace(result={}, same_kb=False, malformed=[problem])
         )
-        click.echo(("\n" if i else "") + trace_text(kb, found))
+        echo(("\n" if i else "") + trace_text(kb, found))
         agrees &= found.consistent
     sys.exit(EXIT_CODES["ok"] if agrees else EXIT_CODES["findings"])
 
@@ -810,9 +825,9 @@ def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
                 "changes": result.changes,
                 "violations": result.violations,
             }
-            click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+            echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
         else:
-            click.echo(diff_text(sides[0], sides[1], result))
+            echo(diff_text(sides[0], sides[1], result))
     sys.exit(EXIT_CODES["findings"] if result.violations else EXIT_CODES["ok"])
 
 
@@ -863,21 +878,19 @@ def replay(
         reports = replay_log(kb, decision_log)
         counts = replay_summary(reports)
         if fmt == "json":
-            click.echo(json.dumps({"summary": counts, "decisions": reports}, indent=2, ensure_ascii=False))
+            echo(json.dumps({"summary": counts, "decisions": reports}, indent=2, ensure_ascii=False))
         else:
-            click.echo(
-                replay_log_text({"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}, reports, counts)
-            )
+            echo(replay_log_text({"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}, reports, counts))
         same = all(r["verdict"] in ("identical", "not_evaluated") for r in reports)
         sys.exit(EXIT_CODES["ok"] if same else EXIT_CODES["findings"])
     index = index_inputs(_records(input_file)) if input_file else {}
     reports = list(run_replay(kb, _results(str(results_file)), index))
     if fmt == "json":
         payload = {"kb": kb.identity, "summary": replay_counts(reports), "decisions": reports}
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
-        click.echo(kb_line(kb.identity))
-        click.echo(replay_text(kb, reports))
+        echo(kb_line(kb.identity))
+        echo(replay_text(kb, reports))
     identical = all(r["verdict"] == "identical" for r in reports)
     sys.exit(EXIT_CODES["ok"] if identical else EXIT_CODES["findings"])
 
@@ -888,7 +901,7 @@ def replay(
 def feedback_report(decision_log: Path, fmt: str) -> None:
     """Per rule and version: how often the service's cards were accepted or overridden, and why."""
     summary = feedback_summary(decision_log)
-    click.echo(json.dumps(summary, indent=2, ensure_ascii=False) if fmt == "json" else feedback_text(summary))
+    echo(json.dumps(summary, indent=2, ensure_ascii=False) if fmt == "json" else feedback_text(summary))
 
 
 @main.command()
@@ -924,7 +937,7 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
     with temporary_workdir() as work:
         old_kb, new_kb = (load(materialize(spec, rules_path, Path(work))) for spec in (old, new))
         report = run_impact(old_kb, new_kb, _records(patients))
-    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else impact_text(report))
+    echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else impact_text(report))
     sys.exit(EXIT_CODES["findings"] if report["invalid"] else EXIT_CODES["ok"])
 
 
@@ -958,13 +971,11 @@ def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None
     fmap = load_checked_map(map_path(rules_dir))
     bundle = fhir_bundle(kb.model, fmap, base_url.rstrip("/") if base_url else None)
     target = out / f"{kb.id}-{kb.version}.fhir-bundle.json"
-    try:
+    with writing(str(out), "the export", "cli.export"):
         out.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise KBErrors([KBError("cli.export", f"cannot write the export: {exc.strerror}", file=str(out))]) from None
     rules = len(bundle["entry"]) - 1
-    click.echo(f"wrote {target}: 1 Library, {rules} PlanDefinitions (FHIR R4)")
+    echo(f"wrote {target}: 1 Library, {rules} PlanDefinitions (FHIR R4)")
 
 
 @main.command(name="compile")
@@ -973,7 +984,7 @@ def compile_command(rules_dir: Path | None) -> None:
     """Print the compiled durable-rules rulesets (JSON ruleset form), level by level."""
     kb = _load_kb(rules_dir)
     click.echo(kb_line(kb.identity), err=True)  # stdout is the rulesets
-    click.echo(json.dumps(kb.compiled.as_json(), ensure_ascii=False, indent=2))
+    echo(json.dumps(kb.compiled.as_json(), ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

@@ -31,9 +31,29 @@ def test_validate_json_format() -> None:
     assert payload["ok"] is True and payload["coverage"]["sentences"] == 8
 
 
-def test_validate_missing_dir_exits_1(tmp_path: Path) -> None:
-    result = invoke("validate", "--rules", str(tmp_path / "nope"))
-    assert result.exit_code == 1 and "kb.not_found" in result.output
+@pytest.mark.parametrize(
+    "command", [["validate"], ["test"], ["audit"], ["evaluate", str(EXAMPLES / "dose-above-ceiling.json")]]
+)
+@pytest.mark.parametrize("where", ["missing", "file", "env-missing", "env-file"])
+def test_a_rules_dir_that_is_not_a_directory_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], where: str
+) -> None:
+    """--rules nodir exited 1 for validate (a finding) but --rules FILE exited 2 (click's check);
+    both, from --rules or $FSGS_KB_RULES, are now one usage error, exit 2, for every command."""
+    target = tmp_path / "nope"
+    if where.endswith("file"):
+        target.write_text("not a knowledge base\n")
+    if where.startswith("env"):
+        monkeypatch.setenv("FSGS_KB_RULES", str(target))
+        result = invoke(*command)
+        how = "from $FSGS_KB_RULES"
+    else:
+        result = invoke(*command, "--rules", str(target))
+        how = "given with --rules"
+    what = "not a directory" if where.endswith("file") else "no such directory"
+    hint = "(hint: give the knowledge-base directory, the one that holds kb.yaml)"
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [f"{target}: error[cli.rules] {what} ({how}) {hint}"]
 
 
 def test_usage_error_exits_2() -> None:

@@ -104,10 +104,9 @@ def test_coverage_is_reported(report) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_yaml_files_declare_their_schema() -> None:
-    """In the checkout (where editors work), every file points at its schema by a working path."""
+    """In the checkout (where editors work), every file points at its schema by a working path,
+    the scenario files (rules/tests) included."""
     for path in (Path(__file__).resolve().parent.parent / "rules").rglob("*.yaml"):
-        if "tests" in path.parts:
-            continue
         first = path.read_text(encoding="utf-8").splitlines()[0]
         assert first.startswith("# yaml-language-server: $schema="), path
         target = (path.parent / first.split("=", 1)[1]).resolve()

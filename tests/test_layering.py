@@ -27,13 +27,14 @@ STAGES: list[tuple[str, ...]] = [
     ("engine.batch", "engine.audit", "engine.scenarios"),
     ("engine.report",),
     ("service",),
+    ("output",),  # everything the command writes to standard output and to files (cli.py's writer)
     ("cli", "__main__", "__init__", "engine.__init__"),
 ]
 
 
 def package_sources() -> dict[str, str]:
     """Module name → source, for every module of the package in the checkout."""
-    files = [ROOT / "cli.py", ROOT / "__init__.py", ROOT / "__main__.py"]
+    files = [ROOT / "cli.py", ROOT / "output.py", ROOT / "__init__.py", ROOT / "__main__.py"]
     files += [*sorted((ROOT / "engine").rglob("*.py")), *sorted((ROOT / "service").rglob("*.py"))]
     sources = {}
     for path in files:
@@ -152,3 +153,25 @@ def test_a_private_reach_in_and_kb_any_are_caught() -> None:
     problems = layering_violations(sources)
     assert any("private _error_dict" in p for p in problems)
     assert any("kb: Any" in p for p in problems)
+
+
+def stdout_writes_around_output(source: str) -> list[str]:
+    """Places in `source` (cli.py) that write standard output other than through fsgs_kb.output:
+    a `click.echo` without err=True, `print`, or `sys.stdout` itself (whose failures would escape as
+    an internal error, or be dropped silently when it is closed)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            to_stderr = any(k.arg == "err" and ast.unparse(k.value) == "True" for k in node.keywords)
+            if (name == "click.echo" and not to_stderr) or name == "print":
+                found.append(f"cli.py:{node.lineno}: {name}")
+        elif isinstance(node, ast.Attribute) and ast.unparse(node) in ("sys.stdout.write", "sys.stdout.buffer"):
+            found.append(f"cli.py:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_cli_writes_standard_output_only_through_output() -> None:
+    assert stdout_writes_around_output((ROOT / "cli.py").read_text(encoding="utf-8")) == []
+    sneaked = "click.echo('x')\nprint('y')\nsys.stdout.buffer.write(b'z')\nclick.echo('ok', err=True)\n"
+    assert len(stdout_writes_around_output(sneaked)) == 3

@@ -89,7 +89,7 @@ class OutputFile:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(self.fd)
+            self.close()  # and forget the descriptor: the caller's close() must not close it again
             raise _refuse(
                 "batch.output_locked",
                 "another fsgs-kb batch run is writing this output",

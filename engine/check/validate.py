@@ -46,23 +46,23 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     problems.extend(literal_thresholds(load.model, load.docs))
     if fhir_map and (rules_dir / MAP_FILE).is_file():  # the FHIR map: schema, references, patient fields
         problems.extend(check_map(rules_dir / MAP_FILE)[1])
-    if not any(p.severity == "error" for p in problems) and load.model.rules:
-        problems.extend(_meaning_and_tests(rules_dir, load))
+    kb_clean = not any(p.severity == "error" for p in problems) and bool(load.model.rules)
+    tested, scenario_errors = _scenarios(rules_dir, load)
+    problems.extend(scenario_errors)  # whatever else is wrong: one broken file never hides another's errors
+    if kb_clean:
+        problems.extend(meaning_problems(load.model, load.docs, tested))
     unique = sorted(set(problems), key=KBError.sort_key)
     return ValidationReport(load, unique, coverage)
 
 
-def _meaning_and_tests(rules_dir: Path, load: LoadResult) -> list[KBError]:
-    """Static checks of meaning, and which rules the scenario files (rules/tests) exercise."""
-
-    problems: list[KBError] = []
-    tested: set[str] | None = None
+def _scenarios(rules_dir: Path, load: LoadResult) -> tuple[set[str] | None, list[KBError]]:
+    """Which rules the scenario files (rules/tests) exercise (None when they have problems), and
+    their problems; the rule ids they name are checked when every rule file loaded."""
     tests_dir = rules_dir / "tests"
-    if tests_dir.is_dir():
-        try:
-            tested = rule_ids_tested(load_cases(tests_dir))
-        except KBErrors as exc:
-            problems.extend(exc.errors)
-    else:
-        tested = set()
-    return problems + meaning_problems(load.model, load.docs, tested)
+    if not tests_dir.is_dir():
+        return set(), []
+    rule_ids = None if "rule" in load.failed else set(load.model.rules)
+    try:
+        return rule_ids_tested(load_cases(tests_dir, rule_ids=rule_ids)), []
+    except KBErrors as exc:
+        return None, exc.errors

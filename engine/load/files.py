@@ -11,11 +11,18 @@ of a knowledge base is read here, and only here, and each one is
   (`load.not_regular_file`), so a FIFO, a device or a directory is never read,
 - read up to MAX_FILE_BYTES and no further (`yaml.too_large`).
 A refused file's content is never read, so no error can echo it.
+
+The folders of a knowledge base (sources/, recommendations/, tests/) are listed here too
+(`yaml_files`), without hidden files and what editors leave beside the file being edited: Emacs's
+lock `.#NAME.yaml` (a dangling symbolic link while the file is open, which made every command
+refuse the knowledge base), its auto-save `#NAME.yaml#`, backups `NAME.yaml~` and Vim's swap
+`.NAME.yaml.swp`. They are not part of the knowledge base: not read, not in its fingerprint.
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import stat
 from pathlib import Path
@@ -42,6 +49,19 @@ def _kind(mode: int) -> str:
 
 def _refuse(code: str, message: str, display: str, hint: str) -> KBErrors:
     return KBErrors([KBError(code, message, display, 1, 1, hint=hint)])
+
+
+IGNORED_NAMES = (".*", "*~", "#*#")  # hidden files (Emacs's .#lock, Vim's .swp), backups, auto-saves
+
+
+def ignored(name: str) -> bool:
+    """Whether a file name is a hidden file or an editor's dropping, never part of a knowledge base."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in IGNORED_NAMES)
+
+
+def yaml_files(folder: Path) -> list[Path]:
+    """The YAML files of one folder of a knowledge base, sorted, without ignored names."""
+    return sorted(p for p in folder.glob("*.yaml") if not ignored(p.name))
 
 
 def exists(path: Path) -> bool:
@@ -127,7 +147,7 @@ KB_FILES = (
     "kb.yaml",
     "parameters.yaml",
     "derived.yaml",
-    "sources/*.yaml",
+    "sources/*.yaml",  # each folder through yaml_files: without hidden files and editor droppings
     "recommendations/*.yaml",
     "tests/*.yaml",
     "fhir-map.yaml",  # checked by validate (engine.fhir.checkmap), so a cached report must key on it
@@ -140,8 +160,7 @@ def kb_paths(root: Path) -> list[Path]:
     paths: list[Path] = []
     for pattern in KB_FILES:
         if "*" in pattern:
-            folder, glob = pattern.split("/")
-            paths.extend(sorted((root / folder).glob(glob)))
+            paths.extend(yaml_files(root / pattern.split("/")[0]))
         elif exists(root / pattern):
             paths.append(root / pattern)
     return paths

@@ -20,7 +20,7 @@ from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
 from fsgs_kb.engine.load.conditions import ConditionParser
-from fsgs_kb.engine.load.files import RulesFiles, exists
+from fsgs_kb.engine.load.files import RulesFiles, exists, yaml_files
 from fsgs_kb.engine.load.fingerprint import kb_fingerprint
 from fsgs_kb.engine.load.schemas import schema_errors
 from fsgs_kb.engine.load.templating import placeholders, render
@@ -140,7 +140,7 @@ def _load_manifest(reader: _Reader) -> None:
 
 
 def _load_sources(reader: _Reader) -> None:
-    for path in sorted((reader.root / "sources").glob("*.yaml")):
+    for path in yaml_files(reader.root / "sources"):
         doc = reader.read(path, "source")
         if doc is None:
             reader.result.failed.add("source")
@@ -232,7 +232,7 @@ def _load_derived(reader: _Reader) -> None:
 
 def _load_rules(reader: _Reader) -> None:
     seen: dict[str, str] = {}
-    for path in sorted((reader.root / "recommendations").glob("*.yaml")):
+    for path in yaml_files(reader.root / "recommendations"):
         doc = reader.read(path, "rule", skip=lambda p: p == "/when" or p.startswith("/when/"))
         if doc is None:
             reader.result.failed.add("rule")

@@ -9,20 +9,21 @@ same files run under `pytest` (ids `RULE-ID::case`) and, for editors, under `fsg
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
-from fsgs_kb.engine.load.files import RulesFiles, exists
+from fsgs_kb.engine.load.files import RulesFiles, exists, yaml_files
 from fsgs_kb.engine.load.loader import display_path
+from fsgs_kb.engine.load.scenario_checks import bases_problems, scenario_problems
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
 
 BASES_FILE = "_bases.yaml"
-EXPECT_KEYS = ("status", "fired", "not_fired", "undetermined", "errors", "advice", "caveats", "no_recommendation")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Case:
     """One scenario: where it is written, the patient it builds and what it expects."""
 
@@ -55,25 +56,21 @@ def remove_pointer(record: Any, pointer: str) -> None:
     node = record
     for part in parts[:-1]:
         node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
+    if parts and isinstance(node, dict):
         node.pop(parts[-1], None)
 
 
-def load_cases(tests_dir: Path, root: Path | None = None) -> list[Case]:
-    """Every case of every scenario file; raise KBErrors (located) for malformed files.
+def load_cases(tests_dir: Path, root: Path | None = None, rule_ids: Collection[str] | None = None) -> list[Case]:
+    """Every case of every scenario file; raise KBErrors with every problem of every file
+    (engine.load.scenario_checks), each located, when any has one.
 
+    `rule_ids`: the knowledge base's rules, which the cases may name (None: not checked).
     Files are read only inside `root`, the rules directory (by default the parent of tests/)."""
     files = RulesFiles(tests_dir.parent if root is None else root)
-    bases: dict[str, Any] = {}
     errors: list[KBError] = []
-    bases_path = tests_dir / BASES_FILE
-    if exists(bases_path):
-        data = load_yaml(bases_path, display_path(bases_path), files).data
-        bases = data.get("bases", {}) if isinstance(data, dict) else {}
-        if not isinstance(bases, dict):
-            bases = {}
+    bases = _bases(tests_dir / BASES_FILE, files, errors)
     cases: list[Case] = []
-    for path in sorted(tests_dir.glob("*.yaml")):
+    for path in yaml_files(tests_dir):
         if path.name == BASES_FILE:
             continue
         try:
@@ -81,56 +78,51 @@ def load_cases(tests_dir: Path, root: Path | None = None) -> list[Case]:
         except KBErrors as exc:
             errors.extend(exc.errors)
             continue
-        cases.extend(_cases_of(doc, path.stem, bases, errors))
+        problems = scenario_problems(doc, rule_ids, bases)
+        errors.extend(problems)
+        if not problems and bases is not None:
+            cases.extend(_cases_of(doc, path.stem, bases))
     if errors:
         raise KBErrors(errors)
     return cases
 
 
-def _cases_of(doc: Located, group: str, bases: dict[str, Any], errors: list[KBError]) -> list[Case]:
+def _bases(path: Path, files: RulesFiles, errors: list[KBError]) -> dict[str, Any] | None:
+    """The base patients by name ({} without a bases file); None when the file has problems
+    (added to `errors`), so that cases naming a base are not reported again."""
+    if not exists(path):
+        return {}
+    try:
+        doc = load_yaml(path, display_path(path), files)
+    except KBErrors as exc:
+        errors.extend(exc.errors)
+        return None
+    problems = bases_problems(doc)
+    errors.extend(problems)
+    return None if problems else dict(doc.data["bases"])
+
+
+def _cases_of(doc: Located, group: str, bases: dict[str, Any]) -> list[Case]:
+    """The cases of a file that has no problems (its shape checked by its schema)."""
     out: list[Case] = []
-    data = doc.data if isinstance(doc.data, dict) else {}
-    for i, raw in enumerate(data.get("cases") or []):
-        pointer = pointer_join("/cases", i)
-        if not isinstance(raw, dict) or "name" not in raw or "expect" not in raw:
-            errors.append(doc.error("scenario.form", "a case needs a name and an expect", pointer))
-            continue
+    for i, raw in enumerate(doc.data["cases"]):
         base_name = raw.get("base")
-        if base_name is not None and base_name not in bases:
-            errors.append(
-                doc.error(
-                    "scenario.unknown_base",
-                    f"unknown base patient '{base_name}'",
-                    pointer + "/base",
-                    f"bases: {', '.join(sorted(bases))}",
-                )
-            )
-            continue
-        unknown = [k for k in raw["expect"] if k not in EXPECT_KEYS]
-        if unknown:
-            errors.append(
-                doc.error(
-                    "scenario.expect",
-                    f"unknown expectation '{unknown[0]}'",
-                    pointer + "/expect",
-                    f"use {', '.join(EXPECT_KEYS)}",
-                )
-            )
-            continue
-        patient = merge(bases.get(base_name, {}), raw.get("patient", {})) if base_name else raw.get("patient")
+        patient = merge(bases[base_name], raw.get("patient", {})) if base_name else copy.deepcopy(raw.get("patient"))
         for target in raw.get("remove", []):
             remove_pointer(patient, target)
         if isinstance(patient, dict) and "id" not in patient:
             patient["id"] = f"{group}::{raw['name']}"
+        line = doc.where(pointer_join("/cases", i))[0]
+        note = raw.get("note", "")
         out.append(
             Case(
-                doc.file,
-                doc.where(pointer)[0],
-                group,
-                str(raw["name"]),
-                str(raw.get("note", "")),
-                patient,
-                raw["expect"],
+                file=doc.file,
+                line=line,
+                group=group,
+                name=raw["name"],
+                note=note,
+                patient=patient,
+                expect=raw["expect"],
             )
         )
     return out

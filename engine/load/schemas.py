@@ -130,6 +130,8 @@ def _short_message(error: jsonschema.ValidationError) -> str:
         return f"has more than {limit} entr{'y' if limit == 1 else 'ies'}"
     if error.validator in ("minProperties", "minItems"):
         return f"needs at least {limit} entr{'y' if limit == 1 else 'ies'}"
+    if error.validator == "pattern":  # the regular expression means nothing to an editor; the hint says the form
+        return f"{error.instance!r} is not written in the form this field takes"
     if isinstance(error.instance, (dict, list)):
         kind = "mapping" if isinstance(error.instance, dict) else "list"
         return f"this {kind} does not fit the schema ({error.validator}: {limit!r})"[:200]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,48 @@ def test_two_concurrent_runs_on_one_output_never_mix(tmp_path: Path, batches) ->
         f"output is not one run's complete result ({len(ids)} lines, first {ids[:2]}, last {ids[-2:]}; "
         f"exit codes a={codes['a'][0]}, b={codes['b'][0]})"
     )
+
+
+LOCKED = "another fsgs-kb batch run is writing this output"
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["afresh", "resume"])
+def test_second_run_on_a_locked_output_is_refused_cleanly(tmp_path: Path, big_input, batches, resume: bool) -> None:
+    """A second run on an output another run is writing: refused with one line, exit 2 (it used to
+    close the output's descriptor twice and end in `error[internal] OSError: Bad file descriptor`,
+    exit 3). The first run is held still (SIGSTOP) once its output has lines, so it certainly holds
+    the lock while the second runs; afterwards it must finish with every record once."""
+    source, n = big_input
+    out = tmp_path / "out.jsonl"
+    first = batches(source, "-o", out, "--workers", "2", "--quiet")
+    first.wait_for_lines(out, 1)
+    os.kill(first.proc.pid, signal.SIGSTOP)
+    try:
+        second = run("batch", source, "-o", out, "--quiet", *(["--resume"] if resume else []))
+    finally:
+        os.kill(first.proc.pid, signal.SIGCONT)
+    assert_no_traceback(second)
+    assert second.rc == 2, second
+    problems = [line for line in second.err.splitlines() if "error[" in line]
+    hint = "(hint: wait for it to finish, or write to another file)"
+    assert problems == [f"{out}: error[batch.output_locked] {LOCKED} {hint}"]
+    rc, err = first.finish(timeout=120)
+    assert rc == 0 and "error[" not in err, err[-300:]
+    assert_each_record_once(read_results(out), n)
+
+
+def test_output_locked_by_another_process_is_refused(tmp_path: Path) -> None:
+    """The same refusal when anything else holds the lock (no timing involved), and the held
+    output is left as it was."""
+    source, out = _small_input(tmp_path), tmp_path / "out.jsonl"
+    out.write_bytes(b"kept\n")
+    with open(out, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run("batch", source, "-o", out, "--quiet")
+    assert_no_traceback(result)
+    assert result.rc == 2 and LOCKED in result.err, result
+    assert "internal" not in result.err
+    assert out.read_bytes() == b"kept\n"
 
 
 def test_json_array_with_one_malformed_element_keeps_the_others(tmp_path: Path) -> None:

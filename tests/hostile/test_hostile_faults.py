@@ -3,6 +3,7 @@ impact. Timing-dependent tests synchronise on observed progress (output lines, w
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -12,9 +13,11 @@ import pytest
 from hostile_support import (
     FSGS,
     HOSTILE_DEEP,
+    RULES,
     assert_each_record_once,
     assert_no_traceback,
     good_line,
+    good_record,
     jsonl,
     line_count,
     read_results,
@@ -194,3 +197,92 @@ def test_impact_reports_unreadable_patients(tmp_path: Path, kb_copy: Path) -> No
     assert re.search(r"\binvalid\b|\bunreadable\b|\bnot (valid )?json\b|\bskipped\b", result.both, re.I), (
         f"the 3 unreadable lines are not reported: {result.out.strip()[-200:]!r}"
     )
+
+
+# Every command that writes its result to standard output, as (name, argv builder). Each must
+# answer a full disk (/dev/full) or a closed standard output (`>&-`, sys.stdout is None) with one
+# line and exit 2: a full disk was `error[internal] OSError` (exit 3), a closed standard output
+# an AttributeError (batch) or exit 0 with the result dropped (every other command).
+STDOUT_COMMANDS = {
+    "validate": lambda p, r, patients: ["validate", "--rules", RULES],
+    "validate-json": lambda p, r, patients: ["validate", "--rules", RULES, "--format", "json"],
+    "evaluate": lambda p, r, patients: ["evaluate", p, "--rules", RULES],
+    "explain": lambda p, r, patients: ["explain", p, "--rules", RULES],
+    "explain-json": lambda p, r, patients: ["explain", p, "--rules", RULES, "--format", "json"],
+    "batch": lambda p, r, patients: ["batch", patients, "--rules", RULES, "--quiet", "--workers", "1"],
+    "test": lambda p, r, patients: ["test", "--rules", RULES, "-k", "DOSE"],
+    "audit": lambda p, r, patients: ["audit", "--rules", RULES, "--rule", "CSA-DOSE-EXCEEDS"],
+    "trace": lambda p, r, patients: ["trace", r, "--rules", RULES],
+    "replay": lambda p, r, patients: ["replay", r, "--input", patients, "--rules", RULES],
+    "diff": lambda p, r, patients: ["diff", RULES, RULES],
+    "impact": lambda p, r, patients: ["impact", RULES, RULES, patients],
+    "compile": lambda p, r, patients: ["compile", "--rules", RULES],
+}
+
+
+@pytest.fixture(scope="module")
+def one_patient(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("one") / "patient.json"
+    path.write_text(json.dumps(good_record("ONE")))
+    return path
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.err.splitlines() if line.strip() and not line.startswith("knowledge base ")]
+
+
+@pytest.mark.parametrize("command", list(STDOUT_COMMANDS))
+@pytest.mark.parametrize("stdout", ["full-disk", "closed"])
+def test_unwritable_stdout_is_an_io_error(command: str, stdout: str, one_patient: Path, recorded) -> None:
+    patients, results = recorded
+    args = [str(a) for a in STDOUT_COMMANDS[command](one_patient, results, patients)]
+    redirect = ">/dev/full" if stdout == "full-disk" else ">&-"
+    result = run_argv(["sh", "-c", f'exec "$0" "$@" {redirect}', FSGS[0], *args])
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    lines = _error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("standard output: error["), lines
+    assert "internal" not in lines[0]
+    if stdout == "full-disk":
+        assert lines[0].endswith("cannot write: No space left on device"), lines
+    else:
+        assert "closed" in lines[0] and "(hint: " in lines[0], lines
+
+
+def test_batch_to_a_file_needs_no_stdout(tmp_path: Path, recorded) -> None:
+    """With -o the results go to the file: a closed standard output is no reason to fail."""
+    patients, _ = recorded
+    out = tmp_path / "out.jsonl"
+    result = run_argv(["sh", "-c", 'exec "$0" "$@" >&-', FSGS[0], "batch", str(patients), "-o", str(out), "--quiet"])
+    assert_no_traceback(result)
+    assert result.rc == 0, result
+    assert_each_record_once(read_results(out), 2)
+
+
+def test_batch_to_a_closed_stdout_is_refused_before_anything_is_written(tmp_path: Path, recorded) -> None:
+    """Without -o the results go to standard output: closed, the run is refused up front (no
+    --summary file is created for a run that cannot write its results)."""
+    patients, _ = recorded
+    summary = tmp_path / "summary.json"
+    argv = ["sh", "-c", 'exec "$0" "$@" >&-', FSGS[0], "batch", str(patients), "--summary", str(summary), "--quiet"]
+    result = run_argv(argv)
+    assert_no_traceback(result)
+    assert result.rc == 2 and "standard output: error[cli.output]" in result.err, result
+    assert not summary.exists()
+
+
+@pytest.mark.parametrize("option", ["--summary", "--junit-xml"])
+def test_full_disk_for_a_report_file_is_an_io_error(tmp_path: Path, recorded, option: str) -> None:
+    """--summary (batch) and --junit-xml (test) on a full disk: one line naming the file, exit 2
+    (--summary was `error[internal] OSError`, exit 3: it is opened early, but written at the end)."""
+    patients, _ = recorded
+    if option == "--summary":
+        args = ["batch", patients, "-o", tmp_path / "out.jsonl", "--summary", "/dev/full", "--quiet"]
+    else:
+        args = ["test", "--rules", RULES, "-k", "DOSE", "--junit-xml", "/dev/full"]
+    result = run(*args)
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    problems = [line for line in result.err.splitlines() if "error[" in line]
+    assert len(problems) == 1 and problems[0].startswith("/dev/full: error[cli."), problems
+    assert problems[0].endswith(": No space left on device"), problems

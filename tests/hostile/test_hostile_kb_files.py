@@ -3,6 +3,7 @@ bounded size, and never echoes content it did not parse as YAML."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -90,3 +91,36 @@ def test_a_dangling_link_is_a_located_error(tmp_path: Path) -> None:
     (kb / "recommendations" / "ZZ-GONE.yaml").symlink_to("nowhere.yaml")
     proc = run_cli("validate", "--rules", "rules", cwd=tmp_path)
     assert_refused(proc, "yaml.io", "rules/recommendations/ZZ-GONE.yaml", 1)
+
+
+DROPPINGS = {
+    ".#{name}": "emacs-lock",  # a dangling link (user@host.pid:boot) while the file is open in Emacs
+    "#{name}#": "emacs-autosave",
+    "{name}~": "backup",
+    ".{name}.swp": "vim-swap",
+    ".{name}": "hidden",
+}
+
+
+@pytest.mark.parametrize("folder", ["recommendations", "sources", "tests"])
+def test_hidden_files_and_editor_droppings_are_not_part_of_the_kb(tmp_path: Path, folder: str) -> None:
+    """An editor with a knowledge-base file open leaves files beside it; Emacs's lock, a dangling
+    link named .#NAME.yaml, was read as a rule ('cannot read: No such file or directory') and every
+    command refused the knowledge base. Hidden files and editor droppings are ignored: validate is
+    clean, the fingerprint is unchanged, the tests run and a patient is evaluated."""
+    kb = copy_kb(tmp_path / "rules")
+    before = run_cli("validate", "--rules", "rules", "--format", "json", cwd=tmp_path)
+    name = sorted(p.name for p in (kb / folder).glob("*.yaml") if p.name[0].isalnum())[0]
+    for pattern, kind in DROPPINGS.items():
+        dropping = kb / folder / pattern.format(name=name)
+        if kind == "emacs-lock":
+            dropping.symlink_to("editor@host.4242:1700000000")
+        else:  # content that would be a broken file if it were read
+            dropping.write_text("id: [not, a, rule\n\t{broken: yaml\n", encoding="utf-8")
+    proc = run_cli("validate", "--rules", "rules", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["kb"]["fingerprint"] == json.loads(before.stdout)["kb"]["fingerprint"]
+    proc = run_cli("test", "--rules", "rules", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_cli("evaluate", "--rules", "rules", str(EXAMPLE), cwd=tmp_path, cache=tmp_path / "cache")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "evaluated", proc.stderr

@@ -1,0 +1,68 @@
+"""Everything the command writes goes through here: its standard output, and the files it is
+asked to write (--summary, --junit-xml, the handbook, an export).
+
+A write that fails for a reason outside the program (a full disk, a standard output that is
+closed or not writable, a path that cannot be created) becomes one `KBError` here, which the
+shell prints as one line and exits 2 for, as for any other input/output problem. Without this a
+full disk was an "internal error" (exit 3), and a closed standard output (`>&-`, where Python sets
+`sys.stdout` to None) made click drop the result silently and exit 0. A reader that went away
+(`| head`, BrokenPipeError) is not a failure: it is left to the shell, which ends quietly.
+`batch` hands `stdout_binary()` to the engine, whose output target turns a failed write into
+`batch.write_failed` the same way. tests/test_layering.py keeps `cli.py` from writing standard
+output any other way.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO, TextIO
+
+import click
+
+from fsgs_kb.engine.errors import KBError, KBErrors
+
+STDOUT = "standard output"
+CLOSED_HINT = "give the command somewhere to write: a file, a pipe, or /dev/null to discard the output"
+
+
+@contextmanager
+def writing(target: str, what: str | None = None, code: str = "cli.output") -> Iterator[None]:
+    """Turn an OSError raised while writing `what` to `target` (a path, or STDOUT) into a KBError."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"cannot write {what}: {reason}" if what else f"cannot write: {reason}"
+        raise KBErrors([KBError(code, message, file=target)]) from None
+
+
+def stdout_text() -> TextIO:
+    """Standard output, or a KBError when there is none (it was closed before the command started)."""
+    if sys.stdout is None:
+        raise KBErrors(
+            [
+                KBError(
+                    "cli.output",
+                    "closed before the command started: the output has nowhere to go",
+                    file=STDOUT,
+                    hint=CLOSED_HINT,
+                )
+            ]
+        )
+    return sys.stdout
+
+
+def stdout_binary() -> BinaryIO:
+    """Standard output for bytes (batch results), with the same check as `stdout_text`."""
+    return stdout_text().buffer
+
+
+def echo(text: str = "", *, nl: bool = True, color: bool | None = None) -> None:
+    """`click.echo` to standard output (the stream click picks for it), failures turned into a KBError."""
+    stdout_text()  # click.echo drops the text silently when there is no standard output
+    with writing(STDOUT):
+        click.echo(text, nl=nl, color=color)
