@@ -43,7 +43,14 @@ from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
-from fsgs_kb.engine.load.paths import RULES_ENV, RulesLocation, kb_identity, locate_rules
+from fsgs_kb.engine.load.paths import (
+    FOUND_BY_DISCOVERY,
+    RULES_ENV,
+    RulesLocation,
+    kb_identity,
+    locate_rules,
+    untrusted,
+)
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
@@ -205,7 +212,7 @@ def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None
             raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
         return None
     day = as_of.date() if as_of is not None else fhir_today()
-    return FhirReader(load_checked_map(map_path(rules_dir)), day)
+    return FhirReader(load_checked_map(map_path(_locate(rules_dir).path)), day)  # the map of the KB in use
 
 
 def _with_input_options(command: Any) -> Any:
@@ -225,6 +232,18 @@ def _locate(rules_dir: Path | None) -> RulesLocation:
     for every command, validate included, wherever it came from (--rules or $FSGS_KB_RULES):
     there is no knowledge base to report findings about."""
     location = locate_rules(rules_dir)
+    doubt = untrusted(location.path) if location.found_by == FOUND_BY_DISCOVERY else None
+    if doubt is not None:
+        raise KBErrors(
+            [
+                KBError(
+                    "cli.rules_untrusted",
+                    f"not used: {doubt} ({location.how})",
+                    file=str(location.path),
+                    hint=f"to use it anyway, pass --rules {location.path} (or set ${RULES_ENV})",
+                )
+            ]
+        )
     if not location.path.is_dir():
         what = "not a directory" if location.path.exists() else "no such directory"
         raise KBErrors(
@@ -696,7 +715,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
     """
     kb = _load_kb(rules_dir)
     echo(kb_line(kb.identity))
-    book = Handbook(kb.model, kb.fingerprint, load_checked_map(map_path(rules_dir)))
+    book = Handbook(kb.model, kb.fingerprint, load_checked_map(map_path(kb.location.path)))
     with writing(str(out), "the handbook", "cli.docs"):
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
@@ -968,7 +987,7 @@ def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None
     condition in plain English and its input data requirements (codes of the FHIR map), and one
     Library with the parameters and data requirements."""
     kb = _load_kb(rules_dir)
-    fmap = load_checked_map(map_path(rules_dir))
+    fmap = load_checked_map(map_path(kb.location.path))
     bundle = fhir_bundle(kb.model, fmap, base_url.rstrip("/") if base_url else None)
     target = out / f"{kb.id}-{kb.version}.fhir-bundle.json"
     with writing(str(out), "the export", "cli.export"):

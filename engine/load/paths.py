@@ -66,6 +66,26 @@ def discover_rules_dir(start: Path | None = None) -> Path | None:
     return None
 
 
+def untrusted(directory: Path) -> str | None:
+    """Why a knowledge base found by looking upward must not be used unasked, or None.
+
+    As git does with a repository it finds (safe.directory): a `rules/` or its kb.yaml owned by
+    another user, or writable by everyone (a shared /tmp), could be anybody's, and it would
+    decide every result of a run started below it. Given explicitly (--rules, $FSGS_KB_RULES),
+    it is the user's choice."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    for path in (directory, directory / MANIFEST):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if uid is not None and info.st_uid != uid:
+            return f"{path} belongs to another user (uid {info.st_uid})"
+        if info.st_mode & 0o002:
+            return f"{path} is writable by every user"
+    return None
+
+
 def locate_rules(rules_dir: str | os.PathLike[str] | None = None, start: Path | None = None) -> RulesLocation:
     """--rules, then $FSGS_KB_RULES, then the nearest rules/kb.yaml, then the bundled copy."""
     if rules_dir:

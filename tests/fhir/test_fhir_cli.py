@@ -4,6 +4,7 @@ and a Bulk Data export, with the provenance of every field and a reproducible ev
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -216,6 +217,19 @@ def test_a_site_adds_a_local_code_in_the_map_alone(tmp_path: Path) -> None:
     result = json.loads(proc.stdout)
     assert result["sources"]["/weight_kg"]["code"] == "urn:oid:1.2.3.4.5|WT"
     assert "CSA-DOSE-WITHIN" not in result["undetermined"]
+    # the same map whichever way the knowledge base is found: $FSGS_KB_RULES, or the nearest
+    # rules/kb.yaml above the working directory (review of issue 13: both used the bundled map)
+    command = [sys.executable, "-m", "fsgs_kb", "evaluate", "--input-format", "fhir", "--as-of", EXAMPLES_AS_OF, source]
+    plain = {k: v for k, v in os.environ.items() if k != "FSGS_KB_RULES"}
+    found = {
+        "env": subprocess.run(
+            command, capture_output=True, text=True, timeout=300, env={**plain, "FSGS_KB_RULES": str(rules)}
+        ),
+        "discovered": subprocess.run(command, capture_output=True, text=True, timeout=300, env=plain, cwd=tmp_path),
+    }
+    for how, run in found.items():
+        assert run.returncode == 0, (how, run.stderr)
+        assert json.loads(run.stdout)["sources"]["/weight_kg"]["code"] == "urn:oid:1.2.3.4.5|WT", how
 
 
 def test_diff_compares_rules_even_when_an_old_map_predates_the_patient_schema(tmp_path: Path) -> None:
