@@ -40,6 +40,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,22 +248,36 @@ class ProbeFailure:
     message: str
 
 
-def _literals(pattern: Any, out: dict[str, list[Any]]) -> None:
-    """Every fact key a pattern tests, with the values it compares it with."""
+def _map_keys(pattern: Any, visit: Callable[[str, Any], str]) -> Any:
+    """The pattern with each fact key it tests replaced by `visit(key, the value compared with
+    it)`: the one walk over durable-rules' pattern form (`$and`/`$or` lists, `{"$op": {key:
+    value}}`, `{key: value}`), for finding the keys (`_literals`) and for renaming them."""
     if isinstance(pattern, list):
-        for item in pattern:
-            _literals(item, out)
-        return
+        return [_map_keys(item, visit) for item in pattern]
     if not isinstance(pattern, dict):
-        return
+        return pattern
+    out: dict[str, Any] = {}
+    key: str
     for key, value in pattern.items():
         if key in ("$and", "$or"):
-            _literals(value, out)
+            out[key] = _map_keys(value, visit)
         elif key.startswith("$") and isinstance(value, dict):
-            for inner, literal in value.items():
-                out.setdefault(inner, []).append(literal)
+            out[key] = {visit(inner, literal): literal for inner, literal in value.items()}
         elif not key.startswith("$"):
-            out.setdefault(key, []).append(value)
+            out[visit(key, value)] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _literals(pattern: Any, out: dict[str, list[Any]]) -> None:
+    """Every fact key a pattern tests, with the values it compares it with."""
+
+    def record(key: str, literal: Any) -> str:
+        out.setdefault(key, []).append(literal)
+        return key
+
+    _map_keys(pattern, record)
 
 
 _RESERVED = frozenset(("sid", "id", "k"))  # the wrapper's own keys of every fact
@@ -273,30 +288,15 @@ def _short_names(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 def _renamed(rules: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    """A ruleset with its patterns' fact keys renamed (the keys `_literals` finds)."""
+    """A ruleset with its patterns' fact keys renamed."""
+
+    def rename(key: str, _: Any) -> str:
+        return names.get(key, key)
+
     return {
-        rule: {**body, "all": [{**part, "m": _rename(part["m"], names)} for part in body["all"]]}
+        rule: {**body, "all": [{**part, "m": _map_keys(part["m"], rename)} for part in body["all"]]}
         for rule, body in rules.items()
     }
-
-
-def _rename(pattern: Any, names: dict[str, str]) -> Any:
-    if isinstance(pattern, list):
-        return [_rename(item, names) for item in pattern]
-    if not isinstance(pattern, dict):
-        return pattern
-    out: dict[str, Any] = {}
-    key: str
-    for key, value in pattern.items():
-        if key in ("$and", "$or"):
-            out[key] = _rename(value, names)
-        elif key.startswith("$") and isinstance(value, dict):
-            out[key] = {names.get(inner, inner): literal for inner, literal in value.items()}
-        elif not key.startswith("$"):
-            out[names.get(key, key)] = value
-        else:
-            out[key] = value
-    return out
 
 
 def tested_keys(rules: dict[str, Any]) -> tuple[str, ...]:

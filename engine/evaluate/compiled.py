@@ -525,50 +525,42 @@ class CompiledEvaluator:
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
-        # A full rule entry as JSON is these constant pieces with the patient's parts between
-        # them, in the key order of the dict the reference builds (`run_json`, _encoded_entries).
-        self._encoded: dict[str, dict[str, bytes]] = {}
-        for r in self.rules:
-            static = evaluation.static_part(r.id)
-            pieces = {
-                "head": orjson.dumps(self.heads[r.id])[:-1] + b',"outcome":',
-                "says": b"," + orjson.dumps(static)[1:-1],
-                "caveat": b"",
-                "note": b"",
-            }
-            if r.kind == "caveat":
-                extra = {"qualifies": list(r.qualifies), "provenance": evaluation.static[r.id]["provenance"]}
-                pieces["caveat"] = b"," + orjson.dumps(extra)[1:-1] + b',"shown":'
-                pieces["note"] = orjson.dumps(self._note(r.id))
-            self._encoded[r.id] = pieces
         self._plan_entries()
 
     def _plan_entries(self) -> None:
-        # Per rule, in order, what `_encoded_entries` writes around the patient's parts: its id,
-        # the constant pieces, the index of its list of derived values among the distinct lists,
-        # and for a caveat the pieces of each value it shows (the JSON before the value; whether
-        # it is a derived value; its name; the unit as constant JSON, or the field it is read from).
+        """Per rule, in order, what `_encoded_entries` writes around the patient's parts, in the
+        key order of the dict the reference builds: its id; the constant JSON before its outcome
+        (the head) and after its derived values (what the knowledge base says); the index of its
+        list of derived values among the distinct lists; for a caveat, the constant JSON before
+        what it shows and each value it shows (the JSON before the value, whether it is a derived
+        value, its name, the unit as constant JSON or the field it is read from). `_notes`: each
+        caveat's note as it is listed under the advice it qualifies."""
+        evaluation = self.evaluation
         groups: list[tuple[str, ...]] = []
         for r in self.rules:
             if self.rule_derived[r.id] not in groups:
                 groups.append(self.rule_derived[r.id])
         self._derived_groups = groups
+        self._notes: dict[str, bytes] = {}
         self._entry_plan: list[tuple[str, bytes, bytes, int, bytes | None, tuple[_Shown, ...]]] = []
         for r in self.rules:
-            pieces = self._encoded[r.id]
+            caveat: bytes | None = None
             shown: list[_Shown] = []
             if r.kind == "caveat":
-                for kind, name, unit, unit_from in (self.evaluation._show_plan(k, n) for k, n in r.shows):  # noqa: SLF001
+                extra = {"qualifies": list(r.qualifies), "provenance": evaluation.static[r.id]["provenance"]}
+                caveat = b"," + orjson.dumps(extra)[1:-1] + b',"shown":'
+                self._notes[r.id] = orjson.dumps(self._note(r.id))
+                for kind, name, unit, unit_from in (evaluation._show_plan(k, n) for k, n in r.shows):  # noqa: SLF001
                     before = orjson.dumps({kind: name})[:-1] + b',"value":'
                     tail = b',"unit":' + orjson.dumps(unit) + b"}" if unit_from is None else unit_from
                     shown.append((before, kind == "derived", name, tail))
             self._entry_plan.append(
                 (
                     r.id,
-                    pieces["head"],
-                    pieces["says"],
+                    orjson.dumps(self.heads[r.id])[:-1] + b',"outcome":',
+                    b"," + orjson.dumps(evaluation.static_part(r.id))[1:-1],
                     groups.index(self.rule_derived[r.id]),
-                    pieces["caveat"] if r.kind == "caveat" else None,
+                    caveat,
                     tuple(shown),
                 )
             )
@@ -841,7 +833,7 @@ class CompiledEvaluator:
         values: dict[str, Any],
     ) -> Any:
         """The full rule entries for `run_json`, as one JSON fragment: what the knowledge base says
-        encoded at load (self._encoded), each derived value encoded once however many rules list
+        encoded at load (`_plan_entries`), each derived value encoded once however many rules list
         it, the patient's parts encoded between; the bytes orjson writes for the reference's dicts."""
         dumps = orjson.dumps
         derived_json = {n: self._derived_json(derived[n]) for n in self.standard_derived}
@@ -875,7 +867,7 @@ class CompiledEvaluator:
                 if rid in unchecked_of:
                     parts += (b',"unchecked":', dumps(unchecked_of[rid]))
             if rid in notes:
-                parts += (b',"caveats":[', b",".join([self._encoded[c]["note"] for c in notes[rid]]), b"]")
+                parts += (b',"caveats":[', b",".join([self._notes[c] for c in notes[rid]]), b"]")
             parts.append(b"},")
         parts[-1] = b"}" if len(parts) > 1 else parts[-1]
         parts.append(b"]")
@@ -885,13 +877,11 @@ class CompiledEvaluator:
         """A derived value's full entry as JSON, remembered (bounded) for the values that repeat
         across patients; floats are never part of a key (see MEMO_LIMIT)."""
         value = dv.value
-        if type(value) not in _MEMOABLE:
-            return orjson.dumps(self.evaluation.derived_entry(dv, copy=False))
-        key = (dv.name, value, type(value), dv.how, dv.missing)
-        found = self._derived_memo.get(key)
+        key = (dv.name, value, type(value), dv.how, dv.missing) if type(value) in _MEMOABLE else None
+        found = self._derived_memo.get(key) if key is not None else None
         if found is None:
             found = orjson.dumps(self.evaluation.derived_entry(dv, copy=False))
-            if len(self._derived_memo) < CACHE_LIMIT:
+            if key is not None and len(self._derived_memo) < CACHE_LIMIT:
                 self._derived_memo[key] = found
         return found
 

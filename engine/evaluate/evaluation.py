@@ -317,14 +317,12 @@ class Evaluation:
                 continue
             # `missing` names inputs that are not recorded: a recorded one the scope still needs
             # otherwise (a biopsy-proven diagnosis where `false` is recorded) is in the reason.
-            needs = [self.evaluator.fields[name].pointer for name in case.undetermined_needs]
-            missing += [
-                self.evaluator.fields[name].pointer
-                for name in case.undetermined_needs
-                if values.get(name) is None and self.evaluator.fields[name].pointer not in missing
-            ]
+            for name in case.undetermined_needs:
+                pointer = self.evaluator.fields[name].pointer
+                if values.get(name) is None and pointer not in missing:
+                    missing.append(pointer)
             reason = fill(case.reason, {"missing": ", ".join(missing)})
-            return {"in_scope": None if needs else scope.value, "missing": missing, "reason": reason}
+            return {"in_scope": None if case.undetermined_needs else scope.value, "missing": missing, "reason": reason}
         return {"in_scope": scope.value, "missing": missing, "reason": scope.how}
 
     def _evaluate(self, patient: dict[str, Any], input_sha: str, timestamp: str | None) -> dict[str, Any]:
