@@ -152,12 +152,11 @@ class Hooks:
         context = body.get("context") if isinstance(body.get("context"), dict) else {}
         hook_instance = body.get("hookInstance")
         patient = context.get("patientId")
-        row = {
-            "hook_instance": hook_instance if isinstance(hook_instance, str) else "",
-            "service": service.id,
-            "hook": service.hook,
-            "patient": patient if isinstance(patient, str) else None,
-        }
+        row = _row(
+            service,
+            hook_instance if isinstance(hook_instance, str) else "",
+            patient if isinstance(patient, str) else None,
+        )
         message = reply.body.get("issue", [{}])[0].get("diagnostics", "")
         self._log(row, None, f"rejected_{reply.status}", [], note=str(message)[:500])
 
@@ -181,7 +180,7 @@ class Hooks:
 
     def _answer(self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any]) -> Reply:
         patient_id = context["patientId"]
-        row = {"hook_instance": hook_instance, "service": service.id, "hook": service.hook, "patient": patient_id}
+        row = _row(service, hook_instance, patient_id)
         as_of = today()  # the service's calendar day, as for the command line (engine/fhir/dates.py)
         drafts = cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else []
         if service.hook in ORDER_HOOKS and not drafts:
@@ -250,3 +249,8 @@ def _feedback_problem(item: Any) -> str | None:
         if reason.get("userComment") is not None and not isinstance(reason["userComment"], str):
             return "overrideReason.userComment must be a string"
     return None
+
+
+def _row(service: HookService, hook_instance: str, patient: str | None) -> dict[str, Any]:
+    """What the decision log records of every call: which call, to which service, for whom."""
+    return {"hook_instance": hook_instance, "service": service.id, "hook": service.hook, "patient": patient}

@@ -66,10 +66,9 @@ def _patient_ref(resource: dict[str, Any]) -> str | None:
 
 
 def _server(ref: str, servers: set[str | None]) -> None:
-    """Note the base a patient reference is rooted at (None: relative); two kinds are enough to know."""
-    if len(servers) < 2:
-        parsed = None if ref.startswith("Patient/") else patient_ref(ref)
-        servers.add(parsed[0] if parsed else None)
+    """Note the base a patient reference is rooted at (None: relative)."""
+    parsed = None if ref.startswith("Patient/") else patient_ref(ref)
+    servers.add(parsed[0] if parsed else None)
 
 
 def _index(
@@ -89,7 +88,7 @@ def _index(
                 if item["resourceType"] in CLINICAL or item["resourceType"] == "Patient":
                     yield LineError(path.name, number, f"{item['resourceType']} has no usable patient reference")
                 continue
-            if item["resourceType"] != "Patient":
+            if item["resourceType"] != "Patient" and len(servers) < 2:  # two kinds are enough to know
                 _server(reference(item.get("subject")) or reference(item.get("patient")) or ref, servers)
             # a Patient is compared with its repeats in other files by content, not key order
             body = json.dumps(item, sort_keys=item["resourceType"] == "Patient")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from fsgs_kb.engine.fhir.setaside import quoted
 
@@ -58,8 +59,9 @@ class ThePatient:
     full_url: str | None
     pid: str | None
 
-    @property
+    @cached_property
     def server(self) -> str | None:
+        """Worked out once: `why_not` reads it for every resource of the Bundle."""
         return server_of(self.full_url)
 
     def named(self) -> str:

@@ -9,6 +9,7 @@ from fsgs_kb.engine.audit.diff import KBDiff, KBSide
 from fsgs_kb.engine.audit.replay import replay_counts
 from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.detail import detail_of
 from fsgs_kb.engine.explain.wording import provenance_label
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.templating import quantity
@@ -94,6 +95,7 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
         f"Decision {decision.get('decision_id')} for patient {result.get('patient_id')}: {result.get('status')}",
         f"made by {made_by.get('id')} {made_by.get('version')} (fingerprint {str(made_by.get('fingerprint'))[:16]})",
     ]
+    minimal = "rules" not in result
     if not found.same_kb:
         lines.append(
             f"WARNING: the knowledge base at hand is {kb.id} {kb.version} (fingerprint "
@@ -110,7 +112,7 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
     else:
         checked = (
             "advice texts, status and rule lists check out (a minimal result records no conditions)"
-            if "rules" not in result
+            if minimal
             else "texts, thresholds, condition arithmetic, outcomes, status and lists check out"
         )
         lines.append(
@@ -118,14 +120,13 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
             "result does not carry its input (evaluate with --include-input, or give the patients file with --input)"
         )
     rules = {r["id"]: r for r in result.get("rules", [])}
-    minimal = "rules" not in result
+    level = detail_of(result)
     for rule_id in result.get("advice", []):
         entry = rules.get(rule_id, {})
         current = kb.model.rules.get(rule_id)
         if minimal and current is not None and found.same_kb:  # the knowledge base that made it says the rest
             entry = {"version": current.version, "status": current.status, **kb.evaluation.static_part(rule_id)}
             entry["says"] = result.get("says", {}).get(rule_id, "")
-        level = result.get("detail", "full")
         says = entry.get("says") or result.get("says", {}).get(rule_id)
         if entry.get("version") is None:  # a standard or minimal result of another knowledge base
             version = f"(version not recorded at {level} detail; the knowledge base that made it holds it)"
@@ -210,7 +211,8 @@ def _same_outcome_details(group: list[dict[str, Any]]) -> list[str]:
     for report in group:
         differs = report.get("differs", {})
         for item in differs.get("rules", []):
-            rules[_rule_change(item)] = rules.get(_rule_change(item), 0) + 1
+            change = _rule_change(item)
+            rules[change] = rules.get(change, 0) + 1
         for field in differs.get("fields", []):
             fields[field] = fields.get(field, 0) + 1
     if not rules and not fields:

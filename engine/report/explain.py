@@ -106,9 +106,7 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
                 {
                     "id": other["id"],
                     "title": other["title"],
-                    "record": [
-                        _to_record(p, titles) for p in other["unchecked"] if p in _leaf_pointers(other["unchecked"])
-                    ],
+                    "record": [_to_record(p, titles) for p in _leaf_pointers(other["unchecked"])],
                 }
                 for other in result["rules"]
                 if other.get("unchecked") and rule["id"] in kb.model.rules[other["id"]].qualifies
