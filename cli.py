@@ -20,8 +20,8 @@ import click
 
 from fsgs_kb.engine.audit.audit import audit_report
 from fsgs_kb.engine.audit.diff import KBSide, compare, load_side, materialize, temporary_workdir
+from fsgs_kb.engine.audit.replay import FHIR_ONLY, index_inputs, is_result, replay_counts, stored_decision
 from fsgs_kb.engine.audit.replay import impact as run_impact
-from fsgs_kb.engine.audit.replay import index_inputs, is_result, replay_counts, stored_decision
 from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.audit.trace import trace as trace_result
@@ -43,14 +43,7 @@ from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
-from fsgs_kb.engine.load.paths import (
-    FOUND_BY_DISCOVERY,
-    RULES_ENV,
-    RulesLocation,
-    kb_identity,
-    locate_rules,
-    untrusted,
-)
+from fsgs_kb.engine.load.paths import RULES_ENV, RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
@@ -231,19 +224,7 @@ def _locate(rules_dir: Path | None) -> RulesLocation:
     """The knowledge base a command uses. One that is not a directory is a usage error (exit 2)
     for every command, validate included, wherever it came from (--rules or $FSGS_KB_RULES):
     there is no knowledge base to report findings about."""
-    location = locate_rules(rules_dir)
-    doubt = untrusted(location.path) if location.found_by == FOUND_BY_DISCOVERY else None
-    if doubt is not None:
-        raise KBErrors(
-            [
-                KBError(
-                    "cli.rules_untrusted",
-                    f"not used: {doubt} ({location.how})",
-                    file=str(location.path),
-                    hint=f"to use it anyway, pass --rules {location.path} (or set ${RULES_ENV})",
-                )
-            ]
-        )
+    location = locate_rules(rules_dir)  # a discovered one that is not trusted is refused there
     if not location.path.is_dir():
         what = "not a directory" if location.path.exists() else "no such directory"
         raise KBErrors(
@@ -414,7 +395,7 @@ def explain(
     if is_result(data):
         stored = data
         data, result = stored_decision(kb, stored)
-        for key in ("sources", "set_aside", "origin"):  # FHIR input: the conversion, as the stored result says
+        for key in FHIR_ONLY:  # FHIR input: the conversion, as the stored result says
             if stored.get(key) is not None:
                 result[key] = stored[key]
     doc = {**explanation(kb, data, result), "sources": result.get("sources"), "set_aside": result.get("set_aside")}

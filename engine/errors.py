@@ -44,6 +44,11 @@ class KBErrors(Exception):
         super().__init__(f"{len(self.errors)} problem(s); first: {first}")
 
 
+def pointer_parts(pointer: str) -> list[str]:
+    """The keys a JSON pointer names, unescaped (`~1` is `/`, `~0` is `~`): `pointer_join`'s inverse."""
+    return [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]]
+
+
 def pointer_join(base: str, *parts: object) -> str:
     """Append parts to a JSON pointer, escaping `~` and `/` as RFC 6901 requires."""
     out = base

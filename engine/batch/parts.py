@@ -183,8 +183,8 @@ def part_counts(source: str, output: str, summary: BatchSummary) -> dict[str, An
 
 
 def run_parts_locally(kb: KnowledgeBase, job: BatchJob, parts: list[str], outdir: str) -> PartsRun:
-    """Each part through the local batch (all workers, locked output, resume record), in turn."""
-    prepare_outdir(outdir)
+    """Each part through the local batch (all workers, locked output, resume record), in turn, into
+    OUTDIR as `prepare_outdir` made it (the command does, for local parts and Dask alike)."""
     run = PartsRun(workers=max(1, job.workers))
     start = time.perf_counter()
     for part in parts:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 from typing import Any
 
+from fsgs_kb.engine.errors import pointer_parts
 from fsgs_kb.engine.load.fingerprint import canonical_json, decision_id, input_sha256
 
 REMOVED = "[masked]"
@@ -40,7 +41,7 @@ def mask_record(record: Any, pointers: tuple[str, ...], key: bytes | None) -> An
     """A copy of the record with each pointed-at value masked (absent ones ignored)."""
     out = copy.deepcopy(record)
     for pointer in pointers:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+        parts = pointer_parts(pointer)
         node = out
         for part in parts[:-1]:
             node = node.get(part) if isinstance(node, dict) else None

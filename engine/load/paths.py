@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fsgs_kb.engine.errors import KBError, KBErrors
+
 RULES_ENV = "FSGS_KB_RULES"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 MANIFEST = "kb.yaml"
@@ -87,7 +89,8 @@ def untrusted(directory: Path) -> str | None:
 
 
 def locate_rules(rules_dir: str | os.PathLike[str] | None = None, start: Path | None = None) -> RulesLocation:
-    """--rules, then $FSGS_KB_RULES, then the nearest rules/kb.yaml, then the bundled copy."""
+    """--rules, then $FSGS_KB_RULES, then the nearest rules/kb.yaml (refused when `untrusted`),
+    then the bundled copy."""
     if rules_dir:
         return RulesLocation(Path(rules_dir), FOUND_BY_OPTION)
     env = os.environ.get(RULES_ENV)
@@ -95,7 +98,20 @@ def locate_rules(rules_dir: str | os.PathLike[str] | None = None, start: Path | 
         return RulesLocation(Path(env), FOUND_BY_ENV)
     found = discover_rules_dir(start)
     if found is not None:
-        return RulesLocation(found, FOUND_BY_DISCOVERY)
+        location = RulesLocation(found, FOUND_BY_DISCOVERY)
+        doubt = untrusted(found)
+        if doubt is not None:  # for every caller: the command line, the service, the Python API
+            raise KBErrors(
+                [
+                    KBError(
+                        "cli.rules_untrusted",
+                        f"not used: {doubt} ({location.how})",
+                        file=str(found),
+                        hint=f"to use it anyway, pass --rules {found} (or set ${RULES_ENV})",
+                    )
+                ]
+            )
+        return location
     return RulesLocation(bundled_rules_dir(), FOUND_BY_BUNDLED)
 
 

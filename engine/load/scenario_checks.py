@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from typing import Any
 
-from fsgs_kb.engine.errors import KBError, pointer_join
+from fsgs_kb.engine.errors import KBError, pointer_join, pointer_parts
 from fsgs_kb.engine.load.schemas import load_schema, schema_errors
 from fsgs_kb.engine.load.yamlsafe import Located
 from fsgs_kb.engine.suggest import did_you_mean
@@ -109,8 +109,7 @@ def _field_hint(text: str) -> str | None:
     else the hint for the first step that leads nowhere."""
     node: dict[str, Any] = load_schema("patient")
     walked = ""
-    for raw in text.split("/")[1:]:
-        part = raw.replace("~1", "/").replace("~0", "~")
+    for part in pointer_parts(text):
         if node.get("type") == "array":
             if not (part.isdigit() or part == "-"):
                 return f"{walked or '/'} is a list: its items are /0, /1, …"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
+from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join, pointer_parts
 from fsgs_kb.engine.load.files import RulesFiles, exists, yaml_files
 from fsgs_kb.engine.load.loader import display_path
 from fsgs_kb.engine.load.scenario_checks import bases_problems, scenario_problems
@@ -52,7 +52,7 @@ def merge(base: Any, changes: Any) -> Any:
 
 def remove_pointer(record: Any, pointer: str) -> None:
     """Delete the value at a JSON pointer (a case's `remove:` list), if it is there."""
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    parts = pointer_parts(pointer)
     node = record
     for part in parts[:-1]:
         node = node.get(part) if isinstance(node, dict) else None

@@ -51,8 +51,9 @@ class _Element(NamedTuple):
             return Record(number, self.line, problem=too_large(f"element {number}"), end=end)
         if self.problem is not None:
             return Record(number, self.line, problem=self.problem, end=end)
-        if self.raw.strip():
-            return Record(number, self.line, raw=self.raw.strip(), end=end)
+        raw = self.raw.strip()
+        if raw:
+            return Record(number, self.line, raw=raw, end=end)
         return Record(number, self.line, problem=KBError("patient.json", "an empty array element"), end=end)
 
 

@@ -85,17 +85,25 @@ def dosage(
 
 
 def med_request(
-    rid: str, *dosages: dict[str, Any], code: str = "3008", status: str = "active", intent: str = "order", **extra: Any
+    rid: str,
+    *dosages: dict[str, Any],
+    code: str | None = "3008",
+    status: str = "active",
+    intent: str = "order",
+    **extra: Any,
 ) -> dict[str, Any]:
-    res = {
+    """A MedicationRequest of an RxNorm `code` (None: the drug is given in `extra`, e.g. a
+    medicationReference)."""
+    res: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": rid,
         "status": status,
         "intent": intent,
         "subject": {"reference": "Patient/p1"},
-        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code}]},
-        "dosageInstruction": list(dosages),
     }
+    if code is not None:
+        res["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": code}]}
+    res["dosageInstruction"] = list(dosages)
     res.update(extra)
     return res
 

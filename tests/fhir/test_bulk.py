@@ -9,7 +9,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from fhir_helpers import AS_OF
+from fhir_helpers import AS_OF, med_request
 
 from fsgs_kb.engine.fhir import FhirMap, LineError, PatientGroup, bundle_to_record, group_bulk_export, record_to_bundle
 
@@ -137,22 +137,17 @@ def test_medications_referenced_by_orders_travel_with_the_group(tmp_path: Path, 
         )
         + "\n"
     )
-    order = {
-        "resourceType": "MedicationRequest",
-        "id": "m",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "Patient/a"},
-        "medicationReference": {"reference": "Medication/neoral"},
-        "dosageInstruction": [
-            {
-                "timing": {
-                    "repeat": {"frequency": 2, "period": 1, "periodUnit": "d", "boundsPeriod": {"start": "2024-01-01"}}
-                },
-                "doseAndRate": [{"doseQuantity": {"value": 100, "system": "http://unitsofmeasure.org", "code": "mg"}}],
-            }
-        ],
+    dosage = {
+        "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d", "boundsPeriod": {"start": "2024-01-01"}}},
+        "doseAndRate": [{"doseQuantity": {"value": 100, "system": "http://unitsofmeasure.org", "code": "mg"}}],
     }
+    order = med_request(
+        "m",
+        dosage,
+        code=None,
+        subject={"reference": "Patient/a"},
+        medicationReference={"reference": "Medication/neoral"},
+    )
     (tmp_path / "MedicationRequest.ndjson").write_text(json.dumps(order) + "\n")
     group = next(i for i in group_bulk_export(tmp_path, tmp_path / "i.sqlite") if isinstance(i, PatientGroup))
     record, _ = bundle_to_record(group.bundle, fmap, as_of=AS_OF)
