@@ -30,7 +30,7 @@ from fsgs_kb.engine.compile.rulesets import derived_key, number, scalar
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.detail import reduce
 from fsgs_kb.engine.evaluate.evaluation import OUTCOME, SCOPE_DERIVED, Evaluation, error_record
-from fsgs_kb.engine.evaluate.exact import Recorded, State, relevant_vars
+from fsgs_kb.engine.evaluate.exact import NARROWED, Recorded, State, constraint_values, relevant_vars, value_at
 from fsgs_kb.engine.evaluate.exact import decide as exact_decide
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
 from fsgs_kb.engine.evaluate.output import dumps_bytes
@@ -519,6 +519,8 @@ class CompiledEvaluator:
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
         self._derived_memo: dict[tuple[Any, ...], bytes] = {}
+        self._scope_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._scope_reads = _scope_reads(model)
         self.rule_derived = {r.id: tuple(evaluation.rule_derived[r.id]) for r in self.rules}
         self._state = self._state_function()
         self.heads = {
@@ -574,16 +576,24 @@ class CompiledEvaluator:
         src = _Source()
         emit = src.emit
         names = []
+        emit("cv = None")
         for i, var in enumerate(self.evaluation.exact.vars):
             s = f"s{i}"
             names.append(s)
             v = src.const(var)
             if var.source == "field":
                 emit(f"v = values.get({var.name!r})")
-                emit(f"if v is None: {s} = _field_cells({v}, p, values)")
+                if var.name in NARROWED:
+                    emit(f"if v is None: {s} = _field_cells({v}, p, values)")
+                else:  # the same possible cells for every record that lacks it
+                    emit(f"if v is None: {s} = {src.const(domains.field_cells(var, {}, {}))}")
             else:
                 emit(f"v = derived[{var.name!r}].value")
-                emit(f"if v is None: {s} = _derived_cells({v}, values, p)")
+                emit("if v is None:")
+                emit("if cv is None: cv = _constraint_values(p)", 2)
+                inputs = "".join(f"_value_at(p, {src.const(k)}), " for k in domains.input_keys(var.name))
+                emit(f"k = ({var.id!r}, ({inputs}), *cv)", 2)  # Domains._derived_cells' key
+                emit(f"{s} = _memo.get(k) or _derived_cells({v}, values, p, k)", 2)
             if var.kind == "number" and len(var.lows) > 1:
                 for j, (low, closed) in enumerate(var.lows[1:], start=1):
                     bound = src.const(low)
@@ -598,8 +608,11 @@ class CompiledEvaluator:
         namespace = {
             **src.constants,
             "_ONE": tuple((i,) for i in range(max((len(v.cells) for v in self.evaluation.exact.vars), default=0))),
-            "_field_cells": domains._field_cells,  # noqa: SLF001 - the same memoised methods as Domains.state
-            "_derived_cells": domains._derived_cells,  # noqa: SLF001
+            "_field_cells": domains.field_cells,  # the same memoised methods as Domains.state
+            "_derived_cells": domains.derived_cells,
+            "_memo": domains.memo,
+            "_constraint_values": constraint_values,
+            "_value_at": value_at,
         }
         code = "def state(p, values, derived):\n" + "\n".join(src.lines) + "\n"
         exec(compile(code, "<fsgs-kb compiled state>", "exec"), namespace)  # noqa: S102
@@ -769,7 +782,7 @@ class CompiledEvaluator:
         result["drafts"] = [r.id for r in fired_rules if r.status != "active"]
         result["undetermined"] = undetermined
         result["no_recommendation"] = status == "evaluated" and not fired_rules and not undetermined
-        result["scope"] = ev.scope_record(scope, values, derived)
+        result["scope"] = self._scope_record(scope, values, derived)
         if detail == "minimal":
             says = {r.id: ev.static[r.id]["says"] for r in fired_rules}
             result["says"] = says
@@ -873,6 +886,27 @@ class CompiledEvaluator:
         parts.append(b"]")
         return orjson.Fragment(b"".join(parts))
 
+    def _scope_record(
+        self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> dict[str, Any]:
+        """Evaluation.scope_record, remembered (bounded) by everything it reads: in_scope's value,
+        missing inputs and account, and the values the scope cases test or need; never keyed by a
+        float (see MEMO_LIMIT). A fresh dict each time: a result is the caller's to change."""
+        if scope is None:
+            return self.evaluation.scope_record(scope, values, derived)
+        key = (
+            scope.value,
+            scope.missing,
+            scope.how,
+            *[values.get(name) if source == "field" else derived[name].value for source, name in self._scope_reads],
+        )
+        found = self._scope_memo.get(key) if all(type(k) in _MEMOABLE for k in key[3:]) else None
+        if found is None:
+            found = self.evaluation.scope_record(scope, values, derived)
+            if len(self._scope_memo) < CACHE_LIMIT and all(type(k) in _MEMOABLE for k in key[3:]):
+                self._scope_memo[key] = found
+        return {"in_scope": found["in_scope"], "missing": list(found["missing"]), "reason": found["reason"]}
+
     def _derived_json(self, dv: DerivedValue) -> bytes:
         """A derived value's full entry as JSON, remembered (bounded) for the values that repeat
         across patients; floats are never part of a key (see MEMO_LIMIT)."""
@@ -971,6 +1005,17 @@ class CompiledEvaluator:
             "says": static["says"],
             "provenance": dict(static["provenance"]),
         }
+
+
+def _scope_reads(model: Any) -> tuple[tuple[str, str], ...]:
+    """What the scope cases read besides in_scope itself: (source, name) of every field or
+    derived value their conditions test, and the fields they need."""
+    reads: list[tuple[str, str]] = []
+    for case in model.scope:
+        if case.when is not None:
+            reads += [(leaf.source, leaf.name) for leaf in walk(case.when)]
+        reads += [("field", name) for name in case.undetermined_needs]
+    return tuple(dict.fromkeys(reads))
 
 
 def _presences(form: Form) -> list[tuple[str, str]]:

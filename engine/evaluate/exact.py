@@ -205,7 +205,7 @@ class Domains:
                 if value is not None:
                     cells.append((var.cell_of(value),))
                 else:
-                    cells.append(self._field_cells(var, record, values))
+                    cells.append(self.field_cells(var, record, values))
             else:
                 value = derived[var.name].value
                 if value is not None:
@@ -215,7 +215,7 @@ class Domains:
         return tuple(cells)
 
     # -- fields
-    def _field_cells(self, var: Var, record: dict[str, Any], values: dict[str, Any]) -> tuple[int, ...]:
+    def field_cells(self, var: Var, record: dict[str, Any], values: dict[str, Any]) -> tuple[int, ...]:
         """Memoised on what the record says that narrows this field (`narrowing`), which is all
         the cells depend on."""
         key = (var.id, narrowing(var.name, record))
@@ -283,29 +283,36 @@ class Domains:
 
     # -- numeric derived values
     def _derived_cells(self, var: Var, values: dict[str, Any], record: dict[str, Any]) -> tuple[int, ...]:
-        spec = self.model.derived[var.name]
-        keys = self._input_keys.get(var.name)
-        if keys is None:
-            keys = self._input_keys[var.name] = [name.split(".") for name in self.derived_inputs(spec)]
-        inputs = tuple(_get(record, k) for k in keys)
-        key = (var.id, inputs, *self._constraint_values(record))
+        key = (var.id, tuple([value_at(record, k) for k in self.input_keys(var.name)]), *constraint_values(record))
         found = self._memo.get(key)
         if found is None:
-            ranges = self.derived_ranges(spec, values, record)
-            everything = tuple(range(len(var.cells)))
-            found = _hull(tuple(i for i, c in enumerate(var.cells) if any(r.meets(c) for r in ranges))) or everything
-            if len(self._memo) < MEMO_LIMIT:
-                self._memo[key] = found
+            found = self.derived_cells(var, values, record, key)
         return found
 
-    @staticmethod
-    def _constraint_values(record: dict[str, Any]) -> list[Any]:
-        """The values present that narrow the domain of a missing number (see number_domain)."""
-        return [
-            _mapping(record.get("blood_pressure")).get("diastolic_mmHg"),
-            _mapping(record.get("steroids")).get("response"),
-            _mapping(record.get("cyclosporine")).get("status"),
-        ]
+    def derived_cells(
+        self, var: Var, values: dict[str, Any], record: dict[str, Any], key: tuple[Any, ...]
+    ) -> tuple[int, ...]:
+        """A missing numeric derived value's possible cells, remembered under `key`: the variable,
+        its inputs as the record holds them and the values that narrow a missing number
+        (`constraint_values`), which is everything they depend on. The generated state function
+        (engine/evaluate/compiled.py) builds the same key and looks in `memo` first."""
+        ranges = self.derived_ranges(self.model.derived[var.name], values, record)
+        everything = tuple(range(len(var.cells)))
+        found = _hull(tuple(i for i, c in enumerate(var.cells) if any(r.meets(c) for r in ranges))) or everything
+        if len(self._memo) < MEMO_LIMIT:
+            self._memo[key] = found
+        return found
+
+    @property
+    def memo(self) -> dict[tuple[Any, ...], tuple[int, ...]]:
+        return self._memo
+
+    def input_keys(self, name: str) -> list[list[str]]:
+        """A derived value's record inputs as key paths (`["cyclosporine", "daily_dose", "value"]`)."""
+        keys = self._input_keys.get(name)
+        if keys is None:
+            keys = self._input_keys[name] = [n.split(".") for n in self.derived_inputs(self.model.derived[name])]
+        return keys
 
     def derived_ranges(self, spec: Derived, values: dict[str, Any], record: dict[str, Any]) -> list[Interval]:  # noqa: C901
         """The ranges a numeric derived value may take over the completions of its inputs."""
@@ -329,7 +336,7 @@ class Domains:
                     narrowed[variable.name] = variable.cells[cell]
             frozen = tuple(state)
             for when, expr in cases:
-                if kleene(when, frozen, lambda source, name: _get(record, name.split(".")) is not None) is True:
+                if kleene(when, frozen, lambda source, name: value_at(record, name.split(".")) is not None) is True:
                     out.append(self._interval(expr, values, record, narrowed))
                     break
         return out
@@ -342,8 +349,8 @@ class Domains:
             var = self.form.vars[v]
             value = values.get(var.name) if var.source == "field" else None
             if value is None:
-                value = _get(record, var.name.split("."))
-            out[v] = (var.cell_of(value),) if value is not None else self._field_cells(var, record, values)
+                value = value_at(record, var.name.split("."))
+            out[v] = (var.cell_of(value),) if value is not None else self.field_cells(var, record, values)
         return out
 
     def _interval(
@@ -358,7 +365,7 @@ class Domains:
         if isinstance(expr, Ref):
             if expr.source == "derived":
                 return UNBOUNDED  # a derived value of a derived value: not narrowed further
-            value = _get(record, expr.name.split("."))
+            value = value_at(record, expr.name.split("."))
             if value is not None:
                 return Interval.point(exact_number(value))
             domain = self.number_domain(self.form.fields[expr.name], record)
@@ -380,6 +387,23 @@ class Domains:
         return list(dict.fromkeys(whens + names))
 
 
+def constraint_values(record: dict[str, Any]) -> tuple[Any, ...]:
+    """The values present that narrow the domain of a missing number (see number_domain)."""
+    return (
+        _mapping(record.get("blood_pressure")).get("diastolic_mmHg"),
+        _mapping(record.get("steroids")).get("response"),
+        _mapping(record.get("cyclosporine")).get("status"),
+    )
+
+
+# The fields whose domain, when missing, depends on what else the record holds (`narrowing`);
+# every other missing field's possible cells are the same for every record.
+NARROWED = frozenset(
+    ("blood_pressure.systolic_mmHg", "steroids.high_dose_weeks", "cyclosporine.daily_dose.value")
+    + ("cyclosporine.status", "steroids.response")
+)
+
+
 def narrowing(path: str, record: dict[str, Any]) -> Any:
     """What the values present say about a missing field's domain (clinical-notes §4.1: each
     completion is consistent with the record), and nothing else: the domains are computed
@@ -391,6 +415,8 @@ def narrowing(path: str, record: dict[str, Any]) -> Any:
     - cyclosporine status: not `never` when anything of a course is recorded, not `current`
       when a stop reason or a zero dose is;
     - steroid response: not `not_treated` after some weeks of high-dose steroids."""
+    if path not in NARROWED:
+        return None
     if path == "blood_pressure.systolic_mmHg":
         diastolic = _mapping(record.get("blood_pressure")).get("diastolic_mmHg")
         return diastolic if isinstance(diastolic, (int, float)) else None
@@ -436,7 +462,8 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _get(record: dict[str, Any], keys: list[str]) -> Any:
+def value_at(record: dict[str, Any], keys: list[str]) -> Any:
+    """The record's value at a key path, None where absent or `unknown`."""
     value: Any = record
     for key in keys:
         if not isinstance(value, dict) or key not in value:
