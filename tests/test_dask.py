@@ -94,3 +94,38 @@ def test_parts_need_an_output_directory_and_refuse_resume_on_dask(parts: tuple[P
     assert resume.returncode == 2 and "--resume is for local runs" in resume.stderr
     over = _fsgs("batch", str(data / "part-*.jsonl"), "-o", str(data))
     assert over.returncode == 2 and "error[batch.output_is_input]" in over.stderr
+
+
+def test_a_record_that_crashes_its_worker_on_dask_costs_only_itself(
+    parts: tuple[Path, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fault hook crashes the interpreter for real (a null-pointer read, a SIGKILL) on the
+    victims, which every part holds (P0000010 and P0000011 in one chunk): on the cluster each
+    part still comes out complete, in order and byte for byte as the local batch writes it, the
+    victims `error` / `engine_crash`, every other record as without the fault."""
+    data, clean = parts
+    victims = {"P0000010", "P0000011", "P0000100"}
+    monkeypatch.setenv("FSGS_KB_FAULT", "segv:P0000010,kill:P0000011,segv:P0000100")  # the cluster's too
+    local, out, summary = tmp_path / "local", tmp_path / "out", tmp_path / "summary.json"
+    reference = _fsgs("batch", str(data / "part-*.jsonl"), "-o", str(local), "--workers", "2")
+    assert reference.returncode == 3, reference.stderr  # engine_crash: an internal error
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        proc = _fsgs(
+            "batch", str(data / "part-*.jsonl"), "--dask", cluster.scheduler_address, "-o", str(out),
+            "--summary", str(summary),
+        )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    for name, clean_bytes in clean.items():
+        got = (out / name).read_bytes()
+        assert got == (local / name).read_bytes(), name  # record for record, byte for byte
+        results = [json.loads(line) for line in got.splitlines()]
+        assert [r["record"] for r in results] == list(range(1, 122))
+        crashed = {r["patient_id"] for r in results if r["status"] == "error"}
+        assert crashed == victims, name
+        assert all(r["errors"][0]["code"] == "engine_crash" for r in results if r["status"] == "error")
+        for result, expected in zip(results, clean_bytes.splitlines(), strict=True):
+            if result["patient_id"] not in victims:
+                assert result == json.loads(expected)
+    payload = json.loads(summary.read_text())
+    assert payload["records"] == 363 and payload["by_status"]["error"] == 9
+    assert payload["worker_crashes"] >= 9  # each victim killed a worker at least once, alone

@@ -15,7 +15,9 @@ A worker's threads take turns on its knowledge base (one durable-rules session p
 
 From the command line, `fsgs-kb batch 'data/part-*.jsonl' --dask SCHEDULER -o OUTDIR` runs one
 task per input part (`run_parts`), each writing its output part exactly as the local batch
-would (engine/batch/parts.py), and prints the summary of all parts at the end.
+would (engine/batch/parts.py), crash isolation included: the task hands the part's records to
+the local batch's runner, whose worker process (a child of the Dask worker) may die on a record
+without taking the task along. It prints the summary of all parts at the end.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def _part_task(
     source: str, output: str, rules_dir: str | None, options: dict[str, Any], input_format: str | None
 ) -> dict[str, Any]:
     with _TURNS:
-        return evaluate_part(_kb(rules_dir), source, output, options, input_format)
+        return evaluate_part(_kb(rules_dir), source, output, options, input_format, rules_dir)
 
 
 def run_parts(
@@ -78,8 +80,8 @@ def run_parts(
     input_format: str | None = None,
 ) -> PartsRun:
     """Evaluate each part as one task on the Dask cluster at `scheduler`, each into its output
-    part; a crash of a worker fails its part (Dask retries it elsewhere), unlike the local batch,
-    which isolates the record."""
+    part; a record that crashes the interpreter costs only itself, as in the local batch (the
+    task evaluates through the local batch's runner, in a worker process of its own)."""
     try:
         import distributed  # the dask extra
     except ImportError:

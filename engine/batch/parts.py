@@ -5,7 +5,8 @@ evaluated on its own into `OUTDIR/NAME`, exactly as `fsgs-kb batch NAME -o OUTDI
 write it (record numbers and lines count within the part), so a part's output can be checked,
 replayed or resumed on its own. Locally the parts run one after the other, each across all the
 workers (and each resumable through its own resume record); with --dask each part is one task on
-the cluster (engine/batch/dask_bag.py). Paths go through fsspec where the part names a URL
+the cluster (engine/batch/dask_bag.py), evaluated through the same runner with one worker process,
+so a record that crashes it costs only itself there too. Paths go through fsspec where the part names a URL
 (`s3://…` with s3fs installed), so a cluster reads and writes where its data lives.
 """
 
@@ -17,18 +18,16 @@ import posixpath
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fsgs_kb.engine.batch.job import BatchJob, BatchSummary, run_batch
-from fsgs_kb.engine.batch.workers import evaluate_chunk
+from fsgs_kb.engine.batch.run import BatchRunner
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.read.records import FORMATS, Record, read_records, sniff_format
+from fsgs_kb.engine.read.records import FORMATS, read_records, sniff_format
 
 GLOB_CHARS = "*?["
-PART_CHUNK = 64
 
 
 def is_pattern(source: str) -> bool:
@@ -131,33 +130,31 @@ def check_parts(source: str, parts: list[str], outdir: str) -> None:
             )
 
 
-def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
-    batch: list[Record] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def evaluate_part(
-    kb: KnowledgeBase, source: str, output: str, options: dict[str, Any], input_format: str | None = None
+    kb: KnowledgeBase,
+    source: str,
+    output: str,
+    options: dict[str, Any],
+    input_format: str | None = None,
+    rules_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate one part into its output part (through fsspec); its counts, as a summary has them."""
+    """Evaluate one part into its output part (through fsspec); its counts, as a summary has them.
+
+    The records go through the local batch's runner (engine/batch/run.py) with one worker
+    process, so a record that crashes the interpreter costs only itself (`error` /
+    `engine_crash`) here as it does locally, and the rest of the part is evaluated."""
     fsspec = _fsspec()
     by_status: Counter[str] = Counter()
     by_rule: Counter[tuple[str, str]] = Counter()
     records = 0
+    runner = BatchRunner(kb, rules_dir, 1, options=options)
     with fsspec.open(source, "rb") as stream, fsspec.open(output, "wb") as out:
         head = stream.read(64)
         stream.seek(0)
         fmt = input_format or sniff_format(source, head)
         if fmt not in FORMATS:
             raise KBErrors([KBError("input.format", f"unknown input format {fmt!r}")])
-        for batch in _batches(read_records(stream, fmt), PART_CHUNK):
-            chunk = evaluate_chunk(kb, batch, None, options)
+        for chunk, _ in runner.results(read_records(stream, fmt)):
             out.write(chunk.blob)
             records += chunk.count
             by_status.update(chunk.by_status)
@@ -168,6 +165,7 @@ def evaluate_part(
         "records": records,
         "by_status": dict(by_status),
         "by_rule": [[rule, outcome, n] for (rule, outcome), n in sorted(by_rule.items())],
+        "worker_crashes": runner.worker_crashes,
     }
 
 
@@ -179,6 +177,7 @@ def part_counts(source: str, output: str, summary: BatchSummary) -> dict[str, An
         "records": summary.records,
         "by_status": dict(summary.by_status),
         "by_rule": [[rule, outcome, n] for (rule, outcome), n in sorted(summary.by_rule.items())],
+        "worker_crashes": summary.worker_crashes,
     }
 
 
@@ -191,7 +190,6 @@ def run_parts_locally(kb: KnowledgeBase, job: BatchJob, parts: list[str], outdir
         output = part_output(outdir, part)
         summary = run_batch(kb, replace(job, source=part, output=output))
         run.parts.append(part_counts(part, output, summary))
-        run.worker_crashes += summary.worker_crashes
         run.resumed_after += summary.resumed_after
         if summary.interrupted_by:
             run.interrupted_by = summary.interrupted_by
@@ -207,7 +205,6 @@ class PartsRun:
     parts: list[dict[str, Any]] = field(default_factory=list)
     workers: int = 0
     elapsed_s: float = 0.0
-    worker_crashes: int = 0
     resumed_after: int = 0
     interrupted_by: int | None = None
 
@@ -226,7 +223,7 @@ class PartsRun:
             "resumed_after": self.resumed_after,
             "by_status": dict(sorted(by_status.items())),
             "by_rule": {rule: dict(sorted(c.items())) for rule, c in sorted(by_rule.items())},
-            "worker_crashes": self.worker_crashes,
+            "worker_crashes": sum(part["worker_crashes"] for part in self.parts),
             "workers": self.workers,
             "elapsed_s": round(self.elapsed_s, 3),
             "records_per_s": round(this_run / self.elapsed_s, 1) if self.elapsed_s else 0.0,

@@ -89,6 +89,18 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[Chunk]:
         yield Chunk(chunk, chunk[-1].end)
 
 
+def allow_workers() -> None:
+    """Let this process start workers even when it is daemonic, as a Dask worker is (its nanny
+    starts it so): multiprocessing refuses a daemonic process children so that, terminated, it
+    leaves no orphans, and ours leave none, dying with their parent (PR_SET_PDEATHSIG and the idle
+    check of workers.serve). The flag is lifted for good, not restored after a run, since another
+    thread's run may be starting a worker; it has no other effect here (_Worker sets each
+    worker's own flag)."""
+    current = mp.current_process()
+    if current.daemon:
+        current.daemon = False
+
+
 class BatchRunner:
     """Runs one batch; `results()` yields (chunk results, input offset after them) in order."""
 
@@ -117,6 +129,7 @@ class BatchRunner:
     def results(self, records: Iterable[Record], first_number: int = 1) -> Generator[tuple[ChunkResult, int]]:
         self.next_number = first_number
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        allow_workers()
         pool = [_Worker(ctx, self.kb, self.rules_dir, self.options) for _ in range(self.n_workers)]
         feed = _chunks(iter(records), self.chunk_size)
         limit = self.n_workers * self.chunk_size * 3  # records read but not yet written: bounds memory

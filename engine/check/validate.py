@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fsgs_kb.engine.check.cases import case_problems
 from fsgs_kb.engine.check.checks import Coverage, run_checks
 from fsgs_kb.engine.check.links import link_problems
 from fsgs_kb.engine.check.prose import literal_thresholds
@@ -51,6 +52,7 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     problems.extend(scenario_errors)  # whatever else is wrong: one broken file never hides another's errors
     if kb_clean:
         problems.extend(meaning_problems(load.model, load.docs, tested))
+        problems.extend(case_problems(load.model, load.docs))
     unique = sorted(set(problems), key=KBError.sort_key)
     return ValidationReport(load, unique, coverage)
 
