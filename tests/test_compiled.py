@@ -207,3 +207,46 @@ def test_remembered_entries_never_cross_values_that_are_equal_but_written_differ
         variants.append(patient)
     for number, patient in enumerate(variants * 2, start=1):
         same_everywhere(kb, patient, number)
+
+
+def _asserted_texts(kb: Any, patient: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """The texts durable-rules is given for a record at each level: (from the generated facts,
+    from the wrapper's projection of Evaluation.flat_fact with the earlier levels' outcomes)."""
+    from fsgs_kb.engine.compile.durable import fact_json
+
+    ev, evaluator = kb.evaluation, kb.compiled_evaluator
+    values = ev.values_of(patient)
+    derived = ev.evaluator.derive(values, {})
+    state = ev.domains.state(patient, values, derived)
+    verdict = ev.decide(ev.flat_fact(values, derived, patient, state))
+    generated, reference = [], []
+    outcomes: dict[str, str] = {}
+    fact = ev.flat_fact(values, derived, patient, state)
+    for level, (_, rules) in enumerate(ev.verdict_names):
+        made = evaluator._facts[level]  # noqa: SLF001 - the generated function under test
+        assert made is not None
+        facts = made[0](values, derived, state, outcomes)
+        for one in facts:
+            one["id"] = 7
+        generated.append([fact_json(one) for one in facts])
+        fact.update(outcomes)
+        reference.append(ev.durable.fact_texts(level, fact, 7))
+        for rid, _, _, key in rules:
+            outcomes[key] = {True: "T", False: "F", None: "U"}[verdict[rid]]
+    return generated, reference
+
+
+def test_generated_facts_are_the_wrappers_projection_of_the_flat_fact(kb: Any) -> None:
+    """engine/evaluate/facts.py builds each ruleset's fact directly; byte for byte what
+    DurableRulesets.fact_texts makes of the whole flat fact, on the cohort (missing values,
+    lists, derived values from every case) and on every example."""
+    patients = [p for p in iter_cohort(600, seed=91, invalid_rate=0.0)]
+    patients += [json.loads(path.read_text()) for path in sorted((ROOT / "examples").glob("*.json"))]
+    compared = 0
+    for patient in patients:
+        if kb.evaluate(patient)["status"] not in ("evaluated", "out_of_scope", "scope_undetermined"):
+            continue
+        generated, reference = _asserted_texts(kb, patient)
+        assert generated == reference, patient
+        compared += 1
+    assert compared > 500

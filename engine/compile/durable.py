@@ -138,24 +138,39 @@ class DurableRulesets:
             self._pid = os.getpid()
         return self._handles
 
-    def fact_texts(self, level: int, fact: dict[str, Any], number: int) -> list[str]:
-        """The fact as each of a level's rulesets is given it (projected, renamed, encoded)."""
-        texts = []
+    def projected(self, level: int, fact: dict[str, Any]) -> list[dict[str, Any]]:
+        """The fact as each of a level's rulesets is given it (projected, renamed), before its id."""
+        facts = []
         for pairs in self.keys[level]:
-            projected = {"sid": "0", "id": number, "k": 1}
+            projected = {"sid": "0", "id": 0, "k": 1}
             if pairs is None:
                 projected.update(fact)
             else:
                 projected.update({short: fact[key] for key, short in pairs if key in fact})
+            facts.append(projected)
+        return facts
+
+    def fact_texts(self, level: int, fact: dict[str, Any], number: int) -> list[str]:
+        """The fact as each of a level's rulesets is given it (projected, renamed, encoded)."""
+        texts = []
+        for projected in self.projected(level, fact):
+            projected["id"] = number
             texts.append(fact_json(projected))
         return texts
 
     def fire(self, level: int, fact: dict[str, Any]) -> set[str]:
         """Assert one flat fact into a level's rulesets; return the names of the rules it fired."""
+        return self.fire_projected(level, self.projected(level, fact))
+
+    def fire_projected(self, level: int, facts: list[dict[str, Any]]) -> set[str]:
+        """Assert one fact, already projected for each of a level's rulesets (`projected`, or the
+        compiled evaluator's generated equivalent), under one new id; the names of the rules fired."""
         fired: set[str] = set()
         handles = self._handles if self._pid == os.getpid() else self._ensure()
-        for handle, text in zip(handles[level], self.fact_texts(level, fact, next(self._ids)), strict=True):
-            self._fire_one(handle, text, fired)
+        number = next(self._ids)
+        for handle, projected in zip(handles[level], facts, strict=True):
+            projected["id"] = number
+            self._fire_one(handle, fact_json(projected), fired)
         return fired
 
     @staticmethod

@@ -26,12 +26,12 @@ import orjson
 
 from fsgs_kb.engine.compile.durable import EngineError
 from fsgs_kb.engine.compile.exact_form import Form, Node, Presence, exact_number
-from fsgs_kb.engine.compile.rulesets import derived_key, number, scalar
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.detail import reduce
 from fsgs_kb.engine.evaluate.evaluation import OUTCOME, SCOPE_DERIVED, Evaluation, error_record
 from fsgs_kb.engine.evaluate.exact import NARROWED, Recorded, State, constraint_values, relevant_vars, value_at
 from fsgs_kb.engine.evaluate.exact import decide as exact_decide
+from fsgs_kb.engine.evaluate.facts import fact_function
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
@@ -505,16 +505,6 @@ class CompiledEvaluator:
         self.standard_derived = [
             n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
         ]
-        self._cells = [
-            (
-                var,
-                var.low_key,
-                var.high_key,
-                [number(cell.sample()) for cell in var.cells] if var.kind == "number" else [],
-                [var.possible_key(i) for i in range(len(var.cells))] if var.kind != "number" else [],
-            )
-            for var in evaluation.exact.vars
-        ]
         self._shapes: dict[int, tuple[list[int], list[tuple[str, str]]]] = {}  # forms live with the KB
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
@@ -523,6 +513,12 @@ class CompiledEvaluator:
         self._scope_reads = _scope_reads(model)
         self.rule_derived = {r.id: tuple(evaluation.rule_derived[r.id]) for r in self.rules}
         self._state = self._state_function()
+        self._facts = [
+            fact_function(evaluation, evaluation.durable, level) for level in range(len(evaluation.verdict_names))
+        ]
+        for level, made in enumerate(self._facts):
+            if made is not None:
+                self.sources[f"facts level {level}"] = made[1]
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
@@ -718,7 +714,7 @@ class CompiledEvaluator:
                 inputs = ", ".join(ev.decided_without(form, values, derived))
                 how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
             derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
-        verdict = ev.decide(self._flat_fact(values, derived, state))
+        verdict = self._verdict(values, derived, state)
         errors: list[KBError] = []
         for name in ev.compiled.boolean_derived:
             if verdict[f"derived:{name}"] != derived[name].value:
@@ -886,6 +882,19 @@ class CompiledEvaluator:
         parts.append(b"]")
         return orjson.Fragment(b"".join(parts))
 
+    def _verdict(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
+        """durable-rules' verdict, as Evaluation.decide gives it on the flat fact, from facts built
+        for each ruleset directly (engine/evaluate/facts.py)."""
+        ev = self.evaluation
+        if any(made is None for made in self._facts):
+            return ev.decide(ev.flat_fact(values, derived, None, state))
+        fire, functions = ev.durable.fire_projected, [made[0] for made in self._facts if made is not None]
+
+        def fire_level(level: int, outcomes: dict[str, str]) -> set[str]:
+            return fire(level, functions[level](values, derived, state, outcomes))
+
+        return ev.decide_levels(fire_level)
+
     def _scope_record(
         self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue]
     ) -> dict[str, Any]:
@@ -918,36 +927,6 @@ class CompiledEvaluator:
             if key is not None and len(self._derived_memo) < CACHE_LIMIT:
                 self._derived_memo[key] = found
         return found
-
-    def _flat_fact(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
-        """Evaluation.flat_fact, with each cell's sample value and fact key worked out once."""
-        ev = self.evaluation
-        fact: dict[str, Any] = {}
-        for path, key, is_list in ev.fact_fields:
-            value = values[path]
-            if value is None:
-                continue
-            if is_list:
-                fact[key + "__n"] = len(value)
-                for item in value:
-                    fact[f"{key}__has__{item}"] = 1
-            else:
-                fact[key] = scalar(value)
-        for name in ev.compiled.fact_derived:
-            if derived[name].value is not None:
-                fact[derived_key(name)] = scalar(derived[name].value)
-        for (var, low, high, samples, keys), cells in zip(self._cells, state, strict=True):
-            if var.kind == "number":
-                known = values.get(var.name) if var.source == "field" else derived[var.name].value
-                if known is not None:
-                    fact[low] = fact[high] = scalar(known)
-                else:
-                    fact[low] = samples[cells[0]]
-                    fact[high] = samples[cells[-1]]
-            else:
-                for cell in cells:
-                    fact[keys[cell]] = 1
-        return fact
 
     # ---- the exact semantics' decisions, cached ---------------------------------------------------
     # `decide` and `relevant_vars` (engine/evaluate/exact.py) are pure functions of the form, the

@@ -7,6 +7,7 @@ only on the input and the knowledge base, so the same input gives byte-identical
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from fsgs_kb.engine.compile.durable import DurableRulesets, EngineError
@@ -235,19 +236,35 @@ class Evaluation:
 
     def _decide(self, fact: dict[str, Any]) -> dict[str, Any]:
         """Run the compiled levels in durable-rules; return its verdict per derived value and rule."""
+
+        def fire(level: int, outcomes: dict[str, str]) -> set[str]:
+            fact.update(outcomes)  # the outcomes of earlier levels, which caveats read
+            return self.durable.fire(level, fact)
+
+        return self.decide_levels(fire)
+
+    def decide_levels(self, fire: Callable[[int, dict[str, str]], set[str]]) -> dict[str, Any]:
+        """durable-rules' verdict per derived value and rule, level by level: `fire(level,
+        outcomes)` asserts the record's fact at that level, with the outcomes ("T" | "F" | "U" by
+        `r__RULE` key) of the rules decided at earlier levels, and names the rules it fired."""
         verdict: dict[str, Any] = {}
+        outcomes: dict[str, str] = {}
         for level, (derived, rules) in enumerate(self._verdict_names):
-            fired = self.durable.fire(level, fact)
+            fired = fire(level, outcomes)
             for key, true, false in derived:
                 verdict[key] = True if true in fired else False if false in fired else None
             for rid, true, false, fact_key in rules:
                 if true in fired:
-                    verdict[rid], fact[fact_key] = True, "T"
+                    verdict[rid], outcomes[fact_key] = True, "T"
                 elif false in fired:
-                    verdict[rid], fact[fact_key] = False, "F"
+                    verdict[rid], outcomes[fact_key] = False, "F"
                 else:
-                    verdict[rid], fact[fact_key] = None, "U"
+                    verdict[rid], outcomes[fact_key] = None, "U"
         return verdict
+
+    @property
+    def verdict_names(self) -> list[tuple[list[tuple[str, str, str]], list[tuple[str, str, str, str]]]]:
+        return self._verdict_names
 
     def values_of(self, patient: dict[str, Any]) -> dict[str, Any]:
         """The field values the knowledge base reads from a (valid) record."""
