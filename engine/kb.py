@@ -115,7 +115,6 @@ class KnowledgeBase:
         compact JSON (without its newline), the status, and each rule's outcome (counted at every
         detail level, also where the result does not list them). A valid JSON line goes from
         orjson through the accept-only check straight to the compiled evaluator."""
-        prefix = b'{"record":%d,"line":%d,' % (record.number, record.line)
         detail = options.get("detail", "full")
         check_detail(detail)
         plain = not options.get("include_input") and not options.get("timestamp")
@@ -123,12 +122,13 @@ class KnowledgeBase:
         if self.compiled_evaluator is not None and plain and framed and record.problem is None and record.data is None:
             fast = parse_accepted(record.raw)
             if fast is not None:
-                blob, status, outcomes = self.compiled_evaluator.run_json(fast, None, detail)
-                return prefix + blob[1:], status, tuple(zip(self.compiled_evaluator.rule_ids, outcomes, strict=False))
+                head = {"record": record.number, "line": record.line}
+                blob, status, outcomes = self.compiled_evaluator.run_json(fast, None, detail, head)
+                return blob, status, tuple(zip(self.compiled_evaluator.rule_ids, outcomes, strict=False))
         result = self.evaluate_record(record, **options)
         full = result if detail != "minimal" else self.evaluate_record(record, **{**options, "detail": "full"})
         counted = tuple((rule["id"], rule["outcome"]) for rule in full["rules"])
-        return prefix + dumps_bytes(result)[1:], result["status"], counted
+        return dumps_bytes({"record": record.number, "line": record.line, **result}), result["status"], counted
 
     def reference_evaluate(
         self,

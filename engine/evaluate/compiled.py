@@ -671,28 +671,34 @@ class CompiledEvaluator:
         return reduce(evaluation, failed, detail), ()
 
     def run_json(
-        self, patient: dict[str, Any], timestamp: str | None, detail: str
+        self, patient: dict[str, Any], timestamp: str | None, detail: str, head: dict[str, Any] | None = None
     ) -> tuple[bytes, str, tuple[str, ...]]:
-        """(the result as one line of compact JSON, its status, each rule's outcome).
+        """(the result as one line of compact JSON, its status, each rule's outcome); `head`: keys
+        written first (batch's record and line numbers), so the line is encoded once.
 
         At full detail most of a result is what the knowledge base says whatever the patient
         (texts, quotes, thresholds, provenance): here it is written from JSON encoded once
         (orjson fragments) rather than copied into every result and encoded again; the same
-        bytes as `dumps_bytes(run(...))` (tests/test_compiled.py)."""
+        bytes as `dumps_bytes({**head, **run(...)})` (tests/test_compiled.py)."""
         if detail == "full":
             input_sha = input_sha256(patient)
             try:
                 result, outcomes = self._evaluate(
-                    patient, detail, self.evaluation.decision_record(input_sha, timestamp), encoded=True
+                    patient, detail, self.evaluation.decision_record(input_sha, timestamp), True, head
                 )
                 return orjson.dumps(result), result["status"], outcomes
             except Exception:  # noqa: S110 - the plain path below gives the error result, or the value orjson refused
                 pass
         result, outcomes = self.run(patient, timestamp, detail)
-        return dumps_bytes(result), result["status"], outcomes
+        return dumps_bytes({**head, **result} if head else result), result["status"], outcomes
 
     def _evaluate(  # noqa: C901 - one pass, in the order of Evaluation._evaluate
-        self, patient: dict[str, Any], detail: str, decision: dict[str, Any], encoded: bool = False
+        self,
+        patient: dict[str, Any],
+        detail: str,
+        decision: dict[str, Any],
+        encoded: bool = False,
+        head: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], tuple[str, ...]]:
         ev = self.evaluation
         derive, rules = self.functions(detail, encoded)
@@ -770,7 +776,9 @@ class CompiledEvaluator:
         if errors:
             status = "error"
         undetermined = [r.id for r in self.rules if decided[r.id] is None]
-        result: dict[str, Any] = {} if detail == "full" else {"detail": detail}
+        result: dict[str, Any] = dict(head) if head else {}
+        if detail != "full":
+            result["detail"] = detail
         result["patient_id"] = patient.get("id")
         result["status"] = status
         result["advice"] = [r.id for r in fired_rules if r.kind != "caveat"]
