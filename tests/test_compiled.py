@@ -196,15 +196,26 @@ def test_remembered_entries_never_cross_values_that_are_equal_but_written_differ
     """Condition and derived-value entries are remembered across patients by value (generated
     code, `_derived_json`); Python holds 1 == 1.0 == True and 0.0 == -0.0, which orjson writes
     differently. Each record here follows one whose values compare equal to its own, so a key
-    without the value's type (or a float key) would hand it the other's bytes."""
+    without the value's type (or a float keyed by value, not by its bits) would hand it the other's
+    bytes."""
     base = json.loads((ROOT / "examples" / "dose-above-ceiling.json").read_text())
     variants = []
-    for age, weeks, dose in ((45, 8, 300), (45.0, 8.0, 300.0), (45, 8, 300), (-0.0, 0.0, 0), (0.0, -0.0, 0.0)):
+    for age, weeks, dose, months in (
+        (45, 8, 300, 6),
+        (45.0, 8.0, 300.0, 6.0),
+        (45, 8, 300, 6),
+        (45.0, 0.0, 300, -0.0),
+        (45.0, -0.0, 300, 0.0),
+        (45.0, 0, 300, 0),
+    ):
         patient = json.loads(json.dumps(base))
         patient["age_years"] = age
         patient.setdefault("steroids", {})["high_dose_weeks"] = weeks
         patient.setdefault("cyclosporine", {}).setdefault("daily_dose", {})["value"] = dose
+        patient["cyclosporine"]["months_on_therapy"] = months
         variants.append(patient)
+    for patient in variants:  # valid, so that the compiled path (and its memo) is what runs
+        assert kb.evaluate(patient)["status"] != "invalid", patient
     for number, patient in enumerate(variants * 2, start=1):
         same_everywhere(kb, patient, number)
 

@@ -195,11 +195,12 @@ class _Generator:
         emit = self.src.emit
         if self.encoded:  # only what the patient decides; the static part is in each pointer's prefix
             # The text and the entry are functions of (actual, unit, missing) alone; for values
-            # that repeat across patients (enums, booleans, integers) they are built once and
-            # remembered, bounded. Floats are never a key: -0.0 == 0.0 and 1.0 == 1 would share
-            # an entry that orjson writes differently.
+            # that repeat across patients they are built once and remembered, bounded. The key
+            # holds the value's type, and a float by its exact bits (float.hex): -0.0 == 0.0 and
+            # 1.0 == 1 would otherwise share an entry that orjson writes differently.
             memo = self.src.const({}, "MEMO")
             emit(f"if type({a}) in _MEMOABLE: _k = ({a}, {u}, {m}, type({a})); _h = {memo}.get(_k)", indent)
+            emit(f"elif type({a}) is float: _k = ({a}.hex(), {u}, {m}, float); _h = {memo}.get(_k)", indent)
             emit("else: _k = _h = None", indent)
             emit("if _h is None:", indent)
             self.word(plan, indent + 1)
