@@ -20,7 +20,7 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_match, number, quantity
-from fsgs_kb.engine.fhir.dates import Moment, format_instant
+from fsgs_kb.engine.fhir.dates import Moment
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
 from fsgs_kb.engine.fhir.setaside import number_text, quoted
@@ -184,7 +184,8 @@ def pick_latest(cands: list[Candidate], data: PatientData, same: Callable[[Any, 
     if not all(same(good[0].value, c.value) for c in good[1:]):
         return Missing("ambiguous")
     best = good[0]
-    return Found(best.value, provenance(best.resource, best.coding, format_instant(best.when)))
+    written = data.when_of(best.resource)  # the Moment `when` came from: shown as it is written
+    return Found(best.value, provenance(best.resource, best.coding, written.text if written else None))
 
 
 def close(a: float, b: float, tolerance_pct: float) -> bool:
