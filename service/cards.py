@@ -2,7 +2,12 @@
 
 A card never says more than its rule: the summary is the rule's title with the values that made it
 fire, `DRAFT:` while the rule is not signed off; the detail carries the advice, the quoted source,
-the values with the FHIR resource each came from, and the ids to audit it. Warnings are `warning`
+the values with the FHIR resource each came from (and any resource sent for that value but not
+used, and why), and the ids to audit it. When the call gives any card and some resources sent were
+not used (engine/fhir/setaside.py: another patient, a modifier, a preliminary result, a unit the
+map cannot convert, …), one more `info` card lists those no value came from and those that would
+have given a value a rule is waiting for, with where each is in the request and why; a chart the
+service is otherwise silent on stays silent. Warnings are `warning`
 and may be overridden with a reason; everything else is `info`; nothing is `critical`, and no card
 suggests an order or acts on its own (no suggestions, no systemActions). Out of scope gives no
 card. A card's uuid is derived from the decision id and the rule id, so the same decision always
@@ -19,7 +24,7 @@ from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.model import Rule
-from fsgs_kb.engine.report.cds import rule_detail, undetermined_detail
+from fsgs_kb.engine.report.cds import ASIDE_WORDS, rule_detail, set_aside_detail, undetermined_detail
 from fsgs_kb.service.decisionlog import CardRow
 from fsgs_kb.service.prefetch import Templates
 
@@ -39,6 +44,7 @@ OVERRIDE_REASONS = [
 CARD_KINDS = ("advice", "warning", "info")
 SUMMARY_MAX = 139  # CDS Hooks: "<140 characters"
 UNDETERMINED = "UNDETERMINED"
+SET_ASIDE = "SET_ASIDE"
 
 
 def card_uuid(decision_id: str, rule_id: str) -> str:
@@ -132,15 +138,50 @@ class CardMaker:
         *,
         patient_view: bool,
         absent: list[str],
+        set_aside: list[dict[str, Any]] | None = None,
     ) -> Made:
+        """The cards of one evaluated call; `set_aside`: the resources the conversion did not use."""
         made = Made([], [])
+        aside = set_aside or []
+        by_field: dict[str, list[str]] = {}
+        for item in aside:
+            if item.get("field"):
+                by_field.setdefault(item["field"], []).append(item["message"])
         if result["status"] == "evaluated":
             for entry in result["rules"]:
                 if entry["outcome"] == "fired" and entry["kind"] in CARD_KINDS and self.visible(entry):
-                    self._rule_card(made, entry, result, prov)
+                    self._rule_card(made, entry, result, prov, by_field)
         if patient_view and result["status"] in ("evaluated", "scope_undetermined"):
-            self._undetermined_card(made, result, prov, absent)
+            self._undetermined_card(made, result, prov, absent, by_field)
+        listed = self._worth_listing(result, prov, aside)
+        if made.cards and listed:
+            self._set_aside_card(made, result, listed)
         return made
+
+    def _worth_listing(
+        self, result: dict[str, Any], prov: dict[str, Any], aside: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The set-aside resources the card of their own lists: those no value came from, and those
+        that would have given a value a rule (or the scope) is waiting for. Not, say, a stopped
+        order whose dose cannot be computed: it gave the status, no rule waits for its dose, and it
+        is shown under the dose on any card that shows the dose."""
+        used = set()
+        for p in prov.values():
+            for named in [p, *(p.get("others") or [])]:
+                if isinstance(named.get("id"), str):
+                    used.add((named.get("resourceType"), named["id"]))
+        if result["status"] == "scope_undetermined":
+            waiting = set(result["scope"]["missing"])
+        else:
+            entries = [e for e in result["rules"] if e["outcome"] == "undetermined" and self.visible(e)]
+            waiting = {pointer for e in entries for pointer in e["missing"]}
+
+        def awaited(field: str | None) -> bool:
+            return field is not None and any(
+                field == w or field.startswith(w + "/") or w.startswith(field + "/") for w in waiting
+            )
+
+        return [i for i in aside if (i["resourceType"], i["id"]) not in used or awaited(i.get("field"))]
 
     def _source(self, code: str, display: str) -> dict[str, Any]:
         return {
@@ -149,8 +190,16 @@ class CardMaker:
             "topic": {"system": RULE_SYSTEM, "code": code, "display": display},
         }
 
-    def _rule_card(self, made: Made, entry: dict[str, Any], result: dict[str, Any], prov: dict[str, Any]) -> None:
+    def _rule_card(
+        self,
+        made: Made,
+        entry: dict[str, Any],
+        result: dict[str, Any],
+        prov: dict[str, Any],
+        by_field: dict[str, list[str]],
+    ) -> None:
         decision = result["decision"]
+        pointers = self.rule_fields.get(entry["id"], [])
         detail = {
             "status": entry["status"],
             "kind": entry["kind"],
@@ -160,7 +209,8 @@ class CardMaker:
             "caveats": caveats_of(result, entry),
             "values": [leaf["text"] for leaf in entry["conditions"] if leaf.get("result") is not None],
             "derived": [d for d in entry["derived"] if d["value"] is not None],
-            "provenance": [(p, prov.get(p)) for p in self.rule_fields.get(entry["id"], [])],
+            "provenance": [(p, prov.get(p)) for p in pointers],
+            "aside": {p: by_field[p] for p in pointers if p in by_field},
             "evidence": entry["evidence"],
             "decision_id": decision["decision_id"],
             "kb": decision["kb"],
@@ -184,7 +234,14 @@ class CardMaker:
         made.cards.append(card)
         made.rows.append(CardRow(card["uuid"], entry["id"], entry["version"], card["indicator"]))
 
-    def _undetermined_card(self, made: Made, result: dict[str, Any], prov: dict[str, Any], absent: list[str]) -> None:
+    def _undetermined_card(
+        self,
+        made: Made,
+        result: dict[str, Any],
+        prov: dict[str, Any],
+        absent: list[str],
+        by_field: dict[str, list[str]],
+    ) -> None:
         needs: dict[str, list[str]] = {}
         if result["status"] == "scope_undetermined":
             covers = self.kb.model.scope_covers
@@ -206,7 +263,7 @@ class CardMaker:
         if not needs and result["status"] != "scope_undetermined":
             return  # (an undetermined scope is said even when nothing is missing: a recorded
             # value the scope cannot take, as a diagnosis that is not biopsy-proven, is its reason)
-        items = [self._need(pointer, rules, prov) for pointer, rules in needs.items()]
+        items = [self._need(pointer, rules, prov, by_field) for pointer, rules in needs.items()]
         feeding = {k for item in items for k in item.pop("keys")}
         rules = sorted({r for rs in needs.values() for r in rs})
         decision = result["decision"]
@@ -239,13 +296,32 @@ class CardMaker:
         made.cards.append(card)
         made.rows.append(CardRow(card["uuid"], UNDETERMINED, self.kb.version, "info"))
 
-    def _need(self, pointer: str, rules: list[str], prov: dict[str, Any]) -> dict[str, Any]:
+    def _need(
+        self, pointer: str, rules: list[str], prov: dict[str, Any], by_field: dict[str, list[str]]
+    ) -> dict[str, Any]:
         path = pointer.lstrip("/").replace("/", ".")
         fields = [m for m in self.fmap.fields if m == path or m.startswith(path + ".") or path.startswith(m + ".")]
         where = "; ".join(dict.fromkeys(self._where(m) for m in fields)) or "not read from FHIR"
         found = next((prov[_pointer(m)] for m in fields if _pointer(m) in prov), None)
         keys = [k for m in fields for k in self.templates.keys_of_field(m)]
-        return {"label": path, "rules": rules, "where": where, "prov": found, "keys": keys}
+        aside = [message for m in fields for message in by_field.get(_pointer(m), [])]
+        return {"label": path, "rules": rules, "where": where, "prov": found, "keys": keys, "aside": aside}
+
+    def _set_aside_card(self, made: Made, result: dict[str, Any], aside: list[dict[str, Any]]) -> None:
+        """One `info` card naming the resources sent but not used, where each is and why."""
+        decision = result["decision"]
+        count = len(aside)
+        head = f"{count} FHIR resource{'s' if count != 1 else ''} sent {'were' if count != 1 else 'was'} not used"
+        why = ", ".join(dict.fromkeys(ASIDE_WORDS.get(item["reason"], item["reason"]) for item in aside))
+        card: dict[str, Any] = {
+            "uuid": card_uuid(decision["decision_id"], SET_ASIDE),
+            "summary": _fit("", head, f" ({why})"),
+            "indicator": "info",
+            "detail": set_aside_detail({"items": aside, "decision_id": decision["decision_id"], "kb": decision["kb"]}),
+            "source": self._source(SET_ASIDE, "FHIR resources sent but not used"),
+        }
+        made.cards.append(card)
+        made.rows.append(CardRow(card["uuid"], SET_ASIDE, self.kb.version, "info"))
 
     def _where(self, path: str) -> str:
         """Which FHIR resources feed a field, in a few words."""

@@ -7,7 +7,9 @@ whichever worker it reaches (the primary key on (iss, jti) makes the check atomi
 
 A decision row holds the time, the hookInstance, the service, the knowledge base (id, version,
 fingerprint), the hash of the evaluated record, the result at standard detail with the record in it (so
-`fsgs-kb replay --decision-log` re-derives it), and the uuids of the cards sent. When a masking
+`fsgs-kb replay --decision-log` re-derives it) and the resources the conversion set aside
+(`set_aside`, carried beside the result as for FHIR input on the command line), and the uuids of
+the cards sent. When a masking
 secret is configured, the patient identifiers are keyed hashes (HMAC-SHA256): the context's
 patientId in its column, and the record's id before evaluation, so that no hash in the row is of
 the clear identifier.
@@ -155,6 +157,22 @@ class DecisionLog:
         if value is None or self.mask_key is None:
             return value
         return "hmac-sha256:" + hmac.new(self.mask_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def logged_set_aside(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The set-aside list as the log keeps it. With a masking secret a message is not kept (it may
+        quote a patient reference: `refers to Patient/…, not the Bundle's Patient (…)`) but said in
+        words of its reason, and a Patient's id is its keyed hash, as the patient columns are."""
+        if self.mask_key is None:
+            return items
+        out = []
+        for item in items:
+            rtype, rid = item.get("resourceType"), item.get("id")
+            if rtype == "Patient":
+                rid = self.pseudonym(rid)
+            said = f"{rtype}/{rid}" if rid else str(rtype)
+            message = f"{said}: {item['reason']} (message not logged: patient identifiers are masked)"
+            out.append({**item, "id": rid, "message": message})
+        return out
 
     def record_decision(
         self,

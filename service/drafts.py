@@ -21,7 +21,7 @@ from fsgs_kb.engine.fhir.bundle import read_bundle
 from fsgs_kb.engine.fhir.codes import as_dict
 from fsgs_kb.engine.fhir.courses import analyse, entries_for
 from fsgs_kb.engine.fhir.dates import Moment, day_start, format_instant, moment
-from fsgs_kb.service.prefetch import RequestProblem, bundle_of
+from fsgs_kb.service.prefetch import RequestProblem, bundle_of, origin_key
 
 DRUG = "cyclosporine"
 
@@ -37,6 +37,17 @@ def _draft_resources(context: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(selections, list) and selections:
         orders = [r for r in orders if f"MedicationRequest/{r.get('id')}" in selections]
     return orders
+
+
+def draft_origins(context: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """Where each draft order is in the request (`/context/draftOrders/entry/<i>`), by type and id."""
+    entries = as_dict(context.get("draftOrders")).get("entry")
+    out: dict[tuple[str, str], str] = {}
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        key = origin_key(as_dict(as_dict(entry).get("resource")))
+        if key is not None:
+            out.setdefault(key, f"/context/draftOrders/entry/{i}")
+    return out
 
 
 def _dosages(res: dict[str, Any]) -> list[dict[str, Any]]:

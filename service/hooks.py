@@ -3,7 +3,9 @@
 A hook call: check the request's shape (hook, hookInstance, context), gather the prefetch into one
 Bundle (412 when a key is missing and the EHR gave no FHIR access), for order hooks make the draft
 cyclosporine order the current regimen, convert through the FHIR map, evaluate, make the cards,
-write the decision log row. Every answer is a `Reply` (status, JSON body); errors are
+write the decision log row. The resources the conversion did not use (`set_aside`) are named by
+where they are in the request (`origin`, a JSON pointer such as `/prefetch/<key>/entry/2`), shown
+on the cards and kept in the log row's result. Every answer is a `Reply` (status, JSON body); errors are
 OperationOutcome-shaped, naming what is wrong.
 """
 
@@ -13,15 +15,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from fsgs_kb.engine.fhir import FhirInputError, FhirMap, bundle_to_record
+from fsgs_kb.engine.fhir import FhirInputError, FhirMap, convert_bundle
 from fsgs_kb.engine.fhir.codes import within_depth
 from fsgs_kb.engine.fhir.dates import today
+from fsgs_kb.engine.fhir.records import located
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
 from fsgs_kb.service.decisionlog import DecisionLog
-from fsgs_kb.service.drafts import cyclosporine_drafts, draft_regimen, signed_record
-from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect
+from fsgs_kb.service.drafts import cyclosporine_drafts, draft_origins, draft_regimen, signed_record
+from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect, origin_key
 
 log = logging.getLogger("fsgs_kb.service")
 
@@ -192,20 +195,28 @@ class Hooks:
             return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")
         entries = draft_regimen(drafts, got.entries, self.fmap, as_of) if drafts else got.entries
         try:
-            record, prov = bundle_to_record(bundle_of(entries), self.fmap, as_of=as_of)
+            done = convert_bundle(bundle_of(entries), self.fmap, as_of=as_of)
         except FhirInputError as exc:
             raise RequestProblem(400, f"prefetch cannot be read as one patient's data: {exc}") from None
+        record, prov = done.record, done.sources
+        origins = {**got.origins, **(draft_origins(context) if drafts else {})}
+        where = tuple(origins.get(origin_key(e["resource"]) or ("", ""), "") for e in entries)
+        set_aside = [located(item.to_dict(), where) for item in done.set_aside]
         if drafts:
             signed_record(record, prov, drafts)
         record["id"] = self.decisions.pseudonym(record["id"])
         result = self.kb.evaluate(record, include_input=True)
         if result["status"] == "error":
             log.warning("evaluation error for hookInstance %s: %s", hook_instance, result["errors"])
-        made = self.cards.make(result, prov, patient_view=service.hook == "patient-view", absent=got.absent)
+        made = self.cards.make(
+            result, prov, patient_view=service.hook == "patient-view", absent=got.absent, set_aside=set_aside
+        )
         note = "absent with fhirAuthorization: " + ", ".join(got.absent) if got.absent else None
         # the log keeps the result at standard detail (what the patient decided; the knowledge
-        # base of its fingerprint holds the rest, so `expand` and `replay` rebuild it)
-        self._log(row, self.kb.reduce(result, "standard"), result["status"], made.rows, note)
+        # base of its fingerprint holds the rest, so `expand` and `replay` rebuild it) and what
+        # was set aside (carried beside it, as for FHIR input on the command line; replay skips it)
+        logged = {**self.kb.reduce(result, "standard"), "set_aside": self.decisions.logged_set_aside(set_aside)}
+        self._log(row, logged, result["status"], made.rows, note)
         return Reply(200, {"cards": made.cards})
 
     def _log(

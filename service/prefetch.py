@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsgs_kb.engine.fhir import FhirMap
+from fsgs_kb.engine.fhir.errors import pointer_join
 from fsgs_kb.engine.fhir.refs import server_of
 
 PATIENT_KEY = "patient"
@@ -133,31 +134,41 @@ class Templates:
 
 @dataclass
 class Collected:
-    """The resources a request's prefetch brought, and the keys that brought nothing usable."""
+    """The resources a request's prefetch brought, the keys that brought nothing usable, and where
+    each resource is in the request (a JSON pointer, by resource type and id)."""
 
     entries: list[dict[str, Any]]
     absent: list[str]
     empty: list[str]
+    origins: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def origin_key(res: dict[str, Any]) -> tuple[str, str] | None:
+    """(resourceType, id) of a resource, by which the request's resources are located; None without an id."""
+    rtype, rid = res.get("resourceType"), res.get("id")
+    return (rtype, rid) if isinstance(rtype, str) and isinstance(rid, str) else None
 
 
 def _is_outcome(value: Any) -> bool:
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
 
-def _resources(key: str, value: Any) -> list[tuple[str | None, dict[str, Any]]]:
+def _resources(key: str, value: Any) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(where in the request, fullUrl, resource) of each resource a prefetch key holds."""
+    where = pointer_join("/prefetch", key)
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         raise RequestProblem(400, f"prefetch {key!r} is neither a FHIR resource, a Bundle nor null")
     if value["resourceType"] != "Bundle":
-        return [(None, value)]
+        return [(where, None, value)]
     entries = value.get("entry", [])
     if not isinstance(entries, list):
         raise RequestProblem(400, f"prefetch {key!r}: Bundle.entry is not a list")
     out = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         res = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(res, dict) and isinstance(res.get("resourceType"), str) and not _is_outcome(res):
             full = entry.get("fullUrl")
-            out.append((full if isinstance(full, str) else None, res))
+            out.append((pointer_join(where, "entry", i), full if isinstance(full, str) else None, res))
     return out
 
 
@@ -172,6 +183,7 @@ def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = 
     absent, empty = [], []
     patient: dict[str, Any] | None = None
     seen: dict[tuple[str, str], dict[str, Any]] = {}
+    origins: dict[tuple[str, str], str] = {}
     entries: list[dict[str, Any]] = []
     for key in keys:
         value = given.get(key, ...)
@@ -181,15 +193,19 @@ def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = 
         if value is None:
             empty.append(key)
             continue
-        for full, res in _resources(key, value):
+        for where, full, res in _resources(key, value):
+            located = origin_key(res)
             if res["resourceType"] == "Patient":
                 if key == PATIENT_KEY:
                     patient = res
+                    origins.update({located: where} if located else {})
                 continue
             ident = (res["resourceType"], str(res.get("id")))
             if res.get("id") is not None and seen.get(ident) == res:
                 continue  # the same resource answered two queries
             seen.setdefault(ident, res)
+            if located:
+                origins.setdefault(located, where)
             entries.append({"fullUrl": full, "resource": res} if full else {"resource": res})
     if patient is None:
         patient = {"resourceType": "Patient", "id": patient_id}
@@ -197,7 +213,7 @@ def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = 
         raise RequestProblem(400, "the prefetched Patient is not context.patientId")
     full = f"{fhir_server.rstrip('/')}/Patient/{patient_id}" if isinstance(fhir_server, str) else None
     first = {"fullUrl": full, "resource": patient} if full and server_of(full) else {"resource": patient}
-    return Collected([first, *entries], absent, empty)
+    return Collected([first, *entries], absent, empty, origins)
 
 
 def bundle_of(entries: list[dict[str, Any]]) -> dict[str, Any]:

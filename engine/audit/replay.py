@@ -70,7 +70,7 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record])
         masked = tuple(decision.get("masked", []))
         new = kb.evaluate(stored, include_input=True, mask=masked, detail=detail)
         if masked:  # identity fields were computed on the masked input: compare the decision itself
-            keep = [k for k in {**old, **new} if k not in (*BATCH_ONLY, "patient_id", "decision")]
+            keep = [k for k in {**old, **new} if k not in (*BATCH_ONLY, *FHIR_ONLY, "patient_id", "decision")]
             same = dumps({k: old.get(k) for k in keep}) == dumps({k: new.get(k) for k in keep})
         else:
             same = dumps(_strip(old)) == dumps(new)

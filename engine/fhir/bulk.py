@@ -26,7 +26,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.bundle import CLINICAL
 from fsgs_kb.engine.fhir.codes import reference
 from fsgs_kb.engine.fhir.ndjson import LineError, read_ndjson
-from fsgs_kb.engine.fhir.refs import patient_ref
+from fsgs_kb.engine.fhir.refs import patient_ref, without_version
 
 BATCH = 500
 _SCHEMA = """
@@ -61,6 +61,7 @@ def _patient_ref(resource: dict[str, Any]) -> str | None:
     ref = reference(resource.get("subject")) or reference(resource.get("patient"))
     if ref is None or "Patient/" not in ref:
         return None
+    ref = without_version(ref)  # Patient/1/_history/2 is Patient/1
     tail = ref[ref.rindex("Patient/") :]
     return tail if tail.count("/") == 1 and len(tail) > len("Patient/") else None
 

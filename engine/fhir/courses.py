@@ -27,8 +27,9 @@ OPEN = datetime.max.replace(tzinfo=day_start(date(2000, 1, 1)).tzinfo)  # an ong
 
 @dataclass(frozen=True, kw_only=True)
 class Entry:
-    """One order or statement of the drug: its period (end OPEN if ongoing, None if unknown), and
-    the calendar day its end is written in (to tell whether it still runs on the evaluation date)."""
+    """One order or statement of the drug: its period (end OPEN if ongoing, None if unknown), the
+    calendar day its end is written in (to tell whether it still runs on the evaluation date), and
+    its start as written (to show it)."""
 
     resource: dict[str, Any]
     coding: Coding
@@ -36,6 +37,7 @@ class Entry:
     end: datetime | None
     dosages: list[Any]
     end_day: date | None = None
+    start_text: str | None = None
 
 
 @dataclass
@@ -113,6 +115,7 @@ def entries_for(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> lis
                         end=end.at if end else ongoing,
                         dosages=dosages,
                         end_day=end.day if end else None,
+                        start_text=start.text if start else None,
                     )
                 )
         if found:

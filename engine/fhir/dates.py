@@ -8,7 +8,8 @@ window ending on the evaluation date", "an order still current on that date") is
 calendar days: the evaluation date is a plain calendar day (what `--as-of` says, or today's date on
 this computer's clock), and a result is on the day its own date or dateTime is written in, in the
 offset it was recorded with, with no conversion through UTC that would move an evening measurement
-in New York (20:00-05:00, 01:00Z the next day) to the next day. Partial dates (a year, or a year
+in New York (20:00-05:00, 01:00Z the next day) to the next day; it is shown (sources[].effective)
+as it is written, in the same offset. Partial dates (a year, or a year
 and month) cannot be placed on a day: they are returned as None for events, and as an interval
 for birthDate, where age can still be exact when every day in the interval gives the same answer.
 """
@@ -34,11 +35,13 @@ def day_start(d: date) -> datetime:
 
 
 class Moment(NamedTuple):
-    """A full FHIR date or dateTime: the instant (UTC, to order events) and the calendar day it is
-    written in (to place it on a day)."""
+    """A full FHIR date or dateTime: the instant (UTC, to order events), the calendar day it is
+    written in (to place it on a day) and the text as written (to show it: its own offset, or a
+    date alone, never a UTC midnight it did not say)."""
 
     at: datetime
     day: date
+    text: str
 
 
 def today() -> date:
@@ -50,7 +53,7 @@ def today() -> date:
 def moment(text: Any) -> Moment | None:
     """The instant and the written calendar day of a full FHIR date or dateTime; None otherwise."""
     at = parse_instant(text)
-    return None if at is None else Moment(at, date.fromisoformat(text[:10]))
+    return None if at is None else Moment(at, date.fromisoformat(text[:10]), text)
 
 
 def parse_instant(text: Any) -> datetime | None:

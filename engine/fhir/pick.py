@@ -1,11 +1,14 @@
 """The pick rule for Observation-fed fields: the latest usable result in a time window.
 
 Only results whose status the map accepts (final, amended, corrected by default) and whose time is
-known to the day count; the window ending on the evaluation date is counted in calendar days as
-each result is written (dates.py). The latest instant wins; when several results share it (a lab reporting
-creatinine in mg/dL and umol/L, a duplicated message) they must agree within the map's tolerance,
-or the field is ambiguous. The latest result is never skipped for an older one because its unit is
-unknown: that would silently report stale data, so the reason is reported instead.
+known to the day count. A result in the window with another status (preliminary, registered,
+cancelled, unknown: FHIR R4 ObservationStatus) is no result: it is passed over, older final results
+may fill the field, and it is set aside naming the field and its status. The window ending on the
+evaluation date is counted in calendar days as each result is written (dates.py). The latest instant
+wins; when several results share it (a lab reporting creatinine in mg/dL and umol/L, a duplicated
+message) they must agree within the map's tolerance, or the field is ambiguous. The latest result is
+never skipped for an older one because its unit is unknown: that would silently report stale data,
+so the reason is reported instead.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_match, number, quantity
-from fsgs_kb.engine.fhir.dates import Moment, format_instant
+from fsgs_kb.engine.fhir.dates import Moment
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
 from fsgs_kb.engine.fhir.setaside import number_text, quoted
@@ -35,7 +38,8 @@ class Unusable:
 
 @dataclass(frozen=True, kw_only=True)
 class Candidate:
-    """One result that could fill a field: its time, resource, matched code, and value or problem."""
+    """One result that could fill a field: its time, resource, matched code, and value or problem;
+    `passed_over` says why it is no result at all (its status), so older results may fill the field."""
 
     when: datetime
     resource: dict[str, Any]
@@ -43,6 +47,7 @@ class Candidate:
     rank: int
     value: Any = None
     problem: Unusable | None = None
+    passed_over: Unusable | None = None
 
 
 def scaled(value: float, factor: float) -> float:
@@ -104,16 +109,26 @@ class Window:
         return self.until is None or (when.at < self.until and (self.since is None or when.at >= self.since))
 
 
-def eligible(data: PatientData, fmap: FhirMap, window: Window) -> Iterator[tuple[dict[str, Any], datetime]]:
-    """Observations with an accepted status whose effective time the window holds, with their instant."""
-    statuses = set(fmap.settings["observation_statuses"])
+def status_problem(obs: dict[str, Any], statuses: list[str]) -> Unusable | None:
+    """Why an Observation's status makes it no result (None when the map accepts the status)."""
+    status = obs.get("status")
+    if isinstance(status, str) and status in statuses:
+        return None
+    said = "no status" if status is None else f"status {quoted(status)}"
+    why = f"{said}: not a usable result (the map reads only {', '.join(statuses)} results)"
+    return Unusable("no_resource", "status_not_usable", why)
+
+
+def eligible(
+    data: PatientData, fmap: FhirMap, window: Window
+) -> Iterator[tuple[dict[str, Any], datetime, Unusable | None]]:
+    """Observations whose effective time the window holds, with their instant and, when the map
+    does not accept their status, why they are no result."""
+    statuses = fmap.settings["observation_statuses"]
     for obs in data.of_type("Observation"):
-        status = obs.get("status")
-        if not isinstance(status, str) or status not in statuses:
-            continue
         when = data.when_of(obs)
         if when is not None and window.holds(when):
-            yield obs, when.at
+            yield obs, when.at, status_problem(obs, statuses)
 
 
 def coded_candidates(
@@ -121,12 +136,15 @@ def coded_candidates(
 ) -> list[Candidate]:
     """Candidates from Observations (or panel components) whose code is in one of the match entries."""
     out: list[Candidate] = []
-    for obs, when in eligible(data, fmap, window):
+    for obs, when, passed_over in eligible(data, fmap, window):
         for rank, match in enumerate(matches):
             wanted_codes = fmap.code_sets[match["code_set"]]
             coding = next((c for c in data.code_of(obs) if c in wanted_codes), None)
             if coding is None:
                 continue
+            if passed_over is not None:
+                out.append(Candidate(when=when, resource=obs, coding=coding, rank=rank, passed_over=passed_over))
+                break
             elements = [obs]
             if "component" in match:
                 wanted = fmap.code_sets[match["component"]]
@@ -145,7 +163,12 @@ def coded_candidates(
 
 def pick_latest(cands: list[Candidate], data: PatientData, same: Callable[[Any, Any], bool], field: str) -> Outcome:
     """The latest candidate's value, or why there is none (see module docstring). A latest result
-    whose value cannot be used is set aside, naming the field (a JSON pointer) it would have filled."""
+    whose value cannot be used is set aside, naming the field (a JSON pointer) it would have filled,
+    and so is every result passed over for its status."""
+    for c in cands:
+        if c.passed_over is not None:
+            data.put_aside(c.resource, c.passed_over.reason, c.passed_over.why, field)
+    cands = [c for c in cands if c.passed_over is None]
     if not cands:
         return Missing("no_resource")
     top_when = max(c.when for c in cands)
@@ -161,7 +184,8 @@ def pick_latest(cands: list[Candidate], data: PatientData, same: Callable[[Any, 
     if not all(same(good[0].value, c.value) for c in good[1:]):
         return Missing("ambiguous")
     best = good[0]
-    return Found(best.value, provenance(best.resource, best.coding, format_instant(best.when)))
+    written = data.when_of(best.resource)  # the Moment `when` came from: shown as it is written
+    return Found(best.value, provenance(best.resource, best.coding, written.text if written else None))
 
 
 def close(a: float, b: float, tolerance_pct: float) -> bool:

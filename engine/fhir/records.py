@@ -130,7 +130,7 @@ class FhirReader:
         else:
             record, sources = done.record, done.sources
             patient_record(record, sources, self.fmap)
-            set_aside = [_located(item.to_dict(), entry_origins) for item in done.set_aside]
+            set_aside = [located(item.to_dict(), entry_origins) for item in done.set_aside]
             return Record(
                 number,
                 line,
@@ -207,9 +207,11 @@ class FhirReader:
                     yield Record(number, item.line, raw=raw, problem=problem, origin=where, conversion=None)
 
 
-def _located(item: dict[str, Any], entry_origins: tuple[str, ...]) -> dict[str, Any]:
-    """A set-aside entry of a Bulk Data export names the resource's FILE:LINE, not an entry of the
-    Bundle the export was regrouped into (a pointer into nothing the user has)."""
+def located(item: dict[str, Any], entry_origins: tuple[str, ...]) -> dict[str, Any]:
+    """A set-aside entry of a Bundle put together from other input (a Bulk Data export, a CDS Hooks
+    prefetch) names where the resource is in that input (`origin`: FILE:LINE, a JSON pointer into
+    the request), not an entry of the Bundle made from it (a pointer into nothing the user has);
+    `entry_origins` gives it per Bundle entry ("" where there is none to give)."""
     if not entry_origins or "entry" not in item:
         return item
     index = int(item["entry"].rsplit("/", 1)[1])

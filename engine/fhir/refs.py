@@ -7,7 +7,9 @@ names its server, and a `urn:uuid:` reference matches a fullUrl exactly. So a re
 the Bundle's Patient when its reference is the Patient entry's fullUrl, or `Patient/<id>` read on
 the Patient's server, or `<base>/Patient/<id>` with that base. When the Patient entry gives no
 server (no fullUrl, or a `urn:`), the server of the referring entry stands in for it: an absolute
-reference to a server that neither entry names is another server's patient.
+reference to a server that neither entry names is another server's patient. A version-specific
+reference (`Patient/123/_history/2`) names the same patient as `Patient/123`: the version says
+which state of the resource was seen, not who it is.
 """
 
 from __future__ import annotations
@@ -18,11 +20,20 @@ from functools import cached_property
 
 from fsgs_kb.engine.fhir.setaside import quoted
 
-# [base]/[type]/[id] (FHIR R4 "Literal references"); a version-specific (_history) reference is not
-# accepted as the patient, as before
+# [base]/[type]/[id] (FHIR R4 "Literal references"); a version part is removed first (without_version)
 _RESTFUL = re.compile(r"^(?P<base>(?i:https?)://[^?#\s]+?)/(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})$")
 _RELATIVE = re.compile(r"^Patient/(?P<id>[A-Za-z0-9\-.]{1,64})$")
+_VERSION = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # a FHIR id, as the version id of `_history/<vid>` is
+HISTORY = "/_history/"
 MAX_URL = 4096  # a longer "reference" is read as naming no patient, and never scanned by a regex
+
+
+def without_version(ref: str) -> str:
+    """A reference without its version part: `Patient/123/_history/2` -> `Patient/123` (FHIR R4
+    "Literal references": `[type]/[id]/_history/[vid]` is a version of the resource `[type]/[id]`).
+    Anything else is returned as it is."""
+    head, sep, vid = ref.rpartition(HISTORY)
+    return head if sep and head and len(ref) <= MAX_URL and _VERSION.match(vid) else ref
 
 
 def _normal(base: str) -> str:
@@ -40,9 +51,11 @@ def server_of(url: str | None) -> str | None:
 
 
 def patient_ref(ref: str) -> tuple[str | None, str] | None:
-    """(server base or None, `Patient/<id>`) of a relative or absolute reference to a Patient."""
+    """(server base or None, `Patient/<id>`) of a relative or absolute reference to a Patient,
+    version-specific or not."""
     if len(ref) > MAX_URL:
         return None
+    ref = without_version(ref)
     relative = _RELATIVE.match(ref)
     if relative:
         return None, ref
@@ -72,7 +85,7 @@ class ThePatient:
         else why not, in words."""
         if ref is None:
             return "refers to no patient (no subject or patient reference)"
-        if self.full_url is not None and ref == self.full_url:
+        if self.full_url is not None and without_version(ref) == self.full_url:
             return None
         ours = f"the Bundle's Patient ({quoted(self.named())})"
         parsed = patient_ref(ref)

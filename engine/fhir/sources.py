@@ -17,7 +17,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import first_match
 from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, entries_for
-from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, format_instant, parse_instant
+from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, moment
 from fsgs_kb.engine.fhir.dosage import daily_dose
 from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
@@ -98,8 +98,8 @@ def read_condition(ctx: Context, path: str, spec: dict[str, Any], src: dict[str,
             if why_not is not None:
                 ctx.data.put_aside(cond, "not_confirmed", why_not, field_pointer(path))
                 continue
-            when = parse_instant(cond.get("onsetDateTime")) or parse_instant(cond.get("recordedDate"))
-            found.append(Found(rule["value"], provenance(cond, coding, format_instant(when) if when else None)))
+            when = moment(cond.get("onsetDateTime")) or moment(cond.get("recordedDate"))
+            found.append(Found(rule["value"], provenance(cond, coding, when.text if when else None)))
     if not found:
         return None
     return found[0] if len({f.value for f in found}) == 1 else Missing("ambiguous")
@@ -122,7 +122,7 @@ def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str
 
 
 def _entry_prov(entry: Any) -> dict[str, Any]:
-    return provenance(entry.resource, entry.coding, format_instant(entry.start) if entry.start else None)
+    return provenance(entry.resource, entry.coding, entry.start_text)
 
 
 def _months(ctx: Context, c: Courses) -> Outcome:

@@ -19,6 +19,21 @@ REASON_WORDS = {
     "dose_not_computable": "the order's dosage is not structured enough to compute a daily dose",
     "ambiguous": "the resources sent disagree or cannot be placed in time",
 }
+MAX_LISTED = 20  # set-aside resources a card lists one by one
+ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/setaside.py REASONS)
+    "too_deep": "nested too deep",
+    "not_this_patient": "another patient",
+    "modifier": "a modifier",
+    "do_not_perform": "an order not to perform",
+    "entered_in_error": "entered in error",
+    "duplicate_conflict": "conflicting duplicates",
+    "not_confirmed": "a diagnosis not confirmed",
+    "status_not_usable": "not a final result",
+    "unit_not_convertible": "a unit not convertible",
+    "not_a_value": "not a value",
+    "out_of_range": "an implausible value",
+    "dose_not_computable": "no computable dose",
+}
 
 
 def md(value: Any) -> str:
@@ -86,7 +101,12 @@ def rule_detail(detail: dict[str, Any]) -> str:
     lines += [f"- {md(text)}" for text in detail["values"]] or ["- none"]
     lines += [f"- {md(d['name'])} = {md(_number(d['value']))}{_unit(d)}: {md(d['how'])}" for d in detail["derived"]]
     lines += ["", "**Where the values came from**"]
-    lines += [f"- `{code(pointer)}`: {provenance_text(prov)}" for pointer, prov in detail["provenance"]] or ["- none"]
+    aside = detail.get("aside", {})
+    for pointer, prov in detail["provenance"]:
+        lines.append(f"- `{code(pointer)}`: {provenance_text(prov)}")
+        lines += [f"  - sent but not used: {md(message)}" for message in aside.get(pointer, [])]
+    if not detail["provenance"]:
+        lines.append("- none")
     evidence = detail["evidence"]
     lines += [
         "",
@@ -118,8 +138,10 @@ def undetermined_detail(detail: dict[str, Any]) -> str:
         ]
     for item in detail["items"]:
         rules = ", ".join(md(r) for r in item["rules"])
+        unused = "".join(f"; sent but not used: {md(message)}" for message in item.get("aside", []))
         lines.append(
             f"- **{md(item['label'])}**, needed by {rules}: {md(item['where'])}; {provenance_text(item['prov'])}"
+            + unused
         )
     if detail.get("absent"):
         lines += [
@@ -127,6 +149,25 @@ def undetermined_detail(detail: dict[str, Any]) -> str:
             "The EHR did not send these prefetch queries (this service never queries the FHIR server itself): "
             + ", ".join(f"`{code(k)}`" for k in detail["absent"]),
         ]
+    lines += ["", _footer(detail)]
+    return "\n".join(lines)
+
+
+def set_aside_detail(detail: dict[str, Any]) -> str:
+    """The Markdown detail of the card that lists the resources sent but not used (the first
+    MAX_LISTED of them: a card is read, and the decision log keeps them all)."""
+    lines = [
+        "These FHIR resources were sent but not used: no value of the advice rests on them. "
+        "Each is named with where it is in the request and why it was not used.",
+        "",
+    ]
+    items = detail["items"]
+    for item in items[:MAX_LISTED]:
+        where = [f"`{code(item[k])}`" for k in ("origin", "entry") if item.get(k)]
+        field = f" (for `{code(item['field'])}`)" if item.get("field") else ""
+        lines.append(f"- {md(item['message'])}{field}" + (f", at {where[0]}" if where else ""))
+    if len(items) > MAX_LISTED:
+        lines.append(f"- … and {len(items) - MAX_LISTED:,} more (the decision log lists them all)")
     lines += ["", _footer(detail)]
     return "\n".join(lines)
 

@@ -53,6 +53,7 @@ def evaluate(tmp_path: Path, *resources: dict[str, Any]) -> dict[str, Any]:
 def test_a_confirmed_or_unqualified_diagnosis_counts(tmp_path: Path, verification: Any) -> None:
     result = evaluate(tmp_path, condition(verification))
     assert result["sources"]["/fsgs/etiology"]["id"] == "fsgs-dx"
+    assert result["sources"]["/fsgs/etiology"]["effective"] == "2024-11-02"  # the recordedDate as written
     assert result["status"] == "out_of_scope" and result["set_aside"] == []  # genetic FSGS: not the review's
 
 

@@ -1,7 +1,8 @@
 """The evaluation date is a calendar day, and a resource counts on the day its own date or dateTime
 is written in: a weight taken at 20:00 in New York on 15 January (01:00Z on the 16th) is a
 15 January weight, one taken at 01:00 in Paris on 16 January (23:00Z on the 15th) is not. Nothing
-is converted through UTC on the way. `--as-of` is that calendar day as given; without it, today's
+is converted through UTC on the way, nor when it is shown (`sources[].effective` is the time as
+written). `--as-of` is that calendar day as given; without it, today's
 date on the computer's clock (its local time zone), recorded in decision.fhir.as_of.
 
 The Bundles are written here as FHIR JSON and go through the command line."""
@@ -51,8 +52,11 @@ def evaluate(
     ],
 )
 def test_a_result_counts_on_the_day_it_is_written_in(tmp_path: Path, when: str, counted: bool) -> None:
+    """...and is shown as it is written (its own offset, or a date alone), not as a UTC instant."""
     result = evaluate(tmp_path, weight("w", when))
     assert ("id" in result["sources"]["/weight_kg"]) is counted, result["sources"]["/weight_kg"]
+    if counted:
+        assert result["sources"]["/weight_kg"]["effective"] == when
 
 
 def test_the_first_day_of_a_look_back_window_is_a_written_day_too(tmp_path: Path) -> None:
@@ -67,6 +71,7 @@ def test_an_order_started_or_ending_on_the_evaluation_date_as_written_is_current
     started = evaluate(tmp_path, order("o", "2025-01-15T21:00:00-05:00"))  # 02:00Z on the 16th
     assert started["decision"]["fhir"]["as_of"] == AS_OF
     assert started["sources"]["/cyclosporine/status"]["id"] == "o"
+    assert started["sources"]["/cyclosporine/status"]["effective"] == "2025-01-15T21:00:00-05:00"  # as written
     ending = evaluate(tmp_path, order("o", "2024-12-01", "2025-01-15T21:00:00-05:00", status="completed"))
     assert ending["sources"]["/cyclosporine/status"]["id"] == "o"
     later = evaluate(

@@ -33,7 +33,7 @@ def test_latest_wins(fmap: Any) -> None:
     record, prov = run(
         fmap, weight("a", 70, "2024-05-01"), weight("b", 72, "2024-05-20T10:00:00+02:00"), weight("c", 71, "2024-04-01")
     )
-    assert record["weight_kg"] == 72 and prov["/weight_kg"]["effective"] == "2024-05-20T08:00:00Z"
+    assert record["weight_kg"] == 72 and prov["/weight_kg"]["effective"] == "2024-05-20T10:00:00+02:00"
 
 
 @pytest.mark.parametrize("status", ["amended", "corrected"])

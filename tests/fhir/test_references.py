@@ -56,6 +56,13 @@ def test_another_servers_patient_is_not_this_patient(tmp_path: Path, patient_url
         (f"{THIS}/Patient/123", f"{OTHER}/Observation/w", f"{OTHER}/Patient/123", False),
         (f"{THIS}/Patient/123", f"{OTHER}/Observation/w", "Patient/123", False),  # relative: the other server's 123
         (f"{THIS}/Patient/123", None, f"{THIS}/Patient/124", False),
+        # a version-specific reference names the same patient: the version is not part of who it is
+        (None, None, "Patient/123/_history/2", True),
+        (f"{THIS}/Patient/123", None, f"{THIS}/Patient/123/_history/7", True),
+        (f"{THIS}/Patient/123", None, "Patient/123/_history/7", True),
+        (f"{THIS}/Patient/123", None, f"{OTHER}/Patient/123/_history/7", False),
+        (None, None, "Patient/124/_history/2", False),
+        (None, None, "Patient/123/_history/", False),  # no version id: not a reference FHIR defines
     ],
 )
 def test_which_references_name_this_patient(
@@ -95,3 +102,15 @@ def test_a_bulk_export_sets_aside_a_reference_to_another_server(tmp_path: Path) 
     assert result["sources"]["/weight_kg"]["id"] == "w0"
     (item,) = result["set_aside"]
     assert (item["id"], item["origin"], item["reason"]) == ("w1", "Observation.ndjson:2", "not_this_patient")
+
+
+@pytest.mark.parametrize(
+    "subjects",
+    [["Patient/123/_history/1", "Patient/123/_history/2"], [f"{THIS}/Patient/123/_history/1", f"{THIS}/Patient/123"]],
+)
+def test_a_bulk_export_groups_version_specific_references_with_their_patient(
+    tmp_path: Path, subjects: list[str]
+) -> None:
+    (result,) = _bulk(tmp_path, subjects)
+    assert result["status"] != "invalid" and result["set_aside"] == []
+    assert result["sources"]["/weight_kg"]["id"] == "w1"

@@ -12,7 +12,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from fhir_helpers import bundle, cli, dosage, evaluate_bundle, med_request, obs, qty
+import pytest
+from fhir_helpers import bundle, cli, dosage, enum_value, evaluate_bundle, field_obs, med_request, obs, qty
 
 from fsgs_kb.engine.fhir import FhirMap, convert_bundle
 from fsgs_kb.engine.fhir.setaside import REASONS
@@ -113,11 +114,14 @@ def test_a_bulk_export_names_the_file_and_line_of_what_it_set_aside(tmp_path: Pa
     ]
 
 
-def test_a_decision_with_resources_set_aside_replays_identically(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mask", [(), ("--mask", "/id")], ids=["clear", "masked"])
+def test_a_decision_with_resources_set_aside_replays_identically(tmp_path: Path, mask: tuple[str, ...]) -> None:
+    """Masked too: replay compares the decision, never the conversion's account carried beside it
+    (before, a masked FHIR result replayed as changed, 'differs in sources; set_aside')."""
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(BUNDLE))
     stored = tmp_path / "result.json"
-    proc = cli("evaluate", "--input-format", "fhir", "--as-of", AS_OF, "--include-input", path)
+    proc = cli("evaluate", "--input-format", "fhir", "--as-of", AS_OF, "--include-input", *mask, path)
     stored.write_text(proc.stdout)
     assert json.loads(proc.stdout)["set_aside"]
     replay = cli("replay", stored)
@@ -136,3 +140,55 @@ def test_a_bundle_of_many_resources_about_someone_else_costs_linear_time(fmap: F
     done = convert_bundle(bundle(*others), fmap, as_of=date(2025, 1, 15))
     assert time.perf_counter() - start < 20
     assert len(done.set_aside) == 30_000 and {i.reason for i in done.set_aside} == {"not_this_patient"}
+
+
+STATUS_WORDS = "not a usable result (the map reads only final, amended, corrected results)"
+
+
+def test_a_result_whose_status_is_no_result_is_set_aside_saying_the_status(tmp_path: Path) -> None:
+    """FHIR R4 ObservationStatus: final, amended and corrected are results; registered,
+    preliminary, cancelled and unknown are not (yet). Each newer weight of such a status is passed
+    over for the older final one, and listed with its field and its status, never skipped in
+    silence; an entered-in-error one keeps its own reason. A field Observation is read the same way."""
+    newer = [("w-prelim", "preliminary"), ("w-reg", "registered"), ("w-canc", "cancelled"), ("w-unk", "unknown")]
+    resources = [weight("w-final", 70, "2025-01-05")]
+    resources += [weight(rid, 90, f"2025-01-1{i}", status=status) for i, (rid, status) in enumerate(newer)]
+    resources += [
+        {k: v for k, v in weight("w-none", 91, "2025-01-14").items() if k != "status"},
+        weight("w-odd", 92, "2025-01-14", status=5),
+        weight("w-eie", 93, "2025-01-14", status="entered-in-error"),
+        weight("w-old-prelim", 94, "2024-01-05", status="preliminary"),  # outside the 90-day window: not a candidate
+        obs("hr-prelim", "8867-4", qty(60, "/min"), when="2025-01-14", status="preliminary"),  # no field reads it
+        field_obs("etio-final", "fsgs.etiology", when="2025-01-02", **enum_value("primary")),
+        field_obs("etio-prelim", "fsgs.etiology", when="2025-01-12", status="preliminary", **enum_value("genetic")),
+    ]
+    result = evaluate_bundle(tmp_path, bundle(*resources, patient=PATIENT), "--as-of", AS_OF)
+    assert not list(validator("result").iter_errors(result))
+    assert result["sources"]["/weight_kg"]["id"] == "w-final"
+    assert result["sources"]["/fsgs/etiology"]["id"] == "etio-final"
+    items = by_id(result)
+    for rid, status in newer:
+        assert items[rid] == {
+            "resourceType": "Observation",
+            "id": rid,
+            "entry": items[rid]["entry"],
+            "field": "/weight_kg",
+            "reason": "status_not_usable",
+            "message": f"Observation/{rid}: status {status}: {STATUS_WORDS}",
+        }
+    assert items["w-none"]["message"] == f"Observation/w-none: no status: {STATUS_WORDS}"
+    assert items["w-odd"]["message"] == f"Observation/w-odd: status 5: {STATUS_WORDS}"
+    assert items["w-eie"]["reason"] == "entered_in_error"
+    etiology = items["etio-prelim"]
+    assert (etiology["field"], etiology["reason"]) == ("/fsgs/etiology", "status_not_usable")
+    assert "w-old-prelim" not in items and "hr-prelim" not in items
+    assert len(result["set_aside"]) == len(items)  # each listed once
+
+
+def test_a_preliminary_result_alone_leaves_the_field_empty_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle(weight("w", 90, "2025-01-14", status="preliminary"), patient=PATIENT)))
+    proc = cli("explain", "--input-format", "fhir", "--as-of", AS_OF, path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "  /entry/1, /weight_kg: Observation/w: status preliminary: not a usable result" in proc.stdout
+    assert "empty, no resource for it: /weight_kg" in proc.stdout
