@@ -261,3 +261,37 @@ def test_generated_facts_are_the_wrappers_projection_of_the_flat_fact(kb: Any) -
         assert generated == reference, patient
         compared += 1
     assert compared > 500
+
+
+_ANY_NUMBER = st.one_of(
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0, 0.0, -0.0, 5e-324, 1e-7, 1e308, 1.7976931348623157e308, 2**53, 2**53 + 1, 0.1, 1.17]),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_ANY_NUMBER, _ANY_NUMBER)
+def test_pair_arithmetic_gives_what_fractions_give(a: Any, b: Any) -> None:
+    """The generated derived values compute on (numerator, denominator) pairs, not Fractions; each
+    operation, made plain, must be the reference's bit for bit (orjson's bytes tell 1 from 1.0 and
+    0.0 from -0.0): division by zero, overflow beyond float range, underflow, integers beyond 2**53."""
+    from fractions import Fraction
+
+    from fsgs_kb.engine.evaluate import compiled
+    from fsgs_kb.engine.evaluate.kleene import exact, plain
+
+    fa, fb = exact(a), exact(b)
+    qa, qb = compiled._q(a), compiled._q(b)  # noqa: SLF001 - the arithmetic under test
+    assert Fraction(*qa) == fa and Fraction(*qb) == fb and qa[1] > 0
+
+    def same(pair: Any, reference: Any) -> None:
+        if reference is None:
+            assert pair is None
+            return
+        assert orjson.dumps(compiled._qplain(pair)) == orjson.dumps(plain(reference)), (a, b)  # noqa: SLF001
+
+    same(compiled._qdiv(qa, qb), fa / fb if fb else None)  # noqa: SLF001
+    same(compiled._qpct(qa, qb), (fb - fa) / fa * 100 if fa else None)  # noqa: SLF001
+    same((qa[0] * qb[0], qa[1] * qb[1]), fa * fb)
+    same((qa[0] * qb[1] - qb[0] * qa[1], qa[1] * qb[1]), fa - fb)

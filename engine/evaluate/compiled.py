@@ -316,13 +316,13 @@ class _Generator:
             indent,
         )
         emit("else:", indent)
-        emit(f"{d}v = _plain({value}) if type({value}) is _Fraction else {value}; {d}m = ()", indent + 1)
+        emit(f"{d}v = _qplain({value}) if type({value}) is tuple else {value}; {d}m = ()", indent + 1)
         if isinstance(expr, Ref):
             emit(f"{d}h = {text} + {reason}", indent + 1)
         else:
             unit = spec.unit
             emit(
-                f"{d}h = (({text} + ' = ' + _fmt({d}v) + ' ' + {unit!r}).rstrip() if type({value}) is _Fraction "
+                f"{d}h = (({text} + ' = ' + _fmt({d}v) + ' ' + {unit!r}).rstrip() if type({value}) is tuple "
                 f"else {text}) + {reason}",
                 indent + 1,
             )
@@ -338,12 +338,12 @@ class _Generator:
         if isinstance(expr, Ref):
             if expr.source == "param":
                 param = self.model.parameters[expr.name]
-                emit(f"{value} = {src.const(exact(param.value))}", indent)
+                emit(f"{value} = {src.const(_pair(exact(param.value)))}", indent)
                 emit(f"{text} = {src.const(f'{fmt(param.value)} {param.unit}')}; {missing} = ()", indent)
             elif expr.source == "derived":
                 d = self.derived_vars[expr.name]
                 unit = self.model.derived[expr.name].unit
-                emit(f"{value} = _number({d}v); {text} = _fmt({d}v) + {' ' + unit!r}; {missing} = {d}m", indent)
+                emit(f"{value} = _qnumber({d}v); {text} = _fmt({d}v) + {' ' + unit!r}; {missing} = {d}m", indent)
             else:
                 info = self.ev.evaluator.fields[expr.name]
                 f = self.field_vars[expr.name]
@@ -355,7 +355,7 @@ class _Generator:
                 pointer = src.const(info.missing_pointer)
                 emit(f"if {f} is None: {value} = None; {text} = ''; {missing} = ({pointer},)", indent)
                 emit(
-                    f"else: {value} = _exact_fast({f}); {text} = (_fmtn({f}) + ' ' + {unit}).rstrip(); {missing} = ()",
+                    f"else: {value} = _q({f}); {text} = (_fmtn({f}) + ' ' + {unit}).rstrip(); {missing} = ()",
                     indent,
                 )
             return value, text, missing
@@ -364,16 +364,20 @@ class _Generator:
         emit(f"{missing} = {ma} + {mb}", indent)
         emit(f"if {missing} or {va} is None or {vb} is None: {value} = None; {text} = ''", indent)
         emit("else:", indent)
-        emit(f"_a = _exact({va}); _b = _exact({vb})", indent + 1)
+        emit(f"_a = _qexact({va}); _b = _qexact({vb})", indent + 1)
         if expr.name == "divide":
-            emit(f"{value} = _a / _b if _b else None; {text} = {ta} + ' ÷ ' + {tb}; {missing} = ()", indent + 1)
+            emit(f"{value} = _qdiv(_a, _b); {text} = {ta} + ' ÷ ' + {tb}; {missing} = ()", indent + 1)
         elif expr.name == "multiply":
-            emit(f"{value} = _a * _b; {text} = {ta} + ' × ' + {tb}; {missing} = ()", indent + 1)
+            emit(f"{value} = (_a[0] * _b[0], _a[1] * _b[1]); {text} = {ta} + ' × ' + {tb}; {missing} = ()", indent + 1)
         elif expr.name == "subtract":
-            emit(f"{value} = _a - _b; {text} = {ta} + ' − ' + {tb}; {missing} = ()", indent + 1)
+            emit(
+                f"{value} = (_a[0] * _b[1] - _b[0] * _a[1], _a[1] * _b[1]); "
+                f"{text} = {ta} + ' − ' + {tb}; {missing} = ()",
+                indent + 1,
+            )
         else:
             emit(
-                f"{value} = (_b - _a) / _a * 100 if _a else None; "
+                f"{value} = _qpct(_a, _b); "
                 f"{text} = '(' + {tb} + ' − ' + {ta} + ') ÷ ' + {ta} + ' × 100'; {missing} = ()",
                 indent + 1,
             )
@@ -478,17 +482,68 @@ def _fmtn(number: Any) -> str:
     return f"{number:.6g}" if type(number) is float else str(number)
 
 
-def _exact_fast(number: Any) -> Fraction:
-    """`kleene.exact` (the decimal as written: 1.17 is 117/100) through `exact_number`, which
-    parses no string for the usual plain decimals; a Fraction as it is."""
-    return number if type(number) is Fraction else exact_number(number)
+# ---- exact arithmetic for derived values -------------------------------------------------------
+# The reference computes a derived value's expression on Fractions of the numbers as written
+# (kleene.exact: 1.17 is 117/100) and gives the result as int or float (kleene.plain). The
+# generated code does the same on (numerator, denominator) pairs of ints, denominator > 0, never
+# reduced: a Fraction normalises by gcd at every step, which was most of the cost. Equal values
+# give the same result: integral when the numerator divides, else numerator / denominator, which
+# Python rounds correctly for any pair, as float(Fraction) does.
+Pair = tuple[int, int]
 
 
-def _number(value: Any) -> Any:
+def _pair(number: Fraction) -> Pair:
+    return (number.numerator, number.denominator)
+
+
+def _q(number: Any) -> Pair:
+    """`kleene.exact` as a pair: the usual plain decimal without a string parse or a Fraction."""
+    if type(number) is int:
+        return (number, 1)
+    if type(number) is float:
+        whole, point, decimals = repr(number).partition(".")
+        if point and decimals.isdigit():
+            return (int(whole + decimals), 10 ** len(decimals))
+    return _pair(exact_number(number))
+
+
+def _qexact(value: Any) -> Pair:
+    """An operand: a pair as it is, a constant of the expression as written."""
+    return value if type(value) is tuple else _pair(exact(value))
+
+
+def _qnumber(value: Any) -> Any:
+    """A derived value read by another: a number as a pair, anything else as it is."""
     kind = type(value)
     if kind is int or kind is float:
-        return _exact_fast(value)
-    return exact(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        return _q(value)
+    return _pair(exact(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _qdiv(a: Pair, b: Pair) -> Pair | None:
+    if not b[0]:
+        return None
+    n, d = a[0] * b[1], a[1] * b[0]
+    return (-n, -d) if d < 0 else (n, d)
+
+
+def _qpct(a: Pair, b: Pair) -> Pair | None:
+    """(b − a) ÷ a × 100; None for a = 0."""
+    if not a[0]:
+        return None
+    n, d = (b[0] * a[1] - a[0] * b[1]) * a[1] * 100, b[1] * a[1] * a[0]
+    return (-n, -d) if d < 0 else (n, d)
+
+
+def _qplain(value: Pair) -> float | int:
+    """`kleene.plain` of the pair's value."""
+    n, d = value
+    if n % d == 0 and abs(n // d) < 2**53:
+        return n // d
+    try:
+        return n / d
+    except OverflowError:  # beyond float range: plain() clamps it
+        return plain(Fraction(n, d))
 
 
 class CompiledEvaluator:
@@ -635,13 +690,14 @@ class CompiledEvaluator:
         return {
             **constants,
             "_EMPTY": {},
-            "_Fraction": Fraction,
-            "_exact": _exact_fast,
-            "_exact_fast": _exact_fast,
-            "_plain": plain,
+            "_q": _q,
+            "_qexact": _qexact,
+            "_qnumber": _qnumber,
+            "_qdiv": _qdiv,
+            "_qpct": _qpct,
+            "_qplain": _qplain,
             "_fmt": fmt,
             "_fmtn": _fmtn,
-            "_number": _number,
             "_union": _union,
             "_dedupe": _dedupe,
             "_copy_policy": copy_policy,
