@@ -974,10 +974,11 @@ class CompiledEvaluator:
             scope.how,
             *[values.get(name) if source == "field" else derived[name].value for source, name in self._scope_reads],
         )
-        found = self._scope_memo.get(key) if all(type(k) in _MEMOABLE for k in key[3:]) else None
+        memoable = all(type(k) in _MEMOABLE for k in key[3:])
+        found = self._scope_memo.get(key) if memoable else None
         if found is None:
             found = self.evaluation.scope_record(scope, values, derived)
-            if len(self._scope_memo) < CACHE_LIMIT and all(type(k) in _MEMOABLE for k in key[3:]):
+            if memoable and len(self._scope_memo) < CACHE_LIMIT:
                 self._scope_memo[key] = found
         return {"in_scope": found["in_scope"], "missing": list(found["missing"]), "reason": found["reason"]}
 
