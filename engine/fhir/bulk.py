@@ -103,7 +103,8 @@ def _index(
 
 
 def _medications(db: sqlite3.Connection, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = {reference(r.get("medicationReference")) for r in resources} - {None}
+    # Medication/x/_history/3 is Medication/x, looked up once
+    keys = {without_version(k) for k in (reference(r.get("medicationReference")) for r in resources) if k}
     out = []
     for key in sorted(k for k in keys if k and not k.startswith("#")):
         row = db.execute("SELECT body FROM meds WHERE key = ?", (key[key.rfind("Medication/") :],)).fetchone()

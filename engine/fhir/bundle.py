@@ -19,7 +19,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, reference, within_depth
 from fsgs_kb.engine.fhir.dates import Moment, effective_moment
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
-from fsgs_kb.engine.fhir.refs import ThePatient
+from fsgs_kb.engine.fhir.refs import ThePatient, without_version
 from fsgs_kb.engine.fhir.setaside import SetAside, label
 from fsgs_kb.engine.fhir.verification import status_codes
 
@@ -189,7 +189,8 @@ def _note_duplicate(data: PatientData, seen: dict[tuple[str, str], str], res: di
 
 
 def resolve_medication(res: dict[str, Any], data: PatientData) -> dict[str, Any] | None:
-    """The Medication a MedicationRequest/Statement points to: contained (#id) or in the bundle."""
+    """The Medication a MedicationRequest/Statement points to: contained (#id) or in the bundle. A
+    version-specific reference (`Medication/x/_history/3`) names the same Medication as `Medication/x`."""
     ref = reference(res.get("medicationReference"))
     if ref is None:
         return None
@@ -199,4 +200,5 @@ def resolve_medication(res: dict[str, Any], data: PatientData) -> dict[str, Any]
             if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
                 return c
         return None
+    ref = without_version(ref)
     return data.medications.get(ref) or next((m for k, m in data.medications.items() if k.endswith("/" + ref)), None)

@@ -9,6 +9,12 @@ creatinine). Each order or statement gives a period; periods separated by at mos
 `course_max_gap_days` [LOCAL] are one course. An open period of an active order runs to the
 evaluation date; a completed or stopped one without an end date leaves the course length unknown,
 which is reported rather than assumed. No order at all never means "never treated".
+
+Only orders and statements whose status the map reads count (shipped: active, on-hold, completed,
+stopped; not a MedicationRequest's draft, cancelled or unknown, nor a MedicationStatement's
+intended, not-taken or unknown, FHIR R4's other status codes). One of them that would otherwise
+have counted is passed over with why (scan), so that it is set aside rather than skipped in
+silence; entered-in-error ones are set aside before, as every resource is (bundle.py).
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, first_match, texts
 from fsgs_kb.engine.fhir.dates import Moment, day_start, moment
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
+from fsgs_kb.engine.fhir.setaside import quoted
 
 OPEN = datetime.max.replace(tzinfo=day_start(date(2000, 1, 1)).tzinfo)  # an ongoing period's end
+KIND = {"MedicationRequest": "order", "MedicationStatement": "statement"}
+PassedOver = tuple[dict[str, Any], str]  # a resource that would have been an entry but for its status, and why
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +59,7 @@ class Courses:
     start: datetime | None = None
     end: datetime | None = None
     ambiguous: bool = False
+    passed_over: list[PassedOver] = field(default_factory=list)  # set by scan's caller
 
 
 def _concepts(res: dict[str, Any], data: PatientData) -> list[Any]:
@@ -88,39 +98,61 @@ def _period(res: dict[str, Any], dosages: list[Any]) -> tuple[Moment | None, Mom
     return start, max(ends) if ends else moment(validity.get("end"))
 
 
-def entries_for(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> list[Entry]:
-    """The drug's eligible entries from the first resource type (in map order) that has any."""
+def status_problem(res: dict[str, Any], statuses: list[str]) -> str | None:
+    """Why an order's or statement's status keeps it out of the courses (None when the map reads
+    the status), in words."""
+    status = res.get("status")
+    if isinstance(status, str) and status in statuses:
+        return None
+    said = "no status" if status is None else f"status {quoted(status)}"
+    kind = KIND[res["resourceType"]]
+    return f"{said}: not a usable {kind} (the map reads only {', '.join(statuses)} {kind}s)"
+
+
+def scan(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> tuple[list[Entry], list[PassedOver]]:
+    """The drug's eligible entries from the first resource type (in map order) that has any, and
+    the resources of the types read that would have been entries but for their status, with why
+    (those of a type not read, statements when orders count, would not have counted either)."""
     spec = fmap.medications[drug]
     wanted = frozenset().union(*(fmap.code_sets[s] for s in spec["include"]))
+    passed: list[PassedOver] = []
     for rtype in spec["resources"]:
         settings = fmap.settings["medication_request" if rtype == "MedicationRequest" else "medication_statement"]
         found = []
         for res in data.of_type(rtype):
-            if res.get("status") not in settings["statuses"] or (
-                rtype == "MedicationRequest" and res.get("intent") not in settings["intents"]
-            ):
+            if rtype == "MedicationRequest" and res.get("intent") not in settings["intents"]:
                 continue
             coding = next((m for m in (first_match(c, wanted) for c in _concepts(res, data)) if m), None)
             dosages = as_list(res.get("dosageInstruction" if rtype == "MedicationRequest" else "dosage"))
             if coding is None or _excluded(res, data, spec, fmap, dosages):
                 continue
             start, end = _period(res, dosages)
-            if start is None or start.day <= as_of:  # not one that starts after the evaluation date
-                ongoing = OPEN if res.get("status") in ("active", "on-hold") else None
-                found.append(
-                    Entry(
-                        resource=res,
-                        coding=coding,
-                        start=start.at if start else None,
-                        end=end.at if end else ongoing,
-                        dosages=dosages,
-                        end_day=end.day if end else None,
-                        start_text=start.text if start else None,
-                    )
+            if start is not None and start.day > as_of:  # not one that starts after the evaluation date
+                continue
+            why = status_problem(res, settings["statuses"])
+            if why is not None:
+                passed.append((res, why))
+                continue
+            ongoing = OPEN if res.get("status") in ("active", "on-hold") else None
+            found.append(
+                Entry(
+                    resource=res,
+                    coding=coding,
+                    start=start.at if start else None,
+                    end=end.at if end else ongoing,
+                    dosages=dosages,
+                    end_day=end.day if end else None,
+                    start_text=start.text if start else None,
                 )
+            )
         if found:
-            return found
-    return []
+            return found, passed
+    return [], passed
+
+
+def entries_for(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> list[Entry]:
+    """The drug's eligible entries from the first resource type (in map order) that has any."""
+    return scan(drug, data, fmap, as_of)[0]
 
 
 def analyse(entries: list[Entry], gap_days: int, as_of: date) -> Courses:

@@ -4,10 +4,11 @@
 resource was passed over. A resource is set aside when using it would be wrong (a modifier this
 reader does not understand, an order not to perform, a record entered in error, a resource about
 another patient or another server's patient, a diagnosis that is not confirmed, a result whose
-status says it is no result yet or at all, such as `preliminary` or `cancelled`) or when its value
-cannot be used (a unit the map cannot convert, a value the record cannot hold, a dose the
-instructions do not give). Each entry names the resource (type, id, and where it is in the input)
-and says why in words, so the clinician can find it and have it fixed.
+status says it is no result yet or at all, such as `preliminary` or `cancelled`, an order or
+statement whose status says the drug is not, or not known to be, given, such as `draft` or
+`not-taken`) or when its value cannot be used (a unit the map cannot convert, a value the record
+cannot hold, a dose the instructions do not give). Each entry names the resource (type, id, and
+where it is in the input) and says why in words, so the clinician can find it and have it fixed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ REASONS = (
     "duplicate_conflict",
     "not_confirmed",
     "status_not_usable",
+    "medication_status_not_usable",
     "unit_not_convertible",
     "not_a_value",
     "out_of_range",

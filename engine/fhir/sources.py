@@ -16,7 +16,7 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import first_match
-from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, entries_for
+from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, scan
 from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, moment
 from fsgs_kb.engine.fhir.dosage import daily_dose
 from fsgs_kb.engine.fhir.errors import field_pointer
@@ -41,6 +41,7 @@ class Context:
     as_of: date
     same: Callable[[Any, Any], bool]
     _courses: dict[str, Courses] = field(default_factory=dict)
+    _aside: set[str] = field(default_factory=set)  # drugs whose passed-over orders were set aside
 
     def window(self, lookback: int | None) -> Window:
         """The look-back window ending on the evaluation date, in calendar days (dates.py)."""
@@ -50,9 +51,21 @@ class Context:
     def courses(self, drug: str) -> Courses:
         if drug not in self._courses:
             spec = self.fmap.medications[drug]
-            entries = entries_for(drug, self.data, self.fmap, self.as_of)
+            entries, passed_over = scan(drug, self.data, self.fmap, self.as_of)
             self._courses[drug] = analyse(entries, spec["course_max_gap_days"], self.as_of)
+            self._courses[drug].passed_over = passed_over
         return self._courses[drug]
+
+    def drug_courses(self, drug: str, field: str) -> Courses:
+        """The drug's courses for a field its orders feed; the orders and statements passed over for
+        their status are set aside once, under the first such field (map order: cyclosporine's under
+        /cyclosporine/status), so that one resource is listed once, not once per field."""
+        c = self.courses(drug)
+        if drug not in self._aside:
+            self._aside.add(drug)
+            for res, why in c.passed_over:
+                self.data.put_aside(res, "medication_status_not_usable", why, field)
+        return c
 
 
 def read_birthdate(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
@@ -107,7 +120,7 @@ def read_condition(ctx: Context, path: str, spec: dict[str, Any], src: dict[str,
 
 def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Status, daily dose or months on therapy of a drug, from its orders or statements."""
-    c = ctx.courses(src["drug"])
+    c = ctx.drug_courses(src["drug"], field_pointer(path))
     if not c.entries:
         return Missing("no_resource")
     if any((e.resource.get("resourceType"), e.resource.get("id")) in ctx.data.conflicted for e in c.entries):
@@ -158,7 +171,7 @@ def read_medication_list(ctx: Context, path: str, spec: dict[str, Any], src: dic
     item = spec["item"]
     items, provs = [], []
     for value, drug in src["drugs"].items():
-        c = ctx.courses(drug)
+        c = ctx.drug_courses(drug, field_pointer(path))
         if c.entries:
             items.append({item["key"]: value, item["value"]: "current" if c.current else "past"})
             provs.append(_entry_prov(c.current[0] if c.current else c.entries[-1]))

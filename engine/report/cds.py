@@ -29,6 +29,7 @@ ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/seta
     "duplicate_conflict": "conflicting duplicates",
     "not_confirmed": "a diagnosis not confirmed",
     "status_not_usable": "not a final result",
+    "medication_status_not_usable": "no treatment known to be given",
     "unit_not_convertible": "a unit not convertible",
     "not_a_value": "not a value",
     "out_of_range": "an implausible value",

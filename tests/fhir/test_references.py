@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fhir_helpers import cli, evaluate_bundle, obs, qty
+from fhir_helpers import RXNORM, UCUM, cli, evaluate_bundle, obs, qty
 
 AS_OF = "2025-01-15"
 THIS = "https://this.example/fhir"
@@ -114,3 +114,83 @@ def test_a_bulk_export_groups_version_specific_references_with_their_patient(
     (result,) = _bulk(tmp_path, subjects)
     assert result["status"] != "invalid" and result["set_aside"] == []
     assert result["sources"]["/weight_kg"]["id"] == "w1"
+
+
+NEORAL = {  # cyclosporine, modified 100 MG Oral Capsule [Neoral], with its strength per capsule
+    "resourceType": "Medication",
+    "id": "neoral",
+    "code": {"coding": [{"system": RXNORM, "code": "835911"}]},
+    "ingredient": [
+        {
+            "itemCodeableConcept": {"coding": [{"system": RXNORM, "code": "3008"}]},
+            "strength": {"numerator": qty(100, "mg"), "denominator": {"value": 1, "system": UCUM, "code": "{capsule}"}},
+        }
+    ],
+}
+
+
+def capsule_order(medication: str, subject: str = "Patient/123") -> dict[str, Any]:
+    """Two capsules twice a day of the Medication `medication` refers to: the order names its drug
+    and the capsule's strength only through that Medication."""
+    capsules = {"value": 2, "unit": "capsule", "system": UCUM, "code": "{capsule}"}
+    return {
+        "resourceType": "MedicationRequest",
+        "id": "o",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": subject},
+        "authoredOn": "2024-12-01",
+        "medicationReference": {"reference": medication},
+        "dosageInstruction": [
+            {
+                "doseAndRate": [{"doseQuantity": capsules}],
+                "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("medication_url", "ref", "found"),
+    [
+        (None, "Medication/neoral", True),  # as before
+        (None, "Medication/neoral/_history/3", True),
+        (f"{THIS}/Medication/neoral", f"{THIS}/Medication/neoral/_history/3", True),
+        (f"{THIS}/Medication/neoral", "Medication/neoral/_history/3", True),
+        (None, "Medication/neoral/_history/", False),  # no version id: not a reference FHIR defines
+        (None, "Medication/other/_history/3", False),
+    ],
+)
+def test_a_version_specific_medication_reference_names_the_same_medication(
+    tmp_path: Path, medication_url: str | None, ref: str, found: bool
+) -> None:
+    """`Medication/neoral/_history/3` is a version of `Medication/neoral` (FHIR R4 "Literal
+    references"): the order is cyclosporine and its dose, 2 capsules of 100 mg twice a day, is
+    400 mg/day. Before, the versioned reference was looked up as it is written and found nothing,
+    so the order named no drug and the field stayed empty."""
+    medication = {"fullUrl": medication_url, "resource": NEORAL} if medication_url else {"resource": NEORAL}
+    doc = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": PATIENT}, {"resource": capsule_order(ref)}, medication],
+    }
+    result = evaluate_bundle(tmp_path, doc, "--as-of", AS_OF, "--include-input")
+    if found:
+        assert result["decision"]["input"]["cyclosporine"]["daily_dose"] == {"value": 400, "unit": "mg/day"}
+        assert result["sources"]["/cyclosporine/daily_dose"]["id"] == "o"
+    else:
+        assert "cyclosporine" not in result["decision"]["input"]
+        assert result["sources"]["/cyclosporine/daily_dose"] == {"missing": "no_resource"}
+
+
+def test_a_bulk_export_brings_the_medication_a_version_specific_reference_names(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Patient.ndjson").write_text(json.dumps(PATIENT) + "\n")
+    (export / "Medication.ndjson").write_text(json.dumps(NEORAL) + "\n")
+    (export / "MedicationRequest.ndjson").write_text(json.dumps(capsule_order("Medication/neoral/_history/3")) + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = cli("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, "--include-input", export, "-o", out)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    (result,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert result["decision"]["input"]["cyclosporine"]["daily_dose"] == {"value": 400, "unit": "mg/day"}

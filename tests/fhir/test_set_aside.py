@@ -7,13 +7,26 @@ The Bundles are written out here as FHIR JSON and go through the real command li
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fhir_helpers import bundle, cli, dosage, enum_value, evaluate_bundle, field_obs, med_request, obs, qty
+from fhir_helpers import (
+    RXNORM,
+    bundle,
+    cli,
+    dosage,
+    enum_value,
+    evaluate_bundle,
+    field_obs,
+    med_request,
+    obs,
+    project_file,
+    qty,
+)
 
 from fsgs_kb.engine.fhir import FhirMap, convert_bundle
 from fsgs_kb.engine.fhir.setaside import REASONS
@@ -192,3 +205,116 @@ def test_a_preliminary_result_alone_leaves_the_field_empty_and_says_why(tmp_path
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "  /entry/1, /weight_kg: Observation/w: status preliminary: not a usable result" in proc.stdout
     assert "empty, no resource for it: /weight_kg" in proc.stdout
+
+
+ORDER_WORDS = "not a usable order (the map reads only active, on-hold, completed, stopped orders)"
+STATEMENT_WORDS = "not a usable statement (the map reads only active, completed, stopped, on-hold statements)"
+
+
+def statement(rid: str, status: Any, code: str = "3008", **extra: Any) -> dict[str, Any]:
+    res = {
+        "resourceType": "MedicationStatement",
+        "id": rid,
+        "status": status,
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code}]},
+        "effectivePeriod": {"start": "2024-12-01"},
+        "dosage": [dosage(100, frequency=2)],
+    }
+    return {**res, **extra}
+
+
+def without_status(res: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in res.items() if k != "status"}
+
+
+def test_an_order_whose_status_is_not_read_is_set_aside_saying_the_status(tmp_path: Path) -> None:
+    """FHIR R4 MedicationRequestStatus: the map reads active, on-hold, completed and stopped orders;
+    a draft, cancelled or unknown cyclosporine order (or one with no status) is listed once, under
+    the first field it would have fed, with its status, never skipped in silence; entered-in-error
+    keeps its own reason. What counts is unchanged: the sources are those of the active order alone.
+    Not listed: what would not have counted with any status (a plan, an order starting after the
+    evaluation date, prednisone, which feeds no field, an ophthalmic product) and a statement, which
+    is not read while an order counts."""
+    active = cyclosporine_order("o-active", dosage(100, frequency=2))
+    passed = [("o-draft", "draft"), ("o-canc", "cancelled"), ("o-unk", "unknown")]
+    resources = [active]
+    resources += [cyclosporine_order(rid, dosage(150, frequency=2), status=status) for rid, status in passed]
+    resources += [
+        without_status(cyclosporine_order("o-none", dosage(150, frequency=2))),
+        cyclosporine_order("o-odd", dosage(150, frequency=2), status=5),
+        cyclosporine_order("o-eie", dosage(150, frequency=2), status="entered-in-error"),
+        cyclosporine_order("o-plan", dosage(150, frequency=2), status="draft", intent="plan"),
+        med_request("o-future", dosage(150, frequency=2, start="2025-03-01"), status="draft"),
+        cyclosporine_order("o-pred", dosage(40), code="8640", status="draft"),
+        cyclosporine_order("o-eye", dosage(1, frequency=2), code="402092", status="draft"),
+        statement("s-not-taken", "not-taken"),
+    ]
+    result = evaluate_bundle(tmp_path, bundle(*resources, patient=PATIENT), "--as-of", AS_OF)
+    assert not list(validator("result").iter_errors(result))
+    items = by_id(result)
+    for rid, status in passed:
+        assert items[rid] == {
+            "resourceType": "MedicationRequest",
+            "id": rid,
+            "entry": items[rid]["entry"],
+            "field": "/cyclosporine/status",
+            "reason": "medication_status_not_usable",
+            "message": f"MedicationRequest/{rid}: status {status}: {ORDER_WORDS}",
+        }
+    assert items["o-none"]["message"] == f"MedicationRequest/o-none: no status: {ORDER_WORDS}"
+    assert items["o-odd"]["message"] == f"MedicationRequest/o-odd: status 5: {ORDER_WORDS}"
+    assert items["o-eie"]["reason"] == "entered_in_error"
+    assert set(items) == {"o-draft", "o-canc", "o-unk", "o-none", "o-odd", "o-eie"}
+    assert len(result["set_aside"]) == len(items)  # each listed once, not once per cyclosporine field
+    alone = evaluate_bundle(tmp_path, bundle(active, patient=PATIENT), "--as-of", AS_OF)
+    assert result["sources"] == alone["sources"] and result["sources"]["/cyclosporine/daily_dose"]["id"] == "o-active"
+
+
+def test_a_statement_whose_status_is_not_read_is_set_aside_when_statements_are_read(tmp_path: Path) -> None:
+    """No order counts (the only one is a draft), so statements are read (FHIR R4
+    MedicationStatementStatus): the active one gives cyclosporine's status; intended, not-taken and
+    unknown ones are listed with their status, and so is the draft order."""
+    passed = [("s-int", "intended"), ("s-nt", "not-taken"), ("s-unk", "unknown")]
+    resources = [statement("s-active", "active"), *(statement(rid, status) for rid, status in passed)]
+    resources += [statement("s-eie", "entered-in-error"), cyclosporine_order("o-draft", dosage(100), status="draft")]
+    result = evaluate_bundle(tmp_path, bundle(*resources, patient=PATIENT), "--as-of", AS_OF)
+    assert not list(validator("result").iter_errors(result))
+    assert result["sources"]["/cyclosporine/status"]["id"] == "s-active"
+    items = by_id(result)
+    for rid, status in passed:
+        assert (items[rid]["resourceType"], items[rid]["field"], items[rid]["reason"]) == (
+            "MedicationStatement",
+            "/cyclosporine/status",
+            "medication_status_not_usable",
+        )
+        assert items[rid]["message"] == f"MedicationStatement/{rid}: status {status}: {STATEMENT_WORDS}"
+    assert items["o-draft"]["message"] == f"MedicationRequest/o-draft: status draft: {ORDER_WORDS}"
+    assert items["s-eie"]["reason"] == "entered_in_error"
+    assert set(items) == {"s-int", "s-nt", "s-unk", "s-eie", "o-draft"}
+
+
+def test_a_draft_order_alone_leaves_cyclosporine_empty_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle(cyclosporine_order("d", dosage(100), status="draft"), patient=PATIENT)))
+    proc = cli("explain", "--input-format", "fhir", "--as-of", AS_OF, path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "  /entry/1, /cyclosporine/status: MedicationRequest/d: status draft: not a usable order" in proc.stdout
+    assert "/cyclosporine/status" in proc.stdout.partition("empty, no resource for it:")[2]
+
+
+def test_an_order_of_another_immunosuppressant_is_set_aside_only_where_the_map_reads_its_code(tmp_path: Path) -> None:
+    """A cancelled tacrolimus order feeds /other_immunosuppressants only where the site's map uses its
+    unverified code: there it is listed under that field; with the shipped map, which ignores the code,
+    it would not have counted with any status and is not listed."""
+    rules = tmp_path / "rules"
+    shutil.copytree(project_file("rules"), rules)
+    path = rules / "fhir-map.yaml"
+    shipped = path.read_text()
+    path.write_text(shipped.replace("\n  unverified_codes: ignore ", "\n  unverified_codes: use ", 1))
+    assert path.read_text() != shipped
+    doc = bundle(cyclosporine_order("t", dosage(2, frequency=2), code="42316", status="cancelled"), patient=PATIENT)
+    assert evaluate_bundle(tmp_path, doc, "--as-of", AS_OF)["set_aside"] == []
+    (item,) = evaluate_bundle(tmp_path, doc, "--as-of", AS_OF, "--rules", rules)["set_aside"]
+    assert (item["field"], item["reason"]) == ("/other_immunosuppressants", "medication_status_not_usable")
+    assert item["message"] == f"MedicationRequest/t: status cancelled: {ORDER_WORDS}"

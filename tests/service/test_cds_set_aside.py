@@ -228,6 +228,41 @@ def test_an_order_used_for_its_status_is_not_listed_for_its_dose_no_rule_needs(
     )
 
 
+ORDER_WORDS = "not a usable order (the map reads only active, on-hold, completed, stopped orders)"
+
+
+def test_a_cancelled_order_sent_beside_the_active_one_is_named_with_its_status(
+    server: Server, ehr: Any, templates: Any
+) -> None:
+    """The prefetch asks for the patient's cyclosporine orders of any status, so the EHR may send a
+    cancelled one beside the active one: the dose is still the active order's, and the info card
+    names the cancelled order, where it is and why, in words of its own reason (not "not a final
+    result"); the log row keeps it. Before, it was dropped in silence and no card said so."""
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    prefetch = prefetch_for(templates[PV], bundle, pid)
+    key = "medicationrequest-cyclosporine"
+    (sent,) = prefetch[key]["entry"]
+    prefetch[key]["entry"].append({"resource": {**sent["resource"], "id": "csa-cancelled", "status": "cancelled"}})
+    body = hook_request("patient-view", pid, prefetch)
+    cards = by_code(call(server, ehr, PV, body)["cards"])
+    assert cards["CSA-DOSE-EXCEEDS"]["summary"].endswith("(5.1 mg/kg/day)")
+    aside = cards["SET_ASIDE"]
+    assert aside["summary"] == "1 FHIR resource sent was not used (no treatment known to be given)"
+    message = f"MedicationRequest/csa-cancelled: status cancelled: {ORDER_WORDS}"
+    assert f"- {message} (for `/cyclosporine/status`), at `/prefetch/{key}/entry/1`" in aside["detail"], aside["detail"]
+    assert logged_result(server, body["hookInstance"])["set_aside"] == [
+        {
+            "resourceType": "MedicationRequest",
+            "id": "csa-cancelled",
+            "origin": f"/prefetch/{key}/entry/1",
+            "field": "/cyclosporine/status",
+            "reason": "medication_status_not_usable",
+            "message": message,
+        }
+    ]
+
+
 @pytest.fixture(scope="module")
 def masked_server(ehr: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("masked-aside")
