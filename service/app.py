@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from fsgs_kb.engine.fhir import default_map_path, load_map
 from fsgs_kb.engine.kb import load
+from fsgs_kb.engine.read.jsontext import loads
 from fsgs_kb.engine.report.handbook import Handbook
 from fsgs_kb.service.config import ServiceConfig, load_config
 from fsgs_kb.service.decisionlog import DecisionLog
@@ -93,7 +94,7 @@ class Service:
             if len(raw) > limit:
                 return outcome(413, f"request body larger than {limit} bytes", "too-costly")
         try:
-            return orjson.loads(bytes(raw))
+            return loads(bytes(raw))
         except orjson.JSONDecodeError as exc:
             return outcome(400, f"the request body is not JSON: {exc}", "structure")
 

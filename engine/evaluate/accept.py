@@ -25,6 +25,7 @@ import orjson
 
 from fsgs_kb.engine.evaluate.patient import clinical_conflicts
 from fsgs_kb.engine.load.schemas import load_schema
+from fsgs_kb.engine.read.jsontext import loads
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES, shape_problem
 
 Accept = Callable[[Any], bool]
@@ -188,7 +189,7 @@ def parse_accepted(raw: bytes) -> Any | None:
     if len(raw) > MAX_RECORD_BYTES:
         return None
     try:
-        value = orjson.loads(raw)
+        value = loads(raw)
     except orjson.JSONDecodeError:
         return None
     if not accepts(value) or raw.count(b":") > _keys(value):

@@ -24,6 +24,7 @@ from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.read.csvframe import CsvFramer
 from fsgs_kb.engine.read.jsonarray import read_json_array
 from fsgs_kb.engine.read.jsonlines import prefixed, read_jsonl
+from fsgs_kb.engine.read.jsontext import loads
 from fsgs_kb.engine.read.record import BOM, Record, too_large
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES, shape_problem
 
@@ -51,7 +52,7 @@ def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBEr
     if len(raw) > max_bytes:
         return None, too_large("the record", max_bytes)
     try:
-        value = orjson.loads(raw)
+        value = loads(raw)
     except orjson.JSONDecodeError as exc:
         return None, _json_problem(exc)
     problem, keys = shape_problem(value)

@@ -24,6 +24,11 @@ _good_json = good_line()
 HOSTILE_JSONL = {
     "nested-1000-deep": HOSTILE_DEEP,
     "integer-10**5000": b'{"id": "BIG", "age_years": 1' + b"0" * 5000 + b"}",
+    # orjson reads an integer beyond 64 bits as a float, silently: in a free-form part (`ext`)
+    # the record was evaluated, its input hash taken over 1e+30 (engine/read/jsontext.py)
+    "integer-10**30-in-ext": b'{"id": "B30", "ext": {"x": 1000000000000000000000000000000}}',
+    "integer-2**64-in-ext": b'{"id": "B64", "ext": {"x": 18446744073709551616}}',
+    "integer-below-minus-2**64-in-ext": b'{"id": "BNEG", "ext": {"x": [-18446744073709551617]}}',
     "lone-surrogate-in-id": b'{"id": "S\\ud800"}',
     "lone-surrogate-in-value": b'{"id": "SV", "fsgs": {"biopsy_proven": true, "etiology": "\\ud800"}}',
     "lone-surrogate-in-key": b'{"id": "SK", "\\ud800": 1}',
@@ -108,3 +113,55 @@ def test_evaluate_include_input_on_a_deep_record(tmp_path: Path, depth: int) -> 
     assert_no_traceback(result)
     assert result.rc in (0, 1), result
     assert json.loads(result.stdout.decode("utf-8"))["status"] in ("evaluated", "invalid")
+
+
+@pytest.mark.parametrize(
+    ("text", "pointer"),
+    [
+        (b'{"id": "B30", "ext": {"x": 1000000000000000000000000000000}}', "/ext/x"),
+        (b'{"id": "BNEG", "ext": {"y": [1, -18446744073709551617]}}', "/ext/y/1"),
+        (b'{"id": "B300", "ext": {"z": 1' + b"0" * 300 + b"}}", "/ext/z"),
+    ],
+)
+def test_an_integer_beyond_64_bits_is_named_by_evaluate_as_by_the_python_api(
+    tmp_path: Path, text: bytes, pointer: str
+) -> None:
+    """The command line reads the file as the Python API reads the dict: the record is invalid,
+    the error names where the integer is, never evaluated with a float in its place."""
+    import fsgs_kb
+
+    source = tmp_path / "big.json"
+    source.write_bytes(text)
+    result = run("evaluate", source, "--compact")
+    assert_no_traceback(result)
+    printed = json.loads(result.out)
+    assert printed["status"] == "invalid", printed
+    assert [(e["code"], e["pointer"]) for e in printed["errors"]] == [("input.number_too_large", pointer)]
+    api = fsgs_kb.load().evaluate(json.loads(text))
+    assert api["status"] == "invalid" and api["errors"][0]["pointer"] == pointer
+    # the same 19-or-more-digit runs inside a string or a float change nothing
+    fine = tmp_path / "fine.json"
+    fine.write_bytes(
+        good_line("LONG12345678901234567890").replace(b'"weight_kg": 70', b'"weight_kg": 70.00000000000000000001')
+    )
+    ok = run("evaluate", fine, "--compact")
+    assert_no_traceback(ok)
+    assert json.loads(ok.out)["status"] == "evaluated", ok
+    assert json.loads(ok.out)["patient_id"] == "LONG12345678901234567890"
+
+
+def test_an_integer_orjson_would_round_keeps_its_value_and_hash(tmp_path: Path) -> None:
+    """−2**63 − 1 is within the reader's limits (64 bits and a sign) but beyond orjson's integers:
+    the command line must hash and keep the integer the Python API is given, not a float."""
+    import fsgs_kb
+
+    record = good_record("NEG63")
+    record["ext"] = {"x": -(2**63) - 1}
+    source = tmp_path / "neg.json"
+    source.write_text(json.dumps(record))
+    result = run("evaluate", source, "--compact", "--include-input")
+    assert_no_traceback(result)
+    printed = json.loads(result.out)
+    api = fsgs_kb.load().evaluate(record)
+    assert printed["decision"]["input_sha256"] == api["decision"]["input_sha256"]
+    assert printed["decision"]["input"]["ext"]["x"] == -(2**63) - 1
