@@ -23,6 +23,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from fsgs_kb.engine.fhir.setaside import json_value
+
 _DATETIME = re.compile(
     r"^(\d{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
     r"(T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))?)?)?$"
@@ -161,4 +163,27 @@ def effective_moment(resource: dict[str, Any]) -> Moment | None:
     period = resource.get("effectivePeriod")
     if isinstance(period, dict):
         return moment(period.get("end")) or moment(period.get("start"))
+    return None
+
+
+def _unreadable(value: Any) -> bool:
+    """True for a date element that is neither a full nor a partial FHIR date or dateTime."""
+    return moment(value) is None and date_interval(value) is None
+
+
+def effective_problem(resource: dict[str, Any]) -> str | None:
+    """Why an Observation's effective time cannot be read at all (a date that does not exist, such
+    as 2025-02-29, a malformed dateTime, a number); None when it is readable, partial or absent."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in resource:
+            value = resource[key]
+            return f"{key} {json_value(value)} is not a date that can be read" if _unreadable(value) else None
+    if "effectivePeriod" not in resource:
+        return None
+    period = resource["effectivePeriod"]
+    if not isinstance(period, dict):
+        return f"effectivePeriod {json_value(period)} is not a Period"
+    for key in ("end", "start"):
+        if key in period and _unreadable(period[key]):
+            return f"effectivePeriod.{key} {json_value(period[key])} is not a date that can be read"
     return None

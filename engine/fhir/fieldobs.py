@@ -88,11 +88,14 @@ def field_candidates(
     systems = fmap.settings["local_systems"]
     coding = (systems["field"], path)
     out = []
-    for obs, when, passed_over in eligible(data, fmap, window):
+    for obs, when, passed_over, unplaced in eligible(data, fmap, window):
         if coding not in data.code_of(obs):
             continue
         if passed_over is not None:
             out.append(Candidate(when=when, resource=obs, coding=coding, rank=0, passed_over=passed_over))
+            continue
+        if unplaced is not None:
+            out.append(Candidate(when=when, resource=obs, coding=coding, rank=0, problem=unplaced))
             continue
         value, problem = _value(obs, spec, source, systems["value"])
         out.append(Candidate(when=when, resource=obs, coding=coding, rank=0, value=value, problem=problem))

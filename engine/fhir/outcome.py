@@ -12,7 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-REASONS = ("no_resource", "unit_not_convertible", "out_of_range", "dose_not_computable", "ambiguous")
+REASONS = (
+    "no_resource",
+    "unit_not_convertible",
+    "not_a_value",
+    "date_not_readable",
+    "out_of_range",
+    "dose_not_computable",
+    "ambiguous",
+)
 _RANK = {reason: i for i, reason in enumerate(REASONS)}
 
 
@@ -39,7 +47,8 @@ Outcome = Found | Missing
 
 
 def worst(reasons: list[str]) -> Missing:
-    """The most telling reason among several (ambiguous > dose > out of range > unit > no resource)."""
+    """The most telling reason among several (ambiguous > dose > out of range > unreadable date >
+    not a value > unit > no resource)."""
     return Missing(max(reasons, key=_RANK.__getitem__) if reasons else "no_resource")
 
 

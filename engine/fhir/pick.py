@@ -7,23 +7,27 @@ may fill the field, and it is set aside naming the field and its status. The win
 evaluation date is counted in calendar days as each result is written (dates.py). The latest instant
 wins; when several results share it (a lab reporting creatinine in mg/dL and umol/L, a duplicated
 message) they must agree within the map's tolerance, or the field is ambiguous. The latest result is
-never skipped for an older one because its unit is unknown: that would silently report stale data,
-so the reason is reported instead.
+never skipped for an older one because its unit is unknown or its value is not a number: that
+would silently report stale data, so the reason is reported instead. A result whose date cannot be
+read at all (2025-02-29, a number) cannot be placed in time, so it cannot be ruled out as the latest:
+it counts as the latest, with that problem, and the field stays empty rather than filled from an
+older result. Results with no date or only part of one (a year, a month) are not placed on a day
+and do not count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_match, number, quantity
-from fsgs_kb.engine.fhir.dates import Moment
+from fsgs_kb.engine.fhir.dates import Moment, effective_problem
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
-from fsgs_kb.engine.fhir.setaside import number_text, quoted
+from fsgs_kb.engine.fhir.setaside import json_value, number_text, quoted
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ class Candidate:
     passed_over: Unusable | None = None
 
 
+UNPLACED = datetime.max.replace(tzinfo=timezone.utc)  # the time of a result whose date cannot be read
+
+
 def scaled(value: float, factor: float) -> float:
     """value x factor, with float noise from the multiplication rounded away (identity when factor is 1)."""
     return value if factor == 1 else round(value * factor, 6)
@@ -59,15 +66,28 @@ def _unit_problem(why: str) -> Unusable:
     return Unusable("unit_not_convertible", "unit_not_convertible", why)
 
 
+def _not_a_number(raw: Any) -> Unusable:
+    """Why a valueQuantity holds no number: the latest value exists but is broken, so the field is
+    missing for that reason (not_a_value), never filled from an older value."""
+    if not isinstance(raw, dict):
+        why = f"valueQuantity {json_value(raw)} is not a Quantity"
+    elif "value" not in raw:
+        why = "valueQuantity has no value"
+    else:
+        why = f"valueQuantity.value {json_value(raw['value'])} is not a number"
+    return Unusable("not_a_value", "not_a_value", why)
+
+
 def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[Any, Unusable | None]:
-    """((value, record unit), None) from valueQuantity, or (None, why not); (None, None) if no value."""
+    """((value, record unit), None) from valueQuantity, or (None, why not); (None, None) when the
+    element has no value[x] at all (a panel, a dataAbsentReason)."""
     raw = element.get("valueQuantity")
     q = quantity(raw)
     if q is None:
         # A number in a unit the map cannot trust (another system, none at all) or a value that is
-        # not a quantity (valueString "72 kg"): the latest value exists but cannot be read, so the
-        # field is missing for that reason, never filled from an older value. A malformed number
-        # (true, NaN, "70") is a broken entry and is ignored like one.
+        # not a quantity (valueString "72 kg"), or a malformed number (true, NaN, "70"): the latest
+        # value exists but cannot be read, so the field is missing for that reason, never filled
+        # from an older value.
         given = as_dict(raw)
         value = number(given.get("value"))
         if value is not None:
@@ -76,6 +96,8 @@ def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[
             system = given.get("system")
             stated += f" of system {quoted(system)}" if system not in (None, UCUM) else ""
             return None, _unit_problem(f"value {number_text(value)}{stated}: not a UCUM unit the map can read")
+        if raw is not None:
+            return None, _not_a_number(raw)
         others = sorted(k for k in element if k.startswith("value"))
         if raw is None and others:
             return None, _unit_problem(f"the value is a {quoted(others[0])}, not a valueQuantity")
@@ -121,14 +143,21 @@ def status_problem(obs: dict[str, Any], statuses: list[str]) -> Unusable | None:
 
 def eligible(
     data: PatientData, fmap: FhirMap, window: Window
-) -> Iterator[tuple[dict[str, Any], datetime, Unusable | None]]:
-    """Observations whose effective time the window holds, with their instant and, when the map
-    does not accept their status, why they are no result."""
+) -> Iterator[tuple[dict[str, Any], datetime, Unusable | None, Unusable | None]]:
+    """Observations whose effective time the window holds, with their instant, when the map does
+    not accept their status why they are no result, and last what is wrong with a value that may
+    be the latest: the Observations whose date cannot be read come with UNPLACED and that problem."""
     statuses = fmap.settings["observation_statuses"]
     for obs in data.of_type("Observation"):
         when = data.when_of(obs)
-        if when is not None and window.holds(when):
-            yield obs, when.at, status_problem(obs, statuses)
+        if when is not None:
+            if window.holds(when):
+                yield obs, when.at, status_problem(obs, statuses), None
+            continue
+        why = effective_problem(obs)
+        if why is not None:
+            problem = Unusable("date_not_readable", "date_not_readable", f"{why}: it may be the latest result")
+            yield obs, UNPLACED, status_problem(obs, statuses), problem
 
 
 def coded_candidates(
@@ -136,7 +165,7 @@ def coded_candidates(
 ) -> list[Candidate]:
     """Candidates from Observations (or panel components) whose code is in one of the match entries."""
     out: list[Candidate] = []
-    for obs, when, passed_over in eligible(data, fmap, window):
+    for obs, when, passed_over, unplaced in eligible(data, fmap, window):
         for rank, match in enumerate(matches):
             wanted_codes = fmap.code_sets[match["code_set"]]
             coding = next((c for c in data.code_of(obs) if c in wanted_codes), None)
@@ -144,6 +173,9 @@ def coded_candidates(
                 continue
             if passed_over is not None:
                 out.append(Candidate(when=when, resource=obs, coding=coding, rank=rank, passed_over=passed_over))
+                break
+            if unplaced is not None:
+                out.append(Candidate(when=when, resource=obs, coding=coding, rank=rank, problem=unplaced))
                 break
             elements = [obs]
             if "component" in match:

@@ -7,7 +7,8 @@ another patient or another server's patient, a diagnosis that is not confirmed, 
 status says it is no result yet or at all, such as `preliminary` or `cancelled`, an order or
 statement whose status says the drug is not, or not known to be, given, such as `draft` or
 `not-taken`) or when its value cannot be used (a unit the map cannot convert, a value the record
-cannot hold, a dose the instructions do not give). Each entry names the resource (type, id, and
+cannot hold or that is not a number, a date that cannot be read, a dose the instructions do not
+give). Each entry names the resource (type, id, and
 where it is in the input) and says why in words, so the clinician can find it and have it fixed.
 """
 
@@ -28,6 +29,7 @@ REASONS = (
     "medication_status_not_usable",
     "unit_not_convertible",
     "not_a_value",
+    "date_not_readable",
     "out_of_range",
     "dose_not_computable",
 )
@@ -77,3 +79,18 @@ def label(resource: dict[str, Any]) -> str:
 def number_text(value: float) -> str:
     """A number as a message shows it: 70 rather than 70.0."""
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def json_value(value: Any) -> str:
+    """A value from the input as JSON writes it, named by its JSON type when it is not a number:
+    '"95" (a string)', 'true (a boolean)', '[1] (an array)'."""
+    if isinstance(value, str):
+        return f'"{quoted(value)}" (a string)'
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return quoted(value)
+    kind = "an array" if isinstance(value, list) else "an object"
+    return f"{quoted(value)} ({kind})"

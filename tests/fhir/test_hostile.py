@@ -128,11 +128,6 @@ def test_duplicate_ids_with_different_content_are_ambiguous(fmap: FhirMap) -> No
         {"resource": {"resourceType": 7}},
         {"resource": {**weight("b1"), "code": "29463-7"}},
         {"resource": {**weight("b2"), "code": {"coding": "29463-7"}}},
-        {"resource": {**weight("b3"), "valueQuantity": {"value": True, "code": "kg"}}},
-        {"resource": {**weight("b4"), "valueQuantity": {"value": float("nan"), "code": "kg"}}},
-        {"resource": {**weight("b5"), "valueQuantity": {"value": "70", "code": "kg"}}},
-        {"resource": {**weight("b6"), "effectiveDateTime": 20240530}},
-        {"resource": {**weight("b7"), "effectiveDateTime": "2024-02-30"}},
         {"resource": {**weight("b8"), "status": ["final"]}},
         {"resource": {**weight("b9"), "subject": "Patient/p1"}},
         {
@@ -154,6 +149,26 @@ def test_malformed_entries_are_ignored_not_fatal(fmap: FhirMap, garbage: Any) ->
     b["entry"].append(garbage)
     record, prov = bundle_to_record(b, fmap, as_of=AS_OF)
     assert record["weight_kg"] == 70
+
+
+@pytest.mark.parametrize(
+    ("broken", "reason"),
+    [
+        ({**weight("b3"), "valueQuantity": {"value": True, "code": "kg"}}, "not_a_value"),
+        ({**weight("b4"), "valueQuantity": {"value": float("nan"), "code": "kg"}}, "not_a_value"),
+        ({**weight("b5"), "valueQuantity": {"value": "70", "code": "kg"}}, "not_a_value"),
+        ({**weight("b6"), "effectiveDateTime": 20240530}, "date_not_readable"),
+        ({**weight("b7"), "effectiveDateTime": "2024-02-30"}, "date_not_readable"),
+    ],
+)
+def test_a_newer_broken_weight_is_not_fatal_and_leaves_the_field_empty_saying_why(
+    fmap: FhirMap, broken: dict[str, Any], reason: str
+) -> None:
+    """A broken newest result (a value that is not a number, a date that cannot be read) is not
+    skipped for the older good one: the latest value or nothing (tests/fhir/test_unreadable_latest.py)."""
+    b = bundle(weight("good", 70, when="2024-05-01"), broken)
+    record, prov = bundle_to_record(b, fmap, as_of=AS_OF)
+    assert "weight_kg" not in record and prov["/weight_kg"] == {"missing": reason}
 
 
 def _deep(levels: int) -> dict[str, Any]:
