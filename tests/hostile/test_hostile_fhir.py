@@ -118,7 +118,7 @@ CASES: dict[str, tuple[bytes, str, dict[str, Any]]] = {
     "value-of-the-wrong-type": (
         json.dumps(bundle(weight("w", "seventy"), field("b", "fsgs.biopsy_proven", "yes"))).encode(),
         "scope_undetermined",
-        {"sources": {"/weight_kg": {"missing": "no_resource"}, "/fsgs/biopsy_proven": {"missing": "ambiguous"}}},
+        {"sources": {"/weight_kg": {"missing": "not_a_value"}, "/fsgs/biopsy_proven": {"missing": "ambiguous"}}},
     ),
     "10mb-bundle": (
         json.dumps(bundle(weight("w", 70), {"resourceType": "Basic", "id": "b" * 10_000_000})).encode(),
