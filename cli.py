@@ -394,7 +394,7 @@ def explain(
     kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, reader, announce=False)
     if is_result(data):
         stored = data
-        data, result = stored_decision(kb, stored)
+        data, result = stored_decision(kb, stored, file="standard input" if patient == "-" else patient, line=1)
         for key in FHIR_ONLY:  # FHIR input: the conversion, as the stored result says
             if stored.get(key) is not None:
                 result[key] = stored[key]

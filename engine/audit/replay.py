@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from fsgs_kb.engine.audit.differences import differences, outcome_changes
+from fsgs_kb.engine.audit.shape import shape_problems
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.detail import DETAILS, detail_of, rule_outcomes
 from fsgs_kb.engine.evaluate.output import dumps
@@ -55,8 +56,13 @@ def _strip(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record]) -> dict[str, Any]:
-    """Re-evaluate one recorded decision at its own detail level and compare byte for byte."""
-    decision = old.get("decision", {})
+    """Re-evaluate one recorded decision at its own detail level and compare byte for byte. A
+    record that is not the shape of a result (schema/result.schema.json: e.g. edited by hand) is
+    `unreadable`, with the JSON pointer of each problem: nothing in it is re-evaluated."""
+    problems = shape_problems(old)
+    if problems:
+        return unreadable(old, problems)
+    decision = old["decision"]
     ident = {
         "decision_id": decision.get("decision_id"),
         "patient_id": old.get("patient_id"),
@@ -95,17 +101,38 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record])
     return {**report, "differs": differences(old, new)}
 
 
+def unreadable(old: Any, problems: list[KBError]) -> dict[str, Any]:
+    """The verdict on a record that is not a result: each problem with its JSON pointer."""
+    decision = old.get("decision") if isinstance(old, dict) else None
+    ident = {
+        "decision_id": decision.get("decision_id") if isinstance(decision, dict) else None,
+        "patient_id": old.get("patient_id") if isinstance(old, dict) else None,
+    }
+    ident = {key: value for key, value in ident.items() if isinstance(value, str)}
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return {
+        **ident,
+        "verdict": "unreadable",
+        "problem": problems[0].message + more,
+        "problems": [{"pointer": p.pointer, "message": p.message} for p in problems],
+    }
+
+
 def replay(kb: KnowledgeBase, results: Iterable[Record], index: dict[str, Record]) -> Iterator[dict[str, Any]]:
-    """One verdict per result record; a line that is not a result is `unreadable`, and the
-    replay goes on."""
+    """One verdict per result record; a record that is not a result (not JSON, no decision
+    record, or not the shape of a result) is `unreadable`, located by its place in the file
+    (record, line), and the replay goes on."""
     for record in results:
         old, problem = record_value(record)
         if problem is None and not (isinstance(old, dict) and isinstance(old.get("decision"), dict)):
             problem = KBError("replay.not_a_result", "not a fsgs-kb result (no decision record)")
         if problem is not None:
-            yield {"record": record.number, "verdict": "unreadable", "problem": problem.message}
-        else:
-            yield replay_one(kb, old, index)
+            yield {"record": record.number, "line": record.line, "verdict": "unreadable", "problem": problem.message}
+            continue
+        report = replay_one(kb, old, index)
+        if report["verdict"] == "unreadable":  # its own record field cannot be trusted: where it is in the file
+            report = {**report, "record": record.number, "line": record.line}
+        yield report
 
 
 def replay_counts(reports: list[dict[str, Any]]) -> dict[str, int]:
@@ -181,11 +208,29 @@ def is_result(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("decision"), dict) and "status" in value
 
 
-def stored_decision(kb: KnowledgeBase, old: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def stored_decision(
+    kb: KnowledgeBase, old: dict[str, Any], file: str | None = None, line: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the patient, the full result) behind a stored result at any detail level, re-derived from
     the input it holds and checked to reproduce it byte for byte (as `replay` checks). KBErrors
     when that cannot be done honestly: made by another knowledge base, no input stored, or the
-    input does not give this result."""
+    input does not give this result, or it is not the shape of a result (`explain.malformed`, each
+    problem with its JSON pointer, in `file` at `line`)."""
+    problems = shape_problems(old)
+    if problems:
+        raise KBErrors(
+            [
+                replace(
+                    problem,
+                    code="explain.malformed",
+                    message=f"not a well-formed fsgs-kb result: {problem.message}",
+                    file=file,
+                    line=line,
+                    hint="fsgs-kb trace checks a stored result; evaluate the patient again for a result to explain",
+                )
+                for problem in problems
+            ]
+        )
     decision = old["decision"]
     made_by = decision.get("kb") if isinstance(decision.get("kb"), dict) else {}
     if made_by.get("fingerprint") != kb.fingerprint:

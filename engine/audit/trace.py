@@ -19,11 +19,11 @@ from typing import Any
 
 from fsgs_kb.engine.audit.consistency import mismatch, summary_mismatches
 from fsgs_kb.engine.audit.replay import replay_one
+from fsgs_kb.engine.audit.shape import shape_problems
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of
 from fsgs_kb.engine.evaluate.kleene import compare, kleene_all, kleene_any
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.load.schemas import validator
 from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, Not, ParamRef, Rule
 from fsgs_kb.engine.read.records import Record
 
@@ -94,17 +94,6 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
                 + (f" in {'; '.join(where)}" if where else " (in a field other than outcomes)")
             )
     return found
-
-
-def shape_problems(result: Any) -> list[KBError]:
-    """What makes a value not a fsgs-kb result of any detail level (schema/result.schema.json)."""
-    if not isinstance(result, dict):
-        return [KBError("trace.malformed", "not a fsgs-kb result (not a JSON object)")]
-    problems = []
-    for error in sorted(validator("result").iter_errors(result), key=lambda e: list(e.absolute_path)):
-        pointer = "".join(f"/{part}" for part in error.absolute_path)
-        problems.append(KBError("trace.malformed", f"{pointer or '/'}: {error.message}", pointer=pointer))
-    return problems[:10]
 
 
 def _rule_mismatches(

@@ -167,7 +167,8 @@ def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
     for report in printable(reports):
         if report["verdict"] == "unreadable":
             where = report.get("record") or report.get("patient_id") or "?"
-            lines.append(f"unreadable: record {where}: {report['problem']}")
+            line = f" (line {report['line']})" if report.get("line") is not None else ""
+            lines.append(f"unreadable: record {where}{line}: {report['problem']}")
         elif report["verdict"] == "same_outcomes":
             old = report["kb"]["old"]
             same.setdefault((old["id"], old["version"], str(old["fingerprint"])), []).append(report)

@@ -22,7 +22,7 @@ from fsgs_kb.engine.version import __version__
 def _where(error: KBError) -> str:
     where = error.file or "<input>"
     if error.line is not None:
-        where += f":{error.line}:{error.col}"
+        where += f":{error.line}" + (f":{error.col}" if error.col is not None else "")
     elif error.pointer and not error.file:
         where = error.pointer
     return where
