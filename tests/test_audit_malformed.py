@@ -135,16 +135,6 @@ def test_replay_goes_on_past_an_edited_record(stored: dict[str, str], level: str
     assert "3 decisions replayed" in text.stdout and "2 identical (66.7 %)" in text.stdout, text.stdout
 
 
-def test_reviewers_mixed_file(tmp_path: Path) -> None:
-    """The outside reviewer's file (good, `rules: null`, good), when it is at hand."""
-    given = Path("/tmp/review/work/mixed.jsonl")
-    if not given.is_file():
-        pytest.skip("the reviewer's file is not on this machine")
-    proc = fsgs("replay", "--format", "json", str(given))
-    assert_no_crash(proc)
-    assert [r["verdict"] for r in json.loads(proc.stdout)["decisions"]] == ["identical", "unreadable", "identical"]
-
-
 def test_trace_says_a_mask_that_is_no_pointer_is_malformed(stored: dict[str, str], tmp_path: Path) -> None:
     """`masked: ["id"]` passed the shape check before (a string) and crashed re-evaluation."""
     path = tmp_path / "masked.json"
@@ -152,3 +142,33 @@ def test_trace_says_a_mask_that_is_no_pointer_is_malformed(stored: dict[str, str
     proc = fsgs("trace", str(path))
     assert_no_crash(proc)
     assert proc.returncode == 1 and "/decision/masked/0: error[trace.malformed]" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        _set("decision", "engine_version", value="9.9.9"),
+        _set("decision", "decision_id", value="0" * 32),
+        _set("decision", "kb", "version", value="9.9.9"),
+        _set("decision", "engine", "durable_rules", value="0.0.1"),
+    ],
+)
+def test_a_masked_result_with_a_forged_decision_record_is_not_identical(
+    tmp_path: Path, forge: Callable[[dict[str, Any]], None]
+) -> None:
+    """A masked result's input hash was taken before masking, so replay cannot recompute it; the
+    rest of its decision record must still be what the knowledge base writes, and its decision id
+    the one its hash gives: a forged engine version, KB version or decision id is `changed`, never
+    `identical` (the genuine record beside it is)."""
+    proc = fsgs("evaluate", str(PATIENT), "--include-input", "--mask", "/id", "--compact")
+    assert proc.returncode == 0, proc.stderr
+    genuine = json.loads(proc.stdout)
+    forged = json.loads(proc.stdout)
+    forge(forged)
+    results = tmp_path / "r.jsonl"
+    results.write_text(json.dumps(genuine) + "\n" + json.dumps(forged) + "\n")
+    replayed = fsgs("replay", str(results), "--format", "json")
+    assert_no_crash(replayed)
+    verdicts = [line["verdict"] for line in json.loads(replayed.stdout)["decisions"]]
+    assert verdicts == ["identical", "changed"], replayed.stdout
+    assert replayed.returncode == 1
