@@ -144,9 +144,7 @@ def evaluate_part(
     process, so a record that crashes the interpreter costs only itself (`error` /
     `engine_crash`) here as it does locally, and the rest of the part is evaluated."""
     fsspec = _fsspec()
-    by_status: Counter[str] = Counter()
-    by_rule: Counter[tuple[str, str]] = Counter()
-    records = 0
+    summary = BatchSummary()
     runner = BatchRunner(kb, rules_dir, 1, options=options)
     with fsspec.open(source, "rb") as stream, fsspec.open(output, "wb") as out:
         head = stream.read(64)
@@ -156,21 +154,13 @@ def evaluate_part(
             raise KBErrors([KBError("input.format", f"unknown input format {fmt!r}")])
         for chunk, _ in runner.results(read_records(stream, fmt)):
             out.write(chunk.blob)
-            records += chunk.count
-            by_status.update(chunk.by_status)
-            by_rule.update(chunk.by_rule)
-    return {
-        "input": source,
-        "output": output,
-        "records": records,
-        "by_status": dict(by_status),
-        "by_rule": [[rule, outcome, n] for (rule, outcome), n in sorted(by_rule.items())],
-        "worker_crashes": runner.worker_crashes,
-    }
+            summary.add(chunk)
+    summary.worker_crashes = runner.worker_crashes
+    return part_counts(source, output, summary)
 
 
 def part_counts(source: str, output: str, summary: BatchSummary) -> dict[str, Any]:
-    """A local part's counts, in the form a Dask task returns them."""
+    """A part's counts, locally or from a Dask task, as the run's summary adds them up."""
     return {
         "input": source,
         "output": output,
