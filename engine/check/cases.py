@@ -24,7 +24,7 @@ from typing import Any
 
 from fsgs_kb.engine.check.static import Analyzer
 from fsgs_kb.engine.errors import KBError
-from fsgs_kb.engine.load.conditions import expression_refs
+from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo
 from fsgs_kb.engine.load.yamlsafe import Located
 from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, Derived, Expression, KnowledgeBaseModel, Not
@@ -78,7 +78,7 @@ class CaseCoverage:
         """The enumerated, boolean and unit fields the cases test, with their values."""
         out: dict[str, tuple[Any, ...]] = {}
         for when, _ in derived.cases:
-            for leaf in _leaves(when):
+            for leaf in walk(when):
                 values = _values(self.analyzer.fields.get(leaf.name)) if leaf.source == "field" else None
                 if values and leaf.op in EXACT_OPS:
                     out[leaf.name] = values
@@ -162,16 +162,6 @@ def _values(info: FieldInfo | None) -> tuple[Any, ...] | None:
     if info is None or info.type == "array":
         return None
     return (True, False) if info.type == "boolean" else info.enum
-
-
-def _leaves(cond: Condition) -> Iterator[Compare]:
-    if isinstance(cond, Compare):
-        yield cond
-    elif isinstance(cond, Not):
-        yield from _leaves(cond.item)
-    else:
-        for item in cond.items:
-            yield from _leaves(item)
 
 
 def _paths(
