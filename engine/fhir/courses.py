@@ -27,7 +27,7 @@ from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, first_match, texts
 from fsgs_kb.engine.fhir.dates import Moment, day_start, moment
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
-from fsgs_kb.engine.fhir.setaside import quoted
+from fsgs_kb.engine.fhir.setaside import status_not_read
 
 OPEN = datetime.max.replace(tzinfo=day_start(date(2000, 1, 1)).tzinfo)  # an ongoing period's end
 KIND = {"MedicationRequest": "order", "MedicationStatement": "statement"}
@@ -101,12 +101,7 @@ def _period(res: dict[str, Any], dosages: list[Any]) -> tuple[Moment | None, Mom
 def status_problem(res: dict[str, Any], statuses: list[str]) -> str | None:
     """Why an order's or statement's status keeps it out of the courses (None when the map reads
     the status), in words."""
-    status = res.get("status")
-    if isinstance(status, str) and status in statuses:
-        return None
-    said = "no status" if status is None else f"status {quoted(status)}"
-    kind = KIND[res["resourceType"]]
-    return f"{said}: not a usable {kind} (the map reads only {', '.join(statuses)} {kind}s)"
+    return status_not_read(res, statuses, KIND[res["resourceType"]])
 
 
 def scan(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> tuple[list[Entry], list[PassedOver]]:

@@ -27,7 +27,7 @@ from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_matc
 from fsgs_kb.engine.fhir.dates import Moment, effective_problem
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
-from fsgs_kb.engine.fhir.setaside import json_value, number_text, quoted
+from fsgs_kb.engine.fhir.setaside import json_value, number_text, quoted, status_not_read
 
 
 @dataclass(frozen=True)
@@ -133,12 +133,8 @@ class Window:
 
 def status_problem(obs: dict[str, Any], statuses: list[str]) -> Unusable | None:
     """Why an Observation's status makes it no result (None when the map accepts the status)."""
-    status = obs.get("status")
-    if isinstance(status, str) and status in statuses:
-        return None
-    said = "no status" if status is None else f"status {quoted(status)}"
-    why = f"{said}: not a usable result (the map reads only {', '.join(statuses)} results)"
-    return Unusable("no_resource", "status_not_usable", why)
+    why = status_not_read(obs, statuses, "result")
+    return None if why is None else Unusable("no_resource", "status_not_usable", why)
 
 
 def eligible(

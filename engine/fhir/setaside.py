@@ -69,6 +69,16 @@ def quoted(value: Any) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
+def status_not_read(resource: dict[str, Any], statuses: list[str], kind: str) -> str | None:
+    """Why a resource's status keeps it from counting as a `kind` ("result", "order",
+    "statement"), in words; None when the map reads its status."""
+    status = resource.get("status")
+    if isinstance(status, str) and status in statuses:
+        return None
+    said = "no status" if status is None else f"status {quoted(status)}"
+    return f"{said}: not a usable {kind} (the map reads only {', '.join(statuses)} {kind}s)"
+
+
 def label(resource: dict[str, Any]) -> str:
     """`Observation/w1`, or the type alone when the resource has no id."""
     rid = resource.get("id")
