@@ -38,6 +38,15 @@ def _fsgs(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _batch_on_a_cluster(data: Path, out: Path, summary: Path) -> subprocess.CompletedProcess[str]:
+    """`fsgs-kb batch 'DATA/part-*.jsonl' --dask` on a fresh LocalCluster of two worker processes."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        return _fsgs(
+            "batch", str(data / "part-*.jsonl"), "--dask", cluster.scheduler_address, "-o", str(out),
+            "--summary", str(summary),
+        )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
     """Three input parts and what `fsgs-kb batch PART -o OUT` writes for each."""
@@ -73,11 +82,7 @@ def test_parts_on_a_local_cluster_equal_the_local_batch(parts: tuple[Path, dict[
     data, expected = parts
     out = tmp_path / "out"
     summary = tmp_path / "summary.json"
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        proc = _fsgs(
-            "batch", str(data / "part-*.jsonl"), "--dask", cluster.scheduler_address, "-o", str(out),
-            "--summary", str(summary),
-        )  # fmt: skip
+    proc = _batch_on_a_cluster(data, out, summary)
     assert proc.returncode == 1, proc.stderr
     for name, reference in expected.items():
         assert (out / name).read_bytes() == reference, name  # record for record, byte for byte
@@ -109,11 +114,7 @@ def test_a_record_that_crashes_its_worker_on_dask_costs_only_itself(
     local, out, summary = tmp_path / "local", tmp_path / "out", tmp_path / "summary.json"
     reference = _fsgs("batch", str(data / "part-*.jsonl"), "-o", str(local), "--workers", "2")
     assert reference.returncode == 3, reference.stderr  # engine_crash: an internal error
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        proc = _fsgs(
-            "batch", str(data / "part-*.jsonl"), "--dask", cluster.scheduler_address, "-o", str(out),
-            "--summary", str(summary),
-        )  # fmt: skip
+    proc = _batch_on_a_cluster(data, out, summary)
     assert proc.returncode == 3, proc.stderr
     for name, clean_bytes in clean.items():
         got = (out / name).read_bytes()
