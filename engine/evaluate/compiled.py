@@ -558,6 +558,8 @@ class CompiledEvaluator:
         self.rules = evaluation.rules
         self.derived_names = list(model.derived_order)
         self.units = {n: model.derived[n].unit for n in self.derived_names}
+        self._derived_slots = tuple((n, 3 * i, self.units[n]) for i, n in enumerate(self.derived_names))
+        self._boolean_slots = tuple((n, 3 * self.derived_names.index(n)) for n in evaluation.booleans)
         self.standard_derived = [
             n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
         ]
@@ -575,6 +577,18 @@ class CompiledEvaluator:
         for level, made in enumerate(self._facts):
             if made is not None:
                 self.sources[f"facts level {level}"] = made[1]
+        # per rule, what the decision loops of `_evaluate` read, looked up once here
+        exact_rules = evaluation.exact.rules
+        self._plain = tuple(
+            (r.id, i, exact_rules[r.id]) for i, r in enumerate(self.rules) if r.kind != "caveat"
+        )
+        self._caveats = tuple(
+            (r.id, i, exact_rules[r.id], tuple(r.qualifies)) for i, r in enumerate(self.rules) if r.kind == "caveat"
+        )
+        self._ids = tuple(r.id for r in self.rules)
+        self._caveat_ids = frozenset(r.id for r in self.rules if r.kind == "caveat")
+        self._draft_ids = frozenset(r.id for r in self.rules if r.status != "active")
+        self._out_of_scope_ids = frozenset(r.id for r in self.rules if r.kind == "out_of_scope")
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
@@ -761,13 +775,12 @@ class CompiledEvaluator:
         ev = self.evaluation
         derive, rules = self.functions(detail, encoded)
         values, kleene_derived, carried = derive(patient)
-        derived: dict[str, DerivedValue] = {}
-        for i, name in enumerate(self.derived_names):
-            v, m, h = kleene_derived[3 * i : 3 * i + 3]
-            derived[name] = DerivedValue(name, v, self.units[name], m, h)
+        k = kleene_derived
+        derived = {name: DerivedValue(name, k[j], unit, k[j + 1], k[j + 2]) for name, j, unit in self._derived_slots}
         state = self._state(patient, values, derived)
         recorded = ev.recorded(values, derived)
-        for name in ev.booleans:  # exact semantics where Kleene's tables leave a value unknown
+        refined: tuple[Any, ...] | list[Any] = kleene_derived  # (value, missing, how) of each, in order
+        for name, j in self._boolean_slots:  # exact semantics where Kleene's tables leave a value unknown
             old = derived[name]
             if old.value is not None:
                 continue
@@ -778,54 +791,57 @@ class CompiledEvaluator:
                 inputs = ", ".join(ev.decided_without(form, values, derived))
                 how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
             derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
+            refined = list(refined)
+            refined[j : j + 3] = (value, tuple(missing), how)
         verdict = self._verdict(values, derived, state)
         errors: list[KBError] = []
         for name in ev.compiled.boolean_derived:
             if verdict[f"derived:{name}"] != derived[name].value:
                 errors.append(_disagree_derived(name, verdict[f"derived:{name}"], derived[name].value))
-        refined = tuple(x for n in self.derived_names for x in (derived[n].value, derived[n].missing, derived[n].how))
-        truths = rules(values, refined, carried)
+        truths = rules(values, tuple(refined), carried)
         outcomes: dict[str, bool | None] = {}
         decided: dict[str, bool | None] = {}
         missing_of: dict[str, list[str]] = {}
         without_of: dict[str, list[str]] = {}
-        for rule, (kleene, _) in zip(self.rules, truths, strict=True):
-            if rule.kind == "caveat":
-                continue
-            form = ev.exact.rules[rule.id]
-            exact, missing = (kleene, []) if kleene is not None else self._judge(form, state, recorded, values, derived)
-            if exact is not None and kleene is None:
-                without = ev.decided_without(form, values, derived)
-                if without:
-                    without_of[rule.id] = without
-            if verdict[rule.id] != exact:
-                errors.append(ev.disagreement(rule.id, verdict[rule.id], exact))
-            outcomes[rule.id] = exact
-            decided[rule.id] = verdict[rule.id]
-            missing_of[rule.id] = missing if verdict[rule.id] is None else []
+        judge = self._judge
+        for rid, i, form in self._plain:
+            exact = truths[i][0]
+            if exact is None:
+                exact, missing = judge(form, state, recorded, values, derived)
+                if exact is not None:
+                    without = ev.decided_without(form, values, derived)
+                    if without:
+                        without_of[rid] = without
+            else:
+                missing = []
+            said = verdict[rid]
+            if said != exact:
+                errors.append(ev.disagreement(rid, said, exact))
+            outcomes[rid] = exact
+            decided[rid] = said
+            missing_of[rid] = missing if said is None else []
         notes: dict[str, list[str]] = {}
         unchecked_of: dict[str, list[str]] = {}
-        for rule, (kleene, _) in zip(self.rules, truths, strict=True):
-            if rule.kind != "caveat":
-                continue
-            form = ev.exact.rules[rule.id]
-            holds = kleene if kleene is not None else self._decide(form, state, recorded)
-            qualified = [q for q in rule.qualifies if outcomes.get(q) is True]
+        for rid, i, form, qualifies in self._caveats:
+            holds = truths[i][0]
+            if holds is None:
+                holds = self._decide(form, state, recorded)
+            qualified = [q for q in qualifies if outcomes.get(q) is True]
             fired = holds is True and bool(qualified)
-            if (verdict[rule.id] is True) != fired:
-                errors.append(ev.disagreement(rule.id, verdict[rule.id] is True, fired))
-            decided[rule.id] = fired
-            missing_of[rule.id] = []
+            if (verdict[rid] is True) != fired:
+                errors.append(ev.disagreement(rid, verdict[rid] is True, fired))
+            decided[rid] = fired
+            missing_of[rid] = []
             if holds is None and qualified:
                 lacking = ev.missing_vars(form, values, derived)
-                unchecked_of[rule.id] = ev.pointers(self._relevant(form, state, recorded, lacking), values)
+                unchecked_of[rid] = ev.pointers(self._relevant(form, state, recorded, lacking), values)
             if fired:
                 for target in qualified:
-                    notes.setdefault(target, []).append(rule.id)
+                    notes.setdefault(target, []).append(rid)
         # the summary, as Evaluation._assemble makes it
-        fired_rules = [r for r in self.rules if decided[r.id] is True]
+        fired_ids = [rid for rid in self._ids if decided[rid] is True]
         scope = derived.get(SCOPE_DERIVED)
-        if any(r.kind == "out_of_scope" for r in fired_rules):
+        if not self._out_of_scope_ids.isdisjoint(fired_ids):
             status = "out_of_scope"
         elif scope is None or scope.value is not True:
             status = "scope_undetermined"
@@ -833,20 +849,21 @@ class CompiledEvaluator:
             status = "evaluated"
         if errors:
             status = "error"
-        undetermined = [r.id for r in self.rules if decided[r.id] is None]
+        undetermined = [rid for rid in self._ids if decided[rid] is None]
         result: dict[str, Any] = dict(head) if head else {}
         if detail != "full":
             result["detail"] = detail
         result["patient_id"] = patient.get("id")
         result["status"] = status
-        result["advice"] = [r.id for r in fired_rules if r.kind != "caveat"]
-        result["caveats"] = [r.id for r in fired_rules if r.kind == "caveat"]
-        result["drafts"] = [r.id for r in fired_rules if r.status != "active"]
+        caveat_ids = self._caveat_ids
+        result["advice"] = [rid for rid in fired_ids if rid not in caveat_ids]
+        result["caveats"] = [rid for rid in fired_ids if rid in caveat_ids]
+        result["drafts"] = [rid for rid in fired_ids if rid in self._draft_ids]
         result["undetermined"] = undetermined
-        result["no_recommendation"] = status == "evaluated" and not fired_rules and not undetermined
+        result["no_recommendation"] = status == "evaluated" and not fired_ids and not undetermined
         result["scope"] = self._scope_record(scope, values, derived)
         if detail == "minimal":
-            says = {r.id: ev.static[r.id]["says"] for r in fired_rules}
+            says = {rid: ev.static[rid]["says"] for rid in fired_ids}
             result["says"] = says
             result["missing"] = {rid: missing_of[rid] for rid in undetermined}
         elif encoded:
@@ -894,7 +911,7 @@ class CompiledEvaluator:
                 ]
         result["errors"] = [error_record(e) for e in errors]
         result["decision"] = decision
-        return result, tuple(OUTCOME[decided[r.id]] for r in self.rules)
+        return result, tuple([OUTCOME[decided[rid]] for rid in self._ids])
 
     def _encoded_entries(
         self,
