@@ -614,16 +614,15 @@ def _closest_wording(quote: str, sentence: str) -> str:
     return f'the sentence reads: "{target[:120]}{"…" if len(target) > 120 else ""}"'
 
 
-def run_checks(
-    model: KnowledgeBaseModel, docs: dict[str, Located], failed: frozenset[str] | set[str] = frozenset()
-) -> tuple[list[KBError], Coverage | None]:
-    """All cross-file checks; fills model.derived_order as a side effect of the cycle check.
-    `failed` names the parts that did not load, whose absence must not be reported again."""
-    checker = Checker(model, docs, set(failed))
+def run_checks(checker: Checker) -> Coverage | None:
+    """The cross-file checks of the manifest, derived values, rules, parameters and source
+    coverage, recorded in checker.errors; fills model.derived_order as a side effect of the
+    cycle check. The checker's `failed` names the parts that did not load, whose absence must
+    not be reported again."""
+    model = checker.model
     checker.check_manifest()
     model.derived_order = checker.check_derived()
     for rule in model.rules.values():
         checker.check_rule(rule)
     checker.check_parameters()
-    coverage = checker.coverage()
-    return checker.errors, coverage
+    return checker.coverage()

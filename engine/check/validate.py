@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fsgs_kb.engine.check.cases import case_problems
-from fsgs_kb.engine.check.checks import Coverage, run_checks
-from fsgs_kb.engine.check.links import link_problems
+from fsgs_kb.engine.check.checks import Checker, Coverage, run_checks
+from fsgs_kb.engine.check.links import check_links
 from fsgs_kb.engine.check.prose import literal_thresholds
 from fsgs_kb.engine.check.static import meaning_problems
 from fsgs_kb.engine.errors import KBError, KBErrors
@@ -41,9 +41,10 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     today's patient schema, which it may predate)."""
     load = read_rules_dir(rules_dir)
     problems = list(load.errors)
-    checks, coverage = run_checks(load.model, load.docs, load.failed)
-    problems.extend(checks)
-    problems.extend(link_problems(load.model, load.docs, load.failed))
+    checker = Checker(load.model, load.docs, set(load.failed))  # one pass over the model, one catalogue
+    coverage = run_checks(checker)
+    check_links(checker)
+    problems.extend(checker.errors)
     problems.extend(literal_thresholds(load.model, load.docs))
     if fhir_map and (rules_dir / MAP_FILE).is_file():  # the FHIR map: schema, references, patient fields
         problems.extend(check_map(rules_dir / MAP_FILE)[1])
