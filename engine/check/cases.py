@@ -202,7 +202,9 @@ def _guard_hint(coverage: CaseCoverage, derived: Derived, combos: list[Combinati
 
 
 def case_problems(model: KnowledgeBaseModel, docs: dict[str, Located]) -> list[KBError]:
-    """One warning per use of a derived value that its cases leave unknown for a recorded combination."""
+    """One warning per use of a derived value that its cases leave unknown for a recorded combination.
+    The model is the valid part of a knowledge base (engine.check.valid): a derived value with an
+    error, or a use in a condition with one, is not judged."""
     coverage = CaseCoverage(model)
     out: list[KBError] = []
     for derived in model.derived.values():

@@ -9,7 +9,8 @@ from fsgs_kb.engine.check.cases import case_problems
 from fsgs_kb.engine.check.checks import Checker, Coverage, run_checks
 from fsgs_kb.engine.check.links import check_links
 from fsgs_kb.engine.check.prose import literal_thresholds
-from fsgs_kb.engine.check.static import meaning_problems
+from fsgs_kb.engine.check.static import meaning_problems, untested_problems
+from fsgs_kb.engine.check.valid import valid_part
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import MAP_FILE, check_map
 from fsgs_kb.engine.load.loader import LoadResult, read_rules_dir
@@ -48,12 +49,13 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     problems.extend(literal_thresholds(load.model, load.docs))
     if fhir_map and (rules_dir / MAP_FILE).is_file():  # the FHIR map: schema, references, patient fields
         problems.extend(check_map(rules_dir / MAP_FILE)[1])
-    kb_clean = not any(p.severity == "error" for p in problems) and bool(load.model.rules)
     tested, scenario_errors = _scenarios(rules_dir, load)
     problems.extend(scenario_errors)  # whatever else is wrong: one broken file never hides another's errors
-    if kb_clean:
-        problems.extend(meaning_problems(load.model, load.docs, tested))
-        problems.extend(case_problems(load.model, load.docs))
+    valid = valid_part(load.model, problems)  # one error hides what reads the part it is in, not the rest
+    problems.extend(meaning_problems(valid, load.docs))
+    problems.extend(case_problems(valid, load.docs))
+    if tested is not None:
+        problems.extend(untested_problems(load.model, load.docs, tested))
     unique = sorted(set(problems), key=KBError.sort_key)
     return ValidationReport(load, unique, coverage)
 
