@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError
-from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.conditions import LIST_OPS, expression_refs, operand_shape, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.load.yamlsafe import Located
 from fsgs_kb.engine.model import (
@@ -180,6 +180,10 @@ class Checker:
                 did_you_mean(leaf.operand.name, set(self.model.parameters)),
                 rule_id=rule_id,
             )
+        param = self.model.parameters.get(leaf.operand.name) if isinstance(leaf.operand, ParamRef) else None
+        if param is not None and leaf.op not in NUMERIC_OPS and isinstance(param.value, list) != (leaf.op in LIST_OPS):
+            message, hint = operand_shape(leaf.op, param.value, param.name)
+            self.fail(file, leaf.pointer + f"/{leaf.op}", "rule.operator_type", message, hint, rule_id=rule_id)
         if leaf.op in NUMERIC_OPS and not isinstance(leaf.operand, ParamRef):
             self.fail(
                 file,
