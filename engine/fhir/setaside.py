@@ -7,8 +7,8 @@ another patient or another server's patient, a diagnosis that is not confirmed, 
 status says it is no result yet or at all, such as `preliminary` or `cancelled`, an order or
 statement whose status says the drug is not, or not known to be, given, such as `draft` or
 `not-taken`) or when its value cannot be used (a unit the map cannot convert, a value the record
-cannot hold or that is not a number, a date that cannot be read, a dose the instructions do not
-give). Each entry names the resource (type, id, and
+cannot hold or that is not a number, a date that cannot be read or is not given to the day, a
+dose the instructions do not give). Each entry names the resource (type, id, and
 where it is in the input) and says why in words, so the clinician can find it and have it fixed.
 """
 
@@ -30,6 +30,7 @@ REASONS = (
     "unit_not_convertible",
     "not_a_value",
     "date_not_readable",
+    "date_not_precise",
     "out_of_range",
     "dose_not_computable",
 )
