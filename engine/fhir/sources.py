@@ -58,13 +58,13 @@ class Context:
 
     def drug_courses(self, drug: str, field: str) -> Courses:
         """The drug's courses for a field its orders feed; the orders and statements passed over for
-        their status are set aside once, under the first such field (map order: cyclosporine's under
+        their intent or status are set aside once, under the first such field (map order: cyclosporine's under
         /cyclosporine/status), so that one resource is listed once, not once per field."""
         c = self.courses(drug)
         if drug not in self._aside:
             self._aside.add(drug)
-            for res, why in c.passed_over:
-                self.data.put_aside(res, "medication_status_not_usable", why, field)
+            for res, reason, why in c.passed_over:
+                self.data.put_aside(res, reason, why, field)
         return c
 
 
