@@ -34,6 +34,7 @@ ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/seta
     "status_not_usable": "not a final result",
     "medication_status_not_usable": "no treatment known to be given",
     "medication_intent_not_usable": "an order only proposed or planned",
+    "medication_version_mismatch": "another version of its Medication",
     "unit_not_convertible": "a unit not convertible",
     "not_a_value": "not a value",
     "date_not_readable": "a date that cannot be read",
