@@ -558,6 +558,8 @@ class CompiledEvaluator:
         self.rules = evaluation.rules
         self.derived_names = list(model.derived_order)
         self.units = {n: model.derived[n].unit for n in self.derived_names}
+        self._derived_slots = tuple((n, 3 * i, self.units[n]) for i, n in enumerate(self.derived_names))
+        self._boolean_slots = tuple((n, 3 * self.derived_names.index(n)) for n in evaluation.booleans)
         self.standard_derived = [
             n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
         ]
@@ -575,10 +577,21 @@ class CompiledEvaluator:
         for level, made in enumerate(self._facts):
             if made is not None:
                 self.sources[f"facts level {level}"] = made[1]
+        # per rule, what the decision loops of `_evaluate` read, looked up once here
+        exact_rules = evaluation.exact.rules
+        self._plain = tuple((r.id, i, exact_rules[r.id]) for i, r in enumerate(self.rules) if r.kind != "caveat")
+        self._caveats = tuple(
+            (r.id, i, exact_rules[r.id], tuple(r.qualifies)) for i, r in enumerate(self.rules) if r.kind == "caveat"
+        )
+        self._ids = tuple(r.id for r in self.rules)
+        self._caveat_ids = frozenset(r.id for r in self.rules if r.kind == "caveat")
+        self._draft_ids = frozenset(r.id for r in self.rules if r.status != "active")
+        self._out_of_scope_ids = frozenset(r.id for r in self.rules if r.kind == "out_of_scope")
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
+        self._entries: Any = None
         self._plan_entries()
 
     def _plan_entries(self) -> None:
@@ -760,13 +773,12 @@ class CompiledEvaluator:
         ev = self.evaluation
         derive, rules = self.functions(detail, encoded)
         values, kleene_derived, carried = derive(patient)
-        derived: dict[str, DerivedValue] = {}
-        for i, name in enumerate(self.derived_names):
-            v, m, h = kleene_derived[3 * i : 3 * i + 3]
-            derived[name] = DerivedValue(name, v, self.units[name], m, h)
+        k = kleene_derived
+        derived = {name: DerivedValue(name, k[j], unit, k[j + 1], k[j + 2]) for name, j, unit in self._derived_slots}
         state = self._state(patient, values, derived)
         recorded = ev.recorded(values, derived)
-        for name in ev.booleans:  # exact semantics where Kleene's tables leave a value unknown
+        refined: tuple[Any, ...] | list[Any] = kleene_derived  # (value, missing, how) of each, in order
+        for name, j in self._boolean_slots:  # exact semantics where Kleene's tables leave a value unknown
             old = derived[name]
             if old.value is not None:
                 continue
@@ -777,54 +789,57 @@ class CompiledEvaluator:
                 inputs = ", ".join(ev.decided_without(form, values, derived))
                 how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
             derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
+            refined = list(refined)
+            refined[j : j + 3] = (value, tuple(missing), how)
         verdict = self._verdict(values, derived, state)
         errors: list[KBError] = []
         for name in ev.compiled.boolean_derived:
             if verdict[f"derived:{name}"] != derived[name].value:
                 errors.append(_disagree_derived(name, verdict[f"derived:{name}"], derived[name].value))
-        refined = tuple(x for n in self.derived_names for x in (derived[n].value, derived[n].missing, derived[n].how))
-        truths = rules(values, refined, carried)
+        truths = rules(values, tuple(refined), carried)
         outcomes: dict[str, bool | None] = {}
         decided: dict[str, bool | None] = {}
         missing_of: dict[str, list[str]] = {}
         without_of: dict[str, list[str]] = {}
-        for rule, (kleene, _) in zip(self.rules, truths, strict=True):
-            if rule.kind == "caveat":
-                continue
-            form = ev.exact.rules[rule.id]
-            exact, missing = (kleene, []) if kleene is not None else self._judge(form, state, recorded, values, derived)
-            if exact is not None and kleene is None:
-                without = ev.decided_without(form, values, derived)
-                if without:
-                    without_of[rule.id] = without
-            if verdict[rule.id] != exact:
-                errors.append(ev.disagreement(rule.id, verdict[rule.id], exact))
-            outcomes[rule.id] = exact
-            decided[rule.id] = verdict[rule.id]
-            missing_of[rule.id] = missing if verdict[rule.id] is None else []
+        judge = self._judge
+        for rid, i, form in self._plain:
+            exact = truths[i][0]
+            if exact is None:
+                exact, missing = judge(form, state, recorded, values, derived)
+                if exact is not None:
+                    without = ev.decided_without(form, values, derived)
+                    if without:
+                        without_of[rid] = without
+            else:
+                missing = []
+            said = verdict[rid]
+            if said != exact:
+                errors.append(ev.disagreement(rid, said, exact))
+            outcomes[rid] = exact
+            decided[rid] = said
+            missing_of[rid] = missing if said is None else []
         notes: dict[str, list[str]] = {}
         unchecked_of: dict[str, list[str]] = {}
-        for rule, (kleene, _) in zip(self.rules, truths, strict=True):
-            if rule.kind != "caveat":
-                continue
-            form = ev.exact.rules[rule.id]
-            holds = kleene if kleene is not None else self._decide(form, state, recorded)
-            qualified = [q for q in rule.qualifies if outcomes.get(q) is True]
+        for rid, i, form, qualifies in self._caveats:
+            holds = truths[i][0]
+            if holds is None:
+                holds = self._decide(form, state, recorded)
+            qualified = [q for q in qualifies if outcomes.get(q) is True]
             fired = holds is True and bool(qualified)
-            if (verdict[rule.id] is True) != fired:
-                errors.append(ev.disagreement(rule.id, verdict[rule.id] is True, fired))
-            decided[rule.id] = fired
-            missing_of[rule.id] = []
+            if (verdict[rid] is True) != fired:
+                errors.append(ev.disagreement(rid, verdict[rid] is True, fired))
+            decided[rid] = fired
+            missing_of[rid] = []
             if holds is None and qualified:
                 lacking = ev.missing_vars(form, values, derived)
-                unchecked_of[rule.id] = ev.pointers(self._relevant(form, state, recorded, lacking), values)
+                unchecked_of[rid] = ev.pointers(self._relevant(form, state, recorded, lacking), values)
             if fired:
                 for target in qualified:
-                    notes.setdefault(target, []).append(rule.id)
+                    notes.setdefault(target, []).append(rid)
         # the summary, as Evaluation._assemble makes it
-        fired_rules = [r for r in self.rules if decided[r.id] is True]
+        fired_ids = [rid for rid in self._ids if decided[rid] is True]
         scope = derived.get(SCOPE_DERIVED)
-        if any(r.kind == "out_of_scope" for r in fired_rules):
+        if not self._out_of_scope_ids.isdisjoint(fired_ids):
             status = "out_of_scope"
         elif scope is None or scope.value is not True:
             status = "scope_undetermined"
@@ -832,20 +847,21 @@ class CompiledEvaluator:
             status = "evaluated"
         if errors:
             status = "error"
-        undetermined = [r.id for r in self.rules if decided[r.id] is None]
+        undetermined = [rid for rid in self._ids if decided[rid] is None]
         result: dict[str, Any] = dict(head) if head else {}
         if detail != "full":
             result["detail"] = detail
         result["patient_id"] = patient.get("id")
         result["status"] = status
-        result["advice"] = [r.id for r in fired_rules if r.kind != "caveat"]
-        result["caveats"] = [r.id for r in fired_rules if r.kind == "caveat"]
-        result["drafts"] = [r.id for r in fired_rules if r.status != "active"]
+        caveat_ids = self._caveat_ids
+        result["advice"] = [rid for rid in fired_ids if rid not in caveat_ids]
+        result["caveats"] = [rid for rid in fired_ids if rid in caveat_ids]
+        result["drafts"] = [rid for rid in fired_ids if rid in self._draft_ids]
         result["undetermined"] = undetermined
-        result["no_recommendation"] = status == "evaluated" and not fired_rules and not undetermined
+        result["no_recommendation"] = status == "evaluated" and not fired_ids and not undetermined
         result["scope"] = self._scope_record(scope, values, derived)
         if detail == "minimal":
-            says = {r.id: ev.static[r.id]["says"] for r in fired_rules}
+            says = {rid: ev.static[rid]["says"] for rid in fired_ids}
             result["says"] = says
             result["missing"] = {rid: missing_of[rid] for rid in undetermined}
         elif encoded:
@@ -893,7 +909,7 @@ class CompiledEvaluator:
                 ]
         result["errors"] = [error_record(e) for e in errors]
         result["decision"] = decision
-        return result, tuple(OUTCOME[decided[r.id]] for r in self.rules)
+        return result, tuple([OUTCOME[decided[rid]] for rid in self._ids])
 
     def _encoded_entries(
         self,
@@ -908,44 +924,63 @@ class CompiledEvaluator:
     ) -> Any:
         """The full rule entries for `run_json`, as one JSON fragment: what the knowledge base says
         encoded at load (`_plan_entries`), each derived value encoded once however many rules list
-        it, the patient's parts encoded between; the bytes orjson writes for the reference's dicts."""
-        dumps = orjson.dumps
-        derived_json = {n: self._derived_json(derived[n]) for n in self.standard_derived}
-        lists = [b",".join([derived_json[n] for n in names]) for names in self._derived_groups]
-        parts: list[bytes] = [b"["]
-        for (rid, head, says, group, caveat, shown), (_, conditions) in zip(self._entry_plan, truths, strict=True):
-            missing = missing_of[rid]
-            parts += (
-                head,
-                _OUTCOME_JSON[decided[rid]],
-                b',"missing":',
-                dumps(missing) if missing else b"[]",
-                b',"conditions":',
-                conditions,
-                b',"derived":[',
-                lists[group],
-                b"]",
+        it, the patient's parts encoded between; the bytes orjson writes for the reference's dicts.
+        Written by `_entries_function` as straight-line code, generated on first use."""
+        entries = self._entries or self._entries_function()
+        return orjson.Fragment(entries(truths, decided, missing_of, without_of, unchecked_of, notes, derived, values))
+
+    def _entries_function(self) -> Any:
+        """`_encoded_entries`' body for this knowledge base: one block per rule, in order, with
+        the constant JSON between the patient's parts merged into one constant wherever nothing
+        conditional separates them (a loop over `_entry_plan` cost a third more)."""
+        src = _Source()
+        emit, const = src.emit, src.const
+        lists: list[str] = []
+        for n, name in enumerate(self.standard_derived):
+            emit(f"j{n} = _derived_json(derived[{name!r}])")
+        for names in self._derived_groups:
+            parts = [f"j{self.standard_derived.index(name)}" for name in names]
+            if len(parts) > 1:  # a list several rules share: joined once
+                emit(f"L{len(lists)} = b','.join(({', '.join(parts)},))")
+            lists.append(parts[0] if len(parts) == 1 else f"L{len(lists)}" if parts else "b''")
+        emit("p = []")
+        emit("e = p.extend")
+        emit("a = p.append")
+        outcome_missing = {k: v + b',"missing":' for k, v in _OUTCOME_JSON.items()}
+        opening = b"["
+        for i, (rid, head, says, group, caveat, shown) in enumerate(self._entry_plan):
+            r = repr(rid)
+            emit(f"m = missing_of[{r}]")
+            emit(
+                f"e(({const(opening + head)}, {const(outcome_missing)}[decided[{r}]], _dumps(m) if m else b'[]', "
+                f"b',\"conditions\":', T[{i}][1], b',\"derived\":[', {lists[group]}))"
             )
-            if rid in without_of:
-                parts += (b',"decided_without":', dumps(without_of[rid]))
-            parts.append(says)
+            emit(f"if {r} in without_of: e((b'],\"decided_without\":', _dumps(without_of[{r}]), {const(says)}))")
+            emit(f"else: a({const(b']' + says)})")
             if caveat is not None:
-                parts += (caveat, b"[")
-                for i, (before, is_derived, name, unit) in enumerate(shown):
-                    if i:
-                        parts.append(b",")
-                    value = derived[name].value if is_derived else values.get(name)
-                    tail = unit if isinstance(unit, bytes) else b',"unit":' + dumps(values.get(unit)) + b"}"
-                    parts += (before, dumps(value), tail)
-                parts.append(b"]")
-                if rid in unchecked_of:
-                    parts += (b',"unchecked":', dumps(unchecked_of[rid]))
-            if rid in notes:
-                parts += (b',"caveats":[', b",".join([self._notes[c] for c in notes[rid]]), b"]")
-            parts.append(b"},")
-        parts[-1] = b"}" if len(parts) > 1 else parts[-1]
-        parts.append(b"]")
-        return orjson.Fragment(b"".join(parts))
+                emit(f"a({const(caveat + b'[')})")
+                for j, (before, is_derived, name, unit) in enumerate(shown):
+                    value = f"derived[{name!r}].value" if is_derived else f"values.get({name!r})"
+                    tail = (
+                        const(unit)
+                        if isinstance(unit, bytes)
+                        else f"b',\"unit\":' + _dumps(values.get({unit!r})) + b'}}'"
+                    )
+                    emit(f"e(({const((b',' if j else b'') + before)}, _dumps({value}), {tail}))")
+                emit("a(b']')")
+                emit(f"if {r} in unchecked_of: e((b',\"unchecked\":', _dumps(unchecked_of[{r}])))")
+            emit(f"if {r} in notes: e((b',\"caveats\":[', b','.join([_NOTES[c] for c in notes[{r}]]), b']'))")
+            opening = b"},"
+        emit("a(b'}]')" if self._entry_plan else "a(b'[]')")
+        emit("return b''.join(p)")
+        code = "def entries(T, decided, missing_of, without_of, unchecked_of, notes, derived, values):\n"
+        code += "\n".join(src.lines) + "\n"
+        namespace = {**src.constants, "_dumps": orjson.dumps, "_derived_json": self._derived_json}
+        namespace["_NOTES"] = self._notes
+        exec(compile(code, "<fsgs-kb compiled full entries>", "exec"), namespace)  # noqa: S102
+        self.sources["full entries"] = code
+        self._entries = namespace["entries"]
+        return self._entries
 
     def _verdict(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
         """durable-rules' verdict, as Evaluation.decide gives it on the flat fact, from facts built
