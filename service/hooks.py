@@ -185,10 +185,14 @@ class Hooks:
         patient_id = context["patientId"]
         row = _row(service, hook_instance, patient_id)
         as_of = today()  # the service's calendar day, as for the command line (engine/fhir/dates.py)
-        drafts = cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else []
-        if service.hook in ORDER_HOOKS and not drafts:
-            self._log(row, None, "no_cyclosporine_draft", [])
-            return Reply(200, {"cards": []})  # nothing for this knowledge base: no data needed
+        drafts, drafts_aside = (
+            cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else ([], [])
+        )
+        if service.hook in ORDER_HOOKS and not drafts:  # nothing for this knowledge base: no data needed
+            logged_aside = self.decisions.logged_set_aside(drafts_aside)
+            said = "cyclosporine drafts set aside: " + "; ".join(a["message"] for a in logged_aside)
+            self._log(row, None, "no_cyclosporine_draft", [], note=said if drafts_aside else None)
+            return Reply(200, {"cards": []})
         got = collect(body.get("prefetch"), list(self.templates.keys), patient_id, body.get("fhirServer"))
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
@@ -201,7 +205,7 @@ class Hooks:
         record, prov = done.record, done.sources
         origins = {**got.origins, **(draft_origins(context) if drafts else {})}
         where = tuple(origins.get(origin_key(e["resource"]) or ("", ""), "") for e in entries)
-        set_aside = [located(item.to_dict(), where) for item in done.set_aside]
+        set_aside = drafts_aside + [located(item.to_dict(), where) for item in done.set_aside]
         if drafts:
             signed_record(record, prov, drafts)
         record["id"] = self.decisions.pseudonym(record["id"])
