@@ -22,7 +22,7 @@ from fsgs_kb.engine.fhir.records import located
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
-from fsgs_kb.service.decisionlog import DecisionLog
+from fsgs_kb.service.decisionlog import DecisionLog, FeedbackRefused
 from fsgs_kb.service.drafts import cyclosporine_drafts, draft_origins, draft_regimen, signed_record
 from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect, origin_key
 
@@ -241,7 +241,11 @@ class Hooks:
             problem = _feedback_problem(item)
             if problem:
                 return outcome(400, f"feedback[{i}]: {problem}")
-        linked = self.decisions.record_feedback(service_id, items)
+        try:
+            linked = self.decisions.record_feedback(service_id, items)
+        except FeedbackRefused as refused:  # nothing of the request was written
+            code = "conflict" if refused.status == 409 else "business-rule"
+            return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
         unknown = [item["card"] for item, row in zip(items, linked, strict=True) if row is None]
         if unknown:
             log.warning("feedback for cards this service did not send: %s", ", ".join(unknown))
