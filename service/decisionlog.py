@@ -154,7 +154,7 @@ def now_iso() -> str:
 
 def _io_error(path: Path, exc: Exception) -> KBErrors:
     return KBErrors(
-        [KBError("service.decision_log", f"cannot use the decision log {path}: {exc}", hint="check the path")]
+        [KBError("service.decision_log", f"cannot use the decision log: {exc}", file=str(path), hint="check the path")]
     )
 
 
@@ -374,13 +374,15 @@ class _Transaction:
 def open_readonly(path: Path) -> sqlite3.Connection:
     """The log for reading; a KBErrors (exit 2) when it is not a decision log."""
     if not path.is_file():
-        raise KBErrors([KBError("service.decision_log", f"{path}: no such decision log")])
+        raise KBErrors([KBError("service.decision_log", "no such decision log", file=str(path))])
     try:
         db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         db.execute("SELECT count(*) FROM decisions JOIN cards LIMIT 1").fetchone()
         db.execute("SELECT count(*) FROM feedback").fetchone()
     except sqlite3.Error as exc:
-        raise KBErrors([KBError("service.decision_log", f"{path}: not a fsgs-kb decision log ({exc})")]) from None
+        raise KBErrors(
+            [KBError("service.decision_log", f"not a fsgs-kb decision log ({exc})", file=str(path))]
+        ) from None
     return db
 
 
