@@ -577,6 +577,8 @@ class CompiledEvaluator:
         for level, made in enumerate(self._facts):
             if made is not None:
                 self.sources[f"facts level {level}"] = made[1]
+        whole = all(made is not None for made in self._facts)  # else some ruleset takes the flat fact
+        self._fact_functions = [made[0] for made in self._facts if made is not None] if whole else None
         # per rule, what the decision loops of `_evaluate` read, looked up once here
         exact_rules = evaluation.exact.rules
         self._plain = tuple((r.id, i, exact_rules[r.id]) for i, r in enumerate(self.rules) if r.kind != "caveat")
@@ -986,14 +988,11 @@ class CompiledEvaluator:
         """durable-rules' verdict, as Evaluation.decide gives it on the flat fact, from facts built
         for each ruleset directly (engine/evaluate/facts.py)."""
         ev = self.evaluation
-        if any(made is None for made in self._facts):
+        functions = self._fact_functions
+        if functions is None:
             return ev.decide(ev.flat_fact(values, derived, None, state))
-        fire, functions = ev.durable.fire_projected, [made[0] for made in self._facts if made is not None]
-
-        def fire_level(level: int, outcomes: dict[str, str]) -> set[str]:
-            return fire(level, functions[level](values, derived, state, outcomes))
-
-        return ev.decide_levels(fire_level)
+        fire = ev.durable.fire_projected
+        return ev.decide_levels(lambda level, outcomes: fire(level, functions[level](values, derived, state, outcomes)))
 
     def _scope_record(
         self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue]
