@@ -43,6 +43,7 @@ from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
+from fsgs_kb.engine.load.fields import names_a_field
 from fsgs_kb.engine.load.paths import RULES_ENV, RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
@@ -134,7 +135,13 @@ def fail(errors: list[KBError], code: int = EXIT_CODES["usage"], note: str | Non
 
 
 def usage_error(code: str, message: str, hint: str | None = None) -> KBErrors:
-    return KBErrors([KBError(f"cli.{code}", message, hint=hint)])
+    """A usage problem, named by the command given (`fsgs-kb replay: error[cli.replay] …`)."""
+    names, ctx = [], click.get_current_context(silent=True)
+    while ctx is not None and ctx.parent is not None:  # the root's name is how Python was run: not shown
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    where = " ".join(["fsgs-kb", *reversed(names)])
+    return KBErrors([KBError(f"cli.{code}", message, file=where, hint=hint)])
 
 
 RULES_OPTION = click.option(
@@ -264,6 +271,13 @@ def _evaluate_options(include_input: bool, mask: tuple[str, ...]) -> dict[str, A
         raise usage_error("mask", f"--mask {bad[0]!r} is not a JSON pointer", hint=f"write /{bad[0].lstrip('/')}")
     if mask and not include_input:
         raise usage_error("mask", "--mask masks the stored input: it needs --include-input")
+    unknown = [p for p in mask if not names_a_field(p)]
+    if unknown:  # a mistyped mask would leave the value meant unmasked: refused, not ignored
+        raise usage_error(
+            "mask",
+            f"--mask {unknown[0]!r} names no value a patient record can hold (schema/patient.schema.json)",
+            hint="mask a field of the record, e.g. /id or /weight_kg",
+        )
     key = os.environ.get(MASK_KEY_ENV)
     if not include_input:
         return {}

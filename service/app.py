@@ -9,6 +9,12 @@ audience is that route's public URL. A rejected token gets 401 and a fixed body;
 to the server log, the token nowhere. Evaluation runs on the event loop's thread: it is CPU-bound
 and short (a few milliseconds), and the knowledge base's durable-rules sessions are not shared
 between threads.
+
+Every error answer is JSON, an OperationOutcome naming what is wrong (application/json): also the
+ones Starlette makes itself (404 for an unknown path, 405 for a method a route does not take) and
+a refused CORS preflight (400). A request body that gives one key twice in an object is refused
+(400, naming the key), as the command line's readers refuse such a record: which value was meant
+is unknowable.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -31,7 +39,7 @@ from starlette.routing import Route
 
 from fsgs_kb.engine.fhir import default_map_path, load_map
 from fsgs_kb.engine.kb import load
-from fsgs_kb.engine.read.jsontext import loads
+from fsgs_kb.engine.read.jsontext import duplicate_key, key_count, loads
 from fsgs_kb.engine.report.handbook import Handbook
 from fsgs_kb.service.config import ServiceConfig, load_config
 from fsgs_kb.service.decisionlog import DecisionLog
@@ -52,6 +60,32 @@ class Json(JSONResponse):
 
 def _reply(reply: Reply, headers: dict[str, str] | None = None) -> Response:
     return Json(reply.body, status_code=reply.status, headers=headers)
+
+
+HTTP_CODES = {404: "not-found", 405: "not-supported"}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (an unknown path, a method a route does not take) as OperationOutcome."""
+    assert isinstance(exc, HTTPException)
+    reply = outcome(
+        exc.status_code,
+        f"{request.method} {request.url.path}: {exc.detail}",
+        HTTP_CODES.get(exc.status_code, "invalid"),
+    )
+    return _reply(reply, dict(exc.headers or {}))
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered as an OperationOutcome, not plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+        reason = bytes(response.body).decode("utf-8", "replace")
+        return _reply(outcome(response.status_code, f"CORS preflight refused: {reason}", "security"), headers)
 
 
 class Service:
@@ -94,9 +128,15 @@ class Service:
             if len(raw) > limit:
                 return outcome(413, f"request body larger than {limit} bytes", "too-costly")
         try:
-            return loads(bytes(raw))
+            value = loads(bytes(raw))
         except orjson.JSONDecodeError as exc:
             return outcome(400, f"the request body is not JSON: {exc}", "structure")
+        twice = duplicate_key(bytes(raw), key_count(value))
+        if twice is not None:
+            return outcome(
+                400, f"the request body gives key {orjson.dumps(twice).decode()} twice in one object", "structure"
+            )
+        return value
 
     @staticmethod
     def _guarded(handler: Any, service_id: str, body: Any) -> Reply:
@@ -141,7 +181,7 @@ class Service:
         page = request.path_params.get("page") or "index.html"
         html = self.handbook.get(page)
         if html is None:
-            return Response("not found", status_code=404, media_type="text/plain")
+            return _reply(outcome(404, f"no handbook page {page!r}", "not-found"))
         return HTMLResponse(html)
 
     async def close(self) -> None:
@@ -166,13 +206,15 @@ def build_app(config: ServiceConfig) -> Starlette:
         Route("/handbook/{page:path}", service.handbook_page, methods=["GET"]),
     ]
     cors = Middleware(
-        CORSMiddleware,
+        Cors,
         allow_origins=list(config.cors_origins),
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
-    return Starlette(routes=routes, middleware=[cors], lifespan=lifespan)
+    return Starlette(
+        routes=routes, middleware=[cors], lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
 
 
 def create_app() -> Starlette:

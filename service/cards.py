@@ -25,22 +25,11 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.model import Rule
 from fsgs_kb.engine.report.cds import ASIDE_WORDS, rule_detail, set_aside_detail, undetermined_detail
-from fsgs_kb.service.decisionlog import CardRow
+from fsgs_kb.service.decisionlog import CardRow, offered_reasons
 from fsgs_kb.service.prefetch import Templates
 
 CARD_NAMESPACE = uuid.UUID("5b0e6f0c-3c55-5b7e-9a57-2f1d0c5a7e11")
 RULE_SYSTEM = "urn:fsgs-kb:rule"
-OVERRIDE_SYSTEM = "urn:fsgs-kb:override-reason"
-OVERRIDE_REASONS = [
-    {
-        "system": OVERRIDE_SYSTEM,
-        "code": "clinical-judgement",
-        "display": "Intended: clinical judgement for this patient",
-    },
-    {"system": OVERRIDE_SYSTEM, "code": "data-incorrect", "display": "The values shown are wrong or out of date"},
-    {"system": OVERRIDE_SYSTEM, "code": "not-applicable", "display": "Does not apply to this patient"},
-    {"system": OVERRIDE_SYSTEM, "code": "already-addressed", "display": "Already being addressed"},
-]
 CARD_KINDS = ("advice", "warning", "info")
 SUMMARY_MAX = 139  # CDS Hooks: "<140 characters"
 UNDETERMINED = "UNDETERMINED"
@@ -229,8 +218,8 @@ class CardMaker:
                 }
             ],
         }
-        if entry["kind"] == "warning":
-            card["overrideReasons"] = [dict(r) for r in OVERRIDE_REASONS]
+        if offered_reasons(card["indicator"]):
+            card["overrideReasons"] = offered_reasons(card["indicator"])
         made.cards.append(card)
         made.rows.append(CardRow(card["uuid"], entry["id"], entry["version"], card["indicator"]))
 

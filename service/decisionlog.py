@@ -9,7 +9,8 @@ A decision row holds the time, the hookInstance, the service, the knowledge base
 fingerprint), the hash of the evaluated record, the result at standard detail with the record in it (so
 `fsgs-kb replay --decision-log` re-derives it) and the resources the conversion set aside
 (`set_aside`, carried beside the result as for FHIR input on the command line), and the uuids of
-the cards sent. When a masking
+the cards sent (uuid, rule, indicator: a `warning` card offers OVERRIDE_REASONS, an `info` card
+none). When a masking
 secret is configured, the patient identifiers are keyed hashes (HMAC-SHA256): the context's
 patientId in its column, and the record's id before evaluation, so that no hash in the row is of
 the clear identifier.
@@ -41,6 +42,17 @@ BUSY_TIMEOUT_MS = 10_000
 JTI_PURGE_EVERY = 256  # purge expired JWT ids after this many new ones
 CHECKPOINT_SECONDS = 1.0
 WAL_TRUNCATE_FRAMES = 4096  # ~16 MiB of write-ahead log: then a checkpoint that resets it
+OVERRIDE_SYSTEM = "urn:fsgs-kb:override-reason"
+OVERRIDE_REASONS = (
+    {
+        "system": OVERRIDE_SYSTEM,
+        "code": "clinical-judgement",
+        "display": "Intended: clinical judgement for this patient",
+    },
+    {"system": OVERRIDE_SYSTEM, "code": "data-incorrect", "display": "The values shown are wrong or out of date"},
+    {"system": OVERRIDE_SYSTEM, "code": "not-applicable", "display": "Does not apply to this patient"},
+    {"system": OVERRIDE_SYSTEM, "code": "already-addressed", "display": "Already being addressed"},
+)
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -101,13 +113,48 @@ class CardRow:
     indicator: str
 
 
+def offered_reasons(indicator: str | None) -> list[dict[str, str]]:
+    """The overrideReasons a card of this indicator carries: a warning's four, an info card none."""
+    return [dict(r) for r in OVERRIDE_REASONS] if indicator == "warning" else []
+
+
+def offered_reason(indicator: str | None, system: Any, code: Any) -> dict[str, str] | None:
+    """The override reason (system and code) a card of this indicator offered, or None."""
+    return next((r for r in offered_reasons(indicator) if (r["system"], r["code"]) == (system, code)), None)
+
+
+def feedback_contradiction(indicator: str | None, outcome: str, coding: dict[str, Any], other: bool) -> str | None:
+    """Why one feedback item contradicts the card it is about (None when it does not): overridden on
+    a card that offered no override reason, a reason the card did not offer, or `other` (the same
+    card already has feedback with the other outcome: a card is accepted or overridden, once)."""
+    if other:
+        return "the card already has feedback with the other outcome (a card is accepted or overridden, not both)"
+    if outcome != "overridden" or indicator is None:
+        return None
+    if not offered_reasons(indicator):
+        return f"overridden, but the card ({indicator}) offered no override reasons"
+    if coding and offered_reason(indicator, coding.get("system"), coding.get("code")) is None:
+        return "the override reason is not one of the card's overrideReasons (system and code)"
+    return None
+
+
+class FeedbackRefused(Exception):
+    """A feedback item contradicts the card the log has (the whole request is rolled back)."""
+
+    def __init__(self, index: int, status: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.status = status
+        self.message = message
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _io_error(path: Path, exc: Exception) -> KBErrors:
     return KBErrors(
-        [KBError("service.decision_log", f"cannot use the decision log {path}: {exc}", hint="check the path")]
+        [KBError("service.decision_log", f"cannot use the decision log: {exc}", file=str(path), hint="check the path")]
     )
 
 
@@ -220,18 +267,36 @@ class DecisionLog:
 
     def record_feedback(self, service: str, items: list[dict[str, Any]]) -> list[int | None]:
         """Write each feedback item, linked to the latest decision that sent its card; returns
-        the linked decision row of each (None when no decision of this service sent that card)."""
+        the linked decision row of each (None when no decision of this service sent that card).
+        When the log has the card, an item that contradicts it raises FeedbackRefused and nothing
+        is written (feedback_contradiction: 400 for a reason the card did not offer, 409 for the
+        other outcome than one already given). The same outcome again is written (a retried
+        POST); the report counts it once."""
         linked: list[int | None] = []
+        given: dict[str, str] = {}  # card -> outcome, in this request
         with self._transaction():
-            for item in items:
+            for i, item in enumerate(items):
                 found = self.db.execute(
-                    "SELECT c.decision, c.rule_id, c.rule_version FROM cards c JOIN decisions d ON d.id = c.decision "
+                    "SELECT c.decision, c.rule_id, c.rule_version, c.indicator FROM cards c "
+                    "JOIN decisions d ON d.id = c.decision "
                     "WHERE c.uuid = ? AND d.service = ? ORDER BY c.decision DESC LIMIT 1",
                     (item["card"], service),
                 ).fetchone()
-                decision, rule_id, rule_version = found or (None, None, None)
+                decision, rule_id, rule_version, indicator = found or (None, None, None, None)
                 reason = item.get("overrideReason") or {}
                 coding = reason.get("reason") or {}
+                if found is not None:
+                    before = self.db.execute(
+                        "SELECT 1 FROM feedback WHERE card = ? AND service = ? AND outcome != ? LIMIT 1",
+                        (item["card"], service, item["outcome"]),
+                    ).fetchone()
+                    other = before is not None or given.get(item["card"], item["outcome"]) != item["outcome"]
+                    why = feedback_contradiction(indicator, item["outcome"], coding, other)
+                    if why is not None:
+                        raise FeedbackRefused(i, 409 if other else 400, why)
+                    offered = offered_reason(indicator, coding.get("system"), coding.get("code"))
+                    coding = offered or coding  # the display the card offered, not one sent back
+                given.setdefault(item["card"], item["outcome"])
                 self.db.execute(
                     "INSERT INTO feedback (time, service, card, decision, rule_id, rule_version, outcome, "
                     "override_system, override_code, override_display, user_comment, outcome_timestamp) "
@@ -309,13 +374,15 @@ class _Transaction:
 def open_readonly(path: Path) -> sqlite3.Connection:
     """The log for reading; a KBErrors (exit 2) when it is not a decision log."""
     if not path.is_file():
-        raise KBErrors([KBError("service.decision_log", f"{path}: no such decision log")])
+        raise KBErrors([KBError("service.decision_log", "no such decision log", file=str(path))])
     try:
         db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         db.execute("SELECT count(*) FROM decisions JOIN cards LIMIT 1").fetchone()
         db.execute("SELECT count(*) FROM feedback").fetchone()
     except sqlite3.Error as exc:
-        raise KBErrors([KBError("service.decision_log", f"{path}: not a fsgs-kb decision log ({exc})")]) from None
+        raise KBErrors(
+            [KBError("service.decision_log", f"not a fsgs-kb decision log ({exc})", file=str(path))]
+        ) from None
     return db
 
 
@@ -362,16 +429,24 @@ def replay_summary(reports: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def feedback_summary(path: Path) -> dict[str, Any]:
-    """Per rule and version: cards sent, feedback received, accepted, overridden and the reasons."""
+    """Per rule and version: cards sent, feedback received, accepted, overridden and the reasons.
+
+    The same card's same outcome given again (a retried POST, a second click) counts once
+    (`duplicates`). An item that contradicts its card is not counted (`contradictory`, per rule
+    and in all): the card has both outcomes (each of its items), or it was overridden with a
+    reason it did not offer, or while offering none (known only where the log has the card; the
+    service refuses these when it has it, so they come from a log written before it did, or
+    from feedback on cards it has no record of)."""
     db = open_readonly(path)
     try:
         shown = db.execute(
             "SELECT rule_id, rule_version, count(*) FROM cards GROUP BY rule_id, rule_version"
         ).fetchall()
-        outcomes = db.execute(
-            "SELECT coalesce(rule_id, '(unknown card)'), coalesce(rule_version, ''), outcome, override_code, "
-            "override_display, count(*), count(user_comment) FROM feedback "
-            "GROUP BY 1, 2, outcome, override_code, override_display"
+        feedback = db.execute(
+            "SELECT f.service, f.card, coalesce(f.rule_id, '(unknown card)'), coalesce(f.rule_version, ''), f.outcome, "
+            "f.override_system, f.override_code, f.override_display, f.user_comment, "
+            "(SELECT c.indicator FROM cards c WHERE c.uuid = f.card AND c.decision = f.decision LIMIT 1) "
+            "FROM feedback f ORDER BY f.id"
         ).fetchall()
         decisions = db.execute("SELECT count(*) FROM decisions").fetchone()[0]
     finally:
@@ -381,16 +456,49 @@ def feedback_summary(path: Path) -> dict[str, Any]:
     def entry(rule: str, version: str) -> dict[str, Any]:
         return rules.setdefault(
             (rule, version),
-            {"rule": rule, "version": version, "cards": 0, "accepted": 0, "overridden": 0, "reasons": []},
+            {
+                "rule": rule,
+                "version": version,
+                "cards": 0,
+                "accepted": 0,
+                "overridden": 0,
+                "contradictory": 0,
+                "reasons": [],
+            },
         )
 
     for rule, version, count in shown:
         entry(rule, version)["cards"] = count
-    for rule, version, outcome, code, display, count, comments in outcomes:
+    outcomes: dict[tuple[str, str], set[str]] = {}
+    for row in feedback:  # service, card, …, outcome
+        outcomes.setdefault((row[0], row[1]), set()).add(row[4])
+    seen: set[tuple[str, str, str]] = set()
+    reasons: dict[tuple[str, str], dict[tuple[Any, Any], dict[str, Any]]] = {}
+    duplicates = contradictory = 0
+    for service, card, rule, version, outcome, system, code, display, comment, indicator in feedback:
         item = entry(rule, version)
-        item[outcome] = item.get(outcome, 0) + count
+        both = len(outcomes[(service, card)]) > 1
+        if feedback_contradiction(indicator, outcome, {"system": system, "code": code} if code else {}, both):
+            item["contradictory"] += 1
+            contradictory += 1
+            continue
+        if (service, card, outcome) in seen:
+            duplicates += 1
+            continue
+        seen.add((service, card, outcome))
+        item[outcome] = item.get(outcome, 0) + 1
         if outcome == "overridden":
-            item["reasons"].append({"code": code, "display": display, "count": count, "with_comment": comments})
-    for item in rules.values():
-        item["reasons"].sort(key=lambda r: (-r["count"], r["code"] or ""))
-    return {"decisions": decisions, "rules": [rules[k] for k in sorted(rules)]}
+            found = reasons.setdefault((rule, version), {}).setdefault(
+                (code, display), {"code": code, "display": display, "count": 0, "with_comment": 0}
+            )
+            found["count"] += 1
+            found["with_comment"] += comment is not None
+    for key, item in rules.items():
+        item["reasons"] = sorted(reasons.get(key, {}).values(), key=lambda r: (-r["count"], r["code"] or ""))
+    return {
+        "decisions": decisions,
+        "feedback": len(feedback),
+        "duplicates": duplicates,
+        "contradictory": contradictory,
+        "rules": [rules[k] for k in sorted(rules)],
+    }

@@ -8,6 +8,14 @@ draft starts, so the course joins up (a renewal keeps its months on therapy, and
 creatinine stays the one before the course began) while the dose is the draft's alone. A draft
 that starts in the future is evaluated as if it started today. Whether a draft is cyclosporine is
 decided by the FHIR map's own medication codes and exclusions (ophthalmic products are not).
+
+A cyclosporine draft is evaluated only when it can be the order being signed; otherwise it is set
+aside with its reason, as the FHIR reader sets aside what it does not use (and is named on the
+cards and in the log row): a draft whose subject is another patient (never re-pointed to the
+context's patient; one without a subject is the context patient's), one the reader itself would
+not use (entered in error, a modifier, do-not-perform), one whose status is not `draft` or
+`active` (a `cancelled` or `completed` draft is no order to sign) and one whose intent the map does
+not read as an order (`proposal`, `plan`: the map's `medication_request.intents`).
 """
 
 from __future__ import annotations
@@ -21,9 +29,13 @@ from fsgs_kb.engine.fhir.bundle import read_bundle
 from fsgs_kb.engine.fhir.codes import as_dict
 from fsgs_kb.engine.fhir.courses import analyse, entries_for
 from fsgs_kb.engine.fhir.dates import Moment, day_start, format_instant, moment
+from fsgs_kb.engine.fhir.records import located
+from fsgs_kb.engine.fhir.setaside import quoted, status_not_read
 from fsgs_kb.service.prefetch import RequestProblem, bundle_of, origin_key
 
 DRUG = "cyclosporine"
+DRAFT_STATUSES = ["draft", "active"]  # what an order being selected or signed can carry
+STATUS_FIELD = "/cyclosporine/status"  # where the reader lists orders passed over for their status
 
 
 def _draft_resources(context: dict[str, Any]) -> list[dict[str, Any]]:
@@ -110,15 +122,58 @@ def _ended(res: dict[str, Any], end: datetime) -> dict[str, Any]:
     return out
 
 
-def cyclosporine_drafts(context: dict[str, Any], fmap: FhirMap, patient_id: str, as_of: date) -> list[dict[str, Any]]:
-    """The draft orders (selected ones, for order-select) that are cyclosporine, each made an active
-    order of the patient."""
+def cyclosporine_drafts(
+    context: dict[str, Any], fmap: FhirMap, patient_id: str, as_of: date
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The draft orders (selected ones, for order-select) that are cyclosporine: those that can be
+    the order being signed, each made an active order of the patient, and the set-aside entries
+    (with `origin` in the request) of those that cannot."""
     limits = fmap.settings["limits"]
     patient = {"resource": {"resourceType": "Patient", "id": patient_id}}
-    candidates = [_as_current(r, patient_id, as_of) for r in _draft_resources(context)]
-    bundle = bundle_of([patient, *({"resource": c} for c in candidates)])
+    originals = _draft_resources(context)
+    probes = [_as_current(r, patient_id, as_of) for r in originals]  # is it cyclosporine, whatever its state
+    bundle = bundle_of([patient, *({"resource": p} for p in probes)])
     data = read_bundle(bundle, limits["max_bundle_entries"], limits["max_json_depth"])
-    return [e.resource for e in entries_for(DRUG, data, fmap, as_of)]
+    found = {id(e.resource) for e in entries_for(DRUG, data, fmap, as_of)}
+    origins = draft_origins(context)
+    usable, aside = [], []
+    for original, probe in zip(originals, probes, strict=True):
+        if id(probe) not in found:
+            continue
+        why = _not_signable(original, patient, fmap)
+        if why is None:
+            usable.append(probe)
+        else:
+            aside.append(located(why, ("", origins.get(origin_key(original) or ("", ""), ""))))
+    return usable, aside
+
+
+def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirMap) -> dict[str, Any] | None:
+    """Why a cyclosporine draft cannot be the order signed (a set-aside entry), or None. The FHIR
+    reader's own checks first (another patient, entered in error, a modifier, do-not-perform), on
+    the draft as sent: its subject is never replaced (only given when it has none)."""
+    limits = fmap.settings["limits"]
+    draft = (
+        original
+        if original.get("subject") is not None
+        else {**original, "subject": {"reference": f"Patient/{patient['resource']['id']}"}}
+    )
+    data = read_bundle(
+        bundle_of([patient, {"resource": draft}]), limits["max_bundle_entries"], limits["max_json_depth"]
+    )
+    if data.set_aside:
+        return data.set_aside[0].to_dict()
+    why = status_not_read(draft, DRAFT_STATUSES, "draft order")
+    if why is None:
+        intents = fmap.settings["medication_request"]["intents"]
+        intent = draft.get("intent")
+        if intent not in intents:
+            said = "no intent" if intent is None else f"intent {quoted(intent)}"
+            why = f"{said}: not an order (the map reads only {', '.join(intents)} intents)"
+    if why is None:
+        return None
+    data.put_aside(draft, "medication_status_not_usable", why, STATUS_FIELD)
+    return data.set_aside[0].to_dict()
 
 
 def draft_regimen(

@@ -22,7 +22,7 @@ from fsgs_kb.engine.fhir.records import located
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
-from fsgs_kb.service.decisionlog import DecisionLog
+from fsgs_kb.service.decisionlog import DecisionLog, FeedbackRefused
 from fsgs_kb.service.drafts import cyclosporine_drafts, draft_origins, draft_regimen, signed_record
 from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect, origin_key
 
@@ -185,10 +185,14 @@ class Hooks:
         patient_id = context["patientId"]
         row = _row(service, hook_instance, patient_id)
         as_of = today()  # the service's calendar day, as for the command line (engine/fhir/dates.py)
-        drafts = cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else []
-        if service.hook in ORDER_HOOKS and not drafts:
-            self._log(row, None, "no_cyclosporine_draft", [])
-            return Reply(200, {"cards": []})  # nothing for this knowledge base: no data needed
+        drafts, drafts_aside = (
+            cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else ([], [])
+        )
+        if service.hook in ORDER_HOOKS and not drafts:  # nothing for this knowledge base: no data needed
+            logged_aside = self.decisions.logged_set_aside(drafts_aside)
+            said = "cyclosporine drafts set aside: " + "; ".join(a["message"] for a in logged_aside)
+            self._log(row, None, "no_cyclosporine_draft", [], note=said if drafts_aside else None)
+            return Reply(200, {"cards": []})
         got = collect(body.get("prefetch"), list(self.templates.keys), patient_id, body.get("fhirServer"))
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
@@ -201,7 +205,7 @@ class Hooks:
         record, prov = done.record, done.sources
         origins = {**got.origins, **(draft_origins(context) if drafts else {})}
         where = tuple(origins.get(origin_key(e["resource"]) or ("", ""), "") for e in entries)
-        set_aside = [located(item.to_dict(), where) for item in done.set_aside]
+        set_aside = drafts_aside + [located(item.to_dict(), where) for item in done.set_aside]
         if drafts:
             signed_record(record, prov, drafts)
         record["id"] = self.decisions.pseudonym(record["id"])
@@ -237,7 +241,11 @@ class Hooks:
             problem = _feedback_problem(item)
             if problem:
                 return outcome(400, f"feedback[{i}]: {problem}")
-        linked = self.decisions.record_feedback(service_id, items)
+        try:
+            linked = self.decisions.record_feedback(service_id, items)
+        except FeedbackRefused as refused:  # nothing of the request was written
+            code = "conflict" if refused.status == 409 else "business-rule"
+            return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
         unknown = [item["card"] for item, row in zip(items, linked, strict=True) if row is None]
         if unknown:
             log.warning("feedback for cards this service did not send: %s", ", ".join(unknown))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from fsgs_kb.engine.errors import pointer_join
+from fsgs_kb.engine.errors import pointer_join, pointer_parts
 from fsgs_kb.engine.load.schemas import load_schema
 
 
@@ -114,3 +114,27 @@ def pointer_titles() -> dict[str, str]:
 
     walk(load_schema("patient"), "")
     return out
+
+
+def names_a_field(pointer: str) -> bool:
+    """Whether a JSON pointer can name a value of a patient record (schema/patient.schema.json):
+    an object's property (any key under an open object such as `ext`), an array's item (by index)."""
+    node: Any = load_schema("patient")
+    for part in pointer_parts(pointer):
+        if not isinstance(node, dict):
+            return False
+        if node.get("type") == "array" or "items" in node:
+            if not part.isdigit():
+                return False
+            node = node.get("items", {})
+            continue
+        properties = node.get("properties")
+        if properties is None and node.get("type") != "object":
+            return False  # a number, a string, an enum: nothing inside it
+        if isinstance(properties, dict) and part in properties:
+            node = properties[part]
+        elif node.get("additionalProperties", True) is False:
+            return False
+        else:
+            return True  # an open object (`ext`): whatever it holds may be masked
+    return True

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -24,7 +23,7 @@ from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.read.csvframe import CsvFramer
 from fsgs_kb.engine.read.jsonarray import read_json_array
 from fsgs_kb.engine.read.jsonlines import prefixed, read_jsonl
-from fsgs_kb.engine.read.jsontext import loads
+from fsgs_kb.engine.read.jsontext import duplicate_key, loads
 from fsgs_kb.engine.read.record import BOM, Record, too_large
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES, shape_problem
 
@@ -44,7 +43,6 @@ __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jso
     "too_large",
 ]
 FORMATS = ("jsonl", "json", "csv")
-_STRING_OR_KEY = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?')
 
 
 def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBError | None]:
@@ -58,10 +56,9 @@ def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBEr
     problem, keys = shape_problem(value)
     if problem is not None:
         return None, problem
-    if raw.count(b":") > keys:  # colons beyond the keys: in strings, or a key given twice
-        duplicate = _duplicate_key(raw, keys)
-        if duplicate is not None:
-            return None, duplicate
+    duplicate = _duplicate_key(raw, keys)
+    if duplicate is not None:
+        return None, duplicate
     return value, None
 
 
@@ -79,17 +76,9 @@ def _json_problem(exc: json.JSONDecodeError) -> KBError:
 
 
 def _duplicate_key(raw: bytes, keys: int) -> KBError | None:
-    if sum(1 for m in _STRING_OR_KEY.finditer(raw) if m.group(1)) == keys:
+    key = duplicate_key(raw, keys)
+    if key is None:
         return None
-    found: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        names = [k for k, _ in items]
-        found.extend(k for i, k in enumerate(names) if k in names[:i])
-        return dict(items)
-
-    json.loads(raw, object_pairs_hook=pairs)
-    key = found[0] if found else "?"
     return KBError(
         "input.duplicate_key",
         f"key {json.dumps(key)} appears twice in one object",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fsgs_kb.engine.report.text import printable
+
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 REASON_WORDS = {
     "no_resource": "no matching resource was sent",
@@ -226,17 +228,25 @@ def replay_log_text(kb: dict[str, str], reports: list[dict[str, Any]], counts: d
 
 
 def feedback_text(summary: dict[str, Any]) -> str:
-    """`fsgs-kb feedback-report`: per rule and version, how its cards were received."""
-    lines = [f"{summary['decisions']:,} logged decisions"]
+    """`fsgs-kb feedback-report`: per rule and version, how its cards were received. Every text
+    from the log (rule ids, reason codes and displays: what an EHR sent) is shown with its control
+    characters escaped (`printable`), so a newline or an escape sequence cannot forge a line."""
+    summary = printable(summary)
+    lines = [
+        f"{summary['decisions']:,} logged decisions; {summary['feedback']:,} feedback items: "
+        f"{summary['duplicates']:,} duplicates ignored (the same card's same outcome counts once), "
+        f"{summary['contradictory']:,} contradictory not counted"
+    ]
     if not summary["rules"]:
         lines.append("no cards were sent")
     for item in summary["rules"]:
         answered = item["accepted"] + item["overridden"]
         share = f", {100 * item['overridden'] / answered:.0f} % overridden" if answered else ""
+        odd = f"; {item['contradictory']:,} contradictory (not counted)" if item["contradictory"] else ""
         lines.append(
             f"{item['rule']} v{item['version']}: {item['cards']:,} card{'' if item['cards'] == 1 else 's'}, "
             f"{answered:,} with feedback: "
-            f"{item['accepted']:,} accepted, {item['overridden']:,} overridden{share}"
+            f"{item['accepted']:,} accepted, {item['overridden']:,} overridden{share}{odd}"
         )
         for reason in item["reasons"]:
             label = reason["display"] or reason["code"] or "no reason given"

@@ -1,0 +1,120 @@
+"""order-select / order-sign: a cyclosporine draft is evaluated as the regimen being signed only
+when it can be that order. A draft about another patient is never re-pointed to the context's
+patient; a cancelled or entered-in-error draft, or one whose intent is a proposal or plan, is no
+active order. Each is set aside with its reason (named on the cards, kept in the log row), as the
+FHIR reader sets aside what it does not use.
+
+Each call goes over HTTP to the real `fsgs-kb serve` subprocess, as in test_cds_hooks.py."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from cds_support import PUBLIC, Server, example, hook_request, iter_rows, patient_bundle, patient_id, prefetch_for
+
+OS = "fsgs-csa-order-sign"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def draft(rid: str, subject: str, mg_per_day: float, **fields: Any) -> dict[str, Any]:
+    half = {"value": mg_per_day / 2, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": subject},
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "3008"}]},
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": half}],
+            }
+        ],
+        **fields,
+    }
+
+
+@pytest.fixture(scope="module")
+def templates(server: Server, ehr: Any) -> dict[str, str]:
+    headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + "/cds-services")}
+    services = server.client.get("/cds-services", headers=headers).json()["services"]
+    return dict(next(s["prefetch"] for s in services if s["id"] == OS))
+
+
+def sign(server: Server, ehr: Any, templates: dict[str, str], *drafts: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    bundle = patient_bundle(example("dose-above-ceiling"))  # on 357 mg/day at 70 kg
+    pid = patient_id(bundle)
+    entries = [{"resource": copy.deepcopy(d)} for d in drafts]
+    for entry in entries:
+        entry["resource"]["subject"]["reference"] = entry["resource"]["subject"]["reference"].replace("{pid}", pid)
+    orders = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    body = hook_request("order-sign", pid, prefetch_for(templates, bundle, pid), draftOrders=orders)
+    path = f"/cds-services/{OS}"
+    answer = server.client.post(path, json=body, headers={"Authorization": "Bearer " + ehr.signer.token(PUBLIC + path)})
+    assert answer.status_code == 200, answer.text
+    return body, answer.json()
+
+
+def row(server: Server, hook_instance: str) -> tuple[str, Any, str | None]:
+    db = server.log.parent / "decisions.sqlite"
+    sql = f"SELECT status, result, note FROM decisions WHERE hook_instance = '{hook_instance}'"
+    ((status, result, note),) = list(iter_rows(db, sql))
+    return status, json.loads(result) if result else None, note
+
+
+BAD = [
+    (
+        "another patient",
+        draft("d-bad", "Patient/someone-else", 420),
+        "not_this_patient",
+        "refers to Patient/someone-else",
+    ),
+    (
+        "cancelled",
+        draft("d-bad", "Patient/{pid}", 420, status="cancelled"),
+        "medication_status_not_usable",
+        "status cancelled",
+    ),
+    (
+        "entered in error",
+        draft("d-bad", "Patient/{pid}", 420, status="entered-in-error"),
+        "entered_in_error",
+        "entered-in-error",
+    ),
+    (
+        "proposal",
+        draft("d-bad", "Patient/{pid}", 420, intent="proposal"),
+        "medication_status_not_usable",
+        "intent proposal",
+    ),
+    ("plan", draft("d-bad", "Patient/{pid}", 420, intent="plan"), "medication_status_not_usable", "intent plan"),
+]
+
+
+@pytest.mark.parametrize(("label", "bad", "reason", "words"), BAD, ids=[b[0] for b in BAD])
+def test_a_draft_that_cannot_be_signed_is_set_aside_not_evaluated(
+    server: Server, ehr: Any, templates: dict[str, str], label: str, bad: dict[str, Any], reason: str, words: str
+) -> None:
+    """Alone, it is no regimen to check: no dose card, and the log row says why. Beside a signable
+    draft of 280 mg/day, that draft alone is the regimen (not 700 mg/day, not ambiguous), and the
+    bad one is listed as not used, with where it is in the request."""
+    body, answer = sign(server, ehr, templates, bad)
+    codes = [c["source"]["topic"]["code"] for c in answer["cards"]]
+    assert not [c for c in codes if c.startswith("CSA-DOSE")], codes
+    status, result, note = row(server, body["hookInstance"])
+    assert status == "no_cyclosporine_draft" and result is None
+    assert note is not None and "MedicationRequest/d-bad" in note and words in note, note
+
+    body, answer = sign(server, ehr, templates, draft("d-good", "Patient/{pid}", 280), bad)
+    cards = {c["source"]["topic"]["code"]: c for c in answer["cards"]}
+    assert "CSA-DOSE-WITHIN" in cards and "CSA-DOSE-EXCEEDS" not in cards, list(cards)
+    status, result, _ = row(server, body["hookInstance"])
+    assert result["decision"]["input"]["cyclosporine"]["daily_dose"] == {"value": 280, "unit": "mg/day"}
+    aside = [a for a in result["set_aside"] if a["id"] == "d-bad"]
+    assert len(aside) == 1 and aside[0]["reason"] == reason, result["set_aside"]
+    assert aside[0]["origin"] == "/context/draftOrders/entry/1" and words in aside[0]["message"]
+    assert "MedicationRequest/d-bad" in cards["SET_ASIDE"]["detail"]
