@@ -27,10 +27,10 @@ from typing import Any
 from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.fhir.bundle import read_bundle
 from fsgs_kb.engine.fhir.codes import as_dict
-from fsgs_kb.engine.fhir.courses import analyse, entries_for
+from fsgs_kb.engine.fhir.courses import analyse, entries_for, intent_problem
 from fsgs_kb.engine.fhir.dates import Moment, day_start, format_instant, moment
 from fsgs_kb.engine.fhir.records import located
-from fsgs_kb.engine.fhir.setaside import quoted, status_not_read
+from fsgs_kb.engine.fhir.setaside import status_not_read
 from fsgs_kb.service.prefetch import RequestProblem, bundle_of, origin_key
 
 DRUG = "cyclosporine"
@@ -163,16 +163,15 @@ def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirM
     )
     if data.set_aside:
         return data.set_aside[0].to_dict()
-    why = status_not_read(draft, DRAFT_STATUSES, "draft order")
-    if why is None:
-        intents = fmap.settings["medication_request"]["intents"]
-        intent = draft.get("intent")
-        if intent not in intents:
-            said = "no intent" if intent is None else f"intent {quoted(intent)}"
-            why = f"{said}: not an order (the map reads only {', '.join(intents)} intents)"
+    reason, why = "medication_status_not_usable", status_not_read(draft, DRAFT_STATUSES, "draft order")
+    if why is None:  # the FHIR reader's own intent check and reason
+        reason, why = (
+            "medication_intent_not_usable",
+            intent_problem(draft, fmap.settings["medication_request"]["intents"]),
+        )
     if why is None:
         return None
-    data.put_aside(draft, "medication_status_not_usable", why, STATUS_FIELD)
+    data.put_aside(draft, reason, why, STATUS_FIELD)
     return data.set_aside[0].to_dict()
 
 

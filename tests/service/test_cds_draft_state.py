@@ -88,10 +88,10 @@ BAD = [
     (
         "proposal",
         draft("d-bad", "Patient/{pid}", 420, intent="proposal"),
-        "medication_status_not_usable",
+        "medication_intent_not_usable",
         "intent proposal",
     ),
-    ("plan", draft("d-bad", "Patient/{pid}", 420, intent="plan"), "medication_status_not_usable", "intent plan"),
+    ("plan", draft("d-bad", "Patient/{pid}", 420, intent="plan"), "medication_intent_not_usable", "intent plan"),
 ]
 
 
