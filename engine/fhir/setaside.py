@@ -32,6 +32,7 @@ REASONS = (
     "date_not_readable",
     "out_of_range",
     "dose_not_computable",
+    "concurrent_orders",
 )
 MAX_TEXT = 120  # input text quoted in a message is cut here: a hostile Bundle must not fill the result
 
