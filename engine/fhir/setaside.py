@@ -8,8 +8,9 @@ status says it is no result yet or at all, such as `preliminary` or `cancelled`,
 statement whose status says the drug is not, or not known to be, given, such as `draft` or
 `not-taken`) or when its value cannot be used (a unit the map cannot convert, a value the record
 cannot hold or that is not a number, a date that cannot be read, a dose the instructions do not
-give). Each entry names the resource (type, id, and
-where it is in the input) and says why in words, so the clinician can find it and have it fixed.
+give, or one of several current orders of a drug, for its dose: whether they add up is not said).
+Each entry names the resource (type, id, and where it is in the input) and says why in words, so
+the clinician can find it and have it fixed.
 """
 
 from __future__ import annotations
