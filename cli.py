@@ -38,6 +38,7 @@ from fsgs_kb.engine.batch.parts import (
 )
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
+from fsgs_kb.engine.fhir.dates import evaluation_day_problem
 from fsgs_kb.engine.fhir.dates import today as fhir_today
 from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
@@ -212,6 +213,9 @@ def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None
             raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
         return None
     day = as_of.date() if as_of is not None else fhir_today()
+    problem = evaluation_day_problem(day)
+    if problem is not None:
+        raise usage_error("as_of", f"--as-of {problem}", hint="give an evaluation date in that range")
     return FhirReader(load_checked_map(map_path(_locate(rules_dir).path)), day)  # the map of the KB in use
 
 

@@ -34,6 +34,16 @@ _DATETIME = re.compile(
 )
 
 
+# The calendar dates are computed in ends at years 1 and 9999. The reader steps back from a date by
+# up to the map's longest look-back (36,500 days, schema/fhir-map.schema.json) and forward by up to
+# its longest course gap (3,650 days); an age looks back up to 120 years. A date or dateTime is
+# placed only when its instant (UTC) falls on FIRST_DAY to LAST_DAY, so that every such step stays in
+# the calendar; one outside (0001-01-01T00:00:00+14:00, 9999-12-31) is a date that cannot be read,
+# and an evaluation date outside is refused (evaluation_day_problem).
+FIRST_DAY = date(200, 1, 1)
+LAST_DAY = date(9899, 12, 31)
+
+
 def day_start(d: date) -> datetime:
     """Midnight UTC at the start of a calendar day."""
     return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
@@ -53,6 +63,19 @@ def today() -> date:
     """The evaluation date when none is given: today's date on this computer's clock (its local
     time zone), the calendar day its user is in; recorded with every result (decision.fhir.as_of)."""
     return datetime.now().astimezone().date()
+
+
+def in_calendar(d: date) -> bool:
+    """Whether a calendar day is one the reader places (FIRST_DAY to LAST_DAY)."""
+    return FIRST_DAY <= d <= LAST_DAY
+
+
+def evaluation_day_problem(d: date) -> str | None:
+    """Why a day cannot be the evaluation date (look-back windows and ages are counted back from
+    it), in words; None when it can."""
+    if in_calendar(d):
+        return None
+    return f"{d.isoformat()} is outside the evaluation dates this reader counts from ({FIRST_DAY} to {LAST_DAY})"
 
 
 def moment(text: Any) -> Moment | None:
@@ -103,17 +126,19 @@ def _parse(text: str) -> datetime | None:
         return None
     if not m.group(6):
         try:
-            return day_start(date.fromisoformat(text))
+            day = date.fromisoformat(text)
         except ValueError:
             return None
+        return day_start(day) if in_calendar(day) else None
     iso = text.replace("Z", "+00:00")
     frac = m.group(9)
     if frac and len(frac) > 7:  # Python takes at most 6 fractional digits
         iso = iso.replace(frac, frac[:7])
     try:
-        return datetime.fromisoformat(iso.replace(":60", ":59")).astimezone(timezone.utc)
-    except ValueError:
+        at = datetime.fromisoformat(iso.replace(":60", ":59")).astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: an offset that moves the instant off the calendar
         return None
+    return at if in_calendar(at.date()) and in_calendar(date.fromisoformat(text[:10])) else None
 
 
 def format_instant(when: datetime) -> str:
@@ -197,9 +222,16 @@ def effective_moment(resource: dict[str, Any]) -> Moment | None:
     return None
 
 
-def _unreadable(value: Any) -> bool:
-    """True for a date element that is neither a full nor a partial FHIR date or dateTime."""
-    return moment(value) is None and date_interval(value) is None
+def _unreadable(value: Any) -> str | None:
+    """Why a date element is neither a full nor a partial FHIR date or dateTime that can be read; None
+    when it is one."""
+    if moment(value) is not None:
+        return None
+    if date_interval(value) is None:
+        return "is not a date that can be read"
+    if len(value) >= 10:  # a full date or dateTime (not a partial one) whose instant is off the calendar
+        return f"is outside the dates this reader places ({FIRST_DAY} to {LAST_DAY}, in UTC)"
+    return None
 
 
 def effective_span(resource: dict[str, Any]) -> tuple[tuple[date, date] | None, str]:
@@ -227,13 +259,15 @@ def effective_problem(resource: dict[str, Any]) -> str | None:
     for key in ("effectiveDateTime", "effectiveInstant"):
         if key in resource:
             value = resource[key]
-            return f"{key} {json_value(value)} is not a date that can be read" if _unreadable(value) else None
+            why = _unreadable(value)
+            return f"{key} {json_value(value)} {why}" if why else None
     if "effectivePeriod" not in resource:
         return None
     period = resource["effectivePeriod"]
     if not isinstance(period, dict):
         return f"effectivePeriod {json_value(period)} is not a Period"
     for key in ("end", "start"):
-        if key in period and _unreadable(period[key]):
-            return f"effectivePeriod.{key} {json_value(period[key])} is not a date that can be read"
+        why = _unreadable(period[key]) if key in period else None
+        if why:
+            return f"effectivePeriod.{key} {json_value(period[key])} {why}"
     return None

@@ -4,8 +4,9 @@ The knowledge base compares the total daily dose (all divided doses summed) with
 wrong dose is a wrong safety message. A dose is computed only from fully structured instructions:
 dose x frequency / period, summed over concurrent instructions (split doses, e.g. 100 mg morning +
 75 mg evening). As-needed use, dose or frequency ranges, day-of-week patterns, sequential phases
-(tapers), timing codes without a repeat, and free text give `dose_not_computable`: the engine then
-says the dose is unknown instead of checking a guess.
+(tapers), timing codes without a repeat, free text, and a frequency that is not a whole number above
+0 or a period or periodUnit that is not one give `dose_not_computable`: the engine then says the
+dose is unknown instead of checking a guess.
 """
 
 from __future__ import annotations
@@ -22,18 +23,32 @@ COUNT_UNITS = frozenset({"1", "{capsule}", "{capsules}", "{tablet}", "{tablets}"
 HOURS = {"s": 1 / 3600, "min": 1 / 60, "h": 1.0, "d": 24.0, "wk": 168.0}
 
 
+def _count(value: Any) -> float | None:
+    """A FHIR positiveInt (a JSON number that is a whole number above 0, not a boolean), else None."""
+    n = number(value)
+    return n if n is not None and n > 0 and n.is_integer() else None
+
+
 def _per_day(repeat: dict[str, Any]) -> float | None:
-    """Administrations per day from Timing.repeat; None when it is a range or not structured."""
+    """Administrations per day from Timing.repeat; None when it is a range or not structured, or when
+    a frequency, period or periodUnit is given but is not one (a frequency of "2", 0 or 1.5, a period
+    of "1" or 0, a unit such as "mo"): a malformed element is never read as once a day."""
     if any(k in repeat for k in ("frequencyMax", "periodMax", "dayOfWeek", "count", "countMax")):
         return None
     times = as_list(repeat.get("timeOfDay")) or as_list(repeat.get("when"))
-    frequency = number(repeat.get("frequency"))
-    if frequency is None:
+    if "frequency" in repeat:
+        frequency = _count(repeat["frequency"])
+        if frequency is None:
+            return None
+    else:
         frequency = float(len(times)) if times else (1.0 if "period" in repeat else None)
-    period, unit = number(repeat.get("period")), repeat.get("periodUnit")
-    if period is None and times and "periodUnit" not in repeat:
+    if "period" in repeat or "periodUnit" in repeat:
+        period, unit = number(repeat.get("period")), repeat.get("periodUnit")
+    elif times:
         period, unit = 1.0, "d"
-    if frequency is None or period is None or period <= 0 or unit not in HOURS:
+    else:
+        return None
+    if frequency is None or period is None or period <= 0 or not isinstance(unit, str) or unit not in HOURS:
         return None
     return frequency * 24.0 / (period * HOURS[unit])
 

@@ -20,6 +20,7 @@ REASONS = (
     "date_not_readable",
     "out_of_range",
     "dose_not_computable",
+    "concurrent_orders",
     "ambiguous",
 )
 _RANK = {reason: i for i, reason in enumerate(REASONS)}
@@ -48,8 +49,8 @@ Outcome = Found | Missing
 
 
 def worst(reasons: list[str]) -> Missing:
-    """The most telling reason among several (ambiguous > dose > out of range > unreadable date >
-    date without a day > not a value > unit > no resource)."""
+    """The most telling reason among several (ambiguous > concurrent orders > dose > out of range >
+    unreadable date > date without a day > not a value > unit > no resource)."""
     return Missing(max(reasons, key=_RANK.__getitem__) if reasons else "no_resource")
 
 

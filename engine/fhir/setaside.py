@@ -9,8 +9,9 @@ statement whose status says the drug is not, or not known to be, given, such as 
 `not-taken`, an order whose intent is not to give it, such as `proposal` or `plan`, an order or
 statement naming a version of its Medication other than the one sent) or when its value cannot be
 used (a unit the map cannot convert, a value the record cannot hold or that is not a number, a
-date that cannot be read or is not given to the day, a dose the instructions do not give). Each
-entry names the resource (type, id, and where it is in the input) and says why in words, so the
+date that cannot be read or is not given to the day, a dose the instructions do not give, or one
+of several current orders of a drug, for its dose: whether they add up is not said). Each entry
+names the resource (type, id, and where it is in the input) and says why in words, so the
 clinician can find it and have it fixed.
 """
 
@@ -37,6 +38,7 @@ REASONS = (
     "date_not_precise",
     "out_of_range",
     "dose_not_computable",
+    "concurrent_orders",
 )
 MAX_TEXT = 120  # input text quoted in a message is cut here: a hostile Bundle must not fill the result
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import first_match
-from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, scan
+from fsgs_kb.engine.fhir.courses import KIND, OPEN, Courses, analyse, scan
 from fsgs_kb.engine.fhir.dates import Window, age_on, date_interval, day_start, moment
 from fsgs_kb.engine.fhir.dosage import daily_dose
 from fsgs_kb.engine.fhir.errors import field_pointer
@@ -24,6 +24,7 @@ from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.fieldobs import field_candidates
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
 from fsgs_kb.engine.fhir.pick import coded_candidates, pick_latest
+from fsgs_kb.engine.fhir.setaside import label, number_text
 from fsgs_kb.engine.fhir.verification import why_not_counted
 
 DOSE_NOT_COMPUTABLE = (
@@ -155,6 +156,8 @@ def _dose(ctx: Context, c: Courses, drug: str, field: str) -> Outcome:
     pool = c.current or c.latest or c.entries
     units = ctx.fmap.medications[drug]["dose_units"]
     doses = [(daily_dose(e.dosages, units, resolve_medication(e.resource, ctx.data)), e) for e in pool]
+    if len(c.current) > 1:
+        return _concurrent(ctx, doses, drug, field)
     if any(d is None for d, _ in doses):
         for d, e in doses:
             if d is None:
@@ -164,6 +167,27 @@ def _dose(ctx: Context, c: Courses, drug: str, field: str) -> Outcome:
         return Missing("ambiguous")
     dose, entry = doses[0]
     return Found(dose, _entry_prov(entry))
+
+
+def _concurrent(ctx: Context, doses: list[tuple[tuple[float, str] | None, Any]], drug: str, field: str) -> Missing:
+    """More than one current order (or statement) of the drug: the record's dose is the total daily
+    dose, but whether their doses add up (divided doses ordered separately) or one replaces the
+    other (a renewal, a change of dose, an order entered twice) is not written in them. Equal or
+    not, the dose is left undetermined, and each of them is set aside for the dose naming the others."""
+
+    def said(dose: tuple[float, str] | None) -> str:
+        return "no computable dose" if dose is None else f"{number_text(dose[0])} {dose[1]}"
+
+    kind = KIND.get(str(doses[0][1].resource.get("resourceType")), "order")
+    for i, (dose, entry) in enumerate(doses):
+        others = "; ".join(f"{label(e.resource)}, {said(d)}" for j, (d, e) in enumerate(doses) if j != i)
+        why = (
+            f"one of {len(doses)} current {kind}s of {drug} (this one {said(dose)}; also {others}): "
+            "whether their doses add up or one replaces the other is not stated, so the total daily dose "
+            "is left undetermined"
+        )
+        ctx.data.put_aside(entry.resource, "concurrent_orders", why, field)
+    return Missing("concurrent_orders")
 
 
 def read_medication_list(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:

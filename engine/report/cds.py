@@ -22,6 +22,8 @@ REASON_WORDS = {
     "date_not_readable": "a result was sent whose date cannot be read, so it may be the latest",
     "out_of_range": "the value found is outside what the record can hold (an implausible value)",
     "dose_not_computable": "the order's dosage is not structured enough to compute a daily dose",
+    "concurrent_orders": "more than one current order of the drug was sent, and whether their doses add up "
+    "or one replaces the other is not stated",
     "ambiguous": "the resources sent disagree or cannot be placed in time",
 }
 MAX_LISTED = 20  # set-aside resources a card lists one by one
@@ -43,6 +45,7 @@ ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/seta
     "date_not_precise": "no date to the day",
     "out_of_range": "an implausible value",
     "dose_not_computable": "no computable dose",
+    "concurrent_orders": "concurrent orders of one drug",
 }
 
 

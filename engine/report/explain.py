@@ -372,6 +372,7 @@ MISSING_TEXT = {
     "date_not_readable": "a result whose date cannot be read, so it may be the latest",
     "out_of_range": "a value outside what the record allows",
     "dose_not_computable": "a dose that cannot be computed from the instructions",
+    "concurrent_orders": "more than one current order of the drug, whose doses may or may not add up",
     "ambiguous": "ambiguous (the resources disagree, or cannot be told apart)",
 }
 

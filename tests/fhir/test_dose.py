@@ -201,11 +201,15 @@ def test_stopped_order_without_end_has_unknown_length(fmap: Any) -> None:
     assert prov["/cyclosporine/months_on_therapy"] == {"missing": "ambiguous"}
 
 
-def test_two_concurrent_orders_with_different_doses_are_ambiguous(fmap: Any) -> None:
+@pytest.mark.parametrize("second_mg", [50, 100])
+def test_two_concurrent_orders_leave_the_dose_undetermined_equal_or_not(fmap: Any, second_mg: float) -> None:
+    """Whether two current orders add up or one replaces the other is not written in them: no dose
+    (tests/fhir/test_dose_and_date_edges.py runs it through the command line)."""
     a = med_request("a", dosage(100, frequency=2, start="2024-01-01"))
-    b = med_request("b", dosage(50, frequency=2, start="2024-02-01"))
-    _, prov = cyclo(fmap, a, b)
-    assert prov["/cyclosporine/daily_dose"] == {"missing": "ambiguous"}
+    b = med_request("b", dosage(second_mg, frequency=2, start="2024-02-01"))
+    c, prov = cyclo(fmap, a, b)
+    assert prov["/cyclosporine/daily_dose"] == {"missing": "concurrent_orders"}
+    assert c["status"] == "current" and "daily_dose" not in c
 
 
 def test_no_order_is_not_never(fmap: Any) -> None:
