@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, reference, within_depth
-from fsgs_kb.engine.fhir.dates import Moment, effective_moment
+from fsgs_kb.engine.fhir.dates import Moment
+from fsgs_kb.engine.fhir.effective import effective_moment
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
 from fsgs_kb.engine.fhir.refs import HISTORY, ThePatient, without_version
 from fsgs_kb.engine.fhir.setaside import SetAside, label, quoted

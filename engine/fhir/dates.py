@@ -11,7 +11,7 @@ offset it was recorded with, with no conversion through UTC that would move an e
 in New York (20:00-05:00, 01:00Z the next day) to the next day; it is shown (sources[].effective)
 as it is written, in the same offset. Partial dates (a year, or a year
 and month) cannot be placed on a day: they are returned as None for events (with the days they
-may denote, effective_span, so that a reader can tell whether such a result may be the latest),
+may denote, engine/fhir/effective.py, so that a reader can tell whether such a result may be the latest),
 and as an interval for birthDate, where age can still be exact when every day in the interval
 gives the same answer.
 """
@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, NamedTuple
-
-from fsgs_kb.engine.fhir.setaside import json_value
 
 _DATETIME = re.compile(
     r"^(\d{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
@@ -82,34 +79,6 @@ def moment(text: Any) -> Moment | None:
     """The instant and the written calendar day of a full FHIR date or dateTime; None otherwise."""
     at = parse_instant(text)
     return None if at is None else Moment(at, date.fromisoformat(text[:10]), text)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Window:
-    """Which results may fill a field. Counted back from the evaluation date, by calendar day as
-    each result is written: `first_day` (None: no limit) to `last_day`, both included. Before a
-    course started, by instant: from `since` (None: no limit) up to `until`, excluded."""
-
-    first_day: date | None = None
-    last_day: date | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def holds(self, when: Moment) -> bool:
-        if self.last_day is not None and (
-            when.day > self.last_day or (self.first_day is not None and when.day < self.first_day)
-        ):
-            return False
-        return self.until is None or (when.at < self.until and (self.since is None or when.at >= self.since))
-
-    def may_hold(self, first: date, last: date) -> bool:
-        """Whether a result known only to fall on one of the days `first` to `last` (a partial
-        date) may be in the window: whether one of those days, read as a date alone is, would be."""
-        if self.last_day is not None and (first > self.last_day or last < (self.first_day or date.min)):
-            return False
-        return self.until is None or (
-            day_start(first) < self.until and (self.since is None or day_start(last) >= self.since)
-        )
 
 
 def parse_instant(text: Any) -> datetime | None:
@@ -209,65 +178,3 @@ def birth_date_for(age: float, on: date, decimals: int) -> date:
     if not hits:
         raise ValueError(f"no birth date gives age {age} on {on}")
     return hits[len(hits) // 2]
-
-
-def effective_moment(resource: dict[str, Any]) -> Moment | None:
-    """When an Observation applies: effectiveDateTime/Instant, else the end (or start) of effectivePeriod."""
-    for key in ("effectiveDateTime", "effectiveInstant"):
-        if key in resource:
-            return moment(resource[key])
-    period = resource.get("effectivePeriod")
-    if isinstance(period, dict):
-        return moment(period.get("end")) or moment(period.get("start"))
-    return None
-
-
-def _unreadable(value: Any) -> str | None:
-    """Why a date element is neither a full nor a partial FHIR date or dateTime that can be read; None
-    when it is one."""
-    if moment(value) is not None:
-        return None
-    if date_interval(value) is None:
-        return "is not a date that can be read"
-    if len(value) >= 10:  # a full date or dateTime (not a partial one) whose instant is off the calendar
-        return f"is outside the dates this reader places ({FIRST_DAY} to {LAST_DAY}, in UTC)"
-    return None
-
-
-def effective_span(resource: dict[str, Any]) -> tuple[tuple[date, date] | None, str]:
-    """Of an Observation whose effective time is partial or absent (effective_moment found none,
-    effective_problem no fault): the first and last day it may fall on (`2025-01`: 1 to 31 January;
-    an effectivePeriod from its start to its end), or None when it gives no date at all, and why it
-    cannot be placed on a day, in words."""
-    for key in ("effectiveDateTime", "effectiveInstant"):
-        if key in resource:
-            value = resource[key]
-            given = "a year" if len(str(value)) == 4 else "a year and a month"
-            return date_interval(value), f"{key} {json_value(value)} gives only {given}, no day"
-    period = resource.get("effectivePeriod")
-    ends = {k: period[k] for k in ("start", "end") if k in period} if isinstance(period, dict) else {}
-    spans = [s for s in (date_interval(v) for v in ends.values()) if s]
-    if not spans:
-        return None, "no effective date (effectiveDateTime, effectiveInstant or effectivePeriod)"
-    said = ", ".join(f"{k} {json_value(v)}" for k, v in ends.items())
-    return (spans[0][0], spans[-1][1]), f"effectivePeriod ({said}) gives no day"
-
-
-def effective_problem(resource: dict[str, Any]) -> str | None:
-    """Why an Observation's effective time cannot be read at all (a date that does not exist, such
-    as 2025-02-29, a malformed dateTime, a number); None when it is readable, partial or absent."""
-    for key in ("effectiveDateTime", "effectiveInstant"):
-        if key in resource:
-            value = resource[key]
-            why = _unreadable(value)
-            return f"{key} {json_value(value)} {why}" if why else None
-    if "effectivePeriod" not in resource:
-        return None
-    period = resource["effectivePeriod"]
-    if not isinstance(period, dict):
-        return f"effectivePeriod {json_value(period)} is not a Period"
-    for key in ("end", "start"):
-        why = _unreadable(period[key]) if key in period else None
-        if why:
-            return f"effectivePeriod.{key} {json_value(period[key])} {why}"
-    return None

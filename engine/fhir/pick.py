@@ -26,7 +26,8 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_match, number, quantity
-from fsgs_kb.engine.fhir.dates import Window, day_start, effective_problem, effective_span
+from fsgs_kb.engine.fhir.dates import day_start
+from fsgs_kb.engine.fhir.effective import Window, effective_problem, effective_span
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
 from fsgs_kb.engine.fhir.setaside import json_value, number_text, quoted, status_not_read

@@ -17,8 +17,9 @@ from typing import Any
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import first_match
 from fsgs_kb.engine.fhir.courses import KIND, OPEN, Courses, analyse, scan
-from fsgs_kb.engine.fhir.dates import Window, age_on, date_interval, day_start, moment
+from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, moment
 from fsgs_kb.engine.fhir.dosage import daily_dose
+from fsgs_kb.engine.fhir.effective import Window
 from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.fieldobs import field_candidates

@@ -1,0 +1,105 @@
+"""When an Observation happened, read from its effective time, and the window of days or instants
+in which a result may fill a field (engine/fhir/dates.py reads the dates themselves).
+
+A result whose date is partial (a year, a year and month) or absent cannot be placed on a day; its
+possible days (effective_span) still tell whether it may be the latest in a window (Window.may_hold),
+and one whose date cannot be read at all (effective_problem) is named with what is wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from fsgs_kb.engine.fhir.dates import FIRST_DAY, LAST_DAY, Moment, date_interval, day_start, moment
+from fsgs_kb.engine.fhir.setaside import json_value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """Which results may fill a field. Counted back from the evaluation date, by calendar day as
+    each result is written: `first_day` (None: no limit) to `last_day`, both included. Before a
+    course started, by instant: from `since` (None: no limit) up to `until`, excluded."""
+
+    first_day: date | None = None
+    last_day: date | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def holds(self, when: Moment) -> bool:
+        if self.last_day is not None and (
+            when.day > self.last_day or (self.first_day is not None and when.day < self.first_day)
+        ):
+            return False
+        return self.until is None or (when.at < self.until and (self.since is None or when.at >= self.since))
+
+    def may_hold(self, first: date, last: date) -> bool:
+        """Whether a result known only to fall on one of the days `first` to `last` (a partial
+        date) may be in the window: whether one of those days, read as a date alone is, would be."""
+        if self.last_day is not None and (first > self.last_day or last < (self.first_day or date.min)):
+            return False
+        return self.until is None or (
+            day_start(first) < self.until and (self.since is None or day_start(last) >= self.since)
+        )
+
+
+def effective_moment(resource: dict[str, Any]) -> Moment | None:
+    """When an Observation applies: effectiveDateTime/Instant, else the end (or start) of effectivePeriod."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in resource:
+            return moment(resource[key])
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict):
+        return moment(period.get("end")) or moment(period.get("start"))
+    return None
+
+
+def _unreadable(value: Any) -> str | None:
+    """Why a date element is neither a full nor a partial FHIR date or dateTime that can be read; None
+    when it is one."""
+    if moment(value) is not None:
+        return None
+    if date_interval(value) is None:
+        return "is not a date that can be read"
+    if len(value) >= 10:  # a full date or dateTime (not a partial one) whose instant is off the calendar
+        return f"is outside the dates this reader places ({FIRST_DAY} to {LAST_DAY}, in UTC)"
+    return None
+
+
+def effective_span(resource: dict[str, Any]) -> tuple[tuple[date, date] | None, str]:
+    """Of an Observation whose effective time is partial or absent (effective_moment found none,
+    effective_problem no fault): the first and last day it may fall on (`2025-01`: 1 to 31 January;
+    an effectivePeriod from its start to its end), or None when it gives no date at all, and why it
+    cannot be placed on a day, in words."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in resource:
+            value = resource[key]
+            given = "a year" if len(str(value)) == 4 else "a year and a month"
+            return date_interval(value), f"{key} {json_value(value)} gives only {given}, no day"
+    period = resource.get("effectivePeriod")
+    ends = {k: period[k] for k in ("start", "end") if k in period} if isinstance(period, dict) else {}
+    spans = [s for s in (date_interval(v) for v in ends.values()) if s]
+    if not spans:
+        return None, "no effective date (effectiveDateTime, effectiveInstant or effectivePeriod)"
+    said = ", ".join(f"{k} {json_value(v)}" for k, v in ends.items())
+    return (spans[0][0], spans[-1][1]), f"effectivePeriod ({said}) gives no day"
+
+
+def effective_problem(resource: dict[str, Any]) -> str | None:
+    """Why an Observation's effective time cannot be read at all (a date that does not exist, such
+    as 2025-02-29, a malformed dateTime, a number); None when it is readable, partial or absent."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in resource:
+            value = resource[key]
+            why = _unreadable(value)
+            return f"{key} {json_value(value)} {why}" if why else None
+    if "effectivePeriod" not in resource:
+        return None
+    period = resource["effectivePeriod"]
+    if not isinstance(period, dict):
+        return f"effectivePeriod {json_value(period)} is not a Period"
+    for key in ("end", "start"):
+        why = _unreadable(period[key]) if key in period else None
+        if why:
+            return f"effectivePeriod.{key} {json_value(period[key])} {why}"
+    return None
