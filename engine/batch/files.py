@@ -267,11 +267,12 @@ class OutputFile:
             self.fd = -1
 
 
-def same_regular_file(fd: int, path: str) -> bool:
-    """Whether the open file `fd` (standard input) is the regular file at `path` (device and inode)."""
+def same_regular_file(fd: int, other: str | int) -> bool:
+    """Whether the open file `fd` (standard input or output) is the regular file `other` (a path or
+    another descriptor), by device and inode."""
     try:
         opened = os.fstat(fd)
-        named = os.stat(path)
+        named = os.fstat(other) if isinstance(other, int) else os.stat(other)
     except OSError:
         return False  # a closed descriptor, or the output does not exist yet
     return stat.S_ISREG(opened.st_mode) and (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)

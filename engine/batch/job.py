@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from fsgs_kb.engine.batch.files import FLUSH_BYTES, InputDigest, OutputFile, ResumeState
+from fsgs_kb.engine.batch.files import FLUSH_BYTES, InputDigest, OutputFile, ResumeState, same_regular_file
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.batch.workers import ChunkResult
 from fsgs_kb.engine.errors import KBError, KBErrors
@@ -147,6 +147,23 @@ def _descriptor(stream: BinaryIO | None) -> int | None:
         return None
 
 
+def _refuse_stdout_as_input(stdout: BinaryIO | None, source: str | int | None) -> None:
+    """Results to standard output appended to the input itself (`batch F >> F`) would change the
+    input while it is read (and read the results back as records): refused, as `-o F` is."""
+    out_fd = _descriptor(stdout)
+    if out_fd is not None and source is not None and same_regular_file(out_fd, source):
+        raise KBErrors(
+            [
+                KBError(
+                    "batch.output_is_input",
+                    "standard output is the input file: writing it would change the input while it is read",
+                    file=source if isinstance(source, str) else "-",
+                    hint="write the results to another file",
+                )
+            ]
+        )
+
+
 def _is_stream(handle: BinaryIO) -> bool:
     mode = os.fstat(handle.fileno()).st_mode
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
@@ -268,6 +285,8 @@ class _Target:
             self.file = OutputFile(job.output, path, identity, input_fd)
         elif job.resume:
             raise KBErrors([KBError("batch.resume", "--resume needs -o OUTPUT (a file to continue)")])
+        else:
+            _refuse_stdout_as_input(stdout, path if path is not None else input_fd)
         self.resume = job.resume
 
     def open(self) -> ResumeState:

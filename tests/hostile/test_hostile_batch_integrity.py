@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
 import pytest
-from hostile_support import assert_no_traceback, good_line, jsonl, run
+from hostile_support import FSGS, assert_no_traceback, good_line, jsonl, run, run_argv
 
 N = 150  # three chunks of 64: a run with more than one block of lines
 INVALID_EVERY = 7  # every 7th record is not JSON: outputs hold two statuses
@@ -79,6 +80,18 @@ def test_stdin_that_is_the_output_file_is_refused_before_it_is_truncated(tmp_pat
         result = run("batch", "-", "-o", link, "--quiet", stdin=stdin.fileno(), timeout=60)
     assert result.rc == 2 and "error[batch.output_is_input]" in result.err, result
     assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("source", ["FILE", "- < FILE"])
+def test_results_appended_to_the_input_on_standard_output_are_refused(tmp_path: Path, source: str) -> None:
+    """`fsgs-kb batch F >> F` appended its results to the input it was reading."""
+    path = _input(tmp_path / "b.jsonl", 20)
+    before = path.read_bytes()
+    command = shlex.join([*FSGS, "batch", "--quiet"]) + " " + source.replace("FILE", shlex.quote(str(path)))
+    result = run_argv(["sh", "-c", f"exec {command} >> {shlex.quote(str(path))}"], timeout=60)
+    assert result.rc == 2, result
+    assert "error[batch.output_is_input]" in result.err and "standard output is the input" in result.err, result
+    assert path.read_bytes() == before, "the input was written"
 
 
 def test_stdin_from_another_file_or_a_pipe_still_writes_the_output(tmp_path: Path) -> None:
