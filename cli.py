@@ -36,6 +36,7 @@ from fsgs_kb.engine.batch.parts import (
     prepare_outdir,
     run_parts_locally,
 )
+from fsgs_kb.engine.batch.run import MAX_WORKERS
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
 from fsgs_kb.engine.fhir.dates import evaluation_day_problem
@@ -439,7 +440,11 @@ def explain(
     help="Write results here (default: stdout); for input parts, the directory of the output parts.",
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: the number of cores)."
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=None,
+    help=f"Worker processes, 1 to {MAX_WORKERS} (default: the number of cores); never more than the input "
+    "has chunks of 64 records.",
 )
 @click.option("--resume", is_flag=True, help="Continue a stopped run: keep OUTPUT's recorded results, do the rest.")
 @click.option(
@@ -531,7 +536,7 @@ def batch(
         source=source,
         output=output,
         input_format=input_format,
-        workers=workers or os.cpu_count() or 1,
+        workers=workers or min(os.cpu_count() or 1, MAX_WORKERS),
         resume=resume,
         rules_dir=str(kb.location.path),
         options={**_evaluate_options(include_input, mask), "detail": detail},
@@ -598,7 +603,7 @@ def _batch_parts(
         job = BatchJob(
             source=source,
             input_format=input_format,
-            workers=workers or os.cpu_count() or 1,
+            workers=workers or min(os.cpu_count() or 1, MAX_WORKERS),
             resume=resume,
             rules_dir=str(kb.location.path),
             options=options,

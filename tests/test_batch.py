@@ -16,6 +16,11 @@ from typing import Any
 import pytest
 from generate import iter_cohort
 
+from fsgs_kb.engine.batch.job import BatchJob, run_batch
+from fsgs_kb.engine.batch.run import MAX_WORKERS, BatchRunner
+from fsgs_kb.engine.errors import KBErrors
+from fsgs_kb.engine.read.records import read_jsonl
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -298,3 +303,25 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert "\r" in text and "records" in text and "/s" in text and "ETA" in text
     quiet = fsgs("batch", str(source), "-o", str(tmp_path / "q.jsonl"), "--quiet")
     assert b"\r" not in quiet.stderr
+
+
+def test_workers_are_bounded_and_started_only_for_chunks_to_run(kb: Any, tmp_path: Path) -> None:
+    """Review 2 item 9, through the Python API: a worker count above MAX_WORKERS is refused before
+    the output is opened or a process started, and a run starts no more workers than it has chunks."""
+    source = tmp_path / "in.jsonl"
+    write_cohort(source, 300)
+    out = tmp_path / "out.jsonl"
+    for workers in (10**20, MAX_WORKERS + 1, 0):
+        with pytest.raises(KBErrors, match="number of workers must be a whole number from 1 to 256"):
+            run_batch(kb, BatchJob(source=str(source), output=str(out), workers=workers))
+        with pytest.raises(KBErrors, match="number of workers must be a whole number from 1 to 256"):
+            BatchRunner(kb, None, workers)
+    assert not out.exists()
+    runner = BatchRunner(kb, None, MAX_WORKERS, chunk_size=64)
+    with open(source, "rb") as stream:
+        chunks = list(runner.results(read_jsonl(stream)))
+    assert sum(chunk.count for chunk, _ in chunks) == 300
+    # five chunks of 64, two in flight a worker: a worker starts only for a chunk no other can take
+    assert runner.workers_started == 3
+    empty = BatchRunner(kb, None, MAX_WORKERS)
+    assert list(empty.results(iter([]))) == [] and empty.workers_started == 0

@@ -5,7 +5,9 @@ the same output is refused, not interleaved), and is written in whole lines. Bes
 JSON *resume record* (`OUTPUT.fsgs-kb.json`, never a line of the output: every output line stays
 one result) says what the output holds so far: the knowledge base, the options, how many records
 and bytes, the counts by status, and the sha256 of the input bytes consumed up to the last
-written record. `--resume` continues only when all of that matches the run being resumed.
+written record. `--resume` continues only when all of that matches the run being resumed and
+the output agrees with it: the recorded bytes end a line and hold exactly the recorded number of
+result lines, numbered 1..N, with the recorded counts by status (read a line at a time).
 """
 
 from __future__ import annotations
@@ -15,14 +17,21 @@ import hashlib
 import json
 import os
 import stat
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
+
+import orjson
 
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.read.records import parse_json
+from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
 
 FLUSH_BYTES = 256 * 1024
 SIDECAR_SUFFIX = ".fsgs-kb.json"
 SIDECAR_FORMAT = "fsgs-kb-batch-resume-1"
+MAX_RESULT_LINE = 256 << 20  # a result line longer than this is not one batch wrote: refuse, never buffer it
+NOT_RESUMABLE = "not resumable"
 IDENTITY_NAMES = {"kb_fingerprint": "knowledge base", "input_format": "input format", "options": "set of options"}
 
 
@@ -71,10 +80,13 @@ class ResumeState:
 class OutputFile:
     """The `-o` file of a batch run: locked, never the input, resumable through its record."""
 
-    def __init__(self, path: str, input_path: str | None, identity: dict[str, Any]) -> None:
+    def __init__(
+        self, path: str, input_path: str | None, identity: dict[str, Any], input_fd: int | None = None
+    ) -> None:
         self.path = path
         self.sidecar: str | None = path + SIDECAR_SUFFIX
         self.input_path = input_path
+        self.input_fd = input_fd  # standard input, when the input is `-`: compared by device and inode
         self.identity = identity  # knowledge base, options, input format: must match on resume
         self.fd = -1
         self.written = 0
@@ -110,13 +122,17 @@ class OutputFile:
         return state
 
     def _refuse_input_as_output(self) -> None:
-        if not self.input_path:
-            return
-        same = os.path.realpath(self.path) == os.path.realpath(self.input_path)
-        try:
-            same = same or os.path.samefile(self.path, self.input_path)
-        except OSError:
-            pass  # the output does not exist yet
+        """Before anything is opened for writing (and again once the output exists): the output
+        is not the input, by name, by link, or as the file standard input reads (`- < FILE`)."""
+        same = False
+        if self.input_path:
+            same = os.path.realpath(self.path) == os.path.realpath(self.input_path)
+            try:
+                same = same or os.path.samefile(self.path, self.input_path)
+            except OSError:
+                pass  # the output does not exist yet
+        elif self.input_fd is not None:
+            same = same_regular_file(self.input_fd, self.path)
         if same:
             raise _refuse(
                 "batch.output_is_input",
@@ -128,8 +144,8 @@ class OutputFile:
     def _verified_state(self) -> ResumeState:
         assert self.sidecar is not None
         try:
-            with open(self.sidecar, encoding="utf-8") as handle:
-                saved = json.load(handle)
+            with open(self.sidecar, "rb") as handle:
+                raw = handle.read(MAX_RECORD_BYTES + 1)
         except FileNotFoundError:
             if os.fstat(self.fd).st_size == 0:
                 return ResumeState()
@@ -139,8 +155,12 @@ class OutputFile:
                 self.path,
                 hint="start afresh without --resume",
             ) from None
-        except (OSError, ValueError) as exc:
-            raise _refuse("batch.resume", f"the resume record cannot be read: {exc}", self.sidecar) from None
+        except OSError as exc:
+            raise _refuse("batch.resume", f"the resume record cannot be read: {exc.strerror}", self.sidecar) from None
+        saved, problem = parse_json(raw)  # the bounded reader: size, depth, duplicate keys; no recursion
+        if problem is not None:
+            why = "nested too deeply" if problem.code == "input.too_deep" else problem.message
+            raise _refuse("batch.resume", f"the resume record cannot be read: {why}", self.sidecar)
         if not isinstance(saved, dict) or saved.get("format") != SIDECAR_FORMAT:
             raise _refuse("batch.resume", "the resume record is not one fsgs-kb batch wrote", self.sidecar)
         for key, value in self.identity.items():
@@ -155,8 +175,10 @@ class OutputFile:
             state = ResumeState(**saved["state"])
         except (KeyError, TypeError):
             raise _refuse("batch.resume", "the resume record is damaged", self.sidecar) from None
-        if os.fstat(self.fd).st_size < state.output_bytes:
-            raise _refuse("batch.resume", "the output is shorter than its resume record says", self.path)
+        damage = _state_damage(state)
+        if damage is not None:
+            raise _refuse("batch.resume", f"the resume record is damaged: {damage}", self.sidecar)
+        self._verify_kept_output(state)
         if not self.input_path:
             raise _refuse("batch.resume", "a run that read standard input cannot be resumed", self.path)
         digest = InputDigest(self.input_path)
@@ -173,6 +195,53 @@ class OutputFile:
                 hint="resume with the same input, or start afresh",
             )
         return state
+
+    def _verify_kept_output(self, state: ResumeState) -> None:
+        """The output's first `output_bytes` bytes are exactly `records` whole result lines,
+        numbered 1..records, whose statuses are the record's counts; else refuse. Read in
+        bounded pieces (an output can be gigabytes): one line at a time, parsed for its number
+        and status, never more than MAX_RESULT_LINE bytes held."""
+        name = os.path.basename(self.path)
+        size = os.fstat(self.fd).st_size
+        if size < state.output_bytes:
+            self._not_resumable(f"{name} holds {size} bytes where its resume record says {state.output_bytes}")
+        lines = 0
+        statuses: Counter[str] = Counter()
+        with open(self.path, "rb") as handle:
+            if state.output_bytes:
+                handle.seek(state.output_bytes - 1)
+                if handle.read(1) != b"\n":
+                    self._not_resumable(
+                        f"{name} does not end a line at byte {state.output_bytes}, where its resume record "
+                        "says its results end"
+                    )
+                handle.seek(0)
+            remaining = state.output_bytes
+            while remaining:
+                line = handle.readline(min(remaining, MAX_RESULT_LINE))
+                remaining -= len(line)
+                if not line.endswith(b"\n"):
+                    self._not_resumable(f"{name} line {lines + 1} is not a whole result line")
+                lines += 1
+                status = _result_status(line, lines)
+                if status is None:
+                    self._not_resumable(f"{name} line {lines} is not the result of record {lines}")
+                statuses[status] += 1
+        if lines != state.records:
+            self._not_resumable(f"{name} holds {lines} lines where its resume record says {state.records}")
+        if statuses != Counter({k: v for k, v in state.by_status.items() if v}):
+            self._not_resumable(
+                f"{name} holds results {_short(dict(sorted(statuses.items())))} where its resume record says "
+                f"{_short(dict(sorted(state.by_status.items())))}"
+            )
+
+    def _not_resumable(self, what: str) -> NoReturn:
+        raise _refuse(
+            "batch.resume",
+            f"{what}: {NOT_RESUMABLE}; run without --resume",
+            self.path,
+            hint="the output or its resume record was changed after the run that wrote them",
+        )
 
     def write(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
@@ -196,6 +265,54 @@ class OutputFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def same_regular_file(fd: int, other: str | int) -> bool:
+    """Whether the open file `fd` (standard input or output) is the regular file `other` (a path or
+    another descriptor), by device and inode."""
+    try:
+        opened = os.fstat(fd)
+        named = os.fstat(other) if isinstance(other, int) else os.stat(other)
+    except OSError:
+        return False  # a closed descriptor, or the output does not exist yet
+    return stat.S_ISREG(opened.st_mode) and (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _state_damage(state: ResumeState) -> str | None:
+    """What makes a resume record's state inconsistent in itself, or None."""
+    for name in ("records", "output_bytes", "input_bytes"):
+        if not _count(getattr(state, name)):
+            return f"{name} is not a count"
+    if not isinstance(state.input_sha256, str):
+        return "input_sha256 is not a digest"
+    if not isinstance(state.by_status, dict) or not all(_count(n) for n in state.by_status.values()):
+        return "by_status is not a table of counts"
+    if sum(state.by_status.values()) != state.records:
+        return f"its counts by status add up to {sum(state.by_status.values())}, not its {state.records} records"
+    if not isinstance(state.by_rule, dict):
+        return "by_rule is not a table of counts"
+    for rule, outcomes in state.by_rule.items():
+        if not isinstance(outcomes, dict) or not all(_count(n) for n in outcomes.values()):
+            return "by_rule is not a table of counts"
+        if sum(outcomes.values()) > state.records:
+            return f"rule {rule} has more outcomes than its {state.records} records"
+    return None
+
+
+def _result_status(line: bytes, number: int) -> str | None:
+    """The status of a batch result line that is the result of record `number`, else None."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or value.get("record") != number or isinstance(value.get("record"), bool):
+        return None
+    status = value.get("status")
+    return status if isinstance(status, str) else None
 
 
 def _short(value: Any) -> str:

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from fsgs_kb.engine.batch.files import FLUSH_BYTES, InputDigest, OutputFile, ResumeState
-from fsgs_kb.engine.batch.run import BatchRunner
+from fsgs_kb.engine.batch.files import FLUSH_BYTES, InputDigest, OutputFile, ResumeState, same_regular_file
+from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.batch.workers import ChunkResult
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.masking import key_id
@@ -139,6 +139,31 @@ def open_input(source: str) -> tuple[BinaryIO, str | None]:
     return handle, source
 
 
+def _descriptor(stream: BinaryIO | None) -> int | None:
+    """The file descriptor under a stream (standard input), or None for one without (a test's BytesIO)."""
+    try:
+        return stream.fileno() if stream is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def _refuse_stdout_as_input(stdout: BinaryIO | None, source: str | int | None) -> None:
+    """Results to standard output appended to the input itself (`batch F >> F`) would change the
+    input while it is read (and read the results back as records): refused, as `-o F` is."""
+    out_fd = _descriptor(stdout)
+    if out_fd is not None and source is not None and same_regular_file(out_fd, source):
+        raise KBErrors(
+            [
+                KBError(
+                    "batch.output_is_input",
+                    "standard output is the input file: writing it would change the input while it is read",
+                    file=source if isinstance(source, str) else "-",
+                    hint="write the results to another file",
+                )
+            ]
+        )
+
+
 def _is_stream(handle: BinaryIO) -> bool:
     mode = os.fstat(handle.fileno()).st_mode
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
@@ -164,6 +189,7 @@ def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) 
 
     A Bulk Data export (input format fhir-bulk) is a directory, not a stream: it is read through
     an on-disk index, and cannot be resumed (its files have no order to resume from)."""
+    check_workers(job.workers)  # before anything is opened or started
     stream: BinaryIO | None = None
     path: str | None = None
     if job.input_format == "fhir-bulk":
@@ -181,10 +207,10 @@ def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) 
         stream, path = open_input(job.source)
     try:
         fmt = input_format(job, stream, path)
-        target = _Target(kb, job, path, fmt, stdout)
+        target = _Target(kb, job, path, fmt, stdout, _descriptor(stream) if path is None else None)
         try:
             state = target.open()
-            summary = BatchSummary.from_state(state, max(1, job.workers))
+            summary = BatchSummary.from_state(state, job.workers)
             _run(kb, job, stream, fmt, target, summary)
         finally:
             target.close()
@@ -233,7 +259,15 @@ def _run(
 class _Target:
     """Where results go: a locked, resumable output file, or standard output."""
 
-    def __init__(self, kb: KnowledgeBase, job: BatchJob, path: str | None, fmt: str, stdout: BinaryIO | None) -> None:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        job: BatchJob,
+        path: str | None,
+        fmt: str,
+        stdout: BinaryIO | None,
+        input_fd: int | None = None,
+    ) -> None:
         self.file: OutputFile | None = None
         self.stdout = stdout
         self.pending: list[bytes | bytearray] = []
@@ -248,9 +282,11 @@ class _Target:
             identity = {"kb_fingerprint": kb.fingerprint, "input_format": fmt, "options": dict(sorted(options.items()))}
             if job.fhir is not None and fmt in FHIR_FORMATS:  # another date or map makes other records
                 identity["fhir"] = {k: v for k, v in job.fhir.conversion("").items() if k != "bundle_sha256"}
-            self.file = OutputFile(job.output, path, identity)
+            self.file = OutputFile(job.output, path, identity, input_fd)
         elif job.resume:
             raise KBErrors([KBError("batch.resume", "--resume needs -o OUTPUT (a file to continue)")])
+        else:
+            _refuse_stdout_as_input(stdout, path if path is not None else input_fd)
         self.resume = job.resume
 
     def open(self) -> ResumeState:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fsgs_kb.engine.batch.job import BatchJob, BatchSummary, run_batch
-from fsgs_kb.engine.batch.run import BatchRunner
+from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.records import FORMATS, read_records, sniff_format
@@ -174,7 +174,7 @@ def part_counts(source: str, output: str, summary: BatchSummary) -> dict[str, An
 def run_parts_locally(kb: KnowledgeBase, job: BatchJob, parts: list[str], outdir: str) -> PartsRun:
     """Each part through the local batch (all workers, locked output, resume record), in turn, into
     OUTDIR as `prepare_outdir` made it (the command does, for local parts and Dask alike)."""
-    run = PartsRun(workers=max(1, job.workers))
+    run = PartsRun(workers=check_workers(job.workers))
     start = time.perf_counter()
     for part in parts:
         output = part_output(outdir, part)

@@ -6,6 +6,10 @@ Every input record gets exactly one result. A worker that dies (a segfault in th
 SIGKILL, out of memory) costs only its chunks in flight: those records are retried one at a time
 in fresh workers, and the one that kills a worker again gets an `error` result with code
 `engine_crash`. Closing the generator (the run is stopped) stops every worker.
+
+At most MAX_WORKERS workers (a usage error beyond: `--workers 99999999999999999999` must not fork
+until the machine falls over), and never more than there are chunks to run: a worker is
+started only when a chunk is there for it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from fsgs_kb.engine.batch.workers import ChunkResult, evaluate_chunk, pack_chunk, patient_id, recv_result, serve
-from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.records import Record
@@ -27,6 +31,22 @@ from fsgs_kb.engine.read.records import Record
 CHUNK_SIZE = 64
 PIPELINE_DEPTH = 2
 POLL_S = 0.2  # how often a waiting parent looks at its stop flag
+MAX_WORKERS = 256  # worker processes of one run: far above any useful count, far below a fork bomb
+
+
+def check_workers(workers: int) -> int:
+    """`workers` when it is a whole number in 1..MAX_WORKERS, else KBErrors (a usage error)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise KBErrors(
+            [
+                KBError(
+                    "batch.workers",
+                    f"the number of workers must be a whole number from 1 to {MAX_WORKERS}, not {str(workers)[:40]}",
+                    hint="the default is the number of cores",
+                )
+            ]
+        )
+    return workers
 
 
 @dataclass(slots=True)
@@ -117,7 +137,7 @@ class BatchRunner:
         self.options = options or {}
         self.kb = kb
         self.rules_dir = rules_dir
-        self.n_workers = max(1, workers)
+        self.n_workers = check_workers(workers)
         self.chunk_size = chunk_size
         self.stopped = stopped
         self.done: dict[int, tuple[ChunkResult, int]] = {}
@@ -125,12 +145,17 @@ class BatchRunner:
         self.bytes_read = 0
         self.retry: deque[Chunk] = deque()
         self.worker_crashes = 0
+        self.workers_started = 0  # replacements of crashed workers included
+
+    def _start(self, ctx: Any) -> _Worker:
+        self.workers_started += 1
+        return _Worker(ctx, self.kb, self.rules_dir, self.options)
 
     def results(self, records: Iterable[Record], first_number: int = 1) -> Generator[tuple[ChunkResult, int]]:
         self.next_number = first_number
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         allow_workers()
-        pool = [_Worker(ctx, self.kb, self.rules_dir, self.options) for _ in range(self.n_workers)]
+        pool: list[_Worker] = []  # started as chunks arrive: never more workers than chunks
         feed = _chunks(iter(records), self.chunk_size)
         limit = self.n_workers * self.chunk_size * 3  # records read but not yet written: bounds memory
         exhausted = False
@@ -138,7 +163,7 @@ class BatchRunner:
         try:
             while not self.stopped():
                 yield from self._ready()
-                exhausted = self._dispatch(pool, feed, limit, exhausted)
+                exhausted = self._dispatch(ctx, pool, feed, limit, exhausted)
                 busy = [w for w in pool if w.inflight]
                 if not busy:
                     if exhausted and not self.retry:
@@ -157,8 +182,18 @@ class BatchRunner:
             self.next_number += result.count
             yield result, end
 
-    def _dispatch(self, pool: list[_Worker], feed: Iterator[Chunk], limit: int, exhausted: bool) -> bool:
-        for worker in pool:
+    def _dispatch(self, ctx: Any, pool: list[_Worker], feed: Iterator[Chunk], limit: int, exhausted: bool) -> bool:
+        for slot in range(self.n_workers):
+            if slot == len(pool):  # the next worker starts only for a chunk of its own
+                if self.retry or exhausted or self._in_flight(pool) >= limit:
+                    break
+                first = next(feed, None)
+                if first is None:
+                    return True
+                pool.append(self._start(ctx))
+                self.bytes_read = first.end
+                pool[slot].send(first, isolated=False)
+            worker = pool[slot]
             while worker.can_take():
                 if self.retry:
                     if not worker.inflight:
@@ -206,7 +241,7 @@ class BatchRunner:
         else:
             self.retry.extend(Chunk([record], record.end) for record in records)
         worker.conn.close()
-        return _Worker(ctx, self.kb, self.rules_dir, self.options)
+        return self._start(ctx)
 
     def _crash_result(self, record: Record, exitcode: int | None) -> ChunkResult:
         how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
