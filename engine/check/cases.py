@@ -23,7 +23,7 @@ from itertools import product
 from typing import Any
 
 from fsgs_kb.engine.check.static import Analyzer
-from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.errors import KBError, pointer_join
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo
 from fsgs_kb.engine.load.yamlsafe import Located
@@ -202,7 +202,9 @@ def _guard_hint(coverage: CaseCoverage, derived: Derived, combos: list[Combinati
 
 
 def case_problems(model: KnowledgeBaseModel, docs: dict[str, Located]) -> list[KBError]:
-    """One warning per use of a derived value that its cases leave unknown for a recorded combination."""
+    """One warning per use of a derived value that its cases leave unknown for a recorded combination.
+    The model is the valid part of a knowledge base (engine.check.valid): a derived value with an
+    error, or a use in a condition with one, is not judged."""
     coverage = CaseCoverage(model)
     out: list[KBError] = []
     for derived in model.derived.values():
@@ -218,19 +220,22 @@ def case_problems(model: KnowledgeBaseModel, docs: dict[str, Located]) -> list[K
                 f"derived value '{derived.name}' has no case for {text}: for such a record it is unknown "
                 "here, and what reads it stays open though the record decides it"
             )
-            hint = f"add a case for it to '{derived.name}' ({_where(docs, derived)}), " + _guard_hint(
-                coverage, derived, open_for
+            hint = (
+                f"add a case for those records to '{derived.name}' after its last case ({_last_case(docs, derived)}), "
+                + _guard_hint(coverage, derived, open_for)
             )
             out.append(_located(docs, use, "derived.case_uncovered", message, hint))
     return out
 
 
-def _where(docs: dict[str, Located], derived: Derived) -> str:
+def _last_case(docs: dict[str, Located], derived: Derived) -> str:
+    """Where the missing case goes: after the last one (no case covers its records, so it is
+    reached there as anywhere), as file:line:col of that last case."""
     doc = docs.get(derived.file)
     if doc is None:
         return derived.file
-    line, _ = doc.where(derived.pointer + "/cases")
-    return f"{derived.file}:{line}"
+    line, col = doc.where(pointer_join(derived.pointer, "cases", len(derived.cases) - 1))
+    return f"{derived.file}:{line}:{col}"
 
 
 def _located(docs: dict[str, Located], use: Use, code: str, message: str, hint: str) -> KBError:

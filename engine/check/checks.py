@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError
-from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.conditions import LIST_OPS, expression_refs, operand_shape, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.load.yamlsafe import Located
 from fsgs_kb.engine.model import (
@@ -180,6 +180,10 @@ class Checker:
                 did_you_mean(leaf.operand.name, set(self.model.parameters)),
                 rule_id=rule_id,
             )
+        param = self.model.parameters.get(leaf.operand.name) if isinstance(leaf.operand, ParamRef) else None
+        if param is not None and leaf.op not in NUMERIC_OPS and isinstance(param.value, list) != (leaf.op in LIST_OPS):
+            message, hint = operand_shape(leaf.op, param.value, param.name)
+            self.fail(file, leaf.pointer + f"/{leaf.op}", "rule.operator_type", message, hint, rule_id=rule_id)
         if leaf.op in NUMERIC_OPS and not isinstance(leaf.operand, ParamRef):
             self.fail(
                 file,
@@ -614,16 +618,15 @@ def _closest_wording(quote: str, sentence: str) -> str:
     return f'the sentence reads: "{target[:120]}{"…" if len(target) > 120 else ""}"'
 
 
-def run_checks(
-    model: KnowledgeBaseModel, docs: dict[str, Located], failed: frozenset[str] | set[str] = frozenset()
-) -> tuple[list[KBError], Coverage | None]:
-    """All cross-file checks; fills model.derived_order as a side effect of the cycle check.
-    `failed` names the parts that did not load, whose absence must not be reported again."""
-    checker = Checker(model, docs, set(failed))
+def run_checks(checker: Checker) -> Coverage | None:
+    """The cross-file checks of the manifest, derived values, rules, parameters and source
+    coverage, recorded in checker.errors; fills model.derived_order as a side effect of the
+    cycle check. The checker's `failed` names the parts that did not load, whose absence must
+    not be reported again."""
+    model = checker.model
     checker.check_manifest()
     model.derived_order = checker.check_derived()
     for rule in model.rules.values():
         checker.check_rule(rule)
     checker.check_parameters()
-    coverage = checker.coverage()
-    return checker.errors, coverage
+    return checker.coverage()

@@ -11,24 +11,21 @@ placeholder a reason may use is {missing}.
 from __future__ import annotations
 
 from fsgs_kb.engine.check.checks import Checker
-from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.templating import placeholders
-from fsgs_kb.engine.load.yamlsafe import Located
-from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, ScopeCase
+from fsgs_kb.engine.model import Rule, ScopeCase
 from fsgs_kb.engine.suggest import did_you_mean
 
 SCOPE_PLACEHOLDERS = ("missing",)
 
 
-def link_problems(model: KnowledgeBaseModel, docs: dict[str, Located], failed: set[str]) -> list[KBError]:
-    """Every problem of the pairs and of the scope explanation (`failed`: parts that did not load)."""
-    checker = Checker(model, docs, set(failed))
-    for rule in model.rules.values():
+def check_links(checker: Checker) -> None:
+    """Every problem of the pairs and of the scope explanation, recorded by the checker of the
+    other cross-file checks (engine.check.checks.run_checks)."""
+    for rule in checker.model.rules.values():
         check_complements(checker, rule)
-    for case in model.scope:
+    for case in checker.model.scope:
         check_scope_case(checker, case)
-    return checker.errors
 
 
 def check_complements(checker: Checker, rule: Rule) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fields import catalogue
+from fsgs_kb.engine.load.yamlsafe import Located
 from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef, Rule, rule_order
 
 Literal = tuple[Compare, bool]  # (comparison, must it be true?)
@@ -199,21 +200,30 @@ def pairs(model: KnowledgeBaseModel) -> list[tuple[Rule, Rule]]:
     return out
 
 
-def meaning_problems(model: KnowledgeBaseModel, docs: dict[str, Any], tested: set[str] | None) -> list[Any]:
-    """The static findings as located KBErrors (docs: file -> Located)."""
+def _at(
+    docs: dict[str, Located], rule: Rule, pointer: str, code: str, message: str, hint: str, severity: str = "error"
+) -> KBError:
+    doc = docs.get(rule.file)
+    if doc is not None:
+        return doc.error(code, message, pointer, hint, severity=severity, rule_id=rule.id)
+    return KBError(code, message, rule.file, None, None, pointer, hint, rule.id, severity)
+
+
+def meaning_problems(model: KnowledgeBaseModel, docs: dict[str, Located]) -> list[KBError]:
+    """The static findings as located KBErrors (docs: file -> Located). The model is the valid
+    part of a knowledge base (engine.check.valid): every name its conditions read resolves. A
+    caveat is judged with the rules it qualifies, so only when all of them are in it."""
 
     analyzer = Analyzer(model)
     out: list[KBError] = []
 
-    def at(rule: Rule, pointer: str, code: str, message: str, hint: str, severity: str = "error") -> None:
-        doc = docs.get(rule.file)
-        if doc is not None:
-            out.append(doc.error(code, message, pointer, hint, severity=severity, rule_id=rule.id))
-        else:
-            out.append(KBError(code, message, rule.file, None, None, pointer, hint, rule.id, severity))
+    def at(rule: Rule, pointer: str, code: str, message: str, hint: str) -> None:
+        out.append(_at(docs, rule, pointer, code, message, hint))
 
+    # a caveat fires only together with a rule it qualifies: judged when each of them is in the model
+    judged = {r.id for r in model.rules.values() if all(q in model.rules for q in r.qualifies)}
     for rule in model.rules.values():
-        if analyzer.can_fire(effective_condition(model, rule)) is False:
+        if rule.id in judged and analyzer.can_fire(effective_condition(model, rule)) is False:
             at(
                 rule,
                 "/when",
@@ -221,7 +231,7 @@ def meaning_problems(model: KnowledgeBaseModel, docs: dict[str, Any], tested: se
                 f"{rule.id} can never fire: its conditions contradict each other",
                 "look for two comparisons of the same value that cannot both hold",
             )
-    exclusive = [(a, b) for a, b in pairs(model)]
+    exclusive = pairs(model)
     exclusive += [
         (scope, rule)
         for scope in model.rules.values()
@@ -230,7 +240,7 @@ def meaning_problems(model: KnowledgeBaseModel, docs: dict[str, Any], tested: se
         if rule.kind != "out_of_scope"
     ]
     for a, b in exclusive:
-        if analyzer.can_fire(effective_condition(model, a), effective_condition(model, b)):
+        if {a.id, b.id} <= judged and analyzer.can_fire(effective_condition(model, a), effective_condition(model, b)):
             at(
                 b,
                 "/when",
@@ -249,15 +259,21 @@ def meaning_problems(model: KnowledgeBaseModel, docs: dict[str, Any], tested: se
                 f"{a.id} and {b.id} leave a gap: {text}",
                 "use complementary operators on one parameter (le/gt or lt/ge)",
             )
-    if tested is not None:
-        for rule in model.rules.values():
-            if rule.id not in tested:
-                at(
-                    rule,
-                    "/id",
-                    "rule.untested",
-                    f"{rule.id} has no scenario test",
-                    f"add cases to tests/{rule.id}.yaml (see rules/README.md)",
-                    severity="warning",
-                )
     return out
+
+
+def untested_problems(model: KnowledgeBaseModel, docs: dict[str, Located], tested: set[str]) -> list[KBError]:
+    """A warning for each rule no scenario file tests (`tested`: the rule ids they name)."""
+    return [
+        _at(
+            docs,
+            rule,
+            "/id",
+            "rule.untested",
+            f"{rule.id} has no scenario test",
+            f"add cases to tests/{rule.id}.yaml (see rules/README.md)",
+            severity="warning",
+        )
+        for rule in model.rules.values()
+        if rule.id not in tested
+    ]

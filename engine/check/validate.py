@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fsgs_kb.engine.check.cases import case_problems
-from fsgs_kb.engine.check.checks import Coverage, run_checks
-from fsgs_kb.engine.check.links import link_problems
+from fsgs_kb.engine.check.checks import Checker, Coverage, run_checks
+from fsgs_kb.engine.check.links import check_links
 from fsgs_kb.engine.check.prose import literal_thresholds
-from fsgs_kb.engine.check.static import meaning_problems
+from fsgs_kb.engine.check.static import meaning_problems, untested_problems
+from fsgs_kb.engine.check.valid import valid_part
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import MAP_FILE, check_map
 from fsgs_kb.engine.load.loader import LoadResult, read_rules_dir
@@ -41,18 +42,20 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     today's patient schema, which it may predate)."""
     load = read_rules_dir(rules_dir)
     problems = list(load.errors)
-    checks, coverage = run_checks(load.model, load.docs, load.failed)
-    problems.extend(checks)
-    problems.extend(link_problems(load.model, load.docs, load.failed))
+    checker = Checker(load.model, load.docs, set(load.failed))  # one pass over the model, one catalogue
+    coverage = run_checks(checker)
+    check_links(checker)
+    problems.extend(checker.errors)
     problems.extend(literal_thresholds(load.model, load.docs))
     if fhir_map and (rules_dir / MAP_FILE).is_file():  # the FHIR map: schema, references, patient fields
         problems.extend(check_map(rules_dir / MAP_FILE)[1])
-    kb_clean = not any(p.severity == "error" for p in problems) and bool(load.model.rules)
     tested, scenario_errors = _scenarios(rules_dir, load)
     problems.extend(scenario_errors)  # whatever else is wrong: one broken file never hides another's errors
-    if kb_clean:
-        problems.extend(meaning_problems(load.model, load.docs, tested))
-        problems.extend(case_problems(load.model, load.docs))
+    valid = valid_part(load.model, problems)  # one error hides what reads the part it is in, not the rest
+    problems.extend(meaning_problems(valid, load.docs))
+    problems.extend(case_problems(valid, load.docs))
+    if tested is not None:
+        problems.extend(untested_problems(load.model, load.docs, tested))
     unique = sorted(set(problems), key=KBError.sort_key)
     return ValidationReport(load, unique, coverage)
 

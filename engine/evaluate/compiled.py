@@ -577,11 +577,11 @@ class CompiledEvaluator:
         for level, made in enumerate(self._facts):
             if made is not None:
                 self.sources[f"facts level {level}"] = made[1]
+        whole = all(made is not None for made in self._facts)  # else some ruleset takes the flat fact
+        self._fact_functions = [made[0] for made in self._facts if made is not None] if whole else None
         # per rule, what the decision loops of `_evaluate` read, looked up once here
         exact_rules = evaluation.exact.rules
-        self._plain = tuple(
-            (r.id, i, exact_rules[r.id]) for i, r in enumerate(self.rules) if r.kind != "caveat"
-        )
+        self._plain = tuple((r.id, i, exact_rules[r.id]) for i, r in enumerate(self.rules) if r.kind != "caveat")
         self._caveats = tuple(
             (r.id, i, exact_rules[r.id], tuple(r.qualifies)) for i, r in enumerate(self.rules) if r.kind == "caveat"
         )
@@ -937,7 +937,7 @@ class CompiledEvaluator:
         conditional separates them (a loop over `_entry_plan` cost a third more)."""
         src = _Source()
         emit, const = src.emit, src.const
-        lists = []
+        lists: list[str] = []
         for n, name in enumerate(self.standard_derived):
             emit(f"j{n} = _derived_json(derived[{name!r}])")
         for names in self._derived_groups:
@@ -977,24 +977,22 @@ class CompiledEvaluator:
         emit("return b''.join(p)")
         code = "def entries(T, decided, missing_of, without_of, unchecked_of, notes, derived, values):\n"
         code += "\n".join(src.lines) + "\n"
-        namespace = {**src.constants, "_dumps": orjson.dumps, "_derived_json": self._derived_json, "_NOTES": self._notes}
+        namespace = {**src.constants, "_dumps": orjson.dumps, "_derived_json": self._derived_json}
+        namespace["_NOTES"] = self._notes
         exec(compile(code, "<fsgs-kb compiled full entries>", "exec"), namespace)  # noqa: S102
         self.sources["full entries"] = code
-        self._entries: Any = namespace["entries"]
+        self._entries = namespace["entries"]
         return self._entries
 
     def _verdict(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
         """durable-rules' verdict, as Evaluation.decide gives it on the flat fact, from facts built
         for each ruleset directly (engine/evaluate/facts.py)."""
         ev = self.evaluation
-        if any(made is None for made in self._facts):
+        functions = self._fact_functions
+        if functions is None:
             return ev.decide(ev.flat_fact(values, derived, None, state))
-        fire, functions = ev.durable.fire_projected, [made[0] for made in self._facts if made is not None]
-
-        def fire_level(level: int, outcomes: dict[str, str]) -> set[str]:
-            return fire(level, functions[level](values, derived, state, outcomes))
-
-        return ev.decide_levels(fire_level)
+        fire = ev.durable.fire_projected
+        return ev.decide_levels(lambda level, outcomes: fire(level, functions[level](values, derived, state, outcomes)))
 
     def _scope_record(
         self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue]

@@ -33,6 +33,7 @@ from fsgs_kb.engine.suggest import did_you_mean
 
 EXPRESSION_OPS = ("divide", "multiply", "subtract", "percent_change")
 OPERAND_KEYS = ("field", "derived")
+LIST_OPS = ("in", "includes_any")  # the operators that take a list of values
 CONDITION_KEYS = ("all", "any", "not", *OPERAND_KEYS, *COMPARISON_OPS)
 MAX_CONDITION_DEPTH = 12
 
@@ -141,6 +142,9 @@ class ConditionParser:
                 self._fail("rule.condition", "a named threshold is written {param: NAME}", pointer)
                 return None
             return ParamRef(raw["param"])
+        if isinstance(raw, list) != (op in LIST_OPS):
+            message, hint = operand_shape(op, raw)
+            self._fail("rule.operator_type", message, pointer, hint)
         if isinstance(raw, list):
             return tuple(raw)
         return raw
@@ -188,6 +192,15 @@ class ConditionParser:
         if any(a is None for a in args):
             return None
         return Op(key, tuple(a for a in args if a is not None), child)
+
+
+def operand_shape(op: str, value: Any, param: str | None = None) -> tuple[str, str]:
+    """(message, hint) for a value of the wrong shape for its operator: in and includes_any take a
+    list, the others one value (`param`: the parameter that gives the value)."""
+    given = f"parameter '{param}' is {value!r}" if param is not None else f"it is given {value!r}"
+    if op in LIST_OPS:
+        return f"'{op}' takes a list of values, but {given}", f"write {op}: [A, B], or eq: for one value"
+    return f"'{op}' takes one value, but {given}", "write in: [A, B] for any of several values"
 
 
 def walk(condition: Condition) -> list[Compare]:
