@@ -20,7 +20,7 @@ import click
 
 from fsgs_kb.engine.audit.audit import audit_report
 from fsgs_kb.engine.audit.diff import KBSide, compare, load_side, materialize, temporary_workdir
-from fsgs_kb.engine.audit.replay import FHIR_ONLY, index_inputs, is_result, replay_counts, stored_decision
+from fsgs_kb.engine.audit.replay import FHIR_ONLY, Places, index_inputs, is_result, replay_counts, stored_decision
 from fsgs_kb.engine.audit.replay import impact as run_impact
 from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace
@@ -803,11 +803,15 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
     echo(kb_line(kb.identity))
     inputs = index_inputs(_records(input_file)) if input_file else None
     agrees = True
+    places = Places(inputs)
     for i, record in enumerate(_results(result_file)):
         value, problem = record_value(record)
         found = (
             trace_result(kb, value, inputs) if problem is None else Trace(result={}, same_kb=False, malformed=[problem])
         )
+        misplaced = places.problem(found.result) if not found.malformed else None
+        if misplaced is not None:  # a duplicated, reordered or renumbered line of a batch's results
+            found.mismatches.append(misplaced.message)
         echo(("\n" if i else "") + trace_text(kb, found))
         agrees &= found.consistent
     sys.exit(EXIT_CODES["ok"] if agrees else EXIT_CODES["findings"])

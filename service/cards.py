@@ -16,7 +16,6 @@ shows the same cards and feedback links back to it.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,19 +24,12 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.model import Rule
 from fsgs_kb.engine.report.cds import ASIDE_WORDS, rule_detail, set_aside_detail, undetermined_detail
-from fsgs_kb.service.decisionlog import CardRow, offered_reasons
+from fsgs_kb.service.decisionlog import SET_ASIDE, UNDETERMINED, CardRow, card_uuid, offered_reasons
 from fsgs_kb.service.prefetch import Templates
 
-CARD_NAMESPACE = uuid.UUID("5b0e6f0c-3c55-5b7e-9a57-2f1d0c5a7e11")
 RULE_SYSTEM = "urn:fsgs-kb:rule"
 CARD_KINDS = ("advice", "warning", "info")
 SUMMARY_MAX = 139  # CDS Hooks: "<140 characters"
-UNDETERMINED = "UNDETERMINED"
-SET_ASIDE = "SET_ASIDE"
-
-
-def card_uuid(decision_id: str, rule_id: str) -> str:
-    return str(uuid.uuid5(CARD_NAMESPACE, f"{decision_id}:{rule_id}"))
 
 
 def _pointer(path: str) -> str:

@@ -24,6 +24,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ from fsgs_kb.engine.audit.replay import replay_one
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.masking import key_id
 from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.read.records import parse_json
 
 SCHEMA_VERSION = "1"
 BUSY_TIMEOUT_MS = 10_000
@@ -103,6 +105,18 @@ CREATE TABLE IF NOT EXISTS seen_jti (
     PRIMARY KEY (iss, jti)
 ) WITHOUT ROWID;
 """
+
+
+CARD_NAMESPACE = uuid.UUID("5b0e6f0c-3c55-5b7e-9a57-2f1d0c5a7e11")
+# the cards that are not a rule's (service/cards.py): undetermined rules, resources set aside
+UNDETERMINED = "UNDETERMINED"
+SET_ASIDE = "SET_ASIDE"
+CARDS_NOT_OF_A_RULE = (UNDETERMINED, SET_ASIDE)
+
+
+def card_uuid(decision_id: str, rule_id: str) -> str:
+    """A card's uuid: the same decision and rule always give the same card."""
+    return str(uuid.uuid5(CARD_NAMESPACE, f"{decision_id}:{rule_id}"))
 
 
 @dataclass(frozen=True)
@@ -388,18 +402,31 @@ def open_readonly(path: Path) -> sqlite3.Connection:
 
 def _decisions(db: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
     yield from db.execute(
-        "SELECT id, time, service, hook_instance, kb_version, kb_fingerprint, status, result FROM decisions ORDER BY id"
+        "SELECT id, time, service, hook_instance, kb_version, kb_fingerprint, status, result, "
+        "patient, input_sha256, decision_id, cards FROM decisions ORDER BY id"
     )
+
+
+def _card_rows(db: sqlite3.Connection) -> dict[int, list[tuple[str, str]]]:
+    """(uuid, rule id) of the cards each decision row sent, in the order they were written."""
+    out: dict[int, list[tuple[str, str]]] = {}
+    for decision, uuid_, rule_id in db.execute("SELECT decision, uuid, rule_id FROM cards ORDER BY rowid"):
+        out.setdefault(decision, []).append((uuid_, rule_id))
+    return out
 
 
 def replay_log(kb: KnowledgeBase, path: Path) -> list[dict[str, Any]]:
     """One verdict per logged decision: identical, changed, other_kb (made by a knowledge base
     with another fingerprint: not replayed), not_evaluated (nothing to replay, e.g. an order-sign
-    call without cyclosporine) or unreadable."""
+    call without cyclosporine) or unreadable: a result that is not a JSON document within the
+    readers' limits (size, nesting, engine/read/records.py), or whose row says otherwise
+    (`row_problems`: a result moved from another row is not that row's decision)."""
     db = open_readonly(path)
     reports = []
     try:
-        for rowid, when, service, hook_instance, version, fingerprint, status, text in _decisions(db):
+        cards = _card_rows(db)
+        for row in _decisions(db):
+            rowid, when, service, hook_instance, version, fingerprint, status, text = row[:8]
             ident = {"row": rowid, "time": when, "service": service, "hook_instance": hook_instance}
             if fingerprint != kb.fingerprint:
                 reports.append({**ident, "verdict": "other_kb", "kb_version": version, "kb_fingerprint": fingerprint})
@@ -407,18 +434,63 @@ def replay_log(kb: KnowledgeBase, path: Path) -> list[dict[str, Any]]:
             if text is None:
                 reports.append({**ident, "verdict": "not_evaluated", "status": status})
                 continue
-            try:
-                old = json.loads(text)
-            except ValueError as exc:
-                reports.append({**ident, "verdict": "unreadable", "problem": str(exc)})
+            old, problem = parse_json(str(text).encode("utf-8", "surrogatepass"))
+            if problem is not None:
+                reports.append({**ident, "verdict": "unreadable", "problem": f"its result: {problem.message}"})
                 continue
-            if not isinstance(old, dict) or "input" not in old.get("decision", {}):
+            if not isinstance(old, dict) or not isinstance(old.get("decision"), dict):
+                reports.append({**ident, "verdict": "unreadable", "problem": "its result has no decision record"})
+                continue
+            if "input" not in old["decision"]:
                 reports.append({**ident, "verdict": "input_missing"})
+                continue
+            contradictions = row_problems(row, old, cards.get(rowid, []))
+            if contradictions:
+                problem_text = "the row contradicts its result: " + "; ".join(contradictions)
+                reports.append({**ident, "verdict": "unreadable", "problem": problem_text})
                 continue
             reports.append({**ident, **replay_one(kb, old, {})})
     finally:
         db.close()
     return reports
+
+
+def row_problems(row: tuple[Any, ...], result: dict[str, Any], cards: list[tuple[str, str]]) -> list[str]:
+    """What a decision row's columns say that its result does not: the patient, the input hash,
+    the decision id, the knowledge base, the status, and the cards sent (each card's uuid is
+    derived from the decision id and its rule, service/cards.py, and a rule's card is sent only
+    for advice that fired). Replay re-derives the result from the input it holds; these tie the
+    result to its row, so results swapped between rows are not `identical`."""
+    _, _, _, _, _, fingerprint, status, _, patient, sha, did, listed = row
+    decision = result["decision"]
+    made_by = decision.get("kb") if isinstance(decision.get("kb"), dict) else {}
+    out = [
+        f"{name} column {_short(column)}, the result's {_short(value)}"
+        for name, column, value in (
+            ("patient", patient, result.get("patient_id")),
+            ("input_sha256", sha, decision.get("input_sha256")),
+            ("decision_id", did, decision.get("decision_id")),
+            ("kb_fingerprint", fingerprint, made_by.get("fingerprint")),
+            ("status", status, result.get("status")),
+        )
+        if column != value
+    ]
+    sent, problem = parse_json(str(listed).encode("utf-8", "surrogatepass"))
+    if problem is not None or sent != [u for u, _ in cards]:
+        out.append("its cards column does not list the cards table's cards of this row")
+    listed_advice = result.get("advice")
+    advice: list[Any] = listed_advice if isinstance(listed_advice, list) else []
+    for uuid_, rule_id in cards:
+        if uuid_ != card_uuid(str(decision.get("decision_id")), rule_id):
+            out.append(f"card {_short(uuid_)} ({rule_id}) is not this decision's card")
+        elif rule_id not in CARDS_NOT_OF_A_RULE and rule_id not in advice:
+            out.append(f"a card for {rule_id}, which is not among the result's advice")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 24 else text[:21] + "…"
 
 
 VERDICTS = ("identical", "changed", "other_kb", "input_missing", "unreadable", "not_evaluated")

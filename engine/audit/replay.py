@@ -11,14 +11,16 @@ knowledge bases and lists, per rule, the patients whose outcome changes.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from fsgs_kb.engine.audit.differences import differences, outcome_changes
-from fsgs_kb.engine.audit.shape import shape_problems
-from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.audit.shape import carried_problems, shape_problems
+from fsgs_kb.engine.errors import KBError, KBErrors, pointer_parts
 from fsgs_kb.engine.evaluate.detail import DETAILS, detail_of, rule_outcomes
+from fsgs_kb.engine.evaluate.masking import REMOVED
 from fsgs_kb.engine.evaluate.output import dumps
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
@@ -40,10 +42,21 @@ def input_hash(record: Record) -> str:
     return hashlib.sha256(record.raw).hexdigest()
 
 
-def index_inputs(records: Iterable[Record]) -> dict[str, Record]:
-    index: dict[str, Record] = {}
+class Inputs(dict[str, Record]):
+    """The input records by input hash (the first of each hash), and every one by its record
+    number with its hash: a result's `record` must name the input record it was made from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_number: dict[int, tuple[str, Record]] = {}
+
+
+def index_inputs(records: Iterable[Record]) -> Inputs:
+    index = Inputs()
     for record in records:
-        index.setdefault(input_hash(record), record)
+        sha = input_hash(record)
+        index.setdefault(sha, record)
+        index.by_number[record.number] = (sha, record)
     return index
 
 
@@ -63,9 +76,11 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record])
     record that is not the shape of a result (schema/result.schema.json: e.g. edited by hand) is
     `unreadable`, with the JSON pointer of each problem. The shape check (~35 ms for a full
     result) runs only for a record that cannot be replayed or replays `changed`: an identical one
-    is byte for byte a result this knowledge base writes, and one with the same outcomes under
-    another knowledge base was read rule by rule, so a batch of good records (also all of them
-    after a release) replays at full speed."""
+    is byte for byte a result this knowledge base writes but for the fields replay carries (its
+    place in the batch, the FHIR conversion's account), whose shape alone is checked
+    (`carried_problems`, microseconds), and one with the same outcomes under another knowledge
+    base was read rule by rule, so a batch of good records (also all of them after a release)
+    replays at full speed."""
     try:
         report = _replay_one(kb, old, index)
     except _MALFORMED:
@@ -73,8 +88,12 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record])
         if problems:
             return unreadable(old, problems)
         raise
-    if report["verdict"] == "changed":
+    if report["verdict"] in ("changed", "unreadable"):  # the schema's account first, when it has one
         problems = shape_problems(old)
+        if problems:
+            return unreadable(old, problems)
+    elif report["verdict"] in ("identical", "same_outcomes"):
+        problems = carried_problems(old)
         if problems:
             return unreadable(old, problems)
     return report
@@ -93,10 +112,16 @@ def _replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record]
     stored = decision.get("input")
     if stored is not None:
         masked = tuple(decision.get("masked", []))
+        false_claims = mask_problems(stored, masked)
+        if false_claims:
+            return unreadable(old, false_claims)
         new = kb.evaluate(stored, include_input=True, mask=masked, detail=detail)
         if masked:  # identity fields were computed on the masked input: compare the decision itself
             keep = [k for k in {**old, **new} if k not in (*BATCH_ONLY, *FHIR_ONLY, "patient_id", "decision")]
             same = dumps({k: old.get(k) for k in keep}) == dumps({k: new.get(k) for k in keep})
+            # the patient id is the record's id as stored: its masked token when /id is masked
+            pid = stored.get("id") if "/id" in masked and isinstance(stored, dict) else new.get("patient_id")
+            same = same and old.get("patient_id") == pid
             same = same and _same_masked_decision(decision, new["decision"])
         else:
             same = dumps(_strip(old)) == dumps(new)
@@ -121,15 +146,46 @@ def _replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record]
     return {**report, "differs": differences(old, new)}
 
 
+_TOKEN = re.compile(r"hmac-sha256:[0-9a-f]{64}")
+
+
+def mask_problems(stored: Any, masked: tuple[str, ...]) -> list[KBError]:
+    """Each pointer a result says it masked must name, in the stored input, a value that holds the
+    mask marker (`[masked]`, or the keyed token `hmac-sha256:…`) or no value: a clear identifier
+    under a claim of masking is not a result fsgs-kb writes. `decision.masked` lists the pointers
+    the run was asked to mask, and a record that lacks one (`--mask /weight_kg` on a record without
+    a weight) had nothing there to mask, so an absent value is no false claim."""
+    problems = []
+    for i, pointer in enumerate(masked):
+        node: Any = stored
+        for part in pointer_parts(pointer) if isinstance(pointer, str) else []:
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if not isinstance(pointer, str):
+            problem = f"decision.masked names {pointer}, which is no JSON pointer"
+        elif node is _ABSENT:
+            continue
+        elif not (node == REMOVED or (isinstance(node, str) and _TOKEN.fullmatch(node))):
+            problem = f"decision.masked names {pointer}, but the stored input holds it in clear, not masked"
+        else:
+            continue
+        problems.append(KBError("trace.malformed", problem, pointer=f"/decision/masked/{i}"))
+    return problems
+
+
+_ABSENT = object()
+
+
 def _same_masked_decision(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """A masked result's decision record: its input hash was taken before masking, so the masked
-    input cannot give it again; everything else must be what this evaluation writes, and the
-    decision id the one that hash and the knowledge base give (a forged engine version, knowledge
-    base or decision id is not `identical`)."""
+    """A masked result's decision record: its input hash is of the masked input it stores (so
+    that no hash of the clear identifier is kept), and the masked input must give it again; everything else must be what
+    this evaluation writes, and the decision id the one that hash and the knowledge base give (a
+    forged engine version, knowledge base, decision id or stored input is not `identical`)."""
     sha = old.get("input_sha256")
     made_by = old.get("kb")
     fingerprint = made_by.get("fingerprint") if isinstance(made_by, dict) else None
     if not isinstance(sha, str) or old.get("decision_id") != decision_id(str(fingerprint), sha):
+        return False
+    if sha != input_sha256(old.get("input")):
         return False
     # fhir: how a FHIR record was converted (as _strip); input: what was re-evaluated, its masked
     # values keyed by a site secret (HMAC) that a replay without the key writes as [masked]
@@ -159,7 +215,10 @@ def unreadable(old: Any, problems: list[KBError]) -> dict[str, Any]:
 def replay(kb: KnowledgeBase, results: Iterable[Record], index: dict[str, Record]) -> Iterator[dict[str, Any]]:
     """One verdict per result record; a record that is not a result (not JSON, no decision
     record, or not the shape of a result) is `unreadable`, located by its place in the file
-    (record, line), and the replay goes on."""
+    (record, line), and the replay goes on. So is a result out of its place (`Places`): a
+    record number not above the one before it (a duplicated, reordered or renumbered line), or,
+    with the inputs at hand (`Inputs`), one that names an input record it was not made from."""
+    places = Places(index if isinstance(index, Inputs) else None)
     for record in results:
         old, problem = record_value(record)
         if problem is None and not (isinstance(old, dict) and isinstance(old.get("decision"), dict)):
@@ -168,9 +227,71 @@ def replay(kb: KnowledgeBase, results: Iterable[Record], index: dict[str, Record
             yield {"record": record.number, "line": record.line, "verdict": "unreadable", "problem": problem.message}
             continue
         report = replay_one(kb, old, index)
+        if report["verdict"] != "unreadable":
+            misplaced = places.problem(old)
+            if misplaced is not None:
+                report = unreadable(old, [misplaced])
         if report["verdict"] == "unreadable":  # its own record field cannot be trusted: where it is in the file
             report = {**report, "record": record.number, "line": record.line}
         yield report
+
+
+class Places:
+    """The place each result of a results file claims: batch numbers its results by input
+    record, once each, in increasing order (`record`, with the input `line`), so a number not
+    above the one before it, or a result without one among numbered results, is a duplicated,
+    reordered or edited line. With the inputs (`Inputs`), a result's record number must name
+    an input record at that line whose input hash is the result's (unless masked: a masked
+    result's hash is of its masked input)."""
+
+    def __init__(self, inputs: Inputs | None) -> None:
+        self.inputs = inputs
+        self.last: int | None = None
+        self.numbered: bool | None = None
+
+    def problem(self, result: dict[str, Any]) -> KBError | None:
+        number = result.get("record")
+        if self.numbered is None:
+            self.numbered = number is not None
+        if number is None:
+            if self.numbered:
+                return _misplaced("has no record number, where the results before it are numbered")
+            return None
+        if not self.numbered:
+            return _misplaced(f"claims record {number}, where the results before it have no record number")
+        if type(number) is not int:  # carried_problems reports it
+            return _misplaced(f"claims record {number!r}, not a record number")
+        last, self.last = self.last, number if self.last is None else max(self.last, number)
+        if last is not None and number <= last:
+            again = "again" if number == last else f"after record {last}"
+            return _misplaced(
+                f"claims record {number} {again}: batch writes each record once, in increasing order "
+                "(a duplicated, reordered or renumbered line)"
+            )
+        return self._claim(result, number)
+
+    def _claim(self, result: dict[str, Any], number: int) -> KBError | None:
+        if self.inputs is None:
+            return None
+        found = self.inputs.by_number.get(number)
+        if found is None:
+            return _misplaced(f"claims record {number}, which the input file does not have")
+        sha, source = found
+        line = result.get("line")
+        if line is not None and line != source.line:
+            return _misplaced(f"claims record {number} at line {line}, which the input file has at line {source.line}")
+        decision = result["decision"]
+        claimed = decision.get("input_sha256")
+        if not decision.get("masked") and claimed != sha:
+            return _misplaced(
+                f"claims record {number}, but that input record's hash is {sha[:12]}…, not {str(claimed)[:12]}…: "
+                "it was made from another record"
+            )
+        return None
+
+
+def _misplaced(message: str) -> KBError:
+    return KBError("replay.misplaced", f"/record: this result {message}", pointer="/record")
 
 
 def replay_counts(reports: list[dict[str, Any]]) -> dict[str, int]:

@@ -81,6 +81,8 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
     if stored is not None or (inputs and result["decision"].get("input_sha256") in inputs):
         verdict = replay_one(kb, result, inputs or {})
         found.rederived = verdict["verdict"] == "identical"
+        if verdict["verdict"] == "unreadable":  # e.g. a claim of masking the stored input belies
+            found.mismatches += [p["message"] for p in verdict.get("problems", [])] or [verdict["problem"]]
         for change in verdict.get("changes", []):
             found.mismatches.append(
                 f"re-evaluated from the input, {change['rule']} is {change['new']}, not {change['old']}"

@@ -48,6 +48,14 @@ def validator(name: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(schema, registry=_registry())
 
 
+def part_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    """A validator of a schema made from parts of the project's schemas (their `$ref`s resolve
+    against the `$defs` it carries)."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema, registry=_registry())
+
+
 def _instance_pointer(error: jsonschema.ValidationError) -> str:
     return pointer_join("", *error.absolute_path)
 

@@ -29,10 +29,20 @@ _NINETEEN = b"0" * 19
 _STRING_OR_KEY = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?')
 
 
+# orjson refuses nesting beyond 1,024 levels; the standard library recurses and meets Python's
+# recursion limit (1,000 frames, fewer when called deep in a stack) first: a document read again
+# by it is first checked to be far shallower than that.
+MAX_TEXT_DEPTH = 256
+
+
 def loads(raw: bytes) -> Any:
-    """orjson.loads, exact for every integer; raises orjson.JSONDecodeError as orjson does."""
+    """orjson.loads, exact for every integer; raises orjson.JSONDecodeError as orjson does (also
+    "depth limit exceeded" for a document nested deeper than orjson or MAX_TEXT_DEPTH allows when
+    the standard library must read it again), never RecursionError."""
     value = orjson.loads(raw)
     if _NINETEEN in raw.translate(_DIGITS_AS_ZERO):
+        if _deeper_than(value, MAX_TEXT_DEPTH):
+            raise orjson.JSONDecodeError(f"depth limit exceeded ({MAX_TEXT_DEPTH} levels)", "", 0)
         value = json.loads(raw)  # orjson refuses a number of 309 digits or more, so int() can read any
     return value
 
@@ -69,3 +79,15 @@ def duplicate_key(raw: bytes, keys: int) -> str | None:
     except RecursionError:  # deeper than Python's parser goes: the depth limits refuse it
         return None
     return found[0] if found else "?"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Is `value` nested more than `limit` arrays and objects deep? Walked without recursion."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth >= limit:
+                return True
+            stack.extend((item, depth + 1) for item in (node.values() if isinstance(node, dict) else node))
+    return False
