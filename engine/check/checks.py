@@ -56,10 +56,17 @@ class Coverage:
 
 
 class Checker:
-    def __init__(self, model: KnowledgeBaseModel, docs: dict[str, Located], failed: set[str]) -> None:
+    def __init__(
+        self,
+        model: KnowledgeBaseModel,
+        docs: dict[str, Located],
+        failed: set[str],
+        broken_derived: frozenset[str] = frozenset(),
+    ) -> None:
         self.model = model
         self.docs = docs
         self.failed = failed
+        self.broken_derived = broken_derived  # written but not loaded (their errors are reported): not unknown
         self.errors: list[KBError] = []
         self.fields = catalogue()
 
@@ -91,6 +98,8 @@ class Checker:
         }.get(code)
         if echo in self.failed or (code in ("param.unused", "source.uncovered") and self.failed & {"derived", "rule"}):
             return
+        if code == "param.unused" and self.broken_derived:
+            return  # the parameter may be read by a derived value that did not load
         doc = self.docs.get(file)
         if doc is None:
             self.errors.append(KBError(code, message, file, None, None, pointer, hint, rule_id, severity))
@@ -148,6 +157,8 @@ class Checker:
             self._check_field_comparison(leaf, info, file, rule_id)
         else:
             derived = self.model.derived.get(leaf.name)
+            if derived is None and leaf.name in self.broken_derived:
+                return  # its own errors are reported where it is written
             if derived is None:
                 self.fail(
                     file,
@@ -318,7 +329,7 @@ class Checker:
         known = {"field": set(self.fields), "derived": set(self.model.derived), "param": set(self.model.parameters)}[
             ref.source
         ]
-        if ref.name not in known:
+        if ref.name not in known and not (ref.source == "derived" and ref.name in self.broken_derived):
             self.fail(
                 derived.file,
                 ref.pointer,
@@ -507,7 +518,7 @@ class Checker:
         for param in self.model.parameters.values():
             for i, (kind, name) in enumerate(param.shapes):
                 known = set(self.fields) if kind == "field" else set(self.model.derived)
-                if name not in known:
+                if name not in known and not (kind == "derived" and name in self.broken_derived):
                     self.fail(
                         param.file,
                         f"{param.pointer}/shapes/{i}/{kind}",
