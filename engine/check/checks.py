@@ -165,7 +165,7 @@ class Checker:
                     leaf.pointer + "/derived",
                     "rule.unknown_derived",
                     f"unknown derived value '{leaf.name}'",
-                    did_you_mean(leaf.name, set(self.model.derived)),
+                    did_you_mean(leaf.name, self._derived_names()),
                     rule_id=rule_id,
                 )
                 return
@@ -309,6 +309,10 @@ class Checker:
             )
 
     # ---- derived values ---------------------------------------------------------------------
+    def _derived_names(self) -> set[str]:
+        """The derived values written in derived.yaml, whether or not they loaded."""
+        return set(self.model.derived) | self.broken_derived
+
     def check_derived(self) -> tuple[str, ...]:
         """Check every derived value and return them in dependency order (cycles reported)."""
         deps: dict[str, set[str]] = {}
@@ -326,10 +330,10 @@ class Checker:
         return self._order(deps)
 
     def _check_ref(self, ref: Any, derived: Derived) -> None:
-        known = {"field": set(self.fields), "derived": set(self.model.derived), "param": set(self.model.parameters)}[
+        known = {"field": set(self.fields), "derived": self._derived_names(), "param": set(self.model.parameters)}[
             ref.source
         ]
-        if ref.name not in known and not (ref.source == "derived" and ref.name in self.broken_derived):
+        if ref.name not in known:
             self.fail(
                 derived.file,
                 ref.pointer,
@@ -517,8 +521,8 @@ class Checker:
             }
         for param in self.model.parameters.values():
             for i, (kind, name) in enumerate(param.shapes):
-                known = set(self.fields) if kind == "field" else set(self.model.derived)
-                if name not in known and not (kind == "derived" and name in self.broken_derived):
+                known = set(self.fields) if kind == "field" else self._derived_names()
+                if name not in known:
                     self.fail(
                         param.file,
                         f"{param.pointer}/shapes/{i}/{kind}",
