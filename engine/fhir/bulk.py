@@ -26,7 +26,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.bundle import CLINICAL
 from fsgs_kb.engine.fhir.codes import reference
 from fsgs_kb.engine.fhir.ndjson import LineError, read_ndjson
-from fsgs_kb.engine.fhir.refs import patient_ref, without_version
+from fsgs_kb.engine.fhir.refs import HISTORY, patient_ref, without_version
 
 BATCH = 500
 _SCHEMA = """
@@ -82,7 +82,7 @@ def _index(
                 yield item
                 continue
             if item["resourceType"] == "Medication" and isinstance(item.get("id"), str):
-                db.execute("INSERT OR REPLACE INTO meds VALUES (?, ?)", (f"Medication/{item['id']}", json.dumps(item)))
+                _index_medication(db, item)
                 continue
             ref = _patient_ref(item)
             if ref is None:
@@ -102,15 +102,27 @@ def _index(
     db.commit()
 
 
+def _index_medication(db: sqlite3.Connection, item: dict[str, Any]) -> None:
+    """Keep a Medication by `Medication/<id>`, and by `Medication/<id>/_history/<vid>` when it says
+    its version (meta.versionId), so that an order naming that version finds that one."""
+    key, body = f"Medication/{item['id']}", json.dumps(item)
+    vid = item.get("meta", {}).get("versionId") if isinstance(item.get("meta"), dict) else None
+    for k in [key] + ([f"{key}{HISTORY}{vid}"] if isinstance(vid, str) else []):
+        db.execute("INSERT OR REPLACE INTO meds VALUES (?, ?)", (k, body))
+
+
 def _medications(db: sqlite3.Connection, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # Medication/x/_history/3 is Medication/x, looked up once
-    keys = {without_version(k) for k in (reference(r.get("medicationReference")) for r in resources) if k}
-    out = []
-    for key in sorted(k for k in keys if k and not k.startswith("#")):
-        row = db.execute("SELECT body FROM meds WHERE key = ?", (key[key.rfind("Medication/") :],)).fetchone()
-        if row:
-            out.append(json.loads(row[0]))
-    return out
+    """The Medications the orders and statements name, each once: for `Medication/x/_history/3`,
+    that version when the export has it, else `Medication/x` (whose version read_bundle checks)."""
+    refs = {k for k in (reference(r.get("medicationReference")) for r in resources) if k and not k.startswith("#")}
+    out: dict[str, dict[str, Any]] = {}
+    for ref in sorted(refs):
+        for key in dict.fromkeys((ref, without_version(ref))):
+            row = db.execute("SELECT body FROM meds WHERE key = ?", (key[key.rfind("Medication/") :],)).fetchone()
+            if row:
+                out.setdefault(row[0], json.loads(row[0]))
+                break
+    return list(out.values())
 
 
 def _group(db: sqlite3.Connection, ref: str, server: str | None) -> BulkItem:

@@ -19,8 +19,8 @@ from typing import Any
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, reference, within_depth
 from fsgs_kb.engine.fhir.dates import Moment, effective_moment
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
-from fsgs_kb.engine.fhir.refs import ThePatient, without_version
-from fsgs_kb.engine.fhir.setaside import SetAside, label
+from fsgs_kb.engine.fhir.refs import HISTORY, ThePatient, without_version
+from fsgs_kb.engine.fhir.setaside import SetAside, label, quoted
 from fsgs_kb.engine.fhir.verification import status_codes
 
 BUNDLE_TYPES = ("collection", "searchset", "transaction")
@@ -135,6 +135,9 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
     deep = {i for i, _, res in entries if not within_depth(res, max_depth)}
     patient, who = _the_patient([e for e in entries if e[0] not in deep])
     data = PatientData(patient)
+    for i, full, res in entries:  # first, so that an order may name a Medication that comes after it
+        if res["resourceType"] == "Medication" and i not in deep:
+            _index_medication(data, res, full)
     seen: dict[tuple[str, str], str] = {}
     for i, full, res in entries:
         data.place(res, i)
@@ -142,12 +145,6 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
             data.put_aside(res, "too_deep", f"nested deeper than {max_depth} levels; not read")
             continue
         rtype = res["resourceType"]
-        if rtype == "Medication":
-            for key in ([f"Medication/{res['id']}"] if isinstance(res.get("id"), str) else []) + (
-                [full] if full else []
-            ):
-                data.medications[key] = res
-            continue
         if rtype not in CLINICAL:
             continue
         why_not = who.why_not(reference(res.get("subject")) or reference(res.get("patient")), full)
@@ -161,6 +158,15 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
     return data
 
 
+def _index_medication(data: PatientData, res: dict[str, Any], full: str | None) -> None:
+    """Index a Medication by `Medication/<id>` and its entry's fullUrl, and with its version
+    (`meta.versionId`) by `…/_history/<vid>` too, so a version-specific reference finds it."""
+    keys = ([f"Medication/{res['id']}"] if isinstance(res.get("id"), str) else []) + ([full] if full else [])
+    vid = as_dict(res.get("meta")).get("versionId")
+    for key in keys + ([f"{k}{HISTORY}{vid}" for k in keys] if isinstance(vid, str) else []):
+        data.medications[key] = res
+
+
 def _unusable(data: PatientData, res: dict[str, Any]) -> bool:
     """Set aside what FHIR says a reader must not use as data, and say so."""
     if res.get("modifierExtension"):
@@ -170,6 +176,8 @@ def _unusable(data: PatientData, res: dict[str, Any]) -> bool:
         data.put_aside(res, "do_not_perform", "an order not to perform (doNotPerform: true) is no treatment")
     elif res.get("status") == "entered-in-error" or "entered-in-error" in status_codes(res):
         data.put_aside(res, "entered_in_error", "entered-in-error: not part of the patient's record")
+    elif (other := _medication(res, data)[1]) is not None:
+        data.put_aside(res, "medication_version_mismatch", other)
     else:
         return False
     return True
@@ -188,17 +196,42 @@ def _note_duplicate(data: PatientData, seen: dict[tuple[str, str], str], res: di
     seen.setdefault(key, text)
 
 
-def resolve_medication(res: dict[str, Any], data: PatientData) -> dict[str, Any] | None:
-    """The Medication a MedicationRequest/Statement points to: contained (#id) or in the bundle. A
-    version-specific reference (`Medication/x/_history/3`) names the same Medication as `Medication/x`."""
+def _find(data: PatientData, ref: str) -> dict[str, Any] | None:
+    return data.medications.get(ref) or next((m for k, m in data.medications.items() if k.endswith("/" + ref)), None)
+
+
+def _medication(res: dict[str, Any], data: PatientData) -> tuple[dict[str, Any] | None, str | None]:
+    """(the Medication a MedicationRequest/Statement points to, None) or, when its reference names
+    a version of it (`Medication/x/_history/2`) and the one sent says it is another
+    (`meta.versionId` 3), (None, why not, naming both); (None, None) when it names none sent."""
     ref = reference(res.get("medicationReference"))
     if ref is None:
-        return None
+        return None, None
     if ref.startswith("#"):
         for contained in as_list(res.get("contained")):
             c = as_dict(contained)
             if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
-                return c
-        return None
-    ref = without_version(ref)
-    return data.medications.get(ref) or next((m for k, m in data.medications.items() if k.endswith("/" + ref)), None)
+                return c, None
+        return None, None
+    found = _find(data, ref)
+    plain = without_version(ref)
+    if found is not None or plain == ref:
+        return found, None
+    found = _find(data, plain)
+    held = as_dict(as_dict(found).get("meta")).get("versionId")
+    if found is None or held is None:  # a Medication that says no version: taken as the one named
+        return found, None
+    wanted = quoted(ref.rpartition(HISTORY)[2])
+    why = (
+        f"its medicationReference {quoted(ref)} names version {wanted} of {label(found)}, but the one sent is "
+        f"version {quoted(held)}: the drug and its strength are not read from another version"
+    )
+    return None, why
+
+
+def resolve_medication(res: dict[str, Any], data: PatientData) -> dict[str, Any] | None:
+    """The Medication a MedicationRequest/Statement points to: contained (#id) or in the bundle. A
+    version-specific reference (`Medication/x/_history/3`) names the version of `Medication/x` sent
+    when that says it is version 3 (`meta.versionId`) or says no version; one that says another
+    version is not used (its order or statement is set aside: _unusable)."""
+    return _medication(res, data)[0]

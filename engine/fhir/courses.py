@@ -12,9 +12,10 @@ which is reported rather than assumed. No order at all never means "never treate
 
 Only orders and statements whose status the map reads count (shipped: active, on-hold, completed,
 stopped; not a MedicationRequest's draft, cancelled or unknown, nor a MedicationStatement's
-intended, not-taken or unknown, FHIR R4's other status codes). One of them that would otherwise
-have counted is passed over with why (scan), so that it is set aside rather than skipped in
-silence; entered-in-error ones are set aside before, as every resource is (bundle.py).
+intended, not-taken or unknown, FHIR R4's other status codes), and only orders whose intent is an
+order (not a proposal, plan or option). One of them that would otherwise have counted is passed
+over with why (scan), so that it is set aside rather than skipped in silence; entered-in-error
+ones are set aside before, as every resource is (bundle.py).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, first_match, texts
 from fsgs_kb.engine.fhir.dates import Moment, day_start, moment
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
-from fsgs_kb.engine.fhir.setaside import status_not_read
+from fsgs_kb.engine.fhir.setaside import quoted, status_not_read
 
 OPEN = datetime.max.replace(tzinfo=day_start(date(2000, 1, 1)).tzinfo)  # an ongoing period's end
 KIND = {"MedicationRequest": "order", "MedicationStatement": "statement"}
-PassedOver = tuple[dict[str, Any], str]  # a resource that would have been an entry but for its status, and why
+PassedOver = tuple[dict[str, Any], str, str]  # a resource that would have been an entry but for it: reason, why
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,10 +105,21 @@ def status_problem(res: dict[str, Any], statuses: list[str]) -> str | None:
     return status_not_read(res, statuses, KIND[res["resourceType"]])
 
 
+def intent_problem(res: dict[str, Any], intents: list[str]) -> str | None:
+    """Why an order's intent keeps it out of the courses (None when the map reads the intent): a
+    proposal, plan or option is no order to give the drug (FHIR R4 MedicationRequest.intent)."""
+    intent = res.get("intent")
+    if isinstance(intent, str) and intent in intents:
+        return None
+    said = "no intent" if intent is None else f"intent {quoted(intent)}"
+    return f"{said}: not an order to give the drug (the map reads only orders of intent {', '.join(intents)})"
+
+
 def scan(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> tuple[list[Entry], list[PassedOver]]:
     """The drug's eligible entries from the first resource type (in map order) that has any, and
-    the resources of the types read that would have been entries but for their status, with why
-    (those of a type not read, statements when orders count, would not have counted either)."""
+    the resources of the types read that would have been entries but for their intent or status,
+    with the reason and why, once each, the intent first (those of a type not read, statements
+    when orders count, would not have counted either)."""
     spec = fmap.medications[drug]
     wanted = frozenset().union(*(fmap.code_sets[s] for s in spec["include"]))
     passed: list[PassedOver] = []
@@ -115,8 +127,6 @@ def scan(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> tuple[list
         settings = fmap.settings["medication_request" if rtype == "MedicationRequest" else "medication_statement"]
         found = []
         for res in data.of_type(rtype):
-            if rtype == "MedicationRequest" and res.get("intent") not in settings["intents"]:
-                continue
             coding = next((m for m in (first_match(c, wanted) for c in _concepts(res, data)) if m), None)
             dosages = as_list(res.get("dosageInstruction" if rtype == "MedicationRequest" else "dosage"))
             if coding is None or _excluded(res, data, spec, fmap, dosages):
@@ -124,9 +134,13 @@ def scan(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> tuple[list
             start, end = _period(res, dosages)
             if start is not None and start.day > as_of:  # not one that starts after the evaluation date
                 continue
+            intent = intent_problem(res, settings["intents"]) if rtype == "MedicationRequest" else None
+            if intent is not None:
+                passed.append((res, "medication_intent_not_usable", intent))
+                continue
             why = status_problem(res, settings["statuses"])
             if why is not None:
-                passed.append((res, why))
+                passed.append((res, "medication_status_not_usable", why))
                 continue
             ongoing = OPEN if res.get("status") in ("active", "on-hold") else None
             found.append(

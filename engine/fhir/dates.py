@@ -10,14 +10,17 @@ this computer's clock), and a result is on the day its own date or dateTime is w
 offset it was recorded with, with no conversion through UTC that would move an evening measurement
 in New York (20:00-05:00, 01:00Z the next day) to the next day; it is shown (sources[].effective)
 as it is written, in the same offset. Partial dates (a year, or a year
-and month) cannot be placed on a day: they are returned as None for events, and as an interval
-for birthDate, where age can still be exact when every day in the interval gives the same answer.
+and month) cannot be placed on a day: they are returned as None for events (with the days they
+may denote, effective_span, so that a reader can tell whether such a result may be the latest),
+and as an interval for birthDate, where age can still be exact when every day in the interval
+gives the same answer.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
 from functools import lru_cache
@@ -56,6 +59,34 @@ def moment(text: Any) -> Moment | None:
     """The instant and the written calendar day of a full FHIR date or dateTime; None otherwise."""
     at = parse_instant(text)
     return None if at is None else Moment(at, date.fromisoformat(text[:10]), text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """Which results may fill a field. Counted back from the evaluation date, by calendar day as
+    each result is written: `first_day` (None: no limit) to `last_day`, both included. Before a
+    course started, by instant: from `since` (None: no limit) up to `until`, excluded."""
+
+    first_day: date | None = None
+    last_day: date | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def holds(self, when: Moment) -> bool:
+        if self.last_day is not None and (
+            when.day > self.last_day or (self.first_day is not None and when.day < self.first_day)
+        ):
+            return False
+        return self.until is None or (when.at < self.until and (self.since is None or when.at >= self.since))
+
+    def may_hold(self, first: date, last: date) -> bool:
+        """Whether a result known only to fall on one of the days `first` to `last` (a partial
+        date) may be in the window: whether one of those days, read as a date alone is, would be."""
+        if self.last_day is not None and (first > self.last_day or last < (self.first_day or date.min)):
+            return False
+        return self.until is None or (
+            day_start(first) < self.until and (self.since is None or day_start(last) >= self.since)
+        )
 
 
 def parse_instant(text: Any) -> datetime | None:
@@ -169,6 +200,25 @@ def effective_moment(resource: dict[str, Any]) -> Moment | None:
 def _unreadable(value: Any) -> bool:
     """True for a date element that is neither a full nor a partial FHIR date or dateTime."""
     return moment(value) is None and date_interval(value) is None
+
+
+def effective_span(resource: dict[str, Any]) -> tuple[tuple[date, date] | None, str]:
+    """Of an Observation whose effective time is partial or absent (effective_moment found none,
+    effective_problem no fault): the first and last day it may fall on (`2025-01`: 1 to 31 January;
+    an effectivePeriod from its start to its end), or None when it gives no date at all, and why it
+    cannot be placed on a day, in words."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in resource:
+            value = resource[key]
+            given = "a year" if len(str(value)) == 4 else "a year and a month"
+            return date_interval(value), f"{key} {json_value(value)} gives only {given}, no day"
+    period = resource.get("effectivePeriod")
+    ends = {k: period[k] for k in ("start", "end") if k in period} if isinstance(period, dict) else {}
+    spans = [s for s in (date_interval(v) for v in ends.values()) if s]
+    if not spans:
+        return None, "no effective date (effectiveDateTime, effectiveInstant or effectivePeriod)"
+    said = ", ".join(f"{k} {json_value(v)}" for k, v in ends.items())
+    return (spans[0][0], spans[-1][1]), f"effectivePeriod ({said}) gives no day"
 
 
 def effective_problem(resource: dict[str, Any]) -> str | None:

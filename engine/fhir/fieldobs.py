@@ -14,8 +14,9 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import as_dict, as_list, codings
+from fsgs_kb.engine.fhir.dates import Window
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
-from fsgs_kb.engine.fhir.pick import Candidate, Unusable, Window, convert_quantity, eligible
+from fsgs_kb.engine.fhir.pick import Candidate, Unusable, convert_quantity, eligible
 
 
 def _enum(concept: Any, system: str, allowed: list[str]) -> str | None:

@@ -16,6 +16,7 @@ REASONS = (
     "no_resource",
     "unit_not_convertible",
     "not_a_value",
+    "date_not_precise",
     "date_not_readable",
     "out_of_range",
     "dose_not_computable",
@@ -48,7 +49,7 @@ Outcome = Found | Missing
 
 def worst(reasons: list[str]) -> Missing:
     """The most telling reason among several (ambiguous > dose > out of range > unreadable date >
-    not a value > unit > no resource)."""
+    date without a day > not a value > unit > no resource)."""
     return Missing(max(reasons, key=_RANK.__getitem__) if reasons else "no_resource")
 
 

@@ -11,20 +11,22 @@ never skipped for an older one because its unit is unknown or its value is not a
 would silently report stale data, so the reason is reported instead. A result whose date cannot be
 read at all (2025-02-29, a number) cannot be placed in time, so it cannot be ruled out as the latest:
 it counts as the latest, with that problem, and the field stays empty rather than filled from an
-older result. Results with no date or only part of one (a year, a month) are not placed on a day
-and do not count.
+older result. So does a result with no date at all, and one dated only to a year or a month
+(`2025-01`), valid FHIR but not placed on a day, unless a result on a later day rules it out: it
+stands at the last day it may denote (31 January, as if dated so), and when that is the latest
+its field stays empty (date_not_precise); one whose days all fall outside the window is not read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_match, number, quantity
-from fsgs_kb.engine.fhir.dates import Moment, effective_problem
+from fsgs_kb.engine.fhir.dates import Window, day_start, effective_problem, effective_span
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
 from fsgs_kb.engine.fhir.setaside import json_value, number_text, quoted, status_not_read
@@ -54,7 +56,7 @@ class Candidate:
     passed_over: Unusable | None = None
 
 
-UNPLACED = datetime.max.replace(tzinfo=timezone.utc)  # the time of a result whose date cannot be read
+UNPLACED = datetime.max.replace(tzinfo=timezone.utc)  # the time of a result whose date cannot be read, or none
 
 
 def scaled(value: float, factor: float) -> float:
@@ -112,25 +114,6 @@ def convert_quantity(element: dict[str, Any], convert: dict[str, Any]) -> tuple[
     return (scaled(q.value, float(rule["factor"])), rule["to"]), None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Window:
-    """Which results may fill a field. Counted back from the evaluation date, by calendar day as
-    each result is written (dates.py): `first_day` (None: no limit) to `last_day`, both included.
-    Before a course started, by instant: from `since` (None: no limit) up to `until`, excluded."""
-
-    first_day: date | None = None
-    last_day: date | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def holds(self, when: Moment) -> bool:
-        if self.last_day is not None and (
-            when.day > self.last_day or (self.first_day is not None and when.day < self.first_day)
-        ):
-            return False
-        return self.until is None or (when.at < self.until and (self.since is None or when.at >= self.since))
-
-
 def status_problem(obs: dict[str, Any], statuses: list[str]) -> Unusable | None:
     """Why an Observation's status makes it no result (None when the map accepts the status)."""
     why = status_not_read(obs, statuses, "result")
@@ -142,7 +125,9 @@ def eligible(
 ) -> Iterator[tuple[dict[str, Any], datetime, Unusable | None, Unusable | None]]:
     """Observations whose effective time the window holds, with their instant, when the map does
     not accept their status why they are no result, and last what is wrong with a value that may
-    be the latest: the Observations whose date cannot be read come with UNPLACED and that problem."""
+    be the latest: the Observations whose date cannot be read, or that have none, come with
+    UNPLACED and that problem; those dated to a year or month the window may hold, at the start of
+    the last day they may denote (as if dated so), with theirs."""
     statuses = fmap.settings["observation_statuses"]
     for obs in data.of_type("Observation"):
         when = data.when_of(obs)
@@ -154,6 +139,11 @@ def eligible(
         if why is not None:
             problem = Unusable("date_not_readable", "date_not_readable", f"{why}: it may be the latest result")
             yield obs, UNPLACED, status_problem(obs, statuses), problem
+            continue
+        span, why = effective_span(obs)
+        if span is None or window.may_hold(*span):
+            problem = Unusable("date_not_precise", "date_not_precise", f"{why}: it may be the latest result")
+            yield obs, UNPLACED if span is None else day_start(span[1]), status_problem(obs, statuses), problem
 
 
 def coded_candidates(

@@ -6,10 +6,12 @@ reader does not understand, an order not to perform, a record entered in error, 
 another patient or another server's patient, a diagnosis that is not confirmed, a result whose
 status says it is no result yet or at all, such as `preliminary` or `cancelled`, an order or
 statement whose status says the drug is not, or not known to be, given, such as `draft` or
-`not-taken`) or when its value cannot be used (a unit the map cannot convert, a value the record
-cannot hold or that is not a number, a date that cannot be read, a dose the instructions do not
-give). Each entry names the resource (type, id, and
-where it is in the input) and says why in words, so the clinician can find it and have it fixed.
+`not-taken`, an order whose intent is not to give it, such as `proposal` or `plan`, an order or
+statement naming a version of its Medication other than the one sent) or when its value cannot be
+used (a unit the map cannot convert, a value the record cannot hold or that is not a number, a
+date that cannot be read or is not given to the day, a dose the instructions do not give). Each
+entry names the resource (type, id, and where it is in the input) and says why in words, so the
+clinician can find it and have it fixed.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ REASONS = (
     "not_confirmed",
     "status_not_usable",
     "medication_status_not_usable",
+    "medication_intent_not_usable",
+    "medication_version_mismatch",
     "unit_not_convertible",
     "not_a_value",
     "date_not_readable",
+    "date_not_precise",
     "out_of_range",
     "dose_not_computable",
 )

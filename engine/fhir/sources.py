@@ -17,13 +17,13 @@ from typing import Any
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import first_match
 from fsgs_kb.engine.fhir.courses import OPEN, Courses, analyse, scan
-from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, moment
+from fsgs_kb.engine.fhir.dates import Window, age_on, date_interval, day_start, moment
 from fsgs_kb.engine.fhir.dosage import daily_dose
 from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.fieldobs import field_candidates
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
-from fsgs_kb.engine.fhir.pick import Window, coded_candidates, pick_latest
+from fsgs_kb.engine.fhir.pick import coded_candidates, pick_latest
 from fsgs_kb.engine.fhir.verification import why_not_counted
 
 DOSE_NOT_COMPUTABLE = (
@@ -58,13 +58,13 @@ class Context:
 
     def drug_courses(self, drug: str, field: str) -> Courses:
         """The drug's courses for a field its orders feed; the orders and statements passed over for
-        their status are set aside once, under the first such field (map order: cyclosporine's under
+        their intent or status are set aside once, under the first such field (map order: cyclosporine's under
         /cyclosporine/status), so that one resource is listed once, not once per field."""
         c = self.courses(drug)
         if drug not in self._aside:
             self._aside.add(drug)
-            for res, why in c.passed_over:
-                self.data.put_aside(res, "medication_status_not_usable", why, field)
+            for res, reason, why in c.passed_over:
+                self.data.put_aside(res, reason, why, field)
         return c
 
 

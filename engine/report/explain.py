@@ -368,6 +368,7 @@ MISSING_TEXT = {
     "no_resource": "no resource for it",
     "unit_not_convertible": "a unit the map cannot convert",
     "not_a_value": "the latest value is not a number the map can read",
+    "date_not_precise": "a result with no date, or none to the day, so it may be the latest",
     "date_not_readable": "a result whose date cannot be read, so it may be the latest",
     "out_of_range": "a value outside what the record allows",
     "dose_not_computable": "a dose that cannot be computed from the instructions",

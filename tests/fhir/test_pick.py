@@ -52,12 +52,17 @@ def test_look_back_window(fmap: Any) -> None:
     assert run(fmap, weight("edge", 70, "2024-03-03"))[0]["weight_kg"] == 70  # exactly 90 days
 
 
-def test_future_undated_and_partially_dated_results_are_ignored(fmap: Any) -> None:
+def test_future_results_and_partial_dates_ruled_out_as_the_latest_are_ignored(fmap: Any) -> None:
+    """A month or year whose last day is before the latest dated result, or whose days all fall
+    outside the look-back window, cannot be the latest; an undated one or one of the latest month
+    may be, so it leaves the field empty (tests/fhir/test_unreadable_latest.py)."""
     future = weight("f", 90, "2024-06-02")
-    undated = obs("u", "29463-7", qty(91, "kg"), when=None)
-    month_only = weight("m", 92, "2024-05")
-    record, _ = run(fmap, weight("ok", 70, "2024-05-01"), future, undated, month_only)
+    older = weight("m", 92, "2024-04"), weight("y", 93, "2023"), weight("n", 94, "2024-07")
+    record, _ = run(fmap, weight("ok", 70, "2024-05-01"), future, *older)
     assert record["weight_kg"] == 70
+    for vague in (obs("u", "29463-7", qty(91, "kg"), when=None), weight("m", 92, "2024-05")):
+        _, prov = run(fmap, weight("ok", 70, "2024-05-01"), vague)
+        assert prov["/weight_kg"] == {"missing": "date_not_precise"}
 
 
 def test_same_day_result_on_the_evaluation_date_counts(fmap: Any) -> None:

@@ -194,3 +194,105 @@ def test_a_bulk_export_brings_the_medication_a_version_specific_reference_names(
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     (result,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert result["decision"]["input"]["cyclosporine"]["daily_dose"] == {"value": 400, "unit": "mg/day"}
+
+
+def versioned(vid: str, mg: float = 100) -> dict[str, Any]:
+    """NEORAL as its version `vid` says it is (meta.versionId), `mg` per capsule."""
+    (ingredient,) = NEORAL["ingredient"]
+    strength = {**ingredient["strength"], "numerator": qty(mg, "mg")}
+    return {**NEORAL, "meta": {"versionId": vid}, "ingredient": [{**ingredient, "strength": strength}]}
+
+
+def capsule_bundle(ref: str, *medications: dict[str, Any], medication_url: str | None = None) -> dict[str, Any]:
+    meds = [{"fullUrl": medication_url, "resource": m} if medication_url else {"resource": m} for m in medications]
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": PATIENT}, {"resource": capsule_order(ref)}, *meds],
+    }
+
+
+MISMATCH = (
+    "MedicationRequest/o: its medicationReference {ref} names version 3 of Medication/neoral, but the one sent "
+    "is version 4: the drug and its strength are not read from another version"
+)
+
+
+@pytest.mark.parametrize(
+    ("medication_url", "ref"),
+    [
+        (None, "Medication/neoral/_history/3"),
+        (f"{THIS}/Medication/neoral", f"{THIS}/Medication/neoral/_history/3"),
+        (f"{THIS}/Medication/neoral", "Medication/neoral/_history/3"),
+    ],
+)
+def test_an_order_naming_another_version_of_its_medication_is_set_aside_naming_both(
+    tmp_path: Path, medication_url: str | None, ref: str
+) -> None:
+    """The order names version 3 of the Medication; the one sent says it is version 4 (its code or
+    strength may have been corrected since): the order is not read as cyclosporine from version 4,
+    nor its dose from version 4's strength; it is set aside, naming both versions. Before, version
+    4 was used as if it were version 3."""
+    doc = capsule_bundle(ref, versioned("4"), medication_url=medication_url)
+    result = evaluate_bundle(tmp_path, doc, "--as-of", AS_OF, "--include-input")
+    assert "cyclosporine" not in result["decision"]["input"]
+    assert result["sources"]["/cyclosporine/daily_dose"] == {"missing": "no_resource"}
+    assert result["set_aside"] == [
+        {
+            "resourceType": "MedicationRequest",
+            "id": "o",
+            "entry": "/entry/1",
+            "reason": "medication_version_mismatch",
+            "message": MISMATCH.format(ref=ref),
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("medications", "mg_per_day"),
+    [
+        ([versioned("3")], 400),  # the version named
+        ([versioned("4", mg=25), versioned("3")], 400),  # both sent: the one named, not the last
+        ([versioned("3"), versioned("4", mg=25)], 400),
+    ],
+)
+def test_an_order_naming_the_version_sent_reads_that_version(
+    tmp_path: Path, medications: list[dict[str, Any]], mg_per_day: float
+) -> None:
+    doc = capsule_bundle("Medication/neoral/_history/3", *medications)
+    result = evaluate_bundle(tmp_path, doc, "--as-of", AS_OF, "--include-input")
+    assert result["decision"]["input"]["cyclosporine"]["daily_dose"] == {"value": mg_per_day, "unit": "mg/day"}
+    assert result["set_aside"] == []
+
+
+def _bulk_capsules(tmp_path: Path, ref: str, *medications: dict[str, Any]) -> dict[str, Any]:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Patient.ndjson").write_text(json.dumps(PATIENT) + "\n")
+    (export / "Medication.ndjson").write_text("".join(json.dumps(m) + "\n" for m in medications))
+    (export / "MedicationRequest.ndjson").write_text(json.dumps(capsule_order(ref)) + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = cli("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, "--include-input", export, "-o", out)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    (result,) = [json.loads(line) for line in out.read_text().splitlines()]
+    return dict(result)
+
+
+def test_a_bulk_export_sets_aside_an_order_naming_another_version_of_its_medication(tmp_path: Path) -> None:
+    result = _bulk_capsules(tmp_path, "Medication/neoral/_history/3", versioned("4"))
+    assert "cyclosporine" not in result["decision"]["input"]
+    assert result["set_aside"] == [
+        {
+            "resourceType": "MedicationRequest",
+            "id": "o",
+            "origin": "MedicationRequest.ndjson:1",
+            "reason": "medication_version_mismatch",
+            "message": MISMATCH.format(ref="Medication/neoral/_history/3"),
+        }
+    ]
+
+
+def test_a_bulk_export_holding_two_versions_brings_the_one_named(tmp_path: Path) -> None:
+    result = _bulk_capsules(tmp_path, "Medication/neoral/_history/3", versioned("3"), versioned("4", mg=25))
+    assert result["decision"]["input"]["cyclosporine"]["daily_dose"] == {"value": 400, "unit": "mg/day"}
+    assert result["set_aside"] == []

@@ -232,10 +232,10 @@ def test_an_order_whose_status_is_not_read_is_set_aside_saying_the_status(tmp_pa
     """FHIR R4 MedicationRequestStatus: the map reads active, on-hold, completed and stopped orders;
     a draft, cancelled or unknown cyclosporine order (or one with no status) is listed once, under
     the first field it would have fed, with its status, never skipped in silence; entered-in-error
-    keeps its own reason. What counts is unchanged: the sources are those of the active order alone.
-    Not listed: what would not have counted with any status (a plan, an order starting after the
-    evaluation date, prednisone, which feeds no field, an ophthalmic product) and a statement, which
-    is not read while an order counts."""
+    keeps its own reason, and a draft plan its intent's. What counts is unchanged: the sources are
+    those of the active order alone. Not listed: what would not have counted with any status (an
+    order starting after the evaluation date, prednisone, which feeds no field, an ophthalmic
+    product) and a statement, which is not read while an order counts."""
     active = cyclosporine_order("o-active", dosage(100, frequency=2))
     passed = [("o-draft", "draft"), ("o-canc", "cancelled"), ("o-unk", "unknown")]
     resources = [active]
@@ -265,7 +265,8 @@ def test_an_order_whose_status_is_not_read_is_set_aside_saying_the_status(tmp_pa
     assert items["o-none"]["message"] == f"MedicationRequest/o-none: no status: {ORDER_WORDS}"
     assert items["o-odd"]["message"] == f"MedicationRequest/o-odd: status 5: {ORDER_WORDS}"
     assert items["o-eie"]["reason"] == "entered_in_error"
-    assert set(items) == {"o-draft", "o-canc", "o-unk", "o-none", "o-odd", "o-eie"}
+    assert items["o-plan"]["reason"] == "medication_intent_not_usable"
+    assert set(items) == {"o-draft", "o-canc", "o-unk", "o-none", "o-odd", "o-eie", "o-plan"}
     assert len(result["set_aside"]) == len(items)  # each listed once, not once per cyclosporine field
     alone = evaluate_bundle(tmp_path, bundle(active, patient=PATIENT), "--as-of", AS_OF)
     assert result["sources"] == alone["sources"] and result["sources"]["/cyclosporine/daily_dose"]["id"] == "o-active"
@@ -318,3 +319,78 @@ def test_an_order_of_another_immunosuppressant_is_set_aside_only_where_the_map_r
     (item,) = evaluate_bundle(tmp_path, doc, "--as-of", AS_OF, "--rules", rules)["set_aside"]
     assert (item["field"], item["reason"]) == ("/other_immunosuppressants", "medication_status_not_usable")
     assert item["message"] == f"MedicationRequest/t: status cancelled: {ORDER_WORDS}"
+
+
+INTENT_WORDS = (
+    "not an order to give the drug (the map reads only orders of intent order, original-order, "
+    "reflex-order, filler-order, instance-order)"
+)
+
+
+def test_an_order_whose_intent_is_not_read_is_set_aside_saying_the_intent(tmp_path: Path) -> None:
+    """FHIR R4 MedicationRequest.intent: a proposal, plan or option is no order to give the drug.
+    Each such cyclosporine order is listed once, under the first field it would have fed, naming
+    its intent (with a status the map does not read either, the intent is said, once); what
+    counts is unchanged: the active order alone. Before, they were skipped in silence. One that
+    would not have counted with any intent (starting after the evaluation date) is not listed."""
+    active = cyclosporine_order("o-active", dosage(100, frequency=2))
+    passed = [("o-prop", "proposal"), ("o-plan", "plan"), ("o-opt", "option")]
+    resources = [active, *(cyclosporine_order(rid, dosage(150, frequency=2), intent=i) for rid, i in passed)]
+    resources += [
+        cyclosporine_order("o-both", dosage(150, frequency=2), intent="proposal", status="draft"),
+        without_intent(cyclosporine_order("o-none", dosage(150, frequency=2))),
+        med_request("o-future", dosage(150, frequency=2, start="2025-03-01"), intent="plan"),
+    ]
+    result = evaluate_bundle(tmp_path, bundle(*resources, patient=PATIENT), "--as-of", AS_OF)
+    assert not list(validator("result").iter_errors(result))
+    items = by_id(result)
+    for rid, intent in [*passed, ("o-both", "proposal")]:
+        assert items[rid] == {
+            "resourceType": "MedicationRequest",
+            "id": rid,
+            "entry": items[rid]["entry"],
+            "field": "/cyclosporine/status",
+            "reason": "medication_intent_not_usable",
+            "message": f"MedicationRequest/{rid}: intent {intent}: {INTENT_WORDS}",
+        }
+    assert items["o-none"]["message"] == f"MedicationRequest/o-none: no intent: {INTENT_WORDS}"
+    assert set(items) == {"o-prop", "o-plan", "o-opt", "o-both", "o-none"}
+    assert len(result["set_aside"]) == len(items)  # each listed once, not once per cyclosporine field
+    alone = evaluate_bundle(tmp_path, bundle(active, patient=PATIENT), "--as-of", AS_OF)
+    assert result["sources"] == alone["sources"] and result["sources"]["/cyclosporine/daily_dose"]["id"] == "o-active"
+
+
+def without_intent(res: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in res.items() if k != "intent"}
+
+
+def test_a_proposal_alone_leaves_cyclosporine_empty_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle(cyclosporine_order("p", dosage(100), intent="proposal"), patient=PATIENT)))
+    proc = cli("explain", "--input-format", "fhir", "--as-of", AS_OF, path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "  /entry/1, /cyclosporine/status: MedicationRequest/p: intent proposal: not an order" in proc.stdout
+    assert "/cyclosporine/status" in proc.stdout.partition("empty, no resource for it:")[2]
+
+
+def test_a_bulk_export_sets_aside_a_plan_with_its_file_and_line(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Patient.ndjson").write_text(json.dumps(PATIENT) + "\n")
+    orders = [cyclosporine_order("o-active", dosage(100, frequency=2)), cyclosporine_order("o-plan", intent="plan")]
+    (export / "MedicationRequest.ndjson").write_text("".join(json.dumps(r) + "\n" for r in orders))
+    out = tmp_path / "out.jsonl"
+    proc = cli("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, export, "-o", out)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    (result,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert result["sources"]["/cyclosporine/status"]["id"] == "o-active"
+    assert result["set_aside"] == [
+        {
+            "resourceType": "MedicationRequest",
+            "id": "o-plan",
+            "origin": "MedicationRequest.ndjson:2",
+            "field": "/cyclosporine/status",
+            "reason": "medication_intent_not_usable",
+            "message": f"MedicationRequest/o-plan: intent plan: {INTENT_WORDS}",
+        }
+    ]

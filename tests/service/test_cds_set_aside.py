@@ -263,6 +263,37 @@ def test_a_cancelled_order_sent_beside_the_active_one_is_named_with_its_status(
     ]
 
 
+def test_an_undated_weight_and_a_proposed_order_are_named_in_words_of_their_reasons(
+    server: Server, ehr: Any, templates: Any
+) -> None:
+    """The only weight has no date, so it may be the latest: the card asking to record weight_kg
+    says why it was not used; a proposed cyclosporine order beside the active one is no order to
+    give the drug. The info card names both in words of their own reasons and the log row keeps
+    them. Before, both were dropped in silence (the weight read as "no matching resource")."""
+    pid, prefetch = prefetch_with(templates[PV], "dose-above-ceiling")
+    (entry,) = prefetch[WEIGHT_KEY]["entry"]
+    assert entry["resource"].pop("effectiveDateTime")
+    rid = entry["resource"]["id"]
+    key = "medicationrequest-cyclosporine"
+    (sent,) = prefetch[key]["entry"]
+    prefetch[key]["entry"].append({"resource": {**sent["resource"], "id": "csa-proposal", "intent": "proposal"}})
+    body = hook_request("patient-view", pid, prefetch)
+    cards = by_code(call(server, ehr, PV, body)["cards"])
+    weight_line = next(line for line in cards["UNDETERMINED"]["detail"].split("\n") if "**weight\\_kg**" in line)
+    assert "not available: a result was sent with no date or no day in its date, so it may be the latest" in weight_line
+    no_date = "no effective date (effectiveDateTime, effectiveInstant or effectivePeriod): it may be the latest result"
+    assert weight_line.endswith(f"; sent but not used: Observation/{rid}: {no_date}"), weight_line
+    aside = cards["SET_ASIDE"]
+    assert aside["summary"].startswith("2 FHIR resources sent were not used (")
+    assert "no date to the day" in aside["summary"] and "an order only proposed or planned" in aside["summary"]
+    assert "- MedicationRequest/csa-proposal: intent proposal: not an order to give the drug" in aside["detail"]
+    logged = {(i["id"], i["origin"], i["reason"]) for i in logged_result(server, body["hookInstance"])["set_aside"]}
+    assert logged == {
+        (rid, f"/prefetch/{WEIGHT_KEY}/entry/0", "date_not_precise"),
+        ("csa-proposal", f"/prefetch/{key}/entry/1", "medication_intent_not_usable"),
+    }
+
+
 @pytest.fixture(scope="module")
 def masked_server(ehr: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("masked-aside")
