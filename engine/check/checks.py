@@ -56,10 +56,17 @@ class Coverage:
 
 
 class Checker:
-    def __init__(self, model: KnowledgeBaseModel, docs: dict[str, Located], failed: set[str]) -> None:
+    def __init__(
+        self,
+        model: KnowledgeBaseModel,
+        docs: dict[str, Located],
+        failed: set[str],
+        broken_derived: frozenset[str] = frozenset(),
+    ) -> None:
         self.model = model
         self.docs = docs
         self.failed = failed
+        self.broken_derived = broken_derived  # written but not loaded (their errors are reported): not unknown
         self.errors: list[KBError] = []
         self.fields = catalogue()
 
@@ -91,6 +98,8 @@ class Checker:
         }.get(code)
         if echo in self.failed or (code in ("param.unused", "source.uncovered") and self.failed & {"derived", "rule"}):
             return
+        if code == "param.unused" and self.broken_derived:
+            return  # the parameter may be read by a derived value that did not load
         doc = self.docs.get(file)
         if doc is None:
             self.errors.append(KBError(code, message, file, None, None, pointer, hint, rule_id, severity))
@@ -148,13 +157,15 @@ class Checker:
             self._check_field_comparison(leaf, info, file, rule_id)
         else:
             derived = self.model.derived.get(leaf.name)
+            if derived is None and leaf.name in self.broken_derived:
+                return  # its own errors are reported where it is written
             if derived is None:
                 self.fail(
                     file,
                     leaf.pointer + "/derived",
                     "rule.unknown_derived",
                     f"unknown derived value '{leaf.name}'",
-                    did_you_mean(leaf.name, set(self.model.derived)),
+                    did_you_mean(leaf.name, self._derived_names()),
                     rule_id=rule_id,
                 )
                 return
@@ -298,6 +309,10 @@ class Checker:
             )
 
     # ---- derived values ---------------------------------------------------------------------
+    def _derived_names(self) -> set[str]:
+        """The derived values written in derived.yaml, whether or not they loaded."""
+        return set(self.model.derived) | self.broken_derived
+
     def check_derived(self) -> tuple[str, ...]:
         """Check every derived value and return them in dependency order (cycles reported)."""
         deps: dict[str, set[str]] = {}
@@ -315,7 +330,7 @@ class Checker:
         return self._order(deps)
 
     def _check_ref(self, ref: Any, derived: Derived) -> None:
-        known = {"field": set(self.fields), "derived": set(self.model.derived), "param": set(self.model.parameters)}[
+        known = {"field": set(self.fields), "derived": self._derived_names(), "param": set(self.model.parameters)}[
             ref.source
         ]
         if ref.name not in known:
@@ -506,7 +521,7 @@ class Checker:
             }
         for param in self.model.parameters.values():
             for i, (kind, name) in enumerate(param.shapes):
-                known = set(self.fields) if kind == "field" else set(self.model.derived)
+                known = set(self.fields) if kind == "field" else self._derived_names()
                 if name not in known:
                     self.fail(
                         param.file,

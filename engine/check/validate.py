@@ -42,7 +42,8 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     today's patient schema, which it may predate)."""
     load = read_rules_dir(rules_dir)
     problems = list(load.errors)
-    checker = Checker(load.model, load.docs, set(load.failed))  # one pass over the model, one catalogue
+    # one pass over the model, one catalogue
+    checker = Checker(load.model, load.docs, set(load.failed), frozenset(load.broken_derived))
     coverage = run_checks(checker)
     check_links(checker)
     problems.extend(checker.errors)

@@ -6,7 +6,9 @@ Layout of a knowledge base:
     parameters.yaml              thresholds with provenance
     derived.yaml                 values computed from the record
     recommendations/*.yaml       one rule per file
-A broken file never hides the problems of another: each is loaded and checked on its own.
+A broken file never hides the problems of another: each is loaded and checked on its own; so is each
+derived value of derived.yaml (one that does not load is left out, and what reads it is not told
+that its name is unknown).
 Every file is read through engine.load.files: regular files inside the rules directory only.
 """
 
@@ -36,6 +38,9 @@ class LoadResult:
     errors: list[KBError] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)  # parts that could not be loaded: their names are unknown
     relative: dict[str, str] = field(default_factory=dict)  # display path -> path inside the rules directory
+    # derived values that are written but did not load, for errors reported here: their name is
+    # known, so what reads them is not told that it reads an unknown derived value
+    broken_derived: set[str] = field(default_factory=set)
 
     @property
     def fingerprint(self) -> str:
@@ -192,42 +197,51 @@ def _load_derived(reader: _Reader) -> None:
     if doc is None:
         reader.result.failed.add("derived")
         return
-    parser = reader.parser(doc)
     for name, data in doc.data["derived"].items():
-        base = pointer_join("/derived", name)
-        forms = [k for k in ("condition", "value", "cases") if k in data]
-        if len(forms) != 1 or not isinstance(data.get("title"), str) or not isinstance(data.get("unit"), str):
-            reader.result.errors.append(
-                doc.error(
-                    "derived.form",
-                    f"derived value '{name}' needs a title, a unit and exactly one of condition, value, cases",
-                    base,
-                )
+        derived = _derived(reader, doc, name, data)
+        if derived is None:
+            reader.result.broken_derived.add(name)
+        else:
+            reader.result.model.derived[name] = derived
+
+
+def _derived(reader: _Reader, doc: Located, name: str, data: dict[str, Any]) -> Derived | None:
+    """One derived value, judged by its own errors only (None after reporting them)."""
+    base = pointer_join("/derived", name)
+    forms = [k for k in ("condition", "value", "cases") if k in data]
+    if len(forms) != 1 or not isinstance(data.get("title"), str) or not isinstance(data.get("unit"), str):
+        reader.result.errors.append(
+            doc.error(
+                "derived.form",
+                f"derived value '{name}' needs a title, a unit and exactly one of condition, value, cases",
+                base,
             )
-            continue
-        condition = parser.condition(data["condition"], base + "/condition") if "condition" in data else None
-        value = parser.expression(data["value"], base + "/value") if "value" in data else None
-        cases = tuple(
-            (
-                parser.condition(c.get("when"), pointer_join(base, "cases", i, "when")),
-                parser.expression(c.get("value"), pointer_join(base, "cases", i, "value")),
-            )
-            for i, c in enumerate(data.get("cases", []))
-            if isinstance(c, dict)
         )
-        if parser.errors or any(c is None or v is None for c, v in cases):
-            continue
-        reader.result.model.derived[name] = Derived(
-            name=name,
-            title=_Templates(reader, doc, None)(data["title"], pointer_join(base, "title")),
-            unit=data["unit"],
-            condition=condition,
-            value=value,
-            cases=cases,  # type: ignore[arg-type]
-            file=doc.file,
-            pointer=base,
+        return None
+    parser = reader.parser(doc)
+    condition = parser.condition(data["condition"], base + "/condition") if "condition" in data else None
+    value = parser.expression(data["value"], base + "/value") if "value" in data else None
+    cases = tuple(
+        (
+            parser.condition(c.get("when"), pointer_join(base, "cases", i, "when")),
+            parser.expression(c.get("value"), pointer_join(base, "cases", i, "value")),
         )
+        for i, c in enumerate(data.get("cases", []))
+        if isinstance(c, dict)
+    )
     reader.finish(parser)
+    if parser.errors or any(c is None or v is None for c, v in cases):
+        return None
+    return Derived(
+        name=name,
+        title=_Templates(reader, doc, None)(data["title"], pointer_join(base, "title")),
+        unit=data["unit"],
+        condition=condition,
+        value=value,
+        cases=cases,  # type: ignore[arg-type]
+        file=doc.file,
+        pointer=base,
+    )
 
 
 def _load_rules(reader: _Reader) -> None:
