@@ -152,6 +152,14 @@ class Server:
 # ---- the EHR side: prefetch from a Bundle ---------------------------------------------------
 
 
+def signed_call(server: Server, ehr: Any, path: str, body: dict[str, Any] | None = None) -> Any:
+    """GET (no body) or POST `path` on the running service with a token the EHR signed for it."""
+    headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + path)}
+    if body is None:
+        return server.client.get(path, headers=headers)
+    return server.client.post(path, json=body, headers=headers)
+
+
 def example(name: str) -> dict[str, Any]:
     return dict(json.loads((ROOT / "examples" / f"{name}.json").read_text()))
 

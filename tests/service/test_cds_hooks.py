@@ -26,6 +26,7 @@ from cds_support import (
     patient_bundle,
     patient_id,
     prefetch_for,
+    signed_call,
 )
 
 from fsgs_kb.engine.kb import KnowledgeBase
@@ -36,16 +37,9 @@ CARD_KINDS = ("advice", "warning", "info")
 SAME = ("status", "advice", "drafts", "undetermined", "no_recommendation", "scope", "rules", "errors")
 
 
-def call(server: Server, ehr: Any, path: str, body: dict[str, Any] | None = None) -> Any:
-    headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + path)}
-    if body is None:
-        return server.client.get(path, headers=headers)
-    return server.client.post(path, json=body, headers=headers)
-
-
 @pytest.fixture(scope="module")
 def templates(server: Server, ehr: Any) -> dict[str, dict[str, str]]:
-    services = call(server, ehr, "/cds-services").json()["services"]
+    services = signed_call(server, ehr, "/cds-services").json()["services"]
     return {s["id"]: s["prefetch"] for s in services}
 
 
@@ -53,7 +47,7 @@ def patient_view(server: Server, ehr: Any, templates: Any, record: dict[str, Any
     bundle = patient_bundle(record)
     pid = patient_id(bundle)
     body = hook_request("patient-view", pid, prefetch_for(templates[PV], bundle, pid))
-    return body, call(server, ehr, f"/cds-services/{PV}", body)
+    return body, signed_call(server, ehr, f"/cds-services/{PV}", body)
 
 
 def logged(server: Server, hook_instance: str) -> tuple[Any, ...]:
@@ -80,7 +74,7 @@ def result_of(server: Server, hook_instance: str, kb: KnowledgeBase | None = Non
 
 
 def test_discovery_lists_services_with_minimal_prefetch(server: Server, ehr: Any) -> None:
-    answer = call(server, ehr, "/cds-services")
+    answer = signed_call(server, ehr, "/cds-services")
     assert answer.status_code == 200
     services = answer.json()["services"]
     hooks = {s["hook"] for s in services}
@@ -191,7 +185,7 @@ def test_missing_prefetch_without_fhir_authorization_is_412(server: Server, ehr:
     del prefetch["obs-loinc-29463-7"]
     prefetch["field-fsgs.etiology"] = {"resourceType": "OperationOutcome", "issue": []}
     body = hook_request("patient-view", pid, prefetch)
-    answer = call(server, ehr, f"/cds-services/{PV}", body)
+    answer = signed_call(server, ehr, f"/cds-services/{PV}", body)
     assert answer.status_code == 412
     outcome = answer.json()
     assert outcome["resourceType"] == "OperationOutcome"
@@ -205,7 +199,7 @@ def test_missing_prefetch_without_fhir_authorization_is_412(server: Server, ehr:
         "expires_in": 60,
         "scope": "patient/*.read",
     }
-    assert call(server, ehr, f"/cds-services/{PV}", body).status_code == 200
+    assert signed_call(server, ehr, f"/cds-services/{PV}", body).status_code == 200
 
 
 def test_null_prefetch_makes_the_rules_concerned_undetermined(server: Server, ehr: Any, templates: Any) -> None:
@@ -214,7 +208,7 @@ def test_null_prefetch_makes_the_rules_concerned_undetermined(server: Server, eh
     prefetch = prefetch_for(templates[PV], bundle, pid)
     prefetch["obs-loinc-29463-7"] = None
     body = hook_request("patient-view", pid, prefetch)
-    answer = call(server, ehr, f"/cds-services/{PV}", body)
+    answer = signed_call(server, ehr, f"/cds-services/{PV}", body)
     assert answer.status_code == 200
     cards = answer.json()["cards"]
     codes = [c["source"]["topic"]["code"] for c in cards]
@@ -238,7 +232,7 @@ def test_a_prefetched_resource_about_another_servers_patient_is_not_used(
         weight["resource"]["subject"] = {"reference": f"{base}/Patient/{pid}"}
         body = hook_request("patient-view", pid, prefetch)
         assert body["fhirServer"] == "https://ehr.example.org/fhir"
-        answer = call(server, ehr, f"/cds-services/{PV}", body)
+        answer = signed_call(server, ehr, f"/cds-services/{PV}", body)
         assert answer.status_code == 200, answer.text
         codes = [c["source"]["topic"]["code"] for c in answer.json()["cards"]]
         assert ("CSA-DOSE-EXCEEDS" in codes) is used, (base, codes)
@@ -249,16 +243,15 @@ def test_requests_without_required_fields_are_400(server: Server, ehr: Any) -> N
     for drop in ("hook", "hookInstance", "context"):
         body = hook_request("patient-view", "p1", None)
         del body[drop]
-        answer = call(server, ehr, f"/cds-services/{PV}", body)
+        answer = signed_call(server, ehr, f"/cds-services/{PV}", body)
         assert answer.status_code == 400
         assert answer.json()["resourceType"] == "OperationOutcome" and drop in answer.json()["issue"][0]["diagnostics"]
     wrong = hook_request("order-sign", "p1", None)
-    assert call(server, ehr, f"/cds-services/{PV}", wrong).status_code == 400
+    assert signed_call(server, ehr, f"/cds-services/{PV}", wrong).status_code == 400
     row = logged(server, wrong["hookInstance"])  # every hook call leaves a row, an answered error too
     assert row[11] == "rejected_400" and "answers hook patient-view" in row[14]
-    assert (
-        call(server, ehr, "/cds-services/no-such-service", hook_request("patient-view", "p1", None)).status_code == 404
-    )
+    unknown = signed_call(server, ehr, "/cds-services/no-such-service", hook_request("patient-view", "p1", None))
+    assert unknown.status_code == 404
 
 
 def test_hostile_requests_get_clear_answers(server: Server, ehr: Any, templates: Any) -> None:
@@ -273,14 +266,14 @@ def test_hostile_requests_get_clear_answers(server: Server, ehr: Any, templates:
     for _ in range(200):
         deep = {"x": deep}
     body = hook_request("patient-view", "p1", {"patient": deep})
-    assert call(server, ehr, path, body).status_code == 400
+    assert signed_call(server, ehr, path, body).status_code == 400
     headers["Authorization"] = "Bearer " + ehr.signer.token(PUBLIC + path)
     huge = server.client.post(path, content=b" " * (17 * 1024 * 1024), headers=headers)
     assert huge.status_code == 413
     bundle = patient_bundle(example("dose-above-ceiling"))
     pid = patient_id(bundle)
     prefetch = prefetch_for(templates[PV], bundle, pid)
-    someone_else = call(server, ehr, path, hook_request("patient-view", "another-patient", prefetch))
+    someone_else = signed_call(server, ehr, path, hook_request("patient-view", "another-patient", prefetch))
     assert someone_else.status_code == 400 and "context.patientId" in someone_else.text
     assert "Traceback" not in server.log_text()
 
@@ -323,7 +316,7 @@ def test_order_sign_checks_the_draft_regimen(server: Server, ehr: Any, templates
     pid = patient_id(bundle)
     prefetch = prefetch_for(templates[OS], bundle, pid)
     lower = hook_request("order-sign", pid, prefetch, draftOrders=draft_orders(bundle, pid, 280))
-    answer = call(server, ehr, f"/cds-services/{OS}", lower)
+    answer = signed_call(server, ehr, f"/cds-services/{OS}", lower)
     assert answer.status_code == 200
     codes = [c["source"]["topic"]["code"] for c in answer.json()["cards"]]
     assert "CSA-DOSE-WITHIN" in codes and "CSA-DOSE-EXCEEDS" not in codes
@@ -331,7 +324,7 @@ def test_order_sign_checks_the_draft_regimen(server: Server, ehr: Any, templates
     assert evaluated["daily_dose"] == {"value": 280, "unit": "mg/day"}
     assert evaluated["months_on_therapy"] == record["cyclosporine"]["months_on_therapy"]  # a renewal keeps the course
     higher = hook_request("order-sign", pid, prefetch, draftOrders=draft_orders(bundle, pid, 420))
-    cards = call(server, ehr, f"/cds-services/{OS}", higher).json()["cards"]
+    cards = signed_call(server, ehr, f"/cds-services/{OS}", higher).json()["cards"]
     dose = next(c for c in cards if c["source"]["topic"]["code"] == "CSA-DOSE-EXCEEDS")
     assert "(6 mg/kg/day)" in dose["summary"] and dose["indicator"] == "warning"
 
@@ -350,7 +343,7 @@ def test_order_sign_of_a_first_course_or_a_restart_is_the_signed_regimen(
     body = hook_request(
         "order-sign", pid, prefetch_for(templates[OS], bundle, pid), draftOrders=draft_orders(bundle, pid, mg)
     )
-    answer = call(server, ehr, f"/cds-services/{OS}", body)
+    answer = signed_call(server, ehr, f"/cds-services/{OS}", body)
     assert answer.status_code == 200, answer.text
     dose = next(c for c in answer.json()["cards"] if c["source"]["topic"]["code"] == "CSA-DOSE-EXCEEDS")
     assert "(6 mg/kg/day)" in dose["summary"] and "draft order being signed" in dose["detail"]
@@ -369,7 +362,7 @@ def test_order_sign_with_a_malformed_draft_is_answered_not_crashed(
     drafts = draft_orders(bundle, pid, 280)
     drafts["entry"][0]["resource"]["dispenseRequest"] = bad
     body = hook_request("order-sign", pid, prefetch_for(templates[OS], bundle, pid), draftOrders=drafts)
-    answer = call(server, ehr, f"/cds-services/{OS}", body)
+    answer = signed_call(server, ehr, f"/cds-services/{OS}", body)
     assert answer.status_code == 200, answer.text
     assert "Traceback" not in server.log.read_text()
 
@@ -380,7 +373,7 @@ def test_order_sign_without_cyclosporine_draft_gives_no_cards(server: Server, eh
     prefetch = prefetch_for(templates[OS], bundle, pid)
     for drafts in (draft_orders(bundle, pid, 10, rxnorm="8640"), draft_orders(bundle, pid, 1, rxnorm="402092")):
         body = hook_request("order-sign", pid, prefetch, draftOrders=drafts)  # prednisone; ophthalmic cyclosporine
-        answer = call(server, ehr, f"/cds-services/{OS}", body)
+        answer = signed_call(server, ehr, f"/cds-services/{OS}", body)
         assert answer.status_code == 200 and answer.json() == {"cards": []}
         assert logged(server, body["hookInstance"])[11] == "no_cyclosporine_draft"
 
@@ -395,10 +388,10 @@ def test_order_select_reads_only_the_selected_draft(server: Server, ehr: Any, te
     drafts["entry"].append(other)
     path = "/cds-services/fsgs-csa-order-select"
     chosen = hook_request("order-select", pid, prefetch, draftOrders=drafts, selections=["MedicationRequest/draft-1"])
-    codes = [c["source"]["topic"]["code"] for c in call(server, ehr, path, chosen).json()["cards"]]
+    codes = [c["source"]["topic"]["code"] for c in signed_call(server, ehr, path, chosen).json()["cards"]]
     assert "CSA-DOSE-EXCEEDS" in codes
     elsewhere = hook_request("order-select", pid, None, draftOrders=drafts, selections=["MedicationRequest/draft-2"])
-    assert call(server, ehr, path, elsewhere).json() == {"cards": []}  # no cyclosporine selected: no data needed
+    assert signed_call(server, ehr, path, elsewhere).json() == {"cards": []}  # no cyclosporine selected: no data needed
 
 
 # ---- feedback, the decision log, replay ----------------------------------------------------------
@@ -420,7 +413,7 @@ def test_feedback_is_logged_and_reported(server: Server, ehr: Any, templates: An
             },
         ]
     }
-    answer = call(server, ehr, f"/cds-services/{PV}/feedback", feedback)
+    answer = signed_call(server, ehr, f"/cds-services/{PV}/feedback", feedback)
     assert answer.status_code == 200
     db = server_db(server)
     decision = logged(server, body["hookInstance"])[0]
@@ -431,7 +424,7 @@ def test_feedback_is_logged_and_reported(server: Server, ehr: Any, templates: An
     )
     assert (advice["uuid"], "accepted", None, None, "CSA-MONITOR-BP") in rows
     assert (warning["uuid"], "overridden", reason["code"], "tapering next week", "CSA-DOSE-EXCEEDS") in rows
-    bad = call(server, ehr, f"/cds-services/{PV}/feedback", {"feedback": [{"card": "x", "outcome": "maybe"}]})
+    bad = signed_call(server, ehr, f"/cds-services/{PV}/feedback", {"feedback": [{"card": "x", "outcome": "maybe"}]})
     assert bad.status_code == 400
     report = subprocess.run(
         [sys.executable, "-m", "fsgs_kb", "feedback-report", str(db)], capture_output=True, text=True, check=True

@@ -15,29 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cds_support import PUBLIC, Server, example, hook_request, patient_bundle, patient_id, prefetch_for
+from cds_support import Server, example, hook_request, patient_bundle, patient_id, prefetch_for, signed_call
 
 PV = "fsgs-csa-patient-view"
 NAMES = ("dose-above-ceiling", "relapse-after-remission", "secondary-fsgs")
 
 
-def call(server: Server, ehr: Any, path: str, body: dict[str, Any] | None = None) -> Any:
-    headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + path)}
-    if body is None:
-        return server.client.get(path, headers=headers)
-    return server.client.post(path, json=body, headers=headers)
-
-
 @pytest.fixture(scope="module")
 def logged(server: Server, ehr: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
     """A copy of the service's decision log, and the rows of three patient-view calls made now."""
-    templates = {s["id"]: s["prefetch"] for s in call(server, ehr, "/cds-services").json()["services"]}
+    templates = {s["id"]: s["prefetch"] for s in signed_call(server, ehr, "/cds-services").json()["services"]}
     instances = []
     for name in NAMES:
         bundle = patient_bundle(example(name))
         pid = patient_id(bundle)
         body = hook_request("patient-view", pid, prefetch_for(templates[PV], bundle, pid))
-        assert call(server, ehr, f"/cds-services/{PV}", body).status_code == 200
+        assert signed_call(server, ehr, f"/cds-services/{PV}", body).status_code == 200
         instances.append(body["hookInstance"])
     copy = tmp_path_factory.mktemp("log") / "decisions.sqlite"
     source = sqlite3.connect(server.log.parent / "decisions.sqlite")
