@@ -257,8 +257,8 @@ class OutputFile:
         state.output_bytes = self.written
         payload = {"format": SIDECAR_FORMAT, **self.identity, "state": state.__dict__}
         temporary = f"{self.sidecar}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle)
+        with open(temporary, "w", encoding="utf-8") as handle:  # one write: json.dump encodes in Python, piece by piece
+            handle.write(json.dumps(payload))
         os.replace(temporary, self.sidecar)
 
     def close(self) -> None:
