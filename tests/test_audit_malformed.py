@@ -70,6 +70,12 @@ def edited(stored: dict[str, str], name: str, level: str) -> dict[str, Any]:
     return result
 
 
+def write_edited(stored: dict[str, str], name: str, level: str, tmp_path: Path) -> Path:
+    path = tmp_path / f"{level}-{name}.json"
+    path.write_text(json.dumps(edited(stored, name, level), indent=2))
+    return path
+
+
 def assert_no_crash(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode != 3, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout and "error[internal]" not in proc.stderr, proc.stderr
@@ -79,8 +85,7 @@ def assert_no_crash(proc: subprocess.CompletedProcess[str]) -> None:
 def test_explain_refuses_an_edited_result_with_its_pointer_and_file(
     stored: dict[str, str], name: str, level: str, tmp_path: Path
 ) -> None:
-    path = tmp_path / f"{level}-{name}.json"
-    path.write_text(json.dumps(edited(stored, name, level), indent=2))
+    path = write_edited(stored, name, level, tmp_path)
     proc = fsgs("explain", str(path))
     assert_no_crash(proc)
     assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
@@ -94,8 +99,7 @@ def test_explain_refuses_an_edited_result_with_its_pointer_and_file(
 def test_replay_calls_an_edited_result_unreadable_with_its_pointer(
     stored: dict[str, str], name: str, level: str, tmp_path: Path
 ) -> None:
-    path = tmp_path / f"{level}-{name}.json"
-    path.write_text(json.dumps(edited(stored, name, level), indent=2))
+    path = write_edited(stored, name, level, tmp_path)
     proc = fsgs("replay", str(path))
     assert_no_crash(proc)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
