@@ -142,12 +142,12 @@ def test_explain_reads_a_stored_result_at_every_level(tmp_path: Path) -> None:
     bare = tmp_path / "bare.json"
     bare.write_text(fsgs("evaluate", patient, "--detail", "minimal").stdout)
     proc = fsgs("explain", str(bare))
-    assert proc.returncode == 2 and "error[explain.no_input]" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and f"{bare}:1: error[explain.no_input]" in proc.stderr, proc.stderr
     edited = json.loads((tmp_path / "minimal.json").read_text())
     edited["advice"] = ["CSA-DOSE-WITHIN"]
     bare.write_text(json.dumps(edited))
     proc = fsgs("explain", str(bare))
-    assert proc.returncode == 2 and "error[explain.not_reproduced]" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and f"{bare}:1: error[explain.not_reproduced]" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -374,7 +374,7 @@ def stored_decision(
     the input it holds and checked to reproduce it byte for byte (as `replay` checks). KBErrors
     when that cannot be done honestly: made by another knowledge base, no input stored, or the
     input does not give this result, or it is not the shape of a result (`explain.malformed`, each
-    problem with its JSON pointer, in `file` at `line`)."""
+    problem with its JSON pointer); each error names `file` and `line`."""
     problems = shape_problems(old)
     if problems:
         raise KBErrors(
@@ -401,6 +401,8 @@ def stored_decision(
                     f"(fingerprint {str(made_by.get('fingerprint'))[:12]}), not {kb.id} {kb.version} "
                     f"({kb.fingerprint[:12]})",
                     hint="explain it with the knowledge base that made it (--rules DIR)",
+                    file=file,
+                    line=line,
                 )
             ]
         )
@@ -412,6 +414,8 @@ def stored_decision(
                     "explain.no_input",
                     "this result does not hold the patient record it was made from, which explaining it needs",
                     hint="evaluate or batch with --include-input keeps it; or explain the patient record itself",
+                    file=file,
+                    line=line,
                 )
             ]
         )
@@ -424,6 +428,8 @@ def stored_decision(
                     "explain.not_reproduced",
                     f"evaluating the record this result holds does not give this result ({changed})",
                     hint="fsgs-kb trace and fsgs-kb replay say what differs",
+                    file=file,
+                    line=line,
                 )
             ]
         )
