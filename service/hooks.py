@@ -12,6 +12,7 @@ OperationOutcome-shaped, naming what is wrong.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ log = logging.getLogger("fsgs_kb.service")
 ORDER_HOOKS = ("order-select", "order-sign")
 BODY_DEPTH_MARGIN = 8  # request → prefetch → Bundle → entry levels above the map's per-resource limit
 OUTCOMES = ("accepted", "overridden")
+# CDS Hooks 2.0: hookInstance is "a universally unique identifier (UUID)", the canonical text form
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -172,8 +175,11 @@ class Hooks:
             raise RequestProblem(400, f"missing required field(s): {', '.join(missing)}", "required")
         if body["hook"] != service.hook:
             raise RequestProblem(400, f"service {service.id} answers hook {service.hook}, not {body['hook']!r}")
-        if not isinstance(body["hookInstance"], str):
-            raise RequestProblem(400, "hookInstance must be a string")
+        if not isinstance(body["hookInstance"], str) or not UUID_TEXT.fullmatch(body["hookInstance"]):
+            shown = str(body["hookInstance"])[:60]
+            raise RequestProblem(
+                400, f"hookInstance must be a UUID (CDS Hooks 2.0), as 8-4-4-4-12 hexadecimal digits, not {shown!r}"
+            )
         context = body["context"]
         if not isinstance(context, dict):
             raise RequestProblem(400, "context must be an object")
