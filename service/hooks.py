@@ -248,13 +248,10 @@ class Hooks:
             if problem:
                 return outcome(400, f"feedback[{i}]: {problem}")
         try:
-            linked = self.decisions.record_feedback(service_id, items)
+            self.decisions.record_feedback(service_id, items)
         except FeedbackRefused as refused:  # nothing of the request was written
-            code = "conflict" if refused.status == 409 else "business-rule"
+            code = {409: "conflict", 404: "not-found"}.get(refused.status, "business-rule")
             return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
-        unknown = [item["card"] for item, row in zip(items, linked, strict=True) if row is None]
-        if unknown:
-            log.warning("feedback for cards this service did not send: %s", ", ".join(unknown))
         return Reply(200, {})
 
 

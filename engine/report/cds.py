@@ -246,8 +246,9 @@ def feedback_text(summary: dict[str, Any]) -> str:
         answered = item["accepted"] + item["overridden"]
         share = f", {100 * item['overridden'] / answered:.0f} % overridden" if answered else ""
         odd = f"; {item['contradictory']:,} contradictory (not counted)" if item["contradictory"] else ""
+        again = f" (sent in {item['sent']:,} calls)" if item.get("sent", item["cards"]) > item["cards"] else ""
         lines.append(
-            f"{item['rule']} v{item['version']}: {item['cards']:,} card{'' if item['cards'] == 1 else 's'}, "
+            f"{item['rule']} v{item['version']}: {item['cards']:,} card{'' if item['cards'] == 1 else 's'}{again}, "
             f"{answered:,} with feedback: "
             f"{item['accepted']:,} accepted, {item['overridden']:,} overridden{share}{odd}"
         )

@@ -5,9 +5,24 @@ prefetch templates' `_sort`."""
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from cds_support import Server, hook_request, signed_call
+import pytest
+from cds_support import (
+    Server,
+    example,
+    hook_request,
+    patient_bundle,
+    patient_id,
+    prefetch_for,
+    signed_call,
+    write_config,
+)
 
 PV = "fsgs-csa-patient-view"
 AUTHORIZATION = {"access_token": "x", "token_type": "Bearer", "expires_in": 60, "scope": "patient/*.read"}
@@ -31,3 +46,67 @@ def test_a_hook_instance_that_is_not_a_uuid_is_400(server: Server, ehr: Any) -> 
     good["hookInstance"] = good["hookInstance"].upper()  # the hexadecimal digits in either case
     good["fhirAuthorization"] = AUTHORIZATION
     assert signed_call(server, ehr, f"/cds-services/{PV}", good).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def own(ehr: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of this module's own, so that its decision log holds only these tests' calls."""
+    running = Server(write_config(tmp_path_factory.mktemp("review3") / "cds.yaml", ehr.issuers()[:1]))
+    yield running
+    running.stop()
+
+
+def templates_of(server: Server, ehr: Any) -> dict[str, str]:
+    services = signed_call(server, ehr, "/cds-services").json()["services"]
+    return dict(next(s for s in services if s["id"] == PV)["prefetch"])
+
+
+def feedback_rows(server: Server) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(server.log.parent / "decisions.sqlite") as db:
+        return db.execute("SELECT card, decision, outcome FROM feedback ORDER BY id").fetchall()
+
+
+def feedback_report(server: Server) -> list[str]:
+    db = server.log.parent / "decisions.sqlite"
+    run = subprocess.run([sys.executable, "-m", "fsgs_kb", "feedback-report", str(db)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
+
+
+def test_feedback_on_a_card_never_sent_is_404_and_not_written(own: Server, ehr: Any) -> None:
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    body = hook_request("patient-view", pid, prefetch_for(templates_of(own, ehr), bundle, pid))
+    sent = signed_call(own, ehr, f"/cds-services/{PV}", body).json()["cards"]
+    before = feedback_rows(own)
+    never = str(uuid.uuid4())
+    items = [
+        {"card": sent[0]["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-30T10:00:00Z"},
+        {"card": never, "outcome": "accepted", "outcomeTimestamp": "2026-11-30T10:00:00Z"},
+    ]
+    said = diagnostics(signed_call(own, ehr, f"/cds-services/{PV}/feedback", {"feedback": items}), 404)
+    assert said.startswith("feedback[1]: ") and never in said, said
+    assert feedback_rows(own) == before  # not even the item on a card that was sent
+
+
+def test_the_same_card_sent_by_two_calls_is_one_card_in_the_feedback_report(own: Server, ehr: Any) -> None:
+    """Card uuids come from the decision id and the rule: the same data on the same day in two
+    calls sends the same cards. Feedback is that card's, counted once, linked to a row that sent it."""
+    bundle = patient_bundle(example("steroid-resistant-naive"))
+    pid = patient_id(bundle)
+    prefetch = prefetch_for(templates_of(own, ehr), bundle, pid)
+    calls = [hook_request("patient-view", pid, prefetch) for _ in range(2)]
+    answers = [signed_call(own, ehr, f"/cds-services/{PV}", body).json()["cards"] for body in calls]
+    first, second = ({c["source"]["topic"]["code"]: c["uuid"] for c in cards} for cards in answers)
+    assert first == second and "CSA-SR-CANDIDATE" in first, (first, second)
+    card = first["CSA-SR-CANDIDATE"]
+    with sqlite3.connect(own.log.parent / "decisions.sqlite") as db:
+        sent_by = [row[0] for row in db.execute("SELECT decision FROM cards WHERE uuid = ? ORDER BY decision", (card,))]
+    assert len(sent_by) == 2
+    item = {"card": card, "outcome": "accepted", "outcomeTimestamp": "2026-11-30T10:00:00Z"}
+    for _ in range(2):  # the EHR sends its feedback for the card of each call
+        assert signed_call(own, ehr, f"/cds-services/{PV}/feedback", {"feedback": [item]}).status_code == 200
+    linked = [row for row in feedback_rows(own) if row[0] == card]
+    assert [row[1] for row in linked] == [sent_by[-1], sent_by[-1]]
+    line = next(text for text in feedback_report(own) if text.startswith("CSA-SR-CANDIDATE v"))
+    assert ": 1 card (sent in 2 calls), 1 with feedback: 1 accepted, 0 overridden" in line, line
