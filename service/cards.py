@@ -22,6 +22,7 @@ from typing import Any
 from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.fields import pointer_titles
 from fsgs_kb.engine.model import Rule
 from fsgs_kb.engine.report.cds import ASIDE_WORDS, rule_detail, set_aside_detail, undetermined_detail
 from fsgs_kb.service.decisionlog import SET_ASIDE, UNDETERMINED, CardRow, card_uuid, offered_reasons
@@ -49,6 +50,27 @@ def _fit(prefix: str, title: str, tail: str) -> str:
     if len(title) > room:
         title = title[: room - 1].rstrip() + "…"
     return prefix + title + tail
+
+
+def _listed(names: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def scope_summary(prefix: str, scope: dict[str, Any]) -> str:
+    """The summary of the card saying the scope cannot be told, as one sentence: the inputs that
+    would decide it by their clinical names (their pointers are in the detail), or, when none is
+    missing, the knowledge base's reason (a value recorded that the scope cannot take)."""
+    head = f"{prefix}Cannot tell whether the review applies: "
+    missing = [str(p) for p in scope.get("missing") or []]
+    if not missing:
+        return _fit(head, str(scope["reason"]), "")
+    titles = pointer_titles()
+    names = list(dict.fromkeys(titles.get(p, p.strip("/").replace("/", " ").replace("_", " ")) for p in missing))
+    text = head + "record " + _listed(names)
+    if len(text) > SUMMARY_MAX:
+        text = f"{head}record the {len(names)} values named in the detail"
+    return text
 
 
 def fired_values(entry: dict[str, Any]) -> list[str]:
@@ -254,18 +276,15 @@ class CardMaker:
             "decision_id": decision["decision_id"],
             "kb": decision["kb"],
         }
-        labels = ", ".join(item["label"] for item in items)
         count = f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
         prefix = "DRAFT: " if drafts else ""
         if result["status"] == "scope_undetermined":
             reason = str(result["scope"]["reason"])
-            text = _fit(
-                prefix, f"Cannot tell whether the review applies: {reason}", f" (see {labels})" if labels else ""
-            )
+            text = scope_summary(prefix, result["scope"])
             detail["scope_reason"] = reason
             detail["covers"] = self.kb.model.scope_covers
         else:
-            text = _fit(prefix, f"Record {labels}", f" to decide {count}")
+            text = _fit(prefix, f"Record {', '.join(item['label'] for item in items)}", f" to decide {count}")
         card: dict[str, Any] = {
             "uuid": card_uuid(decision["decision_id"], UNDETERMINED),
             "summary": text,
@@ -286,7 +305,16 @@ class CardMaker:
         found = next((prov[_pointer(m)] for m in fields if _pointer(m) in prov), None)
         keys = [k for m in fields for k in self.templates.keys_of_field(m)]
         aside = [message for m in fields for message in by_field.get(_pointer(m), [])]
-        return {"label": path, "rules": rules, "where": where, "prov": found, "keys": keys, "aside": aside}
+        title = pointer_titles().get(pointer)
+        return {
+            "label": path,
+            "title": title,
+            "rules": rules,
+            "where": where,
+            "prov": found,
+            "keys": keys,
+            "aside": aside,
+        }
 
     def _set_aside_card(self, made: Made, result: dict[str, Any], aside: list[dict[str, Any]]) -> None:
         """One `info` card naming the resources sent but not used, where each is and why."""

@@ -152,10 +152,9 @@ def undetermined_detail(detail: dict[str, Any]) -> str:
     for item in detail["items"]:
         rules = ", ".join(md(r) for r in item["rules"])
         unused = "".join(f"; sent but not used: {md(message)}" for message in item.get("aside", []))
-        lines.append(
-            f"- **{md(item['label'])}**, needed by {rules}: {md(item['where'])}; {provenance_text(item['prov'])}"
-            + unused
-        )
+        title = item.get("title")
+        named = f"**{md(item['label'])}**" + (f" ({md(title)})" if title else "")
+        lines.append(f"- {named}, needed by {rules}: {md(item['where'])}; {provenance_text(item['prov'])}" + unused)
     if detail.get("absent"):
         lines += [
             "",

@@ -110,3 +110,25 @@ def test_the_same_card_sent_by_two_calls_is_one_card_in_the_feedback_report(own:
     assert [row[1] for row in linked] == [sent_by[-1], sent_by[-1]]
     line = next(text for text in feedback_report(own) if text.startswith("CSA-SR-CANDIDATE v"))
     assert ": 1 card (sent in 2 calls), 1 with feedback: 1 accepted, 0 overridden" in line, line
+
+
+def scope_card(server: Server, ehr: Any, drop: str) -> dict[str, Any]:
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    prefetch = prefetch_for(templates_of(server, ehr), bundle, pid)
+    del prefetch[drop]
+    body = hook_request("patient-view", pid, prefetch)
+    body["fhirAuthorization"] = AUTHORIZATION
+    answer = signed_call(server, ehr, f"/cds-services/{PV}", body)
+    assert answer.status_code == 200, answer.text
+    (card,) = [c for c in answer.json()["cards"] if c["source"]["topic"]["code"] == "UNDETERMINED"]
+    return dict(card)
+
+
+def test_the_scope_undetermined_summary_is_one_sentence_naming_what_to_record(server: Server, ehr: Any) -> None:
+    card = scope_card(server, ehr, "field-fsgs.etiology")
+    summary = card["summary"]
+    assert summary == "DRAFT: Cannot tell whether the review applies: record FSGS etiology", summary
+    assert len(summary) < 140 and "…" not in summary and "/fsgs" not in summary
+    assert "**fsgs.etiology** (FSGS etiology)" in card["detail"] and "/fsgs/etiology" in card["detail"]
+    assert "`field-fsgs.etiology`" in card["detail"]  # the prefetch key the EHR did not send
