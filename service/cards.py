@@ -24,8 +24,8 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import pointer_titles
 from fsgs_kb.engine.model import Rule
-from fsgs_kb.engine.report.cds import ASIDE_WORDS, rule_detail, set_aside_detail, undetermined_detail
-from fsgs_kb.service.decisionlog import SET_ASIDE, UNDETERMINED, CardRow, card_uuid, offered_reasons
+from fsgs_kb.engine.report.cds import ASIDE_WORDS, no_data_detail, rule_detail, set_aside_detail, undetermined_detail
+from fsgs_kb.service.decisionlog import NO_DATA, SET_ASIDE, UNDETERMINED, CardRow, card_uuid, offered_reasons
 from fsgs_kb.service.prefetch import Templates
 
 RULE_SYSTEM = "urn:fsgs-kb:rule"
@@ -142,8 +142,11 @@ class CardMaker:
         patient_view: bool,
         absent: list[str],
         set_aside: list[dict[str, Any]] | None = None,
+        empty: list[str] | None = None,
     ) -> Made:
-        """The cards of one evaluated call; `set_aside`: the resources the conversion did not use."""
+        """The cards of one evaluated call; `set_aside`: the resources the conversion did not use;
+        `empty`: None when the prefetch held any resource, else the keys sent as null (a call
+        that brought no patient data at all, which is said rather than answered with silence)."""
         made = Made([], [])
         aside = set_aside or []
         by_field: dict[str, list[str]] = {}
@@ -154,7 +157,9 @@ class CardMaker:
             for entry in result["rules"]:
                 if entry["outcome"] == "fired" and entry["kind"] in CARD_KINDS and self.visible(entry):
                     self._rule_card(made, entry, result, prov, by_field)
-        if patient_view and result["status"] in ("evaluated", "scope_undetermined"):
+        if empty is not None and result["status"] in ("evaluated", "scope_undetermined"):
+            self._no_data_card(made, result, absent, empty)
+        elif patient_view and result["status"] in ("evaluated", "scope_undetermined"):
             self._undetermined_card(made, result, prov, absent, by_field)
         listed = self._worth_listing(result, prov, aside)
         if made.cards and listed:
@@ -249,9 +254,12 @@ class CardMaker:
         if result["status"] == "scope_undetermined":
             covers = self.kb.model.scope_covers
             fsgs_known = any("missing" not in prov[p] for p in prov if p.startswith("/fsgs/"))
-            if not fsgs_known:
-                return  # nothing says this patient has FSGS at all: no card for every chart opened
-            served = [r for r in self.kb.model.rules.values() if self.allow_drafts or r.status == "active"]
+            fsgs_keys = {k for m in self.fmap.fields if m.startswith("fsgs.") for k in self.templates.keys_of_field(m)}
+            if not fsgs_known and not fsgs_keys & set(absent):
+                # the EHR answered the diagnosis queries and nothing says this patient has FSGS at
+                # all: no card for every chart opened. (Queries it did not send are not an answer.)
+                return
+            served = self._served()
             if not served:
                 return
             for pointer in result["scope"]["missing"]:
@@ -295,6 +303,39 @@ class CardMaker:
         }
         made.cards.append(card)
         made.rows.append(CardRow(card["uuid"], UNDETERMINED, self.kb.version, "info"))
+
+    def _served(self) -> list[Rule]:
+        """The rules whose cards this service shows."""
+        return [r for r in self.kb.model.rules.values() if self.allow_drafts or r.status == "active"]
+
+    def _no_data_card(self, made: Made, result: dict[str, Any], absent: list[str], empty: list[str]) -> None:
+        """One `info` card when the prefetch held no resource at all: which queries were not sent
+        and which were sent as null. The service never queries the FHIR server itself, so a
+        `fhirAuthorization` does not bring the data; silence would read as "nothing to say"."""
+        if not self._served():
+            return
+        decision = result["decision"]
+        queries = self.templates.prefetch()
+        total = len(queries)
+        counts = ((len(absent), "not sent"), (len(empty), "null"), (total - len(absent) - len(empty), "empty"))
+        said = ", ".join(f"{n} {what}" for n, what in counts if n)
+        text = f"No patient data received to assess: of {total} prefetch queries, {said}"
+        detail = {
+            "absent": [(k, queries.get(k, "")) for k in absent],
+            "empty": [(k, queries.get(k, "")) for k in empty],
+            "decision_id": decision["decision_id"],
+            "kb": decision["kb"],
+        }
+        card: dict[str, Any] = {
+            "uuid": card_uuid(decision["decision_id"], NO_DATA),
+            "summary": text,
+            "indicator": "info",
+            "detail": no_data_detail(detail),
+            "source": self._source(NO_DATA, "No patient data received"),
+            "links": [{"label": "Handbook", "url": f"{self.handbook}index.html", "type": "absolute"}],
+        }
+        made.cards.append(card)
+        made.rows.append(CardRow(card["uuid"], NO_DATA, self.kb.version, "info"))
 
     def _need(
         self, pointer: str, rules: list[str], prov: dict[str, Any], by_field: dict[str, list[str]]

@@ -219,7 +219,12 @@ class Hooks:
         if result["status"] == "error":
             log.warning("evaluation error for hookInstance %s: %s", hook_instance, result["errors"])
         made = self.cards.make(
-            result, prov, patient_view=service.hook == "patient-view", absent=got.absent, set_aside=set_aside
+            result,
+            prov,
+            patient_view=service.hook == "patient-view",
+            absent=got.absent,
+            set_aside=set_aside,
+            empty=None if got.received else got.empty,
         )
         note = "absent with fhirAuthorization: " + ", ".join(got.absent) if got.absent else None
         # the log keeps the result at standard detail (what the patient decided; the knowledge

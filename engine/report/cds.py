@@ -165,6 +165,22 @@ def undetermined_detail(detail: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def no_data_detail(detail: dict[str, Any]) -> str:
+    """The Markdown detail of the card saying a call brought no patient data at all."""
+    lines = [
+        "The service received no patient data for this call, so it cannot tell whether the review applies "
+        "to this patient, nor assess anything the review says. It never queries the FHIR server itself "
+        "(a `fhirAuthorization` is not used): the EHR must send the data as the prefetch the service's "
+        "discovery document asks for. This is not a finding about the patient.",
+    ]
+    for key, heading in (("absent", "Not sent (or sent as an OperationOutcome)"), ("empty", "Sent as null (no data)")):
+        if detail[key]:
+            lines += ["", f"**{heading}**"]
+            lines += [f"- `{code(k)}`: `{code(query)}`" for k, query in detail[key]]
+    lines += ["", _footer(detail)]
+    return "\n".join(lines)
+
+
 def set_aside_detail(detail: dict[str, Any]) -> str:
     """The Markdown detail of the card that lists the resources sent but not used (the first
     MAX_LISTED of them: a card is read, and the decision log keeps them all)."""

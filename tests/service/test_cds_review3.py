@@ -132,3 +132,49 @@ def test_the_scope_undetermined_summary_is_one_sentence_naming_what_to_record(se
     assert len(summary) < 140 and "…" not in summary and "/fsgs" not in summary
     assert "**fsgs.etiology** (FSGS etiology)" in card["detail"] and "/fsgs/etiology" in card["detail"]
     assert "`field-fsgs.etiology`" in card["detail"]  # the prefetch key the EHR did not send
+
+
+def pv_call(server: Server, ehr: Any, prefetch: dict[str, Any] | None, pid: str, authorized: bool) -> list[Any]:
+    body = hook_request("patient-view", pid, prefetch)
+    if authorized:
+        body["fhirAuthorization"] = AUTHORIZATION
+    answer = signed_call(server, ehr, f"/cds-services/{PV}", body)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["cards"])
+
+
+def test_a_call_that_brings_no_patient_data_says_so(server: Server, ehr: Any) -> None:
+    """fhirAuthorization and no prefetch, or every key null: the service fetches nothing itself,
+    so it received no data to assess; an info card says so, never `{"cards": []}`."""
+    templates = templates_of(server, ehr)
+    pid = patient_id(patient_bundle(example("dose-above-ceiling")))
+    for prefetch, authorized, said in (
+        (None, True, "not sent"),
+        ({key: None for key in templates}, False, "null"),
+    ):
+        cards = pv_call(server, ehr, prefetch, pid, authorized)
+        assert [c["source"]["topic"]["code"] for c in cards] == ["NO_DATA"], cards
+        (card,) = cards
+        assert card["indicator"] == "info" and len(card["summary"]) < 140
+        assert card["summary"] == f"No patient data received to assess: of {len(templates)} prefetch queries, " + (
+            f"{len(templates)} {said}"
+        )
+        assert "`field-fsgs.etiology`" in card["detail"] and "`obs-loinc-29463-7`" in card["detail"]
+
+
+def test_silence_only_when_the_data_sent_says_nothing_of_fsgs(server: Server, ehr: Any) -> None:
+    """A chart whose diagnosis queries came back null (the EHR has nothing on FSGS) stays silent;
+    the same queries not sent (with fhirAuthorization) are not an answer: the scope card asks for them."""
+    templates = templates_of(server, ehr)
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    prefetch = prefetch_for(templates, bundle, pid)
+    fsgs = [key for key in templates if key.startswith("field-fsgs.") or key.startswith("condition-")]
+    assert "field-fsgs.etiology" in fsgs and "field-fsgs.biopsy_proven" in fsgs
+    assert pv_call(server, ehr, {**prefetch, **{key: None for key in fsgs}}, pid, authorized=False) == []
+    not_sent = {key: value for key, value in prefetch.items() if key not in fsgs}
+    (card,) = pv_call(server, ehr, not_sent, pid, authorized=True)
+    assert card["source"]["topic"]["code"] == "UNDETERMINED", card
+    assert card["summary"] == (
+        "DRAFT: Cannot tell whether the review applies: record FSGS etiology and FSGS proven by kidney biopsy"
+    )
