@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from cds_support import (
@@ -178,3 +179,30 @@ def test_silence_only_when_the_data_sent_says_nothing_of_fsgs(server: Server, eh
     assert card["summary"] == (
         "DRAFT: Cannot tell whether the review applies: record FSGS etiology and FSGS proven by kidney biopsy"
     )
+
+
+def test_observation_templates_are_one_code_each_sorted_on_date(server: Server, ehr: Any) -> None:
+    """Issue 15's wording, "one query per code, `_sort=-date`", where FHIR R4 has that parameter
+    (Observation); Conditions, orders and statements sort on their own date parameter, the
+    departure the README documents (R4 gives Condition and MedicationStatement no `date`, and
+    MedicationRequest's `date` is the dose timing, not the order date)."""
+    sorts = {"Condition": "-recorded-date", "MedicationRequest": "-authoredon", "MedicationStatement": "-effective"}
+    services = signed_call(server, ehr, "/cds-services").json()["services"]
+    seen: set[str] = set()
+    for service in services:
+        for key, template in service["prefetch"].items():
+            rtype, _, query = template.partition("?")
+            seen.add(rtype.split("/")[0])
+            if rtype.startswith("Patient/"):
+                assert template == "Patient/{{context.patientId}}", (key, template)
+                continue
+            params = parse_qs(query)
+            assert params["patient"] == ["{{context.patientId}}"], (key, template)
+            (sort,) = params["_sort"]
+            (codes,) = params["code"]
+            if rtype == "Observation":
+                assert sort == "-date" and "," not in codes and codes.count("|") == 1, (key, template)
+            else:
+                assert sort == sorts[rtype], (key, template)
+                assert rtype != "Condition" or "," not in codes, (key, template)
+    assert {"Observation", "Condition", "MedicationRequest", "Patient"} <= seen
