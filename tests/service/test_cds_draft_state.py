@@ -1,8 +1,9 @@
 """order-select / order-sign: a cyclosporine draft is evaluated as the regimen being signed only
 when it can be that order. A draft about another patient is never re-pointed to the context's
-patient; a cancelled or entered-in-error draft, or one whose intent is a proposal or plan, is no
-active order. Each is set aside with its reason (named on the cards, kept in the log row), as the
-FHIR reader sets aside what it does not use.
+patient; a cancelled or entered-in-error draft, one whose intent is a proposal or plan, or one whose
+period is read from a date that cannot be read, is no active order. Each is set aside with its
+reason (named on the cards, kept in the log row), as the FHIR reader sets aside what it does not
+use. When no cyclosporine draft can be checked, one `info` card says so.
 
 Each call goes over HTTP to the real `fsgs-kb serve` subprocess, as in test_cds_hooks.py."""
 
@@ -106,6 +107,12 @@ BAD = [
         "intent proposal",
     ),
     ("plan", draft("d-bad", "Patient/{pid}", 420, intent="plan"), "medication_intent_not_usable", "intent plan"),
+    (
+        "start not a day",
+        draft("d-bad", "Patient/{pid}", 420, dispenseRequest={"validityPeriod": {"start": "2023-02-30"}}),
+        "date_not_readable",
+        '"2023-02-30" (a string) is not a date that can be read',
+    ),
 ]
 
 
