@@ -11,7 +11,9 @@ service is otherwise silent on stays silent. Warnings are `warning`
 and may be overridden with a reason; everything else is `info`; nothing is `critical`, and no card
 suggests an order or acts on its own (no suggestions, no systemActions). Out of scope gives no
 card. A card's uuid is derived from the decision id and the rule id, so the same decision always
-shows the same cards and feedback links back to it.
+shows the same cards and feedback links back to it. An order hook whose every cyclosporine draft
+was set aside evaluates nothing and gets one `info` card saying the order could not be checked
+(`order_not_checked`), its uuid derived from the call instead of a decision.
 """
 
 from __future__ import annotations
@@ -24,8 +26,23 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import pointer_titles
 from fsgs_kb.engine.model import Rule
-from fsgs_kb.engine.report.cds import ASIDE_WORDS, no_data_detail, rule_detail, set_aside_detail, undetermined_detail
-from fsgs_kb.service.decisionlog import NO_DATA, SET_ASIDE, UNDETERMINED, CardRow, card_uuid, offered_reasons
+from fsgs_kb.engine.report.cds import (
+    aside_words,
+    no_data_detail,
+    order_not_checked_detail,
+    rule_detail,
+    set_aside_detail,
+    undetermined_detail,
+)
+from fsgs_kb.service.decisionlog import (
+    NO_DATA,
+    ORDER_NOT_CHECKED,
+    SET_ASIDE,
+    UNDETERMINED,
+    CardRow,
+    card_uuid,
+    offered_reasons,
+)
 from fsgs_kb.service.prefetch import Templates
 
 RULE_SYSTEM = "urn:fsgs-kb:rule"
@@ -362,7 +379,7 @@ class CardMaker:
         decision = result["decision"]
         count = len(aside)
         head = f"{count} FHIR resource{'s' if count != 1 else ''} sent {'were' if count != 1 else 'was'} not used"
-        why = ", ".join(dict.fromkeys(ASIDE_WORDS.get(item["reason"], item["reason"]) for item in aside))
+        why = aside_words(aside)
         card: dict[str, Any] = {
             "uuid": card_uuid(decision["decision_id"], SET_ASIDE),
             "summary": _fit("", head, f" ({why})"),
@@ -372,6 +389,38 @@ class CardMaker:
         }
         made.cards.append(card)
         made.rows.append(CardRow(card["uuid"], SET_ASIDE, self.kb.version, "info"))
+
+    def order_not_checked(self, call_id: str, drug: str, aside: list[dict[str, Any]]) -> Made:
+        """An order hook whose every draft order of the drug was set aside (another patient's,
+        cancelled, only proposed, …): one `info` card saying the order could not be checked, each
+        draft with where it is and why, and nothing else (no advice: nothing was evaluated). None
+        when no draft was set aside (no order of the drug: not this knowledge base's business) or
+        no rule is served (the service gives no cards at all). `call_id` stands for the decision id
+        in the card's uuid (there is no decision)."""
+        made = Made([], [])
+        if not aside or not any(self.allow_drafts or r.status == "active" for r in self.kb.model.rules.values()):
+            return made
+        count = len(aside)
+        head = (
+            f"Draft {drug} order could not be checked"
+            if count == 1
+            else f"{count} draft {drug} orders could not be checked"
+        )
+        kb = {"id": self.kb.id, "version": self.kb.version, "fingerprint": self.kb.fingerprint}
+        card: dict[str, Any] = {
+            "uuid": card_uuid(call_id, ORDER_NOT_CHECKED),
+            "summary": _fit("", head, f" ({aside_words(aside)})"),
+            "indicator": "info",
+            "detail": order_not_checked_detail({"items": aside, "drug": drug, "kb": kb}),
+            "source": {
+                "label": f"fsgs-kb: knowledge base {self.kb.id} {self.kb.version}",
+                "url": f"{self.handbook}index.html",
+                "topic": {"system": RULE_SYSTEM, "code": ORDER_NOT_CHECKED, "display": "Draft order not checked"},
+            },
+        }
+        made.cards.append(card)
+        made.rows.append(CardRow(card["uuid"], ORDER_NOT_CHECKED, self.kb.version, "info"))
+        return made
 
     def _where(self, path: str) -> str:
         """Which FHIR resources feed a field, in a few words."""

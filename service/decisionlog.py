@@ -108,11 +108,13 @@ CREATE TABLE IF NOT EXISTS seen_jti (
 
 
 CARD_NAMESPACE = uuid.UUID("5b0e6f0c-3c55-5b7e-9a57-2f1d0c5a7e11")
-# the cards that are not a rule's (service/cards.py): undetermined rules, resources set aside, no data
+# the cards that are not a rule's (service/cards.py): undetermined rules, resources set aside, an
+# order hook's draft orders none of which could be checked, a call that brought no patient data
 UNDETERMINED = "UNDETERMINED"
 SET_ASIDE = "SET_ASIDE"
-NO_DATA = "NO_DATA"  # the call brought no patient data at all
-CARDS_NOT_OF_A_RULE = (UNDETERMINED, SET_ASIDE, NO_DATA)
+ORDER_NOT_CHECKED = "ORDER_NOT_CHECKED"
+NO_DATA = "NO_DATA"
+CARDS_NOT_OF_A_RULE = (UNDETERMINED, SET_ASIDE, ORDER_NOT_CHECKED, NO_DATA)
 
 
 def card_uuid(decision_id: str, rule_id: str) -> str:

@@ -21,10 +21,11 @@ from fsgs_kb.engine.fhir.codes import within_depth
 from fsgs_kb.engine.fhir.dates import today
 from fsgs_kb.engine.fhir.records import located
 from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
 from fsgs_kb.service.decisionlog import DecisionLog, FeedbackRefused
-from fsgs_kb.service.drafts import cyclosporine_drafts, draft_origins, draft_regimen, signed_record
+from fsgs_kb.service.drafts import DRUG, cyclosporine_drafts, draft_origins, draft_regimen, signed_record
 from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect, origin_key
 
 log = logging.getLogger("fsgs_kb.service")
@@ -194,11 +195,19 @@ class Hooks:
         drafts, drafts_aside = (
             cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else ([], [])
         )
-        if service.hook in ORDER_HOOKS and not drafts:  # nothing for this knowledge base: no data needed
+        if service.hook in ORDER_HOOKS and not drafts:  # nothing to evaluate: no data needed
             logged_aside = self.decisions.logged_set_aside(drafts_aside)
             said = "cyclosporine drafts set aside: " + "; ".join(a["message"] for a in logged_aside)
-            self._log(row, None, "no_cyclosporine_draft", [], note=said if drafts_aside else None)
-            return Reply(200, {"cards": []})
+            # every cyclosporine draft set aside: one card says the order could not be checked (none
+            # when there was no cyclosporine draft at all). Its uuid stands on this call as logged
+            # (no decision was made): the same call gives the same card, and feedback finds its row.
+            call = {"hook_instance": hook_instance, "service": service.id, "set_aside": logged_aside}
+            call_id = decision_id(
+                self.kb.fingerprint, input_sha256({**call, "patient": self.decisions.pseudonym(patient_id)})
+            )
+            made = self.cards.order_not_checked(call_id, DRUG, drafts_aside)
+            self._log(row, None, "no_cyclosporine_draft", made.rows, note=said if drafts_aside else None)
+            return Reply(200, {"cards": made.cards})
         got = collect(body.get("prefetch"), list(self.templates.keys), patient_id, body.get("fhirServer"))
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))

@@ -19,7 +19,8 @@ REASON_WORDS = {
     "unit_not_convertible": "a value was found in a unit that cannot be converted",
     "not_a_value": "the latest value sent is not a number that can be read",
     "date_not_precise": "a result was sent with no date or no day in its date, so it may be the latest",
-    "date_not_readable": "a result was sent whose date cannot be read, so it may be the latest",
+    "date_not_readable": "a result or order was sent whose date cannot be read, so it may be the latest "
+    "(or the current order)",
     "out_of_range": "the value found is outside what the record can hold (an implausible value)",
     "dose_not_computable": "the order's dosage is not structured enough to compute a daily dose",
     "concurrent_orders": "more than one current order of the drug was sent, and whether their doses add up "
@@ -188,15 +189,47 @@ def set_aside_detail(detail: dict[str, Any]) -> str:
         "These FHIR resources were sent but not used: no value of the advice rests on them. "
         "Each is named with where it is in the request and why it was not used.",
         "",
+        *aside_lines(detail["items"]),
+        "",
+        _footer(detail),
     ]
-    items = detail["items"]
+    return "\n".join(lines)
+
+
+def aside_lines(items: list[dict[str, Any]]) -> list[str]:
+    """One Markdown list line per set-aside resource (its message: type/id and why; the field it
+    was sent for; where it is in the request), the first MAX_LISTED of them."""
+    lines = []
     for item in items[:MAX_LISTED]:
         where = [f"`{code(item[k])}`" for k in ("origin", "entry") if item.get(k)]
         field = f" (for `{code(item['field'])}`)" if item.get("field") else ""
         lines.append(f"- {md(item['message'])}{field}" + (f", at {where[0]}" if where else ""))
     if len(items) > MAX_LISTED:
         lines.append(f"- … and {len(items) - MAX_LISTED:,} more (the decision log lists them all)")
-    lines += ["", _footer(detail)]
+    return lines
+
+
+def aside_words(items: list[dict[str, Any]]) -> str:
+    """Why resources were set aside, in a few words each, once per reason (a card's summary)."""
+    return ", ".join(dict.fromkeys(ASIDE_WORDS.get(item["reason"], item["reason"]) for item in items))
+
+
+def order_not_checked_detail(detail: dict[str, Any]) -> str:
+    """The Markdown detail of the card an order hook gives when no draft order it was sent could be
+    checked: which drafts, where each is and why it could not be used. It says nothing else (no
+    advice: nothing was evaluated), and its footer names the knowledge base but no decision."""
+    count = len(detail["items"])
+    these = "This draft order" if count == 1 else f"These {count} draft orders"
+    kb = detail["kb"]
+    lines = [
+        f"{these} of {md(detail['drug'])} could not be checked against the knowledge base: "
+        f"{'it was' if count == 1 else 'they were'} not evaluated, and no check of the order was made. "
+        "Each is named with where it is in the request and why it could not be used.",
+        "",
+        *aside_lines(detail["items"]),
+        "",
+        f"Not evaluated · knowledge base {md(kb['id'])} {md(kb['version'])} · fingerprint `{kb['fingerprint']}`",
+    ]
     return "\n".join(lines)
 
 
