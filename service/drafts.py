@@ -180,21 +180,61 @@ def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirM
     return data.set_aside[0].to_dict()
 
 
+def _renamed_apart(
+    entries: list[dict[str, Any]], drafts: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The history entries with each order that shares its id with a draft given an id of its own
+    (a revision of an order often keeps the order's id; read as one resource twice, the reader would
+    set both aside as a duplicate_conflict), and the ids given (new id: the order's id)."""
+    draft_ids = {d.get("id") for d in drafts if isinstance(d.get("id"), str)}
+    taken = {e["resource"].get("id") for e in entries} | draft_ids
+    renamed: dict[str, str] = {}
+    out = []
+    for entry in entries:
+        res = entry["resource"]
+        rid = res.get("id")
+        if res.get("resourceType") == "MedicationRequest" and rid in draft_ids:
+            new = next((n for n, o in renamed.items() if o == rid), None)  # one order sent twice: one id
+            if new is None:
+                new = f"{rid}-before-draft"
+                while new in taken:
+                    new += "-"
+                taken.add(new)
+                renamed[new] = rid
+            entry = {**entry, "resource": {**res, "id": new}}
+        out.append(entry)
+    return out, renamed
+
+
 def draft_regimen(
     drafts: list[dict[str, Any]], entries: list[dict[str, Any]], fmap: FhirMap, as_of: date
-) -> list[dict[str, Any]]:
-    """The bundle entries with the draft cyclosporine order(s) as the current regimen."""
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The bundle entries with the draft cyclosporine order(s) as the current regimen, and the ids
+    given to orders that share their id with a draft (`restore_ids` puts them back). An order the
+    draft revises under its own id is replaced like any other: it stays in the course and ends the
+    second before the draft starts."""
     patient = entries[0]
     limits = fmap.settings["limits"]
     start = min(s for s in (order_start(d) for d in drafts) if s is not None).at
-    draft_ids = {("MedicationRequest", d.get("id")) for d in drafts}
-    kept = [e for e in entries[1:] if (e["resource"].get("resourceType"), e["resource"].get("id")) not in draft_ids]
+    kept, renamed = _renamed_apart(entries[1:], drafts)
     history = read_bundle(bundle_of([patient, *kept]), limits["max_bundle_entries"], limits["max_json_depth"])
     current = analyse(entries_for(DRUG, history, fmap, as_of), fmap.medications[DRUG]["course_max_gap_days"], as_of)
     replaced = {id(e.resource) for e in current.current}
     end = start - timedelta(seconds=1)
     kept = [{**e, "resource": _ended(e["resource"], end)} if id(e["resource"]) in replaced else e for e in kept]
-    return [patient, *kept, *({"resource": d} for d in drafts)]
+    return [patient, *kept, *({"resource": d} for d in drafts)], renamed
+
+
+def restore_ids(value: Any, renamed: dict[str, str]) -> Any:
+    """`value` (sources, set-aside entries) with the orders `draft_regimen` renamed under their own ids."""
+    if isinstance(value, list):
+        return [restore_ids(v, renamed) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: restore_ids(v, renamed) for k, v in value.items()}
+    if out.get("resourceType") == "MedicationRequest" and out.get("id") in renamed:
+        out["id"] = renamed[out["id"]]
+    return out
 
 
 def signed_record(record: dict[str, Any], prov: dict[str, Any], drafts: list[dict[str, Any]]) -> None:

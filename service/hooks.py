@@ -25,7 +25,14 @@ from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
 from fsgs_kb.service.decisionlog import DecisionLog, FeedbackRefused
-from fsgs_kb.service.drafts import DRUG, cyclosporine_drafts, draft_origins, draft_regimen, signed_record
+from fsgs_kb.service.drafts import (
+    DRUG,
+    cyclosporine_drafts,
+    draft_origins,
+    draft_regimen,
+    restore_ids,
+    signed_record,
+)
 from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect, origin_key
 
 log = logging.getLogger("fsgs_kb.service")
@@ -212,15 +219,18 @@ class Hooks:
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
             return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")
-        entries = draft_regimen(drafts, got.entries, self.fmap, as_of) if drafts else got.entries
+        entries, renamed = draft_regimen(drafts, got.entries, self.fmap, as_of) if drafts else (got.entries, {})
         try:
             done = convert_bundle(bundle_of(entries), self.fmap, as_of=as_of)
         except FhirInputError as exc:
             raise RequestProblem(400, f"prefetch cannot be read as one patient's data: {exc}") from None
-        record, prov = done.record, done.sources
+        record, prov = done.record, restore_ids(done.sources, renamed)
         origins = {**got.origins, **(draft_origins(context) if drafts else {})}
+        origins |= {
+            ("MedicationRequest", new): got.origins.get(("MedicationRequest", old), "") for new, old in renamed.items()
+        }
         where = tuple(origins.get(origin_key(e["resource"]) or ("", ""), "") for e in entries)
-        set_aside = drafts_aside + [located(item.to_dict(), where) for item in done.set_aside]
+        set_aside = drafts_aside + [restore_ids(located(item.to_dict(), where), renamed) for item in done.set_aside]
         if drafts:
             signed_record(record, prov, drafts)
         record["id"] = self.decisions.pseudonym(record["id"])

@@ -1,0 +1,82 @@
+"""Review 4 on the real server: a draft with the id of the order it revises keeps the patient's
+course (months on therapy, baseline creatinine), and every cyclosporine draft is either evaluated
+or named on a card (two drafts with one id; a draft whose period ends before it starts)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from cds_support import Server, example, hook_request, patient_bundle, patient_id, prefetch_for, signed_call
+
+OS = "/cds-services/fsgs-csa-order-sign"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+
+
+def draft(rid: str, subject: str, mg_a_day: float, bounds: dict[str, str] | None = None) -> dict[str, Any]:
+    repeat: dict[str, Any] = {"frequency": 2, "period": 1, "periodUnit": "d"}
+    if bounds is not None:
+        repeat["boundsPeriod"] = bounds
+    half = {"value": mg_a_day / 2, "unit": "mg", "system": UCUM, "code": "mg"}
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": subject},
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "3008"}]},
+        "dosageInstruction": [{"timing": {"repeat": repeat}, "doseAndRate": [{"doseQuantity": half}]}],
+    }
+
+
+def collection(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+@pytest.fixture(scope="module")
+def templates(server: Server, ehr: Any) -> dict[str, str]:
+    services = signed_call(server, ehr, "/cds-services").json()["services"]
+    return dict(next(s["prefetch"] for s in services if s["hook"] == "order-sign"))
+
+
+def patient(days_on_therapy: int | None = None) -> tuple[dict[str, Any], str, str]:
+    """The dose-above-ceiling patient's bundle (its course moved to start `days_on_therapy` ago),
+    its id and its current order's id."""
+    bundle = copy.deepcopy(patient_bundle(example("dose-above-ceiling")))
+    order = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationRequest")
+    if days_on_therapy is not None:
+        start = (date.today() - timedelta(days=days_on_therapy)).isoformat()
+        order["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]["start"] = start
+    return bundle, patient_id(bundle), order["id"]
+
+
+def sign(server: Server, ehr: Any, templates: dict[str, str], bundle: dict[str, Any], *drafts: Any) -> list[str]:
+    pid = patient_id(bundle)
+    body = hook_request("order-sign", pid, prefetch_for(templates, bundle, pid), draftOrders=collection(*drafts))
+    answer = signed_call(server, ehr, OS, body)
+    assert answer.status_code == 200, answer.text
+    return [f"{c['indicator']} {c['summary']}\n{c['detail']}" for c in answer.json()["cards"]]
+
+
+def summaries(cards: list[str]) -> list[str]:
+    return [c.splitlines()[0] for c in cards]
+
+
+def test_a_draft_with_the_current_orders_id_keeps_the_course(server: Server, ehr: Any, templates: Any) -> None:
+    bundle, pid, order_id = patient(days_on_therapy=800)
+    new_id = summaries(sign(server, ehr, templates, bundle, draft("dnew", f"Patient/{pid}", 100)))
+    same_id = summaries(sign(server, ehr, templates, bundle, draft(order_id, f"Patient/{pid}", 100)))
+    assert any("at or beyond 12 months" in s for s in new_id), new_id
+    assert same_id == new_id
+    assert not any("shorter than 12 months" in s for s in same_id), same_id
+
+
+def test_a_draft_with_the_current_orders_id_keeps_the_baseline(server: Server, ehr: Any, templates: Any) -> None:
+    bundle, pid, order_id = patient()
+    new_id = summaries(sign(server, ehr, templates, bundle, draft("dnew", f"Patient/{pid}", 100)))
+    same_id = summaries(sign(server, ehr, templates, bundle, draft(order_id, f"Patient/{pid}", 100)))
+    assert any("creatinine 30% or more above" in s for s in new_id), new_id
+    assert same_id == new_id
