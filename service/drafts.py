@@ -23,6 +23,7 @@ date its period is read from that cannot be read (`date_not_readable`: a boundsP
 from __future__ import annotations
 
 import copy
+import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -32,25 +33,46 @@ from fsgs_kb.engine.fhir.codes import as_dict
 from fsgs_kb.engine.fhir.courses import analyse, entries_for, intent_problem, period_problem, scan
 from fsgs_kb.engine.fhir.dates import Moment, day_start, format_instant, moment
 from fsgs_kb.engine.fhir.records import located
-from fsgs_kb.engine.fhir.setaside import status_not_read
+from fsgs_kb.engine.fhir.setaside import quoted, status_not_read
 from fsgs_kb.service.prefetch import RequestProblem, bundle_of, origin_key
 
 DRUG = "cyclosporine"
 DRAFT_STATUSES = ["draft", "active"]  # what an order being selected or signed can carry
 STATUS_FIELD = "/cyclosporine/status"  # where the reader lists orders passed over for their status
+ENDS_BEFORE_START = "period_ends_before_start"  # a set-aside reason of drafts (engine/fhir/setaside.py)
 
 
-def _draft_resources(context: dict[str, Any]) -> list[dict[str, Any]]:
+def _draft_resources(context: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where in the request, resource) of each draft MedicationRequest (the selected ones, when
+    order-select names a selection)."""
     drafts = context.get("draftOrders")
     if not isinstance(drafts, dict) or drafts.get("resourceType") != "Bundle":
         raise RequestProblem(400, "context.draftOrders must be a FHIR Bundle")
     entries = drafts.get("entry", [])
-    resources = [e.get("resource") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-    orders = [r for r in resources if isinstance(r, dict) and r.get("resourceType") == "MedicationRequest"]
+    orders = []
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(res, dict) and res.get("resourceType") == "MedicationRequest":
+            orders.append((f"/context/draftOrders/entry/{i}", res))
     selections = context.get("selections")
     if isinstance(selections, list) and selections:
-        orders = [r for r in orders if f"MedicationRequest/{r.get('id')}" in selections]
+        orders = [(o, r) for o, r in orders if f"MedicationRequest/{r.get('id')}" in selections]
     return orders
+
+
+def _conflicting(orders: list[tuple[str, dict[str, Any]]]) -> set[int]:
+    """The indexes of draft orders that share their id with another draft of different content (as
+    the FHIR reader's duplicate_conflict: which one is the order is not said); of identical ones,
+    every one after the first (one order sent twice)."""
+    seen: dict[str, list[int]] = {}
+    for i, (_, res) in enumerate(orders):
+        if isinstance(res.get("id"), str):
+            seen.setdefault(res["id"], []).append(i)
+    out: set[int] = set()
+    for indexes in seen.values():
+        texts = {json.dumps(orders[i][1], sort_keys=True) for i in indexes}
+        out |= set(indexes) if len(texts) > 1 else set(indexes[1:])
+    return out
 
 
 def draft_origins(context: dict[str, Any]) -> dict[tuple[str, str], str]:
@@ -77,6 +99,25 @@ def _bounds(res: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(repeat, dict) and isinstance(repeat.get("boundsPeriod"), dict):
             out.append(repeat["boundsPeriod"])
     return out
+
+
+def period_reversed(res: dict[str, Any]) -> str | None:
+    """Why an order's period cannot be read as a time it runs (a boundsPeriod or the validityPeriod
+    that ends before it starts, FHIR R4 invariant per-1), in words; None otherwise. A date alone
+    ends with its day: 2025-01-15 to 2025-01-15 is one day, not a reversed period."""
+    named = [("dosageInstruction.timing.repeat.boundsPeriod", b) for b in _bounds(res)]
+    validity = as_dict(res.get("dispenseRequest")).get("validityPeriod")
+    named += [("dispenseRequest.validityPeriod", validity)] if isinstance(validity, dict) else []
+    for name, period in named:
+        start, end = moment(period.get("start")), moment(period.get("end"))
+        if start is None or end is None:
+            continue
+        if end.day < start.day or (len(end.text) > 10 and end.at < start.at):
+            return (
+                f"its {name} ends ({quoted(end.text)}) before it starts ({quoted(start.text)}): "
+                "when the order runs cannot be told"
+            )
+    return None
 
 
 def order_start(res: dict[str, Any]) -> Moment | None:
@@ -130,25 +171,54 @@ def cyclosporine_drafts(
     """The draft orders (selected ones, for order-select) that are cyclosporine: those that can be
     the order being signed, each made an active order of the patient, and the set-aside entries
     (with `origin` in the request) of those that cannot."""
-    limits = fmap.settings["limits"]
     patient = {"resource": {"resourceType": "Patient", "id": patient_id}}
-    originals = _draft_resources(context)
-    probes = [_as_current(r, patient_id, as_of) for r in originals]  # is it cyclosporine, whatever its state
-    bundle = bundle_of([patient, *({"resource": p} for p in probes)])
-    data = read_bundle(bundle, limits["max_bundle_entries"], limits["max_json_depth"])
-    entries, passed = scan(DRUG, data, fmap, as_of)  # one passed over (an unreadable date) is cyclosporine too
-    found = {id(e.resource) for e in entries} | {id(res) for res, _, _ in passed}
-    origins = draft_origins(context)
+    orders = _draft_resources(context)
+    conflicting = _conflicting(orders)
     usable, aside = [], []
-    for original, probe in zip(originals, probes, strict=True):
-        if id(probe) not in found:
+    for i, (origin, original) in enumerate(orders):
+        probe = _as_current(original, patient_id, as_of)
+        if not _is_drug(probe, patient, fmap, as_of):
             continue
-        why = _not_signable(original, patient, fmap)
+        if i in conflicting:
+            if sum(1 for j in conflicting if orders[j][1].get("id") == original.get("id")) > 1:
+                why: dict[str, Any] | None = _aside_entry(
+                    original,
+                    patient,
+                    fmap,
+                    "duplicate_conflict",
+                    "appears twice among the draft orders with different content; which one is the order "
+                    "to sign is not said",
+                )
+            else:
+                continue  # the same order sent again: checked once
+        else:
+            why = _not_signable(original, patient, fmap)
         if why is None:
             usable.append(probe)
         else:
-            aside.append(located(why, ("", origins.get(origin_key(original) or ("", ""), ""))))
+            aside.append(located(why, ("", origin)))
     return usable, aside
+
+
+def _is_drug(probe: dict[str, Any], patient: dict[str, Any], fmap: FhirMap, as_of: date) -> bool:
+    """Whether a draft (made an active order of the patient) is cyclosporine to the FHIR map, one
+    passed over for an unreadable date included."""
+    limits = fmap.settings["limits"]
+    data = read_bundle(
+        bundle_of([patient, {"resource": probe}]), limits["max_bundle_entries"], limits["max_json_depth"]
+    )
+    entries, passed = scan(DRUG, data, fmap, as_of)
+    return any(e.resource is probe for e in entries) or any(res is probe for res, _, _ in passed)
+
+
+def _aside_entry(
+    draft: dict[str, Any], patient: dict[str, Any], fmap: FhirMap, reason: str, why: str
+) -> dict[str, Any]:
+    """A set-aside entry (entry 1 of a Bundle of the patient and the draft) for a draft not used."""
+    limits = fmap.settings["limits"]
+    data = read_bundle(bundle_of([patient]), limits["max_bundle_entries"], limits["max_json_depth"])
+    data.put_aside(draft, reason, why, STATUS_FIELD)
+    return {**data.set_aside[0].to_dict(), "entry": "/entry/1"}
 
 
 def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirMap) -> dict[str, Any] | None:
@@ -174,6 +244,8 @@ def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirM
         )
     if why is None:  # the FHIR reader's own date check: when would it run?
         reason, why = "date_not_readable", period_problem(draft)
+    if why is None:  # a period that ends before it starts (FHIR per-1): made current, it would not be
+        reason, why = ENDS_BEFORE_START, period_reversed(draft)
     if why is None:
         return None
     data.put_aside(draft, reason, why, STATUS_FIELD)

@@ -36,6 +36,7 @@ REASONS = (
     "not_a_value",
     "date_not_readable",
     "date_not_precise",
+    "period_ends_before_start",
     "out_of_range",
     "dose_not_computable",
     "concurrent_orders",

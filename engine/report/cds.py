@@ -44,6 +44,7 @@ ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/seta
     "not_a_value": "not a value",
     "date_not_readable": "a date that cannot be read",
     "date_not_precise": "no date to the day",
+    "period_ends_before_start": "a period that ends before it starts",
     "out_of_range": "an implausible value",
     "dose_not_computable": "no computable dose",
     "concurrent_orders": "concurrent orders of one drug",

@@ -80,3 +80,32 @@ def test_a_draft_with_the_current_orders_id_keeps_the_baseline(server: Server, e
     same_id = summaries(sign(server, ehr, templates, bundle, draft(order_id, f"Patient/{pid}", 100)))
     assert any("creatinine 30% or more above" in s for s in new_id), new_id
     assert same_id == new_id
+
+
+def test_two_drafts_with_one_id_are_named_on_a_card(server: Server, ehr: Any, templates: Any) -> None:
+    bundle, pid, _ = patient()
+    cards = sign(server, ehr, templates, bundle, draft("d1", f"Patient/{pid}", 300), draft("d1", f"Patient/{pid}", 100))
+    (named,) = [c for c in cards if "/context/draftOrders/entry/0" in c]
+    assert "/context/draftOrders/entry/1" in named and "appears twice among the draft orders" in named, named
+    assert "could not be checked" in named.splitlines()[0] or "not used" in named, named
+
+
+def test_a_draft_sent_twice_alike_is_checked_once(server: Server, ehr: Any, templates: Any) -> None:
+    bundle, pid, _ = patient()
+    once = summaries(sign(server, ehr, templates, bundle, draft("d1", f"Patient/{pid}", 300)))
+    twice = summaries(sign(server, ehr, templates, bundle, *[draft("d1", f"Patient/{pid}", 300)] * 2))
+    assert twice == once and any("dose" in s.lower() for s in once), once
+
+
+def test_a_draft_whose_period_ends_before_it_starts_is_named(server: Server, ehr: Any, templates: Any) -> None:
+    bundle, pid, _ = patient()
+    reversed_period = {"start": "2030-01-01", "end": "2020-01-01"}
+    cards = sign(server, ehr, templates, bundle, draft("d1", f"Patient/{pid}", 300, reversed_period))
+    (named,) = [c for c in cards if "/context/draftOrders/entry/0" in c]
+    assert "ends (2020-01-01) before it starts (2030-01-01)" in named, named
+    assert "could not be checked" in named.splitlines()[0], named
+    # beside a good draft it is named on the set-aside card, and the good one is checked
+    good = draft("d2", f"Patient/{pid}", 300)
+    cards = sign(server, ehr, templates, bundle, draft("d1", f"Patient/{pid}", 300, reversed_period), good)
+    assert any("/context/draftOrders/entry/0" in c and "ends (2020-01-01)" in c for c in cards), cards
+    assert any("dose" in c.splitlines()[0].lower() for c in cards), summaries(cards)
