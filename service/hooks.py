@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fsgs_kb.engine.fhir import FhirInputError, FhirMap, convert_bundle
@@ -40,6 +41,8 @@ log = logging.getLogger("fsgs_kb.service")
 ORDER_HOOKS = ("order-select", "order-sign")
 BODY_DEPTH_MARGIN = 8  # request → prefetch → Bundle → entry levels above the map's per-resource limit
 OUTCOMES = ("accepted", "overridden")
+MAX_USER_COMMENT = 4000  # characters of an override's userComment (README, CDS: feedback)
+INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
 # CDS Hooks 2.0: hookInstance is "a universally unique identifier (UUID)", the canonical text form
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -279,21 +282,59 @@ class Hooks:
         return Reply(200, {})
 
 
+def _instant_problem(value: Any) -> str | None:
+    """Why `value` is not a FHIR instant (a date and time to the second, with a time zone), or None."""
+    if not isinstance(value, str):
+        return f"must be an instant (text such as 2025-01-15T09:30:00Z), not {type(value).__name__}"
+    shown = value[:40]
+    if not INSTANT.fullmatch(value):
+        return f"must be an instant such as 2025-01-15T09:30:00Z (date, time to the second, time zone), not {shown!r}"
+    try:
+        datetime.fromisoformat(value[:19])  # the date and time (the zone's form is matched above)
+    except ValueError:
+        return f"{shown!r} is not a date and time that exists"
+    return None
+
+
 def _feedback_problem(item: Any) -> str | None:
+    """What is wrong with one feedback item (CDS Hooks 2.0 Feedback), naming the field; None when
+    nothing is. What only the decision log can tell (which card, which reasons it offered) is
+    checked when the item is written."""
     if not isinstance(item, dict):
         return "must be an object"
     if not isinstance(item.get("card"), str) or not item["card"]:
         return "card (the card's uuid) is required"
     if item.get("outcome") not in OUTCOMES:
         return f"outcome must be one of {', '.join(OUTCOMES)}"
+    if "outcomeTimestamp" not in item:
+        return "outcomeTimestamp (when the user accepted or overrode the card) is required"
+    when = _instant_problem(item["outcomeTimestamp"])
+    if when:
+        return f"outcomeTimestamp {when}"
     reason = item.get("overrideReason")
     if reason is not None:
+        if item["outcome"] != "overridden":
+            return "overrideReason is given only with outcome overridden"
         if not isinstance(reason, dict):
             return "overrideReason must be an object"
         if reason.get("reason") is not None and not isinstance(reason["reason"], dict):
             return "overrideReason.reason must be a Coding"
-        if reason.get("userComment") is not None and not isinstance(reason["userComment"], str):
+        comment = reason.get("userComment")
+        if comment is not None and not isinstance(comment, str):
             return "overrideReason.userComment must be a string"
+        if isinstance(comment, str) and len(comment) > MAX_USER_COMMENT:
+            return f"overrideReason.userComment is longer than {MAX_USER_COMMENT} characters ({len(comment)})"
+    if "acceptedSuggestions" in item:
+        accepted = item["acceptedSuggestions"]
+        if item["outcome"] != "accepted":
+            return "acceptedSuggestions is given only with outcome accepted"
+        if not isinstance(accepted, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("id"), str) for a in accepted
+        ):
+            return "acceptedSuggestions must be a list of objects each with an id"
+        if accepted:  # this service's cards carry no suggestions (service/cards.py)
+            named = accepted[0]["id"][:60]
+            return f"acceptedSuggestions names {named!r}, a suggestion the card did not have (it had none)"
     return None
 
 
