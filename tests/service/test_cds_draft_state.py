@@ -32,6 +32,7 @@ from fsgs_kb.engine.report.cds import ASIDE_WORDS, md
 
 OS = "fsgs-csa-order-sign"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+TS = "2026-11-30T10:00:00Z"  # an outcomeTimestamp (required in feedback)
 
 
 def draft(rid: str, subject: str, mg_per_day: float, **fields: Any) -> dict[str, Any]:
@@ -192,7 +193,10 @@ def test_the_card_of_drafts_not_checked_takes_feedback_and_is_the_same_for_the_s
     other_call = signed_call(server, ehr, path, {**body, "hookInstance": str(uuid.uuid4())}).json()
     assert other_call["cards"][0]["uuid"] != card["uuid"]
     accepted = signed_call(
-        server, ehr, path + "/feedback", {"feedback": [{"card": card["uuid"], "outcome": "accepted"}]}
+        server,
+        ehr,
+        path + "/feedback",
+        {"feedback": [{"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": TS}]},
     )
     assert accepted.status_code == 200, accepted.text
     db = server.log.parent / "decisions.sqlite"
@@ -204,7 +208,11 @@ def test_the_card_of_drafts_not_checked_takes_feedback_and_is_the_same_for_the_s
         server,
         ehr,
         path + "/feedback",
-        {"feedback": [{"card": card["uuid"], "outcome": "overridden", "overrideReason": reason}]},
+        {
+            "feedback": [
+                {"card": card["uuid"], "outcome": "overridden", "overrideReason": reason, "outcomeTimestamp": TS}
+            ]
+        },
     )
     assert refused.status_code == 409, refused.text  # accepted already
 
