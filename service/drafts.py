@@ -49,15 +49,41 @@ def _draft_resources(context: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
     if not isinstance(drafts, dict) or drafts.get("resourceType") != "Bundle":
         raise RequestProblem(400, "context.draftOrders must be a FHIR Bundle")
     entries = drafts.get("entry", [])
+    if not isinstance(entries, list):
+        raise RequestProblem(400, f"context.draftOrders.entry must be a list, not {_kind(entries)}")
     orders = []
-    for i, entry in enumerate(entries if isinstance(entries, list) else []):
-        res = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(res, dict) and res.get("resourceType") == "MedicationRequest":
+    for i, entry in enumerate(entries):
+        where = f"context.draftOrders.entry[{i}]"
+        if not isinstance(entry, dict):
+            raise RequestProblem(400, f"{where} must be an object (a Bundle entry), not {_kind(entry)}")
+        res = entry.get("resource")
+        if not isinstance(res, dict):
+            raise RequestProblem(400, f"{where}.resource must be a FHIR resource (an object), not {_kind(res)}")
+        if not isinstance(res.get("resourceType"), str):
+            raise RequestProblem(
+                400, f"{where}.resource.resourceType must be text, not {_kind(res.get('resourceType'))}"
+            )
+        if res["resourceType"] == "MedicationRequest":
             orders.append((f"/context/draftOrders/entry/{i}", res))
     selections = context.get("selections")
-    if isinstance(selections, list) and selections:
+    if selections is not None and not isinstance(selections, list):
+        raise RequestProblem(400, f"context.selections must be a list of references, not {_kind(selections)}")
+    for i, chosen in enumerate(selections or []):
+        if not isinstance(chosen, str) or not chosen:
+            raise RequestProblem(
+                400, f"context.selections[{i}] must be a reference such as MedicationRequest/<id>, not {_kind(chosen)}"
+            )
+    if selections:
         orders = [(o, r) for o, r in orders if f"MedicationRequest/{r.get('id')}" in selections]
     return orders
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for a message (never its content: it may be large or a patient's)."""
+    names = {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}
+    if isinstance(value, str) and not value:
+        return "empty text"
+    return names.get(type(value), "a number")
 
 
 def _conflicting(orders: list[tuple[str, dict[str, Any]]]) -> set[int]:

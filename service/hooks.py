@@ -194,8 +194,11 @@ class Hooks:
         context = body["context"]
         if not isinstance(context, dict):
             raise RequestProblem(400, "context must be an object")
-        if not isinstance(context.get("patientId"), str) or not context["patientId"]:
+        if context.get("patientId") in (None, ""):
             raise RequestProblem(400, "context.patientId is required", "required")
+        if not isinstance(context["patientId"], str):
+            kind = type(context["patientId"]).__name__
+            raise RequestProblem(400, f"context.patientId must be text (the Patient's id), not {kind}")
         return body["hookInstance"], context
 
     def _answer(self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any]) -> Reply:
