@@ -86,19 +86,20 @@ def _kind(value: Any) -> str:
     return names.get(type(value), "a number")
 
 
-def _conflicting(orders: list[tuple[str, dict[str, Any]]]) -> set[int]:
+def _conflicting(orders: list[tuple[str, dict[str, Any]]]) -> tuple[set[int], set[int]]:
     """The indexes of draft orders that share their id with another draft of different content (as
-    the FHIR reader's duplicate_conflict: which one is the order is not said); of identical ones,
-    every one after the first (one order sent twice)."""
+    the FHIR reader's duplicate_conflict: which one is the order is not said), and of those that
+    repeat an earlier draft exactly (one order sent again: checked once)."""
     seen: dict[str, list[int]] = {}
     for i, (_, res) in enumerate(orders):
         if isinstance(res.get("id"), str):
             seen.setdefault(res["id"], []).append(i)
-    out: set[int] = set()
+    conflicting: set[int] = set()
+    repeated: set[int] = set()
     for indexes in seen.values():
         texts = {json.dumps(orders[i][1], sort_keys=True) for i in indexes}
-        out |= set(indexes) if len(texts) > 1 else set(indexes[1:])
-    return out
+        (conflicting if len(texts) > 1 else repeated).update(indexes if len(texts) > 1 else indexes[1:])
+    return conflicting, repeated
 
 
 def draft_origins(context: dict[str, Any]) -> dict[tuple[str, str], str]:
@@ -199,24 +200,21 @@ def cyclosporine_drafts(
     (with `origin` in the request) of those that cannot."""
     patient = {"resource": {"resourceType": "Patient", "id": patient_id}}
     orders = _draft_resources(context)
-    conflicting = _conflicting(orders)
+    conflicting, repeated = _conflicting(orders)
     usable, aside = [], []
     for i, (origin, original) in enumerate(orders):
         probe = _as_current(original, patient_id, as_of)
-        if not _is_drug(probe, patient, fmap, as_of):
+        if i in repeated or not _is_drug(probe, patient, fmap, as_of):
             continue
         if i in conflicting:
-            if sum(1 for j in conflicting if orders[j][1].get("id") == original.get("id")) > 1:
-                why: dict[str, Any] | None = _aside_entry(
-                    original,
-                    patient,
-                    fmap,
-                    "duplicate_conflict",
-                    "appears twice among the draft orders with different content; which one is the order "
-                    "to sign is not said",
-                )
-            else:
-                continue  # the same order sent again: checked once
+            why: dict[str, Any] | None = _aside_entry(
+                original,
+                patient,
+                fmap,
+                "duplicate_conflict",
+                "appears twice among the draft orders with different content; "
+                "which one is the order to sign is not said",
+            )
         else:
             why = _not_signable(original, patient, fmap)
         if why is None:
