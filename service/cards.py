@@ -206,7 +206,10 @@ class CardMaker:
                 field == w or field.startswith(w + "/") or w.startswith(field + "/") for w in waiting
             )
 
-        return [i for i in aside if (i["resourceType"], i["id"]) not in used or awaited(i.get("field"))]
+        def draft(item: dict[str, Any]) -> bool:  # a draft order set aside was never used, whatever its id
+            return str(item.get("origin", "")).startswith("/context/draftOrders/")
+
+        return [i for i in aside if (i["resourceType"], i["id"]) not in used or awaited(i.get("field")) or draft(i)]
 
     def _source(self, code: str, display: str) -> dict[str, Any]:
         return {

@@ -94,7 +94,8 @@ def test_a_draft_sent_twice_alike_is_checked_once(server: Server, ehr: Any, temp
     bundle, pid, _ = patient()
     once = summaries(sign(server, ehr, templates, bundle, draft("d1", f"Patient/{pid}", 300)))
     twice = summaries(sign(server, ehr, templates, bundle, *[draft("d1", f"Patient/{pid}", 300)] * 2))
-    assert twice == once and any("dose" in s.lower() for s in once), once
+    thrice = summaries(sign(server, ehr, templates, bundle, *[draft("d1", f"Patient/{pid}", 300)] * 3))
+    assert twice == once == thrice and any("dose" in s.lower() for s in once), once
 
 
 def test_a_draft_whose_period_ends_before_it_starts_is_named(server: Server, ehr: Any, templates: Any) -> None:
@@ -109,3 +110,11 @@ def test_a_draft_whose_period_ends_before_it_starts_is_named(server: Server, ehr
     cards = sign(server, ehr, templates, bundle, draft("d1", f"Patient/{pid}", 300, reversed_period), good)
     assert any("/context/draftOrders/entry/0" in c and "ends (2020-01-01)" in c for c in cards), cards
     assert any("dose" in c.splitlines()[0].lower() for c in cards), summaries(cards)
+
+
+def test_a_draft_set_aside_is_named_even_with_the_current_orders_id(server: Server, ehr: Any, templates: Any) -> None:
+    bundle, pid, order_id = patient()
+    reversed_period = {"start": "2030-01-01", "end": "2020-01-01"}
+    bad = draft(order_id, f"Patient/{pid}", 300, reversed_period)
+    cards = sign(server, ehr, templates, bundle, bad, draft("d2", f"Patient/{pid}", 300))
+    assert any("/context/draftOrders/entry/0" in c and "ends (2020-01-01)" in c for c in cards), summaries(cards)
