@@ -24,6 +24,8 @@ REASON_WORDS = {
     "dose_not_computable": "the order's dosage is not structured enough to compute a daily dose",
     "concurrent_orders": "more than one current order of the drug was sent, and whether their doses add up "
     "or one replaces the other is not stated",
+    "orders_only": "orders were sent, but of drugs that do not settle it, and no order of a drug does not mean "
+    "the patient never took it",
     "ambiguous": "the resources sent disagree or cannot be placed in time",
 }
 MAX_LISTED = 20  # set-aside resources a card lists one by one
