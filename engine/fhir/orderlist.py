@@ -7,7 +7,8 @@ drug never says the patient did not take it, so a list built from orders alone i
 of the record's list, whose `[]` means "asked, none". It is written only when it names an item of
 the source's `settled_by` (the drugs that decide every rule reading the field, checked by
 `validate`); otherwise the field stays empty as `orders_only`, and its source names the orders
-read. With a field Observation the stated list is used, and the orders must agree with it.
+read. With a field Observation the stated list is used, and the orders must agree with it; the
+source then names them among its `others`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _prov(entry: Entry) -> dict[str, Any]:
 
 def read_order_list(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
     """Items {drug, status} from the orders and statements of the source's drugs, with the
-    provenance of each one used (`orders`); None when none counts. Current when one still runs on
+    provenance of the first one used and the rest as `others`; None when none counts. Current when one still runs on
     the evaluation date, past otherwise."""
     item, pointer = spec["item"], field_pointer(path)
     items: list[dict[str, str]] = []
@@ -55,7 +56,7 @@ def read_order_list(ctx: Context, path: str, spec: dict[str, Any], src: dict[str
         used += [_prov(e) for e in counted]
     if not items:
         return None
-    return Found(items, {**used[0], "orders": used})
+    return Found(items, {**used[0], **({"others": used[1:]} if len(used) > 1 else {})})
 
 
 def combine_list(
@@ -69,16 +70,22 @@ def combine_list(
         return combine(outcomes, same)
     stated = combine([o for i, o in enumerate(outcomes) if i not in ordered_at], same)
     ordered = [o for i, o in enumerate(outcomes) if i in ordered_at and isinstance(o, Found)]
+    orders = [p for o in ordered for p in _named(o.prov)]
     if isinstance(stated, Found):
-        orders = [p for o in ordered for p in o.prov["orders"]]
         if any(item not in stated.value for o in ordered for item in o.value):
             return Missing("ambiguous")
-        return Found(stated.value, {**stated.prov, "orders": orders}) if orders else stated
+        return Found(stated.value, {**stated.prov, "others": _named(stated.prov)[1:] + orders}) if orders else stated
     if stated.reason != "no_resource" or not ordered:
         return stated
     key = spec["item"]["key"]
     settled_by = {v for i in ordered_at for v in srcs[i].get("settled_by", [])}
-    found = ordered[0] if len(ordered) == 1 else Found([x for o in ordered for x in o.value], ordered[0].prov)
-    if any(x[key] in settled_by for x in found.value):
-        return found
-    return Missing("orders_only", tuple(p for o in ordered for p in o.prov["orders"]))
+    items = [x for o in ordered for x in o.value]
+    if any(x[key] in settled_by for x in items):
+        return Found(items, {**orders[0], **({"others": orders[1:]} if len(orders) > 1 else {})})
+    return Missing("orders_only", tuple(orders))
+
+
+def _named(prov: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources a provenance entry names: its own, then its `others`."""
+    own = {k: prov.get(k) for k in ("resourceType", "id", "code", "effective")}
+    return [own, *prov.get("others", [])]

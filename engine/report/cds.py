@@ -67,7 +67,12 @@ def provenance_text(prov: dict[str, Any] | None) -> str:
     if not prov:
         return "not read from FHIR"
     if "missing" in prov:
-        return "not available: " + REASON_WORDS.get(prov["missing"], md(prov["missing"]))
+        read = [md(o.get("resourceType")) + "/" + md(o.get("id")) for o in prov.get("orders") or []]
+        return (
+            "not available: "
+            + REASON_WORDS.get(prov["missing"], md(prov["missing"]))
+            + (f" (read: {', '.join(read)})" if read else "")
+        )
     where = f"{md(prov.get('resourceType'))}/{md(prov.get('id'))}"
     extra = [md(prov["code"])] if prov.get("code") else []
     extra += [f"effective {md(prov['effective'])}"] if prov.get("effective") else []
