@@ -11,7 +11,9 @@ service is otherwise silent on stays silent. Warnings are `warning`
 and may be overridden with a reason; everything else is `info`; nothing is `critical`, and no card
 suggests an order or acts on its own (no suggestions, no systemActions). Out of scope gives no
 card. A card's uuid is derived from the decision id and the rule id, so the same decision always
-shows the same cards and feedback links back to it.
+shows the same cards and feedback links back to it. An order hook whose every cyclosporine draft
+was set aside evaluates nothing and gets one `info` card saying the order could not be checked
+(`order_not_checked`), its uuid derived from the call instead of a decision.
 """
 
 from __future__ import annotations
@@ -22,9 +24,25 @@ from typing import Any
 from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
+from fsgs_kb.engine.load.fields import pointer_titles
 from fsgs_kb.engine.model import Rule
-from fsgs_kb.engine.report.cds import ASIDE_WORDS, rule_detail, set_aside_detail, undetermined_detail
-from fsgs_kb.service.decisionlog import SET_ASIDE, UNDETERMINED, CardRow, card_uuid, offered_reasons
+from fsgs_kb.engine.report.cds import (
+    aside_words,
+    no_data_detail,
+    order_not_checked_detail,
+    rule_detail,
+    set_aside_detail,
+    undetermined_detail,
+)
+from fsgs_kb.service.decisionlog import (
+    NO_DATA,
+    ORDER_NOT_CHECKED,
+    SET_ASIDE,
+    UNDETERMINED,
+    CardRow,
+    card_uuid,
+    offered_reasons,
+)
 from fsgs_kb.service.prefetch import Templates
 
 RULE_SYSTEM = "urn:fsgs-kb:rule"
@@ -49,6 +67,27 @@ def _fit(prefix: str, title: str, tail: str) -> str:
     if len(title) > room:
         title = title[: room - 1].rstrip() + "…"
     return prefix + title + tail
+
+
+def _listed(names: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def scope_summary(prefix: str, scope: dict[str, Any]) -> str:
+    """The summary of the card saying the scope cannot be told, as one sentence: the inputs that
+    would decide it by their clinical names (their pointers are in the detail), or, when none is
+    missing, the knowledge base's reason (a value recorded that the scope cannot take)."""
+    head = f"{prefix}Cannot tell whether the review applies: "
+    missing = [str(p) for p in scope.get("missing") or []]
+    if not missing:
+        return _fit(head, str(scope["reason"]), "")
+    titles = pointer_titles()
+    names = list(dict.fromkeys(titles.get(p, p.strip("/").replace("/", " ").replace("_", " ")) for p in missing))
+    text = head + "record " + _listed(names)
+    if len(text) > SUMMARY_MAX:
+        text = f"{head}record the {len(names)} values named in the detail"
+    return text
 
 
 def fired_values(entry: dict[str, Any]) -> list[str]:
@@ -120,8 +159,11 @@ class CardMaker:
         patient_view: bool,
         absent: list[str],
         set_aside: list[dict[str, Any]] | None = None,
+        empty: list[str] | None = None,
     ) -> Made:
-        """The cards of one evaluated call; `set_aside`: the resources the conversion did not use."""
+        """The cards of one evaluated call; `set_aside`: the resources the conversion did not use;
+        `empty`: None when the prefetch held any resource, else the keys sent as null (a call
+        that brought no patient data at all, which is said rather than answered with silence)."""
         made = Made([], [])
         aside = set_aside or []
         by_field: dict[str, list[str]] = {}
@@ -132,7 +174,9 @@ class CardMaker:
             for entry in result["rules"]:
                 if entry["outcome"] == "fired" and entry["kind"] in CARD_KINDS and self.visible(entry):
                     self._rule_card(made, entry, result, prov, by_field)
-        if patient_view and result["status"] in ("evaluated", "scope_undetermined"):
+        if empty is not None and result["status"] in ("evaluated", "scope_undetermined"):
+            self._no_data_card(made, result, absent, empty)
+        elif patient_view and result["status"] in ("evaluated", "scope_undetermined"):
             self._undetermined_card(made, result, prov, absent, by_field)
         listed = self._worth_listing(result, prov, aside)
         if made.cards and listed:
@@ -227,9 +271,12 @@ class CardMaker:
         if result["status"] == "scope_undetermined":
             covers = self.kb.model.scope_covers
             fsgs_known = any("missing" not in prov[p] for p in prov if p.startswith("/fsgs/"))
-            if not fsgs_known:
-                return  # nothing says this patient has FSGS at all: no card for every chart opened
-            served = [r for r in self.kb.model.rules.values() if self.allow_drafts or r.status == "active"]
+            fsgs_keys = {k for m in self.fmap.fields if m.startswith("fsgs.") for k in self.templates.keys_of_field(m)}
+            if not fsgs_known and not fsgs_keys & set(absent):
+                # the EHR answered the diagnosis queries and nothing says this patient has FSGS at
+                # all: no card for every chart opened. (Queries it did not send are not an answer.)
+                return
+            served = self._served()
             if not served:
                 return
             for pointer in result["scope"]["missing"]:
@@ -254,18 +301,15 @@ class CardMaker:
             "decision_id": decision["decision_id"],
             "kb": decision["kb"],
         }
-        labels = ", ".join(item["label"] for item in items)
         count = f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
         prefix = "DRAFT: " if drafts else ""
         if result["status"] == "scope_undetermined":
             reason = str(result["scope"]["reason"])
-            text = _fit(
-                prefix, f"Cannot tell whether the review applies: {reason}", f" (see {labels})" if labels else ""
-            )
+            text = scope_summary(prefix, result["scope"])
             detail["scope_reason"] = reason
             detail["covers"] = self.kb.model.scope_covers
         else:
-            text = _fit(prefix, f"Record {labels}", f" to decide {count}")
+            text = _fit(prefix, f"Record {', '.join(item['label'] for item in items)}", f" to decide {count}")
         card: dict[str, Any] = {
             "uuid": card_uuid(decision["decision_id"], UNDETERMINED),
             "summary": text,
@@ -277,6 +321,39 @@ class CardMaker:
         made.cards.append(card)
         made.rows.append(CardRow(card["uuid"], UNDETERMINED, self.kb.version, "info"))
 
+    def _served(self) -> list[Rule]:
+        """The rules whose cards this service shows."""
+        return [r for r in self.kb.model.rules.values() if self.allow_drafts or r.status == "active"]
+
+    def _no_data_card(self, made: Made, result: dict[str, Any], absent: list[str], empty: list[str]) -> None:
+        """One `info` card when the prefetch held no resource at all: which queries were not sent
+        and which were sent as null. The service never queries the FHIR server itself, so a
+        `fhirAuthorization` does not bring the data; silence would read as "nothing to say"."""
+        if not self._served():
+            return
+        decision = result["decision"]
+        queries = self.templates.prefetch()
+        total = len(queries)
+        counts = ((len(absent), "not sent"), (len(empty), "null"), (total - len(absent) - len(empty), "empty"))
+        said = ", ".join(f"{n} {what}" for n, what in counts if n)
+        text = f"No patient data received to assess: of {total} prefetch queries, {said}"
+        detail = {
+            "absent": [(k, queries.get(k, "")) for k in absent],
+            "empty": [(k, queries.get(k, "")) for k in empty],
+            "decision_id": decision["decision_id"],
+            "kb": decision["kb"],
+        }
+        card: dict[str, Any] = {
+            "uuid": card_uuid(decision["decision_id"], NO_DATA),
+            "summary": text,
+            "indicator": "info",
+            "detail": no_data_detail(detail),
+            "source": self._source(NO_DATA, "No patient data received"),
+            "links": [{"label": "Handbook", "url": f"{self.handbook}index.html", "type": "absolute"}],
+        }
+        made.cards.append(card)
+        made.rows.append(CardRow(card["uuid"], NO_DATA, self.kb.version, "info"))
+
     def _need(
         self, pointer: str, rules: list[str], prov: dict[str, Any], by_field: dict[str, list[str]]
     ) -> dict[str, Any]:
@@ -286,14 +363,23 @@ class CardMaker:
         found = next((prov[_pointer(m)] for m in fields if _pointer(m) in prov), None)
         keys = [k for m in fields for k in self.templates.keys_of_field(m)]
         aside = [message for m in fields for message in by_field.get(_pointer(m), [])]
-        return {"label": path, "rules": rules, "where": where, "prov": found, "keys": keys, "aside": aside}
+        title = pointer_titles().get(pointer)
+        return {
+            "label": path,
+            "title": title,
+            "rules": rules,
+            "where": where,
+            "prov": found,
+            "keys": keys,
+            "aside": aside,
+        }
 
     def _set_aside_card(self, made: Made, result: dict[str, Any], aside: list[dict[str, Any]]) -> None:
         """One `info` card naming the resources sent but not used, where each is and why."""
         decision = result["decision"]
         count = len(aside)
         head = f"{count} FHIR resource{'s' if count != 1 else ''} sent {'were' if count != 1 else 'was'} not used"
-        why = ", ".join(dict.fromkeys(ASIDE_WORDS.get(item["reason"], item["reason"]) for item in aside))
+        why = aside_words(aside)
         card: dict[str, Any] = {
             "uuid": card_uuid(decision["decision_id"], SET_ASIDE),
             "summary": _fit("", head, f" ({why})"),
@@ -303,6 +389,38 @@ class CardMaker:
         }
         made.cards.append(card)
         made.rows.append(CardRow(card["uuid"], SET_ASIDE, self.kb.version, "info"))
+
+    def order_not_checked(self, call_id: str, drug: str, aside: list[dict[str, Any]]) -> Made:
+        """An order hook whose every draft order of the drug was set aside (another patient's,
+        cancelled, only proposed, …): one `info` card saying the order could not be checked, each
+        draft with where it is and why, and nothing else (no advice: nothing was evaluated). None
+        when no draft was set aside (no order of the drug: not this knowledge base's business) or
+        no rule is served (the service gives no cards at all). `call_id` stands for the decision id
+        in the card's uuid (there is no decision)."""
+        made = Made([], [])
+        if not aside or not any(self.allow_drafts or r.status == "active" for r in self.kb.model.rules.values()):
+            return made
+        count = len(aside)
+        head = (
+            f"Draft {drug} order could not be checked"
+            if count == 1
+            else f"{count} draft {drug} orders could not be checked"
+        )
+        kb = {"id": self.kb.id, "version": self.kb.version, "fingerprint": self.kb.fingerprint}
+        card: dict[str, Any] = {
+            "uuid": card_uuid(call_id, ORDER_NOT_CHECKED),
+            "summary": _fit("", head, f" ({aside_words(aside)})"),
+            "indicator": "info",
+            "detail": order_not_checked_detail({"items": aside, "drug": drug, "kb": kb}),
+            "source": {
+                "label": f"fsgs-kb: knowledge base {self.kb.id} {self.kb.version}",
+                "url": f"{self.handbook}index.html",
+                "topic": {"system": RULE_SYSTEM, "code": ORDER_NOT_CHECKED, "display": "Draft order not checked"},
+            },
+        }
+        made.cards.append(card)
+        made.rows.append(CardRow(card["uuid"], ORDER_NOT_CHECKED, self.kb.version, "info"))
+        return made
 
     def _where(self, path: str) -> str:
         """Which FHIR resources feed a field, in a few words."""

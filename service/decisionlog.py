@@ -108,10 +108,13 @@ CREATE TABLE IF NOT EXISTS seen_jti (
 
 
 CARD_NAMESPACE = uuid.UUID("5b0e6f0c-3c55-5b7e-9a57-2f1d0c5a7e11")
-# the cards that are not a rule's (service/cards.py): undetermined rules, resources set aside
+# the cards that are not a rule's (service/cards.py): undetermined rules, resources set aside, an
+# order hook's draft orders none of which could be checked, a call that brought no patient data
 UNDETERMINED = "UNDETERMINED"
 SET_ASIDE = "SET_ASIDE"
-CARDS_NOT_OF_A_RULE = (UNDETERMINED, SET_ASIDE)
+ORDER_NOT_CHECKED = "ORDER_NOT_CHECKED"
+NO_DATA = "NO_DATA"
+CARDS_NOT_OF_A_RULE = (UNDETERMINED, SET_ASIDE, ORDER_NOT_CHECKED, NO_DATA)
 
 
 def card_uuid(decision_id: str, rule_id: str) -> str:
@@ -153,7 +156,8 @@ def feedback_contradiction(indicator: str | None, outcome: str, coding: dict[str
 
 
 class FeedbackRefused(Exception):
-    """A feedback item contradicts the card the log has (the whole request is rolled back)."""
+    """A feedback item contradicts the card the log has, or names a card this service never sent
+    (the whole request is rolled back)."""
 
     def __init__(self, index: int, status: int, message: str) -> None:
         super().__init__(message)
@@ -279,14 +283,16 @@ class DecisionLog:
             )
         return rowid
 
-    def record_feedback(self, service: str, items: list[dict[str, Any]]) -> list[int | None]:
+    def record_feedback(self, service: str, items: list[dict[str, Any]]) -> list[int]:
         """Write each feedback item, linked to the latest decision that sent its card; returns
-        the linked decision row of each (None when no decision of this service sent that card).
-        When the log has the card, an item that contradicts it raises FeedbackRefused and nothing
-        is written (feedback_contradiction: 400 for a reason the card did not offer, 409 for the
-        other outcome than one already given). The same outcome again is written (a retried
-        POST); the report counts it once."""
-        linked: list[int | None] = []
+        the linked decision row of each. An item for a card no decision of this service sent
+        raises FeedbackRefused (404), and one that contradicts its card too
+        (feedback_contradiction: 400 for a reason the card did not offer, 409 for the other
+        outcome than one already given): then nothing of the request is written. The same
+        outcome again is written (a retried POST); the report counts it once. A card's uuid comes
+        from its decision id and rule, so two calls on the same data send the same card: its
+        feedback is that one card's, linked to the latest row that sent it."""
+        linked: list[int] = []
         given: dict[str, str] = {}  # card -> outcome, in this request
         with self._transaction():
             for i, item in enumerate(items):
@@ -296,20 +302,22 @@ class DecisionLog:
                     "WHERE c.uuid = ? AND d.service = ? ORDER BY c.decision DESC LIMIT 1",
                     (item["card"], service),
                 ).fetchone()
-                decision, rule_id, rule_version, indicator = found or (None, None, None, None)
+                if found is None:
+                    named = json.dumps(item["card"][:100], ensure_ascii=False)
+                    raise FeedbackRefused(i, 404, f"no card {named} was sent by {service}: no decision to link it to")
+                decision, rule_id, rule_version, indicator = found
                 reason = item.get("overrideReason") or {}
                 coding = reason.get("reason") or {}
-                if found is not None:
-                    before = self.db.execute(
-                        "SELECT 1 FROM feedback WHERE card = ? AND service = ? AND outcome != ? LIMIT 1",
-                        (item["card"], service, item["outcome"]),
-                    ).fetchone()
-                    other = before is not None or given.get(item["card"], item["outcome"]) != item["outcome"]
-                    why = feedback_contradiction(indicator, item["outcome"], coding, other)
-                    if why is not None:
-                        raise FeedbackRefused(i, 409 if other else 400, why)
-                    offered = offered_reason(indicator, coding.get("system"), coding.get("code"))
-                    coding = offered or coding  # the display the card offered, not one sent back
+                before = self.db.execute(
+                    "SELECT 1 FROM feedback WHERE card = ? AND service = ? AND outcome != ? LIMIT 1",
+                    (item["card"], service, item["outcome"]),
+                ).fetchone()
+                other = before is not None or given.get(item["card"], item["outcome"]) != item["outcome"]
+                why = feedback_contradiction(indicator, item["outcome"], coding, other)
+                if why is not None:
+                    raise FeedbackRefused(i, 409 if other else 400, why)
+                offered = offered_reason(indicator, coding.get("system"), coding.get("code"))
+                coding = offered or coding  # the display the card offered, not one sent back
                 given.setdefault(item["card"], item["outcome"])
                 self.db.execute(
                     "INSERT INTO feedback (time, service, card, decision, rule_id, rule_version, outcome, "
@@ -503,6 +511,10 @@ def replay_summary(reports: list[dict[str, Any]]) -> dict[str, int]:
 def feedback_summary(path: Path) -> dict[str, Any]:
     """Per rule and version: cards sent, feedback received, accepted, overridden and the reasons.
 
+    A card is its uuid (decision id and rule): the same patient data on the same day in two calls
+    sends the same card again, counted once (`cards`; `sent` counts the calls that sent it), and
+    its feedback is that one card's, whichever row it was linked to.
+
     The same card's same outcome given again (a retried POST, a second click) counts once
     (`duplicates`). An item that contradicts its card is not counted (`contradictory`, per rule
     and in all): the card has both outcomes (each of its items), or it was overridden with a
@@ -511,8 +523,8 @@ def feedback_summary(path: Path) -> dict[str, Any]:
     from feedback on cards it has no record of)."""
     db = open_readonly(path)
     try:
-        shown = db.execute(
-            "SELECT rule_id, rule_version, count(*) FROM cards GROUP BY rule_id, rule_version"
+        shown = db.execute(  # a card is its uuid: two calls on the same data send the same card
+            "SELECT rule_id, rule_version, count(DISTINCT uuid), count(*) FROM cards GROUP BY rule_id, rule_version"
         ).fetchall()
         feedback = db.execute(
             "SELECT f.service, f.card, coalesce(f.rule_id, '(unknown card)'), coalesce(f.rule_version, ''), f.outcome, "
@@ -532,6 +544,7 @@ def feedback_summary(path: Path) -> dict[str, Any]:
                 "rule": rule,
                 "version": version,
                 "cards": 0,
+                "sent": 0,
                 "accepted": 0,
                 "overridden": 0,
                 "contradictory": 0,
@@ -539,8 +552,8 @@ def feedback_summary(path: Path) -> dict[str, Any]:
             },
         )
 
-    for rule, version, count in shown:
-        entry(rule, version)["cards"] = count
+    for rule, version, count, sent in shown:
+        entry(rule, version).update(cards=count, sent=sent)
     outcomes: dict[tuple[str, str], set[str]] = {}
     for row in feedback:  # service, card, …, outcome
         outcomes.setdefault((row[0], row[1]), set()).add(row[4])

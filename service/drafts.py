@@ -14,8 +14,10 @@ aside with its reason, as the FHIR reader sets aside what it does not use (and i
 cards and in the log row): a draft whose subject is another patient (never re-pointed to the
 context's patient; one without a subject is the context patient's), one the reader itself would
 not use (entered in error, a modifier, do-not-perform), one whose status is not `draft` or
-`active` (a `cancelled` or `completed` draft is no order to sign) and one whose intent the map does
-not read as an order (`proposal`, `plan`: the map's `medication_request.intents`).
+`active` (a `cancelled` or `completed` draft is no order to sign), one whose intent the map does
+not read as an order (`proposal`, `plan`: the map's `medication_request.intents`) and one with a
+date its period is read from that cannot be read (`date_not_readable`: a boundsPeriod start of
+2023-02-30 is neither today nor another day).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.fhir.bundle import read_bundle
 from fsgs_kb.engine.fhir.codes import as_dict
-from fsgs_kb.engine.fhir.courses import analyse, entries_for, intent_problem
+from fsgs_kb.engine.fhir.courses import analyse, entries_for, intent_problem, period_problem, scan
 from fsgs_kb.engine.fhir.dates import Moment, day_start, format_instant, moment
 from fsgs_kb.engine.fhir.records import located
 from fsgs_kb.engine.fhir.setaside import status_not_read
@@ -134,7 +136,8 @@ def cyclosporine_drafts(
     probes = [_as_current(r, patient_id, as_of) for r in originals]  # is it cyclosporine, whatever its state
     bundle = bundle_of([patient, *({"resource": p} for p in probes)])
     data = read_bundle(bundle, limits["max_bundle_entries"], limits["max_json_depth"])
-    found = {id(e.resource) for e in entries_for(DRUG, data, fmap, as_of)}
+    entries, passed = scan(DRUG, data, fmap, as_of)  # one passed over (an unreadable date) is cyclosporine too
+    found = {id(e.resource) for e in entries} | {id(res) for res, _, _ in passed}
     origins = draft_origins(context)
     usable, aside = [], []
     for original, probe in zip(originals, probes, strict=True):
@@ -169,6 +172,8 @@ def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirM
             "medication_intent_not_usable",
             intent_problem(draft, fmap.settings["medication_request"]["intents"]),
         )
+    if why is None:  # the FHIR reader's own date check: when would it run?
+        reason, why = "date_not_readable", period_problem(draft)
     if why is None:
         return None
     data.put_aside(draft, reason, why, STATUS_FIELD)

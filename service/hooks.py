@@ -12,6 +12,7 @@ OperationOutcome-shaped, naming what is wrong.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +21,11 @@ from fsgs_kb.engine.fhir.codes import within_depth
 from fsgs_kb.engine.fhir.dates import today
 from fsgs_kb.engine.fhir.records import located
 from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
 from fsgs_kb.service.decisionlog import DecisionLog, FeedbackRefused
-from fsgs_kb.service.drafts import cyclosporine_drafts, draft_origins, draft_regimen, signed_record
+from fsgs_kb.service.drafts import DRUG, cyclosporine_drafts, draft_origins, draft_regimen, signed_record
 from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect, origin_key
 
 log = logging.getLogger("fsgs_kb.service")
@@ -31,6 +33,8 @@ log = logging.getLogger("fsgs_kb.service")
 ORDER_HOOKS = ("order-select", "order-sign")
 BODY_DEPTH_MARGIN = 8  # request → prefetch → Bundle → entry levels above the map's per-resource limit
 OUTCOMES = ("accepted", "overridden")
+# CDS Hooks 2.0: hookInstance is "a universally unique identifier (UUID)", the canonical text form
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -172,8 +176,11 @@ class Hooks:
             raise RequestProblem(400, f"missing required field(s): {', '.join(missing)}", "required")
         if body["hook"] != service.hook:
             raise RequestProblem(400, f"service {service.id} answers hook {service.hook}, not {body['hook']!r}")
-        if not isinstance(body["hookInstance"], str):
-            raise RequestProblem(400, "hookInstance must be a string")
+        if not isinstance(body["hookInstance"], str) or not UUID_TEXT.fullmatch(body["hookInstance"]):
+            shown = str(body["hookInstance"])[:60]
+            raise RequestProblem(
+                400, f"hookInstance must be a UUID (CDS Hooks 2.0), as 8-4-4-4-12 hexadecimal digits, not {shown!r}"
+            )
         context = body["context"]
         if not isinstance(context, dict):
             raise RequestProblem(400, "context must be an object")
@@ -188,11 +195,19 @@ class Hooks:
         drafts, drafts_aside = (
             cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else ([], [])
         )
-        if service.hook in ORDER_HOOKS and not drafts:  # nothing for this knowledge base: no data needed
+        if service.hook in ORDER_HOOKS and not drafts:  # nothing to evaluate: no data needed
             logged_aside = self.decisions.logged_set_aside(drafts_aside)
             said = "cyclosporine drafts set aside: " + "; ".join(a["message"] for a in logged_aside)
-            self._log(row, None, "no_cyclosporine_draft", [], note=said if drafts_aside else None)
-            return Reply(200, {"cards": []})
+            # every cyclosporine draft set aside: one card says the order could not be checked (none
+            # when there was no cyclosporine draft at all). Its uuid stands on this call as logged
+            # (no decision was made): the same call gives the same card, and feedback finds its row.
+            call = {"hook_instance": hook_instance, "service": service.id, "set_aside": logged_aside}
+            call_id = decision_id(
+                self.kb.fingerprint, input_sha256({**call, "patient": self.decisions.pseudonym(patient_id)})
+            )
+            made = self.cards.order_not_checked(call_id, DRUG, drafts_aside)
+            self._log(row, None, "no_cyclosporine_draft", made.rows, note=said if drafts_aside else None)
+            return Reply(200, {"cards": made.cards})
         got = collect(body.get("prefetch"), list(self.templates.keys), patient_id, body.get("fhirServer"))
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
@@ -213,7 +228,12 @@ class Hooks:
         if result["status"] == "error":
             log.warning("evaluation error for hookInstance %s: %s", hook_instance, result["errors"])
         made = self.cards.make(
-            result, prov, patient_view=service.hook == "patient-view", absent=got.absent, set_aside=set_aside
+            result,
+            prov,
+            patient_view=service.hook == "patient-view",
+            absent=got.absent,
+            set_aside=set_aside,
+            empty=None if got.received else got.empty,
         )
         note = "absent with fhirAuthorization: " + ", ".join(got.absent) if got.absent else None
         # the log keeps the result at standard detail (what the patient decided; the knowledge
@@ -242,13 +262,10 @@ class Hooks:
             if problem:
                 return outcome(400, f"feedback[{i}]: {problem}")
         try:
-            linked = self.decisions.record_feedback(service_id, items)
+            self.decisions.record_feedback(service_id, items)
         except FeedbackRefused as refused:  # nothing of the request was written
-            code = "conflict" if refused.status == 409 else "business-rule"
+            code = {409: "conflict", 404: "not-found"}.get(refused.status, "business-rule")
             return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
-        unknown = [item["card"] for item, row in zip(items, linked, strict=True) if row is None]
-        if unknown:
-            log.warning("feedback for cards this service did not send: %s", ", ".join(unknown))
         return Reply(200, {})
 
 

@@ -141,6 +141,7 @@ class Collected:
     absent: list[str]
     empty: list[str]
     origins: dict[tuple[str, str], str] = field(default_factory=dict)
+    received: int = 0  # resources the prefetch held, the Patient included: 0 is a call with no patient data
 
 
 def origin_key(res: dict[str, Any]) -> tuple[str, str] | None:
@@ -181,6 +182,7 @@ def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = 
         raise RequestProblem(400, "prefetch must be an object")
     given = prefetch or {}
     absent, empty = [], []
+    received = 0
     patient: dict[str, Any] | None = None
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     origins: dict[tuple[str, str], str] = {}
@@ -194,6 +196,7 @@ def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = 
             empty.append(key)
             continue
         for where, full, res in _resources(key, value):
+            received += 1
             located = origin_key(res)
             if res["resourceType"] == "Patient":
                 if key == PATIENT_KEY:
@@ -213,7 +216,7 @@ def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = 
         raise RequestProblem(400, "the prefetched Patient is not context.patientId")
     full = f"{fhir_server.rstrip('/')}/Patient/{patient_id}" if isinstance(fhir_server, str) else None
     first = {"fullUrl": full, "resource": patient} if full and server_of(full) else {"resource": patient}
-    return Collected([first, *entries], absent, empty, origins)
+    return Collected([first, *entries], absent, empty, origins, received)
 
 
 def bundle_of(entries: list[dict[str, Any]]) -> dict[str, Any]:

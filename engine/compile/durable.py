@@ -48,6 +48,10 @@ import durable_rules_engine as core
 import orjson
 
 _NAMES = itertools.count()
+# This process's id, kept current across forks by a hook rather than asked of the kernel (a
+# system call) at every fact: rulesets made in another process are recreated (see _ensure).
+_PROCESS = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.getpid()))
 
 
 class EngineError(Exception):
@@ -166,7 +170,7 @@ class DurableRulesets:
         """Assert one fact, already projected for each of a level's rulesets (`projected`, or the
         compiled evaluator's generated equivalent), under one new id; the names of the rules fired."""
         fired: set[str] = set()
-        handles = self._handles if self._pid == os.getpid() else self._ensure()
+        handles = self._handles if self._pid == _PROCESS[0] else self._ensure()
         number = next(self._ids)
         for handle, projected in zip(handles[level], facts, strict=True):
             projected["id"] = number

@@ -31,6 +31,7 @@ from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, Const, KnowledgeBaseModel, Not, ParamRef
 
 Bound = Union[Fraction, None]  # noqa: UP007 - None is infinite
+SEEN_LIMIT = 1024  # lists remembered per list variable (Var.cell_of)
 
 
 def exact_number(value: Any) -> Fraction:
@@ -88,6 +89,7 @@ class Var:
     classes: tuple[tuple[str, ...], ...] = ()  # lists: the items of each class
     lows: tuple[tuple[int | float, bool], ...] = ()  # numbers: each cell's lower bound as the engine compares it
     index: dict[Any, int] = field(default_factory=dict, compare=False, hash=False)  # enums: cell by value
+    seen: dict[Any, int] = field(default_factory=dict, compare=False, hash=False, repr=False)  # lists: cell by items
 
     def possible_key(self, cell: int) -> str:
         """Enums, booleans, lists: the fact key saying the variable may lie in this cell."""
@@ -112,9 +114,15 @@ class Var:
                     break
                 index = i
             return index
-        if self.kind == "list":
-            present = frozenset(i for i, items in enumerate(self.classes) if set(items) & set(value))
-            return next(i for i, c in enumerate(self.cells) if c.classes == present)
+        if self.kind == "list":  # the same few lists recur (drug names, risk factors): remembered, bounded
+            key = tuple(value)
+            found = self.seen.get(key)
+            if found is None:
+                present = frozenset(i for i, items in enumerate(self.classes) if set(items) & set(value))
+                found = next(i for i, c in enumerate(self.cells) if c.classes == present)
+                if len(self.seen) < SEEN_LIMIT:
+                    self.seen[key] = found
+            return found
         return self.index[value]
 
 

@@ -135,6 +135,8 @@ class _Generator:
 
 
 def _unique(items: list[Any]) -> bool:
+    if all(type(v) is str for v in items):  # the lists records hold: strings are equal exactly when equal as JSON
+        return len(set(items)) == len(items)
     if len({repr(v) for v in items}) != len(items):
         return False
     return all(items[i] != items[j] for i in range(len(items)) for j in range(i + 1, len(items)))

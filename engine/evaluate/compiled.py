@@ -176,6 +176,15 @@ class _Generator:
         if plan.leaf.op in ("present", "absent"):
             emit(f"{t} = {name + ' ' + ref.symbol + ': '!r} + ('true' if {r} else 'false')", indent)
             return
+        if ref.derived or not ref.unit_from:  # the unit is known at load: the text's constant
+            # parts are joined here, once, rather than by five concatenations per comparison
+            sx = f" {ref.unit}" if ref.unit else ""
+            unknown = self.src.const(f"{name} is unknown (needs {ref.need}{sx})")
+            yes = self.src.const(f"{sx} (needs {ref.need}{sx}): true")
+            no = self.src.const(f"{sx} (needs {ref.need}{sx}): false")
+            emit(f"if {a} is None: {t} = {unknown}", indent)
+            emit(f"else: {t} = {name + ' = '!r} + {self.fmt(plan.leaf, a)} + ({yes} if {r} else {no})", indent)
+            return
         need = self.src.const(ref.need)
         emit(f"_sx = (' ' + {u}) if {u} else ''", indent)
         emit(f"if {a} is None: {t} = {name + ' is unknown (needs '!r} + {need} + _sx + ')'", indent)
@@ -198,9 +207,13 @@ class _Generator:
             # that repeat across patients they are built once and remembered, bounded. The key
             # holds the value's type, and a float by its exact bits (float.hex): -0.0 == 0.0 and
             # 1.0 == 1 would otherwise share an entry that orjson writes differently.
+            # A unit known at load is left out of the key, and so are a field's missing inputs
+            # (its own pointer exactly when the value is absent): fewer parts to hash per comparison.
             memo = self.src.const({}, "MEMO")
-            emit(f"if type({a}) in _MEMOABLE: _k = ({a}, {u}, {m}, type({a})); _h = {memo}.get(_k)", indent)
-            emit(f"elif type({a}) is float: _k = ({a}.hex(), {u}, {m}, float); _h = {memo}.get(_k)", indent)
+            unit_varies = bool(ref.unit_from) and not ref.derived
+            rest = "".join(f", {part}" for part, varies in ((u, unit_varies), (m, ref.derived)) if varies)
+            emit(f"if type({a}) in _MEMOABLE: _k = ({a}{rest}, type({a})); _h = {memo}.get(_k)", indent)
+            emit(f"elif type({a}) is float: _k = ({a}.hex(){rest}, float); _h = {memo}.get(_k)", indent)
             emit("else: _k = _h = None", indent)
             emit("if _h is None:", indent)
             self.word(plan, indent + 1)

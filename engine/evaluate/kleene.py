@@ -72,6 +72,8 @@ def fmt(value: Any) -> str:
         text = f"{value:.6g}"
         return text
     if isinstance(value, (list, tuple)):
+        if all(type(v) is str for v in value):  # as fmt writes each: the string itself
+            return "[" + ", ".join(value) + "]"
         return "[" + ", ".join(fmt(v) for v in value) + "]"
     return str(value)
 

@@ -14,8 +14,10 @@ Only orders and statements whose status the map reads count (shipped: active, on
 stopped; not a MedicationRequest's draft, cancelled or unknown, nor a MedicationStatement's
 intended, not-taken or unknown, FHIR R4's other status codes), and only orders whose intent is an
 order (not a proposal, plan or option). One of them that would otherwise have counted is passed
-over with why (scan), so that it is set aside rather than skipped in silence; entered-in-error
-ones are set aside before, as every resource is (bundle.py).
+over with why (scan), so that it is set aside rather than skipped in silence; so is one with a date
+its period is read from that cannot be read (2023-02-30, 2023-13-01: `date_not_readable`; it may be
+current and part of the latest course, so the reader leaves what it could change empty);
+entered-in-error ones are set aside before, as every resource is (bundle.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, first_match, texts
 from fsgs_kb.engine.fhir.dates import Moment, day_start, moment
+from fsgs_kb.engine.fhir.effective import unreadable_date
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.setaside import quoted, status_not_read
 
@@ -99,6 +102,32 @@ def _period(res: dict[str, Any], dosages: list[Any]) -> tuple[Moment | None, Mom
     return start, max(ends) if ends else moment(validity.get("end"))
 
 
+def period_problem(res: dict[str, Any]) -> str | None:
+    """Why the dates an order's or statement's period is read from (_period: each boundsPeriod's
+    start and end, else the validityPeriod's, else authoredOn; a statement's effectivePeriod or
+    effectiveDateTime) cannot be read, in words; None when each one read is a date (or absent).
+    Such an order is set aside (`date_not_readable`): skipping the unreadable date would make it
+    current with no known start, or start it on a fallback date it does not give."""
+    if res["resourceType"] == "MedicationStatement":
+        period = as_dict(res.get("effectivePeriod"))
+        named = [(f"effectivePeriod.{k}", period[k]) for k in ("start", "end") if k in period]
+        named += [("effectiveDateTime", res["effectiveDateTime"])] if "effectiveDateTime" in res else []
+    else:
+        named = []
+        for i, dosage in enumerate(as_list(res.get("dosageInstruction"))):
+            bounds = as_dict(as_dict(as_dict(dosage).get("timing")).get("repeat")).get("boundsPeriod")
+            where = f"dosageInstruction[{i}].timing.repeat.boundsPeriod"
+            named += [(f"{where}.{k}", bounds[k]) for k in ("start", "end") if isinstance(bounds, dict) and k in bounds]
+        validity = as_dict(as_dict(res.get("dispenseRequest")).get("validityPeriod"))
+        for k in ("start", "end"):  # read when no boundsPeriod gives that end of the period
+            if k in validity and not any(n.endswith(f"boundsPeriod.{k}") for n, _ in named):
+                named.append((f"dispenseRequest.validityPeriod.{k}", validity[k]))
+        if "authoredOn" in res and not any(n.endswith("start") for n, _ in named):
+            named.append(("authoredOn", res["authoredOn"]))
+    why = next((w for w in (unreadable_date(n, v) for n, v in named) if w), None)
+    return None if why is None else f"{why}: when the {KIND[res['resourceType']]} runs cannot be told"
+
+
 def status_problem(res: dict[str, Any], statuses: list[str]) -> str | None:
     """Why an order's or statement's status keeps it out of the courses (None when the map reads
     the status), in words."""
@@ -132,7 +161,8 @@ def scan(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> tuple[list
             if coding is None or _excluded(res, data, spec, fmap, dosages):
                 continue
             start, end = _period(res, dosages)
-            if start is not None and start.day > as_of:  # not one that starts after the evaluation date
+            undated = period_problem(res)
+            if undated is None and start is not None and start.day > as_of:  # not one that starts later
                 continue
             intent = intent_problem(res, settings["intents"]) if rtype == "MedicationRequest" else None
             if intent is not None:
@@ -141,6 +171,9 @@ def scan(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> tuple[list
             why = status_problem(res, settings["statuses"])
             if why is not None:
                 passed.append((res, "medication_status_not_usable", why))
+                continue
+            if undated is not None:
+                passed.append((res, "date_not_readable", undated))
                 continue
             ongoing = OPEN if res.get("status") in ("active", "on-hold") else None
             found.append(

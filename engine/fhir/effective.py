@@ -66,6 +66,14 @@ def _unreadable(value: Any) -> str | None:
     return None
 
 
+def unreadable_date(name: str, value: Any) -> str | None:
+    """Why a date element (named as the message shows it) cannot be read, in words: a date that
+    does not exist (2023-02-30, 2023-13-01), a malformed dateTime, a number, one off the calendar;
+    None when it is a full or partial FHIR date or dateTime that can be read."""
+    why = _unreadable(value)
+    return f"{name} {json_value(value)} {why}" if why else None
+
+
 def effective_span(resource: dict[str, Any]) -> tuple[tuple[date, date] | None, str]:
     """Of an Observation whose effective time is partial or absent (effective_moment found none,
     effective_problem no fault): the first and last day it may fall on (`2025-01`: 1 to 31 January;

@@ -19,7 +19,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.courses import Entry
 from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, combine, provenance
-from fsgs_kb.engine.fhir.sources import Context
+from fsgs_kb.engine.fhir.sources import Context, undated
 
 STOPPED_ORDER = (
     "status stopped: an order stopped may have been stopped before any dose was given, so it does not "
@@ -49,9 +49,11 @@ def read_order_list(ctx: Context, path: str, spec: dict[str, Any], src: dict[str
             if not _counts(e):
                 ctx.data.put_aside(e.resource, "medication_status_not_usable", STOPPED_ORDER, pointer)
         counted = [e for e in c.entries if _counts(e)]
+        current = any(e in c.current for e in counted)
+        if undated(c) and not current:  # an order whose date cannot be read may be current, or past
+            return Missing("date_not_readable")
         if not counted:
             continue
-        current = any(e in c.current for e in counted)
         items.append({item["key"]: value, item["value"]: "current" if current else "past"})
         used += [_prov(e) for e in counted]
     if not items:
@@ -75,8 +77,9 @@ def combine_list(
         if any(item not in stated.value for o in ordered for item in o.value):
             return Missing("ambiguous")
         return Found(stated.value, {**stated.prov, "others": _named(stated.prov)[1:] + orders}) if orders else stated
-    if stated.reason != "no_resource" or not ordered:
-        return stated
+    unread = [o for i, o in enumerate(outcomes) if i in ordered_at and isinstance(o, Missing)]
+    if stated.reason != "no_resource" or unread or not ordered:
+        return combine([stated, *unread], same)  # the most telling reason
     key = spec["item"]["key"]
     settled_by = {v for i in ordered_at for v in srcs[i].get("settled_by", [])}
     items = [x for o in ordered for x in o.value]

@@ -61,7 +61,8 @@ class Context:
     def drug_courses(self, drug: str, field: str) -> Courses:
         """The drug's courses for a field its orders feed; the orders and statements passed over for
         their intent or status are set aside once, under the first such field (map order: cyclosporine's under
-        /cyclosporine/status), so that one resource is listed once, not once per field."""
+        /cyclosporine/status), so that one resource is listed once, not once per field (so are those
+        passed over for a date that cannot be read)."""
         c = self.courses(drug)
         if drug not in self._aside:
             self._aside.add(drug)
@@ -123,6 +124,8 @@ def read_condition(ctx: Context, path: str, spec: dict[str, Any], src: dict[str,
 def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Status, daily dose or months on therapy of a drug, from its orders or statements."""
     c = ctx.drug_courses(src["drug"], field_pointer(path))
+    if undated(c) and not (src["output"] == "status" and c.current):  # it may be the current order
+        return Missing("date_not_readable")
     if not c.entries:
         return Missing("no_resource")
     if any((e.resource.get("resourceType"), e.resource.get("id")) in ctx.data.conflicted for e in c.entries):
@@ -134,6 +137,13 @@ def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str
     if output == "months_on_therapy":
         return _months(ctx, c)
     return _dose(ctx, c, src["drug"], field_pointer(path))
+
+
+def undated(c: Courses) -> bool:
+    """Whether an order or statement of the drug was passed over for a date that cannot be read:
+    it may be current, and part of the latest course, so only what holds whatever its dates are
+    (another order is current) is read."""
+    return any(reason == "date_not_readable" for _, reason, _ in c.passed_over)
 
 
 def _entry_prov(entry: Any) -> dict[str, Any]:
@@ -194,6 +204,8 @@ def _concurrent(ctx: Context, doses: list[tuple[tuple[float, str] | None, Any]],
 def read_before_course(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """The last result before the latest course of a drug started (baseline creatinine)."""
     c = ctx.courses(src["drug"])
+    if undated(c):
+        return Missing("date_not_readable")
     if not c.entries:
         return Missing("no_resource")
     if c.ambiguous or c.start is None:

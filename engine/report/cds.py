@@ -19,7 +19,8 @@ REASON_WORDS = {
     "unit_not_convertible": "a value was found in a unit that cannot be converted",
     "not_a_value": "the latest value sent is not a number that can be read",
     "date_not_precise": "a result was sent with no date or no day in its date, so it may be the latest",
-    "date_not_readable": "a result was sent whose date cannot be read, so it may be the latest",
+    "date_not_readable": "a result or order was sent whose date cannot be read, so it may be the latest "
+    "(or the current order)",
     "out_of_range": "the value found is outside what the record can hold (an implausible value)",
     "dose_not_computable": "the order's dosage is not structured enough to compute a daily dose",
     "concurrent_orders": "more than one current order of the drug was sent, and whether their doses add up "
@@ -159,16 +160,31 @@ def undetermined_detail(detail: dict[str, Any]) -> str:
     for item in detail["items"]:
         rules = ", ".join(md(r) for r in item["rules"])
         unused = "".join(f"; sent but not used: {md(message)}" for message in item.get("aside", []))
-        lines.append(
-            f"- **{md(item['label'])}**, needed by {rules}: {md(item['where'])}; {provenance_text(item['prov'])}"
-            + unused
-        )
+        title = item.get("title")
+        named = f"**{md(item['label'])}**" + (f" ({md(title)})" if title else "")
+        lines.append(f"- {named}, needed by {rules}: {md(item['where'])}; {provenance_text(item['prov'])}" + unused)
     if detail.get("absent"):
         lines += [
             "",
             "The EHR did not send these prefetch queries (this service never queries the FHIR server itself): "
             + ", ".join(f"`{code(k)}`" for k in detail["absent"]),
         ]
+    lines += ["", _footer(detail)]
+    return "\n".join(lines)
+
+
+def no_data_detail(detail: dict[str, Any]) -> str:
+    """The Markdown detail of the card saying a call brought no patient data at all."""
+    lines = [
+        "The service received no patient data for this call, so it cannot tell whether the review applies "
+        "to this patient, nor assess anything the review says. It never queries the FHIR server itself "
+        "(a `fhirAuthorization` is not used): the EHR must send the data as the prefetch the service's "
+        "discovery document asks for. This is not a finding about the patient.",
+    ]
+    for key, heading in (("absent", "Not sent (or sent as an OperationOutcome)"), ("empty", "Sent as null (no data)")):
+        if detail[key]:
+            lines += ["", f"**{heading}**"]
+            lines += [f"- `{code(k)}`: `{code(query)}`" for k, query in detail[key]]
     lines += ["", _footer(detail)]
     return "\n".join(lines)
 
@@ -180,15 +196,47 @@ def set_aside_detail(detail: dict[str, Any]) -> str:
         "These FHIR resources were sent but not used: no value of the advice rests on them. "
         "Each is named with where it is in the request and why it was not used.",
         "",
+        *aside_lines(detail["items"]),
+        "",
+        _footer(detail),
     ]
-    items = detail["items"]
+    return "\n".join(lines)
+
+
+def aside_lines(items: list[dict[str, Any]]) -> list[str]:
+    """One Markdown list line per set-aside resource (its message: type/id and why; the field it
+    was sent for; where it is in the request), the first MAX_LISTED of them."""
+    lines = []
     for item in items[:MAX_LISTED]:
         where = [f"`{code(item[k])}`" for k in ("origin", "entry") if item.get(k)]
         field = f" (for `{code(item['field'])}`)" if item.get("field") else ""
         lines.append(f"- {md(item['message'])}{field}" + (f", at {where[0]}" if where else ""))
     if len(items) > MAX_LISTED:
         lines.append(f"- … and {len(items) - MAX_LISTED:,} more (the decision log lists them all)")
-    lines += ["", _footer(detail)]
+    return lines
+
+
+def aside_words(items: list[dict[str, Any]]) -> str:
+    """Why resources were set aside, in a few words each, once per reason (a card's summary)."""
+    return ", ".join(dict.fromkeys(ASIDE_WORDS.get(item["reason"], item["reason"]) for item in items))
+
+
+def order_not_checked_detail(detail: dict[str, Any]) -> str:
+    """The Markdown detail of the card an order hook gives when no draft order it was sent could be
+    checked: which drafts, where each is and why it could not be used. It says nothing else (no
+    advice: nothing was evaluated), and its footer names the knowledge base but no decision."""
+    count = len(detail["items"])
+    these = "This draft order" if count == 1 else f"These {count} draft orders"
+    kb = detail["kb"]
+    lines = [
+        f"{these} of {md(detail['drug'])} could not be checked against the knowledge base: "
+        f"{'it was' if count == 1 else 'they were'} not evaluated, and no check of the order was made. "
+        "Each is named with where it is in the request and why it could not be used.",
+        "",
+        *aside_lines(detail["items"]),
+        "",
+        f"Not evaluated · knowledge base {md(kb['id'])} {md(kb['version'])} · fingerprint `{kb['fingerprint']}`",
+    ]
     return "\n".join(lines)
 
 
@@ -253,8 +301,9 @@ def feedback_text(summary: dict[str, Any]) -> str:
         answered = item["accepted"] + item["overridden"]
         share = f", {100 * item['overridden'] / answered:.0f} % overridden" if answered else ""
         odd = f"; {item['contradictory']:,} contradictory (not counted)" if item["contradictory"] else ""
+        again = f" (sent in {item['sent']:,} calls)" if item.get("sent", item["cards"]) > item["cards"] else ""
         lines.append(
-            f"{item['rule']} v{item['version']}: {item['cards']:,} card{'' if item['cards'] == 1 else 's'}, "
+            f"{item['rule']} v{item['version']}: {item['cards']:,} card{'' if item['cards'] == 1 else 's'}{again}, "
             f"{answered:,} with feedback: "
             f"{item['accepted']:,} accepted, {item['overridden']:,} overridden{share}{odd}"
         )

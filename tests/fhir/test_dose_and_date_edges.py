@@ -148,14 +148,16 @@ def test_a_weight_dated_off_the_calendar_is_set_aside_not_an_error(tmp_path: Pat
 
 @pytest.mark.parametrize("when", OFF_CALENDAR)
 def test_an_order_started_off_the_calendar_is_no_internal_error(tmp_path: Path, when: str) -> None:
-    """The order's start cannot be read (as for a day that does not exist): it is still current, but
-    how long it has run is not known."""
+    """The order's start cannot be read (as for a day that does not exist): it is set aside as
+    `date_not_readable` (test_order_dates.py), the fields it feeds empty for that reason. (Was: still
+    current, how long it had run unknown.)"""
     doc = example()
     resource(doc, "medicationrequest-1")["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]["start"] = when
     result = run(tmp_path, doc)
     assert result["status"] == "evaluated"
-    assert result["decision"]["input"]["cyclosporine"]["status"] == "current"
-    assert result["sources"]["/cyclosporine/months_on_therapy"] == {"missing": "ambiguous"}
+    assert "status" not in result["decision"]["input"].get("cyclosporine", {})
+    assert result["sources"]["/cyclosporine/months_on_therapy"] == {"missing": "date_not_readable"}
+    assert [(a["id"], a["reason"]) for a in result["set_aside"]] == [("medicationrequest-1", "date_not_readable")]
 
 
 @pytest.mark.parametrize("as_of", ["0001-01-01", "9999-12-31", "0199-12-31", "9900-01-01"])

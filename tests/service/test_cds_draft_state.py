@@ -1,8 +1,9 @@
 """order-select / order-sign: a cyclosporine draft is evaluated as the regimen being signed only
 when it can be that order. A draft about another patient is never re-pointed to the context's
-patient; a cancelled or entered-in-error draft, or one whose intent is a proposal or plan, is no
-active order. Each is set aside with its reason (named on the cards, kept in the log row), as the
-FHIR reader sets aside what it does not use.
+patient; a cancelled or entered-in-error draft, one whose intent is a proposal or plan, or one whose
+period is read from a date that cannot be read, is no active order. Each is set aside with its
+reason (named on the cards, kept in the log row), as the FHIR reader sets aside what it does not
+use. When no cyclosporine draft can be checked, one `info` card says so.
 
 Each call goes over HTTP to the real `fsgs-kb serve` subprocess, as in test_cds_hooks.py."""
 
@@ -10,10 +11,24 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from typing import Any
 
 import pytest
-from cds_support import PUBLIC, Server, example, hook_request, iter_rows, patient_bundle, patient_id, prefetch_for
+from cds_support import (
+    PUBLIC,
+    Server,
+    example,
+    hook_request,
+    iter_rows,
+    patient_bundle,
+    patient_id,
+    prefetch_for,
+    signed_call,
+)
+
+from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.report.cds import ASIDE_WORDS, md
 
 OS = "fsgs-csa-order-sign"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -92,6 +107,12 @@ BAD = [
         "intent proposal",
     ),
     ("plan", draft("d-bad", "Patient/{pid}", 420, intent="plan"), "medication_intent_not_usable", "intent plan"),
+    (
+        "start not a day",
+        draft("d-bad", "Patient/{pid}", 420, dispenseRequest={"validityPeriod": {"start": "2023-02-30"}}),
+        "date_not_readable",
+        '"2023-02-30" (a string) is not a date that can be read',
+    ),
 ]
 
 
@@ -118,3 +139,89 @@ def test_a_draft_that_cannot_be_signed_is_set_aside_not_evaluated(
     assert len(aside) == 1 and aside[0]["reason"] == reason, result["set_aside"]
     assert aside[0]["origin"] == "/context/draftOrders/entry/1" and words in aside[0]["message"]
     assert "MedicationRequest/d-bad" in cards["SET_ASIDE"]["detail"]
+
+
+# ---- no draft that can be checked: one card says so ----------------------------------------------
+
+
+@pytest.mark.parametrize(("label", "bad", "reason", "words"), BAD, ids=[b[0] for b in BAD])
+def test_no_draft_that_can_be_checked_gives_one_card_saying_so(
+    server: Server,
+    ehr: Any,
+    templates: dict[str, str],
+    kb: KnowledgeBase,
+    label: str,
+    bad: dict[str, Any],
+    reason: str,
+    words: str,
+) -> None:
+    """The clinician signing gets no silence: one `info` card that the order could not be checked,
+    naming the draft, where it is and why (the words of the set-aside card), and nothing else."""
+    body, answer = sign(server, ehr, templates, bad)
+    (card,) = answer["cards"]
+    assert card["indicator"] == "info" and card["source"]["topic"]["code"] == "ORDER_NOT_CHECKED"
+    assert card["summary"] == f"Draft cyclosporine order could not be checked ({ASIDE_WORDS[reason]})"
+    assert len(card["summary"]) < 140 and str(uuid.UUID(card["uuid"])) == card["uuid"]
+    assert card["source"]["label"] == f"fsgs-kb: knowledge base {kb.id} {kb.version}"
+    assert "MedicationRequest/d-bad" in card["detail"] and md(words) in card["detail"], card["detail"]
+    assert "`/context/draftOrders/entry/0`" in card["detail"] and kb.fingerprint in card["detail"]
+    assert not {"suggestions", "overrideReasons", "selectionBehavior"} & set(card)
+    db = server.log.parent / "decisions.sqlite"
+    sql = "SELECT d.status, d.cards, c.rule_id, c.rule_version, c.indicator FROM decisions d JOIN cards c ON "
+    sql += f"c.decision = d.id WHERE d.hook_instance = '{body['hookInstance']}'"
+    assert list(iter_rows(db, sql)) == [
+        ("no_cyclosporine_draft", json.dumps([card["uuid"]]), "ORDER_NOT_CHECKED", kb.version, "info")
+    ]
+
+
+def test_the_card_of_drafts_not_checked_takes_feedback_and_is_the_same_for_the_same_call(
+    server: Server, ehr: Any, templates: dict[str, str]
+) -> None:
+    """Two drafts set aside: both named, their reasons once each. The same call again shows the same
+    card; feedback on it links to the call's row; an override with a reason it did not offer is refused."""
+    elsewhere = draft("d-other", "Patient/someone-else", 420)
+    proposed = draft("d-proposed", "Patient/{pid}", 280, intent="proposal")
+    body, answer = sign(server, ehr, templates, elsewhere, proposed)
+    (card,) = answer["cards"]
+    words = f"{ASIDE_WORDS['not_this_patient']}, {ASIDE_WORDS['medication_intent_not_usable']}"
+    assert card["summary"] == f"2 draft cyclosporine orders could not be checked ({words})"
+    assert "MedicationRequest/d-other" in card["detail"] and "MedicationRequest/d-proposed" in card["detail"]
+    path = f"/cds-services/{OS}"
+    again = signed_call(server, ehr, path, body).json()
+    assert again == answer
+    other_call = signed_call(server, ehr, path, {**body, "hookInstance": str(uuid.uuid4())}).json()
+    assert other_call["cards"][0]["uuid"] != card["uuid"]
+    accepted = signed_call(
+        server, ehr, path + "/feedback", {"feedback": [{"card": card["uuid"], "outcome": "accepted"}]}
+    )
+    assert accepted.status_code == 200, accepted.text
+    db = server.log.parent / "decisions.sqlite"
+    sql = "SELECT f.rule_id, d.hook_instance FROM feedback f JOIN decisions d ON d.id = f.decision "
+    sql += f"WHERE f.card = '{card['uuid']}'"
+    assert list(iter_rows(db, sql)) == [("ORDER_NOT_CHECKED", body["hookInstance"])]
+    reason = {"reason": {"system": "urn:fsgs-kb:override-reason", "code": "clinical-judgement"}}
+    refused = signed_call(
+        server,
+        ehr,
+        path + "/feedback",
+        {"feedback": [{"card": card["uuid"], "outcome": "overridden", "overrideReason": reason}]},
+    )
+    assert refused.status_code == 409, refused.text  # accepted already
+
+
+def test_order_select_of_a_draft_that_cannot_be_checked_says_so(server: Server, ehr: Any) -> None:
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    orders = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": draft("d-ok", f"Patient/{pid}", 280)},
+            {"resource": draft("d-cancelled", f"Patient/{pid}", 280, status="cancelled")},
+        ],
+    }
+    path = "/cds-services/fsgs-csa-order-select"
+    body = hook_request("order-select", pid, None, draftOrders=orders, selections=["MedicationRequest/d-cancelled"])
+    (card,) = signed_call(server, ehr, path, body).json()["cards"]
+    assert card["source"]["topic"]["code"] == "ORDER_NOT_CHECKED" and "MedicationRequest/d-cancelled" in card["detail"]
+    assert "`/context/draftOrders/entry/1`" in card["detail"] and "d-ok" not in card["detail"]

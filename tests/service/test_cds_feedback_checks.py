@@ -4,9 +4,10 @@ prints nothing a feedback item can forge.
 CDS Hooks 2.0 (Feedback): a user accepts or overrides a card, typically once; an override reason is
 one of the card's `overrideReasons`. Where the decision log has the card, the service refuses (the
 whole request, nothing written) a card both accepted and overridden (409), a reason the card did
-not offer and an override of a card that offered none (400). The same outcome again is written (a
-retried POST) and counted once. Contradictions the service could not check (a card it has no
-record of; a log written before it checked) are counted apart in the report, not as feedback.
+not offer and an override of a card that offered none (400), and feedback on a card it never sent
+(404). The same outcome again is written (a retried POST) and counted once. Contradictions the
+service could not check (in a log written before it checked) are counted apart in the report, not
+as feedback.
 
 A real `fsgs-kb serve` of its own (so the report's counts are this test's), over HTTP."""
 
@@ -97,16 +98,25 @@ def test_feedback_checked_against_its_card_and_reported_once(own: Server, ehr: A
         assert body["resourceType"] == "OperationOutcome" and words in body["issue"][0]["diagnostics"], body
     assert rows(own) == 5
 
-    # cards the service has no record of: written, contradictions counted apart in the report
+    # cards the service never sent are refused (404, nothing written); a log written before the
+    # service checked may hold such items: their contradictions are counted apart in the report
     unknown = {
         "card": "not-a-card-of-ours",
         "outcome": "overridden",
         "overrideReason": {"reason": {"code": FORGED, "display": FORGED}},
     }
-    assert feedback(own, ehr, unknown).status_code == 200
-    assert feedback(own, ehr, {"card": "other-unknown", "outcome": "accepted"}).status_code == 200
-    assert feedback(own, ehr, {"card": "other-unknown", "outcome": "overridden"}).status_code == 200
+    assert feedback(own, ehr, unknown).status_code == 404
+    assert rows(own) == 5
     with sqlite3.connect(own.log.parent / "decisions.sqlite") as db:  # as a log written before the checks
+        db.executemany(
+            "INSERT INTO feedback (time, service, card, outcome, override_code, override_display) "
+            "VALUES ('2026-01-01T00:00:00Z', ?, ?, ?, ?, ?)",
+            [
+                (PV, "not-a-card-of-ours", "overridden", FORGED, FORGED),
+                (PV, "other-unknown", "accepted", None, None),
+                (PV, "other-unknown", "overridden", None, None),
+            ],
+        )
         db.execute(
             "INSERT INTO feedback (time, service, card, decision, rule_id, rule_version, outcome) "
             "SELECT '2026-01-01T00:00:00Z', ?, uuid, decision, rule_id, rule_version, 'overridden' "
