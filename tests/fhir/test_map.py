@@ -149,7 +149,7 @@ def test_yaml_aliases_dates_and_tabs_are_refused(tmp_path: Path) -> None:
         "settings:\n  observation_statuses: &s [final, amended, corrected]\n  x: *s",
     )
     assert any("aliases" in p.message for p in err.problems)
-    err = _broken(tmp_path, 'map_version: "0.3.0"', "map_version: 2024-01-02")
+    err = _broken(tmp_path, 'map_version: "0.3.1"', "map_version: 2024-01-02")
     assert any("date" in p.message and p.pointer == "/map_version" for p in err.problems)
 
 
