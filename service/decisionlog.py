@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -428,7 +429,9 @@ def replay_log(kb: KnowledgeBase, path: Path) -> list[dict[str, Any]]:
     with another fingerprint: not replayed), not_evaluated (nothing to replay, e.g. an order-sign
     call without cyclosporine) or unreadable: a result that is not a JSON document within the
     readers' limits (size, nesting, engine/read/records.py), or whose row says otherwise
-    (`row_problems`: a result moved from another row is not that row's decision)."""
+    (`row_problems`: a result moved from another row is not that row's decision), or a row
+    without a result that says it has one (`unevaluated_row_problems`: an evaluation's status, a
+    decision id, an input hash, a rule's card)."""
     db = open_readonly(path)
     reports = []
     try:
@@ -440,7 +443,12 @@ def replay_log(kb: KnowledgeBase, path: Path) -> list[dict[str, Any]]:
                 reports.append({**ident, "verdict": "other_kb", "kb_version": version, "kb_fingerprint": fingerprint})
                 continue
             if text is None:
-                reports.append({**ident, "verdict": "not_evaluated", "status": status})
+                contradictions = unevaluated_row_problems(row, cards.get(rowid, []))
+                if contradictions:
+                    problem_text = "a row without a result that says otherwise: " + "; ".join(contradictions)
+                    reports.append({**ident, "verdict": "unreadable", "problem": problem_text})
+                else:
+                    reports.append({**ident, "verdict": "not_evaluated", "status": status})
                 continue
             old, problem = parse_json(str(text).encode("utf-8", "surrogatepass"))
             if problem is not None:
@@ -461,6 +469,40 @@ def replay_log(kb: KnowledgeBase, path: Path) -> list[dict[str, Any]]:
     finally:
         db.close()
     return reports
+
+
+# the statuses of the rows the service writes without a result (service/hooks.py), and the one card
+# such a row may carry: ORDER_NOT_CHECKED, on an order hook's call whose cyclosporine drafts were
+# all set aside (no decision was made, so no rule's card and no decision id or input hash)
+UNEVALUATED_STATUSES = ("no_cyclosporine_draft", "prefetch_missing")
+REJECTED_STATUS = re.compile(r"rejected_[1-5][0-9][0-9]")
+UNEVALUATED_CARDS = {"no_cyclosporine_draft": (ORDER_NOT_CHECKED,)}
+
+
+def unevaluated_row_problems(row: tuple[Any, ...], cards: list[tuple[str, str]]) -> list[str]:
+    """What a row without a result says that only an evaluation could: a status of an evaluation
+    (evaluated, out_of_scope, …), a decision id or input hash, rule cards (only ORDER_NOT_CHECKED,
+    once, on a no_cyclosporine_draft row), or a cards column that is not the cards table's. Such a
+    row had its result removed, or was given cards or a status it never had."""
+    _, _, _, _, _, _, status, _, _, sha, did, listed = row
+    out = []
+    if not (isinstance(status, str) and (status in UNEVALUATED_STATUSES or REJECTED_STATUS.fullmatch(status))):
+        out.append(f"status {_short(status)}, which a row without a result cannot have")
+    if sha is not None:
+        out.append(f"input_sha256 column {_short(sha)}")
+    if did is not None:
+        out.append(f"decision_id column {_short(did)}")
+    sent, problem = parse_json(str(listed).encode("utf-8", "surrogatepass"))
+    if problem is not None or sent != [u for u, _ in cards]:
+        out.append("its cards column does not list the cards table's cards of this row")
+    allowed = UNEVALUATED_CARDS.get(status, ()) if isinstance(status, str) else ()
+    rules = [rule_id for _, rule_id in cards]
+    for rule_id in dict.fromkeys(rules):
+        if rule_id not in allowed:
+            out.append(f"a card for {rule_id}, which no call without a decision sends")
+        elif rules.count(rule_id) > 1:
+            out.append(f"{rules.count(rule_id)} {rule_id} cards, where such a call sends one")
+    return out
 
 
 def row_problems(row: tuple[Any, ...], result: dict[str, Any], cards: list[tuple[str, str]]) -> list[str]:

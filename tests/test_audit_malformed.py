@@ -38,6 +38,9 @@ EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str, tuple[str, ...]]] 
     "rule0_id_list": (_set("rules", 0, "id", value=["x"]), "/rules/0/id", ("full", "standard")),
     "masked_str": (_set("decision", "masked", value="x"), "/decision/masked", LEVELS),
     "masked_not_a_pointer": (_set("decision", "masked", value=["id"]), "/decision/masked/0", LEVELS),
+    # a result whose decision is not an object is still a result (explain once read it as a patient)
+    "decision_str": (_set("decision", value="x"), "/decision", LEVELS),
+    "decision_null": (_set("decision", value=None), "/decision", LEVELS),
 }
 CASES = [(name, level) for name, (_, _, levels) in EDITS.items() for level in levels]
 

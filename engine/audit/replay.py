@@ -221,7 +221,7 @@ def replay(kb: KnowledgeBase, results: Iterable[Record], index: dict[str, Record
     places = Places(index if isinstance(index, Inputs) else None)
     for record in results:
         old, problem = record_value(record)
-        if problem is None and not (isinstance(old, dict) and isinstance(old.get("decision"), dict)):
+        if problem is None and not is_result(old):
             problem = KBError("replay.not_a_result", "not a fsgs-kb result (no decision record)")
         if problem is not None:
             yield {"record": record.number, "line": record.line, "verdict": "unreadable", "problem": problem.message}
@@ -356,15 +356,21 @@ def _patient_record(record: Record) -> tuple[Record, str | None]:
     value, problem = record_value(record)
     if problem is not None or not is_result(value):
         return record, None
-    stored = value["decision"].get("input")
+    decision = value["decision"]
+    stored = decision.get("input") if isinstance(decision, dict) else None
     if not isinstance(stored, dict):
         return record, "a stored result without its input (evaluate or batch with --include-input keeps it)"
     return replace(record, raw=b"", data=stored), None
 
 
 def is_result(value: Any) -> bool:
-    """Does this document look like a stored result (of evaluate or batch) rather than a patient?"""
-    return isinstance(value, dict) and isinstance(value.get("decision"), dict) and "status" in value
+    """Does this document stand for a stored result (of evaluate or batch) rather than a patient?
+
+    A patient record has no `decision` field (the schema refuses it), so a document with one is a
+    result, well-formed or not: explain, replay and impact then check its shape and refuse a
+    malformed one with its JSON pointer (`/decision: 'x' is not of type 'object'`), as trace does,
+    instead of reading it as a patient record with unknown fields."""
+    return isinstance(value, dict) and "decision" in value
 
 
 def stored_decision(

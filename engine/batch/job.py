@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from fsgs_kb.engine.batch.files import FLUSH_BYTES, InputDigest, OutputFile, ResumeState, same_regular_file
+from fsgs_kb.engine.batch.files import (
+    FLUSH_BYTES,
+    InputDigest,
+    OutputFile,
+    ResumeState,
+    crc32_combine,
+    same_regular_file,
+)
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.batch.workers import ChunkResult
 from fsgs_kb.engine.errors import KBError, KBErrors
@@ -245,7 +252,7 @@ def _run(
         try:
             for chunk, end in results:
                 summary.add(chunk)
-                target.write(chunk.blob, end, summary)
+                target.write(chunk.blob, chunk.crc, end, summary)
                 if job.progress is not None:
                     job.progress(summary.records, runner.bytes_read)
         finally:
@@ -273,6 +280,7 @@ class _Target:
         self.pending: list[bytes | bytearray] = []
         self.size = 0
         self.end = 0
+        self.crc = 0  # CRC-32 of every result written to the output (on resume: from its first byte)
         self.digest = InputDigest(path if job.output else None)
         self.committed_at = time.monotonic()
         if job.output:
@@ -294,9 +302,12 @@ class _Target:
         if file is None:
             return ResumeState()
         state: ResumeState = self._io(lambda: file.open(self.resume))
+        self.crc = state.output_crc32
         return state
 
-    def write(self, blob: bytes | bytearray, end: int, summary: BatchSummary) -> None:
+    def write(self, blob: bytes | bytearray, crc: int, end: int, summary: BatchSummary) -> None:
+        if self.file is not None:  # ~75 µs a chunk of 64 records: hashing the bytes here cost 20-50 µs a record
+            self.crc = crc32_combine(self.crc, crc, len(blob))
         self.pending.append(blob)
         self.size += len(blob)
         self.end = end
@@ -324,6 +335,7 @@ class _Target:
                 state = summary.state()
                 state.input_bytes = self.end
                 state.input_sha256 = self.digest.advance(self.end)
+                state.output_crc32 = self.crc
                 file.commit(state)
                 self.committed_at = now
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -251,7 +252,8 @@ class BatchRunner:
             problem, record.raw, status="error", patient_id=patient_id(record), detail=detail
         )
         line = dumps_bytes({"record": record.number, "line": record.line, **result})
-        return ChunkResult(record.number, 1, line + b"\n", {"error": 1}, {})
+        line += b"\n"
+        return ChunkResult(record.number, 1, line, {"error": 1}, {}, zlib.crc32(line))
 
 
 def evaluate_in_process(

@@ -18,6 +18,7 @@ import queue
 import signal
 import struct
 import threading
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -33,13 +34,16 @@ IDLE_CHECK_S = 1.0
 
 @dataclass(slots=True)
 class ChunkResult:
-    """The encoded results of records first..first+count-1, in order, with their counts."""
+    """The encoded results of records first..first+count-1, in order, with their counts and the
+    CRC-32 of `blob` (taken here, in the worker, where the bytes are made: the parent only
+    combines chunk CRCs into the output's, for its resume record)."""
 
     first: int
     count: int
     blob: bytes | bytearray
     by_status: dict[str, int]
     by_rule: dict[tuple[str, str], int]
+    crc: int
 
 
 # ---- the wire: records to a worker, results back, without pickling a Record ----------------------------
@@ -72,15 +76,15 @@ def unpack_chunk(message: ChunkMessage) -> list[Record]:
 
 def send_result(conn: Connection, result: ChunkResult) -> None:
     """The counts pickled (small), then the encoded lines as they are (one copy less each way)."""
-    conn.send((result.first, result.count, result.by_status, result.by_rule))
+    conn.send((result.first, result.count, result.by_status, result.by_rule, result.crc))
     conn.send_bytes(result.blob)
 
 
 def recv_result(conn: Connection) -> ChunkResult:
     """Read what `send_result` sent; the lines straight into one buffer (multiprocessing's own
     reader allocates a buffer of the whole remaining size for every read of a pipe or socket)."""
-    first, count, by_status, by_rule = conn.recv()
-    return ChunkResult(first, count, read_bytes_message(conn.fileno()), by_status, by_rule)
+    first, count, by_status, by_rule, crc = conn.recv()
+    return ChunkResult(first, count, read_bytes_message(conn.fileno()), by_status, by_rule, crc)
 
 
 def read_bytes_message(fd: int) -> bytearray:
@@ -142,7 +146,8 @@ def evaluate_chunk(
         by_status[status] += 1
         by_rule.update(outcomes)
     lines.append(b"")  # the last line's newline, in the one join (a chunk at full detail is megabytes)
-    return ChunkResult(chunk[0].number, len(chunk), b"\n".join(lines), dict(by_status), dict(by_rule))
+    blob = b"\n".join(lines)
+    return ChunkResult(chunk[0].number, len(chunk), blob, dict(by_status), dict(by_rule), zlib.crc32(blob))
 
 
 def die_with_parent(parent: int) -> None:

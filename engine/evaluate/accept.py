@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from fsgs_kb.engine.evaluate.patient import clinical_conflicts
+from fsgs_kb.engine.evaluate.patient import clinical_conflicts, unique_items
 from fsgs_kb.engine.load.schemas import load_schema
 from fsgs_kb.engine.read.jsontext import loads
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES, shape_problem
@@ -108,7 +108,7 @@ class _Generator:
         if schema.get("uniqueItems"):
             if "enum" in items:
                 self.emit(indent, f"if len(set({var})) != len({var}): return False")
-            else:  # objects: unique both as the detailed validator sees it (repr) and by equality
+            else:  # objects: by JSON equality, as the detailed validator
                 self.emit(indent, f"if not _unique({var}): return False")
 
     def _object(self, var: str, schema: dict[str, Any], indent: int) -> None:
@@ -137,9 +137,7 @@ class _Generator:
 def _unique(items: list[Any]) -> bool:
     if all(type(v) is str for v in items):  # the lists records hold: strings are equal exactly when equal as JSON
         return len(set(items)) == len(items)
-    if len({repr(v) for v in items}) != len(items):
-        return False
-    return all(items[i] != items[j] for i in range(len(items)) for j in range(i + 1, len(items)))
+    return unique_items(items)  # the detailed validator's own test: both paths agree
 
 
 def generate_source(schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -30,6 +30,26 @@ NEVER_CONTRADICTS = {
 JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
 
 
+def json_key(value: Any) -> Any:
+    """A hashable key equal for two JSON values exactly when they are equal as JSON Schema's
+    `uniqueItems` compares them: objects whatever their key order, 1 and 1.0 alike, true
+    never 1."""
+    if isinstance(value, dict):
+        return ("object", frozenset((k, json_key(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(json_key(v) for v in value))
+    if isinstance(value, bool) or value is None:
+        return ("literal", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    return ("string", value)
+
+
+def unique_items(items: list[Any]) -> bool:
+    """Whether no two items of a list are equal as JSON values."""
+    return len({json_key(v) for v in items}) == len(items)
+
+
 def _problem(pointer: str, code: str, message: str, hint: str | None = None) -> KBError:
     return KBError(code, f"{pointer or '/'}: {message}", pointer=pointer, hint=hint)
 
@@ -111,7 +131,7 @@ class _SchemaWalker:
         return
 
     def _array(self, value: list[Any], schema: dict[str, Any], pointer: str) -> None:
-        if schema.get("uniqueItems") and len({repr(v) for v in value}) != len(value):
+        if schema.get("uniqueItems") and not unique_items(value):
             self.errors.append(_problem(pointer, "patient.duplicate", "list has repeated items"))
         if len(value) > schema.get("maxItems", 10**9):
             self.errors.append(_problem(pointer, "patient.length", f"list has more than {schema['maxItems']} items"))

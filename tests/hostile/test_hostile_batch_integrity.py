@@ -13,7 +13,10 @@ import json
 import os
 import shlex
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hostile_support import FSGS, assert_no_traceback, good_line, jsonl, run, run_argv
@@ -175,6 +178,94 @@ def test_an_untouched_output_still_resumes_to_every_record(finished: tuple[Path,
     assert result.rc == 1, result
     numbers = [json.loads(line)["record"] for line in out.read_bytes().splitlines()]
     assert numbers == list(range(1, 2 * N + 1))
+
+
+def test_the_resume_record_holds_the_crc32_of_the_output(finished: tuple[Path, Path]) -> None:
+    """The parent combines the workers' chunk CRCs (crc32_combine): the recorded value is exactly
+    zlib.crc32 of the output, after the first run and after a resumed one."""
+    source, out = finished
+    assert json.loads(_sidecar(out).read_text())["state"]["output_crc32"] == zlib.crc32(out.read_bytes())
+    result = run("batch", source, "-o", out, "--resume", "--workers", "2", "--quiet", timeout=60)
+    assert result.rc == 1, result
+    assert json.loads(_sidecar(out).read_text())["state"]["output_crc32"] == zlib.crc32(out.read_bytes())
+
+
+# ---- 5b: results edited without changing the output's size (review 4, item 4) -----------------
+
+
+def _same_size_edit(out: Path, edit: Callable[[list[dict[str, Any]]], None]) -> None:
+    lines = [json.loads(line) for line in out.read_bytes().splitlines()]
+    edit(lines)
+    data = b"".join(json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n" for line in lines)
+    before = out.read_bytes()
+    assert len(data) == len(before) and data != before  # the edits keep every line's length
+    out.write_bytes(data)
+
+
+def _swap_patient_ids(lines: list[dict[str, Any]]) -> None:
+    a, b = [i for i, line in enumerate(lines) if line["status"] == "evaluated"][:2]
+    lines[a]["patient_id"], lines[b]["patient_id"] = lines[b]["patient_id"], lines[a]["patient_id"]
+
+
+def _swap_contents(lines: list[dict[str, Any]]) -> None:
+    a, b = [i for i, line in enumerate(lines) if line["status"] == "evaluated"][:2]
+    first, second = dict(lines[b]), dict(lines[a])
+    first.update(record=lines[a]["record"], line=lines[a]["line"])
+    second.update(record=lines[b]["record"], line=lines[b]["line"])
+    lines[a], lines[b] = first, second
+
+
+def _swap_statuses(lines: list[dict[str, Any]]) -> None:
+    a = next(i for i, line in enumerate(lines) if line["status"] == "evaluated")
+    b = next(i for i, line in enumerate(lines) if line["status"] != "evaluated")
+    lines[a]["status"], lines[b]["status"] = lines[b]["status"], lines[a]["status"]
+
+
+def _set_line_field(lines: list[dict[str, Any]]) -> None:
+    lines[3]["line"] = 9
+
+
+@pytest.mark.parametrize("edit", [_swap_patient_ids, _swap_contents, _swap_statuses, _set_line_field])
+def test_resume_refuses_results_edited_at_the_same_size(
+    finished: tuple[Path, Path], edit: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    """Each of these kept the size, the numbering and the counts by status, and was resumed as if
+    the results were the run's own."""
+    source, out = finished
+    raw = out.read_bytes()
+    # the edits are made on a compact re-encoding, which must give back exactly the bytes batch wrote
+    assert raw == b"".join(
+        json.dumps(json.loads(line), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        for line in raw.splitlines()
+    )
+    _same_size_edit(out, edit)
+    _refused(source, out, "does not hold the results its resume record describes", "not resumable")
+
+
+def test_resume_refuses_a_rule_outcome_changed_at_the_same_size(finished: tuple[Path, Path]) -> None:
+    """`"not_fired"` → `"fired"    ` (padded): the by_rule counts were not checked against the lines."""
+    source, out = finished
+    raw = out.read_bytes()
+    assert b'"outcome":"not_fired"' in raw
+    out.write_bytes(raw.replace(b'"outcome":"not_fired"', b'"outcome":"fired"    ', 1))
+    _refused(source, out, "does not hold the results its resume record describes")
+
+
+def test_resume_refuses_a_resume_record_without_an_output_digest(finished: tuple[Path, Path]) -> None:
+    """A resume record of format 1 (before the digest) cannot vouch for the results kept."""
+    source, out = finished
+    saved = json.loads(_sidecar(out).read_text())
+    saved["format"] = "fsgs-kb-batch-resume-1"
+    del saved["state"]["output_crc32"]
+    _sidecar(out).write_text(json.dumps(saved))
+    _refused(source, out, "written by an older fsgs-kb, without a digest of the output", "run without --resume")
+
+
+@pytest.mark.parametrize("value", ["0", -1, 1 << 32, True, None])
+def test_resume_refuses_an_output_crc32_that_is_not_one(finished: tuple[Path, Path], value: object) -> None:
+    source, out = finished
+    _edit_state(out, output_crc32=value)
+    _refused(source, out, "the resume record is damaged")
 
 
 # ---- 6: a resume record nested too deeply -------------------------------------------------------
