@@ -155,12 +155,15 @@ def _months(ctx: Context, c: Courses) -> Outcome:
         return Missing("ambiguous")
     today = day_start(ctx.as_of)
     end = today if c.end is OPEN or c.end > today else c.end
-    days = max((end - c.start).total_seconds(), 0.0) / 86400
+    days = (end - c.start).total_seconds() / 86400
+    if days < 0 and end is today and c.latest[0].start_text:  # begun after today's UTC midnight: count days
+        days = (ctx.as_of - date.fromisoformat(c.latest[0].start_text[:10])).days  # as written, in its offset
+    if days < 0:  # ends before it starts: never 0 months (courses.period_problem sets such orders aside)
+        return Missing("ambiguous")
     prov = _entry_prov(c.latest[0])
     others = [{"resourceType": e.resource.get("resourceType"), "id": e.resource.get("id")} for e in c.latest[1:]]
-    return Found(
-        round(days / float(ctx.fmap.settings["days_per_month"]), 6), {**prov, **({"others": others} if others else {})}
-    )
+    months = round(days / float(ctx.fmap.settings["days_per_month"]), 6)
+    return Found(months, {**prov, **({"others": others} if others else {})})
 
 
 def _dose(ctx: Context, c: Courses, drug: str, field: str) -> Outcome:
