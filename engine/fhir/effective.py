@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from fsgs_kb.engine.fhir.dates import FIRST_DAY, LAST_DAY, Moment, date_interval, day_start, moment
+from fsgs_kb.engine.fhir.dates import FIRST_DAY, LAST_DAY, Moment, date_interval, day_start, in_calendar, moment
 from fsgs_kb.engine.fhir.setaside import json_value, quoted
 
 
@@ -76,9 +76,10 @@ def _unreadable(value: Any) -> str | None:
     when it is one."""
     if moment(value) is not None:
         return None
-    if date_interval(value) is None:
+    span = date_interval(value)
+    if span is None:
         return "is not a date that can be read"
-    if len(value) >= 10:  # a full date or dateTime (not a partial one) whose instant is off the calendar
+    if len(value) >= 10 or not in_calendar(span[0]) or not in_calendar(span[1]):  # a full one, or days off it
         return f"is outside the dates this reader places ({FIRST_DAY} to {LAST_DAY}, in UTC)"
     return None
 
