@@ -29,6 +29,7 @@ REASON_WORDS = {
 }
 MAX_LISTED = 20  # set-aside resources a card lists one by one
 ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/setaside.py REASONS)
+    "not_a_resource": "an entry with no resource",
     "too_deep": "nested too deep",
     "not_this_patient": "another patient",
     "modifier": "a modifier",
@@ -40,6 +41,7 @@ ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/seta
     "medication_status_not_usable": "no treatment known to be given",
     "medication_intent_not_usable": "an order only proposed or planned",
     "medication_version_mismatch": "another version of its Medication",
+    "medication_not_identified": "a drug that cannot be told",
     "unit_not_convertible": "a unit not convertible",
     "not_a_value": "not a value",
     "date_not_readable": "a date or period that cannot be read",
