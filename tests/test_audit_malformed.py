@@ -64,6 +64,15 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def masked() -> str:
+    """The example's result with its input, masked at /id (one line), as `evaluate` writes it;
+    each forgery test edits its own copy."""
+    proc = fsgs("evaluate", str(PATIENT), "--include-input", "--mask", "/id", "--compact")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def edited(stored: dict[str, str], name: str, level: str) -> dict[str, Any]:
     result = json.loads(stored[level])
     EDITS[name][0](result)
@@ -158,16 +167,14 @@ def test_trace_says_a_mask_that_is_no_pointer_is_malformed(stored: dict[str, str
     ],
 )
 def test_a_masked_result_with_a_forged_decision_record_is_not_identical(
-    tmp_path: Path, forge: Callable[[dict[str, Any]], None]
+    masked: str, tmp_path: Path, forge: Callable[[dict[str, Any]], None]
 ) -> None:
     """A masked result's input hash was taken before masking, so replay cannot recompute it; the
     rest of its decision record must still be what the knowledge base writes, and its decision id
     the one its hash gives: a forged engine version, KB version or decision id is `changed`, never
     `identical` (the genuine record beside it is)."""
-    proc = fsgs("evaluate", str(PATIENT), "--include-input", "--mask", "/id", "--compact")
-    assert proc.returncode == 0, proc.stderr
-    genuine = json.loads(proc.stdout)
-    forged = json.loads(proc.stdout)
+    genuine = json.loads(masked)
+    forged = json.loads(masked)
     forge(forged)
     results = tmp_path / "r.jsonl"
     results.write_text(json.dumps(genuine) + "\n" + json.dumps(forged) + "\n")

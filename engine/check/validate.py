@@ -8,6 +8,7 @@ from pathlib import Path
 from fsgs_kb.engine.check.cases import case_problems
 from fsgs_kb.engine.check.checks import Checker, Coverage, run_checks
 from fsgs_kb.engine.check.links import check_links
+from fsgs_kb.engine.check.maplists import list_settling_problems
 from fsgs_kb.engine.check.prose import literal_thresholds
 from fsgs_kb.engine.check.static import meaning_problems, untested_problems
 from fsgs_kb.engine.check.valid import valid_part
@@ -49,7 +50,10 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     problems.extend(checker.errors)
     problems.extend(literal_thresholds(load.model, load.docs))
     if fhir_map and (rules_dir / MAP_FILE).is_file():  # the FHIR map: schema, references, patient fields
-        problems.extend(check_map(rules_dir / MAP_FILE)[1])
+        fmap, map_problems = check_map(rules_dir / MAP_FILE)
+        problems.extend(map_problems)
+        if fmap is not None:
+            problems.extend(list_settling_problems(load.model, load.docs, fmap))
     tested, scenario_errors = _scenarios(rules_dir, load)
     problems.extend(scenario_errors)  # whatever else is wrong: one broken file never hides another's errors
     valid = valid_part(load.model, problems)  # one error hides what reads the part it is in, not the rest

@@ -592,6 +592,7 @@ class CompiledEvaluator:
                 self.sources[f"facts level {level}"] = made[1]
         whole = all(made is not None for made in self._facts)  # else some ruleset takes the flat fact
         self._fact_functions = [made[0] for made in self._facts if made is not None] if whole else None
+        self._verdict_of: Any = None  # generated on first use (_verdict_function)
         # per rule, what the decision loops of `_evaluate` read, looked up once here
         exact_rules = evaluation.exact.rules
         self._plain = tuple((r.id, i, exact_rules[r.id]) for i, r in enumerate(self.rules) if r.kind != "caveat")
@@ -1004,8 +1005,33 @@ class CompiledEvaluator:
         functions = self._fact_functions
         if functions is None:
             return ev.decide(ev.flat_fact(values, derived, None, state))
-        fire = ev.durable.fire_projected
-        return ev.decide_levels(lambda level, outcomes: fire(level, functions[level](values, derived, state, outcomes)))
+        verdict = self._verdict_of or self._verdict_function(functions)
+        result: dict[str, Any] = verdict(values, derived, state)
+        return result
+
+    def _verdict_function(self, functions: list[Any]) -> Any:
+        """`Evaluation.decide_levels` over the fact functions, written out as straight-line code
+        for this knowledge base (the loop over each level's names, unpacking a tuple per name,
+        cost as much as building the facts)."""
+        src = _Source()
+        emit, const = src.emit, src.const
+        emit("o = {}")
+        emit("v = {}")
+        for level, (derived, rules) in enumerate(self.evaluation.verdict_names):
+            emit(f"f = _fire({level}, {const(functions[level])}(values, derived, state, o))")
+            for key, true, false in derived:
+                emit(f"v[{key!r}] = True if {true!r} in f else False if {false!r} in f else None")
+            for rid, true, false, fact_key in rules:
+                emit(f"if {true!r} in f: v[{rid!r}] = True; o[{fact_key!r}] = 'T'")
+                emit(f"elif {false!r} in f: v[{rid!r}] = False; o[{fact_key!r}] = 'F'")
+                emit(f"else: v[{rid!r}] = None; o[{fact_key!r}] = 'U'")
+        emit("return v")
+        code = "def verdict(values, derived, state):\n" + "\n".join(src.lines) + "\n"
+        namespace = {**src.constants, "_fire": self.evaluation.durable.fire_projected}
+        exec(compile(code, "<fsgs-kb compiled verdict>", "exec"), namespace)  # noqa: S102
+        self.sources["verdict"] = code
+        self._verdict_of = namespace["verdict"]
+        return self._verdict_of
 
     def _scope_record(
         self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue]

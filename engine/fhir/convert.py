@@ -18,7 +18,8 @@ from fsgs_kb.engine.fhir.bundle import PatientData, read_bundle
 from fsgs_kb.engine.fhir.codes import as_dict, as_list
 from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
-from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, combine, provenance
+from fsgs_kb.engine.fhir.orderlist import combine_list, read_order_list
+from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
 from fsgs_kb.engine.fhir.pick import same_value, scaled
 from fsgs_kb.engine.fhir.plausible import check_ranges
 from fsgs_kb.engine.fhir.setaside import SetAside
@@ -37,16 +38,11 @@ def record_id(data: PatientData, fmap: FhirMap) -> tuple[str, dict[str, Any]]:
     raise ValueError("unreachable: read_bundle guarantees an id or fullUrl")  # pragma: no cover
 
 
-def _combine(spec: dict[str, Any], outcomes: list[Outcome | None], ctx: Context) -> Outcome:
-    """Sources agree or the field is ambiguous; order lists are only a subset check (see map note)."""
-    if spec["type"] != "object_list" or len(outcomes) < 2:
-        return combine(outcomes, ctx.same)
-    stated, ordered = outcomes[0], combine(outcomes[1:], ctx.same)
-    if not isinstance(stated, Found):
-        return ordered if isinstance(ordered, Found) else combine([stated, ordered], ctx.same)
-    if isinstance(ordered, Found) and not all(item in stated.value for item in ordered.value):
-        return Missing("ambiguous")
-    return stated
+def _read(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
+    """One source of one field: orders of a list field (orderlist.py), or a reader of sources.py."""
+    if src["kind"] == "medication_list":
+        return read_order_list(ctx, path, spec, src)
+    return read_source(ctx, path, spec, src)
 
 
 def _harmonise(fmap: FhirMap, outcomes: dict[str, Outcome]) -> None:
@@ -121,7 +117,7 @@ def convert_bundle(bundle: Any, fmap: FhirMap, *, as_of: date) -> Conversion:
     record: dict[str, Any] = {"id": rid}
     prov: dict[str, Any] = {"/id": rid_prov}
     outcomes = {
-        path: _combine(spec, [read_source(ctx, path, spec, src) for src in spec["sources"]], ctx)
+        path: combine_list(spec, spec["sources"], [_read(ctx, path, spec, src) for src in spec["sources"]], ctx.same)
         for path, spec in fmap.fields.items()
     }
     _harmonise(fmap, outcomes)
@@ -131,7 +127,7 @@ def convert_bundle(bundle: Any, fmap: FhirMap, *, as_of: date) -> Conversion:
             _write(record, path, fmap.fields[path], out.value)
             prov[field_pointer(path)] = out.prov
         else:
-            prov[field_pointer(path)] = {"missing": out.reason}
+            prov[field_pointer(path)] = {"missing": out.reason, **({"orders": list(out.orders)} if out.orders else {})}
     for path, spec in fmap.fields.items():  # a unit the record requires, unless a field wrote one
         unit = spec.get("sets_unit")
         if unit and isinstance(outcomes[path], Found) and _get(record, unit["path"]) is None:

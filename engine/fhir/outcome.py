@@ -9,7 +9,7 @@ value, the most telling reason wins, so a unit problem is not hidden behind "no 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 REASONS = (
@@ -21,6 +21,7 @@ REASONS = (
     "out_of_range",
     "dose_not_computable",
     "concurrent_orders",
+    "orders_only",
     "ambiguous",
 )
 _RANK = {reason: i for i, reason in enumerate(REASONS)}
@@ -36,9 +37,10 @@ class Found:
 
 @dataclass(frozen=True)
 class Missing:
-    """No value, and one of REASONS saying why."""
+    """No value, and one of REASONS saying why (orders_only: with the orders read)."""
 
     reason: str
+    orders: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.reason not in _RANK:
@@ -49,7 +51,7 @@ Outcome = Found | Missing
 
 
 def worst(reasons: list[str]) -> Missing:
-    """The most telling reason among several (ambiguous > concurrent orders > dose > out of range >
+    """The most telling reason among several (ambiguous > orders only > concurrent orders > dose > out of range >
     unreadable date > date without a day > not a value > unit > no resource)."""
     return Missing(max(reasons, key=_RANK.__getitem__) if reasons else "no_resource")
 

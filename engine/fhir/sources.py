@@ -1,5 +1,5 @@
 """One reader per source kind of the map: birthdate, observation, field_observation, condition,
-medication, medication_list, observation_before_course.
+medication, observation_before_course (medication_list, a list from orders: orderlist.py).
 
 Each reader answers for one field: a Found value with provenance, a Missing reason, or None when the
 source has nothing to say (a Condition with no etiology implication). Readers share one Context per
@@ -196,22 +196,6 @@ def _concurrent(ctx: Context, doses: list[tuple[tuple[float, str] | None, Any]],
     return Missing("concurrent_orders")
 
 
-def read_medication_list(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
-    """Items {drug, status} from orders of other immunosuppressants; None when there are none."""
-    item = spec["item"]
-    items, provs = [], []
-    for value, drug in src["drugs"].items():
-        c = ctx.drug_courses(drug, field_pointer(path))
-        if undated(c) and not c.current:
-            return Missing("date_not_readable")
-        if c.entries:
-            items.append({item["key"]: value, item["value"]: "current" if c.current else "past"})
-            provs.append(_entry_prov(c.current[0] if c.current else c.entries[-1]))
-    if not items:
-        return None
-    return Found(items, {**provs[0], **({"others": provs[1:]} if len(provs) > 1 else {})})
-
-
 def read_before_course(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """The last result before the latest course of a drug started (baseline creatinine)."""
     c = ctx.courses(src["drug"])
@@ -232,7 +216,6 @@ READERS: dict[str, Callable[[Context, str, dict[str, Any], dict[str, Any]], Outc
     "field_observation": read_field_observation,
     "condition": read_condition,
     "medication": read_medication,
-    "medication_list": read_medication_list,
     "observation_before_course": read_before_course,
 }
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
+from fsgs_kb.engine.load.yamlsafe import MAX_DEPTH, TooDeep, compose_yaml
 
 MAX_MAP_BYTES = 2 * 1024 * 1024
 KEY = "~key"  # positions[POINTER + KEY] is where the key of POINTER is ("~k" is no valid pointer escape)
@@ -98,9 +99,12 @@ def load_yaml(path: Path, raw: bytes | None = None) -> tuple[Any, dict[str, tupl
         raise FhirMapError([Problem(f"map is {len(raw)} bytes; the limit is {MAX_MAP_BYTES}")], str(path))
     try:
         text = raw.decode("utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = compose_yaml(text)  # the knowledge base's composer: libyaml where it can, nesting bounded
     except UnicodeDecodeError as exc:
         raise FhirMapError([Problem(f"not UTF-8 at byte {exc.start}")], str(path)) from None
+    except TooDeep as exc:
+        where = (exc.mark.line + 1, exc.mark.column + 1)
+        raise FhirMapError([Problem(f"nested more than {MAX_DEPTH} levels deep", "", *where)], str(path)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)

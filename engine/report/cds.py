@@ -25,6 +25,8 @@ REASON_WORDS = {
     "dose_not_computable": "the order's dosage is not structured enough to compute a daily dose",
     "concurrent_orders": "more than one current order of the drug was sent, and whether their doses add up "
     "or one replaces the other is not stated",
+    "orders_only": "orders were sent, but of drugs that do not settle it, and no order of a drug does not mean "
+    "the patient never took it",
     "ambiguous": "the resources sent disagree or cannot be placed in time",
 }
 MAX_LISTED = 20  # set-aside resources a card lists one by one
@@ -68,7 +70,12 @@ def provenance_text(prov: dict[str, Any] | None) -> str:
     if not prov:
         return "not read from FHIR"
     if "missing" in prov:
-        return "not available: " + REASON_WORDS.get(prov["missing"], md(prov["missing"]))
+        read = [md(o.get("resourceType")) + "/" + md(o.get("id")) for o in prov.get("orders") or []]
+        return (
+            "not available: "
+            + REASON_WORDS.get(prov["missing"], md(prov["missing"]))
+            + (f" (read: {', '.join(read)})" if read else "")
+        )
     where = f"{md(prov.get('resourceType'))}/{md(prov.get('id'))}"
     extra = [md(prov["code"])] if prov.get("code") else []
     extra += [f"effective {md(prov['effective'])}"] if prov.get("effective") else []

@@ -374,6 +374,7 @@ MISSING_TEXT = {
     "out_of_range": "a value outside what the record allows",
     "dose_not_computable": "a dose that cannot be computed from the instructions",
     "concurrent_orders": "more than one current order of the drug, whose doses may or may not add up",
+    "orders_only": "only orders of drugs that do not settle it (no order is not 'none')",
     "ambiguous": "ambiguous (the resources disagree, or cannot be told apart)",
 }
 

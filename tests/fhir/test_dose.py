@@ -245,22 +245,3 @@ def test_statements_are_used_when_there_is_no_order(fmap: Any) -> None:
     c, prov = cyclo(fmap, statement)
     assert c["status"] == "current" and c["daily_dose"]["value"] == 200
     assert prov["/cyclosporine/status"]["resourceType"] == "MedicationStatement"
-
-
-def test_unverified_drug_codes_do_not_feed_other_immunosuppressants(fmap: Any) -> None:
-    tacro = med_request("t", dosage(2, frequency=2, start="2024-01-01"), code="42316")
-    record, prov = bundle_to_record(bundle(tacro), fmap, as_of=AS_OF)
-    assert "other_immunosuppressants" not in record
-
-
-def test_with_unverified_codes_enabled_tacrolimus_orders_feed_the_list(fmap: Any) -> None:
-    from fsgs_kb.engine.fhir import FhirMap
-
-    data = {**fmap.data, "settings": {**fmap.settings, "unverified_codes": "use"}}
-    site = FhirMap(data, fmap.file)
-    tacro = med_request("t", dosage(2, frequency=2, start="2024-01-01"), code="42316")
-    record, prov = bundle_to_record(bundle(tacro), site, as_of=AS_OF)
-    assert record["other_immunosuppressants"] == [{"drug": "tacrolimus", "status": "current"}]
-    stated = field_obs("o", "other_immunosuppressants")  # asked, none
-    _, prov = bundle_to_record(bundle(tacro, stated), site, as_of=AS_OF)
-    assert prov["/other_immunosuppressants"] == {"missing": "ambiguous"}

@@ -84,7 +84,7 @@ def test_explain_says_where_each_value_came_from_and_why_others_are_empty() -> N
     bundle = FHIR_EXAMPLES / "missing-weight.bundle.json"
     proc = cli("explain", "--input-format", "fhir", "--as-of", EXAMPLES_AS_OF, bundle)
     assert proc.returncode == 0, proc.stderr
-    assert f"Data from FHIR (evaluation date {EXAMPLES_AS_OF}, map 0.3.0):" in proc.stdout
+    assert f"Data from FHIR (evaluation date {EXAMPLES_AS_OF}, map 0.3.1):" in proc.stdout
     assert "/cyclosporine/daily_dose ← MedicationRequest/" in proc.stdout
     assert "body weight (/weight_kg (FHIR: no resource for it))" in proc.stdout  # what to record, and why
 
@@ -161,23 +161,24 @@ def test_handbook_and_audit_list_the_map_with_provenance(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     page = (tmp_path / "site" / "fhir-map.html").read_text()
     assert '<td id="weight_kg">weight_kg</td>' in page and "<code>http://loinc.org|29463-7</code> Body weight" in page
-    assert '<span class="unverified">NOT verified</span>: Several public drug tables give 42316' in page
+    assert '<span class="unverified">NOT verified</span>: From memory, uncertain; not found in any source' in page
     assert 'href="fhir-map.html"' in (tmp_path / "site" / "index.html").read_text()
     audit = cli("audit")
     assert audit.returncode == 0, audit.stderr
     lines = audit.stdout.splitlines()
     assert any(
-        line.startswith("FHIR map 0.3.0 (sha256 ") and "NOT verified, which are ignored" in line for line in lines
+        line.startswith("FHIR map 0.3.1 (sha256 ") and "NOT verified, which are ignored" in line for line in lines
     )
     assert (
         "  http://loinc.org|29463-7 Body weight [body_weight → weight_kg] verified: FHIR Body Weight profile"
         in "\n".join(lines)
     )
     assert any(
-        "rxnorm|42316 Tacrolimus [tacrolimus_rxnorm → other_immunosuppressants] NOT VERIFIED" in x for x in lines
+        "rxnorm|68149 mycophenolate mofetil [mycophenolate_rxnorm → other_immunosuppressants] NOT VERIFIED" in x
+        for x in lines
     )
     report = json.loads(cli("audit", "--format", "json").stdout)
-    assert "http://www.nlm.nih.gov/research/umls/rxnorm|42316" in report["not_verified"]["fhir_codes"]
+    assert "http://www.nlm.nih.gov/research/umls/rxnorm|68149" in report["not_verified"]["fhir_codes"]
 
 
 def test_a_site_adds_a_local_code_in_the_map_alone(tmp_path: Path) -> None:

@@ -3,6 +3,9 @@ and a broken map is refused with a JSON pointer and a line for each problem."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,5 +149,32 @@ def test_yaml_aliases_dates_and_tabs_are_refused(tmp_path: Path) -> None:
         "settings:\n  observation_statuses: &s [final, amended, corrected]\n  x: *s",
     )
     assert any("aliases" in p.message for p in err.problems)
-    err = _broken(tmp_path, 'map_version: "0.3.0"', "map_version: 2024-01-02")
+    err = _broken(tmp_path, 'map_version: "0.3.1"', "map_version: 2024-01-02")
     assert any("date" in p.message and p.pointer == "/map_version" for p in err.problems)
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_a_map_nested_too_deep_is_refused_where_it_is(tmp_path: Path, depth: int) -> None:
+    """The map's YAML goes through the knowledge base's bounded composer: 100,000 nested lists
+    (200 KB, well under the size limit) were a RecursionError out of PyYAML's composer."""
+    err = _broken(
+        tmp_path, "  days_per_month: 30.4375", "  days_per_month: 30.4375\n  deep: " + "[" * depth + "]" * depth
+    )
+    assert [p.message for p in err.problems] == ["nested more than 64 levels deep"]
+    assert err.problems[0].line and err.problems[0].line > 1
+
+
+def test_a_map_nested_too_deep_is_refused_by_the_cli(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(default_map_path().parent, rules)
+    with (rules / "fhir-map.yaml").open("a", encoding="utf-8") as handle:
+        handle.write("deep: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "fsgs_kb", "validate", "--rules", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert "fhir-map.yaml:" in run.stdout and "nested more than 64 levels deep" in run.stdout

@@ -305,7 +305,7 @@ def test_a_draft_order_alone_leaves_cyclosporine_empty_and_says_why(tmp_path: Pa
 
 
 def test_an_order_of_another_immunosuppressant_is_set_aside_only_where_the_map_reads_its_code(tmp_path: Path) -> None:
-    """A cancelled tacrolimus order feeds /other_immunosuppressants only where the site's map uses its
+    """A cancelled mycophenolate order feeds /other_immunosuppressants only where the site's map uses its
     unverified code: there it is listed under that field; with the shipped map, which ignores the code,
     it would not have counted with any status and is not listed."""
     rules = tmp_path / "rules"
@@ -314,7 +314,7 @@ def test_an_order_of_another_immunosuppressant_is_set_aside_only_where_the_map_r
     shipped = path.read_text()
     path.write_text(shipped.replace("\n  unverified_codes: ignore ", "\n  unverified_codes: use ", 1))
     assert path.read_text() != shipped
-    doc = bundle(cyclosporine_order("t", dosage(2, frequency=2), code="42316", status="cancelled"), patient=PATIENT)
+    doc = bundle(cyclosporine_order("t", dosage(500, frequency=2), code="68149", status="cancelled"), patient=PATIENT)
     assert evaluate_bundle(tmp_path, doc, "--as-of", AS_OF)["set_aside"] == []
     (item,) = evaluate_bundle(tmp_path, doc, "--as-of", AS_OF, "--rules", rules)["set_aside"]
     assert (item["field"], item["reason"]) == ("/other_immunosuppressants", "medication_status_not_usable")

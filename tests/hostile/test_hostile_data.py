@@ -133,20 +133,32 @@ def test_two_concurrent_runs_on_one_output_never_mix(tmp_path: Path, batches) ->
 
 
 LOCKED = "another fsgs-kb batch run is writing this output"
+LOCKED_RUN_RECORDS = 6_000
+
+
+@pytest.fixture(scope="module")
+def held_input(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """Enough records that the first run is still running when its first lines appear (its first
+    256 KiB flush comes after a few hundred of them), so it can be held still there; not the
+    20,000 of big_input, which the interruption tests need but this test then runs to the end."""
+    path = tmp_path_factory.mktemp("held") / "held.jsonl"
+    path.write_bytes(jsonl([good_line(f"P{i:06d}") for i in range(LOCKED_RUN_RECORDS)]))
+    return path, LOCKED_RUN_RECORDS
 
 
 @pytest.mark.parametrize("resume", [False, True], ids=["afresh", "resume"])
-def test_second_run_on_a_locked_output_is_refused_cleanly(tmp_path: Path, big_input, batches, resume: bool) -> None:
+def test_second_run_on_a_locked_output_is_refused_cleanly(tmp_path: Path, held_input, batches, resume: bool) -> None:
     """A second run on an output another run is writing: refused with one line, exit 2 (it used to
     close the output's descriptor twice and end in `error[internal] OSError: Bad file descriptor`,
     exit 3). The first run is held still (SIGSTOP) once its output has lines, so it certainly holds
     the lock while the second runs; afterwards it must finish with every record once."""
-    source, n = big_input
+    source, n = held_input
     out = tmp_path / "out.jsonl"
     first = batches(source, "-o", out, "--workers", "2", "--quiet")
     first.wait_for_lines(out, 1)
     os.kill(first.proc.pid, signal.SIGSTOP)
     try:
+        assert first.proc.poll() is None, "the first run ended before it was held: input too short"
         second = run("batch", source, "-o", out, "--quiet", *(["--resume"] if resume else []))
     finally:
         os.kill(first.proc.pid, signal.SIGCONT)
