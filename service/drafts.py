@@ -39,7 +39,7 @@ from fsgs_kb.service.prefetch import RequestProblem, bundle_of, origin_key
 DRUG = "cyclosporine"
 DRAFT_STATUSES = ["draft", "active"]  # what an order being selected or signed can carry
 STATUS_FIELD = "/cyclosporine/status"  # where the reader lists orders passed over for their status
-ENDS_BEFORE_START = "period_ends_before_start"  # a set-aside reason of drafts (engine/fhir/setaside.py)
+ENDS_BEFORE_START = "date_not_readable"  # as the FHIR reader sets aside a Period ending before it starts (per-1)
 
 
 def _draft_resources(context: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

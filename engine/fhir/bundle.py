@@ -21,12 +21,12 @@ from fsgs_kb.engine.fhir.dates import Moment
 from fsgs_kb.engine.fhir.effective import effective_moment
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
 from fsgs_kb.engine.fhir.refs import HISTORY, ThePatient, without_version
-from fsgs_kb.engine.fhir.setaside import SetAside, label, quoted
+from fsgs_kb.engine.fhir.setaside import SetAside, entry_problem, label, quoted
 from fsgs_kb.engine.fhir.verification import status_codes
 
 BUNDLE_TYPES = ("collection", "searchset", "transaction")
 CLINICAL = ("Observation", "Condition", "MedicationRequest", "MedicationStatement")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}\Z")
 
 
 @dataclass
@@ -87,7 +87,7 @@ class PatientData:
         return self._when[key]
 
 
-def _entries(bundle: Any, max_entries: int) -> list[tuple[int, str | None, dict[str, Any]]]:
+def _entries(bundle: Any, max_entries: int) -> tuple[list[tuple[int, str | None, dict[str, Any]]], list[SetAside]]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FhirInputError("not a FHIR Bundle (resourceType must be 'Bundle')", "/resourceType")
     if bundle.get("type") not in BUNDLE_TYPES:
@@ -99,13 +99,18 @@ def _entries(bundle: Any, max_entries: int) -> list[tuple[int, str | None, dict[
         raise FhirInputError("Bundle.entry must be a list", "/entry")
     if len(entries) > max_entries:
         raise FhirInputError(f"Bundle has {len(entries)} entries; the limit is {max_entries}", "/entry")
-    out = []
+    out, unread = [], []
     for i, entry in enumerate(entries):
-        res = as_dict(as_dict(entry).get("resource"))
-        if isinstance(res.get("resourceType"), str):
-            full = as_dict(entry).get("fullUrl")
-            out.append((i, full if isinstance(full, str) else None, res))
-    return out
+        full = as_dict(entry).get("fullUrl")
+        if (why := entry_problem(entry)) is None:
+            out.append((i, full if isinstance(full, str) else None, entry["resource"]))
+        else:  # named, never skipped in silence
+            unread.append(
+                SetAside(
+                    resource_type=None, id=None, reason="not_a_resource", message=f"Bundle.entry[{i}]: {why}", entry=i
+                )
+            )
+    return out, unread
 
 
 def _the_patient(entries: list[tuple[int, str | None, dict[str, Any]]]) -> tuple[dict[str, Any], ThePatient]:
@@ -132,10 +137,10 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
     """Check a Bundle and index what it says about its one Patient; raise FhirInputError when unusable.
 
     Resources nested deeper than max_depth are set aside unread (nesting bombs)."""
-    entries = _entries(bundle, max_entries)
+    entries, unread = _entries(bundle, max_entries)
     deep = {i for i, _, res in entries if not within_depth(res, max_depth)}
     patient, who = _the_patient([e for e in entries if e[0] not in deep])
-    data = PatientData(patient)
+    data = PatientData(patient, set_aside=unread)
     for i, full, res in entries:  # first, so that an order may name a Medication that comes after it
         if res["resourceType"] == "Medication" and i not in deep:
             _index_medication(data, res, full)
@@ -177,8 +182,8 @@ def _unusable(data: PatientData, res: dict[str, Any]) -> bool:
         data.put_aside(res, "do_not_perform", "an order not to perform (doNotPerform: true) is no treatment")
     elif res.get("status") == "entered-in-error" or "entered-in-error" in status_codes(res):
         data.put_aside(res, "entered_in_error", "entered-in-error: not part of the patient's record")
-    elif (other := _medication(res, data)[1]) is not None:
-        data.put_aside(res, "medication_version_mismatch", other)
+    elif (other := _medication(res, data))[2]:
+        data.put_aside(res, other[1], other[2])
     else:
         return False
     return True
@@ -201,33 +206,36 @@ def _find(data: PatientData, ref: str) -> dict[str, Any] | None:
     return data.medications.get(ref) or next((m for k, m in data.medications.items() if k.endswith("/" + ref)), None)
 
 
-def _medication(res: dict[str, Any], data: PatientData) -> tuple[dict[str, Any] | None, str | None]:
-    """(the Medication a MedicationRequest/Statement points to, None) or, when its reference names
-    a version of it (`Medication/x/_history/2`) and the one sent says it is another
-    (`meta.versionId` 3), (None, why not, naming both); (None, None) when it names none sent."""
+def _medication(res: dict[str, Any], data: PatientData) -> tuple[dict[str, Any] | None, str, str]:
+    """(the Medication a MedicationRequest/Statement points to, "", "") or (None, set-aside reason,
+    why) when the drug cannot be told: both medication[x] given (FHIR R4 allows one), a reference
+    naming no Medication sent (contained, in the Bundle: another server's), or one naming a version
+    (`Medication/x/_history/2`) when the one sent says it is another (`meta.versionId` 3)."""
     ref = reference(res.get("medicationReference"))
-    if ref is None:
-        return None, None
-    if ref.startswith("#"):
+    unknown = f"its medicationReference {quoted(ref)} names no Medication sent (contained or in the Bundle)"
+    if "medicationCodeableConcept" in res and "medicationReference" in res:
+        unknown = "gives both medicationCodeableConcept and medicationReference (FHIR R4: one medication[x])"
+    elif ref is None:
+        return None, "", ""
+    elif ref.startswith("#"):
         for contained in as_list(res.get("contained")):
             c = as_dict(contained)
             if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
-                return c, None
-        return None, None
-    found = _find(data, ref)
-    plain = without_version(ref)
-    if found is not None or plain == ref:
-        return found, None
-    found = _find(data, plain)
-    held = as_dict(as_dict(found).get("meta")).get("versionId")
-    if found is None or held is None:  # a Medication that says no version: taken as the one named
-        return found, None
-    wanted = quoted(ref.rpartition(HISTORY)[2])
-    why = (
-        f"its medicationReference {quoted(ref)} names version {wanted} of {label(found)}, but the one sent is "
-        f"version {quoted(held)}: the drug and its strength are not read from another version"
-    )
-    return None, why
+                return c, "", ""
+    elif (found := _find(data, ref)) is not None or (plain := without_version(ref)) == ref:
+        if found is not None:
+            return found, "", ""
+    elif (found := _find(data, plain)) is not None:
+        held = as_dict(as_dict(found).get("meta")).get("versionId")
+        if held is None:  # a Medication that says no version: taken as the one named
+            return found, "", ""
+        wanted = quoted(ref.rpartition(HISTORY)[2])
+        why = (
+            f"its medicationReference {quoted(ref)} names version {wanted} of {label(found)}, but the one sent is "
+            f"version {quoted(held)}: the drug and its strength are not read from another version"
+        )
+        return None, "medication_version_mismatch", why
+    return None, "medication_not_identified", f"{unknown}: which drug it is cannot be told"
 
 
 def resolve_medication(res: dict[str, Any], data: PatientData) -> dict[str, Any] | None:

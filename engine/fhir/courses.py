@@ -29,7 +29,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, first_match, texts
 from fsgs_kb.engine.fhir.dates import Moment, day_start, moment
-from fsgs_kb.engine.fhir.effective import unreadable_date
+from fsgs_kb.engine.fhir.effective import reversed_period, unreadable_date
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.setaside import quoted, status_not_read
 
@@ -105,27 +105,43 @@ def _period(res: dict[str, Any], dosages: list[Any]) -> tuple[Moment | None, Mom
 def period_problem(res: dict[str, Any]) -> str | None:
     """Why the dates an order's or statement's period is read from (_period: each boundsPeriod's
     start and end, else the validityPeriod's, else authoredOn; a statement's effectivePeriod or
-    effectiveDateTime) cannot be read, in words; None when each one read is a date (or absent).
+    effectiveDateTime) cannot be read, or why the period they give ends before it starts, in words;
+    None when each one read is a date (or absent) and the period runs forward.
     Such an order is set aside (`date_not_readable`): skipping the unreadable date would make it
     current with no known start, or start it on a fallback date it does not give."""
     if res["resourceType"] == "MedicationStatement":
         period = as_dict(res.get("effectivePeriod"))
         named = [(f"effectivePeriod.{k}", period[k]) for k in ("start", "end") if k in period]
         named += [("effectiveDateTime", res["effectiveDateTime"])] if "effectiveDateTime" in res else []
+        periods = [("effectivePeriod", period)]
     else:
-        named = []
+        named, periods = [], []
         for i, dosage in enumerate(as_list(res.get("dosageInstruction"))):
             bounds = as_dict(as_dict(as_dict(dosage).get("timing")).get("repeat")).get("boundsPeriod")
             where = f"dosageInstruction[{i}].timing.repeat.boundsPeriod"
             named += [(f"{where}.{k}", bounds[k]) for k in ("start", "end") if isinstance(bounds, dict) and k in bounds]
+            periods += [(where, bounds)] if isinstance(bounds, dict) else []
         validity = as_dict(as_dict(res.get("dispenseRequest")).get("validityPeriod"))
         for k in ("start", "end"):  # read when no boundsPeriod gives that end of the period
             if k in validity and not any(n.endswith(f"boundsPeriod.{k}") for n, _ in named):
                 named.append((f"dispenseRequest.validityPeriod.{k}", validity[k]))
+        read = any(n.startswith("dispense") for n, _ in named)
+        periods += [("dispenseRequest.validityPeriod", validity)] if read else []
         if "authoredOn" in res and not any(n.endswith("start") for n, _ in named):
             named.append(("authoredOn", res["authoredOn"]))
-    why = next((w for w in (unreadable_date(n, v) for n, v in named) if w), None)
+    why = next((w for w in (unreadable_date(n, v) for n, v in named) if w), None) or _reversed(res, periods)
     return None if why is None else f"{why}: when the {KIND[res['resourceType']]} runs cannot be told"
+
+
+def _reversed(res: dict[str, Any], periods: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """Why the period read ends before it starts: a Period it is read from does (FHIR R4 invariant
+    per-1), or its start and end read from different elements do (authoredOn after a boundsPeriod's
+    end); None when it does not. A negative course length is never read as 0 months."""
+    why = next((w for w in (reversed_period(n, p) for n, p in periods) if w), None)
+    start, end = _period(res, as_list(res.get("dosageInstruction")))
+    if why or start is None or end is None or end.at >= start.at:
+        return why
+    return f'the period read ends ("{quoted(end.text)}") before it starts ("{quoted(start.text)}")'
 
 
 def status_problem(res: dict[str, Any], statuses: list[str]) -> str | None:

@@ -18,6 +18,7 @@ gives the same answer.
 
 from __future__ import annotations
 
+import calendar
 import math
 import re
 from datetime import date, datetime, timedelta, timezone
@@ -25,9 +26,12 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+# ASCII digits only, to the end of the text: `\d` alone would take any Unicode digit (fullwidth
+# "１９７９", Arabic-Indic "١٩٧٩", which int() reads too) and `$` a trailing newline, neither in FHIR.
 _DATETIME = re.compile(
     r"^(\d{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
-    r"(T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))?)?)?$"
+    r"(T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))?)?)?\Z",
+    re.ASCII,
 )
 
 
@@ -131,9 +135,7 @@ def date_interval(text: Any) -> tuple[date, date] | None:
             return d, d
         if m.group(3):
             month = int(m.group(3))
-            first = date(year, month, 1)
-            nxt = date(year + month // 12, month % 12 + 1, 1)
-            return first, nxt - timedelta(days=1)
+            return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
         return date(year, 1, 1), date(year, 12, 31)
     except ValueError:
         return None

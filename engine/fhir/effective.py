@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from fsgs_kb.engine.fhir.dates import FIRST_DAY, LAST_DAY, Moment, date_interval, day_start, moment
-from fsgs_kb.engine.fhir.setaside import json_value
+from fsgs_kb.engine.fhir.dates import FIRST_DAY, LAST_DAY, Moment, date_interval, day_start, in_calendar, moment
+from fsgs_kb.engine.fhir.setaside import json_value, quoted
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +49,26 @@ def effective_moment(resource: dict[str, Any]) -> Moment | None:
         if key in resource:
             return moment(resource[key])
     period = resource.get("effectivePeriod")
-    if isinstance(period, dict):
+    if isinstance(period, dict) and not reversed_period("effectivePeriod", period):
         return moment(period.get("end")) or moment(period.get("start"))
     return None
+
+
+def reversed_period(name: str, period: dict[str, Any]) -> str | None:
+    """Why a Period (named as the message shows it) whose start and end can both be read ends
+    before it starts (FHIR R4 invariant per-1: start <= end), in words; None when it does not, or
+    when either is absent or unreadable. Two full dates or dateTimes are compared as instants; a
+    partial one by every day it may denote (2024 ends before 2025-01-15; 2025 does not)."""
+    start, end = period.get("start"), period.get("end")
+    first, last = moment(start), moment(end)
+    if first is not None and last is not None:
+        before = last.at < first.at
+    else:
+        began, ended = date_interval(start), date_interval(end)
+        before = began is not None and ended is not None and ended[1] < began[0]
+    if not before:
+        return None
+    return f'{name} ends ("{quoted(end)}") before it starts ("{quoted(start)}")'
 
 
 def _unreadable(value: Any) -> str | None:
@@ -59,9 +76,10 @@ def _unreadable(value: Any) -> str | None:
     when it is one."""
     if moment(value) is not None:
         return None
-    if date_interval(value) is None:
+    span = date_interval(value)
+    if span is None:
         return "is not a date that can be read"
-    if len(value) >= 10:  # a full date or dateTime (not a partial one) whose instant is off the calendar
+    if len(value) >= 10 or not in_calendar(span[0]) or not in_calendar(span[1]):  # a full one, or days off it
         return f"is outside the dates this reader places ({FIRST_DAY} to {LAST_DAY}, in UTC)"
     return None
 
@@ -95,7 +113,8 @@ def effective_span(resource: dict[str, Any]) -> tuple[tuple[date, date] | None, 
 
 def effective_problem(resource: dict[str, Any]) -> str | None:
     """Why an Observation's effective time cannot be read at all (a date that does not exist, such
-    as 2025-02-29, a malformed dateTime, a number); None when it is readable, partial or absent."""
+    as 2025-02-29, a malformed dateTime, a number, an effectivePeriod that ends before it starts);
+    None when it is readable, partial or absent."""
     for key in ("effectiveDateTime", "effectiveInstant"):
         if key in resource:
             value = resource[key]
@@ -110,4 +129,4 @@ def effective_problem(resource: dict[str, Any]) -> str | None:
         why = _unreadable(period[key]) if key in period else None
         if why:
             return f"effectivePeriod.{key} {json_value(period[key])} {why}"
-    return None
+    return reversed_period("effectivePeriod", period)

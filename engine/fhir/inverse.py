@@ -20,7 +20,7 @@ from fsgs_kb.engine.fhir.fhirmap import FhirMap, default_map_path, load_map
 
 STOPPED_DAYS_AGO = 60  # a stopped course ends this many days before the evaluation date
 BASELINE_DAYS_BEFORE = 7  # the baseline result is taken this many days before the course start
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}\Z")
 
 
 def _get(record: dict[str, Any], path: str) -> Any:

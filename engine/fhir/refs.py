@@ -21,9 +21,11 @@ from functools import cached_property
 from fsgs_kb.engine.fhir.setaside import quoted
 
 # [base]/[type]/[id] (FHIR R4 "Literal references"); a version part is removed first (without_version)
-_RESTFUL = re.compile(r"^(?P<base>(?i:https?)://[^?#\s]+?)/(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})$")
-_RELATIVE = re.compile(r"^Patient/(?P<id>[A-Za-z0-9\-.]{1,64})$")
-_VERSION = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # a FHIR id, as the version id of `_history/<vid>` is
+_RESTFUL = re.compile(
+    r"^(?P<base>(?i:https?)://[^?#\s]+?)/(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})\Z"
+)
+_RELATIVE = re.compile(r"^Patient/(?P<id>[A-Za-z0-9\-.]{1,64})\Z")
+_VERSION = re.compile(r"^[A-Za-z0-9\-.]{1,64}\Z")  # a FHIR id, as the version id of `_history/<vid>` is
 HISTORY = "/_history/"
 MAX_URL = 4096  # a longer "reference" is read as naming no patient, and never scanned by a regex
 

@@ -7,7 +7,9 @@ another patient or another server's patient, a diagnosis that is not confirmed, 
 status says it is no result yet or at all, such as `preliminary` or `cancelled`, an order or
 statement whose status says the drug is not, or not known to be, given, such as `draft` or
 `not-taken`, an order whose intent is not to give it, such as `proposal` or `plan`, an order or
-statement naming a version of its Medication other than the one sent) or when its value cannot be
+statement naming a version of its Medication other than the one sent, or whose drug cannot be told:
+both medication[x] given, or a Medication reference to none sent; a Bundle entry that holds no
+resource) or when its value cannot be
 used (a unit the map cannot convert, a value the record cannot hold or that is not a number, a
 date that cannot be read or is not given to the day, a dose the instructions do not give, or one
 of several current orders of a drug, for its dose: whether they add up is not said). Each entry
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 REASONS = (
+    "not_a_resource",
     "too_deep",
     "not_this_patient",
     "modifier",
@@ -32,11 +35,11 @@ REASONS = (
     "medication_status_not_usable",
     "medication_intent_not_usable",
     "medication_version_mismatch",
+    "medication_not_identified",
     "unit_not_convertible",
     "not_a_value",
     "date_not_readable",
     "date_not_precise",
-    "period_ends_before_start",
     "out_of_range",
     "dose_not_computable",
     "concurrent_orders",
@@ -112,3 +115,17 @@ def json_value(value: Any) -> str:
         return quoted(value)
     kind = "an array" if isinstance(value, list) else "an object"
     return f"{quoted(value)} ({kind})"
+
+
+def entry_problem(entry: Any) -> str | None:
+    """Why a Bundle entry holds no resource to read, in words (None when it holds one: an object
+    with a resourceType)."""
+    if not isinstance(entry, dict):
+        return f"the entry is {json_value(entry)}, not an object"
+    if "resource" not in entry:
+        return "the entry has no resource"
+    res = entry["resource"]
+    if not isinstance(res, dict):
+        return f"its resource is {json_value(res)}, not an object"
+    kind = res.get("resourceType")
+    return None if isinstance(kind, str) else f"its resource has resourceType {json_value(kind)}, not a type name"

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from fsgs_kb.engine.fhir.birth import age_from_birth_date
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import first_match
 from fsgs_kb.engine.fhir.courses import KIND, OPEN, Courses, analyse, scan
-from fsgs_kb.engine.fhir.dates import age_on, date_interval, day_start, moment
+from fsgs_kb.engine.fhir.dates import day_start, moment
 from fsgs_kb.engine.fhir.dosage import daily_dose
 from fsgs_kb.engine.fhir.effective import Window
 from fsgs_kb.engine.fhir.errors import field_pointer
@@ -73,16 +74,7 @@ class Context:
 
 def read_birthdate(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Age on the evaluation date; a partial birthDate fills only when all its days give one age."""
-    text = ctx.data.patient.get("birthDate")
-    span = date_interval(text)
-    if span is None:
-        return Missing("no_resource")
-    oldest, youngest = (age_on(d, ctx.as_of, src["decimals"]) for d in span)
-    if oldest is None or youngest is None:
-        return Missing("ambiguous")
-    if oldest != youngest:
-        return Missing("ambiguous")
-    return Found(oldest, {**provenance(ctx.data.patient, None, text), "code": "Patient.birthDate"})
+    return age_from_birth_date(ctx.data, ctx.as_of, src["decimals"], field_pointer(path))
 
 
 def read_observation(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
@@ -155,12 +147,15 @@ def _months(ctx: Context, c: Courses) -> Outcome:
         return Missing("ambiguous")
     today = day_start(ctx.as_of)
     end = today if c.end is OPEN or c.end > today else c.end
-    days = max((end - c.start).total_seconds(), 0.0) / 86400
+    days = (end - c.start).total_seconds() / 86400
+    if days < 0 and end is today and c.latest[0].start_text:  # begun after today's UTC midnight: count days
+        days = (ctx.as_of - date.fromisoformat(c.latest[0].start_text[:10])).days  # as written, in its offset
+    if days < 0:  # ends before it starts: never 0 months (courses.period_problem sets such orders aside)
+        return Missing("ambiguous")
     prov = _entry_prov(c.latest[0])
     others = [{"resourceType": e.resource.get("resourceType"), "id": e.resource.get("id")} for e in c.latest[1:]]
-    return Found(
-        round(days / float(ctx.fmap.settings["days_per_month"]), 6), {**prov, **({"others": others} if others else {})}
-    )
+    months = round(days / float(ctx.fmap.settings["days_per_month"]), 6)
+    return Found(months, {**prov, **({"others": others} if others else {})})
 
 
 def _dose(ctx: Context, c: Courses, drug: str, field: str) -> Outcome:

@@ -19,8 +19,8 @@ REASON_WORDS = {
     "unit_not_convertible": "a value was found in a unit that cannot be converted",
     "not_a_value": "the latest value sent is not a number that can be read",
     "date_not_precise": "a result was sent with no date or no day in its date, so it may be the latest",
-    "date_not_readable": "a result or order was sent whose date cannot be read, so it may be the latest "
-    "(or the current order)",
+    "date_not_readable": "a result or order was sent whose date cannot be read (or whose period ends before "
+    "it starts), so it may be the latest (or the current order)",
     "out_of_range": "the value found is outside what the record can hold (an implausible value)",
     "dose_not_computable": "the order's dosage is not structured enough to compute a daily dose",
     "concurrent_orders": "more than one current order of the drug was sent, and whether their doses add up "
@@ -31,6 +31,7 @@ REASON_WORDS = {
 }
 MAX_LISTED = 20  # set-aside resources a card lists one by one
 ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/setaside.py REASONS)
+    "not_a_resource": "an entry with no resource",
     "too_deep": "nested too deep",
     "not_this_patient": "another patient",
     "modifier": "a modifier",
@@ -42,11 +43,11 @@ ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/seta
     "medication_status_not_usable": "no treatment known to be given",
     "medication_intent_not_usable": "an order only proposed or planned",
     "medication_version_mismatch": "another version of its Medication",
+    "medication_not_identified": "a drug that cannot be told",
     "unit_not_convertible": "a unit not convertible",
     "not_a_value": "not a value",
-    "date_not_readable": "a date that cannot be read",
+    "date_not_readable": "a date or period that cannot be read",
     "date_not_precise": "no date to the day",
-    "period_ends_before_start": "a period that ends before it starts",
     "out_of_range": "an implausible value",
     "dose_not_computable": "no computable dose",
     "concurrent_orders": "concurrent orders of one drug",

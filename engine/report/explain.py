@@ -369,7 +369,8 @@ MISSING_TEXT = {
     "unit_not_convertible": "a unit the map cannot convert",
     "not_a_value": "the latest value is not a number the map can read",
     "date_not_precise": "a result with no date, or none to the day, so it may be the latest",
-    "date_not_readable": "a result or order whose date cannot be read, so it may be the latest (or current)",
+    "date_not_readable": "a result or order whose date (or period) cannot be read, so it may be the latest "
+    "(or current)",
     "out_of_range": "a value outside what the record allows",
     "dose_not_computable": "a dose that cannot be computed from the instructions",
     "concurrent_orders": "more than one current order of the drug, whose doses may or may not add up",
