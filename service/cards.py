@@ -313,16 +313,9 @@ class CardMaker:
             detail["covers"] = self.kb.model.scope_covers
         else:
             text = _fit(prefix, f"Record {', '.join(item['label'] for item in items)}", f" to decide {count}")
-        card: dict[str, Any] = {
-            "uuid": card_uuid(decision["decision_id"], UNDETERMINED),
-            "summary": text,
-            "indicator": "info",
-            "detail": undetermined_detail(detail),
-            "source": self._source(UNDETERMINED, "Values the knowledge base needs"),
-            "links": [{"label": "Handbook", "url": f"{self.handbook}index.html", "type": "absolute"}],
-        }
-        made.cards.append(card)
-        made.rows.append(CardRow(card["uuid"], UNDETERMINED, self.kb.version, "info"))
+        source = self._source(UNDETERMINED, "Values the knowledge base needs")
+        uuid = card_uuid(decision["decision_id"], UNDETERMINED)
+        self._info(made, uuid, UNDETERMINED, text, undetermined_detail(detail), source, handbook_link=True)
 
     def _served(self) -> list[Rule]:
         """The rules whose cards this service shows."""
@@ -346,16 +339,9 @@ class CardMaker:
             "decision_id": decision["decision_id"],
             "kb": decision["kb"],
         }
-        card: dict[str, Any] = {
-            "uuid": card_uuid(decision["decision_id"], NO_DATA),
-            "summary": text,
-            "indicator": "info",
-            "detail": no_data_detail(detail),
-            "source": self._source(NO_DATA, "No patient data received"),
-            "links": [{"label": "Handbook", "url": f"{self.handbook}index.html", "type": "absolute"}],
-        }
-        made.cards.append(card)
-        made.rows.append(CardRow(card["uuid"], NO_DATA, self.kb.version, "info"))
+        source = self._source(NO_DATA, "No patient data received")
+        uuid = card_uuid(decision["decision_id"], NO_DATA)
+        self._info(made, uuid, NO_DATA, text, no_data_detail(detail), source, handbook_link=True)
 
     def _need(
         self, pointer: str, rules: list[str], prov: dict[str, Any], by_field: dict[str, list[str]]
@@ -383,15 +369,11 @@ class CardMaker:
         count = len(aside)
         head = f"{count} FHIR resource{'s' if count != 1 else ''} sent {'were' if count != 1 else 'was'} not used"
         why = aside_words(aside)
-        card: dict[str, Any] = {
-            "uuid": card_uuid(decision["decision_id"], SET_ASIDE),
-            "summary": _fit("", head, f" ({why})"),
-            "indicator": "info",
-            "detail": set_aside_detail({"items": aside, "decision_id": decision["decision_id"], "kb": decision["kb"]}),
-            "source": self._source(SET_ASIDE, "FHIR resources sent but not used"),
-        }
-        made.cards.append(card)
-        made.rows.append(CardRow(card["uuid"], SET_ASIDE, self.kb.version, "info"))
+        detail = set_aside_detail({"items": aside, "decision_id": decision["decision_id"], "kb": decision["kb"]})
+        source = self._source(SET_ASIDE, "FHIR resources sent but not used")
+        self._info(
+            made, card_uuid(decision["decision_id"], SET_ASIDE), SET_ASIDE, _fit("", head, f" ({why})"), detail, source
+        )
 
     def order_not_checked(self, call_id: str, drug: str, aside: list[dict[str, Any]]) -> Made:
         """An order hook whose every draft order of the drug was set aside (another patient's,
@@ -410,20 +392,39 @@ class CardMaker:
             else f"{count} draft {drug} orders could not be checked"
         )
         kb = {"id": self.kb.id, "version": self.kb.version, "fingerprint": self.kb.fingerprint}
-        card: dict[str, Any] = {
-            "uuid": card_uuid(call_id, ORDER_NOT_CHECKED),
-            "summary": _fit("", head, f" ({aside_words(aside)})"),
-            "indicator": "info",
-            "detail": order_not_checked_detail({"items": aside, "drug": drug, "kb": kb}),
-            "source": {
-                "label": f"fsgs-kb: knowledge base {self.kb.id} {self.kb.version}",
-                "url": f"{self.handbook}index.html",
-                "topic": {"system": RULE_SYSTEM, "code": ORDER_NOT_CHECKED, "display": "Draft order not checked"},
-            },
+        source = {
+            "label": f"fsgs-kb: knowledge base {self.kb.id} {self.kb.version}",
+            "url": f"{self.handbook}index.html",
+            "topic": {"system": RULE_SYSTEM, "code": ORDER_NOT_CHECKED, "display": "Draft order not checked"},
         }
-        made.cards.append(card)
-        made.rows.append(CardRow(card["uuid"], ORDER_NOT_CHECKED, self.kb.version, "info"))
+        summary = _fit("", head, f" ({aside_words(aside)})")
+        detail = order_not_checked_detail({"items": aside, "drug": drug, "kb": kb})
+        self._info(made, card_uuid(call_id, ORDER_NOT_CHECKED), ORDER_NOT_CHECKED, summary, detail, source)
         return made
+
+    def _info(
+        self,
+        made: Made,
+        uuid: str,
+        kind: str,
+        summary: str,
+        detail: str,
+        source: dict[str, Any],
+        handbook_link: bool = False,
+    ) -> None:
+        """One `info` card of no rule (UNDETERMINED, NO_DATA, SET_ASIDE, ORDER_NOT_CHECKED) and its
+        decision-log row, in one shape."""
+        card: dict[str, Any] = {
+            "uuid": uuid,
+            "summary": summary,
+            "indicator": "info",
+            "detail": detail,
+            "source": source,
+        }
+        if handbook_link:
+            card["links"] = [{"label": "Handbook", "url": f"{self.handbook}index.html", "type": "absolute"}]
+        made.cards.append(card)
+        made.rows.append(CardRow(uuid, kind, self.kb.version, "info"))
 
     def _where(self, path: str) -> str:
         """Which FHIR resources feed a field, in a few words."""
