@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -239,3 +240,29 @@ def iter_rows(db: Path, sql: str) -> Iterator[tuple[Any, ...]]:
         yield from con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+# ---- decision-log forgeries (test_cds_log_forgery, test_cds_log_unevaluated) -------------------------
+def forged_log(logged: tuple[Path, Any], tmp_path: Path, edit: Any) -> Path:
+    """A copy of the logged SQLite file with `edit(connection, logged[1])` applied and committed."""
+    db = tmp_path / "forged.sqlite"
+    db.write_bytes(logged[0].read_bytes())
+    con = sqlite3.connect(db)
+    try:
+        edit(con, logged[1])
+        con.commit()
+    finally:
+        con.close()
+    return db
+
+
+def replay_log(db: Path) -> tuple[subprocess.CompletedProcess[str], dict[int, dict[str, Any]]]:
+    """`fsgs-kb replay --decision-log DB --format json` for real; its verdicts by row (never a traceback)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "fsgs_kb", "replay", "--decision-log", str(db), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode != 3 and "Traceback" not in run.stderr + run.stdout, run.stderr
+    return run, {r["row"]: r for r in json.loads(run.stdout)["decisions"]} if run.stdout.strip() else {}

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cds_support import Server, example, hook_request, patient_bundle, patient_id, prefetch_for, signed_call
+from cds_support import (
+    Server,
+    example,
+    forged_log,
+    hook_request,
+    patient_bundle,
+    patient_id,
+    prefetch_for,
+    replay_log,
+    signed_call,
+)
 
 PV = "fsgs-csa-patient-view"
 NAMES = ("dose-above-ceiling", "relapse-after-remission", "secondary-fsgs")
@@ -46,31 +54,8 @@ def logged(server: Server, ehr: Any, tmp_path_factory: pytest.TempPathFactory) -
     return copy, rows
 
 
-def forged(logged: tuple[Path, list[int]], tmp_path: Path, edit: Any) -> Path:
-    db = tmp_path / "forged.sqlite"
-    db.write_bytes(logged[0].read_bytes())
-    con = sqlite3.connect(db)
-    try:
-        edit(con, logged[1])
-        con.commit()
-    finally:
-        con.close()
-    return db
-
-
-def replay(db: Path) -> tuple[subprocess.CompletedProcess[str], dict[int, dict[str, Any]]]:
-    run = subprocess.run(
-        [sys.executable, "-m", "fsgs_kb", "replay", "--decision-log", str(db), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode != 3 and "Traceback" not in run.stderr + run.stdout, run.stderr
-    return run, {r["row"]: r for r in json.loads(run.stdout)["decisions"]} if run.stdout.strip() else {}
-
-
 def test_the_untouched_copy_replays_identical(logged: tuple[Path, list[int]]) -> None:
-    run, verdicts = replay(logged[0])
+    run, verdicts = replay_log(logged[0])
     assert run.returncode == 0, run.stdout
     assert all(verdicts[row]["verdict"] == "identical" for row in logged[1])
 
@@ -81,7 +66,7 @@ def test_results_swapped_between_rows_are_not_identical(logged: tuple[Path, list
         con.execute("UPDATE decisions SET result = ? WHERE id = ?", (b, rows[0]))
         con.execute("UPDATE decisions SET result = ? WHERE id = ?", (a, rows[1]))
 
-    run, verdicts = replay(forged(logged, tmp_path, swap))
+    run, verdicts = replay_log(forged_log(logged, tmp_path, swap))
     assert run.returncode == 1, run.stdout
     for row in logged[1][:2]:
         assert verdicts[row]["verdict"] == "unreadable", verdicts[row]
@@ -98,7 +83,7 @@ def test_a_card_row_of_another_decision_is_found(logged: tuple[Path, list[int]],
         theirs = json.loads(con.execute("SELECT cards FROM decisions WHERE id = ?", (rows[1],)).fetchone()[0])
         con.execute("UPDATE decisions SET cards = ? WHERE id = ?", (json.dumps(json.loads(cards) + theirs), rows[1]))
 
-    run, verdicts = replay(forged(logged, tmp_path, move))
+    run, verdicts = replay_log(forged_log(logged, tmp_path, move))
     assert run.returncode == 1
     assert verdicts[logged[1][1]]["verdict"] == "unreadable"
     assert "is not this decision's card" in verdicts[logged[1][1]]["problem"]
@@ -110,7 +95,7 @@ def test_a_result_nested_100000_deep_is_that_rows_unreadable(logged: tuple[Path,
     def nest(con: sqlite3.Connection, rows: list[int]) -> None:
         con.execute("UPDATE decisions SET result = ?, cards = ? WHERE id = ?", (deep, deep, rows[1]))
 
-    run, verdicts = replay(forged(logged, tmp_path, nest))
+    run, verdicts = replay_log(forged_log(logged, tmp_path, nest))
     assert run.returncode == 1, run.stderr
     report = verdicts[logged[1][1]]
     assert report["verdict"] == "unreadable" and "nested" in report["problem"], report

@@ -11,14 +11,22 @@ from __future__ import annotations
 import copy
 import json
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cds_support import Server, example, hook_request, patient_bundle, patient_id, prefetch_for, signed_call
+from cds_support import (
+    Server,
+    example,
+    forged_log,
+    hook_request,
+    patient_bundle,
+    patient_id,
+    prefetch_for,
+    replay_log,
+    signed_call,
+)
 
 PV = "fsgs-csa-patient-view"
 OS = "fsgs-csa-order-sign"
@@ -104,34 +112,9 @@ def logged(server: Server, ehr: Any, tmp_path_factory: pytest.TempPathFactory) -
     return copied, rows
 
 
-def forged(
-    logged: tuple[Path, dict[str, int]], tmp_path: Path, edit: Callable[[sqlite3.Connection, dict[str, int]], None]
-) -> Path:
-    db = tmp_path / "forged.sqlite"
-    db.write_bytes(logged[0].read_bytes())
-    con = sqlite3.connect(db)
-    try:
-        edit(con, logged[1])
-        con.commit()
-    finally:
-        con.close()
-    return db
-
-
-def replay(db: Path) -> tuple[subprocess.CompletedProcess[str], dict[int, dict[str, Any]]]:
-    run = subprocess.run(
-        [sys.executable, "-m", "fsgs_kb", "replay", "--decision-log", str(db), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode != 3 and "Traceback" not in run.stderr + run.stdout, run.stderr
-    return run, {r["row"]: r for r in json.loads(run.stdout)["decisions"]}
-
-
 def test_rows_without_a_result_replay_as_not_evaluated(logged: tuple[Path, dict[str, int]]) -> None:
     """Untouched: nothing to evaluate, also the row with the ORDER_NOT_CHECKED card; exit 0."""
-    run, verdicts = replay(logged[0])
+    run, verdicts = replay_log(logged[0])
     assert run.returncode == 0, run.stdout
     rows = logged[1]
     assert verdicts[rows["evaluated"]]["verdict"] == "identical"
@@ -189,7 +172,7 @@ def test_a_row_without_a_result_that_says_otherwise_is_unreadable(
     kind: str,
     words: str,
 ) -> None:
-    run, verdicts = replay(forged(logged, tmp_path, edit))
+    run, verdicts = replay_log(forged_log(logged, tmp_path, edit))
     report = verdicts[logged[1][kind]]
     assert report["verdict"] == "unreadable", report
     assert report["problem"].startswith("a row without a result that says otherwise: "), report
