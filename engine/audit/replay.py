@@ -96,7 +96,20 @@ def replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record])
         problems = carried_problems(old)
         if problems:
             return unreadable(old, problems)
+    carried = carried_fhir(old)
+    if carried and report["verdict"] != "unreadable":
+        report["carried"] = carried  # said, so that "identical" never covers what was not compared
     return report
+
+
+def carried_fhir(result: dict[str, Any]) -> list[str]:
+    """The parts of the FHIR conversion's account a result holds: replay carries them as
+    recorded (their shape checked), it does not re-derive them."""
+    names = [key for key in FHIR_ONLY if key in result]
+    decision = result.get("decision")
+    if isinstance(decision, dict) and "fhir" in decision:
+        names.append("decision.fhir")
+    return names
 
 
 def _replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record]) -> dict[str, Any]:

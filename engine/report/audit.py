@@ -198,6 +198,13 @@ def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
         + f"{counts['changed']:,} changed, {counts['input_missing']:,} input missing"
         + (f", {counts['unreadable']:,} unreadable" if counts["unreadable"] else "")
     )
+    carried = [r["carried"] for r in reports if r.get("carried")]
+    if carried:
+        parts = ", ".join(dict.fromkeys(name for names in carried for name in names))
+        lines.append(
+            f"{len(carried):,} of them from FHIR input: the conversion's account ({parts}) is carried as "
+            "recorded, not re-derived (evaluate the input again with --as-of its decision.fhir.as_of to redo it)"
+        )
     return "\n".join(lines)
 
 

@@ -139,6 +139,9 @@ def test_a_decision_with_resources_set_aside_replays_identically(tmp_path: Path,
     assert json.loads(proc.stdout)["set_aside"]
     replay = cli("replay", stored)
     assert replay.returncode == 0 and "1 identical" in replay.stdout, replay.stdout + replay.stderr
+    # what replay did not compare is said, not covered by "identical" (outside review 4, item 11)
+    assert "1 of them from FHIR input: the conversion's account (" in replay.stdout, replay.stdout
+    assert "sources" in replay.stdout and "decision.fhir) is carried as recorded, not re-derived" in replay.stdout
 
 
 def test_the_result_schema_knows_every_reason() -> None:
