@@ -32,8 +32,9 @@ from fsgs_kb.engine.fhir.bundle import read_bundle
 from fsgs_kb.engine.fhir.codes import as_dict
 from fsgs_kb.engine.fhir.courses import analyse, entries_for, intent_problem, period_problem, scan
 from fsgs_kb.engine.fhir.dates import Moment, day_start, format_instant, moment
+from fsgs_kb.engine.fhir.effective import reversed_period
 from fsgs_kb.engine.fhir.records import located
-from fsgs_kb.engine.fhir.setaside import quoted, status_not_read
+from fsgs_kb.engine.fhir.setaside import status_not_read
 from fsgs_kb.service.prefetch import RequestProblem, bundle_of, origin_key
 
 DRUG = "cyclosporine"
@@ -130,21 +131,14 @@ def _bounds(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 def period_reversed(res: dict[str, Any]) -> str | None:
     """Why an order's period cannot be read as a time it runs (a boundsPeriod or the validityPeriod
-    that ends before it starts, FHIR R4 invariant per-1), in words; None otherwise. A date alone
-    ends with its day: 2025-01-15 to 2025-01-15 is one day, not a reversed period."""
+    that ends before it starts, FHIR R4 invariant per-1), in the FHIR reader's words; None
+    otherwise. Unlike the reader, which reads the validityPeriod only where no boundsPeriod gives
+    that end, a draft's validityPeriod is checked too: it is the order being signed."""
     named = [("dosageInstruction.timing.repeat.boundsPeriod", b) for b in _bounds(res)]
     validity = as_dict(res.get("dispenseRequest")).get("validityPeriod")
     named += [("dispenseRequest.validityPeriod", validity)] if isinstance(validity, dict) else []
-    for name, period in named:
-        start, end = moment(period.get("start")), moment(period.get("end"))
-        if start is None or end is None:
-            continue
-        if end.day < start.day or (len(end.text) > 10 and end.at < start.at):
-            return (
-                f"its {name} ends ({quoted(end.text)}) before it starts ({quoted(start.text)}): "
-                "when the order runs cannot be told"
-            )
-    return None
+    why = next((w for w in (reversed_period(name, period) for name, period in named) if w), None)
+    return None if why is None else f"its {why}: when the order runs cannot be told"
 
 
 def order_start(res: dict[str, Any]) -> Moment | None:

@@ -29,7 +29,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, first_match, texts
 from fsgs_kb.engine.fhir.dates import Moment, day_start, moment
-from fsgs_kb.engine.fhir.effective import reversed_period, unreadable_date
+from fsgs_kb.engine.fhir.effective import ends_before, reversed_period, unreadable_date
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.setaside import quoted, status_not_read
 
@@ -139,7 +139,7 @@ def _reversed(res: dict[str, Any], periods: list[tuple[str, dict[str, Any]]]) ->
     end); None when it does not. A negative course length is never read as 0 months."""
     why = next((w for w in (reversed_period(n, p) for n, p in periods) if w), None)
     start, end = _period(res, as_list(res.get("dosageInstruction")))
-    if why or start is None or end is None or end.at >= start.at:
+    if why or start is None or end is None or not ends_before(start, end):
         return why
     return f'the period read ends ("{quoted(end.text)}") before it starts ("{quoted(start.text)}")'
 

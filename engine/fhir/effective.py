@@ -54,15 +54,24 @@ def effective_moment(resource: dict[str, Any]) -> Moment | None:
     return None
 
 
+def ends_before(first: Moment, last: Moment) -> bool:
+    """Whether a period from `first` to `last` ends before it starts: two dateTimes compared as
+    instants, a date alone as the whole day it names (FHIR: a Period's end is inclusive)."""
+    if len(first.text) > 10 and len(last.text) > 10:
+        return last.at < first.at
+    return last.day < first.day
+
+
 def reversed_period(name: str, period: dict[str, Any]) -> str | None:
     """Why a Period (named as the message shows it) whose start and end can both be read ends
     before it starts (FHIR R4 invariant per-1: start <= end), in words; None when it does not, or
-    when either is absent or unreadable. Two full dates or dateTimes are compared as instants; a
-    partial one by every day it may denote (2024 ends before 2025-01-15; 2025 does not)."""
+    when either is absent or unreadable. Two dateTimes are compared as instants, a date alone as the
+    whole day it names (2025-01-15T10:00Z to 2025-01-15 runs forward), a partial one by every day it
+    may denote (2024 ends before 2025-01-15; 2025 does not)."""
     start, end = period.get("start"), period.get("end")
     first, last = moment(start), moment(end)
     if first is not None and last is not None:
-        before = last.at < first.at
+        before = ends_before(first, last)
     else:
         began, ended = date_interval(start), date_interval(end)
         before = began is not None and ended is not None and ended[1] < began[0]

@@ -11,6 +11,7 @@ from typing import Any
 from fhir_helpers import AS_OF, bundle, dosage, med_request, obs, qty
 
 from fsgs_kb.engine.fhir import FhirMap, convert_bundle
+from fsgs_kb.engine.fhir.effective import reversed_period
 
 STATUS, DOSE, MONTHS = "/cyclosporine/status", "/cyclosporine/daily_dose", "/cyclosporine/months_on_therapy"
 
@@ -68,3 +69,13 @@ def test_a_course_begun_after_the_evaluation_days_utc_midnight_counts_its_days_n
     done = convert(fmap, med_request("csa", dosage(300, start=start)))
     assert done.set_aside == []
     assert done.record["cyclosporine"]["months_on_therapy"] == round(1 / 30.4375, 6)
+
+
+def test_a_period_ending_on_the_day_it_starts_runs_forward(fmap: FhirMap) -> None:
+    """A date alone is its whole day (FHIR: Period.end is inclusive): a course started that morning
+    and ending that day is no reversed period (it was, compared to the day's first instant)."""
+    done = convert(fmap, med_request("csa", dosage(150, frequency=2, start="2024-01-18T10:00:00Z", end="2024-01-18")))
+    assert [a.reason for a in done.set_aside] == []
+    assert reversed_period("p", {"start": "2024-01-18T10:00:00Z", "end": "2024-01-18"}) is None
+    assert reversed_period("p", {"start": "2024-01-18T10:00:00Z", "end": "2024-01-17"}) is not None
+    assert reversed_period("p", {"start": "2024-01-18T10:00:00Z", "end": "2024-01-18T09:59:59Z"}) is not None
