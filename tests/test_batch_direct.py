@@ -75,13 +75,16 @@ def test_workers_write_the_bytes_the_parent_would(tmp_path: Path, detail: str) -
     assert out.read_bytes().count(b"\n") == 300
 
 
+@pytest.mark.parametrize("victim", [140, 298], ids=["middle", "last-chunk"])
 def test_a_worker_killed_while_writing_is_replaced_and_its_block_written_again(
-    tmp_path: Path, source: tuple[Path, list[str], bytes, int]
+    tmp_path: Path, source: tuple[Path, list[str], bytes, int], victim: int
 ) -> None:
+    """In the last chunk, the hole is filled again after every result was counted: the run's
+    end waits for it as a commit does."""
     path, ids, clean, clean_code = source
     marker = tmp_path / "killed-once"
     out = tmp_path / "out.jsonl"
-    env = {"FSGS_KB_FAULT": f"killwrite:{ids[140]}", "FSGS_KB_FAULT_ONCE": str(marker)}
+    env = {"FSGS_KB_FAULT": f"killwrite:{ids[victim]}", "FSGS_KB_FAULT_ONCE": str(marker)}
     proc = batch(path, "-o", out, "--workers", "2", "--summary", tmp_path / "s.json", env=env)
     assert marker.exists(), "the drill did not kill a worker"
     assert proc.returncode == clean_code, proc.stderr.decode()

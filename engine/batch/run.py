@@ -264,7 +264,7 @@ class BatchRunner:
 
     def settle(self) -> None:
         """Wait until every granted block is written, making again the blocks of workers that died."""
-        while any(w.granted for w in self.pool):
+        while self.rewrites or any(w.granted for w in self.pool):  # a block being made again: not yet granted
             self._collect(self.ctx, self.pool, [w for w in self.pool if w.inflight or w.granted])
 
     def _settle_live(self) -> None:
@@ -280,6 +280,9 @@ class BatchRunner:
     def _wait_written(self, deadline: float) -> None:
         while True:
             waiting = [w for w in self.pool if w.granted]
+            if self.rewrites:  # a hole a dead worker left, not filled again: commit nothing more
+                self.lost_writes = True
+                return
             if not waiting:
                 return
             if any(not w.proc.is_alive() for w in waiting) or time.monotonic() > deadline:
