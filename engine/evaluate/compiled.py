@@ -35,43 +35,17 @@ from fsgs_kb.engine.evaluate.facts import fact_function
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
+from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, settle_source
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fingerprint import input_sha256
 from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, Not, Op, Ref
 
 NUMERIC = ("lt", "le", "gt", "ge")
-_OUTCOME_JSON = {True: b'"fired"', False: b'"not_fired"', None: b'"undetermined"'}
 CACHE_LIMIT = 1 << 16
 MEMO_LIMIT = 4096  # entries remembered per comparison (generated code)
-_Shown = tuple[bytes, bool, str, "bytes | str"]  # a value a caveat shows: JSON before it, derived?, name, unit
 _MEMOABLE = frozenset((str, int, bool, type(None)))  # value types that may key a memo
 _UNSEEN = object()
 PY_OP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-
-
-class _Source:
-    """Lines of the generated function and the constants they name."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.constants: dict[str, Any] = {}
-        self.counter = 0
-
-    def emit(self, line: str, indent: int = 1) -> None:
-        self.lines.append("    " * indent + line)
-
-    def const(self, value: Any, prefix: str = "K") -> str:
-        for name, known in self.constants.items():
-            if known is value:
-                return name
-        self.counter += 1
-        name = f"{prefix}{self.counter}"
-        self.constants[name] = value
-        return name
-
-    def var(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
 
 
 class _Plan:
@@ -101,7 +75,7 @@ class _Generator:
         self.detail = detail
         self.encoded = encoded and detail == "full"  # conditions as JSON fragments (see CompiledEvaluator.run_json)
         self.carried: list[_Plan] = []
-        self.src = _Source()
+        self.src = Source()
         self.plans: dict[tuple[Any, ...], _Plan] = {}
         self.field_vars = {info.path: f"f_{i}" for i, info in enumerate(evaluation.fields)}
         self.derived_vars = {name: f"d{i}" for i, name in enumerate(self.model.derived_order)}
@@ -593,31 +567,22 @@ class CompiledEvaluator:
         whole = all(made is not None for made in self._facts)  # else some ruleset takes the flat fact
         self._fact_functions = [made[0] for made in self._facts if made is not None] if whole else None
         self._verdict_of: Any = None  # generated on first use (_verdict_function)
-        # per rule, what the decision loops of `_evaluate` read, looked up once here
-        exact_rules = evaluation.exact.rules
-        self._plain = tuple((r.id, i, exact_rules[r.id]) for i, r in enumerate(self.rules) if r.kind != "caveat")
-        self._caveats = tuple(
-            (r.id, i, exact_rules[r.id], tuple(r.qualifies)) for i, r in enumerate(self.rules) if r.kind == "caveat"
-        )
         self._ids = tuple(r.id for r in self.rules)
-        self._caveat_ids = frozenset(r.id for r in self.rules if r.kind == "caveat")
-        self._draft_ids = frozenset(r.id for r in self.rules if r.status != "active")
-        self._out_of_scope_ids = frozenset(r.id for r in self.rules if r.kind == "out_of_scope")
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
-        self._entries: Any = None
+        self._settled: dict[bool, Any] = {}  # settle functions, generated on first use
         self._plan_entries()
 
     def _plan_entries(self) -> None:
-        """Per rule, in order, what `_encoded_entries` writes around the patient's parts, in the
-        key order of the dict the reference builds: its id; the constant JSON before its outcome
-        (the head) and after its derived values (what the knowledge base says); the index of its
-        list of derived values among the distinct lists; for a caveat, the constant JSON before
-        what it shows and each value it shows (the JSON before the value, whether it is a derived
-        value, its name, the unit as constant JSON or the field it is read from). `_notes`: each
-        caveat's note as it is listed under the advice it qualifies."""
+        """Per rule, in order, what the generated entries (engine/evaluate/settle.py) write
+        around the patient's parts, in the key order of the dict the reference builds: its id;
+        the constant JSON before its outcome (the head) and after its derived values (what the
+        knowledge base says); the index of its list of derived values among the distinct lists;
+        for a caveat, the constant JSON before what it shows and each value it shows (the JSON
+        before the value, whether it is a derived value, its name, the unit as constant JSON or
+        the field it is read from). `_notes`: each caveat's note as it is listed under the advice it qualifies."""
         evaluation = self.evaluation
         groups: list[tuple[str, ...]] = []
         for r in self.rules:
@@ -625,10 +590,10 @@ class CompiledEvaluator:
                 groups.append(self.rule_derived[r.id])
         self._derived_groups = groups
         self._notes: dict[str, bytes] = {}
-        self._entry_plan: list[tuple[str, bytes, bytes, int, bytes | None, tuple[_Shown, ...]]] = []
+        self._entry_plan: list[EntryPlan] = []
         for r in self.rules:
             caveat: bytes | None = None
-            shown: list[_Shown] = []
+            shown: list[Shown] = []
             if r.kind == "caveat":
                 extra = {"qualifies": list(r.qualifies), "provenance": evaluation.static[r.id]["provenance"]}
                 caveat = b"," + orjson.dumps(extra)[1:-1] + b',"shown":'
@@ -654,7 +619,7 @@ class CompiledEvaluator:
         one through the memoised domain methods, as there. Held to the reference's bytes by
         tests/test_compiled.py (the reference evaluator calls `Domains.state`)."""
         domains = self.evaluation.domains
-        src = _Source()
+        src = Source()
         emit = src.emit
         names = []
         emit("cv = None")
@@ -813,49 +778,12 @@ class CompiledEvaluator:
             if verdict[f"derived:{name}"] != derived[name].value:
                 errors.append(_disagree_derived(name, verdict[f"derived:{name}"], derived[name].value))
         truths = rules(values, tuple(refined), carried)
-        outcomes: dict[str, bool | None] = {}
-        decided: dict[str, bool | None] = {}
-        missing_of: dict[str, list[str]] = {}
-        without_of: dict[str, list[str]] = {}
-        judge = self._judge
-        for rid, i, form in self._plain:
-            exact = truths[i][0]
-            if exact is None:
-                exact, missing = judge(form, state, recorded, values, derived)
-                if exact is not None:
-                    without = ev.decided_without(form, values, derived)
-                    if without:
-                        without_of[rid] = without
-            else:
-                missing = []
-            said = verdict[rid]
-            if said != exact:
-                errors.append(ev.disagreement(rid, said, exact))
-            outcomes[rid] = exact
-            decided[rid] = said
-            missing_of[rid] = missing if said is None else []
-        notes: dict[str, list[str]] = {}
-        unchecked_of: dict[str, list[str]] = {}
-        for rid, i, form, qualifies in self._caveats:
-            holds = truths[i][0]
-            if holds is None:
-                holds = self._decide(form, state, recorded)
-            qualified = [q for q in qualifies if outcomes.get(q) is True]
-            fired = holds is True and bool(qualified)
-            if (verdict[rid] is True) != fired:
-                errors.append(ev.disagreement(rid, verdict[rid] is True, fired))
-            decided[rid] = fired
-            missing_of[rid] = []
-            if holds is None and qualified:
-                lacking = ev.missing_vars(form, values, derived)
-                unchecked_of[rid] = ev.pointers(self._relevant(form, state, recorded, lacking), values)
-            if fired:
-                for target in qualified:
-                    notes.setdefault(target, []).append(rid)
-        # the summary, as Evaluation._assemble makes it
-        fired_ids = [rid for rid in self._ids if decided[rid] is True]
+        settle = self._settled.get(encoded) or self._settle_function(encoded)
+        settled = settle(truths, verdict, state, recorded, values, derived, errors)
+        advice, caveats, drafts, undetermined, out_of_scope, outcomes = settled[-6:]
+        # the status, as Evaluation._assemble gives it
         scope = derived.get(SCOPE_DERIVED)
-        if not self._out_of_scope_ids.isdisjoint(fired_ids):
+        if out_of_scope:
             status = "out_of_scope"
         elif scope is None or scope.value is not True:
             status = "scope_undetermined"
@@ -863,28 +791,25 @@ class CompiledEvaluator:
             status = "evaluated"
         if errors:
             status = "error"
-        undetermined = [rid for rid in self._ids if decided[rid] is None]
         result: dict[str, Any] = dict(head) if head else {}
         if detail != "full":
             result["detail"] = detail
         result["patient_id"] = patient.get("id")
         result["status"] = status
-        caveat_ids = self._caveat_ids
-        result["advice"] = [rid for rid in fired_ids if rid not in caveat_ids]
-        result["caveats"] = [rid for rid in fired_ids if rid in caveat_ids]
-        result["drafts"] = [rid for rid in fired_ids if rid in self._draft_ids]
+        result["advice"] = advice
+        result["caveats"] = caveats
+        result["drafts"] = drafts
         result["undetermined"] = undetermined
-        result["no_recommendation"] = status == "evaluated" and not fired_ids and not undetermined
+        result["no_recommendation"] = status == "evaluated" and not advice and not caveats and not undetermined
         result["scope"] = self._scope_record(scope, values, derived)
-        if detail == "minimal":
-            says = {rid: ev.static[rid]["says"] for rid in fired_ids}
-            result["says"] = says
+        if encoded:
+            result["rules"] = orjson.Fragment(settled[0])
+        elif detail == "minimal":
+            decided, missing_of = settled[0], settled[1]
+            result["says"] = {rid: ev.static[rid]["says"] for rid in self._ids if decided[rid] is True}
             result["missing"] = {rid: missing_of[rid] for rid in undetermined}
-        elif encoded:
-            result["rules"] = self._encoded_entries(
-                truths, decided, missing_of, without_of, unchecked_of, notes, derived, values
-            )
         else:
+            decided, missing_of, without_of, unchecked_of, notes = settled[:5]
             entries = []
             for rule, (_, conditions) in zip(self.rules, truths, strict=True):
                 rid = rule.id
@@ -925,78 +850,28 @@ class CompiledEvaluator:
                 ]
         result["errors"] = [error_record(e) for e in errors]
         result["decision"] = decision
-        return result, tuple([OUTCOME[decided[rid]] for rid in self._ids])
+        return result, outcomes
 
-    def _encoded_entries(
-        self,
-        truths: tuple[Any, ...],
-        decided: dict[str, bool | None],
-        missing_of: dict[str, list[str]],
-        without_of: dict[str, list[str]],
-        unchecked_of: dict[str, list[str]],
-        notes: dict[str, list[str]],
-        derived: dict[str, DerivedValue],
-        values: dict[str, Any],
-    ) -> Any:
-        """The full rule entries for `run_json`, as one JSON fragment: what the knowledge base says
-        encoded at load (`_plan_entries`), each derived value encoded once however many rules list
-        it, the patient's parts encoded between; the bytes orjson writes for the reference's dicts.
-        Written by `_entries_function` as straight-line code, generated on first use."""
-        entries = self._entries or self._entries_function()
-        return orjson.Fragment(entries(truths, decided, missing_of, without_of, unchecked_of, notes, derived, values))
-
-    def _entries_function(self) -> Any:
-        """`_encoded_entries`' body for this knowledge base: one block per rule, in order, with
-        the constant JSON between the patient's parts merged into one constant wherever nothing
-        conditional separates them (a loop over `_entry_plan` cost a third more)."""
-        src = _Source()
-        emit, const = src.emit, src.const
-        lists: list[str] = []
-        for n, name in enumerate(self.standard_derived):
-            emit(f"j{n} = _derived_json(derived[{name!r}])")
-        for names in self._derived_groups:
-            parts = [f"j{self.standard_derived.index(name)}" for name in names]
-            if len(parts) > 1:  # a list several rules share: joined once
-                emit(f"L{len(lists)} = b','.join(({', '.join(parts)},))")
-            lists.append(parts[0] if len(parts) == 1 else f"L{len(lists)}" if parts else "b''")
-        emit("p = []")
-        emit("e = p.extend")
-        emit("a = p.append")
-        outcome_missing = {k: v + b',"missing":' for k, v in _OUTCOME_JSON.items()}
-        opening = b"["
-        for i, (rid, head, says, group, caveat, shown) in enumerate(self._entry_plan):
-            r = repr(rid)
-            emit(f"m = missing_of[{r}]")
-            emit(
-                f"e(({const(opening + head)}, {const(outcome_missing)}[decided[{r}]], _dumps(m) if m else b'[]', "
-                f"b',\"conditions\":', T[{i}][1], b',\"derived\":[', {lists[group]}))"
-            )
-            emit(f"if {r} in without_of: e((b'],\"decided_without\":', _dumps(without_of[{r}]), {const(says)}))")
-            emit(f"else: a({const(b']' + says)})")
-            if caveat is not None:
-                emit(f"a({const(caveat + b'[')})")
-                for j, (before, is_derived, name, unit) in enumerate(shown):
-                    value = f"derived[{name!r}].value" if is_derived else f"values.get({name!r})"
-                    tail = (
-                        const(unit)
-                        if isinstance(unit, bytes)
-                        else f"b',\"unit\":' + _dumps(values.get({unit!r})) + b'}}'"
-                    )
-                    emit(f"e(({const((b',' if j else b'') + before)}, _dumps({value}), {tail}))")
-                emit("a(b']')")
-                emit(f"if {r} in unchecked_of: e((b',\"unchecked\":', _dumps(unchecked_of[{r}])))")
-            emit(f"if {r} in notes: e((b',\"caveats\":[', b','.join([_NOTES[c] for c in notes[{r}]]), b']'))")
-            opening = b"},"
-        emit("a(b'}]')" if self._entry_plan else "a(b'[]')")
-        emit("return b''.join(p)")
-        code = "def entries(T, decided, missing_of, without_of, unchecked_of, notes, derived, values):\n"
-        code += "\n".join(src.lines) + "\n"
-        namespace = {**src.constants, "_dumps": orjson.dumps, "_derived_json": self._derived_json}
-        namespace["_NOTES"] = self._notes
-        exec(compile(code, "<fsgs-kb compiled full entries>", "exec"), namespace)  # noqa: S102
-        self.sources["full entries"] = code
-        self._entries = namespace["entries"]
-        return self._entries
+    def _settle_function(self, encoded: bool) -> Any:
+        """The steps after the Kleene layer for this knowledge base (engine/evaluate/settle.py),
+        generated on first use; `encoded`: with the full rule entries as JSON."""
+        ev = self.evaluation
+        entries = Entries(self._entry_plan, self._derived_groups, self.standard_derived, self._notes)
+        code, constants = settle_source(self.rules, ev.exact.rules, entries if encoded else None)
+        namespace = {
+            **constants,
+            "_judge": self._judge,
+            "_decide": self._decide,
+            "_without": ev.decided_without,
+            "_unchecked": self._unchecked,
+            "_disagree": ev.disagreement,
+            "_derived_json": self._derived_json,
+        }
+        name = "settle+json" if encoded else "settle"
+        exec(compile(code, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
+        self.sources[name] = code
+        found = self._settled[encoded] = namespace["settle"]
+        return found
 
     def _verdict(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
         """durable-rules' verdict, as Evaluation.decide gives it on the flat fact, from facts built
@@ -1013,7 +888,7 @@ class CompiledEvaluator:
         """`Evaluation.decide_levels` over the fact functions, written out as straight-line code
         for this knowledge base (the loop over each level's names, unpacking a tuple per name,
         cost as much as building the facts)."""
-        src = _Source()
+        src = Source()
         emit, const = src.emit, src.const
         emit("o = {}")
         emit("v = {}")
@@ -1114,6 +989,13 @@ class CompiledEvaluator:
             return outcome, []
         lacking = self.evaluation.missing_vars(form, values, derived)
         return None, self.evaluation.pointers(self._relevant(form, state, recorded, lacking), values)
+
+    def _unchecked(
+        self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> list[str]:
+        """Evaluation.unchecked through the caches: the inputs a caveat's check lacks."""
+        lacking = self.evaluation.missing_vars(form, values, derived)
+        return self.evaluation.pointers(self._relevant(form, state, recorded, lacking), values)
 
     def _note(self, caveat_id: str) -> dict[str, Any]:
         static = self.evaluation.static[caveat_id]
