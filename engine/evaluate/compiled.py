@@ -374,7 +374,9 @@ class _Generator:
     def generate(self) -> tuple[str, str]:
         """(`derive(p)`, `rules(values, D, P)`): the Kleene layer in two phases, so that the exact
         refinement of the boolean derived values (Evaluation._evaluate) happens in between, as
-        in the reference, where comparisons judged while deriving keep their first judgment."""
+        in the reference, where comparisons judged while deriving keep their first judgment.
+        `derive` gives (the field values, each derived value's (value, missing, how) in order,
+        the same as a dict of DerivedValue by name, the comparisons judged)."""
         emit = self.src.emit
         ev = self.ev
         objects: dict[tuple[str, ...], str] = {(): "p"}
@@ -402,7 +404,13 @@ class _Generator:
             if not plan.worded:
                 self.word(plan)
         carried = ", ".join(f"{p.actual}, {p.unit}, {p.result}, {p.missing}, {p.text}" for p in self.carried)
-        emit(f"return {{{values}}}, ({derived},), ({carried},)")
+        # the derived values also as the dict of DerivedValue the later steps read, built here
+        # rather than by a loop over the tuple (tuple.__new__ directly: no Python-level __new__)
+        named = ", ".join(
+            f"{n!r}: _tuple_new(_DV, ({n!r}, {d}v, {self.model.derived[n].unit!r}, {d}m, {d}h))"
+            for n, d in ((n, self.derived_vars[n]) for n in self.model.derived_order)
+        )
+        emit(f"return {{{values}}}, ({derived},), {{{named}}}, ({carried},)")
         derive = "def derive(p):\n" + "\n".join(self.src.lines) + "\n"
         # phase 2: every rule's Kleene truth and, by detail level, its conditions
         self.src.lines = []
@@ -545,7 +553,6 @@ class CompiledEvaluator:
         self.rules = evaluation.rules
         self.derived_names = list(model.derived_order)
         self.units = {n: model.derived[n].unit for n in self.derived_names}
-        self._derived_slots = tuple((n, 3 * i, self.units[n]) for i, n in enumerate(self.derived_names))
         self._boolean_slots = tuple((n, 3 * self.derived_names.index(n)) for n in evaluation.booleans)
         self.standard_derived = [
             n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
@@ -684,6 +691,8 @@ class CompiledEvaluator:
         return {
             **constants,
             "_EMPTY": {},
+            "_DV": DerivedValue,
+            "_tuple_new": tuple.__new__,
             "_q": _q,
             "_qexact": _qexact,
             "_qnumber": _qnumber,
@@ -753,9 +762,7 @@ class CompiledEvaluator:
     ) -> tuple[dict[str, Any], tuple[str, ...]]:
         ev = self.evaluation
         derive, rules = self.functions(detail, encoded)
-        values, kleene_derived, carried = derive(patient)
-        k = kleene_derived
-        derived = {name: DerivedValue(name, k[j], unit, k[j + 1], k[j + 2]) for name, j, unit in self._derived_slots}
+        values, kleene_derived, derived, carried = derive(patient)
         state = self._state(patient, values, derived)
         recorded = ev.recorded(values, derived)
         refined: tuple[Any, ...] | list[Any] = kleene_derived  # (value, missing, how) of each, in order
