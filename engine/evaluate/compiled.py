@@ -557,7 +557,7 @@ class CompiledEvaluator:
         self.standard_derived = [
             n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
         ]
-        self._shapes: dict[int, tuple[list[int], list[tuple[str, str]]]] = {}  # forms live with the KB
+        self._keyers: dict[int, Any] = {}  # by id(form): forms live with the KB
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
         self._derived_memo: dict[tuple[Any, ...], bytes] = {}
@@ -954,27 +954,35 @@ class CompiledEvaluator:
     # possible cells of the form's own variables and whether its `present`/`absent` fields are
     # recorded; so that, and nothing else, is the key. The reference evaluator calls them
     # uncached, and the byte-for-byte test compares both.
-    def _key(self, form: Form, state: State, recorded: Recorded) -> tuple[Any, ...]:
-        shape = self._shapes.get(id(form))
-        if shape is None:
-            shape = self._shapes[id(form)] = (self.evaluation.form_vars(form), _presences(form))
-        variables, presences = shape
-        return (
-            id(form),
-            tuple(state[v] for v in variables),
-            tuple(recorded(source, name) for source, name in presences),
-        )
+    def _key(self, form: Form, state: State, values: dict[str, Any], derived: dict[str, DerivedValue]) -> Any:
+        """(the form, the cells of its variables, whether each of its `present`/`absent` values
+        is recorded), by a function written for each form when it is first met: a loop over
+        the variables and the presences, two generators per call, cost more than the lookups."""
+        keyer = self._keyers.get(id(form))
+        if keyer is None:
+            cells = "".join(f"state[{v}], " for v in self.evaluation.form_vars(form))
+            marks = "".join(
+                f"values.get({name!r}) is not None, " if source == "field" else f"derived[{name!r}].value is not None, "
+                for source, name in _presences(form)
+            )  # as Evaluation.recorded tells them
+            text = f"lambda state, values, derived: ({id(form)}, ({cells}), ({marks}))"
+            keyer = self._keyers[id(form)] = eval(text, {})  # noqa: S307 - source made here, of ints and names
+        return keyer(state, values, derived)
 
-    def _decide(self, form: Form, state: State, recorded: Recorded) -> bool | None:
-        key = self._key(form, state, recorded)
+    def _decide(
+        self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> bool | None:
+        return self._decided_at(self._key(form, state, values, derived), form, state, recorded)
+
+    def _decided_at(self, key: Any, form: Form, state: State, recorded: Recorded) -> bool | None:
         found = self._decided.get(key, _UNSEEN)
         if found is _UNSEEN:
             found = exact_decide(form, state, recorded)
             self._remember(self._decided, key, found)
         return found  # type: ignore[return-value]
 
-    def _relevant(self, form: Form, state: State, recorded: Recorded, variables: list[int]) -> list[int]:
-        key = (*self._key(form, state, recorded), tuple(variables))
+    def _relevant_at(self, key: Any, form: Form, state: State, recorded: Recorded, variables: list[int]) -> list[int]:
+        key = (*key, tuple(variables))
         found = self._relevance.get(key)
         if found is None:
             found = relevant_vars(form, state, recorded, variables)
@@ -991,18 +999,20 @@ class CompiledEvaluator:
         self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
     ) -> tuple[bool | None, list[str]]:
         """Evaluation.judge through the caches."""
-        outcome = self._decide(form, state, recorded)
+        key = self._key(form, state, values, derived)
+        outcome = self._decided_at(key, form, state, recorded)
         if outcome is not None:
             return outcome, []
         lacking = self.evaluation.missing_vars(form, values, derived)
-        return None, self.evaluation.pointers(self._relevant(form, state, recorded, lacking), values)
+        return None, self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
 
     def _unchecked(
         self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
     ) -> list[str]:
         """Evaluation.unchecked through the caches: the inputs a caveat's check lacks."""
         lacking = self.evaluation.missing_vars(form, values, derived)
-        return self.evaluation.pointers(self._relevant(form, state, recorded, lacking), values)
+        key = self._key(form, state, values, derived)
+        return self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
 
     def _note(self, caveat_id: str) -> dict[str, Any]:
         static = self.evaluation.static[caveat_id]

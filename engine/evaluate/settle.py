@@ -113,7 +113,7 @@ def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | No
         r, form = repr(rule.id), const(forms[rule.id], "F")
         targets = [plain[q] for q in rule.qualifies if q in plain]  # another caveat's outcome is never True
         emit(f"h = T[{i}][0]")
-        emit(f"if h is None: h = _decide({form}, state, recorded)")
+        emit(f"if h is None: h = _decide({form}, state, recorded, values, derived)")
         emit(f"q = {' or '.join(f'o{t} is True' for t in targets) or 'False'}")
         emit(f"s{i} = h is True and q")
         emit(f"if (V[{r}] is True) != s{i}: errors.append(_disagree({r}, V[{r}] is True, s{i}))")
