@@ -643,9 +643,11 @@ class CompiledEvaluator:
             else:
                 emit(f"v = derived[{var.name!r}].value")
                 emit("if v is None:")
-                emit("if cv is None: cv = _constraint_values(p)", 2)
                 inputs = "".join(f"_value_at(p, {src.const(k)}), " for k in domains.input_keys(var.name))
-                emit(f"k = ({var.id!r}, ({inputs}), *cv)", 2)  # Domains._derived_cells' key
+                narrowing = "".join(f"cv[{i}], " for i in domains.constraint_indices(var.name))
+                if narrowing:
+                    emit("if cv is None: cv = _constraint_values(p)", 2)
+                emit(f"k = ({var.id!r}, ({inputs}), {narrowing})", 2)  # Domains._derived_cells' key
                 emit(f"{s} = _memo.get(k) or _derived_cells({v}, values, p, k)", 2)
             if var.kind == "number" and len(var.lows) > 1:
                 for j, (low, closed) in enumerate(var.lows[1:], start=1):
