@@ -37,6 +37,8 @@ from fsgs_kb.engine.batch.parts import (
     run_parts_locally,
 )
 from fsgs_kb.engine.batch.run import MAX_WORKERS
+from fsgs_kb.engine.cache import clear as clear_cache
+from fsgs_kb.engine.cache import info as cache_state
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
 from fsgs_kb.engine.fhir.dates import evaluation_day_problem
@@ -51,6 +53,7 @@ from fsgs_kb.engine.load.scenario_files import load_cases
 from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
+from fsgs_kb.engine.report.cache import cache_clear_text, cache_info_text
 from fsgs_kb.engine.report.cds import feedback_text, replay_log_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
 from fsgs_kb.engine.report.explain import explain_text, explanation, sources_lines
@@ -1003,6 +1006,34 @@ def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None
         target.write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     rules = len(bundle["entry"]) - 1
     echo(f"wrote {target}: 1 Library, {rules} PlanDefinitions (FHIR R4)")
+
+
+@main.group(name="cache", cls=Group, epilog=EXIT_HELP)
+def cache_group() -> None:
+    """Inspect or clear the cache of validated knowledge bases.
+
+    The cache is $FSGS_KB_CACHE, else $XDG_CACHE_HOME/fsgs-kb, else ~/.cache/fsgs-kb
+    (FSGS_KB_CACHE=off turns it off). It is bounded: after each new entry the least recently used
+    are removed beyond 64 entries or 64 MiB.
+    """
+
+
+@cache_group.command(name="info")
+@FORMAT_TEXT_JSON
+def cache_info(fmt: str) -> None:
+    """Where the cache is, whether it is on, its entries, bytes and limits."""
+    state = cache_state()
+    echo(json.dumps(state.as_json(), indent=2) if fmt == "json" else cache_info_text(state))
+
+
+@cache_group.command(name="clear")
+def cache_clear() -> None:
+    """Remove every entry of the cache (and leftovers of an older format).
+
+    The secret, other users' files, names that are not the cache's own and temporary files of the
+    last hour (perhaps a concurrent writer's) are left alone.
+    """
+    echo(cache_clear_text(clear_cache()))
 
 
 @main.command(name="compile")

@@ -19,6 +19,14 @@ trusted, and nothing in it can run code:
   shape) is a miss: the knowledge base is validated again, silently; files are opened without
   following symbolic links or blocking, and written through fresh temporary files (O_EXCL) and
   an atomic rename, so a planted link is never written through.
+
+The cache is bounded: after each store the directory is pruned to MAX_ENTRIES entries and
+MAX_CACHE_BYTES bytes, least recently used first (a hit refreshes an entry's modification time).
+Pruning, and `fsgs-kb cache clear`, remove only names that are ours by pattern (`<sha256>.json`
+entries, `<sha256>.pickle` leftovers of the former format, temporary files `.entry-*.tmp` and
+`.secret-*.tmp` older than TEMP_MAX_AGE seconds), owned by the user, and only regular files or
+symbolic links (a link is removed as a link, its target untouched); the secret, directories and
+anything else are left alone, and any failure is ignored.
 """
 
 from __future__ import annotations
@@ -28,7 +36,10 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import stat
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +76,12 @@ FORMAT = b"fsgs-kb-cache 4"  # 4: Rule.complements and the scope cases (Knowledg
 SECRET_FILE = "secret.key"
 SECRET_BYTES = 32
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
+MAX_ENTRIES = 64  # the bound after each store, least recently used first
+MAX_CACHE_BYTES = 64 * 1024 * 1024
+TEMP_MAX_AGE = 3600.0  # seconds: a younger temporary file may be a concurrent writer's
+ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.json")
+OLD_ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.pickle")  # the former, pickled format: never read
+TEMP_NAME = re.compile(r"\.(?:entry|secret)-[0-9a-f]+\.tmp")
 CLASSES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
@@ -256,11 +273,7 @@ def _mac(secret: bytes, key: str, body: bytes) -> bytes:
 # ---- entries ---------------------------------------------------------------------------------------
 
 
-def _read_entry(path: Path) -> bytes | None:
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError:
-        return None
+def _read_entry(fd: int) -> bytes | None:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
@@ -274,20 +287,10 @@ def _read_entry(path: Path) -> bytes | None:
             size += len(chunk)
     except OSError:
         return None
-    finally:
-        os.close(fd)
     return b"".join(chunks) if size <= MAX_ENTRY_BYTES else None
 
 
-def load_cached(key: str) -> ValidationReport | None:
-    """The report stored under `key`, if it is there and verifies; otherwise None (a miss)."""
-    directory = _cache_dir()
-    if directory is None:
-        return None
-    secret = _read_secret(directory)
-    raw = _read_entry(directory / f"{key}.json") if secret is not None else None
-    if secret is None or raw is None:
-        return None
+def _verified(raw: bytes, secret: bytes, key: str) -> ValidationReport | None:
     header, _, rest = raw.partition(b"\n")
     mac, _, body = rest.partition(b"\n")
     if header != FORMAT or not hmac.compare_digest(mac, _mac(secret, key, body)):
@@ -301,6 +304,33 @@ def load_cached(key: str) -> ValidationReport | None:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
         return None
     return report if isinstance(report, ValidationReport) and report.ok else None
+
+
+def load_cached(key: str) -> ValidationReport | None:
+    """The report stored under `key`, if it is there and verifies; otherwise None (a miss). A hit
+    refreshes the entry's modification time (through the open file: no path is followed twice),
+    which is what "least recently used" means when the cache is pruned."""
+    directory = _cache_dir()
+    if directory is None:
+        return None
+    secret = _read_secret(directory)
+    if secret is None:
+        return None
+    try:
+        fd = os.open(directory / f"{key}.json", _READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        raw = _read_entry(fd)
+        report = _verified(raw, secret, key) if raw is not None else None
+        if report is not None and os.utime in os.supports_fd:
+            try:
+                os.utime(fd)
+            except OSError:
+                pass
+        return report
+    finally:
+        os.close(fd)
 
 
 def store(key: str, report: ValidationReport) -> None:
@@ -324,3 +354,191 @@ def store(key: str, report: ValidationReport) -> None:
             raise
     except (OSError, TypeError, ValueError, RecursionError):
         return
+    prune(directory, keep=f"{key}.json")
+
+
+# ---- the bound -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A file of ours in the cache directory (by name, owner and type)."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    entry: bool  # a regular `<sha256>.json` file: counts against the bound; else removable at once
+
+
+def _open_directory(directory: Path) -> int:
+    return os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+
+
+def _ours(directory_fd: int) -> list[_Found]:
+    """The files in the directory that are ours: named by one of our patterns, owned by the user,
+    regular files or symbolic links (never followed), temporary files only once stale."""
+    if not hasattr(os, "getuid"):
+        return []  # ownership cannot be checked: nothing is ours
+    uid, now = os.getuid(), time.time_ns()
+    found = []
+    with os.scandir(directory_fd) as listing:
+        for item in listing:
+            name = item.name
+            entry = ENTRY_NAME.fullmatch(name) is not None
+            temporary = not entry and TEMP_NAME.fullmatch(name) is not None
+            if not (entry or temporary or OLD_ENTRY_NAME.fullmatch(name)):
+                continue
+            try:
+                info = item.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            link = stat.S_ISLNK(info.st_mode)
+            if not (link or stat.S_ISREG(info.st_mode)) or info.st_uid != uid:
+                continue
+            if temporary and now - info.st_mtime_ns <= TEMP_MAX_AGE * 1e9:
+                continue  # perhaps a concurrent writer's
+            found.append(_Found(name, info.st_size, info.st_mtime_ns, entry and not link))
+    return found
+
+
+def _remove(directory_fd: int, name: str) -> OSError | None:
+    """Unlink `name` (a link itself, never its target); gone already counts as removed."""
+    try:
+        os.unlink(name, dir_fd=directory_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _beyond_bound(found: list[_Found], keep: str | None = None) -> list[_Found]:
+    """What pruning removes: every leftover (an old pickle, a link, a stale temporary file), and
+    the least recently used entries beyond MAX_ENTRIES or MAX_CACHE_BYTES (`keep`, the entry
+    just stored, counts as the most recent)."""
+    entries = sorted((f for f in found if f.entry), key=lambda f: (f.name == keep, f.mtime_ns, f.name), reverse=True)
+    count = size = 0
+    removed = [f for f in found if not f.entry]
+    for position, item in enumerate(entries):
+        count, size = count + 1, size + item.size
+        if count > MAX_ENTRIES or size > MAX_CACHE_BYTES:
+            removed += entries[position:]
+            break
+    return removed
+
+
+def prune(directory: Path, keep: str | None = None) -> None:
+    """Bound the cache directory (one listing; nothing is removed while it is within bounds).
+    Every failure is ignored: the cache is an optimisation, pruning never fails a command."""
+    try:
+        fd = _open_directory(directory)
+    except OSError:
+        return
+    try:
+        for item in _beyond_bound(_ours(fd), keep):
+            _remove(fd, item.name)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What `fsgs-kb cache info` shows (directory None: the cache is off)."""
+
+    directory: Path | None
+    entries: int
+    bytes: int
+    leftovers: int  # files of ours that are not entries (old pickles, links, stale temporary files)
+    leftover_bytes: int
+    max_entries: int
+    max_bytes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "directory": str(self.directory) if self.directory is not None else None,
+            "enabled": self.directory is not None,
+            "entries": self.entries,
+            "bytes": self.bytes,
+            "leftovers": self.leftovers,
+            "leftover_bytes": self.leftover_bytes,
+            "max_entries": self.max_entries,
+            "max_bytes": self.max_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """What `fsgs-kb cache clear` did (directory None: the cache is off, nothing removed)."""
+
+    directory: Path | None
+    files: int
+    bytes: int
+
+
+def _cache_error(directory: Path, doing: str, exc: OSError) -> KBErrors:
+    reason = exc.strerror or str(exc)
+    return KBErrors([KBError("cli.cache", f"cannot {doing} the cache directory: {reason}", file=str(directory))])
+
+
+def _listing(directory: Path) -> tuple[int, list[_Found]] | None:
+    """An open descriptor of the directory and what of ours it holds; None when it does not
+    exist (an empty cache); any other failure is a KBError."""
+    try:
+        fd = _open_directory(directory)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _cache_error(directory, "open", exc) from None
+    try:
+        return fd, _ours(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise _cache_error(directory, "read", exc) from None
+
+
+def info() -> CacheInfo:
+    """The cache directory in use, its entries and their bytes, and the bound."""
+    directory = _cache_dir()
+    found: list[_Found] = []
+    if directory is not None and (listing := _listing(directory)) is not None:
+        os.close(listing[0])
+        found = listing[1]
+    entries = [f for f in found if f.entry]
+    leftovers = [f for f in found if not f.entry]
+    return CacheInfo(
+        directory=directory,
+        entries=len(entries),
+        bytes=sum(f.size for f in entries),
+        leftovers=len(leftovers),
+        leftover_bytes=sum(f.size for f in leftovers),
+        max_entries=MAX_ENTRIES,
+        max_bytes=MAX_CACHE_BYTES,
+    )
+
+
+def clear() -> Cleared:
+    """Remove every file of ours from the cache directory (by the pruning rules: never the
+    secret, never a file of another user, a temporary file only once stale)."""
+    directory = _cache_dir()
+    if directory is None or (listing := _listing(directory)) is None:
+        return Cleared(directory, 0, 0)
+    fd, found = listing
+    removed: list[_Found] = []
+    failed: list[tuple[_Found, OSError]] = []
+    try:
+        for item in found:
+            problem = _remove(fd, item.name)
+            if problem is None:
+                removed.append(item)
+            else:
+                failed.append((item, problem))
+    finally:
+        os.close(fd)
+    if failed:
+        item, exc = failed[0]
+        reason = exc.strerror or str(exc)
+        message = f"removed {len(removed)} file(s); {len(failed)} could not be removed: {item.name}: {reason}"
+        raise KBErrors([KBError("cli.cache", message, file=str(directory))])
+    return Cleared(directory, len(removed), sum(f.size for f in removed))

@@ -3,12 +3,19 @@
 `pytest` in a checkout tests the checkout's rules/, whatever copy of fsgs-kb is installed (a
 `pip install .` bundles a snapshot of rules/ that an editor's edits do not reach): every test,
 and every command a test runs, reads $FSGS_KB_RULES, set here to ROOT/rules.
+
+The validated-KB cache of the whole run is a temporary directory of its own ($FSGS_KB_CACHE, set
+here before any test runs and inherited by every command a test starts), removed at the end: the
+suite's hundreds of temporary knowledge bases never reach the user's ~/.cache/fsgs-kb. Tests of
+the cache set a directory of their own.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,10 +23,14 @@ from hypothesis import settings
 from support import ROOT, RULES, SHARED  # noqa: F401 - re-exported for older imports
 
 import fsgs_kb
+from fsgs_kb.engine.cache import CACHE_ENV
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.paths import RULES_ENV
 
 os.environ[RULES_ENV] = str(RULES)
+SESSION_CACHE = tempfile.mkdtemp(prefix="fsgs-kb-test-cache-")
+os.environ[CACHE_ENV] = SESSION_CACHE
+atexit.register(shutil.rmtree, SESSION_CACHE, ignore_errors=True)
 
 # In CI every property test draws the same examples run after run (derandomized): a red CI means
 # a change broke something, never that a new random draw found an old bug; locally they draw anew.

@@ -247,12 +247,23 @@ def _run(
     done = summary.records
     records: Iterator[Record] = (r for r in job_records(job, stream, fmt) if r.number > done)
     with _StopFlag() as stopped:
-        runner = BatchRunner(kb, job.rules_dir, summary.workers, options=job.options, stopped=stopped)
+        direct_fd = target.direct_fd()
+        runner = BatchRunner(
+            kb,
+            job.rules_dir,
+            summary.workers,
+            options=job.options,
+            stopped=stopped,
+            output_fd=direct_fd,
+            output_offset=target.file.written if target.file is not None else 0,
+            output_name=target.file.path if target.file is not None else "standard output",
+        )
+        target.direct, target.settled = runner.direct, runner.settled
         results = runner.results(records, first_number=done + 1)
         try:
             for chunk, end in results:
                 summary.add(chunk)
-                target.write(chunk.blob, chunk.crc, end, summary)
+                target.write(chunk, end, summary)
                 if job.progress is not None:
                     job.progress(summary.records, runner.bytes_read)
         finally:
@@ -283,6 +294,8 @@ class _Target:
         self.crc = 0  # CRC-32 of every result written to the output (on resume: from its first byte)
         self.digest = InputDigest(path if job.output else None)
         self.committed_at = time.monotonic()
+        self.direct = False  # the workers write the results into the file (BatchRunner.direct)
+        self.settled: Callable[[], bool] = lambda: True  # whether all results counted are written
         if job.output:
             options = {k: list(v) if isinstance(v, tuple) else v for k, v in job.options.items() if k != "mask_key"}
             options["mask_key_id"] = key_id(job.options.get("mask_key"))  # never the key itself
@@ -305,11 +318,20 @@ class _Target:
         self.crc = state.output_crc32
         return state
 
-    def write(self, blob: bytes | bytearray, crc: int, end: int, summary: BatchSummary) -> None:
+    def direct_fd(self) -> int | None:
+        """The output's descriptor when the workers may write into it themselves: a regular file
+        (positioned writes; a pipe or a device keeps its bytes in order through this process)."""
+        file = self.file
+        return file.fd if file is not None and file.sidecar is not None and file.fd >= 0 else None
+
+    def write(self, chunk: ChunkResult, end: int, summary: BatchSummary) -> None:
         if self.file is not None:  # ~75 µs a chunk of 64 records: hashing the bytes here cost 20-50 µs a record
-            self.crc = crc32_combine(self.crc, crc, len(blob))
-        self.pending.append(blob)
-        self.size += len(blob)
+            self.crc = crc32_combine(self.crc, chunk.crc, chunk.size)
+        if self.direct and self.file is not None:
+            self.file.written += chunk.size  # a worker writes it, in its place (commits wait: settled)
+        else:
+            self.pending.append(chunk.blob)
+        self.size += chunk.size
         self.end = end
         if self.size >= FLUSH_BYTES:
             self.flush(summary, final=False)
@@ -330,8 +352,9 @@ class _Target:
         commit = final or now - self.committed_at >= COMMIT_INTERVAL_S
 
         def write_and_commit() -> None:
-            file.write(block)
-            if commit:
+            if block:
+                file.write(block)
+            if commit and self.settled():
                 state = summary.state()
                 state.input_bytes = self.end
                 state.input_sha256 = self.digest.advance(self.end)
