@@ -35,43 +35,17 @@ from fsgs_kb.engine.evaluate.facts import fact_function
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
+from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, settle_source
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fingerprint import input_sha256
 from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, Not, Op, Ref
 
 NUMERIC = ("lt", "le", "gt", "ge")
-_OUTCOME_JSON = {True: b'"fired"', False: b'"not_fired"', None: b'"undetermined"'}
 CACHE_LIMIT = 1 << 16
 MEMO_LIMIT = 4096  # entries remembered per comparison (generated code)
-_Shown = tuple[bytes, bool, str, "bytes | str"]  # a value a caveat shows: JSON before it, derived?, name, unit
 _MEMOABLE = frozenset((str, int, bool, type(None)))  # value types that may key a memo
 _UNSEEN = object()
 PY_OP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-
-
-class _Source:
-    """Lines of the generated function and the constants they name."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.constants: dict[str, Any] = {}
-        self.counter = 0
-
-    def emit(self, line: str, indent: int = 1) -> None:
-        self.lines.append("    " * indent + line)
-
-    def const(self, value: Any, prefix: str = "K") -> str:
-        for name, known in self.constants.items():
-            if known is value:
-                return name
-        self.counter += 1
-        name = f"{prefix}{self.counter}"
-        self.constants[name] = value
-        return name
-
-    def var(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
 
 
 class _Plan:
@@ -101,7 +75,7 @@ class _Generator:
         self.detail = detail
         self.encoded = encoded and detail == "full"  # conditions as JSON fragments (see CompiledEvaluator.run_json)
         self.carried: list[_Plan] = []
-        self.src = _Source()
+        self.src = Source()
         self.plans: dict[tuple[Any, ...], _Plan] = {}
         self.field_vars = {info.path: f"f_{i}" for i, info in enumerate(evaluation.fields)}
         self.derived_vars = {name: f"d{i}" for i, name in enumerate(self.model.derived_order)}
@@ -400,7 +374,9 @@ class _Generator:
     def generate(self) -> tuple[str, str]:
         """(`derive(p)`, `rules(values, D, P)`): the Kleene layer in two phases, so that the exact
         refinement of the boolean derived values (Evaluation._evaluate) happens in between, as
-        in the reference, where comparisons judged while deriving keep their first judgment."""
+        in the reference, where comparisons judged while deriving keep their first judgment.
+        `derive` gives (the field values, each derived value's (value, missing, how) in order,
+        the same as a dict of DerivedValue by name, the comparisons judged)."""
         emit = self.src.emit
         ev = self.ev
         objects: dict[tuple[str, ...], str] = {(): "p"}
@@ -428,7 +404,13 @@ class _Generator:
             if not plan.worded:
                 self.word(plan)
         carried = ", ".join(f"{p.actual}, {p.unit}, {p.result}, {p.missing}, {p.text}" for p in self.carried)
-        emit(f"return {{{values}}}, ({derived},), ({carried},)")
+        # the derived values also as the dict of DerivedValue the later steps read, built here
+        # rather than by a loop over the tuple (tuple.__new__ directly: no Python-level __new__)
+        named = ", ".join(
+            f"{n!r}: _tuple_new(_DV, ({n!r}, {d}v, {self.model.derived[n].unit!r}, {d}m, {d}h))"
+            for n, d in ((n, self.derived_vars[n]) for n in self.model.derived_order)
+        )
+        emit(f"return {{{values}}}, ({derived},), {{{named}}}, ({carried},)")
         derive = "def derive(p):\n" + "\n".join(self.src.lines) + "\n"
         # phase 2: every rule's Kleene truth and, by detail level, its conditions
         self.src.lines = []
@@ -571,12 +553,11 @@ class CompiledEvaluator:
         self.rules = evaluation.rules
         self.derived_names = list(model.derived_order)
         self.units = {n: model.derived[n].unit for n in self.derived_names}
-        self._derived_slots = tuple((n, 3 * i, self.units[n]) for i, n in enumerate(self.derived_names))
         self._boolean_slots = tuple((n, 3 * self.derived_names.index(n)) for n in evaluation.booleans)
         self.standard_derived = [
             n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
         ]
-        self._shapes: dict[int, tuple[list[int], list[tuple[str, str]]]] = {}  # forms live with the KB
+        self._keyers: dict[int, Any] = {}  # by id(form): forms live with the KB
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
         self._derived_memo: dict[tuple[Any, ...], bytes] = {}
@@ -593,31 +574,22 @@ class CompiledEvaluator:
         whole = all(made is not None for made in self._facts)  # else some ruleset takes the flat fact
         self._fact_functions = [made[0] for made in self._facts if made is not None] if whole else None
         self._verdict_of: Any = None  # generated on first use (_verdict_function)
-        # per rule, what the decision loops of `_evaluate` read, looked up once here
-        exact_rules = evaluation.exact.rules
-        self._plain = tuple((r.id, i, exact_rules[r.id]) for i, r in enumerate(self.rules) if r.kind != "caveat")
-        self._caveats = tuple(
-            (r.id, i, exact_rules[r.id], tuple(r.qualifies)) for i, r in enumerate(self.rules) if r.kind == "caveat"
-        )
         self._ids = tuple(r.id for r in self.rules)
-        self._caveat_ids = frozenset(r.id for r in self.rules if r.kind == "caveat")
-        self._draft_ids = frozenset(r.id for r in self.rules if r.status != "active")
-        self._out_of_scope_ids = frozenset(r.id for r in self.rules if r.kind == "out_of_scope")
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
-        self._entries: Any = None
+        self._settled: dict[bool, Any] = {}  # settle functions, generated on first use
         self._plan_entries()
 
     def _plan_entries(self) -> None:
-        """Per rule, in order, what `_encoded_entries` writes around the patient's parts, in the
-        key order of the dict the reference builds: its id; the constant JSON before its outcome
-        (the head) and after its derived values (what the knowledge base says); the index of its
-        list of derived values among the distinct lists; for a caveat, the constant JSON before
-        what it shows and each value it shows (the JSON before the value, whether it is a derived
-        value, its name, the unit as constant JSON or the field it is read from). `_notes`: each
-        caveat's note as it is listed under the advice it qualifies."""
+        """Per rule, in order, what the generated entries (engine/evaluate/settle.py) write
+        around the patient's parts, in the key order of the dict the reference builds: its id;
+        the constant JSON before its outcome (the head) and after its derived values (what the
+        knowledge base says); the index of its list of derived values among the distinct lists;
+        for a caveat, the constant JSON before what it shows and each value it shows (the JSON
+        before the value, whether it is a derived value, its name, the unit as constant JSON or
+        the field it is read from). `_notes`: each caveat's note as it is listed under the advice it qualifies."""
         evaluation = self.evaluation
         groups: list[tuple[str, ...]] = []
         for r in self.rules:
@@ -625,10 +597,10 @@ class CompiledEvaluator:
                 groups.append(self.rule_derived[r.id])
         self._derived_groups = groups
         self._notes: dict[str, bytes] = {}
-        self._entry_plan: list[tuple[str, bytes, bytes, int, bytes | None, tuple[_Shown, ...]]] = []
+        self._entry_plan: list[EntryPlan] = []
         for r in self.rules:
             caveat: bytes | None = None
-            shown: list[_Shown] = []
+            shown: list[Shown] = []
             if r.kind == "caveat":
                 extra = {"qualifies": list(r.qualifies), "provenance": evaluation.static[r.id]["provenance"]}
                 caveat = b"," + orjson.dumps(extra)[1:-1] + b',"shown":'
@@ -654,7 +626,7 @@ class CompiledEvaluator:
         one through the memoised domain methods, as there. Held to the reference's bytes by
         tests/test_compiled.py (the reference evaluator calls `Domains.state`)."""
         domains = self.evaluation.domains
-        src = _Source()
+        src = Source()
         emit = src.emit
         names = []
         emit("cv = None")
@@ -671,9 +643,11 @@ class CompiledEvaluator:
             else:
                 emit(f"v = derived[{var.name!r}].value")
                 emit("if v is None:")
-                emit("if cv is None: cv = _constraint_values(p)", 2)
                 inputs = "".join(f"_value_at(p, {src.const(k)}), " for k in domains.input_keys(var.name))
-                emit(f"k = ({var.id!r}, ({inputs}), *cv)", 2)  # Domains._derived_cells' key
+                narrowing = "".join(f"cv[{i}], " for i in domains.constraint_indices(var.name))
+                if narrowing:
+                    emit("if cv is None: cv = _constraint_values(p)", 2)
+                emit(f"k = ({var.id!r}, ({inputs}), {narrowing})", 2)  # Domains._derived_cells' key
                 emit(f"{s} = _memo.get(k) or _derived_cells({v}, values, p, k)", 2)
             if var.kind == "number" and len(var.lows) > 1:
                 for j, (low, closed) in enumerate(var.lows[1:], start=1):
@@ -719,6 +693,8 @@ class CompiledEvaluator:
         return {
             **constants,
             "_EMPTY": {},
+            "_DV": DerivedValue,
+            "_tuple_new": tuple.__new__,
             "_q": _q,
             "_qexact": _qexact,
             "_qnumber": _qnumber,
@@ -788,9 +764,7 @@ class CompiledEvaluator:
     ) -> tuple[dict[str, Any], tuple[str, ...]]:
         ev = self.evaluation
         derive, rules = self.functions(detail, encoded)
-        values, kleene_derived, carried = derive(patient)
-        k = kleene_derived
-        derived = {name: DerivedValue(name, k[j], unit, k[j + 1], k[j + 2]) for name, j, unit in self._derived_slots}
+        values, kleene_derived, derived, carried = derive(patient)
         state = self._state(patient, values, derived)
         recorded = ev.recorded(values, derived)
         refined: tuple[Any, ...] | list[Any] = kleene_derived  # (value, missing, how) of each, in order
@@ -813,49 +787,12 @@ class CompiledEvaluator:
             if verdict[f"derived:{name}"] != derived[name].value:
                 errors.append(_disagree_derived(name, verdict[f"derived:{name}"], derived[name].value))
         truths = rules(values, tuple(refined), carried)
-        outcomes: dict[str, bool | None] = {}
-        decided: dict[str, bool | None] = {}
-        missing_of: dict[str, list[str]] = {}
-        without_of: dict[str, list[str]] = {}
-        judge = self._judge
-        for rid, i, form in self._plain:
-            exact = truths[i][0]
-            if exact is None:
-                exact, missing = judge(form, state, recorded, values, derived)
-                if exact is not None:
-                    without = ev.decided_without(form, values, derived)
-                    if without:
-                        without_of[rid] = without
-            else:
-                missing = []
-            said = verdict[rid]
-            if said != exact:
-                errors.append(ev.disagreement(rid, said, exact))
-            outcomes[rid] = exact
-            decided[rid] = said
-            missing_of[rid] = missing if said is None else []
-        notes: dict[str, list[str]] = {}
-        unchecked_of: dict[str, list[str]] = {}
-        for rid, i, form, qualifies in self._caveats:
-            holds = truths[i][0]
-            if holds is None:
-                holds = self._decide(form, state, recorded)
-            qualified = [q for q in qualifies if outcomes.get(q) is True]
-            fired = holds is True and bool(qualified)
-            if (verdict[rid] is True) != fired:
-                errors.append(ev.disagreement(rid, verdict[rid] is True, fired))
-            decided[rid] = fired
-            missing_of[rid] = []
-            if holds is None and qualified:
-                lacking = ev.missing_vars(form, values, derived)
-                unchecked_of[rid] = ev.pointers(self._relevant(form, state, recorded, lacking), values)
-            if fired:
-                for target in qualified:
-                    notes.setdefault(target, []).append(rid)
-        # the summary, as Evaluation._assemble makes it
-        fired_ids = [rid for rid in self._ids if decided[rid] is True]
+        settle = self._settled.get(encoded) or self._settle_function(encoded)
+        settled = settle(truths, verdict, state, recorded, values, derived, errors)
+        advice, caveats, drafts, undetermined, out_of_scope, outcomes = settled[-6:]
+        # the status, as Evaluation._assemble gives it
         scope = derived.get(SCOPE_DERIVED)
-        if not self._out_of_scope_ids.isdisjoint(fired_ids):
+        if out_of_scope:
             status = "out_of_scope"
         elif scope is None or scope.value is not True:
             status = "scope_undetermined"
@@ -863,28 +800,25 @@ class CompiledEvaluator:
             status = "evaluated"
         if errors:
             status = "error"
-        undetermined = [rid for rid in self._ids if decided[rid] is None]
         result: dict[str, Any] = dict(head) if head else {}
         if detail != "full":
             result["detail"] = detail
         result["patient_id"] = patient.get("id")
         result["status"] = status
-        caveat_ids = self._caveat_ids
-        result["advice"] = [rid for rid in fired_ids if rid not in caveat_ids]
-        result["caveats"] = [rid for rid in fired_ids if rid in caveat_ids]
-        result["drafts"] = [rid for rid in fired_ids if rid in self._draft_ids]
+        result["advice"] = advice
+        result["caveats"] = caveats
+        result["drafts"] = drafts
         result["undetermined"] = undetermined
-        result["no_recommendation"] = status == "evaluated" and not fired_ids and not undetermined
+        result["no_recommendation"] = status == "evaluated" and not advice and not caveats and not undetermined
         result["scope"] = self._scope_record(scope, values, derived)
-        if detail == "minimal":
-            says = {rid: ev.static[rid]["says"] for rid in fired_ids}
-            result["says"] = says
+        if encoded:
+            result["rules"] = orjson.Fragment(settled[0])
+        elif detail == "minimal":
+            decided, missing_of = settled[0], settled[1]
+            result["says"] = {rid: ev.static[rid]["says"] for rid in self._ids if decided[rid] is True}
             result["missing"] = {rid: missing_of[rid] for rid in undetermined}
-        elif encoded:
-            result["rules"] = self._encoded_entries(
-                truths, decided, missing_of, without_of, unchecked_of, notes, derived, values
-            )
         else:
+            decided, missing_of, without_of, unchecked_of, notes = settled[:5]
             entries = []
             for rule, (_, conditions) in zip(self.rules, truths, strict=True):
                 rid = rule.id
@@ -925,78 +859,28 @@ class CompiledEvaluator:
                 ]
         result["errors"] = [error_record(e) for e in errors]
         result["decision"] = decision
-        return result, tuple([OUTCOME[decided[rid]] for rid in self._ids])
+        return result, outcomes
 
-    def _encoded_entries(
-        self,
-        truths: tuple[Any, ...],
-        decided: dict[str, bool | None],
-        missing_of: dict[str, list[str]],
-        without_of: dict[str, list[str]],
-        unchecked_of: dict[str, list[str]],
-        notes: dict[str, list[str]],
-        derived: dict[str, DerivedValue],
-        values: dict[str, Any],
-    ) -> Any:
-        """The full rule entries for `run_json`, as one JSON fragment: what the knowledge base says
-        encoded at load (`_plan_entries`), each derived value encoded once however many rules list
-        it, the patient's parts encoded between; the bytes orjson writes for the reference's dicts.
-        Written by `_entries_function` as straight-line code, generated on first use."""
-        entries = self._entries or self._entries_function()
-        return orjson.Fragment(entries(truths, decided, missing_of, without_of, unchecked_of, notes, derived, values))
-
-    def _entries_function(self) -> Any:
-        """`_encoded_entries`' body for this knowledge base: one block per rule, in order, with
-        the constant JSON between the patient's parts merged into one constant wherever nothing
-        conditional separates them (a loop over `_entry_plan` cost a third more)."""
-        src = _Source()
-        emit, const = src.emit, src.const
-        lists: list[str] = []
-        for n, name in enumerate(self.standard_derived):
-            emit(f"j{n} = _derived_json(derived[{name!r}])")
-        for names in self._derived_groups:
-            parts = [f"j{self.standard_derived.index(name)}" for name in names]
-            if len(parts) > 1:  # a list several rules share: joined once
-                emit(f"L{len(lists)} = b','.join(({', '.join(parts)},))")
-            lists.append(parts[0] if len(parts) == 1 else f"L{len(lists)}" if parts else "b''")
-        emit("p = []")
-        emit("e = p.extend")
-        emit("a = p.append")
-        outcome_missing = {k: v + b',"missing":' for k, v in _OUTCOME_JSON.items()}
-        opening = b"["
-        for i, (rid, head, says, group, caveat, shown) in enumerate(self._entry_plan):
-            r = repr(rid)
-            emit(f"m = missing_of[{r}]")
-            emit(
-                f"e(({const(opening + head)}, {const(outcome_missing)}[decided[{r}]], _dumps(m) if m else b'[]', "
-                f"b',\"conditions\":', T[{i}][1], b',\"derived\":[', {lists[group]}))"
-            )
-            emit(f"if {r} in without_of: e((b'],\"decided_without\":', _dumps(without_of[{r}]), {const(says)}))")
-            emit(f"else: a({const(b']' + says)})")
-            if caveat is not None:
-                emit(f"a({const(caveat + b'[')})")
-                for j, (before, is_derived, name, unit) in enumerate(shown):
-                    value = f"derived[{name!r}].value" if is_derived else f"values.get({name!r})"
-                    tail = (
-                        const(unit)
-                        if isinstance(unit, bytes)
-                        else f"b',\"unit\":' + _dumps(values.get({unit!r})) + b'}}'"
-                    )
-                    emit(f"e(({const((b',' if j else b'') + before)}, _dumps({value}), {tail}))")
-                emit("a(b']')")
-                emit(f"if {r} in unchecked_of: e((b',\"unchecked\":', _dumps(unchecked_of[{r}])))")
-            emit(f"if {r} in notes: e((b',\"caveats\":[', b','.join([_NOTES[c] for c in notes[{r}]]), b']'))")
-            opening = b"},"
-        emit("a(b'}]')" if self._entry_plan else "a(b'[]')")
-        emit("return b''.join(p)")
-        code = "def entries(T, decided, missing_of, without_of, unchecked_of, notes, derived, values):\n"
-        code += "\n".join(src.lines) + "\n"
-        namespace = {**src.constants, "_dumps": orjson.dumps, "_derived_json": self._derived_json}
-        namespace["_NOTES"] = self._notes
-        exec(compile(code, "<fsgs-kb compiled full entries>", "exec"), namespace)  # noqa: S102
-        self.sources["full entries"] = code
-        self._entries = namespace["entries"]
-        return self._entries
+    def _settle_function(self, encoded: bool) -> Any:
+        """The steps after the Kleene layer for this knowledge base (engine/evaluate/settle.py),
+        generated on first use; `encoded`: with the full rule entries as JSON."""
+        ev = self.evaluation
+        entries = Entries(self._entry_plan, self._derived_groups, self.standard_derived, self._notes)
+        code, constants = settle_source(self.rules, ev.exact.rules, entries if encoded else None)
+        namespace = {
+            **constants,
+            "_judge": self._judge,
+            "_decide": self._decide,
+            "_without": ev.decided_without,
+            "_unchecked": self._unchecked,
+            "_disagree": ev.disagreement,
+            "_derived_json": self._derived_json,
+        }
+        name = "settle+json" if encoded else "settle"
+        exec(compile(code, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
+        self.sources[name] = code
+        found = self._settled[encoded] = namespace["settle"]
+        return found
 
     def _verdict(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
         """durable-rules' verdict, as Evaluation.decide gives it on the flat fact, from facts built
@@ -1013,7 +897,7 @@ class CompiledEvaluator:
         """`Evaluation.decide_levels` over the fact functions, written out as straight-line code
         for this knowledge base (the loop over each level's names, unpacking a tuple per name,
         cost as much as building the facts)."""
-        src = _Source()
+        src = Source()
         emit, const = src.emit, src.const
         emit("o = {}")
         emit("v = {}")
@@ -1072,27 +956,35 @@ class CompiledEvaluator:
     # possible cells of the form's own variables and whether its `present`/`absent` fields are
     # recorded; so that, and nothing else, is the key. The reference evaluator calls them
     # uncached, and the byte-for-byte test compares both.
-    def _key(self, form: Form, state: State, recorded: Recorded) -> tuple[Any, ...]:
-        shape = self._shapes.get(id(form))
-        if shape is None:
-            shape = self._shapes[id(form)] = (self.evaluation.form_vars(form), _presences(form))
-        variables, presences = shape
-        return (
-            id(form),
-            tuple(state[v] for v in variables),
-            tuple(recorded(source, name) for source, name in presences),
-        )
+    def _key(self, form: Form, state: State, values: dict[str, Any], derived: dict[str, DerivedValue]) -> Any:
+        """(the form, the cells of its variables, whether each of its `present`/`absent` values
+        is recorded), by a function written for each form when it is first met: a loop over
+        the variables and the presences, two generators per call, cost more than the lookups."""
+        keyer = self._keyers.get(id(form))
+        if keyer is None:
+            cells = "".join(f"state[{v}], " for v in self.evaluation.form_vars(form))
+            marks = "".join(
+                f"values.get({name!r}) is not None, " if source == "field" else f"derived[{name!r}].value is not None, "
+                for source, name in _presences(form)
+            )  # as Evaluation.recorded tells them
+            text = f"lambda state, values, derived: ({id(form)}, ({cells}), ({marks}))"
+            keyer = self._keyers[id(form)] = eval(text, {})  # noqa: S307 - source made here, of ints and names
+        return keyer(state, values, derived)
 
-    def _decide(self, form: Form, state: State, recorded: Recorded) -> bool | None:
-        key = self._key(form, state, recorded)
+    def _decide(
+        self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> bool | None:
+        return self._decided_at(self._key(form, state, values, derived), form, state, recorded)
+
+    def _decided_at(self, key: Any, form: Form, state: State, recorded: Recorded) -> bool | None:
         found = self._decided.get(key, _UNSEEN)
         if found is _UNSEEN:
             found = exact_decide(form, state, recorded)
             self._remember(self._decided, key, found)
         return found  # type: ignore[return-value]
 
-    def _relevant(self, form: Form, state: State, recorded: Recorded, variables: list[int]) -> list[int]:
-        key = (*self._key(form, state, recorded), tuple(variables))
+    def _relevant_at(self, key: Any, form: Form, state: State, recorded: Recorded, variables: list[int]) -> list[int]:
+        key = (*key, tuple(variables))
         found = self._relevance.get(key)
         if found is None:
             found = relevant_vars(form, state, recorded, variables)
@@ -1109,11 +1001,20 @@ class CompiledEvaluator:
         self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
     ) -> tuple[bool | None, list[str]]:
         """Evaluation.judge through the caches."""
-        outcome = self._decide(form, state, recorded)
+        key = self._key(form, state, values, derived)
+        outcome = self._decided_at(key, form, state, recorded)
         if outcome is not None:
             return outcome, []
         lacking = self.evaluation.missing_vars(form, values, derived)
-        return None, self.evaluation.pointers(self._relevant(form, state, recorded, lacking), values)
+        return None, self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
+
+    def _unchecked(
+        self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> list[str]:
+        """Evaluation.unchecked through the caches: the inputs a caveat's check lacks."""
+        lacking = self.evaluation.missing_vars(form, values, derived)
+        key = self._key(form, state, values, derived)
+        return self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
 
     def _note(self, caveat_id: str) -> dict[str, Any]:
         static = self.evaluation.static[caveat_id]

@@ -187,6 +187,7 @@ class Domains:
         self.model = form.model
         self._memo: dict[tuple[Any, ...], tuple[int, ...]] = {}  # bounded; keyed by everything the cells depend on
         self._input_keys: dict[str, list[list[str]]] = {}
+        self._constraint_indices: dict[str, tuple[int, ...]] = {}
         self._domains: dict[tuple[str, Any], Interval] = {}  # bounded, like _memo
         self._constants: dict[int, Interval] = {}  # constants and parameters of expressions, by id
         self._selectors: dict[str, list[int]] = {}
@@ -283,7 +284,9 @@ class Domains:
 
     # -- numeric derived values
     def _derived_cells(self, var: Var, values: dict[str, Any], record: dict[str, Any]) -> tuple[int, ...]:
-        key = (var.id, tuple([value_at(record, k) for k in self.input_keys(var.name)]), *constraint_values(record))
+        cv = constraint_values(record)
+        inputs = tuple([value_at(record, k) for k in self.input_keys(var.name)])
+        key = (var.id, inputs, *[cv[i] for i in self.constraint_indices(var.name)])
         found = self._memo.get(key)
         if found is None:
             found = self.derived_cells(var, values, record, key)
@@ -293,8 +296,9 @@ class Domains:
         self, var: Var, values: dict[str, Any], record: dict[str, Any], key: tuple[Any, ...]
     ) -> tuple[int, ...]:
         """A missing numeric derived value's possible cells, remembered under `key`: the variable,
-        its inputs as the record holds them and the values that narrow a missing number
-        (`constraint_values`), which is everything they depend on. The generated state function
+        its inputs as the record holds them and those of the values that narrow a missing number
+        (`constraint_values`) that narrow one of its inputs (`constraint_indices`), which is
+        everything they depend on. The generated state function
         (engine/evaluate/compiled.py) builds the same key and looks in `memo` first."""
         ranges = self.derived_ranges(self.model.derived[var.name], values, record)
         everything = tuple(range(len(var.cells)))
@@ -306,6 +310,21 @@ class Domains:
     @property
     def memo(self) -> dict[tuple[Any, ...], tuple[int, ...]]:
         return self._memo
+
+    def constraint_indices(self, name: str) -> tuple[int, ...]:
+        """Which of `constraint_values` a missing derived value's cells depend on: those that
+        narrow one of its inputs (`narrowing`). With all three in the key, a proteinuria's
+        cells were worked out again for every new diastolic pressure, which they never read.
+        An input narrowed by anything else keeps all three (the key as it was)."""
+        found = self._constraint_indices.get(name)
+        if found is None:
+            inputs = self.derived_inputs(self.model.derived[name])
+            if any(path in NARROWED and path not in NARROWED_BY for path in inputs):
+                found = tuple(range(len(NARROWED_BY)))
+            else:
+                found = tuple(sorted({NARROWED_BY[path] for path in inputs if path in NARROWED_BY}))
+            self._constraint_indices[name] = found
+        return found
 
     def input_keys(self, name: str) -> list[list[str]]:
         """A derived value's record inputs as key paths (`["cyclosporine", "daily_dose", "value"]`)."""
@@ -395,6 +414,9 @@ def constraint_values(record: dict[str, Any]) -> tuple[Any, ...]:
         _mapping(record.get("cyclosporine")).get("status"),
     )
 
+
+# Each number whose domain `narrowing` narrows: the index in `constraint_values` of what it reads.
+NARROWED_BY = {"blood_pressure.systolic_mmHg": 0, "steroids.high_dose_weeks": 1, "cyclosporine.daily_dose.value": 2}
 
 # The fields whose domain, when missing, depends on what else the record holds (`narrowing`);
 # every other missing field's possible cells are the same for every record.

@@ -1,0 +1,203 @@
+"""The compiled evaluator's steps after the Kleene layer, written out per knowledge base: each
+rule's exact outcome, durable-rules' verdict and their cross-check, the caveats, the summary
+lists and, for results serialized at once, the full rule entries as JSON.
+
+`CompiledEvaluator._evaluate` did this in loops over the rules, keyed dicts by rule id (decided,
+missing inputs, outcomes) and then read them back, by id again, to assemble the result: a tenth
+of a record's time went into that glue. Which rules are plain or caveats, which advice a caveat
+qualifies, which rules are drafts or out of scope, and every rule's index are known when the
+knowledge base is loaded, so here they are constants of one straight-line function: a rule's
+outcome is a local variable, a caveat's "qualifies a fired rule" an `or` of those variables.
+
+The steps and their order are those of `Evaluation._evaluate` (engine/evaluate/evaluation.py):
+plain rules first, in rule order (errors listed in that order), then caveats; tests/test_compiled.py
+holds the result to the interpreted reference's bytes at every detail level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fsgs_kb.engine.evaluate.evaluation import OUTCOME
+
+OUTCOME_JSON = {True: b'"fired"', False: b'"not_fired"', None: b'"undetermined"'}
+# a value a caveat shows: JSON before it, derived?, name, unit (constant JSON, or the field it is read from)
+Shown = tuple[bytes, bool, str, "bytes | str"]
+# per rule, in order: id, JSON before its outcome, JSON of what it says, index of its derived
+# values' list, for a caveat the JSON before what it shows, and what it shows
+EntryPlan = tuple[str, bytes, bytes, int, "bytes | None", tuple[Shown, ...]]
+
+
+class Source:
+    """Lines of a generated function and the constants they name."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.constants: dict[str, Any] = {}
+        self.counter = 0
+
+    def emit(self, line: str, indent: int = 1) -> None:
+        self.lines.append("    " * indent + line)
+
+    def const(self, value: Any, prefix: str = "K") -> str:
+        for name, known in self.constants.items():
+            if known is value:
+                return name
+        self.counter += 1
+        name = f"{prefix}{self.counter}"
+        self.constants[name] = value
+        return name
+
+    def var(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+
+class Entries:
+    """What the full rule entries are written from (`CompiledEvaluator._plan_entries`): each
+    rule's `EntryPlan`, the distinct lists of derived values rules list (by name), the derived
+    values any rule lists, and each caveat's note as JSON."""
+
+    def __init__(
+        self,
+        plan: list[EntryPlan],
+        groups: list[tuple[str, ...]],
+        listed: list[str],
+        notes: dict[str, bytes],
+    ) -> None:
+        self.plan = plan
+        self.groups = groups
+        self.listed = listed
+        self.notes = notes
+
+
+def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | None) -> tuple[str, dict[str, Any]]:
+    """(source of `settle(T, V, state, recorded, values, derived, errors)`, its constants).
+
+    T: the generated `rules`' (Kleene truth, conditions) per rule; V: durable-rules' verdict.
+    It appends disagreements to `errors` and returns, without `entries`,
+    (decided, missing_of, without_of, unchecked_of, notes, advice, caveats, drafts, undetermined,
+    out_of_scope, outcomes) — the dicts by rule id the result is assembled from — and with it
+    (the full rule entries as JSON, advice, caveats, drafts, undetermined, out_of_scope, outcomes):
+    no dict built only to be read back."""
+    src = Source()
+    emit, const = src.emit, src.const
+    encoded = entries is not None
+    plain = {r.id: i for i, r in enumerate(rules) if r.kind != "caveat"}
+    if not encoded:
+        emit("decided = {}; missing_of = {}; without_of = {}; unchecked_of = {}; notes = {}")
+    for i, rule in enumerate(rules):  # plain rules: the exact outcome, the verdict, the cross-check
+        if rule.kind == "caveat":
+            continue
+        r, form = repr(rule.id), const(forms[rule.id], "F")
+        emit(f"x = T[{i}][0]")
+        if encoded:
+            emit(f"w{i} = None")
+        emit("if x is None:")
+        emit(f"x, m = _judge({form}, state, recorded, values, derived)", 2)
+        emit("if x is not None:", 2)
+        emit(f"w = _without({form}, values, derived)", 3)
+        emit(f"if w: {f'w{i}' if encoded else f'without_of[{r}]'} = w", 3)
+        emit("else: m = []")
+        emit(f"s{i} = V[{r}]; o{i} = x")
+        emit(f"if s{i} != x: errors.append(_disagree({r}, s{i}, x))")
+        if encoded:
+            emit(f"m{i} = m if s{i} is None else None")
+        else:
+            emit(f"decided[{r}] = s{i}; missing_of[{r}] = m if s{i} is None else []")
+    for i, rule in enumerate(rules):  # caveats: whether each applies to a fired rule it qualifies
+        if rule.kind != "caveat":
+            continue
+        r, form = repr(rule.id), const(forms[rule.id], "F")
+        targets = [plain[q] for q in rule.qualifies if q in plain]  # another caveat's outcome is never True
+        emit(f"h = T[{i}][0]")
+        emit(f"if h is None: h = _decide({form}, state, recorded, values, derived)")
+        emit(f"q = {' or '.join(f'o{t} is True' for t in targets) or 'False'}")
+        emit(f"s{i} = h is True and q")
+        emit(f"if (V[{r}] is True) != s{i}: errors.append(_disagree({r}, V[{r}] is True, s{i}))")
+        into = f"u{i}" if encoded else f"unchecked_of[{r}]"
+        if encoded:
+            emit(f"u{i} = None")
+        else:
+            emit(f"decided[{r}] = s{i}; missing_of[{r}] = []")
+        emit(f"if h is None and q: {into} = _unchecked({form}, state, recorded, values, derived)")
+        if not encoded and targets:
+            emit(f"if s{i}:")
+            for t in targets:
+                emit(f"if o{t} is True: notes.setdefault({rules[t].id!r}, []).append({r})", 2)
+    emit("advice = []; caveats = []; drafts = []; undetermined = []")
+    for i, rule in enumerate(rules):  # the summary, in rule order, as Evaluation._assemble lists it
+        r = repr(rule.id)
+        listed = "caveats" if rule.kind == "caveat" else "advice"
+        draft = f"; drafts.append({r})" if rule.status != "active" else ""
+        emit(f"if s{i} is True: {listed}.append({r}){draft}")
+        if rule.kind != "caveat":
+            emit(f"elif s{i} is None: undetermined.append({r})")
+    out_of_scope = [f"s{i} is True" for i, r in enumerate(rules) if r.kind == "out_of_scope"]
+    emit(f"out_of_scope = {' or '.join(out_of_scope) or 'False'}")
+    outcomes = "".join(f"_O[s{i}], " for i in range(len(rules)))
+    if entries is None:
+        tail = "decided, missing_of, without_of, unchecked_of, notes"
+    else:
+        _entries(src, rules, plain, entries)
+        tail = "b''.join(p)"
+    emit(f"return {tail}, advice, caveats, drafts, undetermined, out_of_scope, ({outcomes})")
+    code = "def settle(T, V, state, recorded, values, derived, errors):\n" + "\n".join(src.lines) + "\n"
+    return code, {**src.constants, "_O": OUTCOME, "_OJ": OUTCOME_JSON, "_dumps": orjson.dumps}
+
+
+def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entries) -> None:
+    """The full rule entries as one JSON fragment into `p`: what the knowledge base says encoded
+    at load, each derived value encoded once however many rules list it, the patient's parts
+    encoded between; the bytes orjson writes for the reference's dicts. The constant JSON between
+    the patient's parts is one constant wherever nothing conditional separates them."""
+    emit, const = src.emit, src.const
+    lists: list[str] = []
+    for n, name in enumerate(entries.listed):
+        emit(f"j{n} = _derived_json(derived[{name!r}])")
+    for names in entries.groups:
+        parts = [f"j{entries.listed.index(name)}" for name in names]
+        if len(parts) > 1:  # a list several rules share: joined once
+            emit(f"L{len(lists)} = b','.join(({', '.join(parts)},))")
+        lists.append(parts[0] if len(parts) == 1 else f"L{len(lists)}" if parts else "b''")
+    notes_of: dict[int, list[int]] = {}  # a fired rule's index: the caveats that may qualify it
+    for c, rule in enumerate(rules):
+        if rule.kind == "caveat":
+            for q in rule.qualifies:
+                if q in plain:
+                    notes_of.setdefault(plain[q], []).append(c)
+    emit("p = []")
+    emit("e = p.extend")
+    emit("a = p.append")
+    outcome_missing = const({k: v + b',"missing":' for k, v in OUTCOME_JSON.items()})
+    opening = b"["
+    for i, (_, head, says, group, caveat, shown) in enumerate(entries.plan):
+        missing = "b'[]'" if rules[i].kind == "caveat" else f"_dumps(m{i}) if m{i} else b'[]'"
+        emit(
+            f"e(({const(opening + head)}, {outcome_missing}[s{i}], {missing}, "
+            f"b',\"conditions\":', T[{i}][1], b',\"derived\":[', {lists[group]}))"
+        )
+        if rules[i].kind == "caveat":
+            emit(f"a({const(b']' + says)})")
+        else:
+            emit(f"if w{i} is not None: e((b'],\"decided_without\":', _dumps(w{i}), {const(says)}))")
+            emit(f"else: a({const(b']' + says)})")
+        if caveat is not None:
+            emit(f"a({const(caveat + b'[')})")
+            for j, (before, is_derived, name, unit) in enumerate(shown):
+                value = f"derived[{name!r}].value" if is_derived else f"values.get({name!r})"
+                read = f"b',\"unit\":' + _dumps(values.get({unit!r})) + b'}}'"
+                tail = const(unit) if isinstance(unit, bytes) else read
+                emit(f"e(({const((b',' if j else b'') + before)}, _dumps({value}), {tail}))")
+            emit("a(b']')")
+            emit(f"if u{i} is not None: e((b',\"unchecked\":', _dumps(u{i})))")
+        if i in notes_of:  # the caveats that fired for it, in rule order, as notes under it
+            emit(f"if o{i} is True:")
+            emit("n = []", 2)
+            for c in notes_of[i]:
+                emit(f"if s{c}: n.append({const(entries.notes[rules[c].id])})", 2)
+            emit("if n: e((b',\"caveats\":[', b','.join(n), b']'))", 2)
+        opening = b"},"
+    emit("a(b'}]')" if entries.plan else "a(b'[]')")
