@@ -47,7 +47,7 @@ def batch(
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         preexec_fn=limit,  # noqa: PLW1509 - the limit must bind the batch and its workers only
-        timeout=600,
+        timeout=180,  # a hang fails in minutes, not the suite's whole budget
     )
 
 
@@ -123,3 +123,33 @@ def test_a_write_refused_to_a_worker_is_one_clear_error_and_resume_finishes(
     resumed = batch(path, "-o", out, "--workers", "2", "--resume", "--quiet")
     assert resumed.returncode == clean_code, resumed.stderr.decode()
     assert out.read_bytes() == clean
+
+
+@pytest.mark.parametrize(
+    ("written", "crashing", "fault"),
+    [(99, 129, "kill"), (99, 100, "segv")],
+    ids=["kill-in-the-next-chunk", "segv-in-the-same-chunk"],
+)
+def test_a_death_while_writing_is_never_charged_to_a_record(
+    tmp_path: Path, source: tuple[Path, list[str], bytes, int], written: int, crashing: int, fault: str
+) -> None:
+    """A worker killed while writing, with a record that crashes workers nearby (outside review
+    7): only that record gets engine_crash, and the run completes as one worker would make it.
+    Before, the writing worker's death was charged to the record it was evaluating alone (an
+    innocent record marked engine_crash), or the crashing record's death to the block being made
+    again (the run stopped with batch.write_failed)."""
+    path, ids, _, _ = source
+    reference = tmp_path / "reference.jsonl"
+    one = batch(path, "-o", reference, "--workers", "1", "--quiet", env={"FSGS_KB_FAULT": f"{fault}:{ids[crashing]}"})
+    assert one.returncode == 3, one.stderr.decode()
+    out = tmp_path / "out.jsonl"
+    env = {
+        "FSGS_KB_FAULT": f"killwrite:{ids[written]},{fault}:{ids[crashing]}",
+        "FSGS_KB_FAULT_ONCE": str(tmp_path / "killed-once"),
+    }
+    proc = batch(path, "-o", out, "--workers", "2", "--quiet", env=env)
+    assert proc.returncode == 3, proc.stderr.decode()
+    assert (tmp_path / "killed-once").exists(), "the drill did not kill a worker while writing"
+    crashed = [json.loads(line)["record"] for line in out.read_bytes().splitlines() if b'"engine_crash"' in line]
+    assert crashed == [crashing + 1]
+    assert out.read_bytes() == reference.read_bytes()

@@ -50,6 +50,7 @@ from fsgs_kb.engine.read.records import Record
 CHUNK_SIZE = 64
 PIPELINE_DEPTH = 2
 POLL_S = 0.2  # how often a waiting parent looks at its stop flag
+REMAKE_LIMIT = 3  # a block made again this often, its worker dying each time, stops the run
 SETTLE_S = 30.0  # how long a stopped run waits for the workers to write the blocks they were given
 MAX_WORKERS = 256  # worker processes of one run: far above any useful count, far below a fork bomb
 
@@ -205,7 +206,7 @@ class BatchRunner:
         self.offset = output_offset  # where the next block goes (workers write: output_fd)
         self.output_name = output_name
         self.rewrites: dict[int, _Granted] = {}  # blocks of dead workers, made again for their place
-        self.remade: set[int] = set()  # blocks made again once: a second death stops the run
+        self.remade: dict[int, int] = {}  # how often each block was made again (REMAKE_LIMIT)
         self.lost_writes = False  # stopped with a block granted and not confirmed: commit nothing more
         self.closed = False
         self.ctx: Any = None
@@ -301,7 +302,13 @@ class BatchRunner:
                     return
 
     def _ready(self) -> Iterator[tuple[ChunkResult, int]]:
+        """The results next in order. A worker writing its own results is granted no block while
+        it evaluates a record retried alone (nor given one while it writes: `_dispatch`): if it
+        dies, the record killed it, not a write, and only the record gets `engine_crash`."""
         while self.next_number in self.done:
+            holder = self.done[self.next_number][2]
+            if holder is not None and holder.isolated and holder.inflight:
+                return
             result, end, holder, chunk = self.done.pop(self.next_number)
             self.next_number += result.count
             if self.output_fd is not None:
@@ -346,7 +353,7 @@ class BatchRunner:
             worker = pool[slot]
             while worker.can_take():
                 if self.retry:
-                    if not worker.inflight:
+                    if not worker.inflight and not worker.granted:  # its death must be the record's
                         worker.send(self.retry.popleft(), isolated=True)
                     break
                 if exhausted or self._in_flight(pool) >= limit:
@@ -394,17 +401,16 @@ class BatchRunner:
         elif (message.size, message.crc) == (again.result.size, again.result.crc):
             worker.grant(message, chunk, again.offset)
         else:
-            self._not_remade(again)
+            self._not_remade(again, "and they came out different when made again")
 
-    def _not_remade(self, again: _Granted) -> NoReturn:
+    def _not_remade(self, again: _Granted, why: str) -> NoReturn:
         self.lost_writes = True
-        first = again.chunk.first
+        first, last = again.chunk.first, again.chunk.records[-1].number
         raise KBErrors(
             [
                 KBError(
                     "batch.write_failed",
-                    f"a worker died while writing the results of records {first}-{first + len(again.chunk.records) - 1}"
-                    " and they could not be made again the same",
+                    f"a worker died while writing the results of records {first}-{last} {why}",
                     file=self.output_name,
                     hint="run again with --resume: the resume record names what the output holds",
                 )
@@ -419,13 +425,10 @@ class BatchRunner:
         worker.proc.join(timeout=5)
         code = worker.proc.exitcode
         self.worker_crashes += 1
-        records = [record for chunk in worker.inflight for record in chunk.records]
-        for chunk in worker.inflight:  # a block made again died again: the place cannot be filled
-            if chunk.first in self.rewrites:
-                self._not_remade(self.rewrites[chunk.first])
-        for granted in worker.granted.values():
-            if granted.chunk.first in self.remade:
-                self._not_remade(granted)
+        remaking = [chunk for chunk in worker.inflight if chunk.first in self.rewrites]  # not yet reported
+        holes = [self.rewrites.pop(chunk.first) for chunk in remaking] + list(worker.granted.values())
+        evaluating = [chunk for chunk in worker.inflight if all(chunk is not r for r in remaking)]
+        records = [record for chunk in evaluating for record in chunk.records]
         if worker.isolated and len(records) == 1:
             self.done[records[0].number] = (self._crash_result(records[0], code), records[0].end, None, None)
         else:
@@ -437,10 +440,14 @@ class BatchRunner:
         worker.conn.close()
         if worker.grants is not None:
             worker.grants.close()
+        for granted in holes:  # before a fresh worker starts: stopping, the run must leave none behind
+            first = granted.chunk.first
+            self.remade[first] = self.remade.get(first, 0) + 1
+            if self.remade[first] > REMAKE_LIMIT:  # a block whose writing kills every worker
+                self._not_remade(granted, f"and every worker that made them again died too ({REMAKE_LIMIT} times)")
         fresh = self._start(ctx)
-        for granted in worker.granted.values():
+        for granted in holes:
             self.rewrites[granted.chunk.first] = granted
-            self.remade.add(granted.chunk.first)
             fresh.send(granted.chunk, isolated=True)
         return fresh
 
