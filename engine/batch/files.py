@@ -292,6 +292,12 @@ class OutputFile:
             self.fd = -1
 
 
+def write_failed(where: str, message: str, hint: str | None = None) -> KBErrors:
+    """The error that stops a run whose results could not all be written (by the parent or by a
+    worker): one code, naming the output."""
+    return KBErrors([KBError("batch.write_failed", message, file=where, hint=hint)])
+
+
 def same_regular_file(fd: int, other: str | int) -> bool:
     """Whether the open file `fd` (standard input or output) is the regular file `other` (a path or
     another descriptor), by device and inode."""

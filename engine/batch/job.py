@@ -26,6 +26,7 @@ from fsgs_kb.engine.batch.files import (
     ResumeState,
     crc32_combine,
     same_regular_file,
+    write_failed,
 )
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.batch.workers import ChunkResult
@@ -369,9 +370,7 @@ class _Target:
             return action()
         except OSError as exc:
             where = self.file.path if self.file else "standard output"
-            raise KBErrors(
-                [KBError("batch.write_failed", f"cannot write: {exc.strerror or exc}", file=where)]
-            ) from None
+            raise write_failed(where, f"cannot write: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         self.digest.close()

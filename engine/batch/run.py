@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, NoReturn
 
+from fsgs_kb.engine.batch.files import write_failed
 from fsgs_kb.engine.batch.workers import (
     WRITE_FAILED,
     ChunkResult,
@@ -269,37 +270,24 @@ class BatchRunner:
             self._collect(self.ctx, self.pool, [w for w in self.pool if w.inflight or w.granted])
 
     def _settle_live(self) -> None:
-        """On a stop: wait (a while) for the blocks live workers were granted; a worker dead with
-        one granted, a write refused or a worker that does not answer leaves a hole, so nothing
-        after the last commit is committed."""
+        """On a stop: wait (a while) for the blocks live workers were granted, making nothing
+        again; a hole a dead worker left, a write refused or a worker that does not answer means
+        nothing after the last commit is committed (`lost_writes`)."""
         deadline = time.monotonic() + SETTLE_S
         try:
-            self._wait_written(deadline)
-        except KBErrors:
-            self.lost_writes = True
-
-    def _wait_written(self, deadline: float) -> None:
-        while True:
-            waiting = [w for w in self.pool if w.granted]
-            if self.rewrites:  # a hole a dead worker left, not filled again: commit nothing more
-                self.lost_writes = True
-                return
-            if not waiting:
-                return
-            if any(not w.proc.is_alive() for w in waiting) or time.monotonic() > deadline:
-                self.lost_writes = True
-                return
-            ready = set(wait([w.conn for w in waiting] + [w.proc.sentinel for w in waiting], timeout=POLL_S))
-            for worker in waiting:
-                try:
+            while not self.rewrites and time.monotonic() <= deadline:
+                waiting = [w for w in self.pool if w.granted]
+                if not waiting:
+                    return
+                if not all(w.proc.is_alive() for w in waiting):
+                    break
+                wait([w.conn for w in waiting] + [w.proc.sentinel for w in waiting], timeout=POLL_S)
+                for worker in waiting:
                     while worker.granted and worker.conn.poll():
                         self._receive(worker)
-                except (EOFError, OSError, ValueError):
-                    self.lost_writes = True
-                    return
-                if worker.proc.sentinel in ready and worker.granted:
-                    self.lost_writes = True
-                    return
+        except (KBErrors, EOFError, OSError, ValueError):
+            pass
+        self.lost_writes = True
 
     def _ready(self) -> Iterator[tuple[ChunkResult, int]]:
         """The results next in order. A worker writing its own results is granted no block while
@@ -328,16 +316,8 @@ class BatchRunner:
 
     def _write_failed(self, why: str) -> NoReturn:
         self.lost_writes = True  # the block is not in the output: the run stops, committing nothing more
-        raise KBErrors(
-            [
-                KBError(
-                    "batch.write_failed",
-                    f"cannot write: {why}",
-                    file=self.output_name,
-                    hint="the resume record names what the output holds: free the space and run again with --resume",
-                )
-            ]
-        )
+        hint = "the resume record names what the output holds: free the space and run again with --resume"
+        raise write_failed(self.output_name, f"cannot write: {why}", hint)
 
     def _dispatch(self, ctx: Any, pool: list[_Worker], feed: Iterator[Chunk], limit: int, exhausted: bool) -> bool:
         for slot in range(self.n_workers):
@@ -406,16 +386,9 @@ class BatchRunner:
     def _not_remade(self, again: _Granted, why: str) -> NoReturn:
         self.lost_writes = True
         first, last = again.chunk.first, again.chunk.records[-1].number
-        raise KBErrors(
-            [
-                KBError(
-                    "batch.write_failed",
-                    f"a worker died while writing the results of records {first}-{last} {why}",
-                    file=self.output_name,
-                    hint="run again with --resume: the resume record names what the output holds",
-                )
-            ]
-        )
+        message = f"a worker died while writing the results of records {first}-{last} {why}"
+        hint = "run again with --resume: the resume record names what the output holds"
+        raise write_failed(self.output_name, message, hint)
 
     def _replace(self, ctx: Any, worker: _Worker) -> _Worker:
         """A worker died: retry its records one by one, or record the crash of an isolated one.
