@@ -228,6 +228,29 @@ def hook_request(hook: str, pid: str, prefetch: dict[str, Any] | None, **context
     return body
 
 
+def cyclosporine_draft(
+    rid: str, subject: str, mg_a_day: float, bounds: dict[str, str] | None = None, **fields: Any
+) -> dict[str, Any]:
+    """A draft MedicationRequest of cyclosporine (RxNorm 3008), `mg_a_day` in two doses a day,
+    `bounds` its boundsPeriod, `fields` replacing or adding top-level fields (status, intent…)."""
+    repeat: dict[str, Any] = {"frequency": 2, "period": 1, "periodUnit": "d"}
+    if bounds is not None:
+        repeat["boundsPeriod"] = bounds
+    half = {"value": mg_a_day / 2, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": subject},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3008"}]
+        },
+        "dosageInstruction": [{"timing": {"repeat": repeat}, "doseAndRate": [{"doseQuantity": half}]}],
+        **fields,
+    }
+
+
 def url_path(url: str) -> str:
     return urlsplit(url).path
 

@@ -26,32 +26,13 @@ from cds_support import (
     prefetch_for,
     signed_call,
 )
+from cds_support import cyclosporine_draft as draft
 
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.report.cds import ASIDE_WORDS, md
 
 OS = "fsgs-csa-order-sign"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 TS = "2026-11-30T10:00:00Z"  # an outcomeTimestamp (required in feedback)
-
-
-def draft(rid: str, subject: str, mg_per_day: float, **fields: Any) -> dict[str, Any]:
-    half = {"value": mg_per_day / 2, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
-    return {
-        "resourceType": "MedicationRequest",
-        "id": rid,
-        "status": "draft",
-        "intent": "order",
-        "subject": {"reference": subject},
-        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "3008"}]},
-        "dosageInstruction": [
-            {
-                "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
-                "doseAndRate": [{"doseQuantity": half}],
-            }
-        ],
-        **fields,
-    }
 
 
 @pytest.fixture(scope="module")

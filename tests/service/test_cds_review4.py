@@ -10,26 +10,9 @@ from typing import Any
 
 import pytest
 from cds_support import Server, example, hook_request, patient_bundle, patient_id, prefetch_for, signed_call
+from cds_support import cyclosporine_draft as draft
 
 OS = "/cds-services/fsgs-csa-order-sign"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-UCUM = "http://unitsofmeasure.org"
-
-
-def draft(rid: str, subject: str, mg_a_day: float, bounds: dict[str, str] | None = None) -> dict[str, Any]:
-    repeat: dict[str, Any] = {"frequency": 2, "period": 1, "periodUnit": "d"}
-    if bounds is not None:
-        repeat["boundsPeriod"] = bounds
-    half = {"value": mg_a_day / 2, "unit": "mg", "system": UCUM, "code": "mg"}
-    return {
-        "resourceType": "MedicationRequest",
-        "id": rid,
-        "status": "draft",
-        "intent": "order",
-        "subject": {"reference": subject},
-        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "3008"}]},
-        "dosageInstruction": [{"timing": {"repeat": repeat}, "doseAndRate": [{"doseQuantity": half}]}],
-    }
 
 
 def collection(*resources: dict[str, Any]) -> dict[str, Any]:
