@@ -26,12 +26,12 @@ import queue
 import signal
 import struct
 import threading
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from fsgs_kb.engine.batch.checksum import crc32
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.read.records import Record, record_value
 
@@ -187,8 +187,7 @@ def evaluate_chunk(
     kb: KnowledgeBase, chunk: list[Record], faults: dict[str, str] | None, options: dict[str, Any] | None
 ) -> ChunkResult:
     lines: list[bytes] = []
-    by_status: Counter[str] = Counter()
-    by_rule: Counter[tuple[str, str]] = Counter()
+    tally: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}  # (status, outcomes): records
     options = options or {}
     kill_while_writing = False
     for record in chunk:
@@ -196,11 +195,17 @@ def evaluate_chunk(
             kill_while_writing = _inject(faults, record_value(record)[0]) == "killwrite" or kill_while_writing
         line, status, outcomes = kb.encode_record(record, **options)  # outcomes counted at every detail level
         lines.append(line)
-        by_status[status] += 1
-        by_rule.update(outcomes)
+        key = (status, outcomes)
+        tally[key] = tally.get(key, 0) + 1
+    by_status: Counter[str] = Counter()
+    by_rule: Counter[tuple[str, str]] = Counter()
+    for (status, outcomes), n in tally.items():
+        by_status[status] += n
+        for pair in outcomes:
+            by_rule[pair] += n
     lines.append(b"")  # the last line's newline, in the one join (a chunk at full detail is megabytes)
     blob = b"\n".join(lines)
-    crc = zlib.crc32(blob)
+    crc = crc32(blob)
     return ChunkResult(
         chunk[0].number, len(chunk), blob, dict(by_status), dict(by_rule), crc, len(blob), kill_while_writing
     )
