@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from generate import iter_cohort
 
-from fsgs_kb.engine.batch.checksum import CRC32_IMPLEMENTATION, crc32, crc32_combine
+from fsgs_kb.engine.batch.checksum import CRC32_IMPLEMENTATION, crc32, crc32_combine, crc32_combine_python
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (0, 1, 7, 15, 16, 17, 63, 64, 255, 4096 + 7, 42_033, 1 << 20)
@@ -44,6 +44,7 @@ def test_crc32_combine_is_the_crc32_of_the_bytes_joined(left: int, right: int) -
     rng = random.Random(left * 1_000_003 + right)
     a, b = rng.randbytes(left), rng.randbytes(right)
     assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+    assert crc32_combine_python(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
 def _batch(
