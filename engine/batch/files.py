@@ -124,7 +124,11 @@ class OutputFile:
             self.sidecar = None
             return ResumeState()
         state = self._verified_state() if resume else ResumeState()
-        os.ftruncate(self.fd, state.output_bytes)
+        if os.fstat(self.fd).st_size != state.output_bytes:
+            # Only when there is something to cut: ext4 (auto_da_alloc) writes back, on close, every
+            # page of a file that was truncated to zero, in the closing process; for a new output
+            # that was 0.26 s of the parent's at the end of a 20,000-record full-detail run (840 MB).
+            os.ftruncate(self.fd, state.output_bytes)
         os.lseek(self.fd, state.output_bytes, os.SEEK_SET)
         self.written = state.output_bytes
         self.commit(state)
