@@ -192,10 +192,23 @@ from fsgs_kb.engine.batch.job import BatchJob, run_batch
 source, output, workers, detail = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 kb = fsgs_kb.load()
 job = BatchJob(source=source, output=output, workers=workers, options={"detail": detail})
+
+def busy():  # the machine's CPU seconds not idle (all processes, kernel threads, interrupts)
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+    except OSError:
+        return float("nan")
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+machine, before = busy(), os.times()
 cpu, wall = time.process_time(), time.perf_counter()
 summary = run_batch(kb, job)
 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-print(json.dumps({"records": summary.records, "wall_s": wall, "parent_cpu_s": cpu,
+after = os.times()
+workers_cpu = after.children_user + after.children_system - before.children_user - before.children_system
+print(json.dumps({"records": summary.records, "wall_s": wall, "parent_cpu_s": cpu, "workers_cpu_s": workers_cpu,
+    "other_cpu_s": busy() - machine - cpu - workers_cpu,
     "rss_self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "rss_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
@@ -220,7 +233,11 @@ def batch(path: Path, workers: int, detail: str, repeats: int) -> dict[str, Any]
     runs = [batch_once(path, workers, detail) for _ in range(repeats)]
     rates = [r["records"] / r["wall_s"] for r in runs]
     parent = [r["parent_cpu_s"] / r["records"] * 1e6 for r in runs]
+    workers_cpu = [r.get("workers_cpu_s", float("nan")) / r["records"] * 1e6 for r in runs]
+    other_cpu = [r.get("other_cpu_s", float("nan")) / r["records"] * 1e6 for r in runs]
     return {
+        "workers_cpu_us": statistics.median(workers_cpu),
+        "other_cpu_us": statistics.median(other_cpu),
         "records_per_s": statistics.median(rates),
         "min": min(rates),
         "max": max(rates),

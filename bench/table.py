@@ -31,17 +31,20 @@ def table(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| measured | per record | records/s | parent CPU | peak RSS |",
-        "|---|---:|---:|---:|---:|",
+        "| measured | per record | records/s | parent CPU | workers CPU | other CPU | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, figure in results["one_process_us"].items():
         rate = 1e6 / figure["us"]
-        lines.append(f"| {label} | {figure['us']:.1f} µs ({figure['min']:.1f}–{figure['max']:.1f}) | {rate:,.0f} | | |")
+        lines.append(
+            f"| {label} | {figure['us']:.1f} µs ({figure['min']:.1f}–{figure['max']:.1f}) | {rate:,.0f} | | | | |"
+        )
     for label, figure in results.get("batch", {}).items():
         us = 1e6 / figure["records_per_s"]
         lines.append(
             f"| {label} | {us:.1f} µs | {figure['records_per_s']:,.0f} ({figure['min']:,.0f}–{figure['max']:,.0f}) "
             f"| {figure['parent_cpu_us']:.1f} µs ({figure['parent_cpu_min']:.1f}–{figure['parent_cpu_max']:.1f}) "
+            f"| {_us(figure.get('workers_cpu_us'))} | {_us(figure.get('other_cpu_us'))} "
             f"| {figure['peak_rss_mib']:.0f} MiB |"
         )
     sizes = results["bytes_per_result"]
@@ -62,6 +65,11 @@ def table(results: dict[str, Any]) -> str:
         label, _, target = name.partition(" (target ")
         lines.append(f"| {label} | {value:.2f} | {target.rstrip(')')} |")
     return "\n".join(lines)
+
+
+def _us(value: float | None) -> str:
+    """A per-record CPU figure (median of the repeats), blank where the run did not measure it."""
+    return "" if value is None or value != value else f"{value:.1f} µs"
 
 
 if __name__ == "__main__":
