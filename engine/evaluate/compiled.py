@@ -129,7 +129,7 @@ class _Generator:
         if leaf.source == "field":
             kind = self.ev.evaluator.fields[leaf.name].type
             if kind == "number":
-                return f"_fmtn({var})"
+                return _fmtn_inline(var)
             if kind == "string":
                 return var
             if kind == "boolean":
@@ -186,9 +186,13 @@ class _Generator:
             memo = self.src.const({}, "MEMO")
             unit_varies = bool(ref.unit_from) and not ref.derived
             rest = "".join(f", {part}" for part, varies in ((u, unit_varies), (m, ref.derived)) if varies)
-            emit(f"if type({a}) in _MEMOABLE: _k = ({a}{rest}, type({a})); _h = {memo}.get(_k)", indent)
-            emit(f"elif type({a}) is float: _k = ({a}.hex(){rest}, float); _h = {memo}.get(_k)", indent)
-            emit("else: _k = _h = None", indent)
+            key = self.memo_key(plan.leaf, a, rest)
+            if key is not None:  # the value's type is known: a key without it (see memo_key)
+                emit(f"_k = {key}; _h = {memo}.get(_k)", indent)
+            else:
+                emit(f"if type({a}) in _MEMOABLE: _k = ({a}{rest}, type({a})); _h = {memo}.get(_k)", indent)
+                emit(f"elif type({a}) is float: _k = ({a}.hex(){rest}, float); _h = {memo}.get(_k)", indent)
+                emit("else: _k = _h = None", indent)
             emit("if _h is None:", indent)
             self.word(plan, indent + 1)
             emit(f"{e} = {{'actual': {a}, 'unit': {u} or None, 'result': {r}, 'text': {t}}}", indent + 1)
@@ -208,6 +212,29 @@ class _Generator:
         emit(f"{e}['actual'] = {a}; {e}['unit'] = {u} or None; {e}['result'] = {r}; {e}['text'] = {t}", indent)
         self.dynamic_tail(plan, ref, indent)
 
+    def memo_key(self, leaf: Compare, a: str, rest: str) -> str | None:
+        """A remembered entry's key where the compared value's type is known from the schema (the
+        generated code reads only records the accept-only check took, as `fmt` here assumes):
+        a string or boolean field's value, or None, as it is (no other type shares the dict); a
+        number's int as it is and a float by its bits (a str: never equal to an int or None); an
+        enum list as the tuple of its items. None: the type varies (a derived value other than a
+        boolean), keyed with its type as `enter` writes."""
+        if leaf.source == "field":
+            info = self.ev.evaluator.fields[leaf.name]
+            if info.type in ("string", "boolean"):
+                value = a
+            elif info.type == "number":
+                value = f"({a}.hex() if type({a}) is float else {a})"
+            elif info.type == "array" and info.enum:
+                value = f"(tuple({a}) if type({a}) is list else {a})"
+            else:
+                return None
+        elif self.model.derived[leaf.name].is_boolean:
+            value = a
+        else:
+            return None
+        return f"({value}{rest})" if rest else value
+
     def dynamic_tail(self, plan: _Plan, ref: Any, indent: int) -> None:
         """The entry's missing inputs, or its distance and margin, as `_LeafPlan.explain` adds them."""
         if plan.leaf.op in ("present", "absent"):
@@ -218,24 +245,26 @@ class _Generator:
         if ref.numeric:
             threshold = self.src.const(ref.threshold)
             emit(
-                f"else: {e}['distance'] = _fmtn({a}) + ' vs ' + {self.src.const(ref.need)}; "
+                f"else: {e}['distance'] = {_fmtn_inline(a)} + ' vs ' + {self.src.const(ref.need)}; "
                 f"{e}['margin'] = float(f'{{{a} - {threshold}:.12g}}')",
                 indent,
             )
 
     # ---- Kleene logic ------------------------------------------------------------------------------
-    def condition(self, cond: Condition, indent: int = 1) -> tuple[str, str]:
-        """Emit a condition's truth; (truth variable, missing-inputs variable)."""
+    def condition(self, cond: Condition, indent: int = 1, missing: bool = True) -> tuple[str, str]:
+        """Emit a condition's truth; (truth variable, missing-inputs variable). `missing=False`:
+        nobody reads the compound conditions' missing inputs (a rule's, in `rules`: the exact
+        semantics say what a rule misses), so they are not gathered (the variable is `()`)."""
         if isinstance(cond, Compare):
             plan = self.judge(cond, indent)
             return plan.result, plan.missing
         if isinstance(cond, Not):
-            r, m = self.condition(cond.item, indent)
+            r, m = self.condition(cond.item, indent, missing)
             out = self.src.var("n")
             self.src.emit(f"{out} = None if {r} is None else not {r}", indent)
             return out, m
-        parts = [self.condition(item, indent) for item in cond.items]
-        out, missing = self.src.var("c"), self.src.var("cm")
+        parts = [self.condition(item, indent, missing) for item in cond.items]
+        out = self.src.var("c")
         truths = [r for r, _ in parts]
         emit = self.src.emit
         if isinstance(cond, AllOf):
@@ -245,11 +274,14 @@ class _Generator:
             emit(f"if {' or '.join(f'{t} is True' for t in truths)}: {out} = True", indent)
             emit(f"elif {' and '.join(f'{t} is False' for t in truths)}: {out} = False", indent)
         emit(f"else: {out} = None", indent)
-        emit(f"{missing} = []", indent)
+        if not missing:
+            return out, "()"
+        gathered = self.src.var("cm")
+        emit(f"{gathered} = []", indent)
         emit(f"if {out} is None:", indent)
         for r, m in parts:
-            emit(f"if {r} is None: _union({missing}, {m})", indent + 1)
-        return out, missing
+            emit(f"if {r} is None: _union({gathered}, {m})", indent + 1)
+        return out, gathered
 
     def leaves(self, cond: Condition) -> list[tuple[str, _Plan]]:
         return [(leaf.pointer, self.plan(leaf)) for leaf in walk(cond)]
@@ -308,8 +340,9 @@ class _Generator:
             emit(f"{d}h = {text} + {reason}", indent + 1)
         else:
             unit = spec.unit
+            number = _fmtn_inline(f"{d}v")
             emit(
-                f"{d}h = (({text} + ' = ' + _fmt({d}v) + ' ' + {unit!r}).rstrip() if type({value}) is tuple "
+                f"{d}h = (({text} + ' = ' + {number} + ' ' + {unit!r}).rstrip() if type({value}) is tuple "
                 f"else {text}) + {reason}",
                 indent + 1,
             )
@@ -342,7 +375,7 @@ class _Generator:
                 pointer = src.const(info.missing_pointer)
                 emit(f"if {f} is None: {value} = None; {text} = ''; {missing} = ({pointer},)", indent)
                 emit(
-                    f"else: {value} = _q({f}); {text} = (_fmtn({f}) + ' ' + {unit}).rstrip(); {missing} = ()",
+                    f"else: {value} = _q({f}); {text} = ({_fmtn_inline(f)} + ' ' + {unit}).rstrip(); {missing} = ()",
                     indent,
                 )
             return value, text, missing
@@ -422,14 +455,17 @@ class _Generator:
             emit(f"({carried},) = P")
         out = []
         for rule in ev.rules:
-            r, _ = self.condition(rule.when)
+            r, _ = self.condition(rule.when, missing=False)
             if self.detail == "full":
                 for _, plan in self.leaves(rule.when):
                     self.enter(plan)
                 leaves = self.leaves(rule.when)
                 if self.encoded:  # one join: a chain of `+` would copy the growing list once per condition
-                    parts = ", b',', ".join(f"{self.prefix(ptr, plan)}, {plan.entry}b" for ptr, plan in leaves)
-                    out.append(f"({r}, b''.join((b'[', {parts}, b']')))")
+                    parts = ", ".join(
+                        f"{self.prefix(ptr, plan, b',' if n else b'[')}, {plan.entry}b"
+                        for n, (ptr, plan) in enumerate(leaves)
+                    )
+                    out.append(f"({r}, b''.join(({parts}, b']')))")
                     continue
                 conditions = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
                 out.append(f"({r}, [{conditions}])")
@@ -441,14 +477,15 @@ class _Generator:
         rules = "def rules(values, D, P):\n" + "\n".join(self.src.lines) + "\n"
         return derive, rules
 
-    def prefix(self, pointer: str, plan: _Plan) -> str:
+    def prefix(self, pointer: str, plan: _Plan, before: bytes) -> str:
         """The constant start of a condition entry as JSON: `{"pointer":…,<static>,` (its policy
-        notes included), to which the patient's part is appended."""
+        notes included), to which the patient's part is appended; `before`: the list's `[` or
+        the `,` after the previous entry, joined to it here, once."""
         ref = self.ev.evaluator.leaf_plan(plan.leaf)
         head = {"pointer": pointer, **ref.static}
         if ref.policy:
             head["policy"] = ref.policy
-        return self.src.const(orjson.dumps(head)[:-1] + b",")
+        return self.src.const(before + orjson.dumps(head)[:-1] + b",")
 
     def standard_conditions(self, rule: Any) -> list[str]:
         out = []
@@ -472,9 +509,10 @@ def _dedupe(items: list[str]) -> list[str]:
     return out
 
 
-def _fmtn(number: Any) -> str:
-    """`kleene.fmt` of a number (never a bool here: the schema says number)."""
-    return f"{number:.6g}" if type(number) is float else str(number)
+def _fmtn_inline(var: str) -> str:
+    """`kleene.fmt` of a number (never a bool here: the schema says number), written out in the
+    generated code rather than called for every number."""
+    return f"(f'{{{var}:.6g}}' if type({var}) is float else str({var}))"
 
 
 # ---- exact arithmetic for derived values -------------------------------------------------------
@@ -560,7 +598,6 @@ class CompiledEvaluator:
         self._keyers: dict[int, Any] = {}  # by id(form): forms live with the KB
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
-        self._derived_memo: dict[tuple[Any, ...], bytes] = {}
         self._scope_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._scope_reads = _scope_reads(model)
         self.rule_derived = {r.id: tuple(evaluation.rule_derived[r.id]) for r in self.rules}
@@ -643,7 +680,7 @@ class CompiledEvaluator:
             else:
                 emit(f"v = derived[{var.name!r}].value")
                 emit("if v is None:")
-                inputs = "".join(f"_value_at(p, {src.const(k)}), " for k in domains.input_keys(var.name))
+                inputs = "".join(f"{self._input_at(keys, src)}, " for keys in domains.input_keys(var.name))
                 narrowing = "".join(f"cv[{i}], " for i in domains.constraint_indices(var.name))
                 if narrowing:
                     emit("if cv is None: cv = _constraint_values(p)", 2)
@@ -674,6 +711,20 @@ class CompiledEvaluator:
         self.sources["state"] = code
         return namespace["state"]
 
+    def _input_at(self, keys: list[str], src: Source) -> str:
+        """`value_at(p, keys)` in the generated state function: the field's value as `derive`
+        read it where that is the same (an enum's `unknown` is None in both; a number or a
+        boolean of a record the accept-only check took is never a string), else the call."""
+        info = self.evaluation.evaluator.fields.get(".".join(keys))
+        if (
+            info is not None
+            and info.item_key is None
+            and (info.enum or info.type in ("number", "boolean"))
+            and any(f.path == info.path for f in self.evaluation.fields)
+        ):
+            return f"values[{info.path!r}]"
+        return f"_value_at(p, {src.const(keys)})"
+
     def functions(self, detail: str, encoded: bool = False) -> tuple[Any, Any]:
         """(derive, rules) of one detail level, generated and compiled on first use (a command
         that evaluates nothing, or one level only, pays for nothing else). `encoded`: the full
@@ -702,7 +753,6 @@ class CompiledEvaluator:
             "_qpct": _qpct,
             "_qplain": _qplain,
             "_fmt": fmt,
-            "_fmtn": _fmtn,
             "_union": _union,
             "_dedupe": _dedupe,
             "_copy_policy": copy_policy,
@@ -713,7 +763,7 @@ class CompiledEvaluator:
 
     @property
     def rule_ids(self) -> tuple[str, ...]:
-        return tuple(rule.id for rule in self.rules)
+        return self._ids  # a tuple made at load: read for every record batch writes
 
     def run(
         self, patient: dict[str, Any], timestamp: str | None, detail: str
@@ -865,7 +915,13 @@ class CompiledEvaluator:
         """The steps after the Kleene layer for this knowledge base (engine/evaluate/settle.py),
         generated on first use; `encoded`: with the full rule entries as JSON."""
         ev = self.evaluation
-        entries = Entries(self._entry_plan, self._derived_groups, self.standard_derived, self._notes)
+        entries = Entries(
+            self._entry_plan,
+            self._derived_groups,
+            self.standard_derived,
+            self._notes,
+            frozenset(self.evaluation.booleans),
+        )
         code, constants = settle_source(self.rules, ev.exact.rules, entries if encoded else None)
         namespace = {
             **constants,
@@ -939,16 +995,13 @@ class CompiledEvaluator:
                 self._scope_memo[key] = found
         return {"in_scope": found["in_scope"], "missing": list(found["missing"]), "reason": found["reason"]}
 
-    def _derived_json(self, dv: DerivedValue) -> bytes:
-        """A derived value's full entry as JSON, remembered (bounded) for the values that repeat
-        across patients; floats are never part of a key (see MEMO_LIMIT)."""
-        value = dv.value
-        key = (dv.name, value, type(value), dv.how, dv.missing) if type(value) in _MEMOABLE else None
-        found = self._derived_memo.get(key) if key is not None else None
-        if found is None:
-            found = orjson.dumps(self.evaluation.derived_entry(dv, copy=False))
-            if key is not None and len(self._derived_memo) < CACHE_LIMIT:
-                self._derived_memo[key] = found
+    def _derived_json(self, dv: DerivedValue, memo: dict[Any, bytes] | None, key: Any) -> bytes:
+        """A derived value's full entry as JSON, remembered (bounded) in `memo` under `key` for
+        the values that repeat across patients (the generated settle looks there first and
+        chooses the key: engine/evaluate/settle.py); None: not remembered."""
+        found = orjson.dumps(self.evaluation.derived_entry(dv, copy=False))
+        if memo is not None and len(memo) < CACHE_LIMIT:
+            memo[key] = found
         return found
 
     # ---- the exact semantics' decisions, cached ---------------------------------------------------

@@ -66,11 +66,13 @@ class Entries:
         groups: list[tuple[str, ...]],
         listed: list[str],
         notes: dict[str, bytes],
+        booleans: frozenset[str] = frozenset(),
     ) -> None:
         self.plan = plan
         self.groups = groups
         self.listed = listed
         self.notes = notes
+        self.booleans = booleans  # the boolean derived values: True, False or None, never another type
 
 
 def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | None) -> tuple[str, dict[str, Any]]:
@@ -156,7 +158,20 @@ def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entr
     emit, const = src.emit, src.const
     lists: list[str] = []
     for n, name in enumerate(entries.listed):
-        emit(f"j{n} = _derived_json(derived[{name!r}])")
+        # remembered per derived value, by the DerivedValue itself (value, missing inputs and
+        # account: all its entry depends on) and, unless it is boolean, the value's type (1 == 1.0
+        # == True, which orjson writes differently); a float is never remembered (rarely repeats).
+        memo = const({}, "DM")
+        emit(f"dv = derived[{name!r}]")
+        if name in entries.booleans:
+            emit(f"j{n} = {memo}.get(dv)")
+            emit(f"if j{n} is None: j{n} = _derived_json(dv, {memo}, dv)")
+        else:
+            emit("t = type(dv[1])")
+            emit(f"if t is float: j{n} = _derived_json(dv, None, None)")
+            emit("else:")
+            emit(f"j{n} = {memo}.get((dv, t))", 2)
+            emit(f"if j{n} is None: j{n} = _derived_json(dv, {memo}, (dv, t))", 2)
     for names in entries.groups:
         parts = [f"j{entries.listed.index(name)}" for name in names]
         if len(parts) > 1:  # a list several rules share: joined once
