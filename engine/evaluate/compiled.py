@@ -37,7 +37,7 @@ from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
 from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, settle_source
 from fsgs_kb.engine.load.conditions import walk
-from fsgs_kb.engine.load.fingerprint import input_sha256
+from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, Not, Op, Ref
 
 NUMERIC = ("lt", "le", "gt", "ge")
@@ -186,20 +186,22 @@ class _Generator:
             memo = self.src.const({}, "MEMO")
             unit_varies = bool(ref.unit_from) and not ref.derived
             rest = "".join(f", {part}" for part, varies in ((u, unit_varies), (m, ref.derived)) if varies)
+            # Only the entry's JSON is remembered: its text is read nowhere after (the derived
+            # values' accounts, which read texts, are written before, in `derive`).
             key = self.memo_key(plan.leaf, a, rest)
             if key is not None:  # the value's type is known: a key without it (see memo_key)
-                emit(f"_k = {key}; _h = {memo}.get(_k)", indent)
+                emit(f"_k = {key}; {e}b = {memo}.get(_k)", indent)
             else:
-                emit(f"if type({a}) in _MEMOABLE: _k = ({a}{rest}, type({a})); _h = {memo}.get(_k)", indent)
-                emit(f"elif type({a}) is float: _k = ({a}.hex(){rest}, float); _h = {memo}.get(_k)", indent)
-                emit("else: _k = _h = None", indent)
-            emit("if _h is None:", indent)
+                emit(f"if type({a}) in _MEMOABLE: _k = ({a}{rest}, type({a})); {e}b = {memo}.get(_k)", indent)
+                emit(f"elif type({a}) is float: _k = ({a}.hex(){rest}, float); {e}b = {memo}.get(_k)", indent)
+                emit(f"else: _k = {e}b = None", indent)
+            emit(f"if {e}b is None:", indent)
             self.word(plan, indent + 1)
             emit(f"{e} = {{'actual': {a}, 'unit': {u} or None, 'result': {r}, 'text': {t}}}", indent + 1)
             self.dynamic_tail(plan, ref, indent + 1)
             emit(f"{e}b = _dumps({e})[1:]", indent + 1)
-            emit(f"if _k is not None and len({memo}) < MEMO_LIMIT: {memo}[_k] = ({t}, {e}b)", indent + 1)
-            emit(f"else: {t}, {e}b = _h", indent)
+            store = "" if key is not None else "_k is not None and "  # a typed key may be None itself
+            emit(f"if {store}len({memo}) < MEMO_LIMIT: {memo}[_k] = {e}b", indent + 1)
             return
         self.word(plan, indent)
         emit(f"{e} = dict({self.src.const(ref.static)})", indent)
@@ -588,6 +590,7 @@ class CompiledEvaluator:
         model = evaluation.model
         self.sources: dict[str, str] = {}
         self._functions: dict[str, tuple[Any, Any]] = {}
+        self._functions_of: dict[tuple[str, bool], tuple[Any, Any]] = {}  # the same, by (detail, encoded)
         self.rules = evaluation.rules
         self.derived_names = list(model.derived_order)
         self.units = {n: model.derived[n].unit for n in self.derived_names}
@@ -611,6 +614,8 @@ class CompiledEvaluator:
         whole = all(made is not None for made in self._facts)  # else some ruleset takes the flat fact
         self._fact_functions = [made[0] for made in self._facts if made is not None] if whole else None
         self._verdict_of: Any = None  # generated on first use (_verdict_function)
+        self._decision_parts = _decision_parts(evaluation)  # for _decision_json
+        self._verdict_keys = tuple((name, f"derived:{name}") for name in evaluation.compiled.boolean_derived)
         self._ids = tuple(r.id for r in self.rules)
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
@@ -729,6 +734,9 @@ class CompiledEvaluator:
         """(derive, rules) of one detail level, generated and compiled on first use (a command
         that evaluates nothing, or one level only, pays for nothing else). `encoded`: the full
         level's conditions as JSON fragments, for results that are serialized at once."""
+        found = self._functions_of.get((detail, encoded))
+        if found is not None:
+            return found
         name = f"{detail}+json" if encoded and detail == "full" else detail
         found = self._functions.get(name)
         if found is None:
@@ -738,6 +746,7 @@ class CompiledEvaluator:
             exec(compile(derive + rules, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
             self.sources[name] = derive + rules
             found = self._functions[name] = (namespace["derive"], namespace["rules"])
+        self._functions_of[(detail, encoded)] = found
         return found
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
@@ -795,14 +804,30 @@ class CompiledEvaluator:
         if detail == "full":
             input_sha = input_sha256(patient)
             try:
-                result, outcomes = self._evaluate(
-                    patient, detail, self.evaluation.decision_record(input_sha, timestamp), True, head
-                )
+                decision = self._decision_json(input_sha, timestamp)
+                result, outcomes = self._evaluate(patient, detail, decision, True, head)
                 return orjson.dumps(result), result["status"], outcomes
             except Exception:  # noqa: S110 - the plain path below gives the error result, or the value orjson refused
                 pass
         result, outcomes = self.run(patient, timestamp, detail)
         return dumps_bytes({**head, **result} if head else result), result["status"], outcomes
+
+    def _decision_json(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
+        """`Evaluation.decision_record` for a result encoded at once: what is the same in every
+        decision (the knowledge base's record, the engine versions) as JSON encoded once."""
+        parts = self._decision_parts
+        if parts is None:  # a decision record of another shape than this knows: the plain one
+            return self.evaluation.decision_record(input_sha, timestamp)
+        record: dict[str, Any] = {
+            "decision_id": decision_id(parts[3], input_sha),
+            "kb": parts[0],
+            "engine_version": parts[1],
+            "engine": parts[2],
+            "input_sha256": input_sha,
+        }
+        if timestamp:
+            record["timestamp"] = timestamp
+        return record
 
     def _evaluate(  # noqa: C901 - one pass, in the order of Evaluation._evaluate
         self,
@@ -831,11 +856,14 @@ class CompiledEvaluator:
             derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
             refined = list(refined)
             refined[j : j + 3] = (value, tuple(missing), how)
-        verdict = self._verdict(values, derived, state)
+        if self._fact_functions is not None:  # _verdict, without its call
+            verdict = (self._verdict_of or self._verdict_function(self._fact_functions))(values, derived, state)
+        else:
+            verdict = self._verdict(values, derived, state)
         errors: list[KBError] = []
-        for name in ev.compiled.boolean_derived:
-            if verdict[f"derived:{name}"] != derived[name].value:
-                errors.append(_disagree_derived(name, verdict[f"derived:{name}"], derived[name].value))
+        for name, key in self._verdict_keys:
+            if verdict[key] != derived[name].value:
+                errors.append(_disagree_derived(name, verdict[key], derived[name].value))
         truths = rules(values, tuple(refined), carried)
         settle = self._settled.get(encoded) or self._settle_function(encoded)
         settled = settle(truths, verdict, state, recorded, values, derived, errors)
@@ -860,7 +888,7 @@ class CompiledEvaluator:
         result["drafts"] = drafts
         result["undetermined"] = undetermined
         result["no_recommendation"] = status == "evaluated" and not advice and not caveats and not undetermined
-        result["scope"] = self._scope_record(scope, values, derived)
+        result["scope"] = self._scope_record(scope, values, derived, not encoded)
         if encoded:
             result["rules"] = orjson.Fragment(settled[0])
         elif detail == "minimal":
@@ -957,14 +985,17 @@ class CompiledEvaluator:
         emit, const = src.emit, src.const
         emit("o = {}")
         emit("v = {}")
+        # the outcomes a later level's facts read (the facts functions read only those keys)
+        read = {key for level_keys in self.evaluation.durable.keys for pairs in level_keys for key, _ in pairs or ()}
         for level, (derived, rules) in enumerate(self.evaluation.verdict_names):
             emit(f"f = _fire({level}, {const(functions[level])}(values, derived, state, o))")
             for key, true, false in derived:
                 emit(f"v[{key!r}] = True if {true!r} in f else False if {false!r} in f else None")
             for rid, true, false, fact_key in rules:
-                emit(f"if {true!r} in f: v[{rid!r}] = True; o[{fact_key!r}] = 'T'")
-                emit(f"elif {false!r} in f: v[{rid!r}] = False; o[{fact_key!r}] = 'F'")
-                emit(f"else: v[{rid!r}] = None; o[{fact_key!r}] = 'U'")
+                told = {t: f"; o[{fact_key!r}] = {t!r}" if fact_key in read else "" for t in "TFU"}
+                emit(f"if {true!r} in f: v[{rid!r}] = True{told['T']}")
+                emit(f"elif {false!r} in f: v[{rid!r}] = False{told['F']}")
+                emit(f"else: v[{rid!r}] = None{told['U']}")
         emit("return v")
         code = "def verdict(values, derived, state):\n" + "\n".join(src.lines) + "\n"
         namespace = {**src.constants, "_fire": self.evaluation.durable.fire_projected}
@@ -974,11 +1005,12 @@ class CompiledEvaluator:
         return self._verdict_of
 
     def _scope_record(
-        self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue]
+        self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue], copy: bool = True
     ) -> dict[str, Any]:
         """Evaluation.scope_record, remembered (bounded) by everything it reads: in_scope's value,
         missing inputs and account, and the values the scope cases test or need; never keyed by a
-        float (see MEMO_LIMIT). A fresh dict each time: a result is the caller's to change."""
+        float (see MEMO_LIMIT). A fresh dict each time (a result is the caller's to change), but
+        with `copy=False` (a result encoded at once, never handed out) the remembered one."""
         if scope is None:
             return self.evaluation.scope_record(scope, values, derived)
         key = (
@@ -993,6 +1025,8 @@ class CompiledEvaluator:
             found = self.evaluation.scope_record(scope, values, derived)
             if memoable and len(self._scope_memo) < CACHE_LIMIT:
                 self._scope_memo[key] = found
+        if not copy:
+            return found
         return {"in_scope": found["in_scope"], "missing": list(found["missing"]), "reason": found["reason"]}
 
     def _derived_json(self, dv: DerivedValue, memo: dict[Any, bytes] | None, key: Any) -> bytes:
@@ -1077,6 +1111,21 @@ class CompiledEvaluator:
             "says": static["says"],
             "provenance": dict(static["provenance"]),
         }
+
+
+def _decision_parts(evaluation: Evaluation) -> tuple[Any, ...] | None:
+    """What every decision record holds alike, encoded once: (the knowledge base's record, the
+    engine version, the engines' versions, the fingerprint its ids are made of); None when the
+    record is not of the shape `_decision_json` writes."""
+    made = evaluation.decision_record("", None)
+    if list(made) != ["decision_id", "kb", "engine_version", "engine", "input_sha256"]:
+        return None
+    return (
+        orjson.Fragment(orjson.dumps(made["kb"])),
+        made["engine_version"],
+        orjson.Fragment(orjson.dumps(made["engine"])),
+        evaluation.kb_record["fingerprint"],
+    )
 
 
 def _scope_reads(model: Any) -> tuple[tuple[str, str], ...]:
