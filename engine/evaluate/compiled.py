@@ -35,7 +35,7 @@ from fsgs_kb.engine.evaluate.facts import fact_function
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
-from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, settle_source
+from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, Standard, settle_source
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, Not, Op, Ref
@@ -621,7 +621,7 @@ class CompiledEvaluator:
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
-        self._settled: dict[bool, Any] = {}  # settle functions, generated on first use
+        self._settled: dict[str, Any] = {}  # settle functions by mode, generated on first use
         self._plan_entries()
 
     def _plan_entries(self) -> None:
@@ -865,7 +865,8 @@ class CompiledEvaluator:
             if verdict[key] != derived[name].value:
                 errors.append(_disagree_derived(name, verdict[key], derived[name].value))
         truths = rules(values, tuple(refined), carried)
-        settle = self._settled.get(encoded) or self._settle_function(encoded)
+        mode = "json" if encoded else "standard" if detail == "standard" else ""
+        settle = self._settled.get(mode) or self._settle_function(mode)
         settled = settle(truths, verdict, state, recorded, values, derived, errors)
         advice, caveats, drafts, undetermined, out_of_scope, outcomes = settled[-6:]
         # the status, as Evaluation._assemble gives it
@@ -891,57 +892,43 @@ class CompiledEvaluator:
         result["scope"] = self._scope_record(scope, values, derived, not encoded)
         if encoded:
             result["rules"] = orjson.Fragment(settled[0])
+        elif detail == "standard":
+            result["rules"], result["derived"] = settled[0]
         elif detail == "minimal":
             decided, missing_of = settled[0], settled[1]
             result["says"] = {rid: ev.static[rid]["says"] for rid in self._ids if decided[rid] is True}
             result["missing"] = {rid: missing_of[rid] for rid in undetermined}
-        else:
+        else:  # full, as dicts
             decided, missing_of, without_of, unchecked_of, notes = settled[:5]
             entries = []
             for rule, (_, conditions) in zip(self.rules, truths, strict=True):
                 rid = rule.id
-                if detail == "full":
-                    entry: dict[str, Any] = dict(self.heads[rid])
-                    entry["outcome"] = OUTCOME[decided[rid]]
-                    entry["missing"] = missing_of[rid]
-                    entry["conditions"] = conditions
-                    entry["derived"] = [ev.derived_entry(derived[n]) for n in ev.rule_derived[rid]]
-                    if rid in without_of:
-                        entry["decided_without"] = without_of[rid]
-                    entry.update(ev.static_part(rid))
-                    if rule.kind == "caveat":
-                        entry["qualifies"] = list(rule.qualifies)
-                        entry["provenance"] = dict(ev.static[rid]["provenance"])
-                        entry["shown"] = ev.shown(rule, values, derived)
-                        if rid in unchecked_of:
-                            entry["unchecked"] = unchecked_of[rid]
-                    if rid in notes:
-                        entry["caveats"] = [self._note(c) for c in notes[rid]]
-                else:
-                    entry = {"id": rid, "outcome": OUTCOME[decided[rid]], "missing": missing_of[rid]}
-                    if rid in without_of:
-                        entry["decided_without"] = without_of[rid]
-                    entry["conditions"] = conditions
-                    if rid in notes:
-                        entry["caveats"] = list(notes[rid])
-                    if rule.kind == "caveat":
-                        entry["shown"] = ev.shown(rule, values, derived)
-                        if rid in unchecked_of:
-                            entry["unchecked"] = unchecked_of[rid]
+                entry: dict[str, Any] = dict(self.heads[rid])
+                entry["outcome"] = OUTCOME[decided[rid]]
+                entry["missing"] = missing_of[rid]
+                entry["conditions"] = conditions
+                entry["derived"] = [ev.derived_entry(derived[n]) for n in ev.rule_derived[rid]]
+                if rid in without_of:
+                    entry["decided_without"] = without_of[rid]
+                entry.update(ev.static_part(rid))
+                if rule.kind == "caveat":
+                    entry["qualifies"] = list(rule.qualifies)
+                    entry["provenance"] = dict(ev.static[rid]["provenance"])
+                    entry["shown"] = ev.shown(rule, values, derived)
+                    if rid in unchecked_of:
+                        entry["unchecked"] = unchecked_of[rid]
+                if rid in notes:
+                    entry["caveats"] = [self._note(c) for c in notes[rid]]
                 entries.append(entry)
             result["rules"] = entries
-            if detail == "standard":
-                result["derived"] = [
-                    {"name": n, "value": derived[n].value, "how": derived[n].how, "missing": list(derived[n].missing)}
-                    for n in self.standard_derived
-                ]
         result["errors"] = [error_record(e) for e in errors]
         result["decision"] = decision
         return result, outcomes
 
-    def _settle_function(self, encoded: bool) -> Any:
+    def _settle_function(self, mode: str) -> Any:
         """The steps after the Kleene layer for this knowledge base (engine/evaluate/settle.py),
-        generated on first use; `encoded`: with the full rule entries as JSON."""
+        generated on first use; `mode`: "json" with the full rule entries as JSON, "standard"
+        with the standard rule entries and derived values, "" with the dicts by rule id."""
         ev = self.evaluation
         entries = Entries(
             self._entry_plan,
@@ -950,7 +937,16 @@ class CompiledEvaluator:
             self._notes,
             frozenset(self.evaluation.booleans),
         )
-        code, constants = settle_source(self.rules, ev.exact.rules, entries if encoded else None)
+        shows = {r.id: [ev._show_plan(k, n) for k, n in r.shows] for r in self.rules}  # noqa: SLF001
+        # a field the accept-only check took as a number, string or boolean is never a list
+        scalars = frozenset(n for n, info in ev.evaluator.fields.items() if info.type != "array")
+        standard = Standard(shows, self.standard_derived, scalars)
+        code, constants = settle_source(
+            self.rules,
+            ev.exact.rules,
+            entries if mode == "json" else None,
+            standard if mode == "standard" else None,
+        )
         namespace = {
             **constants,
             "_judge": self._judge,
@@ -960,10 +956,10 @@ class CompiledEvaluator:
             "_disagree": ev.disagreement,
             "_derived_json": self._derived_json,
         }
-        name = "settle+json" if encoded else "settle"
+        name = f"settle+{mode}" if mode else "settle"
         exec(compile(code, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
         self.sources[name] = code
-        found = self._settled[encoded] = namespace["settle"]
+        found = self._settled[mode] = namespace["settle"]
         return found
 
     def _verdict(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:

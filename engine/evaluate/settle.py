@@ -75,18 +75,37 @@ class Entries:
         self.booleans = booleans  # the boolean derived values: True, False or None, never another type
 
 
-def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | None) -> tuple[str, dict[str, Any]]:
+class Standard:
+    """What the standard rule entries are written from: each caveat's shown values as
+    `Evaluation._show_plan` gives them (kind, name, unit, the field the unit is read from), by
+    rule id, and the derived values a standard result lists, in order."""
+
+    def __init__(
+        self,
+        shows: dict[str, list[tuple[str, str, str | None, str | None]]],
+        listed: list[str],
+        scalars: frozenset[str] = frozenset(),
+    ) -> None:
+        self.shows = shows
+        self.listed = listed
+        self.scalars = scalars  # fields whose values are never lists (no copy to make)
+
+
+def settle_source(
+    rules: list[Any], forms: dict[str, Any], entries: Entries | None, standard: Standard | None = None
+) -> tuple[str, dict[str, Any]]:
     """(source of `settle(T, V, state, recorded, values, derived, errors)`, its constants).
 
     T: the generated `rules`' (Kleene truth, conditions) per rule; V: durable-rules' verdict.
-    It appends disagreements to `errors` and returns, without `entries`,
+    It appends disagreements to `errors` and returns, without `entries` or `standard`,
     (decided, missing_of, without_of, unchecked_of, notes, advice, caveats, drafts, undetermined,
-    out_of_scope, outcomes) — the dicts by rule id the result is assembled from — and with it
-    (the full rule entries as JSON, advice, caveats, drafts, undetermined, out_of_scope, outcomes):
+    out_of_scope, outcomes) — the dicts by rule id the result is assembled from — with `entries`
+    (the full rule entries as JSON, advice, caveats, drafts, undetermined, out_of_scope, outcomes)
+    and with `standard` ((the standard rule entries, the standard derived values), advice, …):
     no dict built only to be read back."""
     src = Source()
     emit, const = src.emit, src.const
-    encoded = entries is not None
+    encoded = entries is not None or standard is not None  # outcomes in locals, not dicts by id
     plain = {r.id: i for i, r in enumerate(rules) if r.kind != "caveat"}
     if not encoded:
         emit("decided = {}; missing_of = {}; without_of = {}; unchecked_of = {}; notes = {}")
@@ -105,8 +124,10 @@ def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | No
         emit("else: m = []")
         emit(f"s{i} = V[{r}]; o{i} = x")
         emit(f"if s{i} != x: errors.append(_disagree({r}, s{i}, x))")
-        if encoded:
+        if entries is not None:
             emit(f"m{i} = m if s{i} is None else None")
+        elif standard is not None:
+            emit(f"m{i} = m if s{i} is None else []")
         else:
             emit(f"decided[{r}] = s{i}; missing_of[{r}] = m if s{i} is None else []")
     for i, rule in enumerate(rules):  # caveats: whether each applies to a fired rule it qualifies
@@ -140,14 +161,17 @@ def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | No
     out_of_scope = [f"s{i} is True" for i, r in enumerate(rules) if r.kind == "out_of_scope"]
     emit(f"out_of_scope = {' or '.join(out_of_scope) or 'False'}")
     outcomes = "".join(f"_O[s{i}], " for i in range(len(rules)))
-    if entries is None:
-        tail = "decided, missing_of, without_of, unchecked_of, notes"
-    else:
+    if entries is not None:
         _entries(src, rules, plain, entries)
         tail = "b''.join(p)"
+    elif standard is not None:
+        _standard_entries(src, rules, plain, standard)
+        tail = "(R, D)"
+    else:
+        tail = "decided, missing_of, without_of, unchecked_of, notes"
     emit(f"return {tail}, advice, caveats, drafts, undetermined, out_of_scope, ({outcomes})")
     code = "def settle(T, V, state, recorded, values, derived, errors):\n" + "\n".join(src.lines) + "\n"
-    return code, {**src.constants, "_O": OUTCOME, "_OJ": OUTCOME_JSON, "_dumps": orjson.dumps}
+    return code, {**src.constants, "_O": OUTCOME, "_OJ": OUTCOME_JSON, "_dumps": orjson.dumps, "_listed": _listed}
 
 
 def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entries) -> None:
@@ -216,3 +240,53 @@ def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entr
             emit("if n: e((b',\"caveats\":[', b','.join(n), b']'))", 2)
         opening = b"},"
     emit("a(b'}]')" if entries.plan else "a(b'[]')")
+
+
+def _standard_entries(src: Source, rules: list[Any], plain: dict[str, int], standard: Standard) -> None:
+    """The standard rule entries into `R` and the standard derived values into `D`, as
+    `CompiledEvaluator._evaluate` builds them from the dicts by rule id (and `Evaluation._shown`
+    the values a caveat shows): the same keys in the same order, fresh lists and dicts."""
+    emit = src.emit
+    notes_of: dict[int, list[int]] = {}  # a fired rule's index: the caveats that may qualify it
+    for c, rule in enumerate(rules):
+        if rule.kind == "caveat":
+            for q in rule.qualifies:
+                if q in plain:
+                    notes_of.setdefault(plain[q], []).append(c)
+    emit("R = []")
+    for i, rule in enumerate(rules):
+        r = repr(rule.id)
+        if rule.kind == "caveat":
+            emit(f"e = {{'id': {r}, 'outcome': _O[s{i}], 'missing': [], 'conditions': T[{i}][1]}}")
+            shown = []
+            for kind, name, unit, unit_from in standard.shows[rule.id]:
+                if kind == "derived":
+                    shown.append(f"{{'derived': {name!r}, 'value': derived[{name!r}].value, 'unit': {unit!r}}}")
+                    continue
+                value = f"values.get({name!r})" if name in standard.scalars else f"_listed(values.get({name!r}))"
+                told = f"values.get({unit_from!r})" if unit_from is not None else repr(unit)
+                shown.append(f"{{'field': {name!r}, 'value': {value}, 'unit': {told}}}")
+            emit(f"e['shown'] = [{', '.join(shown)}]")
+            emit(f"if u{i} is not None: e['unchecked'] = u{i}")
+        else:
+            emit(f"e = {{'id': {r}, 'outcome': _O[s{i}], 'missing': m{i}}}")
+            emit(f"if w{i} is not None: e['decided_without'] = w{i}")
+            emit(f"e['conditions'] = T[{i}][1]")
+            if i in notes_of:  # the caveats that fired for it, in rule order
+                emit(f"if o{i} is True:")
+                emit("n = []", 2)
+                for c in notes_of[i]:
+                    emit(f"if s{c}: n.append({rules[c].id!r})", 2)
+                emit("if n: e['caveats'] = n", 2)
+        emit("R.append(e)")
+    listed = ", ".join(
+        f"{{'name': {n!r}, 'value': derived[{n!r}].value, 'how': derived[{n!r}].how, "
+        f"'missing': list(derived[{n!r}].missing)}}"
+        for n in standard.listed
+    )
+    emit(f"D = [{listed}]")
+
+
+def _listed(value: Any) -> Any:
+    """A shown field's value as `Evaluation._shown` gives it: a list copied."""
+    return list(value) if isinstance(value, list) else value
