@@ -45,6 +45,7 @@ CACHE_LIMIT = 1 << 16
 MEMO_LIMIT = 4096  # entries remembered per comparison (generated code)
 _MEMOABLE = frozenset((str, int, bool, type(None)))  # value types that may key a memo
 _UNSEEN = object()
+EMPTY = "''"  # the empty string, as generated code writes it
 PY_OP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
@@ -74,6 +75,11 @@ class _Generator:
         self.model = evaluation.model
         self.detail = detail
         self.encoded = encoded and detail == "full"  # conditions as JSON fragments (see CompiledEvaluator.run_json)
+        # A minimal result shows no derived value's account and no condition's text, except
+        # in_scope's account (the scope's reason): only the derived values that account reads
+        # are written with theirs (`told`); the others' are '' (read by nothing).
+        # (An account reads values, never another account: in_scope's is all a minimal result reads.)
+        self.told = set(self.model.derived) if detail != "minimal" else {SCOPE_DERIVED}
         self.carried: list[_Plan] = []
         self.src = Source()
         self.plans: dict[tuple[Any, ...], _Plan] = {}
@@ -294,6 +300,9 @@ class _Generator:
         spec = self.model.derived[name]
         d = self.derived_vars[name]
         emit = self.src.emit
+        if name not in self.told:
+            self.untold(name)
+            return
         if spec.condition is not None:
             r, m = self.condition(spec.condition)
             texts = []
@@ -326,6 +335,43 @@ class _Generator:
             indent += 1
         emit("pass", indent)
 
+    def untold(self, name: str) -> None:
+        """A derived value whose account nobody reads (see `told`): its value and missing inputs
+        as `derived` writes them, its account ''."""
+        spec = self.model.derived[name]
+        d = self.derived_vars[name]
+        emit = self.src.emit
+        if spec.condition is not None:
+            r, m = self.condition(spec.condition)
+            emit(f"{d}v = {r}; {d}m = tuple({m}); {d}h = ''")
+            return
+        if spec.value is not None:
+            emit(f"{d}h = ''")
+            self.untold_value(name, spec.value, 1)
+            return
+        for when, _ in spec.cases:  # judged up front, as `derived` does
+            for leaf in walk(when):
+                self.judge(leaf)
+        emit(f"{d}v = None; {d}m = (); {d}h = ''")
+        indent = 1
+        for when, expr in spec.cases:
+            r, m = self.condition(when, indent)
+            emit(f"if {r} is True:", indent)
+            self.untold_value(name, expr, indent + 1)
+            emit(f"elif {r} is None:", indent)
+            emit(f"{d}m = tuple(_dedupe({m}))", indent + 1)
+            emit("else:", indent)
+            indent += 1
+        emit("pass", indent)
+
+    def untold_value(self, name: str, expr: Expression, indent: int) -> None:
+        """`expression_value` without the account."""
+        d = self.derived_vars[name]
+        value, _, missing = self.expression(expr, indent, worded=False)
+        emit = self.src.emit
+        emit(f"if {value} is None: {d}v = None; {d}m = tuple({missing})", indent)
+        emit(f"else: {d}v = _qplain({value}) if type({value}) is tuple else {value}; {d}m = ()", indent)
+
     def expression_value(self, name: str, expr: Expression, reason: str, indent: int) -> None:
         """As `Evaluator._expression_value`: d{i}v, d{i}m, d{i}h from an expression."""
         spec = self.model.derived[name]
@@ -349,23 +395,29 @@ class _Generator:
                 indent + 1,
             )
 
-    def expression(self, expr: Expression, indent: int) -> tuple[str, str, str]:
-        """Emit an expression as `Evaluator.expression` computes it; (value, text, missing) variables."""
+    def expression(self, expr: Expression, indent: int, worded: bool = True) -> tuple[str, str, str]:
+        """Emit an expression as `Evaluator.expression` computes it; (value, text, missing)
+        variables. `worded=False`: without its text (the text is then '')."""
         src = self.src
         value, text, missing = src.var("x"), src.var("xt"), src.var("xm")
         emit = src.emit
+
+        def say(words: str) -> str:  # the statement setting the text, when it is wanted
+            return f"{text} = {words}; " if worded else ""
+
         if isinstance(expr, Const):
-            emit(f"{value} = {src.const(expr.value)}; {text} = {src.const(fmt(expr.value))}; {missing} = ()", indent)
-            return value, text, missing
+            emit(f"{value} = {src.const(expr.value)}; {say(src.const(fmt(expr.value)))}{missing} = ()", indent)
+            return value, text if worded else EMPTY, missing
         if isinstance(expr, Ref):
             if expr.source == "param":
                 param = self.model.parameters[expr.name]
                 emit(f"{value} = {src.const(_pair(exact(param.value)))}", indent)
-                emit(f"{text} = {src.const(f'{fmt(param.value)} {param.unit}')}; {missing} = ()", indent)
+                emit(f"{say(src.const(f'{fmt(param.value)} {param.unit}'))}{missing} = ()", indent)
             elif expr.source == "derived":
                 d = self.derived_vars[expr.name]
                 unit = self.model.derived[expr.name].unit
-                emit(f"{value} = _qnumber({d}v); {text} = _fmt({d}v) + {' ' + unit!r}; {missing} = {d}m", indent)
+                words = f"_fmt({d}v) + {' ' + unit!r}"
+                emit(f"{value} = _qnumber({d}v); {say(words)}{missing} = {d}m", indent)
             else:
                 info = self.ev.evaluator.fields[expr.name]
                 f = self.field_vars[expr.name]
@@ -375,35 +427,29 @@ class _Generator:
                 else:
                     unit = repr("" if info.unit in (None, "none") else str(info.unit))
                 pointer = src.const(info.missing_pointer)
-                emit(f"if {f} is None: {value} = None; {text} = ''; {missing} = ({pointer},)", indent)
-                emit(
-                    f"else: {value} = _q({f}); {text} = ({_fmtn_inline(f)} + ' ' + {unit}).rstrip(); {missing} = ()",
-                    indent,
-                )
-            return value, text, missing
+                emit(f"if {f} is None: {value} = None; {say(EMPTY)}{missing} = ({pointer},)", indent)
+                words = f"({_fmtn_inline(f)} + ' ' + {unit}).rstrip()"
+                emit(f"else: {value} = _q({f}); {say(words)}{missing} = ()", indent)
+            return value, text if worded else EMPTY, missing
         assert isinstance(expr, Op)
-        (va, ta, ma), (vb, tb, mb) = (self.expression(arg, indent) for arg in expr.args)
+        (va, ta, ma), (vb, tb, mb) = (self.expression(arg, indent, worded) for arg in expr.args)
         emit(f"{missing} = {ma} + {mb}", indent)
-        emit(f"if {missing} or {va} is None or {vb} is None: {value} = None; {text} = ''", indent)
+        emit(f"if {missing} or {va} is None or {vb} is None: {value} = None; {say(EMPTY)}", indent)
         emit("else:", indent)
         emit(f"_a = _qexact({va}); _b = _qexact({vb})", indent + 1)
         if expr.name == "divide":
-            emit(f"{value} = _qdiv(_a, _b); {text} = {ta} + ' ÷ ' + {tb}; {missing} = ()", indent + 1)
+            words = f"{ta} + ' ÷ ' + {tb}"
+            emit(f"{value} = _qdiv(_a, _b); {say(words)}{missing} = ()", indent + 1)
         elif expr.name == "multiply":
-            emit(f"{value} = (_a[0] * _b[0], _a[1] * _b[1]); {text} = {ta} + ' × ' + {tb}; {missing} = ()", indent + 1)
+            words = f"{ta} + ' × ' + {tb}"
+            emit(f"{value} = (_a[0] * _b[0], _a[1] * _b[1]); {say(words)}{missing} = ()", indent + 1)
         elif expr.name == "subtract":
-            emit(
-                f"{value} = (_a[0] * _b[1] - _b[0] * _a[1], _a[1] * _b[1]); "
-                f"{text} = {ta} + ' − ' + {tb}; {missing} = ()",
-                indent + 1,
-            )
+            words = f"{ta} + ' − ' + {tb}"
+            emit(f"{value} = (_a[0] * _b[1] - _b[0] * _a[1], _a[1] * _b[1]); {say(words)}{missing} = ()", indent + 1)
         else:
-            emit(
-                f"{value} = _qpct(_a, _b); "
-                f"{text} = '(' + {tb} + ' − ' + {ta} + ') ÷ ' + {ta} + ' × 100'; {missing} = ()",
-                indent + 1,
-            )
-        return value, text, missing
+            words = f"'(' + {tb} + ' − ' + {ta} + ') ÷ ' + {ta} + ' × 100'"
+            emit(f"{value} = _qpct(_a, _b); {say(words)}{missing} = ()", indent + 1)
+        return value, text if worded else EMPTY, missing
 
     # ---- the whole function --------------------------------------------------------------------------
     def generate(self) -> tuple[str, str]:
@@ -434,11 +480,12 @@ class _Generator:
             self.derived(name)
         values = ", ".join(f"{info.path!r}: {self.field_vars[info.path]}" for info in ev.fields)
         derived = ", ".join(f"{d}v, {d}m, {d}h" for d in (self.derived_vars[n] for n in self.model.derived_order))
+        # the comparisons judged here, for `rules`: with their texts where an account needed them
+        # (all of them, but at minimal detail); `rules` words the others where it needs to
         self.carried = [plan for plan in self.plans.values() if plan.judged]
-        for plan in self.carried:
-            if not plan.worded:
-                self.word(plan)
-        carried = ", ".join(f"{p.actual}, {p.unit}, {p.result}, {p.missing}, {p.text}" for p in self.carried)
+        carried = ", ".join(
+            f"{p.actual}, {p.unit}, {p.result}, {p.missing}" + (f", {p.text}" if p.worded else "") for p in self.carried
+        )
         # the derived values also as the dict of DerivedValue the later steps read, built here
         # rather than by a loop over the tuple (tuple.__new__ directly: no Python-level __new__)
         named = ", ".join(
@@ -865,7 +912,7 @@ class CompiledEvaluator:
             if verdict[key] != derived[name].value:
                 errors.append(_disagree_derived(name, verdict[key], derived[name].value))
         truths = rules(values, tuple(refined), carried)
-        mode = "json" if encoded else "standard" if detail == "standard" else ""
+        mode = "json" if encoded else detail if detail != "full" else ""
         settle = self._settled.get(mode) or self._settle_function(mode)
         settled = settle(truths, verdict, state, recorded, values, derived, errors)
         advice, caveats, drafts, undetermined, out_of_scope, outcomes = settled[-6:]
@@ -895,9 +942,7 @@ class CompiledEvaluator:
         elif detail == "standard":
             result["rules"], result["derived"] = settled[0]
         elif detail == "minimal":
-            decided, missing_of = settled[0], settled[1]
-            result["says"] = {rid: ev.static[rid]["says"] for rid in self._ids if decided[rid] is True}
-            result["missing"] = {rid: missing_of[rid] for rid in undetermined}
+            result["says"], result["missing"] = settled[0]
         else:  # full, as dicts
             decided, missing_of, without_of, unchecked_of, notes = settled[:5]
             entries = []
@@ -928,7 +973,8 @@ class CompiledEvaluator:
     def _settle_function(self, mode: str) -> Any:
         """The steps after the Kleene layer for this knowledge base (engine/evaluate/settle.py),
         generated on first use; `mode`: "json" with the full rule entries as JSON, "standard"
-        with the standard rule entries and derived values, "" with the dicts by rule id."""
+        with the standard rule entries and derived values, "minimal" with a minimal result's
+        says and missing, "" with the dicts by rule id (full results as dicts)."""
         ev = self.evaluation
         entries = Entries(
             self._entry_plan,
@@ -946,6 +992,7 @@ class CompiledEvaluator:
             ev.exact.rules,
             entries if mode == "json" else None,
             standard if mode == "standard" else None,
+            {r.id: ev.static[r.id]["says"] for r in self.rules} if mode == "minimal" else None,
         )
         namespace = {
             **constants,

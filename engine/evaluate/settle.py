@@ -92,7 +92,11 @@ class Standard:
 
 
 def settle_source(
-    rules: list[Any], forms: dict[str, Any], entries: Entries | None, standard: Standard | None = None
+    rules: list[Any],
+    forms: dict[str, Any],
+    entries: Entries | None,
+    standard: Standard | None = None,
+    says: dict[str, str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(source of `settle(T, V, state, recorded, values, derived, errors)`, its constants).
 
@@ -101,11 +105,12 @@ def settle_source(
     (decided, missing_of, without_of, unchecked_of, notes, advice, caveats, drafts, undetermined,
     out_of_scope, outcomes) — the dicts by rule id the result is assembled from — with `entries`
     (the full rule entries as JSON, advice, caveats, drafts, undetermined, out_of_scope, outcomes)
-    and with `standard` ((the standard rule entries, the standard derived values), advice, …):
+    with `standard` ((the standard rule entries, the standard derived values), advice, …) and
+    with `says` (what each rule says, by id: a minimal result's (says, missing), advice, …):
     no dict built only to be read back."""
     src = Source()
     emit, const = src.emit, src.const
-    encoded = entries is not None or standard is not None  # outcomes in locals, not dicts by id
+    encoded = entries is not None or standard is not None or says is not None  # outcomes in locals, not dicts
     plain = {r.id: i for i, r in enumerate(rules) if r.kind != "caveat"}
     if not encoded:
         emit("decided = {}; missing_of = {}; without_of = {}; unchecked_of = {}; notes = {}")
@@ -126,7 +131,7 @@ def settle_source(
         emit(f"if s{i} != x: errors.append(_disagree({r}, s{i}, x))")
         if entries is not None:
             emit(f"m{i} = m if s{i} is None else None")
-        elif standard is not None:
+        elif standard is not None or says is not None:
             emit(f"m{i} = m if s{i} is None else []")
         else:
             emit(f"decided[{r}] = s{i}; missing_of[{r}] = m if s{i} is None else []")
@@ -167,6 +172,15 @@ def settle_source(
     elif standard is not None:
         _standard_entries(src, rules, plain, standard)
         tail = "(R, D)"
+    elif says is not None:  # a minimal result's says (fired rules, in rule order) and missing (undetermined)
+        emit("S = {}")
+        for i, rule in enumerate(rules):
+            emit(f"if s{i} is True: S[{rule.id!r}] = {const(says[rule.id])}")
+        emit("M = {}")
+        for i, rule in enumerate(rules):
+            if rule.kind != "caveat":
+                emit(f"if s{i} is None: M[{rule.id!r}] = m{i}")
+        tail = "(S, M)"
     else:
         tail = "decided, missing_of, without_of, unchecked_of, notes"
     emit(f"return {tail}, advice, caveats, drafts, undetermined, out_of_scope, ({outcomes})")
