@@ -452,12 +452,16 @@ class _Generator:
         return value, text if worded else EMPTY, missing
 
     # ---- the whole function --------------------------------------------------------------------------
-    def generate(self) -> tuple[str, str]:
-        """(`derive(p)`, `rules(values, D, P)`): the Kleene layer in two phases, so that the exact
-        refinement of the boolean derived values (Evaluation._evaluate) happens in between, as
-        in the reference, where comparisons judged while deriving keep their first judgment.
-        `derive` gives (the field values, each derived value's (value, missing, how) in order,
-        the same as a dict of DerivedValue by name, the comparisons judged)."""
+    def generate(self) -> str:
+        """`evaluate(p)`: the Kleene layer in two phases, with the exact refinement of the boolean
+        derived values (Evaluation._evaluate) in between, as in the reference, where comparisons
+        judged while deriving keep their first judgment: it derives, calls
+        `_refine(p, values, derived)` (the record's possible cells, its `recorded` function and
+        whether a boolean derived value was refined, in `derived`), reads the refined values back
+        and judges every rule. It gives (the field values, the dict of DerivedValue by name, the
+        possible cells, `recorded`, each rule's (Kleene truth, conditions at this detail)).
+        One function: the values, derived values and comparisons of the first phase stay locals
+        of the second (they were returned as tuples and unpacked again)."""
         emit = self.src.emit
         ev = self.ev
         objects: dict[tuple[str, ...], str] = {(): "p"}
@@ -479,29 +483,28 @@ class _Generator:
         for name in self.model.derived_order:
             self.derived(name)
         values = ", ".join(f"{info.path!r}: {self.field_vars[info.path]}" for info in ev.fields)
-        derived = ", ".join(f"{d}v, {d}m, {d}h" for d in (self.derived_vars[n] for n in self.model.derived_order))
-        # the comparisons judged here, for `rules`: with their texts where an account needed them
-        # (all of them, but at minimal detail); `rules` words the others where it needs to
+        # the comparisons judged here keep their judgment (and their texts, where an account
+        # needed them: all of them but at minimal detail) in `rules`, which words the others
+        # where it needs to
         self.carried = [plan for plan in self.plans.values() if plan.judged]
-        carried = ", ".join(
-            f"{p.actual}, {p.unit}, {p.result}, {p.missing}" + (f", {p.text}" if p.worded else "") for p in self.carried
-        )
         # the derived values also as the dict of DerivedValue the later steps read, built here
         # rather than by a loop over the tuple (tuple.__new__ directly: no Python-level __new__)
         named = ", ".join(
             f"{n!r}: _tuple_new(_DV, ({n!r}, {d}v, {self.model.derived[n].unit!r}, {d}m, {d}h))"
             for n, d in ((n, self.derived_vars[n]) for n in self.model.derived_order)
         )
-        emit(f"return {{{values}}}, ({derived},), {{{named}}}, ({carried},)")
-        derive = "def derive(p):\n" + "\n".join(self.src.lines) + "\n"
+        emit(f"values = {{{values}}}")
+        emit(f"derived = {{{named}}}")
+        emit("state, recorded, refined = _refine(p, values, derived)")
+        booleans = [n for n in self.model.derived_order if self.model.derived[n].is_boolean]
+        if booleans:
+            emit(
+                "if refined:  # the boolean derived values as refined (a DerivedValue: name, value, unit, missing, how)"
+            )
+            for n in booleans:
+                d = self.derived_vars[n]
+                emit(f"_x = derived[{n!r}]; {d}v = _x[1]; {d}m = _x[3]; {d}h = _x[4]", 2)
         # phase 2: every rule's Kleene truth and, by detail level, its conditions
-        self.src.lines = []
-        for info in ev.fields:
-            emit(f"{self.field_vars[info.path]} = values[{info.path!r}]")
-        if self.model.derived_order:
-            emit(f"({derived},) = D")
-        if self.carried:
-            emit(f"({carried},) = P")
         out = []
         for rule in ev.rules:
             r, _ = self.condition(rule.when, missing=False)
@@ -522,9 +525,8 @@ class _Generator:
                 out.append(f"({r}, [{', '.join(self.standard_conditions(rule))}])")
             else:
                 out.append(f"({r}, None)")
-        emit(f"return ({', '.join(out)},)")
-        rules = "def rules(values, D, P):\n" + "\n".join(self.src.lines) + "\n"
-        return derive, rules
+        emit(f"return values, derived, state, recorded, ({', '.join(out)},)")
+        return "def evaluate(p):\n" + "\n".join(self.src.lines) + "\n"
 
     def prefix(self, pointer: str, plan: _Plan, before: bytes) -> str:
         """The constant start of a condition entry as JSON: `{"pointer":…,<static>,` (its policy
@@ -636,12 +638,12 @@ class CompiledEvaluator:
         self.evaluation = evaluation
         model = evaluation.model
         self.sources: dict[str, str] = {}
-        self._functions: dict[str, tuple[Any, Any]] = {}
-        self._functions_of: dict[tuple[str, bool], tuple[Any, Any]] = {}  # the same, by (detail, encoded)
+        self._functions: dict[str, Any] = {}
+        self._functions_of: dict[tuple[str, bool], Any] = {}  # the same, by (detail, encoded)
         self.rules = evaluation.rules
         self.derived_names = list(model.derived_order)
         self.units = {n: model.derived[n].unit for n in self.derived_names}
-        self._boolean_slots = tuple((n, 3 * self.derived_names.index(n)) for n in evaluation.booleans)
+        self._booleans = tuple(evaluation.booleans)
         self.standard_derived = [
             n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
         ]
@@ -777,10 +779,10 @@ class CompiledEvaluator:
             return f"values[{info.path!r}]"
         return f"_value_at(p, {src.const(keys)})"
 
-    def functions(self, detail: str, encoded: bool = False) -> tuple[Any, Any]:
-        """(derive, rules) of one detail level, generated and compiled on first use (a command
-        that evaluates nothing, or one level only, pays for nothing else). `encoded`: the full
-        level's conditions as JSON fragments, for results that are serialized at once."""
+    def functions(self, detail: str, encoded: bool = False) -> Any:
+        """`evaluate` of one detail level (`_Generator.generate`), generated and compiled on first
+        use (a command that evaluates nothing, or one level only, pays for nothing else).
+        `encoded`: the full level's conditions as JSON fragments, for results serialized at once."""
         found = self._functions_of.get((detail, encoded))
         if found is not None:
             return found
@@ -788,18 +790,43 @@ class CompiledEvaluator:
         found = self._functions.get(name)
         if found is None:
             generator = _Generator(self.evaluation, detail, encoded)
-            derive, rules = generator.generate()
+            source = generator.generate()
             namespace = self._namespace(generator.src.constants)
-            exec(compile(derive + rules, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
-            self.sources[name] = derive + rules
-            found = self._functions[name] = (namespace["derive"], namespace["rules"])
+            exec(compile(source, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
+            self.sources[name] = source
+            found = self._functions[name] = namespace["evaluate"]
         self._functions_of[(detail, encoded)] = found
         return found
+
+    def _refine(
+        self, patient: dict[str, Any], values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> tuple[State, Recorded, bool]:
+        """Between the generated phases: the record's possible cells, its `recorded` function,
+        and the exact semantics where Kleene's tables leave a boolean derived value unknown (as
+        Evaluation._evaluate refines them), written into `derived`; whether any was refined."""
+        ev = self.evaluation
+        state = self._state(patient, values, derived)
+        recorded = ev.recorded(values, derived)
+        refined = False
+        for name in self._booleans:
+            old = derived[name]
+            if old.value is not None:
+                continue
+            form = ev.exact.derived[name]
+            value, missing = self._judge(form, state, recorded, values, derived)
+            how = old.how
+            if value is not None:
+                inputs = ", ".join(ev.decided_without(form, values, derived))
+                how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
+            derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
+            refined = True
+        return state, recorded, refined
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
         return {
             **constants,
             "_EMPTY": {},
+            "_refine": self._refine,
             "_DV": DerivedValue,
             "_tuple_new": tuple.__new__,
             "_q": _q,
@@ -885,24 +912,7 @@ class CompiledEvaluator:
         head: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], tuple[str, ...]]:
         ev = self.evaluation
-        derive, rules = self.functions(detail, encoded)
-        values, kleene_derived, derived, carried = derive(patient)
-        state = self._state(patient, values, derived)
-        recorded = ev.recorded(values, derived)
-        refined: tuple[Any, ...] | list[Any] = kleene_derived  # (value, missing, how) of each, in order
-        for name, j in self._boolean_slots:  # exact semantics where Kleene's tables leave a value unknown
-            old = derived[name]
-            if old.value is not None:
-                continue
-            form = ev.exact.derived[name]
-            value, missing = self._judge(form, state, recorded, values, derived)
-            how = old.how
-            if value is not None:
-                inputs = ", ".join(ev.decided_without(form, values, derived))
-                how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
-            derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
-            refined = list(refined)
-            refined[j : j + 3] = (value, tuple(missing), how)
+        values, derived, state, recorded, truths = self.functions(detail, encoded)(patient)
         if self._fact_functions is not None:  # _verdict, without its call
             verdict = (self._verdict_of or self._verdict_function(self._fact_functions))(values, derived, state)
         else:
@@ -911,7 +921,6 @@ class CompiledEvaluator:
         for name, key in self._verdict_keys:
             if verdict[key] != derived[name].value:
                 errors.append(_disagree_derived(name, verdict[key], derived[name].value))
-        truths = rules(values, tuple(refined), carried)
         mode = "json" if encoded else detail if detail != "full" else ""
         settle = self._settled.get(mode) or self._settle_function(mode)
         settled = settle(truths, verdict, state, recorded, values, derived, errors)
