@@ -77,7 +77,6 @@ class _Generator:
             self.emit(indent, "return False")
 
     def _number(self, var: str, schema: dict[str, Any], indent: int) -> None:
-        self.emit(indent, f"if type({var}) is not int and type({var}) is not float: return False")
         bounds = []
         if "minimum" in schema:
             bounds.append(f"{var} >= {schema['minimum']!r}")
@@ -91,7 +90,8 @@ class _Generator:
             k in schema for k in ("maximum", "exclusiveMaximum")
         ):
             bounds.append(f"_isfinite({var})")  # a comparison with NaN is false: bounds on both sides reject it
-        self.emit(indent, f"if not ({' and '.join(bounds)}): return False")
+        # exactly int or float (not bool), then within bounds: one test
+        self.emit(indent, f"if type({var}) not in _NUMBER or not ({' and '.join(bounds)}): return False")
 
     def _string(self, var: str, schema: dict[str, Any], indent: int) -> None:
         low, high = schema.get("minLength", 0), schema.get("maxLength")
@@ -188,6 +188,7 @@ def _compiled(counting: bool) -> Any:
         "_clinical_conflicts": clinical_conflicts,
         "_unique": _unique,
         "_keys": _keys,
+        "_NUMBER": frozenset((int, float)),
     }
     name = "<fsgs-kb accept-only patient check, counting keys>" if counting else "<fsgs-kb accept-only patient check>"
     exec(compile(source, name, "exec"), namespace)  # noqa: S102 - our own source

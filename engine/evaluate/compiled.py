@@ -648,6 +648,7 @@ class CompiledEvaluator:
             n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
         ]
         self._keyers: dict[int, Any] = {}  # by id(form): forms live with the KB
+        self._lackers: dict[int, Any] = {}  # the same, for _lacking
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
         self._scope_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -743,7 +744,7 @@ class CompiledEvaluator:
             if var.kind == "number" and len(var.lows) > 1:
                 for j, (low, closed) in enumerate(var.lows[1:], start=1):
                     bound = src.const(low)
-                    passes = f"v > {bound} or v == {bound}" if closed else f"v > {bound}"
+                    passes = f"v >= {bound}" if closed else f"v > {bound}"  # numbers: >= is > or ==
                     emit(f"elif not ({passes}): {s} = _ONE[{j - 1}]")
                 emit(f"else: {s} = _ONE[{len(var.lows) - 1}]")
             elif var.kind in ("enum", "boolean"):
@@ -816,7 +817,7 @@ class CompiledEvaluator:
             value, missing = self._judge(form, state, recorded, values, derived)
             how = old.how
             if value is not None:
-                inputs = ", ".join(ev.decided_without(form, values, derived))
+                inputs = ", ".join(self._without(form, values, derived))
                 how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
             derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
             refined = True
@@ -1007,7 +1008,7 @@ class CompiledEvaluator:
             **constants,
             "_judge": self._judge,
             "_decide": self._decide,
-            "_without": ev.decided_without,
+            "_without": self._without,
             "_unchecked": self._unchecked,
             "_disagree": ev.disagreement,
             "_derived_json": self._derived_json,
@@ -1110,6 +1111,28 @@ class CompiledEvaluator:
             keyer = self._keyers[id(form)] = eval(text, {})  # noqa: S307 - source made here, of ints and names
         return keyer(state, values, derived)
 
+    def _lacking(self, form: Form, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[int]:
+        """Evaluation.missing_vars (the form's variables the record lacks, in order), by a
+        function written for each form when it is first met, as `_key` does."""
+        lacking = self._lackers.get(id(form))
+        if lacking is None:
+            lines = ["def lacking(values, derived):", "    out = []"]
+            for v in self.evaluation.form_vars(form):
+                var = self.evaluation.exact.vars[v]
+                known = f"values.get({var.name!r})" if var.source == "field" else f"derived[{var.name!r}].value"
+                lines.append(f"    if {known} is None: out.append({v})")
+            lines.append("    return out")
+            namespace: dict[str, Any] = {}
+            exec("\n".join(lines) + "\n", namespace)  # noqa: S102 - source made here, of ints and names
+            lacking = self._lackers[id(form)] = namespace["lacking"]
+        found: list[int] = lacking(values, derived)
+        return found
+
+    def _without(self, form: Form, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[str]:
+        """Evaluation.decided_without through `_lacking`."""
+        lacking = self._lacking(form, values, derived)
+        return self.evaluation.pointers(lacking, values) if lacking else []
+
     def _decide(
         self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
     ) -> bool | None:
@@ -1144,14 +1167,14 @@ class CompiledEvaluator:
         outcome = self._decided_at(key, form, state, recorded)
         if outcome is not None:
             return outcome, []
-        lacking = self.evaluation.missing_vars(form, values, derived)
+        lacking = self._lacking(form, values, derived)
         return None, self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
 
     def _unchecked(
         self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
     ) -> list[str]:
         """Evaluation.unchecked through the caches: the inputs a caveat's check lacks."""
-        lacking = self.evaluation.missing_vars(form, values, derived)
+        lacking = self._lacking(form, values, derived)
         key = self._key(form, state, values, derived)
         return self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
 

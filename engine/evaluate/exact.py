@@ -206,6 +206,7 @@ class Domains:
         self._domains: dict[tuple[str, Any], Interval] = {}  # bounded, like _memo
         self._constants: dict[int, Interval] = {}  # constants and parameters of expressions, by id
         self._selectors: dict[str, list[int]] = {}
+        self._derived_inputs: dict[str, list[str]] = {}
         self._case_forms: dict[str, list[tuple[Form, Expression]]] = {
             name: [(simplify(form.inline(w)), e) for w, e in spec.cases]
             for name, spec in self.model.derived.items()
@@ -414,7 +415,14 @@ class Domains:
         return _apply(expr.name, a, b)
 
     def derived_inputs(self, spec: Derived) -> list[str]:
-        """The fields a derived value reads (case conditions and expressions)."""
+        """The fields a derived value reads (case conditions and expressions); worked out once
+        per derived value (the list is shared: read it, do not change it)."""
+        found = self._derived_inputs.get(spec.name)
+        if found is None:
+            found = self._derived_inputs[spec.name] = self._inputs_of(spec)
+        return found
+
+    def _inputs_of(self, spec: Derived) -> list[str]:
         exprs = ([spec.value] if spec.value is not None else []) + [e for _, e in spec.cases]
         names = [ref.name for e in exprs for ref in expression_refs(e) if ref.source == "field"]
         whens = [self.form.vars[v].name for when, _ in self._case_forms.get(spec.name, []) for v in _form_var_ids(when)]
