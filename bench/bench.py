@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from generate import iter_cohort  # noqa: E402
 
 import fsgs_kb  # noqa: E402
+from fsgs_kb.engine.batch.checksum import CRC32_IMPLEMENTATION  # noqa: E402
 from fsgs_kb.engine.evaluate.output import dumps_bytes  # noqa: E402
 
 SEED = 7
@@ -234,7 +235,8 @@ def batch(path: Path, workers: int, detail: str, repeats: int) -> dict[str, Any]
 # ---- main ---------------------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     return {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"CRC-32 by {CRC32_IMPLEMENTATION}",
         "load_average": list(os.getloadavg()),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }

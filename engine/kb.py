@@ -28,6 +28,8 @@ from fsgs_kb.engine.load.paths import RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.model import KnowledgeBaseModel
 from fsgs_kb.engine.read.records import Record, record_value
 
+COUNTED_LIMIT = 4096  # distinct outcome tuples remembered (13 rules see a few hundred in a cohort)
+
 
 class KnowledgeBase:
     """A validated, compiled knowledge base, ready to evaluate patients."""
@@ -48,6 +50,9 @@ class KnowledgeBase:
             {"id": self.id, "version": self.version, "fingerprint": self.fingerprint},
         )
         self.compiled_evaluator: CompiledEvaluator | None = CompiledEvaluator(self.evaluation)
+        # Each distinct tuple of rule outcomes, paired with the rule ids once: batch counts a
+        # record's outcomes by this one tuple (one dict update a record, not one per rule).
+        self._counted: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
 
     @property
     def id(self) -> str:
@@ -113,7 +118,8 @@ class KnowledgeBase:
     def encode_record(self, record: Record, **options: Any) -> tuple[bytes, str, tuple[tuple[str, str], ...]]:
         """What batch writes for one framed record: the line `{"record":N,"line":L,…result}` as
         compact JSON (without its newline), the status, and each rule's outcome (counted at every
-        detail level, also where the result does not list them). A valid JSON line goes from
+        detail level, also where the result does not list them; records with the same outcomes
+        get the same tuple object, which batch counts as one key). A valid JSON line goes from
         orjson through the accept-only check straight to the compiled evaluator."""
         detail = options.get("detail", "full")
         check_detail(detail)
@@ -124,7 +130,12 @@ class KnowledgeBase:
             if fast is not None:
                 head = {"record": record.number, "line": record.line}
                 blob, status, outcomes = self.compiled_evaluator.run_json(fast, None, detail, head)
-                return blob, status, tuple(zip(self.compiled_evaluator.rule_ids, outcomes, strict=False))
+                counted = self._counted.get(outcomes)
+                if counted is None:
+                    counted = tuple(zip(self.compiled_evaluator.rule_ids, outcomes, strict=False))
+                    if len(self._counted) < COUNTED_LIMIT:
+                        self._counted[outcomes] = counted
+                return blob, status, counted
         result = self.evaluate_record(record, **options)
         full = result if detail != "minimal" else self.evaluate_record(record, **{**options, "detail": "full"})
         counted = tuple((rule["id"], rule["outcome"]) for rule in full["rules"])

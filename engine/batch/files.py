@@ -23,13 +23,13 @@ import hashlib
 import json
 import os
 import stat
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import orjson
 
+from fsgs_kb.engine.batch.checksum import crc32
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.read.records import parse_json
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
@@ -83,7 +83,7 @@ class ResumeState:
     input_sha256: str = hashlib.sha256(b"").hexdigest()
     by_status: dict[str, int] = field(default_factory=dict)
     by_rule: dict[str, dict[str, int]] = field(default_factory=dict)
-    output_crc32: int = 0  # zlib.crc32 of the output's first output_bytes bytes
+    output_crc32: int = 0  # the CRC-32 (checksum.crc32) of the output's first output_bytes bytes
 
 
 class OutputFile:
@@ -124,7 +124,11 @@ class OutputFile:
             self.sidecar = None
             return ResumeState()
         state = self._verified_state() if resume else ResumeState()
-        os.ftruncate(self.fd, state.output_bytes)
+        if os.fstat(self.fd).st_size != state.output_bytes:
+            # Only when there is something to cut: ext4 (auto_da_alloc) writes back, on close, every
+            # page of a file that was truncated to zero, in the closing process; for a new output
+            # that was 0.26 s of the parent's at the end of a 20,000-record full-detail run (840 MB).
+            os.ftruncate(self.fd, state.output_bytes)
         os.lseek(self.fd, state.output_bytes, os.SEEK_SET)
         self.written = state.output_bytes
         self.commit(state)
@@ -238,7 +242,7 @@ class OutputFile:
             while remaining:
                 line = handle.readline(min(remaining, MAX_RESULT_LINE))
                 remaining -= len(line)
-                crc = zlib.crc32(line, crc)
+                crc = crc32(line, crc)
                 if not line.endswith(b"\n"):
                     self._not_resumable(f"{name} line {lines + 1} is not a whole result line")
                 lines += 1
@@ -334,42 +338,6 @@ def _state_damage(state: ResumeState) -> str | None:
         if sum(outcomes.values()) > state.records:
             return f"rule {rule} has more outcomes than its {state.records} records"
     return None
-
-
-CRC32_POLY = 0xEDB88320  # zlib's CRC-32, reflected
-
-
-def _multmodp(a: int, b: int) -> int:
-    """a times b modulo the CRC-32 polynomial (zlib's multmodp)."""
-    m = 1 << 31
-    p = 0
-    while True:
-        if a & m:
-            p ^= b
-            if a & (m - 1) == 0:
-                return p
-        m >>= 1
-        b = (b >> 1) ^ CRC32_POLY if b & 1 else b >> 1
-
-
-_X2N = [1 << 30]  # x^(2^k) modulo the polynomial
-for _ in range(31):
-    _X2N.append(_multmodp(_X2N[-1], _X2N[-1]))
-
-
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """zlib.crc32(a + b) from crc1 = zlib.crc32(a), crc2 = zlib.crc32(b) and len(b) (zlib's
-    crc32_combine, which Python does not expose): about 32 × log2(len2) steps, whatever the bytes."""
-    if len2 == 0:
-        return crc1
-    p = 1 << 31  # x^0
-    k = 3  # bits: x^(8 * len2)
-    while len2:
-        if len2 & 1:
-            p = _multmodp(_X2N[k & 31], p)
-        len2 >>= 1
-        k += 1
-    return _multmodp(p, crc1) ^ crc2
 
 
 def _result_status(line: bytes, number: int) -> str | None:

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from fsgs_kb.engine.batch.checksum import crc32_combine
 from fsgs_kb.engine.batch.files import (
     FLUSH_BYTES,
     InputDigest,
     OutputFile,
     ResumeState,
-    crc32_combine,
     same_regular_file,
     write_failed,
 )

@@ -25,13 +25,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, NoReturn
 
+from fsgs_kb.engine.batch.checksum import crc32
 from fsgs_kb.engine.batch.files import write_failed
 from fsgs_kb.engine.batch.workers import (
     WRITE_FAILED,
@@ -433,7 +433,7 @@ class BatchRunner:
         )
         line = dumps_bytes({"record": record.number, "line": record.line, **result})
         line += b"\n"
-        return ChunkResult(record.number, 1, line, {"error": 1}, {}, zlib.crc32(line))
+        return ChunkResult(record.number, 1, line, {"error": 1}, {}, crc32(line))
 
 
 def evaluate_in_process(

@@ -26,12 +26,12 @@ import queue
 import signal
 import struct
 import threading
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from fsgs_kb.engine.batch.checksum import crc32
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.read.records import Record, record_value
 
@@ -41,6 +41,8 @@ WRITTEN = "written"  # a worker's message: the block of the chunk starting at re
 WRITE_FAILED = "write_failed"
 PR_SET_PDEATHSIG = 1
 IDLE_CHECK_S = 1.0
+IOV_MAX = 1024  # buffers one pwritev takes (Linux's UIO_MAXIOV)
+NEWLINE = b"\n"
 
 
 @dataclass(slots=True)
@@ -58,6 +60,7 @@ class ChunkResult:
     crc: int
     size: int = -1
     kill_while_writing: bool = False  # fault injection (killwrite:ID): never sent to the parent
+    parts: list[bytes] | None = None  # the block as its lines and newlines, unjoined (see `evaluate_chunk`)
 
     def __post_init__(self) -> None:
         if self.size < 0:
@@ -111,6 +114,30 @@ def recv_result(conn: Connection) -> ChunkResult | tuple[str, int, str]:
     first, count, by_status, by_rule, crc, size, inline = message
     blob = read_bytes_message(conn.fileno()) if inline else b""
     return ChunkResult(first, count, blob, by_status, by_rule, crc, size)
+
+
+def write_parts_at(fd: int, parts: list[bytes], offset: int, kill_halfway: bool = False) -> None:
+    """All of `parts`, in order, at `offset` (pwritev: a block's lines are written where they are,
+    never copied into one buffer first); `kill_halfway`: the killwrite fault drill."""
+    if kill_halfway:
+        write_at(fd, b"".join(parts), offset, kill_halfway)
+        return
+    pending = [memoryview(part) for part in parts if part]
+    while pending:
+        written = os.pwritev(fd, pending[:IOV_MAX], offset)
+        offset += written
+        advance(pending, written)
+
+
+def advance(pending: list[memoryview], written: int) -> None:
+    """Drop the first `written` bytes of `pending` (a short pwritev: the rest is written next)."""
+    done = 0
+    while done < len(pending) and written >= len(pending[done]):
+        written -= len(pending[done])
+        done += 1
+    del pending[:done]
+    if written:
+        pending[0] = pending[0][written:]
 
 
 def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int, kill_halfway: bool = False) -> None:
@@ -184,11 +211,18 @@ def patient_id(record: Record) -> str | None:
 
 
 def evaluate_chunk(
-    kb: KnowledgeBase, chunk: list[Record], faults: dict[str, str] | None, options: dict[str, Any] | None
+    kb: KnowledgeBase,
+    chunk: list[Record],
+    faults: dict[str, str] | None,
+    options: dict[str, Any] | None,
+    unjoined: bool = False,
 ) -> ChunkResult:
+    """The chunk's result lines as one block, with its counts and CRC-32. `unjoined` (a worker
+    that writes the block into the output itself): the lines and their newlines are kept as
+    `parts` and written with one pwritev, not joined first (at full detail a block is ~2.7 MB:
+    the join cost ~3 µs a record of the worker's main thread)."""
     lines: list[bytes] = []
-    by_status: Counter[str] = Counter()
-    by_rule: Counter[tuple[str, str]] = Counter()
+    tally: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}  # (status, outcomes): records
     options = options or {}
     kill_while_writing = False
     for record in chunk:
@@ -196,13 +230,28 @@ def evaluate_chunk(
             kill_while_writing = _inject(faults, record_value(record)[0]) == "killwrite" or kill_while_writing
         line, status, outcomes = kb.encode_record(record, **options)  # outcomes counted at every detail level
         lines.append(line)
-        by_status[status] += 1
-        by_rule.update(outcomes)
+        key = (status, outcomes)
+        tally[key] = tally.get(key, 0) + 1
+    by_status: Counter[str] = Counter()
+    by_rule: Counter[tuple[str, str]] = Counter()
+    for (status, outcomes), n in tally.items():
+        by_status[status] += n
+        for pair in outcomes:
+            by_rule[pair] += n
+    if unjoined:
+        parts: list[bytes] = []
+        crc = size = 0
+        for line in lines:
+            parts += (line, NEWLINE)
+            crc = crc32(NEWLINE, crc32(line, crc))
+            size += len(line) + 1
+        return ChunkResult(
+            chunk[0].number, len(chunk), b"", dict(by_status), dict(by_rule), crc, size, kill_while_writing, parts
+        )
     lines.append(b"")  # the last line's newline, in the one join (a chunk at full detail is megabytes)
-    blob = b"\n".join(lines)
-    crc = zlib.crc32(blob)
+    blob = NEWLINE.join(lines)
     return ChunkResult(
-        chunk[0].number, len(chunk), blob, dict(by_status), dict(by_rule), crc, len(blob), kill_while_writing
+        chunk[0].number, len(chunk), blob, dict(by_status), dict(by_rule), crc32(blob), len(blob), kill_while_writing
     )
 
 
@@ -258,7 +307,7 @@ def serve(
             message = conn.recv()
             if message is None:
                 break
-            outbox.put(evaluate_chunk(kb, unpack_chunk(message), faults, options))
+            outbox.put(evaluate_chunk(kb, unpack_chunk(message), faults, options, unjoined=blocks is not None))
         outbox.put(None)
         sender.join()
     except (EOFError, KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
@@ -314,7 +363,10 @@ def _write_all(conn: Connection, grants: Connection, blocks: _Blocks, out_fd: in
             first, offset = grants.recv()
             result = blocks.take(first)
             try:
-                write_at(out_fd, result.blob, offset, result.kill_while_writing)
+                if result.parts is not None:
+                    write_parts_at(out_fd, result.parts, offset, result.kill_while_writing)
+                else:
+                    write_at(out_fd, result.blob, offset, result.kill_while_writing)
             except OSError as exc:
                 with lock:
                     conn.send((WRITE_FAILED, first, exc.strerror or str(exc)))
