@@ -459,7 +459,8 @@ class _Generator:
         `_refine(p, values, derived)` (the record's possible cells, its `recorded` function and
         whether a boolean derived value was refined, in `derived`), reads the refined values back
         and judges every rule. It gives (the field values, the dict of DerivedValue by name, the
-        possible cells, `recorded`, each rule's (Kleene truth, conditions at this detail)).
+        possible cells, `recorded`, each rule's Kleene truth, each rule's conditions at this detail
+        (None at minimal detail)).
         One function: the values, derived values and comparisons of the first phase stay locals
         of the second (they were returned as tuples and unpacked again)."""
         emit = self.src.emit
@@ -505,9 +506,10 @@ class _Generator:
                 d = self.derived_vars[n]
                 emit(f"_x = derived[{n!r}]; {d}v = _x[1]; {d}m = _x[3]; {d}h = _x[4]", 2)
         # phase 2: every rule's Kleene truth and, by detail level, its conditions
-        out = []
+        truths, conditions = [], []  # each rule's Kleene truth; its conditions at this detail
         for rule in ev.rules:
             r, _ = self.condition(rule.when, missing=False)
+            truths.append(r)
             if self.detail == "full":
                 for _, plan in self.leaves(rule.when):
                     self.enter(plan)
@@ -517,15 +519,14 @@ class _Generator:
                         f"{self.prefix(ptr, plan, b',' if n else b'[')}, {plan.entry}b"
                         for n, (ptr, plan) in enumerate(leaves)
                     )
-                    out.append(f"({r}, b''.join(({parts}, b']')))")
+                    conditions.append(f"b''.join(({parts}, b']'))")
                     continue
-                conditions = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
-                out.append(f"({r}, [{conditions}])")
+                listed = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
+                conditions.append(f"[{listed}]")
             elif self.detail == "standard":
-                out.append(f"({r}, [{', '.join(self.standard_conditions(rule))}])")
-            else:
-                out.append(f"({r}, None)")
-        emit(f"return values, derived, state, recorded, ({', '.join(out)},)")
+                conditions.append(f"[{', '.join(self.standard_conditions(rule))}]")
+        told = f"({', '.join(conditions)},)" if conditions else "None"  # minimal: none
+        emit(f"return values, derived, state, recorded, ({', '.join(truths)},), {told}")
         return "def evaluate(p):\n" + "\n".join(self.src.lines) + "\n"
 
     def prefix(self, pointer: str, plan: _Plan, before: bytes) -> str:
@@ -913,7 +914,7 @@ class CompiledEvaluator:
         head: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], tuple[str, ...]]:
         ev = self.evaluation
-        values, derived, state, recorded, truths = self.functions(detail, encoded)(patient)
+        values, derived, state, recorded, truths, conditions = self.functions(detail, encoded)(patient)
         if self._fact_functions is not None:  # _verdict, without its call
             verdict = (self._verdict_of or self._verdict_function(self._fact_functions))(values, derived, state)
         else:
@@ -924,7 +925,7 @@ class CompiledEvaluator:
                 errors.append(_disagree_derived(name, verdict[key], derived[name].value))
         mode = "json" if encoded else detail if detail != "full" else ""
         settle = self._settled.get(mode) or self._settle_function(mode)
-        settled = settle(truths, verdict, state, recorded, values, derived, errors)
+        settled = settle(truths, conditions, verdict, state, recorded, values, derived, errors)
         advice, caveats, drafts, undetermined, out_of_scope, outcomes = settled[-6:]
         # the status, as Evaluation._assemble gives it
         scope = derived.get(SCOPE_DERIVED)
@@ -956,12 +957,12 @@ class CompiledEvaluator:
         else:  # full, as dicts
             decided, missing_of, without_of, unchecked_of, notes = settled[:5]
             entries = []
-            for rule, (_, conditions) in zip(self.rules, truths, strict=True):
+            for rule, listed in zip(self.rules, conditions, strict=True):
                 rid = rule.id
                 entry: dict[str, Any] = dict(self.heads[rid])
                 entry["outcome"] = OUTCOME[decided[rid]]
                 entry["missing"] = missing_of[rid]
-                entry["conditions"] = conditions
+                entry["conditions"] = listed
                 entry["derived"] = [ev.derived_entry(derived[n]) for n in ev.rule_derived[rid]]
                 if rid in without_of:
                     entry["decided_without"] = without_of[rid]

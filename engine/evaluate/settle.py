@@ -98,9 +98,10 @@ def settle_source(
     standard: Standard | None = None,
     says: dict[str, str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """(source of `settle(T, V, state, recorded, values, derived, errors)`, its constants).
+    """(source of `settle(T, C, V, state, recorded, values, derived, errors)`, its constants).
 
-    T: the generated `rules`' (Kleene truth, conditions) per rule; V: durable-rules' verdict.
+    T, C: each rule's Kleene truth and its conditions at the detail level (None at minimal), from
+    the generated `evaluate`; V: durable-rules' verdict.
     It appends disagreements to `errors` and returns, without `entries` or `standard`,
     (decided, missing_of, without_of, unchecked_of, notes, advice, caveats, drafts, undetermined,
     out_of_scope, outcomes) — the dicts by rule id the result is assembled from — with `entries`
@@ -118,7 +119,7 @@ def settle_source(
         if rule.kind == "caveat":
             continue
         r, form = repr(rule.id), const(forms[rule.id], "F")
-        emit(f"x = T[{i}][0]")
+        emit(f"x = T[{i}]")
         if encoded:
             emit(f"w{i} = None")
         emit("if x is None:")
@@ -140,7 +141,7 @@ def settle_source(
             continue
         r, form = repr(rule.id), const(forms[rule.id], "F")
         targets = [plain[q] for q in rule.qualifies if q in plain]  # another caveat's outcome is never True
-        emit(f"h = T[{i}][0]")
+        emit(f"h = T[{i}]")
         emit(f"if h is None: h = _decide({form}, state, recorded, values, derived)")
         emit(f"q = {' or '.join(f'o{t} is True' for t in targets) or 'False'}")
         emit(f"s{i} = h is True and q")
@@ -184,7 +185,7 @@ def settle_source(
     else:
         tail = "decided, missing_of, without_of, unchecked_of, notes"
     emit(f"return {tail}, advice, caveats, drafts, undetermined, out_of_scope, ({outcomes})")
-    code = "def settle(T, V, state, recorded, values, derived, errors):\n" + "\n".join(src.lines) + "\n"
+    code = "def settle(T, C, V, state, recorded, values, derived, errors):\n" + "\n".join(src.lines) + "\n"
     return code, {**src.constants, "_O": OUTCOME, "_OJ": OUTCOME_JSON, "_dumps": orjson.dumps, "_listed": _listed}
 
 
@@ -230,21 +231,16 @@ def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entr
         missing = "b'[]'" if rules[i].kind == "caveat" else f"_dumps(m{i}) if m{i} else b'[]'"
         emit(
             f"e(({const(opening + head)}, {outcome_missing}[s{i}], {missing}, "
-            f"b',\"conditions\":', T[{i}][1], b',\"derived\":[', {lists[group]}))"
+            f"b',\"conditions\":', C[{i}], b',\"derived\":[', {lists[group]}))"
         )
         if rules[i].kind == "caveat":
             emit(f"a({const(b']' + says)})")
         else:
             emit(f"if w{i} is not None: e((b'],\"decided_without\":', _dumps(w{i}), {const(says)}))")
             emit(f"else: a({const(b']' + says)})")
-        if caveat is not None:
-            emit(f"a({const(caveat + b'[')})")
-            for j, (before, is_derived, name, unit) in enumerate(shown):
-                value = f"derived[{name!r}].value" if is_derived else f"values.get({name!r})"
-                read = f"b',\"unit\":' + _dumps(values.get({unit!r})) + b'}}'"
-                tail = const(unit) if isinstance(unit, bytes) else read
-                emit(f"e(({const((b',' if j else b'') + before)}, _dumps({value}), {tail}))")
-            emit("a(b']')")
+        if caveat is not None:  # what it shows: one list encoded at once (the bytes of its dicts)
+            emit(f"a({const(caveat)})")
+            emit(f"a(_dumps([{', '.join(_shown_dict(item, const) for item in shown)}]))")
             emit(f"if u{i} is not None: e((b',\"unchecked\":', _dumps(u{i})))")
         if i in notes_of:  # the caveats that fired for it, in rule order, as notes under it
             emit(f"if o{i} is True:")
@@ -271,7 +267,7 @@ def _standard_entries(src: Source, rules: list[Any], plain: dict[str, int], stan
     for i, rule in enumerate(rules):
         r = repr(rule.id)
         if rule.kind == "caveat":
-            emit(f"e = {{'id': {r}, 'outcome': _O[s{i}], 'missing': [], 'conditions': T[{i}][1]}}")
+            emit(f"e = {{'id': {r}, 'outcome': _O[s{i}], 'missing': [], 'conditions': C[{i}]}}")
             shown = []
             for kind, name, unit, unit_from in standard.shows[rule.id]:
                 if kind == "derived":
@@ -285,7 +281,7 @@ def _standard_entries(src: Source, rules: list[Any], plain: dict[str, int], stan
         else:
             emit(f"e = {{'id': {r}, 'outcome': _O[s{i}], 'missing': m{i}}}")
             emit(f"if w{i} is not None: e['decided_without'] = w{i}")
-            emit(f"e['conditions'] = T[{i}][1]")
+            emit(f"e['conditions'] = C[{i}]")
             if i in notes_of:  # the caveats that fired for it, in rule order
                 emit(f"if o{i} is True:")
                 emit("n = []", 2)
@@ -304,3 +300,16 @@ def _standard_entries(src: Source, rules: list[Any], plain: dict[str, int], stan
 def _listed(value: Any) -> Any:
     """A shown field's value as `Evaluation._shown` gives it: a list copied."""
     return list(value) if isinstance(value, list) else value
+
+
+def _shown_dict(item: Shown, const: Any) -> str:
+    """A shown value as the dict `Evaluation._shown` makes (for encoding only): its kind and
+    name, value, and unit (constant, from the JSON the plan holds, or read from its field)."""
+    before, is_derived, name, unit = item
+    kind = "derived" if is_derived else "field"
+    value = f"derived[{name!r}].value" if is_derived else f"values.get({name!r})"
+    if isinstance(unit, bytes):  # b',"unit":' + the unit's JSON + b'}'
+        told = const(orjson.loads(unit[len(b',"unit":') : -1]))
+    else:
+        told = f"values.get({unit!r})"
+    return f"{{{kind!r}: {name!r}, 'value': {value}, 'unit': {told}}}"
