@@ -54,6 +54,13 @@ _PROCESS = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.getpid()))
 
 
+# the C core's calls made for every fact, as module globals (one lookup each, not two)
+_assert_fact = core.assert_fact
+_start_action = core.start_action_for_state
+_complete_and_start = core.complete_and_start_action
+_retract_fact = core.retract_fact
+
+
 class EngineError(Exception):
     """durable-rules refused or failed to evaluate a fact."""
 
@@ -168,32 +175,39 @@ class DurableRulesets:
 
     def fire_projected(self, level: int, facts: list[dict[str, Any]]) -> set[str]:
         """Assert one fact, already projected for each of a level's rulesets (`projected`, or the
-        compiled evaluator's generated equivalent), under one new id; the names of the rules fired."""
+        compiled evaluator's generated equivalent), under one new id; the names of the rules fired.
+        Each fact is encoded as `fact_json` encodes it (its usual case written out here: this
+        runs for every ruleset of every record)."""
         fired: set[str] = set()
+        add = fired.add
         handles = self._handles if self._pid == _PROCESS[0] else self._ensure()
         number = next(self._ids)
         for handle, projected in zip(handles[level], facts, strict=True):
             projected["id"] = number
-            self._fire_one(handle, fact_json(projected), fired)
-        return fired
-
-    @staticmethod
-    def _fire_one(handle: int, text: str, fired: set[str]) -> None:
-        try:
-            code, state = core.assert_fact(handle, text)
-            if code == 0:
-                action = core.start_action_for_state(handle, state)
-                message = action[1] if action else None
-                while message:
-                    fired.add(message[2 : message.index('"', 2)])  # the rule name of '{"NAME":{"m":…}}'
-                    message = core.complete_and_start_action(handle, state)
-        except Exception as exc:  # the C core raises plain Exception with an error code
-            raise EngineError(str(exc)) from None
-        finally:
             try:
-                core.retract_fact(handle, text)
-            except Exception:  # noqa: S110 - a fact that was never stored cannot be retracted
-                pass
+                encoded = orjson.dumps(projected)
+            except TypeError:
+                text = fact_json(projected)
+            else:
+                if b"e-" in encoded or b"e+" in encoded:
+                    encoded = _BARE_EXPONENT.sub(rb"\1.0\2", encoded)
+                text = encoded.decode("utf-8")
+            try:
+                code, state = _assert_fact(handle, text)
+                if code == 0:
+                    action = _start_action(handle, state)
+                    message = action[1] if action else None
+                    while message:
+                        add(message[2 : message.index('"', 2)])  # the rule name of '{"NAME":{"m":…}}'
+                        message = _complete_and_start(handle, state)
+            except Exception as exc:  # the C core raises plain Exception with an error code
+                raise EngineError(str(exc)) from None
+            finally:
+                try:
+                    _retract_fact(handle, text)
+                except Exception:  # noqa: S110 - a fact that was never stored cannot be retracted
+                    pass
+        return fired
 
 
 # ---- the probe: does the core accept these rulesets and facts? ---------------------------------

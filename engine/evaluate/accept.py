@@ -32,12 +32,14 @@ Accept = Callable[[Any], bool]
 
 
 class _Generator:
-    """Writes the body of `accept(record)`: one `return False` per way to fail."""
+    """Writes the body of `accept(record)`: one `return False` per way to fail. `counting`: of
+    `count(record)` instead, which fails with `return -1` and counts the object keys it meets."""
 
-    def __init__(self) -> None:
+    def __init__(self, counting: bool = False) -> None:
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {}
         self.counter = 0
+        self.counting = counting
 
     def name(self, prefix: str) -> str:
         self.counter += 1
@@ -49,6 +51,8 @@ class _Generator:
         return name
 
     def emit(self, indent: int, line: str) -> None:
+        if self.counting:
+            line = line.replace("return False", "return -1")
         self.lines.append("    " * indent + line)
 
     def check(self, var: str, schema: dict[str, Any], indent: int) -> None:
@@ -73,7 +77,6 @@ class _Generator:
             self.emit(indent, "return False")
 
     def _number(self, var: str, schema: dict[str, Any], indent: int) -> None:
-        self.emit(indent, f"if type({var}) is not int and type({var}) is not float: return False")
         bounds = []
         if "minimum" in schema:
             bounds.append(f"{var} >= {schema['minimum']!r}")
@@ -87,7 +90,8 @@ class _Generator:
             k in schema for k in ("maximum", "exclusiveMaximum")
         ):
             bounds.append(f"_isfinite({var})")  # a comparison with NaN is false: bounds on both sides reject it
-        self.emit(indent, f"if not ({' and '.join(bounds)}): return False")
+        # exactly int or float (not bool), then within bounds: one test
+        self.emit(indent, f"if type({var}) not in _NUMBER or not ({' and '.join(bounds)}): return False")
 
     def _string(self, var: str, schema: dict[str, Any], indent: int) -> None:
         low, high = schema.get("minLength", 0), schema.get("maxLength")
@@ -113,6 +117,8 @@ class _Generator:
 
     def _object(self, var: str, schema: dict[str, Any], indent: int) -> None:
         self.emit(indent, f"if type({var}) is not dict: return False")
+        if self.counting:
+            self.emit(indent, f"n += len({var})")
         props: dict[str, Any] | None = schema.get("properties")
         for key in schema.get("required", ()):
             self.emit(indent, f"if {key!r} not in {var}: return False")
@@ -140,20 +146,40 @@ def _unique(items: list[Any]) -> bool:
     return unique_items(items)  # the detailed validator's own test: both paths agree
 
 
-def generate_source(schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The source of `accept(record)` and the constants it refers to."""
-    gen = _Generator()
+def generate_source(schema: dict[str, Any], counting: bool = False) -> tuple[str, dict[str, Any]]:
+    """The source of `accept(record)` and the constants it refers to; `counting`: of
+    `accept(record)` that gives the number of object keys at every depth of a record it takes
+    (what `_keys` counts), -1 for one it does not take."""
+    gen = _Generator(counting)
     gen.emit(1, "shape = False")
+    if counting:
+        gen.emit(1, "n = 0")
     gen.check("record", schema, 1)
     gen.emit(1, "if shape and _shape_problem(record)[0] is not None: return False")
-    gen.emit(1, "return not _clinical_conflicts(record)")
+    if counting:  # free content (`shape`): its keys were not counted on the way
+        gen.emit(1, "if _clinical_conflicts(record): return False")
+        gen.emit(1, "return _keys(record) if shape else n")
+    else:
+        gen.emit(1, "return not _clinical_conflicts(record)")
     return "def accept(record):\n" + "\n".join(gen.lines) + "\n", gen.constants
 
 
 @lru_cache(maxsize=1)
 def patient_accepter() -> Accept:
     """The generated check for the patient schema, compiled once per process."""
-    source, constants = generate_source(load_schema("patient"))
+    accept: Accept = _compiled(False)
+    return accept
+
+
+@lru_cache(maxsize=1)
+def patient_key_counter() -> Callable[[Any], int]:
+    """The generated check that also counts a record's object keys (`generate_source`)."""
+    count: Callable[[Any], int] = _compiled(True)
+    return count
+
+
+def _compiled(counting: bool) -> Any:
+    source, constants = generate_source(load_schema("patient"), counting)
     namespace: dict[str, Any] = {
         **constants,
         "_ABSENT": object(),
@@ -161,10 +187,12 @@ def patient_accepter() -> Accept:
         "_shape_problem": shape_problem,
         "_clinical_conflicts": clinical_conflicts,
         "_unique": _unique,
+        "_keys": _keys,
+        "_NUMBER": frozenset((int, float)),
     }
-    exec(compile(source, "<fsgs-kb accept-only patient check>", "exec"), namespace)  # noqa: S102 - our own source
-    accept: Accept = namespace["accept"]
-    return accept
+    name = "<fsgs-kb accept-only patient check, counting keys>" if counting else "<fsgs-kb accept-only patient check>"
+    exec(compile(source, name, "exec"), namespace)  # noqa: S102 - our own source
+    return namespace["accept"]
 
 
 def accepts(record: Any) -> bool:
@@ -192,6 +220,15 @@ def parse_accepted(raw: bytes) -> Any | None:
         value = loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if not accepts(value) or raw.count(b":") > _keys(value):
+    keys = (_counter[0] or _count_keys())(value)  # -1: not accepted
+    if keys < 0 or raw.count(b":") > keys:
         return None
     return value
+
+
+_counter: list[Callable[[Any], int] | None] = [None]  # patient_key_counter(), once it is made
+
+
+def _count_keys() -> Callable[[Any], int]:
+    count = _counter[0] = patient_key_counter()
+    return count

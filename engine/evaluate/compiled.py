@@ -35,9 +35,9 @@ from fsgs_kb.engine.evaluate.facts import fact_function
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
-from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, settle_source
+from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, Standard, settle_source
 from fsgs_kb.engine.load.conditions import walk
-from fsgs_kb.engine.load.fingerprint import input_sha256
+from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, Not, Op, Ref
 
 NUMERIC = ("lt", "le", "gt", "ge")
@@ -45,6 +45,7 @@ CACHE_LIMIT = 1 << 16
 MEMO_LIMIT = 4096  # entries remembered per comparison (generated code)
 _MEMOABLE = frozenset((str, int, bool, type(None)))  # value types that may key a memo
 _UNSEEN = object()
+EMPTY = "''"  # the empty string, as generated code writes it
 PY_OP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
@@ -74,6 +75,11 @@ class _Generator:
         self.model = evaluation.model
         self.detail = detail
         self.encoded = encoded and detail == "full"  # conditions as JSON fragments (see CompiledEvaluator.run_json)
+        # A minimal result shows no derived value's account and no condition's text, except
+        # in_scope's account (the scope's reason): only the derived values that account reads
+        # are written with theirs (`told`); the others' are '' (read by nothing).
+        # (An account reads values, never another account: in_scope's is all a minimal result reads.)
+        self.told = set(self.model.derived) if detail != "minimal" else {SCOPE_DERIVED}
         self.carried: list[_Plan] = []
         self.src = Source()
         self.plans: dict[tuple[Any, ...], _Plan] = {}
@@ -129,7 +135,7 @@ class _Generator:
         if leaf.source == "field":
             kind = self.ev.evaluator.fields[leaf.name].type
             if kind == "number":
-                return f"_fmtn({var})"
+                return _fmtn_inline(var)
             if kind == "string":
                 return var
             if kind == "boolean":
@@ -186,16 +192,22 @@ class _Generator:
             memo = self.src.const({}, "MEMO")
             unit_varies = bool(ref.unit_from) and not ref.derived
             rest = "".join(f", {part}" for part, varies in ((u, unit_varies), (m, ref.derived)) if varies)
-            emit(f"if type({a}) in _MEMOABLE: _k = ({a}{rest}, type({a})); _h = {memo}.get(_k)", indent)
-            emit(f"elif type({a}) is float: _k = ({a}.hex(){rest}, float); _h = {memo}.get(_k)", indent)
-            emit("else: _k = _h = None", indent)
-            emit("if _h is None:", indent)
+            # Only the entry's JSON is remembered: its text is read nowhere after (the derived
+            # values' accounts, which read texts, are written before, in `derive`).
+            key = self.memo_key(plan.leaf, a, rest)
+            if key is not None:  # the value's type is known: a key without it (see memo_key)
+                emit(f"_k = {key}; {e}b = {memo}.get(_k)", indent)
+            else:
+                emit(f"if type({a}) in _MEMOABLE: _k = ({a}{rest}, type({a})); {e}b = {memo}.get(_k)", indent)
+                emit(f"elif type({a}) is float: _k = ({a}.hex(){rest}, float); {e}b = {memo}.get(_k)", indent)
+                emit(f"else: _k = {e}b = None", indent)
+            emit(f"if {e}b is None:", indent)
             self.word(plan, indent + 1)
             emit(f"{e} = {{'actual': {a}, 'unit': {u} or None, 'result': {r}, 'text': {t}}}", indent + 1)
             self.dynamic_tail(plan, ref, indent + 1)
             emit(f"{e}b = _dumps({e})[1:]", indent + 1)
-            emit(f"if _k is not None and len({memo}) < MEMO_LIMIT: {memo}[_k] = ({t}, {e}b)", indent + 1)
-            emit(f"else: {t}, {e}b = _h", indent)
+            store = "" if key is not None else "_k is not None and "  # a typed key may be None itself
+            emit(f"if {store}len({memo}) < MEMO_LIMIT: {memo}[_k] = {e}b", indent + 1)
             return
         self.word(plan, indent)
         emit(f"{e} = dict({self.src.const(ref.static)})", indent)
@@ -208,6 +220,29 @@ class _Generator:
         emit(f"{e}['actual'] = {a}; {e}['unit'] = {u} or None; {e}['result'] = {r}; {e}['text'] = {t}", indent)
         self.dynamic_tail(plan, ref, indent)
 
+    def memo_key(self, leaf: Compare, a: str, rest: str) -> str | None:
+        """A remembered entry's key where the compared value's type is known from the schema (the
+        generated code reads only records the accept-only check took, as `fmt` here assumes):
+        a string or boolean field's value, or None, as it is (no other type shares the dict); a
+        number's int as it is and a float by its bits (a str: never equal to an int or None); an
+        enum list as the tuple of its items. None: the type varies (a derived value other than a
+        boolean), keyed with its type as `enter` writes."""
+        if leaf.source == "field":
+            info = self.ev.evaluator.fields[leaf.name]
+            if info.type in ("string", "boolean"):
+                value = a
+            elif info.type == "number":
+                value = f"({a}.hex() if type({a}) is float else {a})"
+            elif info.type == "array" and info.enum:
+                value = f"(tuple({a}) if type({a}) is list else {a})"
+            else:
+                return None
+        elif self.model.derived[leaf.name].is_boolean:
+            value = a
+        else:
+            return None
+        return f"({value}{rest})" if rest else value
+
     def dynamic_tail(self, plan: _Plan, ref: Any, indent: int) -> None:
         """The entry's missing inputs, or its distance and margin, as `_LeafPlan.explain` adds them."""
         if plan.leaf.op in ("present", "absent"):
@@ -218,24 +253,26 @@ class _Generator:
         if ref.numeric:
             threshold = self.src.const(ref.threshold)
             emit(
-                f"else: {e}['distance'] = _fmtn({a}) + ' vs ' + {self.src.const(ref.need)}; "
+                f"else: {e}['distance'] = {_fmtn_inline(a)} + ' vs ' + {self.src.const(ref.need)}; "
                 f"{e}['margin'] = float(f'{{{a} - {threshold}:.12g}}')",
                 indent,
             )
 
     # ---- Kleene logic ------------------------------------------------------------------------------
-    def condition(self, cond: Condition, indent: int = 1) -> tuple[str, str]:
-        """Emit a condition's truth; (truth variable, missing-inputs variable)."""
+    def condition(self, cond: Condition, indent: int = 1, missing: bool = True) -> tuple[str, str]:
+        """Emit a condition's truth; (truth variable, missing-inputs variable). `missing=False`:
+        nobody reads the compound conditions' missing inputs (a rule's, in `rules`: the exact
+        semantics say what a rule misses), so they are not gathered (the variable is `()`)."""
         if isinstance(cond, Compare):
             plan = self.judge(cond, indent)
             return plan.result, plan.missing
         if isinstance(cond, Not):
-            r, m = self.condition(cond.item, indent)
+            r, m = self.condition(cond.item, indent, missing)
             out = self.src.var("n")
             self.src.emit(f"{out} = None if {r} is None else not {r}", indent)
             return out, m
-        parts = [self.condition(item, indent) for item in cond.items]
-        out, missing = self.src.var("c"), self.src.var("cm")
+        parts = [self.condition(item, indent, missing) for item in cond.items]
+        out = self.src.var("c")
         truths = [r for r, _ in parts]
         emit = self.src.emit
         if isinstance(cond, AllOf):
@@ -245,11 +282,14 @@ class _Generator:
             emit(f"if {' or '.join(f'{t} is True' for t in truths)}: {out} = True", indent)
             emit(f"elif {' and '.join(f'{t} is False' for t in truths)}: {out} = False", indent)
         emit(f"else: {out} = None", indent)
-        emit(f"{missing} = []", indent)
+        if not missing:
+            return out, "()"
+        gathered = self.src.var("cm")
+        emit(f"{gathered} = []", indent)
         emit(f"if {out} is None:", indent)
         for r, m in parts:
-            emit(f"if {r} is None: _union({missing}, {m})", indent + 1)
-        return out, missing
+            emit(f"if {r} is None: _union({gathered}, {m})", indent + 1)
+        return out, gathered
 
     def leaves(self, cond: Condition) -> list[tuple[str, _Plan]]:
         return [(leaf.pointer, self.plan(leaf)) for leaf in walk(cond)]
@@ -260,6 +300,9 @@ class _Generator:
         spec = self.model.derived[name]
         d = self.derived_vars[name]
         emit = self.src.emit
+        if name not in self.told:
+            self.untold(name)
+            return
         if spec.condition is not None:
             r, m = self.condition(spec.condition)
             texts = []
@@ -292,6 +335,43 @@ class _Generator:
             indent += 1
         emit("pass", indent)
 
+    def untold(self, name: str) -> None:
+        """A derived value whose account nobody reads (see `told`): its value and missing inputs
+        as `derived` writes them, its account ''."""
+        spec = self.model.derived[name]
+        d = self.derived_vars[name]
+        emit = self.src.emit
+        if spec.condition is not None:
+            r, m = self.condition(spec.condition)
+            emit(f"{d}v = {r}; {d}m = tuple({m}); {d}h = ''")
+            return
+        if spec.value is not None:
+            emit(f"{d}h = ''")
+            self.untold_value(name, spec.value, 1)
+            return
+        for when, _ in spec.cases:  # judged up front, as `derived` does
+            for leaf in walk(when):
+                self.judge(leaf)
+        emit(f"{d}v = None; {d}m = (); {d}h = ''")
+        indent = 1
+        for when, expr in spec.cases:
+            r, m = self.condition(when, indent)
+            emit(f"if {r} is True:", indent)
+            self.untold_value(name, expr, indent + 1)
+            emit(f"elif {r} is None:", indent)
+            emit(f"{d}m = tuple(_dedupe({m}))", indent + 1)
+            emit("else:", indent)
+            indent += 1
+        emit("pass", indent)
+
+    def untold_value(self, name: str, expr: Expression, indent: int) -> None:
+        """`expression_value` without the account."""
+        d = self.derived_vars[name]
+        value, _, missing = self.expression(expr, indent, worded=False)
+        emit = self.src.emit
+        emit(f"if {value} is None: {d}v = None; {d}m = tuple({missing})", indent)
+        emit(f"else: {d}v = _qplain({value}) if type({value}) is tuple else {value}; {d}m = ()", indent)
+
     def expression_value(self, name: str, expr: Expression, reason: str, indent: int) -> None:
         """As `Evaluator._expression_value`: d{i}v, d{i}m, d{i}h from an expression."""
         spec = self.model.derived[name]
@@ -308,29 +388,36 @@ class _Generator:
             emit(f"{d}h = {text} + {reason}", indent + 1)
         else:
             unit = spec.unit
+            number = _fmtn_inline(f"{d}v")
             emit(
-                f"{d}h = (({text} + ' = ' + _fmt({d}v) + ' ' + {unit!r}).rstrip() if type({value}) is tuple "
+                f"{d}h = (({text} + ' = ' + {number} + ' ' + {unit!r}).rstrip() if type({value}) is tuple "
                 f"else {text}) + {reason}",
                 indent + 1,
             )
 
-    def expression(self, expr: Expression, indent: int) -> tuple[str, str, str]:
-        """Emit an expression as `Evaluator.expression` computes it; (value, text, missing) variables."""
+    def expression(self, expr: Expression, indent: int, worded: bool = True) -> tuple[str, str, str]:
+        """Emit an expression as `Evaluator.expression` computes it; (value, text, missing)
+        variables. `worded=False`: without its text (the text is then '')."""
         src = self.src
         value, text, missing = src.var("x"), src.var("xt"), src.var("xm")
         emit = src.emit
+
+        def say(words: str) -> str:  # the statement setting the text, when it is wanted
+            return f"{text} = {words}; " if worded else ""
+
         if isinstance(expr, Const):
-            emit(f"{value} = {src.const(expr.value)}; {text} = {src.const(fmt(expr.value))}; {missing} = ()", indent)
-            return value, text, missing
+            emit(f"{value} = {src.const(expr.value)}; {say(src.const(fmt(expr.value)))}{missing} = ()", indent)
+            return value, text if worded else EMPTY, missing
         if isinstance(expr, Ref):
             if expr.source == "param":
                 param = self.model.parameters[expr.name]
                 emit(f"{value} = {src.const(_pair(exact(param.value)))}", indent)
-                emit(f"{text} = {src.const(f'{fmt(param.value)} {param.unit}')}; {missing} = ()", indent)
+                emit(f"{say(src.const(f'{fmt(param.value)} {param.unit}'))}{missing} = ()", indent)
             elif expr.source == "derived":
                 d = self.derived_vars[expr.name]
                 unit = self.model.derived[expr.name].unit
-                emit(f"{value} = _qnumber({d}v); {text} = _fmt({d}v) + {' ' + unit!r}; {missing} = {d}m", indent)
+                words = f"_fmt({d}v) + {' ' + unit!r}"
+                emit(f"{value} = _qnumber({d}v); {say(words)}{missing} = {d}m", indent)
             else:
                 info = self.ev.evaluator.fields[expr.name]
                 f = self.field_vars[expr.name]
@@ -340,43 +427,42 @@ class _Generator:
                 else:
                     unit = repr("" if info.unit in (None, "none") else str(info.unit))
                 pointer = src.const(info.missing_pointer)
-                emit(f"if {f} is None: {value} = None; {text} = ''; {missing} = ({pointer},)", indent)
-                emit(
-                    f"else: {value} = _q({f}); {text} = (_fmtn({f}) + ' ' + {unit}).rstrip(); {missing} = ()",
-                    indent,
-                )
-            return value, text, missing
+                emit(f"if {f} is None: {value} = None; {say(EMPTY)}{missing} = ({pointer},)", indent)
+                words = f"({_fmtn_inline(f)} + ' ' + {unit}).rstrip()"
+                emit(f"else: {value} = _q({f}); {say(words)}{missing} = ()", indent)
+            return value, text if worded else EMPTY, missing
         assert isinstance(expr, Op)
-        (va, ta, ma), (vb, tb, mb) = (self.expression(arg, indent) for arg in expr.args)
+        (va, ta, ma), (vb, tb, mb) = (self.expression(arg, indent, worded) for arg in expr.args)
         emit(f"{missing} = {ma} + {mb}", indent)
-        emit(f"if {missing} or {va} is None or {vb} is None: {value} = None; {text} = ''", indent)
+        emit(f"if {missing} or {va} is None or {vb} is None: {value} = None; {say(EMPTY)}", indent)
         emit("else:", indent)
         emit(f"_a = _qexact({va}); _b = _qexact({vb})", indent + 1)
         if expr.name == "divide":
-            emit(f"{value} = _qdiv(_a, _b); {text} = {ta} + ' ÷ ' + {tb}; {missing} = ()", indent + 1)
+            words = f"{ta} + ' ÷ ' + {tb}"
+            emit(f"{value} = _qdiv(_a, _b); {say(words)}{missing} = ()", indent + 1)
         elif expr.name == "multiply":
-            emit(f"{value} = (_a[0] * _b[0], _a[1] * _b[1]); {text} = {ta} + ' × ' + {tb}; {missing} = ()", indent + 1)
+            words = f"{ta} + ' × ' + {tb}"
+            emit(f"{value} = (_a[0] * _b[0], _a[1] * _b[1]); {say(words)}{missing} = ()", indent + 1)
         elif expr.name == "subtract":
-            emit(
-                f"{value} = (_a[0] * _b[1] - _b[0] * _a[1], _a[1] * _b[1]); "
-                f"{text} = {ta} + ' − ' + {tb}; {missing} = ()",
-                indent + 1,
-            )
+            words = f"{ta} + ' − ' + {tb}"
+            emit(f"{value} = (_a[0] * _b[1] - _b[0] * _a[1], _a[1] * _b[1]); {say(words)}{missing} = ()", indent + 1)
         else:
-            emit(
-                f"{value} = _qpct(_a, _b); "
-                f"{text} = '(' + {tb} + ' − ' + {ta} + ') ÷ ' + {ta} + ' × 100'; {missing} = ()",
-                indent + 1,
-            )
-        return value, text, missing
+            words = f"'(' + {tb} + ' − ' + {ta} + ') ÷ ' + {ta} + ' × 100'"
+            emit(f"{value} = _qpct(_a, _b); {say(words)}{missing} = ()", indent + 1)
+        return value, text if worded else EMPTY, missing
 
     # ---- the whole function --------------------------------------------------------------------------
-    def generate(self) -> tuple[str, str]:
-        """(`derive(p)`, `rules(values, D, P)`): the Kleene layer in two phases, so that the exact
-        refinement of the boolean derived values (Evaluation._evaluate) happens in between, as
-        in the reference, where comparisons judged while deriving keep their first judgment.
-        `derive` gives (the field values, each derived value's (value, missing, how) in order,
-        the same as a dict of DerivedValue by name, the comparisons judged)."""
+    def generate(self) -> str:
+        """`evaluate(p)`: the Kleene layer in two phases, with the exact refinement of the boolean
+        derived values (Evaluation._evaluate) in between, as in the reference, where comparisons
+        judged while deriving keep their first judgment: it derives, calls
+        `_refine(p, values, derived)` (the record's possible cells, its `recorded` function and
+        whether a boolean derived value was refined, in `derived`), reads the refined values back
+        and judges every rule. It gives (the field values, the dict of DerivedValue by name, the
+        possible cells, `recorded`, each rule's Kleene truth, each rule's conditions at this detail
+        (None at minimal detail)).
+        One function: the values, derived values and comparisons of the first phase stay locals
+        of the second (they were returned as tuples and unpacked again)."""
         emit = self.src.emit
         ev = self.ev
         objects: dict[tuple[str, ...], str] = {(): "p"}
@@ -398,57 +484,60 @@ class _Generator:
         for name in self.model.derived_order:
             self.derived(name)
         values = ", ".join(f"{info.path!r}: {self.field_vars[info.path]}" for info in ev.fields)
-        derived = ", ".join(f"{d}v, {d}m, {d}h" for d in (self.derived_vars[n] for n in self.model.derived_order))
+        # the comparisons judged here keep their judgment (and their texts, where an account
+        # needed them: all of them but at minimal detail) in `rules`, which words the others
+        # where it needs to
         self.carried = [plan for plan in self.plans.values() if plan.judged]
-        for plan in self.carried:
-            if not plan.worded:
-                self.word(plan)
-        carried = ", ".join(f"{p.actual}, {p.unit}, {p.result}, {p.missing}, {p.text}" for p in self.carried)
         # the derived values also as the dict of DerivedValue the later steps read, built here
         # rather than by a loop over the tuple (tuple.__new__ directly: no Python-level __new__)
         named = ", ".join(
             f"{n!r}: _tuple_new(_DV, ({n!r}, {d}v, {self.model.derived[n].unit!r}, {d}m, {d}h))"
             for n, d in ((n, self.derived_vars[n]) for n in self.model.derived_order)
         )
-        emit(f"return {{{values}}}, ({derived},), {{{named}}}, ({carried},)")
-        derive = "def derive(p):\n" + "\n".join(self.src.lines) + "\n"
+        emit(f"values = {{{values}}}")
+        emit(f"derived = {{{named}}}")
+        emit("state, recorded, refined = _refine(p, values, derived)")
+        booleans = [n for n in self.model.derived_order if self.model.derived[n].is_boolean]
+        if booleans:
+            emit(
+                "if refined:  # the boolean derived values as refined (a DerivedValue: name, value, unit, missing, how)"
+            )
+            for n in booleans:
+                d = self.derived_vars[n]
+                emit(f"_x = derived[{n!r}]; {d}v = _x[1]; {d}m = _x[3]; {d}h = _x[4]", 2)
         # phase 2: every rule's Kleene truth and, by detail level, its conditions
-        self.src.lines = []
-        for info in ev.fields:
-            emit(f"{self.field_vars[info.path]} = values[{info.path!r}]")
-        if self.model.derived_order:
-            emit(f"({derived},) = D")
-        if self.carried:
-            emit(f"({carried},) = P")
-        out = []
+        truths, conditions = [], []  # each rule's Kleene truth; its conditions at this detail
         for rule in ev.rules:
-            r, _ = self.condition(rule.when)
+            r, _ = self.condition(rule.when, missing=False)
+            truths.append(r)
             if self.detail == "full":
                 for _, plan in self.leaves(rule.when):
                     self.enter(plan)
                 leaves = self.leaves(rule.when)
                 if self.encoded:  # one join: a chain of `+` would copy the growing list once per condition
-                    parts = ", b',', ".join(f"{self.prefix(ptr, plan)}, {plan.entry}b" for ptr, plan in leaves)
-                    out.append(f"({r}, b''.join((b'[', {parts}, b']')))")
+                    parts = ", ".join(
+                        f"{self.prefix(ptr, plan, b',' if n else b'[')}, {plan.entry}b"
+                        for n, (ptr, plan) in enumerate(leaves)
+                    )
+                    conditions.append(f"b''.join(({parts}, b']'))")
                     continue
-                conditions = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
-                out.append(f"({r}, [{conditions}])")
+                listed = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
+                conditions.append(f"[{listed}]")
             elif self.detail == "standard":
-                out.append(f"({r}, [{', '.join(self.standard_conditions(rule))}])")
-            else:
-                out.append(f"({r}, None)")
-        emit(f"return ({', '.join(out)},)")
-        rules = "def rules(values, D, P):\n" + "\n".join(self.src.lines) + "\n"
-        return derive, rules
+                conditions.append(f"[{', '.join(self.standard_conditions(rule))}]")
+        told = f"({', '.join(conditions)},)" if conditions else "None"  # minimal: none
+        emit(f"return values, derived, state, recorded, ({', '.join(truths)},), {told}")
+        return "def evaluate(p):\n" + "\n".join(self.src.lines) + "\n"
 
-    def prefix(self, pointer: str, plan: _Plan) -> str:
+    def prefix(self, pointer: str, plan: _Plan, before: bytes) -> str:
         """The constant start of a condition entry as JSON: `{"pointer":…,<static>,` (its policy
-        notes included), to which the patient's part is appended."""
+        notes included), to which the patient's part is appended; `before`: the list's `[` or
+        the `,` after the previous entry, joined to it here, once."""
         ref = self.ev.evaluator.leaf_plan(plan.leaf)
         head = {"pointer": pointer, **ref.static}
         if ref.policy:
             head["policy"] = ref.policy
-        return self.src.const(orjson.dumps(head)[:-1] + b",")
+        return self.src.const(before + orjson.dumps(head)[:-1] + b",")
 
     def standard_conditions(self, rule: Any) -> list[str]:
         out = []
@@ -472,9 +561,10 @@ def _dedupe(items: list[str]) -> list[str]:
     return out
 
 
-def _fmtn(number: Any) -> str:
-    """`kleene.fmt` of a number (never a bool here: the schema says number)."""
-    return f"{number:.6g}" if type(number) is float else str(number)
+def _fmtn_inline(var: str) -> str:
+    """`kleene.fmt` of a number (never a bool here: the schema says number), written out in the
+    generated code rather than called for every number."""
+    return f"(f'{{{var}:.6g}}' if type({var}) is float else str({var}))"
 
 
 # ---- exact arithmetic for derived values -------------------------------------------------------
@@ -549,18 +639,19 @@ class CompiledEvaluator:
         self.evaluation = evaluation
         model = evaluation.model
         self.sources: dict[str, str] = {}
-        self._functions: dict[str, tuple[Any, Any]] = {}
+        self._functions: dict[str, Any] = {}
+        self._functions_of: dict[tuple[str, bool], Any] = {}  # the same, by (detail, encoded)
         self.rules = evaluation.rules
         self.derived_names = list(model.derived_order)
         self.units = {n: model.derived[n].unit for n in self.derived_names}
-        self._boolean_slots = tuple((n, 3 * self.derived_names.index(n)) for n in evaluation.booleans)
+        self._booleans = tuple(evaluation.booleans)
         self.standard_derived = [
             n for n in self.derived_names if any(n in evaluation.rule_derived[r.id] for r in self.rules)
         ]
         self._keyers: dict[int, Any] = {}  # by id(form): forms live with the KB
+        self._lackers: dict[int, Any] = {}  # the same, for _lacking
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
-        self._derived_memo: dict[tuple[Any, ...], bytes] = {}
         self._scope_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._scope_reads = _scope_reads(model)
         self.rule_derived = {r.id: tuple(evaluation.rule_derived[r.id]) for r in self.rules}
@@ -574,12 +665,14 @@ class CompiledEvaluator:
         whole = all(made is not None for made in self._facts)  # else some ruleset takes the flat fact
         self._fact_functions = [made[0] for made in self._facts if made is not None] if whole else None
         self._verdict_of: Any = None  # generated on first use (_verdict_function)
+        self._decision_parts = _decision_parts(evaluation)  # for _decision_json
+        self._verdict_keys = tuple((name, f"derived:{name}") for name in evaluation.compiled.boolean_derived)
         self._ids = tuple(r.id for r in self.rules)
         self.heads = {
             r.id: {"id": r.id, "version": r.version, "status": r.status, "kind": r.kind, "title": r.title}
             for r in self.rules
         }
-        self._settled: dict[bool, Any] = {}  # settle functions, generated on first use
+        self._settled: dict[str, Any] = {}  # settle functions by mode, generated on first use
         self._plan_entries()
 
     def _plan_entries(self) -> None:
@@ -643,7 +736,7 @@ class CompiledEvaluator:
             else:
                 emit(f"v = derived[{var.name!r}].value")
                 emit("if v is None:")
-                inputs = "".join(f"_value_at(p, {src.const(k)}), " for k in domains.input_keys(var.name))
+                inputs = "".join(f"{self._input_at(keys, src)}, " for keys in domains.input_keys(var.name))
                 narrowing = "".join(f"cv[{i}], " for i in domains.constraint_indices(var.name))
                 if narrowing:
                     emit("if cv is None: cv = _constraint_values(p)", 2)
@@ -652,7 +745,7 @@ class CompiledEvaluator:
             if var.kind == "number" and len(var.lows) > 1:
                 for j, (low, closed) in enumerate(var.lows[1:], start=1):
                     bound = src.const(low)
-                    passes = f"v > {bound} or v == {bound}" if closed else f"v > {bound}"
+                    passes = f"v >= {bound}" if closed else f"v > {bound}"  # numbers: >= is > or ==
                     emit(f"elif not ({passes}): {s} = _ONE[{j - 1}]")
                 emit(f"else: {s} = _ONE[{len(var.lows) - 1}]")
             elif var.kind in ("enum", "boolean"):
@@ -674,25 +767,68 @@ class CompiledEvaluator:
         self.sources["state"] = code
         return namespace["state"]
 
-    def functions(self, detail: str, encoded: bool = False) -> tuple[Any, Any]:
-        """(derive, rules) of one detail level, generated and compiled on first use (a command
-        that evaluates nothing, or one level only, pays for nothing else). `encoded`: the full
-        level's conditions as JSON fragments, for results that are serialized at once."""
+    def _input_at(self, keys: list[str], src: Source) -> str:
+        """`value_at(p, keys)` in the generated state function: the field's value as `derive`
+        read it where that is the same (an enum's `unknown` is None in both; a number or a
+        boolean of a record the accept-only check took is never a string), else the call."""
+        info = self.evaluation.evaluator.fields.get(".".join(keys))
+        if (
+            info is not None
+            and info.item_key is None
+            and (info.enum or info.type in ("number", "boolean"))
+            and any(f.path == info.path for f in self.evaluation.fields)
+        ):
+            return f"values[{info.path!r}]"
+        return f"_value_at(p, {src.const(keys)})"
+
+    def functions(self, detail: str, encoded: bool = False) -> Any:
+        """`evaluate` of one detail level (`_Generator.generate`), generated and compiled on first
+        use (a command that evaluates nothing, or one level only, pays for nothing else).
+        `encoded`: the full level's conditions as JSON fragments, for results serialized at once."""
+        found = self._functions_of.get((detail, encoded))
+        if found is not None:
+            return found
         name = f"{detail}+json" if encoded and detail == "full" else detail
         found = self._functions.get(name)
         if found is None:
             generator = _Generator(self.evaluation, detail, encoded)
-            derive, rules = generator.generate()
+            source = generator.generate()
             namespace = self._namespace(generator.src.constants)
-            exec(compile(derive + rules, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
-            self.sources[name] = derive + rules
-            found = self._functions[name] = (namespace["derive"], namespace["rules"])
+            exec(compile(source, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
+            self.sources[name] = source
+            found = self._functions[name] = namespace["evaluate"]
+        self._functions_of[(detail, encoded)] = found
         return found
+
+    def _refine(
+        self, patient: dict[str, Any], values: dict[str, Any], derived: dict[str, DerivedValue]
+    ) -> tuple[State, Recorded, bool]:
+        """Between the generated phases: the record's possible cells, its `recorded` function,
+        and the exact semantics where Kleene's tables leave a boolean derived value unknown (as
+        Evaluation._evaluate refines them), written into `derived`; whether any was refined."""
+        ev = self.evaluation
+        state = self._state(patient, values, derived)
+        recorded = ev.recorded(values, derived)
+        refined = False
+        for name in self._booleans:
+            old = derived[name]
+            if old.value is not None:
+                continue
+            form = ev.exact.derived[name]
+            value, missing = self._judge(form, state, recorded, values, derived)
+            how = old.how
+            if value is not None:
+                inputs = ", ".join(self._without(form, values, derived))
+                how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
+            derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
+            refined = True
+        return state, recorded, refined
 
     def _namespace(self, constants: dict[str, Any]) -> dict[str, Any]:
         return {
             **constants,
             "_EMPTY": {},
+            "_refine": self._refine,
             "_DV": DerivedValue,
             "_tuple_new": tuple.__new__,
             "_q": _q,
@@ -702,7 +838,6 @@ class CompiledEvaluator:
             "_qpct": _qpct,
             "_qplain": _qplain,
             "_fmt": fmt,
-            "_fmtn": _fmtn,
             "_union": _union,
             "_dedupe": _dedupe,
             "_copy_policy": copy_policy,
@@ -713,7 +848,7 @@ class CompiledEvaluator:
 
     @property
     def rule_ids(self) -> tuple[str, ...]:
-        return tuple(rule.id for rule in self.rules)
+        return self._ids  # a tuple made at load: read for every record batch writes
 
     def run(
         self, patient: dict[str, Any], timestamp: str | None, detail: str
@@ -745,14 +880,30 @@ class CompiledEvaluator:
         if detail == "full":
             input_sha = input_sha256(patient)
             try:
-                result, outcomes = self._evaluate(
-                    patient, detail, self.evaluation.decision_record(input_sha, timestamp), True, head
-                )
+                decision = self._decision_json(input_sha, timestamp)
+                result, outcomes = self._evaluate(patient, detail, decision, True, head)
                 return orjson.dumps(result), result["status"], outcomes
             except Exception:  # noqa: S110 - the plain path below gives the error result, or the value orjson refused
                 pass
         result, outcomes = self.run(patient, timestamp, detail)
         return dumps_bytes({**head, **result} if head else result), result["status"], outcomes
+
+    def _decision_json(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
+        """`Evaluation.decision_record` for a result encoded at once: what is the same in every
+        decision (the knowledge base's record, the engine versions) as JSON encoded once."""
+        parts = self._decision_parts
+        if parts is None:  # a decision record of another shape than this knows: the plain one
+            return self.evaluation.decision_record(input_sha, timestamp)
+        record: dict[str, Any] = {
+            "decision_id": decision_id(parts[3], input_sha),
+            "kb": parts[0],
+            "engine_version": parts[1],
+            "engine": parts[2],
+            "input_sha256": input_sha,
+        }
+        if timestamp:
+            record["timestamp"] = timestamp
+        return record
 
     def _evaluate(  # noqa: C901 - one pass, in the order of Evaluation._evaluate
         self,
@@ -763,32 +914,18 @@ class CompiledEvaluator:
         head: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], tuple[str, ...]]:
         ev = self.evaluation
-        derive, rules = self.functions(detail, encoded)
-        values, kleene_derived, derived, carried = derive(patient)
-        state = self._state(patient, values, derived)
-        recorded = ev.recorded(values, derived)
-        refined: tuple[Any, ...] | list[Any] = kleene_derived  # (value, missing, how) of each, in order
-        for name, j in self._boolean_slots:  # exact semantics where Kleene's tables leave a value unknown
-            old = derived[name]
-            if old.value is not None:
-                continue
-            form = ev.exact.derived[name]
-            value, missing = self._judge(form, state, recorded, values, derived)
-            how = old.how
-            if value is not None:
-                inputs = ", ".join(ev.decided_without(form, values, derived))
-                how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
-            derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
-            refined = list(refined)
-            refined[j : j + 3] = (value, tuple(missing), how)
-        verdict = self._verdict(values, derived, state)
+        values, derived, state, recorded, truths, conditions = self.functions(detail, encoded)(patient)
+        if self._fact_functions is not None:  # _verdict, without its call
+            verdict = (self._verdict_of or self._verdict_function(self._fact_functions))(values, derived, state)
+        else:
+            verdict = self._verdict(values, derived, state)
         errors: list[KBError] = []
-        for name in ev.compiled.boolean_derived:
-            if verdict[f"derived:{name}"] != derived[name].value:
-                errors.append(_disagree_derived(name, verdict[f"derived:{name}"], derived[name].value))
-        truths = rules(values, tuple(refined), carried)
-        settle = self._settled.get(encoded) or self._settle_function(encoded)
-        settled = settle(truths, verdict, state, recorded, values, derived, errors)
+        for name, key in self._verdict_keys:
+            if verdict[key] != derived[name].value:
+                errors.append(_disagree_derived(name, verdict[key], derived[name].value))
+        mode = "json" if encoded else detail if detail != "full" else ""
+        settle = self._settled.get(mode) or self._settle_function(mode)
+        settled = settle(truths, conditions, verdict, state, recorded, values, derived, errors)
         advice, caveats, drafts, undetermined, out_of_scope, outcomes = settled[-6:]
         # the status, as Evaluation._assemble gives it
         scope = derived.get(SCOPE_DERIVED)
@@ -810,76 +947,77 @@ class CompiledEvaluator:
         result["drafts"] = drafts
         result["undetermined"] = undetermined
         result["no_recommendation"] = status == "evaluated" and not advice and not caveats and not undetermined
-        result["scope"] = self._scope_record(scope, values, derived)
+        result["scope"] = self._scope_record(scope, values, derived, not encoded)
         if encoded:
             result["rules"] = orjson.Fragment(settled[0])
+        elif detail == "standard":
+            result["rules"], result["derived"] = settled[0]
         elif detail == "minimal":
-            decided, missing_of = settled[0], settled[1]
-            result["says"] = {rid: ev.static[rid]["says"] for rid in self._ids if decided[rid] is True}
-            result["missing"] = {rid: missing_of[rid] for rid in undetermined}
-        else:
+            result["says"], result["missing"] = settled[0]
+        else:  # full, as dicts
             decided, missing_of, without_of, unchecked_of, notes = settled[:5]
             entries = []
-            for rule, (_, conditions) in zip(self.rules, truths, strict=True):
+            for rule, listed in zip(self.rules, conditions, strict=True):
                 rid = rule.id
-                if detail == "full":
-                    entry: dict[str, Any] = dict(self.heads[rid])
-                    entry["outcome"] = OUTCOME[decided[rid]]
-                    entry["missing"] = missing_of[rid]
-                    entry["conditions"] = conditions
-                    entry["derived"] = [ev.derived_entry(derived[n]) for n in ev.rule_derived[rid]]
-                    if rid in without_of:
-                        entry["decided_without"] = without_of[rid]
-                    entry.update(ev.static_part(rid))
-                    if rule.kind == "caveat":
-                        entry["qualifies"] = list(rule.qualifies)
-                        entry["provenance"] = dict(ev.static[rid]["provenance"])
-                        entry["shown"] = ev.shown(rule, values, derived)
-                        if rid in unchecked_of:
-                            entry["unchecked"] = unchecked_of[rid]
-                    if rid in notes:
-                        entry["caveats"] = [self._note(c) for c in notes[rid]]
-                else:
-                    entry = {"id": rid, "outcome": OUTCOME[decided[rid]], "missing": missing_of[rid]}
-                    if rid in without_of:
-                        entry["decided_without"] = without_of[rid]
-                    entry["conditions"] = conditions
-                    if rid in notes:
-                        entry["caveats"] = list(notes[rid])
-                    if rule.kind == "caveat":
-                        entry["shown"] = ev.shown(rule, values, derived)
-                        if rid in unchecked_of:
-                            entry["unchecked"] = unchecked_of[rid]
+                entry: dict[str, Any] = dict(self.heads[rid])
+                entry["outcome"] = OUTCOME[decided[rid]]
+                entry["missing"] = missing_of[rid]
+                entry["conditions"] = listed
+                entry["derived"] = [ev.derived_entry(derived[n]) for n in ev.rule_derived[rid]]
+                if rid in without_of:
+                    entry["decided_without"] = without_of[rid]
+                entry.update(ev.static_part(rid))
+                if rule.kind == "caveat":
+                    entry["qualifies"] = list(rule.qualifies)
+                    entry["provenance"] = dict(ev.static[rid]["provenance"])
+                    entry["shown"] = ev.shown(rule, values, derived)
+                    if rid in unchecked_of:
+                        entry["unchecked"] = unchecked_of[rid]
+                if rid in notes:
+                    entry["caveats"] = [self._note(c) for c in notes[rid]]
                 entries.append(entry)
             result["rules"] = entries
-            if detail == "standard":
-                result["derived"] = [
-                    {"name": n, "value": derived[n].value, "how": derived[n].how, "missing": list(derived[n].missing)}
-                    for n in self.standard_derived
-                ]
         result["errors"] = [error_record(e) for e in errors]
         result["decision"] = decision
         return result, outcomes
 
-    def _settle_function(self, encoded: bool) -> Any:
+    def _settle_function(self, mode: str) -> Any:
         """The steps after the Kleene layer for this knowledge base (engine/evaluate/settle.py),
-        generated on first use; `encoded`: with the full rule entries as JSON."""
+        generated on first use; `mode`: "json" with the full rule entries as JSON, "standard"
+        with the standard rule entries and derived values, "minimal" with a minimal result's
+        says and missing, "" with the dicts by rule id (full results as dicts)."""
         ev = self.evaluation
-        entries = Entries(self._entry_plan, self._derived_groups, self.standard_derived, self._notes)
-        code, constants = settle_source(self.rules, ev.exact.rules, entries if encoded else None)
+        entries = Entries(
+            self._entry_plan,
+            self._derived_groups,
+            self.standard_derived,
+            self._notes,
+            frozenset(self.evaluation.booleans),
+        )
+        shows = {r.id: [ev._show_plan(k, n) for k, n in r.shows] for r in self.rules}  # noqa: SLF001
+        # a field the accept-only check took as a number, string or boolean is never a list
+        scalars = frozenset(n for n, info in ev.evaluator.fields.items() if info.type != "array")
+        standard = Standard(shows, self.standard_derived, scalars)
+        code, constants = settle_source(
+            self.rules,
+            ev.exact.rules,
+            entries if mode == "json" else None,
+            standard if mode == "standard" else None,
+            {r.id: ev.static[r.id]["says"] for r in self.rules} if mode == "minimal" else None,
+        )
         namespace = {
             **constants,
             "_judge": self._judge,
             "_decide": self._decide,
-            "_without": ev.decided_without,
+            "_without": self._without,
             "_unchecked": self._unchecked,
             "_disagree": ev.disagreement,
             "_derived_json": self._derived_json,
         }
-        name = "settle+json" if encoded else "settle"
+        name = f"settle+{mode}" if mode else "settle"
         exec(compile(code, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
         self.sources[name] = code
-        found = self._settled[encoded] = namespace["settle"]
+        found = self._settled[mode] = namespace["settle"]
         return found
 
     def _verdict(self, values: dict[str, Any], derived: dict[str, DerivedValue], state: State) -> dict[str, Any]:
@@ -901,14 +1039,17 @@ class CompiledEvaluator:
         emit, const = src.emit, src.const
         emit("o = {}")
         emit("v = {}")
+        # the outcomes a later level's facts read (the facts functions read only those keys)
+        read = {key for level_keys in self.evaluation.durable.keys for pairs in level_keys for key, _ in pairs or ()}
         for level, (derived, rules) in enumerate(self.evaluation.verdict_names):
             emit(f"f = _fire({level}, {const(functions[level])}(values, derived, state, o))")
             for key, true, false in derived:
                 emit(f"v[{key!r}] = True if {true!r} in f else False if {false!r} in f else None")
             for rid, true, false, fact_key in rules:
-                emit(f"if {true!r} in f: v[{rid!r}] = True; o[{fact_key!r}] = 'T'")
-                emit(f"elif {false!r} in f: v[{rid!r}] = False; o[{fact_key!r}] = 'F'")
-                emit(f"else: v[{rid!r}] = None; o[{fact_key!r}] = 'U'")
+                told = {t: f"; o[{fact_key!r}] = {t!r}" if fact_key in read else "" for t in "TFU"}
+                emit(f"if {true!r} in f: v[{rid!r}] = True{told['T']}")
+                emit(f"elif {false!r} in f: v[{rid!r}] = False{told['F']}")
+                emit(f"else: v[{rid!r}] = None{told['U']}")
         emit("return v")
         code = "def verdict(values, derived, state):\n" + "\n".join(src.lines) + "\n"
         namespace = {**src.constants, "_fire": self.evaluation.durable.fire_projected}
@@ -918,11 +1059,12 @@ class CompiledEvaluator:
         return self._verdict_of
 
     def _scope_record(
-        self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue]
+        self, scope: DerivedValue | None, values: dict[str, Any], derived: dict[str, DerivedValue], copy: bool = True
     ) -> dict[str, Any]:
         """Evaluation.scope_record, remembered (bounded) by everything it reads: in_scope's value,
         missing inputs and account, and the values the scope cases test or need; never keyed by a
-        float (see MEMO_LIMIT). A fresh dict each time: a result is the caller's to change."""
+        float (see MEMO_LIMIT). A fresh dict each time (a result is the caller's to change), but
+        with `copy=False` (a result encoded at once, never handed out) the remembered one."""
         if scope is None:
             return self.evaluation.scope_record(scope, values, derived)
         key = (
@@ -937,18 +1079,17 @@ class CompiledEvaluator:
             found = self.evaluation.scope_record(scope, values, derived)
             if memoable and len(self._scope_memo) < CACHE_LIMIT:
                 self._scope_memo[key] = found
+        if not copy:
+            return found
         return {"in_scope": found["in_scope"], "missing": list(found["missing"]), "reason": found["reason"]}
 
-    def _derived_json(self, dv: DerivedValue) -> bytes:
-        """A derived value's full entry as JSON, remembered (bounded) for the values that repeat
-        across patients; floats are never part of a key (see MEMO_LIMIT)."""
-        value = dv.value
-        key = (dv.name, value, type(value), dv.how, dv.missing) if type(value) in _MEMOABLE else None
-        found = self._derived_memo.get(key) if key is not None else None
-        if found is None:
-            found = orjson.dumps(self.evaluation.derived_entry(dv, copy=False))
-            if key is not None and len(self._derived_memo) < CACHE_LIMIT:
-                self._derived_memo[key] = found
+    def _derived_json(self, dv: DerivedValue, memo: dict[Any, bytes] | None, key: Any) -> bytes:
+        """A derived value's full entry as JSON, remembered (bounded) in `memo` under `key` for
+        the values that repeat across patients (the generated settle looks there first and
+        chooses the key: engine/evaluate/settle.py); None: not remembered."""
+        found = orjson.dumps(self.evaluation.derived_entry(dv, copy=False))
+        if memo is not None and len(memo) < CACHE_LIMIT:
+            memo[key] = found
         return found
 
     # ---- the exact semantics' decisions, cached ---------------------------------------------------
@@ -970,6 +1111,28 @@ class CompiledEvaluator:
             text = f"lambda state, values, derived: ({id(form)}, ({cells}), ({marks}))"
             keyer = self._keyers[id(form)] = eval(text, {})  # noqa: S307 - source made here, of ints and names
         return keyer(state, values, derived)
+
+    def _lacking(self, form: Form, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[int]:
+        """Evaluation.missing_vars (the form's variables the record lacks, in order), by a
+        function written for each form when it is first met, as `_key` does."""
+        lacking = self._lackers.get(id(form))
+        if lacking is None:
+            lines = ["def lacking(values, derived):", "    out = []"]
+            for v in self.evaluation.form_vars(form):
+                var = self.evaluation.exact.vars[v]
+                known = f"values.get({var.name!r})" if var.source == "field" else f"derived[{var.name!r}].value"
+                lines.append(f"    if {known} is None: out.append({v})")
+            lines.append("    return out")
+            namespace: dict[str, Any] = {}
+            exec("\n".join(lines) + "\n", namespace)  # noqa: S102 - source made here, of ints and names
+            lacking = self._lackers[id(form)] = namespace["lacking"]
+        found: list[int] = lacking(values, derived)
+        return found
+
+    def _without(self, form: Form, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[str]:
+        """Evaluation.decided_without through `_lacking`."""
+        lacking = self._lacking(form, values, derived)
+        return self.evaluation.pointers(lacking, values) if lacking else []
 
     def _decide(
         self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
@@ -1005,14 +1168,14 @@ class CompiledEvaluator:
         outcome = self._decided_at(key, form, state, recorded)
         if outcome is not None:
             return outcome, []
-        lacking = self.evaluation.missing_vars(form, values, derived)
+        lacking = self._lacking(form, values, derived)
         return None, self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
 
     def _unchecked(
         self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
     ) -> list[str]:
         """Evaluation.unchecked through the caches: the inputs a caveat's check lacks."""
-        lacking = self.evaluation.missing_vars(form, values, derived)
+        lacking = self._lacking(form, values, derived)
         key = self._key(form, state, values, derived)
         return self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
 
@@ -1024,6 +1187,21 @@ class CompiledEvaluator:
             "says": static["says"],
             "provenance": dict(static["provenance"]),
         }
+
+
+def _decision_parts(evaluation: Evaluation) -> tuple[Any, ...] | None:
+    """What every decision record holds alike, encoded once: (the knowledge base's record, the
+    engine version, the engines' versions, the fingerprint its ids are made of); None when the
+    record is not of the shape `_decision_json` writes."""
+    made = evaluation.decision_record("", None)
+    if list(made) != ["decision_id", "kb", "engine_version", "engine", "input_sha256"]:
+        return None
+    return (
+        orjson.Fragment(orjson.dumps(made["kb"])),
+        made["engine_version"],
+        orjson.Fragment(orjson.dumps(made["engine"])),
+        evaluation.kb_record["fingerprint"],
+    )
 
 
 def _scope_reads(model: Any) -> tuple[tuple[str, str], ...]:

@@ -71,30 +71,45 @@ class Interval:
         hi, hi_closed = _min_high((self.hi, self.hi_closed), (cell.hi, cell.hi_closed))
         if lo is None or hi is None:
             return True
-        return lo < hi or (lo == hi and lo_closed and hi_closed)
+        return _below(lo, hi) or (_same(lo, hi) and lo_closed and hi_closed)
 
 
 UNBOUNDED = Interval(None, False, None, False)
 
 
+# Bounds are Fractions (normalised: equal exactly when numerator and denominator are, the
+# denominator positive). They are compared here by their integers: Fraction's own comparison
+# first asks `isinstance(other, numbers.Rational)`, an ABC check, at every comparison.
+def _below(x: Fraction, y: Fraction) -> bool:
+    """x < y"""
+    return x.numerator * y.denominator < y.numerator * x.denominator
+
+
+def _same(x: Fraction, y: Fraction) -> bool:
+    """x == y"""
+    return x.numerator == y.numerator and x.denominator == y.denominator
+
+
 def _max_low(a: tuple[Bound, bool], b: tuple[Bound, bool]) -> tuple[Bound, bool]:
-    if a[0] is None:
+    x, y = a[0], b[0]
+    if x is None:
         return b
-    if b[0] is None:
+    if y is None:
         return a
-    if a[0] != b[0]:
-        return a if a[0] > b[0] else b
-    return a[0], a[1] and b[1]
+    if not _same(x, y):
+        return a if _below(y, x) else b
+    return x, a[1] and b[1]
 
 
 def _min_high(a: tuple[Bound, bool], b: tuple[Bound, bool]) -> tuple[Bound, bool]:
-    if a[0] is None:
+    x, y = a[0], b[0]
+    if x is None:
         return b
-    if b[0] is None:
+    if y is None:
         return a
-    if a[0] != b[0]:
-        return a if a[0] < b[0] else b
-    return a[0], a[1] and b[1]
+    if not _same(x, y):
+        return a if _below(x, y) else b
+    return x, a[1] and b[1]
 
 
 # ---- three-valued evaluation over cells --------------------------------------------------------
@@ -191,6 +206,7 @@ class Domains:
         self._domains: dict[tuple[str, Any], Interval] = {}  # bounded, like _memo
         self._constants: dict[int, Interval] = {}  # constants and parameters of expressions, by id
         self._selectors: dict[str, list[int]] = {}
+        self._derived_inputs: dict[str, list[str]] = {}
         self._case_forms: dict[str, list[tuple[Form, Expression]]] = {
             name: [(simplify(form.inline(w)), e) for w, e in spec.cases]
             for name, spec in self.model.derived.items()
@@ -399,7 +415,14 @@ class Domains:
         return _apply(expr.name, a, b)
 
     def derived_inputs(self, spec: Derived) -> list[str]:
-        """The fields a derived value reads (case conditions and expressions)."""
+        """The fields a derived value reads (case conditions and expressions); worked out once
+        per derived value (the list is shared: read it, do not change it)."""
+        found = self._derived_inputs.get(spec.name)
+        if found is None:
+            found = self._derived_inputs[spec.name] = self._inputs_of(spec)
+        return found
+
+    def _inputs_of(self, spec: Derived) -> list[str]:
         exprs = ([spec.value] if spec.value is not None else []) + [e for _, e in spec.cases]
         names = [ref.name for e in exprs for ref in expression_refs(e) if ref.source == "field"]
         whens = [self.form.vars[v].name for when, _ in self._case_forms.get(spec.name, []) for v in _form_var_ids(when)]
@@ -531,7 +554,7 @@ def _apply(name: str, a: Interval, b: Interval) -> Interval:
     if name in ("divide", "percent_change"):
         divisor = b if name == "divide" else a
         assert divisor.lo is not None
-        if divisor.lo < 0 or (divisor.lo == 0 and divisor.lo_closed):
+        if divisor.lo.numerator < 0 or (divisor.lo.numerator == 0 and divisor.lo_closed):
             return UNBOUNDED
     values: list[tuple[_Q, bool]] = []
     for x, xc in ((a.lo, a.lo_closed), (a.hi, a.hi_closed)):

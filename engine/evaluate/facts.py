@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from fsgs_kb.engine.compile.durable import DurableRulesets
-from fsgs_kb.engine.compile.rulesets import derived_key, number, scalar
+from fsgs_kb.engine.compile.rulesets import derived_key, number
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
 
 # How a fact key gets its value, by engine name: ("field", path) the recorded value, ("count",
@@ -24,6 +24,7 @@ from fsgs_kb.engine.evaluate.evaluation import Evaluation
 # index, cell) an enum/boolean/list variable's possible cell, ("outcome", key) a rule's outcome
 # ("T" | "F" | "U") decided at an earlier level.
 Source = tuple[Any, ...]
+SCALAR = "(int(v) if type(v) is bool else v)"  # rulesets.scalar(v) written out: no call per key
 
 
 def fact_sources(evaluation: Evaluation, tested: set[str]) -> dict[str, Source]:
@@ -74,23 +75,50 @@ def fact_function(evaluation: Evaluation, durable: DurableRulesets, level: int) 
         d = f"d{chunk}"
         names.append(d)
         lines.append(f"    {d} = {{'sid': '0', 'id': 0, 'k': 1}}")
-        for key, short in pairs:
-            source = sources.get(key)
-            if source is None:  # no part of a record writes it: never in the fact
-                continue
-            lines += _assign(evaluation, source, f"{d}[{short!r}]", const)
+        written = [(key, short, sources[key]) for key, short in pairs if key in sources]  # else never in the fact
+        at = 0
+        while at < len(written):
+            source = written[at][2]
+            if source[0] == "cell":  # a run of one variable's possible cells: one update, remembered
+                end = at
+                while end < len(written) and written[end][2][0] == "cell" and written[end][2][1] == source[1]:
+                    end += 1
+                if end - at > 1:
+                    keys = tuple((s[2], short) for _, short, s in written[at:end])
+                    memo, index = const({}), source[1]
+                    lines.append(f"    x = {memo}.get(state[{index}])")
+                    lines.append(f"    if x is None: x = _cells({memo}, state[{index}], {const(keys)})")
+                    lines.append(f"    {d}.update(x)")
+                    at = end
+                    continue
+            lines += _assign(evaluation, source, f"{d}[{written[at][1]!r}]", const)
+            at += 1
     lines.append(f"    return [{', '.join(names)}]")
     code = "\n".join(lines) + "\n"
-    namespace: dict[str, Any] = {**constants, "_scalar": scalar}
+    namespace: dict[str, Any] = {**constants, "_cells": _cells}
     exec(compile(code, f"<fsgs-kb facts level {level}>", "exec"), namespace)  # noqa: S102
     return namespace["facts"], code
+
+
+CELLS_LIMIT = 4096  # possible-cell sets remembered per variable (few occur: a recorded value has one)
+
+
+def _cells(
+    memo: dict[tuple[int, ...], dict[str, int]], cells: tuple[int, ...], keys: tuple[tuple[int, str], ...]
+) -> dict[str, int]:
+    """The fact keys (in order) a variable's possible cells set, as the lines `_assign` writes
+    for each cell set them; remembered for the next record with the same cells."""
+    found = {short: 1 for cell, short in keys if cell in cells}
+    if len(memo) < CELLS_LIMIT:
+        memo[cells] = found
+    return found
 
 
 def _assign(evaluation: Evaluation, source: Source, target: str, const: Any) -> list[str]:
     """The lines that set `target` as Evaluation.flat_fact sets that key, and only when it does."""
     kind = source[0]
     if kind == "field":
-        return [f"    v = values[{source[1]!r}]", f"    if v is not None: {target} = _scalar(v)"]
+        return [f"    v = values[{source[1]!r}]", f"    if v is not None: {target} = {SCALAR}"]
     if kind == "count":
         return [f"    v = values[{source[1]!r}]", f"    if v is not None: {target} = len(v)"]
     if kind == "has":
@@ -100,7 +128,7 @@ def _assign(evaluation: Evaluation, source: Source, target: str, const: Any) -> 
             f"    if v is not None and {item} in [f'{{i}}' for i in v]: {target} = 1",
         ]
     if kind == "derived":
-        return [f"    v = derived[{source[1]!r}].value", f"    if v is not None: {target} = _scalar(v)"]
+        return [f"    v = derived[{source[1]!r}].value", f"    if v is not None: {target} = {SCALAR}"]
     if kind == "outcome":
         return [f"    v = outcomes.get({source[1]!r})", f"    if v is not None: {target} = v"]
     var = evaluation.exact.vars[source[1]]
@@ -111,5 +139,5 @@ def _assign(evaluation: Evaluation, source: Source, target: str, const: Any) -> 
     end = 0 if kind == "low" else -1
     return [
         f"    v = {known}",
-        f"    {target} = _scalar(v) if v is not None else {samples}[state[{source[1]}][{end}]]",
+        f"    {target} = {SCALAR} if v is not None else {samples}[state[{source[1]}][{end}]]",
     ]

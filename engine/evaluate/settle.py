@@ -66,25 +66,52 @@ class Entries:
         groups: list[tuple[str, ...]],
         listed: list[str],
         notes: dict[str, bytes],
+        booleans: frozenset[str] = frozenset(),
     ) -> None:
         self.plan = plan
         self.groups = groups
         self.listed = listed
         self.notes = notes
+        self.booleans = booleans  # the boolean derived values: True, False or None, never another type
 
 
-def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | None) -> tuple[str, dict[str, Any]]:
-    """(source of `settle(T, V, state, recorded, values, derived, errors)`, its constants).
+class Standard:
+    """What the standard rule entries are written from: each caveat's shown values as
+    `Evaluation._show_plan` gives them (kind, name, unit, the field the unit is read from), by
+    rule id, and the derived values a standard result lists, in order."""
 
-    T: the generated `rules`' (Kleene truth, conditions) per rule; V: durable-rules' verdict.
-    It appends disagreements to `errors` and returns, without `entries`,
+    def __init__(
+        self,
+        shows: dict[str, list[tuple[str, str, str | None, str | None]]],
+        listed: list[str],
+        scalars: frozenset[str] = frozenset(),
+    ) -> None:
+        self.shows = shows
+        self.listed = listed
+        self.scalars = scalars  # fields whose values are never lists (no copy to make)
+
+
+def settle_source(
+    rules: list[Any],
+    forms: dict[str, Any],
+    entries: Entries | None,
+    standard: Standard | None = None,
+    says: dict[str, str] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """(source of `settle(T, C, V, state, recorded, values, derived, errors)`, its constants).
+
+    T, C: each rule's Kleene truth and its conditions at the detail level (None at minimal), from
+    the generated `evaluate`; V: durable-rules' verdict.
+    It appends disagreements to `errors` and returns, without `entries` or `standard`,
     (decided, missing_of, without_of, unchecked_of, notes, advice, caveats, drafts, undetermined,
-    out_of_scope, outcomes) — the dicts by rule id the result is assembled from — and with it
-    (the full rule entries as JSON, advice, caveats, drafts, undetermined, out_of_scope, outcomes):
+    out_of_scope, outcomes) — the dicts by rule id the result is assembled from — with `entries`
+    (the full rule entries as JSON, advice, caveats, drafts, undetermined, out_of_scope, outcomes)
+    with `standard` ((the standard rule entries, the standard derived values), advice, …) and
+    with `says` (what each rule says, by id: a minimal result's (says, missing), advice, …):
     no dict built only to be read back."""
     src = Source()
     emit, const = src.emit, src.const
-    encoded = entries is not None
+    encoded = entries is not None or standard is not None or says is not None  # outcomes in locals, not dicts
     plain = {r.id: i for i, r in enumerate(rules) if r.kind != "caveat"}
     if not encoded:
         emit("decided = {}; missing_of = {}; without_of = {}; unchecked_of = {}; notes = {}")
@@ -92,7 +119,7 @@ def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | No
         if rule.kind == "caveat":
             continue
         r, form = repr(rule.id), const(forms[rule.id], "F")
-        emit(f"x = T[{i}][0]")
+        emit(f"x = T[{i}]")
         if encoded:
             emit(f"w{i} = None")
         emit("if x is None:")
@@ -103,8 +130,10 @@ def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | No
         emit("else: m = []")
         emit(f"s{i} = V[{r}]; o{i} = x")
         emit(f"if s{i} != x: errors.append(_disagree({r}, s{i}, x))")
-        if encoded:
+        if entries is not None:
             emit(f"m{i} = m if s{i} is None else None")
+        elif standard is not None or says is not None:
+            emit(f"m{i} = m if s{i} is None else []")
         else:
             emit(f"decided[{r}] = s{i}; missing_of[{r}] = m if s{i} is None else []")
     for i, rule in enumerate(rules):  # caveats: whether each applies to a fired rule it qualifies
@@ -112,7 +141,7 @@ def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | No
             continue
         r, form = repr(rule.id), const(forms[rule.id], "F")
         targets = [plain[q] for q in rule.qualifies if q in plain]  # another caveat's outcome is never True
-        emit(f"h = T[{i}][0]")
+        emit(f"h = T[{i}]")
         emit(f"if h is None: h = _decide({form}, state, recorded, values, derived)")
         emit(f"q = {' or '.join(f'o{t} is True' for t in targets) or 'False'}")
         emit(f"s{i} = h is True and q")
@@ -138,14 +167,26 @@ def settle_source(rules: list[Any], forms: dict[str, Any], entries: Entries | No
     out_of_scope = [f"s{i} is True" for i, r in enumerate(rules) if r.kind == "out_of_scope"]
     emit(f"out_of_scope = {' or '.join(out_of_scope) or 'False'}")
     outcomes = "".join(f"_O[s{i}], " for i in range(len(rules)))
-    if entries is None:
-        tail = "decided, missing_of, without_of, unchecked_of, notes"
-    else:
+    if entries is not None:
         _entries(src, rules, plain, entries)
         tail = "b''.join(p)"
+    elif standard is not None:
+        _standard_entries(src, rules, plain, standard)
+        tail = "(R, D)"
+    elif says is not None:  # a minimal result's says (fired rules, in rule order) and missing (undetermined)
+        emit("S = {}")
+        for i, rule in enumerate(rules):
+            emit(f"if s{i} is True: S[{rule.id!r}] = {const(says[rule.id])}")
+        emit("M = {}")
+        for i, rule in enumerate(rules):
+            if rule.kind != "caveat":
+                emit(f"if s{i} is None: M[{rule.id!r}] = m{i}")
+        tail = "(S, M)"
+    else:
+        tail = "decided, missing_of, without_of, unchecked_of, notes"
     emit(f"return {tail}, advice, caveats, drafts, undetermined, out_of_scope, ({outcomes})")
-    code = "def settle(T, V, state, recorded, values, derived, errors):\n" + "\n".join(src.lines) + "\n"
-    return code, {**src.constants, "_O": OUTCOME, "_OJ": OUTCOME_JSON, "_dumps": orjson.dumps}
+    code = "def settle(T, C, V, state, recorded, values, derived, errors):\n" + "\n".join(src.lines) + "\n"
+    return code, {**src.constants, "_O": OUTCOME, "_OJ": OUTCOME_JSON, "_dumps": orjson.dumps, "_listed": _listed}
 
 
 def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entries) -> None:
@@ -156,7 +197,20 @@ def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entr
     emit, const = src.emit, src.const
     lists: list[str] = []
     for n, name in enumerate(entries.listed):
-        emit(f"j{n} = _derived_json(derived[{name!r}])")
+        # remembered per derived value, by the DerivedValue itself (value, missing inputs and
+        # account: all its entry depends on) and, unless it is boolean, the value's type (1 == 1.0
+        # == True, which orjson writes differently); a float is never remembered (rarely repeats).
+        memo = const({}, "DM")
+        emit(f"dv = derived[{name!r}]")
+        if name in entries.booleans:
+            emit(f"j{n} = {memo}.get(dv)")
+            emit(f"if j{n} is None: j{n} = _derived_json(dv, {memo}, dv)")
+        else:
+            emit("t = type(dv[1])")
+            emit(f"if t is float: j{n} = _derived_json(dv, None, None)")
+            emit("else:")
+            emit(f"j{n} = {memo}.get((dv, t))", 2)
+            emit(f"if j{n} is None: j{n} = _derived_json(dv, {memo}, (dv, t))", 2)
     for names in entries.groups:
         parts = [f"j{entries.listed.index(name)}" for name in names]
         if len(parts) > 1:  # a list several rules share: joined once
@@ -177,21 +231,16 @@ def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entr
         missing = "b'[]'" if rules[i].kind == "caveat" else f"_dumps(m{i}) if m{i} else b'[]'"
         emit(
             f"e(({const(opening + head)}, {outcome_missing}[s{i}], {missing}, "
-            f"b',\"conditions\":', T[{i}][1], b',\"derived\":[', {lists[group]}))"
+            f"b',\"conditions\":', C[{i}], b',\"derived\":[', {lists[group]}))"
         )
         if rules[i].kind == "caveat":
             emit(f"a({const(b']' + says)})")
         else:
             emit(f"if w{i} is not None: e((b'],\"decided_without\":', _dumps(w{i}), {const(says)}))")
             emit(f"else: a({const(b']' + says)})")
-        if caveat is not None:
-            emit(f"a({const(caveat + b'[')})")
-            for j, (before, is_derived, name, unit) in enumerate(shown):
-                value = f"derived[{name!r}].value" if is_derived else f"values.get({name!r})"
-                read = f"b',\"unit\":' + _dumps(values.get({unit!r})) + b'}}'"
-                tail = const(unit) if isinstance(unit, bytes) else read
-                emit(f"e(({const((b',' if j else b'') + before)}, _dumps({value}), {tail}))")
-            emit("a(b']')")
+        if caveat is not None:  # what it shows: one list encoded at once (the bytes of its dicts)
+            emit(f"a({const(caveat)})")
+            emit(f"a(_dumps([{', '.join(_shown_dict(item, const) for item in shown)}]))")
             emit(f"if u{i} is not None: e((b',\"unchecked\":', _dumps(u{i})))")
         if i in notes_of:  # the caveats that fired for it, in rule order, as notes under it
             emit(f"if o{i} is True:")
@@ -201,3 +250,66 @@ def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entr
             emit("if n: e((b',\"caveats\":[', b','.join(n), b']'))", 2)
         opening = b"},"
     emit("a(b'}]')" if entries.plan else "a(b'[]')")
+
+
+def _standard_entries(src: Source, rules: list[Any], plain: dict[str, int], standard: Standard) -> None:
+    """The standard rule entries into `R` and the standard derived values into `D`, as
+    `CompiledEvaluator._evaluate` builds them from the dicts by rule id (and `Evaluation._shown`
+    the values a caveat shows): the same keys in the same order, fresh lists and dicts."""
+    emit = src.emit
+    notes_of: dict[int, list[int]] = {}  # a fired rule's index: the caveats that may qualify it
+    for c, rule in enumerate(rules):
+        if rule.kind == "caveat":
+            for q in rule.qualifies:
+                if q in plain:
+                    notes_of.setdefault(plain[q], []).append(c)
+    emit("R = []")
+    for i, rule in enumerate(rules):
+        r = repr(rule.id)
+        if rule.kind == "caveat":
+            emit(f"e = {{'id': {r}, 'outcome': _O[s{i}], 'missing': [], 'conditions': C[{i}]}}")
+            shown = []
+            for kind, name, unit, unit_from in standard.shows[rule.id]:
+                if kind == "derived":
+                    shown.append(f"{{'derived': {name!r}, 'value': derived[{name!r}].value, 'unit': {unit!r}}}")
+                    continue
+                value = f"values.get({name!r})" if name in standard.scalars else f"_listed(values.get({name!r}))"
+                told = f"values.get({unit_from!r})" if unit_from is not None else repr(unit)
+                shown.append(f"{{'field': {name!r}, 'value': {value}, 'unit': {told}}}")
+            emit(f"e['shown'] = [{', '.join(shown)}]")
+            emit(f"if u{i} is not None: e['unchecked'] = u{i}")
+        else:
+            emit(f"e = {{'id': {r}, 'outcome': _O[s{i}], 'missing': m{i}}}")
+            emit(f"if w{i} is not None: e['decided_without'] = w{i}")
+            emit(f"e['conditions'] = C[{i}]")
+            if i in notes_of:  # the caveats that fired for it, in rule order
+                emit(f"if o{i} is True:")
+                emit("n = []", 2)
+                for c in notes_of[i]:
+                    emit(f"if s{c}: n.append({rules[c].id!r})", 2)
+                emit("if n: e['caveats'] = n", 2)
+        emit("R.append(e)")
+    listed = ", ".join(
+        f"{{'name': {n!r}, 'value': derived[{n!r}].value, 'how': derived[{n!r}].how, "
+        f"'missing': list(derived[{n!r}].missing)}}"
+        for n in standard.listed
+    )
+    emit(f"D = [{listed}]")
+
+
+def _listed(value: Any) -> Any:
+    """A shown field's value as `Evaluation._shown` gives it: a list copied."""
+    return list(value) if isinstance(value, list) else value
+
+
+def _shown_dict(item: Shown, const: Any) -> str:
+    """A shown value as the dict `Evaluation._shown` makes (for encoding only): its kind and
+    name, value, and unit (constant, from the JSON the plan holds, or read from its field)."""
+    before, is_derived, name, unit = item
+    kind = "derived" if is_derived else "field"
+    value = f"derived[{name!r}].value" if is_derived else f"values.get({name!r})"
+    if isinstance(unit, bytes):  # b',"unit":' + the unit's JSON + b'}'
+        told = const(orjson.loads(unit[len(b',"unit":') : -1]))
+    else:
+        told = f"values.get({unit!r})"
+    return f"{{{kind!r}: {name!r}, 'value': {value}, 'unit': {told}}}"
