@@ -28,7 +28,7 @@ from fsgs_kb.engine.load.paths import RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.model import KnowledgeBaseModel
 from fsgs_kb.engine.read.records import Record, record_value
 
-COUNTED_LIMIT = 4096  # distinct outcome tuples remembered (13 rules see a few hundred in a cohort)
+COUNTED_LIMIT = 1024  # distinct outcome tuples remembered (~200 in the bench's first 60,000 records)
 
 
 class KnowledgeBase:
@@ -53,6 +53,7 @@ class KnowledgeBase:
         # Each distinct tuple of rule outcomes, paired with the rule ids once: batch counts a
         # record's outcomes by this one tuple (one dict update a record, not one per rule).
         self._counted: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}  # each (rule, outcome) made once, shared
 
     @property
     def id(self) -> str:
@@ -132,7 +133,11 @@ class KnowledgeBase:
                 blob, status, outcomes = self.compiled_evaluator.run_json(fast, None, detail, head)
                 counted = self._counted.get(outcomes)
                 if counted is None:
-                    counted = tuple(zip(self.compiled_evaluator.rule_ids, outcomes, strict=False))
+                    pairs = self._pairs
+                    counted = tuple(
+                        pairs.setdefault(pair, pair)
+                        for pair in zip(self.compiled_evaluator.rule_ids, outcomes, strict=False)
+                    )
                     if len(self._counted) < COUNTED_LIMIT:
                         self._counted[outcomes] = counted
                 return blob, status, counted

@@ -228,7 +228,7 @@ class BatchRunner:
         allow_workers()
         pool = self.pool  # started as chunks arrive: never more workers than chunks
         feed = _chunks(iter(records), self.chunk_size)
-        limit = self.n_workers * self.chunk_size * 3  # records read but not yet written: bounds memory
+        limit = self.n_workers * self.chunk_size * 4  # records read but not yet written: bounds memory
         exhausted = False
         finished = False
         try:
@@ -347,8 +347,12 @@ class BatchRunner:
         return exhausted
 
     def _in_flight(self, pool: list[_Worker]) -> int:
+        """Records read and not yet in the output: held here, sent to a worker, or granted to one
+        that has not yet said it wrote them. Without the last, a disk slower than the workers
+        (dirty-page throttling on an 8.7 GB output) let granted blocks pile up in the workers."""
         held = sum(entry[0].count for entry in self.done.values())
-        return held + sum(len(chunk.records) for w in pool for chunk in w.inflight)
+        sent = sum(len(chunk.records) for w in pool for chunk in w.inflight)
+        return held + sent + sum(g.result.count for w in pool for g in w.granted.values())
 
     def _collect(self, ctx: Any, pool: list[_Worker], busy: list[_Worker]) -> None:
         ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=POLL_S))

@@ -15,7 +15,8 @@ parent: PR_SET_PDEATHSIG where Linux offers it, and a check of its parent pid wh
 Fault injection for tests and drills: FSGS_KB_FAULT="segv:ID,kill:ID" makes a worker crash for
 real (a null-pointer read, or SIGKILL to itself) when it meets a record with that patient id;
 "killwrite:ID" kills the worker after it wrote half of the block holding that record into the
-output, once per FSGS_KB_FAULT_ONCE marker file (every time when that variable is unset).
+output, once per FSGS_KB_FAULT_ONCE marker file (every time when that variable is unset);
+"stallwrite:ID" holds that block back until the worker has nothing left to evaluate (a slow disk).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class ChunkResult:
     size: int = -1
     kill_while_writing: bool = False  # fault injection (killwrite:ID): never sent to the parent
     parts: list[bytes] | None = None  # the block as its lines and newlines, unjoined (see `evaluate_chunk`)
+    stall_while_writing: bool = False  # fault injection (stallwrite:ID): never sent to the parent
 
     def __post_init__(self) -> None:
         if self.size < 0:
@@ -224,10 +226,12 @@ def evaluate_chunk(
     lines: list[bytes] = []
     tally: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}  # (status, outcomes): records
     options = options or {}
-    kill_while_writing = False
+    kill_while_writing = stall_while_writing = False
     for record in chunk:
         if faults:
-            kill_while_writing = _inject(faults, record_value(record)[0]) == "killwrite" or kill_while_writing
+            kind = _inject(faults, record_value(record)[0])
+            kill_while_writing = kind == "killwrite" or kill_while_writing
+            stall_while_writing = kind == "stallwrite" or stall_while_writing
         line, status, outcomes = kb.encode_record(record, **options)  # outcomes counted at every detail level
         lines.append(line)
         key = (status, outcomes)
@@ -246,12 +250,29 @@ def evaluate_chunk(
             crc = crc32(NEWLINE, crc32(line, crc))
             size += len(line) + 1
         return ChunkResult(
-            chunk[0].number, len(chunk), b"", dict(by_status), dict(by_rule), crc, size, kill_while_writing, parts
+            chunk[0].number,
+            len(chunk),
+            b"",
+            dict(by_status),
+            dict(by_rule),
+            crc,
+            size,
+            kill_while_writing,
+            parts,
+            stall_while_writing,
         )
     lines.append(b"")  # the last line's newline, in the one join (a chunk at full detail is megabytes)
     blob = NEWLINE.join(lines)
     return ChunkResult(
-        chunk[0].number, len(chunk), blob, dict(by_status), dict(by_rule), crc32(blob), len(blob), kill_while_writing
+        chunk[0].number,
+        len(chunk),
+        blob,
+        dict(by_status),
+        dict(by_rule),
+        crc32(blob),
+        len(blob),
+        kill_while_writing,
+        stall_while_writing=stall_while_writing,
     )
 
 
@@ -296,14 +317,21 @@ def serve(
         kb = kb if kb is not None else load(rules_dir)
         faults = fault_plan()
         sender.start()
+        idle = threading.Event()  # nothing to evaluate: the stallwrite drill waits for it
         if blocks is not None and grants is not None and out_fd is not None:
             threading.Thread(
-                target=_write_all, args=(conn, grants, blocks, out_fd, lock), name="fsgs-kb-writer", daemon=True
+                target=_write_all,
+                args=(conn, grants, blocks, out_fd, lock, idle),
+                name="fsgs-kb-writer",
+                daemon=True,
             ).start()
         while True:
+            if not conn.poll(0):
+                idle.set()
             while not conn.poll(IDLE_CHECK_S):
                 if os.getppid() != parent:
                     return
+            idle.clear()
             message = conn.recv()
             if message is None:
                 break
@@ -354,14 +382,26 @@ def _send_all(
             os._exit(0)  # the parent is gone: nothing left to do
 
 
-def _write_all(conn: Connection, grants: Connection, blocks: _Blocks, out_fd: int, lock: threading.Lock) -> None:
+def _write_all(
+    conn: Connection, grants: Connection, blocks: _Blocks, out_fd: int, lock: threading.Lock, idle: threading.Event
+) -> None:
     """The writer thread: each granted block into the output at its offset, then WRITTEN, or
     WRITE_FAILED with the system's reason (a full disk: the parent stops the run with that
-    error, as when it writes itself)."""
+    error, as when it writes itself).
+
+    The stallwrite drill (a disk slower than the workers): the block holding that record is
+    written only once this worker has nothing left to evaluate, and the worker says on stderr
+    how many blocks it then holds. The parent counts granted, unwritten blocks as in flight,
+    so that is a few, not the rest of the input (tests/test_batch_direct.py)."""
     try:
         while True:
             first, offset = grants.recv()
             result = blocks.take(first)
+            if result.stall_while_writing:
+                idle.wait()
+                with blocks.ready:
+                    waiting = len(blocks.held)
+                os.write(2, f"fsgs-kb worker: stallwrite: {waiting} more blocks held\n".encode())
             try:
                 if result.parts is not None:
                     write_parts_at(out_fd, result.parts, offset, result.kill_while_writing)
