@@ -216,12 +216,7 @@ def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entr
         if len(parts) > 1:  # a list several rules share: joined once
             emit(f"L{len(lists)} = b','.join(({', '.join(parts)},))")
         lists.append(parts[0] if len(parts) == 1 else f"L{len(lists)}" if parts else "b''")
-    notes_of: dict[int, list[int]] = {}  # a fired rule's index: the caveats that may qualify it
-    for c, rule in enumerate(rules):
-        if rule.kind == "caveat":
-            for q in rule.qualifies:
-                if q in plain:
-                    notes_of.setdefault(plain[q], []).append(c)
+    notes_of = _notes_of(rules, plain)
     emit("p = []")
     emit("e = p.extend")
     emit("a = p.append")
@@ -252,17 +247,23 @@ def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entr
     emit("a(b'}]')" if entries.plan else "a(b'[]')")
 
 
-def _standard_entries(src: Source, rules: list[Any], plain: dict[str, int], standard: Standard) -> None:
-    """The standard rule entries into `R` and the standard derived values into `D`, as
-    `CompiledEvaluator._evaluate` builds them from the dicts by rule id (and `Evaluation._shown`
-    the values a caveat shows): the same keys in the same order, fresh lists and dicts."""
-    emit = src.emit
-    notes_of: dict[int, list[int]] = {}  # a fired rule's index: the caveats that may qualify it
+def _notes_of(rules: list[Any], plain: dict[str, int]) -> dict[int, list[int]]:
+    """A fired rule's index: the indexes of the caveats that may qualify it, in rule order."""
+    notes_of: dict[int, list[int]] = {}
     for c, rule in enumerate(rules):
         if rule.kind == "caveat":
             for q in rule.qualifies:
                 if q in plain:
                     notes_of.setdefault(plain[q], []).append(c)
+    return notes_of
+
+
+def _standard_entries(src: Source, rules: list[Any], plain: dict[str, int], standard: Standard) -> None:
+    """The standard rule entries into `R` and the standard derived values into `D`, as
+    `CompiledEvaluator._evaluate` builds them from the dicts by rule id (and `Evaluation._shown`
+    the values a caveat shows): the same keys in the same order, fresh lists and dicts."""
+    emit = src.emit
+    notes_of = _notes_of(rules, plain)
     emit("R = []")
     for i, rule in enumerate(rules):
         r = repr(rule.id)
