@@ -242,37 +242,30 @@ def evaluate_chunk(
         by_status[status] += n
         for pair in outcomes:
             by_rule[pair] += n
+    parts: list[bytes] | None = None
+    blob = b""
     if unjoined:
-        parts: list[bytes] = []
+        parts = []
         crc = size = 0
         for line in lines:
             parts += (line, NEWLINE)
             crc = crc32(NEWLINE, crc32(line, crc))
             size += len(line) + 1
-        return ChunkResult(
-            chunk[0].number,
-            len(chunk),
-            b"",
-            dict(by_status),
-            dict(by_rule),
-            crc,
-            size,
-            kill_while_writing,
-            parts,
-            stall_while_writing,
-        )
-    lines.append(b"")  # the last line's newline, in the one join (a chunk at full detail is megabytes)
-    blob = NEWLINE.join(lines)
+    else:
+        lines.append(b"")  # the last line's newline, in the one join (a chunk at full detail is megabytes)
+        blob = NEWLINE.join(lines)
+        crc, size = crc32(blob), len(blob)
     return ChunkResult(
         chunk[0].number,
         len(chunk),
         blob,
         dict(by_status),
         dict(by_rule),
-        crc32(blob),
-        len(blob),
+        crc,
+        size,
         kill_while_writing,
-        stall_while_writing=stall_while_writing,
+        parts,
+        stall_while_writing,
     )
 
 
@@ -318,6 +311,7 @@ def serve(
         faults = fault_plan()
         sender.start()
         idle = threading.Event()  # nothing to evaluate: the stallwrite drill waits for it
+        stall_drill = "stallwrite" in faults.values()
         if blocks is not None and grants is not None and out_fd is not None:
             threading.Thread(
                 target=_write_all,
@@ -326,7 +320,7 @@ def serve(
                 daemon=True,
             ).start()
         while True:
-            if not conn.poll(0):
+            if stall_drill and not conn.poll(0):
                 idle.set()
             while not conn.poll(IDLE_CHECK_S):
                 if os.getppid() != parent:
@@ -403,10 +397,8 @@ def _write_all(
                     waiting = len(blocks.held)
                 os.write(2, f"fsgs-kb worker: stallwrite: {waiting} more blocks held\n".encode())
             try:
-                if result.parts is not None:
-                    write_parts_at(out_fd, result.parts, offset, result.kill_while_writing)
-                else:
-                    write_at(out_fd, result.blob, offset, result.kill_while_writing)
+                assert result.parts is not None  # a worker that writes keeps its blocks unjoined (serve)
+                write_parts_at(out_fd, result.parts, offset, result.kill_while_writing)
             except OSError as exc:
                 with lock:
                     conn.send((WRITE_FAILED, first, exc.strerror or str(exc)))
