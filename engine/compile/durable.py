@@ -40,6 +40,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,8 @@ _NAMES = itertools.count()
 # system call) at every fact: rulesets made in another process are recreated (see _ensure).
 _PROCESS = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.getpid()))
+_CREATING = [threading.Lock()]  # made anew in a forked child (held by another thread at the fork, never released)
+os.register_at_fork(after_in_child=lambda: _CREATING.__setitem__(0, threading.Lock()))
 
 
 # the C core's calls made for every fact, as module globals (one lookup each, not two)
@@ -116,6 +119,12 @@ class DurableRulesets:
         self.label = label
         self._pid = -1
         self._handles: list[list[int]] = []
+        # A ruleset's session holds one fact at a time: assert, drain the fired rules, retract are
+        # separate calls into the core, and a second thread's assert between them made one thread
+        # drain the other's rules (the cross-check then called the record an error, its advice
+        # from the other fact). One lock per process (made anew in a forked child: a lock held by
+        # another thread at the fork would never be released there).
+        self._turn = threading.Lock()
         self._ids = itertools.count(1)
         # Each ruleset is given only the fact keys its patterns test: the core parses every fact
         # it is handed, so a level's whole fact (~60 keys, ~2 KB) asserted into a ruleset that
@@ -140,12 +149,17 @@ class DurableRulesets:
         )
 
     def _ensure(self) -> list[list[int]]:
+        with _CREATING[0]:  # two threads meeting a new process: one creates the rulesets
+            return self._ensure_once()
+
+    def _ensure_once(self) -> list[list[int]]:
         if self._pid != os.getpid():
             prefix = f"{self.label}_{os.getpid()}_{next(_NAMES)}"
             self._handles = [
                 [core.create_ruleset(f"{prefix}_L{i}_{j}", durable_json(rs)) for j, rs in enumerate(chunks)]
                 for i, chunks in enumerate(self.rulesets)
             ]
+            self._turn = threading.Lock()
             self._pid = os.getpid()
         return self._handles
 
@@ -181,32 +195,33 @@ class DurableRulesets:
         fired: set[str] = set()
         add = fired.add
         handles = self._handles if self._pid == _PROCESS[0] else self._ensure()
-        number = next(self._ids)
-        for handle, projected in zip(handles[level], facts, strict=True):
-            projected["id"] = number
-            try:
-                encoded = orjson.dumps(projected)
-            except TypeError:
-                text = fact_json(projected)
-            else:
-                if b"e-" in encoded or b"e+" in encoded:
-                    encoded = _BARE_EXPONENT.sub(rb"\1.0\2", encoded)
-                text = encoded.decode("utf-8")
-            try:
-                code, state = _assert_fact(handle, text)
-                if code == 0:
-                    action = _start_action(handle, state)
-                    message = action[1] if action else None
-                    while message:
-                        add(message[2 : message.index('"', 2)])  # the rule name of '{"NAME":{"m":…}}'
-                        message = _complete_and_start(handle, state)
-            except Exception as exc:  # the C core raises plain Exception with an error code
-                raise EngineError(str(exc)) from None
-            finally:
+        with self._turn:
+            number = next(self._ids)
+            for handle, projected in zip(handles[level], facts, strict=True):
+                projected["id"] = number
                 try:
-                    _retract_fact(handle, text)
-                except Exception:  # noqa: S110 - a fact that was never stored cannot be retracted
-                    pass
+                    encoded = orjson.dumps(projected)
+                except TypeError:
+                    text = fact_json(projected)
+                else:
+                    if b"e-" in encoded or b"e+" in encoded:
+                        encoded = _BARE_EXPONENT.sub(rb"\1.0\2", encoded)
+                    text = encoded.decode("utf-8")
+                try:
+                    code, state = _assert_fact(handle, text)
+                    if code == 0:
+                        action = _start_action(handle, state)
+                        message = action[1] if action else None
+                        while message:
+                            add(message[2 : message.index('"', 2)])  # the rule name of '{"NAME":{"m":…}}'
+                            message = _complete_and_start(handle, state)
+                except Exception as exc:  # the C core raises plain Exception with an error code
+                    raise EngineError(str(exc)) from None
+                finally:
+                    try:
+                        _retract_fact(handle, text)
+                    except Exception:  # noqa: S110 - a fact that was never stored cannot be retracted
+                        pass
         return fired
 
 
