@@ -170,6 +170,37 @@ def test_results_share_nothing_mutable(kb: Any) -> None:
     assert orjson.dumps(kb.evaluate(patient)) == expected
 
 
+def _edit_everything(value: Any) -> None:
+    """Append to every list and add a key to every dict of a result, at every depth."""
+    if isinstance(value, dict):
+        for child in list(value.values()):
+            _edit_everything(child)
+        value["edited"] = True
+    elif isinstance(value, list):
+        for child in list(value):
+            _edit_everything(child)
+        value.append("edited")
+
+
+def test_a_result_shares_nothing_with_the_patient_or_the_next_result(kb: Any) -> None:
+    """Review 5 D3: a list-valued condition's `actual` (gc_toxicity_risk_factors) was the
+    patient's own list, so editing a result edited the record. Every list and dict of every
+    result, at every detail level and from both evaluators, is edited here; the patient and the
+    next result stay as they were."""
+    paths = sorted((ROOT / "examples").glob("*.json"))
+    patients = [json.loads(path.read_text()) for path in paths]
+    patients += list(iter_cohort(40, seed=5))
+    assert any(isinstance(p.get("gc_toxicity_risk_factors"), list) and p["gc_toxicity_risk_factors"] for p in patients)
+    for patient in patients:
+        before = orjson.dumps(patient)
+        for detail in ("full", "standard", "minimal"):
+            for evaluate in (kb.evaluate, kb.reference_evaluate):
+                expected = orjson.dumps(evaluate(patient, detail=detail))
+                _edit_everything(evaluate(patient, detail=detail))
+                assert orjson.dumps(patient) == before, (patient.get("id"), detail)
+                assert orjson.dumps(evaluate(patient, detail=detail)) == expected, (patient.get("id"), detail)
+
+
 def test_the_generated_source_holds_every_comparison(kb: Any) -> None:
     from fsgs_kb.engine.load.conditions import walk
 

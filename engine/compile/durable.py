@@ -129,7 +129,7 @@ class DurableRulesets:
         # Each ruleset is given only the fact keys its patterns test: the core parses every fact
         # it is handed, so a level's whole fact (~60 keys, ~2 KB) asserted into a ruleset that
         # reads six of them cost a third of the decision. A key no pattern tests cannot change
-        # what fires, so the projection decides the same (tests/test_durable_wrapper.py).
+        # what fires, so the projection decides the same (tests/test_durable.py).
         # `project=False` hands every ruleset the whole fact (the test's yardstick).
         # The projected keys are also renamed, in the rulesets the core is given and in the facts
         # asserted into them, to short names (`f0`, `f1`, …): the core hashes and copies every key

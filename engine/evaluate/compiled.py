@@ -479,6 +479,8 @@ class _Generator:
                 emit(
                     f"if type({f}) is list: {f} = [_i[{key!r}] for _i in {f} if isinstance(_i, dict) and {key!r} in _i]"
                 )
+            elif info.type == "array":  # a result shows it as a condition's actual: never the record's own list
+                emit(f"if type({f}) is list: {f} = {f}[:]")
             if info.enum:
                 emit(f"if {f} == {UNKNOWN_ENUM!r}: {f} = None")
         for name in self.model.derived_order:

@@ -534,7 +534,9 @@ class Evaluation:
     def _failed(
         self, patient: Any, input_sha: str, status: str, problems: list[KBError], timestamp: str | None
     ) -> dict[str, Any]:
-        pid = patient.get("id") if isinstance(patient, dict) and isinstance(patient.get("id"), str) else None
+        pid = patient.get("id") if isinstance(patient, dict) else None
+        if not isinstance(pid, str) or not (pid.isascii() or _is_unicode(pid)):
+            pid = None  # a lone surrogate (refused as input.encoding) cannot be written out as JSON
         return {
             "patient_id": pid,
             "status": status,
@@ -603,3 +605,12 @@ def _error_dict(error: KBError) -> dict[str, Any]:
 def error_record(error: KBError) -> dict[str, Any]:
     """One entry of a result's `errors`."""
     return _error_dict(error)
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode (no lone surrogate: the Python API can be handed one)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

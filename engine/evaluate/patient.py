@@ -273,6 +273,8 @@ def field_values(record: dict[str, Any], fields: tuple[FieldInfo, ...]) -> dict[
         value = _get(record, info.keys)
         if info.item_key is not None and isinstance(value, list):
             value = [item[info.item_key] for item in value if isinstance(item, dict) and info.item_key in item]
+        elif isinstance(value, list):  # a result shows it as a condition's actual: never the record's own list
+            value = list(value)
         out[info.path] = None if value == UNKNOWN_ENUM and info.enum else value
     return out
 

@@ -165,3 +165,20 @@ def test_an_integer_orjson_would_round_keeps_its_value_and_hash(tmp_path: Path) 
     api = fsgs_kb.load().evaluate(record)
     assert printed["decision"]["input_sha256"] == api["decision"]["input_sha256"]
     assert printed["decision"]["input"]["ext"]["x"] == -(2**63) - 1
+
+
+@pytest.mark.parametrize("pid", ["\udfff", "S\ud800", "caf\u00e9\udc80"])
+def test_the_python_api_writes_a_record_whose_id_is_not_unicode(pid: str) -> None:
+    """Review 5 D2: a lone surrogate in `id` (only the Python API can be handed one: orjson
+    refuses it on the wire) is `input.encoding`, and the result named it as `patient_id`, so
+    `evaluate_json` raised UnicodeEncodeError. Its result names no patient and encodes."""
+    import fsgs_kb
+
+    kb = fsgs_kb.load()
+    for detail in ("full", "standard", "minimal"):
+        line = kb.evaluate_json({"id": pid, "age_years": -1}, detail=detail)
+        result = json.loads(line)
+        assert result["patient_id"] is None
+        assert result["status"] == "invalid"
+        assert "input.encoding" in [e["code"] for e in result["errors"]]
+    assert kb.evaluate({"id": "caf\u00e9", "age_years": -1})["patient_id"] == "caf\u00e9"
