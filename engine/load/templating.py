@@ -32,27 +32,16 @@ def float_text(value: float) -> str:
     5.1000000000000005), but never a rounding that reads as a rounder number than the value is.
     350.0003 mg/day at 70 kg is 5.0000043 mg/kg/day: written "5" it read "5 mg/kg/day, above
     5 mg/kg/day" (review 5). More digits are written until the text is the value, or shows
-    all the digits it was rounded to (5.000004)."""
+    every digit it was rounded to (5.000004: the `#` form, which keeps trailing zeros and the
+    point, is the same text)."""
     text = f"{value:.6g}"
-    if float(text) == value or value != value or value in (_INF, -_INF):
+    if float(text) == value or text == f"{value:#.6g}":  # exact, or visibly six digits (nan, inf too)
         return text
-    for precision in range(6, 18):
+    for precision in range(7, 18):
         text = f"{value:.{precision}g}"
-        if float(text) == value or _visibly_rounded(text, precision):
+        if float(text) == value or text == f"{value:#.{precision}g}":
             return text
     return repr(value)
-
-
-_INF = float("inf")
-
-
-def _visibly_rounded(text: str, precision: int) -> bool:
-    """Whether a %g text shows all `precision` digits behind a decimal point or an exponent
-    (`5.000004`, `4.96454`; not `5` nor `1000000`, which read as exact)."""
-    mantissa, _, _ = text.partition("e")
-    if "." not in mantissa and "e" not in text:
-        return False
-    return len(mantissa.lstrip("-").replace(".", "").lstrip("0")) == precision
 
 
 def word(value: Any) -> str:
