@@ -135,3 +135,23 @@ def test_a_value_just_past_a_threshold_is_never_worded_as_the_threshold(kb: Any)
     patient["weight_kg"] = 70.5
     hows = {d["how"] for r in kb.evaluate(patient)["rules"] for d in r["derived"] if d["name"] == "dose_mg_per_kg_day"}
     assert len(hows) == 1 and hows.pop().startswith("350 mg/day ÷ 70.5 kg = 4.96454 mg/kg/day")
+
+
+def test_a_derived_value_with_groups_is_worded_with_its_groups(kb: Any) -> None:
+    """Review 5 (issue 11's finding, left in `how`, which CDS cards and `trace` show): an `any` of
+    two `all`s joined flat by "and" read "… false and … false and … true and … true" for a
+    value that is true. Each group is bracketed with its own truth, in both evaluators."""
+    patient = json.loads((ROOT / "examples" / "child-bp-above-target.json").read_text())
+    expected = (
+        "[age_group = child (needs = adult): false and blood_pressure.systolic_mmHg = 118 mmHg "
+        "(needs ≥ 120 mmHg): false]: false or [age_group = child (needs = child): true and "
+        "blood_pressure.percentile_for_age = 95 percentile (needs ≥ 90 percentile): true]: true"
+    )
+    for result in (kb.evaluate(patient), kb.reference_evaluate(patient)):
+        hows = {d["how"] for r in result["rules"] for d in r["derived"] if d["name"] == "bp_above_target"}
+        assert hows == {expected}
+        # a plain `all` keeps its flat wording
+        scope = {d["how"] for r in result["rules"] for d in r["derived"] if d["name"] == "in_scope"}
+        assert scope and all(" and " in how and "]: " not in how for how in scope), scope
+    trace = CliRunner().invoke(main, ["trace", "-"], input=json.dumps(kb.evaluate(patient))).output
+    assert f"derived bp_above_target = {expected}" in trace

@@ -32,7 +32,7 @@ from fsgs_kb.engine.evaluate.evaluation import OUTCOME, SCOPE_DERIVED, Evaluatio
 from fsgs_kb.engine.evaluate.exact import NARROWED, Recorded, State, constraint_values, relevant_vars, value_at
 from fsgs_kb.engine.evaluate.exact import decide as exact_decide
 from fsgs_kb.engine.evaluate.facts import fact_function
-from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, plain
+from fsgs_kb.engine.evaluate.kleene import DerivedValue, copy_policy, exact, fmt, how_of, is_flat, plain
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
 from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, Standard, settle_source
@@ -311,7 +311,10 @@ class _Generator:
                 self.word(plan)
                 texts.append(f"({plan.text}, {plan.result})")
             emit(f"{d}v = {r}; {d}m = tuple({m})")
-            emit(f"{d}h = ' and '.join([_t for _t, _r in ({', '.join(texts)},) if _r is not None]) or 'unknown'")
+            if is_flat(spec.condition):
+                emit(f"{d}h = ' and '.join([_t for _t, _r in ({', '.join(texts)},) if _r is not None]) or 'unknown'")
+            else:  # groups keep their brackets and truths (kleene.how_of, the reference's own wording)
+                emit(f"{d}h = _how_of({self.src.const(spec.condition)}, [{', '.join(texts)}])")
             return
         if spec.value is not None:
             self.expression_value(spec.name, spec.value, "''", 1)
@@ -841,6 +844,7 @@ class CompiledEvaluator:
             "_qpct": _qpct,
             "_qplain": _qplain,
             "_fmt": fmt,
+            "_how_of": how_of,
             "_float_text": float_text,
             "_union": _union,
             "_dedupe": _dedupe,

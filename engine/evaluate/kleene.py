@@ -13,6 +13,7 @@ missing inputs reported are those of the unknown items that could still change t
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, NamedTuple
@@ -63,6 +64,47 @@ def _plain(number: Fraction) -> float | int:
         return float(number)
     except OverflowError:
         return sys.float_info.max if number > 0 else -sys.float_info.max
+
+
+def how_of(condition: Condition, leaves: list[tuple[str, bool | None]]) -> str:
+    """How a boolean derived value came out, from its comparisons' texts and truths (in `walk`
+    order). A plain `all` of comparisons: the decided ones joined by "and" (what is unknown is
+    listed as missing). A condition with groups keeps them, each in brackets with its own truth
+    ("[adult … false and systolic … false]: false or [child … true and percentile … true]:
+    true"): joined flat by "and" it read as false for a value that is true (review 5)."""
+    if is_flat(condition):
+        return " and ".join(text for text, result in leaves if result is not None) or "unknown"
+    return _group_how(condition, iter(leaves), True)[0]
+
+
+def is_flat(condition: Condition) -> bool:
+    """A comparison, or an `all` of comparisons: worded as one "and" chain."""
+    return isinstance(condition, Compare) or (
+        isinstance(condition, AllOf) and all(isinstance(item, Compare) for item in condition.items)
+    )
+
+
+_TRUTH_WORD = {True: "true", False: "false", None: "unknown"}
+
+
+def _group_how(condition: Condition, leaves: Iterator[tuple[str, bool | None]], top: bool) -> tuple[str, bool | None]:
+    if isinstance(condition, Compare):
+        return next(leaves)
+    if isinstance(condition, Not):
+        inner, truth = _group_how(condition.item, leaves, False)
+        result = None if truth is None else not truth
+        text = f"not {inner}"
+    else:
+        parts = [_group_how(item, leaves, False) for item in condition.items]
+        truths = [truth for _, truth in parts]
+        if isinstance(condition, AllOf):
+            result = False if False in truths else True if all(t is True for t in truths) else None
+            joiner = " and "
+        else:
+            result = True if True in truths else False if all(t is False for t in truths) else None
+            joiner = " or "
+        text = joiner.join(part for part, _ in parts)
+    return (text if top else f"[{text}]: {_TRUTH_WORD[result]}"), result
 
 
 def fmt(value: Any) -> str:
@@ -198,7 +240,7 @@ class Evaluator:
     ) -> DerivedValue:
         if spec.condition is not None:
             outcome = self.condition(spec.condition, values, known, memo)
-            how = " and ".join(leaf["text"] for leaf in outcome.leaves if leaf["result"] is not None) or "unknown"
+            how = how_of(spec.condition, [(leaf["text"], leaf["result"]) for leaf in outcome.leaves])
             return DerivedValue(spec.name, outcome.result, spec.unit, tuple(outcome.missing), how)
         if spec.value is not None:
             return self._expression_value(spec, spec.value, values, known, "")
