@@ -18,6 +18,7 @@ was set aside evaluates nothing and gets one `info` card saying the order could 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import pointer_titles
-from fsgs_kb.engine.model import Rule
+from fsgs_kb.engine.model import AllOf, Compare, Condition, Not, Rule
 from fsgs_kb.engine.report.cds import (
     aside_words,
     no_data_detail,
@@ -90,10 +91,11 @@ def scope_summary(prefix: str, scope: dict[str, Any]) -> str:
     return text
 
 
-def fired_values(entry: dict[str, Any]) -> list[str]:
-    """The numbers that made a rule fire, with units, in condition order."""
+def fired_values(entry: dict[str, Any], behind: list[dict[str, Any]] | None = None) -> list[str]:
+    """The numbers that made a rule fire, with units, in condition order; `behind`: the
+    comparisons that made its true derived values true (`CardMaker.behind`), after them."""
     out: list[str] = []
-    for leaf in entry.get("conditions", []):
+    for leaf in [*entry.get("conditions", []), *(behind or [])]:
         actual = leaf.get("actual")
         if leaf.get("result") is True and isinstance(actual, (int, float)) and not isinstance(actual, bool):
             text = f"{_number(actual)} {leaf['unit']}" if leaf.get("unit") else _number(actual)
@@ -102,9 +104,9 @@ def fired_values(entry: dict[str, Any]) -> list[str]:
     return out
 
 
-def summary(entry: dict[str, Any]) -> str:
+def summary(entry: dict[str, Any], behind: list[dict[str, Any]] | None = None) -> str:
     prefix = "DRAFT: " if entry["status"] != "active" else ""
-    values = fired_values(entry)
+    values = fired_values(entry, behind)
     return _fit(prefix, entry["title"], f" ({', '.join(values)})" if values else "")
 
 
@@ -211,6 +213,30 @@ class CardMaker:
 
         return [i for i in aside if (i["resourceType"], i["id"]) not in used or awaited(i.get("field")) or draft(i)]
 
+    def behind(self, entry: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+        """The comparisons that made a fired rule's true derived values true, from the input the
+        result holds: "blood pressure above target" is true because the percentile is 95 (the
+        branch that held), which the card's summary names (issue 15: the finding with its
+        values; review 5). Empty where the result holds no input."""
+        patient = result.get("decision", {}).get("input")
+        names = [
+            leaf["derived"]
+            for leaf in entry.get("conditions", [])
+            if leaf.get("result") is True and leaf.get("actual") is True and leaf.get("derived")
+        ]
+        if not isinstance(patient, dict) or not names:
+            return []
+        evaluation = self.kb.evaluation
+        values = evaluation.values_of(patient)
+        known = evaluation.evaluator.derive(values)
+        out: list[dict[str, Any]] = []
+        for name in names:
+            condition = self.kb.model.derived[name].condition
+            if condition is not None:
+                outcome = evaluation.evaluator.condition(condition, values, known)
+                out += _held(condition, iter(outcome.leaves))[1]
+        return out
+
     def _source(self, code: str, display: str) -> dict[str, Any]:
         return {
             "label": self.label,
@@ -245,7 +271,7 @@ class CardMaker:
         }
         card: dict[str, Any] = {
             "uuid": card_uuid(decision["decision_id"], entry["id"]),
-            "summary": summary(entry),
+            "summary": summary(entry, self.behind(entry, result)),
             "indicator": "warning" if entry["kind"] == "warning" else "info",
             "detail": rule_detail(detail),
             "source": self._source(entry["id"], entry["title"]),
@@ -460,3 +486,21 @@ def caveats_of(result: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, 
         for caveat in entry.get("caveats") or []
         if isinstance(caveat, dict)
     ]
+
+
+def _held(condition: Condition, leaves: Iterator[dict[str, Any]]) -> tuple[bool | None, list[dict[str, Any]]]:
+    """(a condition's truth, the comparisons that made it true): every comparison of a true
+    `all`, those of the true alternatives of an `any`; none under a `not`."""
+    if isinstance(condition, Compare):
+        leaf = next(leaves)
+        return leaf["result"], [leaf] if leaf["result"] is True else []
+    if isinstance(condition, Not):
+        truth, _ = _held(condition.item, leaves)
+        return (None if truth is None else not truth), []
+    parts = [_held(item, leaves) for item in condition.items]
+    truths = [truth for truth, _ in parts]
+    if isinstance(condition, AllOf):
+        truth = False if False in truths else True if all(t is True for t in truths) else None
+        return truth, [leaf for _, held in parts for leaf in held] if truth is True else []
+    truth = True if True in truths else False if all(t is False for t in truths) else None
+    return truth, [leaf for t, held in parts if t is True for leaf in held]

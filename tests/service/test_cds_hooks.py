@@ -156,6 +156,20 @@ def test_a_warning_card_names_its_values_and_their_resources(server: Server, ehr
     assert all(c["indicator"] != "critical" for c in cards.values())
 
 
+def test_a_warning_on_a_derived_value_names_the_values_behind_it(server: Server, ehr: Any, templates: Any) -> None:
+    """Review 5 (issue 15: a summary names the finding with its values): the blood-pressure
+    warning fires on "above target", a derived value, and its summary named no value. It names
+    the value of the branch that held: a child's percentile (95), not the adult systolic (118)."""
+    _, answer = patient_view(server, ehr, templates, example("child-bp-above-target"))
+    cards = {c["source"]["topic"]["code"]: c for c in answer.json()["cards"]}
+    bp = cards["CSA-BP-ABOVE-TARGET"]
+    assert bp["summary"].startswith("DRAFT: Blood pressure above") and bp["summary"].endswith(" (95 percentile)")
+    assert "118" not in bp["summary"] and len(bp["summary"]) < 140
+    detail = bp["detail"]
+    # the derived value with its groups (Markdown escapes the brackets)
+    assert "\\]: false or \\[" in detail and "(needs ≥ 90 percentile): true\\]: true" in detail
+
+
 def test_caveats_are_shown_with_the_advice_they_qualify(
     server: Server, ehr: Any, templates: Any, kb: KnowledgeBase
 ) -> None:
