@@ -74,6 +74,14 @@ def test_evaluate_stdin_invalid_record_exits_1() -> None:
     assert json.loads(result.stdout)["errors"][0]["pointer"] == "/weight_kg"
 
 
+def test_explain_names_an_invalid_value_once() -> None:
+    """Review 5: the problem's message starts with its pointer, and explain wrote it again
+    (`/weight_kg: /weight_kg: -1 kg is out of range …`)."""
+    result = invoke("explain", "-", stdin='{"id": "x", "weight_kg": -1}')
+    assert result.exit_code == 1
+    assert "  /weight_kg: -1 kg is out of range" in result.output and "/weight_kg: /weight_kg" not in result.output
+
+
 def test_evaluate_garbage_is_an_invalid_record_not_a_traceback() -> None:
     result = invoke("evaluate", "-", stdin="this is not json")
     assert result.exit_code == 1

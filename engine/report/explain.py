@@ -314,7 +314,8 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
     if doc["problems"]:
         lines.append(paint("PROBLEMS WITH THE RECORD", "heading"))
         for problem in doc["problems"]:
-            where = f"{problem['pointer']}: " if problem.get("pointer") else ""
+            pointer = problem.get("pointer")  # named once: most messages already start with it
+            where = f"{pointer}: " if pointer and not str(problem["message"]).startswith(f"{pointer}:") else ""
             hint = f" (hint: {problem['hint']})" if problem.get("hint") else ""
             lines += _wrap(f"{where}{problem['message']}{hint}", "  ")
     scope = doc.get("scope")
