@@ -113,7 +113,7 @@ class _Builder:
         self.errors: list[KBError] = []
 
     def build(self, node: yaml.Node, pointer: str) -> Any:
-        if id(node) in self.seen:
+        if isinstance(node, _AliasNode) or id(node) in self.seen:
             self._fail(
                 "yaml.alias",
                 "aliases (*name) are not allowed",
@@ -201,12 +201,20 @@ class TooDeep(Exception):
         self.mark = mark
 
 
+class _AliasNode(yaml.ScalarNode):
+    """Where an alias (*name) stood: refused there, once (composed as the anchored node itself,
+    an error was placed at the anchor, and repeated for every path an alias bomb reaches it by)."""
+
+
 class _DepthLimitedLoader(yaml.SafeLoader):
     """PyYAML's composer recurses once per nesting level: stop it at MAX_DEPTH, where it is."""
 
     depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()  # type: ignore[no-untyped-call]
+            return _AliasNode("tag:yaml.org,2002:null", "", event.start_mark, event.end_mark)
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
@@ -233,6 +241,8 @@ def _compose_fast(text: str) -> yaml.Node | None:
         depth = 0
         while loader.check_event():
             event = loader.get_event()
+            if isinstance(event, yaml.AliasEvent):
+                raise _Refer  # PyYAML's composer places each alias (_DepthLimitedLoader)
             if isinstance(event, _OPENS):
                 depth += 1
                 if depth >= MAX_DEPTH - 1:  # PyYAML counts the scalars inside as one level more

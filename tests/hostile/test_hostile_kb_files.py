@@ -124,3 +124,27 @@ def test_hidden_files_and_editor_droppings_are_not_part_of_the_kb(tmp_path: Path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = run_cli("evaluate", "--rules", "rules", str(EXAMPLE), cwd=tmp_path, cache=tmp_path / "cache")
     assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "evaluated", proc.stderr
+
+
+def test_each_alias_is_refused_once_where_it_stands(tmp_path: Path) -> None:
+    """Review 5: an alias was placed at its anchor (the node it repeats), and an alias bomb
+    printed each error once per path that reached the anchor (36 lines for 4). One error per
+    `*name`, at its line and column."""
+    kb = copy_kb(tmp_path / "rules")
+    manifest = kb / "kb.yaml"
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    first = len(lines) + 1
+    bomb = ["a: &a [1, 2]", "b: &b [*a, *a]", "c: &c [*b, *b]", "d: [*c, *c]"]
+    manifest.write_text("\n".join([*lines, *bomb]) + "\n", encoding="utf-8")
+    proc = run_cli("validate", "--rules", str(kb), cwd=tmp_path)
+    assert_refused(proc, "yaml.alias", "rules/kb.yaml", 1)
+    places = [
+        line.split(": error[")[0] for line in (proc.stdout + proc.stderr).splitlines() if "error[yaml.alias]" in line
+    ]
+    expected = []
+    for row, text in enumerate(bomb):
+        col = text.find("*")
+        while col >= 0:
+            expected.append(f"rules/kb.yaml:{first + row}:{col + 1}")
+            col = text.find("*", col + 1)
+    assert sorted(places) == sorted(expected), places
