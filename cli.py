@@ -20,10 +20,10 @@ import click
 
 from fsgs_kb.engine.audit.audit import audit_report
 from fsgs_kb.engine.audit.diff import KBSide, compare, load_side, materialize, temporary_workdir
-from fsgs_kb.engine.audit.replay import FHIR_ONLY, Places, index_inputs, is_result, replay_counts, stored_decision
+from fsgs_kb.engine.audit.replay import FHIR_ONLY, Places, index_inputs, is_result, replay_counts
 from fsgs_kb.engine.audit.replay import impact as run_impact
 from fsgs_kb.engine.audit.replay import replay as run_replay
-from fsgs_kb.engine.audit.trace import Trace
+from fsgs_kb.engine.audit.trace import Trace, explained_result
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.dask_bag import run_parts
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
@@ -416,7 +416,7 @@ def explain(
     kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, reader, announce=False)
     if is_result(data):
         stored = data
-        data, result = stored_decision(kb, stored, file="standard input" if patient == "-" else patient, line=1)
+        data, result = explained_result(kb, stored, file="standard input" if patient == "-" else patient, line=1)
         for key in FHIR_ONLY:  # FHIR input: the conversion, as the stored result says
             if stored.get(key) is not None:
                 result[key] = stored[key]

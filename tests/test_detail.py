@@ -142,7 +142,7 @@ def test_explain_reads_a_stored_result_at_every_level(tmp_path: Path) -> None:
     bare = tmp_path / "bare.json"
     bare.write_text(fsgs("evaluate", patient, "--detail", "minimal").stdout)
     proc = fsgs("explain", str(bare))
-    assert proc.returncode == 2 and f"{bare}:1: error[explain.no_input]" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and f"{bare}:1: error[explain.minimal_no_input]" in proc.stderr, proc.stderr
     edited = json.loads((tmp_path / "minimal.json").read_text())
     edited["advice"] = ["CSA-DOSE-WITHIN"]
     bare.write_text(json.dumps(edited))
@@ -284,3 +284,35 @@ def test_replay_reports_a_changed_minimal_decision(kb: Any) -> None:
     verdict = replay_one(kb, edited, {})
     assert verdict["verdict"] == "changed"
     assert {"rule": "CSA-DOSE-EXCEEDS", "old": "absent", "new": "fired"} in verdict["changes"]
+
+
+def test_explain_reads_a_stored_result_without_its_input(tmp_path: Path) -> None:
+    """Review 5 (issue 13: explain works on every level): batch's default output keeps no input,
+    and explain refused it. A full or standard result is traced against the knowledge base, then
+    explained from the values it records, saying so; a forged one is refused with what is wrong."""
+    patient = str(ROOT / "examples" / "child-bp-above-target.json")
+    alone = fsgs("explain", patient).stdout
+    texts = {}
+    for level in ("full", "standard"):
+        stored = tmp_path / f"{level}.json"
+        stored.write_text(fsgs("evaluate", patient, "--detail", level).stdout)
+        proc = fsgs("explain", str(stored))
+        assert proc.returncode == 0, (level, proc.stderr)
+        assert "explained from the stored result (its input was not kept)" in " ".join(proc.stdout.split())
+        texts[level] = proc.stdout
+        for heading in ("WARNINGS (2)", "Blood pressure above the ideal level on cyclosporine", "Source (S5)"):
+            assert heading in proc.stdout and heading in alone, heading
+        assert "as the result records it: [age_group = child (needs = adult): false" in proc.stdout
+        assert "✓ months on cyclosporine (current course) is 13 months, at least 12 months" in proc.stdout
+        as_json = json.loads(fsgs("explain", str(stored), "--format", "json").stdout)
+        assert as_json["status"] == "evaluated" and {r["id"] for r in as_json["rules"]} == {
+            r["id"] for r in json.loads(fsgs("explain", patient, "--format", "json").stdout)["rules"]
+        }
+    assert texts["full"] == texts["standard"]
+    forged = json.loads((tmp_path / "standard.json").read_text())
+    forged["advice"] = [a for a in forged["advice"] if a != "CSA-BP-ABOVE-TARGET"]
+    bad = tmp_path / "forged.json"
+    bad.write_text(json.dumps(forged))
+    proc = fsgs("explain", str(bad))
+    assert proc.returncode == 2 and f"{bad}:1: error[explain.inconsistent]" in proc.stderr, proc.stderr
+    assert "advice" in proc.stderr

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsgs_kb.engine.audit.consistency import mismatch, summary_mismatches
-from fsgs_kb.engine.audit.replay import replay_one
+from fsgs_kb.engine.audit.replay import replay_one, stored_decision
 from fsgs_kb.engine.audit.shape import shape_problems
-from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of
 from fsgs_kb.engine.evaluate.kleene import compare, kleene_all, kleene_any
 from fsgs_kb.engine.kb import KnowledgeBase
@@ -191,3 +191,49 @@ def _minimal_mismatches(kb: KnowledgeBase, result: dict[str, Any]) -> list[str]:
             why = "one text per rule in advice and caveats" if name == "says" else "one entry per undetermined rule"
             out.append(mismatch(name, sorted(listed), sorted(keyed), why + ", by rule id"))
     return out
+
+
+def explained_result(
+    kb: KnowledgeBase, stored: dict[str, Any], file: str | None = None, line: int | None = None
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the patient or None, the full result) of a stored result `explain` is given. With its
+    input, re-derived and checked byte for byte (`stored_decision`); without it (batch's default
+    output), traced instead: made by this knowledge base, every rule entry and the summary
+    consistent with it (a standard result rebuilt in full from it), and then explained from what
+    it recorded. A minimal result records no condition values: there is nothing to explain why
+    with, and it is refused saying so. KBErrors naming `file` and `line` otherwise."""
+    try:
+        return stored_decision(kb, stored, file, line)
+    except KBErrors as exc:
+        if [error.code for error in exc.errors] != ["explain.no_input"]:
+            raise
+    found = trace(kb, stored)
+    if found.mismatches:
+        shown = "; ".join(found.mismatches[:3]) + (
+            f"; … ({len(found.mismatches) - 3} more)" if len(found.mismatches) > 3 else ""
+        )
+        raise KBErrors(
+            [
+                KBError(
+                    "explain.inconsistent",
+                    f"this result does not agree with the knowledge base that made it: {shown}",
+                    hint="fsgs-kb trace names every mismatch; evaluate the patient again for a result to explain",
+                    file=file,
+                    line=line,
+                )
+            ]
+        )
+    if detail_of(stored) == "minimal":
+        raise KBErrors(
+            [
+                KBError(
+                    "explain.minimal_no_input",
+                    "a minimal result records no condition values and not its input: nothing to explain why with",
+                    hint="explain the patient record, a result at --detail standard or full, or one kept with "
+                    "--include-input",
+                    file=file,
+                    line=line,
+                )
+            ]
+        )
+    return None, found.result

@@ -10,9 +10,10 @@ schema's titles and the knowledge base's own titles.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo
+from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, kleene_all, kleene_any
 from fsgs_kb.engine.explain.wording import provenance_label
 from fsgs_kb.engine.load.fields import FieldInfo
 from fsgs_kb.engine.load.templating import quantity, words
@@ -179,6 +180,46 @@ class ConditionWords:
         assert isinstance(cond, (AllOf, AnyOf))
         items = [self.tree(item, values, known, memo, open_derived) for item in cond.items]
         return {"kind": kind, "met": outcome.result, "items": items}
+
+    def stored_tree(
+        self, cond: Condition, entries: Iterator[dict[str, Any]], derived: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A condition as `tree` gives it, from what a stored result recorded rather than from
+        the record: each comparison's entry (its actual value and truth, in `walk` order) and each
+        derived value's recorded `how` (its inputs are not in the result, so it is not opened
+        up). For a result kept without its input (`explain RESULT.json`)."""
+        if isinstance(cond, Compare):
+            entry = next(entries)
+            node: dict[str, Any] = {
+                "kind": "condition",
+                "met": entry.get("result"),
+                "text": self.sentence(cond, entry),
+                cond.source: cond.name,
+                "pointer": entry.get("pointer"),
+            }
+            for key in ("actual", "unit", "threshold", "parameter", "provenance", "missing"):
+                if entry.get(key) is not None:
+                    node["value" if key == "actual" else key] = entry[key]
+            if cond.source == "field":
+                info = self.fields.get(cond.name)
+                if info is not None:
+                    node["record_pointer"] = info.pointer
+            choices = self.local_choices(cond.source, cond.name)
+            if choices and not (cond.name == SCOPE and node["met"] is True):
+                node["choices"] = choices
+            recorded = derived.get(cond.name) if cond.source == "derived" else None
+            if recorded is not None and recorded.get("how") and not (cond.name == SCOPE and node["met"] is True):
+                node["how"] = f"as the result records it: {recorded['how']}"
+            return node
+        if isinstance(cond, Not):
+            inner = self.stored_tree(cond.item, entries, derived)
+            met = None if inner["met"] is None else not inner["met"]
+            return {"kind": "not", "met": met, "items": [inner]}
+        items = [self.stored_tree(item, entries, derived) for item in cond.items]
+        truths = [item["met"] for item in items]
+        if isinstance(cond, AllOf):
+            return {"kind": "all", "met": kleene_all(truths), "items": items}
+        return {"kind": "any", "met": kleene_any(truths), "items": items}
 
     def local_choices(self, source: str, name: str) -> list[str]:
         """The choices a value rests on that the review does not make (clinical-notes §7: shown next

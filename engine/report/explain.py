@@ -17,6 +17,7 @@ from fsgs_kb.engine.explain.clinical import ConditionWords, lower_first, short_r
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.fields import pointer_titles
 from fsgs_kb.engine.load.templating import quantity
+from fsgs_kb.engine.model import Rule
 from fsgs_kb.engine.report.colour import PLAIN, Palette
 from fsgs_kb.engine.report.text import printable
 
@@ -37,6 +38,10 @@ SECTIONS = (
     ("info", "INFORMATION"),
 )
 MARK = {True: "✓", False: "✗", None: "?"}
+FROM_RESULT = (
+    "explained from the stored result (its input was not kept): checked against this knowledge base, "
+    "the values as it records them, not re-derived"
+)
 
 
 # ---- the explanation as data ------------------------------------------------------------------
@@ -61,12 +66,27 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
         "scope": None,
         "rules": [],
     }
-    if result["status"] in ("invalid", "error") or not isinstance(patient, dict):
+    if result["status"] in ("invalid", "error"):
         return doc
     words = ConditionWords(kb.model, kb.evaluator)
-    values = kb.evaluation.values_of(patient)
     memo: Memo = {}
-    known = kb.evaluator.derive(values, memo)
+    if isinstance(patient, dict):
+        values = kb.evaluation.values_of(patient)
+        known = kb.evaluator.derive(values, memo)
+
+        def because_of(model_rule: Rule, rule: dict[str, Any]) -> dict[str, Any]:
+            return words.tree(model_rule.when, values, known, memo)
+
+    elif all(isinstance(rule.get("conditions"), list) for rule in result["rules"]):
+        # a full result kept without its input (checked by trace first): what it recorded
+        doc["from_result"] = True
+
+        def because_of(model_rule: Rule, rule: dict[str, Any]) -> dict[str, Any]:
+            derived = {d["name"]: d for d in rule.get("derived", [])}
+            return words.stored_tree(model_rule.when, iter(rule["conditions"]), derived)
+
+    else:
+        return doc
     titles = pointer_titles()
     shown = set(result["advice"]) | set(result.get("caveats", []))
     fired_caveats = [kb.model.rules[c] for c in result.get("caveats", []) if c in kb.model.rules]
@@ -82,7 +102,7 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
             "outcome": rule["outcome"],
             "section": section,
             "says": rule["says"],
-            "because": _decided(words.tree(model_rule.when, values, known, memo), rule, model_rule.kind),
+            "because": _decided(because_of(model_rule, rule), rule, model_rule.kind),
             "citations": rule["citations"],
             "evidence": rule["evidence"],
             "interpretation": [" ".join(note.split()) for note in model_rule.interpretation],
@@ -114,11 +134,18 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
         doc["rules"].append(entry)
     scope = kb.model.derived.get("in_scope")
     if scope is not None and scope.condition is not None:
-        tree = words.tree(scope.condition, values, known, memo)
         missing = (result.get("scope") or {}).get("missing", [])
-        unrecorded = [p for p in missing if _recorded(patient, p) is None]
+        if isinstance(patient, dict):
+            tree = words.tree(scope.condition, values, known, memo)
+            in_scope = known["in_scope"].value if "in_scope" in known else None
+            unrecorded = [p for p in missing if _recorded(patient, p) is None]
+        else:  # the scope's own comparisons are not in a result: what it recorded of them
+            recorded = (result.get("scope") or {}).get("in_scope")
+            how = next((d["how"] for r in result["rules"] for d in r.get("derived", []) if d["name"] == "in_scope"), "")
+            tree = {"kind": "condition", "met": recorded, "text": f"as the result records it: {how or 'unknown'}"}
+            in_scope, unrecorded = recorded, list(missing)
         doc["scope"] = {
-            "in_scope": known["in_scope"].value if "in_scope" in known else None,
+            "in_scope": in_scope,
             "covers": " ".join(scope.title.split()),
             "choices": words.local_choices("derived", "in_scope"),
             "because": tree,
@@ -303,6 +330,8 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
         + (f" ({doc['scope_text']})" if doc["status"] == "evaluated" and doc.get("scope_text") else ""),
         paint(f"  decision {doc['decision_id']}", "muted"),
     ]
+    if doc.get("from_result"):
+        lines += [paint(line, "muted") for line in _wrap(FROM_RESULT, "  ")]
     scope_doc = doc.get("scope") or {}
     if doc["status"] == "evaluated":  # said once here, not under every rule
         for choice in scope_doc.get("choices", []):
