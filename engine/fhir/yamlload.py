@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
-from fsgs_kb.engine.load.yamlsafe import MAX_DEPTH, TooDeep, compose_yaml
+from fsgs_kb.engine.load.yamlsafe import MAX_DEPTH, TooDeep, compose_yaml, is_alias
 
 MAX_MAP_BYTES = 2 * 1024 * 1024
 KEY = "~key"  # positions[POINTER + KEY] is where the key of POINTER is ("~k" is no valid pointer escape)
@@ -39,7 +39,7 @@ class _Builder:
         self.problems.append(Problem(message, pointer, line, col))
 
     def build(self, node: yaml.Node, pointer: str) -> Any:
-        if id(node) in self._seen:
+        if is_alias(node) or id(node) in self._seen:
             self.fail("aliases (*name) are not allowed: write the value out", node, pointer)
             return None
         self._seen.add(id(node))

@@ -20,7 +20,16 @@ import yaml
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
 from fsgs_kb.engine.load.files import MAX_FILE_BYTES, RulesFiles
 
-__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "Located", "TooDeep", "compose_yaml", "load_yaml", "parse_yaml"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "Located",
+    "TooDeep",
+    "compose_yaml",
+    "is_alias",
+    "load_yaml",
+    "parse_yaml",
+]
 
 MAX_DEPTH = 64  # nested mappings and lists; a knowledge-base file needs about 12
 TRUE_FALSE = {"true": True, "false": False}
@@ -204,6 +213,11 @@ class TooDeep(Exception):
 class _AliasNode(yaml.ScalarNode):
     """Where an alias (*name) stood: refused there, once (composed as the anchored node itself,
     an error was placed at the anchor, and repeated for every path an alias bomb reaches it by)."""
+
+
+def is_alias(node: yaml.Node) -> bool:
+    """Whether a composed node is where an alias stood (refused by every loader of ours)."""
+    return isinstance(node, _AliasNode)
 
 
 class _DepthLimitedLoader(yaml.SafeLoader):
