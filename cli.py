@@ -594,7 +594,9 @@ def _batch_parts(
             "input parts are files: standard input cannot be split into parts",
             hint="without --dask, batch - reads standard input",
         )
-    parts = expand_parts(source)
+    parts, warnings = expand_parts(source)
+    for warning in warnings:
+        click.echo(format_error(warning), err=True)
     check_parts(source, parts, outdir)
     prepare_outdir(outdir)
     if scheduler is None:

@@ -16,6 +16,7 @@ import glob
 import os
 import posixpath
 import signal
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -48,19 +49,71 @@ def _fsspec() -> Any:
     return fsspec
 
 
-def expand_parts(source: str) -> list[str]:
-    """The input parts a source names, sorted: a glob's matches, or the one path or URL."""
+def expand_parts(source: str) -> tuple[list[str], list[KBError]]:
+    """The input parts a source names, sorted (a glob's matches, or the one path or URL), and a
+    warning naming the directories a local glob matched (not parts: skipped, but never silently).
+
+    A match that is neither a regular file nor a directory, or that cannot be read (a dangling
+    symbolic link to an unmounted volume, a FIFO, a socket, no permission), is data the glob names
+    and the run cannot read: KBErrors listing each one, before anything is written."""
     if is_url(source):
         fsspec = _fsspec()
         files = fsspec.open_files(source, "rb")
         parts = sorted({f.full_name for f in files}) if is_pattern(source) else [source]
         if not is_pattern(source):
-            return parts
+            return parts, []
         protocol = source.split("://", 1)[0]
-        return [p if is_url(p) else f"{protocol}://{p}" for p in parts]
-    if is_pattern(source):  # `**` spans directories, as in a shell with globstar
-        return sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
-    return [source]
+        return [p if is_url(p) else f"{protocol}://{p}" for p in parts], []
+    if not is_pattern(source):
+        return [source], []
+    parts, directories, unreadable = [], [], []
+    for match in sorted(glob.glob(source, recursive=True)):  # `**` spans directories, as with globstar
+        problem = _unreadable(match)
+        if problem is None:
+            parts.append(match)
+        elif problem == "directory":
+            directories.append(match)
+        else:
+            unreadable.append(KBError("input.unreadable", problem, file=match, hint=UNREADABLE_HINT))
+    if unreadable:
+        raise KBErrors(unreadable)
+    warnings = []
+    if directories:
+        shown = ", ".join(directories[:3]) + (f" and {len(directories) - 3} more" if len(directories) > 3 else "")
+        warnings.append(
+            KBError(
+                "batch.parts_skipped",
+                f"{len(directories)} match(es) of the glob are directories, not parts: skipped ({shown})",
+                file=source,
+                hint="narrow the glob to the files, e.g. 'DIR/**/*.jsonl'",
+                severity="warning",
+            )
+        )
+    return parts, warnings
+
+
+UNREADABLE_HINT = "every file the glob matches is a part: make it readable, remove it, or narrow the glob"
+
+
+def _unreadable(path: str) -> str | None:
+    """Why a glob's match cannot be read as a part ("directory" for a directory), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if os.path.islink(path):
+            return f"a symbolic link to {os.readlink(path)}, which cannot be read: {exc.strerror}"
+        return f"cannot read the input part: {exc.strerror}"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"the input part is {kind}, not a file: it cannot be read again or resumed"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return f"cannot read the input part: {exc.strerror}"
+    return None
 
 
 def local_parts(parts: list[str]) -> list[str]:
