@@ -160,16 +160,32 @@ def part_output(outdir: str, part: str) -> str:
 
 
 def check_parts(source: str, parts: list[str], outdir: str) -> None:
-    """KBErrors unless there are parts and no output part would overwrite an input part."""
+    """KBErrors unless there are parts and no output part would overwrite an input part: by
+    name, by resolved path, or as the same file (a hard link or a symbolic link in OUTDIR to any
+    input part, compared by device and inode)."""
     if not parts:
         raise KBErrors([KBError("input.unreadable", f"no input matches {source}", file=source)])
-    outputs = [part_output(outdir, part) for part in parts]
-    if len(set(outputs)) != len(outputs):
-        raise KBErrors(
-            [KBError("batch.output", "two input parts have the same file name: their outputs would collide")]
-        )
+    first_by_output: dict[str, str] = {}
+    for part in parts:
+        output = part_output(outdir, part)
+        other = first_by_output.setdefault(output, part)
+        if other != part:
+            inside = any(_inside(p, outdir) for p in (other, part))
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.output",
+                        f"has the same file name as the input part {other}: both would be written to {output}",
+                        file=part,
+                        hint="the output directory lies inside the glob, so a run's own outputs are read as parts: "
+                        "write to a directory outside it"
+                        if inside
+                        else "give the parts distinct file names, or run each directory with its own -o",
+                    )
+                ]
+            )
     local_in = {os.path.realpath(p) for p in parts if not is_url(p)}
-    for out in outputs:
+    for out in first_by_output:
         if out in parts or (not is_url(out) and os.path.realpath(out) in local_in):
             raise KBErrors(
                 [
@@ -181,6 +197,12 @@ def check_parts(source: str, parts: list[str], outdir: str) -> None:
                     )
                 ]
             )
+
+
+def _inside(path: str, directory: str) -> bool:
+    if is_url(path) or is_url(directory):
+        return path.startswith(directory.rstrip("/") + "/")
+    return os.path.realpath(path).startswith(os.path.realpath(directory).rstrip(os.sep) + os.sep)
 
 
 def evaluate_part(

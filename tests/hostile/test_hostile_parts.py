@@ -1,4 +1,5 @@
-"""Input parts (`fsgs-kb batch 'GLOB' -o OUTDIR`): every match read or named (review 5 F12)."""
+"""Input parts (`fsgs-kb batch 'GLOB' -o OUTDIR`): every match read or named (review 5 F12); messages that name
+the parts (F16)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,30 @@ def test_glob_matches_that_cannot_be_read_are_an_error_listing_each_and_director
     assert len(warning) == 1 and str(data / "part-4.jsonl") in warning[0], done.err
     assert "1 part(s) written" in done.err
     assert_each_record_once(read_results(out / "part-1.jsonl"), 2)
+
+
+def test_two_parts_with_one_file_name_are_refused_naming_both_and_the_cause(tmp_path: Path) -> None:
+    """The second run of `batch 'tree/**/*.jsonl' -o tree/out` finds its own outputs among the
+    parts: the message names both parts, where they would both go, and that OUTDIR lies inside
+    the glob; two directories that merely share a file name get another hint."""
+    tree = tmp_path / "tree"
+    first = _part(tree / "a" / "p.jsonl", 0, 2)
+    pattern, out = tree / "**" / "*.jsonl", tree / "out"
+    assert run("batch", pattern, "-o", out, "--quiet").rc == 0
+    before = (out / "p.jsonl").read_bytes()
+    again = run("batch", pattern, "-o", out, "--quiet")
+    assert again.rc == 2, again
+    assert_no_traceback(again)
+    line = next(line for line in again.err.splitlines() if "error[" in line)
+    assert "<input>" not in line and "error[batch.output]" in line, line
+    assert str(first) in line and str(out / "p.jsonl") in line, line  # both parts (the second is the output)
+    assert "inside the glob" in line, line
+    assert (out / "p.jsonl").read_bytes() == before
+
+    _part(tmp_path / "a" / "p.jsonl", 5, 1)
+    _part(tmp_path / "b" / "p.jsonl", 6, 1)
+    elsewhere = run("batch", tmp_path / "[ab]" / "p.jsonl", "-o", tmp_path / "elsewhere", "--quiet")
+    assert elsewhere.rc == 2, elsewhere
+    line = next(line for line in elsewhere.err.splitlines() if "error[" in line)
+    assert str(tmp_path / "a" / "p.jsonl") in line and str(tmp_path / "b" / "p.jsonl") in line, line
+    assert "distinct file names" in line, line
