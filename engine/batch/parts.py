@@ -155,7 +155,7 @@ def prepare_outdir(outdir: str) -> None:
 
 def part_output(outdir: str, part: str) -> str:
     """Where a part's results go: OUTDIR/the part's file name."""
-    name = posixpath.basename(part.rstrip("/")) if is_url(part) else os.path.basename(part)
+    name = part_output_name(part)
     return posixpath.join(outdir.rstrip("/"), name) if is_url(outdir) else os.path.join(outdir, name)
 
 
@@ -184,19 +184,61 @@ def check_parts(source: str, parts: list[str], outdir: str) -> None:
                     )
                 ]
             )
-    local_in = {os.path.realpath(p) for p in parts if not is_url(p)}
-    for out in first_by_output:
-        if out in parts or (not is_url(out) and os.path.realpath(out) in local_in):
-            raise KBErrors(
-                [
-                    KBError(
-                        "batch.output_is_input",
-                        "an output part would be written over its input part",
-                        file=out,
-                        hint="write the results to another directory",
-                    )
-                ]
-            )
+    inputs = input_files(parts)
+    for output, part in first_by_output.items():
+        refuse_output_over_inputs(part, output, inputs)
+
+
+def input_files(parts: list[str]) -> dict[tuple[int, int] | str, str]:
+    """The local input parts by device and inode, and by resolved path: what no output may be."""
+    found: dict[tuple[int, int] | str, str] = {}
+    for part in parts:
+        if is_url(part) and not part.startswith("file://"):
+            found[part] = part
+            continue
+        path = part.removeprefix("file://")
+        found[os.path.realpath(path)] = part
+        identity = _file_id(path)
+        if identity is not None:
+            found[identity] = part
+    return found
+
+
+def refuse_output_over_inputs(part: str, output: str, inputs: dict[tuple[int, int] | str, str]) -> None:
+    """KBErrors when the output of `part` is one of the input parts (`inputs`, from
+    `input_files`): checked before a run and again as each part is started."""
+    if output in inputs.values():
+        over: str | None = output
+    elif is_url(output) and not output.startswith("file://"):
+        return
+    else:
+        path = output.removeprefix("file://")
+        identity = _file_id(path)
+        over = inputs.get(os.path.realpath(path)) or (inputs.get(identity) if identity is not None else None)
+    if over is not None:
+        what = "its input part" if over == part else f"the input part {over}"
+        raise KBErrors(
+            [
+                KBError(
+                    "batch.output_is_input",
+                    f"the output part is {what} (the same file): writing it would destroy that input",
+                    file=output,
+                    hint="write the results to another directory (one that holds no link to an input part)",
+                )
+            ]
+        )
+
+
+def part_output_name(path: str) -> str:
+    return posixpath.basename(path.rstrip("/")) if is_url(path) else os.path.basename(path)
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # not there (yet)
+    return info.st_dev, info.st_ino
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -251,8 +293,10 @@ def run_parts_locally(kb: KnowledgeBase, job: BatchJob, parts: list[str], outdir
     OUTDIR as `prepare_outdir` made it (the command does, for local parts and Dask alike)."""
     run = PartsRun(workers=check_workers(job.workers))
     start = time.perf_counter()
+    inputs = input_files(parts)
     for part in parts:
         output = part_output(outdir, part)
+        refuse_output_over_inputs(part, output, inputs)  # again: a link made since check_parts
         summary = run_batch(kb, replace(job, source=part, output=output))
         run.parts.append(part_counts(part, output, summary))
         run.resumed_after += summary.resumed_after

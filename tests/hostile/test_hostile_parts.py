@@ -1,8 +1,9 @@
-"""Input parts (`fsgs-kb batch 'GLOB' -o OUTDIR`): every match read or named (review 5 F12); messages that name
-the parts (F16)."""
+"""Input parts (`fsgs-kb batch 'GLOB' -o OUTDIR`): every match read or named, no input overwritten,
+messages that name the parts (review 5 F9, F12, F16)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -13,6 +14,30 @@ def _part(path: Path, first: int, n: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(jsonl([good_line(f"P{i}") for i in range(first, first + n)]))
     return path
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*.jsonl")}
+
+
+def test_an_output_part_linked_to_another_input_part_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """OUTDIR/x.jsonl a hard link (or a symbolic link) to input part y.jsonl: writing x's results
+    there would overwrite y before it is read. Refused by device and inode, naming both, exit 2."""
+    x, y = _part(tmp_path / "in" / "x.jsonl", 0, 3), _part(tmp_path / "in" / "y.jsonl", 3, 4)
+    for link in (os.link, os.symlink):
+        out = tmp_path / f"out-{link.__name__}"
+        out.mkdir()
+        link(y, out / "x.jsonl")
+        before = _digests(tmp_path / "in")
+        refused = run("batch", tmp_path / "in" / "*.jsonl", "-o", out, "--quiet")
+        assert refused.rc == 2, refused
+        assert_no_traceback(refused)
+        lines = [line for line in refused.err.splitlines() if "error[" in line]
+        assert len(lines) == 1 and "error[batch.output_is_input]" in lines[0], refused.err
+        assert str(out / "x.jsonl") in lines[0] and str(y) in lines[0], lines[0]  # the output and the input it is
+        assert _digests(tmp_path / "in") == before  # no input part touched
+        assert sorted(p.name for p in out.iterdir()) == ["x.jsonl"]  # nothing written: no y.jsonl, no resume record
+    assert x.exists()
 
 
 def test_glob_matches_that_cannot_be_read_are_an_error_listing_each_and_directories_a_warning(
