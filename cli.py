@@ -117,8 +117,8 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KBErrors as exc:
-            fail(exc.errors)
+        except KBErrors as exc:  # an `internal` problem (a Dask task's bug, named by its part) exits 3
+            fail(exc.errors, EXIT_CODES["internal" if any(e.code == "internal" for e in exc.errors) else "usage"])
         except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
             sys.stderr.close()
             sys.exit(EXIT_CODES["ok"])

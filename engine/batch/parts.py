@@ -12,16 +12,22 @@ so a record that crashes it costs only itself there too. Paths go through fsspec
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import os
 import posixpath
 import signal
 import stat
+import tempfile
 import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fsgs_kb.engine.batch.files import same_regular_file, write_failed
 from fsgs_kb.engine.batch.job import BatchJob, BatchSummary, run_batch
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.errors import KBError, KBErrors
@@ -254,26 +260,162 @@ def evaluate_part(
     options: dict[str, Any],
     input_format: str | None = None,
     rules_dir: str | None = None,
-) -> dict[str, Any]:
-    """Evaluate one part into its output part (through fsspec); its counts, as a summary has them.
+    stopped: Callable[[], bool] = lambda: False,
+) -> dict[str, Any] | None:
+    """Evaluate one part into its output part (through fsspec); its counts, as a summary has them,
+    or None when `stopped` ended it first (the output part then left as it was: `PartOutput`).
 
     The records go through the local batch's runner (engine/batch/run.py) with one worker
     process, so a record that crashes the interpreter costs only itself (`error` /
-    `engine_crash`) here as it does locally, and the rest of the part is evaluated."""
+    `engine_crash`) here as it does locally, and the rest of the part is evaluated. What cannot
+    be read or written is a KBErrors naming the input or the output part."""
     fsspec = _fsspec()
     summary = BatchSummary()
-    runner = BatchRunner(kb, rules_dir, 1, options=options)
-    with fsspec.open(source, "rb") as stream, fsspec.open(output, "wb") as out:
-        head = stream.read(64)
-        stream.seek(0)
-        fmt = input_format or sniff_format(source, head)
-        if fmt not in FORMATS:
-            raise KBErrors([KBError("input.format", f"unknown input format {fmt!r}")])
-        for chunk, _ in runner.results(read_records(stream, fmt)):
-            out.write(chunk.blob)
-            summary.add(chunk)
+    runner = BatchRunner(kb, rules_dir, 1, options=options, stopped=stopped)
+    with PartOutput(output, source) as out:
+        try:
+            with fsspec.open(source, "rb") as stream:
+                head = stream.read(64)
+                stream.seek(0)
+                fmt = input_format or sniff_format(source, head)
+                if fmt not in FORMATS:
+                    raise KBErrors([KBError("input.format", f"unknown input format {fmt!r}", file=source)])
+                for chunk, _ in runner.results(read_records(stream, fmt)):
+                    out.write(chunk.blob)  # its own errors name the output part
+                    summary.add(chunk)
+        except OSError as exc:
+            raise KBErrors(
+                [KBError("input.unreadable", f"cannot read the input part: {_why(exc)}", file=source)]
+            ) from None
+        if stopped():
+            return None
+        out.publish()
     summary.worker_crashes = runner.worker_crashes
     return part_counts(source, output, summary)
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+class PartOutput:
+    """Where a Dask task writes its part: a temporary file beside the output part, renamed over it
+    once the part is complete, so a task stopped or failed leaves the output part as it was.
+
+    A local output part (a path, or a `file://` URL) is also locked from the start to the rename,
+    as the local batch locks its output (`flock` on the output part itself): no other run writes
+    it meanwhile, and a task that outlives its command can never write into an output part a
+    later run owns (that run finds it locked and is refused; the command itself stops and waits
+    for its tasks: dask_bag.run_parts)."""
+
+    def __init__(self, output: str, source: str) -> None:
+        self.output = output
+        self.source = source
+        self.local = not is_url(output) or output.startswith("file://")
+        self.path = output.removeprefix("file://") if self.local else output
+        self.lock_fd = -1
+        self.created = False  # the output part did not exist: removed again unless published
+        self.temp: str | None = None
+        self.handle: Any = None
+        self.fs: Any = None
+
+    def __enter__(self) -> PartOutput:
+        try:
+            if self.local:
+                self._lock()
+                fd, self.temp = tempfile.mkstemp(
+                    prefix=".fsgs-kb-part-", suffix=".tmp", dir=os.path.dirname(self.path) or "."
+                )
+                self.handle = os.fdopen(fd, "wb")
+            else:
+                self.fs, path = _fsspec().core.url_to_fs(self.output)
+                self.temp = posixpath.join(posixpath.dirname(path), f".fsgs-kb-part-{uuid.uuid4().hex}.tmp")
+                self.handle = self.fs.open(self.temp, "wb")
+        except OSError as exc:
+            self._discard()
+            raise KBErrors(
+                [KBError("batch.output", f"cannot open the output part: {_why(exc)}", file=self.output)]
+            ) from None
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def _lock(self) -> None:
+        flags = os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC  # no reader on a FIFO: refused, not a hang
+        try:
+            self.lock_fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+            self.created = True
+        except FileExistsError:
+            self.lock_fd = os.open(self.path, flags)  # never truncated: the rename replaces it
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.output_locked",
+                        "another fsgs-kb batch run is writing this output part",
+                        file=self.output,
+                        hint="wait for it to finish, or write to another directory",
+                    )
+                ]
+            ) from None
+        source = self.source.removeprefix("file://")
+        if not is_url(source) and same_regular_file(self.lock_fd, source):
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.output_is_input",
+                        "the output part is its input part (the same file): writing it would destroy that input",
+                        file=self.output,
+                        hint="write the results to another directory",
+                    )
+                ]
+            )
+
+    def write(self, blob: bytes | bytearray) -> None:
+        try:
+            self.handle.write(blob)
+        except OSError as exc:
+            raise write_failed(self.output, f"cannot write: {_why(exc)}") from None
+
+    def publish(self) -> None:
+        """The complete part in place of the output part (one rename)."""
+        assert self.temp is not None
+        try:
+            self.handle.close()
+            if self.local:
+                os.replace(self.temp, self.path)
+            else:
+                self.fs.mv(self.temp, self.path)
+        except OSError as exc:
+            raise write_failed(self.output, f"cannot write: {_why(exc)}") from None
+        self.temp = None
+        self.created = False
+
+    def __exit__(self, *exc: object) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
+        """Remove what an unfinished part left (its temporary file, an output part it created),
+        then unlock."""
+        if self.handle is not None:
+            with contextlib.suppress(OSError):
+                self.handle.close()
+        if self.temp is not None:
+            with contextlib.suppress(OSError):
+                if self.fs is not None:
+                    self.fs.rm(self.temp)
+                else:
+                    os.unlink(self.temp)
+            self.temp = None
+        if self.lock_fd >= 0:
+            if self.created and same_regular_file(self.lock_fd, self.path):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            os.close(self.lock_fd)
+            self.lock_fd = -1
 
 
 def part_counts(source: str, output: str, summary: BatchSummary) -> dict[str, Any]:
