@@ -9,6 +9,9 @@ The engine never imports click, prints or exits; `fsgs_kb.cli` is the shell arou
 
 from __future__ import annotations
 
+import fsgs_kb.ctrl_c  # noqa: F401  first: Ctrl-C while the command starts is noted, not a traceback
+
+# isort: split
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.version import __version__

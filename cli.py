@@ -14,10 +14,12 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from signal import SIGINT
 from typing import Any, NoReturn
 
 import click
 
+from fsgs_kb import ctrl_c
 from fsgs_kb.engine.audit.audit import audit_report
 from fsgs_kb.engine.audit.diff import KBSide, compare, load_side, materialize, temporary_workdir
 from fsgs_kb.engine.audit.replay import FHIR_ONLY, Places, index_inputs, is_result, replay_counts
@@ -102,11 +104,16 @@ def exit_for_signal(signum: int) -> int:
 
 
 class Command(click.Command):
-    """Every command's --help ends with the exit codes."""
+    """Every command's --help ends with the exit codes; Ctrl-C while it runs is one line and exit
+    130 (fsgs_kb/ctrl_c.py, Group.invoke)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("epilog", EXIT_HELP)
         super().__init__(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with ctrl_c.raising():
+            return super().invoke(ctx)
 
 
 class Group(click.Group):
@@ -117,12 +124,14 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KBErrors as exc:
-            fail(exc.errors)
+        except KBErrors as exc:  # an `internal` problem (a Dask task's bug, named by its part) exits 3
+            fail(exc.errors, EXIT_CODES["internal" if any(e.code == "internal" for e in exc.errors) else "usage"])
         except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
             sys.stderr.close()
             sys.exit(EXIT_CODES["ok"])
-        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+        except KeyboardInterrupt:  # Ctrl-C outside a batch run's own handler: loading, verifying, between parts
+            interrupted(ctx)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # a bug: one clear line, the traceback only on request
             if os.environ.get("FSGS_KB_DEBUG"):
@@ -137,6 +146,17 @@ def fail(errors: list[KBError], code: int = EXIT_CODES["usage"], note: str | Non
     if note:
         click.echo(note, err=True)
     sys.exit(code)
+
+
+def interrupted(ctx: click.Context) -> NoReturn:
+    """One line and exit 130 for a Ctrl-C that stopped a command."""
+    names = [ctx.invoked_subcommand or ""]
+    while ctx.parent is not None:  # the root's name is how Python was run: not shown
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    where = " ".join(["fsgs-kb", *reversed([n for n in names if n])])
+    hint = "run it again: batch -o OUTPUT continues with --resume" if names[0] == "batch" else None
+    fail([KBError("cli.interrupted", "stopped by SIGINT (Ctrl-C)", file=where, hint=hint)], exit_for_signal(SIGINT))
 
 
 def usage_error(code: str, message: str, hint: str | None = None) -> KBErrors:
@@ -594,7 +614,9 @@ def _batch_parts(
             "input parts are files: standard input cannot be split into parts",
             hint="without --dask, batch - reads standard input",
         )
-    parts = expand_parts(source)
+    parts, warnings = expand_parts(source)
+    for warning in warnings:
+        click.echo(format_error(warning), err=True)
     check_parts(source, parts, outdir)
     prepare_outdir(outdir)
     if scheduler is None:

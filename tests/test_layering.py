@@ -27,6 +27,7 @@ STAGES: list[tuple[str, ...]] = [
     ("engine.batch", "engine.audit", "engine.scenarios"),
     ("engine.report",),
     ("service",),
+    ("ctrl_c",),  # Ctrl-C while the command starts and runs (imported first by the package)
     ("output",),  # everything the command writes to standard output and to files (cli.py's writer)
     ("cli", "__main__", "__init__", "engine.__init__"),
 ]
@@ -34,7 +35,7 @@ STAGES: list[tuple[str, ...]] = [
 
 def package_sources() -> dict[str, str]:
     """Module name → source, for every module of the package in the checkout."""
-    files = [ROOT / "cli.py", ROOT / "output.py", ROOT / "__init__.py", ROOT / "__main__.py"]
+    files = [ROOT / name for name in ("cli.py", "output.py", "ctrl_c.py", "__init__.py", "__main__.py")]
     files += [*sorted((ROOT / "engine").rglob("*.py")), *sorted((ROOT / "service").rglob("*.py"))]
     sources = {}
     for path in files:

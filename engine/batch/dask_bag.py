@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from fsgs_kb.engine.batch.parts import PartsRun, evaluate_part, part_output
@@ -33,6 +35,16 @@ from fsgs_kb.engine.read.records import Record
 
 _KNOWLEDGE_BASES: dict[str, KnowledgeBase] = {}
 _TURNS = threading.Lock()  # a knowledge base's durable-rules sessions serve one thread at a time
+
+
+def _distributed() -> Any:
+    try:
+        import distributed  # the dask extra
+    except ImportError:
+        raise KBErrors(
+            [KBError("batch.dask", "--dask needs the dask extra", hint="pip install 'fsgs-kb[dask]'")]
+        ) from None
+    return distributed
 
 
 def _kb(rules_dir: str | None) -> KnowledgeBase:
@@ -64,11 +76,57 @@ def evaluate_bag(bag: Any, rules_dir: str | None = None, detail: str = "full") -
     return bag.map_partitions(_partition, rules_dir, detail)
 
 
+STOP_POLL_S = 0.2  # how often a task asks whether its command has stopped the run
+STOP_WAIT_S = 120.0  # how long a stopped run waits for its tasks to end (each stops within a chunk)
+
+
+@dataclass
+class PartOutcome:
+    """What one part's task did: its counts, or the problems that stopped it, or that it was
+    stopped (its output part left as it was)."""
+
+    counts: dict[str, Any] | None = None
+    errors: list[KBError] = field(default_factory=list)
+    stopped: bool = False
+
+
+class _StopRequested:
+    """Whether the command asked its tasks to stop (a distributed.Event it sets), asked at most
+    every STOP_POLL_S; a scheduler that cannot be asked any more counts as a stop."""
+
+    def __init__(self, name: str) -> None:
+        self.event: Any = _distributed().Event(name)
+        self.asked = 0.0
+        self.answer = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.answer and now - self.asked >= STOP_POLL_S:
+            self.asked = now
+            try:
+                self.answer = bool(self.event.is_set())
+            except (OSError, TimeoutError):
+                self.answer = True
+        return self.answer
+
+
 def _part_task(
-    source: str, output: str, rules_dir: str | None, options: dict[str, Any], input_format: str | None
-) -> dict[str, Any]:
+    source: str,
+    output: str,
+    rules_dir: str | None,
+    options: dict[str, Any],
+    input_format: str | None,
+    stop_event: str,
+) -> PartOutcome:
+    stopped = _StopRequested(stop_event)
     with _TURNS:
-        return evaluate_part(_kb(rules_dir), source, output, options, input_format, rules_dir)
+        if stopped():
+            return PartOutcome(stopped=True)
+        try:
+            counts = evaluate_part(_kb(rules_dir), source, output, options, input_format, rules_dir, stopped)
+        except KBErrors as exc:  # returned, not raised: the problems travel as they are
+            return PartOutcome(errors=exc.errors)
+        return PartOutcome(counts=counts, stopped=counts is None)
 
 
 def run_parts(
@@ -81,26 +139,95 @@ def run_parts(
 ) -> PartsRun:
     """Evaluate each part as one task on the Dask cluster at `scheduler`, each into its output
     part; a record that crashes the interpreter costs only itself, as in the local batch (the
-    task evaluates through the local batch's runner, in a worker process of its own)."""
-    try:
-        import distributed  # the dask extra
-    except ImportError:
-        raise KBErrors(
-            [KBError("batch.dask", "--dask needs the dask extra", hint="pip install 'fsgs-kb[dask]'")]
-        ) from None
+    task evaluates through the local batch's runner, in a worker process of its own).
+
+    A part that cannot be read or written stops the run with its error (exit 2, as locally),
+    naming the part; the other tasks are then told to stop and the command waits until none is
+    still writing (an interrupt too), so no task outlives the command: a stopped task leaves its
+    output part as it was (engine/batch/parts.py `PartOutput`)."""
+    distributed = _distributed()
     try:
         make_client: Any = distributed.Client  # untyped: used through Any
         client: Any = make_client(scheduler, timeout="30s")
     except (OSError, TimeoutError, ValueError) as exc:
-        raise KBErrors([KBError("batch.dask", f"cannot reach the Dask scheduler {scheduler}: {exc}")]) from None
+        raise KBErrors(
+            [KBError("batch.dask", f"cannot reach the Dask scheduler {scheduler}: {exc}", file=scheduler)]
+        ) from None
     start = time.perf_counter()
     try:
         workers = len(client.scheduler_info().get("workers", {}))
-        futures = [
-            client.submit(_part_task, part, part_output(outdir, part), rules_dir, options, input_format, pure=False)
+        stop: Any = distributed.Event(f"fsgs-kb-stop-{uuid.uuid4().hex}", client=client)
+        futures: dict[Any, str] = {
+            client.submit(
+                _part_task, part, part_output(outdir, part), rules_dir, options, input_format, stop.name, pure=False
+            ): part
             for part in parts
-        ]
-        counts: list[dict[str, Any]] = client.gather(futures)
+        }
+        outcomes: dict[str, PartOutcome] = {}
+        try:
+            for future in distributed.as_completed(list(futures)):
+                outcome = outcomes[futures[future]] = _outcome(future, futures[future])
+                if outcome.errors:
+                    break
+        except BaseException:  # an interrupt: the tasks stop before the command does
+            _stop(client, stop, futures, outcomes, scheduler)
+            raise
+        errors = [e for o in outcomes.values() for e in o.errors]
+        if errors:
+            errors += _stop(client, stop, futures, outcomes, scheduler)
+            raise KBErrors(errors)
     finally:
         client.close()
-    return PartsRun(parts=counts, workers=workers, elapsed_s=time.perf_counter() - start)
+    counts = [outcomes[part].counts for part in parts]
+    return PartsRun(parts=[c for c in counts if c is not None], workers=workers, elapsed_s=time.perf_counter() - start)
+
+
+def _outcome(future: Any, part: str, asked_to_stop: bool = False) -> PartOutcome:
+    """A finished task's outcome; a task that raised (a bug, a lost worker) or that stopped when
+    this command had not asked it to is a problem named by its part."""
+    if future.status == "cancelled":
+        return PartOutcome(errors=[KBError("batch.dask", "the part's task was cancelled on the cluster", file=part)])
+    exc = future.exception()
+    if exc is not None:
+        if isinstance(exc, _distributed().KilledWorker):
+            problem = KBError(
+                "batch.dask",
+                f"the part's task lost its worker: {exc}",
+                file=part,
+                hint="see the Dask workers' logs (memory limit, a killed process)",
+            )
+        else:
+            problem = KBError("internal", f"{type(exc).__name__}: {exc}", file=part, hint="see the Dask worker's log")
+        return PartOutcome(errors=[problem])
+    outcome: PartOutcome = future.result()
+    if outcome.stopped and not asked_to_stop:
+        why = "the part's task stopped before its end: the scheduler could not be reached"
+        return PartOutcome(errors=[KBError("batch.dask", why, file=part)])
+    return outcome
+
+
+def _stop(
+    client: Any, stop: Any, futures: dict[Any, str], outcomes: dict[str, PartOutcome], scheduler: str
+) -> list[KBError]:
+    """Tell every task to stop and wait until none runs (each stops within a chunk of records);
+    the problems of the tasks not yet in `outcomes` that failed meanwhile, and a note about
+    those that did not end."""
+    stop.set()
+    problems = []
+    try:
+        _distributed().wait(list(futures), timeout=STOP_WAIT_S)
+    except TimeoutError:
+        running = [part for future, part in futures.items() if not future.done()]
+        problems.append(
+            KBError(
+                "batch.dask",
+                f"{len(running)} task(s) did not stop within {STOP_WAIT_S:.0f} s ({', '.join(running[:3])}): "
+                "their output parts stay locked until they end",
+                file=scheduler,
+            )
+        )
+    for future, part in futures.items():
+        if part not in outcomes and future.done():
+            problems += _outcome(future, part, asked_to_stop=True).errors
+    client.cancel(list(futures))
+    return problems

@@ -12,15 +12,22 @@ so a record that crashes it costs only itself there too. Paths go through fsspec
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import os
 import posixpath
 import signal
+import stat
+import tempfile
 import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fsgs_kb.engine.batch.files import same_regular_file, write_failed
 from fsgs_kb.engine.batch.job import BatchJob, BatchSummary, run_batch
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.errors import KBError, KBErrors
@@ -48,19 +55,71 @@ def _fsspec() -> Any:
     return fsspec
 
 
-def expand_parts(source: str) -> list[str]:
-    """The input parts a source names, sorted: a glob's matches, or the one path or URL."""
+def expand_parts(source: str) -> tuple[list[str], list[KBError]]:
+    """The input parts a source names, sorted (a glob's matches, or the one path or URL), and a
+    warning naming the directories a local glob matched (not parts: skipped, but never silently).
+
+    A match that is neither a regular file nor a directory, or that cannot be read (a dangling
+    symbolic link to an unmounted volume, a FIFO, a socket, no permission), is data the glob names
+    and the run cannot read: KBErrors listing each one, before anything is written."""
     if is_url(source):
         fsspec = _fsspec()
         files = fsspec.open_files(source, "rb")
         parts = sorted({f.full_name for f in files}) if is_pattern(source) else [source]
         if not is_pattern(source):
-            return parts
+            return parts, []
         protocol = source.split("://", 1)[0]
-        return [p if is_url(p) else f"{protocol}://{p}" for p in parts]
-    if is_pattern(source):  # `**` spans directories, as in a shell with globstar
-        return sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
-    return [source]
+        return [p if is_url(p) else f"{protocol}://{p}" for p in parts], []
+    if not is_pattern(source):
+        return [source], []
+    parts, directories, unreadable = [], [], []
+    for match in sorted(glob.glob(source, recursive=True)):  # `**` spans directories, as with globstar
+        problem = _unreadable(match)
+        if problem is None:
+            parts.append(match)
+        elif problem == "directory":
+            directories.append(match)
+        else:
+            unreadable.append(KBError("input.unreadable", problem, file=match, hint=UNREADABLE_HINT))
+    if unreadable:
+        raise KBErrors(unreadable)
+    warnings = []
+    if directories:
+        shown = ", ".join(directories[:3]) + (f" and {len(directories) - 3} more" if len(directories) > 3 else "")
+        warnings.append(
+            KBError(
+                "batch.parts_skipped",
+                f"{len(directories)} match(es) of the glob are directories, not parts: skipped ({shown})",
+                file=source,
+                hint="narrow the glob to the files, e.g. 'DIR/**/*.jsonl'",
+                severity="warning",
+            )
+        )
+    return parts, warnings
+
+
+UNREADABLE_HINT = "every file the glob matches is a part: make it readable, remove it, or narrow the glob"
+
+
+def _unreadable(path: str) -> str | None:
+    """Why a glob's match cannot be read as a part ("directory" for a directory), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if os.path.islink(path):
+            return f"a symbolic link to {os.readlink(path)}, which cannot be read: {exc.strerror}"
+        return f"cannot read the input part: {exc.strerror}"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"the input part is {kind}, not a file: it cannot be read again or resumed"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return f"cannot read the input part: {exc.strerror}"
+    return None
 
 
 def local_parts(parts: list[str]) -> list[str]:
@@ -102,32 +161,96 @@ def prepare_outdir(outdir: str) -> None:
 
 def part_output(outdir: str, part: str) -> str:
     """Where a part's results go: OUTDIR/the part's file name."""
-    name = posixpath.basename(part.rstrip("/")) if is_url(part) else os.path.basename(part)
+    name = part_output_name(part)
     return posixpath.join(outdir.rstrip("/"), name) if is_url(outdir) else os.path.join(outdir, name)
 
 
 def check_parts(source: str, parts: list[str], outdir: str) -> None:
-    """KBErrors unless there are parts and no output part would overwrite an input part."""
+    """KBErrors unless there are parts and no output part would overwrite an input part: by
+    name, by resolved path, or as the same file (a hard link or a symbolic link in OUTDIR to any
+    input part, compared by device and inode)."""
     if not parts:
         raise KBErrors([KBError("input.unreadable", f"no input matches {source}", file=source)])
-    outputs = [part_output(outdir, part) for part in parts]
-    if len(set(outputs)) != len(outputs):
-        raise KBErrors(
-            [KBError("batch.output", "two input parts have the same file name: their outputs would collide")]
-        )
-    local_in = {os.path.realpath(p) for p in parts if not is_url(p)}
-    for out in outputs:
-        if out in parts or (not is_url(out) and os.path.realpath(out) in local_in):
+    first_by_output: dict[str, str] = {}
+    for part in parts:
+        output = part_output(outdir, part)
+        other = first_by_output.setdefault(output, part)
+        if other != part:
+            inside = any(_inside(p, outdir) for p in (other, part))
             raise KBErrors(
                 [
                     KBError(
-                        "batch.output_is_input",
-                        "an output part would be written over its input part",
-                        file=out,
-                        hint="write the results to another directory",
+                        "batch.output",
+                        f"has the same file name as the input part {other}: both would be written to {output}",
+                        file=part,
+                        hint="the output directory lies inside the glob, so a run's own outputs are read as parts: "
+                        "write to a directory outside it"
+                        if inside
+                        else "give the parts distinct file names, or run each directory with its own -o",
                     )
                 ]
             )
+    inputs = input_files(parts)
+    for output, part in first_by_output.items():
+        refuse_output_over_inputs(part, output, inputs)
+
+
+def input_files(parts: list[str]) -> dict[tuple[int, int] | str, str]:
+    """The local input parts by device and inode, and by resolved path: what no output may be."""
+    found: dict[tuple[int, int] | str, str] = {}
+    for part in parts:
+        if is_url(part) and not part.startswith("file://"):
+            found[part] = part
+            continue
+        path = part.removeprefix("file://")
+        found[os.path.realpath(path)] = part
+        identity = _file_id(path)
+        if identity is not None:
+            found[identity] = part
+    return found
+
+
+def refuse_output_over_inputs(part: str, output: str, inputs: dict[tuple[int, int] | str, str]) -> None:
+    """KBErrors when the output of `part` is one of the input parts (`inputs`, from
+    `input_files`): checked before a run and again as each part is started."""
+    if output in inputs.values():
+        over: str | None = output
+    elif is_url(output) and not output.startswith("file://"):
+        return
+    else:
+        path = output.removeprefix("file://")
+        identity = _file_id(path)
+        over = inputs.get(os.path.realpath(path)) or (inputs.get(identity) if identity is not None else None)
+    if over is not None:
+        what = "its input part" if over == part else f"the input part {over}"
+        raise KBErrors(
+            [
+                KBError(
+                    "batch.output_is_input",
+                    f"the output part is {what} (the same file): writing it would destroy that input",
+                    file=output,
+                    hint="write the results to another directory (one that holds no link to an input part)",
+                )
+            ]
+        )
+
+
+def part_output_name(path: str) -> str:
+    return posixpath.basename(path.rstrip("/")) if is_url(path) else os.path.basename(path)
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # not there (yet)
+    return info.st_dev, info.st_ino
+
+
+def _inside(path: str, directory: str) -> bool:
+    if is_url(path) or is_url(directory):
+        return path.startswith(directory.rstrip("/") + "/")
+    return os.path.realpath(path).startswith(os.path.realpath(directory).rstrip(os.sep) + os.sep)
 
 
 def evaluate_part(
@@ -137,26 +260,162 @@ def evaluate_part(
     options: dict[str, Any],
     input_format: str | None = None,
     rules_dir: str | None = None,
-) -> dict[str, Any]:
-    """Evaluate one part into its output part (through fsspec); its counts, as a summary has them.
+    stopped: Callable[[], bool] = lambda: False,
+) -> dict[str, Any] | None:
+    """Evaluate one part into its output part (through fsspec); its counts, as a summary has them,
+    or None when `stopped` ended it first (the output part then left as it was: `PartOutput`).
 
     The records go through the local batch's runner (engine/batch/run.py) with one worker
     process, so a record that crashes the interpreter costs only itself (`error` /
-    `engine_crash`) here as it does locally, and the rest of the part is evaluated."""
+    `engine_crash`) here as it does locally, and the rest of the part is evaluated. What cannot
+    be read or written is a KBErrors naming the input or the output part."""
     fsspec = _fsspec()
     summary = BatchSummary()
-    runner = BatchRunner(kb, rules_dir, 1, options=options)
-    with fsspec.open(source, "rb") as stream, fsspec.open(output, "wb") as out:
-        head = stream.read(64)
-        stream.seek(0)
-        fmt = input_format or sniff_format(source, head)
-        if fmt not in FORMATS:
-            raise KBErrors([KBError("input.format", f"unknown input format {fmt!r}")])
-        for chunk, _ in runner.results(read_records(stream, fmt)):
-            out.write(chunk.blob)
-            summary.add(chunk)
+    runner = BatchRunner(kb, rules_dir, 1, options=options, stopped=stopped)
+    with PartOutput(output, source) as out:
+        try:
+            with fsspec.open(source, "rb") as stream:
+                head = stream.read(64)
+                stream.seek(0)
+                fmt = input_format or sniff_format(source, head)
+                if fmt not in FORMATS:
+                    raise KBErrors([KBError("input.format", f"unknown input format {fmt!r}", file=source)])
+                for chunk, _ in runner.results(read_records(stream, fmt)):
+                    out.write(chunk.blob)  # its own errors name the output part
+                    summary.add(chunk)
+        except OSError as exc:
+            raise KBErrors(
+                [KBError("input.unreadable", f"cannot read the input part: {_why(exc)}", file=source)]
+            ) from None
+        if stopped():
+            return None
+        out.publish()
     summary.worker_crashes = runner.worker_crashes
     return part_counts(source, output, summary)
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+class PartOutput:
+    """Where a Dask task writes its part: a temporary file beside the output part, renamed over it
+    once the part is complete, so a task stopped or failed leaves the output part as it was.
+
+    A local output part (a path, or a `file://` URL) is also locked from the start to the rename,
+    as the local batch locks its output (`flock` on the output part itself): no other run writes
+    it meanwhile, and a task that outlives its command can never write into an output part a
+    later run owns (that run finds it locked and is refused; the command itself stops and waits
+    for its tasks: dask_bag.run_parts)."""
+
+    def __init__(self, output: str, source: str) -> None:
+        self.output = output
+        self.source = source
+        self.local = not is_url(output) or output.startswith("file://")
+        self.path = output.removeprefix("file://") if self.local else output
+        self.lock_fd = -1
+        self.created = False  # the output part did not exist: removed again unless published
+        self.temp: str | None = None
+        self.handle: Any = None
+        self.fs: Any = None
+
+    def __enter__(self) -> PartOutput:
+        try:
+            if self.local:
+                self._lock()
+                fd, self.temp = tempfile.mkstemp(
+                    prefix=".fsgs-kb-part-", suffix=".tmp", dir=os.path.dirname(self.path) or "."
+                )
+                self.handle = os.fdopen(fd, "wb")
+            else:
+                self.fs, path = _fsspec().core.url_to_fs(self.output)
+                self.temp = posixpath.join(posixpath.dirname(path), f".fsgs-kb-part-{uuid.uuid4().hex}.tmp")
+                self.handle = self.fs.open(self.temp, "wb")
+        except OSError as exc:
+            self._discard()
+            raise KBErrors(
+                [KBError("batch.output", f"cannot open the output part: {_why(exc)}", file=self.output)]
+            ) from None
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def _lock(self) -> None:
+        flags = os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC  # no reader on a FIFO: refused, not a hang
+        try:
+            self.lock_fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+            self.created = True
+        except FileExistsError:
+            self.lock_fd = os.open(self.path, flags)  # never truncated: the rename replaces it
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.output_locked",
+                        "another fsgs-kb batch run is writing this output part",
+                        file=self.output,
+                        hint="wait for it to finish, or write to another directory",
+                    )
+                ]
+            ) from None
+        source = self.source.removeprefix("file://")
+        if not is_url(source) and same_regular_file(self.lock_fd, source):
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.output_is_input",
+                        "the output part is its input part (the same file): writing it would destroy that input",
+                        file=self.output,
+                        hint="write the results to another directory",
+                    )
+                ]
+            )
+
+    def write(self, blob: bytes | bytearray) -> None:
+        try:
+            self.handle.write(blob)
+        except OSError as exc:
+            raise write_failed(self.output, f"cannot write: {_why(exc)}") from None
+
+    def publish(self) -> None:
+        """The complete part in place of the output part (one rename)."""
+        assert self.temp is not None
+        try:
+            self.handle.close()
+            if self.local:
+                os.replace(self.temp, self.path)
+            else:
+                self.fs.mv(self.temp, self.path)
+        except OSError as exc:
+            raise write_failed(self.output, f"cannot write: {_why(exc)}") from None
+        self.temp = None
+        self.created = False
+
+    def __exit__(self, *exc: object) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
+        """Remove what an unfinished part left (its temporary file, an output part it created),
+        then unlock."""
+        if self.handle is not None:
+            with contextlib.suppress(OSError):
+                self.handle.close()
+        if self.temp is not None:
+            with contextlib.suppress(OSError):
+                if self.fs is not None:
+                    self.fs.rm(self.temp)
+                else:
+                    os.unlink(self.temp)
+            self.temp = None
+        if self.lock_fd >= 0:
+            if self.created and same_regular_file(self.lock_fd, self.path):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            os.close(self.lock_fd)
+            self.lock_fd = -1
 
 
 def part_counts(source: str, output: str, summary: BatchSummary) -> dict[str, Any]:
@@ -176,8 +435,10 @@ def run_parts_locally(kb: KnowledgeBase, job: BatchJob, parts: list[str], outdir
     OUTDIR as `prepare_outdir` made it (the command does, for local parts and Dask alike)."""
     run = PartsRun(workers=check_workers(job.workers))
     start = time.perf_counter()
+    inputs = input_files(parts)
     for part in parts:
         output = part_output(outdir, part)
+        refuse_output_over_inputs(part, output, inputs)  # again: a link made since check_parts
         summary = run_batch(kb, replace(job, source=part, output=output))
         run.parts.append(part_counts(part, output, summary))
         run.resumed_after += summary.resumed_after
