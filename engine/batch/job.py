@@ -177,6 +177,12 @@ def _is_stream(handle: BinaryIO) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
+def _is_regular(stream: BinaryIO | None) -> bool:
+    """Whether the input is a regular file, which can be read again from its start (to digest it)."""
+    fd = _descriptor(stream)
+    return fd is not None and stat.S_ISREG(os.fstat(fd).st_mode)
+
+
 def input_format(job: BatchJob, stream: BinaryIO | None, path: str | None) -> str:
     if job.input_format is not None:
         if job.input_format not in FORMATS + FHIR_FORMATS:
@@ -215,7 +221,7 @@ def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) 
         stream, path = open_input(job.source)
     try:
         fmt = input_format(job, stream, path)
-        target = _Target(kb, job, path, fmt, stdout, _descriptor(stream) if path is None else None)
+        target = _Target(kb, job, path, fmt, stdout, _descriptor(stream) if path is None else None, _is_regular(stream))
         try:
             state = target.open()
             summary = BatchSummary.from_state(state, job.workers)
@@ -286,6 +292,7 @@ class _Target:
         fmt: str,
         stdout: BinaryIO | None,
         input_fd: int | None = None,
+        input_regular: bool = False,
     ) -> None:
         self.file: OutputFile | None = None
         self.stdout = stdout
@@ -293,7 +300,7 @@ class _Target:
         self.size = 0
         self.end = 0
         self.crc = 0  # CRC-32 of every result written to the output (on resume: from its first byte)
-        self.digest = InputDigest(path if job.output else None)
+        self.digest = InputDigest(path if job.output and input_regular else None)  # never a pipe's second reader
         self.committed_at = time.monotonic()
         self.direct = False  # the workers write the results into the file (BatchRunner.direct)
         self.settled: Callable[[], bool] = lambda: True  # whether all results counted are written
@@ -304,7 +311,7 @@ class _Target:
             identity = {"kb_fingerprint": kb.fingerprint, "input_format": fmt, "options": dict(sorted(options.items()))}
             if job.fhir is not None and fmt in FHIR_FORMATS:  # another date or map makes other records
                 identity["fhir"] = {k: v for k, v in job.fhir.conversion("").items() if k != "bundle_sha256"}
-            self.file = OutputFile(job.output, path, identity, input_fd)
+            self.file = OutputFile(job.output, path, identity, input_fd, input_regular)
         elif job.resume:
             raise KBErrors([KBError("batch.resume", "--resume needs -o OUTPUT (a file to continue)")])
         else:

@@ -1,0 +1,116 @@
+"""The files around a batch run (review 5a): its input read once, its output, its resume record and
+its --summary, none of them ever destroying another or a file the shell opened.
+
+Every test drives the command as a real subprocess: real FIFOs and pipes, real process
+substitution through bash, a real file-size limit, a real second version of the package (a
+dist-info directory on PYTHONPATH). Nothing waits on a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from hostile_support import (
+    FSGS,
+    assert_each_record_once,
+    assert_no_traceback,
+    good_line,
+    jsonl,
+    read_results,
+    run,
+    run_argv,
+)
+
+PIPE_RECORDS = 6_000  # several commits of the resume record (one every 0.5 s) while the input is read
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(input of PIPE_RECORDS records, its output from a regular-file run with 2 workers)."""
+    folder = tmp_path_factory.mktemp("many")
+    source = folder / "many.jsonl"
+    source.write_bytes(jsonl([good_line(f"P{i:06d}") for i in range(PIPE_RECORDS)]))
+    reference = folder / "reference.jsonl"
+    result = run("batch", source, "-o", reference, "--workers", "2", "--quiet", timeout=300)
+    assert result.rc == 0, result
+    return source, reference
+
+
+def _small(tmp_path: Path, n: int = 5, name: str = "in.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_bytes(jsonl([good_line(f"S{i}") for i in range(n)]))
+    return path
+
+
+def _errors(result) -> list[str]:
+    return [line for line in result.err.splitlines() if "error[" in line]
+
+
+def _bash(cwd: Path, script: str, timeout: float = 300, **names: object):
+    """Run `script` in bash, in `cwd`, with $FSGS the command (quoted) and each NAME as a quoted variable."""
+    assignments = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in names.items())
+    argv = ["bash", "-c", f"FSGS={shlex.quote(shlex.join(FSGS))} {assignments}\n{script}"]
+    return run_argv(argv, cwd=cwd, timeout=timeout)
+
+
+# ---- F1: an input that is a pipe is read once, by the reader ----------------------------------
+
+
+def test_fifo_input_with_an_output_file_gives_every_record(tmp_path: Path, many: tuple[Path, Path]) -> None:
+    """A named FIFO was opened a second time to hash the input: that second reader took whole
+    blocks out of the pipe, so ~45 % of the records were lost and some spliced together."""
+    source, reference = many
+    fifo, out = tmp_path / "in.fifo", tmp_path / "out.jsonl"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", 'exec cat "$0" > "$1"', str(source), str(fifo)])
+    try:
+        result = run("batch", fifo, "-o", out, "--workers", "2", "--quiet", timeout=300)
+    finally:
+        writer.wait(timeout=60)
+    assert_no_traceback(result)
+    assert result.rc == 0, result
+    assert_each_record_once(read_results(out), PIPE_RECORDS)
+    assert out.read_bytes() == reference.read_bytes()
+    saved = json.loads((tmp_path / "out.jsonl.fsgs-kb.json").read_text())
+    assert saved["state"]["input_sha256"] is None, "a pipe's bytes cannot be read again: no digest of them"
+
+
+@pytest.mark.parametrize("form", ["process-substitution", "pipe-on-dev-stdin"])
+def test_piped_input_with_an_output_file_gives_every_record(tmp_path: Path, many: tuple[Path, Path], form: str) -> None:
+    """`batch <(zcat x.gz) -o out` and `cat x | batch /dev/stdin -o out`: every record, the same bytes."""
+    source, reference = many
+    out = tmp_path / "out.jsonl"
+    script = {
+        "process-substitution": '$FSGS batch <(cat "$SRC") -o "$OUT" --workers 2 --quiet',
+        "pipe-on-dev-stdin": 'cat "$SRC" | $FSGS batch /dev/stdin -o "$OUT" --workers 2 --quiet',
+    }[form]
+    result = _bash(tmp_path, script, SRC=source, OUT=out)
+    assert_no_traceback(result)
+    assert result.rc == 0, result
+    assert_each_record_once(read_results(out), PIPE_RECORDS)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_resume_of_a_run_that_read_a_pipe_is_refused_and_reads_nothing(tmp_path: Path) -> None:
+    """A pipe cannot be read again from its start: --resume on one is refused before the output
+    is touched and before a byte of the pipe is taken (the writer still finds its reader gone)."""
+    source = _small(tmp_path, 20)
+    out = tmp_path / "out.jsonl"
+    first = _bash(tmp_path, '$FSGS batch <(cat "$SRC") -o "$OUT" --quiet', SRC=source, OUT=out)
+    assert first.rc == 0, first
+    before = out.read_bytes()
+    again = _bash(tmp_path, '$FSGS batch <(cat "$SRC") -o "$OUT" --quiet --resume', SRC=source, OUT=out)
+    assert_no_traceback(again)
+    assert again.rc == 2, again
+    assert "error[batch.resume]" in again.err and "cannot be resumed" in again.err, again
+    assert out.read_bytes() == before
+    # The output of a pipe run, resumed with the same data as a regular file: still refused (its
+    # resume record holds no digest of what the pipe gave), never taken as that file's results.
+    from_file = run("batch", source, "-o", out, "--quiet", "--resume")
+    assert from_file.rc == 2 and "cannot be resumed" in from_file.err, from_file
+    assert out.read_bytes() == before
