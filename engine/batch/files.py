@@ -18,6 +18,7 @@ run 20-50 µs of parent CPU a record). `fsgs-kb replay` is the check that re-der
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -35,6 +36,7 @@ from fsgs_kb.engine.read.records import parse_json
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
 
 FLUSH_BYTES = 256 * 1024
+NAME_MAX = 255  # bytes in one file name (Linux, macOS): the resume record's temporary stays within it
 SIDECAR_SUFFIX = ".fsgs-kb.json"
 SIDECAR_FORMAT = "fsgs-kb-batch-resume-2"  # 2: with output_crc32
 OLD_SIDECAR_FORMATS = {"fsgs-kb-batch-resume-1"}  # no digest of the output: its results cannot be verified
@@ -115,8 +117,13 @@ class OutputFile:
         if resume:
             self._refuse_unreadable_input()
         self._refuse_input_as_output()
+        created = False
         try:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                created = True
+            except FileExistsError:  # (or a link, perhaps to no file yet)
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise _refuse("batch.output", f"cannot open the output: {exc.strerror}", self.path) from None
         try:
@@ -136,14 +143,21 @@ class OutputFile:
             self.sidecar = None
             return ResumeState()
         state = self._verified_state() if resume else ResumeState()
+        # The resume record before the output is cut to what it holds: when it cannot be written (a
+        # directory the user cannot write, a name too long, a full disk), the output stays as it was.
+        self.written = state.output_bytes
+        try:
+            self.commit(state, starting=True)
+        except KBErrors:
+            if created:  # made by this run, which wrote nothing: not left behind, empty
+                os.unlink(self.path)
+            raise
         if os.fstat(self.fd).st_size != state.output_bytes:
             # Only when there is something to cut: ext4 (auto_da_alloc) writes back, on close, every
             # page of a file that was truncated to zero, in the closing process; for a new output
             # that was 0.26 s of the parent's at the end of a 20,000-record full-detail run (840 MB).
             os.ftruncate(self.fd, state.output_bytes)
         os.lseek(self.fd, state.output_bytes, os.SEEK_SET)
-        self.written = state.output_bytes
-        self.commit(state)
         return state
 
     def _refuse_input_as_output(self) -> None:
@@ -312,21 +326,52 @@ class OutputFile:
             view = view[written:]
         self.written += len(data)
 
-    def commit(self, state: ResumeState) -> None:
-        """Record what the output holds, atomically (write a temporary file, then rename)."""
+    def commit(self, state: ResumeState, starting: bool = False) -> None:
+        """Record what the output holds, atomically (write a temporary file, then rename); a
+        failure removes the temporary file and names the resume record (KBErrors)."""
         if self.sidecar is None:
             return
         state.output_bytes = self.written
         payload = {"format": SIDECAR_FORMAT, **self.identity, "state": state.__dict__}
-        temporary = f"{self.sidecar}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:  # one write: json.dump encodes in Python, piece by piece
-            handle.write(json.dumps(payload))
-        os.replace(temporary, self.sidecar)
+        folder, name = os.path.split(self.sidecar)
+        temporary = f"{name}.{os.getpid()}.tmp"
+        if len(os.fsencode(temporary)) > NAME_MAX:  # a legal resume record's name, too long with the suffix
+            temporary = f".fsgs-kb-resume.{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}.{os.getpid()}.tmp"
+        temporary = os.path.join(folder, temporary)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:  # one write: json.dump encodes piece by piece
+                handle.write(json.dumps(payload))
+            os.replace(temporary, self.sidecar)
+        except OSError as exc:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass  # never made, or already renamed
+            raise write_failed(
+                self.sidecar, f"cannot write the resume record: {exc.strerror or exc}", _sidecar_hint(exc, starting)
+            ) from None
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+SPACE_HINT = "the resume record names what the output holds: free the space and run again with --resume"
+
+
+def _sidecar_hint(exc: OSError, starting: bool) -> str:
+    """What to do when the resume record cannot be written (`starting`: before the output was touched)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"give the output a shorter name: its resume record is named OUTPUT{SIDECAR_SUFFIX}"
+    if exc.errno in SPACE_ERRORS:
+        return "the output is as it was: free the space and run again" if starting else SPACE_HINT
+    return (
+        "the resume record is written beside the output: write the output in a directory you can write to"
+        if starting
+        else "the resume record is written beside the output: make its directory writable and run again with --resume"
+    )
 
 
 def write_failed(where: str, message: str, hint: str | None = None) -> KBErrors:

@@ -22,6 +22,8 @@ from typing import Any, BinaryIO
 from fsgs_kb.engine.batch.checksum import crc32_combine
 from fsgs_kb.engine.batch.files import (
     FLUSH_BYTES,
+    SPACE_ERRORS,
+    SPACE_HINT,
     InputDigest,
     OutputFile,
     ResumeState,
@@ -377,7 +379,8 @@ class _Target:
             return action()
         except OSError as exc:
             where = self.file.path if self.file else "standard output"
-            raise write_failed(where, f"cannot write: {exc.strerror or exc}") from None
+            hint = SPACE_HINT if self.file is not None and exc.errno in SPACE_ERRORS else None
+            raise write_failed(where, f"cannot write: {exc.strerror or exc}", hint) from None
 
     def close(self) -> None:
         self.digest.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import subprocess
 from pathlib import Path
@@ -114,3 +115,60 @@ def test_resume_of_a_run_that_read_a_pipe_is_refused_and_reads_nothing(tmp_path:
     from_file = run("batch", source, "-o", out, "--quiet", "--resume")
     assert from_file.rc == 2 and "cannot be resumed" in from_file.err, from_file
     assert out.read_bytes() == before
+
+
+# ---- F4 / F14: the resume record is made before the output is touched ------------------------------
+
+
+def test_an_output_whose_resume_record_cannot_be_named_is_left_untouched(tmp_path: Path) -> None:
+    """NAME + '.fsgs-kb.json' longer than the file-name limit: refused before the output is cut,
+    naming the resume record and why."""
+    source = _small(tmp_path)
+    out = tmp_path / ("r" * 240 + ".jsonl")
+    out.write_bytes(b"an earlier run's results\n")
+    result = run("batch", source, "-o", out, "--quiet")
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    problems = _errors(result)
+    assert len(problems) == 1, result.err
+    assert problems[0].startswith(f"{out}.fsgs-kb.json: error["), problems[0]
+    assert "resume record" in problems[0] and "File name too long" in problems[0] and "hint:" in problems[0]
+    assert out.read_bytes() == b"an earlier run's results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.jsonl", out.name])
+
+
+def test_a_long_output_name_whose_resume_record_fits_runs_and_resumes(tmp_path: Path) -> None:
+    """The resume record's temporary file must not be what makes a legal name too long."""
+    source = _small(tmp_path)
+    out = tmp_path / ("r" * 236 + ".jsonl")  # the resume record's name is 255 bytes, the limit
+    result = run("batch", source, "-o", out, "--quiet")
+    assert result.rc == 0, result
+    assert run("batch", source, "-o", out, "--quiet", "--resume").rc == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.jsonl", out.name, out.name + ".fsgs-kb.json"])
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_resume_record_that_cannot_be_written_leaves_the_output_and_no_temporary(tmp_path: Path) -> None:
+    """A file-size limit below the resume record's size (as a full disk): the output is left as it
+    was, no OUTPUT.fsgs-kb.json.PID.tmp stays behind, and the message names the resume record."""
+    source = _small(tmp_path)
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"x" * 50 + b"\n")
+    result = run("batch", source, "-o", out, "--quiet", "--workers", "1", preexec_fn=_file_size_limit(64))
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    problems = _errors(result)
+    assert len(problems) == 1 and problems[0].startswith(f"{out}.fsgs-kb.json: error["), result.err
+    assert "resume record" in problems[0] and "hint:" in problems[0], problems[0]
+    assert out.read_bytes() == b"x" * 50 + b"\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+    out.unlink()  # an output this run would have made: not left behind, empty
+    result = run("batch", source, "-o", out, "--quiet", "--workers", "1", preexec_fn=_file_size_limit(64))
+    assert result.rc == 2 and "resume record" in result.err, result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
