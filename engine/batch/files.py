@@ -128,8 +128,15 @@ class OutputFile:
             raise _refuse("batch.output", f"cannot open the output: {exc.strerror}", self.path) from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
             self.close()  # and forget the descriptor: the caller's close() must not close it again
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):  # ENOLCK, EOPNOTSUPP: NFS, FUSE
+                raise _refuse(
+                    "batch.output",
+                    f"cannot lock the output: {exc.strerror or exc}",
+                    self.path,
+                    hint="write the output on a local file system, which can lock it for the run",
+                ) from None
             raise _refuse(
                 "batch.output_locked",
                 "another fsgs-kb batch run is writing this output",

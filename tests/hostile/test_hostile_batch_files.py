@@ -8,6 +8,7 @@ dist-info directory on PYTHONPATH). Nothing waits on a sleep.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -20,6 +21,7 @@ from hostile_support import (
     FSGS,
     assert_each_record_once,
     assert_no_traceback,
+    base_env,
     good_line,
     jsonl,
     read_results,
@@ -172,3 +174,28 @@ def test_a_resume_record_that_cannot_be_written_leaves_the_output_and_no_tempora
     result = run("batch", source, "-o", out, "--quiet", "--workers", "1", preexec_fn=_file_size_limit(64))
     assert result.rc == 2 and "resume record" in result.err, result
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+# ---- F15: a lock that cannot be taken is not "another run" ------------------------------------------
+
+
+def test_a_lock_error_other_than_held_is_reported_as_itself(tmp_path: Path) -> None:
+    """flock failing with ENOLCK (NFS without a lock manager; injected here at the system-call
+    boundary, since no such mount exists on a test machine) is that error, not another run."""
+    inject = tmp_path / "nolck"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import errno, fcntl, os\n"
+        "def flock(fd, op):\n"
+        "    raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))\n"
+        "fcntl.flock = flock\n"
+    )
+    source = _small(tmp_path)
+    out = tmp_path / "out.jsonl"
+    result = run("batch", source, "-o", out, "--quiet", env=base_env(PYTHONPATH=str(inject)))
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    problems = _errors(result)
+    assert len(problems) == 1, result.err
+    assert "another fsgs-kb batch run" not in problems[0] and "output_locked" not in problems[0], problems[0]
+    assert os.strerror(errno.ENOLCK) in problems[0] and "hint:" in problems[0], problems[0]
