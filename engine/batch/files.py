@@ -38,11 +38,19 @@ from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
 FLUSH_BYTES = 256 * 1024
 NAME_MAX = 255  # bytes in one file name (Linux, macOS): the resume record's temporary stays within it
 SIDECAR_SUFFIX = ".fsgs-kb.json"
-SIDECAR_FORMAT = "fsgs-kb-batch-resume-2"  # 2: with output_crc32
-OLD_SIDECAR_FORMATS = {"fsgs-kb-batch-resume-1"}  # no digest of the output: its results cannot be verified
+SIDECAR_FORMAT = "fsgs-kb-batch-resume-3"  # 2: with output_crc32; 3: with the engine's versions
+OLD_SIDECAR_FORMATS = {  # what each older record lacks, why the results it kept cannot be trusted
+    "fsgs-kb-batch-resume-1": "without a digest of the output: the results it kept cannot be verified",
+    "fsgs-kb-batch-resume-2": "without the engine version that made the results it kept",
+}
 MAX_RESULT_LINE = 256 << 20  # a result line longer than this is not one batch wrote: refuse, never buffer it
 NOT_RESUMABLE = "not resumable"
-IDENTITY_NAMES = {"kb_fingerprint": "knowledge base", "input_format": "input format", "options": "set of options"}
+IDENTITY_NAMES = {
+    "kb_fingerprint": "knowledge base",
+    "input_format": "input format",
+    "options": "set of options",
+    "engine": "engine version",
+}
 
 
 def _refuse(code: str, message: str, path: str, hint: str | None = None) -> KBErrors:
@@ -210,8 +218,8 @@ class OutputFile:
         if isinstance(saved, dict) and saved.get("format") in OLD_SIDECAR_FORMATS:
             raise _refuse(
                 "batch.resume",
-                "the resume record was written by an older fsgs-kb, without a digest of the output: "
-                f"the results it kept cannot be verified; {NOT_RESUMABLE}",
+                f"the resume record was written by an older fsgs-kb, {OLD_SIDECAR_FORMATS[saved['format']]}; "
+                f"{NOT_RESUMABLE}",
                 self.sidecar,
                 hint="run without --resume (the results are made again)",
             )
@@ -219,6 +227,15 @@ class OutputFile:
             raise _refuse("batch.resume", "the resume record is not one fsgs-kb batch wrote", self.sidecar)
         for key, value in self.identity.items():
             if saved.get(key) != value:
+                if key == "engine":
+                    raise _refuse(
+                        "batch.resume",
+                        f"the output was written by {_engine(saved.get(key))}, not by this {_engine(value)}: "
+                        "one output never mixes the results of two engine versions",
+                        self.path,
+                        hint="start a new output (another -o, or without --resume), or resume with the version "
+                        "that wrote it",
+                    )
                 raise _refuse(
                     "batch.resume",
                     f"the output was written with another {IDENTITY_NAMES.get(key, key)} ({_short(saved.get(key))})",
@@ -440,3 +457,10 @@ def _result_status(line: bytes, number: int) -> str | None:
 def _short(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=True)
     return text if len(text) <= 40 else text[:37] + "…"
+
+
+def _engine(versions: Any) -> str:
+    """`fsgs-kb 0.1.0 with durable-rules 2.0.28`, from the identity's engine entry."""
+    if not isinstance(versions, dict):
+        return "an fsgs-kb that did not record its version"
+    return f"fsgs-kb {versions.get('fsgs_kb')} with durable-rules {versions.get('durable_rules')}"

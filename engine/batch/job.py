@@ -38,6 +38,7 @@ from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.records import FORMATS, Record, read_records, sniff_format
+from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 COMMIT_INTERVAL_S = 0.5  # how often the resume record follows the output during a run
@@ -310,7 +311,12 @@ class _Target:
             options = {k: list(v) if isinstance(v, tuple) else v for k, v in job.options.items() if k != "mask_key"}
             options["mask_key_id"] = key_id(job.options.get("mask_key"))  # never the key itself
             options["detail"] = job.options.get("detail", "full")  # a resumed output keeps one detail level
-            identity = {"kb_fingerprint": kb.fingerprint, "input_format": fmt, "options": dict(sorted(options.items()))}
+            identity = {
+                "kb_fingerprint": kb.fingerprint,
+                "input_format": fmt,
+                "options": dict(sorted(options.items())),
+                "engine": {"fsgs_kb": __version__, "durable_rules": DURABLE_RULES_VERSION},  # in every result
+            }
             if job.fhir is not None and fmt in FHIR_FORMATS:  # another date or map makes other records
                 identity["fhir"] = {k: v for k, v in job.fhir.conversion("").items() if k != "bundle_sha256"}
             self.file = OutputFile(job.output, path, identity, input_fd, input_regular)

@@ -14,6 +14,7 @@ import os
 import resource
 import shlex
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,51 @@ def test_a_resume_record_that_cannot_be_written_leaves_the_output_and_no_tempora
     result = run("batch", source, "-o", out, "--quiet", "--workers", "1", preexec_fn=_file_size_limit(64))
     assert result.rc == 2 and "resume record" in result.err, result
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+# ---- F5: the engine's versions are part of what a resume must match -----------------------------
+
+
+def _fake_version(tmp_path: Path, number: str) -> dict[str, str]:
+    """An environment in which the installed fsgs-kb reports `number` (a dist-info first on the path)."""
+    meta = tmp_path / "fakemeta" / f"fsgs_kb-{number}.dist-info"
+    meta.mkdir(parents=True)
+    (meta / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fsgs-kb\nVersion: {number}\n")
+    return base_env(PYTHONPATH=str(meta.parent))
+
+
+def test_resume_by_another_engine_version_is_refused(tmp_path: Path) -> None:
+    source = _small(tmp_path, 20)
+    out = tmp_path / "out.jsonl"
+    assert run("batch", source, "-o", out, "--quiet").rc == 0
+    before = out.read_bytes()
+    with open(source, "ab") as more:
+        more.write(jsonl([good_line("LATER")]))
+    current = version("fsgs-kb")
+    newer = "99.0.0"
+    result = run("batch", source, "-o", out, "--quiet", "--resume", env=_fake_version(tmp_path, newer))
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    problems = _errors(result)
+    assert len(problems) == 1 and "error[batch.resume]" in problems[0], result.err
+    assert current in problems[0] and newer in problems[0] and "hint:" in problems[0], problems[0]
+    assert out.read_bytes() == before
+    assert run("batch", source, "-o", out, "--quiet", "--resume").rc == 0, "the same version still resumes"
+    assert_each_record_once(read_results(out), 21)
+
+
+def test_a_resume_record_that_names_no_engine_version_is_refused_clearly(tmp_path: Path) -> None:
+    source = _small(tmp_path)
+    out = tmp_path / "out.jsonl"
+    assert run("batch", source, "-o", out, "--quiet").rc == 0
+    sidecar = tmp_path / "out.jsonl.fsgs-kb.json"
+    saved = json.loads(sidecar.read_text())
+    saved.pop("engine")
+    saved["format"] = "fsgs-kb-batch-resume-2"
+    sidecar.write_text(json.dumps(saved))
+    result = run("batch", source, "-o", out, "--quiet", "--resume")
+    assert result.rc == 2, result
+    assert "error[batch.resume]" in result.err and "engine version" in result.err, result
 
 
 # ---- F15: a lock that cannot be taken is not "another run" ------------------------------------------
