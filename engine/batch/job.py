@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from fsgs_kb.engine.batch.checksum import crc32_combine
 from fsgs_kb.engine.batch.files import (
     FLUSH_BYTES,
+    NOT_RESUMABLE,
     SPACE_ERRORS,
     SPACE_HINT,
     InputDigest,
@@ -228,7 +229,7 @@ def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) 
         try:
             state = target.open()
             summary = BatchSummary.from_state(state, job.workers)
-            _run(kb, job, stream, fmt, target, summary)
+            _run(kb, job, stream, fmt, target, summary, state.input_bytes)
         finally:
             target.close()
     finally:
@@ -250,12 +251,42 @@ def job_records(job: BatchJob, stream: BinaryIO | None, fmt: str) -> Iterator[Re
     return read_records(stream, fmt)
 
 
+def _records_after(records: Iterator[Record], done: int, end: int, source: str) -> Iterator[Record]:
+    """The records after the first `done`, whose results a resumed output keeps. Record `done`
+    must still end where it ended when its result was made (byte `end`): a last line read before
+    its writer had finished it (no line end yet) may have grown since, and its kept result would
+    not be that line's. Such an output is refused, as one whose input changed."""
+    if done:
+        for record in records:
+            if record.number == done:
+                if record.end != end:
+                    raise KBErrors(
+                        [
+                            KBError(
+                                "batch.resume",
+                                f"record {done} (line {record.line}) ended the input without a line end when its "
+                                f"result was kept, and has grown since: {NOT_RESUMABLE}; run without --resume",
+                                file=source,
+                                hint="the output still holds its first results; without --resume they are made again",
+                            )
+                        ]
+                    )
+                break
+    yield from records
+
+
 def _run(
-    kb: KnowledgeBase, job: BatchJob, stream: BinaryIO | None, fmt: str, target: _Target, summary: BatchSummary
+    kb: KnowledgeBase,
+    job: BatchJob,
+    stream: BinaryIO | None,
+    fmt: str,
+    target: _Target,
+    summary: BatchSummary,
+    kept_end: int = 0,
 ) -> None:
     start = time.perf_counter()
     done = summary.records
-    records: Iterator[Record] = (r for r in job_records(job, stream, fmt) if r.number > done)
+    records = _records_after(job_records(job, stream, fmt), done, kept_end, job.source)
     with _StopFlag() as stopped:
         direct_fd = target.direct_fd()
         runner = BatchRunner(

@@ -222,6 +222,37 @@ def test_a_resume_record_that_names_no_engine_version_is_refused_clearly(tmp_pat
     assert "error[batch.resume]" in result.err and "engine version" in result.err, result
 
 
+# ---- F7: a last line read before it was finished -------------------------------------------------
+
+
+def test_resume_never_keeps_the_result_of_a_last_line_that_has_grown(tmp_path: Path) -> None:
+    source = tmp_path / "grow.jsonl"
+    source.write_bytes(jsonl([good_line(f"G{i}") for i in range(10)]) + b'{"id":"X","age_years":5}')
+    out = tmp_path / "out.jsonl"
+    assert run("batch", source, "-o", out, "--quiet").rc in (0, 1)
+    with open(source, "ab") as more:  # the producer finishes the line, and writes another
+        more.write(b',"weight_kg":20}\n{"id":"Z"}\n')
+    fresh = tmp_path / "fresh.jsonl"
+    run("batch", source, "-o", fresh, "--quiet")
+    result = run("batch", source, "-o", out, "--quiet", "--resume")
+    assert_no_traceback(result)
+    if result.rc == 2:  # refused: the output is left as the first run made it, still 11 results
+        assert "error[batch.resume]" in result.err and "line 11" in result.err, result
+        assert_each_record_once(read_results(out), 11)
+    else:  # or evaluated again: then the same bytes as a fresh run
+        assert out.read_bytes() == fresh.read_bytes()
+
+
+def test_resume_keeps_a_last_line_that_was_whole_without_its_newline(tmp_path: Path) -> None:
+    """An unterminated last line that did not change is kept: the resumed output is a fresh run's."""
+    source = tmp_path / "grow.jsonl"
+    source.write_bytes(jsonl([good_line(f"G{i}") for i in range(10)]) + good_line("LAST"))
+    out = tmp_path / "out.jsonl"
+    assert run("batch", source, "-o", out, "--quiet").rc == 0
+    assert run("batch", source, "-o", out, "--quiet", "--resume").rc == 0
+    assert_each_record_once(read_results(out), 11)
+
+
 # ---- F15: a lock that cannot be taken is not "another run" ------------------------------------------
 
 
