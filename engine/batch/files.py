@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 from collections import Counter
 from dataclasses import dataclass, field
@@ -186,7 +187,7 @@ class OutputFile:
             except OSError:
                 pass  # the output does not exist yet
         elif self.input_fd is not None:
-            same = same_regular_file(self.input_fd, self.path)
+            same = same_file(self.input_fd, self.path)
         if same:
             raise _refuse(
                 "batch.output_is_input",
@@ -404,15 +405,45 @@ def write_failed(where: str, message: str, hint: str | None = None) -> KBErrors:
     return KBErrors([KBError("batch.write_failed", message, file=where, hint=hint)])
 
 
-def same_regular_file(fd: int, other: str | int) -> bool:
-    """Whether the open file `fd` (standard input or output) is the regular file `other` (a path or
-    another descriptor), by device and inode."""
+def standard_stream(path: str) -> int | None:
+    """The descriptor of this process that `path` names, or None for any other path: `-` is
+    standard output; /dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N (and links to them) are
+    the descriptors the shell gave. Opening such a path again opens the file behind the
+    descriptor afresh, without its O_APPEND (`-o /dev/stdout >> log` truncated the log): it is
+    written through the descriptor instead, or refused."""
+    if path == "-":
+        return 1
+    own = os.path.realpath(f"/proc/{os.getpid()}/fd")
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's limit on links followed
+        folder, name = os.path.split(current)
+        if re.fullmatch(r"[0-9]+", name) and _descriptor_folder(folder, own):
+            return int(name)
+        try:
+            target = os.readlink(current)
+        except OSError:
+            return None  # not a link: a file, or nothing yet
+        current = os.path.normpath(os.path.join(folder, target))
+    return None
+
+
+def _descriptor_folder(folder: str, own: str) -> bool:
+    real = os.path.realpath(folder)
+    threads = re.escape(os.path.dirname(own)) + r"/task/[0-9]+/fd"  # /proc/thread-self/fd
+    return real in (own, "/dev/fd") or re.fullmatch(threads, real) is not None
+
+
+def same_file(one: str | int, other: str | int) -> bool:
+    """Whether two paths (or open descriptors) are the same regular file: by resolved path, and by
+    device and inode where both exist (a hard link, a descriptor the shell opened on it)."""
+    if isinstance(one, str) and isinstance(other, str) and os.path.realpath(one) == os.path.realpath(other):
+        return True
     try:
-        opened = os.fstat(fd)
-        named = os.fstat(other) if isinstance(other, int) else os.stat(other)
+        first = os.fstat(one) if isinstance(one, int) else os.stat(one)
+        second = os.fstat(other) if isinstance(other, int) else os.stat(other)
     except OSError:
-        return False  # a closed descriptor, or the output does not exist yet
-    return stat.S_ISREG(opened.st_mode) and (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+        return False  # one of them does not exist (yet), or a descriptor is closed
+    return stat.S_ISREG(first.st_mode) and (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def _count(value: Any) -> bool:

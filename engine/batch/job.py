@@ -28,7 +28,8 @@ from fsgs_kb.engine.batch.files import (
     InputDigest,
     OutputFile,
     ResumeState,
-    same_regular_file,
+    same_file,
+    standard_stream,
     write_failed,
 )
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
@@ -163,7 +164,7 @@ def _refuse_stdout_as_input(stdout: BinaryIO | None, source: str | int | None) -
     """Results to standard output appended to the input itself (`batch F >> F`) would change the
     input while it is read (and read the results back as records): refused, as `-o F` is."""
     out_fd = _descriptor(stdout)
-    if out_fd is not None and source is not None and same_regular_file(out_fd, source):
+    if out_fd is not None and source is not None and same_file(out_fd, source):
         raise KBErrors(
             [
                 KBError(
@@ -350,6 +351,18 @@ class _Target:
             }
             if job.fhir is not None and fmt in FHIR_FORMATS:  # another date or map makes other records
                 identity["fhir"] = {k: v for k, v in job.fhir.conversion("").items() if k != "bundle_sha256"}
+            if standard_stream(job.output) is not None:
+                raise KBErrors(
+                    [
+                        KBError(
+                            "batch.output",
+                            "the output names a descriptor this process was given (standard output, /dev/fd/N): "
+                            "opening it again would truncate the file behind it",
+                            file=job.output,
+                            hint="leave out -o for standard output (the shell's >> appends)",
+                        )
+                    ]
+                )
             self.file = OutputFile(job.output, path, identity, input_fd, input_regular)
         elif job.resume:
             raise KBErrors([KBError("batch.resume", "--resume needs -o OUTPUT (a file to continue)")])

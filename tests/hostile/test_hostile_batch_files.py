@@ -120,6 +120,134 @@ def test_resume_of_a_run_that_read_a_pipe_is_refused_and_reads_nothing(tmp_path:
     assert out.read_bytes() == before
 
 
+# ---- F2: --summary never destroys data -------------------------------------------------------
+
+
+def _summary_refused(result, *paths: Path) -> None:
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    problems = _errors(result)
+    assert len(problems) == 1 and "error[cli.summary]" in problems[0], result.err
+    for path in paths:
+        assert str(path) in problems[0], (path, problems[0])
+
+
+def test_summary_that_is_the_input_is_refused(tmp_path: Path) -> None:
+    source = _small(tmp_path)
+    before = source.read_bytes()
+    out = tmp_path / "out.jsonl"
+    result = run("batch", source, "-o", out, "--summary", source, "--quiet")
+    _summary_refused(result, source)
+    assert source.read_bytes() == before
+    assert not out.exists(), "nothing is written when the run is refused"
+    os.link(source, tmp_path / "hard.jsonl")  # another name for the same file: found by device and inode
+    result = run("batch", source, "-o", out, "--summary", tmp_path / "hard.jsonl", "--quiet")
+    _summary_refused(result, tmp_path / "hard.jsonl", source)
+    assert source.read_bytes() == before
+    with open(source, "rb") as stdin:  # the file standard input reads
+        result = run("batch", "-", "-o", out, "--summary", source, "--quiet", stdin=stdin.fileno())
+    _summary_refused(result, source)
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("which", ["output", "resume-record"])
+@pytest.mark.parametrize("resume", [False, True], ids=["afresh", "resume"])
+def test_summary_that_is_the_output_or_its_resume_record_is_refused(tmp_path: Path, which: str, resume: bool) -> None:
+    source = _small(tmp_path, 20)
+    out = tmp_path / "out.jsonl"
+    assert run("batch", source, "-o", out, "--quiet").rc == 0
+    sidecar = tmp_path / "out.jsonl.fsgs-kb.json"
+    kept = {p: p.read_bytes() for p in (out, sidecar)}
+    target = out if which == "output" else sidecar
+    result = run("batch", source, "-o", out, "--summary", target, "--quiet", *(["--resume"] if resume else []))
+    _summary_refused(result, target, out)
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert run("batch", source, "-o", out, "--quiet", "--resume").rc == 0, "the output still resumes"
+
+
+def test_a_failed_run_leaves_the_previous_summary_untouched(tmp_path: Path) -> None:
+    """The summary is written at the end, through a temporary file renamed over it."""
+    source = _small(tmp_path)
+    summary = tmp_path / "s.json"
+    summary.write_text('{"old": "summary"}\n')
+    result = run("batch", source, "-o", tmp_path / "missing-dir" / "x.jsonl", "--summary", summary, "--quiet")
+    assert result.rc == 2, result
+    assert summary.read_text() == '{"old": "summary"}\n'
+    ok = run("batch", source, "-o", tmp_path / "out.jsonl", "--summary", summary, "--quiet")
+    assert ok.rc == 0, ok
+    assert json.loads(summary.read_text())["records"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl", "out.jsonl.fsgs-kb.json", "s.json"]
+
+
+def test_summary_that_is_an_input_part_is_refused(tmp_path: Path) -> None:
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    first = _small(parts, 5, "a.jsonl")
+    _small(parts, 5, "b.jsonl")
+    before = first.read_bytes()
+    result = run("batch", f"{parts}/*.jsonl", "-o", tmp_path / "outdir", "--summary", first, "--quiet")
+    _summary_refused(result, first)
+    assert first.read_bytes() == before
+
+
+# ---- F3 / F10: '-' and the standard streams as paths ----------------------------------------------
+
+
+def test_output_dash_is_standard_output(tmp_path: Path) -> None:
+    source = _small(tmp_path)
+    result = run("batch", source, "-o", "-", "--quiet", cwd=tmp_path)
+    assert result.rc == 0, result
+    assert len(result.stdout.splitlines()) == 5
+    assert not (tmp_path / "-").exists() and not (tmp_path / "-.fsgs-kb.json").exists()
+
+
+def test_summary_dash_is_standard_output_only_when_the_results_are_not(tmp_path: Path) -> None:
+    source = _small(tmp_path)
+    out = tmp_path / "out.jsonl"
+    result = run("batch", source, "-o", out, "--summary", "-", "--quiet", cwd=tmp_path)
+    assert result.rc == 0, result
+    assert json.loads(result.stdout)["records"] == 5
+    assert not (tmp_path / "-").exists()
+    mixed = run("batch", source, "--summary", "-", "--quiet", cwd=tmp_path)
+    assert_no_traceback(mixed)
+    assert mixed.rc == 2 and "error[cli.summary]" in mixed.err, mixed
+    assert mixed.stdout == b"" and not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("path", ["/dev/stdout", "/proc/self/fd/1", "/dev/fd/1", "-"])
+def test_output_naming_standard_output_appends_where_the_shell_points_it(tmp_path: Path, path: str) -> None:
+    """`-o /dev/stdout >> log` reopened the log without O_APPEND and truncated it (and, as root,
+    wrote /dev/stdout.fsgs-kb.json): it is standard output, as without -o."""
+    source = _small(tmp_path)
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"precious line 1\nprecious line 2\n")
+    result = _bash(tmp_path, '$FSGS batch "$SRC" -o "$P" --quiet >> "$LOG"', SRC=source, P=path, LOG=log, timeout=60)
+    assert_no_traceback(result)
+    assert result.rc == 0, result
+    lines = log.read_bytes().splitlines()
+    assert lines[:2] == [b"precious line 1", b"precious line 2"]
+    assert [json.loads(line)["record"] for line in lines[2:]] == [1, 2, 3, 4, 5]
+    assert not os.path.exists(path + ".fsgs-kb.json")
+    assert not Path("/dev/stdout.fsgs-kb.json").exists()
+
+
+def test_output_naming_another_open_descriptor_writes_through_it(tmp_path: Path) -> None:
+    """`-o /dev/fd/3 3>>log`: appended through the shell's descriptor, never truncated; and such
+    an output cannot be resumed (there is no file to continue)."""
+    source = _small(tmp_path)
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"kept\n")
+    result = _bash(tmp_path, '$FSGS batch "$SRC" -o /dev/fd/3 --quiet 3>> "$LOG"', SRC=source, LOG=log, timeout=60)
+    assert result.rc == 0, result
+    assert log.read_bytes().splitlines()[0] == b"kept" and len(log.read_bytes().splitlines()) == 6
+    resumed = _bash(
+        tmp_path, '$FSGS batch "$SRC" -o /dev/fd/3 --quiet --resume 3>> "$LOG"', SRC=source, LOG=log, timeout=60
+    )
+    assert_no_traceback(resumed)
+    assert resumed.rc == 2 and "error[batch.resume]" in resumed.err, resumed
+    assert len(log.read_bytes().splitlines()) == 6
+
+
 # ---- F4 / F14: the resume record is made before the output is touched ------------------------------
 
 
