@@ -177,24 +177,18 @@ class OutputFile:
         return state
 
     def _refuse_input_as_output(self) -> None:
-        """Before anything is opened for writing (and again once the output exists): the output
-        is not the input, by name, by link, or as the file standard input reads (`- < FILE`)."""
-        same = False
-        if self.input_path:
-            same = os.path.realpath(self.path) == os.path.realpath(self.input_path)
-            try:
-                same = same or os.path.samefile(self.path, self.input_path)
-            except OSError:
-                pass  # the output does not exist yet
-        elif self.input_fd is not None:
-            same = same_file(self.input_fd, self.path)
-        if same:
-            raise _refuse(
-                "batch.output_is_input",
-                "the output is the input file: writing it would destroy the input",
-                self.path,
-                hint="write the results to another file",
-            )
+        """Before anything is opened for writing (and again once the output exists): neither the
+        output nor its resume record is the input, by name, by link, or as the file standard input
+        reads (`- < FILE`)."""
+        read = self.input_path or self.input_fd
+        for written, what in ((self.path, "output"), (self.sidecar, "output's resume record")):
+            if written is not None and read is not None and same_file(written, read):
+                raise _refuse(
+                    "batch.output_is_input",
+                    f"the {what} is the input file: writing it would destroy the input",
+                    written,
+                    hint="write the results to another file",
+                )
 
     def _verified_state(self) -> ResumeState:
         assert self.sidecar is not None

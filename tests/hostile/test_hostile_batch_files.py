@@ -381,6 +381,20 @@ def test_resume_keeps_a_last_line_that_was_whole_without_its_newline(tmp_path: P
     assert_each_record_once(read_results(out), 11)
 
 
+# ---- F11: the resume record is never the input ---------------------------------------------------
+
+
+def test_an_input_named_like_the_outputs_resume_record_is_refused(tmp_path: Path) -> None:
+    source = _small(tmp_path, 5, "data.fsgs-kb.json")
+    before = source.read_bytes()
+    result = run("batch", source, "-o", tmp_path / "data", "--quiet", "--input-format", "jsonl")
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    assert "error[batch.output_is_input]" in result.err and "resume record" in result.err, result
+    assert source.read_bytes() == before
+    assert not (tmp_path / "data").exists()
+
+
 # ---- F15: a lock that cannot be taken is not "another run" ------------------------------------------
 
 
