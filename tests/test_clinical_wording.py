@@ -111,3 +111,27 @@ def test_a_site_may_accept_an_unbiopsied_diagnosis_by_changing_data(kb_copy: Pat
     site = fsgs_kb.load(kb_copy).evaluate(patient)
     assert site["status"] == "evaluated", site["scope"]
     assert "CSA-MONITOR-RENAL" in site["advice"]
+
+
+def test_a_value_just_past_a_threshold_is_never_worded_as_the_threshold(kb: Any) -> None:
+    """Review 5: 350.0003 mg/day at 70 kg is 5.0000043 mg/kg/day; six significant digits wrote
+    it "5", and the explanation read "dose … is 5 mg/kg/day, above 5 mg/kg/day". Every text
+    (condition, derived value, explain) shows enough digits, in both evaluators, and the
+    outcome is the exact one."""
+    patient = json.loads((ROOT / "examples" / "dose-above-ceiling.json").read_text())
+    patient["cyclosporine"]["daily_dose"] = {"value": 350.0003, "unit": "mg/day"}
+    patient["weight_kg"] = 70
+    for result in (kb.evaluate(patient), kb.reference_evaluate(patient)):
+        rules = {rule["id"]: rule for rule in result["rules"]}
+        assert rules["CSA-DOSE-EXCEEDS"]["outcome"] == "fired"
+        texts = [c["text"] for c in rules["CSA-DOSE-EXCEEDS"]["conditions"] if "dose_mg_per_kg_day" in c["text"]]
+        assert texts == ["dose_mg_per_kg_day = 5.000004 mg/kg/day (needs > 5 mg/kg/day): true"]
+        how = [d["how"] for d in rules["CSA-DOSE-EXCEEDS"]["derived"] if d["name"] == "dose_mg_per_kg_day"]
+        assert how and how[0].startswith("350.0003 mg/day ÷ 70 kg = 5.000004 mg/kg/day"), how
+    out = CliRunner().invoke(main, ["explain", "-"], input=json.dumps(patient)).output
+    assert "5.000004 mg/kg/day" in out and " is 5 mg/kg/day" not in out
+    # a rounded value that shows it is rounded stays at six digits
+    patient["cyclosporine"]["daily_dose"] = {"value": 350, "unit": "mg/day"}
+    patient["weight_kg"] = 70.5
+    hows = {d["how"] for r in kb.evaluate(patient)["rules"] for d in r["derived"] if d["name"] == "dose_mg_per_kg_day"}
+    assert len(hows) == 1 and hows.pop().startswith("350 mg/day ÷ 70.5 kg = 4.96454 mg/kg/day")

@@ -38,6 +38,7 @@ from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
 from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, Standard, settle_source
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
+from fsgs_kb.engine.load.templating import float_text
 from fsgs_kb.engine.model import AllOf, Compare, Condition, Const, Expression, Not, Op, Ref
 
 NUMERIC = ("lt", "le", "gt", "ge")
@@ -566,7 +567,7 @@ def _dedupe(items: list[str]) -> list[str]:
 def _fmtn_inline(var: str) -> str:
     """`kleene.fmt` of a number (never a bool here: the schema says number), written out in the
     generated code rather than called for every number."""
-    return f"(f'{{{var}:.6g}}' if type({var}) is float else str({var}))"
+    return f"(_float_text({var}) if type({var}) is float else str({var}))"
 
 
 # ---- exact arithmetic for derived values -------------------------------------------------------
@@ -840,6 +841,7 @@ class CompiledEvaluator:
             "_qpct": _qpct,
             "_qplain": _qplain,
             "_fmt": fmt,
+            "_float_text": float_text,
             "_union": _union,
             "_dedupe": _dedupe,
             "_copy_policy": copy_policy,

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
+from fsgs_kb.engine.load.templating import float_text
 from fsgs_kb.engine.model import (
     OP_SYMBOL,
     AllOf,
@@ -69,8 +70,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        text = f"{value:.6g}"
-        return text
+        return float_text(value)
     if isinstance(value, (list, tuple)):
         if all(type(v) is str for v in value):  # as fmt writes each: the string itself
             return "[" + ", ".join(value) + "]"

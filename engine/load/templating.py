@@ -23,8 +23,25 @@ def number(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return float_text(value)
     return str(value)
+
+
+def float_text(value: float) -> str:
+    """A float as a clinician writes it: six significant digits (4.96454; 5.1, not
+    5.1000000000000005), but never a rounding that reads as a rounder number than the value is.
+    350.0003 mg/day at 70 kg is 5.0000043 mg/kg/day: written "5" it read "5 mg/kg/day, above
+    5 mg/kg/day" (review 5). More digits are written until the text is the value, or shows
+    every digit it was rounded to (5.000004: the `#` form, which keeps trailing zeros and the
+    point, is the same text)."""
+    text = f"{value:.6g}"
+    if float(text) == value or text == f"{value:#.6g}":  # exact, or visibly six digits (nan, inf too)
+        return text
+    for precision in range(7, 18):
+        text = f"{value:.{precision}g}"
+        if float(text) == value or text == f"{value:#.{precision}g}":
+            return text
+    return repr(value)
 
 
 def word(value: Any) -> str:

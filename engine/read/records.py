@@ -232,7 +232,9 @@ def read_document(stream: BinaryIO) -> Iterator[Record]:
     if len(raw) > MAX_RECORD_BYTES:
         yield Record(1, 1, problem=too_large("the input"), end=len(raw))
     else:
-        yield Record(1, 1, raw=raw.removeprefix(BOM), end=len(raw))
+        # the file's last line ending is not part of the record: the raw bytes an unreadable
+        # record's hash is taken over are the same as batch frames them from a line
+        yield Record(1, 1, raw=raw.removeprefix(BOM).rstrip(b"\r\n"), end=len(raw))
 
 
 def read_documents(stream: BinaryIO) -> Iterator[Record]:

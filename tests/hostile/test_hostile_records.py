@@ -3,6 +3,7 @@ bad one is `invalid`, the exit code is 1, and no Python traceback leaks to stder
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -182,3 +183,20 @@ def test_the_python_api_writes_a_record_whose_id_is_not_unicode(pid: str) -> Non
         assert result["status"] == "invalid"
         assert "input.encoding" in [e["code"] for e in result["errors"]]
     assert kb.evaluate({"id": "caf\u00e9", "age_years": -1})["patient_id"] == "caf\u00e9"
+
+
+@pytest.mark.parametrize("ending", [b"", b"\n", b"\r\n"])
+def test_an_unreadable_record_has_one_decision_id_from_evaluate_and_batch(tmp_path: Path, ending: bytes) -> None:
+    """Review 5 N2: an unreadable record's input hash is taken over its raw bytes; `evaluate FILE`
+    took the file's last line ending with them, batch (a line) did not, so one record had two
+    decision ids. The line ending is not part of the record."""
+    source = tmp_path / "garbage.json"
+    source.write_bytes(b"not json at all" + ending)
+    out = tmp_path / "out.jsonl"
+    single = run("evaluate", source)
+    batch = run("batch", source, "-o", out, "--quiet")
+    assert single.rc == 1 and batch.rc == 1, (single, batch)
+    alone = json.loads(single.stdout)["decision"]
+    (framed,) = [r["decision"] for r in read_results(out)]
+    assert alone["input_sha256"] == framed["input_sha256"] == hashlib.sha256(b"not json at all").hexdigest()
+    assert alone["decision_id"] == framed["decision_id"]
