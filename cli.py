@@ -28,6 +28,7 @@ from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace, explained_result
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.dask_bag import run_parts
+from fsgs_kb.engine.batch.files import SIDECAR_SUFFIX, same_file, standard_stream
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.batch.parts import (
     check_parts,
@@ -74,7 +75,7 @@ from fsgs_kb.engine.report.validation import (
 )
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
-from fsgs_kb.output import echo, stdout_binary, writing
+from fsgs_kb.output import STDOUT, check_writable, descriptor_binary, echo, replace_file, writing
 from fsgs_kb.service.config import load_config
 from fsgs_kb.service.decisionlog import feedback_summary, replay_log, replay_summary
 from fsgs_kb.service.run import serve as run_service
@@ -460,7 +461,7 @@ def explain(
     "--output",
     type=click.Path(),
     default=None,
-    help="Write results here (default: stdout); for input parts, the directory of the output parts.",
+    help="Write results here (default, and '-': stdout); for input parts, the directory of the output parts.",
 )
 @click.option(
     "--workers",
@@ -471,7 +472,11 @@ def explain(
 )
 @click.option("--resume", is_flag=True, help="Continue a stopped run: keep OUTPUT's recorded results, do the rest.")
 @click.option(
-    "--summary", "summary_file", type=click.Path(dir_okay=False), default=None, help="Also write the summary as JSON."
+    "--summary",
+    "summary_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the summary as JSON, at the end ('-': stdout, when the results go to -o FILE).",
 )
 @click.option(
     "--input-format",
@@ -549,10 +554,12 @@ def batch(
         _batch_parts(
             kb, source, output, scheduler, workers, resume, input_format, options, rules_dir, summary_file, quiet
         )
-    output = _output_in_directory(source, output)
-    results_to = None if output else stdout_binary()  # before --summary is created: a closed stdout costs nothing
+    output, results_to, results_fd = _results_target(source, output)  # a closed stdout: refused before the run
     reader = _fhir_reader(rules_dir, input_format, as_of)
-    summary_handle = _open_summary(summary_file)
+    written = [("input", 0 if source == "-" else source)]
+    if output is not None:
+        written += [("output", output), ("output's resume record", output + SIDECAR_SUFFIX)]
+    summary_fd = _check_summary(summary_file, results_fd, written)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     progress = ProgressLine(size, lambda text: click.echo(text, err=True, nl=False))
     job = BatchJob(
@@ -572,10 +579,21 @@ def batch(
     payload = {"kb": kb.identity, **summary.to_dict()}
     text = summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]]))
     click.echo(text.splitlines()[0] if quiet and not summary.interrupted_by else text, err=True)
-    _write_summary(summary_handle, summary_file, payload)
+    _write_summary(summary_file, summary_fd, payload)
     if summary.interrupted_by:
         sys.exit(exit_for_signal(summary.interrupted_by))
     sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in summary.by_status), default=EXIT_CODES["ok"]))
+
+
+def _results_target(source: str, output: str | None) -> tuple[str | None, Any, int | None]:
+    """(output file, None, None), or (None, stream, its descriptor) for results written to a
+    stream: standard output without -o or with `-o -`, and any path naming a descriptor the shell
+    opened (/dev/stdout, /dev/fd/N, /proc/self/fd/N), written through it: reopened, it would be
+    opened afresh without the shell's O_APPEND (`-o /dev/stdout >> log` truncated the log)."""
+    fd = 1 if output is None else standard_stream(output)
+    if fd is not None:
+        return None, descriptor_binary(fd, output or STDOUT), fd
+    return _output_in_directory(source, output), None, None
 
 
 def _output_in_directory(source: str, output: str | None) -> str | None:
@@ -618,10 +636,14 @@ def _batch_parts(
     for warning in warnings:
         click.echo(format_error(warning), err=True)
     check_parts(source, parts, outdir)
+    written: list[tuple[str, str | int]] = []
+    for part in parts:
+        out = part_output(outdir, part)
+        written += [("input part", part), ("output part", out), ("output part's resume record", out + SIDECAR_SUFFIX)]
+    summary_fd = _check_summary(summary_file, None, written)
     prepare_outdir(outdir)
     if scheduler is None:
         parts = local_parts(parts)
-    summary_handle = _open_summary(summary_file)
     if scheduler is not None:
         run = run_parts(scheduler, parts, outdir, str(kb.location.path), options, input_format)
     else:
@@ -638,26 +660,59 @@ def _batch_parts(
     text = summary_text(payload, shlex.join(["fsgs-kb", *sys.argv[1:]]))
     click.echo(text.splitlines()[0] if quiet and not run.interrupted_by else text, err=True)
     click.echo(f"{len(payload['parts'])} part(s) written to {outdir}", err=True)
-    _write_summary(summary_handle, summary_file, payload)
+    _write_summary(summary_file, summary_fd, payload)
     if run.interrupted_by:
         sys.exit(exit_for_signal(run.interrupted_by))
     sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in payload["by_status"]), default=EXIT_CODES["ok"]))
 
 
-def _open_summary(path: str | None) -> Any:
-    """Open --summary before the run, so an unwritable path costs nothing but a message."""
+def _check_summary(path: str | None, results_fd: int | None, written: list[tuple[str, str | int]]) -> int | None:
+    """Before the run: refuse a --summary that would overwrite what the run reads or writes (the
+    input, the output, its resume record: by resolved path, and by device and inode) or mix with
+    the results on standard output, and one that could not be written at the end; nothing is
+    written yet. Returns the descriptor the summary goes to (`-`, /dev/stdout, /dev/fd/N), or None
+    for a file."""
     if path is None:
         return None
+    fd = standard_stream(path)
+    if fd is not None and fd == results_fd:
+        raise usage_error(
+            "summary",
+            f"--summary {path} is where the results go ({STDOUT if fd == 1 else path}): the two would mix",
+            hint="write the summary to a file, or the results to one with -o FILE",
+        )
+    if results_fd is not None:
+        written = [*written, ("file the results go to", results_fd)]
+    for what, other in written:
+        if same_file(path if fd is None else fd, other):
+            name = other if isinstance(other, str) else {0: "standard input", 1: STDOUT}.get(other, f"/dev/fd/{other}")
+            raise usage_error(
+                "summary",
+                f"--summary {path} is the {what} ({name}): writing the summary there would destroy it",
+                hint="write the summary to another file",
+            )
     with writing(path, "the summary", "cli.summary"):
-        return open(path, "w", encoding="utf-8")
+        if fd is not None:
+            os.fstat(fd)  # open (`3>file`), or "Bad file descriptor" now rather than after the run
+    if fd is None:
+        check_writable(path, "the summary", "cli.summary")
+    return fd
 
 
-def _write_summary(handle: Any, path: str | None, payload: dict[str, Any]) -> None:
-    """Write and close the --summary opened by `_open_summary` (a full disk fails here)."""
-    if handle is None or path is None:
+def _write_summary(path: str | None, fd: int | None, payload: dict[str, Any]) -> None:
+    """Write the --summary checked by `_check_summary`, at the end of the run: to standard output,
+    through the descriptor it names, or replacing the file whole (a failed run, or a failure to
+    write it, leaves the previous summary as it was)."""
+    if path is None:
         return
-    with writing(path, "the summary", "cli.summary"), handle:
-        json.dump(payload, handle, indent=2)
+    text = json.dumps(payload, indent=2)
+    if fd == 1:
+        echo(text)
+    elif fd is not None:
+        with writing(path, "the summary", "cli.summary"), descriptor_binary(fd, path) as stream:
+            stream.write(text.encode())
+    else:
+        replace_file(path, text, "the summary", "cli.summary")
 
 
 @main.command(name="test")

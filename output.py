@@ -14,6 +14,8 @@ output any other way.
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,3 +68,57 @@ def echo(text: str = "", *, nl: bool = True, color: bool | None = None) -> None:
     stdout_text()  # click.echo drops the text silently when there is no standard output
     with writing(STDOUT):
         click.echo(text, nl=nl, color=color)
+
+
+def descriptor_binary(fd: int, name: str) -> BinaryIO:
+    """A descriptor the shell opened, named as a path (`-o /dev/fd/3 3>>log`), for bytes: written
+    through a copy of the descriptor, so the shell's O_APPEND and offset hold (opening the path
+    again would open the file afresh, and truncate it); a KBError when it is not open."""
+    if fd == 1:
+        return stdout_binary()
+    with writing(name):
+        return os.fdopen(os.dup(fd), "wb")
+
+
+def _temporary(path: str) -> str:
+    """The temporary file beside `path` that `replace_file` renames over it (a short name: any
+    legal `path` keeps it legal)."""
+    return os.path.join(os.path.dirname(os.path.realpath(path)), f".fsgs-kb-write.{os.getpid()}.tmp")
+
+
+def _in_place(path: str) -> bool:
+    """Whether `path` is written where it is (a FIFO, a device), not replaced by a renamed file."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False  # nothing there yet
+
+
+def check_writable(path: str, what: str, code: str) -> None:
+    """Before a long run whose report goes to `path` at its end: a KBError now when it could not
+    be written then (no such directory, no permission, a name too long), `path` itself untouched."""
+    if _in_place(path):
+        return  # a FIFO is opened when there is something to write (opening it waits for a reader)
+    temporary = _temporary(path)
+    with writing(path, what, code):
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
+        os.unlink(temporary)
+
+
+def replace_file(path: str, text: str, what: str, code: str) -> None:
+    """Write `text` to `path` whole or not at all: into a temporary file beside it, renamed over
+    it (through a link: over the file it names), so a run that fails leaves the previous file
+    as it was; a FIFO or a device is written in place."""
+    if _in_place(path):
+        with writing(path, what, code), open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    temporary = _temporary(path)
+    try:
+        with writing(path, what, code):
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(temporary, os.path.realpath(path))
+    finally:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)

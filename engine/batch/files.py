@@ -18,10 +18,12 @@ run 20-50 µs of parent CPU a record). `fsgs-kb replay` is the check that re-der
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,12 +37,21 @@ from fsgs_kb.engine.read.records import parse_json
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
 
 FLUSH_BYTES = 256 * 1024
+NAME_MAX = 255  # bytes in one file name (Linux, macOS): the resume record's temporary stays within it
 SIDECAR_SUFFIX = ".fsgs-kb.json"
-SIDECAR_FORMAT = "fsgs-kb-batch-resume-2"  # 2: with output_crc32
-OLD_SIDECAR_FORMATS = {"fsgs-kb-batch-resume-1"}  # no digest of the output: its results cannot be verified
+SIDECAR_FORMAT = "fsgs-kb-batch-resume-3"  # 2: with output_crc32; 3: with the engine's versions
+OLD_SIDECAR_FORMATS = {  # what each older record lacks, why the results it kept cannot be trusted
+    "fsgs-kb-batch-resume-1": "without a digest of the output: the results it kept cannot be verified",
+    "fsgs-kb-batch-resume-2": "without the engine version that made the results it kept",
+}
 MAX_RESULT_LINE = 256 << 20  # a result line longer than this is not one batch wrote: refuse, never buffer it
 NOT_RESUMABLE = "not resumable"
-IDENTITY_NAMES = {"kb_fingerprint": "knowledge base", "input_format": "input format", "options": "set of options"}
+IDENTITY_NAMES = {
+    "kb_fingerprint": "knowledge base",
+    "input_format": "input format",
+    "options": "set of options",
+    "engine": "engine version",
+}
 
 
 def _refuse(code: str, message: str, path: str, hint: str | None = None) -> KBErrors:
@@ -51,21 +62,25 @@ class InputDigest:
     """sha256 of an input file's first bytes, advanced as records are written.
 
     A second read of the input (the page cache makes it cheap) keeps the reader free of
-    bookkeeping and gives the digest at exactly the end of the last written record."""
+    bookkeeping and gives the digest at exactly the end of the last written record. Only a
+    regular file can be read twice: opening a pipe or a FIFO again gives the same pipe, whose
+    bytes the digest would take away from the reader (`batch <(zcat x.gz) -o out` lost ~45 % of
+    its records that way). Such an input gets no digest (None), and its run cannot be resumed."""
 
     def __init__(self, path: str | None) -> None:
         self.handle = open(path, "rb") if path else None
         self.hasher = hashlib.sha256()
         self.offset = 0
 
-    def advance(self, offset: int) -> str:
-        if self.handle is not None:
-            while self.offset < offset:
-                block = self.handle.read(min(1 << 20, offset - self.offset))
-                if not block:
-                    break
-                self.hasher.update(block)
-                self.offset += len(block)
+    def advance(self, offset: int) -> str | None:
+        if self.handle is None:
+            return None
+        while self.offset < offset:
+            block = self.handle.read(min(1 << 20, offset - self.offset))
+            if not block:
+                break
+            self.hasher.update(block)
+            self.offset += len(block)
         return self.hasher.hexdigest()
 
     def close(self) -> None:
@@ -80,7 +95,7 @@ class ResumeState:
     records: int = 0
     output_bytes: int = 0
     input_bytes: int = 0
-    input_sha256: str = hashlib.sha256(b"").hexdigest()
+    input_sha256: str | None = hashlib.sha256(b"").hexdigest()  # None: the input was a pipe, not digested
     by_status: dict[str, int] = field(default_factory=dict)
     by_rule: dict[str, dict[str, int]] = field(default_factory=dict)
     output_crc32: int = 0  # the CRC-32 (checksum.crc32) of the output's first output_bytes bytes
@@ -90,27 +105,47 @@ class OutputFile:
     """The `-o` file of a batch run: locked, never the input, resumable through its record."""
 
     def __init__(
-        self, path: str, input_path: str | None, identity: dict[str, Any], input_fd: int | None = None
+        self,
+        path: str,
+        input_path: str | None,
+        identity: dict[str, Any],
+        input_fd: int | None = None,
+        input_regular: bool = True,
     ) -> None:
         self.path = path
         self.sidecar: str | None = path + SIDECAR_SUFFIX
         self.input_path = input_path
         self.input_fd = input_fd  # standard input, when the input is `-`: compared by device and inode
+        self.input_regular = input_regular  # a regular file, which can be read again to check it on resume
         self.identity = identity  # knowledge base, options, input format: must match on resume
         self.fd = -1
         self.written = 0
 
     def open(self, resume: bool) -> ResumeState:
         """Open and lock the output; on resume, verify it and return what it already holds."""
+        if resume:
+            self._refuse_unreadable_input()
         self._refuse_input_as_output()
+        created = False
         try:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                created = True
+            except FileExistsError:  # (or a link, perhaps to no file yet)
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise _refuse("batch.output", f"cannot open the output: {exc.strerror}", self.path) from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
             self.close()  # and forget the descriptor: the caller's close() must not close it again
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):  # ENOLCK, EOPNOTSUPP: NFS, FUSE
+                raise _refuse(
+                    "batch.output",
+                    f"cannot lock the output: {exc.strerror or exc}",
+                    self.path,
+                    hint="write the output on a local file system, which can lock it for the run",
+                ) from None
             raise _refuse(
                 "batch.output_locked",
                 "another fsgs-kb batch run is writing this output",
@@ -124,35 +159,36 @@ class OutputFile:
             self.sidecar = None
             return ResumeState()
         state = self._verified_state() if resume else ResumeState()
+        # The resume record before the output is cut to what it holds: when it cannot be written (a
+        # directory the user cannot write, a name too long, a full disk), the output stays as it was.
+        self.written = state.output_bytes
+        try:
+            self.commit(state, starting=True)
+        except KBErrors:
+            if created:  # made by this run, which wrote nothing: not left behind, empty
+                os.unlink(self.path)
+            raise
         if os.fstat(self.fd).st_size != state.output_bytes:
             # Only when there is something to cut: ext4 (auto_da_alloc) writes back, on close, every
             # page of a file that was truncated to zero, in the closing process; for a new output
             # that was 0.26 s of the parent's at the end of a 20,000-record full-detail run (840 MB).
             os.ftruncate(self.fd, state.output_bytes)
         os.lseek(self.fd, state.output_bytes, os.SEEK_SET)
-        self.written = state.output_bytes
-        self.commit(state)
         return state
 
     def _refuse_input_as_output(self) -> None:
-        """Before anything is opened for writing (and again once the output exists): the output
-        is not the input, by name, by link, or as the file standard input reads (`- < FILE`)."""
-        same = False
-        if self.input_path:
-            same = os.path.realpath(self.path) == os.path.realpath(self.input_path)
-            try:
-                same = same or os.path.samefile(self.path, self.input_path)
-            except OSError:
-                pass  # the output does not exist yet
-        elif self.input_fd is not None:
-            same = same_regular_file(self.input_fd, self.path)
-        if same:
-            raise _refuse(
-                "batch.output_is_input",
-                "the output is the input file: writing it would destroy the input",
-                self.path,
-                hint="write the results to another file",
-            )
+        """Before anything is opened for writing (and again once the output exists): neither the
+        output nor its resume record is the input, by name, by link, or as the file standard input
+        reads (`- < FILE`)."""
+        read = self.input_path or self.input_fd
+        for written, what in ((self.path, "output"), (self.sidecar, "output's resume record")):
+            if written is not None and read is not None and same_file(written, read):
+                raise _refuse(
+                    "batch.output_is_input",
+                    f"the {what} is the input file: writing it would destroy the input",
+                    written,
+                    hint="write the results to another file",
+                )
 
     def _verified_state(self) -> ResumeState:
         assert self.sidecar is not None
@@ -177,8 +213,8 @@ class OutputFile:
         if isinstance(saved, dict) and saved.get("format") in OLD_SIDECAR_FORMATS:
             raise _refuse(
                 "batch.resume",
-                "the resume record was written by an older fsgs-kb, without a digest of the output: "
-                f"the results it kept cannot be verified; {NOT_RESUMABLE}",
+                f"the resume record was written by an older fsgs-kb, {OLD_SIDECAR_FORMATS[saved['format']]}; "
+                f"{NOT_RESUMABLE}",
                 self.sidecar,
                 hint="run without --resume (the results are made again)",
             )
@@ -186,6 +222,15 @@ class OutputFile:
             raise _refuse("batch.resume", "the resume record is not one fsgs-kb batch wrote", self.sidecar)
         for key, value in self.identity.items():
             if saved.get(key) != value:
+                if key == "engine":
+                    raise _refuse(
+                        "batch.resume",
+                        f"the output was written by {_engine(saved.get(key))}, not by this {_engine(value)}: "
+                        "one output never mixes the results of two engine versions",
+                        self.path,
+                        hint="start a new output (another -o, or without --resume), or resume with the version "
+                        "that wrote it",
+                    )
                 raise _refuse(
                     "batch.resume",
                     f"the output was written with another {IDENTITY_NAMES.get(key, key)} ({_short(saved.get(key))})",
@@ -200,8 +245,14 @@ class OutputFile:
         if damage is not None:
             raise _refuse("batch.resume", f"the resume record is damaged: {damage}", self.sidecar)
         self._verify_kept_output(state)
-        if not self.input_path:
-            raise _refuse("batch.resume", "a run that read standard input cannot be resumed", self.path)
+        if state.input_sha256 is None:
+            raise _refuse(
+                "batch.resume",
+                "the output was made from a pipe or a device, whose bytes were not recorded: it cannot be resumed",
+                self.path,
+                hint="run without --resume (the results are made again)",
+            )
+        assert self.input_path is not None  # _refuse_unreadable_input
         digest = InputDigest(self.input_path)
         try:
             actual = digest.advance(state.input_bytes)
@@ -216,6 +267,21 @@ class OutputFile:
                 hint="resume with the same input, or start afresh",
             )
         return state
+
+    def _refuse_unreadable_input(self) -> None:
+        """A resume reads the input again from its start, to check it: a pipe cannot be (and
+        opening it again would take bytes from its writer), nor standard input. Refused before
+        the output is opened."""
+        if not self.input_path:
+            raise _refuse("batch.resume", "a run that read standard input cannot be resumed", self.path)
+        if not self.input_regular:
+            raise _refuse(
+                "batch.resume",
+                "the input is not a regular file (a pipe, a FIFO or a device): it cannot be read again "
+                "from its start, so a run on it cannot be resumed",
+                self.input_path,
+                hint="run without --resume (the results are made again), or save the input to a file first",
+            )
 
     def _verify_kept_output(self, state: ResumeState) -> None:
         """The output's first `output_bytes` bytes are exactly `records` whole result lines,
@@ -279,21 +345,52 @@ class OutputFile:
             view = view[written:]
         self.written += len(data)
 
-    def commit(self, state: ResumeState) -> None:
-        """Record what the output holds, atomically (write a temporary file, then rename)."""
+    def commit(self, state: ResumeState, starting: bool = False) -> None:
+        """Record what the output holds, atomically (write a temporary file, then rename); a
+        failure removes the temporary file and names the resume record (KBErrors)."""
         if self.sidecar is None:
             return
         state.output_bytes = self.written
         payload = {"format": SIDECAR_FORMAT, **self.identity, "state": state.__dict__}
-        temporary = f"{self.sidecar}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:  # one write: json.dump encodes in Python, piece by piece
-            handle.write(json.dumps(payload))
-        os.replace(temporary, self.sidecar)
+        folder, name = os.path.split(self.sidecar)
+        temporary = f"{name}.{os.getpid()}.tmp"
+        if len(os.fsencode(temporary)) > NAME_MAX:  # a legal resume record's name, too long with the suffix
+            temporary = f".fsgs-kb-resume.{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}.{os.getpid()}.tmp"
+        temporary = os.path.join(folder, temporary)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:  # one write: json.dump encodes piece by piece
+                handle.write(json.dumps(payload))
+            os.replace(temporary, self.sidecar)
+        except OSError as exc:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass  # never made, or already renamed
+            raise write_failed(
+                self.sidecar, f"cannot write the resume record: {exc.strerror or exc}", _sidecar_hint(exc, starting)
+            ) from None
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+SPACE_HINT = "the resume record names what the output holds: free the space and run again with --resume"
+
+
+def _sidecar_hint(exc: OSError, starting: bool) -> str:
+    """What to do when the resume record cannot be written (`starting`: before the output was touched)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"give the output a shorter name: its resume record is named OUTPUT{SIDECAR_SUFFIX}"
+    if exc.errno in SPACE_ERRORS:
+        return "the output is as it was: free the space and run again" if starting else SPACE_HINT
+    return (
+        "the resume record is written beside the output: write the output in a directory you can write to"
+        if starting
+        else "the resume record is written beside the output: make its directory writable and run again with --resume"
+    )
 
 
 def write_failed(where: str, message: str, hint: str | None = None) -> KBErrors:
@@ -302,15 +399,45 @@ def write_failed(where: str, message: str, hint: str | None = None) -> KBErrors:
     return KBErrors([KBError("batch.write_failed", message, file=where, hint=hint)])
 
 
-def same_regular_file(fd: int, other: str | int) -> bool:
-    """Whether the open file `fd` (standard input or output) is the regular file `other` (a path or
-    another descriptor), by device and inode."""
+def standard_stream(path: str) -> int | None:
+    """The descriptor of this process that `path` names, or None for any other path: `-` is
+    standard output; /dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N (and links to them) are
+    the descriptors the shell gave. Opening such a path again opens the file behind the
+    descriptor afresh, without its O_APPEND (`-o /dev/stdout >> log` truncated the log): it is
+    written through the descriptor instead, or refused."""
+    if path == "-":
+        return 1
+    own = os.path.realpath(f"/proc/{os.getpid()}/fd")
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's limit on links followed
+        folder, name = os.path.split(current)
+        if re.fullmatch(r"[0-9]+", name) and _descriptor_folder(folder, own):
+            return int(name)
+        try:
+            target = os.readlink(current)
+        except OSError:
+            return None  # not a link: a file, or nothing yet
+        current = os.path.normpath(os.path.join(folder, target))
+    return None
+
+
+def _descriptor_folder(folder: str, own: str) -> bool:
+    real = os.path.realpath(folder)
+    threads = re.escape(os.path.dirname(own)) + r"/task/[0-9]+/fd"  # /proc/thread-self/fd
+    return real in (own, "/dev/fd") or re.fullmatch(threads, real) is not None
+
+
+def same_file(one: str | int, other: str | int) -> bool:
+    """Whether two paths (or open descriptors) are the same regular file: by resolved path, and by
+    device and inode where both exist (a hard link, a descriptor the shell opened on it)."""
+    if isinstance(one, str) and isinstance(other, str) and os.path.realpath(one) == os.path.realpath(other):
+        return True
     try:
-        opened = os.fstat(fd)
-        named = os.fstat(other) if isinstance(other, int) else os.stat(other)
+        first = os.fstat(one) if isinstance(one, int) else os.stat(one)
+        second = os.fstat(other) if isinstance(other, int) else os.stat(other)
     except OSError:
-        return False  # a closed descriptor, or the output does not exist yet
-    return stat.S_ISREG(opened.st_mode) and (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+        return False  # one of them does not exist (yet), or a descriptor is closed
+    return stat.S_ISREG(first.st_mode) and (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def _count(value: Any) -> bool:
@@ -324,7 +451,7 @@ def _state_damage(state: ResumeState) -> str | None:
             return f"{name} is not a count"
     if not _count(state.output_crc32) or state.output_crc32 > 0xFFFFFFFF:
         return "output_crc32 is not a CRC-32"
-    if not isinstance(state.input_sha256, str):
+    if state.input_sha256 is not None and not isinstance(state.input_sha256, str):
         return "input_sha256 is not a digest"
     if not isinstance(state.by_status, dict) or not all(_count(n) for n in state.by_status.values()):
         return "by_status is not a table of counts"
@@ -355,3 +482,10 @@ def _result_status(line: bytes, number: int) -> str | None:
 def _short(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=True)
     return text if len(text) <= 40 else text[:37] + "…"
+
+
+def _engine(versions: Any) -> str:
+    """`fsgs-kb 0.1.0 with durable-rules 2.0.28`, from the identity's engine entry."""
+    if not isinstance(versions, dict):
+        return "an fsgs-kb that did not record its version"
+    return f"fsgs-kb {versions.get('fsgs_kb')} with durable-rules {versions.get('durable_rules')}"

@@ -22,10 +22,14 @@ from typing import Any, BinaryIO
 from fsgs_kb.engine.batch.checksum import crc32_combine
 from fsgs_kb.engine.batch.files import (
     FLUSH_BYTES,
+    NOT_RESUMABLE,
+    SPACE_ERRORS,
+    SPACE_HINT,
     InputDigest,
     OutputFile,
     ResumeState,
-    same_regular_file,
+    same_file,
+    standard_stream,
     write_failed,
 )
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
@@ -36,6 +40,7 @@ from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.records import FORMATS, Record, read_records, sniff_format
+from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 COMMIT_INTERVAL_S = 0.5  # how often the resume record follows the output during a run
@@ -159,7 +164,7 @@ def _refuse_stdout_as_input(stdout: BinaryIO | None, source: str | int | None) -
     """Results to standard output appended to the input itself (`batch F >> F`) would change the
     input while it is read (and read the results back as records): refused, as `-o F` is."""
     out_fd = _descriptor(stdout)
-    if out_fd is not None and source is not None and same_regular_file(out_fd, source):
+    if out_fd is not None and source is not None and same_file(out_fd, source):
         raise KBErrors(
             [
                 KBError(
@@ -175,6 +180,12 @@ def _refuse_stdout_as_input(stdout: BinaryIO | None, source: str | int | None) -
 def _is_stream(handle: BinaryIO) -> bool:
     mode = os.fstat(handle.fileno()).st_mode
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def _is_regular(stream: BinaryIO | None) -> bool:
+    """Whether the input is a regular file, which can be read again from its start (to digest it)."""
+    fd = _descriptor(stream)
+    return fd is not None and stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def input_format(job: BatchJob, stream: BinaryIO | None, path: str | None) -> str:
@@ -215,11 +226,11 @@ def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) 
         stream, path = open_input(job.source)
     try:
         fmt = input_format(job, stream, path)
-        target = _Target(kb, job, path, fmt, stdout, _descriptor(stream) if path is None else None)
+        target = _Target(kb, job, path, fmt, stdout, _descriptor(stream) if path is None else None, _is_regular(stream))
         try:
             state = target.open()
             summary = BatchSummary.from_state(state, job.workers)
-            _run(kb, job, stream, fmt, target, summary)
+            _run(kb, job, stream, fmt, target, summary, state.input_bytes)
         finally:
             target.close()
     finally:
@@ -241,12 +252,42 @@ def job_records(job: BatchJob, stream: BinaryIO | None, fmt: str) -> Iterator[Re
     return read_records(stream, fmt)
 
 
+def _records_after(records: Iterator[Record], done: int, end: int, source: str) -> Iterator[Record]:
+    """The records after the first `done`, whose results a resumed output keeps. Record `done`
+    must still end where it ended when its result was made (byte `end`): a last line read before
+    its writer had finished it (no line end yet) may have grown since, and its kept result would
+    not be that line's. Such an output is refused, as one whose input changed."""
+    if done:
+        for record in records:
+            if record.number == done:
+                if record.end != end:
+                    raise KBErrors(
+                        [
+                            KBError(
+                                "batch.resume",
+                                f"record {done} (line {record.line}) ended the input without a line end when its "
+                                f"result was kept, and has grown since: {NOT_RESUMABLE}; run without --resume",
+                                file=source,
+                                hint="the output still holds its first results; without --resume they are made again",
+                            )
+                        ]
+                    )
+                break
+    yield from records
+
+
 def _run(
-    kb: KnowledgeBase, job: BatchJob, stream: BinaryIO | None, fmt: str, target: _Target, summary: BatchSummary
+    kb: KnowledgeBase,
+    job: BatchJob,
+    stream: BinaryIO | None,
+    fmt: str,
+    target: _Target,
+    summary: BatchSummary,
+    kept_end: int = 0,
 ) -> None:
     start = time.perf_counter()
     done = summary.records
-    records: Iterator[Record] = (r for r in job_records(job, stream, fmt) if r.number > done)
+    records = _records_after(job_records(job, stream, fmt), done, kept_end, job.source)
     with _StopFlag() as stopped:
         direct_fd = target.direct_fd()
         runner = BatchRunner(
@@ -286,6 +327,7 @@ class _Target:
         fmt: str,
         stdout: BinaryIO | None,
         input_fd: int | None = None,
+        input_regular: bool = False,
     ) -> None:
         self.file: OutputFile | None = None
         self.stdout = stdout
@@ -293,7 +335,7 @@ class _Target:
         self.size = 0
         self.end = 0
         self.crc = 0  # CRC-32 of every result written to the output (on resume: from its first byte)
-        self.digest = InputDigest(path if job.output else None)
+        self.digest = InputDigest(path if job.output and input_regular else None)  # never a pipe's second reader
         self.committed_at = time.monotonic()
         self.direct = False  # the workers write the results into the file (BatchRunner.direct)
         self.settled: Callable[[], bool] = lambda: True  # whether all results counted are written
@@ -301,10 +343,27 @@ class _Target:
             options = {k: list(v) if isinstance(v, tuple) else v for k, v in job.options.items() if k != "mask_key"}
             options["mask_key_id"] = key_id(job.options.get("mask_key"))  # never the key itself
             options["detail"] = job.options.get("detail", "full")  # a resumed output keeps one detail level
-            identity = {"kb_fingerprint": kb.fingerprint, "input_format": fmt, "options": dict(sorted(options.items()))}
+            identity = {
+                "kb_fingerprint": kb.fingerprint,
+                "input_format": fmt,
+                "options": dict(sorted(options.items())),
+                "engine": {"fsgs_kb": __version__, "durable_rules": DURABLE_RULES_VERSION},  # in every result
+            }
             if job.fhir is not None and fmt in FHIR_FORMATS:  # another date or map makes other records
                 identity["fhir"] = {k: v for k, v in job.fhir.conversion("").items() if k != "bundle_sha256"}
-            self.file = OutputFile(job.output, path, identity, input_fd)
+            if standard_stream(job.output) is not None:
+                raise KBErrors(
+                    [
+                        KBError(
+                            "batch.output",
+                            "the output names a descriptor this process was given (standard output, /dev/fd/N): "
+                            "opening it again would truncate the file behind it",
+                            file=job.output,
+                            hint="leave out -o for standard output (the shell's >> appends)",
+                        )
+                    ]
+                )
+            self.file = OutputFile(job.output, path, identity, input_fd, input_regular)
         elif job.resume:
             raise KBErrors([KBError("batch.resume", "--resume needs -o OUTPUT (a file to continue)")])
         else:
@@ -370,7 +429,8 @@ class _Target:
             return action()
         except OSError as exc:
             where = self.file.path if self.file else "standard output"
-            raise write_failed(where, f"cannot write: {exc.strerror or exc}") from None
+            hint = SPACE_HINT if self.file is not None and exc.errno in SPACE_ERRORS else None
+            raise write_failed(where, f"cannot write: {exc.strerror or exc}", hint) from None
 
     def close(self) -> None:
         self.digest.close()
