@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fsgs_kb.engine.batch.files import same_regular_file, write_failed
+from fsgs_kb.engine.batch.files import same_file, write_failed
 from fsgs_kb.engine.batch.job import BatchJob, BatchSummary, run_batch
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.errors import KBError, KBErrors
@@ -362,7 +362,7 @@ class PartOutput:
                 ]
             ) from None
         source = self.source.removeprefix("file://")
-        if not is_url(source) and same_regular_file(self.lock_fd, source):
+        if not is_url(source) and same_file(self.lock_fd, source):
             raise KBErrors(
                 [
                     KBError(
@@ -411,7 +411,7 @@ class PartOutput:
                     os.unlink(self.temp)
             self.temp = None
         if self.lock_fd >= 0:
-            if self.created and same_regular_file(self.lock_fd, self.path):
+            if self.created and same_file(self.lock_fd, self.path):
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
             os.close(self.lock_fd)
