@@ -153,24 +153,7 @@ class ConditionWords:
         into their definitions (the scope only when it is not met: it is said once elsewhere)."""
         outcome = self.evaluator.condition(cond, values, known, memo)
         if isinstance(cond, Compare):
-            entry = outcome.leaves[0]
-            node: dict[str, Any] = {
-                "kind": "condition",
-                "met": outcome.result,
-                "text": self.sentence(cond, entry),
-                cond.source: cond.name,
-                "pointer": entry.get("pointer"),
-            }
-            for key in ("actual", "unit", "threshold", "parameter", "provenance", "missing"):
-                if entry.get(key) is not None:
-                    node["value" if key == "actual" else key] = entry[key]
-            if cond.source == "field":
-                info = self.fields.get(cond.name)
-                if info is not None:
-                    node["record_pointer"] = info.pointer
-            choices = self.local_choices(cond.source, cond.name)
-            if choices and not (cond.name == SCOPE and outcome.result is True):  # met: said once, in the header
-                node["choices"] = choices
+            node = self._leaf_node(cond, outcome.leaves[0], outcome.result)
             if cond.source == "derived" and open_derived:
                 self._open(node, self.model.derived[cond.name], values, known, memo)
             return node
@@ -181,6 +164,28 @@ class ConditionWords:
         items = [self.tree(item, values, known, memo, open_derived) for item in cond.items]
         return {"kind": kind, "met": outcome.result, "items": items}
 
+    def _leaf_node(self, cond: Compare, entry: dict[str, Any], met: bool | None) -> dict[str, Any]:
+        """One comparison of a tree: its sentence, its value and threshold, where it is recorded,
+        the local choices it rests on (the scope's only when it is not met: said once, in the header)."""
+        node: dict[str, Any] = {
+            "kind": "condition",
+            "met": met,
+            "text": self.sentence(cond, entry),
+            cond.source: cond.name,
+            "pointer": entry.get("pointer"),
+        }
+        for key in ("actual", "unit", "threshold", "parameter", "provenance", "missing"):
+            if entry.get(key) is not None:
+                node["value" if key == "actual" else key] = entry[key]
+        if cond.source == "field":
+            info = self.fields.get(cond.name)
+            if info is not None:
+                node["record_pointer"] = info.pointer
+        choices = self.local_choices(cond.source, cond.name)
+        if choices and not (cond.name == SCOPE and met is True):
+            node["choices"] = choices
+        return node
+
     def stored_tree(
         self, cond: Condition, entries: Iterator[dict[str, Any]], derived: dict[str, dict[str, Any]]
     ) -> dict[str, Any]:
@@ -190,23 +195,7 @@ class ConditionWords:
         up). For a result kept without its input (`explain RESULT.json`)."""
         if isinstance(cond, Compare):
             entry = next(entries)
-            node: dict[str, Any] = {
-                "kind": "condition",
-                "met": entry.get("result"),
-                "text": self.sentence(cond, entry),
-                cond.source: cond.name,
-                "pointer": entry.get("pointer"),
-            }
-            for key in ("actual", "unit", "threshold", "parameter", "provenance", "missing"):
-                if entry.get(key) is not None:
-                    node["value" if key == "actual" else key] = entry[key]
-            if cond.source == "field":
-                info = self.fields.get(cond.name)
-                if info is not None:
-                    node["record_pointer"] = info.pointer
-            choices = self.local_choices(cond.source, cond.name)
-            if choices and not (cond.name == SCOPE and node["met"] is True):
-                node["choices"] = choices
+            node = self._leaf_node(cond, entry, entry.get("result"))
             recorded = derived.get(cond.name) if cond.source == "derived" else None
             if recorded is not None and recorded.get("how") and not (cond.name == SCOPE and node["met"] is True):
                 node["how"] = f"as the result records it: {recorded['how']}"
