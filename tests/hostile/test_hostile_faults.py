@@ -118,7 +118,7 @@ def _killed_run(tmp_path: Path, batches, lines: list[bytes], at_least: int) -> t
 def test_resumed_run_exit_code_counts_records_before_the_kill(tmp_path: Path, batches) -> None:
     """An invalid record written before the kill still makes the whole run exit 1 after --resume
     (today the resumed run only counts what it did itself, and exits 0)."""
-    n = 2500
+    n = 8000  # seconds of work: the kill lands mid-run even on a loaded machine (2,500 once finished first)
     lines = [good_line("G0"), b'{"id": "BAD", "age_years": "old"}'] + [good_line(f"G{i}") for i in range(2, n)]
     source, out = _killed_run(tmp_path, batches, lines, at_least=3)
     result = run("batch", source, "-o", out, "--resume", "--workers", "2", "--quiet", timeout=30)
@@ -131,7 +131,8 @@ def test_killed_run_keeps_resume_state_in_a_sidecar(tmp_path: Path, big_input, b
     """Resume verification needs to know which input made the output: that goes in a sidecar
     next to the output, never as a header line inside it."""
     source, _ = big_input
-    _, out = _killed_run(tmp_path, batches, source.read_bytes().splitlines()[:3000], at_least=1)
+    # all 20,000 records: with 3,000 the run once finished before its first line was observed
+    _, out = _killed_run(tmp_path, batches, source.read_bytes().splitlines(), at_least=1)
     data = out.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     (tmp_path / "complete.jsonl").write_bytes(complete)
