@@ -394,6 +394,13 @@ def stored_decision(
     when that cannot be done honestly: made by another knowledge base, no input stored, or the
     input does not give this result, or it is not the shape of a result (`explain.malformed`, each
     problem with its JSON pointer); each error names `file` and `line`."""
+    check_stored(kb, old, file, line)
+    return rederived(kb, old, file, line)
+
+
+def check_stored(kb: KnowledgeBase, old: Any, file: str | None = None, line: int | None = None) -> None:
+    """KBErrors unless `old` has the shape of a result (`explain.malformed`) made by this
+    knowledge base (`explain.other_kb`): what explaining any stored result needs first."""
     problems = shape_problems(old)
     if problems:
         raise KBErrors(
@@ -425,6 +432,14 @@ def stored_decision(
                 )
             ]
         )
+
+
+def rederived(
+    kb: KnowledgeBase, old: dict[str, Any], file: str | None = None, line: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`stored_decision` once `check_stored` passed: the input it holds, evaluated again and
+    checked to give this result byte for byte."""
+    decision = old["decision"]
     patient = decision.get("input")
     if not isinstance(patient, dict):
         raise KBErrors(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsgs_kb.engine.audit.consistency import mismatch, summary_mismatches
-from fsgs_kb.engine.audit.replay import replay_one, stored_decision
+from fsgs_kb.engine.audit.replay import check_stored, rederived, replay_one
 from fsgs_kb.engine.audit.shape import shape_problems
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of
@@ -197,16 +197,14 @@ def explained_result(
     kb: KnowledgeBase, stored: dict[str, Any], file: str | None = None, line: int | None = None
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(the patient or None, the full result) of a stored result `explain` is given. With its
-    input, re-derived and checked byte for byte (`stored_decision`); without it (batch's default
+    input, re-derived and checked byte for byte (`rederived`); without it (batch's default
     output), traced instead: made by this knowledge base, every rule entry and the summary
     consistent with it (a standard result rebuilt in full from it), and then explained from what
     it recorded. A minimal result records no condition values: there is nothing to explain why
     with, and it is refused saying so. KBErrors naming `file` and `line` otherwise."""
-    try:
-        return stored_decision(kb, stored, file, line)
-    except KBErrors as exc:
-        if [error.code for error in exc.errors] != ["explain.no_input"]:
-            raise
+    check_stored(kb, stored, file, line)
+    if isinstance(stored["decision"].get("input"), dict):
+        return rederived(kb, stored, file, line)
     found = trace(kb, stored)
     if found.mismatches:
         shown = "; ".join(found.mismatches[:3]) + (
