@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from fsgs_kb.engine.evaluate.kleene import kleene_all, kleene_any
 from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
@@ -500,7 +501,6 @@ def _held(condition: Condition, leaves: Iterator[dict[str, Any]]) -> tuple[bool 
     parts = [_held(item, leaves) for item in condition.items]
     truths = [truth for truth, _ in parts]
     if isinstance(condition, AllOf):
-        truth = False if False in truths else True if all(t is True for t in truths) else None
+        truth = kleene_all(truths)
         return truth, [leaf for _, held in parts for leaf in held] if truth is True else []
-    truth = True if True in truths else False if all(t is False for t in truths) else None
-    return truth, [leaf for t, held in parts if t is True for leaf in held]
+    return kleene_any(truths), [leaf for t, held in parts if t is True for leaf in held]

@@ -23,7 +23,7 @@ from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.engine.load.templating import fill
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
-from fsgs_kb.engine.read.shape import shape_problem
+from fsgs_kb.engine.read.shape import shape_problem, valid_unicode
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
 OUTCOME = {True: "fired", False: "not_fired", None: "undetermined"}
@@ -535,7 +535,7 @@ class Evaluation:
         self, patient: Any, input_sha: str, status: str, problems: list[KBError], timestamp: str | None
     ) -> dict[str, Any]:
         pid = patient.get("id") if isinstance(patient, dict) else None
-        if not isinstance(pid, str) or not (pid.isascii() or _is_unicode(pid)):
+        if not isinstance(pid, str) or not valid_unicode(pid):
             pid = None  # a lone surrogate (refused as input.encoding) cannot be written out as JSON
         return {
             "patient_id": pid,
@@ -605,12 +605,3 @@ def _error_dict(error: KBError) -> dict[str, Any]:
 def error_record(error: KBError) -> dict[str, Any]:
     """One entry of a result's `errors`."""
     return _error_dict(error)
-
-
-def _is_unicode(text: str) -> bool:
-    """Whether `text` is valid Unicode (no lone surrogate: the Python API can be handed one)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -97,13 +97,8 @@ def _group_how(condition: Condition, leaves: Iterator[tuple[str, bool | None]], 
     else:
         parts = [_group_how(item, leaves, False) for item in condition.items]
         truths = [truth for _, truth in parts]
-        if isinstance(condition, AllOf):
-            result = False if False in truths else True if all(t is True for t in truths) else None
-            joiner = " and "
-        else:
-            result = True if True in truths else False if all(t is False for t in truths) else None
-            joiner = " or "
-        text = joiner.join(part for part, _ in parts)
+        result = kleene_all(truths) if isinstance(condition, AllOf) else kleene_any(truths)
+        text = (" and " if isinstance(condition, AllOf) else " or ").join(part for part, _ in parts)
     return (text if top else f"[{text}]: {_TRUTH_WORD[result]}"), result
 
 

@@ -34,10 +34,7 @@ def float_text(value: float) -> str:
     5 mg/kg/day" (review 5). More digits are written until the text is the value, or shows
     every digit it was rounded to (5.000004: the `#` form, which keeps trailing zeros and the
     point, is the same text)."""
-    text = f"{value:.6g}"
-    if float(text) == value or text == f"{value:#.6g}":  # exact, or visibly six digits (nan, inf too)
-        return text
-    for precision in range(7, 18):
+    for precision in range(6, 18):  # six digits nearly always: exact, or visibly rounded (nan, inf too)
         text = f"{value:.{precision}g}"
         if float(text) == value or text == f"{value:#.{precision}g}":
             return text

@@ -37,7 +37,7 @@ def shape_problem(value: Any) -> tuple[KBError | None, int]:
                     return KBError(
                         "input.not_json", f"{pointer or '/'}: key {key!r} is not a string", pointer=pointer
                     ), keys
-                if not key.isascii() and not _valid_unicode(key):
+                if not key.isascii() and not valid_unicode(key):  # the test inline: every key of a walked record
                     return _bad_string(pointer), keys
                 stack.append((item, pointer_join(pointer, key) if _printable_pointer(key) else pointer, depth + 1))
         elif isinstance(node, list):
@@ -45,7 +45,7 @@ def shape_problem(value: Any) -> tuple[KBError | None, int]:
                 return _too_deep(pointer), keys
             stack.extend((item, pointer_join(pointer, i), depth + 1) for i, item in enumerate(node))
         elif isinstance(node, str):
-            if not node.isascii() and not _valid_unicode(node):
+            if not node.isascii() and not valid_unicode(node):
                 return _bad_string(pointer), keys
         elif isinstance(node, bool) or node is None:
             continue
@@ -66,7 +66,11 @@ def shape_problem(value: Any) -> tuple[KBError | None, int]:
     return None, keys
 
 
-def _valid_unicode(text: str) -> bool:
+def valid_unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode: no lone surrogate (JSON text cannot hold one; Python's
+    strings, and so the Python API, can)."""
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -76,7 +80,7 @@ def _valid_unicode(text: str) -> bool:
 
 def _printable_pointer(key: str) -> bool:
     """Pointers name keys only while they are valid text: a bad key is reported at its parent."""
-    return key.isascii() or _valid_unicode(key)
+    return valid_unicode(key)
 
 
 def _too_deep(pointer: str) -> KBError:
