@@ -539,12 +539,12 @@ class _Generator:
                 for _, plan in self.leaves(rule.when):
                     self.enter(plan)
                 leaves = self.leaves(rule.when)
-                if self.encoded:  # one join: a chain of `+` would copy the growing list once per condition
+                if self.encoded:  # the pieces, joined once with the whole line (CompiledEvaluator.run_json)
                     parts = ", ".join(
                         f"{self.prefix(ptr, plan, b',' if n else b'[')}, {plan.entry}b"
                         for n, (ptr, plan) in enumerate(leaves)
                     )
-                    conditions.append(f"b''.join(({parts}, b']'))")
+                    conditions.append(f"({parts}, b']')")
                     continue
                 listed = ", ".join(f"{{'pointer': {ptr!r}, **{plan.entry}}}" for ptr, plan in leaves)
                 conditions.append(f"[{listed}]")
@@ -909,7 +909,7 @@ class CompiledEvaluator:
             try:
                 decision = self._decision_json(input_sha, timestamp)
                 result, outcomes = self._evaluate(patient, detail, decision, True, head)
-                return orjson.dumps(result), result["status"], outcomes
+                return joined_line(result), result["status"], outcomes
             except Exception:  # noqa: S110 - the plain path below gives the error result, or the value orjson refused
                 pass
         result, outcomes = self.run(patient, timestamp, detail)
@@ -975,8 +975,8 @@ class CompiledEvaluator:
         result["undetermined"] = undetermined
         result["no_recommendation"] = status == "evaluated" and not advice and not caveats and not undetermined
         result["scope"] = self._scope_record(scope, values, derived, not encoded)
-        if encoded:
-            result["rules"] = orjson.Fragment(settled[0])
+        if encoded:  # the rule entries' JSON pieces (settle), joined with the line (joined_line)
+            result["rules"] = settled[0]
         elif detail == "standard":
             result["rules"], result["derived"] = settled[0]
         elif detail == "minimal":
@@ -1214,6 +1214,21 @@ class CompiledEvaluator:
             "says": static["says"],
             "provenance": dict(static["provenance"]),
         }
+
+
+def joined_line(result: dict[str, Any]) -> bytes:
+    """`orjson.dumps(result)` of a full result whose "rules" are the JSON pieces of its rule
+    entries (followed by "errors" and "decision", as every result orders them): the pieces are
+    joined once, into the line. Joined into one fragment first and written by orjson, the ~40 KB
+    of a record's rule entries were copied twice more (the conditions once more again), and
+    orjson grew its buffer to the line's size by doubling."""
+    pieces = result.pop("rules")
+    tail = orjson.dumps({"errors": result.pop("errors"), "decision": result.pop("decision")})
+    line: list[Any] = [memoryview(orjson.dumps(result))[:-1], b',"rules":']
+    line += pieces
+    line.append(b",")
+    line.append(memoryview(tail)[1:])
+    return b"".join(line)
 
 
 def _decision_parts(evaluation: Evaluation) -> tuple[Any, ...] | None:

@@ -105,7 +105,8 @@ def settle_source(
     It appends disagreements to `errors` and returns, without `entries` or `standard`,
     (decided, missing_of, without_of, unchecked_of, notes, advice, caveats, drafts, undetermined,
     out_of_scope, outcomes) — the dicts by rule id the result is assembled from — with `entries`
-    (the full rule entries as JSON, advice, caveats, drafts, undetermined, out_of_scope, outcomes)
+    (the full rule entries as a list of JSON pieces, advice, caveats, drafts, undetermined,
+    out_of_scope, outcomes)
     with `standard` ((the standard rule entries, the standard derived values), advice, …) and
     with `says` (what each rule says, by id: a minimal result's (says, missing), advice, …):
     no dict built only to be read back."""
@@ -169,7 +170,7 @@ def settle_source(
     outcomes = "".join(f"_O[s{i}], " for i in range(len(rules)))
     if entries is not None:
         _entries(src, rules, plain, entries)
-        tail = "b''.join(p)"
+        tail = "p"  # the pieces, joined once with the whole line (compiled.joined_line)
     elif standard is not None:
         _standard_entries(src, rules, plain, standard)
         tail = "(R, D)"
@@ -226,7 +227,7 @@ def _entries(src: Source, rules: list[Any], plain: dict[str, int], entries: Entr
         missing = "b'[]'" if rules[i].kind == "caveat" else f"_dumps(m{i}) if m{i} else b'[]'"
         emit(
             f"e(({const(opening + head)}, {outcome_missing}[s{i}], {missing}, "
-            f"b',\"conditions\":', C[{i}], b',\"derived\":[', {lists[group]}))"
+            f"b',\"conditions\":', *C[{i}], b',\"derived\":[', {lists[group]}))"
         )
         if rules[i].kind == "caveat":
             emit(f"a({const(b']' + says)})")
