@@ -677,6 +677,8 @@ class CompiledEvaluator:
         self._lackers: dict[int, Any] = {}  # the same, for _lacking
         self._decided: dict[tuple[Any, ...], bool | None] = {}
         self._relevance: dict[tuple[Any, ...], list[int]] = {}
+        self._asked_reads: dict[tuple[int, ...], tuple[str, ...]] = {}  # see _pointers
+        self._asked: dict[tuple[Any, ...], list[str]] = {}
         self._scope_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._scope_reads = _scope_reads(model)
         self.rule_derived = {r.id: tuple(evaluation.rule_derived[r.id]) for r in self.rules}
@@ -1159,7 +1161,7 @@ class CompiledEvaluator:
     def _without(self, form: Form, values: dict[str, Any], derived: dict[str, DerivedValue]) -> list[str]:
         """Evaluation.decided_without through `_lacking`."""
         lacking = self._lacking(form, values, derived)
-        return self.evaluation.pointers(lacking, values) if lacking else []
+        return self._pointers(lacking, values) if lacking else []
 
     def _decide(
         self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
@@ -1181,6 +1183,28 @@ class CompiledEvaluator:
             self._remember(self._relevance, key, found)
         return list(found)
 
+    def _pointers(self, variables: list[int], values: dict[str, Any]) -> list[str]:
+        """Evaluation.pointers, remembered: the inputs to ask for depend on the variables and,
+        for a derived value, on which of its inputs the record lacks — nothing else of the
+        record. (A fresh list each time: results own their lists.)"""
+        shape = tuple(variables)
+        reads = self._asked_reads.get(shape)
+        if reads is None:
+            ev = self.evaluation
+            reads = tuple(
+                name
+                for v in shape
+                if ev.exact.vars[v].source != "field"
+                for name in ev.domains.derived_inputs(ev.model.derived[ev.exact.vars[v].name])
+            )
+            self._remember(self._asked_reads, shape, reads)
+        key = (shape, tuple([values.get(name) is None for name in reads])) if reads else (shape,)
+        found = self._asked.get(key)
+        if found is None:
+            found = self.evaluation.pointers(variables, values)
+            self._remember(self._asked, key, found)
+        return list(found)
+
     @staticmethod
     def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
         if len(cache) >= CACHE_LIMIT:
@@ -1196,7 +1220,7 @@ class CompiledEvaluator:
         if outcome is not None:
             return outcome, []
         lacking = self._lacking(form, values, derived)
-        return None, self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
+        return None, self._pointers(self._relevant_at(key, form, state, recorded, lacking), values)
 
     def _unchecked(
         self, form: Form, state: State, recorded: Recorded, values: dict[str, Any], derived: dict[str, DerivedValue]
@@ -1204,7 +1228,7 @@ class CompiledEvaluator:
         """Evaluation.unchecked through the caches: the inputs a caveat's check lacks."""
         lacking = self._lacking(form, values, derived)
         key = self._key(form, state, values, derived)
-        return self.evaluation.pointers(self._relevant_at(key, form, state, recorded, lacking), values)
+        return self._pointers(self._relevant_at(key, form, state, recorded, lacking), values)
 
     def _note(self, caveat_id: str) -> dict[str, Any]:
         static = self.evaluation.static[caveat_id]
