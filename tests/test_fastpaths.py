@@ -23,6 +23,7 @@ from fsgs_kb.engine.compile.durable import DurableRulesets, fact_json
 from fsgs_kb.engine.evaluate.accept import accepts
 from fsgs_kb.engine.evaluate.patient import validate_patient
 from fsgs_kb.engine.load.fingerprint import canonical_json, input_sha256
+from fsgs_kb.engine.load.templating import float_text, float_text_rounded
 from fsgs_kb.engine.read.shape import shape_problem
 
 # ---- values that stress the fast paths -----------------------------------------------------------
@@ -182,3 +183,19 @@ def test_a_line_is_taken_whole_only_when_the_reader_would_accept_it() -> None:
         elif problem is None and not validate_patient(value):
             assert b"ext" in raw or b"\\u" in raw, raw  # only what the generated check leaves to the detailed path
     assert taken > 1000
+
+
+# ---- float wording: the short-text shortcut ------------------------------------------------------
+SHORT_FLOATS = st.one_of(
+    st.floats(min_value=-99999, max_value=99999).map(lambda x: round(x, 2)),
+    st.decimals(min_value=-1, max_value=1, places=5).map(float),
+    st.sampled_from([0.0, -0.0, 1e-4, 1.2e-4, 9.9999e-5, 99999.0, 100000.0, 999999.0, 1e6, 123456.0, 5.0000043]),
+    st.integers(-(10**7), 10**7).map(float),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(SHORT_FLOATS, ANY_FLOAT, st.sampled_from([math.nan, math.inf, -math.inf])))
+def test_float_text_shortcut_writes_what_its_definition_writes(value: float) -> None:
+    """`float_text` takes a short `repr` as it is; the definition formats to six digits and more."""
+    assert float_text(value) == float_text_rounded(value)

@@ -84,7 +84,7 @@ def is_flat(condition: Condition) -> bool:
     )
 
 
-_TRUTH_WORD = {True: "true", False: "false", None: "unknown"}
+TRUTH_WORD = {True: "true", False: "false", None: "unknown"}
 
 
 def _group_how(condition: Condition, leaves: Iterator[tuple[str, bool | None]], top: bool) -> tuple[str, bool | None]:
@@ -99,7 +99,7 @@ def _group_how(condition: Condition, leaves: Iterator[tuple[str, bool | None]], 
         truths = [truth for _, truth in parts]
         result = kleene_all(truths) if isinstance(condition, AllOf) else kleene_any(truths)
         text = (" and " if isinstance(condition, AllOf) else " or ").join(part for part, _ in parts)
-    return (text if top else f"[{text}]: {_TRUTH_WORD[result]}"), result
+    return (text if top else f"[{text}]: {TRUTH_WORD[result]}"), result
 
 
 def fmt(value: Any) -> str:

@@ -33,7 +33,22 @@ def float_text(value: float) -> str:
     350.0003 mg/day at 70 kg is 5.0000043 mg/kg/day: written "5" it read "5 mg/kg/day, above
     5 mg/kg/day" (review 5). More digits are written until the text is the value, or shows
     every digit it was rounded to (5.000004: the `#` form, which keeps trailing zeros and the
-    point, is the same text)."""
+    point, is the same text).
+
+    Most values a record holds (45.3, 5.1, 0.25) have a shortest round-trip text (`repr`) of at
+    most seven characters with no exponent: at most six significant digits, below 10^5 and at
+    least 10^-4 (smaller ones are written with an exponent), so the six-digit text is that
+    text without a trailing ".0" — taken at once, without formatting twice and parsing back
+    (tests/test_fastpaths.py compares both on generated floats)."""
+    text = repr(value)
+    if len(text) <= 7 and "e" not in text and "n" not in text:  # not 1e-05, nan, inf
+        return text[:-2] if text.endswith(".0") else text
+    return float_text_rounded(value)
+
+
+def float_text_rounded(value: float) -> str:
+    """`float_text` by its definition: six digits, more until the text is the value or visibly
+    rounded."""
     for precision in range(6, 18):  # six digits nearly always: exact, or visibly rounded (nan, inf too)
         text = f"{value:.{precision}g}"
         if float(text) == value or text == f"{value:#.{precision}g}":
