@@ -101,6 +101,21 @@ class ResumeState:
     output_crc32: int = 0  # the CRC-32 (checksum.crc32) of the output's first output_bytes bytes
 
 
+def resume_record(output: str) -> str:
+    """The resume record of an output: beside it, named after it."""
+    return output + SIDECAR_SUFFIX
+
+
+def resume_temporary(record: str) -> str:
+    """The temporary file a resume record is written to, then renamed over it: named after the
+    record and this process (whose id it holds: the run's parent process writes every record)."""
+    folder, name = os.path.split(record)
+    temporary = f"{name}.{os.getpid()}.tmp"
+    if len(os.fsencode(temporary)) > NAME_MAX:  # a legal resume record's name, too long with the suffix
+        temporary = f".fsgs-kb-resume.{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}.{os.getpid()}.tmp"
+    return os.path.join(folder, temporary)
+
+
 class OutputFile:
     """The `-o` file of a batch run: locked, never the input, resumable through its record."""
 
@@ -113,7 +128,7 @@ class OutputFile:
         input_regular: bool = True,
     ) -> None:
         self.path = path
-        self.sidecar: str | None = path + SIDECAR_SUFFIX
+        self.sidecar: str | None = resume_record(path)
         self.input_path = input_path
         self.input_fd = input_fd  # standard input, when the input is `-`: compared by device and inode
         self.input_regular = input_regular  # a regular file, which can be read again to check it on resume
@@ -352,11 +367,7 @@ class OutputFile:
             return
         state.output_bytes = self.written
         payload = {"format": SIDECAR_FORMAT, **self.identity, "state": state.__dict__}
-        folder, name = os.path.split(self.sidecar)
-        temporary = f"{name}.{os.getpid()}.tmp"
-        if len(os.fsencode(temporary)) > NAME_MAX:  # a legal resume record's name, too long with the suffix
-            temporary = f".fsgs-kb-resume.{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}.{os.getpid()}.tmp"
-        temporary = os.path.join(folder, temporary)
+        temporary = resume_temporary(self.sidecar)
         try:
             with open(temporary, "w", encoding="utf-8") as handle:  # one write: json.dump encodes piece by piece
                 handle.write(json.dumps(payload))

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fsgs_kb.engine.batch.files import same_file, write_failed
+from fsgs_kb.engine.batch.files import resume_record, resume_temporary, same_file, write_failed
 from fsgs_kb.engine.batch.job import BatchJob, BatchSummary, run_batch
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.errors import KBError, KBErrors
@@ -35,6 +35,7 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.records import FORMATS, read_records, sniff_format
 
 GLOB_CHARS = "*?["
+PART_TEMPORARY = (".fsgs-kb-part-", ".tmp")  # a Dask task's part, written then renamed (PartOutput)
 
 
 def is_pattern(source: str) -> bool:
@@ -166,9 +167,11 @@ def part_output(outdir: str, part: str) -> str:
 
 
 def check_parts(source: str, parts: list[str], outdir: str) -> None:
-    """KBErrors unless there are parts and no output part would overwrite an input part: by
-    name, by resolved path, or as the same file (a hard link or a symbolic link in OUTDIR to any
-    input part, compared by device and inode)."""
+    """KBErrors unless there are parts and nothing one part writes is what another part reads or
+    writes: no output part overwrites an input part (by name, by resolved path, or as the same
+    file: a hard link or a symbolic link in OUTDIR to any input part, compared by device and
+    inode), and no output part has the name of a file the run writes beside another output part
+    (`refuse_written_beside`)."""
     if not parts:
         raise KBErrors([KBError("input.unreadable", f"no input matches {source}", file=source)])
     first_by_output: dict[str, str] = {}
@@ -190,9 +193,57 @@ def check_parts(source: str, parts: list[str], outdir: str) -> None:
                     )
                 ]
             )
+    refuse_written_beside(first_by_output)
     inputs = input_files(parts)
     for output, part in first_by_output.items():
         refuse_output_over_inputs(part, output, inputs)
+
+
+def written_beside(output: str) -> list[tuple[str, str]]:
+    """(path, what it is) of each file a local run writes beside an output part: its resume
+    record, and the temporary file that record is written to (named after this process, which
+    checks the parts and runs them). There is no lock file: the output part itself is locked."""
+    record = resume_record(output)
+    return [(record, "resume record"), (resume_temporary(record), "resume record's temporary file")]
+
+
+def refuse_written_beside(parts_by_output: dict[str, str]) -> None:
+    """KBErrors (batch.output, naming both input parts) when an output part has the name of the
+    resume record, or of that record's temporary file, of another output part: every output part
+    is in OUTDIR, named after its input part, so `x.jsonl` and `x.jsonl.fsgs-kb.json` among the
+    parts would each overwrite what the other wrote (the second part's results over the first's
+    resume record, or the first part's resume record over the second's results). Nor may an
+    output part have the name of the temporary files a Dask task writes its part into
+    (`PartOutput`)."""
+    by_name = {part_output_name(output): (output, part) for output, part in parts_by_output.items()}
+    for output, part in parts_by_output.items():
+        for path, what in written_beside(output):
+            clash = by_name.get(part_output_name(path))
+            if clash is not None:
+                raise KBErrors(
+                    [
+                        KBError(
+                            "batch.output",
+                            f"its output part {clash[0]} is the {what} of the output part {output} of the input "
+                            f"part {part}: each would overwrite what the other wrote",
+                            file=clash[1],
+                            hint="rename one of the two input parts, or evaluate them into separate -o directories",
+                        )
+                    ]
+                )
+        name = part_output_name(output)
+        if name.startswith(PART_TEMPORARY[0]) and name.endswith(PART_TEMPORARY[1]):
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.output",
+                        f"its output part {output} has the name of the temporary files batch writes output "
+                        "parts into (a leftover of a stopped run?)",
+                        file=part,
+                        hint="leave such files out of the glob, or remove them",
+                    )
+                ]
+            )
 
 
 def input_files(parts: list[str]) -> dict[tuple[int, int] | str, str]:
@@ -211,16 +262,10 @@ def input_files(parts: list[str]) -> dict[tuple[int, int] | str, str]:
 
 
 def refuse_output_over_inputs(part: str, output: str, inputs: dict[tuple[int, int] | str, str]) -> None:
-    """KBErrors when the output of `part` is one of the input parts (`inputs`, from
-    `input_files`): checked before a run and again as each part is started."""
-    if output in inputs.values():
-        over: str | None = output
-    elif is_url(output) and not output.startswith("file://"):
-        return
-    else:
-        path = output.removeprefix("file://")
-        identity = _file_id(path)
-        over = inputs.get(os.path.realpath(path)) or (inputs.get(identity) if identity is not None else None)
+    """KBErrors when the output of `part`, or a file the run writes beside it (`written_beside`),
+    is one of the input parts (`inputs`, from `input_files`): checked before a run and again as
+    each part is started."""
+    over = _input_at(output, inputs)
     if over is not None:
         what = "its input part" if over == part else f"the input part {over}"
         raise KBErrors(
@@ -233,6 +278,31 @@ def refuse_output_over_inputs(part: str, output: str, inputs: dict[tuple[int, in
                 )
             ]
         )
+    for path, what in written_beside(output):
+        over = _input_at(path, inputs)
+        if over is not None:
+            raise KBErrors(
+                [
+                    KBError(
+                        "batch.output_is_input",
+                        f"the {what} of the output part {output} is the input part {over} (the same file): "
+                        "the run would write over that input",
+                        file=path,
+                        hint="write the results to another directory (one that holds no link to an input part)",
+                    )
+                ]
+            )
+
+
+def _input_at(path: str, inputs: dict[tuple[int, int] | str, str]) -> str | None:
+    """The input part a path the run writes is (by name, resolved path, or device and inode)."""
+    if path in inputs.values():
+        return path
+    if is_url(path) and not path.startswith("file://"):
+        return None
+    local = path.removeprefix("file://")
+    identity = _file_id(local)
+    return inputs.get(os.path.realpath(local)) or (inputs.get(identity) if identity is not None else None)
 
 
 def part_output_name(path: str) -> str:
@@ -324,12 +394,13 @@ class PartOutput:
             if self.local:
                 self._lock()
                 fd, self.temp = tempfile.mkstemp(
-                    prefix=".fsgs-kb-part-", suffix=".tmp", dir=os.path.dirname(self.path) or "."
+                    prefix=PART_TEMPORARY[0], suffix=PART_TEMPORARY[1], dir=os.path.dirname(self.path) or "."
                 )
                 self.handle = os.fdopen(fd, "wb")
             else:
                 self.fs, path = _fsspec().core.url_to_fs(self.output)
-                self.temp = posixpath.join(posixpath.dirname(path), f".fsgs-kb-part-{uuid.uuid4().hex}.tmp")
+                name = f"{PART_TEMPORARY[0]}{uuid.uuid4().hex}{PART_TEMPORARY[1]}"
+                self.temp = posixpath.join(posixpath.dirname(path), name)
                 self.handle = self.fs.open(self.temp, "wb")
         except OSError as exc:
             self._discard()

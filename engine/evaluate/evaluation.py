@@ -23,6 +23,7 @@ from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.engine.load.templating import fill
 from fsgs_kb.engine.model import KnowledgeBaseModel, Rule, rule_order
+from fsgs_kb.engine.read.canonical import value_sha256
 from fsgs_kb.engine.read.shape import shape_problem, valid_unicode
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
@@ -171,8 +172,8 @@ class Evaluation:
             input_sha = input_sha256(patient)
         else:  # the detailed path says what is wrong (or accepts what the fast check would not)
             problem, _ = shape_problem(patient)  # before anything recursive touches the record
-            if problem is not None:
-                return self._failed(patient, "", "invalid", [problem], timestamp)
+            if problem is not None:  # not JSON data: hashed by its canonical text (engine/read/canonical.py)
+                return self._failed(patient, value_sha256(patient), "invalid", [problem], timestamp)
             input_sha = input_sha256(patient)
             problems = validate_patient(patient)
             if problems:

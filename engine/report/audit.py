@@ -115,9 +115,16 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
             if minimal
             else "texts, thresholds, condition arithmetic, outcomes, status and lists check out"
         )
+        refused = any(str(e.get("code", "")).startswith("input.") for e in result.get("errors", []))
+        why = (  # a record refused at input (not JSON data, beyond the limits) is never stored in a result
+            "its record was refused at input, and a result never stores such a record (give the patients "
+            "file with --input to re-derive it from the record's text)"
+            if refused
+            else "the result does not carry its input (evaluate with --include-input, or give the patients "
+            "file with --input)"
+        )
         lines.append(
-            f"consistent with the same knowledge base ({kb.fingerprint[:16]}): {checked}; not re-derived, as the "
-            "result does not carry its input (evaluate with --include-input, or give the patients file with --input)"
+            f"consistent with the same knowledge base ({kb.fingerprint[:16]}): {checked}; not re-derived, as {why}"
         )
     rules = {r["id"]: r for r in result.get("rules", [])}
     level = detail_of(result)
