@@ -24,6 +24,7 @@ from typing import BinaryIO, TextIO
 import click
 
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.fresh import create_fresh
 
 STDOUT = "standard output"
 CLOSED_HINT = "give the command somewhere to write: a file, a pipe, or /dev/null to discard the output"
@@ -101,7 +102,7 @@ def check_writable(path: str, what: str, code: str) -> None:
         return  # a FIFO is opened when there is something to write (opening it waits for a reader)
     temporary = _temporary(path)
     with writing(path, what, code):
-        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
+        os.close(create_fresh(temporary))
         os.unlink(temporary)
 
 
@@ -116,7 +117,7 @@ def replace_file(path: str, text: str, what: str, code: str) -> None:
     temporary = _temporary(path)
     try:
         with writing(path, what, code):
-            with open(temporary, "w", encoding="utf-8") as handle:
+            with open(create_fresh(temporary), "w", encoding="utf-8") as handle:
                 handle.write(text)
             os.replace(temporary, os.path.realpath(path))
     finally:

@@ -33,6 +33,7 @@ import orjson
 
 from fsgs_kb.engine.batch.checksum import crc32
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.fresh import create_fresh
 from fsgs_kb.engine.read.records import parse_json
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
 
@@ -369,7 +370,8 @@ class OutputFile:
         payload = {"format": SIDECAR_FORMAT, **self.identity, "state": state.__dict__}
         temporary = resume_temporary(self.sidecar)
         try:
-            with open(temporary, "w", encoding="utf-8") as handle:  # one write: json.dump encodes piece by piece
+            # one write: json.dump encodes piece by piece
+            with open(create_fresh(temporary), "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(payload))
             os.replace(temporary, self.sidecar)
         except OSError as exc:
