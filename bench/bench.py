@@ -251,6 +251,10 @@ def batch_once(path: Path, workers: int, detail: str) -> dict[str, Any]:
         stale.unlink(missing_ok=True)
     child = [sys.executable, "-c", BATCH_CHILD, str(path), str(output), str(workers), detail]
     proc = subprocess.run([sys.executable, "-c", LAUNCHER, *child], capture_output=True, text=True, check=True)
+    # removed at once: its ~840 MB of dirty pages (full detail) would otherwise be written back
+    # by the kernel's flusher 30 s later, during the runs measured next
+    for done in (output, Path(str(output) + ".fsgs-kb.json")):
+        done.unlink(missing_ok=True)
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
