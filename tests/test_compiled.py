@@ -14,7 +14,9 @@ from generate import iter_cohort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fsgs_kb
 from fsgs_kb.engine.evaluate.compiled import joined_line
+from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.load.paths import bundled_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases
@@ -330,3 +332,22 @@ def test_pair_arithmetic_gives_what_fractions_give(a: Any, b: Any) -> None:
     same(compiled._qpct(qa, qb), (fb - fa) / fa * 100 if fa else None)  # noqa: SLF001
     same((qa[0] * qb[0], qa[1] * qb[1]), fa * fb)
     same((qa[0] * qb[1] - qb[0] * qa[1], qa[1] * qb[1]), fa - fb)
+
+
+def test_a_derived_value_of_thousands_of_comparisons_is_worded_as_the_reference_words_it(kb_copy: Path) -> None:
+    """A derived `any` of 1,600 comparisons: its account was generated as one chain of `+` over
+    ~3,200 pieces, more than CPython's compiler recurses through, and every record at full and
+    standard detail came back an `eval.internal` error (review of session 10). The pieces are
+    now joined once."""
+    comparison = "        - field: age_years\n          lt: {param: child_age_cutoff_years}\n"
+    derived = kb_copy / "derived.yaml"
+    wide = "\n  wide_any:\n    title: Many comparisons\n    unit: none\n    condition:\n      any:\n"
+    derived.write_text(derived.read_text(encoding="utf-8") + wide + comparison * 1600, encoding="utf-8")
+    rule = kb_copy / "recommendations" / "CSA-BP-ABOVE-TARGET.yaml"
+    rule.write_text(rule.read_text(encoding="utf-8").replace("derived: bp_above_target", "derived: wide_any"), "utf-8")
+    wide_kb = fsgs_kb.load(str(kb_copy))
+    patient = json.loads((ROOT / "examples" / "dose-above-ceiling.json").read_text())
+    for detail in ("full", "standard", "minimal"):
+        result = wide_kb.evaluate_json(patient, detail=detail)
+        assert result == dumps_bytes(wide_kb.reference_evaluate(patient, detail=detail)), detail
+        assert json.loads(result)["status"] == "evaluated", detail

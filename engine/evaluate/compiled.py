@@ -294,22 +294,30 @@ class _Generator:
             emit(f"if {r} is None: _union({gathered}, {m})", indent + 1)
         return out, gathered
 
-    def group_how(self, cond: Condition, leaves: Iterator[tuple[str, _Plan]], top: bool) -> tuple[str, str]:
-        """`kleene.how_of` of a condition with groups, written out as one expression: (the text's
-        expression, the truth's variable). Every group's truth is already a variable of the
-        generated code (`condition` just wrote them, `node_truths`); calling how_of walked the
-        condition's tree for every record (~5 % of a full-detail record's time)."""
+    def group_how(
+        self, cond: Condition, leaves: Iterator[tuple[str, _Plan]], into: list[str], top: bool = True
+    ) -> None:
+        """`kleene.how_of` of a condition with groups, written out: the expressions of its text's
+        pieces appended to `into`, to be joined once (a chain of `+` over thousands of pieces
+        is more than CPython's compiler recurses through). Every group's truth is already a
+        variable of the generated code (`condition` just wrote them, `node_truths`); calling
+        how_of walked the condition's tree for every record (~5 % of a full-detail record)."""
         if isinstance(cond, Compare):
-            plan = next(leaves)[1]
-            return plan.text, plan.result
+            into.append(next(leaves)[1].text)
+            return
+        if not top:
+            into.append("'['")
         if isinstance(cond, Not):
-            inner, _ = self.group_how(cond.item, leaves, False)
-            text = f"'not ' + {inner}"
+            into.append("'not '")
+            self.group_how(cond.item, leaves, into, False)
         else:
-            joint = " and " if isinstance(cond, AllOf) else " or "
-            text = f" + {joint!r} + ".join(part for part, _ in (self.group_how(i, leaves, False) for i in cond.items))
-        truth = self.node_truths[id(cond)]
-        return (text if top else f"'[' + {text} + ']: ' + _TRUTH_WORD[{truth}]"), truth
+            joint = repr(" and " if isinstance(cond, AllOf) else " or ")
+            for n, item in enumerate(cond.items):
+                if n:
+                    into.append(joint)
+                self.group_how(item, leaves, into, False)
+        if not top:
+            into.append(f"']: ' + _TRUTH_WORD[{self.node_truths[id(cond)]}]")
 
     def leaves(self, cond: Condition) -> list[tuple[str, _Plan]]:
         return [(leaf.pointer, self.plan(leaf)) for leaf in walk(cond)]
@@ -333,7 +341,9 @@ class _Generator:
             if is_flat(spec.condition):
                 emit(f"{d}h = ' and '.join([_t for _t, _r in ({', '.join(texts)},) if _r is not None]) or 'unknown'")
             else:  # groups keep their brackets and truths (kleene.how_of, the reference's own wording)
-                emit(f"{d}h = {self.group_how(spec.condition, iter(self.leaves(spec.condition)), True)[0]}")
+                pieces: list[str] = []
+                self.group_how(spec.condition, iter(self.leaves(spec.condition)), pieces)
+                emit(f"{d}h = ''.join(({', '.join(pieces)},))")
             return
         if spec.value is not None:
             self.expression_value(spec.name, spec.value, "''", 1)
