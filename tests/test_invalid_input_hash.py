@@ -1,9 +1,10 @@
 """Review 5 N1: a record the Python API refuses at the shape check (NaN, an integer beyond 64 bits,
 a value of a type JSON does not have, a lone surrogate, a key that is not a string, a record nested
 too deep or containing itself) recorded `input_sha256: ""`, so every such record had one and the
-same decision id. Each now has the hash of its canonical text (engine/read/canonical.py): distinct
-records get distinct decision ids, the same record the same id, in any process, through every path
-that makes a result and at every detail level."""
+same decision id. Each now has the hash of its canonical text (engine/read/canonical.py): the
+records here get distinct decision ids, the same record the same id, in any process, through every
+path that makes a result and at every detail level. (Values of types JSON does not have are written
+as their type's name, not read: `(1, 2)` and `(3, 4)` in the same place share an id, by design.)"""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ import datetime
 class Opaque:
     pass
 
+class Guarded(type):  # its classes' names cannot be read through them (review of session 10)
+    def __getattribute__(cls, name):
+        if name in ("__module__", "__qualname__"):
+            raise RuntimeError(name)
+        return type.__getattribute__(cls, name)
+
+class Hidden(metaclass=Guarded):
+    pass
+
 cyclic = {"id": "CYC"}
 cyclic["self"] = cyclic
 branching = {"id": "BRANCH"}  # unrolls to 2**32 paths: the text stops at its limit
@@ -58,6 +68,7 @@ records = [
     {"ext": {"x": object()}},
     {"ext": {"x": Opaque()}},
     {"ext": {"x": (1, 2)}},
+    {"ext": {"x": Hidden()}},
     {"ext": {"x": b"bytes"}},
     {"ext": {"x": datetime.date(2024, 1, 1)}},
     {"id": "S\\ud800"},

@@ -60,6 +60,10 @@ def canonical_text(value: Any) -> str:
     return "".join(out.parts)
 
 
+_TYPE_MODULE = type.__dict__["__module__"]
+_TYPE_QUALNAME = type.__dict__["__qualname__"]
+
+
 def value_sha256(value: Any) -> str:
     """sha256 of `canonical_text(value)`: the input hash of a record that is not JSON data. For a
     record that is, the same as `fingerprint.input_sha256` (which is faster)."""
@@ -154,5 +158,9 @@ def _scalar(node: Any) -> str:
         return repr(real)
     if issubclass(kind, str):
         return _string(str.__str__(node))
-    module = str.__str__(kind.__module__) if isinstance(kind.__module__, str) else "?"
-    return f"<{kind.__qualname__}>" if module == "builtins" else f"<{module}.{kind.__qualname__}>"
+    # read through `type`'s own descriptors: `kind.__module__` would run a metaclass's code
+    module = _TYPE_MODULE.__get__(kind)
+    module = str.__str__(module) if isinstance(module, str) else "?"
+    name = _TYPE_QUALNAME.__get__(kind)
+    name = str.__str__(name) if isinstance(name, str) else "?"
+    return f"<{name}>" if module == "builtins" else f"<{module}.{name}>"
