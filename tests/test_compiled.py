@@ -351,3 +351,23 @@ def test_a_derived_value_of_thousands_of_comparisons_is_worded_as_the_reference_
         result = wide_kb.evaluate_json(patient, detail=detail)
         assert result == dumps_bytes(wide_kb.reference_evaluate(patient, detail=detail)), detail
         assert json.loads(result)["status"] == "evaluated", detail
+
+
+def test_a_derived_value_of_many_cases_is_derived_as_the_reference_derives_it(kb_copy: Path) -> None:
+    """`age_group` with 120 more cases before its own two: the generated code nested one `else:`
+    a case, beyond the tokenizer's 100 levels of indentation, and every record at every detail
+    level came back an `eval.internal` IndentationError from a knowledge base that validated."""
+    derived = kb_copy / "derived.yaml"
+    first = "    cases:\n      - when: {field: age_years, lt: {param: child_age_cutoff_years}}\n"
+    more = "".join(f"      - when: {{field: weight_kg, eq: {1000 + i}}}\n        value: child\n" for i in range(120))
+    text = derived.read_text(encoding="utf-8")
+    assert first in text
+    derived.write_text(text.replace(first, "    cases:\n" + more + first[len("    cases:\n") :], 1), encoding="utf-8")
+    many = fsgs_kb.load(str(kb_copy))
+    patient = json.loads((ROOT / "examples" / "dose-above-ceiling.json").read_text())
+    for weight in (patient.get("weight_kg"), 1000, 1119):
+        patient["weight_kg"] = weight
+        for detail in ("full", "standard", "minimal"):
+            result = many.evaluate_json(patient, detail=detail)
+            assert result == dumps_bytes(many.reference_evaluate(patient, detail=detail)), (weight, detail)
+            assert json.loads(result)["status"] != "error", (weight, detail)

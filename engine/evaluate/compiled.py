@@ -352,21 +352,20 @@ class _Generator:
             for leaf in walk(when):
                 self.word(self.judge(leaf))
         emit(f"{d}v = None; {d}m = (); {d}h = 'no case applies'")
-        indent = 1
-        for when, expr in spec.cases:
-            r, m = self.condition(when, indent)
-            emit(f"if {r} is True:", indent)
+        # every case's truth up front too, then one flat `if … elif …` chain: nested `else:`
+        # blocks, one level a case, met the tokenizer's 100 levels of indentation at ~100 cases
+        # (an IndentationError for every record of a knowledge base that validated)
+        truths = [self.condition(when) for when, _ in spec.cases]
+        for n, ((when, expr), (r, m)) in enumerate(zip(spec.cases, truths, strict=True)):
+            emit(f"{'elif' if n else 'if'} {r} is True:")
             texts = []
             for _, plan in self.leaves(when):
-                self.word(plan, indent + 1)
+                self.word(plan, 2)
                 texts.append(plan.text)
             reason = f"' (because ' + '; '.join(({', '.join(texts)},)) + ')'"
-            self.expression_value(spec.name, expr, reason, indent + 1)
-            emit(f"elif {r} is None:", indent)
-            emit(f"{d}m = tuple(_dedupe({m})); {d}h = 'unknown: needs ' + ', '.join({d}m)", indent + 1)
-            emit("else:", indent)
-            indent += 1
-        emit("pass", indent)
+            self.expression_value(spec.name, expr, reason, 2)
+            emit(f"elif {r} is None:")
+            emit(f"{d}m = tuple(_dedupe({m})); {d}h = 'unknown: needs ' + ', '.join({d}m)", 2)
 
     def untold(self, name: str) -> None:
         """A derived value whose account nobody reads (see `told`): its value and missing inputs
@@ -386,16 +385,12 @@ class _Generator:
             for leaf in walk(when):
                 self.judge(leaf)
         emit(f"{d}v = None; {d}m = (); {d}h = ''")
-        indent = 1
-        for when, expr in spec.cases:
-            r, m = self.condition(when, indent)
-            emit(f"if {r} is True:", indent)
-            self.untold_value(name, expr, indent + 1)
-            emit(f"elif {r} is None:", indent)
-            emit(f"{d}m = tuple(_dedupe({m}))", indent + 1)
-            emit("else:", indent)
-            indent += 1
-        emit("pass", indent)
+        truths = [self.condition(when) for when, _ in spec.cases]  # one flat chain, as `derived` writes it
+        for n, ((_, expr), (r, m)) in enumerate(zip(spec.cases, truths, strict=True)):
+            emit(f"{'elif' if n else 'if'} {r} is True:")
+            self.untold_value(name, expr, 2)
+            emit(f"elif {r} is None:")
+            emit(f"{d}m = tuple(_dedupe({m}))", 2)
 
     def untold_value(self, name: str, expr: Expression, indent: int) -> None:
         """`expression_value` without the account."""
