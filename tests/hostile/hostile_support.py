@@ -248,6 +248,14 @@ def line_count(path: Path) -> int:
         return 0
 
 
+def sigint_as_at_a_terminal() -> None:
+    """In a child about to exec: Ctrl-C's SIGINT handled as at a terminal. A shell starts a
+    background job (`.ci/run &`, `nohup … &`) with SIGINT ignored, every process below inherits
+    that, and Python then never installs its handler: the Ctrl-C tests would only see that the
+    signal is ignored (a CI run started that way failed three of them)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Batch:
     """A `fsgs-kb batch` running in the background, with its workers tracked for cleanup."""
 
@@ -264,6 +272,7 @@ class Batch:
             stderr=self.stderr,
             env=base_env(),
             start_new_session=True,
+            preexec_fn=sigint_as_at_a_terminal,
         )
         self.workers: dict[int, int] = {}
 

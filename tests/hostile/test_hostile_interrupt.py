@@ -12,7 +12,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hostile_support import assert_each_record_once, base_env, good_line, jsonl, read_results, run, wait_until
+from hostile_support import (
+    assert_each_record_once,
+    base_env,
+    good_line,
+    jsonl,
+    read_results,
+    run,
+    sigint_as_at_a_terminal,
+    wait_until,
+)
 
 
 class Command:
@@ -27,6 +36,7 @@ class Command:
             stdout=subprocess.DEVNULL,
             stderr=self.stderr,
             env=base_env(),
+            preexec_fn=sigint_as_at_a_terminal,
         )
 
     @property
