@@ -352,20 +352,24 @@ class _Generator:
             for leaf in walk(when):
                 self.word(self.judge(leaf))
         emit(f"{d}v = None; {d}m = (); {d}h = 'no case applies'")
-        # every case's truth up front too, then one flat `if … elif …` chain: nested `else:`
-        # blocks, one level a case, met the tokenizer's 100 levels of indentation at ~100 cases
-        # (an IndentationError for every record of a knowledge base that validated)
+        # every case's truth up front too, then one flat run of cases, each skipped once one has
+        # decided (`{d}c`): one nested `else:` a case met the tokenizer's 100 levels of
+        # indentation at ~100 cases, an `if … elif …` chain (nested in the parser and compiler)
+        # their recursion limits at ~1,000 — an error for every record of a valid knowledge base
         truths = [self.condition(when) for when, _ in spec.cases]
-        for n, ((when, expr), (r, m)) in enumerate(zip(spec.cases, truths, strict=True)):
-            emit(f"{'elif' if n else 'if'} {r} is True:")
+        emit(f"{d}c = True")
+        for (when, expr), (r, m) in zip(spec.cases, truths, strict=True):
+            emit(f"if {d}c:")
+            emit(f"if {r} is True:", 2)
             texts = []
             for _, plan in self.leaves(when):
-                self.word(plan, 2)
+                self.word(plan, 3)
                 texts.append(plan.text)
             reason = f"' (because ' + '; '.join(({', '.join(texts)},)) + ')'"
-            self.expression_value(spec.name, expr, reason, 2)
-            emit(f"elif {r} is None:")
-            emit(f"{d}m = tuple(_dedupe({m})); {d}h = 'unknown: needs ' + ', '.join({d}m)", 2)
+            self.expression_value(spec.name, expr, reason, 3)
+            emit(f"{d}c = False", 3)
+            emit(f"elif {r} is None:", 2)
+            emit(f"{d}m = tuple(_dedupe({m})); {d}h = 'unknown: needs ' + ', '.join({d}m); {d}c = False", 3)
 
     def untold(self, name: str) -> None:
         """A derived value whose account nobody reads (see `told`): its value and missing inputs
@@ -385,12 +389,15 @@ class _Generator:
             for leaf in walk(when):
                 self.judge(leaf)
         emit(f"{d}v = None; {d}m = (); {d}h = ''")
-        truths = [self.condition(when) for when, _ in spec.cases]  # one flat chain, as `derived` writes it
-        for n, ((_, expr), (r, m)) in enumerate(zip(spec.cases, truths, strict=True)):
-            emit(f"{'elif' if n else 'if'} {r} is True:")
-            self.untold_value(name, expr, 2)
-            emit(f"elif {r} is None:")
-            emit(f"{d}m = tuple(_dedupe({m}))", 2)
+        truths = [self.condition(when) for when, _ in spec.cases]  # one flat run, as `derived` writes it
+        emit(f"{d}c = True")
+        for (_, expr), (r, m) in zip(spec.cases, truths, strict=True):
+            emit(f"if {d}c:")
+            emit(f"if {r} is True:", 2)
+            self.untold_value(name, expr, 3)
+            emit(f"{d}c = False", 3)
+            emit(f"elif {r} is None:", 2)
+            emit(f"{d}m = tuple(_dedupe({m})); {d}c = False", 3)
 
     def untold_value(self, name: str, expr: Expression, indent: int) -> None:
         """`expression_value` without the account."""
