@@ -18,6 +18,7 @@ from fsgs_kb.engine.compile.proof import prove
 from fsgs_kb.engine.compile.rulesets import CompiledKB, compile_kb
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.accept import accepts, parse_accepted
+from fsgs_kb.engine.evaluate.codegen import NotCompiled
 from fsgs_kb.engine.evaluate.compiled import CompiledEvaluator
 from fsgs_kb.engine.evaluate.detail import check_detail, expand, reduce
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
@@ -49,7 +50,15 @@ class KnowledgeBase:
             self.durable,
             {"id": self.id, "version": self.version, "fingerprint": self.fingerprint},
         )
-        self.compiled_evaluator: CompiledEvaluator | None = CompiledEvaluator(self.evaluation)
+        # None once Python cannot compile this knowledge base's generated evaluator: the
+        # interpreted reference then gives every result (the same bytes, slower), and
+        # `not_compiled` says why (engine/evaluate/codegen.py)
+        self.compiled_evaluator: CompiledEvaluator | None = None
+        self.not_compiled: str | None = None
+        try:
+            self.compiled_evaluator = CompiledEvaluator(self.evaluation)
+        except NotCompiled as exc:
+            self.not_compiled = str(exc)
         # Each distinct tuple of rule outcomes, paired with the rule ids once: batch counts a
         # record's outcomes by this one tuple (one dict update a record, not one per rule).
         self._counted: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
@@ -97,9 +106,13 @@ class KnowledgeBase:
     ) -> dict[str, Any]:
         check_pointers(mask)
         check_detail(detail)
+        result = None
         if self.compiled_evaluator is not None and (accepted or accepts(patient)):  # compiled, to the detail level
-            result, _ = self.compiled_evaluator.run(patient, timestamp, detail)
-        else:  # invalid, or valid in a way the generated check leaves to the detailed path
+            try:
+                result, _ = self.compiled_evaluator.run(patient, timestamp, detail)
+            except NotCompiled as exc:
+                self._without_compiled(exc)
+        if result is None:  # invalid, valid in a way the generated check leaves to the detailed path, not compiled
             result = reduce(self.evaluation, self.evaluation.run(patient, timestamp=timestamp), detail)
         if include_input and not any(e["code"].startswith("input.") for e in result["errors"]):
             attach_input(result, patient, mask, mask_key)
@@ -113,8 +126,16 @@ class KnowledgeBase:
         serialized result; any option goes through `evaluate`."""
         check_detail(detail)
         if not options and self.compiled_evaluator is not None and accepts(patient):
-            return self.compiled_evaluator.run_json(patient, None, detail)[0]
+            try:
+                return self.compiled_evaluator.run_json(patient, None, detail)[0]
+            except NotCompiled as exc:
+                self._without_compiled(exc)
         return dumps_bytes(self.evaluate(patient, detail=detail, **options))
+
+    def _without_compiled(self, exc: NotCompiled) -> None:
+        """From now on every result comes from the interpreted reference (see `not_compiled`)."""
+        self.compiled_evaluator = None
+        self.not_compiled = str(exc)
 
     def encode_record(self, record: Record, **options: Any) -> tuple[bytes, str, tuple[tuple[str, str], ...]]:
         """What batch writes for one framed record: the line `{"record":N,"line":L,…result}` as
@@ -130,7 +151,11 @@ class KnowledgeBase:
             fast = parse_accepted(record.raw)
             if fast is not None:
                 head = {"record": record.number, "line": record.line}
-                blob, status, outcomes = self.compiled_evaluator.run_json(fast, None, detail, head)
+                try:
+                    blob, status, outcomes = self.compiled_evaluator.run_json(fast, None, detail, head)
+                except NotCompiled as exc:
+                    self._without_compiled(exc)
+                    return self.encode_record(record, **options)
                 counted = self._counted.get(outcomes)
                 if counted is None:
                     pairs = self._pairs

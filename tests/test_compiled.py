@@ -6,10 +6,14 @@ writes)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from generate import iter_cohort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -371,3 +375,39 @@ def test_a_derived_value_of_many_cases_is_derived_as_the_reference_derives_it(kb
             result = many.evaluate_json(patient, detail=detail)
             assert result == dumps_bytes(many.reference_evaluate(patient, detail=detail)), (weight, detail)
             assert json.loads(result)["status"] != "error", (weight, detail)
+
+
+@pytest.mark.parametrize("refused", ["state", "facts level 0", "full+json", "standard", "settle+json", "verdict"])
+def test_a_generated_function_python_cannot_compile_leaves_the_reference_to_answer(
+    refused: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The net under the generators' limits (engine/evaluate/codegen.py): generated source Python
+    refuses (here by the `nocompile` drill, as Python refused ~100 and ~1,500 cases of a derived
+    value) leaves every result to the interpreted reference — the same bytes, not an error."""
+    monkeypatch.setenv("FSGS_KB_FAULT", f"nocompile:{refused}")
+    fallen = fsgs_kb.load()
+    for path in sorted((ROOT / "examples").glob("*.json")):
+        patient = json.loads(path.read_text())
+        for detail in ("full", "standard", "minimal"):
+            result = fallen.evaluate_json(patient, detail=detail)
+            assert result == dumps_bytes(fallen.reference_evaluate(patient, detail=detail)), (path.name, detail)
+            assert fallen.evaluate(patient, detail=detail) == fallen.reference_evaluate(patient, detail=detail)
+    assert fallen.compiled_evaluator is None and fallen.not_compiled and refused in fallen.not_compiled
+
+
+def test_a_batch_whose_generated_evaluator_cannot_compile_writes_the_same_results(tmp_path: Path) -> None:
+    """The same through the command line, in batch workers (each falls back on its own)."""
+    source = tmp_path / "in.jsonl"
+    examples = sorted((ROOT / "examples").glob("*.json"))
+    source.write_bytes(b"".join(json.dumps(json.loads(path.read_text())).encode() + b"\n" for path in examples))
+    outputs = {}
+    for fault in ("", "nocompile:full+json"):
+        out = tmp_path / f"out-{bool(fault)}.jsonl"
+        env = {k: v for k, v in os.environ.items() if k != "FSGS_KB_FAULT"}
+        if fault:
+            env["FSGS_KB_FAULT"] = fault
+        command = [sys.executable, "-m", "fsgs_kb", "batch", str(source), "-o", str(out), "--workers", "2"]
+        done = subprocess.run([*command, "--detail", "full"], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        outputs[fault] = out.read_bytes()
+    assert outputs[""] == outputs["nocompile:full+json"] and outputs[""].count(b"\n") == len(examples)

@@ -28,6 +28,7 @@ import orjson
 from fsgs_kb.engine.compile.durable import EngineError
 from fsgs_kb.engine.compile.exact_form import Form, Node, Presence, exact_number
 from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.evaluate.codegen import NotCompiled, compiled_code
 from fsgs_kb.engine.evaluate.detail import reduce
 from fsgs_kb.engine.evaluate.evaluation import OUTCOME, SCOPE_DERIVED, Evaluation, error_record
 from fsgs_kb.engine.evaluate.exact import NARROWED, Recorded, State, constraint_values, relevant_vars, value_at
@@ -802,7 +803,7 @@ class CompiledEvaluator:
             "_value_at": value_at,
         }
         code = "def state(p, values, derived):\n" + "\n".join(src.lines) + "\n"
-        exec(compile(code, "<fsgs-kb compiled state>", "exec"), namespace)  # noqa: S102
+        exec(compiled_code(code, "state"), namespace)  # noqa: S102
         self.sources["state"] = code
         return namespace["state"]
 
@@ -833,7 +834,7 @@ class CompiledEvaluator:
             generator = _Generator(self.evaluation, detail, encoded)
             source = generator.generate()
             namespace = self._namespace(generator.src.constants)
-            exec(compile(source, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
+            exec(compiled_code(source, name), namespace)  # noqa: S102
             self.sources[name] = source
             found = self._functions[name] = namespace["evaluate"]
         self._functions_of[(detail, encoded)] = found
@@ -901,6 +902,8 @@ class CompiledEvaluator:
         evaluation = self.evaluation
         try:
             return self._evaluate(patient, detail, evaluation.decision_record(input_sha, timestamp))
+        except NotCompiled:
+            raise  # the knowledge base evaluates with the reference instead (KnowledgeBase)
         except EngineError as exc:
             problem = KBError("eval.engine", f"durable-rules: {exc}")
         except Exception as exc:  # never let one record take the caller down
@@ -924,6 +927,8 @@ class CompiledEvaluator:
                 decision = self._decision_json(input_sha, timestamp)
                 result, outcomes = self._evaluate(patient, detail, decision, True, head)
                 return joined_line(result), result["status"], outcomes
+            except NotCompiled:
+                raise
             except Exception:  # noqa: S110 - the plain path below gives the error result, or the value orjson refused
                 pass
         result, outcomes = self.run(patient, timestamp, detail)
@@ -1056,7 +1061,7 @@ class CompiledEvaluator:
             "_derived_json": self._derived_json,
         }
         name = f"settle+{mode}" if mode else "settle"
-        exec(compile(code, f"<fsgs-kb compiled {name}>", "exec"), namespace)  # noqa: S102
+        exec(compiled_code(code, name), namespace)  # noqa: S102
         self.sources[name] = code
         found = self._settled[mode] = namespace["settle"]
         return found
@@ -1094,7 +1099,7 @@ class CompiledEvaluator:
         emit("return v")
         code = "def verdict(values, derived, state):\n" + "\n".join(src.lines) + "\n"
         namespace = {**src.constants, "_fire": self.evaluation.durable.fire_projected}
-        exec(compile(code, "<fsgs-kb compiled verdict>", "exec"), namespace)  # noqa: S102
+        exec(compiled_code(code, "verdict"), namespace)  # noqa: S102
         self.sources["verdict"] = code
         self._verdict_of = namespace["verdict"]
         return self._verdict_of

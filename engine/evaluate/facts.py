@@ -16,6 +16,7 @@ from typing import Any
 
 from fsgs_kb.engine.compile.durable import DurableRulesets
 from fsgs_kb.engine.compile.rulesets import derived_key, number
+from fsgs_kb.engine.evaluate.codegen import compiled_code
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
 
 # How a fact key gets its value, by engine name: ("field", path) the recorded value, ("count",
@@ -96,7 +97,7 @@ def fact_function(evaluation: Evaluation, durable: DurableRulesets, level: int) 
     lines.append(f"    return [{', '.join(names)}]")
     code = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = {**constants, "_cells": _cells}
-    exec(compile(code, f"<fsgs-kb facts level {level}>", "exec"), namespace)  # noqa: S102
+    exec(compiled_code(code, f"facts level {level}"), namespace)  # noqa: S102
     return namespace["facts"], code
 
 
