@@ -15,7 +15,15 @@ from typing import Any
 import yaml
 
 from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
-from fsgs_kb.engine.load.yamlsafe import MAX_DEPTH, TooDeep, compose_yaml, is_alias
+from fsgs_kb.engine.load.yamlsafe import (
+    MAX_DEPTH,
+    TooDeep,
+    compose_yaml,
+    has_surrogate,
+    is_alias,
+    surrogate_problem,
+    without_surrogates,
+)
 
 MAX_MAP_BYTES = 2 * 1024 * 1024
 KEY = "~key"  # positions[POINTER + KEY] is where the key of POINTER is ("~k" is no valid pointer escape)
@@ -68,6 +76,10 @@ class _Builder:
 
     def _scalar(self, node: yaml.ScalarNode, pointer: str) -> Any:
         text, tag = node.value, node.tag
+        if has_surrogate(text):
+            message, hint = surrogate_problem(text)
+            self.fail(f"{message}: {hint}", node, pointer)
+            text = without_surrogates(text)
         if node.style in ("'", '"', "|", ">"):
             return text
         if tag == "tag:yaml.org,2002:bool":

@@ -11,6 +11,7 @@ are read by engine.load.files: regular files inside the rules directory, of boun
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,12 @@ __all__ = [
     "Located",
     "TooDeep",
     "compose_yaml",
+    "has_surrogate",
     "is_alias",
     "load_yaml",
     "parse_yaml",
+    "surrogate_problem",
+    "without_surrogates",
 ]
 
 MAX_DEPTH = 64  # nested mappings and lists; a knowledge-base file needs about 12
@@ -178,6 +182,10 @@ class _Builder:
 
     def _scalar(self, node: yaml.ScalarNode, pointer: str) -> Any:
         text, tag = node.value, node.tag
+        if has_surrogate(text):
+            message, hint = surrogate_problem(text)
+            self._fail("yaml.surrogate", message, node, hint, pointer)
+            text = without_surrogates(text)  # nothing after the check (the fingerprint's UTF-8) meets it
         if node.style and node.style in "'\"|>":  # a plain scalar's style: None from PyYAML, "" from libyaml
             return text
         if tag == "tag:yaml.org,2002:bool":
@@ -201,6 +209,36 @@ class _Builder:
         if tag != "tag:yaml.org,2002:str":
             self._fail("yaml.tag", f"unsupported tag {tag}", node, "remove the tag", pointer)
         return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+def has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def surrogate_problem(text: str) -> tuple[str, str]:
+    """(what is wrong, how to write it) of a text holding a UTF-16 surrogate: YAML's
+    "\\ud83d\\ude00" escapes (JSON's way of writing one character beyond U+FFFF) give two, which
+    no UTF-8 file, fingerprint or result can hold (review of session 10: an internal error, no
+    location)."""
+    pair = _SURROGATE_PAIR.search(text)
+    if pair is not None:
+        high, low = (ord(c) for c in pair.group())
+        char = chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+        return (
+            f"\\u{high:04x}\\u{low:04x} is one character written as two UTF-16 surrogates, which YAML keeps apart",
+            f'write the character itself ({char}) or as one escape: "\\U{ord(char):08X}"',
+        )
+    found = _SURROGATE.search(text)
+    code = ord(found.group()) if found else 0xD800
+    return f"\\u{code:04x} is a UTF-16 surrogate, not a character", "remove it, or write the character it was part of"
+
+
+def without_surrogates(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
 
 
 class TooDeep(Exception):

@@ -153,6 +153,14 @@ def test_yaml_aliases_dates_and_tabs_are_refused(tmp_path: Path) -> None:
     assert any("date" in p.message and p.pointer == "/map_version" for p in err.problems)
 
 
+def test_a_surrogate_escape_in_the_map_is_refused_where_it_is(tmp_path: Path) -> None:
+    """The map's YAML builder refuses UTF-16 surrogates as the knowledge base's does (one check,
+    `yamlsafe.surrogate_problem`): a value no UTF-8 output can hold."""
+    err = _broken(tmp_path, 'map_version: "0.3.1"', 'map_version: "0.3.1\\ud83d\\ude00"')
+    assert [p.pointer for p in err.problems] == ["/map_version"], err.problems
+    assert "two UTF-16 surrogates" in err.problems[0].message and "\\U0001F600" in err.problems[0].message
+
+
 @pytest.mark.parametrize("depth", [65, 100_000])
 def test_a_map_nested_too_deep_is_refused_where_it_is(tmp_path: Path, depth: int) -> None:
     """The map's YAML goes through the knowledge base's bounded composer: 100,000 nested lists
