@@ -411,3 +411,38 @@ def test_a_batch_whose_generated_evaluator_cannot_compile_writes_the_same_result
         assert done.returncode == 0, done.stderr
         outputs[fault] = out.read_bytes()
     assert outputs[""] == outputs["nocompile:full+json"] and outputs[""].count(b"\n") == len(examples)
+
+
+def test_a_long_chain_of_categories_loads_and_derives_as_the_reference(kb_copy: Path) -> None:
+    """Forty category derived values, each with two cases reading the one before: each case was
+    inlined anew wherever it was read, 2^N forms for N links (sixteen: 5 s to load, twenty: 164 s;
+    hostile sweep of session 10); each distinct comparison's form is now made once. A generous
+    bound catches the old behaviour, which would take years, without timing anything close."""
+    chain, prev = [], "age_group"
+    for i in range(40):
+        chain.append(
+            f"  k_{i}:\n    title: Link {i}\n    unit: none\n    cases:\n"
+            f"      - when: {{derived: {prev}, eq: child}}\n        value: child\n"
+            f"      - when: {{derived: {prev}, eq: adult}}\n        value: adult\n"
+        )
+        prev = f"k_{i}"
+    derived = kb_copy / "derived.yaml"
+    derived.write_text(derived.read_text(encoding="utf-8") + "\n" + "".join(chain), encoding="utf-8")
+    caveat = kb_copy / "recommendations" / "CAVEAT-RELAPSE-BELOW-DEFINITION.yaml"
+    text = caveat.read_text(encoding="utf-8")
+    assert text.count("- derived: age_group\n") >= 1
+    caveat.write_text(text.replace("- derived: age_group\n", f"- derived: {prev}\n", 1), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "fsgs_kb", "validate", "--rules", str(kb_copy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    chained = fsgs_kb.load(str(kb_copy))
+    for line in (ROOT / "bench").parent.joinpath("examples").glob("*.json"):
+        patient = json.loads(line.read_text())
+        for detail in ("full", "minimal"):
+            assert chained.evaluate_json(patient, detail=detail) == dumps_bytes(
+                chained.reference_evaluate(patient, detail=detail)
+            )

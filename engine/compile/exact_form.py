@@ -180,6 +180,7 @@ class ExactForm:
         self.fields: dict[str, FieldInfo] = catalogue()
         self.vars: list[Var] = []
         self._index: dict[tuple[str, str], int] = {}
+        self._leaves: dict[tuple[str, ...], Form] = {}  # see _leaf
         leaves = self._all_leaves()
         self._thresholds: dict[tuple[str, str], set[Fraction]] = {}
         self._sets: dict[tuple[str, str], list[frozenset[Any]]] = {}
@@ -271,6 +272,17 @@ class ExactForm:
         return self._leaf(cond)
 
     def _leaf(self, leaf: Compare) -> Form:
+        """A comparison's form, made once per distinct comparison: a category's cases are each
+        inlined for every case that reads them, so a chain of categories each reading the one
+        before made 2^N forms (twenty links: 164 s to load) though each is the same."""
+        threshold = self._threshold(leaf)
+        key = (leaf.source, leaf.name, leaf.op, type(threshold).__name__, repr(threshold))
+        found = self._leaves.get(key)
+        if found is None:
+            found = self._leaves[key] = self._made_leaf(leaf)
+        return found
+
+    def _made_leaf(self, leaf: Compare) -> Form:
         if leaf.op in ("present", "absent"):
             return Presence(leaf.source, leaf.name, leaf.op == "present")
         if leaf.source == "derived":
