@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fsgs_kb.engine.check.cases import case_problems
 from fsgs_kb.engine.check.checks import Checker, Coverage, run_checks
+from fsgs_kb.engine.check.expansion import expansion_problems
 from fsgs_kb.engine.check.links import check_links
 from fsgs_kb.engine.check.maplists import list_settling_problems
 from fsgs_kb.engine.check.prose import literal_thresholds
@@ -57,6 +58,7 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     tested, scenario_errors = _scenarios(rules_dir, load)
     problems.extend(scenario_errors)  # whatever else is wrong: one broken file never hides another's errors
     valid = valid_part(load.model, problems)  # one error hides what reads the part it is in, not the rest
+    problems.extend(expansion_problems(valid, load.docs))
     problems.extend(meaning_problems(valid, load.docs))
     problems.extend(case_problems(valid, load.docs))
     if tested is not None:
