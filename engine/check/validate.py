@@ -9,6 +9,7 @@ from fsgs_kb.engine.check.cases import case_problems
 from fsgs_kb.engine.check.checks import Checker, Coverage, run_checks
 from fsgs_kb.engine.check.expansion import expansion_problems
 from fsgs_kb.engine.check.links import check_links
+from fsgs_kb.engine.check.magnitudes import magnitude_problems
 from fsgs_kb.engine.check.maplists import list_settling_problems
 from fsgs_kb.engine.check.prose import literal_thresholds
 from fsgs_kb.engine.check.static import meaning_problems, untested_problems
@@ -59,6 +60,7 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     problems.extend(scenario_errors)  # whatever else is wrong: one broken file never hides another's errors
     valid = valid_part(load.model, problems)  # one error hides what reads the part it is in, not the rest
     problems.extend(expansion_problems(valid, load.docs))
+    problems.extend(magnitude_problems(valid, load.docs))
     problems.extend(meaning_problems(valid, load.docs))
     problems.extend(case_problems(valid, load.docs))
     if tested is not None:
