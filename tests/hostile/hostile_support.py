@@ -248,6 +248,12 @@ def line_count(path: Path) -> int:
         return 0
 
 
+def run_with_own_pid(script: str, *args: object, cwd: Path) -> Run:
+    """`sh -c SCRIPT` then exec fsgs-kb ARGS in the same process: SCRIPT knows the run's process
+    id ($$), which names the temporary files a run writes beside its output."""
+    return run_argv(["sh", "-c", script + '; exec "$0" "$@"', *FSGS, *(str(a) for a in args)], cwd=cwd)
+
+
 def sigint_as_at_a_terminal() -> None:
     """In a child about to exec: Ctrl-C's SIGINT handled as at a terminal. A shell starts a
     background job (`.ci/run &`, `nohup … &`) with SIGINT ignored, every process below inherits

@@ -9,14 +9,13 @@ import hashlib
 from pathlib import Path
 
 from hostile_support import (
-    FSGS,
     assert_each_record_once,
     assert_no_traceback,
     good_line,
     jsonl,
     read_results,
     run,
-    run_argv,
+    run_with_own_pid,
 )
 
 
@@ -71,18 +70,12 @@ def test_an_output_part_that_is_another_parts_resume_record_is_refused(tmp_path:
     assert_each_record_once(read_results(root / "out" / "x.jsonl"), 2)
 
 
-def _batch_with_own_pid(script: str, *args: object, cwd: Path):
-    """`sh -c SCRIPT` then exec fsgs-kb ARGS in the same process: SCRIPT knows the run's process
-    id ($$), which names the resume record's temporary file."""
-    return run_argv(["sh", "-c", script + '; exec "$0" "$@"', *FSGS, *(str(a) for a in args)], cwd=cwd)
-
-
 def test_an_output_part_named_as_another_parts_resume_temporary_is_refused(tmp_path: Path) -> None:
     """Parts a/x.jsonl.fsgs-kb.json.PID.tmp and b/x.jsonl: b's resume record is written to
     OUTDIR/x.jsonl.fsgs-kb.json.PID.tmp, then renamed, so a's finished output part there was
     truncated, overwritten and renamed away: its results were lost, the run exit 0."""
     _part(tmp_path / "b" / "x.jsonl", 0, 2)
-    refused = _batch_with_own_pid(
+    refused = run_with_own_pid(
         'mkdir -p a && cp b/x.jsonl "a/x.jsonl.fsgs-kb.json.$$.tmp"',
         "batch",
         "*/x.*",
@@ -105,7 +98,7 @@ def test_an_input_part_at_a_resume_record_or_its_temporary_is_refused(tmp_path: 
     y = _part(tmp_path / "in" / "y.jsonl", 2, 3)
     (tmp_path / "out").mkdir()
     before = _digests(tmp_path / "in")
-    refused = _batch_with_own_pid(
+    refused = run_with_own_pid(
         f'ln -s {y} "out/x.jsonl.fsgs-kb.json.$$.tmp"', "batch", "in/*.jsonl", "-o", "out", "--quiet", cwd=tmp_path
     )
     line = _refused(refused, "batch.output_is_input")

@@ -8,22 +8,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hostile_support import FSGS, assert_each_record_once, assert_no_traceback, good_line, jsonl, read_results, run_argv
+from hostile_support import (
+    assert_each_record_once,
+    assert_no_traceback,
+    good_line,
+    jsonl,
+    read_results,
+    run_with_own_pid,
+)
 
 VICTIM = b"somebody else's file\n"
-
-
-def _with_own_pid(script: str, *args: object, cwd: Path):
-    """`sh -c SCRIPT` then exec fsgs-kb ARGS in the same process: SCRIPT knows the run's process
-    id ($$), which names the temporary files."""
-    return run_argv(["sh", "-c", script + '; exec "$0" "$@"', *FSGS, *(str(a) for a in args)], cwd=cwd)
 
 
 def test_a_symbolic_link_at_the_resume_records_temporary_is_not_written_through(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_bytes(jsonl([good_line(f"P{i}") for i in range(3)]))
     victim = tmp_path / "victim.txt"
     victim.write_bytes(VICTIM)
-    done = _with_own_pid(
+    done = run_with_own_pid(
         f'ln -s {victim} "out.jsonl.fsgs-kb.json.$$.tmp"',
         "batch",
         "in.jsonl",
@@ -45,7 +46,7 @@ def test_a_hard_link_at_the_summarys_temporary_is_not_written_through(tmp_path: 
     (tmp_path / "in.jsonl").write_bytes(jsonl([good_line(f"P{i}") for i in range(2)]))
     victim = tmp_path / "victim.txt"
     victim.write_bytes(VICTIM)
-    done = _with_own_pid(
+    done = run_with_own_pid(
         f'ln {victim} ".fsgs-kb-write.$$.tmp"',
         "batch",
         "in.jsonl",
