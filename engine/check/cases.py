@@ -26,7 +26,7 @@ from fsgs_kb.engine.check.static import Analyzer
 from fsgs_kb.engine.errors import KBError, pointer_join
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo
-from fsgs_kb.engine.load.yamlsafe import Located
+from fsgs_kb.engine.load.yamlsafe import Located, located_error
 from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, Derived, Expression, KnowledgeBaseModel, Not
 
 Combination = dict[str, Any]  # field -> one of its values
@@ -239,7 +239,4 @@ def _last_case(docs: dict[str, Located], derived: Derived) -> str:
 
 
 def _located(docs: dict[str, Located], use: Use, code: str, message: str, hint: str) -> KBError:
-    doc = docs.get(use.file)
-    if doc is None:
-        return KBError(code, message, use.file, None, None, use.pointer, hint, use.rule_id, "warning")
-    return doc.error(code, message, use.pointer, hint, severity="warning", rule_id=use.rule_id)
+    return located_error(docs, use.file, code, message, use.pointer, hint, severity="warning", rule_id=use.rule_id)

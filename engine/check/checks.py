@@ -13,7 +13,7 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.load.conditions import LIST_OPS, expression_refs, operand_shape, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
-from fsgs_kb.engine.load.yamlsafe import Located
+from fsgs_kb.engine.load.yamlsafe import Located, located_error
 from fsgs_kb.engine.model import (
     NUMERIC_OPS,
     Compare,
@@ -100,11 +100,7 @@ class Checker:
             return
         if code == "param.unused" and self.broken_derived:
             return  # the parameter may be read by a derived value that did not load
-        doc = self.docs.get(file)
-        if doc is None:
-            self.errors.append(KBError(code, message, file, None, None, pointer, hint, rule_id, severity))
-        else:
-            self.errors.append(doc.error(code, message, pointer, hint, key, severity, rule_id))
+        self.errors.append(located_error(self.docs, file, code, message, pointer, hint, key, severity, rule_id))
 
     # ---- quotes ---------------------------------------------------------------------------
     def check_quote(self, quote: Quote, rule_id: str | None = None) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, pointer_join
-from fsgs_kb.engine.load.yamlsafe import Located
+from fsgs_kb.engine.load.yamlsafe import Located, located_error
 from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, Const, Derived, KnowledgeBaseModel, Not, ParamRef
 
 MAX_EXPANDED = 20_000  # comparisons in one condition, derived values written out (the bundled: ≤ 60)
@@ -94,10 +94,5 @@ def expansion_problems(model: KnowledgeBaseModel, docs: dict[str, Located]) -> l
             "again, and a category's each case with every earlier one"
         )
         hint = "read each derived value once in a condition, or give a long chain of them fewer links"
-        doc = docs.get(file)
-        out.append(
-            doc.error("kb.too_large", message, pointer, hint, rule_id=rule_id)
-            if doc is not None
-            else KBError("kb.too_large", message, file, None, None, pointer, hint, rule_id)
-        )
+        out.append(located_error(docs, file, "kb.too_large", message, pointer, hint, rule_id=rule_id))
     return out

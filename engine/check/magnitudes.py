@@ -13,7 +13,7 @@ from typing import Any
 
 from fsgs_kb.engine.errors import KBError, pointer_join
 from fsgs_kb.engine.load.conditions import walk
-from fsgs_kb.engine.load.yamlsafe import Located
+from fsgs_kb.engine.load.yamlsafe import Located, located_error
 from fsgs_kb.engine.model import Condition, KnowledgeBaseModel
 
 EXACT_LIMIT = 2**53  # the largest magnitude at which every integer is a double
@@ -35,12 +35,7 @@ def magnitude_problems(model: KnowledgeBaseModel, docs: dict[str, Located]) -> l
             f"{what} {value!r} is beyond ±2^53 ({EXACT_LIMIT:,}): durable-rules, which decides every rule, "
             "cannot compare it exactly, so its verdict and the explanation would disagree"
         )
-        doc = docs.get(file)
-        out.append(
-            doc.error("kb.number_too_large", message, pointer, hint)
-            if doc is not None
-            else KBError("kb.number_too_large", message, file, None, None, pointer, hint)
-        )
+        out.append(located_error(docs, file, "kb.number_too_large", message, pointer, hint))
 
     for param in model.parameters.values():
         values = param.value if isinstance(param.value, list) else [param.value]

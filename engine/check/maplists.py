@@ -17,7 +17,7 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.load.conditions import expression_refs, walk
-from fsgs_kb.engine.load.yamlsafe import Located
+from fsgs_kb.engine.load.yamlsafe import Located, located_error
 from fsgs_kb.engine.model import Compare, Condition, KnowledgeBaseModel, ParamRef
 
 
@@ -83,7 +83,4 @@ def list_settling_problems(model: KnowledgeBaseModel, docs: dict[str, Located], 
 
 def _error(docs: dict[str, Located], message: str, file: str, pointer: str) -> KBError:
     hint = "narrow settled_by of the medication_list source in the FHIR map, or drop it"
-    doc = docs.get(file)
-    if doc is not None:
-        return doc.error("fhirmap.settled_by", message, pointer, hint)
-    return KBError("fhirmap.settled_by", message, file=file, pointer=pointer, hint=hint)
+    return located_error(docs, file, "fhirmap.settled_by", message, pointer, hint)

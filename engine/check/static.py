@@ -17,7 +17,7 @@ from typing import Any
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fields import catalogue
-from fsgs_kb.engine.load.yamlsafe import Located
+from fsgs_kb.engine.load.yamlsafe import Located, located_error
 from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, KnowledgeBaseModel, Not, ParamRef, Rule, rule_order
 
 Literal = tuple[Compare, bool]  # (comparison, must it be true?)
@@ -203,10 +203,7 @@ def pairs(model: KnowledgeBaseModel) -> list[tuple[Rule, Rule]]:
 def _at(
     docs: dict[str, Located], rule: Rule, pointer: str, code: str, message: str, hint: str, severity: str = "error"
 ) -> KBError:
-    doc = docs.get(rule.file)
-    if doc is not None:
-        return doc.error(code, message, pointer, hint, severity=severity, rule_id=rule.id)
-    return KBError(code, message, rule.file, None, None, pointer, hint, rule.id, severity)
+    return located_error(docs, rule.file, code, message, pointer, hint, severity=severity, rule_id=rule.id)
 
 
 def meaning_problems(model: KnowledgeBaseModel, docs: dict[str, Located]) -> list[KBError]:

@@ -17,7 +17,7 @@ from fsgs_kb.engine.check.validate import ValidationReport
 from fsgs_kb.engine.compile.durable import DurableRulesets, ProbeFailure, probe
 from fsgs_kb.engine.compile.rulesets import ALPHA_BUDGET, MAX_GROUPS, CompiledKB, compile_kb, groups, stack_bound
 from fsgs_kb.engine.errors import KBError
-from fsgs_kb.engine.load.yamlsafe import Located
+from fsgs_kb.engine.load.yamlsafe import Located, located_error
 from fsgs_kb.engine.model import KnowledgeBaseModel
 
 ENGINE_STACK = 64  # the core's alpha stack (MAX_STACK_SIZE in events.c)
@@ -33,16 +33,8 @@ def _locate(
 ) -> KBError:
     if owner.startswith("derived:"):
         derived = model.derived[owner.removeprefix("derived:")]
-        doc = docs.get(derived.file)
-        pointer = derived.pointer + "/condition"
-        if doc is None:
-            return KBError(code, message, derived.file, pointer=pointer, hint=hint)
-        return doc.error(code, message, pointer, hint)
-    rule = model.rules[owner]
-    doc = docs.get(rule.file)
-    if doc is None:
-        return KBError(code, message, rule.file, pointer="/when", hint=hint, rule_id=owner)
-    return doc.error(code, message, "/when", hint, rule_id=owner)
+        return located_error(docs, derived.file, code, message, derived.pointer + "/condition", hint)
+    return located_error(docs, model.rules[owner].file, code, message, "/when", hint, rule_id=owner)
 
 
 def _label(owner: str) -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "has_surrogate",
     "is_alias",
     "load_yaml",
+    "located_error",
     "parse_yaml",
     "surrogate_problem",
     "without_surrogates",
@@ -69,6 +70,25 @@ class Located:
     ) -> KBError:
         line, col = self.where(pointer, key)
         return KBError(code, message, self.file, line, col, pointer, hint, rule_id, severity)
+
+
+def located_error(
+    docs: dict[str, Located],
+    file: str,
+    code: str,
+    message: str,
+    pointer: str,
+    hint: str | None = None,
+    key: bool = False,
+    severity: str = "error",
+    rule_id: str | None = None,
+) -> KBError:
+    """An error at `pointer` in `file`, placed at its line and column when the file was read
+    (`docs`), else named by file and pointer alone: what every check of the model reports with."""
+    doc = docs.get(file)
+    if doc is None:
+        return KBError(code, message, file, None, None, pointer, hint, rule_id, severity)
+    return doc.error(code, message, pointer, hint, key, severity, rule_id)
 
 
 def _pos(mark: yaml.Mark) -> tuple[int, int]:
