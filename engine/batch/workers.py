@@ -33,10 +33,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from fsgs_kb.engine.batch.checksum import crc32
+from fsgs_kb.engine.drills import fault_plan
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.read.records import Record, record_value
 
-FAULT_ENV = "FSGS_KB_FAULT"
 FAULT_ONCE_ENV = "FSGS_KB_FAULT_ONCE"
 WRITTEN = "written"  # a worker's message: the block of the chunk starting at record N is in the output
 WRITE_FAILED = "write_failed"
@@ -186,11 +186,6 @@ def _read_exactly(fd: int, size: int) -> bytearray:
             raise OSError("end of file in the middle of a message")
         done += n
     return buffer
-
-
-def fault_plan() -> dict[str, str]:
-    spec = os.environ.get(FAULT_ENV, "")
-    return {target: kind for kind, _, target in (item.partition(":") for item in spec.split(",") if item)}
 
 
 def _inject(faults: dict[str, str], record: Any) -> str | None:

@@ -13,10 +13,9 @@ Drill: FSGS_KB_FAULT="nocompile:NAME" makes the generated function NAME ("state"
 
 from __future__ import annotations
 
-import os
 from types import CodeType
 
-FAULT_ENV = "FSGS_KB_FAULT"  # the same variable as batch's drills (engine/batch/workers.py)
+from fsgs_kb.engine.drills import fault_plan
 
 
 class NotCompiled(Exception):
@@ -25,8 +24,7 @@ class NotCompiled(Exception):
 
 def compiled_code(source: str, name: str) -> CodeType:
     """`compile(source)` of the generated function `name`, or NotCompiled saying why."""
-    planned = {target for kind, _, target in (item.partition(":") for item in os.environ.get(FAULT_ENV, "").split(","))
-               if kind == "nocompile"}  # fmt: skip
+    planned = {target for target, kind in fault_plan().items() if kind == "nocompile"}
     try:
         if name in planned or "*" in planned:
             raise RecursionError("maximum recursion depth exceeded during compilation (drill)")
