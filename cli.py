@@ -549,6 +549,8 @@ def batch(
     """
     kb = _load_kb(rules_dir, require_approved)
     click.echo(kb_line(kb.identity), err=True)  # stdout may be the results
+    for slower in kb.fallback_warnings(detail)[:1]:  # one line: why this run is slower
+        click.echo(format_error(slower), err=True)
     if scheduler is not None or (is_pattern(source) and not os.path.exists(source)):
         options = {**_evaluate_options(include_input, mask), "detail": detail}
         _batch_parts(

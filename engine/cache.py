@@ -3,8 +3,9 @@
 Loading means parsing ~30 YAML files, importing jsonschema, running every check and proving the
 rulesets in durable-rules: most of a command-line evaluation. A knowledge base that validated
 cleanly is stored under a key made of the exact bytes of every file it read (rules and schemas),
-the engine's version and code, durable-rules' version and the working directory (error
-locations are shown relative to it); any edit gives a new key, so a stale entry is never used.
+the engine's version and code, durable-rules' version, the working directory (error locations
+are shown relative to it), the Python build and any `nocompile` drill (whether Python compiles
+the generated evaluator: compile.fallback); any edit gives a new key, so a stale entry is never used.
 
 The cache directory ($FSGS_KB_CACHE, else $XDG_CACHE_HOME/fsgs-kb, else ~/.cache/fsgs-kb;
 FSGS_KB_CACHE=off disables it) may be writable by someone else, so nothing read from it is
@@ -38,6 +39,7 @@ import json
 import os
 import re
 import stat
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,7 @@ import orjson
 
 from fsgs_kb.engine.check.checks import Coverage
 from fsgs_kb.engine.check.validate import ValidationReport
+from fsgs_kb.engine.drills import planned
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.load.files import RulesFiles, kb_paths
 from fsgs_kb.engine.load.loader import LoadResult
@@ -138,9 +141,12 @@ def _engine_signature() -> bytes:
 
 def content_key(rules_dir: Path) -> str | None:
     """sha256 over every file of the knowledge base and every schema, by name and bytes, and
-    the engine; None when a file cannot be read safely (validation then says why)."""
+    the engine; None when a file cannot be read safely (validation then says why). The report
+    says whether Python compiles the generated evaluator (compile.fallback), so the key also
+    holds what decides that besides the files: the Python build and any `nocompile` drill."""
     digest = hashlib.sha256(FORMAT + b"\0" + __version__.encode() + b"\0" + DURABLE_RULES_VERSION.encode())
     digest.update(b"\0" + _engine_signature() + b"\0" + os.getcwd().encode() + b"\0")
+    digest.update(sys.version.encode() + b"\0" + ",".join(sorted(planned("nocompile"))).encode() + b"\0")
     try:
         files = RulesFiles(rules_dir)
         digest.update(files.real_root.encode() + b"\0")

@@ -13,3 +13,8 @@ def fault_plan() -> dict[str, str]:
     """The planned faults, by target: {TARGET: KIND}."""
     spec = os.environ.get(FAULT_ENV, "")
     return {target: kind for kind, _, target in (item.partition(":") for item in spec.split(",") if item)}
+
+
+def planned(kind: str) -> frozenset[str]:
+    """The targets of the planned faults of one kind."""
+    return frozenset(target for target, found in fault_plan().items() if found == kind)

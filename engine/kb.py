@@ -20,8 +20,9 @@ from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.accept import accepts, parse_accepted
 from fsgs_kb.engine.evaluate.codegen import NotCompiled
 from fsgs_kb.engine.evaluate.compiled import CompiledEvaluator
-from fsgs_kb.engine.evaluate.detail import check_detail, expand, reduce
+from fsgs_kb.engine.evaluate.detail import DETAILS, check_detail, expand, reduce
 from fsgs_kb.engine.evaluate.evaluation import Evaluation
+from fsgs_kb.engine.evaluate.fallback import fallback_warning
 from fsgs_kb.engine.evaluate.kleene import Evaluator
 from fsgs_kb.engine.evaluate.masking import attach_input, check_pointers
 from fsgs_kb.engine.evaluate.output import dumps_bytes
@@ -51,14 +52,14 @@ class KnowledgeBase:
             {"id": self.id, "version": self.version, "fingerprint": self.fingerprint},
         )
         # None once Python cannot compile this knowledge base's generated evaluator: the
-        # interpreted reference then gives every result (the same bytes, slower), and
-        # `not_compiled` says why (engine/evaluate/codegen.py)
+        # interpreted reference then gives every result (the same bytes, slower), and `refused`
+        # says which generated function Python refused and why (engine/evaluate/codegen.py)
         self.compiled_evaluator: CompiledEvaluator | None = None
-        self.not_compiled: str | None = None
+        self.refused: NotCompiled | None = None
         try:
             self.compiled_evaluator = CompiledEvaluator(self.evaluation)
         except NotCompiled as exc:
-            self.not_compiled = str(exc)
+            self.refused = exc
         # Each distinct tuple of rule outcomes, paired with the rule ids once: batch counts a
         # record's outcomes by this one tuple (one dict update a record, not one per rule).
         self._counted: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
@@ -133,9 +134,29 @@ class KnowledgeBase:
         return dumps_bytes(self.evaluate(patient, detail=detail, **options))
 
     def _without_compiled(self, exc: NotCompiled) -> None:
-        """From now on every result comes from the interpreted reference (see `not_compiled`)."""
+        """From now on every result comes from the interpreted reference (see `refused`)."""
         self.compiled_evaluator = None
-        self.not_compiled = str(exc)
+        self.refused = exc
+
+    @property
+    def not_compiled(self) -> str | None:
+        """Why every result comes from the interpreted reference, or None while compiled."""
+        return None if self.refused is None else str(self.refused)
+
+    def fallback_warnings(self, *details: str) -> list[KBError]:
+        """A `compile.fallback` warning (engine/evaluate/fallback.py) for each generated function
+        that results at these detail levels need and Python refuses, compiled now rather than at
+        the first record; the first refusal leaves every later result to the reference, as it
+        would have at that record."""
+        for detail in details:
+            check_detail(detail)
+        if self.compiled_evaluator is None:
+            refused = [self.refused] if self.refused is not None else []
+        else:
+            refused = self.compiled_evaluator.refusals(details)
+            if refused:
+                self._without_compiled(refused[0])
+        return [fallback_warning(exc, self.report.load) for exc in refused]
 
     def encode_record(self, record: Record, **options: Any) -> tuple[bytes, str, tuple[tuple[str, str], ...]]:
         """What batch writes for one framed record: the line `{"record":N,"line":L,…result}` as
@@ -270,7 +291,9 @@ class KnowledgeBase:
 
 
 def validate(rules_dir: str | Path | None = None) -> ValidationReport:
-    """Every problem of a knowledge base, including whether durable-rules can run it.
+    """Every problem of a knowledge base, including whether durable-rules can run it and whether
+    Python compiles its generated evaluator at every detail level (else a warning: the reference
+    evaluator gives the same results, slower).
 
     Without `rules_dir`: $FSGS_KB_RULES, else the nearest rules/kb.yaml at or above the working
     directory, else the bundled one. A knowledge base whose exact files validated cleanly before
@@ -280,6 +303,8 @@ def validate(rules_dir: str | Path | None = None) -> ValidationReport:
     report = cache.load_cached(key) if key else None
     if report is None:
         report = prove(validate_dir(directory))
+        if report.ok:  # only a knowledge base without errors is compiled
+            report = report.with_problems(KnowledgeBase(report).fallback_warnings(*DETAILS))
         if report.ok and key and cache.content_key(directory) == key:  # not edited meanwhile
             cache.store(key, report)
     return report

@@ -38,6 +38,14 @@ class ValidationReport:
     def ok(self) -> bool:
         return not self.errors
 
+    def with_problems(self, problems: list[KBError]) -> ValidationReport:
+        """This report with more problems, sorted by place among its own."""
+        if not problems:
+            return self
+        return ValidationReport(
+            self.load, sorted(set(self.problems) | set(problems), key=KBError.sort_key), self.coverage
+        )
+
 
 def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     """Every problem of a rules directory, sorted by file, line and column. fhir_map=False leaves

@@ -111,7 +111,4 @@ def prove(report: ValidationReport, probe_engine: bool = True) -> ValidationRepo
     problems = limit_problems(model, report.load.docs, compiled)
     if not problems and probe_engine:
         problems = probe_problems(model, report.load.docs, compiled)
-    if not problems:
-        return report
-    merged = sorted(set(report.problems) | set(problems), key=KBError.sort_key)
-    return ValidationReport(report.load, merged, report.coverage)
+    return report.with_problems(problems)

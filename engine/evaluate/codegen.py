@@ -9,25 +9,37 @@ evaluates with the interpreted reference, which gives the same results, slower (
 
 Drill: FSGS_KB_FAULT="nocompile:NAME" makes the generated function NAME ("state", "full+json",
 "standard", "verdict", "settle+json", …, or "*" for every one) be refused as Python would refuse it.
+
+`fsgs-kb validate` compiles every one of them and warns of each Python refuses (compile.fallback,
+engine/evaluate/fallback.py); batch says so on stderr when its run is affected.
 """
 
 from __future__ import annotations
 
 from types import CodeType
 
-from fsgs_kb.engine.drills import fault_plan
+from fsgs_kb.engine.drills import planned
 
 
 class NotCompiled(Exception):
-    """Python could not compile the generated evaluator of this knowledge base."""
+    """Python could not compile the generated evaluator of this knowledge base: `function`, the
+    generated function it refused, and `reason`, Python's error in one line."""
+
+    def __init__(self, function: str, reason: str) -> None:
+        super().__init__(function, reason)  # both in args: it pickles as itself
+        self.function = function
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"the generated {self.function} function: {self.reason}"
 
 
 def compiled_code(source: str, name: str) -> CodeType:
     """`compile(source)` of the generated function `name`, or NotCompiled saying why."""
-    planned = {target for target, kind in fault_plan().items() if kind == "nocompile"}
+    refused = planned("nocompile")
     try:
-        if name in planned or "*" in planned:
+        if name in refused or "*" in refused:
             raise RecursionError("maximum recursion depth exceeded during compilation (drill)")
         return compile(source, f"<fsgs-kb compiled {name}>", "exec")
     except (SyntaxError, RecursionError, MemoryError, OverflowError, ValueError) as exc:
-        raise NotCompiled(f"the generated {name} function: {type(exc).__name__}: {exc}") from None
+        raise NotCompiled(name, " ".join(f"{type(exc).__name__}: {exc}".split())) from None

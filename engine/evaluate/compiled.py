@@ -19,8 +19,9 @@ rare valid record it leaves to the detailed validator) go through the reference 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 import orjson
@@ -839,6 +840,26 @@ class CompiledEvaluator:
             found = self._functions[name] = namespace["evaluate"]
         self._functions_of[(detail, encoded)] = found
         return found
+
+    def refusals(self, details: Iterable[str]) -> list[NotCompiled]:
+        """Compile now, not on first use, every generated function a result at these detail
+        levels can need (at full: as dicts and as JSON), and say which ones Python refuses; each
+        is tried, whatever the others do (validate warns of each, engine/evaluate/fallback.py)."""
+        makers: list[Callable[[], Any]] = []
+        if self._fact_functions is not None:
+            makers.append(partial(self._verdict_function, self._fact_functions))
+        for detail in details:
+            for encoded in (False, True) if detail == "full" else (False,):
+                makers.append(partial(self.functions, detail, encoded))
+                mode = "json" if encoded else detail if detail != "full" else ""  # as _evaluate's
+                makers.append(partial(self._settle_function, mode))
+        refused = []
+        for make in makers:
+            try:
+                make()
+            except NotCompiled as exc:
+                refused.append(exc)
+        return refused
 
     def _refine(
         self, patient: dict[str, Any], values: dict[str, Any], derived: dict[str, DerivedValue]
