@@ -11,10 +11,11 @@ OperationOutcome-shaped, naming what is wrong.
 
 from __future__ import annotations
 
+import calendar
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 from fsgs_kb.engine.fhir import FhirInputError, FhirMap, convert_bundle
@@ -42,7 +43,15 @@ ORDER_HOOKS = ("order-select", "order-sign")
 BODY_DEPTH_MARGIN = 8  # request → prefetch → Bundle → entry levels above the map's per-resource limit
 OUTCOMES = ("accepted", "overridden")
 MAX_USER_COMMENT = 4000  # characters of an override's userComment (README, CDS: feedback)
-INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
+# FHIR R4 `instant` (ASCII digits; fullmatch, so no trailing newline): hours 00-23, minutes and
+# zone minutes 00-59, second 60 for a leap second, any number of fraction digits (R4's `\.[0-9]+`),
+# a zone from -14:00 to +14:00. Whether the date exists and a second 60 can be a leap second is
+# checked after (`_instant_problem`).
+INSTANT = re.compile(
+    r"(?P<date>[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))"
+    r"T(?P<time>([01][0-9]|2[0-3]):[0-5][0-9]):(?P<second>[0-5][0-9]|60)(\.[0-9]+)?"
+    r"(?P<zone>Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+)
 # CDS Hooks 2.0: hookInstance is "a universally unique identifier (UUID)", the canonical text form
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -286,17 +295,35 @@ class Hooks:
 
 
 def _instant_problem(value: Any) -> str | None:
-    """Why `value` is not a FHIR instant (a date and time to the second, with a time zone), or None."""
+    """Why `value` is not a FHIR instant (a date and time to the second, with a time zone from
+    -14:00 to +14:00), or None. The text is logged as given (any fraction digits kept)."""
     if not isinstance(value, str):
         return f"must be an instant (text such as 2025-01-15T09:30:00Z), not {type(value).__name__}"
     shown = value[:40]
-    if not INSTANT.fullmatch(value):
-        return f"must be an instant such as 2025-01-15T09:30:00Z (date, time to the second, time zone), not {shown!r}"
+    found = INSTANT.fullmatch(value)
+    if not found:
+        return (
+            "must be an instant such as 2025-01-15T09:30:00Z (date, time to the second, "
+            f"time zone Z or -14:00 to +14:00), not {shown!r}"
+        )
     try:
-        datetime.fromisoformat(value[:19])  # the date and time (the zone's form is matched above)
+        day = date.fromisoformat(found["date"])
     except ValueError:
-        return f"{shown!r} is not a date and time that exists"
+        return f"{shown!r} is not a date that exists"
+    if found["second"] == "60" and not _leap_second(day, found["time"], found["zone"]):
+        return f"{shown!r} has second 60, which only a leap second has (23:59:60 UTC on a month's last day)"
     return None
+
+
+def _leap_second(day: date, hour_minute: str, zone: str) -> bool:
+    """Whether hh:mm:60 on `day` in `zone` is 23:59:60 UTC on the last day of a month, where a
+    leap second is inserted (FHIR allows second 60 for one)."""
+    local = datetime.fromisoformat(f"{day.isoformat()}T{hour_minute}:59{zone.replace('Z', '+00:00')}")
+    try:
+        utc = local.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01 at +14:00: before year 1 in UTC, and no leap second anyway
+        return False
+    return (utc.hour, utc.minute) == (23, 59) and utc.day == calendar.monthrange(utc.year, utc.month)[1]
 
 
 def _feedback_problem(item: Any) -> str | None:
