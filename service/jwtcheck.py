@@ -11,6 +11,10 @@ PyJWT does the signature and the standard claims; the wrapper closes what it lea
 - Keys from the token. A `jku` header is used only when it is on the issuer's allow-list and is
   otherwise refused without any request; `jwk`, `x5u` and `x5c` headers are never used; a `crit`
   header (extensions we do not implement) is refused.
+- Claims PyJWT reads too leniently: exp, iat and nbf must be NumericDates (RFC 7519: a JSON number
+  of seconds), but PyJWT takes `int(value)`, so `"exp": "1764…"` (a string) passed and `true`
+  counted as 1; here a string, a boolean or a number no float holds (1e999) is refused before
+  the key is looked up.
 - Claims PyJWT does not require by default: exp, iat, jti, iss and aud are all required; iat may
   not be in the future (PyJWT would allow the whole 60 s leeway there: here only the
   `IAT_GRANULARITY_SECONDS` a client's whole-second clock can be ahead) nor older than five
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +57,9 @@ MAX_JWKS_BYTES = 256 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0
 
 
+NUMERIC_DATES = ("exp", "iat", "nbf")
+
+
 class Rejected(Exception):
     """The token is not accepted; the message is for the server log only."""
 
@@ -69,6 +77,17 @@ class Key:
 class KeySet:
     keys: dict[str, Key] = field(default_factory=dict)
     refetched: float = float("-inf")  # when it was last loaded again (or tried), not the first load
+
+
+def _numeric_date(value: Any) -> bool:
+    """Whether a claim is a NumericDate: a JSON number (not a boolean, which Python counts as an
+    int) that a float holds finitely (remember_jti and the iat checks compute with it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer of hundreds of digits
+        return False
 
 
 def key_algorithm(jwk: dict[str, Any], header_alg: str) -> str:
@@ -171,7 +190,8 @@ class TokenChecker:
             raise Rejected("not a bearer token")
         token = token.strip()
         header = self._header(token)
-        issuer = self._issuer(token)
+        unverified = self._payload(token)
+        issuer = self._issuer(unverified)
         source = self._key_source(header, issuer)
         key = await self.keys.key(source, header["kid"])
         claims = self._verify(token, key, header["alg"], issuer.iss, audience)
@@ -195,11 +215,20 @@ class TokenChecker:
             raise Rejected("crit header")
         return header
 
-    def _issuer(self, token: str) -> Issuer:
+    @staticmethod
+    def _payload(token: str) -> dict[str, Any]:
+        """The claims before the signature is checked; Rejected when they cannot be the ones
+        verified (the signature covers these same bytes)."""
         try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            unverified: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise Rejected("malformed payload") from None
+        for name in NUMERIC_DATES:
+            if name in unverified and not _numeric_date(unverified[name]):
+                raise Rejected(f"{name} is not a NumericDate (a JSON number of seconds)")
+        return unverified
+
+    def _issuer(self, unverified: dict[str, Any]) -> Issuer:
         iss = unverified.get("iss")
         issuer = self.config.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:

@@ -81,6 +81,14 @@ REASONS = {  # the reason each case must be refused for (server log only; the an
     "alg_mismatch": "header alg differs from the key's algorithm",
     "crit_header": "",  # PyJWT refuses an unknown crit itself (malformed); the wrapper refuses any crit
     "alg_not_a_string": "alg not allowed",
+    # NumericDate claims (RFC 7519: JSON numbers); PyJWT's int() took a string, and True as 1
+    "exp_a_string": "exp is not a NumericDate",
+    "iat_a_string": "iat is not a NumericDate",
+    "nbf_a_string": "nbf is not a NumericDate",
+    "exp_true": "exp is not a NumericDate",
+    "nbf_true": "nbf is not a NumericDate",
+    "exp_infinite": "exp is not a NumericDate",
+    "exp_past_any_float": "exp is not a NumericDate",
 }
 
 
@@ -112,6 +120,13 @@ def test_bad_tokens_get_the_same_401(server: Server, ehr: Any, case: str) -> Non
         "alg_mismatch": relabel(signer.token(AUD), "ES256"),
         "crit_header": signer.token(AUD, headers={"crit": ["exp"]}),
         "alg_not_a_string": unsigned(claims(), {"alg": ["ES384"], "typ": "JWT", "kid": signer.kid}),
+        "exp_a_string": signer.token(AUD, exp=str(now + 60)),
+        "iat_a_string": signer.token(AUD, iat=str(now)),
+        "nbf_a_string": signer.token(AUD, nbf=str(now)),
+        "exp_true": signer.token(AUD, exp=True),
+        "nbf_true": signer.token(AUD, nbf=True),
+        "exp_infinite": signer.token(AUD, exp=float("inf")),  # JSON Infinity, which Python's json reads
+        "exp_past_any_float": signer.token(AUD, exp=10**400),
     }
     if case == "hs256_with_public_key":  # the classic confusion: the public key used as an HMAC secret
         header = b64({"alg": "HS256", "typ": "JWT", "kid": signer.kid})
