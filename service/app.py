@@ -11,8 +11,9 @@ and short (a few milliseconds), and the knowledge base's durable-rules sessions 
 between threads.
 
 Every error answer is JSON, an OperationOutcome naming what is wrong (application/json): also the
-ones Starlette makes itself (404 for an unknown path, 405 for a method a route does not take) and
-a refused CORS preflight (400). A request body that gives one key twice in an object is refused
+ones Starlette makes itself (404 for an unknown path, 405 for a method a route does not take), a
+refused CORS preflight (400), and a request the HTTP parser cannot read (431, 400: service/wire.py,
+the protocol class `fsgs-kb serve` gives uvicorn). A request body that gives one key twice in an object is refused
 (400, naming the key), as the command line's readers refuse such a record: which value was meant
 is unknowable.
 """

@@ -87,11 +87,15 @@ def serve(config: ServiceConfig, host: str, port: int, workers: int) -> None:
     import uvicorn  # the optional extra: checked by preflight
     from uvicorn.supervisors import Multiprocess
 
+    from fsgs_kb.service.wire import MAX_HEAD_BYTES, OutcomeH11Protocol
+
     os.environ[CONFIG_ENV] = str(config.file)
     settings = uvicorn.Config(
         APP,
         factory=True,
         workers=workers,
+        http=OutcomeH11Protocol,  # what h11 cannot parse is answered with an OperationOutcome too
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         access_log=False,
         proxy_headers=False,
         server_header=False,
