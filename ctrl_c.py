@@ -11,6 +11,10 @@ turns into its line and exit 130 (cli.Group), and notes it again afterwards (a r
 ended exits with its own code). A library import (`import fsgs_kb` in a program) changes nothing.
 A batch run installs its own handler while it writes (engine/batch/job.py `_StopFlag`), which
 ends the run cleanly with its summary.
+
+A process started with SIGINT ignored (a shell's background job: `fsgs-kb batch … &` in a script)
+has no default handler here, so nothing is noted or raised, and the batch run leaves it ignored
+too: such a run ignores SIGINT from start to end (SIGTERM stops it).
 """
 
 from __future__ import annotations

@@ -109,7 +109,13 @@ class BatchSummary:
 
 class _StopFlag:
     """SIGINT/SIGTERM set a flag the run checks between chunks: no half-written line, no lost
-    result, workers stopped by the runner, the resume record current."""
+    result, workers stopped by the runner, the resume record current.
+
+    A signal that is ignored when the run starts stays ignored (the convention of sh, nohup and
+    Python itself, which installs no SIGINT handler then): a shell starts a background job
+    (`fsgs-kb batch … &` in a script) with SIGINT ignored, and installing the handler anyway made
+    a `kill -INT` ignored while the command loaded and a stop once it wrote, depending on when it
+    came. Such a run is stopped by SIGTERM (exit 143)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -118,7 +124,8 @@ class _StopFlag:
     def __enter__(self) -> _StopFlag:
         if _in_main_thread():
             for signum in STOP_SIGNALS:
-                self.previous[signum] = signal.signal(signum, self._handle)
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:

@@ -262,10 +262,15 @@ def sigint_as_at_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def sigint_ignored_as_in_a_background_job() -> None:
+    """In a child about to exec: SIGINT ignored, as a non-interactive shell starts `fsgs-kb … &`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Batch:
     """A `fsgs-kb batch` running in the background, with its workers tracked for cleanup."""
 
-    def __init__(self, *args: object, cwd: Path | None = None) -> None:
+    def __init__(self, *args: object, cwd: Path | None = None, preexec_fn=sigint_as_at_a_terminal) -> None:
         self.argv = FSGS + ["batch", *[str(a) for a in args]]
         # stdout/stderr go to unnamed files, not pipes: a lingering worker holding a pipe open
         # must not make waiting for the parent hang.
@@ -278,7 +283,7 @@ class Batch:
             stderr=self.stderr,
             env=base_env(),
             start_new_session=True,
-            preexec_fn=sigint_as_at_a_terminal,
+            preexec_fn=preexec_fn,
         )
         self.workers: dict[int, int] = {}
 
@@ -326,8 +331,8 @@ def batches():
     """Start background batches; every one (and its workers) is killed at teardown."""
     started: list[Batch] = []
 
-    def start(*args: object, cwd: Path | None = None) -> Batch:
-        started.append(Batch(*args, cwd=cwd))
+    def start(*args: object, cwd: Path | None = None, preexec_fn=sigint_as_at_a_terminal) -> Batch:
+        started.append(Batch(*args, cwd=cwd, preexec_fn=preexec_fn))
         return started[-1]
 
     yield start

@@ -23,6 +23,7 @@ from hostile_support import (
     read_results,
     run,
     run_argv,
+    sigint_ignored_as_in_a_background_job,
     still_running,
     wait_until,
 )
@@ -74,6 +75,51 @@ def test_sigint_is_not_reported_as_invalid_records(tmp_path: Path, big_input, ba
     _, rc, err = _interrupted(tmp_path, big_input, batches, signal.SIGINT, timeout=12)
     assert "Traceback" not in err
     assert rc not in (0, 1), f"exit {rc} after SIGINT (stderr: {err.strip()[-120:]!r})"
+
+
+def _importing(pid: int) -> bool:
+    """Whether the process has mapped an extension module of site-packages: Python imports the
+    package (and its dependencies), before any command could run."""
+    try:
+        return "/site-packages/" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def test_sigint_ignored_on_entry_stays_ignored_for_the_whole_run(tmp_path: Path, big_input, batches) -> None:
+    """A script's background job (`fsgs-kb batch … &`) starts with SIGINT ignored, and the run keeps
+    it ignored from start to end: a SIGINT while Python imports the package and one while the run
+    writes (its stop handler's time) are both ignored, and the run completes (exit 0, each record
+    once). The handler had been installed anyway: ignored while loading, exit 130 once writing."""
+    source, n = big_input
+    out = tmp_path / "out.jsonl"
+    batch = batches(source, "-o", out, "--workers", "1", "--quiet", preexec_fn=sigint_ignored_as_in_a_background_job)
+    assert wait_until(lambda: batch.proc.poll() is not None or _importing(batch.proc.pid), 60)
+    assert batch.proc.poll() is None and not out.exists(), "the command was past starting"
+    batch.proc.send_signal(signal.SIGINT)
+    batch.wait_for_lines(out, 1)
+    assert line_count(out) < n // 2, "too little left to write for the signal to be seen"
+    batch.proc.send_signal(signal.SIGINT)
+    rc, err = batch.finish(timeout=120)
+    assert rc == 0, err[-300:]
+    assert "interrupt" not in err and "SIGINT" not in err, err[-300:]
+    assert_each_record_once(read_results(out), n)
+
+
+def test_sigterm_stops_a_run_started_with_sigint_ignored(tmp_path: Path, big_input, batches) -> None:
+    """Started with SIGINT ignored, a run goes on writing after a SIGINT (2,000 more results seen),
+    and SIGTERM stops it as always: exit 143 and how to resume."""
+    source, n = big_input
+    out = tmp_path / "out.jsonl"
+    batch = batches(source, "-o", out, "--workers", "1", "--quiet", preexec_fn=sigint_ignored_as_in_a_background_job)
+    batch.wait_for_lines(out, 1)
+    batch.proc.send_signal(signal.SIGINT)
+    batch.wait_for_lines(out, line_count(out) + 2000)  # fails if the SIGINT stopped the run
+    batch.proc.send_signal(signal.SIGTERM)
+    rc, err = batch.finish()
+    assert rc == 128 + signal.SIGTERM, err[-300:]
+    assert "--resume" in err and "SIGTERM" in err, err[-300:]
+    assert line_count(out) < n
 
 
 def test_output_to_full_disk_is_an_io_error(tmp_path: Path) -> None:
