@@ -17,7 +17,8 @@ not use (entered in error, a modifier, do-not-perform), one whose status is not 
 `active` (a `cancelled` or `completed` draft is no order to sign), one whose intent the map does
 not read as an order (`proposal`, `plan`: the map's `medication_request.intents`) and one with a
 date its period is read from that cannot be read (`date_not_readable`: a boundsPeriod start of
-2023-02-30 is neither today nor another day).
+2023-02-30 is neither today nor another day), or that gives a choice element in two types
+(`choice_conflict`: a doseQuantity and a doseRange say two doses).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from fsgs_kb.engine.fhir.courses import analyse, entries_for, intent_problem, pe
 from fsgs_kb.engine.fhir.dates import Moment, day_start, format_instant, moment
 from fsgs_kb.engine.fhir.effective import reversed_period
 from fsgs_kb.engine.fhir.records import located
-from fsgs_kb.engine.fhir.setaside import status_not_read
+from fsgs_kb.engine.fhir.setaside import TWO_THINGS, status_not_read
 from fsgs_kb.service.prefetch import RequestProblem, bundle_of, origin_key
 
 DRUG = "cyclosporine"
@@ -221,10 +222,7 @@ def cyclosporine_drafts(
 def _is_drug(probe: dict[str, Any], patient: dict[str, Any], fmap: FhirMap, as_of: date) -> bool:
     """Whether a draft (made an active order of the patient) is cyclosporine to the FHIR map, one
     passed over for an unreadable date included."""
-    limits = fmap.settings["limits"]
-    data = read_bundle(
-        bundle_of([patient, {"resource": probe}]), limits["max_bundle_entries"], limits["max_json_depth"]
-    )
+    data = read_bundle(bundle_of([patient, {"resource": probe}]), fmap)
     entries, passed = scan(DRUG, data, fmap, as_of)
     return any(e.resource is probe for e in entries) or any(res is probe for res, _, _ in passed)
 
@@ -233,8 +231,7 @@ def _aside_entry(
     draft: dict[str, Any], patient: dict[str, Any], fmap: FhirMap, reason: str, why: str
 ) -> dict[str, Any]:
     """A set-aside entry (entry 1 of a Bundle of the patient and the draft) for a draft not used."""
-    limits = fmap.settings["limits"]
-    data = read_bundle(bundle_of([patient]), limits["max_bundle_entries"], limits["max_json_depth"])
+    data = read_bundle(bundle_of([patient]), fmap)
     data.put_aside(draft, reason, why, STATUS_FIELD)
     return {**data.set_aside[0].to_dict(), "entry": "/entry/1"}
 
@@ -243,15 +240,12 @@ def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirM
     """Why a cyclosporine draft cannot be the order signed (a set-aside entry), or None. The FHIR
     reader's own checks first (another patient, entered in error, a modifier, do-not-perform), on
     the draft as sent: its subject is never replaced (only given when it has none)."""
-    limits = fmap.settings["limits"]
     draft = (
         original
         if original.get("subject") is not None
         else {**original, "subject": {"reference": f"Patient/{patient['resource']['id']}"}}
     )
-    data = read_bundle(
-        bundle_of([patient, {"resource": draft}]), limits["max_bundle_entries"], limits["max_json_depth"]
-    )
+    data = read_bundle(bundle_of([patient, {"resource": draft}]), fmap)
     if data.set_aside:
         return data.set_aside[0].to_dict()
     reason, why = "medication_status_not_usable", status_not_read(draft, DRAFT_STATUSES, "draft order")
@@ -264,6 +258,8 @@ def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirM
         reason, why = "date_not_readable", period_problem(draft)
     if why is None:  # a period that ends before it starts (FHIR per-1): made current, it would not be
         reason, why = ENDS_BEFORE_START, period_reversed(draft)
+    if why is None and (twice := data.choice_of(draft)) is not None:  # the reader's own: it says two things
+        reason, why = "choice_conflict", f"{twice[1]}: {TWO_THINGS}"
     if why is None:
         return None
     data.put_aside(draft, reason, why, STATUS_FIELD)
@@ -304,10 +300,9 @@ def draft_regimen(
     draft revises under its own id is replaced like any other: it stays in the course and ends the
     second before the draft starts."""
     patient = entries[0]
-    limits = fmap.settings["limits"]
     start = min(s for s in (order_start(d) for d in drafts) if s is not None).at
     kept, renamed = _renamed_apart(entries[1:], drafts)
-    history = read_bundle(bundle_of([patient, *kept]), limits["max_bundle_entries"], limits["max_json_depth"])
+    history = read_bundle(bundle_of([patient, *kept]), fmap)
     current = analyse(entries_for(DRUG, history, fmap, as_of), fmap.medications[DRUG]["course_max_gap_days"], as_of)
     replaced = {id(e.resource) for e in current.current}
     end = start - timedelta(seconds=1)

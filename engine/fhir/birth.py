@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.dates import age_on, date_interval
 from fsgs_kb.engine.fhir.effective import unreadable_date
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
+from fsgs_kb.engine.fhir.patientdata import PatientData
 from fsgs_kb.engine.fhir.setaside import quoted
 
 

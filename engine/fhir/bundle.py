@@ -13,78 +13,20 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
-from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, reference, within_depth
-from fsgs_kb.engine.fhir.dates import Moment
-from fsgs_kb.engine.fhir.effective import effective_moment
+from fsgs_kb.engine.fhir.codes import as_dict, reference, within_depth
 from fsgs_kb.engine.fhir.errors import FhirInputError, pointer_join
-from fsgs_kb.engine.fhir.refs import HISTORY, ThePatient, without_version
-from fsgs_kb.engine.fhir.setaside import SetAside, entry_problem, label, quoted
+from fsgs_kb.engine.fhir.fhirmap import FhirMap
+from fsgs_kb.engine.fhir.medication import index_medication, medication_problem
+from fsgs_kb.engine.fhir.patientdata import PatientData
+from fsgs_kb.engine.fhir.refs import ThePatient
+from fsgs_kb.engine.fhir.setaside import SetAside, entry_problem, json_value, quoted
 from fsgs_kb.engine.fhir.verification import status_codes
 
 BUNDLE_TYPES = ("collection", "searchset", "transaction")
 CLINICAL = ("Observation", "Condition", "MedicationRequest", "MedicationStatement")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}\Z")
-
-
-@dataclass
-class PatientData:
-    """The one Patient of a bundle, its clinical resources by type, and Medications by reference."""
-
-    patient: dict[str, Any]
-    resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    medications: dict[str, dict[str, Any]] = field(default_factory=dict)
-    conflicted: set[tuple[str, str]] = field(default_factory=set)
-    set_aside: list[SetAside] = field(default_factory=list)
-
-    _entry: dict[int, int] = field(default_factory=dict, repr=False)  # id(resource) -> Bundle.entry index
-    _aside: set[SetAside] = field(default_factory=set, repr=False)  # what set_aside holds, for O(1) repeats
-    _codes: dict[int, list[Coding]] = field(default_factory=dict, repr=False)
-    _when: dict[int, Moment | None] = field(default_factory=dict, repr=False)
-
-    def of_type(self, rtype: str) -> list[dict[str, Any]]:
-        return self.resources.get(rtype, [])
-
-    def find(self, rtype: Any, rid: Any) -> dict[str, Any] | None:
-        """The Patient, or the first kept resource of a type with an id (for what is said of it later)."""
-        if rtype == "Patient":
-            return self.patient
-        return next((r for r in self.of_type(str(rtype)) if rid is not None and r.get("id") == rid), None)
-
-    def place(self, resource: dict[str, Any], index: int) -> None:
-        """Remember where a resource is in Bundle.entry, so that what is said of it can point there."""
-        self._entry[id(resource)] = index
-
-    def put_aside(self, resource: dict[str, Any], reason: str, why: str, field: str | None = None) -> None:
-        """Record that a resource was not used, and why (once per resource, reason and field)."""
-        rid = resource.get("id")
-        item = SetAside(
-            resource_type=resource.get("resourceType") if isinstance(resource.get("resourceType"), str) else None,
-            id=rid if isinstance(rid, str) else None,
-            reason=reason,
-            message=f"{label(resource)}: {why}",
-            entry=self._entry.get(id(resource)),
-            field=field,
-        )
-        if item not in self._aside:  # a hostile Bundle of 200,000 entries must not cost their square
-            self._aside.add(item)
-            self.set_aside.append(item)
-
-    def code_of(self, resource: dict[str, Any]) -> list[Coding]:
-        """The codings of a resource's `code`, worked out once per bundle (every field asks)."""
-        key = id(resource)  # resources live as long as this PatientData
-        if key not in self._codes:
-            self._codes[key] = codings(resource.get("code"))
-        return self._codes[key]
-
-    def when_of(self, resource: dict[str, Any]) -> Moment | None:
-        """The effective instant and day of an Observation, worked out once per bundle."""
-        key = id(resource)
-        if key not in self._when:
-            self._when[key] = effective_moment(resource)
-        return self._when[key]
 
 
 def _entries(bundle: Any, max_entries: int) -> tuple[list[tuple[int, str | None, dict[str, Any]]], list[SetAside]]:
@@ -133,17 +75,20 @@ def _the_patient(entries: list[tuple[int, str | None, dict[str, Any]]]) -> tuple
     return patient, who
 
 
-def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
+def read_bundle(bundle: Any, fmap: FhirMap) -> PatientData:
     """Check a Bundle and index what it says about its one Patient; raise FhirInputError when unusable.
 
-    Resources nested deeper than max_depth are set aside unread (nesting bombs)."""
-    entries, unread = _entries(bundle, max_entries)
+    The map gives the limits (resources nested deeper than its max_json_depth are set aside unread:
+    nesting bombs) and the drugs it tells apart (an order naming two of them is set aside)."""
+    limits = fmap.settings["limits"]
+    max_depth = limits["max_json_depth"]
+    entries, unread = _entries(bundle, limits["max_bundle_entries"])
     deep = {i for i, _, res in entries if not within_depth(res, max_depth)}
     patient, who = _the_patient([e for e in entries if e[0] not in deep])
     data = PatientData(patient, set_aside=unread)
     for i, full, res in entries:  # first, so that an order may name a Medication that comes after it
         if res["resourceType"] == "Medication" and i not in deep:
-            _index_medication(data, res, full)
+            index_medication(data, res, full)
     seen: dict[tuple[str, str], str] = {}
     for i, full, res in entries:
         data.place(res, i)
@@ -157,24 +102,39 @@ def read_bundle(bundle: Any, max_entries: int, max_depth: int) -> PatientData:
         if why_not is not None:
             data.put_aside(res, "not_this_patient", why_not)
             continue
-        if _unusable(data, res):
+        why_not = _focus_problem(res, who, full)
+        if why_not is not None:
+            data.put_aside(res, "focus_not_the_patient", why_not)
+            continue
+        if _unusable(data, res, fmap):
             continue
         _note_duplicate(data, seen, res)
         data.resources.setdefault(rtype, []).append(res)
     return data
 
 
-def _index_medication(data: PatientData, res: dict[str, Any], full: str | None) -> None:
-    """Index a Medication by `Medication/<id>` and its entry's fullUrl, and with its version
-    (`meta.versionId`) by `…/_history/<vid>` too, so a version-specific reference finds it."""
-    keys = ([f"Medication/{res['id']}"] if isinstance(res.get("id"), str) else []) + ([full] if full else [])
-    vid = as_dict(res.get("meta")).get("versionId")
-    for key in keys + ([f"{k}{HISTORY}{vid}" for k in keys] if isinstance(vid, str) else []):
-        data.medications[key] = res
+def _focus_problem(res: dict[str, Any], who: ThePatient, full: str | None) -> str | None:
+    """Why an Observation is not about its subject itself, in words: its `focus` (FHIR R4: "what
+    the observation is about, when it is not about the subject of record", such as a fetus, a
+    donor or a device) names something other than the Patient. None when it has no focus, or
+    when each focus is the Patient."""
+    focus = res.get("focus") if res["resourceType"] == "Observation" else None
+    for item in focus if isinstance(focus, list) else [] if focus is None else [focus]:
+        ref = reference(item)
+        if ref is None or who.why_not(ref, full) is not None:
+            said = quoted(ref) if ref is not None else json_value(item)
+            return (
+                f"its focus {said} says it is about that, not about the patient itself "
+                "(Observation.focus: a fetus's, a donor's, a device's result): not the patient's value"
+            )
+    return None
 
 
-def _unusable(data: PatientData, res: dict[str, Any]) -> bool:
-    """Set aside what FHIR says a reader must not use as data, and say so."""
+def _unusable(data: PatientData, res: dict[str, Any], fmap: FhirMap) -> bool:
+    """Set aside what FHIR says a reader must not use as data, and an order or statement whose drug
+    cannot be told (two medication[x], codes naming two drugs of the map), and say so. Another
+    choice element given twice is found where the resource would be read (pick.py, courses.py,
+    sources.py), so that what it could change is left empty rather than read from another one."""
     if res.get("modifierExtension"):
         # a modifier changes what the resource means: a reader that does not understand it must not use it
         data.put_aside(res, "modifier", "carries a modifierExtension this reader does not understand")
@@ -182,8 +142,8 @@ def _unusable(data: PatientData, res: dict[str, Any]) -> bool:
         data.put_aside(res, "do_not_perform", "an order not to perform (doNotPerform: true) is no treatment")
     elif res.get("status") == "entered-in-error" or "entered-in-error" in status_codes(res):
         data.put_aside(res, "entered_in_error", "entered-in-error: not part of the patient's record")
-    elif (other := _medication(res, data))[2]:
-        data.put_aside(res, other[1], other[2])
+    elif (problem := medication_problem(res, data, fmap)) is not None:
+        data.put_aside(res, *problem)
     else:
         return False
     return True
@@ -200,47 +160,3 @@ def _note_duplicate(data: PatientData, seen: dict[tuple[str, str], str], res: di
         why = "appears twice with different content; values resting on it are ambiguous"
         data.put_aside(res, "duplicate_conflict", why)
     seen.setdefault(key, text)
-
-
-def _find(data: PatientData, ref: str) -> dict[str, Any] | None:
-    return data.medications.get(ref) or next((m for k, m in data.medications.items() if k.endswith("/" + ref)), None)
-
-
-def _medication(res: dict[str, Any], data: PatientData) -> tuple[dict[str, Any] | None, str, str]:
-    """(the Medication a MedicationRequest/Statement points to, "", "") or (None, set-aside reason,
-    why) when the drug cannot be told: both medication[x] given (FHIR R4 allows one), a reference
-    naming no Medication sent (contained, in the Bundle: another server's), or one naming a version
-    (`Medication/x/_history/2`) when the one sent says it is another (`meta.versionId` 3)."""
-    ref = reference(res.get("medicationReference"))
-    unknown = f"its medicationReference {quoted(ref)} names no Medication sent (contained or in the Bundle)"
-    if "medicationCodeableConcept" in res and "medicationReference" in res:
-        unknown = "gives both medicationCodeableConcept and medicationReference (FHIR R4: one medication[x])"
-    elif ref is None:
-        return None, "", ""
-    elif ref.startswith("#"):
-        for contained in as_list(res.get("contained")):
-            c = as_dict(contained)
-            if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
-                return c, "", ""
-    elif (found := _find(data, ref)) is not None or (plain := without_version(ref)) == ref:
-        if found is not None:
-            return found, "", ""
-    elif (found := _find(data, plain)) is not None:
-        held = as_dict(as_dict(found).get("meta")).get("versionId")
-        if held is None:  # a Medication that says no version: taken as the one named
-            return found, "", ""
-        wanted = quoted(ref.rpartition(HISTORY)[2])
-        why = (
-            f"its medicationReference {quoted(ref)} names version {wanted} of {label(found)}, but the one sent is "
-            f"version {quoted(held)}: the drug and its strength are not read from another version"
-        )
-        return None, "medication_version_mismatch", why
-    return None, "medication_not_identified", f"{unknown}: which drug it is cannot be told"
-
-
-def resolve_medication(res: dict[str, Any], data: PatientData) -> dict[str, Any] | None:
-    """The Medication a MedicationRequest/Statement points to: contained (#id) or in the bundle. A
-    version-specific reference (`Medication/x/_history/3`) names the version of `Medication/x` sent
-    when that says it is version 3 (`meta.versionId`) or says no version; one that says another
-    version is not used (its order or statement is set aside: _unusable)."""
-    return _medication(res, data)[0]

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from fsgs_kb.engine.fhir.bundle import PatientData, read_bundle
+from fsgs_kb.engine.fhir.bundle import read_bundle
 from fsgs_kb.engine.fhir.codes import as_dict, as_list
 from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.orderlist import combine_list, read_order_list
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
+from fsgs_kb.engine.fhir.patientdata import PatientData
 from fsgs_kb.engine.fhir.pick import same_value, scaled
 from fsgs_kb.engine.fhir.plausible import check_ranges
 from fsgs_kb.engine.fhir.setaside import SetAside
@@ -110,8 +111,7 @@ def convert_bundle(bundle: Any, fmap: FhirMap, *, as_of: date) -> Conversion:
     """
     if isinstance(as_of, datetime):
         as_of = as_of.date()
-    limits = fmap.settings["limits"]
-    data = read_bundle(bundle, limits["max_bundle_entries"], limits["max_json_depth"])
+    data = read_bundle(bundle, fmap)
     ctx = Context(data, fmap, as_of, same_value(fmap))
     rid, rid_prov = record_id(data, fmap)
     record: dict[str, Any] = {"id": rid}

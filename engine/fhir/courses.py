@@ -16,8 +16,10 @@ intended, not-taken or unknown, FHIR R4's other status codes), and only orders w
 order (not a proposal, plan or option). One of them that would otherwise have counted is passed
 over with why (scan), so that it is set aside rather than skipped in silence; so is one with a date
 its period is read from that cannot be read (2023-02-30, 2023-13-01: `date_not_readable`; it may be
-current and part of the latest course, so the reader leaves what it could change empty);
-entered-in-error ones are set aside before, as every resource is (bundle.py).
+current and part of the latest course, so the reader leaves what it could change empty); and so
+is one that gives a choice element in two types (a doseQuantity and a doseRange, a boundsPeriod and
+a boundsDuration: `choice_conflict`, choices.py), which says two things, its fields left empty the
+same way; entered-in-error ones are set aside before, as every resource is (bundle.py).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import Coding, as_dict, as_list, codings, first_match, texts
 from fsgs_kb.engine.fhir.dates import Moment, day_start, moment
 from fsgs_kb.engine.fhir.effective import ends_before, reversed_period, unreadable_date
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
-from fsgs_kb.engine.fhir.setaside import quoted, status_not_read
+from fsgs_kb.engine.fhir.medication import medication_concepts, resolve_medication
+from fsgs_kb.engine.fhir.patientdata import PatientData
+from fsgs_kb.engine.fhir.setaside import TWO_THINGS, quoted, status_not_read
 
 OPEN = datetime.max.replace(tzinfo=day_start(date(2000, 1, 1)).tzinfo)  # an ongoing period's end
 KIND = {"MedicationRequest": "order", "MedicationStatement": "statement"}
@@ -66,17 +69,8 @@ class Courses:
     passed_over: list[PassedOver] = field(default_factory=list)  # set by scan's caller
 
 
-def _concepts(res: dict[str, Any], data: PatientData) -> list[Any]:
-    med = resolve_medication(res, data)
-    out = [res.get("medicationCodeableConcept")]
-    if med:
-        out.append(med.get("code"))
-        out += [as_dict(i).get("itemCodeableConcept") for i in as_list(med.get("ingredient"))]
-    return out
-
-
 def _excluded(res: dict[str, Any], data: PatientData, spec: dict[str, Any], fmap: FhirMap, dosages: list[Any]) -> bool:
-    concepts = _concepts(res, data)
+    concepts = medication_concepts(res, data)
     med = resolve_medication(res, data) or {}
     routes = [as_dict(d).get("route") for d in dosages]
     bad_codes = frozenset().union(*(fmap.code_sets[s] for s in spec.get("exclude", [])))
@@ -172,13 +166,14 @@ def scan(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> tuple[list
         settings = fmap.settings["medication_request" if rtype == "MedicationRequest" else "medication_statement"]
         found = []
         for res in data.of_type(rtype):
-            coding = next((m for m in (first_match(c, wanted) for c in _concepts(res, data)) if m), None)
+            coding = next((m for m in (first_match(c, wanted) for c in medication_concepts(res, data)) if m), None)
             dosages = as_list(res.get("dosageInstruction" if rtype == "MedicationRequest" else "dosage"))
             if coding is None or _excluded(res, data, spec, fmap, dosages):
                 continue
             start, end = _period(res, dosages)
             undated = period_problem(res)
-            if undated is None and start is not None and start.day > as_of:  # not one that starts later
+            twice = data.choice_of(res)  # medication[x] given twice was set aside before (bundle.py)
+            if undated is None and twice is None and start is not None and start.day > as_of:  # starts later
                 continue
             intent = intent_problem(res, settings["intents"]) if rtype == "MedicationRequest" else None
             if intent is not None:
@@ -190,6 +185,9 @@ def scan(drug: str, data: PatientData, fmap: FhirMap, as_of: date) -> tuple[list
                 continue
             if undated is not None:
                 passed.append((res, "date_not_readable", undated))
+                continue
+            if twice is not None:
+                passed.append((res, "choice_conflict", f"{twice[1]}: {TWO_THINGS}"))
                 continue
             ongoing = OPEN if res.get("status") in ("active", "on-hold") else None
             found.append(

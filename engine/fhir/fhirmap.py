@@ -88,6 +88,15 @@ class FhirMap:
         }
 
     @cached_property
+    def drug_codes(self) -> dict[str, frozenset[Coding]]:
+        """The usable codings that name each drug of the map (its `include` code sets), in map
+        order: an order whose codes name two of them cannot be read as either (bundle.py)."""
+        return {
+            drug: frozenset().union(*(self.code_sets[s] for s in spec["include"]))
+            for drug, spec in self.medications.items()
+        }
+
+    @cached_property
     def code_info(self) -> dict[Coding, dict[str, Any]]:
         """Every listed coding with its display and provenance, for reports."""
         return {(c["system"], c["code"]): c for spec in self.data["code_sets"].values() for c in spec["codes"]}
@@ -149,8 +158,25 @@ def _reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             for i, ref in enumerate(med.get(key, [])):
                 if ref not in sets:
                     out.append((pointer_join("/medications", name, key, i), f"unknown code set '{ref}'"))
+    out.extend(_shared_codes(sets, meds))
     for path, spec in data["fields"].items():
         out.extend(_field_problems(path, spec, sets, meds))
+    return out
+
+
+def _shared_codes(sets: dict[str, Any], meds: dict[str, Any]) -> list[tuple[str, str]]:
+    """A code two drugs include: an order coded with it names both, so it would never be read as
+    either (bundle.py sets such an order aside); the map must tell its drugs apart."""
+    out: list[tuple[str, str]] = []
+    owner: dict[tuple[str, str], str] = {}
+    for name, med in meds.items():
+        for i, ref in enumerate(med.get("include", [])):
+            for code in sets.get(ref, {}).get("codes", []):
+                key = (code["system"], code["code"])
+                other = owner.setdefault(key, name)
+                if other != name:
+                    where = pointer_join("/medications", name, "include", i)
+                    out.append((where, f"code {key[0]}|{key[1]} is included by medication '{other}' too"))
     return out
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import as_dict, as_list, codings
 from fsgs_kb.engine.fhir.effective import Window
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
+from fsgs_kb.engine.fhir.patientdata import PatientData
 from fsgs_kb.engine.fhir.pick import Candidate, Unusable, convert_quantity, eligible
 
 
@@ -89,14 +89,14 @@ def field_candidates(
     systems = fmap.settings["local_systems"]
     coding = (systems["field"], path)
     out = []
-    for obs, when, passed_over, unplaced in eligible(data, fmap, window):
+    for obs, when, passed_over, unusable in eligible(data, fmap, window):
         if coding not in data.code_of(obs):
             continue
         if passed_over is not None:
             out.append(Candidate(when=when, resource=obs, coding=coding, rank=0, passed_over=passed_over))
             continue
-        if unplaced is not None:
-            out.append(Candidate(when=when, resource=obs, coding=coding, rank=0, problem=unplaced))
+        if unusable is not None:
+            out.append(Candidate(when=when, resource=obs, coding=coding, rank=0, problem=unusable))
             continue
         value, problem = _value(obs, spec, source, systems["value"])
         out.append(Candidate(when=when, resource=obs, coding=coding, rank=0, value=value, problem=problem))

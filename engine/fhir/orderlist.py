@@ -19,7 +19,7 @@ from typing import Any
 from fsgs_kb.engine.fhir.courses import Entry
 from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, combine, provenance
-from fsgs_kb.engine.fhir.sources import Context, undated
+from fsgs_kb.engine.fhir.sources import Context, unread
 
 STOPPED_ORDER = (
     "status stopped: an order stopped may have been stopped before any dose was given, so it does not "
@@ -50,8 +50,9 @@ def read_order_list(ctx: Context, path: str, spec: dict[str, Any], src: dict[str
                 ctx.data.put_aside(e.resource, "medication_status_not_usable", STOPPED_ORDER, pointer)
         counted = [e for e in c.entries if _counts(e)]
         current = any(e in c.current for e in counted)
-        if undated(c) and not current:  # an order whose date cannot be read may be current, or past
-            return Missing("date_not_readable")
+        why = unread(c)
+        if why is not None and not current:  # an order whose date cannot be read may be current, or past
+            return Missing(why)
         if not counted:
             continue
         items.append({item["key"]: value, item["value"]: "current" if current else "past"})

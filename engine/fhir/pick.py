@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.codes import UCUM, Coding, as_dict, as_list, first_match, number, quantity
 from fsgs_kb.engine.fhir.dates import day_start
 from fsgs_kb.engine.fhir.effective import Window, effective_problem, effective_span
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance, worst
-from fsgs_kb.engine.fhir.setaside import json_value, number_text, quoted, status_not_read
+from fsgs_kb.engine.fhir.patientdata import PatientData
+from fsgs_kb.engine.fhir.setaside import TWO_THINGS, json_value, number_text, quoted, status_not_read
 
 
 @dataclass(frozen=True)
@@ -126,15 +126,24 @@ def eligible(
 ) -> Iterator[tuple[dict[str, Any], datetime, Unusable | None, Unusable | None]]:
     """Observations whose effective time the window holds, with their instant, when the map does
     not accept their status why they are no result, and last what is wrong with a value that may
-    be the latest: the Observations whose date cannot be read, or that have none, come with
-    UNPLACED and that problem; those dated to a year or month the window may hold, at the start of
-    the last day they may denote (as if dated so), with theirs."""
+    be the latest: the Observations whose date cannot be read, or that have none, or that give
+    effective[x] twice, come with UNPLACED and that problem; those dated to a year or month the
+    window may hold, at the start of the last day they may denote (as if dated so), with theirs;
+    those that give value[x] twice (choices.py), at their time, with that."""
     statuses = fmap.settings["observation_statuses"]
     for obs in data.of_type("Observation"):
+        twice = data.choice_of(obs)
+        if twice is not None and twice[0] == "effective":
+            problem = Unusable(
+                "date_not_readable", "choice_conflict", f"{twice[1]}: {TWO_THINGS}; it may be the latest result"
+            )
+            yield obs, UNPLACED, status_problem(obs, statuses), problem
+            continue
+        said = None if twice is None else Unusable("ambiguous", "choice_conflict", f"{twice[1]}: {TWO_THINGS}")
         when = data.when_of(obs)
         if when is not None:
             if window.holds(when):
-                yield obs, when.at, status_problem(obs, statuses), None
+                yield obs, when.at, status_problem(obs, statuses), said
             continue
         why = effective_problem(obs)
         if why is not None:
@@ -152,7 +161,7 @@ def coded_candidates(
 ) -> list[Candidate]:
     """Candidates from Observations (or panel components) whose code is in one of the match entries."""
     out: list[Candidate] = []
-    for obs, when, passed_over, unplaced in eligible(data, fmap, window):
+    for obs, when, passed_over, unusable in eligible(data, fmap, window):
         for rank, match in enumerate(matches):
             wanted_codes = fmap.code_sets[match["code_set"]]
             coding = next((c for c in data.code_of(obs) if c in wanted_codes), None)
@@ -161,8 +170,8 @@ def coded_candidates(
             if passed_over is not None:
                 out.append(Candidate(when=when, resource=obs, coding=coding, rank=rank, passed_over=passed_over))
                 break
-            if unplaced is not None:
-                out.append(Candidate(when=when, resource=obs, coding=coding, rank=rank, problem=unplaced))
+            if unusable is not None:
+                out.append(Candidate(when=when, resource=obs, coding=coding, rank=rank, problem=unusable))
                 break
             elements = [obs]
             if "component" in match:

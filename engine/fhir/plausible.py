@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsgs_kb.engine.fhir.bundle import PatientData
 from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome
+from fsgs_kb.engine.fhir.patientdata import PatientData
 from fsgs_kb.engine.fhir.setaside import number_text
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 

@@ -3,18 +3,19 @@
 `sources` says, per field, which resource filled it or why it stayed empty; it cannot say which
 resource was passed over. A resource is set aside when using it would be wrong (a modifier this
 reader does not understand, an order not to perform, a record entered in error, a resource about
-another patient or another server's patient, a diagnosis that is not confirmed, a result whose
-status says it is no result yet or at all, such as `preliminary` or `cancelled`, an order or
-statement whose status says the drug is not, or not known to be, given, such as `draft` or
-`not-taken`, an order whose intent is not to give it, such as `proposal` or `plan`, an order or
-statement naming a version of its Medication other than the one sent, or whose drug cannot be told:
-both medication[x] given, or a Medication reference to none sent; a Bundle entry that holds no
-resource) or when its value cannot be
-used (a unit the map cannot convert, a value the record cannot hold or that is not a number, a
-date that cannot be read or is not given to the day, a dose the instructions do not give, or one
-of several current orders of a drug, for its dose: whether they add up is not said). Each entry
-names the resource (type, id, and where it is in the input) and says why in words, so the
-clinician can find it and have it fixed.
+another patient or another server's patient, a result whose focus says it is about someone or
+something else, a resource giving one choice element in two types (valueQuantity and valueString),
+a diagnosis that is not confirmed, a result whose status says it is no result yet or at all, such
+as `preliminary` or `cancelled`, an order or statement whose status says the drug is not, or not
+known to be, given, such as `draft` or `not-taken`, an order whose intent is not to give it, such
+as `proposal` or `plan`, an order or statement naming a version of its Medication other than the
+one sent, or whose drug cannot be told: both medication[x] given, a Medication reference to none
+sent, codes naming two drugs of the map; a Bundle entry that holds no resource) or when its value
+cannot be used (a unit the map cannot convert, a value the record cannot hold or that is not a
+number, a date that cannot be read or is not given to the day, a dose the instructions do not
+give, or one of several current orders of a drug, for its dose: whether they add up is not said).
+Each entry names the resource (type, id, and where it is in the input) and says why in words, so
+the clinician can find it and have it fixed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ REASONS = (
     "not_a_resource",
     "too_deep",
     "not_this_patient",
+    "focus_not_the_patient",
     "modifier",
     "do_not_perform",
     "entered_in_error",
@@ -36,6 +38,7 @@ REASONS = (
     "medication_intent_not_usable",
     "medication_version_mismatch",
     "medication_not_identified",
+    "choice_conflict",
     "unit_not_convertible",
     "not_a_value",
     "date_not_readable",
@@ -44,6 +47,7 @@ REASONS = (
     "dose_not_computable",
     "concurrent_orders",
 )
+TWO_THINGS = "which one it says cannot be told"  # of a resource giving a choice element ([x]) twice
 MAX_TEXT = 120  # input text quoted in a message is cut here: a hostile Bundle must not fill the result
 
 

@@ -15,7 +15,6 @@ from datetime import date, timedelta
 from typing import Any
 
 from fsgs_kb.engine.fhir.birth import age_from_birth_date
-from fsgs_kb.engine.fhir.bundle import PatientData, resolve_medication
 from fsgs_kb.engine.fhir.codes import first_match
 from fsgs_kb.engine.fhir.courses import KIND, OPEN, Courses, analyse, scan
 from fsgs_kb.engine.fhir.dates import day_start, moment
@@ -24,9 +23,11 @@ from fsgs_kb.engine.fhir.effective import Window
 from fsgs_kb.engine.fhir.errors import field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.fieldobs import field_candidates
+from fsgs_kb.engine.fhir.medication import resolve_medication
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
+from fsgs_kb.engine.fhir.patientdata import PatientData
 from fsgs_kb.engine.fhir.pick import coded_candidates, pick_latest
-from fsgs_kb.engine.fhir.setaside import label, number_text
+from fsgs_kb.engine.fhir.setaside import TWO_THINGS, label, number_text
 from fsgs_kb.engine.fhir.verification import why_not_counted
 
 DOSE_NOT_COMPUTABLE = (
@@ -94,9 +95,12 @@ def read_field_observation(ctx: Context, path: str, spec: dict[str, Any], src: d
 
 def read_condition(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome | None:
     """An enum value implied by a Condition code (e.g. autosomal dominant FSGS -> genetic), from
-    Conditions that count as a diagnosis (verification.py); the others are set aside, saying why."""
+    Conditions that count as a diagnosis (verification.py); the others are set aside, saying why.
+    One that gives a choice element twice (onset[x], abatement[x]) says two things: it is set
+    aside, and without another Condition this source says the field is ambiguous."""
     excluded = ctx.fmap.settings["condition_exclude_verification"]
     found: list[Found] = []
+    twice = False
     for cond in ctx.data.of_type("Condition"):
         for rule in src["values"]:
             coding = first_match(cond.get("code"), ctx.fmap.code_sets[rule["code_set"]])
@@ -106,18 +110,24 @@ def read_condition(ctx: Context, path: str, spec: dict[str, Any], src: dict[str,
             if why_not is not None:
                 ctx.data.put_aside(cond, "not_confirmed", why_not, field_pointer(path))
                 continue
+            conflict = ctx.data.choice_of(cond)
+            if conflict is not None:
+                ctx.data.put_aside(cond, "choice_conflict", f"{conflict[1]}: {TWO_THINGS}", field_pointer(path))
+                twice = True
+                continue
             when = moment(cond.get("onsetDateTime")) or moment(cond.get("recordedDate"))
             found.append(Found(rule["value"], provenance(cond, coding, when.text if when else None)))
     if not found:
-        return None
+        return Missing("ambiguous") if twice else None
     return found[0] if len({f.value for f in found}) == 1 else Missing("ambiguous")
 
 
 def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """Status, daily dose or months on therapy of a drug, from its orders or statements."""
     c = ctx.drug_courses(src["drug"], field_pointer(path))
-    if undated(c) and not (src["output"] == "status" and c.current):  # it may be the current order
-        return Missing("date_not_readable")
+    why = unread(c)
+    if why is not None and not (src["output"] == "status" and c.current):  # it may be the current order
+        return Missing(why)
     if not c.entries:
         return Missing("no_resource")
     if any((e.resource.get("resourceType"), e.resource.get("id")) in ctx.data.conflicted for e in c.entries):
@@ -131,11 +141,16 @@ def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str
     return _dose(ctx, c, src["drug"], field_pointer(path))
 
 
-def undated(c: Courses) -> bool:
-    """Whether an order or statement of the drug was passed over for a date that cannot be read:
-    it may be current, and part of the latest course, so only what holds whatever its dates are
-    (another order is current) is read."""
-    return any(reason == "date_not_readable" for _, reason, _ in c.passed_over)
+def unread(c: Courses) -> str | None:
+    """Why what the drug's orders say is not all read (a missing reason), or None: an order or
+    statement of the drug was passed over for a date that cannot be read (date_not_readable) or for
+    a choice element given twice (ambiguous: which of its two it says cannot be told). It may be
+    current, and part of the latest course, so only what holds whatever it says (another order is
+    current) is read."""
+    reasons = {reason for _, reason, _ in c.passed_over}
+    if "date_not_readable" in reasons:
+        return "date_not_readable"
+    return "ambiguous" if "choice_conflict" in reasons else None
 
 
 def _entry_prov(entry: Any) -> dict[str, Any]:
@@ -199,8 +214,9 @@ def _concurrent(ctx: Context, doses: list[tuple[tuple[float, str] | None, Any]],
 def read_before_course(ctx: Context, path: str, spec: dict[str, Any], src: dict[str, Any]) -> Outcome:
     """The last result before the latest course of a drug started (baseline creatinine)."""
     c = ctx.courses(src["drug"])
-    if undated(c):
-        return Missing("date_not_readable")
+    why = unread(c)
+    if why is not None:
+        return Missing(why)
     if not c.entries:
         return Missing("no_resource")
     if c.ambiguous or c.start is None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -25,7 +27,7 @@ from fsgs_kb.engine.read.jsonarray import read_json_array
 from fsgs_kb.engine.read.jsonlines import prefixed, read_jsonl
 from fsgs_kb.engine.read.jsontext import duplicate_key, loads
 from fsgs_kb.engine.read.record import BOM, Record, too_large
-from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES, shape_problem
+from fsgs_kb.engine.read.shape import MAX_INT, MAX_RECORD_BYTES, shape_problem
 
 __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jsonarray.py is still here
     "BOM",
@@ -109,19 +111,50 @@ def sniff_format(name: str | None, head: bytes) -> str:
     return "json" if head.removeprefix(BOM).lstrip().startswith(b"[") else "jsonl"
 
 
+# A number cell is read as the JSON reader reads a number, in ASCII digits only. float() and
+# int() also take `1_000`, fullwidth `７０`, Arabic-Indic `٧٠`, `+70`, `.5` and any Unicode space
+# around them: a cell written so is no JSON number, and a program that wrote it may not mean the
+# number Python makes of it. Spaces and tabs around a cell are allowed (`70, 45` after a comma).
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_CELL_SPACE = " \t"
+_MAX_INT_DIGITS = len(str(MAX_INT))  # more digits than this is beyond 64 bits (and int() may refuse it)
+
+
+class CellError(ValueError):
+    """A cell its column's type cannot take, with a hint on how to write it."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+_NUMBER_HINT = "write a number as JSON does, in ASCII digits: 70, 70.5, -1, 1e3 (no _, no + or leading 0)"
+
+
+def _csv_number(raw: str) -> int | float:
+    """The number a cell of a number column holds: an integer for an integer's text (exact, within
+    64 bits, as the JSON reader takes it), else a float; ValueError for any other text."""
+    text = raw.strip(_CELL_SPACE)
+    match = _JSON_NUMBER.fullmatch(text)
+    if match is None:
+        raise CellError(f"{raw!r} is not a number", _NUMBER_HINT)
+    if match.group(1) is None and match.group(2) is None:
+        if len(text.lstrip("-")) > _MAX_INT_DIGITS or not -MAX_INT < int(text) < MAX_INT:
+            raise CellError(f"{raw!r} is an integer beyond 64 bits")
+        return int(text)
+    number = float(text)
+    if not math.isfinite(number):
+        raise CellError(f"{raw!r} is not a finite number")
+    return number
+
+
 def _csv_value(raw: str, kind: str) -> Any:
     if kind == "number":
-        try:
-            number = float(raw)
-        except ValueError:
-            raise ValueError(f"'{raw}' is not a number") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ValueError(f"'{raw}' is not a finite number")
-        return int(number) if number.is_integer() and "." not in raw and "e" not in raw.lower() else number
+        return _csv_number(raw)
     if kind == "boolean":
-        lowered = raw.strip().lower()
+        lowered = raw.strip(_CELL_SPACE).lower()
         if lowered not in ("true", "false"):
-            raise ValueError(f"'{raw}' is not true or false")
+            raise CellError(f"{raw!r} is not true or false")
         return lowered == "true"
     if kind == "array":
         return [item.strip() for item in raw.replace("|", ";").split(";") if item.strip()]
@@ -213,7 +246,8 @@ def _csv_record(
             value = _csv_json(cell) if kind == "json" else _csv_value(cell, kind)
             _set_path(record, column.split("."), value)
         except ValueError as exc:
-            problems.append(KBError("patient.type", f"{pointer}: {exc}", pointer=pointer))
+            hint = exc.hint if isinstance(exc, CellError) else None
+            problems.append(KBError("patient.type", f"{pointer}: {exc}", pointer=pointer, hint=hint))
     if not problems:
         return Record(number, line, data=record)
     return Record(number, line, data=record, problem=problems[0], more=tuple(problems[1:]))

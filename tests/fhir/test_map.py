@@ -120,6 +120,12 @@ def _broken(tmp_path: Path, old: str, new: str) -> FhirMapError:
             "not a unit this field holds",
         ),
         ("  unverified_codes: ignore", "  unverified_codes: sometimes", "/settings/unverified_codes", "is not one of"),
+        (  # an order coded 42316 would name two drugs, and be read as neither
+            "    include: [voclosporin_rxnorm]",
+            "    include: [voclosporin_rxnorm, tacrolimus_rxnorm]",
+            "/medications/voclosporin/include/1",
+            "code http://www.nlm.nih.gov/research/umls/rxnorm|42316 is included by medication 'tacrolimus' too",
+        ),
     ],
 )
 def test_broken_map_is_refused_with_pointer_and_line(

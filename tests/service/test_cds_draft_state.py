@@ -1,7 +1,8 @@
 """order-select / order-sign: a cyclosporine draft is evaluated as the regimen being signed only
 when it can be that order. A draft about another patient is never re-pointed to the context's
-patient; a cancelled or entered-in-error draft, one whose intent is a proposal or plan, or one whose
-period is read from a date that cannot be read, is no active order. Each is set aside with its
+patient; a cancelled or entered-in-error draft, one whose intent is a proposal or plan, one whose
+period is read from a date that cannot be read, or one that gives a dose both as a quantity and a
+range (a choice element in two types), is no active order. Each is set aside with its
 reason (named on the cards, kept in the log row), as the FHIR reader sets aside what it does not
 use. When no cyclosporine draft can be checked, one `info` card says so.
 
@@ -94,6 +95,32 @@ BAD = [
         draft("d-bad", "Patient/{pid}", 420, dispenseRequest={"validityPeriod": {"start": "2023-02-30"}}),
         "date_not_readable",
         '"2023-02-30" (a string) is not a date that can be read',
+    ),
+    (
+        "two doses",
+        draft(
+            "d-bad",
+            "Patient/{pid}",
+            420,
+            dosageInstruction=[
+                {
+                    "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [
+                        {
+                            "doseQuantity": {
+                                "value": 210,
+                                "unit": "mg",
+                                "system": "http://unitsofmeasure.org",
+                                "code": "mg",
+                            },
+                            "doseRange": {"low": {"value": 100, "unit": "mg"}, "high": {"value": 210, "unit": "mg"}},
+                        }
+                    ],
+                }
+            ],
+        ),
+        "choice_conflict",
+        "dosageInstruction[0].doseAndRate[0] gives both doseQuantity and doseRange (FHIR R4: one dose[x])",
     ),
 ]
 
