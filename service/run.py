@@ -23,6 +23,7 @@ from fsgs_kb.service.decisionlog import DecisionLog
 
 CONFIG_ENV = "FSGS_KB_CDS_CONFIG"
 APP = "fsgs_kb.service.app:create_app"
+WIRE = "fsgs_kb.service.wire"  # what the server answers a request h11 cannot parse
 EXTRA = ("starlette", "uvicorn", "jwt", "cryptography", "httpx")
 
 
@@ -87,15 +88,16 @@ def serve(config: ServiceConfig, host: str, port: int, workers: int) -> None:
     import uvicorn  # the optional extra: checked by preflight
     from uvicorn.supervisors import Multiprocess
 
-    from fsgs_kb.service.wire import MAX_HEAD_BYTES, OutcomeH11Protocol
+    # by name, as APP: the module subclasses uvicorn's, which only the optional extra provides
+    wire = importlib.import_module(WIRE)
 
     os.environ[CONFIG_ENV] = str(config.file)
     settings = uvicorn.Config(
         APP,
         factory=True,
         workers=workers,
-        http=OutcomeH11Protocol,  # what h11 cannot parse is answered with an OperationOutcome too
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        http=wire.OutcomeH11Protocol,  # what h11 cannot parse is answered with an OperationOutcome too
+        h11_max_incomplete_event_size=wire.MAX_HEAD_BYTES,
         access_log=False,
         proxy_headers=False,
         server_header=False,
