@@ -22,7 +22,7 @@ import click
 from fsgs_kb import ctrl_c
 from fsgs_kb.engine.audit.audit import audit_report
 from fsgs_kb.engine.audit.diff import KBSide, compare, load_side, materialize, temporary_workdir
-from fsgs_kb.engine.audit.replay import FHIR_ONLY, Places, index_inputs, is_result, replay_counts
+from fsgs_kb.engine.audit.replay import FHIR_ONLY, Places, carried_fhir, index_inputs, is_result, replay_counts
 from fsgs_kb.engine.audit.replay import impact as run_impact
 from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace, explained_result
@@ -435,12 +435,14 @@ def explain(
     reproduces it byte for byte."""
     reader = _fhir_reader(rules_dir, input_format, as_of)
     kb, data, result = _evaluate_one(rules_dir, patient, require_approved, {}, reader, announce=False)
+    carried: list[str] = []
     if is_result(data):
         stored = data
         data, result = explained_result(kb, stored, file="standard input" if patient == "-" else patient, line=1)
         for key in FHIR_ONLY:  # FHIR input: the conversion, as the stored result says
             if stored.get(key) is not None:
                 result[key] = stored[key]
+        carried = carried_fhir(stored)
     doc = {**explanation(kb, data, result), "sources": result.get("sources"), "set_aside": result.get("set_aside")}
     if fmt == "json":
         echo(json.dumps(doc, indent=2, ensure_ascii=False))
@@ -448,7 +450,7 @@ def explain(
         paint = Palette(wants_colour(color, sys.stdout))
         echo(kb_line(kb.identity))
         echo(explain_text(doc, show_all, paint), color=paint.enabled)
-        sources = sources_lines(result)
+        sources = sources_lines(result, carried)
         if sources:
             echo("\n" + "\n".join(sources))
     sys.exit(EXIT_BY_STATUS.get(result["status"], EXIT_CODES["ok"]))

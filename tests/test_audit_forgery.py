@@ -8,6 +8,7 @@ real batch's output."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -201,3 +202,192 @@ def test_a_deep_document_with_a_long_number_is_invalid_not_a_crash(tmp_path: Pat
     run = fsgs("evaluate", str(path))
     assert run.returncode == 1, run.stderr
     assert "input.too_deep" in run.stdout
+
+
+# ---- a forged decision kept consistent with itself (hostile sweep) -----------------------------------
+# Each rule entry was checked alone: a condition's value, truth and the rule's outcome edited
+# together passed `trace` ("consistent … check out", exit 0) and `explain` (no dose warning),
+# though the same result recorded the other value for the same input elsewhere. Now every entry
+# is rebuilt from the one value the result records per input and compared.
+DOSE = ROOT / "examples" / "dose-above-ceiling.json"
+EXCEEDS = "CSA-DOSE-EXCEEDS"
+
+
+@pytest.fixture(scope="module")
+def dose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The dose example's result at full and standard detail, and at full with its input."""
+    out = {}
+    for name, options in (("full", ()), ("standard", ()), ("with_input", ("--include-input",))):
+        level = "standard" if name == "standard" else "full"
+        run = fsgs("evaluate", str(DOSE), "--detail", level, *options)
+        assert run.returncode == 0, run.stderr
+        out[name] = json.loads(run.stdout)
+    return out
+
+
+def _entry(result: dict[str, Any], rule_id: str) -> dict[str, Any]:
+    return next(entry for entry in result["rules"] if entry["id"] == rule_id)
+
+
+def _unfire(result: dict[str, Any]) -> None:
+    """The dose warning made not to fire, the lists made to agree (no summary mismatch left)."""
+    _entry(result, EXCEEDS)["outcome"] = "not_fired"
+    result["advice"].remove(EXCEEDS)
+    result["drafts"].remove(EXCEEDS)
+
+
+def _dose_below(result: dict[str, Any]) -> None:
+    """The sweep's forgery: the dose condition says 4.9, false; `derived` still says 5.1."""
+    condition = _entry(result, EXCEEDS)["conditions"][2]
+    condition.update(actual=4.9, result=False)
+    _unfire(result)
+
+
+def _dose_below_worded(result: dict[str, Any]) -> None:
+    """Full detail, the condition's own words edited to match (text, distance, margin), and this
+    rule's derived entry too: only the other rules' records of the dose still say 5.1."""
+    _dose_below(result)
+    entry = _entry(result, EXCEEDS)
+    entry["conditions"][2].update(
+        text="dose_mg_per_kg_day = 4.9 mg/kg/day (needs > 5 mg/kg/day): false", distance="4.9 vs > 5", margin=-0.1
+    )
+    for derived in entry["derived"]:
+        if derived["name"] == "dose_mg_per_kg_day":
+            derived.update(value=4.9, how=derived["how"].replace("5.1", "4.9"))
+
+
+def _text_only(result: dict[str, Any]) -> None:
+    _entry(result, EXCEEDS)["conditions"][2]["text"] = "dose_mg_per_kg_day = 5.1 mg/kg/day (needs > 5 mg/kg/day): false"
+
+
+def _status_stopped(result: dict[str, Any]) -> None:
+    """A field this rule reads recorded otherwise than in every other rule that reads it."""
+    condition = _entry(result, EXCEEDS)["conditions"][1]
+    condition.update(actual="stopped", result=False)
+    if "text" in condition:
+        condition["text"] = "cyclosporine.status = stopped (needs = current): false"
+    _unfire(result)
+
+
+def _derived_twice(result: dict[str, Any]) -> None:
+    result["derived"].append({"name": "dose_mg_per_kg_day", "value": 4.9, "how": "4.9", "missing": []})
+
+
+def _decided_without(result: dict[str, Any]) -> None:
+    _entry(result, EXCEEDS)["decided_without"] = ["/weight_kg"]
+
+
+def _shown(result: dict[str, Any]) -> None:
+    _entry(result, "CAVEAT-RESTART-AFTER-NEPHROTOXICITY")["shown"][0]["value"] = 2.5
+
+
+def _caveat_noted(result: dict[str, Any]) -> None:
+    note = {"id": "CAVEAT-AGE-OVER-70", "title": "x", "says": "y", "provenance": {"kind": "local"}}
+    _entry(result, "CSA-DUR-WITHIN")["caveats"] = [note]
+
+
+FORGED_ENTRIES = {  # name → (levels, forgery, what trace must say)
+    "dose-below": (
+        ("full", "standard"),
+        _dose_below,
+        "condition /when/all/2 records dose_mg_per_kg_day = 4.9, but dose_mg_per_kg_day = 5.1 in",
+    ),
+    "dose-below-worded": (("full",), _dose_below_worded, "dose_mg_per_kg_day = 5.1 in rule CSA-DOSE-WITHIN's"),
+    "text-only": (("full",), _text_only, "condition /when/all/2 is not what the knowledge base writes"),
+    "status-stopped": (("full", "standard"), _status_stopped, 'cyclosporine.status = "current" in rule CSA-'),
+    "derived-twice": (("standard",), _derived_twice, "derived: expected ["),
+    "decided-without": (("full", "standard"), _decided_without, "decided_without is recorded"),
+    "shown": (("full", "standard"), _shown, "its shown value 0 is"),
+    "caveat-noted": (("full",), _caveat_noted, "the caveats noted beside it are"),
+}
+FORGED_CASES = [(name, level) for name, (levels, _, _) in FORGED_ENTRIES.items() for level in levels]
+
+
+def _trace_blocks(tmp_path: Path, results: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(result) + "\n" for result in results))
+    run = fsgs("trace", str(path))
+    blocks = ["Decision " + block for block in run.stdout.split("\nDecision ")[1:]]
+    assert len(blocks) == len(results), run.stdout[-2000:]
+    return run.returncode, blocks
+
+
+def test_forged_entries_kept_consistent_with_themselves_are_mismatches(
+    dose: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """One trace run over every forgery at its levels: each block is a MISMATCH naming it; the
+    untouched results first, which still check out."""
+    forged = []
+    for name, level in FORGED_CASES:
+        result = copy.deepcopy(dose[level])
+        FORGED_ENTRIES[name][1](result)
+        forged.append(result)
+    code, blocks = _trace_blocks(tmp_path, [dose["full"], dose["standard"], *forged])
+    assert code == 1
+    for block in blocks[:2]:
+        assert "MISMATCH" not in block and "check out" in block, block
+    for (name, level), block in zip(FORGED_CASES, blocks[2:], strict=True):
+        assert "MISMATCH" in block and "check out" not in block, f"{name} at {level}: traced as consistent\n{block}"
+        assert FORGED_ENTRIES[name][2] in block, f"{name} at {level}\n{block}"
+
+
+@pytest.mark.parametrize("level", ["full", "standard"])
+def test_explain_refuses_the_sweeps_forged_dose(dose: dict[str, dict[str, Any]], tmp_path: Path, level: str) -> None:
+    """The sweep's file: explain showed no dose warning (exit 0); it is refused (exit 2)."""
+    result = copy.deepcopy(dose[level])
+    _dose_below(result)
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(result))
+    run = fsgs("explain", str(path))
+    assert run.returncode == 2 and f"{path}:1: error[explain.inconsistent]" in run.stderr, run.stderr
+    assert "records dose_mg_per_kg_day = 4.9, but dose_mg_per_kg_day = 5.1" in run.stderr, run.stderr
+    trace = fsgs("trace", str(path))
+    assert trace.returncode == 1 and "outcome not_fired contradicts its conditions (fired)" in trace.stdout
+
+
+@pytest.mark.parametrize("value", [[1, 2], {"a": 1}, "5.1"])
+def test_a_value_no_threshold_compares_with_is_refused_not_a_crash(
+    dose: dict[str, dict[str, Any]], tmp_path: Path, value: Any
+) -> None:
+    """A standard result's dose edited to a list, an object or a text: rebuilding its full record
+    stopped at the distance to the threshold (error[internal], exit 3); now it is a mismatch."""
+    result = copy.deepcopy(dose["standard"])
+    _entry(result, EXCEEDS)["conditions"][2]["actual"] = value
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(result))
+    trace = fsgs("trace", str(path))
+    assert trace.returncode == 1 and "which cannot be compared with its threshold 5" in trace.stdout, trace.stdout
+    explain = fsgs("explain", str(path))
+    assert explain.returncode == 2 and "error[explain.inconsistent]" in explain.stderr, explain.stderr
+
+
+FORGED_SOURCES = {"/weight_kg": {"resourceType": "Observation", "id": "forged", "code": "x", "effective": "2025-01-01"}}
+FORGED_FHIR = {"as_of": "2025-01-15", "map": {"version": "0.3.1", "sha256": "0" * 64}, "bundle_sha256": "0" * 64}
+
+
+@pytest.mark.parametrize("part", ["sources", "decision.fhir"])
+def test_a_forged_fhir_account_is_not_called_exact(dose: dict[str, dict[str, Any]], tmp_path: Path, part: str) -> None:
+    """A result of JSON input given a FHIR conversion's account: the decision re-derives
+    identical, the account is not re-derived; replay says it is carried, and so must trace (it
+    said "the trace is exact") and explain (it listed the forged Observation as the source)."""
+    genuine = tmp_path / "genuine.json"
+    genuine.write_text(json.dumps(dose["with_input"]))
+    assert "the trace is exact" in fsgs("trace", str(genuine)).stdout
+    result = copy.deepcopy(dose["with_input"])
+    if part == "sources":
+        result["sources"] = FORGED_SOURCES
+    else:
+        result["decision"]["fhir"] = FORGED_FHIR
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(result))
+    carried = f"the conversion's account ({part}) is carried as recorded, not re-derived"
+    replay = fsgs("replay", str(path))
+    assert replay.returncode == 0 and carried in replay.stdout, replay.stdout
+    trace = fsgs("trace", str(path))
+    assert trace.returncode == 0 and "the trace is exact" not in trace.stdout, trace.stdout
+    assert f"identical; not exact, as {carried}" in trace.stdout, trace.stdout
+    if part == "sources":
+        explain = fsgs("explain", str(path))
+        assert explain.returncode == 0 and "/weight_kg ← Observation/forged" in explain.stdout, explain.stderr
+        said = " ".join(explain.stdout.split("Data from FHIR:")[1].split())
+        assert said.startswith(carried), explain.stdout

@@ -112,6 +112,14 @@ def carried_fhir(result: dict[str, Any]) -> list[str]:
     return names
 
 
+def carried_note(parts: list[str]) -> str:
+    """What replay and trace say of a FHIR conversion's account they carried."""
+    return (
+        f"the conversion's account ({', '.join(parts)}) is carried as recorded, not re-derived "
+        "(evaluate the input again with --as-of its decision.fhir.as_of to redo it)"
+    )
+
+
 def _replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record]) -> dict[str, Any]:
     decision = old["decision"]
     ident = {

@@ -1,15 +1,15 @@
 """Trace a past result back to the knowledge base, and refuse to call a forged one exact.
 
 A result file is evidence an auditor may be handed by anyone. Nothing in it is taken on trust:
-its shape is checked against the result schema; every rule entry is compared with the rule of
-that id (version, kind, title, advice text, citations); every condition's recorded truth is
-recomputed from its recorded value and threshold, the threshold compared with the knowledge
-base's, and the rule's outcome re-derived from those truths where Kleene logic decides it; the
-top-level fields are checked to be exactly what the rule outcomes and the knowledge base make of
-them (engine/audit/consistency.py), at every detail level. When the input is at hand (recorded with
---include-input, or found by its hash in a patients file) the whole result is re-evaluated and
-compared. Only a result made by this knowledge base with no mismatch, re-derived from its
-input, is *exact*.
+its shape is checked against the result schema; every rule entry is rebuilt with the knowledge
+base from the one value the result records for each input and compared with the recorded one
+(engine/audit/entries.py: texts, thresholds, each condition's value, truth and wording, the
+outcome where Kleene logic decides it); the top-level fields are checked to be exactly what the
+rule outcomes and the knowledge base make of them (engine/audit/consistency.py), at every detail
+level. When the input is at hand (recorded with --include-input, or found by its hash in a
+patients file) the whole result is re-evaluated and compared. Only a result made by this
+knowledge base with no mismatch, re-derived from its input, is *exact*; one from FHIR input is
+re-derived but for the conversion's account, which it carries (as replay says).
 """
 
 from __future__ import annotations
@@ -18,16 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsgs_kb.engine.audit.consistency import mismatch, summary_mismatches
-from fsgs_kb.engine.audit.replay import check_stored, rederived, replay_one
+from fsgs_kb.engine.audit.entries import entry_mismatches, same
+from fsgs_kb.engine.audit.replay import carried_fhir, check_stored, rederived, replay_one
 from fsgs_kb.engine.audit.shape import shape_problems
 from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of
-from fsgs_kb.engine.evaluate.kleene import compare, kleene_all, kleene_any
+from fsgs_kb.engine.evaluate.detail import CannotExpand, detail_of, reduce
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, Not, ParamRef, Rule
 from fsgs_kb.engine.read.records import Record
-
-OUTCOME = {True: "fired", False: "not_fired", None: "undetermined"}
 
 
 @dataclass(kw_only=True)
@@ -35,6 +32,7 @@ class Trace:
     result: dict[str, Any]
     same_kb: bool
     rederived: bool = False
+    carried: list[str] = field(default_factory=list)  # the FHIR conversion's account, not re-derived
     mismatches: list[str] = field(default_factory=list)
     malformed: list[KBError] = field(default_factory=list)
 
@@ -44,7 +42,9 @@ class Trace:
 
     @property
     def exact(self) -> bool:
-        return self.consistent and self.rederived
+        """Re-derived whole: a result that carries a FHIR conversion's account is not (replay
+        carries it as recorded, see `carried_fhir`), however identical the rest."""
+        return self.consistent and self.rederived and not self.carried
 
 
 def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = None) -> Trace:
@@ -55,7 +55,7 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
     if malformed:
         return Trace(result=result if isinstance(result, dict) else {}, same_kb=False, malformed=malformed)
     made_by = result["decision"]["kb"]
-    found = Trace(result=result, same_kb=made_by.get("fingerprint") == kb.fingerprint)
+    found = Trace(result=result, same_kb=made_by.get("fingerprint") == kb.fingerprint, carried=carried_fhir(result))
     if not found.same_kb:
         return found  # another knowledge base: its rules cannot be checked against these
     detail = detail_of(result)
@@ -68,14 +68,9 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
     if detail == "minimal":
         found.mismatches += _minimal_mismatches(kb, result)
     else:
-        full = found.result
-        entries = {entry["id"]: entry for entry in full["rules"]}
-        for entry in full["rules"]:
-            rule = kb.model.rules.get(entry["id"])
-            if rule is None:
-                found.mismatches.append(f"rule {entry['id']}: no such rule in this knowledge base")
-            else:
-                found.mismatches += _rule_mismatches(kb, rule, entry, entries)
+        found.mismatches += entry_mismatches(kb.evaluation, found.result["rules"], standard=detail == "standard")
+        if detail == "standard":
+            found.mismatches += _standard_mismatches(kb, result, found.result)
     found.mismatches += summary_mismatches(kb, found.result)
     stored = result["decision"].get("input")
     if stored is not None or (inputs and result["decision"].get("input_sha256") in inputs):
@@ -98,81 +93,24 @@ def trace(kb: KnowledgeBase, result: Any, inputs: dict[str, Record] | None = Non
     return found
 
 
-def _rule_mismatches(
-    kb: KnowledgeBase, rule: Rule, entry: dict[str, Any], entries: dict[str, dict[str, Any]]
-) -> list[str]:
+def _standard_mismatches(kb: KnowledgeBase, result: dict[str, Any], full: dict[str, Any]) -> list[str]:
+    """A standard result is what its full record reduces to: what expanding it passed over (a
+    derived value listed twice or that no rule relies on, out of order) is named here."""
+    again = reduce(kb.evaluation, full, "standard")
     out = []
-    static = kb.evaluation.static[rule.id]
-    expected = {
-        "version": rule.version,
-        "status": rule.status,
-        "kind": rule.kind,
-        "title": rule.title,
-        "says": static["says"],
-        "citations": static["citations"],
-        "evidence": static["evidence"],
-    }
-    names = {"says": "advice text (says)", "evidence": "evidence note"}
-    for key, value in expected.items():
-        if key in entry and entry[key] != value:
-            out.append(f"rule {rule.id}: its {names.get(key, key)} differs from the knowledge base's")
-    leaves = dict(_leaves(rule.when, "/when"))
-    truths: dict[str, bool | None] = {}
-    for condition in entry.get("conditions", []):
-        pointer = condition.get("pointer")
-        leaf = leaves.get(pointer)
-        if leaf is None:
-            out.append(f"rule {rule.id}: condition {pointer} is not in the rule")
+    for key in ("rules", "derived"):  # expanding copies every other field as it is
+        if same(again.get(key), result.get(key)):
             continue
-        threshold = kb.evaluator.threshold(leaf.operand)
-        if condition.get("threshold") != threshold and not isinstance(leaf.operand, ParamRef | type(None)):
-            out.append(f"rule {rule.id}: condition {pointer} records threshold {condition.get('threshold')!r}")
-        actual = condition.get("actual")
-        try:
-            truth = None if actual is None else compare(leaf.op, actual, condition.get("threshold"))
-        except (TypeError, ValueError):
-            truth = None
-        recorded = condition.get("result")
-        if actual is not None and truth != recorded and leaf.op not in ("present", "absent"):
-            out.append(f"rule {rule.id}: condition {pointer} is {recorded} for value {actual!r}, which gives {truth}")
-        truths[pointer] = recorded
-    decided = _kleene(rule.when, "/when", truths)
-    if rule.kind == "caveat" and decided is True:
-        # a caveat fires only beside advice it qualifies that fired (clinical-notes §7)
-        qualified = [q for q in rule.qualifies if entries.get(q, {}).get("outcome") == "fired"]
-        if entry.get("outcome") != ("fired" if qualified else "not_fired"):
-            beside = (
-                f"beside {', '.join(qualified)}, which fired"
-                if qualified
-                else "and none of the advice it qualifies fired"
-            )
-            out.append(f"rule {rule.id}: outcome {entry.get('outcome')} contradicts its conditions (met) {beside}")
-    elif decided is not None and entry.get("outcome") != OUTCOME[decided]:
-        out.append(f"rule {rule.id}: outcome {entry.get('outcome')} contradicts its conditions ({OUTCOME[decided]})")
+        if key == "derived":
+            names = [dv.get("name") for dv in result.get("derived", [])]
+            expected = [dv["name"] for dv in again["derived"]]
+            why = "each derived value its rules rely on, once, in the knowledge base's order"
+            out.append(mismatch("derived", expected, names, why) if names != expected else f"derived: {why}")
+        elif key == "rules":
+            pairs = zip(again["rules"], result.get("rules", []), strict=False)
+            differ = [new["id"] for new, old in pairs if not same(new, old)]
+            out.append(f"rules: the entries of {', '.join(differ)} are not what a standard result records of them")
     return out
-
-
-def _leaves(cond: Condition, pointer: str) -> list[tuple[str, Compare]]:
-    if isinstance(cond, Compare):
-        return [(pointer, cond)]
-    if isinstance(cond, Not):
-        return _leaves(cond.item, pointer + "/not")
-    key = "all" if isinstance(cond, AllOf) else "any"
-    assert isinstance(cond, AllOf | AnyOf)
-    return [leaf for i, item in enumerate(cond.items) for leaf in _leaves(item, f"{pointer}/{key}/{i}")]
-
-
-def _kleene(cond: Condition, pointer: str, truths: dict[str, bool | None]) -> bool | None:
-    """The rule's truth from the recorded leaf truths (None where Kleene logic cannot tell)."""
-    if isinstance(cond, Compare):
-        return truths.get(pointer)
-    if isinstance(cond, Not):
-        inner = _kleene(cond.item, pointer + "/not", truths)
-        return None if inner is None else not inner
-    assert isinstance(cond, AllOf | AnyOf)
-    key = "all" if isinstance(cond, AllOf) else "any"
-    parts = [_kleene(item, f"{pointer}/{key}/{i}", truths) for i, item in enumerate(cond.items)]
-    return kleene_all(parts) if isinstance(cond, AllOf) else kleene_any(parts)
 
 
 def _minimal_mismatches(kb: KnowledgeBase, result: dict[str, Any]) -> list[str]:

@@ -21,6 +21,7 @@ works at any level.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError
@@ -157,7 +158,14 @@ def _full_rule(evaluation: Evaluation, entry: dict[str, Any], derived: dict[str,
             missing = list(derived.get(leaf.name, {}).get("missing", []))
         else:
             missing = [plan.missing_pointer]
-        conditions.append({"pointer": leaf.pointer, **plan.explain(actual, unit, cond.get("result"), missing)})
+        try:
+            explained = plan.explain(actual, unit, cond.get("result"), missing)
+        except (TypeError, ValueError, ArithmeticError):  # an edited value: no distance to a list or a text
+            raise _refuse(
+                f"rule {rule.id}: condition {leaf.pointer} records {leaf.name} = {json.dumps(actual)}, which "
+                f"cannot be compared with its threshold {json.dumps(plan.threshold)}"
+            ) from None
+        conditions.append({"pointer": leaf.pointer, **explained})
     entries = []
     for name in evaluation.rule_derived[rule.id]:
         dv = derived.get(name)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from fsgs_kb.engine.audit.diff import KBDiff, KBSide
-from fsgs_kb.engine.audit.replay import replay_counts
+from fsgs_kb.engine.audit.replay import carried_note, replay_counts
 from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.detail import detail_of
@@ -109,6 +109,11 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
         lines.append(
             f"re-derived from its input with the same knowledge base ({kb.fingerprint[:16]}): the trace is exact"
         )
+    elif found.rederived:  # from FHIR input: identical but for what it carries
+        lines.append(
+            f"re-derived from its input with the same knowledge base ({kb.fingerprint[:16]}): identical; "
+            f"not exact, as {carried_note(found.carried)}"
+        )
     else:
         checked = (
             "advice texts, status and rule lists check out (a minimal result records no conditions)"
@@ -123,8 +128,10 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
             else "the result does not carry its input (evaluate with --include-input, or give the patients "
             "file with --input)"
         )
+        carried = f"; {carried_note(found.carried)}" if found.carried else ""
         lines.append(
             f"consistent with the same knowledge base ({kb.fingerprint[:16]}): {checked}; not re-derived, as {why}"
+            + carried
         )
     rules = {r["id"]: r for r in result.get("rules", [])}
     level = detail_of(result)
@@ -207,11 +214,8 @@ def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
     )
     carried = [r["carried"] for r in reports if r.get("carried")]
     if carried:
-        parts = ", ".join(dict.fromkeys(name for names in carried for name in names))
-        lines.append(
-            f"{len(carried):,} of them from FHIR input: the conversion's account ({parts}) is carried as "
-            "recorded, not re-derived (evaluate the input again with --as-of its decision.fhir.as_of to redo it)"
-        )
+        parts = list(dict.fromkeys(name for names in carried for name in names))
+        lines.append(f"{len(carried):,} of them from FHIR input: {carried_note(parts)}")
     return "\n".join(lines)
 
 

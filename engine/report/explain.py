@@ -12,6 +12,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from fsgs_kb.engine.audit.replay import carried_note
 from fsgs_kb.engine.evaluate.kleene import Memo
 from fsgs_kb.engine.explain.clinical import ConditionWords, lower_first, short_reference
 from fsgs_kb.engine.kb import KnowledgeBase
@@ -415,8 +416,10 @@ def _why_empty(entry: Any) -> str:
     return ""
 
 
-def sources_lines(result: dict[str, Any]) -> list[str]:
-    """FHIR input: where each value came from, and why each empty field is empty."""
+def sources_lines(result: dict[str, Any], carried: list[str] | None = None) -> list[str]:
+    """FHIR input: where each value came from, and why each empty field is empty. `carried`
+    names the parts a stored result brought with it: re-deriving the decision did not redo the
+    conversion, so they are said to be carried as recorded (as replay and trace say)."""
     result = printable(result)  # resource ids and codes come from the input
     sources = result.get("sources")
     if not isinstance(sources, dict):
@@ -425,7 +428,7 @@ def sources_lines(result: dict[str, Any]) -> list[str]:
     head = "Data from FHIR"
     if conversion:
         head += f" (evaluation date {conversion['as_of']}, map {conversion['map']['version']})"
-    lines = [head + ":"]
+    lines = [head + ":"] + (_wrap(carried_note(carried), "  ") if carried else [])
     empty: dict[str, list[str]] = {}
     for pointer, entry in sources.items():
         if "missing" in entry:
