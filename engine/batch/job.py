@@ -333,7 +333,7 @@ class _Target:
         self.stdout = stdout
         self.pending: list[bytes | bytearray] = []
         self.size = 0
-        self.end = 0
+        self.end = 0  # where the input's last written record ends: from the resume record on, never backwards
         self.crc = 0  # CRC-32 of every result written to the output (on resume: from its first byte)
         self.digest = InputDigest(path if job.output and input_regular else None)  # never a pipe's second reader
         self.committed_at = time.monotonic()
@@ -376,6 +376,10 @@ class _Target:
             return ResumeState()
         state: ResumeState = self._io(lambda: file.open(self.resume))
         self.crc = state.output_crc32
+        # A resumed run's commits go on from the kept records' input extent: from 0, a resume with
+        # nothing left to read recorded the digest of no bytes, after which a replaced input was
+        # "resumed" into the same output and an appended one refused.
+        self.end = state.input_bytes
         return state
 
     def direct_fd(self) -> int | None:

@@ -381,6 +381,60 @@ def test_resume_keeps_a_last_line_that_was_whole_without_its_newline(tmp_path: P
     assert_each_record_once(read_results(out), 11)
 
 
+# ---- a resume with nothing left to read keeps the recorded input -----------------------------------
+
+
+def _resume_record_state(out: Path) -> dict:
+    return json.loads((out.parent / (out.name + ".fsgs-kb.json")).read_text())["state"]
+
+
+def _finished_then_resumed(tmp_path: Path, source: Path) -> tuple[Path, dict]:
+    """`source`'s output, run to the end and then resumed with nothing left to read, and the state
+    the first run recorded (which the second must leave as it was)."""
+    out = tmp_path / "out.jsonl"
+    assert run("batch", source, "-o", out, "--quiet").rc == 0
+    recorded = _resume_record_state(out)
+    assert recorded["input_bytes"] == source.stat().st_size
+    result = run("batch", source, "-o", out, "--resume")
+    assert result.rc == 0 and "resumed after record 20" in result.err, result
+    assert _resume_record_state(out) == recorded, "a resume with nothing to do recorded another input"
+    return out, recorded
+
+
+def test_a_resume_with_nothing_left_refuses_a_replaced_input(tmp_path: Path) -> None:
+    """The resume record said input_bytes 0 and the digest of no bytes after such a resume: any
+    other input then "resumed after record 20", and its results were appended to the first's."""
+    source = _small(tmp_path, 20)
+    out, _ = _finished_then_resumed(tmp_path, source)
+    kept = out.read_bytes()
+    source.write_bytes(jsonl([good_line(f"OTHER{i}") for i in range(3)]))
+    result = run("batch", source, "-o", out, "--quiet", "--resume")
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    assert "error[batch.resume]" in result.err and "not the one this output was made from" in result.err, result
+    assert out.read_bytes() == kept
+
+
+def test_a_resume_with_nothing_left_then_an_appended_input_resumes_to_a_fresh_runs_bytes(tmp_path: Path) -> None:
+    """Records appended to the input after such a resume are evaluated by the next one (it was
+    refused, "the input is not the one this output was made from"), into what a fresh run of the
+    whole input writes, byte for byte, with the resume record a fresh run leaves."""
+    source = _small(tmp_path, 20)
+    out, _ = _finished_then_resumed(tmp_path, source)
+    with open(source, "ab") as more:
+        more.write(jsonl([good_line(f"MORE{i}") for i in range(7)]))
+    result = run("batch", source, "-o", out, "--resume")
+    assert_no_traceback(result)
+    assert result.rc == 0 and "resumed after record 20" in result.err, result
+    fresh = tmp_path / "fresh.jsonl"
+    assert run("batch", source, "-o", fresh, "--quiet").rc == 0
+    assert out.read_bytes() == fresh.read_bytes()
+    assert _resume_record_state(out) == _resume_record_state(fresh)
+    assert run("batch", source, "-o", out, "--quiet", "--resume").rc == 0
+    assert out.read_bytes() == fresh.read_bytes()
+    assert _resume_record_state(out) == _resume_record_state(fresh)
+
+
 # ---- F11: the resume record is never the input ---------------------------------------------------
 
 
