@@ -28,7 +28,7 @@ from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace, explained_result
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.dask_bag import run_parts
-from fsgs_kb.engine.batch.files import SIDECAR_SUFFIX, same_file, standard_stream
+from fsgs_kb.engine.batch.files import SIDECAR_SUFFIX, InputFiles, same_file, standard_stream
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.batch.parts import (
     check_parts,
@@ -558,10 +558,10 @@ def batch(
         )
     output, results_to, results_fd = _results_target(source, output)  # a closed stdout: refused before the run
     reader = _fhir_reader(rules_dir, input_format, as_of)
-    written = [("input", 0 if source == "-" else source)]
+    written: list[tuple[str, str | int]] = []
     if output is not None:
         written += [("output", output), ("output's resume record", output + SIDECAR_SUFFIX)]
-    summary_fd = _check_summary(summary_file, results_fd, written)
+    summary_fd = _check_summary(summary_file, results_fd, written, InputFiles.of(source, input_format))
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     progress = ProgressLine(size, lambda text: click.echo(text, err=True, nl=False))
     job = BatchJob(
@@ -668,15 +668,23 @@ def _batch_parts(
     sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in payload["by_status"]), default=EXIT_CODES["ok"]))
 
 
-def _check_summary(path: str | None, results_fd: int | None, written: list[tuple[str, str | int]]) -> int | None:
+def _check_summary(
+    path: str | None,
+    results_fd: int | None,
+    written: list[tuple[str, str | int]],
+    inputs: InputFiles | None = None,
+) -> int | None:
     """Before the run: refuse a --summary that would overwrite what the run reads or writes (the
-    input, the output, its resume record: by resolved path, and by device and inode) or mix with
-    the results on standard output, and one that could not be written at the end; nothing is
-    written yet. Returns the descriptor the summary goes to (`-`, /dev/stdout, /dev/fd/N), or None
-    for a file."""
+    input, any file of a Bulk Data export, the output, its resume record: by resolved path, and
+    by device and inode) or mix with the results on standard output, and one that could not be
+    written at the end; nothing is written yet. Returns the descriptor the summary goes to (`-`,
+    /dev/stdout, /dev/fd/N), or None for a file."""
     if path is None:
         return None
     fd = standard_stream(path)
+    clash = inputs.clash(path if fd is None else fd) if inputs is not None else None
+    if clash is not None:
+        raise usage_error("summary", f"--summary {path} is {clash}", hint="write the summary to another file")
     if fd is not None and fd == results_fd:
         raise usage_error(
             "summary",

@@ -449,6 +449,125 @@ def test_an_input_named_like_the_outputs_resume_record_is_refused(tmp_path: Path
     assert not (tmp_path / "data").exists()
 
 
+# ---- a Bulk Data export's files are input: never the output, a resume record or the summary --------
+
+BULK = ("batch", "--input-format", "fhir-bulk", "--as-of", "2025-01-15")
+
+
+def _export(tmp_path: Path) -> Path:
+    """A small Bulk Data export: two Patients and an Observation of each, in two files."""
+    export = tmp_path / "export"
+    export.mkdir()
+    patients = [{"resourceType": "Patient", "id": p, "birthDate": "1980-01-01"} for p in ("a", "b")]
+    weights = [
+        {
+            "resourceType": "Observation",
+            "id": f"w{p}",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+            "subject": {"reference": f"Patient/{p}"},
+            "effectiveDateTime": "2025-01-10",
+            "valueQuantity": {"value": 70, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+        }
+        for p in ("a", "b")
+    ]
+    (export / "Patient.001.ndjson").write_bytes(jsonl([json.dumps(r).encode() for r in patients]))
+    (export / "Observation.001.ndjson").write_bytes(jsonl([json.dumps(r).encode() for r in weights]))
+    return export
+
+
+def _tree(folder: Path) -> dict[str, bytes | str]:
+    """Every name in `folder` and what it holds (a link: its target, unfollowed)."""
+    return {p.name: os.readlink(p) if p.is_symlink() else p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+# (what is planted in tmp_path before the run, the arguments after the export, the error code)
+BULK_CLASHES = {
+    "output-is-a-part": (lambda t, e: None, ["-o", "export/Patient.001.ndjson"], "batch.output_is_input"),
+    "output-links-to-a-part": (
+        lambda t, e: (t / "x.jsonl").symlink_to("export/Observation.001.ndjson"),
+        ["-o", "x.jsonl"],
+        "batch.output_is_input",
+    ),
+    "output-is-a-hard-link-to-a-part": (
+        lambda t, e: os.link(e / "Patient.001.ndjson", t / "hard.jsonl"),
+        ["-o", "hard.jsonl"],
+        "batch.output_is_input",
+    ),
+    "output-is-a-new-part": (lambda t, e: None, ["-o", "export/Results.ndjson"], "batch.output_is_input"),
+    "output-is-where-a-part-links": (
+        lambda t, e: (e / "Late.ndjson").symlink_to("../out.jsonl"),
+        ["-o", "out.jsonl"],
+        "batch.output_is_input",
+    ),
+    "resume-record-is-where-a-part-links": (
+        lambda t, e: (e / "Late.ndjson").symlink_to("../out.jsonl.fsgs-kb.json"),
+        ["-o", "out.jsonl"],
+        "batch.output_is_input",
+    ),
+    "resume-record-links-to-a-part": (
+        lambda t, e: (t / "out.jsonl.fsgs-kb.json").symlink_to("export/Patient.001.ndjson"),
+        ["-o", "out.jsonl"],
+        "batch.output_is_input",
+    ),
+    "summary-is-a-part": (
+        lambda t, e: None,
+        ["-o", "out.jsonl", "--summary", "export/Patient.001.ndjson"],
+        "cli.summary",
+    ),
+    "summary-links-to-a-part": (
+        lambda t, e: (t / "s.json").symlink_to("export/Observation.001.ndjson"),
+        ["-o", "out.jsonl", "--summary", "s.json"],
+        "cli.summary",
+    ),
+    "summary-is-a-new-part": (lambda t, e: None, ["-o", "out.jsonl", "--summary", "export/S.ndjson"], "cli.summary"),
+}
+
+
+@pytest.mark.parametrize("case", list(BULK_CLASHES))
+def test_nothing_batch_writes_is_a_file_of_the_bulk_export_it_reads(tmp_path: Path, case: str) -> None:
+    """`-o export/Patient.001.ndjson` overwrote that part with the run's results (and read them
+    back as input, exit 1), as did an -o or a --summary linked to a part. A new *.ndjson in the
+    export would be read as part of it (the files are listed once the output exists). Each is
+    refused, exit 2, before anything is written: the export and the folder are as they were."""
+    export = _export(tmp_path)
+    plant, args, code = BULK_CLASHES[case]
+    plant(tmp_path, export)
+    before = (_tree(tmp_path / "export"), sorted(p.name for p in tmp_path.iterdir()))
+    result = run(*BULK, "export", *args, "--quiet", cwd=tmp_path)
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    problems = _errors(result)
+    assert len(problems) == 1 and f"error[{code}]" in problems[0] and "Bulk Data export" in problems[0], result.err
+    assert (_tree(tmp_path / "export"), sorted(p.name for p in tmp_path.iterdir())) == before
+
+
+def test_results_appended_to_a_file_of_the_bulk_export_are_refused(tmp_path: Path) -> None:
+    export = _export(tmp_path)
+    before = _tree(export)
+    result = _bash(
+        tmp_path,
+        '$FSGS batch --input-format fhir-bulk --as-of 2025-01-15 export --quiet >> "$PART"',
+        PART=export / "Patient.001.ndjson",
+    )
+    assert_no_traceback(result)
+    assert result.rc == 2 and "error[batch.output_is_input]" in result.err, result
+    assert _tree(export) == before
+
+
+def test_a_bulk_export_beside_its_output_and_summary_is_read_whole(tmp_path: Path) -> None:
+    """Outside the export's *.ndjson files, the output, its resume record and the summary may be
+    anywhere, in the export's directory too: each patient once, the export untouched."""
+    export = _export(tmp_path)
+    before = _tree(export)
+    out = export / "results.jsonl"
+    result = run(*BULK, export, "-o", out, "--summary", export / "summary.json", "--quiet")
+    assert result.rc == 0, result
+    assert [r["patient_id"] for r in read_results(out)] == ["a", "b"]
+    assert json.loads((export / "summary.json").read_text())["records"] == 2
+    assert {k: v for k, v in _tree(export).items() if k in before} == before
+
+
 # ---- F15: a lock that cannot be taken is not "another run" ------------------------------------------
 
 
