@@ -75,7 +75,7 @@ from fsgs_kb.engine.report.validation import (
 )
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
-from fsgs_kb.output import STDOUT, check_writable, descriptor_binary, echo, replace_file, writing
+from fsgs_kb.output import STDOUT, check_writable, descriptor_binary, echo, replace_file, stdout_binary, writing
 from fsgs_kb.service.config import load_config
 from fsgs_kb.service.decisionlog import feedback_summary, replay_log, replay_summary
 from fsgs_kb.service.run import serve as run_service
@@ -677,11 +677,14 @@ def _check_summary(
     """Before the run: refuse a --summary that would overwrite what the run reads or writes (the
     input, any file of a Bulk Data export, the output, its resume record: by resolved path, and
     by device and inode) or mix with the results on standard output, and one that could not be
-    written at the end; nothing is written yet. Returns the descriptor the summary goes to (`-`,
+    written at the end (to a standard output that was closed before the command started, say);
+    nothing is written yet. Returns the descriptor the summary goes to (`-`,
     /dev/stdout, /dev/fd/N), or None for a file."""
     if path is None:
         return None
     fd = standard_stream(path)
+    if fd == 1:
+        stdout_binary()  # closed before the command started: refused now, as every command refuses it
     clash = inputs.clash(path if fd is None else fd) if inputs is not None else None
     if clash is not None:
         raise usage_error("summary", f"--summary {path} is {clash}", hint="write the summary to another file")
