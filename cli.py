@@ -48,6 +48,7 @@ from fsgs_kb.engine.fhir.dates import evaluation_day_problem
 from fsgs_kb.engine.fhir.dates import today as fhir_today
 from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
+from fsgs_kb.engine.fresh import write_replacing
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.fields import names_a_field
@@ -61,7 +62,7 @@ from fsgs_kb.engine.report.cds import feedback_text, replay_log_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
 from fsgs_kb.engine.report.explain import explain_text, explanation, sources_lines
 from fsgs_kb.engine.report.fhir_export import fhir_bundle
-from fsgs_kb.engine.report.handbook import Handbook, write_page, write_site
+from fsgs_kb.engine.report.handbook import Handbook, write_site
 from fsgs_kb.engine.report.identity import kb_line, kb_place
 from fsgs_kb.engine.report.junit import junit_xml
 from fsgs_kb.engine.report.markdown import markdown
@@ -817,7 +818,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_page(target, markdown(book))
+            write_replacing(target, markdown(book))
         else:
             written = write_site(book, out)
     echo(f"wrote {target}" if fmt == "md" else f"wrote {len(written)} pages to {out} (open {out / 'index.html'})")
@@ -1093,7 +1094,8 @@ def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None
     target = out / f"{kb.id}-{kb.version}.fhir-bundle.json"
     with writing(str(out), "the export", "cli.export"):
         out.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with writing(str(target), "the export", "cli.export"):  # as docs -o writes: what is at the name is replaced
+        write_replacing(target, json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
     rules = len(bundle["entry"]) - 1
     echo(f"wrote {target}: 1 Library, {rules} PlanDefinitions (FHIR R4)")
 
