@@ -28,7 +28,7 @@ from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace, explained_result
 from fsgs_kb.engine.audit.trace import trace as trace_result
 from fsgs_kb.engine.batch.dask_bag import run_parts
-from fsgs_kb.engine.batch.files import SIDECAR_SUFFIX, same_file, standard_stream
+from fsgs_kb.engine.batch.files import SIDECAR_SUFFIX, InputFiles, same_file, standard_stream
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.batch.parts import (
     check_parts,
@@ -48,6 +48,7 @@ from fsgs_kb.engine.fhir.dates import evaluation_day_problem
 from fsgs_kb.engine.fhir.dates import today as fhir_today
 from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
 from fsgs_kb.engine.fhir.records import FhirReader
+from fsgs_kb.engine.fresh import write_replacing
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.fields import names_a_field
@@ -61,7 +62,7 @@ from fsgs_kb.engine.report.cds import feedback_text, replay_log_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
 from fsgs_kb.engine.report.explain import explain_text, explanation, sources_lines
 from fsgs_kb.engine.report.fhir_export import fhir_bundle
-from fsgs_kb.engine.report.handbook import Handbook, write_page, write_site
+from fsgs_kb.engine.report.handbook import Handbook, write_site
 from fsgs_kb.engine.report.identity import kb_line, kb_place
 from fsgs_kb.engine.report.junit import junit_xml
 from fsgs_kb.engine.report.markdown import markdown
@@ -75,7 +76,7 @@ from fsgs_kb.engine.report.validation import (
 )
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
-from fsgs_kb.output import STDOUT, check_writable, descriptor_binary, echo, replace_file, writing
+from fsgs_kb.output import STDOUT, check_writable, descriptor_binary, echo, replace_file, stdout_binary, writing
 from fsgs_kb.service.config import load_config
 from fsgs_kb.service.decisionlog import feedback_summary, replay_log, replay_summary
 from fsgs_kb.service.run import serve as run_service
@@ -560,10 +561,10 @@ def batch(
         )
     output, results_to, results_fd = _results_target(source, output)  # a closed stdout: refused before the run
     reader = _fhir_reader(rules_dir, input_format, as_of)
-    written = [("input", 0 if source == "-" else source)]
+    written: list[tuple[str, str | int]] = []
     if output is not None:
         written += [("output", output), ("output's resume record", output + SIDECAR_SUFFIX)]
-    summary_fd = _check_summary(summary_file, results_fd, written)
+    summary_fd = _check_summary(summary_file, results_fd, written, InputFiles.of(source, input_format))
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     progress = ProgressLine(size, lambda text: click.echo(text, err=True, nl=False))
     job = BatchJob(
@@ -670,15 +671,26 @@ def _batch_parts(
     sys.exit(max((EXIT_BY_STATUS.get(s, 0) for s in payload["by_status"]), default=EXIT_CODES["ok"]))
 
 
-def _check_summary(path: str | None, results_fd: int | None, written: list[tuple[str, str | int]]) -> int | None:
+def _check_summary(
+    path: str | None,
+    results_fd: int | None,
+    written: list[tuple[str, str | int]],
+    inputs: InputFiles | None = None,
+) -> int | None:
     """Before the run: refuse a --summary that would overwrite what the run reads or writes (the
-    input, the output, its resume record: by resolved path, and by device and inode) or mix with
-    the results on standard output, and one that could not be written at the end; nothing is
-    written yet. Returns the descriptor the summary goes to (`-`, /dev/stdout, /dev/fd/N), or None
-    for a file."""
+    input, any file of a Bulk Data export, the output, its resume record: by resolved path, and
+    by device and inode) or mix with the results on standard output, and one that could not be
+    written at the end (to a standard output that was closed before the command started, say);
+    nothing is written yet. Returns the descriptor the summary goes to (`-`,
+    /dev/stdout, /dev/fd/N), or None for a file."""
     if path is None:
         return None
     fd = standard_stream(path)
+    if fd == 1:
+        stdout_binary()  # closed before the command started: refused now, as every command refuses it
+    clash = inputs.clash(path if fd is None else fd) if inputs is not None else None
+    if clash is not None:
+        raise usage_error("summary", f"--summary {path} is {clash}", hint="write the summary to another file")
     if fd is not None and fd == results_fd:
         raise usage_error(
             "summary",
@@ -808,7 +820,7 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_page(target, markdown(book))
+            write_replacing(target, markdown(book))
         else:
             written = write_site(book, out)
     echo(f"wrote {target}" if fmt == "md" else f"wrote {len(written)} pages to {out} (open {out / 'index.html'})")
@@ -1084,7 +1096,8 @@ def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None
     target = out / f"{kb.id}-{kb.version}.fhir-bundle.json"
     with writing(str(out), "the export", "cli.export"):
         out.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with writing(str(target), "the export", "cli.export"):  # as docs -o writes: what is at the name is replaced
+        write_replacing(target, json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
     rules = len(bundle["entry"]) - 1
     echo(f"wrote {target}: 1 Library, {rules} PlanDefinitions (FHIR R4)")
 

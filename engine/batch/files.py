@@ -1,6 +1,7 @@
 """The files of a batch run: an output nobody else writes, and a resume record beside it.
 
-The output is never the input (same file, a link to it), is locked for the run (a second run on
+The output is never the input (same file, a link to it; for a Bulk Data export, any of its
+files: `InputFiles`), is locked for the run (a second run on
 the same output is refused, not interleaved), and is written in whole lines. Beside it, a small
 JSON *resume record* (`OUTPUT.fsgs-kb.json`, never a line of the output: every output line stays
 one result) says what the output holds so far: the knowledge base, the options, how many records
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
@@ -27,12 +29,14 @@ import re
 import stat
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 import orjson
 
 from fsgs_kb.engine.batch.checksum import crc32
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.fhir.bulk import EXPORT_FILES
 from fsgs_kb.engine.fresh import create_fresh
 from fsgs_kb.engine.read.records import parse_json
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
@@ -117,6 +121,54 @@ def resume_temporary(record: str) -> str:
     return os.path.join(folder, temporary)
 
 
+def written_beside(output: str) -> list[tuple[str, str]]:
+    """(path, what it is) of each file a run writes beside its output: the resume record, and the
+    temporary file that record is written to (named after this process, which checks them and
+    writes every record). There is no lock file: the output itself is locked."""
+    record = resume_record(output)
+    return [(record, "resume record"), (resume_temporary(record), "resume record's temporary file")]
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """Every file a run's input reads, which nothing the run writes may be (the output, its
+    resume record or that record's temporary file, the --summary): the input file, the file
+    standard input reads (`- < FILE`, by its descriptor), or each file of a Bulk Data export
+    directory, and any file a write would add to it (the export's files are listed once the
+    output exists, and are the next run's input too)."""
+
+    read: str | int | None = None  # the input file, or standard input's descriptor
+    export: str | None = None  # a Bulk Data export directory (input format fhir-bulk)
+
+    @classmethod
+    def of(cls, source: str, input_format: str | None, stdin: int | None = 0) -> InputFiles:
+        if input_format == "fhir-bulk":
+            return cls(export=source)
+        return cls(read=stdin if source == "-" else source)
+
+    def clash(self, written: str | int) -> str | None:
+        """How `written` (a path, or a descriptor) is the input, completing "the output is …";
+        None when it is not. By resolved path, and by device and inode (a hard link)."""
+        if self.read is not None and same_file(written, self.read):
+            name = self.read if isinstance(self.read, str) else "standard input"
+            return f"the input file ({name}): writing it would destroy the input"
+        if self.export is None:
+            return None
+        for part in sorted(Path(self.export).glob(EXPORT_FILES)):
+            if not part.is_dir() and same_file(written, str(part)):  # a link to no file yet: by its name
+                return f"{part}, a file of the Bulk Data export that is the input: writing it would destroy that input"
+        if isinstance(written, str):
+            real = os.path.realpath(written)
+            if os.path.dirname(real) == os.path.realpath(self.export) and fnmatch.fnmatchcase(
+                os.path.basename(real), EXPORT_FILES
+            ):
+                return (
+                    f"named as a file of the Bulk Data export {self.export} that is the input ({EXPORT_FILES}): "
+                    "it would be read as part of that input"
+                )
+        return None
+
+
 class OutputFile:
     """The `-o` file of a batch run: locked, never the input, resumable through its record."""
 
@@ -125,13 +177,13 @@ class OutputFile:
         path: str,
         input_path: str | None,
         identity: dict[str, Any],
-        input_fd: int | None = None,
+        inputs: InputFiles | None = None,
         input_regular: bool = True,
     ) -> None:
         self.path = path
         self.sidecar: str | None = resume_record(path)
-        self.input_path = input_path
-        self.input_fd = input_fd  # standard input, when the input is `-`: compared by device and inode
+        self.input_path = input_path  # read again on resume, to check it
+        self.inputs = inputs if inputs is not None else InputFiles(read=input_path)
         self.input_regular = input_regular  # a regular file, which can be read again to check it on resume
         self.identity = identity  # knowledge base, options, input format: must match on resume
         self.fd = -1
@@ -194,16 +246,20 @@ class OutputFile:
 
     def _refuse_input_as_output(self) -> None:
         """Before anything is opened for writing (and again once the output exists): neither the
-        output nor its resume record is the input, by name, by link, or as the file standard input
+        output nor a file written beside it (its resume record, that record's temporary file) is
+        a file the input reads (`InputFiles`), by name, by link, or as the file standard input
         reads (`- < FILE`)."""
-        read = self.input_path or self.input_fd
-        for written, what in ((self.path, "output"), (self.sidecar, "output's resume record")):
-            if written is not None and read is not None and same_file(written, read):
+        written = [(self.path, "output"), *((path, f"output's {what}") for path, what in written_beside(self.path))]
+        for path, what in written:
+            clash = self.inputs.clash(path)
+            if clash is not None:
                 raise _refuse(
                     "batch.output_is_input",
-                    f"the {what} is the input file: writing it would destroy the input",
-                    written,
-                    hint="write the results to another file",
+                    f"the {what} is {clash}",
+                    path,
+                    hint="write the results to a file outside the export directory"
+                    if self.inputs.export is not None
+                    else "write the results to another file",
                 )
 
     def _verified_state(self) -> ResumeState:

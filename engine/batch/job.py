@@ -26,9 +26,9 @@ from fsgs_kb.engine.batch.files import (
     SPACE_ERRORS,
     SPACE_HINT,
     InputDigest,
+    InputFiles,
     OutputFile,
     ResumeState,
-    same_file,
     standard_stream,
     write_failed,
 )
@@ -167,17 +167,19 @@ def _descriptor(stream: BinaryIO | None) -> int | None:
         return None
 
 
-def _refuse_stdout_as_input(stdout: BinaryIO | None, source: str | int | None) -> None:
-    """Results to standard output appended to the input itself (`batch F >> F`) would change the
-    input while it is read (and read the results back as records): refused, as `-o F` is."""
+def _refuse_stdout_as_input(stdout: BinaryIO | None, inputs: InputFiles, source: str) -> None:
+    """Results to standard output appended to the input itself (`batch F >> F`, or to a file of
+    a Bulk Data export) would change the input while it is read (and read the results back as
+    records): refused, as `-o F` is."""
     out_fd = _descriptor(stdout)
-    if out_fd is not None and source is not None and same_file(out_fd, source):
+    clash = inputs.clash(out_fd) if out_fd is not None else None
+    if clash is not None:
         raise KBErrors(
             [
                 KBError(
                     "batch.output_is_input",
-                    "standard output is the input file: writing it would change the input while it is read",
-                    file=source if isinstance(source, str) else "-",
+                    f"standard output is {clash}",
+                    file=source,
                     hint="write the results to another file",
                 )
             ]
@@ -233,7 +235,8 @@ def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) 
         stream, path = open_input(job.source)
     try:
         fmt = input_format(job, stream, path)
-        target = _Target(kb, job, path, fmt, stdout, _descriptor(stream) if path is None else None, _is_regular(stream))
+        inputs = InputFiles.of(job.source, job.input_format, _descriptor(stream))
+        target = _Target(kb, job, path, fmt, stdout, inputs, _is_regular(stream))
         try:
             state = target.open()
             summary = BatchSummary.from_state(state, job.workers)
@@ -333,14 +336,14 @@ class _Target:
         path: str | None,
         fmt: str,
         stdout: BinaryIO | None,
-        input_fd: int | None = None,
+        inputs: InputFiles,
         input_regular: bool = False,
     ) -> None:
         self.file: OutputFile | None = None
         self.stdout = stdout
         self.pending: list[bytes | bytearray] = []
         self.size = 0
-        self.end = 0
+        self.end = 0  # where the input's last written record ends: from the resume record on, never backwards
         self.crc = 0  # CRC-32 of every result written to the output (on resume: from its first byte)
         self.digest = InputDigest(path if job.output and input_regular else None)  # never a pipe's second reader
         self.committed_at = time.monotonic()
@@ -370,11 +373,11 @@ class _Target:
                         )
                     ]
                 )
-            self.file = OutputFile(job.output, path, identity, input_fd, input_regular)
+            self.file = OutputFile(job.output, path, identity, inputs, input_regular)
         elif job.resume:
             raise KBErrors([KBError("batch.resume", "--resume needs -o OUTPUT (a file to continue)")])
         else:
-            _refuse_stdout_as_input(stdout, path if path is not None else input_fd)
+            _refuse_stdout_as_input(stdout, inputs, job.source)
         self.resume = job.resume
 
     def open(self) -> ResumeState:
@@ -383,6 +386,10 @@ class _Target:
             return ResumeState()
         state: ResumeState = self._io(lambda: file.open(self.resume))
         self.crc = state.output_crc32
+        # A resumed run's commits go on from the kept records' input extent: from 0, a resume with
+        # nothing left to read recorded the digest of no bytes, after which a replaced input was
+        # "resumed" into the same output and an appended one refused.
+        self.end = state.input_bytes
         return state
 
     def direct_fd(self) -> int | None:

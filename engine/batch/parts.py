@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fsgs_kb.engine.batch.files import resume_record, resume_temporary, same_file, write_failed
+from fsgs_kb.engine.batch.files import same_file, write_failed, written_beside
 from fsgs_kb.engine.batch.job import BatchJob, BatchSummary, run_batch
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.errors import KBError, KBErrors
@@ -197,14 +197,6 @@ def check_parts(source: str, parts: list[str], outdir: str) -> None:
     inputs = input_files(parts)
     for output, part in first_by_output.items():
         refuse_output_over_inputs(part, output, inputs)
-
-
-def written_beside(output: str) -> list[tuple[str, str]]:
-    """(path, what it is) of each file a local run writes beside an output part: its resume
-    record, and the temporary file that record is written to (named after this process, which
-    checks the parts and runs them). There is no lock file: the output part itself is locked."""
-    record = resume_record(output)
-    return [(record, "resume record"), (resume_temporary(record), "resume record's temporary file")]
 
 
 def refuse_written_beside(parts_by_output: dict[str, str]) -> None:

@@ -29,6 +29,7 @@ from fsgs_kb.engine.fhir.ndjson import LineError, read_ndjson
 from fsgs_kb.engine.fhir.refs import HISTORY, patient_ref, without_version
 
 BATCH = 500
+EXPORT_FILES = "*.ndjson"  # the files of an export directory, each read as NDJSON (not its subdirectories)
 _SCHEMA = """
 DROP TABLE IF EXISTS res; DROP TABLE IF EXISTS meds;
 CREATE TABLE res (ref TEXT NOT NULL, rtype TEXT NOT NULL, body TEXT NOT NULL,
@@ -72,11 +73,18 @@ def _server(ref: str, servers: set[str | None]) -> None:
     servers.add(parsed[0] if parsed else None)
 
 
+def export_files(directory: Path) -> list[Path]:
+    """The files a Bulk Data export directory is read from, in the order they are read: every
+    EXPORT_FILES entry that is a file or a link to one (a directory so named is not a part). A
+    batch run writes none of them, nor a new one (engine/batch/files.py, InputFiles)."""
+    return sorted(p for p in directory.glob(EXPORT_FILES) if p.is_file())
+
+
 def _index(
     directory: Path, db: sqlite3.Connection, max_line_bytes: int, max_depth: int, servers: set[str | None]
 ) -> Iterator[LineError]:
     rows: list[tuple[str, str, str, str, int]] = []
-    for path in sorted(p for p in directory.glob("*.ndjson") if p.is_file()):  # a directory so named is not a part
+    for path in export_files(directory):
         for number, item in read_ndjson(path, max_line_bytes, max_depth):
             if isinstance(item, LineError):
                 yield item

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.fhir.bulk import PatientGroup, group_bulk_export
+from fsgs_kb.engine.fhir.bulk import PatientGroup, export_files, group_bulk_export
 from fsgs_kb.engine.fhir.convert import convert_bundle
 from fsgs_kb.engine.fhir.errors import FhirInputError, field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
@@ -172,7 +172,7 @@ class FhirReader:
         root = Path(directory)
         if not root.is_dir():
             raise KBErrors([KBError("input.unreadable", "a Bulk Data export must be a directory", file=str(root))])
-        if not any(p.is_file() for p in root.glob("*.ndjson")):  # an empty or unfinished export is not "0 patients"
+        if not export_files(root):  # an empty or unfinished export is not "0 patients"
             found = sorted(p.name for p in root.iterdir())[:5]
             raise KBErrors(
                 [

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import errno
 import html
-import os
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from fsgs_kb.engine.explain.clinical import (
 )
 from fsgs_kb.engine.explain.wording import shaping_parameters
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
+from fsgs_kb.engine.fresh import write_replacing
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.model import KnowledgeBaseModel, ParamRef, Rule, rule_order
@@ -402,24 +401,10 @@ class Handbook:
         return svg(self.model, self.fields)
 
 
-def write_page(path: Path, content: str) -> None:
-    """Write a file without ever writing through what is there: the text goes to a new file
-    (O_CREAT | O_EXCL, a random name, in the same folder) that is then renamed over `path`.
-    A symbolic link planted at `path` is replaced, never followed."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def write_site(handbook: Handbook, out: Path) -> list[Path]:
-    """Write the HTML site into `out` (created if needed). Pages are written with write_page, and
-    a folder inside `out` that is a symbolic link is refused: nothing is written outside `out`."""
+    """Write the HTML site into `out` (created if needed). Pages are written with write_replacing
+    (engine/fresh.py), and a folder inside `out` that is a symbolic link is refused: nothing is
+    written outside `out`."""
     out.mkdir(parents=True, exist_ok=True)
     pages = handbook.pages()
     folders = sorted({(out / name).parent for name in pages} - {out})
@@ -430,6 +415,6 @@ def write_site(handbook: Handbook, out: Path) -> list[Path]:
         folder.mkdir(exist_ok=True)
     written = []
     for name, content in pages.items():
-        write_page(out / name, content)
+        write_replacing(out / name, content)
         written.append(out / name)
     return written

@@ -381,6 +381,60 @@ def test_resume_keeps_a_last_line_that_was_whole_without_its_newline(tmp_path: P
     assert_each_record_once(read_results(out), 11)
 
 
+# ---- a resume with nothing left to read keeps the recorded input -----------------------------------
+
+
+def _resume_record_state(out: Path) -> dict:
+    return json.loads((out.parent / (out.name + ".fsgs-kb.json")).read_text())["state"]
+
+
+def _finished_then_resumed(tmp_path: Path, source: Path) -> tuple[Path, dict]:
+    """`source`'s output, run to the end and then resumed with nothing left to read, and the state
+    the first run recorded (which the second must leave as it was)."""
+    out = tmp_path / "out.jsonl"
+    assert run("batch", source, "-o", out, "--quiet").rc == 0
+    recorded = _resume_record_state(out)
+    assert recorded["input_bytes"] == source.stat().st_size
+    result = run("batch", source, "-o", out, "--resume")
+    assert result.rc == 0 and "resumed after record 20" in result.err, result
+    assert _resume_record_state(out) == recorded, "a resume with nothing to do recorded another input"
+    return out, recorded
+
+
+def test_a_resume_with_nothing_left_refuses_a_replaced_input(tmp_path: Path) -> None:
+    """The resume record said input_bytes 0 and the digest of no bytes after such a resume: any
+    other input then "resumed after record 20", and its results were appended to the first's."""
+    source = _small(tmp_path, 20)
+    out, _ = _finished_then_resumed(tmp_path, source)
+    kept = out.read_bytes()
+    source.write_bytes(jsonl([good_line(f"OTHER{i}") for i in range(3)]))
+    result = run("batch", source, "-o", out, "--quiet", "--resume")
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    assert "error[batch.resume]" in result.err and "not the one this output was made from" in result.err, result
+    assert out.read_bytes() == kept
+
+
+def test_a_resume_with_nothing_left_then_an_appended_input_resumes_to_a_fresh_runs_bytes(tmp_path: Path) -> None:
+    """Records appended to the input after such a resume are evaluated by the next one (it was
+    refused, "the input is not the one this output was made from"), into what a fresh run of the
+    whole input writes, byte for byte, with the resume record a fresh run leaves."""
+    source = _small(tmp_path, 20)
+    out, _ = _finished_then_resumed(tmp_path, source)
+    with open(source, "ab") as more:
+        more.write(jsonl([good_line(f"MORE{i}") for i in range(7)]))
+    result = run("batch", source, "-o", out, "--resume")
+    assert_no_traceback(result)
+    assert result.rc == 0 and "resumed after record 20" in result.err, result
+    fresh = tmp_path / "fresh.jsonl"
+    assert run("batch", source, "-o", fresh, "--quiet").rc == 0
+    assert out.read_bytes() == fresh.read_bytes()
+    assert _resume_record_state(out) == _resume_record_state(fresh)
+    assert run("batch", source, "-o", out, "--quiet", "--resume").rc == 0
+    assert out.read_bytes() == fresh.read_bytes()
+    assert _resume_record_state(out) == _resume_record_state(fresh)
+
+
 # ---- F11: the resume record is never the input ---------------------------------------------------
 
 
@@ -393,6 +447,125 @@ def test_an_input_named_like_the_outputs_resume_record_is_refused(tmp_path: Path
     assert "error[batch.output_is_input]" in result.err and "resume record" in result.err, result
     assert source.read_bytes() == before
     assert not (tmp_path / "data").exists()
+
+
+# ---- a Bulk Data export's files are input: never the output, a resume record or the summary --------
+
+BULK = ("batch", "--input-format", "fhir-bulk", "--as-of", "2025-01-15")
+
+
+def _export(tmp_path: Path) -> Path:
+    """A small Bulk Data export: two Patients and an Observation of each, in two files."""
+    export = tmp_path / "export"
+    export.mkdir()
+    patients = [{"resourceType": "Patient", "id": p, "birthDate": "1980-01-01"} for p in ("a", "b")]
+    weights = [
+        {
+            "resourceType": "Observation",
+            "id": f"w{p}",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+            "subject": {"reference": f"Patient/{p}"},
+            "effectiveDateTime": "2025-01-10",
+            "valueQuantity": {"value": 70, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+        }
+        for p in ("a", "b")
+    ]
+    (export / "Patient.001.ndjson").write_bytes(jsonl([json.dumps(r).encode() for r in patients]))
+    (export / "Observation.001.ndjson").write_bytes(jsonl([json.dumps(r).encode() for r in weights]))
+    return export
+
+
+def _tree(folder: Path) -> dict[str, bytes | str]:
+    """Every name in `folder` and what it holds (a link: its target, unfollowed)."""
+    return {p.name: os.readlink(p) if p.is_symlink() else p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+# (what is planted in tmp_path before the run, the arguments after the export, the error code)
+BULK_CLASHES = {
+    "output-is-a-part": (lambda t, e: None, ["-o", "export/Patient.001.ndjson"], "batch.output_is_input"),
+    "output-links-to-a-part": (
+        lambda t, e: (t / "x.jsonl").symlink_to("export/Observation.001.ndjson"),
+        ["-o", "x.jsonl"],
+        "batch.output_is_input",
+    ),
+    "output-is-a-hard-link-to-a-part": (
+        lambda t, e: os.link(e / "Patient.001.ndjson", t / "hard.jsonl"),
+        ["-o", "hard.jsonl"],
+        "batch.output_is_input",
+    ),
+    "output-is-a-new-part": (lambda t, e: None, ["-o", "export/Results.ndjson"], "batch.output_is_input"),
+    "output-is-where-a-part-links": (
+        lambda t, e: (e / "Late.ndjson").symlink_to("../out.jsonl"),
+        ["-o", "out.jsonl"],
+        "batch.output_is_input",
+    ),
+    "resume-record-is-where-a-part-links": (
+        lambda t, e: (e / "Late.ndjson").symlink_to("../out.jsonl.fsgs-kb.json"),
+        ["-o", "out.jsonl"],
+        "batch.output_is_input",
+    ),
+    "resume-record-links-to-a-part": (
+        lambda t, e: (t / "out.jsonl.fsgs-kb.json").symlink_to("export/Patient.001.ndjson"),
+        ["-o", "out.jsonl"],
+        "batch.output_is_input",
+    ),
+    "summary-is-a-part": (
+        lambda t, e: None,
+        ["-o", "out.jsonl", "--summary", "export/Patient.001.ndjson"],
+        "cli.summary",
+    ),
+    "summary-links-to-a-part": (
+        lambda t, e: (t / "s.json").symlink_to("export/Observation.001.ndjson"),
+        ["-o", "out.jsonl", "--summary", "s.json"],
+        "cli.summary",
+    ),
+    "summary-is-a-new-part": (lambda t, e: None, ["-o", "out.jsonl", "--summary", "export/S.ndjson"], "cli.summary"),
+}
+
+
+@pytest.mark.parametrize("case", list(BULK_CLASHES))
+def test_nothing_batch_writes_is_a_file_of_the_bulk_export_it_reads(tmp_path: Path, case: str) -> None:
+    """`-o export/Patient.001.ndjson` overwrote that part with the run's results (and read them
+    back as input, exit 1), as did an -o or a --summary linked to a part. A new *.ndjson in the
+    export would be read as part of it (the files are listed once the output exists). Each is
+    refused, exit 2, before anything is written: the export and the folder are as they were."""
+    export = _export(tmp_path)
+    plant, args, code = BULK_CLASHES[case]
+    plant(tmp_path, export)
+    before = (_tree(tmp_path / "export"), sorted(p.name for p in tmp_path.iterdir()))
+    result = run(*BULK, "export", *args, "--quiet", cwd=tmp_path)
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    problems = _errors(result)
+    assert len(problems) == 1 and f"error[{code}]" in problems[0] and "Bulk Data export" in problems[0], result.err
+    assert (_tree(tmp_path / "export"), sorted(p.name for p in tmp_path.iterdir())) == before
+
+
+def test_results_appended_to_a_file_of_the_bulk_export_are_refused(tmp_path: Path) -> None:
+    export = _export(tmp_path)
+    before = _tree(export)
+    result = _bash(
+        tmp_path,
+        '$FSGS batch --input-format fhir-bulk --as-of 2025-01-15 export --quiet >> "$PART"',
+        PART=export / "Patient.001.ndjson",
+    )
+    assert_no_traceback(result)
+    assert result.rc == 2 and "error[batch.output_is_input]" in result.err, result
+    assert _tree(export) == before
+
+
+def test_a_bulk_export_beside_its_output_and_summary_is_read_whole(tmp_path: Path) -> None:
+    """Outside the export's *.ndjson files, the output, its resume record and the summary may be
+    anywhere, in the export's directory too: each patient once, the export untouched."""
+    export = _export(tmp_path)
+    before = _tree(export)
+    out = export / "results.jsonl"
+    result = run(*BULK, export, "-o", out, "--summary", export / "summary.json", "--quiet")
+    assert result.rc == 0, result
+    assert [r["patient_id"] for r in read_results(out)] == ["a", "b"]
+    assert json.loads((export / "summary.json").read_text())["records"] == 2
+    assert {k: v for k, v in _tree(export).items() if k in before} == before
 
 
 # ---- F15: a lock that cannot be taken is not "another run" ------------------------------------------

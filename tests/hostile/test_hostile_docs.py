@@ -1,8 +1,10 @@
-"""`docs -o DIR` writes only inside DIR: a symbolic link planted there is replaced, never
-written through."""
+"""`docs -o DIR` and `export fhir -o DIR` write only inside DIR: a symbolic link (or a FIFO)
+planted at a name they write is replaced, never written through (engine/fresh.py,
+write_replacing, the one writer of both)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,44 @@ def test_markdown_replaces_a_planted_link(tmp_path: Path, victim: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert victim.read_text(encoding="utf-8") == "precious\n"
     assert not (out / "handbook.md").is_symlink() and (out / "handbook.md").read_text(encoding="utf-8").startswith("#")
+
+
+@pytest.fixture(scope="module")
+def export_name(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The file name `export fhir` gives the bundled knowledge base's Bundle."""
+    out = tmp_path_factory.mktemp("clean-export")
+    proc = run_cli("export", "fhir", "-o", str(out), cwd=out)
+    assert proc.returncode == 0, proc.stderr
+    (written,) = out.iterdir()
+    return written.name
+
+
+@pytest.mark.parametrize("planted", ["link", "fifo"])
+def test_export_replaces_a_link_or_fifo_planted_at_its_file(
+    tmp_path: Path, victim: Path, export_name: str, planted: str
+) -> None:
+    """`export fhir -o DIR` wrote through a link at DIR/<kb>-<version>.fhir-bundle.json (the
+    victim overwritten, exit 0) and blocked forever opening a FIFO there."""
+    out = tmp_path / "export"
+    out.mkdir()
+    target = out / export_name
+    if planted == "link":
+        target.symlink_to(victim)
+    else:
+        os.mkfifo(target)
+    proc = run_cli("export", "fhir", "-o", str(out), cwd=tmp_path, cache=tmp_path / "cache", timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert target.is_file() and not target.is_symlink()
+    assert '"resourceType": "Bundle"' in target.read_text(encoding="utf-8")
+    assert [p.name for p in out.iterdir()] == [export_name], "no temporary file left"
+
+
+def test_export_over_a_directory_at_its_file_is_one_error(tmp_path: Path, export_name: str) -> None:
+    out = tmp_path / "export"
+    (out / export_name / "inside").mkdir(parents=True)
+    proc = run_cli("export", "fhir", "-o", str(out), cwd=tmp_path, cache=tmp_path / "cache", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{export_name}: error[cli.export] cannot write the export" in proc.stderr, proc.stderr
+    assert [p.name for p in out.iterdir()] == [export_name], "no temporary file left"
+    assert [p.name for p in (out / export_name).iterdir()] == ["inside"]

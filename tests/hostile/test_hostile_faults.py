@@ -318,6 +318,33 @@ def test_batch_to_a_closed_stdout_is_refused_before_anything_is_written(tmp_path
     assert not summary.exists()
 
 
+@pytest.mark.parametrize("summary", ["-", "/dev/stdout"])
+@pytest.mark.parametrize("parts", [False, True], ids=["file", "parts"])
+def test_a_summary_to_a_closed_stdout_is_refused_as_every_command_refuses_it(
+    tmp_path: Path, recorded, summary: str, parts: bool
+) -> None:
+    """`--summary -` with the results in a file and standard output closed was checked as
+    descriptor 1 (`cannot write the summary: Bad file descriptor`, and after a whole run when the
+    process had opened a file there, the lowest free descriptor, by the time of the check): it is
+    the closed standard output every command refuses up front (Python's sys.stdout is None)."""
+    patients, _ = recorded
+    source = str(patients)
+    if parts:
+        folder = tmp_path / "in"
+        folder.mkdir()
+        (folder / "a.jsonl").write_bytes(patients.read_bytes())
+        source = f"{folder}/*.jsonl"
+    out = tmp_path / "out"
+    argv = ["sh", "-c", 'exec "$0" "$@" >&-', FSGS[0], "batch", source, "-o", str(out), "--summary", summary, "--quiet"]
+    result = run_argv(argv)
+    assert_no_traceback(result)
+    assert result.rc == 2, result
+    lines = _error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("standard output: error[cli.output]"), lines
+    assert "closed before the command started" in lines[0] and "(hint: " in lines[0], lines
+    assert not out.exists(), "nothing is written for a run that cannot write its summary"
+
+
 @pytest.mark.parametrize("option", ["--summary", "--junit-xml"])
 def test_full_disk_for_a_report_file_is_an_io_error(tmp_path: Path, recorded, option: str) -> None:
     """--summary (batch) and --junit-xml (test) on a full disk: one line naming the file, exit 2
