@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from fsgs_kb.engine.compile.durable import EngineError
-from fsgs_kb.engine.compile.exact_form import Form, Node, Presence, exact_number
+from fsgs_kb.engine.compile.exact_form import Form, Node, Presence
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.codegen import NotCompiled, compiled_code
 from fsgs_kb.engine.evaluate.detail import reduce
@@ -38,6 +38,7 @@ from fsgs_kb.engine.evaluate.kleene import TRUTH_WORD, DerivedValue, copy_policy
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
 from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, Standard, settle_source
+from fsgs_kb.engine.intervals import exact_number
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.engine.load.templating import float_text
