@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import fsgs_kb
-from fsgs_kb.engine.compile.exact_form import Node, Presence, exact_number
+from fsgs_kb.engine.compile.exact_form import Node, Presence
 from fsgs_kb.engine.evaluate.exact import Domains
 from fsgs_kb.engine.evaluate.patient import validate_patient
+from fsgs_kb.engine.intervals import exact_number
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.model import Const
 

@@ -1,4 +1,4 @@
-"""The exact interval arithmetic of a missing derived value (engine/evaluate/exact.py `_apply`)
+"""The exact interval arithmetic of a missing derived value (engine/intervals.py `operation_range`)
 against its plain `Fraction` formulation, the one it replaced for speed: same ends, same
 closedness, same refusals, on generated intervals (ends at 0, negative, equal, open, huge and
 tiny, as floats turned exact the way patient values are)."""
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from fsgs_kb.engine.evaluate.exact import UNBOUNDED, Interval, _apply
+from fsgs_kb.engine.intervals import UNBOUNDED, Interval
+from fsgs_kb.engine.intervals import operation_range as _apply
 
 OPS = ("subtract", "multiply", "divide", "percent_change")
 

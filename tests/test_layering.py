@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "fsgs_kb"
 STAGES: list[tuple[str, ...]] = [
-    ("engine.drills", "engine.errors", "engine.fresh", "engine.model", "engine.suggest", "engine.version"),
+    ("engine.drills", "engine.errors", "engine.fresh", "engine.intervals", "engine.model", "engine.suggest")
+    + ("engine.version",),
     ("engine.load",),
     ("engine.read", "engine.fhir"),
     ("engine.check",),

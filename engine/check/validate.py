@@ -11,6 +11,7 @@ from fsgs_kb.engine.check.expansion import expansion_problems
 from fsgs_kb.engine.check.links import check_links
 from fsgs_kb.engine.check.magnitudes import magnitude_problems
 from fsgs_kb.engine.check.maplists import list_settling_problems
+from fsgs_kb.engine.check.overflow import overflow_problems
 from fsgs_kb.engine.check.prose import literal_thresholds
 from fsgs_kb.engine.check.static import meaning_problems, untested_problems
 from fsgs_kb.engine.check.valid import valid_part
@@ -69,6 +70,7 @@ def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:
     valid = valid_part(load.model, problems)  # one error hides what reads the part it is in, not the rest
     problems.extend(expansion_problems(valid, load.docs))
     problems.extend(magnitude_problems(valid, load.docs))
+    problems.extend(overflow_problems(valid, load.docs))
     problems.extend(meaning_problems(valid, load.docs))
     problems.extend(case_problems(valid, load.docs))
     if tested is not None:

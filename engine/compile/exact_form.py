@@ -26,22 +26,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Union
 
+from fsgs_kb.engine.intervals import Bound, exact_number
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.model import AllOf, AnyOf, Compare, Condition, Const, KnowledgeBaseModel, Not, ParamRef
 
-Bound = Union[Fraction, None]  # noqa: UP007 - None is infinite
 SEEN_LIMIT = 1024  # lists remembered per list variable (Var.cell_of)
-
-
-def exact_number(value: Any) -> Fraction:
-    """A number as written (1.17 is 117/100, not the nearest binary fraction)."""
-    if isinstance(value, float):
-        whole, point, decimals = repr(value).partition(".")
-        if point and decimals.isdigit():  # the usual plain decimal: no string parsing in Fraction
-            return Fraction(int(whole + decimals), 10 ** len(decimals))
-        return Fraction(repr(value))
-    return Fraction(value)
 
 
 @dataclass(frozen=True)

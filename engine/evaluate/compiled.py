@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from fsgs_kb.engine.compile.durable import EngineError
-from fsgs_kb.engine.compile.exact_form import Form, Node, Presence, exact_number
+from fsgs_kb.engine.compile.exact_form import Form, Node, Presence
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.codegen import NotCompiled, compiled_code
 from fsgs_kb.engine.evaluate.detail import reduce
@@ -35,10 +35,12 @@ from fsgs_kb.engine.evaluate.evaluation import OUTCOME, SCOPE_DERIVED, Evaluatio
 from fsgs_kb.engine.evaluate.exact import NARROWED, Recorded, State, constraint_values, relevant_vars, value_at
 from fsgs_kb.engine.evaluate.exact import decide as exact_decide
 from fsgs_kb.engine.evaluate.facts import fact_function
-from fsgs_kb.engine.evaluate.kleene import TRUTH_WORD, DerivedValue, copy_policy, exact, fmt, is_flat, plain
+from fsgs_kb.engine.evaluate.kleene import TRUTH_WORD, DerivedValue, copy_policy, exact, fmt, is_flat
 from fsgs_kb.engine.evaluate.output import dumps_bytes
+from fsgs_kb.engine.evaluate.overflow import DerivedOverflow
 from fsgs_kb.engine.evaluate.patient import UNKNOWN_ENUM
 from fsgs_kb.engine.evaluate.settle import Entries, EntryPlan, Shown, Source, Standard, settle_source
+from fsgs_kb.engine.intervals import exact_number
 from fsgs_kb.engine.load.conditions import walk
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.engine.load.templating import float_text
@@ -348,7 +350,7 @@ class _Generator:
                 emit(f"{d}h = ''.join(({', '.join(pieces)},))")
             return
         if spec.value is not None:
-            self.expression_value(spec.name, spec.value, "''", 1)
+            self.expression_value(spec.name, spec.value, "''", 1, None)
             return
         for when, _ in spec.cases:  # judged and worded up front: later code may use them, whichever case applies
             for leaf in walk(when):
@@ -360,7 +362,7 @@ class _Generator:
         # their recursion limits at ~1,000 — an error for every record of a valid knowledge base
         truths = [self.condition(when) for when, _ in spec.cases]
         emit(f"{d}c = True")
-        for (when, expr), (r, m) in zip(spec.cases, truths, strict=True):
+        for number, ((when, expr), (r, m)) in enumerate(zip(spec.cases, truths, strict=True)):
             emit(f"if {d}c:")
             emit(f"if {r} is True:", 2)
             texts = []
@@ -368,7 +370,7 @@ class _Generator:
                 self.word(plan, 3)
                 texts.append(plan.text)
             reason = f"' (because ' + '; '.join(({', '.join(texts)},)) + ')'"
-            self.expression_value(spec.name, expr, reason, 3)
+            self.expression_value(spec.name, expr, reason, 3, number)
             emit(f"{d}c = False", 3)
             emit(f"elif {r} is None:", 2)
             emit(f"{d}m = tuple(_dedupe({m})); {d}h = 'unknown: needs ' + ', '.join({d}m); {d}c = False", 3)
@@ -385,7 +387,7 @@ class _Generator:
             return
         if spec.value is not None:
             emit(f"{d}h = ''")
-            self.untold_value(name, spec.value, 1)
+            self.untold_value(name, spec.value, 1, None)
             return
         for when, _ in spec.cases:  # judged up front, as `derived` does
             for leaf in walk(when):
@@ -393,24 +395,25 @@ class _Generator:
         emit(f"{d}v = None; {d}m = (); {d}h = ''")
         truths = [self.condition(when) for when, _ in spec.cases]  # one flat run, as `derived` writes it
         emit(f"{d}c = True")
-        for (_, expr), (r, m) in zip(spec.cases, truths, strict=True):
+        for number, ((_, expr), (r, m)) in enumerate(zip(spec.cases, truths, strict=True)):
             emit(f"if {d}c:")
             emit(f"if {r} is True:", 2)
-            self.untold_value(name, expr, 3)
+            self.untold_value(name, expr, 3, number)
             emit(f"{d}c = False", 3)
             emit(f"elif {r} is None:", 2)
             emit(f"{d}m = tuple(_dedupe({m})); {d}c = False", 3)
 
-    def untold_value(self, name: str, expr: Expression, indent: int) -> None:
+    def untold_value(self, name: str, expr: Expression, indent: int, case: int | None) -> None:
         """`expression_value` without the account."""
         d = self.derived_vars[name]
         value, _, missing = self.expression(expr, indent, worded=False)
         emit = self.src.emit
         emit(f"if {value} is None: {d}v = None; {d}m = tuple({missing})", indent)
-        emit(f"else: {d}v = _qplain({value}) if type({value}) is tuple else {value}; {d}m = ()", indent)
+        made = f"_qplain({value}, {name!r}, {case!r})"  # DerivedOverflow beyond float range, naming the value
+        emit(f"else: {d}v = {made} if type({value}) is tuple else {value}; {d}m = ()", indent)
 
-    def expression_value(self, name: str, expr: Expression, reason: str, indent: int) -> None:
-        """As `Evaluator._expression_value`: d{i}v, d{i}m, d{i}h from an expression."""
+    def expression_value(self, name: str, expr: Expression, reason: str, indent: int, case: int | None) -> None:
+        """As `Evaluator._expression_value`: d{i}v, d{i}m, d{i}h from an expression (case number `case`)."""
         spec = self.model.derived[name]
         d = self.derived_vars[name]
         value, text, missing = self.expression(expr, indent)
@@ -420,7 +423,8 @@ class _Generator:
             indent,
         )
         emit("else:", indent)
-        emit(f"{d}v = _qplain({value}) if type({value}) is tuple else {value}; {d}m = ()", indent + 1)
+        made = f"_qplain({value}, {name!r}, {case!r})"  # DerivedOverflow beyond float range, naming the value
+        emit(f"{d}v = {made} if type({value}) is tuple else {value}; {d}m = ()", indent + 1)
         if isinstance(expr, Ref):
             emit(f"{d}h = {text} + {reason}", indent + 1)
         else:
@@ -659,15 +663,16 @@ def _qpct(a: Pair, b: Pair) -> Pair | None:
     return (-n, -d) if d < 0 else (n, d)
 
 
-def _qplain(value: Pair) -> float | int:
-    """`kleene.plain` of the pair's value."""
+def _qplain(value: Pair, name: str, case: int | None) -> float | int:
+    """`kleene.plain` of the pair's value, the value of derived value `name` (case number `case`),
+    which `DerivedOverflow` names when no double holds it."""
     n, d = value
     if n % d == 0 and abs(n // d) < 2**53:
         return n // d
     try:
-        return n / d
-    except OverflowError:  # beyond float range: plain() clamps it
-        return plain(Fraction(n, d))
+        return n / d  # correctly rounded, as float(Fraction(n, d)); OverflowError exactly when it is
+    except OverflowError:
+        raise DerivedOverflow(name, case) from None
 
 
 class CompiledEvaluator:
@@ -925,6 +930,8 @@ class CompiledEvaluator:
             return self._evaluate(patient, detail, evaluation.decision_record(input_sha, timestamp))
         except NotCompiled:
             raise  # the knowledge base evaluates with the reference instead (KnowledgeBase)
+        except DerivedOverflow as exc:  # while deriving: durable-rules was not asked
+            problem = evaluation.overflow_error(patient, exc)
         except EngineError as exc:
             problem = KBError("eval.engine", f"durable-rules: {exc}")
         except Exception as exc:  # never let one record take the caller down

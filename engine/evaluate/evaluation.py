@@ -17,6 +17,7 @@ from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.evaluate.accept import accepts
 from fsgs_kb.engine.evaluate.exact import Domains, Recorded, State, decide, relevant_vars
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome, copy_policy
+from fsgs_kb.engine.evaluate.overflow import DerivedOverflow, overflow_error
 from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
 from fsgs_kb.engine.load.conditions import expression_refs, reach, walk
 from fsgs_kb.engine.load.fields import catalogue
@@ -180,6 +181,8 @@ class Evaluation:
                 return self._failed(patient, input_sha, "invalid", problems, timestamp)
         try:
             return self._evaluate(patient, input_sha, timestamp)
+        except DerivedOverflow as exc:  # while deriving: durable-rules was not asked
+            return self._failed(patient, input_sha, "error", [self.overflow_error(patient, exc)], timestamp)
         except EngineError as exc:
             return self._failed(
                 patient, input_sha, "error", [KBError("eval.engine", f"durable-rules: {exc}")], timestamp
@@ -188,6 +191,10 @@ class Evaluation:
             return self._failed(
                 patient, input_sha, "error", [KBError("eval.internal", f"{type(exc).__name__}: {exc}")], timestamp
             )
+
+    def overflow_error(self, patient: dict[str, Any], exc: DerivedOverflow) -> KBError:
+        """The error of a record one of whose derived values no double holds."""
+        return overflow_error(self.model, self.evaluator.fields, patient, exc)
 
     def run_unchecked(self, patient: dict[str, Any]) -> dict[str, Any]:
         """The result for a schema-valid record whose cross-field consistency is not checked.

@@ -27,13 +27,11 @@ given the same possible cells as facts; any disagreement is an `error` result.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from fsgs_kb.engine.compile.exact_form import (
     Atom,
-    Bound,
     Cell,
     ExactForm,
     Fixed,
@@ -41,10 +39,10 @@ from fsgs_kb.engine.compile.exact_form import (
     Node,
     Presence,
     Var,
-    exact_number,
     simplify,
 )
 from fsgs_kb.engine.evaluate.patient import NEVER_CONTRADICTS
+from fsgs_kb.engine.intervals import UNBOUNDED, Bound, Interval, exact_number, operation_range
 from fsgs_kb.engine.load.conditions import expression_refs
 from fsgs_kb.engine.load.fields import FieldInfo
 from fsgs_kb.engine.model import Const, Derived, Expression, Op, Ref
@@ -55,26 +53,13 @@ State = tuple[tuple[int, ...], ...]  # per variable, its possible cells
 Recorded = Callable[[str, str], bool]
 
 
-@dataclass(frozen=True)
-class Interval:
-    lo: Bound
-    lo_closed: bool
-    hi: Bound
-    hi_closed: bool
-
-    @staticmethod
-    def point(value: Fraction) -> Interval:
-        return Interval(value, True, value, True)
-
-    def meets(self, cell: Cell) -> bool:
-        lo, lo_closed = _max_low((self.lo, self.lo_closed), (cell.lo, cell.lo_closed))
-        hi, hi_closed = _min_high((self.hi, self.hi_closed), (cell.hi, cell.hi_closed))
-        if lo is None or hi is None:
-            return True
-        return _below(lo, hi) or (_same(lo, hi) and lo_closed and hi_closed)
-
-
-UNBOUNDED = Interval(None, False, None, False)
+def meets(interval: Interval, cell: Cell) -> bool:
+    """Whether a range and a cell share a value."""
+    lo, lo_closed = _max_low((interval.lo, interval.lo_closed), (cell.lo, cell.lo_closed))
+    hi, hi_closed = _min_high((interval.hi, interval.hi_closed), (cell.hi, cell.hi_closed))
+    if lo is None or hi is None:
+        return True
+    return _below(lo, hi) or (_same(lo, hi) and lo_closed and hi_closed)
 
 
 # Bounds are Fractions (normalised: equal exactly when numerator and denominator are, the
@@ -245,7 +230,7 @@ class Domains:
                 found = tuple(i for i, c in enumerate(var.cells) if c.value in allowed)
             elif var.kind == "number":
                 interval = self._number_interval(info, key[1])
-                found = _hull(tuple(i for i, c in enumerate(var.cells) if interval.meets(c)))
+                found = _hull(tuple(i for i, c in enumerate(var.cells) if meets(interval, c)))
             else:
                 found = everything
             found = found or everything
@@ -318,7 +303,7 @@ class Domains:
         (engine/evaluate/compiled.py) builds the same key and looks in `memo` first."""
         ranges = self.derived_ranges(self.model.derived[var.name], values, record)
         everything = tuple(range(len(var.cells)))
-        found = _hull(tuple(i for i, c in enumerate(var.cells) if any(r.meets(c) for r in ranges))) or everything
+        found = _hull(tuple(i for i, c in enumerate(var.cells) if any(meets(r, c) for r in ranges))) or everything
         if len(self._memo) < MEMO_LIMIT:
             self._memo[key] = found
         return found
@@ -412,7 +397,7 @@ class Domains:
             return domain
         assert isinstance(expr, Op)
         a, b = (self._interval(arg, values, record, narrowed) for arg in expr.args)
-        return _apply(expr.name, a, b)
+        return operation_range(expr.name, a, b)
 
     def derived_inputs(self, spec: Derived) -> list[str]:
         """The fields a derived value reads (case conditions and expressions); worked out once
@@ -515,79 +500,3 @@ def value_at(record: dict[str, Any], keys: list[str]) -> Any:
             return None
         value = value[key]
     return None if value == "unknown" else value
-
-
-# ---- interval arithmetic (inputs are bounded; a divisor may approach 0 from above) -------------
-# Exact, on rationals held as (kind, numerator, denominator) with a positive denominator, kind
-# -1/+1 for -inf/+inf and 0 for a number: each corner is one or two integer products, compared
-# by cross-multiplying, and only the two ends become Fractions (normalised once). `Fraction`
-# arithmetic gave the same values at ~5 µs an operation (an ABC check and a gcd at every step),
-# and a record missing its dose paid ~50 µs here (tests/test_interval_arithmetic.py holds the
-# Fraction formulation as the reference).
-_Q = tuple[int, int, int]
-_PLUS_INF: _Q = (1, 1, 0)
-_MINUS_INF: _Q = (-1, -1, 0)
-
-
-def _lt(x: _Q, y: _Q) -> bool:
-    if x[0] != y[0]:
-        return x[0] < y[0]
-    return x[0] == 0 and x[1] * y[2] < y[1] * x[2]
-
-
-def _eq(x: _Q, y: _Q) -> bool:
-    return x[0] == y[0] and (x[0] != 0 or x[1] * y[2] == y[1] * x[2])
-
-
-def _bound(q: _Q, infinite: int) -> Bound:
-    """A rational end as an Interval bound: None for the infinity on its own side."""
-    if q[0] == infinite:
-        return None
-    if q[0]:
-        return Fraction(float("inf") * q[0])  # the other infinity: OverflowError, as Fraction(inf)
-    return Fraction(q[1], q[2])
-
-
-def _apply(name: str, a: Interval, b: Interval) -> Interval:
-    if a.lo is None or a.hi is None or b.lo is None or b.hi is None:
-        return UNBOUNDED
-    if name in ("divide", "percent_change"):
-        divisor = b if name == "divide" else a
-        assert divisor.lo is not None
-        if divisor.lo.numerator < 0 or (divisor.lo.numerator == 0 and divisor.lo_closed):
-            return UNBOUNDED
-    values: list[tuple[_Q, bool]] = []
-    for x, xc in ((a.lo, a.lo_closed), (a.hi, a.hi_closed)):
-        xn, xd = x.numerator, x.denominator
-        for y, yc in ((b.lo, b.lo_closed), (b.hi, b.hi_closed)):
-            yn, yd = y.numerator, y.denominator
-            attained = xc and yc
-            if name == "subtract":
-                values.append(((0, xn * yd - yn * xd, xd * yd), attained))
-            elif name == "multiply":
-                values.append(((0, xn * yn, xd * yd), attained))
-            elif name == "divide":
-                if yn == 0:  # the divisor approaches 0 from above, never reaches it; 0 / anything is 0
-                    end = _PLUS_INF if xn > 0 else _MINUS_INF if xn < 0 else (0, 0, 1)
-                    values.append((end, xn == 0 and xc))
-                elif yn > 0:
-                    values.append(((0, xn * yd, xd * yn), attained))
-                else:
-                    values.append(((0, -xn * yd, -xd * yn), attained))
-            elif xn == 0:  # percent_change from 0
-                values.append((_PLUS_INF if yn > 0 else _MINUS_INF if yn < 0 else (0, -100, 1), False))
-            else:  # percent_change from x to y: (y - x) / x * 100
-                n, d = (yn * xd - xn * yd) * xd * 100, yd * xd * xn
-                values.append(((0, n, d) if d > 0 else (0, -n, -d), attained))
-    low = high = values[0][0]
-    for q, _ in values[1:]:
-        if _lt(q, low):
-            low = q
-        if _lt(high, q):
-            high = q
-    return Interval(
-        _bound(low, -1),
-        any(att for q, att in values if _eq(q, low)),
-        _bound(high, 1),
-        any(att for q, att in values if _eq(q, high)),
-    )

@@ -12,12 +12,12 @@ missing inputs reported are those of the unknown items that could still change t
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, NamedTuple
 
+from fsgs_kb.engine.evaluate.overflow import DerivedOverflow
 from fsgs_kb.engine.load.conditions import expression_refs, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
 from fsgs_kb.engine.load.templating import float_text
@@ -56,14 +56,12 @@ def _exact(number: Any) -> Fraction:
 
 
 def _plain(number: Fraction) -> float | int:
-    """An exact result as int or float; beyond float range (a creatinine baseline of 5e-324
-    gives a 10^326 % rise) it is clamped to the largest float, which compares the same way."""
+    """An exact result as int or float (the float nearest it); beyond float range (a creatinine
+    baseline of 5e-324 gives a 10^326 % rise) OverflowError: no double holds it
+    (engine/evaluate/overflow.py)."""
     if number.denominator == 1 and abs(number) < 2**53:
         return int(number)
-    try:
-        return float(number)
-    except OverflowError:
-        return sys.float_info.max if number > 0 else -sys.float_info.max
+    return float(number)
 
 
 def how_of(condition: Condition, leaves: list[tuple[str, bool | None]]) -> str:
@@ -238,25 +236,35 @@ class Evaluator:
             how = how_of(spec.condition, [(leaf["text"], leaf["result"]) for leaf in outcome.leaves])
             return DerivedValue(spec.name, outcome.result, spec.unit, tuple(outcome.missing), how)
         if spec.value is not None:
-            return self._expression_value(spec, spec.value, values, known, "")
+            return self._expression_value(spec, spec.value, values, known, "", None)
         missing: list[str] = []
-        for when, expr in spec.cases:
+        for number, (when, expr) in enumerate(spec.cases):
             case = self.condition(when, values, known, memo)
             if case.result is True:
                 reason = "; ".join(leaf["text"] for leaf in case.leaves)
-                return self._expression_value(spec, expr, values, known, f" (because {reason})")
+                return self._expression_value(spec, expr, values, known, f" (because {reason})", number)
             if case.result is None:
                 missing.extend(m for m in case.missing if m not in missing)
                 return DerivedValue(spec.name, None, spec.unit, tuple(missing), "unknown: needs " + ", ".join(missing))
         return DerivedValue(spec.name, None, spec.unit, (), "no case applies")
 
     def _expression_value(
-        self, spec: Derived, expr: Expression, values: dict[str, Any], known: dict[str, DerivedValue], reason: str
+        self,
+        spec: Derived,
+        expr: Expression,
+        values: dict[str, Any],
+        known: dict[str, DerivedValue],
+        reason: str,
+        case: int | None,
     ) -> DerivedValue:
+        """`case`: the number of the case whose value `expr` is (None: the derived value's `value`)."""
         value, text, missing = self.expression(expr, values, known)
         if value is None:
             return DerivedValue(spec.name, None, spec.unit, tuple(missing), "unknown: needs " + ", ".join(missing))
-        plain = _plain(value) if isinstance(value, Fraction) else value
+        try:
+            plain = _plain(value) if isinstance(value, Fraction) else value
+        except OverflowError:
+            raise DerivedOverflow(spec.name, case) from None
         how = (
             f"{text} = {fmt(plain)} {spec.unit}".rstrip()
             if isinstance(value, Fraction) and not isinstance(expr, Ref)

@@ -10,6 +10,8 @@ pattern (its error 113), and no clinical rule needs more than a few levels.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, pointer_join
@@ -149,8 +151,13 @@ class ConditionParser:
             return tuple(raw)
         return raw
 
-    def expression(self, data: Any, pointer: str) -> Expression | None:
+    def expression(self, data: Any, pointer: str, operand: bool = False) -> Expression | None:
+        """`operand`: an operand of an arithmetic operation (a constant there is a number)."""
         if not isinstance(data, dict):
+            problem = constant_problem(data, operand)
+            if problem is not None:
+                self._fail("derived.expression", problem[0], pointer, problem[1])
+                return None
             return Const(data)
         if len(data) != 1:
             self._fail(
@@ -169,16 +176,16 @@ class ConditionParser:
                 self._fail("derived.expression", "percent_change takes {from: A, to: B}", child)
                 return None
             args = (
-                self.expression(value["from"], pointer_join(child, "from")),
-                self.expression(value["to"], pointer_join(child, "to")),
+                self.expression(value["from"], pointer_join(child, "from"), operand=True),
+                self.expression(value["to"], pointer_join(child, "to"), operand=True),
             )
         elif key in EXPRESSION_OPS:
             if not isinstance(value, list) or len(value) != 2:
                 self._fail("derived.expression", f"{key} takes a list of two expressions", child)
                 return None
             args = (
-                self.expression(value[0], pointer_join(child, 0)),
-                self.expression(value[1], pointer_join(child, 1)),
+                self.expression(value[0], pointer_join(child, 0), operand=True),
+                self.expression(value[1], pointer_join(child, 1), operand=True),
             )
         else:
             self._fail(
@@ -192,6 +199,47 @@ class ConditionParser:
         if any(a is None for a in args):
             return None
         return Op(key, tuple(a for a in args if a is not None), child)
+
+
+def constant_problem(value: Any, operand: bool) -> tuple[str, str] | None:
+    """(message, hint) for a constant an operation cannot compute with: anything but a number
+    ('abc' failed every record, true counted as 1, and YAML's text 1e200 was parsed as a number,
+    as '1e999999999' would have been, digit by digit). Infinity and NaN never get here
+    (yaml.not_finite, engine/load/yamlsafe.py)."""
+    if operand and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        hint = "write a number, or {field: ...}, {param: ...}, {derived: ...} or an operation"
+        if isinstance(value, str) and EXPONENT_TEXT.fullmatch(value.strip()):
+            written = _yaml_float(value.strip())
+            hint = (
+                f"YAML reads {value} as text; as a number it is beyond ±1.8e+308: scale it, or use another unit"
+                if math.isinf(float(written))
+                else f"YAML reads {value} as text: write {written}, with a point and a signed exponent"
+            )
+        elif isinstance(value, str) and DECIMAL_TEXT.fullmatch(value.strip()):
+            hint = f"write {value.strip()} without quotes: quoted, it is text"
+        return f"an operand of an operation is a number; {_as_written(value)} is not", hint
+    return None
+
+
+def _yaml_float(text: str) -> str:
+    """A number YAML 1.1 reads as text (1e200) as it reads it as a number (1.0e+200)."""
+    mantissa, _, exponent = text.lower().partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    if exponent and exponent[0] not in "+-":
+        exponent = "+" + exponent
+    return mantissa + ("e" + exponent if exponent else "")
+
+
+def _as_written(value: Any) -> str:
+    """A constant as YAML writes it (true, null, 'text')."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return repr(value)
+
+
+EXPONENT_TEXT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")  # YAML 1.1 reads 1e200 and 1.0e200 as text
+DECIMAL_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
 
 
 def operand_shape(op: str, value: Any, param: str | None = None) -> tuple[str, str]:

@@ -1,16 +1,18 @@
 """Load YAML for clinical editors: strict, located, and safe.
 
 PyYAML silently accepts things that change meaning without a word: a duplicate key keeps the
-last value, `no` becomes False (YAML 1.1), an unquoted 2024-01-02 becomes a date, and aliases can
-expand exponentially. Here each of those is an error that points at the line and column, and
-every node's position is remembered by JSON pointer so that later stages (schema checks, rule
-checks) can point into the YAML too. Nesting deeper than MAX_DEPTH is refused while the document
+last value, `no` becomes False (YAML 1.1), an unquoted 2024-01-02 becomes a date, `.nan` and
+`.inf` (or 1.0e+400) become numbers nothing compares with, and aliases can expand exponentially.
+Here each of those is an error that points at the line and column, and every node's position is
+remembered by JSON pointer so that later stages (schema checks, rule checks) can point into the
+YAML too. Nesting deeper than MAX_DEPTH is refused while the document
 is composed (`yaml.too_deep`), before any recursive stage could overflow Python's stack. Files
 are read by engine.load.files: regular files inside the rules directory, of bounded size.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +169,23 @@ class _Builder:
     def _fail(self, code: str, message: str, node: yaml.Node, hint: str, pointer: str) -> None:
         self.errors.append(_located_error(self.located.file, code, message, _pos(node.start_mark), hint, pointer))
 
+    def _not_finite(self, text: str, number: float, node: yaml.Node, pointer: str) -> None:
+        """`.nan`, `.inf` or a number beyond ±1.8e308, which YAML reads as infinity: nothing
+        compares with it exactly, and no result or durable-rules fact holds it (a parameter of
+        .nan failed validate with a traceback; a derived value of .inf made durable-rules, given
+        null, disagree with the explanation; one times .inf failed every record)."""
+        if math.isnan(number):
+            message = f"'{text}' (not a number) cannot be a threshold, a value or a result: nothing compares with it"
+        else:
+            message = (
+                f"'{text}' (infinity) cannot be a threshold, a value or a result"
+                if text.lstrip("+-").startswith(".")
+                else f"'{text}' is beyond ±1.8e+308, the range of a double: YAML reads it as infinity, which cannot "
+                "be a threshold, a value or a result"
+            )
+        hint = "write the number meant, within ±1.8e+308: in a unit in which it is smaller, if need be"
+        self._fail("yaml.not_finite", message, node, hint, pointer)
+
     def _mapping(self, node: yaml.MappingNode, pointer: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -225,7 +244,10 @@ class _Builder:
         if tag == "tag:yaml.org,2002:null":
             return None
         if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-            return yaml.safe_load(text)
+            number = yaml.safe_load(text)
+            if isinstance(number, float) and not math.isfinite(number):
+                self._not_finite(text, number, node, pointer)
+            return number
         if tag != "tag:yaml.org,2002:str":
             self._fail("yaml.tag", f"unsupported tag {tag}", node, "remove the tag", pointer)
         return text
