@@ -221,6 +221,9 @@ def test_a_map_version_only_goes_up_and_layout_is_no_change(repo: Path) -> None:
     assert lower.returncode == 1, lower.stdout + lower.stderr
     assert "fhir-map.yaml: /settings/same_time_tolerance_pct: 1.0 → 2.0" in lower.stdout
     assert f"fhir-map.yaml map_version went from {MAP_VERSION} to 0.0.1: versions only go up" in lower.stdout
+    edit_map(rules, "same_time_tolerance_pct: 2.0", "same_time_tolerance_pct: 1.0")
+    only_lower = diff_cli(repo, "git:HEAD", "rules")  # the map as it was, under a version it may have had before
+    assert only_lower.returncode == 1 and "versions only go up" in only_lower.stdout, only_lower.stdout
 
 
 def test_audit_one_rule_shows_quote_parameters_and_flags() -> None:

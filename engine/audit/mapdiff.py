@@ -102,14 +102,12 @@ def _check_version(old: MapSide, new: MapSide, out: MapDiff) -> None:
     before, after = old.version, new.version
     if before != after:
         out.add("map_version", f"map_version {before} → {after}", old=before, new=after)
-    if canonical_json(_without_version(old.data)) == canonical_json(_without_version(new.data)):
-        return  # only map_version changed
-    if before == after:
+        if _key(after) <= _key(before):  # a lower version may name a map released before
+            out.violations.append(f"{MAP_FILE} map_version went from {before} to {after}: versions only go up")
+    elif canonical_json(_without_version(old.data)) != canonical_json(_without_version(new.data)):
         out.violations.append(
             f"{MAP_FILE} changed but its map_version is still {after}: raise map_version in {MAP_FILE}"
         )
-    elif _key(after) <= _key(before):
-        out.violations.append(f"{MAP_FILE} map_version went from {before} to {after}: versions only go up")
 
 
 def _without_version(data: Any) -> Any:
