@@ -923,13 +923,16 @@ def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
 
     A rule's meaning is its own YAML and every parameter and derived value it reaches (value,
     unit, boundary, provenance, definition): when any of them changed, the rule's version must go
-    up with a history entry, and the knowledge base's with a changelog entry.
+    up with a history entry, and the knowledge base's with a changelog entry. The FHIR map
+    (fhir-map.yaml) is versioned on its own: any change to what it says (codes, settings,
+    sources, conversions, medications, fields) needs a higher map_version.
 
     Exit 1 when something changed without those bumps; 2 when a side cannot be read, or NEW does
-    not validate (OLD is compared as long as it loads: a check added since may reject it).
+    not validate, its FHIR map included (OLD is compared as long as it loads: a check added since
+    may reject it, and its map is only parsed).
     """
     with temporary_workdir() as work:
-        sides = [load_side(spec, rules_path, Path(work)) for spec in (old, new)]
+        sides = [load_side(old, rules_path, Path(work)), load_side(new, rules_path, Path(work), check_map=True)]
         if sides[0].report.load.errors or not sides[0].report.load.model.rules:
             fail(sides[0].report.errors, note=f"{sides[0].label} cannot be read")
         if not sides[0].report.ok:
@@ -955,11 +958,12 @@ def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
 
 
 def _side_identity(side: KBSide) -> dict[str, Any]:
-    manifest = side.report.load.model.manifest
+    manifest, fmap = side.report.load.model.manifest, side.fhir_map
     return {
         "id": manifest.get("id"),
         "version": manifest.get("version"),
         "fingerprint": side.fingerprint,
+        "fhir_map": None if fmap is None else {"version": fmap.version, "sha256": fmap.sha256},
         "path": side.label,
     }
 

@@ -143,6 +143,89 @@ def test_a_rule_changed_without_its_version(repo: Path) -> None:
     )
 
 
+MAP_VERSION = str(yaml.safe_load((RULES / "fhir-map.yaml").read_text(encoding="utf-8"))["map_version"])
+
+
+def edit_map(rules: Path, old: str, new: str) -> None:
+    path = rules / "fhir-map.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) >= 1, old
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def diff_cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`fsgs-kb diff ARGS` as a real subprocess, in the repository (git:REV is read from there)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fsgs_kb", "diff", *args], capture_output=True, text=True, timeout=300, cwd=repo
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "shown"),
+    [
+        (
+            'code: "29463-7"',
+            'code: "3141-9"',
+            [
+                "fhir-map.yaml: code set body_weight (fills weight_kg): code http://loinc.org|29463-7 removed",
+                "fhir-map.yaml: code set body_weight (fills weight_kg): code http://loinc.org|3141-9 added",
+            ],
+        ),
+        (
+            "unverified_codes: ignore ",
+            "unverified_codes: use ",
+            ["fhir-map.yaml: /settings/unverified_codes: ignore → use"],
+        ),
+    ],
+)
+def test_a_map_change_needs_a_new_map_version(repo: Path, old: str, new: str, shown: list[str]) -> None:
+    """Hostile sweep: a changed FHIR map printed "no change" and passed CI's versioning check, so
+    results from two maps claimed one map_version. The map is outside the KB fingerprint (it has
+    its own version and sha256 in every FHIR decision): only map_version must go up."""
+    edit_map(repo / "rules", old, new)
+    unversioned = diff_cli(repo, "git:HEAD", "rules")
+    assert unversioned.returncode == 1, unversioned.stdout + unversioned.stderr
+    assert "no change" not in unversioned.stdout
+    for line in shown:
+        assert f"\n  {line}" in unversioned.stdout, unversioned.stdout
+    lines = (repo / "rules" / "fhir-map.yaml").read_text(encoding="utf-8").splitlines()
+    at = next(f"{n}:{line.index(MAP_VERSION)}" for n, line in enumerate(lines, 1) if line.startswith("map_version:"))
+    assert (
+        f"rules/fhir-map.yaml:{at}: error[diff.unversioned] fhir-map.yaml changed but its map_version is still "
+        f"{MAP_VERSION}: raise map_version in fhir-map.yaml"
+    ) in unversioned.stdout
+    assert "error[diff.unversioned] the knowledge base changed" not in unversioned.stdout  # not in the fingerprint
+    edit_map(repo / "rules", f'map_version: "{MAP_VERSION}"', 'map_version: "9.0.0"')
+    git(repo, "commit", "-qam", "map changed, map_version raised")
+    versioned = diff_cli(repo, "git:HEAD~1", "git:HEAD", "--format", "json")
+    assert versioned.returncode == 0, versioned.stdout + versioned.stderr
+    payload = json.loads(versioned.stdout)
+    assert payload["violations"] == []
+    assert payload["old"]["fingerprint"] == payload["new"]["fingerprint"]
+    assert (payload["old"]["fhir_map"]["version"], payload["new"]["fhir_map"]["version"]) == (MAP_VERSION, "9.0.0")
+    assert payload["old"]["fhir_map"]["sha256"] != payload["new"]["fhir_map"]["sha256"]
+    bump = next(c for c in payload["changes"] if c["kind"] == "map_version")
+    assert (bump["subject"], bump["detail"]) == ("fhir-map.yaml", f"map_version {MAP_VERSION} → 9.0.0")
+
+
+def test_a_map_version_only_goes_up_and_layout_is_no_change(repo: Path) -> None:
+    rules = repo / "rules"
+    edit_map(rules, "# FHIR R4 -> fsgs-kb patient record map.", "# FHIR R4 -> patient record map (reworded).")
+    statuses = "observation_statuses: [final, amended, corrected]"
+    edit_map(rules, statuses, statuses.replace(", ", ","))
+    same = diff_cli(repo, "git:HEAD", "rules")
+    assert same.returncode == 0 and "no change" in same.stdout, same.stdout + same.stderr
+    edit_map(rules, "same_time_tolerance_pct: 1.0", "same_time_tolerance_pct: 2.0")
+    edit_map(rules, f'map_version: "{MAP_VERSION}"', 'map_version: "0.0.1"')
+    lower = diff_cli(repo, "git:HEAD", "rules")
+    assert lower.returncode == 1, lower.stdout + lower.stderr
+    assert "fhir-map.yaml: /settings/same_time_tolerance_pct: 1.0 → 2.0" in lower.stdout
+    assert f"fhir-map.yaml map_version went from {MAP_VERSION} to 0.0.1: versions only go up" in lower.stdout
+    edit_map(rules, "same_time_tolerance_pct: 2.0", "same_time_tolerance_pct: 1.0")
+    only_lower = diff_cli(repo, "git:HEAD", "rules")  # the map as it was, under a version it may have had before
+    assert only_lower.returncode == 1 and "versions only go up" in only_lower.stdout, only_lower.stdout
+
+
 def test_audit_one_rule_shows_quote_parameters_and_flags() -> None:
     result = invoke("audit", "--rule", "CSA-NEPHROTOX-SUSPECTED")
     assert result.exit_code == 0

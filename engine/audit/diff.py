@@ -1,5 +1,6 @@
 """Compare two knowledge bases, and enforce versioning: a changed rule needs a new version and a
-history entry; a changed knowledge base needs a new manifest version and a changelog entry.
+history entry; a changed knowledge base needs a new manifest version and a changelog entry; a
+changed FHIR map needs a new map_version (engine.audit.mapdiff: the map is versioned on its own).
 
 Either side may be a directory or `git:REV`, read with `git archive` into a temporary
 directory: the working tree is never touched. REV is resolved to a commit hash first
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fsgs_kb.engine.audit.mapdiff import MapSide, compare_maps, load_map_side
 from fsgs_kb.engine.check.checks import version_key
 from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
 from fsgs_kb.engine.compile.proof import prove
@@ -26,6 +28,7 @@ from fsgs_kb.engine.load.fingerprint import canonical_json
 from fsgs_kb.engine.load.templating import TEMPLATED_FIELDS, placeholders
 
 RULE_META = ("version", "history")
+MAP_SUBJECT = "fhir-map.yaml"
 OWN = "its own text or condition"
 
 
@@ -37,6 +40,7 @@ class KBSide:
     rule_data: dict[str, dict[str, Any]]
     parameter_data: dict[str, Any] = field(default_factory=dict)
     derived_data: dict[str, Any] = field(default_factory=dict)
+    fhir_map: MapSide | None = None
 
 
 GIT_TIMEOUT_S = 60
@@ -161,10 +165,11 @@ def _check_member(member: tarfile.TarInfo, spec: str) -> None:
         )
 
 
-def load_side(spec: str, rules_path: str, workdir: Path) -> KBSide:
-
+def load_side(spec: str, rules_path: str, workdir: Path, *, check_map: bool = False) -> KBSide:
+    """One side of a diff. check_map: validate its FHIR map too (the new side, as `validate` does);
+    an old revision's map is only parsed, since today's patient schema may postdate it."""
     directory = materialize(spec, rules_path, workdir)
-    report = prove(validate_dir(directory, fhir_map=False))  # the map is not versioned with the rules
+    report = prove(validate_dir(directory, fhir_map=check_map))
     rule_data, parameter_data, derived_data = {}, {}, {}
     for doc in report.load.docs.values():
         if not isinstance(doc.data, dict):
@@ -175,7 +180,8 @@ def load_side(spec: str, rules_path: str, workdir: Path) -> KBSide:
             parameter_data = doc.data["parameters"]
         elif isinstance(doc.data.get("derived"), dict):
             derived_data = doc.data["derived"]
-    return KBSide(spec, report, report.load.fingerprint, rule_data, parameter_data, derived_data)
+    fhir_map = load_map_side(directory)
+    return KBSide(spec, report, report.load.fingerprint, rule_data, parameter_data, derived_data, fhir_map)
 
 
 def reaches(side: KBSide, rule_id: str) -> tuple[list[str], list[str]]:
@@ -260,6 +266,10 @@ def compare(old: KBSide, new: KBSide) -> KBDiff:
         diff.add("kb_scope", "kb.yaml", "scope explanation changed (who the review covers, the reasons results give)")
     if old_m.get("version") != new_m.get("version"):
         diff.add("kb_version", "kb.yaml", f"{old_m.get('version')} → {new_m.get('version')}")
+    mapped = compare_maps(old.fhir_map, new.fhir_map)  # not in the fingerprint: versioned by map_version
+    for kind, detail, extra in mapped.changes:
+        diff.add(kind, MAP_SUBJECT, detail, **extra)
+    diff.violations.extend(mapped.violations)
     return diff
 
 

@@ -2,7 +2,9 @@
 
 The knowledge-base fingerprint hashes the parsed content of every YAML file (canonical JSON,
 sorted keys) with its path, so comments and formatting do not change it but any change of
-meaning does. Scenario tests under tests/ are not knowledge and are left out.
+meaning does. Scenario tests under tests/ are not knowledge and are left out; so is the FHIR
+map (fhir-map.yaml), which the loader does not read: it is versioned by its own map_version, and
+a FHIR result records its sha256 (engine.audit.mapdiff makes diff require the version bump).
 """
 
 from __future__ import annotations

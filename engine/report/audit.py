@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fsgs_kb.engine.audit.diff import KBDiff, KBSide
+from fsgs_kb.engine.audit.diff import MAP_SUBJECT, KBDiff, KBSide
 from fsgs_kb.engine.audit.replay import carried_note, replay_counts
 from fsgs_kb.engine.audit.trace import Trace
 from fsgs_kb.engine.errors import KBError
@@ -294,6 +294,9 @@ def impact_text(report: dict[str, Any], limit: int = 20) -> str:
 def _version_place(side: KBSide, violation: str) -> tuple[str, int | None, int | None]:
     """Where to raise the version a violation is about: the rule's `version:` line, or kb.yaml's."""
     model = side.report.load.model
+    fmap = side.fhir_map
+    if fmap is not None and violation.startswith(MAP_SUBJECT + " "):
+        return (fmap.file, *fmap.positions.get("/map_version", (None, None)))
     subject = violation.split("'", 1)[0].split(" ", 1)[0]
     rule = model.rules.get(subject)
     files = side.report.load.docs
@@ -316,5 +319,16 @@ def diff_text(old: KBSide, new: KBSide, diff: KBDiff) -> str:
     for change in diff.changes:
         lines.append(f"  {change['subject']}: {change['detail']}")
     hint = "bump the version and add a history (rule) or changelog (kb.yaml) entry"
-    lines += [format_error(KBError("diff.unversioned", v, *_version_place(new, v), hint=hint)) for v in diff.violations]
+    map_hint = "FHIR results record the map by map_version and sha256; it is versioned on its own, not by kb.yaml"
+    lines += [
+        format_error(
+            KBError(
+                "diff.unversioned",
+                v,
+                *_version_place(new, v),
+                hint=map_hint if v.startswith(MAP_SUBJECT + " ") else hint,
+            )
+        )
+        for v in diff.violations
+    ]
     return "\n".join(lines)

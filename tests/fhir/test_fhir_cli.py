@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -235,12 +236,28 @@ def test_a_site_adds_a_local_code_in_the_map_alone(tmp_path: Path) -> None:
 
 def test_diff_compares_rules_even_when_an_old_map_predates_the_patient_schema(tmp_path: Path) -> None:
     """CI runs `diff git:HEAD~1 rules`: an old revision's map, checked against today's patient
-    schema, must not make the old knowledge base 'not validate' (the map is not versioned with it)."""
+    schema, must not make the old knowledge base 'not validate' (its map is only parsed and
+    compared: a lower map_version makes the change a versioned one)."""
     old = tmp_path / "old"
     shutil.copytree(project_file("rules"), old)
     path = old / "fhir-map.yaml"
-    path.write_text(path.read_text().replace("\n  other_immunosuppressants:\n", "\n  other_immunosuppressant:\n"))
+    text = path.read_text().replace("\n  other_immunosuppressants:\n", "\n  other_immunosuppressant:\n")
+    path.write_text(re.sub(r'map_version: "[0-9.]+"', 'map_version: "0.0.1"', text))
     assert cli("validate", "--rules", old).returncode == 1
     proc = cli("diff", old, project_file("rules"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "no change" in proc.stdout
+    assert "fhir-map.yaml: /fields/other_immunosuppressant: removed" in proc.stdout
+    assert "fhir-map.yaml: /fields/other_immunosuppressants: added" in proc.stdout
+    assert "rules: no change" not in proc.stdout and "error" not in proc.stdout
+
+
+def test_diff_checks_the_new_map_as_validate_does(tmp_path: Path) -> None:
+    """The new side's map must validate (`validate` would refuse it): a map field the patient
+    record does not have is located, exit 2, not compared."""
+    new = tmp_path / "new"
+    shutil.copytree(project_file("rules"), new)
+    path = new / "fhir-map.yaml"
+    path.write_text(path.read_text().replace("\n  other_immunosuppressants:\n", "\n  other_immunosuppressant:\n"))
+    proc = cli("diff", project_file("rules"), new)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "fhir-map.yaml:" in proc.stderr and "other_immunosuppressant" in proc.stderr
