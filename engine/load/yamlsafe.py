@@ -2,7 +2,10 @@
 
 PyYAML silently accepts things that change meaning without a word: a duplicate key keeps the
 last value, `no` becomes False (YAML 1.1), an unquoted 2024-01-02 becomes a date, and aliases can
-expand exponentially. Here each of those is an error that points at the line and column, and
+expand exponentially. Numbers are read as YAML 1.2 (and JSON) read them: `1e300` is a number, not
+the text PyYAML's YAML 1.1 resolver makes of it, and a form the two versions read differently
+(`0110` is 72 in YAML 1.1, `1:30` is 90, `0x5A`, `0b1011010`, `9_0`) is refused, because it
+silently changes a threshold. Here each of those is an error that points at the line and column, and
 every node's position is remembered by JSON pointer so that later stages (schema checks, rule
 checks) can point into the YAML too. Nesting deeper than MAX_DEPTH is refused while the document
 is composed (`yaml.too_deep`), before any recursive stage could overflow Python's stack. Files
@@ -32,6 +35,7 @@ __all__ = [
     "load_yaml",
     "located_error",
     "parse_yaml",
+    "read_scalar",
     "surrogate_problem",
     "without_surrogates",
 ]
@@ -201,34 +205,134 @@ class _Builder:
         return out
 
     def _scalar(self, node: yaml.ScalarNode, pointer: str) -> Any:
-        text, tag = node.value, node.tag
-        if has_surrogate(text):
-            message, hint = surrogate_problem(text)
-            self._fail("yaml.surrogate", message, node, hint, pointer)
-            text = without_surrogates(text)  # nothing after the check (the fingerprint's UTF-8) meets it
-        if node.style and node.style in "'\"|>":  # a plain scalar's style: None from PyYAML, "" from libyaml
-            return text
-        if tag == "tag:yaml.org,2002:bool":
-            if text.lower() in TRUE_FALSE:
-                return TRUE_FALSE[text.lower()]
-            self._fail(
+        value, problems = read_scalar(node)
+        for code, message, hint in problems:
+            self._fail(code, message, node, hint, pointer)
+        return value
+
+
+Problem = tuple[str, str, str]  # (code, message, hint) of a scalar that cannot be trusted
+
+
+def read_scalar(node: yaml.ScalarNode) -> tuple[Any, list[Problem]]:
+    """The value of one composed scalar, and what is wrong with it: one reading of every scalar
+    for each YAML file we load (the knowledge base, its scenarios, the FHIR map, the service
+    configuration), so that `no`, a date or `0110` means the same refusal everywhere."""
+    text, tag = node.value, node.tag
+    problems: list[Problem] = []
+    if has_surrogate(text):
+        message, hint = surrogate_problem(text)
+        problems.append(("yaml.surrogate", message, hint))
+        text = without_surrogates(text)  # nothing after the check (the fingerprint's UTF-8) meets it
+    if node.style and node.style in "'\"|>":  # a plain scalar's style: None from PyYAML, "" from libyaml
+        return text, problems
+    if tag == "tag:yaml.org,2002:bool":
+        if text.lower() in TRUE_FALSE:
+            return TRUE_FALSE[text.lower()], problems
+        problems.append(
+            (
                 "yaml.boolean",
                 f"'{text}' is a YAML 1.1 boolean",
-                node,
                 f'write true or false, or quote it ("{text}") if you mean the word',
-                pointer,
             )
-            return text
-        if tag == "tag:yaml.org,2002:timestamp":
-            self._fail("yaml.date", f"'{text}' would be read as a date", node, f'quote it: "{text}"', pointer)
-            return text
-        if tag == "tag:yaml.org,2002:null":
-            return None
-        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-            return yaml.safe_load(text)
-        if tag != "tag:yaml.org,2002:str":
-            self._fail("yaml.tag", f"unsupported tag {tag}", node, "remove the tag", pointer)
-        return text
+        )
+        return text, problems
+    if tag == "tag:yaml.org,2002:timestamp":
+        problems.append(("yaml.date", f"'{text}' would be read as a date", f'quote it: "{text}"'))
+        return text, problems
+    if tag == "tag:yaml.org,2002:null":
+        return None, problems
+    if tag in (INT, FLOAT, NUMBER_TRAP):
+        if number_tag(text) in (INT, FLOAT):
+            return _number(text), problems
+        problems.append(number_trap(text))
+        return text, problems
+    if tag != "tag:yaml.org,2002:str":
+        problems.append(("yaml.tag", f"unsupported tag {tag}", "remove the tag"))
+    return text, problems
+
+
+INT = "tag:yaml.org,2002:int"
+FLOAT = "tag:yaml.org,2002:float"
+NUMBER_TRAP = "tag:fsgs-kb,2024:number-trap"  # a plain scalar YAML 1.1 and 1.2 read differently
+_INT_12 = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9]+\Z")
+_FLOAT_12 = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z")
+_INF_NAN = re.compile(r"(?:[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z")
+_OCTAL_12 = re.compile(r"[-+]?0o[0-7]+\Z")
+_YAML_11_NUMBERS = [
+    regexp
+    for tag, regexp in yaml.resolver.Resolver.yaml_implicit_resolvers["1"]
+    if tag in (INT, FLOAT)  # PyYAML's own YAML 1.1 forms: whatever it would make a number
+]
+
+
+def number_tag(text: str) -> str | None:
+    """The tag of a plain scalar that looks like a number: int or float as YAML 1.2's core schema
+    (and JSON) reads it, NUMBER_TRAP for a form YAML 1.1 reads otherwise, None if no number."""
+    if _INT_12.match(text):
+        return INT
+    if _LEADING_ZERO.match(text):
+        return NUMBER_TRAP
+    if _FLOAT_12.match(text) or _INF_NAN.match(text):
+        return FLOAT
+    if _OCTAL_12.match(text) or any(regexp.match(text) for regexp in _YAML_11_NUMBERS):
+        return NUMBER_TRAP
+    return None
+
+
+def _number(text: str) -> int | float:
+    if _INT_12.match(text):
+        return int(text)
+    lowered = text.lower()
+    if lowered.endswith(".nan"):
+        return float("nan")
+    if lowered.endswith(".inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
+    return float(text)
+
+
+def _yaml_11_reading(text: str) -> Any:
+    """What PyYAML's YAML 1.1 resolver makes of `text` (a short scalar), for the message."""
+    try:
+        return yaml.safe_load(text) if len(text) <= 64 else None
+    except (yaml.YAMLError, ValueError):
+        return None
+
+
+def number_trap(text: str) -> Problem:
+    """The refusal of a number form YAML 1.1 and YAML 1.2 read differently: what YAML 1.1 (PyYAML,
+    most tools in Python) reads, and the plain decimal to write instead (review: `value: 0110` in
+    parameters.yaml became a threshold of 72, `1:30` of 90)."""
+    digits = text.lstrip("+-")
+    if ":" in text:
+        why = "YAML 1.1 reads numbers with colons in base 60, like a time"
+    elif digits[:2] in ("0x", "0X"):
+        why = "a hexadecimal number"
+    elif digits[:2] in ("0b", "0B"):
+        why = "a binary number"
+    elif digits[:2] == "0o":
+        why = "an octal number in YAML 1.2, text in YAML 1.1"
+    elif "_" in text:
+        why = "YAML 1.1 ignores _ in numbers"
+    else:
+        why = "YAML 1.1 reads a number with a leading 0 as octal"
+    reading = _yaml_11_reading(text)
+    if why.endswith("as octal") and isinstance(reading, str):
+        why += ", which 8 and 9 are not"
+    read = f"the text '{text}'" if reading is None or isinstance(reading, str) else repr(reading)
+    if digits[:2] == "0o":
+        decimal: Any = int(text.replace("0o", ""), 8)
+    elif ":" not in text and digits[:2] not in ("0x", "0X", "0b", "0B"):
+        decimal = (text[: len(text) - len(digits)] + (digits.replace("_", "").lstrip("0") or "0")).lstrip("+")
+    else:
+        decimal = reading if isinstance(reading, (int, float)) and not isinstance(reading, bool) else None
+    plain = f" ({decimal})" if decimal is not None else ""
+    return (
+        "yaml.number",
+        f"'{text}' is read as {read} ({why})",
+        f'write the number in plain decimal digits{plain}, or quote it ("{text}") if you mean text',
+    )
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -278,7 +382,19 @@ def is_alias(node: yaml.Node) -> bool:
     return isinstance(node, _AliasNode)
 
 
-class _DepthLimitedLoader(yaml.SafeLoader):
+class _NumbersResolver(yaml.resolver.Resolver):
+    """PyYAML's resolver with numbers read as YAML 1.2 reads them (number_tag): the one place a
+    plain scalar becomes a number, for libyaml's composer and PyYAML's alike."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0]:
+            tag = number_tag(value)
+            if tag is not None:
+                return tag
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+
+
+class _DepthLimitedLoader(_NumbersResolver, yaml.SafeLoader):
     """PyYAML's composer recurses once per nesting level: stop it at MAX_DEPTH, where it is."""
 
     depth = 0
@@ -296,7 +412,8 @@ class _DepthLimitedLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
-_LIBYAML: Any = getattr(yaml, "CSafeLoader", None)  # PyYAML built with libyaml (the wheels are)
+_CSAFE: Any = getattr(yaml, "CSafeLoader", None)  # PyYAML built with libyaml (the wheels are)
+_LIBYAML: Any = None if _CSAFE is None else type("_FastLoader", (_NumbersResolver, _CSAFE), {})
 _OPENS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSES = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 

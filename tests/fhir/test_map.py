@@ -101,6 +101,12 @@ def _broken(tmp_path: Path, old: str, new: str) -> FhirMapError:
             "/code_sets/body_weight/codes/0/verified",
             "YAML 1.1 boolean",
         ),
+        (  # YAML 1.1 reads 030.4375 as text, 0x1E as 30: one reading of numbers with the knowledge base's
+            "  days_per_month: 30.4375",
+            "  days_per_month: 0x1E",
+            "/settings/days_per_month",
+            "'0x1E' is read as 30 (a hexadecimal number)",
+        ),
         (
             'code: "29463-7", display: "Body weight", verified: true, source: fhir-bodyweight',
             'code: "29463-7", display: "Body weight", verified: true',

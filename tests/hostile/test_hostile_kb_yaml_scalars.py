@@ -1,0 +1,78 @@
+"""Every scalar of every YAML file we load is read one way (yamlsafe.read_scalar): numbers as
+YAML 1.2 and JSON read them, and a form YAML 1.1 reads otherwise refused where it is written
+(hostile sweep of session 11: `value: 0110` became a threshold of 72, `1:30`, `0x5A`,
+`0b1011010` and `9_0` one of 90, a scenario's `weight_kg: 070` a weight of 56, and `1e300` the
+text '1e300')."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile_kb import copy_kb, run_cli
+
+from fsgs_kb.engine.errors import KBErrors
+from fsgs_kb.engine.load.yamlsafe import parse_yaml
+from fsgs_kb.engine.report.validation import format_error
+
+
+def _read(value: str) -> Any:
+    return parse_yaml(f"key: {value}\n".encode(), "f.yaml").data["key"]
+
+
+def _refusal(text: str) -> str:
+    with pytest.raises(KBErrors) as info:
+        parse_yaml(text.encode(), "f.yaml")
+    return "\n".join(format_error(error) for error in info.value.errors)
+
+
+@pytest.mark.parametrize(
+    ("value", "read_as", "decimal"),
+    [
+        ("0110", "72", "110"),
+        ("070", "56", "70"),
+        ("-0110", "-72", "-110"),
+        ("090", "the text '090'", "90"),
+        ("1:30", "90", "90"),
+        ("1:30.5", "90.5", "90.5"),
+        ("0x5A", "90", "90"),
+        ("0b1011010", "90", "90"),
+        ("9_0", "90", "90"),
+        ("1_000.5", "1000.5", "1000.5"),
+        ("0o17", "the text '0o17'", "15"),
+    ],
+)
+def test_a_number_yaml_11_reads_otherwise_is_refused_where_it_is(value: str, read_as: str, decimal: str) -> None:
+    shown = _refusal(f"a: 1\nkey: {value}\n")
+    assert shown.startswith(f"f.yaml:2:6: error[yaml.number] '{value}' is read as {read_as} ("), shown
+    assert f'plain decimal digits ({decimal}), or quote it ("{value}")' in shown, shown
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [("1e300", 1e300), ("1.0e5", 100000.0), ("-2E-3", -0.002), ("5", 5), ("-0", 0), (".5", 0.5), ("1.", 1.0)],
+)
+def test_numbers_are_read_as_yaml_12_and_json_read_them(value: str, number: float) -> None:
+    read = _read(value)
+    assert read == number and type(read) is type(number), read
+
+
+def test_infinity_and_nan_keep_their_yaml_spelling() -> None:
+    assert _read(".inf") == math.inf and _read("-.inf") == -math.inf and math.isnan(_read(".nan"))
+
+
+@pytest.mark.parametrize("value", ['"0110"', "'1:30'", "!!str 0x5A", "0.1.3", "S5", "2160-0"])
+def test_text_that_looks_like_a_number_stays_text(value: str) -> None:
+    assert _read(value) == value.strip("'\"").removeprefix("!!str ")
+
+
+def test_a_scenario_weight_in_octal_is_refused_by_test(tmp_path: Path) -> None:
+    kb = copy_kb(tmp_path / "rules")
+    bases = kb / "tests" / "_bases.yaml"
+    bases.write_text(bases.read_text(encoding="utf-8").replace("weight_kg: 70\n", "weight_kg: 070\n"), encoding="utf-8")
+    proc = run_cli("test", "--rules", "rules", "-q", cwd=tmp_path)
+    shown = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "error[yaml.number] '070' is read as 56" in shown, shown
+    assert "rules/tests/_bases.yaml:7:16" in shown, shown
