@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_kb import copy_kb, run_cli
+from hostile_kb import ROOT, copy_kb, run_cli
 
+import fsgs_kb
 from fsgs_kb.engine.errors import KBErrors
 from fsgs_kb.engine.load.yamlsafe import parse_yaml
 from fsgs_kb.engine.report.validation import format_error
+
+EXAMPLES = ROOT / "examples"
 
 
 def _read(value: str) -> Any:
@@ -76,3 +79,45 @@ def test_a_scenario_weight_in_octal_is_refused_by_test(tmp_path: Path) -> None:
     shown = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "error[yaml.number] '070' is read as 56" in shown, shown
     assert "rules/tests/_bases.yaml:7:16" in shown, shown
+
+
+@pytest.mark.parametrize("digits", [309, 4301, 5000])
+def test_an_integer_too_large_for_a_double_is_refused_where_it_is(digits: int) -> None:
+    """Hostile sweep: 5,000 digits were a ValueError out of int() (exit 3); 4,300 as a parameter an
+    OverflowError in the prose templates. The message does not echo the digits."""
+    shown = _refusal("a: 1\nkey: -" + "9" * digits + "\n")
+    assert shown.startswith(f"f.yaml:2:6: error[yaml.number] an integer of {digits:,} digits"), shown
+    assert "9" * 20 not in shown, shown
+
+
+def test_the_largest_integers_a_double_holds_are_read() -> None:
+    assert _read("9" * 308) == int("9" * 308)
+
+
+def _with_huge_integer(kb: Path) -> Path:
+    """5,000 digits under a key nothing reads: the YAML is read before anything checks keys."""
+    manifest = kb / "kb.yaml"
+    manifest.write_text(manifest.read_text(encoding="utf-8") + "x_extra: " + "1" * 5000 + "\n", encoding="utf-8")
+    return kb
+
+
+@pytest.mark.parametrize("command", ["validate", "test", "compile", "impact"])
+def test_a_huge_integer_is_a_located_error_for_every_command(tmp_path: Path, command: str) -> None:
+    kb = _with_huge_integer(copy_kb(tmp_path / "rules"))
+    args = {
+        "validate": ["validate", "--rules", "rules"],
+        "test": ["test", "--rules", "rules", "-q"],
+        "compile": ["compile", "--rules", "rules"],
+        "impact": ["impact", str(copy_kb(tmp_path / "old")), str(kb), str(EXAMPLES / "cohort.jsonl")],
+    }[command]
+    proc = run_cli(*args, cwd=tmp_path)
+    shown = proc.stdout + proc.stderr
+    assert proc.returncode in (1, 2) and "error[internal]" not in shown, shown
+    assert "kb.yaml:" in shown and "error[yaml.number] an integer of 5,000 digits" in shown, shown
+
+
+def test_the_library_raises_located_errors_for_a_huge_integer(tmp_path: Path) -> None:
+    kb = _with_huge_integer(copy_kb(tmp_path / "rules"))
+    with pytest.raises(KBErrors) as info:
+        fsgs_kb.load(kb)
+    assert [error.code for error in info.value.errors] == ["yaml.number"]
