@@ -18,6 +18,7 @@ from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
 from fsgs_kb.engine.load.yamlsafe import (
     MAX_DEPTH,
     TooDeep,
+    collection_tag_problem,
     compose_yaml,
     is_alias,
     read_scalar,
@@ -49,6 +50,9 @@ class _Builder:
             return None
         self._seen.add(id(node))
         self.positions[pointer] = _pos(node)
+        problem = collection_tag_problem(node)
+        if problem is not None:
+            self.fail(f"{problem[1]}: {problem[2]}", node, pointer)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, pointer)
         if isinstance(node, yaml.SequenceNode):

@@ -36,6 +36,7 @@ __all__ = [
     "load_yaml",
     "located_error",
     "parse_yaml",
+    "collection_tag_problem",
     "read_scalar",
     "surrogate_problem",
     "without_surrogates",
@@ -162,6 +163,9 @@ class _Builder:
             return None
         self.seen.add(id(node))
         self.located.values[pointer] = _pos(node.start_mark)
+        problem = collection_tag_problem(node)
+        if problem is not None:
+            self._fail(*problem[:2], node, problem[2], pointer)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, pointer)
         if isinstance(node, yaml.SequenceNode):
@@ -225,7 +229,11 @@ def read_scalar(node: yaml.ScalarNode) -> tuple[Any, list[Problem]]:
         message, hint = surrogate_problem(text)
         problems.append(("yaml.surrogate", message, hint))
         text = without_surrogates(text)  # nothing after the check (the fingerprint's UTF-8) meets it
-    if node.style and node.style in "'\"|>":  # a plain scalar's style: None from PyYAML, "" from libyaml
+    quoted = bool(node.style) and node.style in "'\"|>"  # a plain scalar's: None from PyYAML, "" from libyaml
+    if tag != STR and tag != (STR if quoted else _RESOLVER.resolve(yaml.ScalarNode, node.value, (True, False))):
+        problems.append(tag_problem(tag, "value"))  # `!!python/name:os.system ''`, `!!null x`, `!!float 5`
+        return text, problems
+    if quoted:
         return text, problems
     if tag == "tag:yaml.org,2002:bool":
         if text.lower() in TRUE_FALSE:
@@ -251,9 +259,37 @@ def read_scalar(node: yaml.ScalarNode) -> tuple[Any, list[Problem]]:
             return _number(text), problems
         problems.append(number_trap(text))
         return text, problems
-    if tag != "tag:yaml.org,2002:str":
-        problems.append(("yaml.tag", f"unsupported tag {tag}", "remove the tag"))
+    if tag != STR:
+        problems.append(tag_problem(tag, "value"))
     return text, problems
+
+
+STR = "tag:yaml.org,2002:str"
+_STANDARD = "tag:yaml.org,2002:"
+
+
+def tag_problem(tag: str, what: str) -> Problem:
+    """The refusal of a tag: one of another program (`!foo`, `!!python/object/apply:os.system`), or
+    a standard one that would change what is read (`!!float 5`, `!!null x`, `!!int "5"`). `!!str`
+    on a value, `!!map` on a mapping and `!!seq` on a list change nothing and are read."""
+    short = "!!" + tag.removeprefix(_STANDARD) if tag.startswith(_STANDARD) else tag
+    if tag.removeprefix(_STANDARD) in ("int", "float", "bool", "null", "map", "seq"):
+        return (
+            "yaml.tag",
+            f"the tag {short} would change how this {what} is read",
+            "remove the tag: quote text, and write numbers, true/false and null plainly",
+        )
+    return "yaml.tag", f"unsupported tag {short}", "remove the tag"
+
+
+def collection_tag_problem(node: yaml.Node) -> Problem | None:
+    """A tag on a mapping or a list other than its own (hostile sweep: `title: !!python/object/apply:
+    os.system ['echo PWNED']` was read as a plain list, the tag dropped without a word)."""
+    if isinstance(node, yaml.MappingNode) and node.tag != "tag:yaml.org,2002:map":
+        return tag_problem(node.tag, "mapping")
+    if isinstance(node, yaml.SequenceNode) and node.tag != "tag:yaml.org,2002:seq":
+        return tag_problem(node.tag, "list")
+    return None
 
 
 INT = "tag:yaml.org,2002:int"
@@ -421,6 +457,9 @@ class _NumbersResolver(yaml.resolver.Resolver):
             if tag is not None:
                 return tag
         return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+
+
+_RESOLVER = _NumbersResolver()  # what a plain scalar is without a tag (read_scalar)
 
 
 class _DepthLimitedLoader(_NumbersResolver, yaml.SafeLoader):

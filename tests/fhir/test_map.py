@@ -107,6 +107,12 @@ def _broken(tmp_path: Path, old: str, new: str) -> FhirMapError:
             "/settings/days_per_month",
             "'0x1E' is read as 30 (a hexadecimal number)",
         ),
+        (  # a tag on a list was dropped without a word: one reading of tags with the knowledge base's
+            "    include: [voclosporin_rxnorm]",
+            "    include: !!python/object/apply:os.system [voclosporin_rxnorm]",
+            "/medications/voclosporin/include",
+            "unsupported tag !!python/object/apply:os.system",
+        ),
         (
             'code: "29463-7", display: "Body weight", verified: true, source: fhir-bodyweight',
             'code: "29463-7", display: "Body weight", verified: true',

@@ -121,3 +121,34 @@ def test_the_library_raises_located_errors_for_a_huge_integer(tmp_path: Path) ->
     with pytest.raises(KBErrors) as info:
         fsgs_kb.load(kb)
     assert [error.code for error in info.value.errors] == ["yaml.number"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("!!python/object/apply:os.system ['echo PWNED']", "unsupported tag !!python/object/apply:os.system"),
+        ("!!python/name:os.system ''", "unsupported tag !!python/name:os.system"),
+        ("!!python/str 'Current'", "unsupported tag !!python/str"),
+        ("!!set {a, b}", "unsupported tag !!set"),
+        ("!!omap [a: 1]", "unsupported tag !!omap"),
+        ("!foo {a: 1}", "unsupported tag !foo"),
+        ("!foo bar", "unsupported tag !foo"),
+        ("!!null x", "the tag !!null would change how this value is read"),
+        ("!!float 5", "the tag !!float would change how this value is read"),
+        ('!!int "5"', "the tag !!int would change how this value is read"),
+        ("!!map [1]", "the tag !!map would change how this list is read"),
+    ],
+)
+def test_a_tag_is_refused_on_lists_mappings_and_quoted_values(value: str, message: str) -> None:
+    """Hostile sweep: a tag on a quoted value or a collection was dropped without a word."""
+    shown = _refusal(f"a: 1\nkey: {value}\n")
+    assert shown.startswith(f"f.yaml:2:6: error[yaml.tag] {message} (hint: remove the tag"), shown
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [("!!str 0110", "0110"), ("!!str yes", "yes"), ("!!int 5", 5), ("!!float 5.5", 5.5), ("!!bool true", True)]
+    + [("!!null", None), ("!!map {a: 1}", {"a": 1}), ("!!seq [1]", [1]), ('!!str "x"', "x")],
+)
+def test_a_standard_tag_that_changes_nothing_is_read(value: str, read: Any) -> None:
+    assert _read(value) == read
