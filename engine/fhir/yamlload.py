@@ -18,6 +18,7 @@ from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
 from fsgs_kb.engine.load.yamlsafe import (
     MAX_DEPTH,
     TooDeep,
+    character_problem,
     collection_tag_problem,
     compose_yaml,
     is_alias,
@@ -100,6 +101,9 @@ def load_yaml(path: Path, raw: bytes | None = None) -> tuple[Any, dict[str, tupl
     except TooDeep as exc:
         where = (exc.mark.line + 1, exc.mark.column + 1)
         raise FhirMapError([Problem(f"nested more than {MAX_DEPTH} levels deep", "", *where)], str(path)) from None
+    except yaml.reader.ReaderError as exc:
+        message, hint, where = character_problem(exc, text)
+        raise FhirMapError([Problem(f"{message}: {hint}", "", *where)], str(path)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)

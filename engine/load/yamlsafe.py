@@ -30,6 +30,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "Located",
     "TooDeep",
+    "character_problem",
     "compose_yaml",
     "has_surrogate",
     "is_alias",
@@ -540,6 +541,23 @@ def compose_yaml(text: str) -> yaml.Node | None:
         loader.dispose()
 
 
+def character_problem(exc: yaml.reader.ReaderError, text: str) -> tuple[str, str, tuple[int, int]]:
+    """(what, hint, where) of a character YAML does not allow (PyYAML's reader): a NUL byte was
+    reported at 1:1 as 'unacceptable character #x0000: ... in "<unicode string>", position 190'
+    (hostile sweep of session 11)."""
+    position = min(max(exc.position, 0), len(text))
+    before = text[:position]
+    where = (before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1)
+    code = ord(exc.character) if isinstance(exc.character, str) else int(exc.character)
+    name = "a NUL character (U+0000)" if code == 0 else f"the character U+{code:04X}"
+    control = " (a control character, invisible in most editors)" if code < 0x20 or 0x7F <= code < 0xA0 else ""
+    return (
+        f"{name} is not allowed in YAML{control}",
+        "delete it; it often comes from pasting out of another program",
+        where,
+    )
+
+
 def load_yaml(path: Path, display: str, files: RulesFiles) -> Located:
     """Read one YAML file of a knowledge base (through `files`, which keeps reads inside its
     rules directory); raise KBErrors with located problems when it cannot be read safely or
@@ -572,6 +590,9 @@ def parse_yaml(raw: bytes, display: str) -> Located:
         raise KBErrors(
             [_located_error(display, "yaml.syntax", message, pos, "check indentation and quotes around this place")]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        message, hint, pos = character_problem(exc, text)
+        raise KBErrors([_located_error(display, "yaml.character", message, pos, hint)]) from None
     except yaml.YAMLError as exc:
         raise KBErrors([_located_error(display, "yaml.syntax", str(exc), (1, 1))]) from None
     located = Located(None, display)

@@ -171,6 +171,14 @@ def test_yaml_aliases_dates_and_tabs_are_refused(tmp_path: Path) -> None:
     assert any("date" in p.message and p.pointer == "/map_version" for p in err.problems)
 
 
+def test_a_nul_character_in_the_map_is_refused_where_it_is(tmp_path: Path) -> None:
+    """As in the knowledge base (yamlsafe.character_problem): at its line and column, in plain words."""
+    err = _broken(tmp_path, 'map_version: "0.3.1"', 'map_version: "0.3\x001"')
+    assert len(err.problems) == 1 and err.problems[0].message.startswith("a NUL character (U+0000) is not allowed")
+    line = default_map_path().read_text().split('map_version: "0.3.1"')[0].count("\n") + 1
+    assert (err.problems[0].line, err.problems[0].col) == (line, 18), err.problems
+
+
 def test_a_surrogate_escape_in_the_map_is_refused_where_it_is(tmp_path: Path) -> None:
     """The map's YAML builder refuses UTF-16 surrogates as the knowledge base's does (one check,
     `yamlsafe.surrogate_problem`): a value no UTF-8 output can hold."""

@@ -152,3 +152,20 @@ def test_a_tag_is_refused_on_lists_mappings_and_quoted_values(value: str, messag
 )
 def test_a_standard_tag_that_changes_nothing_is_read(value: str, read: Any) -> None:
     assert _read(value) == read
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ("a: 1\nkind: warn\0ing\n", "2:11", "a NUL character (U+0000)"),
+        ("a: 1\r\nb: 2\r\n# note \0\r\n", "3:8", "a NUL character (U+0000)"),
+        ("a: 1\nb: \x07x\n", "2:4", "the character U+0007"),
+        ('a: "x\ufffey"\n', "1:6", "the character U+FFFE"),
+    ],
+)
+def test_a_character_yaml_refuses_is_placed_where_it_is(text: str, where: str, what: str) -> None:
+    """Hostile sweep: a NUL byte in a rule was reported at 1:1 in PyYAML's words ('unacceptable
+    character #x0000 ... in "<unicode string>", position 190')."""
+    shown = _refusal(text)
+    assert shown.startswith(f"f.yaml:{where}: error[yaml.character] {what} is not allowed in YAML"), shown
+    assert "(hint: delete it" in shown and "position" not in shown, shown
