@@ -18,16 +18,15 @@ from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
 from fsgs_kb.engine.load.yamlsafe import (
     MAX_DEPTH,
     TooDeep,
+    character_problem,
+    collection_tag_problem,
     compose_yaml,
-    has_surrogate,
     is_alias,
-    surrogate_problem,
-    without_surrogates,
+    read_scalar,
 )
 
 MAX_MAP_BYTES = 2 * 1024 * 1024
 KEY = "~key"  # positions[POINTER + KEY] is where the key of POINTER is ("~k" is no valid pointer escape)
-_BOOLS = {"true": True, "false": False}
 
 
 def _pos(node: yaml.Node) -> tuple[int, int]:
@@ -52,6 +51,9 @@ class _Builder:
             return None
         self._seen.add(id(node))
         self.positions[pointer] = _pos(node)
+        problem = collection_tag_problem(node)
+        if problem is not None:
+            self.fail(f"{problem[1]}: {problem[2]}", node, pointer)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, pointer)
         if isinstance(node, yaml.SequenceNode):
@@ -75,28 +77,10 @@ class _Builder:
         return out
 
     def _scalar(self, node: yaml.ScalarNode, pointer: str) -> Any:
-        text, tag = node.value, node.tag
-        if has_surrogate(text):
-            message, hint = surrogate_problem(text)
+        value, problems = read_scalar(node)  # the knowledge base's reading: `no`, dates, `0110` refused alike
+        for _code, message, hint in problems:
             self.fail(f"{message}: {hint}", node, pointer)
-            text = without_surrogates(text)
-        if node.style in ("'", '"', "|", ">"):
-            return text
-        if tag == "tag:yaml.org,2002:bool":
-            if text.lower() in _BOOLS:
-                return _BOOLS[text.lower()]
-            self.fail(f"'{text}' is a YAML 1.1 boolean: write true or false, or quote it", node, pointer)
-            return text
-        if tag == "tag:yaml.org,2002:timestamp":
-            self.fail(f"'{text}' would be read as a date: quote it", node, pointer)
-            return text
-        if tag == "tag:yaml.org,2002:null":
-            return None
-        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-            return yaml.safe_load(text)
-        if tag != "tag:yaml.org,2002:str":
-            self.fail(f"unsupported tag {tag}", node, pointer)
-        return text
+        return value
 
 
 def load_yaml(path: Path, raw: bytes | None = None) -> tuple[Any, dict[str, tuple[int, int]]]:
@@ -117,6 +101,9 @@ def load_yaml(path: Path, raw: bytes | None = None) -> tuple[Any, dict[str, tupl
     except TooDeep as exc:
         where = (exc.mark.line + 1, exc.mark.column + 1)
         raise FhirMapError([Problem(f"nested more than {MAX_DEPTH} levels deep", "", *where)], str(path)) from None
+    except yaml.reader.ReaderError as exc:
+        message, hint, where = character_problem(exc, text)
+        raise FhirMapError([Problem(f"{message}: {hint}", "", *where)], str(path)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)

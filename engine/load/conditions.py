@@ -10,7 +10,6 @@ pattern (its error 113), and no clinical rule needs more than a few levels.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -203,32 +202,15 @@ class ConditionParser:
 
 def constant_problem(value: Any, operand: bool) -> tuple[str, str] | None:
     """(message, hint) for a constant an operation cannot compute with: anything but a number
-    ('abc' failed every record, true counted as 1, and YAML's text 1e200 was parsed as a number,
-    as '1e999999999' would have been, digit by digit). Infinity and NaN never get here
+    ('abc' failed every record, true counted as 1, and a quoted '1e200' was parsed as a number, as
+    '1e999999999' would have been, digit by digit). Infinity and NaN never get here
     (yaml.not_finite, engine/load/yamlsafe.py)."""
     if operand and (isinstance(value, bool) or not isinstance(value, (int, float))):
         hint = "write a number, or {field: ...}, {param: ...}, {derived: ...} or an operation"
-        if isinstance(value, str) and EXPONENT_TEXT.fullmatch(value.strip()):
-            written = _yaml_float(value.strip())
-            hint = (
-                f"YAML reads {value} as text; as a number it is beyond ±1.8e+308: scale it, or use another unit"
-                if math.isinf(float(written))
-                else f"YAML reads {value} as text: write {written}, with a point and a signed exponent"
-            )
-        elif isinstance(value, str) and DECIMAL_TEXT.fullmatch(value.strip()):
+        if isinstance(value, str) and NUMBER_TEXT.fullmatch(value.strip()):
             hint = f"write {value.strip()} without quotes: quoted, it is text"
         return f"an operand of an operation is a number; {_as_written(value)} is not", hint
     return None
-
-
-def _yaml_float(text: str) -> str:
-    """A number YAML 1.1 reads as text (1e200) as it reads it as a number (1.0e+200)."""
-    mantissa, _, exponent = text.lower().partition("e")
-    if "." not in mantissa:
-        mantissa += ".0"
-    if exponent and exponent[0] not in "+-":
-        exponent = "+" + exponent
-    return mantissa + ("e" + exponent if exponent else "")
 
 
 def _as_written(value: Any) -> str:
@@ -238,8 +220,7 @@ def _as_written(value: Any) -> str:
     return repr(value)
 
 
-EXPONENT_TEXT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")  # YAML 1.1 reads 1e200 and 1.0e200 as text
-DECIMAL_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
+NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # a number, quoted
 
 
 def operand_shape(op: str, value: Any, param: str | None = None) -> tuple[str, str]:

@@ -3,9 +3,12 @@
 PyYAML silently accepts things that change meaning without a word: a duplicate key keeps the
 last value, `no` becomes False (YAML 1.1), an unquoted 2024-01-02 becomes a date, `.nan` and
 `.inf` (or 1.0e+400) become numbers nothing compares with, and aliases can expand exponentially.
-Here each of those is an error that points at the line and column, and every node's position is
-remembered by JSON pointer so that later stages (schema checks, rule checks) can point into the
-YAML too. Nesting deeper than MAX_DEPTH is refused while the document
+Numbers are read as YAML 1.2 (and JSON) read them: `1e300` is a number, not the text PyYAML's
+YAML 1.1 resolver makes of it, and a form the two versions read differently (`0110` is 72 in
+YAML 1.1, `1:30` is 90, `0x5A`, `0b1011010`, `9_0`) is refused, because it silently changes a
+threshold. Here each of those is an error that points at the line and column, and every node's
+position is remembered by JSON pointer so that later stages (schema checks, rule checks) can
+point into the YAML too. Nesting deeper than MAX_DEPTH is refused while the document
 is composed (`yaml.too_deep`), before any recursive stage could overflow Python's stack. Files
 are read by engine.load.files: regular files inside the rules directory, of bounded size.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,15 @@ __all__ = [
     "MAX_FILE_BYTES",
     "Located",
     "TooDeep",
+    "character_problem",
     "compose_yaml",
     "has_surrogate",
     "is_alias",
     "load_yaml",
     "located_error",
     "parse_yaml",
+    "collection_tag_problem",
+    "read_scalar",
     "surrogate_problem",
     "without_surrogates",
 ]
@@ -159,6 +166,9 @@ class _Builder:
             return None
         self.seen.add(id(node))
         self.located.values[pointer] = _pos(node.start_mark)
+        problem = collection_tag_problem(node)
+        if problem is not None:
+            self._fail(*problem[:2], node, problem[2], pointer)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, pointer)
         if isinstance(node, yaml.SequenceNode):
@@ -168,23 +178,6 @@ class _Builder:
 
     def _fail(self, code: str, message: str, node: yaml.Node, hint: str, pointer: str) -> None:
         self.errors.append(_located_error(self.located.file, code, message, _pos(node.start_mark), hint, pointer))
-
-    def _not_finite(self, text: str, number: float, node: yaml.Node, pointer: str) -> None:
-        """`.nan`, `.inf` or a number beyond ±1.8e308, which YAML reads as infinity: nothing
-        compares with it exactly, and no result or durable-rules fact holds it (a parameter of
-        .nan failed validate with a traceback; a derived value of .inf made durable-rules, given
-        null, disagree with the explanation; one times .inf failed every record)."""
-        if math.isnan(number):
-            message = f"'{text}' (not a number) cannot be a threshold, a value or a result: nothing compares with it"
-        else:
-            message = (
-                f"'{text}' (infinity) cannot be a threshold, a value or a result"
-                if text.lstrip("+-").startswith(".")
-                else f"'{text}' is beyond ±1.8e+308, the range of a double: YAML reads it as infinity, which cannot "
-                "be a threshold, a value or a result"
-            )
-        hint = "write the number meant, within ±1.8e+308: in a unit in which it is smaller, if need be"
-        self._fail("yaml.not_finite", message, node, hint, pointer)
 
     def _mapping(self, node: yaml.MappingNode, pointer: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -220,37 +213,215 @@ class _Builder:
         return out
 
     def _scalar(self, node: yaml.ScalarNode, pointer: str) -> Any:
-        text, tag = node.value, node.tag
-        if has_surrogate(text):
-            message, hint = surrogate_problem(text)
-            self._fail("yaml.surrogate", message, node, hint, pointer)
-            text = without_surrogates(text)  # nothing after the check (the fingerprint's UTF-8) meets it
-        if node.style and node.style in "'\"|>":  # a plain scalar's style: None from PyYAML, "" from libyaml
-            return text
-        if tag == "tag:yaml.org,2002:bool":
-            if text.lower() in TRUE_FALSE:
-                return TRUE_FALSE[text.lower()]
-            self._fail(
+        value, problems = read_scalar(node)
+        for code, message, hint in problems:
+            self._fail(code, message, node, hint, pointer)
+        return value
+
+
+Problem = tuple[str, str, str]  # (code, message, hint) of a scalar that cannot be trusted
+
+
+def read_scalar(node: yaml.ScalarNode) -> tuple[Any, list[Problem]]:
+    """The value of one composed scalar, and what is wrong with it: one reading of every scalar
+    for each YAML file we load (the knowledge base, its scenarios, the FHIR map, the service
+    configuration), so that `no`, a date or `0110` means the same refusal everywhere."""
+    text, tag = node.value, node.tag
+    problems: list[Problem] = []
+    if has_surrogate(text):
+        message, hint = surrogate_problem(text)
+        problems.append(("yaml.surrogate", message, hint))
+        text = without_surrogates(text)  # nothing after the check (the fingerprint's UTF-8) meets it
+    quoted = bool(node.style) and node.style in "'\"|>"  # a plain scalar's: None from PyYAML, "" from libyaml
+    if tag != STR and tag != (STR if quoted else _RESOLVER.resolve(yaml.ScalarNode, node.value, (True, False))):
+        problems.append(tag_problem(tag, "value"))  # `!!python/name:os.system ''`, `!!null x`, `!!float 5`
+        return text, problems
+    if quoted:
+        return text, problems
+    if tag == "tag:yaml.org,2002:bool":
+        if text.lower() in TRUE_FALSE:
+            return TRUE_FALSE[text.lower()], problems
+        problems.append(
+            (
                 "yaml.boolean",
                 f"'{text}' is a YAML 1.1 boolean",
-                node,
                 f'write true or false, or quote it ("{text}") if you mean the word',
-                pointer,
             )
-            return text
-        if tag == "tag:yaml.org,2002:timestamp":
-            self._fail("yaml.date", f"'{text}' would be read as a date", node, f'quote it: "{text}"', pointer)
-            return text
-        if tag == "tag:yaml.org,2002:null":
-            return None
-        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-            number = yaml.safe_load(text)
+        )
+        return text, problems
+    if tag == "tag:yaml.org,2002:timestamp":
+        problems.append(("yaml.date", f"'{text}' would be read as a date", f'quote it: "{text}"'))
+        return text, problems
+    if tag == "tag:yaml.org,2002:null":
+        return None, problems
+    if tag in (INT, FLOAT, NUMBER_TRAP):
+        if number_tag(text) == INT and not _readable_int(text):
+            problems.append(_too_long(text))
+            return text, problems
+        if number_tag(text) in (INT, FLOAT):
+            number = _number(text)
             if isinstance(number, float) and not math.isfinite(number):
-                self._not_finite(text, number, node, pointer)
-            return number
-        if tag != "tag:yaml.org,2002:str":
-            self._fail("yaml.tag", f"unsupported tag {tag}", node, "remove the tag", pointer)
-        return text
+                problems.append(_not_finite(text, number))
+            return number, problems
+        problems.append(number_trap(text))
+        return text, problems
+    if tag != STR:
+        problems.append(tag_problem(tag, "value"))
+    return text, problems
+
+
+STR = "tag:yaml.org,2002:str"
+_STANDARD = "tag:yaml.org,2002:"
+
+
+def tag_problem(tag: str, what: str) -> Problem:
+    """The refusal of a tag: one of another program (`!foo`, `!!python/object/apply:os.system`), or
+    a standard one that would change what is read (`!!float 5`, `!!null x`, `!!int "5"`). `!!str`
+    on a value, `!!map` on a mapping and `!!seq` on a list change nothing and are read."""
+    short = "!!" + tag.removeprefix(_STANDARD) if tag.startswith(_STANDARD) else tag
+    if tag.removeprefix(_STANDARD) in ("int", "float", "bool", "null", "map", "seq"):
+        return (
+            "yaml.tag",
+            f"the tag {short} would change how this {what} is read",
+            "remove the tag: quote text, and write numbers, true/false and null plainly",
+        )
+    return "yaml.tag", f"unsupported tag {short}", "remove the tag"
+
+
+def collection_tag_problem(node: yaml.Node) -> Problem | None:
+    """A tag on a mapping or a list other than its own (hostile sweep: `title: !!python/object/apply:
+    os.system ['echo PWNED']` was read as a plain list, the tag dropped without a word)."""
+    if isinstance(node, yaml.MappingNode) and node.tag != "tag:yaml.org,2002:map":
+        return tag_problem(node.tag, "mapping")
+    if isinstance(node, yaml.SequenceNode) and node.tag != "tag:yaml.org,2002:seq":
+        return tag_problem(node.tag, "list")
+    return None
+
+
+INT = "tag:yaml.org,2002:int"
+FLOAT = "tag:yaml.org,2002:float"
+NUMBER_TRAP = "tag:fsgs-kb,2024:number-trap"  # a plain scalar YAML 1.1 and 1.2 read differently
+_INT_12 = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9]+\Z")
+_FLOAT_12 = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z")
+_INF_NAN = re.compile(r"(?:[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z")
+_OCTAL_12 = re.compile(r"[-+]?0o[0-7]+\Z")
+_YAML_11_NUMBERS = [
+    regexp
+    for tag, regexp in yaml.resolver.Resolver.yaml_implicit_resolvers["1"]
+    if tag in (INT, FLOAT)  # PyYAML's own YAML 1.1 forms: whatever it would make a number
+]
+
+
+def number_tag(text: str) -> str | None:
+    """The tag of a plain scalar that looks like a number: int or float as YAML 1.2's core schema
+    (and JSON) reads it, NUMBER_TRAP for a form YAML 1.1 reads otherwise, None if no number."""
+    if _INT_12.match(text):
+        return INT
+    if _LEADING_ZERO.match(text):
+        return NUMBER_TRAP
+    if _FLOAT_12.match(text) or _INF_NAN.match(text):
+        return FLOAT
+    if _OCTAL_12.match(text) or any(regexp.match(text) for regexp in _YAML_11_NUMBERS):
+        return NUMBER_TRAP
+    return None
+
+
+def _readable_int(text: str) -> bool:
+    """Whether int() can read the integer and a double can hold it: Python refuses more than 4,300
+    digits (a ValueError), and every number of a knowledge base is also read as a double
+    somewhere (an OverflowError beyond 1.8e308)."""
+    if len(text.lstrip("+-")) > sys.float_info.max_10_exp + 1:
+        return False
+    try:
+        float(int(text))
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+def _too_long(text: str) -> Problem:
+    """An integer int() or a double cannot hold (hostile sweep: 5,000 nines anywhere, even under an
+    unknown key, were `error[internal] ValueError: Exceeds the limit (4300 digits)`, exit 3, and a
+    bare ValueError out of fsgs_kb.load(); 4,300 nines as a parameter an OverflowError)."""
+    digits = len(text.lstrip("+-"))
+    return (
+        "yaml.number",
+        f"an integer of {digits:,} digits ('{text[:12]}…') is too large to read",
+        f"no value here needs more than 16 digits: thresholds stay within ±2^53 ({2**53:,}); quote it if it is text",
+    )
+
+
+def _not_finite(text: str, number: float) -> Problem:
+    """`.nan`, `.inf` or a number beyond ±1.8e308, which YAML reads as infinity: nothing compares
+    with it exactly, and no result or durable-rules fact holds it (a parameter of .nan failed
+    validate with a traceback; a derived value of .inf made durable-rules, given null, disagree
+    with the explanation; one times .inf failed every record)."""
+    if math.isnan(number):
+        message = f"'{text}' (not a number) cannot be a threshold, a value or a result: nothing compares with it"
+    elif text.lstrip("+-").startswith("."):
+        message = f"'{text}' (infinity) cannot be a threshold, a value or a result"
+    else:
+        message = (
+            f"'{text}' is beyond ±1.8e+308, the range of a double: YAML reads it as infinity, which cannot "
+            "be a threshold, a value or a result"
+        )
+    hint = "write the number meant, within ±1.8e+308: in a unit in which it is smaller, if need be"
+    return "yaml.not_finite", message, hint
+
+
+def _number(text: str) -> int | float:
+    if _INT_12.match(text):
+        return int(text)
+    lowered = text.lower()
+    if lowered.endswith(".nan"):
+        return float("nan")
+    if lowered.endswith(".inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
+    return float(text)
+
+
+def _yaml_11_reading(text: str) -> Any:
+    """What PyYAML's YAML 1.1 resolver makes of `text` (a short scalar), for the message."""
+    try:
+        return yaml.safe_load(text) if len(text) <= 64 else None
+    except (yaml.YAMLError, ValueError):
+        return None
+
+
+def number_trap(text: str) -> Problem:
+    """The refusal of a number form YAML 1.1 and YAML 1.2 read differently: what YAML 1.1 (PyYAML,
+    most tools in Python) reads, and the plain decimal to write instead (review: `value: 0110` in
+    parameters.yaml became a threshold of 72, `1:30` of 90)."""
+    digits = text.lstrip("+-")
+    if ":" in text:
+        why = "YAML 1.1 reads numbers with colons in base 60, like a time"
+    elif digits[:2] in ("0x", "0X"):
+        why = "a hexadecimal number"
+    elif digits[:2] in ("0b", "0B"):
+        why = "a binary number"
+    elif digits[:2] == "0o":
+        why = "an octal number in YAML 1.2, text in YAML 1.1"
+    elif "_" in text:
+        why = "YAML 1.1 ignores _ in numbers"
+    else:
+        why = "YAML 1.1 reads a number with a leading 0 as octal"
+    reading = _yaml_11_reading(text)
+    if why.endswith("as octal") and isinstance(reading, str):
+        why += ", which 8 and 9 are not"
+    read = f"the text '{text}'" if reading is None or isinstance(reading, str) else repr(reading)
+    if digits[:2] == "0o":
+        decimal: Any = int(text.replace("0o", ""), 8)
+    elif ":" not in text and digits[:2] not in ("0x", "0X", "0b", "0B"):
+        decimal = (text[: len(text) - len(digits)] + (digits.replace("_", "").lstrip("0") or "0")).lstrip("+")
+    else:
+        decimal = reading if isinstance(reading, (int, float)) and not isinstance(reading, bool) else None
+    plain = f" ({decimal})" if decimal is not None else ""
+    return (
+        "yaml.number",
+        f"'{text}' is read as {read} ({why})",
+        f'write the number in plain decimal digits{plain}, or quote it ("{text}") if you mean text',
+    )
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -300,7 +471,22 @@ def is_alias(node: yaml.Node) -> bool:
     return isinstance(node, _AliasNode)
 
 
-class _DepthLimitedLoader(yaml.SafeLoader):
+class _NumbersResolver(yaml.resolver.Resolver):
+    """PyYAML's resolver with numbers read as YAML 1.2 reads them (number_tag): the one place a
+    plain scalar becomes a number, for libyaml's composer and PyYAML's alike."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0]:
+            tag = number_tag(value)
+            if tag is not None:
+                return tag
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+
+
+_RESOLVER = _NumbersResolver()  # what a plain scalar is without a tag (read_scalar)
+
+
+class _DepthLimitedLoader(_NumbersResolver, yaml.SafeLoader):
     """PyYAML's composer recurses once per nesting level: stop it at MAX_DEPTH, where it is."""
 
     depth = 0
@@ -318,7 +504,8 @@ class _DepthLimitedLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
-_LIBYAML: Any = getattr(yaml, "CSafeLoader", None)  # PyYAML built with libyaml (the wheels are)
+_CSAFE: Any = getattr(yaml, "CSafeLoader", None)  # PyYAML built with libyaml (the wheels are)
+_LIBYAML: Any = None if _CSAFE is None else type("_FastLoader", (_NumbersResolver, _CSAFE), {})
 _OPENS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSES = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
@@ -377,6 +564,23 @@ def compose_yaml(text: str) -> yaml.Node | None:
         loader.dispose()
 
 
+def character_problem(exc: yaml.reader.ReaderError, text: str) -> tuple[str, str, tuple[int, int]]:
+    """(what, hint, where) of a character YAML does not allow (PyYAML's reader): a NUL byte was
+    reported at 1:1 as 'unacceptable character #x0000: ... in "<unicode string>", position 190'
+    (hostile sweep of session 11)."""
+    position = min(max(exc.position, 0), len(text))
+    before = text[:position]
+    where = (before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1)
+    code = ord(exc.character) if isinstance(exc.character, str) else int(exc.character)
+    name = "a NUL character (U+0000)" if code == 0 else f"the character U+{code:04X}"
+    control = " (a control character, invisible in most editors)" if code < 0x20 or 0x7F <= code < 0xA0 else ""
+    return (
+        f"{name} is not allowed in YAML{control}",
+        "delete it; it often comes from pasting out of another program",
+        where,
+    )
+
+
 def load_yaml(path: Path, display: str, files: RulesFiles) -> Located:
     """Read one YAML file of a knowledge base (through `files`, which keeps reads inside its
     rules directory); raise KBErrors with located problems when it cannot be read safely or
@@ -409,6 +613,9 @@ def parse_yaml(raw: bytes, display: str) -> Located:
         raise KBErrors(
             [_located_error(display, "yaml.syntax", message, pos, "check indentation and quotes around this place")]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        message, hint, pos = character_problem(exc, text)
+        raise KBErrors([_located_error(display, "yaml.character", message, pos, hint)]) from None
     except yaml.YAMLError as exc:
         raise KBErrors([_located_error(display, "yaml.syntax", str(exc), (1, 1))]) from None
     located = Located(None, display)

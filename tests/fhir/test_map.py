@@ -101,6 +101,18 @@ def _broken(tmp_path: Path, old: str, new: str) -> FhirMapError:
             "/code_sets/body_weight/codes/0/verified",
             "YAML 1.1 boolean",
         ),
+        (  # YAML 1.1 reads 030.4375 as text, 0x1E as 30: one reading of numbers with the knowledge base's
+            "  days_per_month: 30.4375",
+            "  days_per_month: 0x1E",
+            "/settings/days_per_month",
+            "'0x1E' is read as 30 (a hexadecimal number)",
+        ),
+        (  # a tag on a list was dropped without a word: one reading of tags with the knowledge base's
+            "    include: [voclosporin_rxnorm]",
+            "    include: !!python/object/apply:os.system [voclosporin_rxnorm]",
+            "/medications/voclosporin/include",
+            "unsupported tag !!python/object/apply:os.system",
+        ),
         (
             'code: "29463-7", display: "Body weight", verified: true, source: fhir-bodyweight',
             'code: "29463-7", display: "Body weight", verified: true',
@@ -157,6 +169,14 @@ def test_yaml_aliases_dates_and_tabs_are_refused(tmp_path: Path) -> None:
     assert any("aliases" in p.message for p in err.problems)
     err = _broken(tmp_path, 'map_version: "0.3.1"', "map_version: 2024-01-02")
     assert any("date" in p.message and p.pointer == "/map_version" for p in err.problems)
+
+
+def test_a_nul_character_in_the_map_is_refused_where_it_is(tmp_path: Path) -> None:
+    """As in the knowledge base (yamlsafe.character_problem): at its line and column, in plain words."""
+    err = _broken(tmp_path, 'map_version: "0.3.1"', 'map_version: "0.3\x001"')
+    assert len(err.problems) == 1 and err.problems[0].message.startswith("a NUL character (U+0000) is not allowed")
+    line = default_map_path().read_text().split('map_version: "0.3.1"')[0].count("\n") + 1
+    assert (err.problems[0].line, err.problems[0].col) == (line, 18), err.problems
 
 
 def test_a_surrogate_escape_in_the_map_is_refused_where_it_is(tmp_path: Path) -> None:
