@@ -8,12 +8,11 @@ are escaped, so a code or an id cannot inject Markdown or HTML into the EHR's ca
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from fsgs_kb.engine.report.mdtext import md_code, md_text
 from fsgs_kb.engine.report.text import printable
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 REASON_WORDS = {
     "no_resource": "no matching resource was sent",
     "unit_not_convertible": "a value was found in a unit that cannot be converted",
@@ -58,13 +57,12 @@ ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/seta
 
 def md(value: Any) -> str:
     """Text from the EHR or the record, safe inside Markdown (one line, specials escaped)."""
-    text = " ".join(str(value).split())
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return md_text(value, markup=True)
 
 
 def code(value: Any) -> str:
     """Text inside a Markdown code span (no escapes apply there; backticks cannot appear)."""
-    return " ".join(str(value).replace("`", "'").split())
+    return md_code(value)
 
 
 def provenance_text(prov: dict[str, Any] | None) -> str:
