@@ -215,7 +215,7 @@ def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
         elif report["verdict"] != "identical":
             what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in report.get("changes", []))
             if report["verdict"] == "changed" and not what:
-                what = "the same outcomes; " + _differs_text(report.get("differs", {}))
+                what = "the same outcomes; " + differs_text(report.get("differs", {}))
             made_by = f", made by {_kb_label(report['kb']['old'])}" if "kb" in report else ""
             lines.append(
                 f"{report['verdict']}: record {report.get('record')} patient {report.get('patient_id')} "
@@ -278,7 +278,8 @@ def _rule_change(item: dict[str, Any]) -> str:
     return f"{item['rule']}{bump}: its {', '.join(item['fields'])} differ"
 
 
-def _differs_text(differs: dict[str, Any]) -> str:
+def differs_text(differs: dict[str, Any]) -> str:
+    """What differs in a `changed` decision whose outcomes are all the same (also the decision log's replay)."""
     parts = [f"rule {_rule_change(item)}" for item in differs.get("rules", [])] + list(differs.get("fields", []))
     return "differs in " + "; ".join(parts) if parts else "differs in no field but the knowledge base's identity"
 

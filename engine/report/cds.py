@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fsgs_kb.engine.report.audit import differs_text
 from fsgs_kb.engine.report.mdtext import md_code, md_text
 from fsgs_kb.engine.report.text import printable
 
@@ -260,13 +261,15 @@ def _unit(derived: dict[str, Any]) -> str:
 
 
 def replay_log_text(kb: dict[str, str], reports: list[dict[str, Any]], counts: dict[str, int]) -> str:
-    """`fsgs-kb replay --decision-log`: each decision that is not identical, then the totals."""
+    """`fsgs-kb replay --decision-log`: each decision that is not identical, then the totals. Every
+    text from the log (an edited file can hold anything) has its control characters escaped
+    (`printable`, as `feedback_text`), so a newline in a hookInstance cannot forge a line."""
     lines = []
-    for r in reports:
+    for r in printable(reports):
         where = f"row {r['row']} ({r['time']}, {r['service']}, hookInstance {r['hook_instance']})"
         if r["verdict"] == "changed":
             what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in r.get("changes", []))
-            lines.append(f"changed: {where}: {what}")
+            lines.append(f"changed: {where}: {what or 'the same outcomes; ' + differs_text(r.get('differs', {}))}")
         elif r["verdict"] == "other_kb":
             lines.append(
                 f"other knowledge base: {where} was decided by version {r['kb_version']} "
