@@ -76,7 +76,16 @@ from fsgs_kb.engine.report.validation import (
 )
 from fsgs_kb.engine.scenarios.run import measure_coverage, report_json, run, select
 from fsgs_kb.engine.suggest import did_you_mean
-from fsgs_kb.output import STDOUT, check_writable, descriptor_binary, echo, replace_file, stdout_binary, writing
+from fsgs_kb.output import (
+    STDOUT,
+    check_writable,
+    descriptor_binary,
+    echo,
+    replace_file,
+    stdout_binary,
+    write_report,
+    writing,
+)
 from fsgs_kb.service.config import load_config
 from fsgs_kb.service.decisionlog import feedback_summary, replay_log, replay_summary
 from fsgs_kb.service.run import serve as run_service
@@ -731,6 +740,26 @@ def _write_summary(path: str | None, fd: int | None, payload: dict[str, Any]) ->
         replace_file(path, text, "the summary", "cli.summary")
 
 
+def _refuse_inside_kb(path: Path, kb: KnowledgeBase, option: str, code: str) -> None:
+    """A report path in the rules directory of the knowledge base at hand (through links too) would
+    overwrite one of its files, or add one that the next load reads (hostile sweep g: `test
+    --junit-xml RULES/recommendations/X.yaml` replaced a rule and said "passed"): refused before
+    the run."""
+    root = os.path.realpath(kb.location.path)
+    target = os.path.realpath(path)
+    if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+        raise KBErrors(
+            [
+                KBError(
+                    code,
+                    f"{option} names a path inside the knowledge base under test ({kb.location.path})",
+                    file=str(path),
+                    hint="write the report outside the rules directory, e.g. --junit-xml junit.xml",
+                )
+            ]
+        )
+
+
 @main.command(name="test")
 @RULES_OPTION
 @click.option(
@@ -781,11 +810,12 @@ def test_command(
         what = f"-k {' -k '.join(patterns)}" if patterns else f"(no cases in {tests_dir})"
         click.echo(f"no scenario case matches {what}: 0 cases selected", err=True)
         sys.exit(EXIT_CODES["no_tests"])
+    if junit_file is not None:
+        _refuse_inside_kb(junit_file, kb, "--junit-xml", "cli.junit")
     results = run(kb, chosen, stop_at_first_failure=exitfirst)
     cover = measure_coverage(kb, chosen, results) if coverage else None
     if junit_file is not None:
-        with writing(str(junit_file), "the report", "cli.junit"):
-            junit_file.write_bytes(junit_xml(results, kb.identity))
+        write_report(str(junit_file), junit_xml(results, kb.identity).decode("utf-8"), "the report", "cli.junit")
     if fmt == "json":
         echo(json.dumps({"kb": kb.identity, **report_json(results, cover)}, indent=2, ensure_ascii=False))
     else:

@@ -24,7 +24,7 @@ from typing import BinaryIO, TextIO
 import click
 
 from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.fresh import create_fresh
+from fsgs_kb.engine.fresh import create_fresh, write_replacing
 
 STDOUT = "standard output"
 CLOSED_HINT = "give the command somewhere to write: a file, a pipe, or /dev/null to discard the output"
@@ -123,3 +123,24 @@ def replace_file(path: str, text: str, what: str, code: str) -> None:
     finally:
         if os.path.lexists(temporary):
             os.unlink(temporary)
+
+
+def _stream(path: str) -> bool:
+    """Whether `path` names a stream to write into, not a file to replace: a FIFO, a device or a
+    socket (through a link too: /dev/stdout), or anything under /dev or /proc."""
+    real = os.path.realpath(path)
+    if real.startswith(("/dev/", "/proc/")):
+        return True
+    return _in_place(path)
+
+
+def write_report(path: str, text: str, what: str, code: str) -> None:
+    """Write a report file the user named (--junit-xml): a new file renamed over `path`
+    (engine/fresh.py), so a symbolic link planted there is replaced, never written through; a
+    stream (a FIFO, /dev/stdout, /dev/full) is written in place."""
+    with writing(path, what, code):
+        if _stream(path):
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            write_replacing(path, text)

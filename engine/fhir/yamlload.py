@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
+from fsgs_kb.engine.load.controls import HINT as CONTROL_HINT
+from fsgs_kb.engine.load.controls import control_strings
 from fsgs_kb.engine.load.yamlsafe import (
     MAX_DEPTH,
     TooDeep,
@@ -112,6 +114,9 @@ def load_yaml(path: Path, raw: bytes | None = None) -> tuple[Any, dict[str, tupl
         raise FhirMapError([Problem("the map is empty")], str(path))
     builder = _Builder()
     data = builder.build(node, "")
+    for pointer, key, problem in control_strings(data):
+        line, col = builder.positions.get(pointer + KEY if key else pointer, (None, None))
+        builder.problems.append(Problem(f"{problem}: {CONTROL_HINT}", pointer, line, col))
     if builder.problems:
         raise FhirMapError(builder.problems, str(path))
     return data, builder.positions

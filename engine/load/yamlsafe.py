@@ -25,6 +25,8 @@ from typing import Any
 import yaml
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
+from fsgs_kb.engine.load.controls import HINT as CONTROL_HINT
+from fsgs_kb.engine.load.controls import control_strings
 from fsgs_kb.engine.load.files import MAX_FILE_BYTES, RulesFiles
 
 __all__ = [
@@ -623,6 +625,10 @@ def parse_yaml(raw: bytes, display: str) -> Located:
         raise KBErrors([_located_error(display, "yaml.empty", "file is empty", (1, 1))])
     builder = _Builder(located)
     located.data = builder.build(node, "")
+    builder.errors += [  # after the build: every text of the document, keys too
+        located.error("yaml.control_character", problem, pointer, CONTROL_HINT, key=key)
+        for pointer, key, problem in control_strings(located.data)
+    ]
     if builder.errors:
         raise KBErrors(builder.errors)
     return located

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fsgs_kb.engine.audit.diff import MAP_SUBJECT, KBDiff, KBSide
@@ -14,11 +15,36 @@ from fsgs_kb.engine.explain.wording import provenance_label
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.templating import quantity
 from fsgs_kb.engine.report.fhir_map import map_audit_lines
+from fsgs_kb.engine.report.mdtext import md_text
 from fsgs_kb.engine.report.text import escape_control, printable
 from fsgs_kb.engine.report.validation import format_error
 
 
+def _strings(value: Any, escape: Callable[[str], str]) -> Any:
+    """A copy of a JSON value with `escape` applied to every string in it (not to keys)."""
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, dict):
+        return {k: _strings(v, escape) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strings(v, escape) for v in value]
+    return value
+
+
+def _md_indented(text: str) -> str:
+    """`md_text`, keeping the leading spaces that nest a condition under its group."""
+    return text[: len(text) - len(text.lstrip(" "))] + md_text(text)
+
+
+def _nested(line: str) -> str:
+    """A condition line (indented two spaces a level) as a nested Markdown list item."""
+    return f"{'  ' * ((len(line) - len(line.lstrip(' '))) // 2)}- {line.lstrip(' ')}"
+
+
 def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
+    """The audit for a terminal, or (`markdown`) as Markdown: every text of the knowledge base in it
+    is escaped once, here (control characters for the terminal; HTML and links for Markdown)."""
+    report = _strings(report, _md_indented) if markdown else printable(report)
     h1, h2, bullet = ("# ", "## ", "- ") if markdown else ("", "", "  ")
     kb = report["kb"]
     out = [f"{h1}Audit of {kb['id']} {kb['version']} (fingerprint {kb['fingerprint'][:16]})", ""]
@@ -29,7 +55,7 @@ def audit_text(report: dict[str, Any], markdown: bool = False) -> str:
         out += [
             f"{h2}{rule['id']} v{rule['version']} [{rule['kind']}, {rule['status']}, {signed}]: {rule['title']}",
             "fires when:",
-            *[f"{bullet}{line}" for line in rule["fires_when"]],
+            *[_nested(line) if markdown else f"{bullet}{line}" for line in rule["fires_when"]],
         ]
         for cite in rule["citations"]:
             out += [
@@ -189,7 +215,7 @@ def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
         elif report["verdict"] != "identical":
             what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in report.get("changes", []))
             if report["verdict"] == "changed" and not what:
-                what = "the same outcomes; " + _differs_text(report.get("differs", {}))
+                what = "the same outcomes; " + differs_text(report.get("differs", {}))
             made_by = f", made by {_kb_label(report['kb']['old'])}" if "kb" in report else ""
             lines.append(
                 f"{report['verdict']}: record {report.get('record')} patient {report.get('patient_id')} "
@@ -252,7 +278,8 @@ def _rule_change(item: dict[str, Any]) -> str:
     return f"{item['rule']}{bump}: its {', '.join(item['fields'])} differ"
 
 
-def _differs_text(differs: dict[str, Any]) -> str:
+def differs_text(differs: dict[str, Any]) -> str:
+    """What differs in a `changed` decision whose outcomes are all the same (also the decision log's replay)."""
     parts = [f"rule {_rule_change(item)}" for item in differs.get("rules", [])] + list(differs.get("fields", []))
     return "differs in " + "; ".join(parts) if parts else "differs in no field but the knowledge base's identity"
 

@@ -8,12 +8,12 @@ are escaped, so a code or an id cannot inject Markdown or HTML into the EHR's ca
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from fsgs_kb.engine.report.audit import differs_text
+from fsgs_kb.engine.report.mdtext import md_code, md_text
 from fsgs_kb.engine.report.text import printable
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 REASON_WORDS = {
     "no_resource": "no matching resource was sent",
     "unit_not_convertible": "a value was found in a unit that cannot be converted",
@@ -58,13 +58,12 @@ ASIDE_WORDS = {  # why a resource was not used, in a few words (engine/fhir/seta
 
 def md(value: Any) -> str:
     """Text from the EHR or the record, safe inside Markdown (one line, specials escaped)."""
-    text = " ".join(str(value).split())
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return md_text(value, markup=True)
 
 
 def code(value: Any) -> str:
     """Text inside a Markdown code span (no escapes apply there; backticks cannot appear)."""
-    return " ".join(str(value).replace("`", "'").split())
+    return md_code(value)
 
 
 def provenance_text(prov: dict[str, Any] | None) -> str:
@@ -262,13 +261,15 @@ def _unit(derived: dict[str, Any]) -> str:
 
 
 def replay_log_text(kb: dict[str, str], reports: list[dict[str, Any]], counts: dict[str, int]) -> str:
-    """`fsgs-kb replay --decision-log`: each decision that is not identical, then the totals."""
+    """`fsgs-kb replay --decision-log`: each decision that is not identical, then the totals. Every
+    text from the log (an edited file can hold anything) has its control characters escaped
+    (`printable`, as `feedback_text`), so a newline in a hookInstance cannot forge a line."""
     lines = []
-    for r in reports:
+    for r in printable(reports):
         where = f"row {r['row']} ({r['time']}, {r['service']}, hookInstance {r['hook_instance']})"
         if r["verdict"] == "changed":
             what = "; ".join(f"{c['rule']} {c['old']} → {c['new']}" for c in r.get("changes", []))
-            lines.append(f"changed: {where}: {what}")
+            lines.append(f"changed: {where}: {what or 'the same outcomes; ' + differs_text(r.get('differs', {}))}")
         elif r["verdict"] == "other_kb":
             lines.append(
                 f"other knowledge base: {where} was decided by version {r['kb_version']} "

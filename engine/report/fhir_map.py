@@ -10,6 +10,7 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.requirements import map_listing
+from fsgs_kb.engine.report.mdtext import md_code, md_text
 
 
 def _esc(text: Any) -> str:
@@ -64,15 +65,16 @@ def map_markdown(fmap: FhirMap | None) -> list[str]:
     out = ["## FHIR map", ""]
     if fmap is None:
         return out + ["This knowledge base has no FHIR map.", ""]
-    out += [f"Map version {fmap.version} (sha256 `{fmap.sha256[:16]}`); {_policy(fmap)}.", ""]
+    out += [f"Map version {md_text(fmap.version)} (sha256 `{fmap.sha256[:16]}`); {_policy(fmap)}.", ""]
     for item in map_listing(fmap):
-        out.append(f"- **{item['field']}**" + ("" if item["in_patient_schema"] else " (carried under /ext)"))
+        out.append(f"- **{md_text(item['field'])}**" + ("" if item["in_patient_schema"] else " (carried under /ext)"))
         for src in item["sources"]:
-            out.append(f"  - {_how(src)}")
+            out.append(f"  - {md_text(_how(src))}")
             for c in src["codes"]:
                 flag = "verified" if c["verified"] else "NOT verified"
                 out.append(
-                    f"    - `{c['system']}|{c['code']}` {c['display']} — {flag}: {' '.join(c['provenance'].split())}"
+                    f"    - `{md_code(c['system'])}|{md_code(c['code'])}` {md_text(c['display'])} — {flag}: "
+                    f"{md_text(c['provenance'])}"
                 )
     return out + [""]
 

@@ -5,24 +5,19 @@ from __future__ import annotations
 from fsgs_kb.engine.explain.clinical import parameter_text, provenance_short, requirement_lines
 from fsgs_kb.engine.report.fhir_map import map_markdown
 from fsgs_kb.engine.report.handbook import KIND_TITLES, KIND_WORD, Handbook, authors_without_notes, first_sentence
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def _cell(text: object) -> str:
-    return _one_line(text).replace("|", "\\|")
+from fsgs_kb.engine.report.mdtext import md_cell as _cell
+from fsgs_kb.engine.report.mdtext import md_code as _code
+from fsgs_kb.engine.report.mdtext import md_text as _one_line
 
 
 def markdown(book: Handbook) -> str:
     model = book.model
     m = model.manifest
-    out = [f"# {m['title']}", ""]
+    out = [f"# {_one_line(m['title'])}", ""]
     if book.banner_text:
-        out += [f"> **{book.banner_text}**", ""]
+        out += [f"> **{_one_line(book.banner_text)}**", ""]
     out += [
-        f"Knowledge base `{m['id']}` version {m['version']}, released {m['released']}; "
+        f"Knowledge base `{_code(m['id'])}` version {_one_line(m['version'])}, released {_one_line(m['released'])}; "
         f"fingerprint `{book.fingerprint[:16]}`.",
         "",
         "## The rules",
@@ -33,7 +28,8 @@ def markdown(book: Handbook) -> str:
         if chosen:
             out += [f"**{heading}** ({what}):", ""]
             out += [
-                f"- [{_one_line(r.title)}](#{r.id.lower()}) `{r.id}` ({r.status}): {_one_line(first_sentence(r.says))}"
+                f"- [{_one_line(r.title)}](#{_code(r.id.lower())}) `{_code(r.id)}` ({_one_line(r.status)}): "
+                f"{_one_line(first_sentence(r.says))}"
                 for r in chosen
             ]
             out.append("")
@@ -51,42 +47,52 @@ def markdown(book: Handbook) -> str:
     for rule in book.rules:
         signed = "signed off" if rule.status == "active" else f"{rule.status}, not signed off"
         out += [
-            f"### {rule.id}",
+            f"### {_one_line(rule.id)}",
             "",
-            f"**{_one_line(rule.title)}** — {KIND_WORD.get(rule.kind, rule.kind)} · version {rule.version} · {signed}",
+            f"**{_one_line(rule.title)}** — {_one_line(KIND_WORD.get(rule.kind, rule.kind))} · version "
+            f"{_one_line(rule.version)} · {_one_line(signed)}",
             "",
             f"Says: {_one_line(rule.says)}",
             "",
             "Fires when:",
             "",
         ]
-        out += [f"{'  ' * indent}- {text}" for indent, text in requirement_lines(model, book.fields, rule.when)]
-        out += ["", *[f"> “{_one_line(q.quote)}” ({q.sentence})" for q in rule.citations], ""]
         out += [
-            f"- Threshold: {model.parameters[n].title}: {parameter_text(model, n)} ({provenance_short(model, n)})"
+            f"{'  ' * indent}- {_one_line(text)}" for indent, text in requirement_lines(model, book.fields, rule.when)
+        ]
+        out += ["", *[f"> “{_one_line(q.quote)}” ({_one_line(q.sentence)})" for q in rule.citations], ""]
+        out += [
+            f"- Threshold: {_one_line(model.parameters[n].title)}: {_one_line(parameter_text(model, n))} "
+            f"({_one_line(provenance_short(model, n))})"
             for n in book.params_of(rule)
         ]
         out += [f"- How the source was read: {_one_line(n)}" for n in rule.interpretation]
-        out += [f"- History {h['version']} ({h['date']}): {_one_line(h['change'])}" for h in rule.history] + [""]
+        out += [
+            f"- History {_one_line(h['version'])} ({_one_line(h['date'])}): {_one_line(h['change'])}"
+            for h in rule.history
+        ] + [""]
     record = model.source.record
     authors = authors_without_notes(str(record.get("authors", "")))
-    out += ["## The source", "", f"{authors + '. ' if authors else ''}*{_one_line(record['title'])}*.", ""]
+    out += ["## The source", "", f"{_one_line(authors) + '. ' if authors else ''}*{_one_line(record['title'])}*.", ""]
     encoders = book.encoders()
     for sid, text in model.source.sentences.items():
         status = (
-            ("encoded by " + ", ".join(encoders[sid]))
+            ("encoded by " + ", ".join(_one_line(e) for e in encoders[sid]))
             if sid in encoders
             else "not encoded: " + _one_line(model.source.not_encoded.get(sid, ""))
         )
-        out += [f"- **{sid}** {_one_line(text)} — *{status}*"]
+        out += [f"- **{_one_line(sid)}** {_one_line(text)} — *{status}*"]
     out += ["", "## Thresholds", "", "| Threshold | Value | Where it comes from |", "|---|---|---|"]
     out += [
-        f"| {_cell(p.title)} (`{p.name}`) | {_cell(parameter_text(model, p.name))} | "
+        f"| {_cell(p.title)} (`{_code(p.name)}`) | {_cell(parameter_text(model, p.name))} | "
         f"{_cell(provenance_short(model, p.name))} |"
         for p in model.parameters.values()
     ]
     out += ["", *map_markdown(book.fhir_map)]
     out += ["## Changelog", ""]
     for entry in m["changelog"]:
-        out += [f"- {entry['version']} ({entry['date']}): " + "; ".join(_one_line(c) for c in entry["changes"])]
+        out += [
+            f"- {_one_line(entry['version'])} ({_one_line(entry['date'])}): "
+            + "; ".join(_one_line(c) for c in entry["changes"])
+        ]
     return "\n".join(out) + "\n"
