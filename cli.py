@@ -1140,9 +1140,9 @@ def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None
 def cache_group() -> None:
     """Inspect or clear the cache of validated knowledge bases.
 
-    The cache is $FSGS_KB_CACHE, else $XDG_CACHE_HOME/fsgs-kb, else ~/.cache/fsgs-kb
-    (FSGS_KB_CACHE=off turns it off). It is bounded: after each new entry the least recently used
-    are removed beyond 64 entries or 64 MiB.
+    The cache is $FSGS_KB_CACHE (an absolute path), else $XDG_CACHE_HOME/fsgs-kb, else
+    ~/.cache/fsgs-kb (FSGS_KB_CACHE=off, in any case, or a relative path turns it off). It is
+    bounded: after each new entry the least recently used are removed beyond 64 entries or 64 MiB.
     """
 
 

@@ -15,6 +15,7 @@ output any other way.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fresh import create_fresh, write_replacing
 
 STDOUT = "standard output"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 CLOSED_HINT = "give the command somewhere to write: a file, a pipe, or /dev/null to discard the output"
 
 
@@ -65,7 +67,14 @@ def stdout_binary() -> BinaryIO:
 
 
 def echo(text: str = "", *, nl: bool = True, color: bool | None = None) -> None:
-    """`click.echo` to standard output (the stream click picks for it), failures turned into a KBError."""
+    """`click.echo` to standard output (the stream click picks for it), failures turned into a KBError.
+
+    A lone surrogate left in the text (a file name that is not UTF-8, kept by Python as
+    surrogateescape, inside a JSON document: the text renderers already show it as `\\xff`,
+    engine/report/text.py) is written as its JSON escape `\\udcff`: no output can encode it
+    (UnicodeEncodeError, or an invalid UTF-8 byte), and the escape keeps a JSON document valid."""
+    if not text.isascii():
+        text = _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
     stdout_text()  # click.echo drops the text silently when there is no standard output
     with writing(STDOUT):
         click.echo(text, nl=nl, color=color)

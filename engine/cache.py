@@ -7,9 +7,9 @@ the engine's version and code, durable-rules' version, the working directory (er
 are shown relative to it), the Python build and any `nocompile` drill (whether Python compiles
 the generated evaluator: compile.fallback); any edit gives a new key, so a stale entry is never used.
 
-The cache directory ($FSGS_KB_CACHE, else $XDG_CACHE_HOME/fsgs-kb, else ~/.cache/fsgs-kb;
-FSGS_KB_CACHE=off disables it) may be writable by someone else, so nothing read from it is
-trusted, and nothing in it can run code:
+The cache directory ($FSGS_KB_CACHE, an absolute path, else $XDG_CACHE_HOME/fsgs-kb, else
+~/.cache/fsgs-kb; FSGS_KB_CACHE=off, in any case, or a relative path disables it) may be
+writable by someone else, so nothing read from it is trusted, and nothing in it can run code:
 - an entry is data, never code: JSON of the validation report, whose objects can only be the
   knowledge base's own dataclasses, named in CLASSES (no pickle, no import by name);
 - an entry is used only when its HMAC-SHA256 verifies, under a random per-user secret kept in
@@ -113,14 +113,43 @@ CLASSES: dict[str, type] = {
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _cache_dir() -> Path | None:
+def _cache_setting() -> tuple[Path | None, str | None]:
+    """(the cache directory, None), or (None, why the cache is off). $FSGS_KB_CACHE is `off` in
+    any case with spaces around it (`OFF`, `off `: the sweep found these made a directory of that
+    name in the working directory), else an absolute path (a leading `~` is the home directory).
+    A relative path would be a different cache in every working directory, made wherever a
+    command runs: it turns the cache off, and `cache info` says so."""
     setting = os.environ.get(CACHE_ENV)
-    if setting == "off":
-        return None
-    if setting:
-        return Path(setting)
+    if setting and setting.strip():
+        if setting.strip().lower() == "off":
+            return None, f"{CACHE_ENV}=off"
+        directory = Path(os.path.expanduser(setting))
+        if not directory.is_absolute():
+            return None, f"{CACHE_ENV}={setting!r} is not an absolute path"
+        return directory, None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fsgs-kb"
+    return Path(base) / "fsgs-kb", None
+
+
+def _cache_dir() -> Path | None:
+    return _cache_setting()[0]
+
+
+def _open_to_others(directory: Path) -> str | None:
+    """A warning when others may write in the cache directory (group or other write permission
+    without the sticky bit): entries are still used only when their HMAC verifies, but anyone with
+    that permission can remove or replace them, emptying the cache or filling it."""
+    try:
+        mode = directory.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        who = " and ".join(n for n, bit in (("its group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit)
+        return (
+            f"the cache directory is writable by {who} (mode {stat.S_IMODE(mode):04o}, no sticky bit): entries are "
+            "still checked by their HMAC, but anyone who can write there can remove or replace them"
+        )
+    return None
 
 
 # ---- the key ---------------------------------------------------------------------------------
@@ -460,11 +489,15 @@ class CacheInfo:
     leftover_bytes: int
     max_entries: int
     max_bytes: int
+    off_reason: str | None = None  # why the cache is off (directory None)
+    warnings: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
             "directory": str(self.directory) if self.directory is not None else None,
             "enabled": self.directory is not None,
+            "off_reason": self.off_reason,
+            "warnings": list(self.warnings),
             "entries": self.entries,
             "bytes": self.bytes,
             "leftovers": self.leftovers,
@@ -505,8 +538,9 @@ def _listing(directory: Path) -> tuple[int, list[_Found]] | None:
 
 
 def info() -> CacheInfo:
-    """The cache directory in use, its entries and their bytes, and the bound."""
-    directory = _cache_dir()
+    """The cache directory in use (or why none), its entries and their bytes, the bound, and a
+    warning when others may write in it."""
+    directory, off_reason = _cache_setting()
     found: list[_Found] = []
     if directory is not None and (listing := _listing(directory)) is not None:
         os.close(listing[0])
@@ -521,6 +555,8 @@ def info() -> CacheInfo:
         leftover_bytes=sum(f.size for f in leftovers),
         max_entries=MAX_ENTRIES,
         max_bytes=MAX_CACHE_BYTES,
+        off_reason=off_reason,
+        warnings=tuple(w for w in [_open_to_others(directory) if directory is not None else None] if w),
     )
 
 

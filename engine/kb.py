@@ -28,6 +28,7 @@ from fsgs_kb.engine.evaluate.masking import attach_input, check_pointers
 from fsgs_kb.engine.evaluate.output import dumps_bytes
 from fsgs_kb.engine.load.paths import RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.model import KnowledgeBaseModel
+from fsgs_kb.engine.read.plain import plain_record
 from fsgs_kb.engine.read.records import Record, record_value
 
 COUNTED_LIMIT = 1024  # distinct outcome tuples remembered (~200 in the bench's first 60,000 records)
@@ -107,6 +108,10 @@ class KnowledgeBase:
     ) -> dict[str, Any]:
         check_pointers(mask)
         check_detail(detail)
+        if not accepted:  # a value handed to the API: read it as JSON types first (engine/read/plain.py)
+            patient, refused = plain_record(patient)
+            if refused is not None:
+                return reduce(self.evaluation, self.evaluation.refused(patient, refused, timestamp), detail)
         result = None
         if self.compiled_evaluator is not None and (accepted or accepts(patient)):  # compiled, to the detail level
             try:
@@ -126,6 +131,9 @@ class KnowledgeBase:
         knowledge base says is JSON encoded once at load), which is the fastest way to a
         serialized result; any option goes through `evaluate`."""
         check_detail(detail)
+        patient, refused = plain_record(patient)  # as `evaluate` does (engine/read/plain.py)
+        if refused is not None:
+            return dumps_bytes(self.evaluate(patient, detail=detail, **options))
         if not options and self.compiled_evaluator is not None and accepts(patient):
             try:
                 return self.compiled_evaluator.run_json(patient, None, detail)[0]
@@ -206,6 +214,9 @@ class KnowledgeBase:
         reference the compiled one is tested against byte for byte; slower, same result."""
         check_pointers(mask)
         check_detail(detail)
+        patient, refused = plain_record(patient)  # as `evaluate` does (engine/read/plain.py)
+        if refused is not None:
+            return reduce(self.evaluation, self.evaluation.refused(patient, refused, timestamp), detail)
         result = self.evaluation.run(patient, timestamp=timestamp)
         if include_input and not any(e["code"].startswith("input.") for e in result["errors"]):
             attach_input(result, patient, mask, mask_key)

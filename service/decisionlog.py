@@ -394,19 +394,185 @@ class _Transaction:
 # ---- reading the log: replay and feedback --------------------------------------------------------
 
 
+# the tables the readers use, as the service creates them (TABLES): each column's SQLite types
+READ_TABLES = ("meta", "decisions", "cards", "feedback")
+SQLITE_TYPES = {"TEXT": "text", "INTEGER": "integer", "REAL": "real"}
+# outcomes the service writes (service/hooks.py OUTCOMES); the report counts by them
+LOGGED_OUTCOMES = ("accepted", "overridden")
+# SQLite virtual-machine steps a reader may take per byte of the file (at least STEP_FLOOR): a
+# real log needs a few per byte; a view or expression that runs on forever is stopped by this
+STEPS_PER_BYTE = 1000
+STEP_FLOOR = 200_000_000
+PROGRESS_EVERY = 10_000
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    types: tuple[str, ...]  # the SQLite storage classes (typeof) a value may have
+    key: bool  # the table's INTEGER PRIMARY KEY (the rowid)
+
+
+def _expected_schema() -> dict[str, tuple[Column, ...]]:
+    """Each read table's columns, taken from TABLES itself (an in-memory database made with it),
+    so the check cannot drift from what the service writes."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(TABLES)
+        return {
+            table: tuple(
+                Column(name, (SQLITE_TYPES[decl],) + (() if notnull or pk else ("null",)), bool(pk))
+                for _, name, decl, notnull, _, pk in mem.execute(f"PRAGMA table_info({table})")
+            )
+            for table in READ_TABLES
+        }
+    finally:
+        mem.close()
+
+
+EXPECTED = _expected_schema()
+
+
+class _StepBudget:
+    """A progress handler that stops any statement once the connection has taken `limit` steps."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.calls = 0
+        self.spent = False
+
+    def __call__(self) -> int:
+        self.calls += 1
+        self.spent = self.calls * PROGRESS_EVERY > self.limit
+        return 1 if self.spent else 0
+
+
+def _not_a_log(path: Path, why: str, hint: str | None = None) -> KBErrors:
+    return KBErrors([KBError("service.decision_log", f"not a fsgs-kb decision log: {why}", file=str(path), hint=hint)])
+
+
+class _Reader(sqlite3.Connection):
+    """A read-only connection to a log, with the step budget its progress handler spends."""
+
+    budget: _StepBudget | None = None
+
+
+def _read_error(path: Path, db: sqlite3.Connection, exc: sqlite3.Error) -> KBErrors:
+    """A SQLite error while reading, as a located error (never a traceback, never exit 3)."""
+    budget = getattr(db, "budget", None)
+    if budget is not None and budget.spent:
+        return KBErrors(
+            [
+                KBError(
+                    "service.decision_log",
+                    f"reading the decision log took more than {budget.limit:,} SQLite steps, and was stopped",
+                    file=str(path),
+                    hint="a log the service wrote is read in a few steps per byte: this one was edited",
+                )
+            ]
+        )
+    return _not_a_log(path, f"SQLite: {exc}")
+
+
 def open_readonly(path: Path) -> sqlite3.Connection:
-    """The log for reading; a KBErrors (exit 2) when it is not a decision log."""
+    """The log for reading; a KBErrors (exit 2) when it is not a decision log as the service
+    writes it. The file may have been edited, so it is opened defensively: read-only, with the
+    schema's own SQL not trusted (`trusted_schema`), and a step budget that stops a statement that
+    runs on (a recursive view named `feedback`). The read tables must be plain tables with the
+    service's columns (`_check_schema`), and every value of the type the service writes
+    (`_check_values`, naming table, row and column): then the readers' queries cannot fail or
+    mix types."""
     if not path.is_file():
         raise KBErrors([KBError("service.decision_log", "no such decision log", file=str(path))])
     try:
-        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
-        db.execute("SELECT count(*) FROM decisions JOIN cards LIMIT 1").fetchone()
-        db.execute("SELECT count(*) FROM feedback").fetchone()
+        db = sqlite3.connect(
+            f"file:{path.resolve()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, factory=_Reader
+        )
     except sqlite3.Error as exc:
-        raise KBErrors(
-            [KBError("service.decision_log", f"not a fsgs-kb decision log ({exc})", file=str(path))]
-        ) from None
+        raise _not_a_log(path, f"SQLite: {exc}") from None
+    db.budget = _StepBudget(max(STEP_FLOOR, STEPS_PER_BYTE * path.stat().st_size))
+    db.set_progress_handler(db.budget, PROGRESS_EVERY)
+    try:
+        db.execute("PRAGMA trusted_schema = OFF")
+        defensive = getattr(sqlite3, "SQLITE_DBCONFIG_DEFENSIVE", None)  # Python 3.12+
+        if defensive is not None:  # no writes to the schema, no pragmas that can corrupt the file
+            getattr(db, "setconfig")(defensive, True)  # noqa: B009 - absent from 3.11's stubs
+        db.execute("PRAGMA cell_size_check = ON")
+        _check_schema(db, path)
+        _check_values(db, path)
+    except sqlite3.Error as exc:
+        error = _read_error(path, db, exc)
+        db.close()
+        raise error from None
+    except KBErrors:
+        db.close()
+        raise
     return db
+
+
+def _check_schema(db: sqlite3.Connection, path: Path) -> None:
+    """Each read table is an ordinary table (not a view, not a virtual table) with the service's
+    columns (none of them generated), its key column the table's key, and schema version 1."""
+    kinds = {
+        str(name).lower(): (kind, str(sql or ""))
+        for kind, name, sql in db.execute("SELECT type, name, sql FROM sqlite_master")
+        if isinstance(name, str)
+    }
+    for table, columns in EXPECTED.items():
+        kind, sql = kinds.get(table, (None, ""))
+        if kind is None:
+            raise _not_a_log(path, f"it has no {table} table")
+        if kind != "table" or re.match(r"\s*CREATE\s+VIRTUAL\b", sql, re.IGNORECASE):
+            raise _not_a_log(path, f"its {table} is a {'virtual table' if kind == 'table' else kind}, not a table")
+        found = {
+            str(name).lower(): (bool(pk), bool(hidden))
+            for _, name, _, _, _, pk, hidden in db.execute(f"PRAGMA table_xinfo({table})")
+        }
+        for column in columns:
+            if column.name not in found:
+                raise _not_a_log(path, f"its {table} table has no {column.name} column")
+            pk, hidden = found[column.name]
+            if hidden:
+                raise _not_a_log(path, f"its {table}.{column.name} column is generated, not stored")
+            if column.key and not pk:
+                raise _not_a_log(path, f"its {table}.{column.name} column is not the table's key")
+    version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if version is None or version[0] != SCHEMA_VERSION:
+        said = "none" if version is None else _short(version[0])
+        raise _not_a_log(path, f"its schema version is {said}, expected {SCHEMA_VERSION}")
+
+
+def _check_values(db: sqlite3.Connection, path: Path) -> None:
+    """Every value of the decisions, cards and feedback tables is of the type the service writes
+    (SQLite keeps any type in any column): the first that is not is an error naming its table,
+    row and column. One pass per table, reading types only (typeof does not load a value)."""
+    for table in ("decisions", "cards", "feedback"):
+        columns = EXPECTED[table]
+        tests = [f"typeof({c.name}) NOT IN ({', '.join(repr(t) for t in c.types)})" for c in columns]
+        if table == "feedback":
+            tests.append(f"outcome NOT IN {LOGGED_OUTCOMES!r}")
+        typeofs = ", ".join(f"typeof({c.name})" for c in columns)
+        found = db.execute(f"SELECT rowid, {typeofs} FROM {table} WHERE {' OR '.join(tests)} LIMIT 1").fetchone()
+        if found is None:
+            continue
+        rowid, kinds = found[0], found[1:]
+        for column, kind in zip(columns, kinds, strict=True):
+            if kind not in column.types:
+                expected = " or ".join(column.types)
+                message = f"{table} row {rowid}: its {column.name} is {kind}, where the service writes {expected}"
+                break
+        else:
+            message = f"{table} row {rowid}: its outcome is not one of {', '.join(LOGGED_OUTCOMES)}"
+        raise KBErrors(
+            [
+                KBError(
+                    "service.decision_log_row",
+                    message,
+                    file=str(path),
+                    hint="the service never writes this: the log was edited or damaged",
+                )
+            ]
+        )
 
 
 def _decisions(db: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
@@ -466,6 +632,8 @@ def replay_log(kb: KnowledgeBase, path: Path) -> list[dict[str, Any]]:
                 reports.append({**ident, "verdict": "unreadable", "problem": problem_text})
                 continue
             reports.append({**ident, **replay_one(kb, old, {})})
+    except sqlite3.Error as exc:
+        raise _read_error(path, db, exc) from None
     finally:
         db.close()
     return reports
@@ -575,6 +743,8 @@ def feedback_summary(path: Path) -> dict[str, Any]:
             "FROM feedback f ORDER BY f.id"
         ).fetchall()
         decisions = db.execute("SELECT count(*) FROM decisions").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise _read_error(path, db, exc) from None
     finally:
         db.close()
     rules: dict[tuple[str, str], dict[str, Any]] = {}

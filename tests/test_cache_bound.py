@@ -289,6 +289,50 @@ def test_cache_off(tmp_path: Path) -> None:
     assert entry.read_text(encoding="utf-8") == "an entry"
 
 
+@pytest.mark.parametrize("setting", ["OFF", "off ", " Off\t", "relative/cache"])
+def test_off_in_any_case_and_a_relative_path_turn_the_cache_off(tmp_path: Path, setting: str) -> None:
+    """`OFF` or `off ` made a directory of that name in the working directory and cached there
+    (hostile sweep); a relative path would do the same wherever a command runs. Now each turns the
+    cache off, says why, and a command run with it writes nothing in the working directory."""
+    env = {cache.CACHE_ENV: setting, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path)}
+    work = tmp_path / "work"
+    work.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "fsgs_kb", "validate"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, **env}, cwd=work,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert list(work.iterdir()) == [] and not (tmp_path / "xdg").exists()
+    state = info(env)
+    assert state["enabled"] is False and state["directory"] is None
+    said = "FSGS_KB_CACHE=off" if setting.strip().lower() == "off" else "'relative/cache' is not an absolute path"
+    assert said in str(state["off_reason"])
+    assert said in fsgs("cache", "info", env=env).stdout
+
+
+def test_info_warns_of_a_directory_others_can_write_in(tmp_path: Path) -> None:
+    """The HMAC guards every entry, but a cache directory writable by others without the sticky
+    bit lets them remove or replace entries: `cache info` says so (and not for 0700, nor 1777)."""
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    env = {cache.CACHE_ENV: str(directory)}
+    for mode, warned in (
+        (0o777, "its group and others (mode 0777"),
+        (0o775, "its group (mode 0775"),
+        (0o1777, None),
+        (0o700, None),
+    ):
+        directory.chmod(mode)
+        state = info(env)
+        text = fsgs("cache", "info", env=env).stdout
+        if warned is None:
+            assert state["warnings"] == [] and "warning" not in text, oct(mode)
+        else:
+            assert len(state["warnings"]) == 1 and warned in str(state["warnings"]), state
+            assert f"  warning: the cache directory is writable by {warned}" in text, text
+    directory.chmod(0o700)
+
+
 def test_an_unreadable_cache_directory_is_an_io_error(tmp_path: Path) -> None:
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("x", encoding="utf-8")

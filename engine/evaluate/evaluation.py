@@ -559,6 +559,12 @@ class Evaluation:
             "decision": self._decision(input_sha, timestamp),
         }
 
+    def refused(self, patient: Any, problem: KBError, timestamp: str | None = None) -> dict[str, Any]:
+        """The result for a value handed to the API that cannot be read as JSON data
+        (engine/read/plain.py): invalid, traceable by the hash of its canonical text. Its patient
+        id is not read: reading the value is what failed."""
+        return self._failed(None, value_sha256(patient), "invalid", [problem], timestamp)
+
     def failed(
         self, problem: KBError, raw: bytes, status: str = "invalid", more: tuple[KBError, ...] = ()
     ) -> dict[str, Any]:

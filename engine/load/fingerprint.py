@@ -67,5 +67,10 @@ def kb_fingerprint(docs: dict[str, Located], root: str, inside: dict[str, str] |
         relative = inside.get(file) or (file[len(prefix) :] if file.startswith(prefix) else file.rsplit("/", 1)[-1])
         if relative.startswith("tests/"):
             continue
-        digest.update(relative.encode("utf-8") + b"\0" + canonical_json(docs[file].data).encode("utf-8") + b"\0")
+        digest.update(
+            relative.encode("utf-8", "surrogateescape")
+            + b"\0"
+            + canonical_json(docs[file].data).encode("utf-8")
+            + b"\0"
+        )
     return digest.hexdigest()

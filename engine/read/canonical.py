@@ -109,7 +109,7 @@ class _Text:
             text = str.__str__(node)  # the escaped text of a prefix is a prefix of the escaped text
             self.add(_string(text if len(text) <= self.left else text[: self.left + 1]))
         else:
-            self.add(_scalar(node))
+            self.add(scalar_text(node))
 
 
 def _entries(node: dict[Any, Any]) -> list[tuple[str, Any]]:
@@ -122,7 +122,7 @@ def _entries(node: dict[Any, Any]) -> list[tuple[str, Any]]:
         if issubclass(type(key), str):
             strings.append((str.__str__(key), item))
         else:
-            others.append((_scalar(key), item))
+            others.append((scalar_text(key), item))
     strings.sort(key=lambda entry: entry[0])
     others.sort(key=lambda entry: entry[0])
     return [(_string(key), item) for key, item in strings] + others
@@ -136,7 +136,7 @@ def _string(text: str) -> str:
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", written)
 
 
-def _scalar(node: Any) -> str:
+def scalar_text(node: Any) -> str:
     """The text of a value that is not a list, an object or a string (also of a key), read
     through the base types' methods."""
     kind = type(node)

@@ -30,7 +30,7 @@ def shape_problem(value: Any) -> tuple[KBError | None, int]:
         node, pointer, depth = stack.pop()
         if isinstance(node, dict):
             if depth >= MAX_DEPTH:
-                return _too_deep(pointer), keys
+                return too_deep(pointer), keys
             keys += len(node)
             for key, item in node.items():
                 if not isinstance(key, str):
@@ -42,7 +42,7 @@ def shape_problem(value: Any) -> tuple[KBError | None, int]:
                 stack.append((item, pointer_join(pointer, key) if _printable_pointer(key) else pointer, depth + 1))
         elif isinstance(node, list):
             if depth >= MAX_DEPTH:
-                return _too_deep(pointer), keys
+                return too_deep(pointer), keys
             stack.extend((item, pointer_join(pointer, i), depth + 1) for i, item in enumerate(node))
         elif isinstance(node, str):
             if not node.isascii() and not valid_unicode(node):
@@ -83,7 +83,7 @@ def _printable_pointer(key: str) -> bool:
     return valid_unicode(key)
 
 
-def _too_deep(pointer: str) -> KBError:
+def too_deep(pointer: str) -> KBError:
     return KBError(
         "input.too_deep",
         f"{pointer or '/'}: nested deeper than {MAX_DEPTH} levels",

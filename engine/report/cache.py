@@ -18,7 +18,7 @@ def _where(directory: Path) -> str:
 
 def cache_info_text(info: CacheInfo) -> str:
     if info.directory is None:
-        return f"validated-KB cache: off ({CACHE_ENV}=off)"
+        return f"validated-KB cache: off ({escape_control(info.off_reason or CACHE_ENV + '=off')})"
     lines = [
         f"validated-KB cache: {_where(info.directory)}",
         f"  entries: {info.entries} of at most {info.max_entries}",
@@ -26,6 +26,7 @@ def cache_info_text(info: CacheInfo) -> str:
     ]
     if info.leftovers:
         lines.append(f"  {info.leftovers} leftover file(s), {_size(info.leftover_bytes)}: removed at the next store")
+    lines.extend(f"  warning: {warning}" for warning in info.warnings)
     return "\n".join(lines)
 
 

@@ -1,7 +1,9 @@
 """Text that reaches a terminal carries no control characters from the data it shows.
 
 A patient id, a JSON key or a file's content can hold ANSI/OSC escape sequences (which recolour,
-retitle or rewrite a terminal) or a newline that forges extra lines of an explanation. Every
+retitle or rewrite a terminal) or a newline that forges extra lines of an explanation; a file
+name that is not UTF-8 holds lone surrogates (Python's surrogateescape), which no output can
+encode (UnicodeEncodeError): a byte shows as `\\xff`, another lone surrogate as `\\udXXX`. Every
 renderer of text passes data through `escape_control` (one string) or `printable` (a whole
 result), which show such characters as visible escapes instead.
 """
@@ -11,11 +13,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a file name that is not UTF-8 (surrogateescape): that byte
+        return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
