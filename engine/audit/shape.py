@@ -9,12 +9,11 @@ with the JSON pointer of each problem (`trace.malformed`), never met as a crash 
 from __future__ import annotations
 
 import json
-import re
 from functools import cache
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, pointer_join
-from fsgs_kb.engine.load.schemas import load_schema, part_validator, validator
+from fsgs_kb.engine.load.schemas import load_schema, part_validator, schema_regex, validator
 
 MAX_PROBLEMS = 10
 # What replay carries instead of recomputing (where the record was in the batch's input; how a
@@ -123,7 +122,7 @@ def _conforms(value: Any, schema: Any, defs: dict[str, Any]) -> bool:
             if not any(value == item and type(value) is type(item) for item in rule):
                 return False
         elif key == "pattern":
-            if isinstance(value, str) and re.search(rule, value) is None:
+            if isinstance(value, str) and schema_regex(rule).search(value) is None:
                 return False
         elif key == "required":
             if isinstance(value, dict) and any(name not in value for name in rule):

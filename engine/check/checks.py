@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from fsgs_kb.engine.check.arithmetic import operand_problems
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.load.conditions import LIST_OPS, expression_refs, operand_shape, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
@@ -323,6 +324,7 @@ class Checker:
                     self._check_ref(ref, derived)
                     if ref.source == "derived":
                         deps[derived.name].add(ref.name)
+        self.errors.extend(operand_problems(self.model, self.fields, self.docs))
         return self._order(deps)
 
     def _check_ref(self, ref: Any, derived: Derived) -> None:

@@ -7,7 +7,8 @@ uses the very same files so that both agree.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -40,20 +41,65 @@ def load_schema(name: str) -> dict[str, Any]:
     return result
 
 
+@lru_cache(maxsize=256)
+def schema_regex(pattern: str) -> re.Pattern[str]:
+    """A JSON Schema `pattern` compiled with its own (ECMA-262) meaning of `$`: the end of the
+    text. Python's `$` also matches before a final newline, so `^[A-Z][A-Z0-9-]*$` accepted the
+    rule id "CSA-DOSE-EXCEEDS\\n" and `version: "0.3.4\\n"` (hostile sweep), which editors, reading
+    the same schema, refuse. Each `$` outside a character class becomes `\\Z`; every pattern
+    check (jsonschema's, engine.audit.shape's) compiles through here."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = "\\Z"
+        out.append(char)
+        i += 1
+    return re.compile("".join(out))
+
+
+@cache
+def _validator_class() -> type[jsonschema.protocols.Validator]:
+    """Draft 2020-12 with `pattern` and `patternProperties` matched by schema_regex."""
+    import jsonschema
+    from jsonschema import validators
+
+    def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+        if validator.is_type(instance, "string") and not schema_regex(patrn).search(instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    def pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any) -> Iterator[Any]:
+        if validator.is_type(instance, "object"):
+            for patrn, subschema in patterns.items():
+                for key, value in instance.items():
+                    if schema_regex(patrn).search(key):
+                        yield from validator.descend(value, subschema, path=key, schema_path=patrn)
+
+    keywords = {"pattern": pattern, "patternProperties": pattern_properties}
+    extended: type[jsonschema.protocols.Validator] = validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator, keywords
+    )
+    return extended
+
+
 @cache
 def validator(name: str) -> jsonschema.protocols.Validator:
-    import jsonschema
-
     schema = load_schema(name)
-    return jsonschema.Draft202012Validator(schema, registry=_registry())
+    return _validator_class()(schema, registry=_registry())
 
 
 def part_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     """A validator of a schema made from parts of the project's schemas (their `$ref`s resolve
     against the `$defs` it carries)."""
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(schema, registry=_registry())
+    return _validator_class()(schema, registry=_registry())
 
 
 def _instance_pointer(error: jsonschema.ValidationError) -> str:
