@@ -850,7 +850,9 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
         if fmt == "md":
             target = out / "handbook.md" if out.is_dir() else out
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_replacing(target, markdown(book))
+            # replaced, never written through a link; but a stream named as the file (/dev/stdout) is
+            # written in place: renamed over, /dev/stdout itself would be replaced (output.write_report)
+            write_report(str(target), markdown(book), "the handbook", "cli.docs")
         else:
             written = write_site(book, out)
     echo(f"wrote {target}" if fmt == "md" else f"wrote {len(written)} pages to {out} (open {out / 'index.html'})")

@@ -51,6 +51,18 @@ def test_markdown_replaces_a_planted_link(tmp_path: Path, victim: Path) -> None:
     assert not (out / "handbook.md").is_symlink() and (out / "handbook.md").read_text(encoding="utf-8").startswith("#")
 
 
+def test_markdown_to_a_link_to_standard_output_writes_there(tmp_path: Path) -> None:
+    """`docs --format md -o /dev/stdout` (here through a link to it, so that a failure replaces only
+    the link, not the system's /dev/stdout): the handbook is written into the stream, as a shell
+    redirection would, not by a file renamed over the name, which replaced /dev/stdout itself."""
+    link = tmp_path / "to-stdout.md"
+    link.symlink_to("/dev/stdout")
+    proc = run_cli("docs", "--format", "md", "-o", str(link), cwd=tmp_path, cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and os.readlink(link) == "/dev/stdout"
+    assert "\n# " in proc.stdout or proc.stdout.lstrip().startswith("#"), proc.stdout[:500]
+
+
 @pytest.fixture(scope="module")
 def export_name(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The file name `export fhir` gives the bundled knowledge base's Bundle."""
