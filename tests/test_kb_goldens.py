@@ -26,6 +26,9 @@ FINGERPRINT = re.compile(r"fingerprint [0-9a-f]{12}")  # any edit of the knowled
 
 
 def apply_edit(root: Path, edit: dict[str, Any]) -> None:
+    if "write" in edit:  # a whole file's new text
+        (root / edit["write"]).write_text(edit["text"], encoding="utf-8")
+        return
     if "copy" in edit:
         shutil.copy(root / edit["copy"], root / edit["to"])
         return
@@ -59,3 +62,15 @@ def test_every_defect_is_an_error_or_warning() -> None:
     for case_file in CASES:
         text = case_file.with_suffix(".expected").read_text(encoding="utf-8")
         assert "error[" in text or "warning[" in text, case_file.name
+
+
+def test_every_error_says_how_to_fix_it() -> None:
+    """An editor reads what is wrong and what to write instead: every error and warning line of
+    every golden carries a hint (an enum, a type, an empty file, a misshapen expression had none)."""
+    bare = [
+        f"{case_file.name}: {line}"
+        for case_file in CASES
+        for line in case_file.with_suffix(".expected").read_text(encoding="utf-8").splitlines()
+        if re.search(r"(error|warning)\[", line) and "(hint: " not in line
+    ]
+    assert not bare, "\n".join(bare)

@@ -33,6 +33,7 @@ HIDES = {
     "83-parameter-nan": "parameters.yaml does not load: the caveat's threshold is unknown",
     "85-yaml-11-octal-threshold": "parameters.yaml does not load: the caveat's threshold is unknown",
     "87-yaml-integer-too-long": "parameters.yaml does not load: the caveat's threshold is unknown",
+    "113-derived-without-unit": "derived.yaml fails its schema: the derived value is unknown",
 }
 CASES = [c for c in sorted(CASES_DIR.glob("*.yaml")) if c.stem not in OVERLAPPING]
 

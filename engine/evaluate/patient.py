@@ -151,7 +151,9 @@ class _SchemaWalker:
                 self.check(item, props[key], child)
             elif schema.get("additionalProperties") is False:
                 hint = did_you_mean(str(key), set(props)) or (
-                    "put site-specific data under 'ext'" if pointer == "" else None
+                    "put site-specific data under 'ext'"
+                    if pointer == ""
+                    else f"allowed here: {', '.join(sorted(props))}"
                 )
                 self.errors.append(_problem(child, "patient.unknown_field", f"unknown field '{key}'", hint))
 

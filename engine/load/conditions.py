@@ -56,6 +56,8 @@ class ConditionParser:
                 "rule.condition",
                 "a condition must be a mapping such as {field: NAME, eq: VALUE} or {all: [...]}",
                 pointer,
+                "write one comparison, e.g. {field: cyclosporine.status, eq: current}, or combine several "
+                "with all: [...], any: [...] or not: {...}",
             )
             return None
         unknown = [k for k in data if k not in CONDITION_KEYS]
@@ -89,6 +91,9 @@ class ConditionParser:
                 "rule.condition",
                 f"'{word}' must stand alone in its mapping; put the other keys in a separate item",
                 pointer,
+                f"move the other keys into an item of the list, e.g. {word}: [{{field: A, eq: 1}}, {{field: B, eq: 2}}]"
+                if word != "not"
+                else "wrap the comparisons in all: [...] and negate that: not: {all: [...]}",
             )
             return None
         child = pointer_join(pointer, word)
@@ -97,7 +102,13 @@ class ConditionParser:
             return Not(inner, pointer) if inner is not None else None
         items = data[word]
         if not isinstance(items, list) or not items:
-            self._fail("rule.condition", f"'{word}' takes a non-empty list of conditions", child)
+            self._fail(
+                "rule.condition",
+                f"'{word}' takes a non-empty list of conditions",
+                child,
+                f"write {word}: [{{field: NAME, eq: VALUE}}, ...] with at least one item (one item per line "
+                "starting with '- ' also works)",
+            )
             return None
         parsed = [self.condition(item, pointer_join(child, i), depth) for i, item in enumerate(items)]
         if any(p is None for p in parsed):
@@ -128,9 +139,22 @@ class ConditionParser:
         source, op = sources[0], ops[0]
         name = data[source]
         if not isinstance(name, str) or not name:
-            self._fail("rule.condition", f"'{source}' must name a value", pointer_join(pointer, source))
+            self._fail(
+                "rule.condition",
+                f"'{source}' must name a value",
+                pointer_join(pointer, source),
+                f"write {source}: NAME, e.g. "
+                + (
+                    "field: cyclosporine.status (a field of the patient schema)"
+                    if source == "field"
+                    else "derived: dose_mg_per_kg_day (a name from derived.yaml)"
+                ),
+            )
             return None
+        reported = len(self.errors)
         operand = self._operand(op, data[op], pointer_join(pointer, op))
+        if operand is None and len(self.errors) > reported:  # a threshold that is no value: already said
+            return None
         return Compare(source, name, op, operand, pointer)
 
     def _operand(self, op: str, raw: Any, pointer: str) -> Any:
@@ -140,7 +164,13 @@ class ConditionParser:
             return True
         if isinstance(raw, dict):
             if set(raw) != {"param"} or not isinstance(raw["param"], str):
-                self._fail("rule.condition", "a named threshold is written {param: NAME}", pointer)
+                self._fail(
+                    "rule.condition",
+                    "a named threshold is written {param: NAME}",
+                    pointer,
+                    "write {param: NAME} with a parameter of parameters.yaml, e.g. {param: max_daily_dose}, "
+                    "or the value itself",
+                )
                 return None
             return ParamRef(raw["param"])
         if isinstance(raw, list) != (op in LIST_OPS):
@@ -164,6 +194,8 @@ class ConditionParser:
                 "an expression is one of {field: ...}, {derived: ...}, "
                 "{param: ...}, {divide: [A, B]}, {percent_change: {from: A, to: B}}",
                 pointer,
+                "keep one key in this mapping; an operation's operands go in its list, e.g. "
+                "divide: [{field: cyclosporine.daily_dose.value}, {field: weight_kg}]",
             )
             return None
         key, value = next(iter(data.items()))
@@ -172,7 +204,13 @@ class ConditionParser:
             return Ref(key, str(value), child)
         if key == "percent_change":
             if not isinstance(value, dict) or set(value) != {"from", "to"}:
-                self._fail("derived.expression", "percent_change takes {from: A, to: B}", child)
+                self._fail(
+                    "derived.expression",
+                    "percent_change takes {from: A, to: B}",
+                    child,
+                    "write percent_change: {from: {field: serum_creatinine.baseline}, to: "
+                    "{field: serum_creatinine.current}}",
+                )
                 return None
             args = (
                 self.expression(value["from"], pointer_join(child, "from"), operand=True),
@@ -180,7 +218,13 @@ class ConditionParser:
             )
         elif key in EXPRESSION_OPS:
             if not isinstance(value, list) or len(value) != 2:
-                self._fail("derived.expression", f"{key} takes a list of two expressions", child)
+                self._fail(
+                    "derived.expression",
+                    f"{key} takes a list of two expressions",
+                    child,
+                    f"write {key}: [A, B] with two operands, e.g. {key}: [{{field: cyclosporine.daily_dose.value}}, "
+                    "{field: weight_kg}]",
+                )
                 return None
             args = (
                 self.expression(value[0], pointer_join(child, 0), operand=True),
@@ -191,7 +235,8 @@ class ConditionParser:
                 "derived.expression",
                 f"unknown expression '{key}'",
                 child,
-                did_you_mean(key, {"field", "derived", "param", *EXPRESSION_OPS}),
+                did_you_mean(key, {"field", "derived", "param", *EXPRESSION_OPS})
+                or f"use one of field, derived, param, {', '.join(EXPRESSION_OPS)}",
                 key=True,
             )
             return None

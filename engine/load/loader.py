@@ -15,7 +15,7 @@ Every file is read through engine.load.files: regular files inside the rules dir
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,16 @@ class _Reader:
             os.path.relpath(os.path.abspath(path), os.path.abspath(self.root))
         ).as_posix()
         if not isinstance(doc.data, dict):
-            self.result.errors.append(doc.error("schema.invalid", "the file must hold a mapping", ""))
+            held = "a list" if isinstance(doc.data, list) else f"the single value {str(doc.data)[:40]!r}"
+            self.result.errors.append(
+                doc.error(
+                    "schema.invalid",
+                    f"the file must hold a mapping (it holds {held})",
+                    "",
+                    f"write the file's fields as 'key: value' lines starting at column 1, as "
+                    f"schema/{schema}.schema.json describes (no '- ' before the first key)",
+                )
+            )
             return None
         problems = schema_errors(schema, doc, skip)
         self.result.errors.extend(problems)
@@ -205,6 +214,16 @@ def _load_derived(reader: _Reader) -> None:
             reader.result.model.derived[name] = derived
 
 
+def _derived_form_fix(data: dict[str, Any], forms: Sequence[str]) -> str:
+    """What is missing or doubled in a derived value, named."""
+    missing = [key for key in ("title", "unit") if not isinstance(data.get(key), str)]
+    if missing:
+        return f"add {' and '.join(missing)} as text (unit: none for a value without one, e.g. a yes/no)"
+    if forms:
+        return f"keep one of {', '.join(forms)}; make the other a derived value of its own"
+    return "add condition: (a yes/no), value: (arithmetic) or cases: (a category)"
+
+
 def _derived(reader: _Reader, doc: Located, name: str, data: dict[str, Any]) -> Derived | None:
     """One derived value, judged by its own errors only (None after reporting them)."""
     base = pointer_join("/derived", name)
@@ -215,6 +234,7 @@ def _derived(reader: _Reader, doc: Located, name: str, data: dict[str, Any]) -> 
                 "derived.form",
                 f"derived value '{name}' needs a title, a unit and exactly one of condition, value, cases",
                 base,
+                _derived_form_fix(data, forms),
             )
         )
         return None

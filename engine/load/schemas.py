@@ -119,7 +119,12 @@ def _unexpected_keys(error: jsonschema.ValidationError) -> list[str]:
 
 
 def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
-    """For anyOf/oneOf failures, the most relevant branch's errors (jsonschema's best_match)."""
+    """For anyOf/oneOf failures, the errors of the one alternative whose type the value has (a
+    mapping given where a mapping or a list may stand is wrong inside, not in kind: say where),
+    else the most relevant branch's errors (jsonschema's best_match)."""
+    fitting = _branch_of_same_type(error)
+    if fitting:
+        return [leaf for inner in fitting for leaf in _leaf_errors(inner)]
     if error.context:
         from jsonschema.exceptions import best_match
 
@@ -127,6 +132,21 @@ def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.Validatio
         if best is not None and best.path == error.path and best.validator not in ("type", "const"):
             return _leaf_errors(best)
     return [error]
+
+
+def _branch_of_same_type(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors of the only anyOf/oneOf alternative that does not refuse the value's type."""
+    if error.validator not in ("anyOf", "oneOf") or not error.context:
+        return []
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for inner in error.context:
+        branches.setdefault(inner.relative_schema_path[0] if inner.relative_schema_path else None, []).append(inner)
+    fitting = [
+        errors
+        for errors in branches.values()
+        if not any(inner.validator == "type" and not inner.relative_path for inner in errors)
+    ]
+    return fitting[0] if len(fitting) == 1 else []
 
 
 def schema_errors(name: str, doc: Located, skip: Callable[[str], bool] = lambda p: False) -> list[KBError]:
@@ -170,11 +190,85 @@ def _to_kb_errors(error: jsonschema.ValidationError, pointer: str, doc: Located)
             for key in unexpected
         ]
     if error.validator == "required":
-        return [
-            doc.error("schema.missing_field", error.message, pointer, "add the field; see the schema for what it holds")
-        ]
+        return [doc.error("schema.missing_field", error.message, pointer, _missing_fix(error))]
     hint = error.schema.get("description") if isinstance(error.schema, dict) else None
-    return [doc.error("schema.invalid", f"{pointer or '/'}: {_short_message(error)}", pointer, hint)]
+    if error.validator == "enum" and isinstance(error.instance, str) and isinstance(error.validator_value, list):
+        hint = did_you_mean(error.instance, [str(c) for c in error.validator_value]) or hint
+    return [doc.error("schema.invalid", f"{pointer or '/'}: {_short_message(error)}", pointer, hint or _fix(error))]
+
+
+def _missing_fix(error: jsonschema.ValidationError) -> str:
+    """How to add a required field: its name and what the schema says it holds."""
+    missing = error.message.split("'")[1] if error.message.count("'") >= 2 else ""
+    about = _properties(error).get(missing, {})
+    description = about.get("description") if isinstance(about, dict) else None
+    if missing and description:
+        return f"add {missing}: … ({description})"
+    return f"add {missing or 'the field'}: …; see the schema for what it holds"
+
+
+JSON_TYPE_WORDS = {
+    "string": "text",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping (key: value lines)",
+    "null": "nothing (null)",
+}
+
+
+def _fix(error: jsonschema.ValidationError) -> str:
+    """What to write instead, for a schema rule that carries no description of its own: every
+    error an editor sees says how to fix it, not only what jsonschema found."""
+    limit, instance = error.validator_value, error.instance
+    if error.validator == "enum" and isinstance(limit, list):
+        choices = [str(choice) for choice in limit]
+        close = did_you_mean(str(instance), choices) if isinstance(instance, str) else None
+        return close or f"write one of: {', '.join(choices)}"
+    if error.validator == "const":
+        return f"write {limit!r} here"
+    if error.validator == "type":
+        kinds = limit if isinstance(limit, list) else [limit]
+        wanted = " or ".join(JSON_TYPE_WORDS.get(str(kind), str(kind)) for kind in kinds)
+        if isinstance(instance, str) and "string" not in kinds:
+            return f"write {wanted} here, without quotes"
+        if "string" in kinds and not isinstance(instance, (dict, list)):
+            return f'write {wanted} here; quote it ("{instance}") if YAML reads it as something else'
+        return f"write {wanted} here"
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        words = {"minimum": "at least", "exclusiveMinimum": "above", "maximum": "at most", "exclusiveMaximum": "below"}
+        return f"write a number {words[str(error.validator)]} {limit}"
+    if error.validator in ("minLength", "maxLength"):
+        return f"write {'at least' if error.validator == 'minLength' else 'at most'} {limit} character(s)"
+    if error.validator in ("minItems", "maxItems", "minProperties", "maxProperties", "uniqueItems"):
+        return "see the schema for how many entries this takes; each entry once"
+    if error.validator in ("anyOf", "oneOf"):
+        if not isinstance(instance, (dict, list)) and "a list" in _forms(limit).split("; "):
+            return f"a list of one is written in brackets: [{instance}]"
+        forms = _forms(limit)
+        return f"write one of the forms this field takes: {forms}" if forms else "see the schema for the forms it takes"
+    if error.validator == "not":
+        return "remove this value; the schema rules it out here"
+    return "see the schema named at the top of the file (yaml-language-server: $schema=…) for what this field takes"
+
+
+def _forms(alternatives: Any) -> str:
+    """The alternatives of an anyOf/oneOf in words: their descriptions, else their types."""
+    if not isinstance(alternatives, list):
+        return ""
+    words = []
+    for alternative in alternatives:
+        if not isinstance(alternative, dict):
+            continue
+        text = alternative.get("description") or alternative.get("title")
+        if not text and isinstance(alternative.get("type"), str):
+            text = JSON_TYPE_WORDS.get(alternative["type"], alternative["type"])
+        if not text and "$ref" in alternative:
+            text = str(alternative["$ref"]).rsplit("/", 1)[-1]
+        if text:
+            words.append(str(text))
+    return "; ".join(dict.fromkeys(words))
 
 
 def _short_message(error: jsonschema.ValidationError) -> str:
@@ -186,6 +280,13 @@ def _short_message(error: jsonschema.ValidationError) -> str:
         return f"needs at least {limit} entr{'y' if limit == 1 else 'ies'}"
     if error.validator == "pattern":  # the regular expression means nothing to an editor; the hint says the form
         return f"{error.instance!r} is not written in the form this field takes"
+    if error.validator in ("anyOf", "oneOf"):
+        kind = (
+            "mapping" if isinstance(error.instance, dict) else "list" if isinstance(error.instance, list) else "value"
+        )
+        shown = f"this {kind}" if isinstance(error.instance, (dict, list)) else repr(error.instance)[:80]
+        forms = _forms(limit)
+        return f"{shown} fits none of the forms this field takes" + (f" ({forms})" if forms else "")
     if isinstance(error.instance, (dict, list)):
         kind = "mapping" if isinstance(error.instance, dict) else "list"
         return f"this {kind} does not fit the schema ({error.validator}: {limit!r})"[:200]

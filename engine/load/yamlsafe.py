@@ -28,6 +28,7 @@ from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
 from fsgs_kb.engine.load.controls import HINT as CONTROL_HINT
 from fsgs_kb.engine.load.controls import control_strings
 from fsgs_kb.engine.load.files import MAX_FILE_BYTES, RulesFiles
+from fsgs_kb.engine.load.syntax import syntax_problem
 
 __all__ = [
     "MAX_DEPTH",
@@ -609,20 +610,28 @@ def parse_yaml(raw: bytes, display: str) -> Located:
             ]
         ) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        pos = _pos(mark) if mark else (1, 1)
-        message = f"{exc.problem or 'invalid YAML'}" + (f" ({exc.context})" if exc.context else "")
-        raise KBErrors(
-            [_located_error(display, "yaml.syntax", message, pos, "check indentation and quotes around this place")]
-        ) from None
+        message, hint, pos = syntax_problem(exc, text)
+        raise KBErrors([_located_error(display, "yaml.syntax", message, pos, hint)]) from None
     except yaml.reader.ReaderError as exc:
         message, hint, pos = character_problem(exc, text)
         raise KBErrors([_located_error(display, "yaml.character", message, pos, hint)]) from None
     except yaml.YAMLError as exc:
-        raise KBErrors([_located_error(display, "yaml.syntax", str(exc), (1, 1))]) from None
+        raise KBErrors(
+            [_located_error(display, "yaml.syntax", str(exc), (1, 1), "check indentation and quotes in this file")]
+        ) from None
     located = Located(None, display)
     if node is None:
-        raise KBErrors([_located_error(display, "yaml.empty", "file is empty", (1, 1))])
+        raise KBErrors(
+            [
+                _located_error(
+                    display,
+                    "yaml.empty",
+                    "file is empty",
+                    (1, 1),
+                    "write the file's content (comments alone are nothing), or remove the file",
+                )
+            ]
+        )
     builder = _Builder(located)
     located.data = builder.build(node, "")
     builder.errors += [  # after the build: every text of the document, keys too
