@@ -15,19 +15,16 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from signal import SIGINT
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from fsgs_kb import ctrl_c
-from fsgs_kb.engine.audit.audit import audit_report
-from fsgs_kb.engine.audit.diff import KBSide, compare, load_side, materialize, temporary_workdir
 from fsgs_kb.engine.audit.replay import FHIR_ONLY, Places, carried_fhir, index_inputs, is_result, replay_counts
 from fsgs_kb.engine.audit.replay import impact as run_impact
 from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace, explained_result
 from fsgs_kb.engine.audit.trace import trace as trace_result
-from fsgs_kb.engine.batch.dask_bag import run_parts
 from fsgs_kb.engine.batch.files import SIDECAR_SUFFIX, InputFiles, same_file, standard_stream
 from fsgs_kb.engine.batch.job import BatchJob, open_input, run_batch
 from fsgs_kb.engine.batch.parts import (
@@ -43,29 +40,18 @@ from fsgs_kb.engine.batch.run import MAX_WORKERS
 from fsgs_kb.engine.cache import clear as clear_cache
 from fsgs_kb.engine.cache import info as cache_state
 from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path
-from fsgs_kb.engine.fhir.dates import evaluation_day_problem
-from fsgs_kb.engine.fhir.dates import today as fhir_today
-from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
-from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.fresh import write_replacing
 from fsgs_kb.engine.kb import KnowledgeBase, load
 from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.fields import names_a_field
 from fsgs_kb.engine.load.paths import RULES_ENV, RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
-from fsgs_kb.engine.read.records import Record, read_document, read_documents, record_value
-from fsgs_kb.engine.report.audit import audit_text, diff_text, impact_text, replay_text, trace_text
+from fsgs_kb.engine.read.records import FHIR_FORMATS, Record, read_document, read_documents, record_value
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
 from fsgs_kb.engine.report.cache import cache_clear_text, cache_info_text
-from fsgs_kb.engine.report.cds import feedback_text, replay_log_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
 from fsgs_kb.engine.report.explain import explain_text, explanation, sources_lines
-from fsgs_kb.engine.report.fhir_export import fhir_bundle
-from fsgs_kb.engine.report.handbook import Handbook, write_site
 from fsgs_kb.engine.report.identity import kb_line, kb_place
-from fsgs_kb.engine.report.junit import junit_xml
-from fsgs_kb.engine.report.markdown import markdown
 from fsgs_kb.engine.report.scenarios import coverage_text, report_text
 from fsgs_kb.engine.report.validation import (
     format_error,
@@ -86,9 +72,11 @@ from fsgs_kb.output import (
     write_report,
     writing,
 )
-from fsgs_kb.service.config import load_config
-from fsgs_kb.service.decisionlog import feedback_summary, replay_log, replay_summary
-from fsgs_kb.service.run import serve as run_service
+
+if TYPE_CHECKING:
+    from fsgs_kb.engine.audit.diff import KBSide  # deferred: a type only
+    from fsgs_kb.engine.fhir.records import FhirReader  # deferred: a type only
+
 
 EXIT_CODES = {
     "ok": 0,  # success
@@ -243,6 +231,11 @@ AS_OF_OPTION = click.option(
 
 def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None) -> FhirReader | None:
     """The FHIR reader (map of the knowledge base, evaluation date) for a FHIR input format."""
+    from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path  # deferred: FHIR input and docs only
+    from fsgs_kb.engine.fhir.dates import evaluation_day_problem  # deferred: FHIR input only
+    from fsgs_kb.engine.fhir.dates import today as fhir_today  # deferred: FHIR input only
+    from fsgs_kb.engine.fhir.records import FhirReader  # deferred: FHIR input only
+
     if fmt not in FHIR_FORMATS:
         if as_of is not None:
             raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
@@ -634,6 +627,8 @@ def _batch_parts(
     quiet: bool = False,
 ) -> NoReturn:
     """`batch` over input parts, one output part each, locally or on a Dask cluster."""
+    from fsgs_kb.engine.batch.dask_bag import run_parts  # deferred: only batch --dask needs Dask
+
     if outdir is None:
         raise usage_error("parts", "input parts need -o OUTDIR: each part's results go to OUTDIR/PART")
     if scheduler is not None and resume:
@@ -800,6 +795,8 @@ def test_command(
     Exit 1 when a case fails or (with --coverage) coverage is incomplete; 5 when no case is
     selected (as pytest).
     """
+    from fsgs_kb.engine.report.junit import junit_xml  # deferred: test --junit-xml only
+
     kb = _load_kb(rules_dir)
     tests_dir = kb.location.path / "tests"
     cases = load_cases(tests_dir, rule_ids=kb.model.rules) if tests_dir.is_dir() else []
@@ -843,6 +840,10 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
 
     HTML is a self-contained static site (no network needed to view it); md is one Markdown file.
     """
+    from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path  # deferred: FHIR input and docs only
+    from fsgs_kb.engine.report.handbook import Handbook, write_site  # deferred: docs only
+    from fsgs_kb.engine.report.markdown import markdown  # deferred: docs only
+
     kb = _load_kb(rules_dir)
     echo(kb_line(kb.identity))
     book = Handbook(kb.model, kb.fingerprint, load_checked_map(map_path(kb.location.path)))
@@ -867,6 +868,9 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
 
     Anything not verified against a primary document is flagged.
     """
+    from fsgs_kb.engine.audit.audit import audit_report  # deferred: only audit needs it
+    from fsgs_kb.engine.report.audit import audit_text  # deferred: the audit commands only
+
     kb = _load_kb(rules_dir)
     if rule_id is not None and rule_id not in kb.model.rules:
         hint = did_you_mean(rule_id, set(kb.model.rules))
@@ -927,6 +931,8 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
     trace is exact when it was also re-derived), 1 for any mismatch, another knowledge base or
     a line that is not a result, 2 when the file cannot be read or holds no result at all.
     """
+    from fsgs_kb.engine.report.audit import trace_text  # deferred: the audit commands only
+
     kb = _load_kb(rules_dir)
     echo(kb_line(kb.identity))
     inputs = index_inputs(_records(input_file)) if input_file else None
@@ -963,6 +969,9 @@ def diff(old: str, new: str, rules_path: str, fmt: str) -> None:
     not validate, its FHIR map included (OLD is compared as long as it loads: a check added since
     may reject it, and its map is only parsed).
     """
+    from fsgs_kb.engine.audit.diff import compare, load_side, temporary_workdir  # deferred: diff and impact only
+    from fsgs_kb.engine.report.audit import diff_text  # deferred: the audit commands only
+
     with temporary_workdir() as work:
         sides = [load_side(old, rules_path, Path(work)), load_side(new, rules_path, Path(work), check_map=True)]
         if sides[0].report.load.errors or not sides[0].report.load.model.rules:
@@ -1028,6 +1037,10 @@ def replay(
     Exit 0 when every decision comes back identical, 1 otherwise, 2 when the results file cannot
     be read or holds no result at all.
     """
+    from fsgs_kb.engine.report.audit import replay_text  # deferred: the audit commands only
+    from fsgs_kb.engine.report.cds import replay_log_text  # deferred: decision-log commands only
+    from fsgs_kb.service.decisionlog import replay_log, replay_summary  # deferred: decision-log commands only (sqlite3)
+
     if (results_file is None) == (decision_log is None):
         raise usage_error("replay", "give either RESULTS.jsonl or --decision-log DB", hint="not both, not neither")
     if decision_log is not None and input_file:
@@ -1059,6 +1072,9 @@ def replay(
 @FORMAT_TEXT_JSON
 def feedback_report(decision_log: Path, fmt: str) -> None:
     """Per rule and version: how often the service's cards were accepted or overridden, and why."""
+    from fsgs_kb.engine.report.cds import feedback_text  # deferred: decision-log commands only
+    from fsgs_kb.service.decisionlog import feedback_summary  # deferred: decision-log commands only (sqlite3)
+
     summary = feedback_summary(decision_log)
     echo(json.dumps(summary, indent=2, ensure_ascii=False) if fmt == "json" else feedback_text(summary))
 
@@ -1080,6 +1096,9 @@ def serve(config_file: Path, host: str, port: int, workers: int) -> None:
     Every call but CORS preflight, /healthz and the handbook pages needs a JWT from a trusted
     issuer; every hook call and feedback is written to the decision log.
     """
+    from fsgs_kb.service.config import load_config  # deferred: serve only
+    from fsgs_kb.service.run import serve as run_service  # deferred: serve only
+
     run_service(load_config(config_file), host, port, workers)
 
 
@@ -1093,6 +1112,9 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
     """Evaluate a cohort under two knowledge bases (directories or git:REV): per rule, which
     patients newly fire, stop firing, or change to or from undetermined. Exit 1 when some input
     records are not valid patients (they are listed, not compared)."""
+    from fsgs_kb.engine.audit.diff import materialize, temporary_workdir  # deferred: diff and impact only
+    from fsgs_kb.engine.report.audit import impact_text  # deferred: the audit commands only
+
     with temporary_workdir() as work:
         old_kb, new_kb = (load(materialize(spec, rules_path, Path(work))) for spec in (old, new))
         report = run_impact(old_kb, new_kb, _records(patients))
@@ -1126,6 +1148,9 @@ def export_fhir(rules_dir: Path | None, out: Path, base_url: str | None) -> None
     advice, citations (DOI, PMID, verbatim quote), triggers patient-view and order-sign, its
     condition in plain English and its input data requirements (codes of the FHIR map), and one
     Library with the parameters and data requirements."""
+    from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path  # deferred: FHIR input and docs only
+    from fsgs_kb.engine.report.fhir_export import fhir_bundle  # deferred: export fhir only
+
     kb = _load_kb(rules_dir)
     fmap = load_checked_map(map_path(kb.location.path))
     bundle = fhir_bundle(kb.model, fmap, base_url.rstrip("/") if base_url else None)

@@ -47,8 +47,7 @@ from typing import Any
 
 import orjson
 
-from fsgs_kb.engine.check.checks import Coverage
-from fsgs_kb.engine.check.validate import ValidationReport
+from fsgs_kb.engine.check.report import Coverage, ValidationReport
 from fsgs_kb.engine.drills import planned
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.load.files import RulesFiles, kb_paths

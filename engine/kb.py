@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine import cache
-from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
+from fsgs_kb.engine.check.report import ValidationReport
 from fsgs_kb.engine.compile.durable import DurableRulesets
 from fsgs_kb.engine.compile.proof import prove
 from fsgs_kb.engine.compile.rulesets import CompiledKB, compile_kb
@@ -313,6 +313,8 @@ def validate(rules_dir: str | Path | None = None) -> ValidationReport:
     key = cache.content_key(directory)
     report = cache.load_cached(key) if key else None
     if report is None:
+        from fsgs_kb.engine.check.validate import validate_dir  # deferred: a cache hit needs no validator
+
         report = prove(validate_dir(directory))
         if report.ok:  # only a knowledge base without errors is compiled
             report = report.with_problems(KnowledgeBase(report).fallback_warnings(*DETAILS))

@@ -20,7 +20,7 @@ import pytest
 
 import fsgs_kb
 from fsgs_kb.engine import cache
-from fsgs_kb.engine.check.validate import ValidationReport
+from fsgs_kb.engine.check.report import ValidationReport
 from fsgs_kb.engine.kb import KnowledgeBase
 
 HOUR = 3600

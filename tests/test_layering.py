@@ -3,14 +3,20 @@
 The stages in order, highest first (each may import only its own stage or lower ones):
 cli → service (the CDS Hooks service; the engine never imports it) → report →
 batch/audit/scenarios → kb (façade, cache) → explain → evaluate → compile → check → read/fhir →
-load → model/errors. No cycles between modules, no function-level imports of the
-package (the usual way to dodge a cycle), no `_private` name taken from another module, and no
-parameter typed `kb: Any`.
+load → model/errors. No cycles between modules, no `_private` name taken from another module, and
+no parameter typed `kb: Any`.
+
+An import of the package inside a function (the usual way to dodge a cycle) is refused, unless its
+line says `# deferred: <why>`: a module only some commands need (the validator and its schemas, FHIR,
+Dask, the service), imported when first used so that `fsgs-kb explain` does not pay for them at
+start. A deferred import is an edge like any other: it must point to the same or a lower stage
+and may not close a cycle, so it cannot dodge one.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +67,7 @@ def _imports(module: str, source: str) -> tuple[list[tuple[str, int, list[str]]]
     found: list[tuple[str, int, list[str]]] = []
     problems: list[str] = []
     top_level = {id(node) for node in tree.body}
+    lines = source.splitlines()
     guarded = {id(n) for node in tree.body if isinstance(node, ast.If) for n in ast.walk(node)}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -75,7 +82,9 @@ def _imports(module: str, source: str) -> tuple[list[tuple[str, int, list[str]]]
         for target, names in targets:
             if target != PACKAGE and not target.startswith(PACKAGE + "."):
                 continue
-            if id(node) not in top_level:
+            statement = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            deferred = re.search(r"# deferred: \S", statement) is not None
+            if id(node) not in top_level and not deferred:
                 where = "under `if TYPE_CHECKING`" if id(node) in guarded else "inside a function"
                 problems.append(f"{module}:{node.lineno}: import of {target} {where}")
             found.append((target, node.lineno, names))
@@ -145,6 +154,23 @@ def test_a_function_level_import_and_a_cycle_are_caught() -> None:
     problems = layering_violations(sources)
     assert any("inside a function" in p for p in problems)
     assert any(p.startswith("import cycle") and "fsgs_kb.engine.load.paths" in p for p in problems)
+
+
+def test_a_deferred_import_is_an_edge_like_any_other() -> None:
+    """Marked `# deferred:`, a function-level import is allowed, but still may not point up a stage
+    nor close a cycle."""
+    sources = package_sources()
+    sources["fsgs_kb.engine.load.paths"] += (
+        "\n\ndef f():\n    from fsgs_kb.engine.load import schemas  # deferred: only validate needs it\n"
+    )
+    problems = layering_violations(sources)
+    assert not any("inside a function" in p for p in problems)
+    assert any(p.startswith("import cycle") and "fsgs_kb.engine.load.paths" in p for p in problems)
+    sources = package_sources()
+    sources["fsgs_kb.engine.load.yamlsafe"] += (
+        "\n\ndef g():\n    from fsgs_kb.engine.report.explain import explain_text  # deferred: no\n"
+    )
+    assert any("back-edge" in p and "yamlsafe" in p for p in layering_violations(sources))
 
 
 def test_a_private_reach_in_and_kb_any_are_caught() -> None:

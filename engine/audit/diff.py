@@ -19,7 +19,8 @@ from typing import Any
 
 from fsgs_kb.engine.audit.mapdiff import MapSide, compare_maps, load_map_side
 from fsgs_kb.engine.check.checks import version_key
-from fsgs_kb.engine.check.validate import ValidationReport, validate_dir
+from fsgs_kb.engine.check.report import ValidationReport
+from fsgs_kb.engine.check.validate import validate_dir
 from fsgs_kb.engine.compile.proof import prove
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.load.conditions import reach

@@ -36,7 +36,7 @@ import orjson
 
 from fsgs_kb.engine.batch.checksum import crc32
 from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.fhir.bulk import EXPORT_FILES
+from fsgs_kb.engine.fhir.ndjson import EXPORT_FILES
 from fsgs_kb.engine.fresh import create_fresh
 from fsgs_kb.engine.read.records import parse_json
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES

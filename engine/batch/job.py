@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fsgs_kb.engine.batch.checksum import crc32_combine
 from fsgs_kb.engine.batch.files import (
@@ -36,11 +36,13 @@ from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.batch.workers import ChunkResult
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.masking import key_id
-from fsgs_kb.engine.fhir.records import FORMATS as FHIR_FORMATS
-from fsgs_kb.engine.fhir.records import FhirReader
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.read.records import FORMATS, Record, read_records, sniff_format
+from fsgs_kb.engine.read.records import FHIR_FORMATS, FORMATS, Record, read_records, sniff_format
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
+
+if TYPE_CHECKING:  # a job that reads no FHIR does not import the converter
+    from fsgs_kb.engine.fhir.records import FhirReader  # deferred: a type only
+
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 COMMIT_INTERVAL_S = 0.5  # how often the resume record follows the output during a run

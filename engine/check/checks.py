@@ -7,10 +7,10 @@ each other and with the source. Each problem points at the YAML node it is about
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from fsgs_kb.engine.check.arithmetic import operand_problems
+from fsgs_kb.engine.check.report import Coverage
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.load.conditions import LIST_OPS, expression_refs, operand_shape, walk
 from fsgs_kb.engine.load.fields import FieldInfo, catalogue
@@ -41,19 +41,6 @@ def has_phrase(text: str, phrase: str) -> bool:
 
 def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """Which sentences of the primary source are encoded by rules, and which are set aside."""
-
-    encoded: dict[str, list[str]]
-    not_encoded: dict[str, str]
-    uncovered: list[str]
-
-    @property
-    def total(self) -> int:
-        return len(self.encoded) + len(self.not_encoded) + len(self.uncovered)
 
 
 class Checker:

@@ -2,50 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from fsgs_kb.engine.check.cases import case_problems
-from fsgs_kb.engine.check.checks import Checker, Coverage, run_checks
+from fsgs_kb.engine.check.checks import Checker, run_checks
 from fsgs_kb.engine.check.expansion import expansion_problems
 from fsgs_kb.engine.check.links import check_links
 from fsgs_kb.engine.check.magnitudes import magnitude_problems
 from fsgs_kb.engine.check.maplists import list_settling_problems
 from fsgs_kb.engine.check.overflow import overflow_problems
 from fsgs_kb.engine.check.prose import literal_thresholds
+from fsgs_kb.engine.check.report import ValidationReport
 from fsgs_kb.engine.check.static import meaning_problems, untested_problems
 from fsgs_kb.engine.check.valid import valid_part
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir.checkmap import MAP_FILE, check_map
 from fsgs_kb.engine.load.loader import LoadResult, read_rules_dir
 from fsgs_kb.engine.load.scenario_files import load_cases, rule_ids_tested
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    load: LoadResult
-    problems: list[KBError]
-    coverage: Coverage | None
-
-    @property
-    def errors(self) -> list[KBError]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[KBError]:
-        return [p for p in self.problems if p.severity != "error"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def with_problems(self, problems: list[KBError]) -> ValidationReport:
-        """This report with more problems, sorted by place among its own."""
-        if not problems:
-            return self
-        return ValidationReport(
-            self.load, sorted(set(self.problems) | set(problems), key=KBError.sort_key), self.coverage
-        )
 
 
 def validate_dir(rules_dir: Path, *, fhir_map: bool = True) -> ValidationReport:

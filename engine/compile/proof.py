@@ -13,7 +13,7 @@ value's `condition`), so `validate` fails instead:
 
 from __future__ import annotations
 
-from fsgs_kb.engine.check.validate import ValidationReport
+from fsgs_kb.engine.check.report import ValidationReport
 from fsgs_kb.engine.compile.durable import DurableRulesets, ProbeFailure, probe
 from fsgs_kb.engine.compile.rulesets import ALPHA_BUDGET, MAX_GROUPS, CompiledKB, compile_kb, groups, stack_bound
 from fsgs_kb.engine.errors import KBError

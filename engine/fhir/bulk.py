@@ -25,11 +25,10 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import CLINICAL
 from fsgs_kb.engine.fhir.codes import reference
-from fsgs_kb.engine.fhir.ndjson import LineError, read_ndjson
+from fsgs_kb.engine.fhir.ndjson import EXPORT_FILES, LineError, read_ndjson
 from fsgs_kb.engine.fhir.refs import HISTORY, patient_ref, without_version
 
 BATCH = 500
-EXPORT_FILES = "*.ndjson"  # the files of an export directory, each read as NDJSON (not its subdirectories)
 _SCHEMA = """
 DROP TABLE IF EXISTS res; DROP TABLE IF EXISTS meds;
 CREATE TABLE res (ref TEXT NOT NULL, rtype TEXT NOT NULL, body TEXT NOT NULL,

@@ -15,11 +15,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
 from fsgs_kb.engine.fhir.yamlload import load_yaml
 from fsgs_kb.engine.load.fingerprint import canonical_json
+from fsgs_kb.engine.load.schemas import part_validator
 
 SCHEMA_NAME = "fhir-map.schema.json"
 
@@ -126,10 +125,12 @@ class FhirMap:
 
 
 def _schema_problems(data: Any, schema: dict[str, Any], positions: dict[str, tuple[int, int]]) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(schema)
+    from jsonschema.exceptions import best_match  # only a map being checked needs jsonschema
+
+    validator = part_validator(schema)  # the project's patterns: `$` is the end of the text, as in the KB's schemas
     problems = []
     for err in validator.iter_errors(data):
-        leaf = jsonschema.exceptions.best_match([err])
+        leaf = best_match([err])
         pointer = pointer_join("", *leaf.absolute_path)
         line, col = _where(positions, pointer)
         problems.append(Problem(leaf.message, pointer, line, col))

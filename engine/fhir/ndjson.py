@@ -16,6 +16,8 @@ from typing import Any, BinaryIO
 
 from fsgs_kb.engine.fhir.codes import within_depth
 
+EXPORT_FILES = "*.ndjson"  # the files of an export directory, each read as NDJSON (not its subdirectories)
+
 CHUNK = 1 << 16
 MAX_SKIP = 256 << 20  # an oversized line is skipped to its end; one that never ends is cut off here
 

@@ -31,9 +31,9 @@ from fsgs_kb.engine.fhir.errors import FhirInputError, field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.ndjson import skip_rest
 from fsgs_kb.engine.load.fingerprint import canonical_json
-from fsgs_kb.engine.read.records import BOM, Record, parse_json
+from fsgs_kb.engine.read.records import BOM, FHIR_FORMATS, Record, parse_json
 
-FORMATS = ("fhir", "fhir-bundles", "fhir-bulk")
+FORMATS = FHIR_FORMATS
 EXT = "ext"
 
 

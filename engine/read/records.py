@@ -31,6 +31,7 @@ from fsgs_kb.engine.read.shape import MAX_INT, MAX_RECORD_BYTES, shape_problem
 
 __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jsonarray.py is still here
     "BOM",
+    "FHIR_FORMATS",
     "FORMATS",
     "Record",
     "parse_json",
@@ -45,6 +46,7 @@ __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jso
     "too_large",
 ]
 FORMATS = ("jsonl", "json", "csv")
+FHIR_FORMATS = ("fhir", "fhir-bundles", "fhir-bulk")  # read by engine.fhir.records; named here, light to import
 
 
 def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBError | None]:

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fsgs_kb.engine.check.checks import Coverage
-from fsgs_kb.engine.check.validate import ValidationReport
+from fsgs_kb.engine.check.report import Coverage, ValidationReport
 from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.report.colour import PLAIN, Palette
 from fsgs_kb.engine.report.identity import kb_line
