@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from hostile_kb import EXAMPLE, assert_refused, copy_kb, run_cli, set_when
 
-from fsgs_kb.engine import kb as kb_module
+from fsgs_kb.engine.check.validate import validate_dir
 from fsgs_kb.engine.compile import durable
 from fsgs_kb.engine.compile.durable import DurableRulesets, probe
 from fsgs_kb.engine.compile.proof import prove
+from fsgs_kb.engine.load.paths import locate_rules
 
 AGE = "{field: age_years, gt: {param: child_age_cutoff_years}}"
 DOSE = "{derived: dose_mg_per_kg_day, gt: {param: max_daily_dose}}"
@@ -123,7 +124,7 @@ def test_a_crash_of_the_core_does_not_take_validate_down(monkeypatch: pytest.Mon
         "os.kill(os.getpid(), signal.SIGSEGV)\n"
     )
     monkeypatch.setattr(durable, "_CHILD", crash)
-    report = prove(kb_module.validate_dir(kb_module.locate_rules(None).path))
+    report = prove(validate_dir(locate_rules(None).path))
     rejected = [e for e in report.errors if e.code == "compile.engine_rejected"]
     assert rejected and all("crashed (SIGSEGV)" in e.message for e in rejected)
     assert all(e.file and e.line and e.pointer.endswith(("/when", "/condition")) for e in rejected)

@@ -90,7 +90,7 @@ DEFECTS: dict[str, tuple[str, str]] = {
     "status-misspelt": (
         "    expect: {status: evaluate}\n",
         "6:22: error[schema.invalid] /cases/0/expect/status: 'evaluate' is not one of ['evaluated', "
-        "'out_of_scope', 'scope_undetermined', 'invalid', 'error'] (hint: The result's status)",
+        "'out_of_scope', 'scope_undetermined', 'invalid', 'error'] (hint: did you mean 'evaluated'?)",
     ),
     "unknown-base": (
         "    patient: {age_years: 30}\n" + FIRES,
