@@ -159,7 +159,7 @@ def test_the_walkthrough_in_a_fresh_clone(tmp_path: Path) -> None:
     assert "the knowledge base changed but its version is still" in unversioned.stdout
     assert "CSA-DUR-EXCEEDS's meaning" not in unversioned.stdout
     assert versioned.returncode == 0, versioned.stdout + versioned.stderr
-    assert "kb.yaml: 0.3.4 → 0.4.0" in versioned.stdout
+    assert "kb.yaml: 0.3.5 → 0.4.0" in versioned.stdout
     assert only("fsgs-kb validate", 1).returncode == 0
 
 

@@ -93,7 +93,9 @@ def test_a_rule_decided_by_the_exact_semantics_is_explained_as_decided(
 ) -> None:
     """Kleene's tables leave the BP warning open without an age (child and adult targets differ),
     but 150/96 mmHg at the 99th percentile is above both: the warning fires (clinical-notes §4.1),
-    and its explanation must say why it is decided, not 'Not decided'."""
+    and its explanation must say why it is decided, not 'Not decided', nor show the derived value
+    that decides it as unknown (it did: '? unknown whether blood pressure is above …', where
+    evaluate records the value true)."""
     patient = {
         "id": "exact",
         "weight_kg": 150,
@@ -106,10 +108,14 @@ def test_a_rule_decided_by_the_exact_semantics_is_explained_as_decided(
     code, text = _explain(str(path), "--color", "never", monkeypatch=monkeypatch)
     warning = text[text.index("WARNINGS") : text.index("ADVICE")]
     assert "CSA-BP-ABOVE-TARGET" in warning and "Not decided" not in warning, warning
-    assert "every value the missing inputs could take" in warning
+    assert "✓ blood pressure is above the ideal level" in warning, warning
+    assert "decided whatever the value of age (any value consistent with the rest of the record)" in warning
     code, raw = _explain(str(path), "--format", "json", monkeypatch=monkeypatch)
     rule = next(r for r in json.loads(raw)["rules"] if r["id"] == "CSA-BP-ABOVE-TARGET")
-    assert rule["because"]["met"] is True and rule["because"]["exact"] is True
+    assert rule["because"]["met"] is True
+    bp = next(item for item in rule["because"]["items"] if item.get("derived") == "bp_above_target")
+    assert bp["met"] is True and bp["decided_without"] == ["/age_years"]
+    assert bp["definition"]["met"] is True and bp["definition"]["exact"] is True
 
 
 def test_local_choices_are_shown_next_to_the_values_they_shape(monkeypatch: pytest.MonkeyPatch) -> None:

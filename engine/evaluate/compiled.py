@@ -1319,6 +1319,9 @@ def _scope_reads(model: Any) -> tuple[tuple[str, str], ...]:
     """What the scope cases read besides in_scope itself: (source, name) of every field or
     derived value their conditions test, and the fields they need."""
     reads: list[tuple[str, str]] = []
+    scope = model.derived.get(SCOPE_DERIVED)
+    if scope is not None and scope.condition is not None:  # named when the scope is reported undetermined
+        reads += [("field", leaf.name) for leaf in walk(scope.condition) if leaf.source == "field"]
     for case in model.scope:
         if case.when is not None:
             reads += [(leaf.source, leaf.name) for leaf in walk(case.when)]

@@ -49,6 +49,14 @@ class Evaluation:
         kb_record: dict[str, str],
     ) -> None:
         self.model = model
+        scope_spec = model.derived.get(SCOPE_DERIVED)
+        self.scope_fields = tuple(  # the fields in_scope's condition reads, in order
+            dict.fromkeys(
+                leaf.name
+                for leaf in (walk(scope_spec.condition) if scope_spec and scope_spec.condition else ())
+                if leaf.source == "field"
+            )
+        )
         self.compiled = compiled
         self.evaluator = evaluator
         self.durable = durable
@@ -342,6 +350,14 @@ class Evaluation:
                 continue
             # `missing` names inputs that are not recorded: a recorded one the scope still needs
             # otherwise (a biopsy-proven diagnosis where `false` is recorded) is in the reason.
+            # Reported undetermined, every unrecorded input of in_scope could still change it (an
+            # etiology recorded as unknown beside a biopsy recorded false: secondary would put
+            # the patient out of scope), so those are named too (clinical-notes §4: never silence).
+            if case.undetermined_needs:
+                for name in self.scope_fields:
+                    pointer = self.evaluator.fields[name].pointer
+                    if values.get(name) is None and pointer not in missing:
+                        missing.append(pointer)
             for name in case.undetermined_needs:
                 pointer = self.evaluator.fields[name].pointer
                 if values.get(name) is None and pointer not in missing:
@@ -350,13 +366,17 @@ class Evaluation:
             return {"in_scope": None if case.undetermined_needs else scope.value, "missing": missing, "reason": reason}
         return {"in_scope": scope.value, "missing": missing, "reason": scope.how}
 
-    def _evaluate(self, patient: dict[str, Any], input_sha: str, timestamp: str | None) -> dict[str, Any]:
-        evaluator = self.evaluator
-        values = field_values(patient, self.fields)
-        memo: Memo = {}
-        derived = evaluator.derive(values, memo)
+    def exact_derived(
+        self, patient: dict[str, Any], values: dict[str, Any], memo: Memo
+    ) -> tuple[dict[str, DerivedValue], State, Recorded, dict[str, list[str]]]:
+        """The derived values as a result records them: Kleene's, then each boolean one Kleene's
+        tables leave unknown decided by the exact semantics where every value of its missing
+        inputs gives the same answer; with the record's cells, its `recorded` function, and the
+        inputs each value so decided was decided without (for `explain`)."""
+        derived = self.evaluator.derive(values, memo)
         state = self.domains.state(patient, values, derived)
         recorded = self._recorded(values, derived)
+        without: dict[str, list[str]] = {}
         for name in self.booleans:
             old = derived[name]
             if old.value is not None:  # Kleene's tables are sound: decided there is decided
@@ -365,9 +385,16 @@ class Evaluation:
             value, missing = self.judge(form, state, recorded, values, derived)
             how = old.how
             if value is not None and old.value is None:
-                inputs = ", ".join(self.decided_without(form, values, derived))
-                how = f"{how}; {'true' if value else 'false'} whatever the value of {inputs}"
+                without[name] = self.decided_without(form, values, derived)
+                how = f"{how}; {'true' if value else 'false'} whatever the value of {', '.join(without[name])}"
             derived[name] = DerivedValue(name, value, old.unit, tuple(missing), how)
+        return derived, state, recorded, without
+
+    def _evaluate(self, patient: dict[str, Any], input_sha: str, timestamp: str | None) -> dict[str, Any]:
+        evaluator = self.evaluator
+        values = field_values(patient, self.fields)
+        memo: Memo = {}
+        derived, state, recorded, _ = self.exact_derived(patient, values, memo)
         verdict = self._decide(self.flat_fact(values, derived, patient, state))
         errors: list[KBError] = []
         for name in self.compiled.boolean_derived:

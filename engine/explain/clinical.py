@@ -73,10 +73,15 @@ def parameter_text(model: KnowledgeBaseModel, name: str) -> str:
 class ConditionWords:
     """Sentences and trees of conditions for one knowledge base."""
 
-    def __init__(self, model: KnowledgeBaseModel, evaluator: Evaluator) -> None:
+    def __init__(
+        self, model: KnowledgeBaseModel, evaluator: Evaluator, settled: dict[str, list[str]] | None = None
+    ) -> None:
         self.model = model
         self.evaluator = evaluator
         self.fields: dict[str, FieldInfo] = evaluator.fields
+        # boolean derived values Kleene's tables leave unknown that the exact semantics decided,
+        # with the inputs they were decided without (Evaluation.exact_derived)
+        self.settled = settled or {}
 
     # ---- names --------------------------------------------------------------------------------
     def subject(self, leaf: Compare) -> str:
@@ -237,6 +242,11 @@ class ConditionWords:
         if spec.condition is not None:
             if spec.name != SCOPE or node["met"] is not True:
                 node["definition"] = self.tree(spec.condition, values, known, memo)
+                decided = known[spec.name].value if spec.name in known else None
+                if spec.name in self.settled and node["definition"]["met"] is None and decided is not None:
+                    # every value of the missing inputs gives the same answer: said, as a rule's is
+                    node["definition"] = {**node["definition"], "met": decided, "exact": True}
+                    node["decided_without"] = list(self.settled[spec.name])
             return
         how = self.how(spec, values, known, memo)
         if how:

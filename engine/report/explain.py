@@ -69,11 +69,13 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
     }
     if result["status"] in ("invalid", "error"):
         return doc
-    words = ConditionWords(kb.model, kb.evaluator)
     memo: Memo = {}
+    words = ConditionWords(kb.model, kb.evaluator)
     if isinstance(patient, dict):
         values = kb.evaluation.values_of(patient)
-        known = kb.evaluator.derive(values, memo)
+        # as the result has them: a value the exact semantics decided is not shown as unknown
+        known, _, _, settled = kb.evaluation.exact_derived(patient, values, memo)
+        words = ConditionWords(kb.model, kb.evaluator, settled)
 
         def because_of(model_rule: Rule, rule: dict[str, Any]) -> dict[str, Any]:
             return words.tree(model_rule.when, values, known, memo)
@@ -138,8 +140,11 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
         missing = (result.get("scope") or {}).get("missing", [])
         if isinstance(patient, dict):
             tree = words.tree(scope.condition, values, known, memo)
-            in_scope = known["in_scope"].value if "in_scope" in known else None
-            unrecorded = [p for p in missing if _recorded(patient, p) is None]
+            # the result's verdict, which the scope cases may leave undetermined where in_scope
+            # itself is false (not biopsy-proven: null, as evaluate says, never false), and every
+            # input it names (an etiology recorded as `unknown` is one to record)
+            in_scope = (result.get("scope") or {}).get("in_scope")
+            unrecorded = list(missing)
         else:  # the scope's own comparisons are not in a result: what it recorded of them
             recorded = (result.get("scope") or {}).get("in_scope")
             how = next((d["how"] for r in result["rules"] for d in r.get("derived", []) if d["name"] == "in_scope"), "")
@@ -200,15 +205,6 @@ def _to_record(pointer: str, titles: dict[str, str]) -> dict[str, str]:
     return {"pointer": pointer, "title": titles.get(pointer, pointer.strip("/").replace("/", " ").replace("_", " "))}
 
 
-def _recorded(patient: dict[str, Any], pointer: str) -> Any:
-    node: Any = patient
-    for part in pointer.strip("/").split("/"):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 # ---- the explanation as text ------------------------------------------------------------------
 def _wrap(text: str, indent: str, hang: int = 2) -> list[str]:
     return textwrap.wrap(
@@ -227,6 +223,13 @@ def tree_lines(node: dict[str, Any], indent: str, paint: Palette = PLAIN) -> lis
         lines = _wrap(f"{mark} {node['text']}", indent)
         if node.get("how"):
             lines += _wrap(node["how"], indent + "    ")
+        if node.get("decided_without"):
+            titles = pointer_titles()
+            names = ", ".join(_to_record(p, titles)["title"] for p in node["decided_without"])
+            lines += _wrap(
+                f"decided whatever the value of {names} (any value consistent with the rest of the record)",
+                indent + "    ",
+            )
         for choice in node.get("choices", []):
             lines += _wrap(f"a choice the review does not make: {choice}", indent + "    ")
         if "definition" in node:
@@ -322,12 +325,20 @@ def _record_text(items: list[dict[str, str]], sources: dict[str, Any] | None = N
     return "; ".join(f"{item['title']} ({item['pointer']}{_why_empty(why.get(item['pointer']))})" for item in items)
 
 
+def _heading_status(doc: dict[str, Any]) -> str:
+    """The status in the heading; out of scope with the knowledge base's reason for this patient
+    (a cause the site leaves out by local policy is not what the review's title excludes)."""
+    if doc["status"] == "out_of_scope" and doc.get("scope_text"):
+        return f"{doc['status_text']} ({doc['scope_text']})"
+    return str(doc["status_text"])
+
+
 def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = PLAIN) -> str:
     """The explanation for a clinician (`explanation()`'s output); `show_all` unfolds the rules
     that do not apply."""
     doc = printable(doc)  # ids, keys and values from the record reach a terminal
     lines = [
-        paint(f"Patient {doc.get('patient_id') or '(no id)'}: {doc['status_text']}", "heading")
+        paint(f"Patient {doc.get('patient_id') or '(no id)'}: {_heading_status(doc)}", "heading")
         + (f" ({doc['scope_text']})" if doc["status"] == "evaluated" and doc.get("scope_text") else ""),
         paint(f"  decision {doc['decision_id']}", "muted"),
     ]
@@ -373,7 +384,7 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
             if show_all:
                 lines += _why_lines(rule, paint)
     if doc["status"] == "evaluated" and not fired and not undetermined:
-        lines += ["", "No recommendation: the review says nothing for this patient."]
+        lines += ["", "No recommendation: this source gives no recommendation for this patient."]
     notes = {(r["evidence"]["sentence"], r["evidence"]["quote"]) for r in fired if r["kind"] in ("advice", "warning")}
     for sentence, quote in sorted(notes):  # each rule's evidence note, from the knowledge base
         lines += [""] + _wrap(f'Evidence ({sentence}): the review says "{quote}".', "")
