@@ -110,12 +110,14 @@ CREATE TABLE IF NOT EXISTS seen_jti (
 
 CARD_NAMESPACE = uuid.UUID("5b0e6f0c-3c55-5b7e-9a57-2f1d0c5a7e11")
 # the cards that are not a rule's (service/cards.py): undetermined rules, resources set aside, an
-# order hook's draft orders none of which could be checked, a call that brought no patient data
+# order hook's draft orders none of which could be checked, a call that brought no patient data, a
+# record the knowledge base could not evaluate (invalid or error)
 UNDETERMINED = "UNDETERMINED"
 SET_ASIDE = "SET_ASIDE"
 ORDER_NOT_CHECKED = "ORDER_NOT_CHECKED"
 NO_DATA = "NO_DATA"
-CARDS_NOT_OF_A_RULE = (UNDETERMINED, SET_ASIDE, ORDER_NOT_CHECKED, NO_DATA)
+NOT_EVALUATED = "NOT_EVALUATED"
+CARDS_NOT_OF_A_RULE = (UNDETERMINED, SET_ASIDE, ORDER_NOT_CHECKED, NO_DATA, NOT_EVALUATED)
 
 
 def card_uuid(decision_id: str, rule_id: str) -> str:

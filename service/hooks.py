@@ -252,6 +252,9 @@ class Hooks:
         result = self.kb.evaluate(record, include_input=True)
         if result["status"] == "error":
             log.warning("evaluation error for hookInstance %s: %s", hook_instance, result["errors"])
+        elif result["status"] == "invalid":  # the EHR's data, not a fault: codes and pointers, no values
+            said = ", ".join(f"{e.get('code')} at {e.get('pointer') or '/'}" for e in result["errors"])
+            log.warning("record not evaluated (invalid) for hookInstance %s: %s", hook_instance, said)
         made = self.cards.make(
             result,
             prov,
