@@ -48,6 +48,7 @@ from fsgs_kb.service.decisionlog import (
     card_uuid,
     offered_reasons,
 )
+from fsgs_kb.service.drafts import UNTOLD
 from fsgs_kb.service.prefetch import Templates
 
 RULE_SYSTEM = "urn:fsgs-kb:rule"
@@ -471,10 +472,12 @@ class CardMaker:
         if not aside or not any(self.allow_drafts or r.status == "active" for r in self.kb.model.rules.values()):
             return made
         count = len(aside)
+        untold = any(a.get("reason") in UNTOLD for a in aside)  # may be the drug: not named as it
+        named = "" if untold else f" {drug}"
         head = (
-            f"Draft {drug} order could not be checked"
+            f"Draft{named} order could not be checked"
             if count == 1
-            else f"{count} draft {drug} orders could not be checked"
+            else f"{count} draft{named} orders could not be checked"
         )
         kb = {"id": self.kb.id, "version": self.kb.version, "fingerprint": self.kb.fingerprint}
         source = {
@@ -483,7 +486,7 @@ class CardMaker:
             "topic": {"system": RULE_SYSTEM, "code": ORDER_NOT_CHECKED, "display": "Draft order not checked"},
         }
         summary = _fit("", head, f" ({aside_words(aside)})")
-        detail = order_not_checked_detail({"items": aside, "drug": drug, "kb": kb})
+        detail = order_not_checked_detail({"items": aside, "drug": drug, "untold": untold, "kb": kb})
         self._info(made, card_uuid(call_id, ORDER_NOT_CHECKED), ORDER_NOT_CHECKED, summary, detail, source)
         return made
 

@@ -32,6 +32,7 @@ from fsgs_kb.service.drafts import (
     cyclosporine_drafts,
     draft_origins,
     draft_regimen,
+    extra_medications,
     restore_ids,
     signed_record,
 )
@@ -215,7 +216,9 @@ class Hooks:
         row = _row(service, hook_instance, patient_id)
         as_of = today()  # the service's calendar day, as for the command line (engine/fhir/dates.py)
         drafts, drafts_aside = (
-            cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else ([], [])
+            cyclosporine_drafts(context, self.fmap, patient_id, as_of, body.get("prefetch"))
+            if service.hook in ORDER_HOOKS
+            else ([], [])
         )
         if service.hook in ORDER_HOOKS and not drafts:  # nothing to evaluate: no data needed
             logged_aside = self.decisions.logged_set_aside(drafts_aside)
@@ -234,7 +237,11 @@ class Hooks:
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
             return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")
-        entries, renamed = draft_regimen(drafts, got.entries, self.fmap, as_of) if drafts else (got.entries, {})
+        entries, renamed = (
+            draft_regimen(drafts, got.entries + extra_medications(got.entries, context), self.fmap, as_of)
+            if drafts
+            else (got.entries, {})
+        )
         try:
             done = convert_bundle(bundle_of(entries), self.fmap, as_of=as_of)
         except FhirInputError as exc:

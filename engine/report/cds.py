@@ -265,7 +265,9 @@ def order_not_checked_detail(detail: dict[str, Any]) -> str:
     these = "This draft order" if count == 1 else f"These {count} draft orders"
     kb = detail["kb"]
     lines = [
-        f"{these} of {md(detail['drug'])} could not be checked against the knowledge base: "
+        f"{these} of {md(detail['drug'])}"
+        + (f" (or whose drug cannot be told, and may be {md(detail['drug'])})" if detail.get("untold") else "")
+        + " could not be checked against the knowledge base: "
         f"{'it was' if count == 1 else 'they were'} not evaluated, and no check of the order was made. "
         "Each is named with where it is in the request and why it could not be used.",
         "",
