@@ -13,7 +13,8 @@ between threads.
 Every error answer is JSON, an OperationOutcome naming what is wrong (application/json): also the
 ones Starlette makes itself (404 for an unknown path, 405 for a method a route does not take), a
 refused CORS preflight (400), and a request the HTTP parser cannot read (431, 400: service/wire.py,
-the protocol class `fsgs-kb serve` gives uvicorn). A request body that gives one key twice in an object is refused
+the protocol class `fsgs-kb serve` gives uvicorn). A path with a trailing slash the routes do not
+name is unknown (404), never redirected. A request body that gives one key twice in an object is refused
 (400, naming the key), as the command line's readers refuse such a record: which value was meant
 is unknowable.
 """
@@ -213,9 +214,12 @@ def build_app(config: ServiceConfig) -> Starlette:
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
-    return Starlette(
-        routes=routes, middleware=[cors], lifespan=lifespan, exception_handlers={HTTPException: http_error}
-    )
+    app = Starlette(routes=routes, middleware=[cors], lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    # no redirect to the path without (or with) a trailing slash: Starlette builds its Location from
+    # the Host header (the service never builds a URL from Host), answers before the JWT gate, and a
+    # client re-sends the body to it. Such a path is unknown: 404 with an OperationOutcome.
+    app.router.redirect_slashes = False
+    return app
 
 
 def create_app() -> Starlette:
