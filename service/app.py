@@ -35,7 +35,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -51,6 +51,7 @@ from fsgs_kb.service.run import CONFIG_ENV
 
 log = logging.getLogger("fsgs_kb.service")
 UNAUTHORIZED = outcome(401, "unauthorized", "login")
+CLIENT_CLOSED = 499  # what proxies log for a request its client closed: its row is rejected_499 (never sent)
 
 
 class Json(JSONResponse):
@@ -125,10 +126,16 @@ class Service:
         if declared and declared.isdigit() and int(declared) > limit:
             return outcome(413, f"request body larger than {limit} bytes", "too-costly")
         raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > limit:
-                return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+        try:
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > limit:
+                    return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+        except ClientDisconnect:  # the client went away: not a bug, no traceback; the call still leaves a row
+            of = f" of {declared}" if declared and declared.isdigit() else ""
+            said = f"the client disconnected before the request body was complete ({len(raw)}{of} bytes received)"
+            log.info("%s %s %s: %s", CLIENT_CLOSED, request.method, request.url.path, said)
+            return outcome(CLIENT_CLOSED, said, "incomplete")
         try:
             value = loads(bytes(raw))
         except orjson.JSONDecodeError as exc:
