@@ -13,7 +13,8 @@ between threads.
 Every error answer is JSON, an OperationOutcome naming what is wrong (application/json): also the
 ones Starlette makes itself (404 for an unknown path, 405 for a method a route does not take), a
 refused CORS preflight (400), and a request the HTTP parser cannot read (431, 400: service/wire.py,
-the protocol class `fsgs-kb serve` gives uvicorn). A request body that gives one key twice in an object is refused
+the protocol class `fsgs-kb serve` gives uvicorn). A path with a trailing slash the routes do not
+name is unknown (404), never redirected. A request body that gives one key twice in an object is refused
 (400, naming the key), as the command line's readers refuse such a record: which value was meant
 is unknowable.
 """
@@ -34,7 +35,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -50,6 +51,7 @@ from fsgs_kb.service.run import CONFIG_ENV
 
 log = logging.getLogger("fsgs_kb.service")
 UNAUTHORIZED = outcome(401, "unauthorized", "login")
+CLIENT_CLOSED = 499  # what proxies log for a request its client closed: its row is rejected_499 (never sent)
 
 
 class Json(JSONResponse):
@@ -124,10 +126,16 @@ class Service:
         if declared and declared.isdigit() and int(declared) > limit:
             return outcome(413, f"request body larger than {limit} bytes", "too-costly")
         raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > limit:
-                return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+        try:
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > limit:
+                    return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+        except ClientDisconnect:  # the client went away: not a bug, no traceback; the call still leaves a row
+            of = f" of {declared}" if declared and declared.isdigit() else ""
+            said = f"the client disconnected before the request body was complete ({len(raw)}{of} bytes received)"
+            log.info("%s %s %s: %s", CLIENT_CLOSED, request.method, request.url.path, said)
+            return outcome(CLIENT_CLOSED, said, "incomplete")
         try:
             value = loads(bytes(raw))
         except orjson.JSONDecodeError as exc:
@@ -213,9 +221,12 @@ def build_app(config: ServiceConfig) -> Starlette:
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
-    return Starlette(
-        routes=routes, middleware=[cors], lifespan=lifespan, exception_handlers={HTTPException: http_error}
-    )
+    app = Starlette(routes=routes, middleware=[cors], lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    # no redirect to the path without (or with) a trailing slash: Starlette builds its Location from
+    # the Host header (the service never builds a URL from Host), answers before the JWT gate, and a
+    # client re-sends the body to it. Such a path is unknown: 404 with an OperationOutcome.
+    app.router.redirect_slashes = False
+    return app
 
 
 def create_app() -> Starlette:

@@ -13,7 +13,8 @@ suggests an order or acts on its own (no suggestions, no systemActions). Out of 
 card. A card's uuid is derived from the decision id and the rule id, so the same decision always
 shows the same cards and feedback links back to it. An order hook whose every cyclosporine draft
 was set aside evaluates nothing and gets one `info` card saying the order could not be checked
-(`order_not_checked`), its uuid derived from the call instead of a decision.
+(`order_not_checked`), its uuid derived from the call instead of a decision. A record that could not be
+evaluated (`invalid`, `error`) gets one `info` card saying so and why (NOT_EVALUATED), never silence.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from fsgs_kb.engine.model import AllOf, Compare, Condition, Not, Rule
 from fsgs_kb.engine.report.cds import (
     aside_words,
     no_data_detail,
+    not_evaluated_detail,
     order_not_checked_detail,
     rule_detail,
     set_aside_detail,
@@ -38,6 +40,7 @@ from fsgs_kb.engine.report.cds import (
 )
 from fsgs_kb.service.decisionlog import (
     NO_DATA,
+    NOT_EVALUATED,
     ORDER_NOT_CHECKED,
     SET_ASIDE,
     UNDETERMINED,
@@ -45,10 +48,15 @@ from fsgs_kb.service.decisionlog import (
     card_uuid,
     offered_reasons,
 )
+from fsgs_kb.service.drafts import UNTOLD
 from fsgs_kb.service.prefetch import Templates
 
 RULE_SYSTEM = "urn:fsgs-kb:rule"
 CARD_KINDS = ("advice", "warning", "info")
+# statuses of a record no rule was checked on: each gets one card saying so (silence would read as
+# "nothing to say", and a chart that had a warning would lose it over one conflicting value)
+NOT_EVALUATED_STATUSES = ("invalid", "error")
+RECORD_ID_TITLE = "patient record id"  # /id, which the record schema titles only "id"
 SUMMARY_MAX = 139  # CDS Hooks: "<140 characters"
 
 
@@ -173,6 +181,8 @@ class CardMaker:
         for item in aside:
             if item.get("field"):
                 by_field.setdefault(item["field"], []).append(item["message"])
+        if result["status"] in NOT_EVALUATED_STATUSES:
+            self._not_evaluated_card(made, result, prov)
         if result["status"] == "evaluated":
             for entry in result["rules"]:
                 if entry["outcome"] == "fired" and entry["kind"] in CARD_KINDS and self.visible(entry):
@@ -344,6 +354,55 @@ class CardMaker:
         uuid = card_uuid(decision["decision_id"], UNDETERMINED)
         self._info(made, uuid, UNDETERMINED, text, undetermined_detail(detail), source, handbook_link=True)
 
+    def _not_evaluated_card(self, made: Made, result: dict[str, Any], prov: dict[str, Any]) -> None:
+        """One `info` card when the record could not be evaluated (`invalid`: it contradicts itself
+        or holds a value it cannot take; `error`: the service failed): no rule was checked, which
+        silence would hide. Its summary and detail say why (the errors by clinical name, pointer
+        and the FHIR resource each value came from; for an error only its code, the rest being
+        the service log's). `info`, as the card saying an order could not be checked: it is no
+        finding about the patient, and a `warning` would offer override reasons ("clinical
+        judgement for this patient") that mean nothing for a record the service could not read.
+        None when no rule is served (the service then gives no cards at all)."""
+        if not self._served():
+            return
+        decision = result["decision"]
+        titles = pointer_titles()
+        problems = []
+        for error in result["errors"]:
+            pointer = str(error.get("pointer") or "")
+            message = str(error.get("message", ""))
+            if pointer and message.startswith(pointer + ": "):
+                message = message[len(pointer) + 2 :]
+            title = RECORD_ID_TITLE if pointer == "/id" else titles.get(pointer, pointer.strip("/").replace("/", " "))
+            fed = [p for p in prov if pointer == p or pointer.startswith(p + "/")]
+            problems.append(
+                {
+                    "code": error.get("code", ""),
+                    "pointer": pointer,
+                    "title": title,
+                    "message": message.rstrip("."),
+                    "hint": str(error["hint"]).rstrip(".") if error.get("hint") else None,
+                    "prov": prov[max(fed, key=len)] if fed else None,
+                }
+            )
+        if result["status"] == "error":
+            why = "an internal error of the service"
+        else:
+            first = problems[0] if problems else {"title": "", "message": "a value it cannot take"}
+            said = f"{first['title']}: {first['message']}" if first["title"] else first["message"]
+            more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
+            why = said + more
+        text = _fit("", f"Record could not be evaluated, no rule was checked: {why}", "")
+        detail = {
+            "status": result["status"],
+            "problems": problems,
+            "decision_id": decision["decision_id"],
+            "kb": decision["kb"],
+        }
+        source = self._source(NOT_EVALUATED, "Record could not be evaluated")
+        uuid = card_uuid(decision["decision_id"], NOT_EVALUATED)
+        self._info(made, uuid, NOT_EVALUATED, text, not_evaluated_detail(detail), source, handbook_link=True)
+
     def _served(self) -> list[Rule]:
         """The rules whose cards this service shows."""
         return [r for r in self.kb.model.rules.values() if self.allow_drafts or r.status == "active"]
@@ -413,10 +472,12 @@ class CardMaker:
         if not aside or not any(self.allow_drafts or r.status == "active" for r in self.kb.model.rules.values()):
             return made
         count = len(aside)
+        untold = any(a.get("reason") in UNTOLD for a in aside)  # may be the drug: not named as it
+        named = "" if untold else f" {drug}"
         head = (
-            f"Draft {drug} order could not be checked"
+            f"Draft{named} order could not be checked"
             if count == 1
-            else f"{count} draft {drug} orders could not be checked"
+            else f"{count} draft{named} orders could not be checked"
         )
         kb = {"id": self.kb.id, "version": self.kb.version, "fingerprint": self.kb.fingerprint}
         source = {
@@ -425,7 +486,7 @@ class CardMaker:
             "topic": {"system": RULE_SYSTEM, "code": ORDER_NOT_CHECKED, "display": "Draft order not checked"},
         }
         summary = _fit("", head, f" ({aside_words(aside)})")
-        detail = order_not_checked_detail({"items": aside, "drug": drug, "kb": kb})
+        detail = order_not_checked_detail({"items": aside, "drug": drug, "untold": untold, "kb": kb})
         self._info(made, card_uuid(call_id, ORDER_NOT_CHECKED), ORDER_NOT_CHECKED, summary, detail, source)
         return made
 
@@ -439,7 +500,7 @@ class CardMaker:
         source: dict[str, Any],
         handbook_link: bool = False,
     ) -> None:
-        """One `info` card of no rule (UNDETERMINED, NO_DATA, SET_ASIDE, ORDER_NOT_CHECKED) and its
+        """One `info` card of no rule (UNDETERMINED, NO_DATA, SET_ASIDE, ORDER_NOT_CHECKED, NOT_EVALUATED) and its
         decision-log row, in one shape."""
         card: dict[str, Any] = {
             "uuid": uuid,

@@ -110,12 +110,14 @@ CREATE TABLE IF NOT EXISTS seen_jti (
 
 CARD_NAMESPACE = uuid.UUID("5b0e6f0c-3c55-5b7e-9a57-2f1d0c5a7e11")
 # the cards that are not a rule's (service/cards.py): undetermined rules, resources set aside, an
-# order hook's draft orders none of which could be checked, a call that brought no patient data
+# order hook's draft orders none of which could be checked, a call that brought no patient data, a
+# record the knowledge base could not evaluate (invalid or error)
 UNDETERMINED = "UNDETERMINED"
 SET_ASIDE = "SET_ASIDE"
 ORDER_NOT_CHECKED = "ORDER_NOT_CHECKED"
 NO_DATA = "NO_DATA"
-CARDS_NOT_OF_A_RULE = (UNDETERMINED, SET_ASIDE, ORDER_NOT_CHECKED, NO_DATA)
+NOT_EVALUATED = "NOT_EVALUATED"
+CARDS_NOT_OF_A_RULE = (UNDETERMINED, SET_ASIDE, ORDER_NOT_CHECKED, NO_DATA, NOT_EVALUATED)
 
 
 def card_uuid(decision_id: str, rule_id: str) -> str:
@@ -673,8 +675,27 @@ def unevaluated_row_problems(row: tuple[Any, ...], cards: list[tuple[str, str]])
     return out
 
 
+PATIENT_ORIGIN = "Patient/"  # a logged result's origin: the Patient the EHR named (context.patientId)
+
+
+def patient_origin(patient: str | None) -> str:
+    """The origin a logged result carries: `Patient/<the row's patient column>`."""
+    return f"{PATIENT_ORIGIN}{patient}"
+
+
+def row_patient(result: dict[str, Any]) -> Any:
+    """What a row's patient column must hold for its result: the patient the EHR named, which the
+    result carries as its origin (`Patient/<id>`); a result logged without one (before it was
+    carried) holds only its record id. The record id is not the column: the map may read it from
+    an identifier (`record_id_system`, an MRN) that is not the Patient's FHIR id."""
+    origin = result.get("origin")
+    if isinstance(origin, str) and origin.startswith(PATIENT_ORIGIN):
+        return origin[len(PATIENT_ORIGIN) :]
+    return result.get("patient_id")
+
+
 def row_problems(row: tuple[Any, ...], result: dict[str, Any], cards: list[tuple[str, str]]) -> list[str]:
-    """What a decision row's columns say that its result does not: the patient, the input hash,
+    """What a decision row's columns say that its result does not: the patient (`row_patient`), the input hash,
     the decision id, the knowledge base, the status, and the cards sent (each card's uuid is
     derived from the decision id and its rule, service/cards.py, and a rule's card is sent only
     for advice that fired). Replay re-derives the result from the input it holds; these tie the
@@ -685,7 +706,7 @@ def row_problems(row: tuple[Any, ...], result: dict[str, Any], cards: list[tuple
     out = [
         f"{name} column {_short(column)}, the result's {_short(value)}"
         for name, column, value in (
-            ("patient", patient, result.get("patient_id")),
+            ("patient", patient, row_patient(result)),
             ("input_sha256", sha, decision.get("input_sha256")),
             ("decision_id", did, decision.get("decision_id")),
             ("kb_fingerprint", fingerprint, made_by.get("fingerprint")),

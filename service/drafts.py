@@ -7,7 +7,10 @@ current in the EHR's data are what the draft replaces: each is taken to end the 
 draft starts, so the course joins up (a renewal keeps its months on therapy, and the baseline
 creatinine stays the one before the course began) while the dose is the draft's alone. A draft
 that starts in the future is evaluated as if it started today. Whether a draft is cyclosporine is
-decided by the FHIR map's own medication codes and exclusions (ophthalmic products are not).
+decided by the FHIR map's own medication codes and exclusions (ophthalmic products are not),
+before and whatever the reader would set the draft aside for (a modifier, doNotPerform), with the
+Medications the request holds (draft orders' Bundle, prefetch) to resolve a medicationReference; a
+draft whose drug cannot be told may be cyclosporine and is set aside with that reason.
 
 A cyclosporine draft is evaluated only when it can be the order being signed; otherwise it is set
 aside with its reason, as the FHIR reader sets aside what it does not use (and is named on the
@@ -41,6 +44,7 @@ from fsgs_kb.service.prefetch import RequestProblem, bundle_of, origin_key
 DRUG = "cyclosporine"
 DRAFT_STATUSES = ["draft", "active"]  # what an order being selected or signed can carry
 STATUS_FIELD = "/cyclosporine/status"  # where the reader lists orders passed over for their status
+UNTOLD = ("medication_not_identified", "medication_version_mismatch")  # the reader cannot tell the drug
 ENDS_BEFORE_START = "date_not_readable"  # as the FHIR reader sets aside a Period ending before it starts (per-1)
 
 
@@ -187,19 +191,60 @@ def _ended(res: dict[str, Any], end: datetime) -> dict[str, Any]:
     return out
 
 
+def _medications_in(value: Any) -> list[dict[str, Any]]:
+    """The Medication resources a Bundle (or a single resource) holds, read leniently: a shape the
+    request check refuses is refused there, not here."""
+    value = as_dict(value)
+    if value.get("resourceType") == "Medication":
+        return [value]
+    entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+    found = [as_dict(as_dict(e).get("resource")) for e in entries] if isinstance(entries, list) else []
+    return [r for r in found if r.get("resourceType") == "Medication"]
+
+
+def draft_medications(context: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Medications the draft orders' Bundle holds (an order may name its drug by a
+    medicationReference to one of them): read with the drafts, so the drug is told."""
+    return _medications_in(context.get("draftOrders"))
+
+
+def extra_medications(entries: list[dict[str, Any]], context: dict[str, Any]) -> list[dict[str, Any]]:
+    """Entries of the draft orders' Medications that the prefetch did not bring (by type and id),
+    read with the drafts so an order naming one by medicationReference is read as that drug."""
+    have = {origin_key(e["resource"]) for e in entries}
+    return [{"resource": m} for m in draft_medications(context) if origin_key(m) is None or origin_key(m) not in have]
+
+
+def request_medications(context: dict[str, Any], prefetch: Any) -> list[dict[str, Any]]:
+    """The Medications sent in the request, in the draft orders' Bundle and in the prefetch (the
+    templates' `_include=MedicationRequest:medication`), by which a draft's medicationReference is
+    resolved before it is known whether it is cyclosporine."""
+    given = prefetch.values() if isinstance(prefetch, dict) else []
+    return draft_medications(context) + [m for value in given for m in _medications_in(value)]
+
+
 def cyclosporine_drafts(
-    context: dict[str, Any], fmap: FhirMap, patient_id: str, as_of: date
+    context: dict[str, Any], fmap: FhirMap, patient_id: str, as_of: date, prefetch: Any = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The draft orders (selected ones, for order-select) that are cyclosporine: those that can be
     the order being signed, each made an active order of the patient, and the set-aside entries
-    (with `origin` in the request) of those that cannot."""
+    (with `origin` in the request) of those that cannot. A draft whose drug cannot be told (a
+    medicationReference to no Medication sent, codes of two drugs the map tells apart) may be
+    cyclosporine: it is set aside with that reason, so it is named rather than passed over."""
     patient = {"resource": {"resourceType": "Patient", "id": patient_id}}
+    medications = [{"resource": m} for m in request_medications(context, prefetch)]
     orders = _draft_resources(context)
     conflicting, repeated = _conflicting(orders)
     usable, aside = [], []
     for i, (origin, original) in enumerate(orders):
         probe = _as_current(original, patient_id, as_of)
-        if i in repeated or not _is_drug(probe, patient, fmap, as_of):
+        if i in repeated:
+            continue
+        told = _is_drug(probe, patient, medications, fmap, as_of)
+        if told is False:
+            continue
+        if told is not True:  # the drug cannot be told: it may be this drug
+            aside.append(located({**told, "entry": "/entry/1"}, ("", origin)))
             continue
         if i in conflicting:
             why: dict[str, Any] | None = _aside_entry(
@@ -211,7 +256,7 @@ def cyclosporine_drafts(
                 "which one is the order to sign is not said",
             )
         else:
-            why = _not_signable(original, patient, fmap)
+            why = _not_signable(original, patient, medications, fmap)
         if why is None:
             usable.append(probe)
         else:
@@ -219,10 +264,20 @@ def cyclosporine_drafts(
     return usable, aside
 
 
-def _is_drug(probe: dict[str, Any], patient: dict[str, Any], fmap: FhirMap, as_of: date) -> bool:
+def _is_drug(
+    probe: dict[str, Any], patient: dict[str, Any], medications: list[dict[str, Any]], fmap: FhirMap, as_of: date
+) -> bool | dict[str, Any]:
     """Whether a draft (made an active order of the patient) is cyclosporine to the FHIR map, one
-    passed over for an unreadable date included."""
-    data = read_bundle(bundle_of([patient, {"resource": probe}]), fmap)
+    passed over for an unreadable date included; or, when which drug it is cannot be told, the
+    reader's set-aside entry saying why. Which drug an order is does not depend on what would set
+    it aside once known (a modifierExtension, doNotPerform): those are left out of the probe, so
+    such a draft is recognised, then set aside by `_not_signable` with the reader's reason."""
+    probe = {k: v for k, v in probe.items() if k not in ("modifierExtension", "doNotPerform")}
+    data = read_bundle(bundle_of([patient, *medications, {"resource": probe}]), fmap)
+    at = len(medications) + 1  # the probe's entry
+    unknown = next((a for a in data.set_aside if a.entry == at and a.reason in UNTOLD), None)
+    if unknown is not None:
+        return unknown.to_dict()
     entries, passed = scan(DRUG, data, fmap, as_of)
     return any(e.resource is probe for e in entries) or any(res is probe for res, _, _ in passed)
 
@@ -236,7 +291,9 @@ def _aside_entry(
     return {**data.set_aside[0].to_dict(), "entry": "/entry/1"}
 
 
-def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirMap) -> dict[str, Any] | None:
+def _not_signable(
+    original: dict[str, Any], patient: dict[str, Any], medications: list[dict[str, Any]], fmap: FhirMap
+) -> dict[str, Any] | None:
     """Why a cyclosporine draft cannot be the order signed (a set-aside entry), or None. The FHIR
     reader's own checks first (another patient, entered in error, a modifier, do-not-perform), on
     the draft as sent: its subject is never replaced (only given when it has none)."""
@@ -245,9 +302,9 @@ def _not_signable(original: dict[str, Any], patient: dict[str, Any], fmap: FhirM
         if original.get("subject") is not None
         else {**original, "subject": {"reference": f"Patient/{patient['resource']['id']}"}}
     )
-    data = read_bundle(bundle_of([patient, {"resource": draft}]), fmap)
+    data = read_bundle(bundle_of([patient, *medications, {"resource": draft}]), fmap)
     if data.set_aside:
-        return data.set_aside[0].to_dict()
+        return {**data.set_aside[0].to_dict(), "entry": "/entry/1"}
     reason, why = "medication_status_not_usable", status_not_read(draft, DRAFT_STATUSES, "draft order")
     if why is None:  # the FHIR reader's own intent check and reason
         reason, why = (

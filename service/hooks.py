@@ -26,12 +26,13 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
-from fsgs_kb.service.decisionlog import DecisionLog, FeedbackRefused
+from fsgs_kb.service.decisionlog import DecisionLog, FeedbackRefused, patient_origin
 from fsgs_kb.service.drafts import (
     DRUG,
     cyclosporine_drafts,
     draft_origins,
     draft_regimen,
+    extra_medications,
     restore_ids,
     signed_record,
 )
@@ -215,7 +216,9 @@ class Hooks:
         row = _row(service, hook_instance, patient_id)
         as_of = today()  # the service's calendar day, as for the command line (engine/fhir/dates.py)
         drafts, drafts_aside = (
-            cyclosporine_drafts(context, self.fmap, patient_id, as_of) if service.hook in ORDER_HOOKS else ([], [])
+            cyclosporine_drafts(context, self.fmap, patient_id, as_of, body.get("prefetch"))
+            if service.hook in ORDER_HOOKS
+            else ([], [])
         )
         if service.hook in ORDER_HOOKS and not drafts:  # nothing to evaluate: no data needed
             logged_aside = self.decisions.logged_set_aside(drafts_aside)
@@ -234,17 +237,22 @@ class Hooks:
         if got.absent and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
             return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")
-        entries, renamed = draft_regimen(drafts, got.entries, self.fmap, as_of) if drafts else (got.entries, {})
-        try:
-            done = convert_bundle(bundle_of(entries), self.fmap, as_of=as_of)
-        except FhirInputError as exc:
-            raise RequestProblem(400, f"prefetch cannot be read as one patient's data: {exc}") from None
-        record, prov = done.record, restore_ids(done.sources, renamed)
+        entries, renamed = (
+            draft_regimen(drafts, got.entries + extra_medications(got.entries, context), self.fmap, as_of)
+            if drafts
+            else (got.entries, {})
+        )
         origins = {**got.origins, **(draft_origins(context) if drafts else {})}
         origins |= {
             ("MedicationRequest", new): got.origins.get(("MedicationRequest", old), "") for new, old in renamed.items()
         }
         where = tuple(origins.get(origin_key(e["resource"]) or ("", ""), "") for e in entries)
+        try:
+            done = convert_bundle(bundle_of(entries), self.fmap, as_of=as_of)
+        except FhirInputError as exc:
+            said = f"{in_request(exc.pointer, where)}: {exc.message}" if exc.pointer else exc.message
+            raise RequestProblem(400, f"prefetch cannot be read as one patient's data: {said}") from None
+        record, prov = done.record, restore_ids(done.sources, renamed)
         set_aside = drafts_aside + [restore_ids(located(item.to_dict(), where), renamed) for item in done.set_aside]
         if drafts:
             signed_record(record, prov, drafts)
@@ -252,6 +260,9 @@ class Hooks:
         result = self.kb.evaluate(record, include_input=True)
         if result["status"] == "error":
             log.warning("evaluation error for hookInstance %s: %s", hook_instance, result["errors"])
+        elif result["status"] == "invalid":  # the EHR's data, not a fault: codes and pointers, no values
+            said = ", ".join(f"{e.get('code')} at {e.get('pointer') or '/'}" for e in result["errors"])
+            log.warning("record not evaluated (invalid) for hookInstance %s: %s", hook_instance, said)
         made = self.cards.make(
             result,
             prov,
@@ -264,7 +275,14 @@ class Hooks:
         # the log keeps the result at standard detail (what the patient decided; the knowledge
         # base of its fingerprint holds the rest, so `expand` and `replay` rebuild it) and what
         # was set aside (carried beside it, as for FHIR input on the command line; replay skips it)
-        logged = {**self.kb.reduce(result, "standard"), "set_aside": self.decisions.logged_set_aside(set_aside)}
+        # `origin`: the Patient the EHR named (context.patientId, as the row's patient column holds
+        # it), which replay ties the column to; the result's patient_id is the record id, which the
+        # map may read from an identifier (an MRN) rather than from the Patient's FHIR id
+        logged = {
+            **self.kb.reduce(result, "standard"),
+            "origin": patient_origin(self.decisions.pseudonym(patient_id)),
+            "set_aside": self.decisions.logged_set_aside(set_aside),
+        }
         self._log(row, logged, result["status"], made.rows, note)
         return Reply(200, {"cards": made.cards})
 
@@ -366,6 +384,15 @@ def _feedback_problem(item: Any) -> str | None:
             named = accepted[0]["id"][:60]
             return f"acceptedSuggestions names {named!r}, a suggestion the card did not have (it had none)"
     return None
+
+
+def in_request(pointer: str, where: tuple[str, ...]) -> str:
+    """A pointer into the Bundle the service made (`/entry/0/resource/identifier/1`) as a pointer
+    into the request (`/prefetch/patient/identifier/1`), where the entry's origin is known."""
+    match = re.fullmatch(r"/entry/([0-9]+)/resource(/.*)?", pointer)
+    if match is None or int(match.group(1)) >= len(where) or not where[int(match.group(1))]:
+        return pointer
+    return where[int(match.group(1))] + (match.group(2) or "")
 
 
 def _row(service: HookService, hook_instance: str, patient: str | None) -> dict[str, Any]:

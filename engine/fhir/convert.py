@@ -16,7 +16,7 @@ from typing import Any
 
 from fsgs_kb.engine.fhir.bundle import read_bundle
 from fsgs_kb.engine.fhir.codes import as_dict, as_list
-from fsgs_kb.engine.fhir.errors import field_pointer
+from fsgs_kb.engine.fhir.errors import FhirInputError, field_pointer, pointer_join
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
 from fsgs_kb.engine.fhir.orderlist import combine_list, read_order_list
 from fsgs_kb.engine.fhir.outcome import Found, Missing, Outcome, provenance
@@ -28,11 +28,29 @@ from fsgs_kb.engine.fhir.sources import Context, read_source
 
 
 def record_id(data: PatientData, fmap: FhirMap) -> tuple[str, dict[str, Any]]:
-    """The record id: the identifier in the map's record-id system, else Patient.id."""
+    """The record id: the identifier in the map's record-id system, else Patient.id. A Patient that
+    gives two different values in that system is refused (FhirInputError): which is the record
+    id cannot be told, and taking the first would file the decision under an id the EHR may not
+    mean. (The values are not quoted: they are identifiers such as an MRN.)"""
     system = fmap.settings["record_id_system"]
-    for ident in map(as_dict, as_list(data.patient.get("identifier"))):
-        if ident.get("system") == system and isinstance(ident.get("value"), str) and ident["value"]:
-            return ident["value"], {**provenance(data.patient, None, None), "code": f"identifier|{system}"}
+    found = [
+        (j, ident["value"])
+        for j, ident in enumerate(map(as_dict, as_list(data.patient.get("identifier"))))
+        if ident.get("system") == system and isinstance(ident.get("value"), str) and ident["value"]
+    ]
+    values = list(dict.fromkeys(value for _, value in found))
+    if len(values) > 1:
+        second = next(j for j, value in found if value == values[1])
+        entry = data.entry_of(data.patient)
+        where = pointer_join("/entry", entry, "resource") if entry is not None else ""
+        raise FhirInputError(
+            f"the Patient gives {len(values)} different identifiers in the map's record-id system "
+            f"{system!r} (record_id_system): which one is the record id cannot be told",
+            pointer_join(where, "identifier", second),
+            hint="give the Patient one identifier in that system (the map's settings.record_id_system)",
+        )
+    if values:
+        return values[0], {**provenance(data.patient, None, None), "code": f"identifier|{system}"}
     pid = data.patient.get("id")
     if isinstance(pid, str) and pid:
         return pid, {**provenance(data.patient, None, None), "code": "Patient.id"}

@@ -39,9 +39,10 @@ class FhirMapError(Exception):
 class FhirInputError(ValueError):
     """A bundle (or bulk line) that cannot be read as one patient's FHIR data."""
 
-    def __init__(self, message: str, pointer: str = "") -> None:
+    def __init__(self, message: str, pointer: str = "", hint: str | None = None) -> None:
         self.message = message
         self.pointer = pointer
+        self.hint = hint  # how to fix it, where the Bundle hint (one Patient and its resources) is not it
         super().__init__(f"{pointer or '/'}: {message}")
 
 

@@ -46,6 +46,10 @@ class PatientData:
         """Remember where a resource is in Bundle.entry, so that what is said of it can point there."""
         self._entry[id(resource)] = index
 
+    def entry_of(self, resource: dict[str, Any]) -> int | None:
+        """Where a resource is in Bundle.entry (None when not placed)."""
+        return self._entry.get(id(resource))
+
     def put_aside(self, resource: dict[str, Any], reason: str, why: str, field: str | None = None) -> None:
         """Record that a resource was not used, and why (once per resource, reason and field)."""
         rid = resource.get("id")

@@ -124,7 +124,7 @@ class FhirReader:
         try:
             done = convert_bundle(bundle, self.fmap, as_of=self.as_of)
         except FhirInputError as exc:
-            problem = KBError("fhir.bundle", exc.message, pointer=exc.pointer, hint=_BUNDLE_HINT)
+            problem = KBError("fhir.bundle", exc.message, pointer=exc.pointer, hint=exc.hint or _BUNDLE_HINT)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
             problem = KBError("fhir.internal", f"the FHIR conversion failed: {type(exc).__name__}: {exc}")
         else:

@@ -192,6 +192,39 @@ def no_data_detail(detail: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def not_evaluated_detail(detail: dict[str, Any]) -> str:
+    """The Markdown detail of the card saying the record could not be evaluated: no rule was
+    checked, so the absence of advice says nothing. For an `invalid` record each problem by the
+    value's clinical name, its pointer, what is wrong, the knowledge base's hint and the FHIR
+    resource the value came from (what to correct in the EHR); for an `error` (a fault of the
+    service, not of the data) only the error's code: its text is for the service log."""
+    lines = [
+        "The knowledge base could not evaluate this patient's record, so none of its rules was checked: "
+        "the absence of other advice does not mean that nothing applies.",
+        "",
+    ]
+    if detail["status"] == "error":
+        codes = ", ".join(f"`{code(p['code'])}`" for p in detail["problems"]) or "none given"
+        lines += [
+            "The service failed while evaluating it (an internal error, not a problem of the patient's data; "
+            f"error {codes}). The service's log has the details, under this call's hookInstance. Trying again "
+            "later, or reporting it to the service's operators, is what can be done."
+        ]
+    else:
+        lines += [
+            "The record built from the EHR's data contradicts itself or holds a value it cannot take. "
+            "Correcting these in the EHR lets it be evaluated:",
+            "",
+        ]
+        for problem in detail["problems"]:
+            named = f"**{md(problem['title'])}** (`{code(problem['pointer'])}`)" if problem["pointer"] else "The record"
+            hint = f" Hint: {md(problem['hint'])}." if problem.get("hint") else ""
+            came = f" From: {provenance_text(problem['prov'])}." if problem.get("prov") else ""
+            lines.append(f"- {named}: {md(problem['message'])}.{hint}{came}")
+    lines += ["", _footer(detail)]
+    return "\n".join(lines)
+
+
 def set_aside_detail(detail: dict[str, Any]) -> str:
     """The Markdown detail of the card that lists the resources sent but not used (the first
     MAX_LISTED of them: a card is read, and the decision log keeps them all)."""
@@ -232,7 +265,9 @@ def order_not_checked_detail(detail: dict[str, Any]) -> str:
     these = "This draft order" if count == 1 else f"These {count} draft orders"
     kb = detail["kb"]
     lines = [
-        f"{these} of {md(detail['drug'])} could not be checked against the knowledge base: "
+        f"{these} of {md(detail['drug'])}"
+        + (f" (or whose drug cannot be told, and may be {md(detail['drug'])})" if detail.get("untold") else "")
+        + " could not be checked against the knowledge base: "
         f"{'it was' if count == 1 else 'they were'} not evaluated, and no check of the order was made. "
         "Each is named with where it is in the request and why it could not be used.",
         "",

@@ -122,6 +122,25 @@ BAD = [
         "choice_conflict",
         "dosageInstruction[0].doseAndRate[0] gives both doseQuantity and doseRange (FHIR R4: one dose[x])",
     ),
+    # the reader sets these aside before it reads the drug: the service once asked whether a draft
+    # is cyclosporine through that reader, so they were neither evaluated nor named (review 5)
+    (
+        "do not perform",
+        draft("d-bad", "Patient/{pid}", 420, doNotPerform=True),
+        "do_not_perform",
+        "an order not to perform (doNotPerform: true) is no treatment",
+    ),
+    (
+        "modifier",
+        draft(
+            "d-bad",
+            "Patient/{pid}",
+            420,
+            modifierExtension=[{"url": "https://ehr.example.org/x", "valueBoolean": True}],
+        ),
+        "modifier",
+        "carries a modifierExtension this reader does not understand",
+    ),
 ]
 
 
@@ -241,3 +260,54 @@ def test_order_select_of_a_draft_that_cannot_be_checked_says_so(server: Server, 
     (card,) = signed_call(server, ehr, path, body).json()["cards"]
     assert card["source"]["topic"]["code"] == "ORDER_NOT_CHECKED" and "MedicationRequest/d-cancelled" in card["detail"]
     assert "`/context/draftOrders/entry/1`" in card["detail"] and "d-ok" not in card["detail"]
+
+
+# ---- a draft that names its drug by medicationReference ------------------------------------------
+CYCLOSPORINE = {
+    "resourceType": "Medication",
+    "id": "med-csa",
+    "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3008"}]},
+}
+
+
+def by_reference(rid: str = "d-ref") -> dict[str, Any]:
+    order = draft(rid, "Patient/{pid}", 280)
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/med-csa"}
+    return order
+
+
+def test_a_draft_naming_a_medication_sent_with_it_is_evaluated(
+    server: Server, ehr: Any, templates: dict[str, str]
+) -> None:
+    """Its Medication in the draft orders' Bundle: the draft is cyclosporine and is the regimen."""
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    order = by_reference()
+    order["subject"]["reference"] = f"Patient/{pid}"
+    orders = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": order}, {"resource": CYCLOSPORINE}],
+    }
+    body = hook_request("order-sign", pid, prefetch_for(templates, bundle, pid), draftOrders=orders)
+    answer = signed_call(server, ehr, f"/cds-services/{OS}", body)
+    assert answer.status_code == 200, answer.text
+    codes = [c["source"]["topic"]["code"] for c in answer.json()["cards"]]
+    assert "CSA-DOSE-WITHIN" in codes, codes
+    status, result, _ = row(server, body["hookInstance"])
+    assert status == "evaluated"
+    assert result["decision"]["input"]["cyclosporine"]["daily_dose"] == {"value": 280, "unit": "mg/day"}
+
+
+def test_a_draft_whose_medication_was_not_sent_is_named(server: Server, ehr: Any, templates: dict[str, str]) -> None:
+    """Its Medication not sent: which drug it is cannot be told, and it may be cyclosporine, so
+    it is named on a card (without calling it cyclosporine) rather than passed over."""
+    body, answer = sign(server, ehr, templates, by_reference())
+    (card,) = answer["cards"]
+    assert card["source"]["topic"]["code"] == "ORDER_NOT_CHECKED"
+    assert card["summary"] == "Draft order could not be checked (a drug that cannot be told)"
+    assert "or whose drug cannot be told, and may be cyclosporine" in card["detail"]
+    assert "MedicationRequest/d-ref" in card["detail"] and "`/context/draftOrders/entry/0`" in card["detail"]
+    status, result, note = row(server, body["hookInstance"])
+    assert status == "no_cyclosporine_draft" and note is not None and "names no Medication sent" in note
