@@ -265,6 +265,19 @@ def iter_rows(db: Path, sql: str) -> Iterator[tuple[Any, ...]]:
         con.close()
 
 
+def log_copy(server: Server, directory: Path) -> Path:
+    """A consistent copy of a running server's decision log (SQLite's backup, which reads the WAL
+    too), for replaying or editing while the server still holds the file."""
+    copied = directory / "decisions.sqlite"
+    source, target = sqlite3.connect(server.log.parent / "decisions.sqlite"), sqlite3.connect(copied)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return copied
+
+
 # ---- decision-log forgeries (test_cds_log_forgery, test_cds_log_unevaluated) -------------------------
 def forged_log(logged: tuple[Path, Any], tmp_path: Path, edit: Any) -> Path:
     """A copy of the logged SQLite file with `edit(connection, logged[1])` applied and committed."""

@@ -12,7 +12,6 @@ knowledge base's own failed result."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from cds_support import (
     example,
     hook_request,
     iter_rows,
+    log_copy,
     patient_bundle,
     patient_id,
     prefetch_for,
@@ -91,13 +91,7 @@ def test_a_conflicting_dose_gives_a_card_saying_nothing_was_checked(
     assert f"record not evaluated (invalid) for hookInstance {body['hookInstance']}: patient.conflict at " in (
         server.log_text()
     )
-    copied = tmp_path / "decisions.sqlite"
-    source, target = sqlite3.connect(server.log.parent / "decisions.sqlite"), sqlite3.connect(copied)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
+    copied = log_copy(server, tmp_path)
     _, verdicts = replay_log(copied)
     assert verdicts[rowid]["verdict"] == "identical", verdicts[rowid]
 

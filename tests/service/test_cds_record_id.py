@@ -16,7 +16,17 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from cds_support import Server, example, hook_request, iter_rows, patient_bundle, prefetch_for, replay_log, signed_call
+from cds_support import (
+    Server,
+    example,
+    hook_request,
+    iter_rows,
+    log_copy,
+    patient_bundle,
+    prefetch_for,
+    replay_log,
+    signed_call,
+)
 
 PV = "fsgs-csa-patient-view"
 RECORD_ID = "EX-DOSE-HIGH"  # the example's identifier in urn:fsgs-kb:record-id
@@ -44,13 +54,7 @@ def test_a_record_id_that_is_not_the_fhir_id_replays_identical(server: Server, e
     answer = signed_call(server, ehr, f"/cds-services/{PV}", body)
     assert answer.status_code == 200, answer.text
     assert "CSA-DOSE-EXCEEDS" in [c["source"]["topic"]["code"] for c in answer.json()["cards"]]
-    copied = tmp_path / "decisions.sqlite"
-    source, target = sqlite3.connect(server.log.parent / "decisions.sqlite"), sqlite3.connect(copied)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
+    copied = log_copy(server, tmp_path)
     sql = f"SELECT id, patient, result FROM decisions WHERE hook_instance = '{body['hookInstance']}'"
     ((rowid, patient, result),) = list(iter_rows(copied, sql))
     assert patient == FHIR_ID  # the column: the patient the EHR named
