@@ -23,7 +23,7 @@ def syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, str, tupl
         start = exc.context_mark
         return (
             f"the quoted text that starts here is never closed ({exc.problem})",
-            f"close it with {text[start.index]} on the same line, or remove the quote (plain text needs none)",
+            f"close it with {_quote_at(text, start)} on the same line, or remove the quote (plain text needs none)",
             (start.line + 1, start.column + 1),
         )
     mark = exc.problem_mark or exc.context_mark
@@ -31,7 +31,7 @@ def syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, str, tupl
     runaway = _runaway_quote(text, exc.problem_mark)
     if runaway is not None:
         start, end = runaway
-        quote = text[start.index]
+        quote = _quote_at(text, start)
         return (
             f"the quoted text that starts here runs on to line {end.line + 1}, column {end.column + 1}, "
             f"where the file stops making sense ({message})",
@@ -58,3 +58,9 @@ def _runaway_quote(text: str, problem: yaml.Mark | None) -> tuple[yaml.Mark, yam
     if last.end_mark.line != problem.line:  # something else between the quote's end and the failure
         return None
     return last.start_mark, last.end_mark
+
+
+def _quote_at(text: str, mark: yaml.Mark) -> str:
+    """The quote character that opens the text at `mark` (a BOM or a reader's offset aside)."""
+    found = text[mark.index] if 0 <= mark.index < len(text) else ""
+    return found if found in ("'", '"') else "the same quote"
