@@ -100,7 +100,7 @@ class Service:
         fmap = load_map(config.fhir_map or default_map_path())
         self.decisions = DecisionLog(config.decision_log, config.mask_key())
         self.hooks = Hooks(config, kb, fmap, self.decisions)
-        self.keys = KeyStore(config.jwks_refetch_seconds)
+        self.keys = KeyStore(config.jwks_refetch_seconds, config.jwks_max_age_seconds)
         self.tokens = TokenChecker(config, self.keys, self.decisions.remember_jti)
         self.handbook = Handbook(kb.model, kb.fingerprint).pages()
         if self.hooks.note:

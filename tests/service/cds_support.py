@@ -43,9 +43,10 @@ def free_port() -> int:
 class KeyServer:
     """A JWKS endpoint on loopback, in a thread; `requests` counts every request it received."""
 
-    def __init__(self, keys: list[dict[str, Any]]) -> None:
+    def __init__(self, keys: list[dict[str, Any]], cache_control: str | None = None) -> None:
         self.keys = keys
         self.requests = 0
+        self.cache_control = cache_control  # the Cache-Control header of its answers, if any
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,6 +56,8 @@ class KeyServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                if outer.cache_control is not None:
+                    self.send_header("Cache-Control", outer.cache_control)
                 self.end_headers()
                 self.wfile.write(body)
 
