@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -108,10 +109,18 @@ def write_config(path: Path, issuers: list[dict[str, Any]], **extra: Any) -> Pat
     return path
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Server:
     """`fsgs-kb serve` in a subprocess on a free loopback port, ready when /healthz answers."""
 
-    def __init__(self, config: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, workers: int = 1, env: dict[str, str] | None = None, ignore_sigint: bool = False
+    ) -> None:
+        """`ignore_sigint`: started as a shell starts a background job, SIGINT ignored, in a
+        process group of its own (so that a test can send SIGINT to the whole group, as Ctrl-C does)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = config.parent / f"server-{self.port}.log"
@@ -119,7 +128,12 @@ class Server:
         command += ["--workers", str(workers)]
         self.stream = self.log.open("wb")
         self.proc = subprocess.Popen(
-            command, stdout=self.stream, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command,
+            stdout=self.stream,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            preexec_fn=_ignore_sigint if ignore_sigint else None,
+            start_new_session=ignore_sigint,
         )
         self.client = httpx.Client(base_url=self.base, timeout=30)
         self._wait_ready()
