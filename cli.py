@@ -1099,7 +1099,9 @@ def serve(config_file: Path, host: str, port: int, workers: int) -> None:
     from fsgs_kb.service.config import load_config  # deferred: serve only
     from fsgs_kb.service.run import serve as run_service  # deferred: serve only
 
-    run_service(load_config(config_file), host, port, workers)
+    stopped = run_service(load_config(config_file), host, port, workers)
+    if stopped is not None:  # a clean shutdown that was asked for: its exit code, no error line
+        sys.exit(exit_for_signal(stopped))
 
 
 @main.command()

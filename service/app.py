@@ -47,7 +47,7 @@ from fsgs_kb.service.config import ServiceConfig, load_config
 from fsgs_kb.service.decisionlog import DecisionLog
 from fsgs_kb.service.hooks import Hooks, Reply, outcome
 from fsgs_kb.service.jwtcheck import KeyStore, Rejected, TokenChecker
-from fsgs_kb.service.run import CONFIG_ENV
+from fsgs_kb.service.run import CONFIG_ENV, ignore_inherited
 
 log = logging.getLogger("fsgs_kb.service")
 UNAUTHORIZED = outcome(401, "unauthorized", "login")
@@ -100,7 +100,7 @@ class Service:
         fmap = load_map(config.fhir_map or default_map_path())
         self.decisions = DecisionLog(config.decision_log, config.mask_key())
         self.hooks = Hooks(config, kb, fmap, self.decisions)
-        self.keys = KeyStore(config.jwks_refetch_seconds)
+        self.keys = KeyStore(config.jwks_refetch_seconds, config.jwks_max_age_seconds)
         self.tokens = TokenChecker(config, self.keys, self.decisions.remember_jti)
         self.handbook = Handbook(kb.model, kb.fingerprint).pages()
         if self.hooks.note:
@@ -232,4 +232,5 @@ def build_app(config: ServiceConfig) -> Starlette:
 def create_app() -> Starlette:
     """uvicorn's factory: the configuration file named in $FSGS_KB_CDS_CONFIG."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ignore_inherited()
     return build_app(load_config(Path(os.environ[CONFIG_ENV])))

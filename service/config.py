@@ -22,6 +22,7 @@ from fsgs_kb.engine.load.yamlsafe import MAX_FILE_BYTES, Located, parse_yaml
 
 SCHEMA = "cds-config"
 DEFAULT_REFETCH_SECONDS = 30.0
+DEFAULT_JWKS_MAX_AGE_SECONDS = 300.0  # a key removed from the EHR's JWKS is refused within this time
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
@@ -54,6 +55,7 @@ class ServiceConfig:
     handbook_url: str
     jwks_refetch_seconds: float
     max_request_bytes: int
+    jwks_max_age_seconds: float = DEFAULT_JWKS_MAX_AGE_SECONDS
 
     def mask_key(self) -> bytes | None:
         """The masking secret from the environment, if one is configured."""
@@ -211,4 +213,5 @@ def _build(data: dict[str, Any], path: Path, base: Path) -> ServiceConfig:
         handbook_url=str(data.get("handbook_url") or public + "/handbook/"),
         jwks_refetch_seconds=float(data.get("jwks_refetch_seconds", DEFAULT_REFETCH_SECONDS)),
         max_request_bytes=int(data.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES)),
+        jwks_max_age_seconds=float(data.get("jwks_max_age_seconds", DEFAULT_JWKS_MAX_AGE_SECONDS)),
     )

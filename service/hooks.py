@@ -36,7 +36,7 @@ from fsgs_kb.service.drafts import (
     restore_ids,
     signed_record,
 )
-from fsgs_kb.service.prefetch import RequestProblem, Templates, bundle_of, collect, origin_key
+from fsgs_kb.service.prefetch import RequestProblem, Templates, about_someone_else, bundle_of, collect, origin_key
 
 log = logging.getLogger("fsgs_kb.service")
 
@@ -253,7 +253,10 @@ class Hooks:
             said = f"{in_request(exc.pointer, where)}: {exc.message}" if exc.pointer else exc.message
             raise RequestProblem(400, f"prefetch cannot be read as one patient's data: {said}") from None
         record, prov = done.record, restore_ids(done.sources, renamed)
-        set_aside = drafts_aside + [restore_ids(located(item.to_dict(), where), renamed) for item in done.set_aside]
+        converted = [restore_ids(located(item.to_dict(), where), renamed) for item in done.set_aside]
+        if (someone_else := about_someone_else(got, converted)) is not None:
+            raise RequestProblem(400, someone_else)
+        set_aside = drafts_aside + got.unread + converted
         if drafts:
             signed_record(record, prov, drafts)
         record["id"] = self.decisions.pseudonym(record["id"])

@@ -26,6 +26,13 @@ PyJWT does the signature and the standard claims; the wrapper closes what it lea
   counted from the last refetch (the first load does not start the interval, so a key rotated
   in just after it is found at once); a stream of bad kids cannot make the service hammer the
   EHR, and a key set that cannot be loaded is tried again only after the same interval.
+- Revoked keys: a key set is trusted for `jwks_max_age_seconds` after it was loaded (shorter when
+  the JWKS response's `Cache-Control` says `max-age`, `no-cache` or `no-store`, but never under
+  `jwks_refetch_seconds`), then loaded again before a token is checked against it; a JWKS file is
+  read again as soon as it changes (its mtime, size or inode). Without this a key the EHR removed
+  stayed trusted until the service restarted, since only an unknown kid caused a fetch. A key set
+  past its age that cannot be loaded again is not trusted (fail closed: a 401, not a revoked key
+  accepted), and is tried again after `jwks_refetch_seconds`.
 
 Every failure raises `Rejected` with a reason for the server log; the caller answers 401 with no
 detail, and nothing here logs or keeps the token.
@@ -36,6 +43,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,9 +64,12 @@ MAX_AGE_SECONDS = 300
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_JWKS_BYTES = 256 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0
+MIN_KEY_AGE_SECONDS = 1.0  # a key set is kept at least this long, whatever its Cache-Control says
 
 
 NUMERIC_DATES = ("exp", "iat", "nbf")
+MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?([0-9]+)\"?\s*(?:,|$)", re.IGNORECASE)
+NOT_CACHED = re.compile(r"(?:^|,)\s*(no-cache|no-store)\s*(?:[,=]|$)", re.IGNORECASE)
 
 
 class Rejected(Exception):
@@ -76,7 +88,40 @@ class Key:
 @dataclass
 class KeySet:
     keys: dict[str, Key] = field(default_factory=dict)
-    refetched: float = float("-inf")  # when it was last loaded again (or tried), not the first load
+    refetched: float = float("-inf")  # when it was last loaded again for an unknown kid (or tried)
+    expires: float = float("inf")  # clock time from which its keys are not trusted until loaded again
+    stamp: tuple[int, int, int] | None = None  # a file's (mtime_ns, size, inode) when it was read
+    retry_at: float = float("-inf")  # after a failed load of a stale set: when to try again
+
+
+@dataclass
+class Loaded:
+    """What one load of a key set gave: its keys, how long the source says they may be kept
+    (Cache-Control; None when it does not say) and, for a file, its stamp."""
+
+    keys: dict[str, Key]
+    max_age: float | None = None
+    stamp: tuple[int, int, int] | None = None
+
+
+def cache_max_age(header: str | None) -> float | None:
+    """Seconds a JWKS response may be kept by its Cache-Control (max-age; 0 for no-cache or
+    no-store), or None when it says neither."""
+    if not header:
+        return None
+    if NOT_CACHED.search(header):
+        return 0.0
+    found = MAX_AGE.search(header)
+    return float(found.group(1)) if found else None
+
+
+def file_stamp(path: str) -> tuple[int, int, int] | None:
+    """A file's (mtime_ns, size, inode): a changed one means the file was rewritten or replaced."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _numeric_date(value: Any) -> bool:
@@ -111,51 +156,89 @@ def key_algorithm(jwk: dict[str, Any], header_alg: str) -> str:
 
 
 class KeyStore:
-    """Each issuer's key sets by source (URL or file), fetched lazily and refetched for an unknown
-    kid at most once per interval; one fetch at a time per source."""
+    """Each issuer's key sets by source (URL or file), fetched lazily, loaded again once older than
+    their maximum age (a file also when it changes), and refetched for an unknown kid at most once
+    per interval; one fetch at a time per source."""
 
-    def __init__(self, refetch_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, refetch_seconds: float, max_age_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.refetch_seconds = refetch_seconds
+        self.max_age_seconds = max_age_seconds
         self.clock = clock
         self.sets: dict[str, KeySet] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.client: httpx.AsyncClient | None = None
 
+    def _fresh(self, source: str, current: KeySet) -> bool:
+        """Whether a loaded set may still be trusted: younger than its age, and its file unchanged."""
+        if self.clock() >= current.expires:
+            return False
+        return current.stamp is None or file_stamp(source) == current.stamp
+
     async def key(self, source: str, kid: str) -> Key:
         current = self.sets.get(source)
-        if current is not None and kid in current.keys:
+        if current is not None and kid in current.keys and self._fresh(source, current):
             return current.keys[kid]
         lock = self.locks.setdefault(source, asyncio.Lock())
         async with lock:
             current = self.sets.get(source)
-            if current is None or (
-                kid not in current.keys and self.clock() - current.refetched >= self.refetch_seconds
-            ):
-                first = current is None
-                try:
-                    keys = await self._load(source)
-                except Rejected:  # unreachable or unusable: tried again only after the interval
-                    self.sets[source] = KeySet(current.keys if current else {}, self.clock())
-                    raise
-                current = self.sets[source] = KeySet(keys, float("-inf") if first else self.clock())
+            now = self.clock()
+            if current is None:
+                current = await self._reload(source, None, first=True)
+            elif not self._fresh(source, current):
+                if now >= current.retry_at:  # past its age or changed: loaded again at once
+                    current = await self._reload(source, current, first=True)
+            elif kid not in current.keys and now - current.refetched >= self.refetch_seconds:
+                current = await self._reload(source, current, first=False)
+        if not self._fresh(source, current):
+            raise Rejected("key set past its maximum age (or changed) and not loaded again")
         if kid not in current.keys:
             raise Rejected("unknown kid")
         return current.keys[kid]
 
-    async def _load(self, source: str) -> dict[str, Key]:
+    async def _reload(self, source: str, current: KeySet | None, *, first: bool) -> KeySet:
+        """Load the set again. A load for age or change is counted as a first load (the refetch
+        interval for unknown kids starts anew). On failure the keys known are kept, but a set
+        that was stale stays untrusted until a load succeeds, tried again after the interval."""
+        now = self.clock()
+        try:
+            loaded = await self._load(source)
+        except Rejected:
+            if current is None:
+                self.sets[source] = KeySet({}, now)
+            elif self._fresh(source, current):
+                current.refetched = now
+            else:
+                current.expires, current.retry_at = now, now + self.refetch_seconds
+            raise
+        age = self.max_age_seconds
+        if loaded.max_age is not None:  # the EHR's own Cache-Control, bounded by the configuration
+            age = min(age, loaded.max_age)
+        age = max(age, self.refetch_seconds, MIN_KEY_AGE_SECONDS)  # at most one fetch per refetch interval
+        done = KeySet(loaded.keys, float("-inf") if first else now, now + age, loaded.stamp)
+        self.sets[source] = done
+        return done
+
+    async def _load(self, source: str) -> Loaded:
         try:
             if source.startswith(("https://", "http://")):
-                raw = await self._fetch(source)
+                raw, max_age = await self._fetch(source)
+                stamp = None
             else:
+                stamp, max_age = file_stamp(source), None
                 raw = Path(source).read_bytes()[: MAX_JWKS_BYTES + 1]
+                if stamp is None or file_stamp(source) != stamp:  # rewritten while read: read next time
+                    stamp = (-1, -1, -1)
             if len(raw) > MAX_JWKS_BYTES:
                 raise Rejected("key set too large")
             keys = json.loads(raw)["keys"]
-            return {k["kid"]: Key(k) for k in keys if isinstance(k, dict) and isinstance(k.get("kid"), str)}
+            found = {k["kid"]: Key(k) for k in keys if isinstance(k, dict) and isinstance(k.get("kid"), str)}
+            return Loaded(found, max_age, stamp)
         except (OSError, ValueError, KeyError, TypeError, httpx.HTTPError) as exc:
             raise Rejected(f"key set unavailable: {type(exc).__name__}") from None
 
-    async def _fetch(self, url: str) -> bytes:
+    async def _fetch(self, url: str) -> tuple[bytes, float | None]:
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False)
         async with self.client.stream("GET", url, headers={"Accept": "application/json"}) as response:
@@ -166,7 +249,7 @@ class KeyStore:
                 body += chunk
                 if len(body) > MAX_JWKS_BYTES:
                     break
-            return body
+            return body, cache_max_age(response.headers.get("Cache-Control"))
 
     async def close(self) -> None:
         if self.client is not None:

@@ -10,7 +10,10 @@ comma (FHIR's OR), instead of one query per RxNorm product code.
 
 The answers: a key may be absent or hold an OperationOutcome (the EHR could not run the query:
 both count as absent), null (no data), a Bundle or a single resource. The service itself never
-queries the FHIR server.
+queries the FHIR server. As the command-line FHIR reader does (engine/fhir/bundle.py), a Bundle
+entry that holds no resource is set aside by name (`not_a_resource`), and the Patient is one: two
+different Patients sharing an id, or a Patient other than context.patientId under any key, make
+the request unusable (400), never a silent pick of one of them.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsgs_kb.engine.fhir import FhirMap
+from fsgs_kb.engine.fhir.bundle import CLINICAL
 from fsgs_kb.engine.fhir.errors import pointer_join
 from fsgs_kb.engine.fhir.refs import server_of
+from fsgs_kb.engine.fhir.setaside import entry_problem
 
 PATIENT_KEY = "patient"
 PATIENT = "{{context.patientId}}"
@@ -142,6 +147,8 @@ class Collected:
     empty: list[str]
     origins: dict[tuple[str, str], str] = field(default_factory=dict)
     received: int = 0  # resources the prefetch held, the Patient included: 0 is a call with no patient data
+    unread: list[dict[str, Any]] = field(default_factory=list)  # set-aside entries holding no resource, located
+    clinical: list[str] = field(default_factory=list)  # where each clinical resource read is (Observation…)
 
 
 def origin_key(res: dict[str, Any]) -> tuple[str, str] | None:
@@ -154,8 +161,10 @@ def _is_outcome(value: Any) -> bool:
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
 
-def _resources(key: str, value: Any) -> list[tuple[str, str | None, dict[str, Any]]]:
-    """(where in the request, fullUrl, resource) of each resource a prefetch key holds."""
+def _resources(key: str, value: Any, unread: list[dict[str, Any]]) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(where in the request, fullUrl, resource) of each resource a prefetch key holds; an entry
+    that holds none is added to `unread`, named and located (the command-line reader's
+    `not_a_resource`), never dropped in silence."""
     where = pointer_join("/prefetch", key)
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         raise RequestProblem(400, f"prefetch {key!r} is neither a FHIR resource, a Bundle nor null")
@@ -166,11 +175,47 @@ def _resources(key: str, value: Any) -> list[tuple[str, str | None, dict[str, An
         raise RequestProblem(400, f"prefetch {key!r}: Bundle.entry is not a list")
     out = []
     for i, entry in enumerate(entries):
-        res = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(res, dict) and isinstance(res.get("resourceType"), str) and not _is_outcome(res):
-            full = entry.get("fullUrl")
-            out.append((pointer_join(where, "entry", i), full if isinstance(full, str) else None, res))
+        at = pointer_join(where, "entry", i)
+        if (why := entry_problem(entry)) is not None:
+            said = f"Bundle.entry[{i}]: {why}"
+            unread.append({"resourceType": None, "id": None, "reason": "not_a_resource", "message": said, "origin": at})
+            continue
+        res, full = entry["resource"], entry.get("fullUrl")
+        if not _is_outcome(res):  # a searchset's own OperationOutcome (search.mode outcome) is no data
+            out.append((at, full if isinstance(full, str) else None, res))
     return out
+
+
+def _the_patient(patients: list[tuple[str, dict[str, Any]]], patient_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The one Patient the prefetch holds, under whichever key (where, resource); None without one.
+    Refused (400), as the command-line reader refuses such a Bundle: a Patient that is not
+    context.patientId, and two different Patients sharing its id (which one is meant cannot be told)."""
+    for where, res in patients:
+        if res.get("id") != patient_id:
+            raise RequestProblem(400, f"the prefetched Patient at {where} is not context.patientId")
+    for where, res in patients[1:]:
+        if res != patients[0][1]:
+            raise RequestProblem(
+                400,
+                f"two different Patient resources share id context.patientId: {patients[0][0]} and {where}",
+            )
+    return patients[0] if patients else None
+
+
+def about_someone_else(got: Collected, set_aside: list[dict[str, Any]]) -> str | None:
+    """Why the prefetch is another patient's data, or None: every clinical resource it held was set
+    aside as not this patient's (each refers to another patient, or to none). Answering such a call
+    with cards, or with none, would read as "nothing to say about this patient" while nothing of
+    this patient's was sent, so it is refused (400), as a Patient that is not context.patientId is."""
+    others = {a.get("origin") for a in set_aside if a.get("reason") == "not_this_patient"}
+    if not got.clinical or not all(where in others for where in got.clinical):
+        return None
+    count = len(got.clinical)
+    return (
+        f"none of the {count} prefetched clinical resource{'s' if count != 1 else ''} is about context.patientId "
+        f"(each refers to another patient or to none; first at {got.clinical[0]}): the prefetch was not made "
+        "for this patient"
+    )
 
 
 def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = None) -> Collected:
@@ -183,7 +228,9 @@ def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = 
     given = prefetch or {}
     absent, empty = [], []
     received = 0
-    patient: dict[str, Any] | None = None
+    patients: list[tuple[str, dict[str, Any]]] = []
+    unread: list[dict[str, Any]] = []
+    clinical: list[str] = []
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     origins: dict[tuple[str, str], str] = {}
     entries: list[dict[str, Any]] = []
@@ -195,13 +242,11 @@ def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = 
         if value is None:
             empty.append(key)
             continue
-        for where, full, res in _resources(key, value):
+        for where, full, res in _resources(key, value, unread):
             received += 1
             located = origin_key(res)
             if res["resourceType"] == "Patient":
-                if key == PATIENT_KEY:
-                    patient = res
-                    origins.update({located: where} if located else {})
+                patients.append((where, res))
                 continue
             ident = (res["resourceType"], str(res.get("id")))
             if res.get("id") is not None and seen.get(ident) == res:
@@ -209,14 +254,16 @@ def collect(prefetch: Any, keys: list[str], patient_id: str, fhir_server: Any = 
             seen.setdefault(ident, res)
             if located:
                 origins.setdefault(located, where)
+            if res["resourceType"] in CLINICAL:
+                clinical.append(where)
             entries.append({"fullUrl": full, "resource": res} if full else {"resource": res})
-    if patient is None:
-        patient = {"resourceType": "Patient", "id": patient_id}
-    elif patient.get("id") != patient_id:
-        raise RequestProblem(400, "the prefetched Patient is not context.patientId")
+    found = _the_patient(patients, patient_id)
+    patient = found[1] if found else {"resourceType": "Patient", "id": patient_id}
+    if found and (located := origin_key(found[1])):
+        origins[located] = found[0]
     full = f"{fhir_server.rstrip('/')}/Patient/{patient_id}" if isinstance(fhir_server, str) else None
     first = {"fullUrl": full, "resource": patient} if full and server_of(full) else {"resource": patient}
-    return Collected([first, *entries], absent, empty, origins, received)
+    return Collected([first, *entries], absent, empty, origins, received, unread, clinical)
 
 
 def bundle_of(entries: list[dict[str, Any]]) -> dict[str, Any]:

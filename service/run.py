@@ -5,6 +5,15 @@ here first, so a mistake is one clear line and exit 2 instead of workers dying a
 web packages are the optional extra `cds`; without them the command says how to install them.
 Uvicorn loads the application by its import string in each worker (the only way it can start
 several), with the configuration file's path in the environment.
+
+A stop (SIGINT, SIGTERM) is a clean shutdown (in-flight calls finish and are logged), then exit
+130 or 143 as `fsgs-kb --help` says, with no error line: a stop that was asked for is no error.
+Uvicorn alone did otherwise: one worker re-raised the signal after shutting down (SIGTERM: killed
+by it; SIGINT: KeyboardInterrupt, printed as `error[cli.interrupted]`), several exited 0. Here the
+signal is recorded by a handler of ours: one worker's uvicorn restores it and re-raises into it,
+and the supervisor of several has its handlers wrapped. A stop signal ignored when the command
+started (a shell's background job ignores SIGINT) stays ignored, as for `batch`
+(engine/batch/job.py), in the supervisor and in each worker (`ignore_inherited`).
 """
 
 from __future__ import annotations
@@ -13,7 +22,10 @@ import importlib
 import inspect
 import logging
 import os
+import signal
 import socket
+from collections.abc import Callable
+from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.fhir import FhirMapError, default_map_path, load_map
@@ -25,6 +37,53 @@ CONFIG_ENV = "FSGS_KB_CDS_CONFIG"
 APP = "fsgs_kb.service.app:create_app"
 WIRE = "fsgs_kb.service.wire"  # what the server answers a request h11 cannot parse
 EXTRA = ("starlette", "uvicorn", "jwt", "cryptography", "httpx")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+IGNORED_ENV = "FSGS_KB_CDS_IGNORED_SIGNALS"  # the stop signals ignored when the command started
+
+
+def ignore_inherited() -> None:
+    """In a worker: ignore again the stop signals the command was started with ignored (uvicorn
+    handles both in each worker, whatever they were). Called from the app factory, which uvicorn
+    calls in the main thread once its handlers are in place."""
+    for name in filter(None, os.environ.get(IGNORED_ENV, "").split(",")):
+        signal.signal(int(name), signal.SIG_IGN)
+
+
+class Stops:
+    """The stop signals received, first one first: the exit status is 128 + the first."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.ignored = [s for s in STOP_SIGNALS if signal.getsignal(s) is signal.SIG_IGN]
+
+    def note(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+
+    def install(self) -> None:
+        """Ours for each stop signal not ignored: what one worker's uvicorn restores and re-raises into."""
+        for signum in STOP_SIGNALS:
+            if signum not in self.ignored:
+                signal.signal(signum, self.note)
+
+    def wrap(self) -> None:
+        """Around the handlers the supervisor of several workers installed: noted, then theirs; an
+        ignored signal ignored again."""
+        for signum in STOP_SIGNALS:
+            theirs = signal.getsignal(signum)
+            if signum in self.ignored or not callable(theirs):
+                signal.signal(signum, signal.SIG_IGN if signum in self.ignored else theirs)
+                continue
+            signal.signal(signum, self._noting(theirs))
+
+    def _noting(self, theirs: Callable[[int, Any], Any]) -> Callable[[int, Any], None]:
+        def handler(signum: int, frame: Any) -> None:
+            self.received.append(signum)
+            theirs(signum, frame)
+
+        return handler
+
+    def first(self) -> int | None:
+        return self.received[0] if self.received else None
 
 
 def missing_extra() -> list[str]:
@@ -82,8 +141,9 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(config: ServiceConfig, host: str, port: int, workers: int) -> None:
-    """Run the service until stopped (SIGINT or SIGTERM)."""
+def serve(config: ServiceConfig, host: str, port: int, workers: int) -> int | None:
+    """Run the service until stopped; the stop signal that stopped it (SIGINT or SIGTERM), None
+    when it ended otherwise."""
     preflight(config)
     import uvicorn  # the optional extra: checked by preflight
     from uvicorn.supervisors import Multiprocess
@@ -91,7 +151,9 @@ def serve(config: ServiceConfig, host: str, port: int, workers: int) -> None:
     # by name, as APP: the module subclasses uvicorn's, which only the optional extra provides
     wire = importlib.import_module(WIRE)
 
+    stops = Stops()
     os.environ[CONFIG_ENV] = str(config.file)
+    os.environ[IGNORED_ENV] = ",".join(str(int(s)) for s in stops.ignored)
     settings = uvicorn.Config(
         APP,
         factory=True,
@@ -108,7 +170,14 @@ def serve(config: ServiceConfig, host: str, port: int, workers: int) -> None:
     logging.getLogger("uvicorn.error").info("fsgs-kb serving on %s:%d with %d worker(s)", host, port, workers)
     server = uvicorn.Server(settings)
     if workers == 1:
+        stops.install()
         server.run(sockets=[sock])
-        return
-    older = {"target": server.run} if "target" in inspect.signature(Multiprocess).parameters else {}
-    Multiprocess(settings, sockets=[sock], **older).run()  # older uvicorn releases also wanted the target
+    else:
+        older = {"target": server.run} if "target" in inspect.signature(Multiprocess).parameters else {}
+        supervisor = Multiprocess(settings, sockets=[sock], **older)  # older releases also wanted the target
+        stops.wrap()  # the supervisor installs its handlers when made
+        supervisor.run()
+    stopped = stops.first()
+    if stopped is not None:
+        logging.getLogger("uvicorn.error").info("fsgs-kb stopped by %s", signal.Signals(stopped).name)
+    return stopped

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -43,9 +44,10 @@ def free_port() -> int:
 class KeyServer:
     """A JWKS endpoint on loopback, in a thread; `requests` counts every request it received."""
 
-    def __init__(self, keys: list[dict[str, Any]]) -> None:
+    def __init__(self, keys: list[dict[str, Any]], cache_control: str | None = None) -> None:
         self.keys = keys
         self.requests = 0
+        self.cache_control = cache_control  # the Cache-Control header of its answers, if any
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,6 +57,8 @@ class KeyServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                if outer.cache_control is not None:
+                    self.send_header("Cache-Control", outer.cache_control)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -105,10 +109,18 @@ def write_config(path: Path, issuers: list[dict[str, Any]], **extra: Any) -> Pat
     return path
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Server:
     """`fsgs-kb serve` in a subprocess on a free loopback port, ready when /healthz answers."""
 
-    def __init__(self, config: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, workers: int = 1, env: dict[str, str] | None = None, ignore_sigint: bool = False
+    ) -> None:
+        """`ignore_sigint`: started as a shell starts a background job, SIGINT ignored, in a
+        process group of its own (so that a test can send SIGINT to the whole group, as Ctrl-C does)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = config.parent / f"server-{self.port}.log"
@@ -116,7 +128,12 @@ class Server:
         command += ["--workers", str(workers)]
         self.stream = self.log.open("wb")
         self.proc = subprocess.Popen(
-            command, stdout=self.stream, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command,
+            stdout=self.stream,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            preexec_fn=_ignore_sigint if ignore_sigint else None,
+            start_new_session=ignore_sigint,
         )
         self.client = httpx.Client(base_url=self.base, timeout=30)
         self._wait_ready()
