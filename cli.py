@@ -230,16 +230,17 @@ AS_OF_OPTION = click.option(
 
 
 def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None) -> FhirReader | None:
-    """The FHIR reader (map of the knowledge base, evaluation date) for a FHIR input format."""
+    """The FHIR reader (map of the knowledge base, evaluation date) for a FHIR input format; the
+    FHIR modules are imported only then (every other input passes through here too)."""
+    if fmt not in FHIR_FORMATS:
+        if as_of is not None:
+            raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
+        return None
     from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path  # deferred: FHIR input and docs only
     from fsgs_kb.engine.fhir.dates import evaluation_day_problem  # deferred: FHIR input only
     from fsgs_kb.engine.fhir.dates import today as fhir_today  # deferred: FHIR input only
     from fsgs_kb.engine.fhir.records import FhirReader  # deferred: FHIR input only
 
-    if fmt not in FHIR_FORMATS:
-        if as_of is not None:
-            raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
-        return None
     day = as_of.date() if as_of is not None else fhir_today()
     problem = evaluation_day_problem(day)
     if problem is not None:

@@ -40,6 +40,31 @@ def test_the_command_line_imports_no_heavy_module_at_start() -> None:
     assert [m for m in HEAVY if m in modules] == []
 
 
+def imported_by_command(*args: str) -> list[str]:
+    """The modules a whole command run imported (written at exit, whatever its exit code)."""
+    probe = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules)) + '\\n'))\n"
+        f"sys.argv = ['fsgs-kb', *{list(args)!r}]\n"
+        "from fsgs_kb.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    line = next(line for line in done.stderr.splitlines() if line.startswith("MODULES "))
+    modules: list[str] = json.loads(line.removeprefix("MODULES "))
+    return modules
+
+
+def test_explain_and_evaluate_of_a_json_record_import_nothing_heavy() -> None:
+    """The commands themselves, not only the import: `_fhir_reader` imported the FHIR reader for
+    every input format before it looked whether the input was FHIR."""
+    imported_by_command("validate")  # the cache filled (this session's cache may be new)
+    for command in (("explain", "examples/dose-above-ceiling.json"), ("evaluate", "examples/missing-weight.json")):
+        modules = imported_by_command(*command)
+        assert "fsgs_kb.engine.report.explain" in modules or command[0] == "evaluate"
+        assert [m for m in HEAVY if m in modules] == [], command
+
+
 def test_a_knowledge_base_from_the_cache_needs_no_validator() -> None:
     """The first load fills the cache (and validates); the second, in a new process, reads it."""
     imported_after("import fsgs_kb; fsgs_kb.load()")
