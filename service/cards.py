@@ -27,7 +27,7 @@ from fsgs_kb.engine.evaluate.kleene import kleene_all, kleene_any
 from fsgs_kb.engine.fhir import FhirMap
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.conditions import expression_refs, walk
-from fsgs_kb.engine.load.fields import pointer_titles
+from fsgs_kb.engine.load.fields import pointer_title, pointer_titles
 from fsgs_kb.engine.model import AllOf, Compare, Condition, Not, Rule
 from fsgs_kb.engine.report.cds import (
     aside_words,
@@ -92,8 +92,7 @@ def scope_summary(prefix: str, scope: dict[str, Any]) -> str:
     missing = [str(p) for p in scope.get("missing") or []]
     if not missing:
         return _fit(head, str(scope["reason"]), "")
-    titles = pointer_titles()
-    names = list(dict.fromkeys(titles.get(p, p.strip("/").replace("/", " ").replace("_", " ")) for p in missing))
+    names = list(dict.fromkeys(pointer_title(p) for p in missing))
     text = head + "record " + _listed(names)
     if len(text) > SUMMARY_MAX:
         text = f"{head}record the {len(names)} values named in the detail"
@@ -366,14 +365,13 @@ class CardMaker:
         if not self._served():
             return
         decision = result["decision"]
-        titles = pointer_titles()
         problems = []
         for error in result["errors"]:
             pointer = str(error.get("pointer") or "")
             message = str(error.get("message", ""))
             if pointer and message.startswith(pointer + ": "):
                 message = message[len(pointer) + 2 :]
-            title = RECORD_ID_TITLE if pointer == "/id" else titles.get(pointer, pointer.strip("/").replace("/", " "))
+            title = RECORD_ID_TITLE if pointer == "/id" else pointer_title(pointer)
             fed = [p for p in prov if pointer == p or pointer.startswith(p + "/")]
             problems.append(
                 {

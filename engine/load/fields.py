@@ -116,6 +116,12 @@ def pointer_titles() -> dict[str, str]:
     return out
 
 
+def pointer_title(pointer: str) -> str:
+    """A place's clinical name (`pointer_titles`), else its keys as words (`/weigth_kg` →
+    "weigth kg"): what a reader is shown for a pointer, known to the schema or not."""
+    return pointer_titles().get(pointer, pointer.strip("/").replace("/", " ").replace("_", " "))
+
+
 def names_a_field(pointer: str) -> bool:
     """Whether a JSON pointer can name a value of a patient record (schema/patient.schema.json):
     an object's property (any key under an open object such as `ext`), an array's item (by index)."""

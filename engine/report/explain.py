@@ -16,7 +16,7 @@ from fsgs_kb.engine.audit.replay import carried_note
 from fsgs_kb.engine.evaluate.kleene import Memo
 from fsgs_kb.engine.explain.clinical import ConditionWords, lower_first, short_reference
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.load.fields import pointer_titles
+from fsgs_kb.engine.load.fields import pointer_title
 from fsgs_kb.engine.load.templating import quantity
 from fsgs_kb.engine.model import Rule
 from fsgs_kb.engine.report.colour import PLAIN, Palette
@@ -90,7 +90,6 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
 
     else:
         return doc
-    titles = pointer_titles()
     shown = set(result["advice"]) | set(result.get("caveats", []))
     fired_caveats = [kb.model.rules[c] for c in result.get("caveats", []) if c in kb.model.rules]
     for rule in result["rules"]:
@@ -109,10 +108,10 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
             "citations": rule["citations"],
             "evidence": rule["evidence"],
             "interpretation": [" ".join(note.split()) for note in model_rule.interpretation],
-            "record": [_to_record(p, titles) for p in rule["missing"]],
+            "record": [_to_record(p) for p in rule["missing"]],
         }
         if rule.get("decided_without"):
-            entry["decided_without"] = [_to_record(p, titles) for p in rule["decided_without"]]
+            entry["decided_without"] = [_to_record(p) for p in rule["decided_without"]]
         if rule.get("shown"):
             entry["shown"] = [_shown_text(kb, item) for item in rule["shown"]]
         if model_rule.kind == "caveat":  # fired: the advice it qualifies for this patient; else all it could
@@ -129,7 +128,7 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
                 {
                     "id": other["id"],
                     "title": other["title"],
-                    "record": [_to_record(p, titles) for p in _leaf_pointers(other["unchecked"])],
+                    "record": [_to_record(p) for p in _leaf_pointers(other["unchecked"])],
                 }
                 for other in result["rules"]
                 if other.get("unchecked") and rule["id"] in kb.model.rules[other["id"]].qualifies
@@ -155,7 +154,7 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
             "covers": " ".join(scope.title.split()),
             "choices": words.local_choices("derived", "in_scope"),
             "because": tree,
-            "record": [_to_record(p, titles) for p in unrecorded],
+            "record": [_to_record(p) for p in unrecorded],
         }
     return doc
 
@@ -201,8 +200,8 @@ def _leaf_pointers(pointers: list[str]) -> list[str]:
     return [p for p in pointers if not any(o != p and o.startswith(p + "/") for o in pointers)]
 
 
-def _to_record(pointer: str, titles: dict[str, str]) -> dict[str, str]:
-    return {"pointer": pointer, "title": titles.get(pointer, pointer.strip("/").replace("/", " ").replace("_", " "))}
+def _to_record(pointer: str) -> dict[str, str]:
+    return {"pointer": pointer, "title": pointer_title(pointer)}
 
 
 # ---- the explanation as text ------------------------------------------------------------------
@@ -224,8 +223,7 @@ def tree_lines(node: dict[str, Any], indent: str, paint: Palette = PLAIN) -> lis
         if node.get("how"):
             lines += _wrap(node["how"], indent + "    ")
         if node.get("decided_without"):
-            titles = pointer_titles()
-            names = ", ".join(_to_record(p, titles)["title"] for p in node["decided_without"])
+            names = ", ".join(pointer_title(p) for p in node["decided_without"])
             lines += _wrap(
                 f"decided whatever the value of {names} (any value consistent with the rest of the record)",
                 indent + "    ",
