@@ -699,7 +699,7 @@ class CompiledEvaluator:
         self._asked_reads: dict[tuple[int, ...], tuple[str, ...]] = {}  # see _pointers
         self._asked: dict[tuple[Any, ...], list[str]] = {}
         self._scope_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._scope_reads = _scope_reads(model)
+        self._scope_reads = _scope_reads(model, evaluation.scope_fields)
         self.rule_derived = {r.id: tuple(evaluation.rule_derived[r.id]) for r in self.rules}
         self._state = self._state_function()
         self._facts = [
@@ -1315,13 +1315,11 @@ def _decision_parts(evaluation: Evaluation) -> tuple[Any, ...] | None:
     )
 
 
-def _scope_reads(model: Any) -> tuple[tuple[str, str], ...]:
-    """What the scope cases read besides in_scope itself: (source, name) of every field or
-    derived value their conditions test, and the fields they need."""
-    reads: list[tuple[str, str]] = []
-    scope = model.derived.get(SCOPE_DERIVED)
-    if scope is not None and scope.condition is not None:  # named when the scope is reported undetermined
-        reads += [("field", leaf.name) for leaf in walk(scope.condition) if leaf.source == "field"]
+def _scope_reads(model: Any, scope_fields: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """What the scope record reads besides in_scope itself: the fields in_scope's condition reads
+    (`Evaluation.scope_fields`, named when the scope is reported undetermined), and (source, name)
+    of every field or derived value the scope cases test, and the fields they need."""
+    reads: list[tuple[str, str]] = [("field", name) for name in scope_fields]
     for case in model.scope:
         if case.when is not None:
             reads += [(leaf.source, leaf.name) for leaf in walk(case.when)]
