@@ -81,3 +81,28 @@ def test_undetermined_cause_is_out_of_scope_by_local_policy_not_by_the_title(kb:
     assert result["status"] == "out_of_scope" and "local policy" in result["scope"]["reason"]
     heading = explain_text(explanation(kb, patient, result)).splitlines()[0]
     assert "site leaves out of scope (local policy" in heading, heading
+
+
+def _leaf_texts(node: dict[str, Any]) -> list[str]:
+    if node.get("kind") == "condition":
+        return [node["text"]] + _leaf_texts(node.get("definition") or {})
+    return [text for item in node.get("items", []) for text in _leaf_texts(item)]
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("etiology-unknown-biopsy-true", "FSGS etiology: recorded as unknown"),
+        ("etiology-absent", "FSGS etiology: not recorded"),
+    ],
+)
+def test_a_field_recorded_as_unknown_is_not_called_unrecorded(kb: fsgs_kb.KnowledgeBase, name: str, said: str) -> None:
+    """The engine reads an enum recorded as 'unknown' as it reads an absent field, but the record
+    is not silent there: a clinician wrote that it is not known. The explanation says which."""
+    patient = {"id": name, **CRAFTED[name]}
+    doc = explanation(kb, patient, kb.evaluate(patient))
+    texts = _leaf_texts(doc["scope"]["because"]) if doc["scope"].get("because") else []
+    texts += [t for rule in doc["rules"] for t in _leaf_texts(rule["because"])]
+    assert any(t.startswith(said) for t in texts), texts
+    other = "not recorded" if "unknown" in said else "recorded as unknown"
+    assert not any(t.startswith(f"FSGS etiology: {other}") for t in texts), texts

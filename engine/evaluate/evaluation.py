@@ -18,7 +18,7 @@ from fsgs_kb.engine.evaluate.accept import accepts
 from fsgs_kb.engine.evaluate.exact import Domains, Recorded, State, decide, relevant_vars
 from fsgs_kb.engine.evaluate.kleene import DerivedValue, Evaluator, Memo, Outcome, copy_policy
 from fsgs_kb.engine.evaluate.overflow import DerivedOverflow, overflow_error
-from fsgs_kb.engine.evaluate.patient import field_values, used_fields, validate_patient
+from fsgs_kb.engine.evaluate.patient import field_values, recorded_unknown, used_fields, validate_patient
 from fsgs_kb.engine.load.conditions import expression_refs, reach, walk
 from fsgs_kb.engine.load.fields import catalogue
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
@@ -285,6 +285,10 @@ class Evaluation:
     def values_of(self, patient: dict[str, Any]) -> dict[str, Any]:
         """The field values the knowledge base reads from a (valid) record."""
         return field_values(patient, self.fields)
+
+    def recorded_unknown(self, patient: dict[str, Any]) -> frozenset[str]:
+        """The fields `values_of` reads as absent that the record holds as 'unknown'."""
+        return recorded_unknown(patient, self.fields)
 
     def _recorded(self, values: dict[str, Any], derived: dict[str, DerivedValue]) -> Recorded:
         def recorded(source: str, name: str) -> bool:

@@ -281,6 +281,13 @@ def field_values(record: dict[str, Any], fields: tuple[FieldInfo, ...]) -> dict[
     return out
 
 
+def recorded_unknown(record: dict[str, Any], fields: tuple[FieldInfo, ...]) -> frozenset[str]:
+    """The named enum fields the record holds as 'unknown': the engine reads them as it reads an
+    absent field (`field_values`), but a reader told "not recorded" would look for a gap in the
+    record where a clinician in fact wrote that it is not known."""
+    return frozenset(info.path for info in fields if info.enum and _get(record, info.keys) == UNKNOWN_ENUM)
+
+
 def used_fields(paths: set[str]) -> tuple[FieldInfo, ...]:
     """The fields read, with the sibling holding each one's unit (a creatinine's umol/L)."""
     table = catalogue()

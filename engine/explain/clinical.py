@@ -74,7 +74,11 @@ class ConditionWords:
     """Sentences and trees of conditions for one knowledge base."""
 
     def __init__(
-        self, model: KnowledgeBaseModel, evaluator: Evaluator, settled: dict[str, list[str]] | None = None
+        self,
+        model: KnowledgeBaseModel,
+        evaluator: Evaluator,
+        settled: dict[str, list[str]] | None = None,
+        unknown: frozenset[str] = frozenset(),
     ) -> None:
         self.model = model
         self.evaluator = evaluator
@@ -82,6 +86,8 @@ class ConditionWords:
         # boolean derived values Kleene's tables leave unknown that the exact semantics decided,
         # with the inputs they were decided without (Evaluation.exact_derived)
         self.settled = settled or {}
+        # fields the record holds as 'unknown' (read as absent, but written by someone)
+        self.unknown = unknown
 
     # ---- names --------------------------------------------------------------------------------
     def subject(self, leaf: Compare) -> str:
@@ -95,6 +101,13 @@ class ConditionWords:
             param = self.model.parameters[leaf.operand.name]
             return quantity(param.value, param.unit if param.unit != "none" else unit)
         return quantity(leaf.operand, unit)
+
+    def absent(self, leaf: Compare) -> str:
+        """A value the condition has none of: a derived value is unknown; a field is not recorded,
+        or recorded as unknown (the record says so; both are read as unknown)."""
+        if leaf.source == "derived":
+            return "unknown"
+        return "recorded as unknown" if leaf.name in self.unknown else "not recorded"
 
     def source_note(self, leaf: Compare) -> str:
         if isinstance(leaf.operand, ParamRef):
@@ -116,7 +129,7 @@ class ConditionWords:
             return claim if actual is True else f"it is not the case that {claim}"
         if leaf.op in ("present", "absent"):
             if actual is None:
-                return f"{subject}: not recorded"
+                return f"{subject}: {self.absent(leaf)}"
             return f"{subject}: recorded, {quantity(actual, unit)}"
         note = self.source_note(leaf)
         source = note[2:-1]
@@ -130,8 +143,7 @@ class ConditionWords:
         }.get(leaf.op) or f"{_NUMERIC[leaf.op][0]} {threshold}"
         needs = f" (the rule needs {need}{'; ' + source if source else ''})"
         if actual is None:
-            absent = "unknown" if leaf.source == "derived" else "not recorded"
-            return f"{subject}: {absent}{needs}"
+            return f"{subject}: {self.absent(leaf)}{needs}"
         value = quantity(actual, unit)
         if leaf.op in _NUMERIC:
             yes, no = _NUMERIC[leaf.op]

@@ -75,7 +75,7 @@ def explanation(kb: KnowledgeBase, patient: Any, result: dict[str, Any]) -> dict
         values = kb.evaluation.values_of(patient)
         # as the result has them: a value the exact semantics decided is not shown as unknown
         known, _, _, settled = kb.evaluation.exact_derived(patient, values, memo)
-        words = ConditionWords(kb.model, kb.evaluator, settled)
+        words = ConditionWords(kb.model, kb.evaluator, settled, kb.evaluation.recorded_unknown(patient))
 
         def because_of(model_rule: Rule, rule: dict[str, Any]) -> dict[str, Any]:
             return words.tree(model_rule.when, values, known, memo)
