@@ -27,6 +27,12 @@ NEVER_CONTRADICTS = {
     "stop_reason": "stop reason",
     "trough_ng_ml": "trough level",
 }
+# Words a clinician writes for a value the record names otherwise (the hint of an enum error):
+# the review's "idiopathic FSGS" is the record's primary etiology.
+ENUM_SYNONYMS = {
+    "/fsgs/etiology": {"idiopathic": "primary", "primary fsgs": "primary", "unclear": "undetermined"},
+}
+_ABSENT_IS_UNKNOWN = "leave the field out where it is not known: an absent field is read as unknown"
 JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
 
 
@@ -83,7 +89,7 @@ class _SchemaWalker:
         if "enum" in schema:
             if value not in schema["enum"] or isinstance(value, bool):
                 choices = ", ".join(str(v) for v in schema["enum"])
-                hint = did_you_mean(str(value), {str(v) for v in schema["enum"]}) if isinstance(value, str) else None
+                hint = _enum_hint(value, schema["enum"], pointer)
                 self.errors.append(
                     _problem(pointer, "patient.enum", f"{_describe(value)} is not one of {choices}", hint)
                 )
@@ -92,7 +98,14 @@ class _SchemaWalker:
         if expected is None:
             return
         if not _type_ok(value, expected):
-            self.errors.append(_problem(pointer, "patient.type", f"{_describe(value)} is not {_article(expected)}"))
+            self.errors.append(
+                _problem(
+                    pointer,
+                    "patient.type",
+                    f"{_describe(value)} is not {_article(expected)}",
+                    _write_as(schema) if value is not None else _ABSENT_IS_UNKNOWN,
+                )
+            )
             return
         getattr(self, f"_{expected}")(value, schema, pointer)
 
@@ -142,7 +155,8 @@ class _SchemaWalker:
         props = schema.get("properties")
         for key in schema.get("required", ()):
             if key not in value:
-                self.errors.append(_problem(pointer, "patient.required", f"'{key}' is required"))
+                wanted = (props or {}).get(key, {})
+                self.errors.append(_problem(pointer, "patient.required", f"'{key}' is required", _add(key, wanted)))
         if props is None:
             return
         for key, item in value.items():
@@ -156,6 +170,41 @@ class _SchemaWalker:
                     else f"allowed here: {', '.join(sorted(props))}"
                 )
                 self.errors.append(_problem(child, "patient.unknown_field", f"unknown field '{key}'", hint))
+
+
+def _enum_hint(value: Any, choices: list[Any], pointer: str) -> str | None:
+    if not isinstance(value, str):
+        return None
+    synonym = ENUM_SYNONYMS.get(pointer, {}).get(value.strip().lower())
+    if synonym is not None:
+        return f"write '{synonym}' ('{value}' is recorded as {synonym})"
+    return did_you_mean(value, {str(v) for v in choices})
+
+
+def _write_as(schema: dict[str, Any]) -> str:
+    """How a value of this place is written (the hint of a value of the wrong JSON type: a
+    number in quotes, "yes" for true, one object where a list is expected)."""
+    kind = schema.get("type")
+    unit = schema.get("x-unit")
+    if kind == "number":
+        return "write it as a number, without quotes" + (f" (in {unit})" if unit else "")
+    if kind == "boolean":
+        return "write true or false, without quotes"
+    if kind == "array":
+        return "write a list: [...] ([] where it was asked and there is none)"
+    if kind == "object":
+        keys = ", ".join(schema.get("properties", {}))
+        return "write an object {...}" + (f" with: {keys}" if keys else "")
+    return "write it as text, in quotes"
+
+
+def _add(key: str, schema: dict[str, Any]) -> str:
+    """The hint of a missing required key: what to write there."""
+    title = schema.get("title")
+    named = f"'{key}'" + (f" ({title})" if title and title != key.replace("_", " ") else "")
+    if "enum" in schema:
+        return f"add {named}: one of {', '.join(str(v) for v in schema['enum'])}"
+    return f"add {named}; {_write_as(schema)}" if schema.get("type") else f"add {named}"
 
 
 def _article(kind: str) -> str:
