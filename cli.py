@@ -628,7 +628,7 @@ def _batch_parts(
     quiet: bool = False,
 ) -> NoReturn:
     """`batch` over input parts, one output part each, locally or on a Dask cluster."""
-    from fsgs_kb.engine.batch.dask_bag import run_parts  # deferred: only batch --dask needs Dask
+    from fsgs_kb.engine.batch.dask_bag import connect, run_parts  # deferred: only batch --dask needs Dask
 
     if outdir is None:
         raise usage_error("parts", "input parts need -o OUTDIR: each part's results go to OUTDIR/PART")
@@ -651,11 +651,17 @@ def _batch_parts(
         out = part_output(outdir, part)
         written += [("input part", part), ("output part", out), ("output part's resume record", out + SIDECAR_SUFFIX)]
     summary_fd = _check_summary(summary_file, None, written)
-    prepare_outdir(outdir)
     if scheduler is None:
         parts = local_parts(parts)
+    client = connect(scheduler) if scheduler is not None else None  # before OUTDIR is made
+    try:
+        prepare_outdir(outdir)
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
     if scheduler is not None:
-        run = run_parts(scheduler, parts, outdir, str(kb.location.path), options, input_format)
+        run = run_parts(client, scheduler, parts, outdir, str(kb.location.path), options, input_format)
     else:
         job = BatchJob(
             source=source,

@@ -130,3 +130,37 @@ def test_a_record_that_crashes_its_worker_on_dask_costs_only_itself(
     payload = json.loads(summary.read_text())
     assert payload["records"] == 363 and payload["by_status"]["error"] == 9
     assert payload["worker_crashes"] >= 9  # each victim killed a worker at least once, alone
+
+
+def test_a_scheduler_that_cannot_be_reached_leaves_no_output_directory(
+    parts: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    """The scheduler is asked before OUTDIR is made: a mistyped address leaves nothing to clean up."""
+    data, _ = parts
+    out = tmp_path / "out"
+    proc = _fsgs("batch", str(data / "part-*.jsonl"), "--dask", "no-port-here", "-o", str(out))
+    assert proc.returncode == 2 and "error[batch.dask] cannot reach the Dask scheduler no-port-here" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (
+            "dropbox://box/part-*.jsonl",
+            "error[batch.fsspec] dropbox:// is read through a package that is not installed",
+        ),
+        ("nosuchprotocol://box/part-*.jsonl", "error[batch.fsspec] fsspec cannot read this URL: Protocol not known"),
+    ],
+)
+def test_a_url_fsspec_cannot_read_is_a_clear_error_not_an_internal_one(url: str, said: str, tmp_path: Path) -> None:
+    if url.startswith("dropbox"):
+        try:
+            import dropboxdrivefs  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            pytest.skip("dropboxdrivefs is installed here")
+    proc = _fsgs("batch", url, "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    assert f"{url}: {said}" in proc.stderr and "Traceback" not in proc.stderr and "internal" not in proc.stderr

@@ -129,7 +129,20 @@ def _part_task(
         return PartOutcome(counts=counts, stopped=counts is None)
 
 
+def connect(scheduler: str) -> Any:
+    """A client of the Dask scheduler at `scheduler`, or KBErrors naming it: asked before the
+    output directory is made, so a scheduler that cannot be reached leaves nothing behind."""
+    try:
+        make_client: Any = _distributed().Client  # untyped: used through Any
+        return make_client(scheduler, timeout="30s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise KBErrors(
+            [KBError("batch.dask", f"cannot reach the Dask scheduler {scheduler}: {exc}", file=scheduler)]
+        ) from None
+
+
 def run_parts(
+    client: Any,
     scheduler: str,
     parts: list[str],
     outdir: str,
@@ -137,7 +150,7 @@ def run_parts(
     options: dict[str, Any],
     input_format: str | None = None,
 ) -> PartsRun:
-    """Evaluate each part as one task on the Dask cluster at `scheduler`, each into its output
+    """Evaluate each part as one task on the Dask cluster of `client` (`connect`), each into its output
     part; a record that crashes the interpreter costs only itself, as in the local batch (the
     task evaluates through the local batch's runner, in a worker process of its own).
 
@@ -146,13 +159,6 @@ def run_parts(
     still writing (an interrupt too), so no task outlives the command: a stopped task leaves its
     output part as it was (engine/batch/parts.py `PartOutput`)."""
     distributed = _distributed()
-    try:
-        make_client: Any = distributed.Client  # untyped: used through Any
-        client: Any = make_client(scheduler, timeout="30s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise KBErrors(
-            [KBError("batch.dask", f"cannot reach the Dask scheduler {scheduler}: {exc}", file=scheduler)]
-        ) from None
     start = time.perf_counter()
     try:
         workers = len(client.scheduler_info().get("workers", {}))

@@ -56,6 +56,34 @@ def _fsspec() -> Any:
     return fsspec
 
 
+def url_call(url: str, code: str, call: Callable[[Any], Any]) -> Any:
+    """`call(fsspec)` for a URL; what fsspec refuses as a KBErrors naming the URL, not a traceback:
+    a protocol it does not know (ValueError), one whose package is not installed (ImportError,
+    e.g. s3fs for s3://), a URL it cannot reach or read (OSError)."""
+    fsspec = _fsspec()
+    try:
+        return call(fsspec)
+    except ImportError as exc:
+        protocol = url.split("://", 1)[0]
+        raise KBErrors(
+            [
+                KBError(
+                    "batch.fsspec",
+                    f"{protocol}:// is read through a package that is not installed: {exc}",
+                    file=url,
+                    hint=f"install the fsspec implementation for {protocol}:// where the parts are read "
+                    "(and on every Dask worker)",
+                )
+            ]
+        ) from None
+    except ValueError as exc:
+        raise KBErrors(
+            [KBError("batch.fsspec", f"fsspec cannot read this URL: {exc}", file=url, hint="check the protocol")]
+        ) from None
+    except OSError as exc:
+        raise KBErrors([KBError(code, f"cannot read {url}: {_why(exc)}", file=url)]) from None
+
+
 def expand_parts(source: str) -> tuple[list[str], list[KBError]]:
     """The input parts a source names, sorted (a glob's matches, or the one path or URL), and a
     warning naming the directories a local glob matched (not parts: skipped, but never silently).
@@ -64,8 +92,7 @@ def expand_parts(source: str) -> tuple[list[str], list[KBError]]:
     symbolic link to an unmounted volume, a FIFO, a socket, no permission), is data the glob names
     and the run cannot read: KBErrors listing each one, before anything is written."""
     if is_url(source):
-        fsspec = _fsspec()
-        files = fsspec.open_files(source, "rb")
+        files = url_call(source, "input.unreadable", lambda fsspec: fsspec.open_files(source, "rb"))
         parts = sorted({f.full_name for f in files}) if is_pattern(source) else [source]
         if not is_pattern(source):
             return parts, []
@@ -390,7 +417,7 @@ class PartOutput:
                 )
                 self.handle = os.fdopen(fd, "wb")
             else:
-                self.fs, path = _fsspec().core.url_to_fs(self.output)
+                self.fs, path = url_call(self.output, "batch.output", lambda fsspec: fsspec.core.url_to_fs(self.output))
                 name = f"{PART_TEMPORARY[0]}{uuid.uuid4().hex}{PART_TEMPORARY[1]}"
                 self.temp = posixpath.join(posixpath.dirname(path), name)
                 self.handle = self.fs.open(self.temp, "wb")
