@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from signal import SIGINT
@@ -944,6 +945,8 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
         found = (
             trace_result(kb, value, inputs) if problem is None else Trace(result={}, same_kb=False, malformed=[problem])
         )
+        # a malformed result is named by its place in the file (the checks see one result, not where it lies)
+        found.malformed = [p if p.file else replace(p, file=result_file, line=record.line) for p in found.malformed]
         misplaced = places.problem(found.result) if not found.malformed else None
         if misplaced is not None:  # a duplicated, reordered or renumbered line of a batch's results
             found.mismatches.append(misplaced.message)
