@@ -47,7 +47,15 @@ from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.fields import names_a_field
 from fsgs_kb.engine.load.paths import RULES_ENV, RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
-from fsgs_kb.engine.read.records import FHIR_FORMATS, Record, read_document, read_documents, record_value
+from fsgs_kb.engine.read.records import (
+    FHIR_FORMATS,
+    Record,
+    read_csv,
+    read_document,
+    read_documents,
+    record_value,
+    sniff_format,
+)
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
 from fsgs_kb.engine.report.cache import cache_clear_text, cache_info_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
@@ -884,11 +892,13 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
     echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else audit_text(report, fmt == "md"))
 
 
-def _records(source: str) -> Iterator[Record]:
-    """The records of a results or patients file, through the bounded reader."""
+def _records(source: str, patients: bool = False) -> Iterator[Record]:
+    """The records of a results or patients file, through the bounded reader. A patients file
+    named .csv is read as batch reads it (read as JSON, each row was a record that is no JSON and
+    every result made from it was called one that claims another record)."""
     stream, path = open_input(source)
     try:
-        yield from read_documents(stream)
+        yield from read_csv(stream) if patients and sniff_format(path, b"") == "csv" else read_documents(stream)
     finally:
         if path is not None:
             stream.close()
@@ -937,7 +947,7 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
 
     kb = _load_kb(rules_dir)
     echo(kb_line(kb.identity))
-    inputs = index_inputs(_records(input_file)) if input_file else None
+    inputs = index_inputs(_records(input_file, patients=True)) if input_file else None
     agrees = True
     places = Places(inputs)
     for i, record in enumerate(_results(result_file)):
@@ -1020,7 +1030,8 @@ def _side_identity(side: KBSide) -> dict[str, Any]:
     "input_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="The patients the results were made from (JSON Lines), matched by input_sha256.",
+    help="The patients the results were made from (JSON Lines, a JSON array, or CSV when named .csv), "
+    "matched by input_sha256.",
 )
 @click.option(
     "--decision-log",
@@ -1059,7 +1070,7 @@ def replay(
             echo(replay_log_text({"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}, reports, counts))
         same = all(r["verdict"] in ("identical", "not_evaluated") for r in reports)
         sys.exit(EXIT_CODES["ok"] if same else EXIT_CODES["findings"])
-    index = index_inputs(_records(input_file)) if input_file else {}
+    index = index_inputs(_records(input_file, patients=True)) if input_file else {}
     reports = list(run_replay(kb, _results(str(results_file)), index))
     if fmt == "json":
         payload = {"kb": kb.identity, "summary": replay_counts(reports), "decisions": reports}
@@ -1123,7 +1134,7 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
 
     with temporary_workdir() as work:
         old_kb, new_kb = (load(materialize(spec, rules_path, Path(work))) for spec in (old, new))
-        report = run_impact(old_kb, new_kb, _records(patients))
+        report = run_impact(old_kb, new_kb, _records(patients, patients=True))
     echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else impact_text(report))
     sys.exit(EXIT_CODES["findings"] if report["invalid"] else EXIT_CODES["ok"])
 
