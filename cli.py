@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from signal import SIGINT
@@ -46,7 +47,15 @@ from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.fields import names_a_field
 from fsgs_kb.engine.load.paths import RULES_ENV, RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
-from fsgs_kb.engine.read.records import FHIR_FORMATS, Record, read_document, read_documents, record_value
+from fsgs_kb.engine.read.records import (
+    FHIR_FORMATS,
+    Record,
+    read_csv,
+    read_document,
+    read_documents,
+    record_value,
+    sniff_format,
+)
 from fsgs_kb.engine.report.batch import ProgressLine, summary_text
 from fsgs_kb.engine.report.cache import cache_clear_text, cache_info_text
 from fsgs_kb.engine.report.colour import CHOICES, Palette, wants_colour
@@ -889,11 +898,13 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
     echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else audit_text(report, fmt == "md"))
 
 
-def _records(source: str) -> Iterator[Record]:
-    """The records of a results or patients file, through the bounded reader."""
+def _records(source: str, patients: bool = False) -> Iterator[Record]:
+    """The records of a results or patients file, through the bounded reader. A patients file
+    named .csv is read as batch reads it (read as JSON, each row was a record that is no JSON and
+    every result made from it was called one that claims another record)."""
     stream, path = open_input(source)
     try:
-        yield from read_documents(stream)
+        yield from read_csv(stream) if patients and sniff_format(path, b"") == "csv" else read_documents(stream)
     finally:
         if path is not None:
             stream.close()
@@ -942,7 +953,7 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
 
     kb = _load_kb(rules_dir)
     echo(kb_line(kb.identity))
-    inputs = index_inputs(_records(input_file)) if input_file else None
+    inputs = index_inputs(_records(input_file, patients=True)) if input_file else None
     agrees = True
     places = Places(inputs)
     for i, record in enumerate(_results(result_file)):
@@ -950,6 +961,8 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
         found = (
             trace_result(kb, value, inputs) if problem is None else Trace(result={}, same_kb=False, malformed=[problem])
         )
+        # a malformed result is named by its place in the file (the checks see one result, not where it lies)
+        found.malformed = [p if p.file else replace(p, file=result_file, line=record.line) for p in found.malformed]
         misplaced = places.problem(found.result) if not found.malformed else None
         if misplaced is not None:  # a duplicated, reordered or renumbered line of a batch's results
             found.mismatches.append(misplaced.message)
@@ -1023,7 +1036,8 @@ def _side_identity(side: KBSide) -> dict[str, Any]:
     "input_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="The patients the results were made from (JSON Lines), matched by input_sha256.",
+    help="The patients the results were made from (JSON Lines, a JSON array, or CSV when named .csv), "
+    "matched by input_sha256.",
 )
 @click.option(
     "--decision-log",
@@ -1062,7 +1076,7 @@ def replay(
             echo(replay_log_text({"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}, reports, counts))
         same = all(r["verdict"] in ("identical", "not_evaluated") for r in reports)
         sys.exit(EXIT_CODES["ok"] if same else EXIT_CODES["findings"])
-    index = index_inputs(_records(input_file)) if input_file else {}
+    index = index_inputs(_records(input_file, patients=True)) if input_file else {}
     reports = list(run_replay(kb, _results(str(results_file)), index))
     if fmt == "json":
         payload = {"kb": kb.identity, "summary": replay_counts(reports), "decisions": reports}
@@ -1126,7 +1140,7 @@ def impact(old: str, new: str, patients: str, rules_path: str, fmt: str) -> None
 
     with temporary_workdir() as work:
         old_kb, new_kb = (load(materialize(spec, rules_path, Path(work))) for spec in (old, new))
-        report = run_impact(old_kb, new_kb, _records(patients))
+        report = run_impact(old_kb, new_kb, _records(patients, patients=True))
     echo(json.dumps(report, indent=2, ensure_ascii=False) if fmt == "json" else impact_text(report))
     sys.exit(EXIT_CODES["findings"] if report["invalid"] else EXIT_CODES["ok"])
 

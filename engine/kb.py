@@ -258,6 +258,7 @@ class KnowledgeBase:
                 patient_id=pid if isinstance(pid, str) else None,
                 detail=detail,
                 more=record.more,
+                digest=record.digest,
             )
         if plain:
             return result
@@ -282,11 +283,12 @@ class KnowledgeBase:
         patient_id: str | None = None,
         detail: str = "full",
         more: tuple[KBError, ...] = (),
+        digest: str | None = None,
     ) -> dict[str, Any]:
         """The result for input that never reached evaluation (not JSON, an empty line, a worker
         that died on it), traceable by the hash of its raw bytes; `more` are further problems of
         the same record, listed after `problem`."""
-        result = self.evaluation.failed(problem, raw, status, more)
+        result = self.evaluation.failed(problem, raw, status, more, digest)
         result["patient_id"] = patient_id
         return reduce(self.evaluation, result, detail)
 

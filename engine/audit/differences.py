@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fsgs_kb.engine.evaluate.detail import rule_outcomes
+from fsgs_kb.engine.evaluate.output import dumps
 
 # Top-level fields compared elsewhere (status and rule entries, per rule; a minimal result's
 # texts and needs, per rule) or not at all (the batch's record and line numbers); in the decision
@@ -36,26 +37,51 @@ def outcome_changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Beyond outcomes: `rules`, each rule whose recorded entry differs (the fields, and its
     version old → new where the result records it); `fields`, the other top-level fields and
-    decision fields that differ (the knowledge base's identity is not one of them)."""
+    decision fields that differ (the knowledge base's identity only when both name the same
+    fingerprint: then a decision id or version that differs was edited).
+
+    Values are compared as replay compares results, in their JSON text: `1.0` is not `1`, `true`
+    is not `1`, and an object whose keys come in another order is not the one written (Python's
+    `==` says all three are equal, and a `changed` result was then said to differ "in no field").
+    Fields that are all the same but in another order are named as such ("the order of ...")."""
     entries = _entries(old), _entries(new)
     rules = []
     for rid in [r for r in entries[0] if r in entries[1]]:
         a, b = entries[0][rid], entries[1][rid]
-        fields = sorted(k for k in set(a) | set(b) if k != "outcome" and a.get(k) != b.get(k))
+        fields = sorted(k for k in set(a) | set(b) if k != "outcome" and _differ(a.get(k), b.get(k)))
         if fields:
             item: dict[str, Any] = {"rule": rid, "fields": fields}
             if "version" in fields:
                 item["version"] = {"old": a.get("version"), "new": b.get("version")}
             rules.append(item)
     keys = dict.fromkeys([*old, *new])
-    fields = [k for k in keys if k not in NOT_COMPARED and old.get(k) != new.get(k)]
-    decisions = old.get("decision"), new.get("decision")
-    if isinstance(decisions[0], dict) and isinstance(decisions[1], dict):
-        inner = dict.fromkeys([*decisions[0], *decisions[1]])
-        fields += [
-            f"decision.{k}" for k in inner if k not in DECISION_IDENTITY and decisions[0].get(k) != decisions[1].get(k)
-        ]
+    fields = [k for k in keys if k not in NOT_COMPARED and _differ(old.get(k), new.get(k))]
+    if _reordered(old, new, ()):
+        fields.append("the order of the fields")
+    if [r for r in entries[0] if r in entries[1]] != [r for r in entries[1] if r in entries[0]]:
+        fields.append("the order of the rule entries")
+    before, after = old.get("decision"), new.get("decision")
+    if isinstance(before, dict) and isinstance(after, dict):
+        skip = () if _fingerprint(before) == _fingerprint(after) else DECISION_IDENTITY
+        inner = dict.fromkeys([*before, *after])
+        fields += [f"decision.{k}" for k in inner if k not in skip and _differ(before.get(k), after.get(k))]
+        if _reordered(before, after, skip):
+            fields.append("the order of the decision's fields")
     return {"rules": rules, "fields": fields}
+
+
+def _differ(a: Any, b: Any) -> bool:
+    return a != b or dumps(a) != dumps(b)
+
+
+def _reordered(old: dict[str, Any], new: dict[str, Any], skip: tuple[str, ...]) -> bool:
+    """The keys both have, in another order (each side's other keys are named as fields that differ)."""
+    return [k for k in old if k in new and k not in skip] != [k for k in new if k in old and k not in skip]
+
+
+def _fingerprint(decision: dict[str, Any]) -> Any:
+    kb = decision.get("kb")
+    return kb.get("fingerprint") if isinstance(kb, dict) else None
 
 
 def _entries(result: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -39,7 +39,7 @@ def input_hash(record: Record) -> str:
     value, problem = record_value(record)
     if problem is None:
         return input_sha256(value)
-    return hashlib.sha256(record.raw).hexdigest()
+    return record.digest or hashlib.sha256(record.raw).hexdigest()
 
 
 class Inputs(dict[str, Record]):

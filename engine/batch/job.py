@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fsgs_kb.engine.batch.checksum import crc32_combine
@@ -261,7 +261,16 @@ def job_records(job: BatchJob, stream: BinaryIO | None, fmt: str) -> Iterator[Re
         assert stream is not None
         return reader.bundles(stream) if fmt == "fhir-bundles" else reader.document(stream)
     assert stream is not None
-    return read_records(stream, fmt)
+    return _located(read_records(stream, fmt), job.source)
+
+
+def _located(records: Iterator[Record], source: str) -> Iterator[Record]:
+    """The records; a problem that stops reading (a line that never ends: /dev/zero) named by the
+    input it is in, which the reader does not know (it was shown as `<input>:`)."""
+    try:
+        yield from records
+    except KBErrors as exc:
+        raise KBErrors([error if error.file else replace(error, file=source) for error in exc.errors]) from None
 
 
 def _records_after(records: Iterator[Record], done: int, end: int, source: str) -> Iterator[Record]:

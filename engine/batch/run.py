@@ -433,7 +433,7 @@ class BatchRunner:
         problem = KBError("engine_crash", f"the worker evaluating this record died ({how}); the batch went on")
         detail = self.options.get("detail", "full")
         result = self.kb.failed_result(
-            problem, record.raw, status="error", patient_id=patient_id(record), detail=detail
+            problem, record.raw, status="error", patient_id=patient_id(record), detail=detail, digest=record.digest
         )
         line = dumps_bytes({"record": record.number, "line": record.line, **result})
         line += b"\n"

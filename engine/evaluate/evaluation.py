@@ -597,12 +597,18 @@ class Evaluation:
         return self._failed(None, value_sha256(patient), "invalid", [problem], timestamp)
 
     def failed(
-        self, problem: KBError, raw: bytes, status: str = "invalid", more: tuple[KBError, ...] = ()
+        self,
+        problem: KBError,
+        raw: bytes,
+        status: str = "invalid",
+        more: tuple[KBError, ...] = (),
+        digest: str | None = None,
     ) -> dict[str, Any]:
         """The result for input that never reached evaluation (not JSON, an empty line, bad CSV
         cells, a worker that died on it); its input hash is that of the raw bytes, so it is still
-        traceable. `more` are the record's other problems, listed after the first."""
-        return self._failed(None, hashlib.sha256(raw).hexdigest(), status, [problem, *more], None)
+        traceable. `more` are the record's other problems, listed after the first; `digest` the hash
+        of a record whose bytes were not all kept (Record.digest), given instead of them."""
+        return self._failed(None, digest or hashlib.sha256(raw).hexdigest(), status, [problem, *more], None)
 
     def _decision(self, input_sha: str, timestamp: str | None) -> dict[str, Any]:
         record: dict[str, Any] = {

@@ -39,8 +39,8 @@ START, UNQUOTED, QUOTED, QUOTE_SEEN = range(4)  # field start; plain field; in q
 
 @dataclass(slots=True, kw_only=True)
 class CsvRow:
-    """One framed row: the line it starts on, its bytes (empty when too large), the input offset
-    after it, and why it cannot be read, if it cannot."""
+    """One framed row: the line it starts on, its bytes (empty when too large; the bad row's for
+    an unclosed quote), the input offset after it, and why it cannot be read, if it cannot."""
 
     line: int
     raw: bytes
@@ -119,7 +119,8 @@ class _Row:
         self.newlines += piece.count(b"\n")
         self.last = piece[-1:]
         if self.size > MAX_RECORD_BYTES + MAX_SKIP:
-            raise KBErrors([KBError("input.unbounded", f"row at line {self.line} does not end: reading stopped")])
+            message = f"row at line {self.line} does not end: reading stopped"
+            raise KBErrors([KBError("input.unbounded", message, line=self.line)])
 
     @property
     def whole(self) -> bool:
@@ -212,6 +213,7 @@ class CsvFramer:
             opened=row.line + kept.count(b"\n", 0, at),
             quote_at=self.scan.quote_at,
             rest=kept[cut:],
+            bad=bad,
         )
 
     def _unclosed(self) -> CsvRow:
@@ -230,7 +232,7 @@ class CsvFramer:
             f"the quoted cell opened on line {cut.opened} is never closed",
             hint='a cell that starts with " runs to the next lone "; a quote inside a quoted cell is written ""',
         )
-        return CsvRow(line=row.line, raw=b"", end=cut.offset, problem=problem)
+        return CsvRow(line=row.line, raw=cut.bad, end=cut.offset, problem=problem)  # its hash names it
 
 
 @dataclass(slots=True, kw_only=True)
@@ -244,6 +246,7 @@ class _Cut:
     opened: int
     quote_at: int
     rest: bytes
+    bad: bytes  # the bad row's bytes: its result's input hash is theirs
 
 
 def _position(stream: BinaryIO) -> int | None:

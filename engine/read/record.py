@@ -23,7 +23,8 @@ class Record:
     FHIR input only: `sources` says, per field pointer, which resource filled it or why it is empty,
     `set_aside` (always with `sources`) which resources were not used and why, `conversion` how
     the record was made (evaluation date, map), and `origin` where in the input it came from
-    (file:line); the result carries all four."""
+    (file:line); the result carries all four. `digest` is the SHA-256 of a record's bytes that were
+    not all kept (a line over the size limit): its result's input hash, as `raw`'s is for the others."""
 
     number: int
     line: int
@@ -36,6 +37,7 @@ class Record:
     conversion: dict[str, Any] | None = None
     origin: str | None = None
     set_aside: list[dict[str, Any]] | None = None
+    digest: str | None = None  # SHA-256 of the record's bytes when they were not all kept (too large)
 
 
 def too_large(what: str, limit: int = MAX_RECORD_BYTES) -> KBError:

@@ -16,6 +16,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, BinaryIO
 
 import orjson
@@ -56,7 +57,7 @@ def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBEr
     try:
         value = loads(raw)
     except orjson.JSONDecodeError as exc:
-        return None, _json_problem(exc)
+        return None, _json_problem(exc, raw)
     problem, keys = shape_problem(value)
     if problem is not None:
         return None, problem
@@ -66,17 +67,44 @@ def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBEr
     return value, None
 
 
-def _json_problem(exc: json.JSONDecodeError) -> KBError:
+def _json_problem(exc: json.JSONDecodeError, raw: bytes) -> KBError:
     message = exc.msg
-    if "UTF-8" in message or "surrogate" in message:
-        return KBError("input.encoding", f"not valid UTF-8 text at column {exc.colno}", hint="save the input as UTF-8")
+    place = _place(exc.lineno, exc.colno)
+    if "UTF-8" in message:  # orjson checks the encoding first and says column 1 whatever the place
+        return _utf8_problem(raw)
+    if "surrogate" in message:  # an escape such as \ud800 with no pair: valid UTF-8, yet no character
+        return KBError(
+            "input.encoding",
+            f"a \\u escape at {place} is half of a surrogate pair: it stands for no character",
+            hint="write the character itself (UTF-8), or both halves of its pair: \\ud83d\\ude00",
+        )
     if "depth limit" in message or "recursion" in message:
         return KBError("input.too_deep", "nested too deeply to be a patient record")
     if "infinity" in message:
-        return KBError("input.number_too_large", f"a number at column {exc.colno} is too large")
+        return KBError("input.number_too_large", f"a number at {place} is too large")
     if "BOM" in message:
         message = "starts with a byte order mark inside the record"
-    return KBError("patient.json", f"not valid JSON at column {exc.colno}: {message}")
+    return KBError("patient.json", f"not valid JSON at {place}: {message}")
+
+
+def _place(line: int, col: int) -> str:
+    """Where in a record: its column on a one-line record (a JSON line), else line and column
+    (a pretty-printed document, where a column alone does not say which line)."""
+    return f"column {col}" if line <= 1 else f"line {line}, column {col}"
+
+
+def _utf8_problem(raw: bytes) -> KBError:
+    """The first byte that is not UTF-8, by line and column (in characters, as JSON errors are)."""
+    try:
+        raw.decode("utf-8")
+        start = 0  # not reached: orjson found it not UTF-8
+    except UnicodeDecodeError as exc:
+        start = exc.start
+    line_start = raw.rfind(b"\n", 0, start) + 1
+    col = len(raw[line_start:start].decode("utf-8")) + 1
+    byte = f" (byte 0x{raw[start]:02x})" if start < len(raw) else ""
+    place = _place(raw.count(b"\n", 0, start) + 1, col)
+    return KBError("input.encoding", f"not valid UTF-8 text at {place}{byte}", hint="save the input as UTF-8")
 
 
 def _duplicate_key(raw: bytes, keys: int) -> KBError | None:
@@ -194,6 +222,11 @@ def read_csv(stream: BinaryIO) -> Iterator[Record]:
             record = _csv_record(number, row.line, header, row.raw, fields, header_problem)
         else:
             record = Record(number, row.line, problem=row.problem)
+        if record.problem is not None:
+            # an unreadable row's result is traceable by the hash of its own bytes (without its line
+            # end, as a JSON line's), not by that of no bytes, which every bad row once shared (one
+            # decision id for all of them); a row that is read is hashed as the record it makes
+            record.raw = row.raw.rstrip(b"\r\n")
         record.end = row.end
         yield record
 
@@ -220,10 +253,9 @@ def _csv_record(
         return Record(number, line, problem=header_problem)
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Record(
-            number, line, problem=KBError("input.encoding", f"row {number} is not UTF-8 text (byte {exc.start})")
-        )
+    except UnicodeDecodeError:  # said as a JSON record's is (its byte was counted from 0 here)
+        problem = _utf8_problem(raw)
+        return Record(number, line, problem=replace(problem, message=f"row {number}: {problem.message}"))
     try:
         rows = csv.reader(io.StringIO(text, newline=""))
         row, beyond = next(rows, []), next(rows, None)
@@ -238,8 +270,18 @@ def _csv_record(
         return Record(number, line, problem=cells)
     record: dict[str, Any] = {}
     problems: list[KBError] = []
-    for column, cell in zip(header, row, strict=True):
+    for index, (column, cell) in enumerate(zip(header, row, strict=True), start=1):
         if cell == "":
+            continue
+        if "" in column.split("."):  # read as JSON under the pointer "/" it said "/: not valid JSON"
+            unnamed = "has no name" if not column else f"is named {column!r}, with an empty part"
+            problems.append(
+                KBError(
+                    "patient.csv",
+                    f"column {index} of the header {unnamed}, yet this row has {cell!r} in it",
+                    hint="name each column that holds values with its field (dotted: cyclosporine.daily_dose.value)",
+                )
+            )
             continue
         info = fields.get(column)
         kind = info.type if info else ("string" if column.split(".")[-1] in ("id", "secondary_cause") else "json")

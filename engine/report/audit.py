@@ -217,8 +217,9 @@ def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
             if report["verdict"] == "changed" and not what:
                 what = "the same outcomes; " + differs_text(report.get("differs", {}))
             made_by = f", made by {_kb_label(report['kb']['old'])}" if "kb" in report else ""
+            record = f"record {report['record']} " if report.get("record") is not None else ""  # evaluate's: none
             lines.append(
-                f"{report['verdict']}: record {report.get('record')} patient {report.get('patient_id')} "
+                f"{report['verdict']}: {record}patient {report.get('patient_id')} "
                 f"(decision {report['decision_id']}{made_by}){': ' + what if what else ''}"
             )
     for (kb_id, version, fingerprint), group in same.items():
