@@ -391,3 +391,18 @@ def test_a_forged_fhir_account_is_not_called_exact(dose: dict[str, dict[str, Any
         assert explain.returncode == 0 and "/weight_kg ← Observation/forged" in explain.stdout, explain.stderr
         said = " ".join(explain.stdout.split("Data from FHIR:")[1].split())
         assert said.startswith(carried), explain.stdout
+
+
+def test_an_input_file_holding_some_of_the_records_leaves_the_others_input_missing(tmp_path: Path) -> None:
+    """Issue 5: decisions are matched with their inputs by input_sha256, and a decision whose
+    input the file does not hold is `input_missing`, not a forged place (it was `unreadable`:
+    "claims record 6, which the input file does not have")."""
+    inputs = tmp_path / "c12.jsonl"
+    inputs.write_text("".join(COHORT.read_text().splitlines(keepends=True)[:12]))
+    out = tmp_path / "r.jsonl"
+    assert fsgs("batch", str(inputs), "-o", str(out)).returncode in (0, 1)
+    some = tmp_path / "c5.jsonl"
+    some.write_text("".join(inputs.read_text().splitlines(keepends=True)[:5]))
+    code, reports = verdicts(out, "--input", str(some))
+    assert code == 1
+    assert [r["verdict"] for r in reports] == ["identical"] * 5 + ["input_missing"] * 7, reports

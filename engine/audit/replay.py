@@ -292,21 +292,33 @@ class Places:
         return self._claim(result, number)
 
     def _claim(self, result: dict[str, Any], number: int) -> KBError | None:
+        """The input record a result names must be the one it was made from. A result whose input
+        the file does not hold at all is no claim to check: replay says `input_missing` (or
+        replays the input the result stores), as issue 5's matching by input hash has it; one
+        whose input the file holds elsewhere names the wrong record (a copied, renumbered or
+        swapped result), and where that input is is said."""
         if self.inputs is None:
             return None
+        decision = result["decision"]
+        claimed = decision.get("input_sha256")
+        masked = bool(decision.get("masked"))  # its hash is of the masked input: the file cannot hold it
+        matched = None if masked else self.inputs.get(str(claimed))
+        if matched is None and not masked:
+            return None
+        its_input = f"; its input is record {matched.number} (line {matched.line})" if matched is not None else ""
         found = self.inputs.by_number.get(number)
         if found is None:
-            return _misplaced(f"claims record {number}, which the input file does not have")
+            return _misplaced(f"claims record {number}, which the input file does not have{its_input}")
         sha, source = found
         line = result.get("line")
         if line is not None and line != source.line:
-            return _misplaced(f"claims record {number} at line {line}, which the input file has at line {source.line}")
-        decision = result["decision"]
-        claimed = decision.get("input_sha256")
-        if not decision.get("masked") and claimed != sha:
+            return _misplaced(
+                f"claims record {number} at line {line}, which the input file has at line {source.line}{its_input}"
+            )
+        if not masked and claimed != sha:
             return _misplaced(
                 f"claims record {number}, but that input record's hash is {sha[:12]}…, not {str(claimed)[:12]}…: "
-                "it was made from another record"
+                f"it was made from another record{its_input}"
             )
         return None
 
