@@ -8,7 +8,8 @@ are shown relative to it), the Python build and any `nocompile` drill (whether P
 the generated evaluator: compile.fallback); any edit gives a new key, so a stale entry is never used.
 
 The cache directory ($FSGS_KB_CACHE, an absolute path, else $XDG_CACHE_HOME/fsgs-kb, else
-~/.cache/fsgs-kb; FSGS_KB_CACHE=off, in any case, or a relative path disables it) may be
+~/.cache/fsgs-kb where the home directory exists; FSGS_KB_CACHE=off, in any case, or a relative
+path disables it) may be
 writable by someone else, so nothing read from it is trusted, and nothing in it can run code:
 - an entry is data, never code: JSON of the validation report, whose objects can only be the
   knowledge base's own dataclasses, named in CLASSES (no pickle, no import by name);
@@ -126,8 +127,13 @@ def _cache_setting() -> tuple[Path | None, str | None]:
         if not directory.is_absolute():
             return None, f"{CACHE_ENV}={setting!r} is not an absolute path"
         return directory, None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fsgs-kb", None
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):  # the XDG spec: a relative value is to be ignored
+        return Path(xdg) / "fsgs-kb", None
+    home = os.path.expanduser("~")
+    if not os.path.isdir(home):  # a service account's HOME=/nonexistent: never made by a cache
+        return None, f"the home directory {home} does not exist (set {CACHE_ENV} to an absolute path)"
+    return Path(home) / ".cache" / "fsgs-kb", None
 
 
 def _cache_dir() -> Path | None:

@@ -202,3 +202,32 @@ def test_a_secret_owned_by_someone_else_is_not_used(clean: tuple[Path, str], tmp
     entry.write_bytes(sign(secret_file.read_bytes(), entry.stem, raise_ceiling(entry.read_bytes().split(b"\n", 2)[2])))
     os.chown(secret_file, 65534, 65534)
     assert explain(work, cache) == expected
+
+
+@pytest.mark.parametrize("xdg", [None, "relative/cache"])
+def test_a_home_directory_that_does_not_exist_is_not_made(
+    clean: tuple[Path, str], tmp_path: Path, xdg: str | None
+) -> None:
+    """A service account's HOME=/nonexistent (and no cache setting, or a relative XDG_CACHE_HOME,
+    which the XDG spec says to ignore): the cache is off, said by `cache info`; the command made
+    /nonexistent/.cache/fsgs-kb, a home directory included, and a relative XDG path in the
+    working directory."""
+    work, expected = clean
+    home = tmp_path / "nonexistent"
+    env = {k: v for k, v in os.environ.items() if k not in ("FSGS_KB_CACHE", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    if xdg:
+        env["XDG_CACHE_HOME"] = xdg
+    run = [sys.executable, "-m", "fsgs_kb"]
+    proc = subprocess.run(
+        [*run, "explain", "--rules", "rules", str(EXAMPLE)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout == expected, proc.stderr
+    assert not home.exists() and not (work / "relative").exists()
+    info = subprocess.run([*run, "cache", "info"], cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    assert f"the home directory {home} does not exist" in info.stdout + info.stderr, info
