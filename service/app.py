@@ -16,7 +16,9 @@ refused CORS preflight (400), and a request the HTTP parser cannot read (431, 40
 the protocol class `fsgs-kb serve` gives uvicorn). A path with a trailing slash the routes do not
 name is unknown (404), never redirected. A request body that gives one key twice in an object is refused
 (400, naming the key), as the command line's readers refuse such a record: which value was meant
-is unknowable.
+is unknowable. A body is read only when its Content-Type says JSON in UTF-8 (`application/json`,
+or a `+json` type such as `application/fhir+json`, with no charset or `charset=utf-8`); any other,
+or none, is refused with 415 naming what was sent, before the body is read (`media_type_problem`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,32 @@ def _reply(reply: Reply, headers: dict[str, str] | None = None) -> Response:
 
 
 HTTP_CODES = {404: "not-found", 405: "not-supported"}
+JSON_MEDIA_TYPE = "application/json"
+
+
+def media_type_problem(content_type: str | None) -> str | None:
+    """Why a request body of this Content-Type is not read as JSON, or None when it is.
+
+    CDS Hooks 2.0 has the client POST "a JSON document" and RFC 8259 has JSON between systems in
+    UTF-8: `application/json` or a structured `+json` type (RFC 6839: `application/fhir+json`),
+    with no charset or `charset=utf-8`. Anything else was not meant as this service's JSON: a
+    form or text a browser may send across origins without asking (`text/plain`,
+    `application/x-www-form-urlencoded`, `multipart/form-data`), another charset whose bytes the
+    reader would take as UTF-8, or no type at all. Each is refused (415) with what was received
+    and what is expected, rather than guessed at: the EHR's integrator learns the fix at once.
+    """
+    if content_type is None or not content_type.strip():
+        return f"the request has no Content-Type; send the JSON body as {JSON_MEDIA_TYPE}"
+    media, *params = (part.strip() for part in content_type.split(";"))
+    shown = content_type.strip()[:100]
+    kind, _, subtype = media.lower().partition("/")
+    if kind != "application" or not (subtype == "json" or (subtype.endswith("+json") and len(subtype) > 5)):
+        return f"Content-Type {shown!r} is not JSON; send the body as {JSON_MEDIA_TYPE}"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return f"Content-Type {shown!r} names another charset than UTF-8; send JSON as UTF-8 ({JSON_MEDIA_TYPE})"
+    return None
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -120,7 +148,10 @@ class Service:
         return True
 
     async def body(self, request: Request) -> Any:
-        """The JSON body, refusing more than max_request_bytes; Reply on failure."""
+        """The JSON body, refusing another media type and more than max_request_bytes; Reply on failure."""
+        unreadable = media_type_problem(request.headers.get("content-type"))
+        if unreadable is not None:
+            return outcome(415, unreadable, "not-supported")
         limit = self.config.max_request_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
