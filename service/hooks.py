@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from fsgs_kb.engine.fhir import FhirInputError, FhirMap, convert_bundle
 from fsgs_kb.engine.fhir.codes import within_depth
@@ -209,6 +210,9 @@ class Hooks:
         if not isinstance(context["patientId"], str):
             kind = type(context["patientId"]).__name__
             raise RequestProblem(400, f"context.patientId must be text (the Patient's id), not {kind}")
+        problem = fhir_access_problem(body.get("fhirServer"), body.get("fhirAuthorization"))
+        if problem is not None:
+            raise RequestProblem(400, problem, "required" if "without fhirServer" in problem else "invalid")
         return body["hookInstance"], context
 
     def _answer(self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any]) -> Reply:
@@ -313,6 +317,66 @@ class Hooks:
             code = {409: "conflict", 404: "not-found"}.get(refused.status, "business-rule")
             return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
         return Reply(200, {})
+
+
+def _json_kind(value: Any) -> str:
+    """A value's JSON type, as an integrator reads it (not Python's name for it)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def fhir_access_problem(server: Any, authorization: Any) -> str | None:
+    """What is wrong with a request's fhirServer and fhirAuthorization (CDS Hooks 2.0), naming the
+    field, or None. `null` is taken as absent for both.
+
+    The service never queries the FHIR server, but whether the EHR gave FHIR access decides what
+    a missing prefetch key means (412 without it; with it, the values it would have fed are
+    unknown), and fhirServer is the Patient's server when prefetched resources name it by URL.
+    So a fhirAuthorization that is not one (`"yes"`, an object without its token) counted as FHIR
+    access, and `{}` as none; and a fhirServer that is no URL was silently ignored. CDS Hooks 2.0
+    requires fhirServer with fhirAuthorization, and access_token, token_type (Bearer), expires_in
+    (integer), scope and subject in it. The access token is never quoted."""
+    if server is not None:
+        try:
+            url = urlsplit(server) if isinstance(server, str) else None
+        except ValueError:  # "https://[::1": a bracket never closed
+            url = None
+        if url is None or url.scheme.lower() not in ("http", "https") or not url.hostname:
+            shown = repr(server[:100]) if isinstance(server, str) else _json_kind(server)
+            return f"fhirServer must be the base URL of the EHR's FHIR server (an absolute https URL), not {shown}"
+    if authorization is None:
+        return None
+    if not isinstance(authorization, dict):
+        return (
+            "fhirAuthorization must be an object (CDS Hooks 2.0: access_token, token_type, expires_in, scope, "
+            f"subject), not {_json_kind(authorization)}"
+        )
+    if server is None:
+        return "fhirAuthorization is given without fhirServer, which CDS Hooks 2.0 requires with it"
+    for name in ("access_token", "token_type", "scope", "subject"):
+        value = authorization.get(name)
+        if not isinstance(value, str) or not value.strip():
+            said = "is missing" if value is None else f"must be non-empty text, not {_json_kind(value)}"
+            return f"fhirAuthorization.{name} {said} (CDS Hooks 2.0 requires it)"
+    if authorization["token_type"].lower() != "bearer":
+        return f"fhirAuthorization.token_type must be Bearer, not {authorization['token_type'][:40]!r}"
+    expires = authorization.get("expires_in")
+    if isinstance(expires, bool) or not isinstance(expires, int) or expires < 0:
+        said = "is missing" if expires is None else f"must be a whole number of seconds, not {_json_kind(expires)}"
+        if isinstance(expires, int) and not isinstance(expires, bool) and expires < 0:
+            said = "must not be negative"
+        return f"fhirAuthorization.expires_in {said} (CDS Hooks 2.0 requires it)"
+    patient = authorization.get("patient")
+    if patient is not None and not isinstance(patient, str):
+        return f"fhirAuthorization.patient must be text (a Patient id), not {_json_kind(patient)}"
+    return None
 
 
 def _instant_problem(value: Any) -> str | None:
