@@ -19,10 +19,13 @@ name is unknown (404), never redirected. A request body that gives one key twice
 is unknowable. A body is read only when its Content-Type says JSON in UTF-8 (`application/json`,
 or a `+json` type such as `application/fhir+json`, with no charset or `charset=utf-8`); any other,
 or none, is refused with 415 naming what was sent, before the body is read (`media_type_problem`).
+A body not complete `read_timeout_seconds` after its head gets 408 and the connection is closed
+(the head's own time is bounded in service/wire.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -64,6 +67,8 @@ class Json(JSONResponse):
 
 
 def _reply(reply: Reply, headers: dict[str, str] | None = None) -> Response:
+    if reply.status == 408:  # the rest of the body may never come: the connection ends with the answer
+        headers = {**(headers or {}), "Connection": "close"}
     return Json(reply.body, status_code=reply.status, headers=headers)
 
 
@@ -157,11 +162,24 @@ class Service:
         if declared and declared.isdigit() and int(declared) > limit:
             return outcome(413, f"request body larger than {limit} bytes", "too-costly")
         raw = bytearray()
-        try:
+
+        async def read() -> bool:
+            """Read the body into `raw`; False once it is larger than the limit."""
             async for chunk in request.stream():
-                raw += chunk
+                raw.extend(chunk)
                 if len(raw) > limit:
-                    return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+                    return False
+            return True
+
+        try:  # a body trickling in (or never sent) holds the connection no longer than its head may
+            if not await asyncio.wait_for(read(), self.config.read_timeout_seconds):
+                return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+        except asyncio.TimeoutError:
+            of = f" of {declared}" if declared and declared.isdigit() else ""
+            seconds = f"{self.config.read_timeout_seconds:g}"
+            said = f"the request body did not arrive within {seconds} s ({len(raw)}{of} bytes received)"
+            log.info("408 %s %s: %s", request.method, request.url.path, said)
+            return outcome(408, said, "timeout")
         except ClientDisconnect:  # the client went away: not a bug, no traceback; the call still leaves a row
             of = f" of {declared}" if declared and declared.isdigit() else ""
             said = f"the client disconnected before the request body was complete ({len(raw)}{of} bytes received)"
