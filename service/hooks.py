@@ -12,6 +12,7 @@ OperationOutcome-shaped, naming what is wrong.
 from __future__ import annotations
 
 import calendar
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ INSTANT = re.compile(
 )
 # CDS Hooks 2.0: hookInstance is "a universally unique identifier (UUID)", the canonical text form
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# context.patientId is "the FHIR Patient.id" (CDS Hooks 2.0), whose type is FHIR R4's `id`
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -196,11 +199,11 @@ class Hooks:
         if missing:
             raise RequestProblem(400, f"missing required field(s): {', '.join(missing)}", "required")
         if body["hook"] != service.hook:
-            raise RequestProblem(400, f"service {service.id} answers hook {service.hook}, not {body['hook']!r}")
+            raise RequestProblem(400, f"service {service.id} answers hook {service.hook}, not {_shown(body['hook'])}")
         if not isinstance(body["hookInstance"], str) or not UUID_TEXT.fullmatch(body["hookInstance"]):
-            shown = str(body["hookInstance"])[:60]
+            shown = _shown(body["hookInstance"])
             raise RequestProblem(
-                400, f"hookInstance must be a UUID (CDS Hooks 2.0), as 8-4-4-4-12 hexadecimal digits, not {shown!r}"
+                400, f"hookInstance must be a UUID (CDS Hooks 2.0), as 8-4-4-4-12 hexadecimal digits, not {shown}"
             )
         context = body["context"]
         if not isinstance(context, dict):
@@ -210,6 +213,12 @@ class Hooks:
         if not isinstance(context["patientId"], str):
             kind = type(context["patientId"]).__name__
             raise RequestProblem(400, f"context.patientId must be text (the Patient's id), not {kind}")
+        if not FHIR_ID.fullmatch(context["patientId"]):
+            raise RequestProblem(
+                400,
+                "context.patientId must be a FHIR id (the Patient's: 1 to 64 letters, digits, '-' or '.'), "
+                f"not {_shown(context['patientId'])}",
+            )
         problem = fhir_access_problem(body.get("fhirServer"), body.get("fhirAuthorization"))
         if problem is not None:
             raise RequestProblem(400, problem, "required" if "without fhirServer" in problem else "invalid")
@@ -317,6 +326,13 @@ class Hooks:
             code = {409: "conflict", 404: "not-found"}.get(refused.status, "business-rule")
             return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
         return Reply(200, {})
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A request's value as JSON (control characters and all non-ASCII escaped, so it cannot forge
+    a log line), cut to `limit` characters: how an error names what the EHR sent."""
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _json_kind(value: Any) -> str:
