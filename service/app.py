@@ -18,7 +18,8 @@ name is unknown (404), never redirected. A request body that gives one key twice
 (400, naming the key), as the command line's readers refuse such a record: which value was meant
 is unknowable. A body is read only when its Content-Type says JSON in UTF-8 (`application/json`,
 or a `+json` type such as `application/fhir+json`, with no charset or `charset=utf-8`); any other,
-or none, is refused with 415 naming what was sent, before the body is read (`media_type_problem`).
+or none, is refused with 415 naming what was sent, before the body is read (`media_type_problem`);
+so is a Content-Type given twice and a compressed body (`body_format_problem`).
 A body not complete `read_timeout_seconds` after its head gets 408 and the connection is closed
 (the head's own time is bounded in service/wire.py).
 """
@@ -112,6 +113,22 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return _reply(reply, dict(exc.headers or {}))
 
 
+def body_format_problem(headers: Headers) -> str | None:
+    """Why a body with these headers is not read as JSON, or None: its Content-Type
+    (`media_type_problem`), given once (two say two things, and which was meant is unknowable),
+    and no Content-Encoding but `identity` (a gzip body was read as JSON and refused as invalid
+    UTF-8; RFC 7694 answers an unsupported coding with 415)."""
+    types = headers.getlist("content-type")
+    if len(types) > 1:
+        shown = ", ".join(repr(t.strip()[:60]) for t in types)
+        return f"Content-Type is given {len(types)} times ({shown}); send it once, as {JSON_MEDIA_TYPE}"
+    codings = [c.strip().lower() for value in headers.getlist("content-encoding") for c in value.split(",")]
+    coded = [c for c in codings if c and c != "identity"]
+    if coded:
+        return f"Content-Encoding {', '.join(coded)[:60]!r} is not supported; send the JSON body uncompressed"
+    return media_type_problem(types[0] if types else None)
+
+
 class Cors(CORSMiddleware):
     """Starlette's CORS, with a refused preflight answered as an OperationOutcome, not plain text."""
 
@@ -154,7 +171,7 @@ class Service:
 
     async def body(self, request: Request) -> Any:
         """The JSON body, refusing another media type and more than max_request_bytes; Reply on failure."""
-        unreadable = media_type_problem(request.headers.get("content-type"))
+        unreadable = body_format_problem(request.headers)
         if unreadable is not None:
             return outcome(415, unreadable, "not-supported")
         limit = self.config.max_request_bytes

@@ -9,6 +9,7 @@ On the session's real `fsgs-kb serve` subprocess, over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -80,3 +81,23 @@ def test_feedback_not_declared_json_is_a_415(server: Server, ehr: Any) -> None:
 def test_json_in_utf8_is_read(server: Server, ehr: Any, content_type: str) -> None:
     answer = post(server, ehr, PV, content_type, json.dumps(hook_request("patient-view", "p1", {})).encode())
     assert answer.status_code == 412, answer.text  # read: the empty prefetch is the request's problem
+
+
+def test_a_compressed_body_or_a_content_type_given_twice_is_a_415(server: Server, ehr: Any) -> None:
+    """A gzip body was parsed as JSON and refused as `str is not valid UTF-8`; two Content-Types
+    were read as the first."""
+    body = json.dumps(hook_request("patient-view", "p1", {})).encode()
+    headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + PV), "Content-Type": "application/json"}
+    gzipped = server.client.post(PV, content=gzip.compress(body), headers={**headers, "Content-Encoding": "gzip"})
+    assert gzipped.status_code == 415, gzipped.text
+    said = gzipped.json()["issue"][0]["diagnostics"]
+    assert said == "Content-Encoding 'gzip' is not supported; send the JSON body uncompressed"
+    twice = [("Authorization", "Bearer " + ehr.signer.token(PUBLIC + PV))]
+    twice += [("Content-Type", "application/json"), ("Content-Type", "text/plain")]
+    answer = server.client.post(PV, content=body, headers=twice)
+    assert answer.status_code == 415, answer.text
+    assert answer.json()["issue"][0]["diagnostics"] == (
+        "Content-Type is given 2 times ('application/json', 'text/plain'); send it once, as application/json"
+    )
+    identity = {**headers, "Authorization": "Bearer " + ehr.signer.token(PUBLIC + PV), "Content-Encoding": "identity"}
+    assert server.client.post(PV, content=body, headers=identity).status_code == 412
