@@ -16,11 +16,17 @@ refused CORS preflight (400), and a request the HTTP parser cannot read (431, 40
 the protocol class `fsgs-kb serve` gives uvicorn). A path with a trailing slash the routes do not
 name is unknown (404), never redirected. A request body that gives one key twice in an object is refused
 (400, naming the key), as the command line's readers refuse such a record: which value was meant
-is unknowable.
+is unknowable. A body is read only when its Content-Type says JSON in UTF-8 (`application/json`,
+or a `+json` type such as `application/fhir+json`, with no charset or `charset=utf-8`); any other,
+or none, is refused with 415 naming what was sent, before the body is read (`media_type_problem`);
+so is a Content-Type given twice and a compressed body (`body_format_problem`).
+A body not complete `read_timeout_seconds` after its head gets 408 and the connection is closed
+(the head's own time is bounded in service/wire.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -62,10 +68,38 @@ class Json(JSONResponse):
 
 
 def _reply(reply: Reply, headers: dict[str, str] | None = None) -> Response:
+    if reply.status == 408:  # the rest of the body may never come: the connection ends with the answer
+        headers = {**(headers or {}), "Connection": "close"}
     return Json(reply.body, status_code=reply.status, headers=headers)
 
 
 HTTP_CODES = {404: "not-found", 405: "not-supported"}
+JSON_MEDIA_TYPE = "application/json"
+
+
+def media_type_problem(content_type: str | None) -> str | None:
+    """Why a request body of this Content-Type is not read as JSON, or None when it is.
+
+    CDS Hooks 2.0 has the client POST "a JSON document" and RFC 8259 has JSON between systems in
+    UTF-8: `application/json` or a structured `+json` type (RFC 6839: `application/fhir+json`),
+    with no charset or `charset=utf-8`. Anything else was not meant as this service's JSON: a
+    form or text a browser may send across origins without asking (`text/plain`,
+    `application/x-www-form-urlencoded`, `multipart/form-data`), another charset whose bytes the
+    reader would take as UTF-8, or no type at all. Each is refused (415) with what was received
+    and what is expected, rather than guessed at: the EHR's integrator learns the fix at once.
+    """
+    if content_type is None or not content_type.strip():
+        return f"the request has no Content-Type; send the JSON body as {JSON_MEDIA_TYPE}"
+    media, *params = (part.strip() for part in content_type.split(";"))
+    shown = content_type.strip()[:100]
+    kind, _, subtype = media.lower().partition("/")
+    if kind != "application" or not (subtype == "json" or (subtype.endswith("+json") and len(subtype) > 5)):
+        return f"Content-Type {shown!r} is not JSON; send the body as {JSON_MEDIA_TYPE}"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return f"Content-Type {shown!r} names another charset than UTF-8; send JSON as UTF-8 ({JSON_MEDIA_TYPE})"
+    return None
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -77,6 +111,22 @@ async def http_error(request: Request, exc: Exception) -> Response:
         HTTP_CODES.get(exc.status_code, "invalid"),
     )
     return _reply(reply, dict(exc.headers or {}))
+
+
+def body_format_problem(headers: Headers) -> str | None:
+    """Why a body with these headers is not read as JSON, or None: its Content-Type
+    (`media_type_problem`), given once (two say two things, and which was meant is unknowable),
+    and no Content-Encoding but `identity` (a gzip body was read as JSON and refused as invalid
+    UTF-8; RFC 7694 answers an unsupported coding with 415)."""
+    types = headers.getlist("content-type")
+    if len(types) > 1:
+        shown = ", ".join(repr(t.strip()[:60]) for t in types)
+        return f"Content-Type is given {len(types)} times ({shown}); send it once, as {JSON_MEDIA_TYPE}"
+    codings = [c.strip().lower() for value in headers.getlist("content-encoding") for c in value.split(",")]
+    coded = [c for c in codings if c and c != "identity"]
+    if coded:
+        return f"Content-Encoding {', '.join(coded)[:60]!r} is not supported; send the JSON body uncompressed"
+    return media_type_problem(types[0] if types else None)
 
 
 class Cors(CORSMiddleware):
@@ -120,17 +170,33 @@ class Service:
         return True
 
     async def body(self, request: Request) -> Any:
-        """The JSON body, refusing more than max_request_bytes; Reply on failure."""
+        """The JSON body, refusing another media type and more than max_request_bytes; Reply on failure."""
+        unreadable = body_format_problem(request.headers)
+        if unreadable is not None:
+            return outcome(415, unreadable, "not-supported")
         limit = self.config.max_request_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return outcome(413, f"request body larger than {limit} bytes", "too-costly")
         raw = bytearray()
-        try:
+
+        async def read() -> bool:
+            """Read the body into `raw`; False once it is larger than the limit."""
             async for chunk in request.stream():
-                raw += chunk
+                raw.extend(chunk)
                 if len(raw) > limit:
-                    return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+                    return False
+            return True
+
+        try:  # a body trickling in (or never sent) holds the connection no longer than its head may
+            if not await asyncio.wait_for(read(), self.config.read_timeout_seconds):
+                return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+        except asyncio.TimeoutError:
+            of = f" of {declared}" if declared and declared.isdigit() else ""
+            seconds = f"{self.config.read_timeout_seconds:g}"
+            said = f"the request body did not arrive within {seconds} s ({len(raw)}{of} bytes received)"
+            log.info("408 %s %s: %s", request.method, request.url.path, said)
+            return outcome(408, said, "timeout")
         except ClientDisconnect:  # the client went away: not a bug, no traceback; the call still leaves a row
             of = f" of {declared}" if declared and declared.isdigit() else ""
             said = f"the client disconnected before the request body was complete ({len(raw)}{of} bytes received)"

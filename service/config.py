@@ -24,6 +24,7 @@ SCHEMA = "cds-config"
 DEFAULT_REFETCH_SECONDS = 30.0
 DEFAULT_JWKS_MAX_AGE_SECONDS = 300.0  # a key removed from the EHR's JWKS is refused within this time
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_READ_TIMEOUT_SECONDS = 20.0  # a request's head, then its body, must each arrive within this
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ServiceConfig:
     jwks_refetch_seconds: float
     max_request_bytes: int
     jwks_max_age_seconds: float = DEFAULT_JWKS_MAX_AGE_SECONDS
+    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
 
     def mask_key(self) -> bytes | None:
         """The masking secret from the environment, if one is configured."""
@@ -214,4 +216,5 @@ def _build(data: dict[str, Any], path: Path, base: Path) -> ServiceConfig:
         jwks_refetch_seconds=float(data.get("jwks_refetch_seconds", DEFAULT_REFETCH_SECONDS)),
         max_request_bytes=int(data.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES)),
         jwks_max_age_seconds=float(data.get("jwks_max_age_seconds", DEFAULT_JWKS_MAX_AGE_SECONDS)),
+        read_timeout_seconds=float(data.get("read_timeout_seconds", DEFAULT_READ_TIMEOUT_SECONDS)),
     )

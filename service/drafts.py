@@ -330,13 +330,13 @@ def _renamed_apart(
     (a revision of an order often keeps the order's id; read as one resource twice, the reader would
     set both aside as a duplicate_conflict), and the ids given (new id: the order's id)."""
     draft_ids = {d.get("id") for d in drafts if isinstance(d.get("id"), str)}
-    taken = {e["resource"].get("id") for e in entries} | draft_ids
+    taken = {e["resource"]["id"] for e in entries if isinstance(e["resource"].get("id"), str)} | draft_ids
     renamed: dict[str, str] = {}
     out = []
     for entry in entries:
         res = entry["resource"]
         rid = res.get("id")
-        if res.get("resourceType") == "MedicationRequest" and rid in draft_ids:
+        if res.get("resourceType") == "MedicationRequest" and isinstance(rid, str) and rid in draft_ids:
             new = next((n for n, o in renamed.items() if o == rid), None)  # one order sent twice: one id
             if new is None:
                 new = f"{rid}-before-draft"
@@ -374,7 +374,8 @@ def restore_ids(value: Any, renamed: dict[str, str]) -> Any:
     if not isinstance(value, dict):
         return value
     out = {k: restore_ids(v, renamed) for k, v in value.items()}
-    if out.get("resourceType") == "MedicationRequest" and out.get("id") in renamed:
+    # an id that is not text (an object, a list) was never renamed, and cannot be looked up
+    if out.get("resourceType") == "MedicationRequest" and isinstance(out.get("id"), str) and out["id"] in renamed:
         out["id"] = renamed[out["id"]]
     return out
 

@@ -12,11 +12,13 @@ OperationOutcome-shaped, naming what is wrong.
 from __future__ import annotations
 
 import calendar
+import json
 import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from fsgs_kb.engine.fhir import FhirInputError, FhirMap, convert_bundle
 from fsgs_kb.engine.fhir.codes import within_depth
@@ -55,6 +57,8 @@ INSTANT = re.compile(
 )
 # CDS Hooks 2.0: hookInstance is "a universally unique identifier (UUID)", the canonical text form
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# context.patientId is "the FHIR Patient.id" (CDS Hooks 2.0), whose type is FHIR R4's `id`
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -195,11 +199,11 @@ class Hooks:
         if missing:
             raise RequestProblem(400, f"missing required field(s): {', '.join(missing)}", "required")
         if body["hook"] != service.hook:
-            raise RequestProblem(400, f"service {service.id} answers hook {service.hook}, not {body['hook']!r}")
+            raise RequestProblem(400, f"service {service.id} answers hook {service.hook}, not {_shown(body['hook'])}")
         if not isinstance(body["hookInstance"], str) or not UUID_TEXT.fullmatch(body["hookInstance"]):
-            shown = str(body["hookInstance"])[:60]
+            shown = _shown(body["hookInstance"])
             raise RequestProblem(
-                400, f"hookInstance must be a UUID (CDS Hooks 2.0), as 8-4-4-4-12 hexadecimal digits, not {shown!r}"
+                400, f"hookInstance must be a UUID (CDS Hooks 2.0), as 8-4-4-4-12 hexadecimal digits, not {shown}"
             )
         context = body["context"]
         if not isinstance(context, dict):
@@ -209,6 +213,15 @@ class Hooks:
         if not isinstance(context["patientId"], str):
             kind = type(context["patientId"]).__name__
             raise RequestProblem(400, f"context.patientId must be text (the Patient's id), not {kind}")
+        if not FHIR_ID.fullmatch(context["patientId"]):
+            raise RequestProblem(
+                400,
+                "context.patientId must be a FHIR id (the Patient's: 1 to 64 letters, digits, '-' or '.'), "
+                f"not {_shown(context['patientId'])}",
+            )
+        problem = fhir_access_problem(body.get("fhirServer"), body.get("fhirAuthorization"))
+        if problem is not None:
+            raise RequestProblem(400, problem, "required" if "without fhirServer" in problem else "invalid")
         return body["hookInstance"], context
 
     def _answer(self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any]) -> Reply:
@@ -313,6 +326,73 @@ class Hooks:
             code = {409: "conflict", 404: "not-found"}.get(refused.status, "business-rule")
             return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
         return Reply(200, {})
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A request's value as JSON (control characters and all non-ASCII escaped, so it cannot forge
+    a log line), cut to `limit` characters: how an error names what the EHR sent."""
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _json_kind(value: Any) -> str:
+    """A value's JSON type, as an integrator reads it (not Python's name for it)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def fhir_access_problem(server: Any, authorization: Any) -> str | None:
+    """What is wrong with a request's fhirServer and fhirAuthorization (CDS Hooks 2.0), naming the
+    field, or None. `null` is taken as absent for both.
+
+    The service never queries the FHIR server, but whether the EHR gave FHIR access decides what
+    a missing prefetch key means (412 without it; with it, the values it would have fed are
+    unknown), and fhirServer is the Patient's server when prefetched resources name it by URL.
+    So a fhirAuthorization that is not one (`"yes"`, an object without its token) counted as FHIR
+    access, and `{}` as none; and a fhirServer that is no URL was silently ignored. CDS Hooks 2.0
+    requires fhirServer with fhirAuthorization, and access_token, token_type (Bearer), expires_in
+    (integer), scope and subject in it. The access token is never quoted."""
+    if server is not None:
+        try:
+            url = urlsplit(server) if isinstance(server, str) else None
+        except ValueError:  # "https://[::1": a bracket never closed
+            url = None
+        if url is None or url.scheme.lower() not in ("http", "https") or not url.hostname:
+            shown = repr(server[:100]) if isinstance(server, str) else _json_kind(server)
+            return f"fhirServer must be the base URL of the EHR's FHIR server (an absolute https URL), not {shown}"
+    if authorization is None:
+        return None
+    if not isinstance(authorization, dict):
+        return (
+            "fhirAuthorization must be an object (CDS Hooks 2.0: access_token, token_type, expires_in, scope, "
+            f"subject), not {_json_kind(authorization)}"
+        )
+    if server is None:
+        return "fhirAuthorization is given without fhirServer, which CDS Hooks 2.0 requires with it"
+    for name in ("access_token", "token_type", "scope", "subject"):
+        value = authorization.get(name)
+        if not isinstance(value, str) or not value.strip():
+            said = "is missing" if value is None else f"must be non-empty text, not {_json_kind(value)}"
+            return f"fhirAuthorization.{name} {said} (CDS Hooks 2.0 requires it)"
+    if authorization["token_type"].lower() != "bearer":
+        return f"fhirAuthorization.token_type must be Bearer, not {authorization['token_type'][:40]!r}"
+    expires = authorization.get("expires_in")
+    if isinstance(expires, bool) or not isinstance(expires, int) or expires < 0:
+        said = "is missing" if expires is None else f"must be a whole number of seconds, not {_json_kind(expires)}"
+        if isinstance(expires, int) and not isinstance(expires, bool) and expires < 0:
+            said = "must not be negative"
+        return f"fhirAuthorization.expires_in {said} (CDS Hooks 2.0 requires it)"
+    patient = authorization.get("patient")
+    if patient is not None and not isinstance(patient, str):
+        return f"fhirAuthorization.patient must be text (a Patient id), not {_json_kind(patient)}"
+    return None
 
 
 def _instant_problem(value: Any) -> str | None:

@@ -154,6 +154,7 @@ def serve(config: ServiceConfig, host: str, port: int, workers: int) -> int | No
     stops = Stops()
     os.environ[CONFIG_ENV] = str(config.file)
     os.environ[IGNORED_ENV] = ",".join(str(int(s)) for s in stops.ignored)
+    os.environ[wire.READ_TIMEOUT_ENV] = repr(config.read_timeout_seconds)  # the head's time, in each worker
     settings = uvicorn.Config(
         APP,
         factory=True,

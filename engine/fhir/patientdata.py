@@ -33,6 +33,13 @@ class PatientData:
     _twice: dict[int, tuple[str, str] | None] = field(default_factory=dict, repr=False)
     _when: dict[int, Moment | None] = field(default_factory=dict, repr=False)
 
+    def is_conflicted(self, resource: dict[str, Any]) -> bool:
+        """Whether the bundle gives this resource (by type and id) twice with different content.
+        An id that is not text (an object, a list) names no resource, so it cannot be given twice:
+        looking it up in the set raised TypeError (unhashable), a fault for what is bad input."""
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        return isinstance(rtype, str) and isinstance(rid, str) and (rtype, rid) in self.conflicted
+
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
 

@@ -201,7 +201,7 @@ def pick_latest(cands: list[Candidate], data: PatientData, same: Callable[[Any, 
         return Missing("no_resource")
     top_when = max(c.when for c in cands)
     top = sorted((c for c in cands if c.when == top_when), key=lambda c: c.rank)
-    if any((c.resource.get("resourceType"), c.resource.get("id")) in data.conflicted for c in top):
+    if any(data.is_conflicted(c.resource) for c in top):
         return Missing("ambiguous")
     for c in top:
         if c.problem is not None:

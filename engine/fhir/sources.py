@@ -130,7 +130,7 @@ def read_medication(ctx: Context, path: str, spec: dict[str, Any], src: dict[str
         return Missing(why)
     if not c.entries:
         return Missing("no_resource")
-    if any((e.resource.get("resourceType"), e.resource.get("id")) in ctx.data.conflicted for e in c.entries):
+    if any(ctx.data.is_conflicted(e.resource) for e in c.entries):
         return Missing("ambiguous")
     output = src["output"]
     if output == "status":

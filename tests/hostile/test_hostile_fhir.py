@@ -342,3 +342,36 @@ def test_a_dose_in_capsules_uses_the_strength_of_the_orders_medication(tmp_path:
         ]
         if expected is None:
             assert evaluated["sources"]["/cyclosporine/daily_dose"] == {"missing": "dose_not_computable"}
+
+
+@pytest.mark.parametrize("rid", [{"x": 1}, [1], None, 7])
+def test_a_resource_whose_id_is_not_text_is_read_without_a_fault(tmp_path: Path, rid: Any) -> None:
+    """An id that is an object or a list made the FHIR conversion fail (`fhir.internal`,
+    `TypeError: unhashable type`, exit 3) where it looked for resources given twice; such an id
+    names no resource, so it is read as one without an id (the CDS service answered it 500)."""
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "authoredOn": "2024-12-01",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3008"}]
+        },
+        "dosageInstruction": [
+            {
+                "doseAndRate": [{"doseQuantity": {"value": 178.5, "unit": "mg", "system": UCUM, "code": "mg"}}],
+                "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+            }
+        ],
+    }
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle({**weight("w", 70), "id": rid}, order, field("e", "fsgs.etiology", "primary"))))
+    result = run("evaluate", "--input-format", "fhir", "--as-of", AS_OF, "--include-input", path, timeout=120)
+    assert_no_traceback(result)
+    assert result.rc == 0, result
+    out = json.loads(result.out)
+    assert out["status"] != "error", out["errors"]
+    evaluated = out["decision"]["input"]
+    assert evaluated["weight_kg"] == 70 and evaluated["cyclosporine"]["status"] == "current", evaluated

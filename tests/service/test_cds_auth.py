@@ -40,6 +40,12 @@ def relabel(token: str, alg: str) -> str:
     return f"{b64({**decoded, 'alg': alg})}.{body}.{signature}"
 
 
+def signed_as_given(signer: Signer, **over: Any) -> str:
+    """A token the EHR signed whose claims keep `over` as given, None as JSON null (Signer.token
+    drops a None claim)."""
+    return jwt.encode(claims(**over), signer.key, algorithm="ES384", headers={"kid": signer.kid, "typ": "JWT"})
+
+
 def claims(**over: Any) -> dict[str, Any]:
     now = int(time.time())
     return {
@@ -89,6 +95,17 @@ REASONS = {  # the reason each case must be refused for (server log only; the an
     "nbf_true": "nbf is not a NumericDate",
     "exp_infinite": "exp is not a NumericDate",
     "exp_past_any_float": "exp is not a NumericDate",
+    # CDS Hooks 2.0: exp at most five minutes ahead (PyJWT took 1e30: a token valid for ever), and
+    # exp, iat, nbf integers
+    "exp_1e30": "exp more than 5 minutes ahead",
+    "exp_10_pow_30": "exp more than 5 minutes ahead",
+    "exp_an_hour_ahead": "exp more than 5 minutes ahead",
+    "exp_with_a_fraction": "exp is not a whole number of seconds",
+    "iat_with_a_fraction": "iat is not a whole number of seconds",
+    "nbf_with_a_fraction": "nbf is not a whole number of seconds",
+    "nbf_false": "nbf is not a NumericDate",
+    "iat_null": "iat is not a NumericDate",
+    "exp_a_list": "exp is not a NumericDate",
 }
 
 
@@ -127,6 +144,15 @@ def test_bad_tokens_get_the_same_401(server: Server, ehr: Any, case: str) -> Non
         "nbf_true": signer.token(AUD, nbf=True),
         "exp_infinite": signer.token(AUD, exp=float("inf")),  # JSON Infinity, which Python's json reads
         "exp_past_any_float": signer.token(AUD, exp=10**400),
+        "exp_1e30": signer.token(AUD, exp=1e30),
+        "exp_10_pow_30": signer.token(AUD, exp=10**30),
+        "exp_an_hour_ahead": signer.token(AUD, exp=now + 3600),
+        "exp_with_a_fraction": signer.token(AUD, exp=now + 60.5),
+        "iat_with_a_fraction": signer.token(AUD, iat=now - 0.5),
+        "nbf_with_a_fraction": signer.token(AUD, nbf=now - 0.5),
+        "nbf_false": signer.token(AUD, nbf=False),
+        "iat_null": signed_as_given(signer, iat=None),
+        "exp_a_list": signer.token(AUD, exp=[now + 60]),
     }
     if case == "hs256_with_public_key":  # the classic confusion: the public key used as an HMAC secret
         header = b64({"alg": "HS256", "typ": "JWT", "kid": signer.kid})

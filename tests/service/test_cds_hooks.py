@@ -212,6 +212,7 @@ def test_missing_prefetch_without_fhir_authorization_is_412(server: Server, ehr:
         "token_type": "Bearer",
         "expires_in": 60,
         "scope": "patient/*.read",
+        "subject": "fsgs-kb-cds",
     }
     assert signed_call(server, ehr, f"/cds-services/{PV}", body).status_code == 200
 

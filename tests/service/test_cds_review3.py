@@ -26,7 +26,13 @@ from cds_support import (
 )
 
 PV = "fsgs-csa-patient-view"
-AUTHORIZATION = {"access_token": "x", "token_type": "Bearer", "expires_in": 60, "scope": "patient/*.read"}
+AUTHORIZATION = {
+    "access_token": "x",
+    "token_type": "Bearer",
+    "expires_in": 60,
+    "scope": "patient/*.read",
+    "subject": "fsgs-kb-cds",
+}
 
 
 def diagnostics(answer: Any, status: int) -> str:
