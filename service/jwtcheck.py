@@ -13,12 +13,14 @@ PyJWT does the signature and the standard claims; the wrapper closes what it lea
   header (extensions we do not implement) is refused.
 - Claims PyJWT reads too leniently: exp, iat and nbf must be NumericDates (RFC 7519: a JSON number
   of seconds), but PyJWT takes `int(value)`, so `"exp": "1764…"` (a string) passed and `true`
-  counted as 1; here a string, a boolean, a number no float holds (1e999) or one with a fraction
-  (CDS Hooks 2.0 types all three `integer`) is refused before the key is looked up.
-- exp too far ahead: CDS Hooks 2.0 says exp "SHALL NOT be more than five minutes in the future";
-  PyJWT only checks that it has not passed, so `"exp": 1e30` was a token valid for ever (and its
-  jti was kept in the decision log for ever). Here exp is at most `EXP_HORIZON_SECONDS` ahead,
-  plus the clock skew allowed elsewhere.
+  counted as 1; here a string, a boolean or a number no float holds (1e999) is refused before
+  the key is looked up. A fraction is a NumericDate (RFC 7519: "non-integer values can be
+  represented"), and taken.
+- exp far ahead (`"exp": 1e30`) does not make a token valid for ever: it is accepted only while
+  iat is at most five minutes old, and its jti is remembered exactly that long
+  (`jti_retention`), not until its exp. Refusing an exp more than five minutes ahead (CDS Hooks
+  2.0 asks clients for that) would refuse EHRs that mint tokens for an hour, which the issue's
+  contract (`exp` required, 60 s skew) accepts.
 - Claims PyJWT does not require by default: exp, iat, jti, iss and aud are all required; iat may
   not be in the future (PyJWT would allow the whole 60 s leeway there: here only the
   `IAT_GRANULARITY_SECONDS` a client's whole-second clock can be ahead) nor older than five
@@ -65,7 +67,6 @@ EC_CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 SKEW_SECONDS = 60
 IAT_GRANULARITY_SECONDS = 2  # iat is whole seconds: a client's clock may round up to the next one
 MAX_AGE_SECONDS = 300
-EXP_HORIZON_SECONDS = 300  # CDS Hooks 2.0: exp SHALL NOT be more than five minutes in the future
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_JWKS_BYTES = 256 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0
@@ -130,9 +131,8 @@ def file_stamp(path: str) -> tuple[int, int, int] | None:
 
 
 def _numeric_date_problem(value: Any) -> str | None:
-    """Why a claim is not a NumericDate as CDS Hooks 2.0 types it (an integer number of seconds),
-    or None: a JSON number (not a boolean, which Python counts as an int) that a float holds
-    finitely (remember_jti and the iat checks compute with it), with no fraction."""
+    """Why a claim is not a NumericDate, or None: a JSON number (not a boolean, which Python
+    counts as an int) that a float holds finitely (remember_jti and the iat checks compute with it)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "is not a NumericDate (a JSON number of seconds)"
     try:
@@ -141,9 +141,13 @@ def _numeric_date_problem(value: Any) -> str | None:
         return "is not a NumericDate (a JSON number of seconds)"
     if not math.isfinite(number):
         return "is not a NumericDate (a JSON number of seconds)"
-    if not number.is_integer():
-        return "is not a whole number of seconds (CDS Hooks 2.0 types it integer)"
     return None
+
+
+def jti_retention(claims: dict[str, Any]) -> float:
+    """Until when a token's jti must be remembered: as long as the token could be accepted again,
+    i.e. until its exp (with the clock skew) or until its iat is too old, whichever comes first."""
+    return min(float(claims["exp"]) + SKEW_SECONDS, float(claims["iat"]) + MAX_AGE_SECONDS + SKEW_SECONDS)
 
 
 def key_algorithm(jwk: dict[str, Any], header_alg: str) -> str:
@@ -289,7 +293,7 @@ class TokenChecker:
         source = self._key_source(header, issuer)
         key = await self.keys.key(source, header["kid"])
         claims = self._verify(token, key, header["alg"], issuer.iss, audience)
-        if not self.remember_jti(issuer.iss, claims["jti"], float(claims["exp"]) + SKEW_SECONDS):
+        if not self.remember_jti(issuer.iss, claims["jti"], jti_retention(claims)):
             raise Rejected("jti already used")
         return claims
 
@@ -360,8 +364,6 @@ class TokenChecker:
             raise Rejected("iat too old")
         if iat > time.time() + IAT_GRANULARITY_SECONDS:
             raise Rejected("iat in the future")
-        if claims["exp"] > time.time() + EXP_HORIZON_SECONDS + SKEW_SECONDS:
-            raise Rejected(f"exp more than {EXP_HORIZON_SECONDS // 60} minutes ahead (CDS Hooks 2.0)")
         if claims["aud"] != audience and claims["aud"] != [audience]:
             raise Rejected("aud names other services too")
         if not isinstance(claims["jti"], str) or not claims["jti"]:

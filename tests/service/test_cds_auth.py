@@ -95,14 +95,6 @@ REASONS = {  # the reason each case must be refused for (server log only; the an
     "nbf_true": "nbf is not a NumericDate",
     "exp_infinite": "exp is not a NumericDate",
     "exp_past_any_float": "exp is not a NumericDate",
-    # CDS Hooks 2.0: exp at most five minutes ahead (PyJWT took 1e30: a token valid for ever), and
-    # exp, iat, nbf integers
-    "exp_1e30": "exp more than 5 minutes ahead",
-    "exp_10_pow_30": "exp more than 5 minutes ahead",
-    "exp_an_hour_ahead": "exp more than 5 minutes ahead",
-    "exp_with_a_fraction": "exp is not a whole number of seconds",
-    "iat_with_a_fraction": "iat is not a whole number of seconds",
-    "nbf_with_a_fraction": "nbf is not a whole number of seconds",
     "nbf_false": "nbf is not a NumericDate",
     "iat_null": "iat is not a NumericDate",
     "exp_a_list": "exp is not a NumericDate",
@@ -144,12 +136,6 @@ def test_bad_tokens_get_the_same_401(server: Server, ehr: Any, case: str) -> Non
         "nbf_true": signer.token(AUD, nbf=True),
         "exp_infinite": signer.token(AUD, exp=float("inf")),  # JSON Infinity, which Python's json reads
         "exp_past_any_float": signer.token(AUD, exp=10**400),
-        "exp_1e30": signer.token(AUD, exp=1e30),
-        "exp_10_pow_30": signer.token(AUD, exp=10**30),
-        "exp_an_hour_ahead": signer.token(AUD, exp=now + 3600),
-        "exp_with_a_fraction": signer.token(AUD, exp=now + 60.5),
-        "iat_with_a_fraction": signer.token(AUD, iat=now - 0.5),
-        "nbf_with_a_fraction": signer.token(AUD, nbf=now - 0.5),
         "nbf_false": signer.token(AUD, nbf=False),
         "iat_null": signed_as_given(signer, iat=None),
         "exp_a_list": signer.token(AUD, exp=[now + 60]),
@@ -244,3 +230,22 @@ def test_the_token_is_never_logged(server: Server, ehr: Any) -> None:
 def test_health_needs_no_token_and_discovery_does(server: Server) -> None:
     assert server.client.get("/healthz").status_code == 200
     assert server.client.get("/cds-services").status_code == 401
+
+
+def test_a_token_minted_for_long_is_taken_once_and_remembered_only_while_it_could_pass(server: Server, ehr: Any) -> None:
+    """The issue's contract asks for exp (60 s skew), not a horizon: an EHR minting tokens for an
+    hour, or writing NumericDates with a fraction (RFC 7519 allows them), is answered. exp far
+    ahead buys nothing: the jti is refused again, and remembered only until iat is too old."""
+    import sqlite3
+
+    now = time.time()
+    for extra in ({"exp": int(now) + 3600}, {"exp": 1e30}, {"iat": now - 0.5, "exp": now + 60.5}):
+        token = ehr.signer.token(AUD, **extra)
+        assert post(server, token).status_code == 412, extra  # authenticated: the prefetch is what is missing
+        assert post(server, token).status_code == 401, extra  # the jti once only
+    db = sqlite3.connect(server.log.parent / "decisions.sqlite")
+    try:
+        latest = max(row[0] for row in db.execute("SELECT expires FROM seen_jti"))
+    finally:
+        db.close()
+    assert latest <= time.time() + 300 + 60 + 5  # iat + five minutes + skew, not 1e30
