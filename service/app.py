@@ -16,10 +16,11 @@ refused CORS preflight (400), and a request the HTTP parser cannot read (431, 40
 the protocol class `fsgs-kb serve` gives uvicorn). A path with a trailing slash the routes do not
 name is unknown (404), never redirected. A request body that gives one key twice in an object is refused
 (400, naming the key), as the command line's readers refuse such a record: which value was meant
-is unknowable. A body is read only when its Content-Type says JSON in UTF-8 (`application/json`,
-or a `+json` type such as `application/fhir+json`, with no charset or `charset=utf-8`); any other,
-or none, is refused with 415 naming what was sent, before the body is read (`media_type_problem`);
-so is a Content-Type given twice and a compressed body (`body_format_problem`).
+is unknowable. A body is read as JSON when its Content-Type says JSON (`application/json`, a `+json`
+type such as `application/fhir+json`) or is what HTTP tools send undeclared (none, `text/plain`,
+a form type), in UTF-8; another charset, or a type that says the body is something else, is
+refused with 415 naming what was sent, before the body is read (`media_type_problem`); so is a
+Content-Type given twice and a compressed body (`body_format_problem`).
 A body not complete `read_timeout_seconds` after its head gets 408 and the connection is closed
 (the head's own time is bounded in service/wire.py).
 """
@@ -77,27 +78,31 @@ HTTP_CODES = {404: "not-found", 405: "not-supported"}
 JSON_MEDIA_TYPE = "application/json"
 
 
+# What HTTP tools send when told nothing (curl -d and urllib send a form type, some clients none or
+# text/plain): the body is still the JSON text meant, and is read as such.
+UNDECLARED_TYPES = ("", "text/plain", "text/json", "application/x-www-form-urlencoded", "application/octet-stream")
+
+
 def media_type_problem(content_type: str | None) -> str | None:
     """Why a request body of this Content-Type is not read as JSON, or None when it is.
 
     CDS Hooks 2.0 has the client POST "a JSON document" and RFC 8259 has JSON between systems in
-    UTF-8: `application/json` or a structured `+json` type (RFC 6839: `application/fhir+json`),
-    with no charset or `charset=utf-8`. Anything else was not meant as this service's JSON: a
-    form or text a browser may send across origins without asking (`text/plain`,
-    `application/x-www-form-urlencoded`, `multipart/form-data`), another charset whose bytes the
-    reader would take as UTF-8, or no type at all. Each is refused (415) with what was received
-    and what is expected, rather than guessed at: the EHR's integrator learns the fix at once.
-    """
-    if content_type is None or not content_type.strip():
-        return f"the request has no Content-Type; send the JSON body as {JSON_MEDIA_TYPE}"
-    media, *params = (part.strip() for part in content_type.split(";"))
-    shown = content_type.strip()[:100]
+    UTF-8: `application/json` or a structured `+json` type (RFC 6839: `application/fhir+json`).
+    The defaults of HTTP tools (no type, `text/plain`, curl's and urllib's form type) are read as
+    JSON too: the bytes are the JSON text an integrator typed, a body that is not JSON gets its 400
+    naming where, and no cross-origin browser form can reach a hook (every call needs the bearer
+    token, which a simple request cannot carry). Refused (415), naming what was received and
+    what is expected: a charset other than UTF-8 (its bytes would be misread) and a type that
+    says the body is something else (`multipart/form-data`, XML, `application/json-seq`)."""
+    media, *params = (part.strip() for part in (content_type or "").split(";"))
+    shown = (content_type or "").strip()[:100]
     kind, _, subtype = media.lower().partition("/")
-    if kind != "application" or not (subtype == "json" or (subtype.endswith("+json") and len(subtype) > 5)):
+    json_type = kind == "application" and (subtype == "json" or (subtype.endswith("+json") and len(subtype) > 5))
+    if not json_type and media.lower() not in UNDECLARED_TYPES:
         return f"Content-Type {shown!r} is not JSON; send the body as {JSON_MEDIA_TYPE}"
     for param in params:
         name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8", "us-ascii"):
             return f"Content-Type {shown!r} names another charset than UTF-8; send JSON as UTF-8 ({JSON_MEDIA_TYPE})"
     return None
 

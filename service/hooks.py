@@ -57,8 +57,9 @@ INSTANT = re.compile(
 )
 # CDS Hooks 2.0: hookInstance is "a universally unique identifier (UUID)", the canonical text form
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# context.patientId is "the FHIR Patient.id" (CDS Hooks 2.0), whose type is FHIR R4's `id`
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# context.patientId is "the FHIR Patient.id" (CDS Hooks 2.0), whose type is FHIR R4's `id`; an
+# underscore is taken too (ids minted outside FHIR carry them, and nothing here reads it as a path)
+FHIR_ID = re.compile(r"[A-Za-z0-9\-._]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ class Hooks:
         if not FHIR_ID.fullmatch(context["patientId"]):
             raise RequestProblem(
                 400,
-                "context.patientId must be a FHIR id (the Patient's: 1 to 64 letters, digits, '-' or '.'), "
+                "context.patientId must be a FHIR id (the Patient's: 1 to 64 letters, digits, '-', '.' or '_'), "
                 f"not {_shown(context['patientId'])}",
             )
         problem = fhir_access_problem(body.get("fhirServer"), body.get("fhirAuthorization"))
@@ -376,19 +377,27 @@ def fhir_access_problem(server: Any, authorization: Any) -> str | None:
         )
     if server is None:
         return "fhirAuthorization is given without fhirServer, which CDS Hooks 2.0 requires with it"
+    # Only the token itself is required here: CDS Hooks 2.0 also requires token_type, expires_in,
+    # scope and subject, but 1.0 clients omit subject, many omit more, and the service never uses
+    # them; what is given must have its type.
     for name in ("access_token", "token_type", "scope", "subject"):
         value = authorization.get(name)
+        if value is None and name != "access_token":
+            continue
         if not isinstance(value, str) or not value.strip():
             said = "is missing" if value is None else f"must be non-empty text, not {_json_kind(value)}"
-            return f"fhirAuthorization.{name} {said} (CDS Hooks 2.0 requires it)"
-    if authorization["token_type"].lower() != "bearer":
-        return f"fhirAuthorization.token_type must be Bearer, not {authorization['token_type'][:40]!r}"
+            return f"fhirAuthorization.{name} {said}"
+    token_type = authorization.get("token_type")
+    if token_type is not None and token_type.lower() != "bearer":
+        return f"fhirAuthorization.token_type must be Bearer, not {token_type[:40]!r}"
     expires = authorization.get("expires_in")
-    if isinstance(expires, bool) or not isinstance(expires, int) or expires < 0:
-        said = "is missing" if expires is None else f"must be a whole number of seconds, not {_json_kind(expires)}"
-        if isinstance(expires, int) and not isinstance(expires, bool) and expires < 0:
-            said = "must not be negative"
-        return f"fhirAuthorization.expires_in {said} (CDS Hooks 2.0 requires it)"
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float)) or expires < 0):
+        said = (
+            "must not be negative"
+            if isinstance(expires, (int, float)) and not isinstance(expires, bool)
+            else (f"must be a number of seconds, not {_json_kind(expires)}")
+        )
+        return f"fhirAuthorization.expires_in {said}"
     patient = authorization.get("patient")
     if patient is not None and not isinstance(patient, str):
         return f"fhirAuthorization.patient must be text (a Patient id), not {_json_kind(patient)}"

@@ -232,7 +232,9 @@ def test_health_needs_no_token_and_discovery_does(server: Server) -> None:
     assert server.client.get("/cds-services").status_code == 401
 
 
-def test_a_token_minted_for_long_is_taken_once_and_remembered_only_while_it_could_pass(server: Server, ehr: Any) -> None:
+def test_a_token_minted_for_long_is_taken_once_and_remembered_only_while_it_could_pass(
+    server: Server, ehr: Any
+) -> None:
     """The issue's contract asks for exp (60 s skew), not a horizon: an EHR minting tokens for an
     hour, or writing NumericDates with a fraction (RFC 7519 allows them), is answered. exp far
     ahead buys nothing: the jti is refused again, and remembered only until iat is too old."""
