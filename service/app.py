@@ -46,6 +46,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from fsgs_kb.engine.drills import planned
 from fsgs_kb.engine.fhir import default_map_path, load_map
 from fsgs_kb.engine.kb import load
 from fsgs_kb.engine.read.jsontext import duplicate_key, key_count, loads
@@ -300,8 +301,18 @@ def build_app(config: ServiceConfig) -> Starlette:
     return app
 
 
+def hold_at_gate(gate: str) -> None:
+    """The startgate drill (FSGS_KB_FAULT=startgate:PATH): say `PATH.PID.waiting`, then wait until
+    PATH exists, so that a test can signal a worker exactly while it starts (tests/service/test_cds_stop.py)."""
+    Path(f"{gate}.{os.getpid()}.waiting").touch()
+    while not os.path.exists(gate):
+        time.sleep(0.01)  # a drill's wait on the test's file, in a worker that does nothing else
+
+
 def create_app() -> Starlette:
     """uvicorn's factory: the configuration file named in $FSGS_KB_CDS_CONFIG."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for gate in planned("startgate"):  # a drill: hold this worker where it starts, before its app
+        hold_at_gate(gate)
     ignore_inherited()
     return build_app(load_config(Path(os.environ[CONFIG_ENV])))

@@ -36,6 +36,7 @@ from fsgs_kb.service.decisionlog import DecisionLog
 CONFIG_ENV = "FSGS_KB_CDS_CONFIG"
 APP = "fsgs_kb.service.app:create_app"
 WIRE = "fsgs_kb.service.wire"  # what the server answers a request h11 cannot parse
+UVWORKER = "fsgs_kb.service.uvworker"  # uvicorn's settings, keeping ignored stop signals ignored in workers
 EXTRA = ("starlette", "uvicorn", "jwt", "cryptography", "httpx")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 IGNORED_ENV = "FSGS_KB_CDS_IGNORED_SIGNALS"  # the stop signals ignored when the command started
@@ -155,7 +156,7 @@ def serve(config: ServiceConfig, host: str, port: int, workers: int) -> int | No
     os.environ[CONFIG_ENV] = str(config.file)
     os.environ[IGNORED_ENV] = ",".join(str(int(s)) for s in stops.ignored)
     os.environ[wire.READ_TIMEOUT_ENV] = repr(config.read_timeout_seconds)  # the head's time, in each worker
-    settings = uvicorn.Config(
+    settings = importlib.import_module(UVWORKER).Settings(  # made after IGNORED_ENV is set: it reads it
         APP,
         factory=True,
         workers=workers,

@@ -117,10 +117,16 @@ class Server:
     """`fsgs-kb serve` in a subprocess on a free loopback port, ready when /healthz answers."""
 
     def __init__(
-        self, config: Path, workers: int = 1, env: dict[str, str] | None = None, ignore_sigint: bool = False
+        self,
+        config: Path,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        ignore_sigint: bool = False,
+        wait: bool = True,
     ) -> None:
         """`ignore_sigint`: started as a shell starts a background job, SIGINT ignored, in a
-        process group of its own (so that a test can send SIGINT to the whole group, as Ctrl-C does)."""
+        process group of its own (so that a test can send SIGINT to the whole group, as Ctrl-C does).
+        `wait`: return once /healthz answers (else the test calls `wait_ready` itself)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = config.parent / f"server-{self.port}.log"
@@ -136,9 +142,10 @@ class Server:
             start_new_session=ignore_sigint,
         )
         self.client = httpx.Client(base_url=self.base, timeout=30)
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self, limit: float = 60.0) -> None:
+    def wait_ready(self, limit: float = 60.0) -> None:
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

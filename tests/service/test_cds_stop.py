@@ -58,3 +58,32 @@ def test_started_with_sigint_ignored_it_keeps_ignoring_it(ehr: Any, tmp_path: Pa
     text = server.log_text()
     assert "SIGINT" not in text and "Shutting down" not in text and "died" not in text, text
     assert stopped(server, signal.SIGTERM) == 128 + signal.SIGTERM
+
+
+def test_a_sigint_while_the_workers_start_is_ignored_too(ehr: Any, tmp_path: Path) -> None:
+    """Started with SIGINT ignored, two workers: the shell's SIGINT reaches each worker while it is
+    still starting (held there by the startgate drill, after uvicorn put in its own handlers and
+    before the app is loaded). It shut such a worker down, one run of the test above in five;
+    uvicorn's exit handler now drops the signals the command was started with ignored."""
+    gate = tmp_path / "gate"
+    server = Server(
+        config(ehr, tmp_path),
+        workers=2,
+        ignore_sigint=True,
+        wait=False,
+        env={"FSGS_KB_FAULT": f"startgate:{gate}"},
+    )
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("gate.*.waiting"))) < 2:  # both workers held where they start
+        assert server.proc.poll() is None and time.monotonic() < deadline, server.log_text()
+        time.sleep(0.02)
+    os.killpg(server.proc.pid, signal.SIGINT)
+    gate.touch()
+    server.wait_ready()
+    while server.log_text().count("Application startup complete") < 2:  # both came up, or said why not
+        assert time.monotonic() < deadline and "Shutting down" not in server.log_text(), server.log_text()
+        time.sleep(0.02)
+    assert server.client.get("/healthz").status_code == 200
+    text = server.log_text()
+    assert "Shutting down" not in text and "died" not in text and "SIGINT" not in text, text
+    assert stopped(server, signal.SIGTERM) == 128 + signal.SIGTERM
