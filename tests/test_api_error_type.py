@@ -58,3 +58,14 @@ def test_the_error_type_can_be_raised_through_a_context_manager(error: fsgs_kb.K
     with pytest.raises(fsgs_kb.KBError) as caught, _around():
         raise error
     assert caught.value is error and caught.value.__traceback__ is not None
+
+
+def test_a_problem_of_no_file_or_record_is_said_by_the_program() -> None:
+    """One text form (`where: severity[code] message`); where nothing locates a problem (an extra
+    not installed, an interrupted command), the program names itself, as command-line tools do,
+    rather than `<input>`, which named an input that was not the problem."""
+    from fsgs_kb.engine.report.validation import format_error
+
+    line = format_error(fsgs_kb.KBError("service.extra_missing", "the cds extra is not installed", hint="pip it"))
+    assert line == "fsgs-kb: error[service.extra_missing] the cds extra is not installed (hint: pip it)"
+    assert format_error(fsgs_kb.KBError("patient.type", "bad", pointer="/age")).startswith("/age: error[")

@@ -19,7 +19,7 @@ from fsgs_kb.engine.version import __version__
 
 
 def _where(error: KBError) -> str:
-    where = error.file or "<input>"
+    where = error.file or "fsgs-kb"  # a problem of no file or record: the program says it, as tools do
     if error.line is not None:
         where += f":{error.line}" + (f":{error.col}" if error.col is not None else "")
     elif error.pointer and not error.file:
