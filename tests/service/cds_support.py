@@ -177,6 +177,12 @@ class Server:
 # ---- the EHR side: prefetch from a Bundle ---------------------------------------------------
 
 
+def prefetch_templates(server: Server, ehr: Any) -> dict[str, dict[str, str]]:
+    """Each service's prefetch templates, by service id, as discovery lists them (a signed GET)."""
+    services = signed_call(server, ehr, "/cds-services").json()["services"]
+    return {s["id"]: s["prefetch"] for s in services}
+
+
 def signed_call(server: Server, ehr: Any, path: str, body: dict[str, Any] | None = None) -> Any:
     """GET (no body) or POST `path` on the running service with a token the EHR signed for it."""
     headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + path)}

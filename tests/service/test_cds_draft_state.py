@@ -25,6 +25,7 @@ from cds_support import (
     patient_bundle,
     patient_id,
     prefetch_for,
+    prefetch_templates,
     signed_call,
 )
 from cds_support import cyclosporine_draft as draft
@@ -38,9 +39,7 @@ TS = "2026-11-30T10:00:00Z"  # an outcomeTimestamp (required in feedback)
 
 @pytest.fixture(scope="module")
 def templates(server: Server, ehr: Any) -> dict[str, str]:
-    headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + "/cds-services")}
-    services = server.client.get("/cds-services", headers=headers).json()["services"]
-    return dict(next(s["prefetch"] for s in services if s["id"] == OS))
+    return prefetch_templates(server, ehr)[OS]
 
 
 def sign(server: Server, ehr: Any, templates: dict[str, str], *drafts: dict[str, Any]) -> tuple[dict[str, Any], Any]:

@@ -13,7 +13,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cds_support import Server, example, hook_request, iter_rows, patient_bundle, patient_id, prefetch_for, signed_call
+from cds_support import (
+    Server,
+    example,
+    hook_request,
+    iter_rows,
+    patient_bundle,
+    patient_id,
+    prefetch_for,
+    prefetch_templates,
+    signed_call,
+)
 
 PV = "fsgs-csa-patient-view"
 FEEDBACK = f"/cds-services/{PV}/feedback"
@@ -22,8 +32,7 @@ TS = "2026-11-30T10:00:00Z"
 
 @pytest.fixture(scope="module")
 def cards(server: Server, ehr: Any) -> list[dict[str, Any]]:
-    services = signed_call(server, ehr, "/cds-services").json()["services"]
-    templates = next(s["prefetch"] for s in services if s["id"] == PV)
+    templates = prefetch_templates(server, ehr)[PV]
     bundle = patient_bundle(example("dose-above-ceiling"))
     pid = patient_id(bundle)
     answer = signed_call(

@@ -9,7 +9,16 @@ import copy
 from typing import Any
 
 import pytest
-from cds_support import PUBLIC, Server, example, hook_request, patient_bundle, patient_id, prefetch_for
+from cds_support import (
+    PUBLIC,
+    Server,
+    example,
+    hook_request,
+    patient_bundle,
+    patient_id,
+    prefetch_for,
+    prefetch_templates,
+)
 
 PV = "fsgs-csa-patient-view"
 OS = "fsgs-csa-order-sign"
@@ -27,9 +36,7 @@ def call(server: Server, ehr: Any, service: str, body: dict[str, Any]) -> dict[s
 
 @pytest.fixture(scope="module")
 def templates(server: Server, ehr: Any) -> dict[str, dict[str, str]]:
-    headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + "/cds-services")}
-    services = server.client.get("/cds-services", headers=headers).json()["services"]
-    return {s["id"]: s["prefetch"] for s in services}
+    return prefetch_templates(server, ehr)
 
 
 def by_code(cards: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -26,6 +26,7 @@ from cds_support import (
     patient_bundle,
     patient_id,
     prefetch_for,
+    prefetch_templates,
     signed_call,
 )
 
@@ -39,8 +40,7 @@ SAME = ("status", "advice", "drafts", "undetermined", "no_recommendation", "scop
 
 @pytest.fixture(scope="module")
 def templates(server: Server, ehr: Any) -> dict[str, dict[str, str]]:
-    services = signed_call(server, ehr, "/cds-services").json()["services"]
-    return {s["id"]: s["prefetch"] for s in services}
+    return prefetch_templates(server, ehr)
 
 
 def patient_view(server: Server, ehr: Any, templates: Any, record: dict[str, Any]) -> tuple[dict[str, Any], Any]:

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from cds_support import (
-    PUBLIC,
     Server,
     cyclosporine_draft,
     example,
@@ -20,6 +19,7 @@ from cds_support import (
     patient_bundle,
     patient_id,
     prefetch_for,
+    prefetch_templates,
     signed_call,
 )
 
@@ -29,9 +29,7 @@ OS = "fsgs-csa-order-sign"
 
 @pytest.fixture(scope="module")
 def templates(server: Server, ehr: Any) -> dict[str, dict[str, str]]:
-    headers = {"Authorization": "Bearer " + ehr.signer.token(PUBLIC + "/cds-services")}
-    services = server.client.get("/cds-services", headers=headers).json()["services"]
-    return {s["id"]: s["prefetch"] for s in services}
+    return prefetch_templates(server, ehr)
 
 
 def with_odd_ids(prefetch: dict[str, Any], rid: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from cds_support import (
     patient_bundle,
     patient_id,
     prefetch_for,
+    prefetch_templates,
     signed_call,
 )
 
@@ -25,8 +26,7 @@ CAVEAT = "**Caveat: Another calcineurin inhibitor now or before.**"
 
 
 def patient_view_templates(server: Server, ehr: Any) -> dict[str, str]:
-    services = signed_call(server, ehr, "/cds-services").json()["services"]
-    return dict(next(s["prefetch"] for s in services if s["id"] == PV))
+    return prefetch_templates(server, ehr)[PV]
 
 
 def tacrolimus_order(pid: str) -> dict[str, Any]:
