@@ -85,7 +85,7 @@ def read_bundle(bundle: Any, fmap: FhirMap) -> PatientData:
     entries, unread = _entries(bundle, limits["max_bundle_entries"])
     deep = {i for i, _, res in entries if not within_depth(res, max_depth)}
     patient, who = _the_patient([e for e in entries if e[0] not in deep])
-    data = PatientData(patient, set_aside=unread)
+    data = PatientData(patient, set_aside=unread, patient_url=who.full_url)
     for i, full, res in entries:  # first, so that an order may name a Medication that comes after it
         if res["resourceType"] == "Medication" and i not in deep:
             index_medication(data, res, full)

@@ -54,6 +54,8 @@ def record_id(data: PatientData, fmap: FhirMap) -> tuple[str, dict[str, Any]]:
     pid = data.patient.get("id")
     if isinstance(pid, str) and pid:
         return pid, {**provenance(data.patient, None, None), "code": "Patient.id"}
+    if data.patient_url:  # no id: a transaction Bundle names a new Patient by its entry's fullUrl
+        return data.patient_url, {**provenance(data.patient, None, None), "code": "Bundle.entry.fullUrl"}
     raise ValueError("unreachable: read_bundle guarantees an id or fullUrl")  # pragma: no cover
 
 

@@ -26,6 +26,8 @@ class PatientData:
     medications: dict[str, dict[str, Any]] = field(default_factory=dict)
     conflicted: set[tuple[str, str]] = field(default_factory=set)
     set_aside: list[SetAside] = field(default_factory=list)
+    # the Patient entry's fullUrl: its only name when it has no id (a transaction Bundle's urn:uuid)
+    patient_url: str | None = None
 
     _entry: dict[int, int] = field(default_factory=dict, repr=False)  # id(resource) -> Bundle.entry index
     _aside: set[SetAside] = field(default_factory=set, repr=False)  # what set_aside holds, for O(1) repeats
