@@ -32,6 +32,7 @@ from fsgs_kb.engine.batch.parts import (
     check_parts,
     expand_parts,
     is_pattern,
+    is_url,
     local_parts,
     part_output,
     prepare_outdir,
@@ -641,6 +642,7 @@ def _batch_parts(
 
     if outdir is None:
         raise usage_error("parts", "input parts need -o OUTDIR: each part's results go to OUTDIR/PART")
+    outdir = outdir.removeprefix("file://")  # a local directory, made and written as a path is
     if scheduler is not None and resume:
         raise usage_error("parts", "--resume is for local runs: with --dask, run the parts again")
     if input_format is not None and input_format.startswith("fhir"):
@@ -662,6 +664,9 @@ def _batch_parts(
     summary_fd = _check_summary(summary_file, None, written)
     if scheduler is None:
         parts = local_parts(parts)
+    if scheduler is not None:  # the workers open them: from their own working directory, not ours
+        parts = [p if is_url(p) else os.path.abspath(p) for p in parts]
+        outdir = outdir if is_url(outdir) else os.path.abspath(outdir)
     client = connect(scheduler) if scheduler is not None else None  # before OUTDIR is made
     try:
         prepare_outdir(outdir)
@@ -670,7 +675,8 @@ def _batch_parts(
             client.close()
         raise
     if scheduler is not None:
-        run = run_parts(client, scheduler, parts, outdir, str(kb.location.path), options, input_format)
+        rules = os.path.abspath(kb.location.path)
+        run = run_parts(client, scheduler, parts, outdir, rules, options, input_format)
     else:
         job = BatchJob(
             source=source,

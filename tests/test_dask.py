@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +33,9 @@ def test_bag_on_a_local_cluster_equals_single_machine_results(kb: Any) -> None:
 
 
 # ---- parts from the command line: locally and on a Dask cluster ---------------------------------------
-def _fsgs(*args: str) -> subprocess.CompletedProcess[str]:
+def _fsgs(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fsgs_kb", *args], capture_output=True, text=True, cwd=ROOT, timeout=600
+        [sys.executable, "-m", "fsgs_kb", *args], capture_output=True, text=True, cwd=cwd, timeout=600
     )
 
 
@@ -164,3 +165,36 @@ def test_a_url_fsspec_cannot_read_is_a_clear_error_not_an_internal_one(url: str,
     proc = _fsgs("batch", url, "-o", str(tmp_path / "out"))
     assert proc.returncode == 2, proc.stderr
     assert f"{url}: {said}" in proc.stderr and "Traceback" not in proc.stderr and "internal" not in proc.stderr
+
+
+def test_relative_paths_reach_workers_that_run_elsewhere(parts: tuple[Path, dict[str, bytes]], tmp_path: Path) -> None:
+    """The cluster's workers run in their own working directory (here the test's, the checkout),
+    not the command's: relative input parts, OUTDIR and --rules are made absolute before they
+    are sent (each part failed: 'cannot open the output part: No such file or directory')."""
+    data, expected = parts
+    rules = os.path.relpath(ROOT / "rules", data.parent)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        proc = _fsgs(
+            "batch", "data/part-*.jsonl", "--dask", cluster.scheduler_address, "-o", "out-relative", "--rules", rules,
+            cwd=data.parent,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # each part has a line that is not JSON
+    for name, reference in expected.items():
+        assert (data.parent / "out-relative" / name).read_bytes() == reference, name
+
+
+def test_parts_written_on_a_cluster_are_ordinary_files_and_a_file_url_outdir_is_a_directory(
+    parts: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    """A part written on the cluster had mkstemp's mode 0600 (a local batch's part: 0644 under the
+    usual umask); an OUTDIR given as a file:// URL was not made (each part: 'No such file')."""
+    data, expected = parts
+    out = tmp_path / "made" / "here"
+    local = tmp_path / "local"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        proc = _fsgs("batch", str(data / "part-*.jsonl"), "--dask", cluster.scheduler_address, "-o", f"file://{out}")
+    assert proc.returncode == 1, proc.stderr
+    assert _fsgs("batch", str(data / "part-*.jsonl"), "-o", f"file://{local}").returncode == 1
+    for name, reference in expected.items():
+        assert (out / name).read_bytes() == reference == (local / name).read_bytes(), name
+        assert (out / name).stat().st_mode & 0o777 == (local / name).stat().st_mode & 0o777, name

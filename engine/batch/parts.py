@@ -383,6 +383,13 @@ def evaluate_part(
     return part_counts(source, output, summary)
 
 
+def _new_file_mode() -> int:
+    """The mode `open()` gives a new file here (0666 less the umask), as the local batch's parts have."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
@@ -476,6 +483,7 @@ class PartOutput:
         try:
             self.handle.close()
             if self.local:
+                os.chmod(self.temp, _new_file_mode())  # mkstemp made it 0600: a part is an ordinary file
                 os.replace(self.temp, self.path)
             else:
                 self.fs.mv(self.temp, self.path)
