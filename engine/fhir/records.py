@@ -72,6 +72,9 @@ def patient_record(record: dict[str, Any], sources: dict[str, Any], fmap: FhirMa
             del record[parent]
 
 
+BUNDLE_TO_RESOURCE = 3  # Bundle → entry (list) → an entry → its resource
+
+
 @dataclass(frozen=True)
 class FhirReader:
     """Reads FHIR input with one map and one evaluation date (as_of) for every record."""
@@ -82,6 +85,14 @@ class FhirReader:
     @property
     def max_bytes(self) -> int:
         return int(self.fmap.settings["limits"]["max_line_bytes"])
+
+    @property
+    def max_depth(self) -> int:
+        """How deep a Bundle may nest before it is refused whole: deep enough that a resource
+        nested beyond the map's max_json_depth is read and set aside as `too_deep` (a patient
+        record's own limit, 32, refused a Bundle holding one deep QuestionnaireResponse, and the
+        map's limit was never reached), bounded so that a nesting bomb is still refused."""
+        return 2 * int(self.fmap.settings["limits"]["max_json_depth"]) + BUNDLE_TO_RESOURCE
 
     def conversion(self, digest: str) -> dict[str, Any]:
         """What a replay needs to convert the same Bundle to the same record."""
@@ -101,7 +112,7 @@ class FhirReader:
     def from_bytes(self, number: int, line: int, raw: bytes, end: int, origin: str | None = None) -> Record:
         """One Bundle's JSON text -> its Record."""
         digest = hashlib.sha256(raw).hexdigest()
-        value, problem = parse_json(raw, self.max_bytes)
+        value, problem = parse_json(raw, self.max_bytes, self.max_depth)
         if problem is not None:
             conversion = self.conversion(digest)
             return Record(number, line, raw=raw, problem=problem, end=end, conversion=conversion, origin=origin)

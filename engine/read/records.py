@@ -28,7 +28,7 @@ from fsgs_kb.engine.read.jsonarray import read_json_array
 from fsgs_kb.engine.read.jsonlines import prefixed, read_jsonl
 from fsgs_kb.engine.read.jsontext import duplicate_key, loads
 from fsgs_kb.engine.read.record import BOM, Record, too_large
-from fsgs_kb.engine.read.shape import MAX_INT, MAX_RECORD_BYTES, shape_problem
+from fsgs_kb.engine.read.shape import MAX_DEPTH, MAX_INT, MAX_RECORD_BYTES, shape_problem
 
 __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jsonarray.py is still here
     "BOM",
@@ -50,7 +50,7 @@ FORMATS = ("jsonl", "json", "csv")
 FHIR_FORMATS = ("fhir", "fhir-bundles", "fhir-bulk")  # read by engine.fhir.records; named here, light to import
 
 
-def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBError | None]:
+def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES, max_depth: int = MAX_DEPTH) -> tuple[Any, KBError | None]:
     """(value, None) for a JSON document within the limits, else (None, the problem)."""
     if len(raw) > max_bytes:
         return None, too_large("the record", max_bytes)
@@ -58,7 +58,7 @@ def parse_json(raw: bytes, max_bytes: int = MAX_RECORD_BYTES) -> tuple[Any, KBEr
         value = loads(raw)
     except orjson.JSONDecodeError as exc:
         return None, _json_problem(exc, raw)
-    problem, keys = shape_problem(value)
+    problem, keys = shape_problem(value, max_depth)
     if problem is not None:
         return None, problem
     duplicate = _duplicate_key(raw, keys)

@@ -397,3 +397,32 @@ def test_a_bulk_export_sets_aside_a_plan_with_its_file_and_line(tmp_path: Path) 
             "message": f"MedicationRequest/o-plan: intent plan: {INTENT_WORDS}",
         }
     ]
+
+
+def _questionnaire_bundle(levels: int) -> dict[str, Any]:
+    """A Patient and a QuestionnaireResponse whose items nest `levels` deep (two JSON levels each)."""
+    top: dict[str, Any] = {"linkId": "top"}
+    node = top
+    for i in range(levels):
+        node["item"] = [{"linkId": f"l{i}"}]
+        node = node["item"][0]
+    answers = {"resourceType": "QuestionnaireResponse", "id": "q1", "status": "completed", "item": [top]}
+    answers["subject"] = {"reference": "Patient/p1"}
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-01"}
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient}, {"resource": answers}]}
+
+
+def test_a_deep_resource_is_set_aside_by_the_maps_limit_not_the_bundle_refused(tmp_path: Path) -> None:
+    """The map's max_json_depth (64) sets a deeper resource aside; the reader's own limit for a
+    patient record (32) refused the whole Bundle first (a QuestionnaireResponse of ~15 nested
+    groups made the Bundle invalid). A nesting bomb is still refused whole."""
+    shallow = evaluate_bundle(tmp_path, _questionnaire_bundle(14), "--as-of", "2025-01-15")
+    assert shallow["status"] not in ("invalid", "error") and not shallow.get("set_aside"), shallow
+    deep = evaluate_bundle(tmp_path, _questionnaire_bundle(40), "--as-of", "2025-01-15")
+    assert deep["status"] not in ("invalid", "error")
+    assert [(s["resourceType"], s["reason"]) for s in deep["set_aside"]] == [("QuestionnaireResponse", "too_deep")]
+    path = tmp_path / "bomb.json"
+    path.write_text(json.dumps(_questionnaire_bundle(100)))
+    proc = cli("evaluate", "--input-format", "fhir", "--as-of", "2025-01-15", path)
+    bomb = json.loads(proc.stdout)
+    assert proc.returncode == 1 and bomb["status"] == "invalid" and bomb["errors"][0]["code"] == "input.too_deep"

@@ -126,7 +126,7 @@ CASES: dict[str, tuple[bytes, str, dict[str, Any]]] = {
         {"code": "input.too_large"},
     ),
     "nested-1000-deep": (deep(1000), "invalid", {"code": "input.too_deep"}),
-    "nested-40-deep": (deep(40), "invalid", {"code": "input.too_deep"}),
+    "nested-200-deep": (deep(200), "invalid", {"code": "input.too_deep"}),  # beyond 2 x the map's max_json_depth + 3
     "not-json": (b'{"resourceType": "Bundle", "type": "collection", "entry": [', "invalid", {"code": "patient.json"}),
     "json-but-not-an-object": (b"[1, 2, 3]", "invalid", {"code": "fhir.bundle"}),
 }
