@@ -22,7 +22,7 @@ from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
 from fsgs_kb.engine.load.conditions import ConditionParser
-from fsgs_kb.engine.load.files import RulesFiles, exists, yaml_files
+from fsgs_kb.engine.load.files import RulesFiles, exists, misnamed_error, misnamed_yaml, yaml_files
 from fsgs_kb.engine.load.fingerprint import kb_fingerprint
 from fsgs_kb.engine.load.schemas import schema_errors
 from fsgs_kb.engine.load.templating import placeholders, render
@@ -102,10 +102,19 @@ class _Reader:
         path = self.root / name
         if exists(path):
             return path
+        stem = name.removesuffix(".yaml")
+        misnamed = [p.name for p in misnamed_yaml(self.root) if p.stem == stem]
+        hint = f"rename {misnamed[0]} to {name}: only files named *.yaml are read" if misnamed else _HINT
         self.result.errors.append(
-            KBError(code, f"no {name} in the rules directory ({what})", display_path(self.root), hint=_HINT)
+            KBError(code, f"no {name} in the rules directory ({what})", display_path(self.root), hint=hint)
         )
         return None
+
+    def files_of(self, folder: str) -> list[Path]:
+        """The YAML files of one folder, after reporting each file there that is not read for its
+        name (`CSA-TROUGH-HIGH.yml`)."""
+        self.result.errors += [misnamed_error(p, display_path(p)) for p in misnamed_yaml(self.root / folder)]
+        return yaml_files(self.root / folder)
 
 
 _HINT = "a knowledge base has kb.yaml, parameters.yaml, derived.yaml, sources/ and recommendations/ (rules/README.md)"
@@ -154,7 +163,7 @@ def _load_manifest(reader: _Reader) -> None:
 
 
 def _load_sources(reader: _Reader) -> None:
-    for path in yaml_files(reader.root / "sources"):
+    for path in reader.files_of("sources"):
         doc = reader.read(path, "source")
         if doc is None:
             reader.result.failed.add("source")
@@ -266,7 +275,7 @@ def _derived(reader: _Reader, doc: Located, name: str, data: dict[str, Any]) -> 
 
 def _load_rules(reader: _Reader) -> None:
     seen: dict[str, str] = {}
-    for path in yaml_files(reader.root / "recommendations"):
+    for path in reader.files_of("recommendations"):
         doc = reader.read(path, "rule", skip=lambda p: p == "/when" or p.startswith("/when/"))
         if doc is None:
             reader.result.failed.add("rule")

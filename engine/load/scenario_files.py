@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join, pointer_parts
-from fsgs_kb.engine.load.files import RulesFiles, exists, yaml_files
+from fsgs_kb.engine.load.files import RulesFiles, exists, misnamed_error, misnamed_yaml, yaml_files
 from fsgs_kb.engine.load.loader import display_path
 from fsgs_kb.engine.load.scenario_checks import bases_problems, scenario_problems
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
@@ -67,7 +67,7 @@ def load_cases(tests_dir: Path, root: Path | None = None, rule_ids: Collection[s
     `rule_ids`: the knowledge base's rules, which the cases may name (None: not checked).
     Files are read only inside `root`, the rules directory (by default the parent of tests/)."""
     files = RulesFiles(tests_dir.parent if root is None else root)
-    errors: list[KBError] = []
+    errors: list[KBError] = [misnamed_error(p, display_path(p)) for p in misnamed_yaml(tests_dir)]
     bases = _bases(tests_dir / BASES_FILE, files, errors)
     cases: list[Case] = []
     for path in yaml_files(tests_dir):

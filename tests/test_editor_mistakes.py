@@ -1,0 +1,63 @@
+"""Realistic editing mistakes made in a copy of rules/, and what the editor's commands say of them:
+each named at the file, line and column where the fix goes, with how to fix it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fsgs_kb.cli import main
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def rules(kb_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The copy, as `rules` in the working directory, so that errors name rules/…"""
+    monkeypatch.chdir(kb_copy.parent)
+    return kb_copy
+
+
+@pytest.mark.parametrize(
+    ("folder", "name"),
+    [
+        ("recommendations", "CSA-DOSE-EXCEEDS"),
+        ("tests", "CSA-DOSE-EXCEEDS"),
+        ("sources", "cattran-2003"),
+    ],
+)
+def test_a_file_saved_as_yml_is_an_error_not_silently_skipped(rules: Path, folder: str, name: str) -> None:
+    """Only *.yaml is read. A rule saved as .yml vanished (every case naming it got 'did you mean
+    CSA-DUR-EXCEEDS?'), and a scenario file saved as .yml or .YAML never ran while `test` passed.
+    Each is an error at the file, with the name it needs; a validated KB cached before the file
+    appeared is not taken for this one."""
+    assert run("validate", "--rules", "rules")[0] == 0  # cached: clean
+    shutil.copy(rules / folder / f"{name}.yaml", rules / folder / "NEW-FILE.yml")
+    code, output = run("validate", "--rules", "rules")
+    assert code == 1 and "rules/" + folder + "/NEW-FILE.yml:1:1: error[load.yml_name]" in output, output
+    (rules / folder / f"{name}.yaml").rename(rules / folder / f"{name}.YAML")
+    code, output = run("validate", "--rules", "rules")
+    assert code == 1, output
+    for bad in ("NEW-FILE.yml", f"{name}.YAML"):
+        assert (
+            f"rules/{folder}/{bad}:1:1: error[load.yml_name] {bad} is not read: only files named *.yaml are "
+            f"(hint: rename it to {bad.split('.')[0]}.yaml)"
+        ) in output
+    code, output = run("test", "--rules", "rules")
+    assert code == 2 and "error[load.yml_name]" in output, output
+
+
+def test_a_required_file_saved_as_yml_is_named_in_the_hint(rules: Path) -> None:
+    (rules / "parameters.yaml").rename(rules / "parameters.yml")
+    code, output = run("validate", "--rules", "rules")
+    assert code == 1
+    assert (
+        "error[kb.missing_file] no parameters.yaml in the rules directory (the thresholds rules compare with) "
+        "(hint: rename parameters.yml to parameters.yaml: only files named *.yaml are read)"
+    ) in output
