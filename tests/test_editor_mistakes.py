@@ -61,3 +61,25 @@ def test_a_required_file_saved_as_yml_is_named_in_the_hint(rules: Path) -> None:
         "error[kb.missing_file] no parameters.yaml in the rules directory (the thresholds rules compare with) "
         "(hint: rename parameters.yml to parameters.yaml: only files named *.yaml are read)"
     ) in output
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "at"),
+    [
+        ("sources/cattran-2003.yaml", "  S5: >-", "  S5a: >-", "/sentences: 'S5a'"),
+        ("parameters.yaml", "  max_duration_months:", "  Max-Duration:", "/parameters: 'Max-Duration'"),
+        ("derived.yaml", "  age_group:", "  age-group:", "/derived: 'age-group'"),
+        ("tests/_bases.yaml", "  child_on_csa:", "  Child-On-CSA:", "/bases: 'Child-On-CSA'"),
+    ],
+)
+def test_a_name_out_of_its_form_is_located_at_that_name(rules: Path, file: str, old: str, new: str, at: str) -> None:
+    """A sentence id renumbered S5a, a parameter renamed with dashes: the error named the
+    mapping's first key (sentence T, line 24, for S5a on line 38), so the editor looked at a
+    line that was right. It is at the name itself."""
+    path = rules / file
+    lines = path.read_text(encoding="utf-8").splitlines()
+    line = lines.index(old) + 1
+    path.write_text(path.read_text(encoding="utf-8").replace(old + "\n", new + "\n", 1), encoding="utf-8")
+    code, output = run("validate", "--rules", "rules")
+    assert code in (1, 2)
+    assert f"rules/{file}:{line}:3: error[schema.invalid] {at} is not written in the form this field takes" in output
