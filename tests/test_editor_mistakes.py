@@ -83,3 +83,26 @@ def test_a_name_out_of_its_form_is_located_at_that_name(rules: Path, file: str, 
     code, output = run("validate", "--rules", "rules")
     assert code in (1, 2)
     assert f"rules/{file}:{line}:3: error[schema.invalid] {at} is not written in the form this field takes" in output
+
+
+@pytest.mark.parametrize(
+    ("copy", "hint"),
+    [
+        ("CSA-DOSE-EXCEEDS copy.yaml", "give each rule its own id; ids are stable forever"),
+        ("CSA-DOSE-EXCEEDED.yaml", "this file is named CSA-DOSE-EXCEEDED.yaml: give it id CSA-DOSE-EXCEEDED; ids are "),
+        ("ABC-NEW.yaml", "this file is named ABC-NEW.yaml: give it id ABC-NEW; ids are stable forever"),
+    ],
+)
+def test_a_copied_rule_with_its_id_left_is_the_duplicate(rules: Path, copy: str, hint: str) -> None:
+    """A rule copied to make a new one, its id left as it was: the error is at the copy, whatever
+    its name sorts as. 'CSA-DOSE-EXCEEDS copy.yaml' sorts before the original, which was told
+    that its id was taken by the copy."""
+    folder = rules / "recommendations"
+    shutil.copy(folder / "CSA-DOSE-EXCEEDS.yaml", folder / copy)
+    code, output = run("validate", "--rules", "rules")
+    assert code == 1
+    assert (
+        f"rules/recommendations/{copy}:2:5: error[rule.duplicate_id] rule id 'CSA-DOSE-EXCEEDS' is already used by "
+        f"rules/recommendations/CSA-DOSE-EXCEEDS.yaml (hint: {hint}"
+    ) in output
+    assert "rules/recommendations/CSA-DOSE-EXCEEDS.yaml:2:5: error" not in output
