@@ -106,3 +106,36 @@ def test_a_copied_rule_with_its_id_left_is_the_duplicate(rules: Path, copy: str,
         f"rules/recommendations/CSA-DOSE-EXCEEDS.yaml (hint: {hint}"
     ) in output
     assert "rules/recommendations/CSA-DOSE-EXCEEDS.yaml:2:5: error" not in output
+
+
+def test_a_rule_expected_in_two_outcomes_is_an_error_where_written(rules: Path) -> None:
+    """A case copied and half edited, expecting a rule both fired and undetermined (or a rule of
+    `advice` also under `not_fired`), can never pass; the run said only 'expected fired, got
+    undetermined'. It is an error at the second mention, before anything runs; a missing field
+    listed twice is the schema's error."""
+    path = rules / "tests" / "CSA-DOSE-EXCEEDS.yaml"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace(
+        "expect: {undetermined: {CSA-DOSE-WITHIN: [/weight_kg], CSA-DOSE-EXCEEDS: [/weight_kg]}}",
+        "expect: {undetermined: {CSA-DOSE-WITHIN: [/weight_kg], CSA-DOSE-EXCEEDS: [/weight_kg, /weight_kg]}, "
+        "fired: [CSA-DOSE-WITHIN]}",
+    )
+    text = text.replace(
+        "    patient: {cyclosporine: {daily_dose: {value: 5.1, unit: mg/kg/day}}}\n"
+        "    expect: {fired: [CSA-DOSE-EXCEEDS], not_fired: [CSA-DOSE-WITHIN]}",
+        "    patient: {cyclosporine: {daily_dose: {value: 5.1, unit: mg/kg/day}}}\n"
+        "    expect: {not_fired: [CSA-DOSE-WITHIN], advice: [CSA-DOSE-EXCEEDS, CSA-DOSE-WITHIN]}",
+    )
+    path.write_text(text, encoding="utf-8")
+    code, output = run("test", "--rules", "rules")
+    assert code == 2
+    hint = "(hint: a rule has one outcome per patient: keep the one you mean, or make two cases)"
+    assert (
+        "rules/tests/CSA-DOSE-EXCEEDS.yaml:16:71: error[scenario.contradiction] CSA-DOSE-WITHIN is expected "
+        f"not fired and fired in one case {hint}"
+    ) in output
+    assert (
+        "rules/tests/CSA-DOSE-EXCEEDS.yaml:25:113: error[scenario.contradiction] CSA-DOSE-WITHIN is expected "
+        f"undetermined and fired in one case {hint}"
+    ) in output
+    assert "rules/tests/CSA-DOSE-EXCEEDS.yaml:25:78: error[schema.invalid] /cases/4/expect/undetermined/" in output
