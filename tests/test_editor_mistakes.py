@@ -139,3 +139,27 @@ def test_a_rule_expected_in_two_outcomes_is_an_error_where_written(rules: Path) 
         f"undetermined and fired in one case {hint}"
     ) in output
     assert "rules/tests/CSA-DOSE-EXCEEDS.yaml:25:78: error[schema.invalid] /cases/4/expect/undetermined/" in output
+
+
+def test_an_invalid_value_of_a_base_patient_is_named_where_it_is_written(rules: Path) -> None:
+    """A base patient made invalid (age -45 in tests/_bases.yaml) failed 42 cases, each saying
+    'record error /age_years: /age_years: -45 years is out of range': the pointer twice, and no
+    line, in a record built from two files. Each record error names the line that writes the
+    value: the base's, or the case's own when the case writes it."""
+    bases = rules / "tests" / "_bases.yaml"
+    line = bases.read_text(encoding="utf-8").splitlines().index("    age_years: 45") + 1
+    text = bases.read_text(encoding="utf-8")
+    bases.write_text(text.replace("    age_years: 45\n", "    age_years: -45\n", 1), "utf-8")
+    scenarios = rules / "tests" / "CSA-DOSE-EXCEEDS.yaml"
+    text = scenarios.read_text(encoding="utf-8")
+    scenarios.write_text(text.replace("{value: 5.1, unit: mg/kg/day}", "{value: -5.1, unit: mg/kg/day}"), "utf-8")
+    code, output = run("test", "--rules", "rules", "-k", "CSA-DOSE-EXCEEDS", "-q")
+    assert code == 1
+    assert (
+        f"  record error /age_years (written at rules/tests/_bases.yaml:{line}:16): "
+        "-45 years is out of range (must be ≥ 0 and ≤ 120 years)\n"
+    ) in output
+    assert (
+        "  record error /cyclosporine/daily_dose/value (written at rules/tests/CSA-DOSE-EXCEEDS.yaml:15:50): "
+        "-5.1 is out of range"
+    ) in output
