@@ -51,7 +51,7 @@ import orjson
 from fsgs_kb.engine.check.report import Coverage, ValidationReport
 from fsgs_kb.engine.drills import planned
 from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.load.files import RulesFiles, kb_paths
+from fsgs_kb.engine.load.files import RulesFiles, kb_misnamed, kb_paths
 from fsgs_kb.engine.load.loader import LoadResult
 from fsgs_kb.engine.load.paths import PACKAGE_ROOT, schema_dir
 from fsgs_kb.engine.load.yamlsafe import Located
@@ -187,6 +187,8 @@ def content_key(rules_dir: Path) -> str | None:
         for path in kb_paths(rules_dir):
             relative = str(path.relative_to(rules_dir))
             digest.update(relative.encode() + b"\0" + files.read(path, relative) + b"\0")
+        for path in kb_misnamed(rules_dir):  # not read, but each is an error
+            digest.update(b"misnamed\0" + str(path.relative_to(rules_dir)).encode() + b"\0")
         for path in sorted(schema_dir().glob("*.json")):
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     except (OSError, KBErrors, ValueError):

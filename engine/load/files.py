@@ -64,6 +64,34 @@ def yaml_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.yaml") if not ignored(p.name))
 
 
+def misnamed_yaml(folder: Path) -> list[Path]:
+    """Files of a folder that hold YAML by their name but are not read, because only `*.yaml` is:
+    `CSA-TROUGH-HIGH.yml`, `CSA-TROUGH-HIGH.YAML`. A rule or scenario file saved so vanished
+    without a word (its scenarios never ran, and each case naming the rule got a did-you-mean
+    for another rule); the loaders report each one where it is (`load.yml_name`)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [
+        folder / name
+        for name in names
+        if not ignored(name) and os.path.splitext(name)[1].lower() in (".yaml", ".yml") and not name.endswith(".yaml")
+    ]
+
+
+def misnamed_error(path: Path, display: str) -> KBError:
+    """The error for a file misnamed_yaml found: it is not read, and the name it needs."""
+    return KBError(
+        "load.yml_name",
+        f"{path.name} is not read: only files named *.yaml are",
+        display,
+        1,
+        1,
+        hint=f"rename it to {os.path.splitext(path.name)[0]}.yaml",
+    )
+
+
 def exists(path: Path) -> bool:
     """Whether anything is there, a dangling link included (so that it is reported, not skipped)."""
     return os.path.lexists(path)
@@ -164,3 +192,9 @@ def kb_paths(root: Path) -> list[Path]:
         elif exists(root / pattern):
             paths.append(root / pattern)
     return paths
+
+
+def kb_misnamed(root: Path) -> list[Path]:
+    """The files misnamed_yaml finds in a knowledge base's folders: they are not read, but their
+    names decide errors, so the validated-KB cache keys on them too."""
+    return [path for folder in ("", "sources", "recommendations", "tests") for path in misnamed_yaml(root / folder)]

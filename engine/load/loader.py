@@ -22,12 +22,12 @@ from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join
 from fsgs_kb.engine.load.conditions import ConditionParser
-from fsgs_kb.engine.load.files import RulesFiles, exists, yaml_files
+from fsgs_kb.engine.load.files import RulesFiles, exists, misnamed_error, misnamed_yaml, yaml_files
 from fsgs_kb.engine.load.fingerprint import kb_fingerprint
-from fsgs_kb.engine.load.schemas import schema_errors
+from fsgs_kb.engine.load.schemas import load_schema, schema_errors, schema_regex
 from fsgs_kb.engine.load.templating import placeholders, render
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
-from fsgs_kb.engine.model import Derived, KnowledgeBaseModel, Parameter, Quote, Rule, ScopeCase, Source
+from fsgs_kb.engine.model import Condition, Derived, KnowledgeBaseModel, Parameter, Quote, Rule, ScopeCase, Source
 from fsgs_kb.engine.suggest import did_you_mean
 
 
@@ -102,10 +102,19 @@ class _Reader:
         path = self.root / name
         if exists(path):
             return path
+        stem = name.removesuffix(".yaml")
+        misnamed = [p.name for p in misnamed_yaml(self.root) if p.stem == stem]
+        hint = f"rename {misnamed[0]} to {name}: only files named *.yaml are read" if misnamed else _HINT
         self.result.errors.append(
-            KBError(code, f"no {name} in the rules directory ({what})", display_path(self.root), hint=_HINT)
+            KBError(code, f"no {name} in the rules directory ({what})", display_path(self.root), hint=hint)
         )
         return None
+
+    def files_of(self, folder: str) -> list[Path]:
+        """The YAML files of one folder, after reporting each file there that is not read for its
+        name (`CSA-TROUGH-HIGH.yml`)."""
+        self.result.errors += [misnamed_error(p, display_path(p)) for p in misnamed_yaml(self.root / folder)]
+        return yaml_files(self.root / folder)
 
 
 _HINT = "a knowledge base has kb.yaml, parameters.yaml, derived.yaml, sources/ and recommendations/ (rules/README.md)"
@@ -154,7 +163,7 @@ def _load_manifest(reader: _Reader) -> None:
 
 
 def _load_sources(reader: _Reader) -> None:
-    for path in yaml_files(reader.root / "sources"):
+    for path in reader.files_of("sources"):
         doc = reader.read(path, "source")
         if doc is None:
             reader.result.failed.add("source")
@@ -264,32 +273,52 @@ def _derived(reader: _Reader, doc: Located, name: str, data: dict[str, Any]) -> 
     )
 
 
+def _owners(read: list[tuple[Path, Located, Condition]]) -> dict[str, str]:
+    """The file each rule id belongs to when several files use it: the one named after it (a rule
+    copied to make a new one, its id left as it was, is the copy, whatever its name sorts as),
+    else the first."""
+    owners: dict[str, str] = {}
+    for path, doc, _ in read:
+        rule_id = doc.data["id"]
+        if rule_id not in owners or (path.stem == rule_id and Path(owners[rule_id]).stem != rule_id):
+            owners[rule_id] = doc.file
+    return owners
+
+
+def _duplicate_hint(path: Path, rule_id: str) -> str:
+    if path.stem != rule_id and schema_regex(load_schema("rule")["properties"]["id"]["pattern"]).search(path.stem):
+        return f"this file is named {path.name}: give it id {path.stem}; ids are stable forever"
+    return "give each rule its own id; ids are stable forever"
+
+
 def _load_rules(reader: _Reader) -> None:
-    seen: dict[str, str] = {}
-    for path in yaml_files(reader.root / "recommendations"):
+    read: list[tuple[Path, Located, Condition]] = []
+    for path in reader.files_of("recommendations"):
         doc = reader.read(path, "rule", skip=lambda p: p == "/when" or p.startswith("/when/"))
         if doc is None:
             reader.result.failed.add("rule")
             continue
-        data = doc.data
-        parser = reader.parser(doc, data["id"])
-        when = parser.condition(data["when"], "/when")
+        parser = reader.parser(doc, doc.data["id"])
+        when = parser.condition(doc.data["when"], "/when")
         reader.finish(parser)
         if when is None:
             reader.result.failed.add("rule")
             continue
-        if data["id"] in seen:
+        read.append((path, doc, when))
+    owners = _owners(read)
+    for path, doc, when in read:
+        data = doc.data
+        if owners[data["id"]] != doc.file:
             reader.result.errors.append(
                 doc.error(
                     "rule.duplicate_id",
-                    f"rule id '{data['id']}' is already used by {seen[data['id']]}",
+                    f"rule id '{data['id']}' is already used by {owners[data['id']]}",
                     "/id",
-                    "give each rule its own id; ids are stable forever",
+                    _duplicate_hint(path, data["id"]),
                     rule_id=data["id"],
                 )
             )
             continue
-        seen[data["id"]] = doc.file
         text = _Templates(reader, doc, data["id"])
         reader.result.model.rules[data["id"]] = Rule(
             id=data["id"],

@@ -3,8 +3,9 @@
 First the shape its JSON Schema gives (schema/scenario.schema.json, and
 schema/scenario-bases.schema.json for tests/_bases.yaml: the files VS Code checks while an editor
 types, through each file's `$schema` line). Then what a schema cannot know: every rule a case
-names exists, every JSON pointer names a field of the patient record, every base exists, and no
-two cases of a file share a name (their test ids would). Nothing here can raise, whatever a
+names exists, every JSON pointer names a field of the patient record, every base exists, no
+two cases of a file share a name (their test ids would), and no case expects one rule in two
+outcomes. Nothing here can raise, whatever a
 file holds: a malformed case used to end `validate` and `test` in an IndexError, TypeError or
 AttributeError, and `fired: CSA-MONITOR-BP` (a string) was read letter by letter.
 """
@@ -37,6 +38,7 @@ def scenario_problems(doc: Located, rule_ids: Collection[str] | None, bases: Col
         problems += _name_problems(doc, pointer, case.get("name"), seen)
         problems += _base_problems(doc, pointer, case.get("base"), bases)
         problems += _rule_problems(doc, pointer + "/expect", case.get("expect"), rule_ids)
+        problems += _contradictions(doc, pointer + "/expect", case.get("expect"))
         problems += _field_problems(doc, pointer, case)
     return problems
 
@@ -88,6 +90,41 @@ def _rule_problems(doc: Located, pointer: str, expect: Any, rule_ids: Collection
         for at, rid in named
         if isinstance(rid, str) and rid not in known
     ]
+
+
+OUTCOME_OF = {"fired": "fired", "advice": "fired", "caveats": "fired", "not_fired": "not_fired"}
+
+
+def _contradictions(doc: Located, pointer: str, expect: Any) -> list[KBError]:
+    """A rule expected in two outcomes at once (fired and undetermined, say: a case copied and
+    half edited) can never pass; the run said only 'expected fired, got undetermined'."""
+    if not isinstance(expect, dict):
+        return []
+    named: list[tuple[str, str, Any]] = []  # (where, outcome, rule id), in the file's order
+    for key, value in expect.items():
+        if key in OUTCOME_OF and isinstance(value, list):
+            named += [(pointer_join(pointer, key, j), OUTCOME_OF[key], rid) for j, rid in enumerate(value)]
+        elif key == "undetermined" and isinstance(value, (list, dict)):
+            named += [
+                (pointer_join(pointer, key, j if isinstance(value, list) else rid), "undetermined", rid)
+                for j, rid in enumerate(value)
+            ]
+    first: dict[str, str] = {}
+    out = []
+    for at, outcome, rid in named:
+        if not isinstance(rid, str):
+            continue
+        if first.setdefault(rid, outcome) != outcome:
+            out.append(
+                doc.error(
+                    "scenario.contradiction",
+                    f"{rid} is expected {first[rid].replace('_', ' ')} and {outcome.replace('_', ' ')} in one case",
+                    at,
+                    "a rule has one outcome per patient: keep the one you mean, or make two cases",
+                    key=isinstance(expect.get("undetermined"), dict) and outcome == "undetermined",
+                )
+            )
+    return out
 
 
 def _pointers(pointer: str, case: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.errors import KBError, KBErrors, pointer_join, pointer_parts
-from fsgs_kb.engine.load.files import RulesFiles, exists, yaml_files
+from fsgs_kb.engine.load.files import RulesFiles, exists, misnamed_error, misnamed_yaml, yaml_files
 from fsgs_kb.engine.load.loader import display_path
 from fsgs_kb.engine.load.scenario_checks import bases_problems, scenario_problems
 from fsgs_kb.engine.load.yamlsafe import Located, load_yaml
@@ -34,10 +34,27 @@ class Case:
     note: str
     patient: Any
     expect: dict[str, Any]
+    # where the patient is written: (document, pointer of the patient in it), the case's own
+    # changes first, then its base patient
+    origins: tuple[tuple[Located, str], ...] = ()
 
     @property
     def id(self) -> str:
         return f"{self.group}::{self.name}"
+
+    def written_at(self, pointer: str) -> str | None:
+        """FILE:LINE:COL where the value at a pointer of the patient is written (the deepest
+        place that writes it: the case's `patient:`, else its base in tests/_bases.yaml), so an
+        error of the record built from them names the line to change; None when neither does."""
+        best: tuple[int, str] | None = None
+        for doc, prefix in self.origins:
+            probe = pointer
+            while probe and prefix + probe not in doc.values:
+                probe = probe.rsplit("/", 1)[0]
+            if probe and (best is None or len(probe) > best[0]):
+                line, col = doc.values[prefix + probe]
+                best = (len(probe), f"{doc.file}:{line}:{col}")
+        return best[1] if best else None
 
 
 def merge(base: Any, changes: Any) -> Any:
@@ -67,7 +84,7 @@ def load_cases(tests_dir: Path, root: Path | None = None, rule_ids: Collection[s
     `rule_ids`: the knowledge base's rules, which the cases may name (None: not checked).
     Files are read only inside `root`, the rules directory (by default the parent of tests/)."""
     files = RulesFiles(tests_dir.parent if root is None else root)
-    errors: list[KBError] = []
+    errors: list[KBError] = [misnamed_error(p, display_path(p)) for p in misnamed_yaml(tests_dir)]
     bases = _bases(tests_dir / BASES_FILE, files, errors)
     cases: list[Case] = []
     for path in yaml_files(tests_dir):
@@ -87,8 +104,8 @@ def load_cases(tests_dir: Path, root: Path | None = None, rule_ids: Collection[s
     return cases
 
 
-def _bases(path: Path, files: RulesFiles, errors: list[KBError]) -> dict[str, Any] | None:
-    """The base patients by name ({} without a bases file); None when the file has problems
+def _bases(path: Path, files: RulesFiles, errors: list[KBError]) -> dict[str, tuple[Any, Located]] | None:
+    """The base patients by name, each with its file ({} without a bases file); None when the file has problems
     (added to `errors`), so that cases naming a base are not reported again."""
     if not exists(path):
         return {}
@@ -99,15 +116,21 @@ def _bases(path: Path, files: RulesFiles, errors: list[KBError]) -> dict[str, An
         return None
     problems = bases_problems(doc)
     errors.extend(problems)
-    return None if problems else dict(doc.data["bases"])
+    return None if problems else {name: (patient, doc) for name, patient in doc.data["bases"].items()}
 
 
-def _cases_of(doc: Located, group: str, bases: dict[str, Any]) -> list[Case]:
+def _cases_of(doc: Located, group: str, bases: dict[str, tuple[Any, Located]]) -> list[Case]:
     """The cases of a file that has no problems (its shape checked by its schema)."""
     out: list[Case] = []
     for i, raw in enumerate(doc.data["cases"]):
         base_name = raw.get("base")
-        patient = merge(bases[base_name], raw.get("patient", {})) if base_name else copy.deepcopy(raw.get("patient"))
+        origins: tuple[tuple[Located, str], ...] = ((doc, pointer_join("/cases", i, "patient")),)
+        if base_name:
+            base, base_doc = bases[base_name]
+            patient = merge(base, raw.get("patient", {}))
+            origins += ((base_doc, pointer_join("/bases", base_name)),)
+        else:
+            patient = copy.deepcopy(raw.get("patient"))
         for target in raw.get("remove", []):
             remove_pointer(patient, target)
         if isinstance(patient, dict) and "id" not in patient:
@@ -123,6 +146,7 @@ def _cases_of(doc: Located, group: str, bases: dict[str, Any]) -> list[Case]:
                 note=note,
                 patient=patient,
                 expect=raw["expect"],
+                origins=origins,
             )
         )
     return out

@@ -194,7 +194,12 @@ def _to_kb_errors(error: jsonschema.ValidationError, pointer: str, doc: Located)
     hint = error.schema.get("description") if isinstance(error.schema, dict) else None
     if error.validator == "enum" and isinstance(error.instance, str) and isinstance(error.validator_value, list):
         hint = did_you_mean(error.instance, [str(c) for c in error.validator_value]) or hint
-    return [doc.error("schema.invalid", f"{pointer or '/'}: {_short_message(error)}", pointer, hint or _fix(error))]
+    message = f"{pointer or '/'}: {_short_message(error)}"
+    if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
+        # a key of the mapping at `pointer` (a parameter, sentence or base renamed out of its
+        # form): jsonschema places it at the mapping, which put it at the mapping's first key
+        return [doc.error("schema.invalid", message, pointer_join(pointer, error.instance), hint or _fix(error), True)]
+    return [doc.error("schema.invalid", message, pointer, hint or _fix(error))]
 
 
 def _missing_fix(error: jsonschema.ValidationError) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.load.scenario_files import Case
 from fsgs_kb.engine.report.colour import PLAIN, Palette
 from fsgs_kb.engine.report.explain import explanation, rule_lines
 from fsgs_kb.engine.report.text import escape_control, printable
@@ -28,9 +30,18 @@ def failure_text(kb: KnowledgeBase, outcome: CaseResult, brief: bool = False, pa
         if not brief and rule_id in rules and rule_id not in shown:
             shown.add(rule_id)
             lines += ["  " + line for line in rule_lines(printable(rules[rule_id]), paint, full=False)]
-    if result.get("errors"):
-        lines += [escape_control(f"  record error {e.get('pointer', '')}: {e['message']}") for e in result["errors"]]
+    lines += [escape_control(record_error(case, e)) for e in result.get("errors", [])]
     return lines
+
+
+def record_error(case: Case, error: dict[str, Any]) -> str:
+    """An error of the record a case builds, with where its value is written (the case, or its
+    base patient in tests/_bases.yaml): the record is built from two files, and its JSON pointer
+    alone sent the editor to the case when the wrong value was the base's."""
+    pointer = error.get("pointer", "")
+    message = error["message"].removeprefix(f"{pointer}: ") if pointer else error["message"]
+    where = case.written_at(pointer) if pointer else None
+    return f"  record error {pointer}{f' (written at {where})' if where else ''}: {message}"
 
 
 def report_text(
