@@ -18,7 +18,7 @@ MAX_DEPTH = 32  # nesting of objects and arrays
 MAX_INT = 1 << 64  # integers beyond 64 bits are not clinical data
 
 
-def shape_problem(value: Any) -> tuple[KBError | None, int]:
+def shape_problem(value: Any, max_depth: int = MAX_DEPTH) -> tuple[KBError | None, int]:
     """(the first problem, or None; the number of object keys), walking `value` iteratively.
 
     Checks what JSON text cannot express or what the limits forbid: non-JSON types, NaN and
@@ -29,8 +29,8 @@ def shape_problem(value: Any) -> tuple[KBError | None, int]:
     while stack:
         node, pointer, depth = stack.pop()
         if isinstance(node, dict):
-            if depth >= MAX_DEPTH:
-                return too_deep(pointer), keys
+            if depth >= max_depth:
+                return too_deep(pointer, max_depth), keys
             keys += len(node)
             for key, item in node.items():
                 if not isinstance(key, str):
@@ -41,8 +41,8 @@ def shape_problem(value: Any) -> tuple[KBError | None, int]:
                     return _bad_string(pointer), keys
                 stack.append((item, pointer_join(pointer, key) if _printable_pointer(key) else pointer, depth + 1))
         elif isinstance(node, list):
-            if depth >= MAX_DEPTH:
-                return too_deep(pointer), keys
+            if depth >= max_depth:
+                return too_deep(pointer, max_depth), keys
             stack.extend((item, pointer_join(pointer, i), depth + 1) for i, item in enumerate(node))
         elif isinstance(node, str):
             if not node.isascii() and not valid_unicode(node):
@@ -83,10 +83,10 @@ def _printable_pointer(key: str) -> bool:
     return valid_unicode(key)
 
 
-def too_deep(pointer: str) -> KBError:
+def too_deep(pointer: str, max_depth: int = MAX_DEPTH) -> KBError:
     return KBError(
         "input.too_deep",
-        f"{pointer or '/'}: nested deeper than {MAX_DEPTH} levels",
+        f"{pointer or '/'}: nested deeper than {max_depth} levels",
         pointer=pointer,
         hint="a patient record is an object a few levels deep",
     )
