@@ -124,6 +124,20 @@ class Command(click.Command):
             return super().invoke(ctx)
 
 
+class FilePath(click.Path):
+    """A path the command writes: never empty (`-o ""` sent batch's results nowhere, exit 1, and
+    `--summary ""` failed after the whole run), and, where a directory is not taken, not one
+    ending in `/` (`--summary new/` wrote a file named `new`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            if value == "":
+                self.fail("an empty path names no file", param, ctx)
+            if not self.dir_okay and value.endswith(("/", os.sep)) and value != "-":
+                self.fail(f"{value!r} names a directory (it ends with '/'): give a file name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Group(click.Group):
     """Turns every KBErrors that reaches the shell into its lines on stderr and exit 2."""
 
@@ -474,7 +488,7 @@ def explain(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(),
+    type=FilePath(),
     default=None,
     help="Write results here (default, and '-': stdout); for input parts, the directory of the output parts.",
 )
@@ -489,7 +503,7 @@ def explain(
 @click.option(
     "--summary",
     "summary_file",
-    type=click.Path(dir_okay=False),
+    type=FilePath(dir_okay=False),
     default=None,
     help="Also write the summary as JSON, at the end ('-': stdout, when the results go to -o FILE).",
 )
