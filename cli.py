@@ -252,12 +252,21 @@ AS_OF_OPTION = click.option(
 )
 
 
+def _fhir_formats() -> str:
+    """`--input-format …` for each FHIR format of the command at hand (batch has no format "fhir",
+    which its hint named)."""
+    ctx = click.get_current_context(silent=True)
+    params = ctx.command.params if ctx is not None else []
+    kinds = next((p.type.choices for p in params if p.name == "input_format" and isinstance(p.type, click.Choice)), ())
+    return " or ".join(f"--input-format {kind}" for kind in kinds if str(kind).startswith("fhir")) or "a FHIR input"
+
+
 def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None) -> FhirReader | None:
     """The FHIR reader (map of the knowledge base, evaluation date) for a FHIR input format; the
     FHIR modules are imported only then (every other input passes through here too)."""
     if fmt not in FHIR_FORMATS:
         if as_of is not None:
-            raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
+            raise usage_error("as_of", "--as-of applies to FHIR input only", hint=f"add {_fhir_formats()}")
         return None
     from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path  # deferred: FHIR input and docs only
     from fsgs_kb.engine.fhir.dates import evaluation_day_problem  # deferred: FHIR input only

@@ -151,3 +151,11 @@ def test_the_batch_api_refuses_an_empty_output_path(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_bytes(jsonl([good_line("P1")]))
     with pytest.raises(KBErrors, match="empty path"):
         run_batch(load(), BatchJob(source=str(tmp_path / "in.jsonl"), output=""))
+
+
+def test_as_of_without_fhir_input_names_the_fhir_formats_batch_has(tmp_path: Path) -> None:
+    """The hint said `add --input-format fhir`, a format batch refuses."""
+    (tmp_path / "in.jsonl").write_bytes(jsonl([good_line("P1")]))
+    result = run("batch", "in.jsonl", "--as-of", "2025-01-15", cwd=tmp_path)
+    assert result.rc == 2, result
+    assert "add --input-format fhir-bundles or --input-format fhir-bulk" in result.err, result.err
