@@ -125,6 +125,20 @@ class Command(click.Command):
             return super().invoke(ctx)
 
 
+class FilePath(click.Path):
+    """A path the command writes: never empty (`-o ""` sent batch's results nowhere, exit 1, and
+    `--summary ""` failed after the whole run), and, where a directory is not taken, not one
+    ending in `/` (`--summary new/` wrote a file named `new`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            if value == "":
+                self.fail("an empty path names no file", param, ctx)
+            if not self.dir_okay and value.endswith(("/", os.sep)) and value != "-":
+                self.fail(f"{value!r} names a directory (it ends with '/'): give a file name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Group(click.Group):
     """Turns every KBErrors that reaches the shell into its lines on stderr and exit 2."""
 
@@ -239,12 +253,21 @@ AS_OF_OPTION = click.option(
 )
 
 
+def _fhir_formats() -> str:
+    """`--input-format …` for each FHIR format of the command at hand (batch has no format "fhir",
+    which its hint named)."""
+    ctx = click.get_current_context(silent=True)
+    params = ctx.command.params if ctx is not None else []
+    kinds = next((p.type.choices for p in params if p.name == "input_format" and isinstance(p.type, click.Choice)), ())
+    return " or ".join(f"--input-format {kind}" for kind in kinds if str(kind).startswith("fhir")) or "a FHIR input"
+
+
 def _fhir_reader(rules_dir: Path | None, fmt: str | None, as_of: datetime | None) -> FhirReader | None:
     """The FHIR reader (map of the knowledge base, evaluation date) for a FHIR input format; the
     FHIR modules are imported only then (every other input passes through here too)."""
     if fmt not in FHIR_FORMATS:
         if as_of is not None:
-            raise usage_error("as_of", "--as-of applies to FHIR input only", hint="add --input-format fhir")
+            raise usage_error("as_of", "--as-of applies to FHIR input only", hint=f"add {_fhir_formats()}")
         return None
     from fsgs_kb.engine.fhir.checkmap import load_checked_map, map_path  # deferred: FHIR input and docs only
     from fsgs_kb.engine.fhir.dates import evaluation_day_problem  # deferred: FHIR input only
@@ -475,7 +498,7 @@ def explain(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(),
+    type=FilePath(),
     default=None,
     help="Write results here (default, and '-': stdout); for input parts, the directory of the output parts.",
 )
@@ -490,7 +513,7 @@ def explain(
 @click.option(
     "--summary",
     "summary_file",
-    type=click.Path(dir_okay=False),
+    type=FilePath(dir_okay=False),
     default=None,
     help="Also write the summary as JSON, at the end ('-': stdout, when the results go to -o FILE).",
 )

@@ -56,6 +56,7 @@ IDENTITY_NAMES = {
     "input_format": "input format",
     "options": "set of options",
     "engine": "engine version",
+    "fhir": "FHIR conversion (--as-of, FHIR map)",
 }
 
 
@@ -305,7 +306,8 @@ class OutputFile:
                     )
                 raise _refuse(
                     "batch.resume",
-                    f"the output was written with another {IDENTITY_NAMES.get(key, key)} ({_short(saved.get(key))})",
+                    f"the output was written with another {IDENTITY_NAMES.get(key, key)} "
+                    f"({_difference(saved.get(key), value)})",
                     self.path,
                     hint="resume with the same knowledge base, input and options, or start afresh",
                 )
@@ -367,6 +369,12 @@ class OutputFile:
         lines = 0
         crc = 0
         statuses: Counter[str] = Counter()
+        # Where the lines list every rule's outcome (standard, full), the counts by rule are recounted
+        # too: a hand-edited resume record's by_rule was taken as it stood, and the summary of the
+        # resumed run counted outcomes no result holds. At minimal they are only checked for consistency.
+        options = self.identity.get("options")
+        recount = isinstance(options, dict) and options.get("detail") != "minimal"
+        outcomes: Counter[tuple[str, str]] = Counter()
         with open(self.path, "rb") as handle:
             if state.output_bytes:
                 handle.seek(state.output_bytes - 1)
@@ -384,10 +392,14 @@ class OutputFile:
                 if not line.endswith(b"\n"):
                     self._not_resumable(f"{name} line {lines + 1} is not a whole result line")
                 lines += 1
-                status = _result_status(line, lines)
+                status, rules = _result_parts(line, lines)
                 if status is None:
                     self._not_resumable(f"{name} line {lines} is not the result of record {lines}")
                 statuses[status] += 1
+                if recount:
+                    if rules is None:
+                        self._not_resumable(f"{name} line {lines} does not list its rules' outcomes")
+                    outcomes.update(rules)
         if crc != state.output_crc32:
             self._not_resumable(
                 f"{name} does not hold the results its resume record describes (CRC-32 {crc:08x} of its first "
@@ -401,6 +413,14 @@ class OutputFile:
                 f"{name} holds results {_short(dict(sorted(statuses.items())))} where its resume record says "
                 f"{_short(dict(sorted(state.by_status.items())))}"
             )
+        if recount:
+            recorded = Counter({(r, o): n for r, counts in state.by_rule.items() for o, n in counts.items() if n})
+            if outcomes != recorded:
+                rule, outcome = min((outcomes - recorded) + (recorded - outcomes))
+                self._not_resumable(
+                    f"{name} holds {outcomes[rule, outcome]} results in which rule {rule} is {outcome}; its "
+                    f"resume record says {recorded[rule, outcome]}"
+                )
 
     def _not_resumable(self, what: str) -> NoReturn:
         raise _refuse(
@@ -536,16 +556,48 @@ def _state_damage(state: ResumeState) -> str | None:
     return None
 
 
-def _result_status(line: bytes, number: int) -> str | None:
-    """The status of a batch result line that is the result of record `number`, else None."""
+def _result_parts(line: bytes, number: int) -> tuple[str | None, list[tuple[str, str]] | None]:
+    """(status, each listed rule's (id, outcome), None where the line lists none) of a batch
+    result line that is the result of record `number`; (None, None) for any other line."""
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return None
+        return None, None
     if not isinstance(value, dict) or value.get("record") != number or isinstance(value.get("record"), bool):
-        return None
+        return None, None
     status = value.get("status")
-    return status if isinstance(status, str) else None
+    if not isinstance(status, str):
+        return None, None
+    rules = value.get("rules")
+    if not isinstance(rules, list):
+        return status, None
+    pairs: list[tuple[str, str]] = []
+    for rule in rules:
+        rule_id, outcome = (rule.get("id"), rule.get("outcome")) if isinstance(rule, dict) else (None, None)
+        if not isinstance(rule_id, str) or not isinstance(outcome, str):
+            return status, None
+        pairs.append((rule_id, outcome))
+    return status, pairs
+
+
+def _difference(saved: Any, current: Any) -> str:
+    """What differs between the identity entry a resume record holds and this run's, naming the
+    first entry that differs (`detail "standard", not "full"`): the whole recorded value, cut to
+    40 characters, did not say which of the options was not the same."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current)):
+            if saved.get(key, _UNSET) != current.get(key, _UNSET):
+                inner = _difference(saved.get(key, _UNSET), current.get(key, _UNSET))
+                nested = isinstance(saved.get(key), dict) and isinstance(current.get(key), dict)
+                return f"{key}.{inner}" if nested else f"{key} {inner}"
+
+    def shown(value: Any) -> str:
+        return "not set" if value is _UNSET else _short(value)
+
+    return f"{shown(saved)} there, {shown(current)} in this run"
+
+
+_UNSET = object()  # an entry one identity has and the other has not
 
 
 def _short(value: Any) -> str:

@@ -286,8 +286,10 @@ def _records_after(records: Iterator[Record], done: int, end: int, source: str) 
                         [
                             KBError(
                                 "batch.resume",
-                                f"record {done} (line {record.line}) ended the input without a line end when its "
-                                f"result was kept, and has grown since: {NOT_RESUMABLE}; run without --resume",
+                                f"record {done} (line {record.line}) ends at byte {record.end} of the input, not at "
+                                f"byte {end} where the resume record says the kept results end: the line had no line "
+                                "end when its result was kept and has grown since, or the resume record was changed: "
+                                f"{NOT_RESUMABLE}; run without --resume",
                                 file=source,
                                 hint="the output still holds its first results; without --resume they are made again",
                             )
@@ -360,6 +362,8 @@ class _Target:
         self.committed_at = time.monotonic()
         self.direct = False  # the workers write the results into the file (BatchRunner.direct)
         self.settled: Callable[[], bool] = lambda: True  # whether all results counted are written
+        if job.output == "":  # not "no output": the results would have gone nowhere
+            raise KBErrors([KBError("batch.output", "the output is an empty path, which names no file")])
         if job.output:
             options = {k: list(v) if isinstance(v, tuple) else v for k, v in job.options.items() if k != "mask_key"}
             options["mask_key_id"] = key_id(job.options.get("mask_key"))  # never the key itself

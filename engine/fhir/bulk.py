@@ -29,6 +29,7 @@ from fsgs_kb.engine.fhir.ndjson import EXPORT_FILES, LineError, read_ndjson
 from fsgs_kb.engine.fhir.refs import HISTORY, patient_ref, without_version
 
 BATCH = 500
+NO_PATIENT_ID = "Patient has no id (a non-empty string): nothing can refer to it"
 _SCHEMA = """
 DROP TABLE IF EXISTS res; DROP TABLE IF EXISTS meds;
 CREATE TABLE res (ref TEXT NOT NULL, rtype TEXT NOT NULL, body TEXT NOT NULL,
@@ -93,7 +94,9 @@ def _index(
                 continue
             ref = _patient_ref(item)
             if ref is None:
-                if item["resourceType"] in CLINICAL or item["resourceType"] == "Patient":
+                if item["resourceType"] == "Patient":  # not "no usable patient reference": it is the patient
+                    yield LineError(path.name, number, NO_PATIENT_ID)
+                elif item["resourceType"] in CLINICAL:
                     yield LineError(path.name, number, f"{item['resourceType']} has no usable patient reference")
                 continue
             if item["resourceType"] != "Patient" and len(servers) < 2:  # two kinds are enough to know
@@ -135,9 +138,11 @@ def _medications(db: sqlite3.Connection, resources: list[dict[str, Any]]) -> lis
 def _group(db: sqlite3.Connection, ref: str, server: str | None) -> BulkItem:
     rows = db.execute("SELECT rtype, body, file, line FROM res WHERE ref = ? ORDER BY rowid", (ref,)).fetchall()
     patients = {body for rtype, body, _, _ in rows if rtype == "Patient"}
-    if len(patients) > 1:
-        file, line = next((f, n) for t, _, f, n in rows[1:] if t == "Patient")
-        return LineError(file, line, f"{ref} appears twice with different content")
+    if len(patients) > 1:  # which one is the patient cannot be told: the result names both lines
+        given = [(body, f, n) for t, body, f, n in rows if t == "Patient"]
+        first_body, first_file, first_line = given[0]
+        file, line = next((f, n) for body, f, n in given if body != first_body)
+        return LineError(file, line, f"{ref} appears twice with different content (also at {first_file}:{first_line})")
     others = [(json.loads(body), f"{f}:{n}") for rtype, body, f, n in rows if rtype != "Patient"]
     resources = [res for res, _ in others]
     patient = json.loads(next(iter(patients)))

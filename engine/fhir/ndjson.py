@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fsgs_kb.engine.fhir.codes import within_depth
+from fsgs_kb.engine.read.jsontext import duplicate_key
+from fsgs_kb.engine.read.shape import shape_problem
 
 EXPORT_FILES = "*.ndjson"  # the files of an export directory, each read as NDJSON (not its subdirectories)
 
@@ -55,8 +56,18 @@ def _parse(raw: bytes, max_depth: int) -> tuple[dict[str, Any] | None, str | Non
         return None, "not valid JSON"
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         return None, "not a FHIR resource (no resourceType)"
-    if not within_depth(value, max_depth):
-        return None, f"JSON nested deeper than {max_depth} levels"
+    # What a Bundle line's reader refuses (engine/read/records.py parse_json), a bulk line is refused
+    # for too: a lone surrogate (a Patient id holding one stopped the whole run, exit 3, when the
+    # index stored it), NaN or an infinity, an integer beyond 64 bits, and a key given twice (the
+    # last one was used: which value was meant is unknowable).
+    problem, keys = shape_problem(value, max_depth)
+    if problem is not None:
+        if problem.code == "input.too_deep":
+            return None, f"JSON nested deeper than {max_depth} levels"
+        return None, problem.message
+    key = duplicate_key(raw, keys)
+    if key is not None:
+        return None, f"key {json.dumps(key)} appears twice in one object: which value was meant is unknowable"
     return value, None
 
 

@@ -1,0 +1,118 @@
+"""A Bulk Data export line is refused for what a Bundle line is refused for, and costs only itself.
+
+A Bundle line goes through the bounded record parser (engine/read/records.py parse_json); a bulk
+line was read by json.loads alone, which takes what JSON text cannot mean: a key given twice (the
+last value was used, silently), NaN and Infinity, integers beyond 64 bits, and strings holding a
+lone surrogate (`"\\ud800"`). A Patient id holding one stopped the whole run with exit 3
+(`error[internal] UnicodeEncodeError`) when the index stored it; now each such line is its own
+`invalid` result naming FILE:LINE, and the patients around it are evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hostile_support import assert_each_record_once, assert_no_traceback, read_results, run
+
+AS_OF = "2025-01-15"
+
+
+def _weight(value: str, subject: str = "Patient/a") -> str:
+    """An Observation line written by hand, so that its value can be any JSON text."""
+    head = '{"resourceType": "Observation", "status": "final", "subject": {"reference": "' + subject + '"}, '
+    code = '"code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}, '
+    quantity = (
+        '"valueQuantity": {"value": ' + value + ', "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}'
+    )
+    return head + code + '"effectiveDateTime": "2025-01-10", ' + quantity
+
+
+def _export(tmp_path: Path, lines: dict[str, list[str]]) -> list[dict]:
+    export = tmp_path / "export"
+    export.mkdir()
+    for name, content in lines.items():
+        (export / name).write_text("\n".join(content) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = run("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, export, "-o", out, "--quiet", timeout=60)
+    assert_no_traceback(result)
+    assert result.rc == 1, result
+    results = read_results(out)
+    assert_each_record_once(results, len(results))
+    return results
+
+
+def test_bulk_lines_are_refused_as_bundle_lines_are(tmp_path: Path) -> None:
+    patient = {"resourceType": "Patient", "birthDate": "1980-03-01"}
+    results = _export(
+        tmp_path,
+        {
+            "Patient.ndjson": [
+                json.dumps({**patient, "id": "a"}),
+                json.dumps({**patient, "id": "b"}),
+                '{"resourceType": "Patient", "id": "c\\ud800", "birthDate": "1980-03-01"}',
+                '{"resourceType": "Patient", "id": "d", "name": [{"text": "\\udfff"}]}',
+                '{"resourceType": "Patient", "id": "e", "id": "f"}',
+            ],
+            "Observation.ndjson": [
+                _weight("70"),
+                _weight('71, "value": 710'),
+                _weight("NaN"),
+                _weight("-Infinity"),
+                _weight("123456789012345678901234567890"),
+                _weight("60", subject="Patient/b"),
+            ],
+        },
+    )
+    bad = {r["origin"]: r["errors"][0] for r in results if r["status"] == "invalid"}
+    assert set(bad) == {
+        "Patient.ndjson:3",
+        "Patient.ndjson:4",
+        "Patient.ndjson:5",
+        "Observation.ndjson:2",
+        "Observation.ndjson:3",
+        "Observation.ndjson:4",
+        "Observation.ndjson:5",
+    }, bad
+    assert all(error["code"] == "fhir.line" for error in bad.values())
+    assert "lone surrogate" in bad["Patient.ndjson:3"]["message"]
+    assert "lone surrogate" in bad["Patient.ndjson:4"]["message"]
+    assert 'key "id" appears twice' in bad["Patient.ndjson:5"]["message"]
+    assert 'key "value" appears twice' in bad["Observation.ndjson:2"]["message"]
+    assert "not a JSON number" in bad["Observation.ndjson:3"]["message"]
+    assert "not a JSON number" in bad["Observation.ndjson:4"]["message"]
+    assert "beyond 64 bits" in bad["Observation.ndjson:5"]["message"]
+    patients = {r["patient_id"]: r for r in results if r["status"] != "invalid"}
+    assert set(patients) == {"a", "b"}
+    # only the one well-formed weight of each patient is read: the refused lines fed nothing
+    assert patients["a"]["sources"]["/weight_kg"]["effective"] == "2025-01-10", patients["a"]["sources"]
+    assert patients["a"]["set_aside"] == [], patients["a"]["set_aside"]
+    assert patients["b"]["sources"]["/weight_kg"]["effective"] == "2025-01-10"
+
+
+def test_a_patient_without_an_id_and_a_patient_given_twice_are_named_plainly(tmp_path: Path) -> None:
+    """A Patient with no id is not "a Patient with no usable patient reference"; a Patient given
+    twice with different content names both lines (its one result is that invalid one)."""
+    results = _export(
+        tmp_path,
+        {
+            "Observation.ndjson": [_weight("70", subject="Patient/dup")],  # indexed before the Patients
+            "Patient.001.ndjson": [
+                json.dumps({"resourceType": "Patient", "birthDate": "1980-03-01"}),
+                json.dumps({"resourceType": "Patient", "id": 7}),
+                json.dumps({"resourceType": "Patient", "id": "dup", "birthDate": "1980-03-01"}),
+            ],
+            "Patient.002.ndjson": [
+                json.dumps({"resourceType": "Patient", "id": "dup", "birthDate": "1980-03-01"}),  # the same: fine
+                json.dumps({"resourceType": "Patient", "id": "dup", "birthDate": "1990-03-01"}),
+            ],
+        },
+    )
+    bad = {r["origin"]: r["errors"][0]["message"] for r in results if r["status"] == "invalid"}
+    assert set(bad) == {"Patient.001.ndjson:1", "Patient.001.ndjson:2", "Patient.002.ndjson:2"}, bad
+    assert "Patient has no id" in bad["Patient.001.ndjson:1"]
+    assert "Patient has no id" in bad["Patient.001.ndjson:2"]
+    assert bad["Patient.002.ndjson:2"] == (
+        "Patient.002.ndjson:2: Patient/dup appears twice with different content (also at Patient.001.ndjson:3)"
+    )
+    assert [r for r in results if r["status"] != "invalid"] == []
