@@ -900,8 +900,28 @@ def docs(rules_dir: Path | None, out: Path, fmt: str) -> None:
             # written in place: renamed over, /dev/stdout itself would be replaced (output.write_report)
             write_report(str(target), markdown(book), "the handbook", "cli.docs")
         else:
-            written = write_site(book, out)
-    echo(f"wrote {target}" if fmt == "md" else f"wrote {len(written)} pages to {out} (open {out / 'index.html'})")
+            site = write_site(book, out)
+    if fmt == "md":
+        echo(f"wrote {target}")
+        return
+    echo(f"wrote {len(site.written)} pages to {out} (open {out / 'index.html'})")
+    if site.removed:
+        names = ", ".join(str(p.relative_to(out)) for p in site.removed)
+        echo(f"removed {len(site.removed)} page(s) of the handbook written there before, gone from this one: {names}")
+    if site.unknown:
+        shown = ", ".join(str(p.relative_to(out)) for p in site.unknown[:5]) + (" …" if len(site.unknown) > 5 else "")
+        click.echo(
+            format_error(
+                KBError(
+                    "docs.unknown_pages",
+                    f"{len(site.unknown)} HTML page(s) in {out} were not written by fsgs-kb docs: {shown}",
+                    hint="if they are an older handbook's pages, remove them: they may hold advice "
+                    "this knowledge base no longer gives",
+                    severity="warning",
+                )
+            ),
+            err=True,
+        )
 
 
 @main.command()

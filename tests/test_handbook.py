@@ -168,3 +168,35 @@ def test_pages_load_links_resolve_and_the_diagram_renders_in_chromium(site: Path
             assert shot.stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_a_page_the_last_run_wrote_and_this_one_does_not_is_removed(tmp_path: Path) -> None:
+    """A rule renamed or removed left its old page in the handbook folder, with advice the knowledge
+    base no longer gives. The folder's record (.fsgs-kb-handbook.json) lists what `docs` wrote; the
+    next run removes the listed pages it does not write again, and names, without removing, HTML
+    pages no run recorded (someone's own, or a handbook written before the record existed)."""
+    import json
+
+    out = tmp_path / "handbook"
+    assert CliRunner().invoke(main, ["docs", "-o", str(out)]).exit_code == 0
+    record = out / ".fsgs-kb-handbook.json"
+    pages = json.loads(record.read_text())["pages"]
+    assert "rules/CSA-DOSE-EXCEEDS.html" in pages and "index.html" in pages
+    # as if the last run's knowledge base had a rule this one has not
+    stale = out / "rules" / "CSA-DOSE-OLD.html"
+    shutil.copy(out / "rules" / "CSA-DOSE-EXCEEDS.html", stale)
+    record.write_text(json.dumps({"format": "fsgs-kb handbook 1", "pages": [*pages, "rules/CSA-DOSE-OLD.html"]}))
+    own = out / "notes.html"
+    own.write_text("<p>the unit's own notes</p>")
+    elsewhere = tmp_path / "elsewhere.html"
+    elsewhere.write_text("not the handbook's")
+    (out / "rules" / "link.html").symlink_to(elsewhere)
+    result = CliRunner().invoke(main, ["docs", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and "removed 1 page(s)" in result.output and "rules/CSA-DOSE-OLD.html" in result.output
+    assert own.exists() and elsewhere.exists()
+    assert "warning[docs.unknown_pages] 2 HTML page(s)" in result.output and "notes.html" in result.output
+    # a record that names a page outside the folder is not ours: nothing is removed through it
+    record.write_text(json.dumps({"format": "fsgs-kb handbook 1", "pages": ["../elsewhere.html"]}))
+    assert CliRunner().invoke(main, ["docs", "-o", str(out)]).exit_code == 0
+    assert elsewhere.exists()

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import errno
 import html
+import json
+import os
 import re
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -401,20 +405,92 @@ class Handbook:
         return svg(self.model, self.fields)
 
 
-def write_site(handbook: Handbook, out: Path) -> list[Path]:
+SITE_RECORD = ".fsgs-kb-handbook.json"  # the pages the last `docs -o` wrote into a folder
+SITE_FORMAT = "fsgs-kb handbook 1"
+MAX_RECORD_BYTES = 1 << 20
+
+
+@dataclass
+class SiteWritten:
+    """What `write_site` did: the pages written, the pages of the handbook it replaced that this
+    one no longer has (removed), and HTML pages it found that no handbook run recorded (left)."""
+
+    written: list[Path]
+    removed: list[Path]
+    unknown: list[Path]
+
+
+def write_site(handbook: Handbook, out: Path) -> SiteWritten:
     """Write the HTML site into `out` (created if needed). Pages are written with write_replacing
     (engine/fresh.py), and a folder inside `out` that is a symbolic link is refused: nothing is
-    written outside `out`."""
+    written outside `out`.
+
+    A rule renamed or removed left its old page in the folder, with advice no longer in the
+    knowledge base, linked from nowhere but found by a search or a bookmark. So the folder keeps
+    a record of the pages written (SITE_RECORD), and the next run removes the pages of that record
+    that it does not write again (only names it wrote: never another file, never through a link).
+    HTML pages found that no run recorded (a handbook written before this record existed, or
+    someone's own files) are left, and named."""
     out.mkdir(parents=True, exist_ok=True)
     pages = handbook.pages()
     folders = sorted({(out / name).parent for name in pages} - {out})
     for folder in folders:
         if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
             raise OSError(errno.ENOTDIR, f"{folder} is not a plain folder (a symbolic link?); nothing was written")
+    before = _recorded_pages(out)
     for folder in folders:
         folder.mkdir(exist_ok=True)
     written = []
     for name, content in pages.items():
         write_replacing(out / name, content)
         written.append(out / name)
-    return written
+    record = {"format": SITE_FORMAT, "pages": sorted(pages)}
+    write_replacing(out / SITE_RECORD, json.dumps(record, indent=1) + "\n")
+    removed = [out / name for name in sorted(set(before or ()) - set(pages)) if _remove_page(out, name)]
+    known = set(pages) | set(before or ())
+    unknown = sorted(  # in the folders the handbook writes only: `-o ~` must not walk a home directory
+        path
+        for folder in [out, *folders]
+        for path in folder.glob("*.html")
+        if path.relative_to(out).as_posix() not in known
+    )
+    return SiteWritten(written, removed, unknown)
+
+
+def _recorded_pages(out: Path) -> list[str] | None:
+    """The page names the folder's record lists, or None (no record, or one that is not ours:
+    not a regular file, too large, not our JSON, a name that is not a plain relative path)."""
+    path = out / SITE_RECORD
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or os.lstat(path).st_size > MAX_RECORD_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != SITE_FORMAT or not isinstance(data.get("pages"), list):
+        return None
+    names = data["pages"]
+    if not all(isinstance(n, str) and _plain_page_name(n) for n in names):
+        return None
+    return list(names)
+
+
+def _plain_page_name(name: str) -> bool:
+    parts = name.split("/")
+    return name.endswith(".html") and all(part not in ("", ".", "..") and "\\" not in part for part in parts)
+
+
+def _remove_page(out: Path, name: str) -> bool:
+    """Remove one recorded page no longer written: a regular file (or a link, as a link) in a
+    plain folder inside `out`; anything else is left. Whether it was removed."""
+    path = out / name
+    if any(p.is_symlink() for p in path.parents if p != out and out in p.parents):
+        return False
+    try:
+        mode = os.lstat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            return False
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
