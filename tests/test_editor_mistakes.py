@@ -163,3 +163,22 @@ def test_an_invalid_value_of_a_base_patient_is_named_where_it_is_written(rules: 
         "  record error /cyclosporine/daily_dose/value (written at rules/tests/CSA-DOSE-EXCEEDS.yaml:15:50): "
         "-5.1 is out of range"
     ) in output
+
+
+@pytest.mark.parametrize("folder_too", [False, True])
+def test_a_knowledge_base_without_rule_files_says_so_once(rules: Path, folder_too: bool) -> None:
+    """Every rule file moved away (or the folder): one error at recommendations/, not one
+    `scenario.unknown_rule` per rule each scenario names (205) and a `param.unused` per threshold."""
+    for path in (rules / "recommendations").glob("*.yaml"):
+        path.unlink()
+    if folder_too:
+        (rules / "recommendations").rmdir()
+    code, output = run("validate", "--rules", "rules")
+    assert code == 1
+    errors = [line for line in output.splitlines() if "error[" in line or "warning[" in line]
+    missing = " (the folder is missing)" if folder_too else ""
+    assert errors == [
+        f"rules/recommendations: error[kb.no_rules] no rule files in recommendations/{missing}: a knowledge base "
+        "without rules advises nothing (hint: put each rule in recommendations/ID.yaml, one rule per file "
+        "(rules/README.md))"
+    ], output

@@ -293,7 +293,20 @@ def _duplicate_hint(path: Path, rule_id: str) -> str:
 
 def _load_rules(reader: _Reader) -> None:
     read: list[tuple[Path, Located, Condition]] = []
-    for path in reader.files_of("recommendations"):
+    files = reader.files_of("recommendations")
+    if not files:  # said once, here: every scenario naming a rule would say it again (205 times)
+        folder = reader.root / "recommendations"
+        reader.result.errors.append(
+            KBError(
+                "kb.no_rules",
+                f"no rule files in recommendations/{'' if folder.is_dir() else ' (the folder is missing)'}: "
+                "a knowledge base without rules advises nothing",
+                file=display_path(folder),
+                hint="put each rule in recommendations/ID.yaml, one rule per file (rules/README.md)",
+            )
+        )
+        reader.result.failed.add("rule")
+    for path in files:
         doc = reader.read(path, "rule", skip=lambda p: p == "/when" or p.startswith("/when/"))
         if doc is None:
             reader.result.failed.add("rule")
