@@ -16,7 +16,7 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.templating import quantity
 from fsgs_kb.engine.report.fhir_map import map_audit_lines
 from fsgs_kb.engine.report.mdtext import md_text
-from fsgs_kb.engine.report.text import escape_control, printable
+from fsgs_kb.engine.report.text import escape_control, patient_label, printable
 from fsgs_kb.engine.report.validation import format_error
 
 
@@ -118,7 +118,8 @@ def trace_text(kb: KnowledgeBase, found: Trace) -> str:
     decision = result["decision"]
     made_by = decision["kb"]
     lines = [
-        f"Decision {decision.get('decision_id')} for patient {result.get('patient_id')}: {result.get('status')}",
+        f"Decision {decision.get('decision_id')} for patient {patient_label(found.result.get('patient_id'))}: "
+        f"{result.get('status')}",
         f"made by {made_by.get('id')} {made_by.get('version')} (fingerprint {str(made_by.get('fingerprint'))[:16]})",
     ]
     minimal = "rules" not in result
@@ -219,7 +220,7 @@ def replay_text(kb: KnowledgeBase, reports: list[dict[str, Any]]) -> str:
             made_by = f", made by {_kb_label(report['kb']['old'])}" if "kb" in report else ""
             record = f"record {report['record']} " if report.get("record") is not None else ""  # evaluate's: none
             lines.append(
-                f"{report['verdict']}: {record}patient {report.get('patient_id')} "
+                f"{report['verdict']}: {record}patient {patient_label(report.get('patient_id'))} "
                 f"(decision {report['decision_id']}{made_by}){': ' + what if what else ''}"
             )
     for (kb_id, version, fingerprint), group in same.items():

@@ -20,7 +20,7 @@ from fsgs_kb.engine.load.fields import pointer_title
 from fsgs_kb.engine.load.templating import quantity
 from fsgs_kb.engine.model import Rule
 from fsgs_kb.engine.report.colour import PLAIN, Palette
-from fsgs_kb.engine.report.text import printable
+from fsgs_kb.engine.report.text import patient_label, printable
 
 WIDTH = 100
 DRAFT_BANNER = "DRAFT — not signed off, not for clinical use"
@@ -336,7 +336,7 @@ def explain_text(doc: dict[str, Any], show_all: bool = False, paint: Palette = P
     that do not apply."""
     doc = printable(doc)  # ids, keys and values from the record reach a terminal
     lines = [
-        paint(f"Patient {doc.get('patient_id') or '(no id)'}: {_heading_status(doc)}", "heading")
+        paint(f"Patient {patient_label(doc.get('patient_id'))}: {_heading_status(doc)}", "heading")
         + (f" ({doc['scope_text']})" if doc["status"] == "evaluated" and doc.get("scope_text") else ""),
         paint(f"  decision {doc['decision_id']}", "muted"),
     ]

@@ -27,6 +27,18 @@ def escape_control(text: str) -> str:
     return _CONTROL.sub(_escape, text) if not text.isprintable() else text
 
 
+ID_SHOWN = 60  # characters of a patient id a heading shows
+
+
+def patient_label(patient_id: Any) -> str:
+    """A patient id as a heading shows it: escaped, `(no id)` when there is none or it is blank,
+    cut after ID_SHOWN characters with its length said (a 10 KB id filled the terminal)."""
+    if not isinstance(patient_id, str) or not patient_id.strip():
+        return "(no id)" if patient_id is None or isinstance(patient_id, str) else escape_control(repr(patient_id))
+    shown = escape_control(patient_id)
+    return shown if len(shown) <= ID_SHOWN else f"{shown[:ID_SHOWN]}… ({len(patient_id):,} characters)"
+
+
 def printable(value: Any) -> Any:
     """A copy of a JSON value whose strings (keys too) have their control characters escaped."""
     if isinstance(value, str):
