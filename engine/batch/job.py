@@ -237,6 +237,8 @@ def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) 
         stream, path = open_input(job.source)
     try:
         fmt = input_format(job, stream, path)
+        if fmt == "fhir-bulk" and job.fhir is not None:  # before the output is opened: none is left behind
+            job.fhir.check_bulk(job.source)
         inputs = InputFiles.of(job.source, job.input_format, _descriptor(stream))
         target = _Target(kb, job, path, fmt, stdout, inputs, _is_regular(stream))
         try:

@@ -17,12 +17,14 @@ as for any Bundle, that an absolute reference to some other server is another pa
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.fhir.bundle import CLINICAL
 from fsgs_kb.engine.fhir.codes import reference
 from fsgs_kb.engine.fhir.ndjson import EXPORT_FILES, LineError, read_ndjson
@@ -78,6 +80,26 @@ def export_files(directory: Path) -> list[Path]:
     EXPORT_FILES entry that is a file or a link to one (a directory so named is not a part). A
     batch run writes none of them, nor a new one (engine/batch/files.py, InputFiles)."""
     return sorted(p for p in directory.glob(EXPORT_FILES) if p.is_file())
+
+
+def unreadable_export_files(directory: Path) -> list[KBError]:
+    """The EXPORT_FILES entries that are neither a file nor a directory: a link to nothing (a file
+    whose download failed), a FIFO, a socket. Each is data the export names and the run cannot
+    read; they were skipped in silence, and their patients' resources with them."""
+    problems = []
+    for path in sorted(directory.glob(EXPORT_FILES)):
+        if path.is_file() or path.is_dir():
+            continue
+        what = f"a link to {os.readlink(path)}, which cannot be read" if path.is_symlink() else "not a regular file"
+        problems.append(
+            KBError(
+                "input.unreadable",
+                f"{path.name} in this Bulk Data export is {what}",
+                file=str(path),
+                hint="every *.ndjson file of an export is read: download it again, or remove it",
+            )
+        )
+    return problems
 
 
 def _index(

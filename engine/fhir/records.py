@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.fhir.bulk import PatientGroup, export_files, group_bulk_export
+from fsgs_kb.engine.fhir.bulk import PatientGroup, export_files, group_bulk_export, unreadable_export_files
 from fsgs_kb.engine.fhir.convert import convert_bundle
 from fsgs_kb.engine.fhir.errors import FhirInputError, field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
@@ -178,11 +178,16 @@ class FhirReader:
             else:
                 yield self.from_bytes(number, number, raw.rstrip(b"\r\n"), offset, f"line {number}")
 
-    def bulk(self, directory: str | Path, index_dir: str | Path | None = None) -> Iterator[Record]:
-        """A Bulk Data export: one Record per Patient, and one per unusable line (file:line)."""
+    def check_bulk(self, directory: str | Path) -> None:
+        """KBErrors when a Bulk Data export cannot be read at all: not a directory, an export file
+        that cannot be read (a link to nothing), no NDJSON file. Asked by batch before it opens its
+        output, so that such a run leaves no empty output behind."""
         root = Path(directory)
         if not root.is_dir():
             raise KBErrors([KBError("input.unreadable", "a Bulk Data export must be a directory", file=str(root))])
+        unreadable = unreadable_export_files(root)
+        if unreadable:
+            raise KBErrors(unreadable)
         if not export_files(root):  # an empty or unfinished export is not "0 patients"
             found = sorted(p.name for p in root.iterdir())[:5]
             raise KBErrors(
@@ -196,6 +201,11 @@ class FhirReader:
                     )
                 ]
             )
+
+    def bulk(self, directory: str | Path, index_dir: str | Path | None = None) -> Iterator[Record]:
+        """A Bulk Data export: one Record per Patient, and one per unusable line (file:line)."""
+        root = Path(directory)
+        self.check_bulk(root)
         with tempfile.TemporaryDirectory(prefix="fsgs-kb-bulk-", dir=index_dir) as work:
             items = group_bulk_export(
                 root,

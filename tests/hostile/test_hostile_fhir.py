@@ -225,6 +225,13 @@ def test_a_broken_bulk_export_is_refused_and_harmless_variants_are_read(tmp_path
     refused = run("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, empty, "-o", tmp_path / "e.jsonl")
     assert refused.rc == 2 and "no NDJSON file" in refused.err, refused
     assert_no_traceback(refused)
+    assert not list(tmp_path.glob("e.jsonl*"))  # refused before the output was opened: nothing left behind
+    # a part whose download failed (a link to nothing) was skipped in silence, its resources with it
+    (empty / "Observation.ndjson").symlink_to(tmp_path / "never-downloaded.ndjson")
+    (empty / "Patient.ndjson").write_text(json.dumps(patient("a")) + "\n")
+    refused = run("batch", "--input-format", "fhir-bulk", "--as-of", AS_OF, empty, "-o", tmp_path / "e.jsonl")
+    assert refused.rc == 2 and "Observation.ndjson in this Bulk Data export is a link to" in refused.err, refused
+    assert "error[input.unreadable]" in refused.err and not list(tmp_path.glob("e.jsonl*"))
     export = tmp_path / "export"
     (export / "Observation.ndjson").mkdir(parents=True)  # a directory, not a part
     first = patient("a")
