@@ -144,7 +144,7 @@ def test_a_malformed_bases_file_is_located_and_hides_no_other_file(kb_copy: Path
     found = [(Path(e["file"]).name, e["code"], e["pointer"]) for e in json.loads(checked.out)["errors"]]
     assert found == [
         ("EXTRA.yaml", "scenario.unknown_rule", "/cases/0/expect/fired/0"),
-        ("_bases.yaml", "schema.invalid", "/bases"),  # its name: at the key
+        ("_bases.yaml", "schema.invalid", "/bases/Adult On CSA"),  # its name: at the key, which the pointer names
     ]
 
 
