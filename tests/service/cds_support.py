@@ -4,6 +4,7 @@ service's prefetch templates over a FHIR Bundle."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -113,6 +114,17 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+_RUNNING: list[Server] = []  # every server started, stopped at the latest when the test run ends
+
+
+@atexit.register
+def _stop_left_running() -> None:
+    """A test that fails between starting a server and stopping it left it running after the whole
+    run (started in a session of its own, nothing else ends it): stopped here, with its workers."""
+    for server in _RUNNING:
+        server.stop()
+
+
 class Server:
     """`fsgs-kb serve` in a subprocess on a free loopback port, ready when /healthz answers."""
 
@@ -142,6 +154,7 @@ class Server:
             start_new_session=ignore_sigint,
         )
         self.client = httpx.Client(base_url=self.base, timeout=30)
+        _RUNNING.append(self)
         if wait:
             self.wait_ready()
 
