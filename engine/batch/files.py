@@ -194,7 +194,7 @@ class OutputFile:
         """Open and lock the output; on resume, verify it and return what it already holds."""
         if resume:
             self._refuse_unreadable_input()
-        self._refuse_input_as_output()
+        self.refuse_input_as_output()
         created = False
         try:
             try:
@@ -221,7 +221,7 @@ class OutputFile:
                 self.path,
                 hint="wait for it to finish, or write to another file",
             ) from None
-        self._refuse_input_as_output()  # again, now that the output exists: a hard link to the input
+        self.refuse_input_as_output()  # again, now that the output exists: a hard link to the input
         if not stat.S_ISREG(os.fstat(self.fd).st_mode):  # /dev/null, a pipe: nothing to resume
             if resume:
                 raise _refuse("batch.resume", "only a regular file can be resumed", self.path)
@@ -245,7 +245,7 @@ class OutputFile:
         os.lseek(self.fd, state.output_bytes, os.SEEK_SET)
         return state
 
-    def _refuse_input_as_output(self) -> None:
+    def refuse_input_as_output(self) -> None:
         """Before anything is opened for writing (and again once the output exists): neither the
         output nor a file written beside it (its resume record, that record's temporary file) is
         a file the input reads (`InputFiles`), by name, by link, or as the file standard input

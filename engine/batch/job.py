@@ -237,11 +237,13 @@ def run_batch(kb: KnowledgeBase, job: BatchJob, stdout: BinaryIO | None = None) 
         stream, path = open_input(job.source)
     try:
         fmt = input_format(job, stream, path)
-        if fmt == "fhir-bulk" and job.fhir is not None:  # before the output is opened: none is left behind
-            job.fhir.check_bulk(job.source)
         inputs = InputFiles.of(job.source, job.input_format, _descriptor(stream))
-        target = _Target(kb, job, path, fmt, stdout, inputs, _is_regular(stream))
+        target = _Target(kb, job, path, fmt, stdout, inputs, _is_regular(stream))  # refuses an output over the input
         try:
+            if fmt == "fhir-bulk" and job.fhir is not None:  # before the output is opened: none is left behind
+                if target.file is not None:  # first the sharper reason: a part that links to the output
+                    target.file.refuse_input_as_output()
+                job.fhir.check_bulk(job.source)
             state = target.open()
             summary = BatchSummary.from_state(state, job.workers)
             _run(kb, job, stream, fmt, target, summary, state.input_bytes)
