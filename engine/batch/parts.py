@@ -19,7 +19,6 @@ import os
 import posixpath
 import signal
 import stat
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -31,6 +30,7 @@ from fsgs_kb.engine.batch.files import same_file, write_failed, written_beside
 from fsgs_kb.engine.batch.job import BatchJob, BatchSummary, run_batch
 from fsgs_kb.engine.batch.run import BatchRunner, check_workers
 from fsgs_kb.engine.errors import KBError, KBErrors
+from fsgs_kb.engine.fresh import create_fresh
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.records import FORMATS, read_records, sniff_format
 
@@ -383,11 +383,8 @@ def evaluate_part(
     return part_counts(source, output, summary)
 
 
-def _new_file_mode() -> int:
-    """The mode `open()` gives a new file here (0666 less the umask), as the local batch's parts have."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+def _temporary_name() -> str:
+    return f"{PART_TEMPORARY[0]}{uuid.uuid4().hex}{PART_TEMPORARY[1]}"
 
 
 def _why(exc: OSError) -> str:
@@ -419,14 +416,13 @@ class PartOutput:
         try:
             if self.local:
                 self._lock()
-                fd, self.temp = tempfile.mkstemp(
-                    prefix=PART_TEMPORARY[0], suffix=PART_TEMPORARY[1], dir=os.path.dirname(self.path) or "."
-                )
-                self.handle = os.fdopen(fd, "wb")
+                # made as any new file is (0666 less the umask: the mode of a local batch's part), never
+                # through a link (create_fresh: O_EXCL | O_NOFOLLOW); mkstemp's 0600 stayed on the part
+                self.temp = os.path.join(os.path.dirname(self.path) or ".", _temporary_name())
+                self.handle = os.fdopen(create_fresh(self.temp), "wb")
             else:
                 self.fs, path = url_call(self.output, "batch.output", lambda fsspec: fsspec.core.url_to_fs(self.output))
-                name = f"{PART_TEMPORARY[0]}{uuid.uuid4().hex}{PART_TEMPORARY[1]}"
-                self.temp = posixpath.join(posixpath.dirname(path), name)
+                self.temp = posixpath.join(posixpath.dirname(path), _temporary_name())
                 self.handle = self.fs.open(self.temp, "wb")
         except OSError as exc:
             self._discard()
@@ -483,7 +479,6 @@ class PartOutput:
         try:
             self.handle.close()
             if self.local:
-                os.chmod(self.temp, _new_file_mode())  # mkstemp made it 0600: a part is an ordinary file
                 os.replace(self.temp, self.path)
             else:
                 self.fs.mv(self.temp, self.path)
