@@ -119,6 +119,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return _reply(reply, dict(exc.headers or {}))
 
 
+def _too_large(limit: int) -> Reply:
+    return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+
+
 def body_format_problem(headers: Headers) -> str | None:
     """Why a body with these headers is not read as JSON, or None: its Content-Type
     (`media_type_problem`), given once (two say two things, and which was meant is unknowable),
@@ -182,8 +186,10 @@ class Service:
             return outcome(415, unreadable, "not-supported")
         limit = self.config.max_request_bytes
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+        announced = int(declared) if declared and declared.isdigit() else None
+        of = f" of {announced}" if announced is not None else ""
+        if announced is not None and announced > limit:
+            return _too_large(limit)
         raw = bytearray()
 
         async def read() -> bool:
@@ -196,15 +202,13 @@ class Service:
 
         try:  # a body trickling in (or never sent) holds the connection no longer than its head may
             if not await asyncio.wait_for(read(), self.config.read_timeout_seconds):
-                return outcome(413, f"request body larger than {limit} bytes", "too-costly")
+                return _too_large(limit)
         except asyncio.TimeoutError:
-            of = f" of {declared}" if declared and declared.isdigit() else ""
             seconds = f"{self.config.read_timeout_seconds:g}"
             said = f"the request body did not arrive within {seconds} s ({len(raw)}{of} bytes received)"
             log.info("408 %s %s: %s", request.method, request.url.path, said)
             return outcome(408, said, "timeout")
         except ClientDisconnect:  # the client went away: not a bug, no traceback; the call still leaves a row
-            of = f" of {declared}" if declared and declared.isdigit() else ""
             said = f"the client disconnected before the request body was complete ({len(raw)}{of} bytes received)"
             log.info("%s %s %s: %s", CLIENT_CLOSED, request.method, request.url.path, said)
             return outcome(CLIENT_CLOSED, said, "incomplete")

@@ -41,7 +41,7 @@ import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from fsgs_kb.service.config import DEFAULT_READ_TIMEOUT_SECONDS
-from fsgs_kb.service.hooks import outcome
+from fsgs_kb.service.hooks import Reply, outcome
 
 MAX_HEAD_BYTES = 32 * 1024
 H11_DEFAULT_BYTES = 16 * 1024  # h11's max_incomplete_event_size when none is given
@@ -112,12 +112,11 @@ class OutcomeH11Protocol(H11Protocol):
         peer = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
         log.info("408 from %s: %s", peer, said)
         # written directly: h11 answers only a request it has read, and this one never was
-        body = orjson.dumps(outcome(408, said, "timeout").body)
-        head = (
-            f"HTTP/1.1 408 {HTTPStatus(408).phrase}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        body, headers = _closing_answer(outcome(408, said, "timeout"))
+        head = f"HTTP/1.1 408 {HTTPStatus(408).phrase}\r\n" + "".join(
+            f"{k.decode()}: {v.decode()}\r\n" for k, v in headers
         )
-        self.transport.write(head.encode("ascii") + body)
+        self.transport.write(head.encode("ascii") + b"\r\n" + body)
         self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
@@ -126,12 +125,7 @@ class OutcomeH11Protocol(H11Protocol):
             reply = outcome(431, f"the request line and headers are larger than {limit} bytes", "too-costly")
         else:
             reply = outcome(400, "not an HTTP/1.1 request: its request line or a header cannot be read", "structure")
-        body = orjson.dumps(reply.body)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
+        body, headers = _closing_answer(reply)
         try:
             for event in (
                 h11.Response(status_code=reply.status, headers=headers, reason=HTTPStatus(reply.status).phrase),
@@ -142,3 +136,13 @@ class OutcomeH11Protocol(H11Protocol):
         except h11.LocalProtocolError:  # an answer had already begun on this connection: nothing more can be said
             pass
         self.transport.close()
+
+
+def _closing_answer(reply: Reply) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """An OperationOutcome's body and the headers of an answer after which the connection closes."""
+    body = orjson.dumps(reply.body)
+    return body, [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
