@@ -27,6 +27,15 @@ GOOD = {
 }
 
 
+def call_with_server(fhir_server: Any) -> dict[str, Any]:
+    """A patient-view call with no prefetch, whose fhirServer is `fhir_server` (None: left out)."""
+    body = hook_request("patient-view", "p1", None)
+    body.pop("fhirServer")
+    if fhir_server is not None:
+        body["fhirServer"] = fhir_server
+    return body
+
+
 def without(key: str) -> dict[str, Any]:
     return {k: v for k, v in GOOD.items() if k != key}
 
@@ -65,10 +74,7 @@ def without(key: str) -> dict[str, Any]:
 def test_fhir_access_of_the_wrong_shape_is_a_400_naming_the_field(
     server: Server, ehr: Any, fhir_server: Any, authorization: Any, said: str
 ) -> None:
-    body = hook_request("patient-view", "p1", None)
-    body.pop("fhirServer")
-    if fhir_server is not None:
-        body["fhirServer"] = fhir_server
+    body = call_with_server(fhir_server)
     body["fhirAuthorization"] = authorization
     seen = len(server.log_text())
     answer = signed_call(server, ehr, PV, body)
@@ -103,10 +109,7 @@ def test_fhir_access_of_the_wrong_shape_is_a_400_naming_the_field(
 def test_fhir_access_of_the_right_shape_is_taken(
     server: Server, ehr: Any, fhir_server: Any, authorization: Any, status: int
 ) -> None:
-    body = hook_request("patient-view", "p1", None)
-    body.pop("fhirServer")
-    if fhir_server is not None:
-        body["fhirServer"] = fhir_server
+    body = call_with_server(fhir_server)
     if authorization is not None:
         body["fhirAuthorization"] = authorization
     assert signed_call(server, ehr, PV, body).status_code == status
