@@ -42,7 +42,7 @@ def as_kb_errors(exc: FhirMapError) -> list[KBError]:
             line=p.line,
             col=p.col,
             pointer=p.pointer,
-            hint="see the rules at the top of rules/fhir-map.yaml",
+            hint=p.hint or "see the rules at the top of rules/fhir-map.yaml",
         )
         for p in exc.problems
     ]

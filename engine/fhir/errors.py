@@ -19,6 +19,7 @@ class Problem:
     pointer: str = ""
     line: int | None = None
     col: int | None = None
+    hint: str | None = None  # how to fix it, where the problem knows better than the map's header
 
     def render(self, file: str = "") -> str:
         """`file:line:col: pointer: message`, the shape an editor can jump to."""

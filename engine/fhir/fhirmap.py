@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from fsgs_kb.engine.fhir.errors import FhirMapError, Problem, pointer_join
-from fsgs_kb.engine.fhir.yamlload import load_yaml
+from fsgs_kb.engine.fhir.yamlload import KEY, load_yaml
 from fsgs_kb.engine.load.fingerprint import canonical_json
-from fsgs_kb.engine.load.schemas import part_validator
+from fsgs_kb.engine.load.schemas import explained, part_validator
 
 SCHEMA_NAME = "fhir-map.schema.json"
 
@@ -125,15 +125,16 @@ class FhirMap:
 
 
 def _schema_problems(data: Any, schema: dict[str, Any], positions: dict[str, tuple[int, int]]) -> list[Problem]:
-    from jsonschema.exceptions import best_match  # only a map being checked needs jsonschema
-
+    """The map's schema problems in the words and with the fixes the knowledge base's own files
+    get (engine/load/schemas.py), placed at their line and column."""
     validator = part_validator(schema)  # the project's patterns: `$` is the end of the text, as in the KB's schemas
     problems = []
-    for err in validator.iter_errors(data):
-        leaf = best_match([err])
-        pointer = pointer_join("", *leaf.absolute_path)
-        line, col = _where(positions, pointer)
-        problems.append(Problem(leaf.message, pointer, line, col))
+    for found in explained(validator, data):
+        at_key = positions.get(found.pointer + KEY) if found.key else None
+        line, col = at_key or _where(positions, found.pointer)
+        prefix = f"{found.pointer or '/'}: "  # as_kb_errors writes the pointer before every message
+        message = found.message[len(prefix) :] if found.message.startswith(prefix) else found.message
+        problems.append(Problem(message, found.pointer, line, col, found.hint))
     return problems
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -152,13 +153,7 @@ def _branch_of_same_type(error: jsonschema.ValidationError) -> list[jsonschema.V
 def schema_errors(name: str, doc: Located, skip: Callable[[str], bool] = lambda p: False) -> list[KBError]:
     """Every schema problem of a document, located; pointers for which `skip` is true are left
     to a more specific checker that gives better messages (the condition parser)."""
-    out: list[KBError] = []
-    for raw in validator(name).iter_errors(doc.data):
-        for error in _leaf_errors(raw):
-            pointer = _instance_pointer(error)
-            if skip(pointer):
-                continue
-            out.extend(_to_kb_errors(error, pointer, doc))
+    out = [doc.error(f.code, f.message, f.pointer, f.hint, f.key) for f in explained(validator(name), doc.data, skip)]
     return _drop_misspelt_required(out)
 
 
@@ -175,12 +170,39 @@ def _drop_misspelt_required(errors: list[KBError]) -> list[KBError]:
     ]
 
 
-def _to_kb_errors(error: jsonschema.ValidationError, pointer: str, doc: Located) -> list[KBError]:
+@dataclass(frozen=True)
+class SchemaFinding:
+    """One schema problem in an editor's words, before it is placed in a file: the knowledge
+    base's documents (`schema_errors`) and the FHIR map (engine/fhir/fhirmap.py) say it alike.
+    `key`: placed at the key named by the pointer's last part rather than at its value."""
+
+    code: str
+    message: str
+    pointer: str
+    hint: str
+    key: bool = False
+
+
+def explained(
+    validator: jsonschema.protocols.Validator, data: Any, skip: Callable[[str], bool] = lambda p: False
+) -> Iterator[SchemaFinding]:
+    """Every problem `validator` finds in `data`, in an editor's words (an anyOf narrowed to the
+    alternative the value's type chose); those at a pointer `skip` takes are left out."""
+    for raw in validator.iter_errors(data):
+        for error in _leaf_errors(raw):
+            pointer = _instance_pointer(error)
+            if not skip(pointer):
+                yield from describe(error, pointer)
+
+
+def describe(error: jsonschema.ValidationError, pointer: str) -> list[SchemaFinding]:
+    """What is wrong at `pointer` and how to fix it: jsonschema's finding reworded, never its
+    regular expressions or a mapping echoed back."""
     unexpected = _unexpected_keys(error)
     if unexpected:
         allowed = sorted(_properties(error))
         return [
-            doc.error(
+            SchemaFinding(
                 "schema.unknown_field",
                 f"unknown field '{key}'",
                 pointer_join(pointer, key),
@@ -190,16 +212,56 @@ def _to_kb_errors(error: jsonschema.ValidationError, pointer: str, doc: Located)
             for key in unexpected
         ]
     if error.validator == "required":
-        return [doc.error("schema.missing_field", error.message, pointer, _missing_fix(error))]
+        return [SchemaFinding("schema.missing_field", error.message, pointer, _missing_fix(error))]
     hint = error.schema.get("description") if isinstance(error.schema, dict) else None
     if error.validator == "enum" and isinstance(error.instance, str) and isinstance(error.validator_value, list):
         hint = did_you_mean(error.instance, [str(c) for c in error.validator_value]) or hint
+    if error.validator == "uniqueItems" and isinstance(error.instance, list):
+        repeated = _repeated_item(error.instance)
+        if repeated is not None:  # at the second copy, which is the one to remove
+            first, again = repeated
+            item = error.instance[again]
+            at = pointer_join(pointer, str(again))
+            message = f"{at}: {item!r} is listed twice (also at {pointer_join(pointer, str(first))})"
+            return [SchemaFinding("schema.invalid", message, at, f"remove this {item!r}: each entry once")]
+    hint = _stray_characters(error) or hint or _fix(error)
     message = f"{pointer or '/'}: {_short_message(error)}"
     if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
         # a key of the mapping at `pointer` (a parameter, sentence or base renamed out of its
         # form): jsonschema places it at the mapping, which put it at the mapping's first key
-        return [doc.error("schema.invalid", message, pointer_join(pointer, error.instance), hint or _fix(error), True)]
-    return [doc.error("schema.invalid", message, pointer, hint or _fix(error))]
+        return [SchemaFinding("schema.invalid", message, pointer_join(pointer, error.instance), hint, key=True)]
+    return [SchemaFinding("schema.invalid", message, pointer, hint)]
+
+
+TYPOGRAPHIC_QUOTES = "“”„‘’‚«»"
+
+
+def _stray_characters(error: jsonschema.ValidationError) -> str | None:
+    """A value that must be written plainly (an id, a sentence label, a version, a choice) with
+    something around it the editor did not mean: a word processor's curly quotes, which YAML
+    keeps as part of the text, or a space or line break at its start or end (a `|` block, a
+    quoted string running onto the next line). Says what to write instead."""
+    instance = error.instance
+    if error.validator not in ("pattern", "enum", "const") or not isinstance(instance, str):
+        return None
+    plain = instance.strip(TYPOGRAPHIC_QUOTES + " \t\r\n")
+    if plain == instance or not plain:
+        return None
+    if plain == instance.strip():
+        return f"remove the space or line break at its start or end: write {plain!r}"
+    return f"remove the curly quotes a word processor put in: write {plain} (YAML needs no quotes here)"
+
+
+def _repeated_item(items: list[Any]) -> tuple[int, int] | None:
+    """(index of the first, index of the second) of the first item a list holds twice, compared as
+    JSON (1 and true are different items there, as jsonschema's uniqueItems has them)."""
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        key = json.dumps(item, sort_keys=True)
+        if key in seen:
+            return seen[key], index
+        seen[key] = index
+    return None
 
 
 def _missing_fix(error: jsonschema.ValidationError) -> str:
