@@ -529,7 +529,7 @@ class Checker:
                     param.pointer,
                     "param.unused",
                     f"parameter '{param.name}' is used by no rule",
-                    "remove it, or use it in a rule or derived value",
+                    _unused_fix(param.name, used - set(self.model.parameters)),
                     key=True,
                     severity="warning",
                 )
@@ -630,3 +630,15 @@ def run_checks(checker: Checker) -> Coverage | None:
         checker.check_rule(rule)
     checker.check_parameters()
     return checker.coverage()
+
+
+def _unused_fix(name: str, unknown: set[str]) -> str:
+    """How to fix an unused parameter: where rules and derived values name a parameter that does
+    not exist and is close to this one, it was most likely renamed here and not there."""
+    for old in sorted(unknown):
+        if did_you_mean(old, {name}):
+            return (
+                f"rules or derived values still name '{old}': if you renamed it to '{name}', "
+                f"rename it there too (or back here)"
+            )
+    return "remove it, or use it in a rule or derived value"
