@@ -168,16 +168,18 @@ class Service:
         if config.mask_key() is None:
             log.info("no masking secret configured: patient identifiers are stored in clear in the decision log")
 
-    async def authorized(self, request: Request) -> bool:
+    async def refusal(self, request: Request) -> str | None:
+        """Why the gate refuses this request's token (the answer is 401 whatever the reason; the
+        reason goes to the server log and a refused call's row, the token nowhere), or None."""
         try:
             await self.tokens.check(request.headers.get("authorization"), self.config.url(request.url.path))
         except Rejected as why:
             log.info("401 %s %s: %s", request.method, request.url.path, why)
-            return False
+            return f"token refused: {why}"
         except Exception as exc:  # a bug in the gate still closes it (the token is not in the message)
             log.error("401 %s %s: token check failed: %s", request.method, request.url.path, type(exc).__name__)
-            return False
-        return True
+            return f"token refused: token check failed ({type(exc).__name__})"
+        return None
 
     async def body(self, request: Request) -> Any:
         """The JSON body, refusing another media type and more than max_request_bytes; Reply on failure."""
@@ -224,10 +226,10 @@ class Service:
         return value
 
     @staticmethod
-    def _guarded(handler: Any, service_id: str, body: Any) -> Reply:
+    def _guarded(handler: Any, service_id: str, *args: Any) -> Reply:
         """A bug answers 500 with an OperationOutcome and one log line with its traceback."""
         try:
-            reply: Reply = handler(service_id, body)
+            reply: Reply = handler(service_id, *args)
         except Exception:
             log.exception("internal error in %s for service %s", getattr(handler, "__name__", "?"), service_id)
             return outcome(500, "internal error; the service log has the details", "exception")
@@ -238,29 +240,40 @@ class Service:
         return Json({"status": "ok"})
 
     async def discovery(self, request: Request) -> Response:
-        if not await self.authorized(request):
+        if await self.refusal(request) is not None:
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         return Json(self.hooks.discovery())
 
     async def hook(self, request: Request) -> Response:
+        """A hook call. Every answer leaves one decision row: refused ones (a token the gate
+        refused, a body not read) as `rejected_<status>` with the reason, never the body."""
         start = time.perf_counter()
-        if not await self.authorized(request):
+        service_id = request.path_params["service"]
+        refused = await self.refusal(request)
+        if refused is not None:
+            self._guarded(self.hooks.rejected_call, service_id, UNAUTHORIZED, refused)
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         body = await self.body(request)
         if isinstance(body, Reply):  # signed, but not JSON or too large: still one row in the log
-            self._guarded(self.hooks.rejected_call, request.path_params["service"], body)
+            self._guarded(self.hooks.rejected_call, service_id, body)
             return _reply(body)
-        reply = self._guarded(self.hooks.call, request.path_params["service"], body)
+        reply = self._guarded(self.hooks.call, service_id, body)
         elapsed = (time.perf_counter() - start) * 1000
         return _reply(reply, {"Server-Timing": f"app;dur={elapsed:.2f}"})  # token check to cards, in ms
 
     async def feedback(self, request: Request) -> Response:
-        if not await self.authorized(request):
+        """Feedback. A refused call (any answer but 200: the token, the body, an item) writes no
+        feedback and leaves one `feedback_refused` row with its status and reason, never the body."""
+        service_id = request.path_params["service"]
+        refused = await self.refusal(request)
+        if refused is not None:
+            self._guarded(self.hooks.refused_feedback, service_id, UNAUTHORIZED, refused)
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         body = await self.body(request)
-        if isinstance(body, Reply):
-            return _reply(body)
-        return _reply(self._guarded(self.hooks.feedback, request.path_params["service"], body))
+        reply = body if isinstance(body, Reply) else self._guarded(self.hooks.feedback, service_id, body)
+        if reply.status != 200:
+            self._guarded(self.hooks.refused_feedback, service_id, reply)
+        return _reply(reply)
 
     async def handbook_page(self, request: Request) -> Response:
         page = request.path_params.get("page") or "index.html"

@@ -28,7 +28,7 @@ from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
-from fsgs_kb.service.decisionlog import DecisionLog, FeedbackRefused, patient_origin
+from fsgs_kb.service.decisionlog import MAX_REASON, DecisionLog, FeedbackRefused, patient_origin
 from fsgs_kb.service.drafts import (
     DRUG,
     cyclosporine_drafts,
@@ -169,14 +169,16 @@ class Hooks:
             self.rejected(service_id, body, outcome(500, "internal error", "exception"))
             raise
 
-    def rejected_call(self, service_id: str, reply: Reply) -> Reply:
-        """The row of a call whose body could not be read (not JSON, too large)."""
-        self.rejected(service_id, None, reply)
+    def rejected_call(self, service_id: str, reply: Reply, note: str | None = None) -> Reply:
+        """The row of a call whose body was not read: a token the gate refused (401, `note` the
+        gate's reason, which the answer does not say), a body not JSON, too large, too slow."""
+        self.rejected(service_id, None, reply, note)
         return reply
 
-    def rejected(self, service_id: str, body: Any, reply: Reply) -> None:
-        """Every hook call leaves a row, also one answered with an error: what was asked (as far as
-        the body says), the status `rejected_<HTTP status>` and the message sent back."""
+    def rejected(self, service_id: str, body: Any, reply: Reply, note: str | None = None) -> None:
+        """Every hook call to one of these services leaves a row, also one answered with an error:
+        what was asked (as far as the body says), the status `rejected_<HTTP status>` and the
+        message sent back (or `note`). A path naming no service is no call to one: no row."""
         service = self.services.get(service_id)
         if service is None:
             return
@@ -189,8 +191,7 @@ class Hooks:
             hook_instance if isinstance(hook_instance, str) else "",
             patient if isinstance(patient, str) else None,
         )
-        message = reply.body.get("issue", [{}])[0].get("diagnostics", "")
-        self._log(row, None, f"rejected_{reply.status}", [], note=str(message)[:500])
+        self._log(row, None, f"rejected_{reply.status}", [], note=(note or diagnostics(reply))[:MAX_REASON])
 
     @staticmethod
     def _check_request(service: HookService, body: Any) -> tuple[str, dict[str, Any]]:
@@ -309,6 +310,14 @@ class Hooks:
         self.decisions.record_decision(**row, kb=self.kb_record, result=result, status=status, cards=cards, note=note)
 
     # ---- feedback -------------------------------------------------------------------------------
+    def refused_feedback(self, service_id: str, reply: Reply, note: str | None = None) -> Reply:
+        """The row of a feedback call answered with an error (`feedback_refused`): when, which
+        service, the status and the message sent back (or `note`, the gate's reason for a 401),
+        never the body. A path naming no service is no call to one: no row."""
+        if service_id in self.services:
+            self.decisions.record_refused_feedback(service_id, reply.status, note or diagnostics(reply))
+        return reply
+
     def feedback(self, service_id: str, body: Any) -> Reply:
         if service_id not in self.services:
             return outcome(404, f"no CDS service {service_id!r}", "not-found")
@@ -327,6 +336,13 @@ class Hooks:
             code = {409: "conflict", 404: "not-found"}.get(refused.status, "business-rule")
             return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
         return Reply(200, {})
+
+
+def diagnostics(reply: Reply) -> str:
+    """The message an error answer gave (its OperationOutcome's first diagnostics)."""
+    issues = reply.body.get("issue")
+    first = issues[0] if isinstance(issues, list) and issues and isinstance(issues[0], dict) else {}
+    return str(first.get("diagnostics", ""))
 
 
 def _shown(value: Any, limit: int = 60) -> str:
