@@ -53,7 +53,8 @@ from fsgs_kb.engine.read.jsontext import duplicate_key, key_count, loads
 from fsgs_kb.engine.report.handbook import Handbook
 from fsgs_kb.service.config import ServiceConfig, load_config
 from fsgs_kb.service.decisionlog import DecisionLog
-from fsgs_kb.service.hooks import Hooks, Reply, outcome
+from fsgs_kb.service.fhirfetch import Fetched, MedicationFetcher
+from fsgs_kb.service.hooks import ORDER_HOOKS, Hooks, Reply, fhir_access_problem, outcome
 from fsgs_kb.service.jwtcheck import KeyStore, Rejected, TokenChecker
 from fsgs_kb.service.run import CONFIG_ENV, ignore_inherited
 
@@ -162,6 +163,7 @@ class Service:
         self.hooks = Hooks(config, kb, fmap, self.decisions)
         self.keys = KeyStore(config.jwks_refetch_seconds, config.jwks_max_age_seconds)
         self.tokens = TokenChecker(config, self.keys, self.decisions.remember_jti)
+        self.medications = MedicationFetcher(config.fetch_medications)
         self.handbook = Handbook(kb.model, kb.fingerprint).pages()
         if self.hooks.note:
             log.warning("%s", self.hooks.note)
@@ -257,9 +259,25 @@ class Service:
         if isinstance(body, Reply):  # signed, but not JSON or too large: still one row in the log
             self._guarded(self.hooks.rejected_call, service_id, body)
             return _reply(body)
-        reply = self._guarded(self.hooks.call, service_id, body)
+        fetched = await self._medications(service_id, body)
+        reply = self._guarded(self.hooks.call, service_id, body, fetched)
         elapsed = (time.perf_counter() - start) * 1000
         return _reply(reply, {"Server-Timing": f"app;dur={elapsed:.2f}"})  # token check to cards, in ms
+
+    async def _medications(self, service_id: str, body: Any) -> Fetched:
+        """The Medications the call's orders name and it lacks, read from the EHR's FHIR server
+        (service/fhirfetch.py) when the call is to a service here and its FHIR access is of the
+        right shape (else the call is refused, and nothing is fetched for it)."""
+        service = self.hooks.services.get(service_id)
+        if service is None or not isinstance(body, dict):
+            return Fetched()
+        if fhir_access_problem(body.get("fhirServer"), body.get("fhirAuthorization")) is not None:
+            return Fetched()
+        try:
+            return await self.medications.fetch(body, self.hooks.templates.keys, service.hook in ORDER_HOOKS)
+        except Exception:  # a bug here costs the fetch, not the call: its orders are named as unresolved
+            log.exception("internal error fetching Medications for service %s", service_id)
+            return Fetched()
 
     async def feedback(self, request: Request) -> Response:
         """Feedback. A refused call (any answer but 200: the token, the body, an item) writes no
@@ -284,6 +302,7 @@ class Service:
 
     async def close(self) -> None:
         await self.keys.close()
+        await self.medications.close()
         self.decisions.close()
 
 

@@ -38,6 +38,7 @@ from fsgs_kb.service.drafts import (
     restore_ids,
     signed_record,
 )
+from fsgs_kb.service.fhirfetch import Fetched, explain_unfetched
 from fsgs_kb.service.prefetch import RequestProblem, Templates, about_someone_else, bundle_of, collect, origin_key
 
 log = logging.getLogger("fsgs_kb.service")
@@ -60,6 +61,14 @@ UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 # context.patientId is "the FHIR Patient.id" (CDS Hooks 2.0), whose type is FHIR R4's `id`; an
 # underscore is taken too (ids minted outside FHIR carry them, and nothing here reads it as a path)
 FHIR_ID = re.compile(r"[A-Za-z0-9\-._]{1,64}")
+
+
+USAGE = (
+    "Prefetch every key; the *-by-medication keys (orders and statements naming their drug by a Medication "
+    "reference, with those Medications) are optional. With fhirServer and fhirAuthorization, the service reads "
+    "from the FHIR server only a Medication an order names that the request does not include "
+    "(GET [fhirServer]/Medication/[id]: a Medication read scope)."
+)
 
 
 @dataclass(frozen=True)
@@ -143,14 +152,16 @@ class Hooks:
                     "title": s.title,
                     "description": s.description + suffix,
                     "prefetch": dict(prefetch),
-                    "usageRequirements": "Prefetch every key; the service never queries the FHIR server itself.",
+                    "usageRequirements": USAGE,
                 }
                 for s in SERVICES
             ]
         }
 
     # ---- a hook call ----------------------------------------------------------------------------
-    def call(self, service_id: str, body: Any) -> Reply:
+    def call(self, service_id: str, body: Any, fetched: Fetched | None = None) -> Reply:
+        """A hook call's answer. `fetched`: the Medications its orders name that the service read
+        from the EHR's FHIR server (service/fhirfetch.py), and why others could not be."""
         service = self.services.get(service_id)
         if service is None:
             return outcome(404, f"no CDS service {service_id!r}", "not-found")
@@ -160,7 +171,7 @@ class Hooks:
             return reply
         try:
             hook_instance, context = self._check_request(service, body)
-            return self._answer(service, hook_instance, context, body)
+            return self._answer(service, hook_instance, context, body, fetched or Fetched())
         except RequestProblem as problem:
             reply = outcome(problem.status, problem.message, problem.code)
             self.rejected(service_id, body, reply)
@@ -226,15 +237,18 @@ class Hooks:
             raise RequestProblem(400, problem, "required" if "without fhirServer" in problem else "invalid")
         return body["hookInstance"], context
 
-    def _answer(self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any]) -> Reply:
+    def _answer(
+        self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any], fetched: Fetched
+    ) -> Reply:
         patient_id = context["patientId"]
         row = _row(service, hook_instance, patient_id)
         as_of = today()  # the service's calendar day, as for the command line (engine/fhir/dates.py)
         drafts, drafts_aside = (
-            cyclosporine_drafts(context, self.fmap, patient_id, as_of, body.get("prefetch"))
+            cyclosporine_drafts(context, self.fmap, patient_id, as_of, body.get("prefetch"), fetched.entries)
             if service.hook in ORDER_HOOKS
             else ([], [])
         )
+        drafts_aside = explain_unfetched(drafts_aside, fetched.problems)
         if service.hook in ORDER_HOOKS and not drafts:  # nothing to evaluate: no data needed
             logged_aside = self.decisions.logged_set_aside(drafts_aside)
             said = "cyclosporine drafts set aside: " + "; ".join(a["message"] for a in logged_aside)
@@ -246,17 +260,18 @@ class Hooks:
                 self.kb.fingerprint, input_sha256({**call, "patient": self.decisions.pseudonym(patient_id)})
             )
             made = self.cards.order_not_checked(call_id, DRUG, drafts_aside)
-            self._log(row, None, "no_cyclosporine_draft", made.rows, note=said if drafts_aside else None)
+            note = _joined(said if drafts_aside else None, fetched.said())
+            self._log(row, None, "no_cyclosporine_draft", made.rows, note=note)
             return Reply(200, {"cards": made.cards})
         got = collect(body.get("prefetch"), list(self.templates.keys), patient_id, body.get("fhirServer"))
-        if got.absent and not body.get("fhirAuthorization"):
+        missing = self.templates.required(got.absent)  # an optional key not sent is no 412 (service/prefetch.py)
+        if missing and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
-            return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")
-        entries, renamed = (
-            draft_regimen(drafts, got.entries + extra_medications(got.entries, context), self.fmap, as_of)
-            if drafts
-            else (got.entries, {})
-        )
+            return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(missing), "incomplete")
+        # the Medications the draft orders' Bundle holds and those fetched from the FHIR server are
+        # read with the rest, so an order naming one by medicationReference is read as that drug
+        gathered = got.entries + extra_medications(got.entries, context if drafts else {}, fetched.entries)
+        entries, renamed = draft_regimen(drafts, gathered, self.fmap, as_of) if drafts else (gathered, {})
         origins = {**got.origins, **(draft_origins(context) if drafts else {})}
         origins |= {
             ("MedicationRequest", new): got.origins.get(("MedicationRequest", old), "") for new, old in renamed.items()
@@ -268,7 +283,9 @@ class Hooks:
             said = f"{in_request(exc.pointer, where)}: {exc.message}" if exc.pointer else exc.message
             raise RequestProblem(400, f"prefetch cannot be read as one patient's data: {said}") from None
         record, prov = done.record, restore_ids(done.sources, renamed)
-        converted = [restore_ids(located(item.to_dict(), where), renamed) for item in done.set_aside]
+        converted = explain_unfetched(
+            [restore_ids(located(item.to_dict(), where), renamed) for item in done.set_aside], fetched.problems
+        )
         if (someone_else := about_someone_else(got, converted)) is not None:
             raise RequestProblem(400, someone_else)
         set_aside = drafts_aside + got.unread + converted
@@ -289,7 +306,8 @@ class Hooks:
             set_aside=set_aside,
             empty=None if got.received else got.empty,
         )
-        note = "absent with fhirAuthorization: " + ", ".join(got.absent) if got.absent else None
+        authorized = "with fhirAuthorization" if body.get("fhirAuthorization") else "(optional keys)"
+        note = _joined(f"absent {authorized}: " + ", ".join(got.absent) if got.absent else None, fetched.said())
         # the log keeps the result at standard detail (what the patient decided; the knowledge
         # base of its fingerprint holds the rest, so `expand` and `replay` rebuild it) and what
         # was set aside (carried beside it, as for FHIR input on the command line; replay skips it)
@@ -336,6 +354,11 @@ class Hooks:
             code = {409: "conflict", 404: "not-found"}.get(refused.status, "business-rule")
             return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
         return Reply(200, {})
+
+
+def _joined(*notes: str | None) -> str | None:
+    """A row's note of several parts (None when there is none)."""
+    return "; ".join(n for n in notes if n) or None
 
 
 def diagnostics(reply: Reply) -> str:
