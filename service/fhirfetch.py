@@ -66,7 +66,7 @@ class Fetched:
         if self.entries:
             parts.append("fetched from fhirServer: " + ", ".join(e["fullUrl"] for e in self.entries))
         if self.problems:
-            parts.append("not fetched: " + "; ".join(f"{ref} ({why})" for ref, why in self.problems.items()))
+            parts.append("not fetched: " + "; ".join(f"{quoted(ref)} ({why})" for ref, why in self.problems.items()))
         return "; ".join(parts) or None
 
 
@@ -163,7 +163,7 @@ class MedicationFetcher:
         for ref in wanted:
             url = medication_url(server, ref)
             if url is None:
-                done.problems[ref] = "it names another server than fhirServer, or is not a Medication/<id> reference"
+                done.problems[ref] = "it names another server than fhirServer, or is not of the form Medication/(id)"
             elif len(urls) >= MAX_FETCHES:
                 done.problems[ref] = f"more than {MAX_FETCHES} Medications to fetch in one call"
             else:
@@ -193,13 +193,17 @@ class MedicationFetcher:
     async def _one(self, url: str, wanted: str, token: str) -> dict[str, Any] | str:
         """The Medication `wanted` at `url`, or why it could not be read (never raises)."""
         assert self.client is not None
-        headers = {"Accept": "application/fhir+json", "Authorization": f"Bearer {token}"}
+        # identity only: a compressed answer could expand far past the byte limit in one chunk
+        headers = {"Accept": "application/fhir+json", "Accept-Encoding": "identity", "Authorization": f"Bearer {token}"}
         try:
             async with self.client.stream("GET", url, headers=headers) as response:
                 if response.status_code != 200:
                     return f"the FHIR server answered {response.status_code}"
+                coding = response.headers.get("content-encoding", "identity").strip().lower()
+                if coding not in ("", "identity"):
+                    return f"the FHIR server's answer is compressed ({quoted(coding)}), which is not read"
                 raw = bytearray()
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     raw.extend(chunk)
                     if len(raw) > MAX_MEDICATION_BYTES:
                         return f"the FHIR server's answer is larger than {MAX_MEDICATION_BYTES} bytes"

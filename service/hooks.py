@@ -24,6 +24,7 @@ from fsgs_kb.engine.fhir import FhirInputError, FhirMap, convert_bundle
 from fsgs_kb.engine.fhir.codes import within_depth
 from fsgs_kb.engine.fhir.dates import today
 from fsgs_kb.engine.fhir.records import located
+from fsgs_kb.engine.fhir.refs import MAX_URL
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.service.cards import CardMaker
@@ -398,11 +399,14 @@ def fhir_access_problem(server: Any, authorization: Any) -> str | None:
     So a fhirAuthorization that is not one (`"yes"`, an object without its token) counted as FHIR
     access, and `{}` as none; and a fhirServer that is no URL was silently ignored. CDS Hooks 2.0
     requires fhirServer with fhirAuthorization, and access_token, token_type (Bearer), expires_in
-    (integer), scope and subject in it. The access token is never quoted."""
+    (integer), scope and subject in it. The access token is never quoted. A fhirServer longer than
+    MAX_URL (4,096 characters, beyond which no reference is matched against it) or with a port past
+    65535 is no URL either (both were taken)."""
     if server is not None:
         try:
-            url = urlsplit(server) if isinstance(server, str) else None
-        except ValueError:  # "https://[::1": a bracket never closed
+            url = urlsplit(server) if isinstance(server, str) and len(server) <= MAX_URL else None
+            _ = url.port if url is not None else None  # read to check it: ":99999" raises
+        except ValueError:  # "https://[::1": a bracket never closed; a port past 65535
             url = None
         if url is None or url.scheme.lower() not in ("http", "https") or not url.hostname:
             shown = repr(server[:100]) if isinstance(server, str) else _json_kind(server)

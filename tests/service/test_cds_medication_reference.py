@@ -17,6 +17,7 @@ Medications and records each request), over HTTP."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import threading
 import time
@@ -43,12 +44,14 @@ PV, OS = "fsgs-csa-patient-view", "fsgs-csa-order-sign"
 TOKEN = "fhir-access-token-never-logged-91c2"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CYCLOSPORINE = {"resourceType": "Medication", "id": "med-csa", "code": {"coding": [{"system": RXNORM, "code": "3008"}]}}
+ELSEWHERE = "it names another server than fhirServer, or is not of the form Medication/(id)"
 SLOW_SECONDS = 6.0  # past the service's 3 s for all its fetches
 
 
 class FhirServer:
     """Medications on loopback, by id: `med-csa` is cyclosporine; `gone` answers 404, `moved` a
-    redirect to med-csa, `other` another Medication's id, `slow` nothing for SLOW_SECONDS.
+    redirect to med-csa, `other` another Medication's id, `slow` nothing for SLOW_SECONDS, `zipped`
+    med-csa gzip-compressed.
     `requests` records (path, Authorization header) of each request."""
 
     def __init__(self) -> None:
@@ -62,6 +65,14 @@ class FhirServer:
                 name = self.path.rpartition("/")[2]
                 if name == "slow":
                     outer.release.wait(SLOW_SECONDS)
+                if name == "zipped":  # a compressed answer (which could expand past any limit) is not read
+                    body = gzip.compress(json.dumps({**CYCLOSPORINE, "id": "zipped"}).encode())
+                    self.send_response(200)
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if name == "moved":
                     self.send_response(302)
                     self.send_header("Location", "/fhir/Medication/med-csa")
@@ -247,7 +258,8 @@ def test_without_fhir_authorization_nothing_is_fetched(own: Server, ehr: Any, fh
         ("Medication/moved", "the FHIR server answered 302"),  # a redirect is not followed (the token with it)
         ("Medication/other", "the FHIR server's answer is not Medication/other"),
         ("Medication/slow", "no answer within 3 s"),
-        ("https://elsewhere.example.org/fhir/Medication/med-csa", "it names another server than fhirServer"),
+        ("Medication/zipped", "the FHIR server's answer is compressed (gzip), which is not read"),
+        ("https://elsewhere.example.org/fhir/Medication/med-csa", ELSEWHERE),
     ],
 )
 def test_a_medication_that_cannot_be_read_is_said_on_the_order_card(
@@ -288,3 +300,17 @@ def test_fetching_can_be_turned_off(ehr: Any, fhir: FhirServer, tmp_path: Path) 
         assert fhir.requests[seen:] == []
     finally:
         off.stop()
+
+
+def test_a_draft_naming_its_medication_by_display_only_is_named_not_passed_over(own: Server, ehr: Any) -> None:
+    """A medicationReference with a display and no reference (found in the sweep): the draft was
+    read as no drug at all, and order-sign answered `{"cards": []}` for what may be cyclosporine."""
+    bundle = patient_bundle(example("dose-above-ceiling"))
+    pid = patient_id(bundle)
+    body = hook_request("order-sign", pid, prefetch_for(templates(own, ehr, OS), bundle, pid))
+    draft = untold_draft(pid)
+    draft["entry"][0]["resource"]["medicationReference"] = {"display": "ciclosporin 100 mg capsule"}
+    body["context"]["draftOrders"] = draft
+    (card,) = signed_call(own, ehr, f"/cds-services/{OS}", body).json()["cards"]
+    assert card["summary"] == "Draft order could not be checked (a drug that cannot be told)"
+    assert "its medicationReference names no Medication by reference (a display or identifier only)" in card["detail"]
