@@ -53,7 +53,8 @@ from fsgs_kb.engine.read.jsontext import duplicate_key, key_count, loads
 from fsgs_kb.engine.report.handbook import Handbook
 from fsgs_kb.service.config import ServiceConfig, load_config
 from fsgs_kb.service.decisionlog import DecisionLog
-from fsgs_kb.service.hooks import Hooks, Reply, outcome
+from fsgs_kb.service.fhirfetch import Fetched, MedicationFetcher
+from fsgs_kb.service.hooks import ORDER_HOOKS, Hooks, Reply, fhir_access_problem, outcome
 from fsgs_kb.service.jwtcheck import KeyStore, Rejected, TokenChecker
 from fsgs_kb.service.run import CONFIG_ENV, ignore_inherited
 
@@ -162,22 +163,25 @@ class Service:
         self.hooks = Hooks(config, kb, fmap, self.decisions)
         self.keys = KeyStore(config.jwks_refetch_seconds, config.jwks_max_age_seconds)
         self.tokens = TokenChecker(config, self.keys, self.decisions.remember_jti)
+        self.medications = MedicationFetcher(config.fetch_medications)
         self.handbook = Handbook(kb.model, kb.fingerprint).pages()
         if self.hooks.note:
             log.warning("%s", self.hooks.note)
         if config.mask_key() is None:
             log.info("no masking secret configured: patient identifiers are stored in clear in the decision log")
 
-    async def authorized(self, request: Request) -> bool:
+    async def refusal(self, request: Request) -> str | None:
+        """Why the gate refuses this request's token (the answer is 401 whatever the reason; the
+        reason goes to the server log and a refused call's row, the token nowhere), or None."""
         try:
             await self.tokens.check(request.headers.get("authorization"), self.config.url(request.url.path))
         except Rejected as why:
             log.info("401 %s %s: %s", request.method, request.url.path, why)
-            return False
+            return f"token refused: {why}"
         except Exception as exc:  # a bug in the gate still closes it (the token is not in the message)
             log.error("401 %s %s: token check failed: %s", request.method, request.url.path, type(exc).__name__)
-            return False
-        return True
+            return f"token refused: token check failed ({type(exc).__name__})"
+        return None
 
     async def body(self, request: Request) -> Any:
         """The JSON body, refusing another media type and more than max_request_bytes; Reply on failure."""
@@ -224,10 +228,10 @@ class Service:
         return value
 
     @staticmethod
-    def _guarded(handler: Any, service_id: str, body: Any) -> Reply:
+    def _guarded(handler: Any, service_id: str, *args: Any) -> Reply:
         """A bug answers 500 with an OperationOutcome and one log line with its traceback."""
         try:
-            reply: Reply = handler(service_id, body)
+            reply: Reply = handler(service_id, *args)
         except Exception:
             log.exception("internal error in %s for service %s", getattr(handler, "__name__", "?"), service_id)
             return outcome(500, "internal error; the service log has the details", "exception")
@@ -238,29 +242,56 @@ class Service:
         return Json({"status": "ok"})
 
     async def discovery(self, request: Request) -> Response:
-        if not await self.authorized(request):
+        if await self.refusal(request) is not None:
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         return Json(self.hooks.discovery())
 
     async def hook(self, request: Request) -> Response:
+        """A hook call. Every answer leaves one decision row: refused ones (a token the gate
+        refused, a body not read) as `rejected_<status>` with the reason, never the body."""
         start = time.perf_counter()
-        if not await self.authorized(request):
+        service_id = request.path_params["service"]
+        refused = await self.refusal(request)
+        if refused is not None:
+            self._guarded(self.hooks.rejected_call, service_id, UNAUTHORIZED, refused)
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         body = await self.body(request)
         if isinstance(body, Reply):  # signed, but not JSON or too large: still one row in the log
-            self._guarded(self.hooks.rejected_call, request.path_params["service"], body)
+            self._guarded(self.hooks.rejected_call, service_id, body)
             return _reply(body)
-        reply = self._guarded(self.hooks.call, request.path_params["service"], body)
+        fetched = await self._medications(service_id, body)
+        reply = self._guarded(self.hooks.call, service_id, body, fetched)
         elapsed = (time.perf_counter() - start) * 1000
         return _reply(reply, {"Server-Timing": f"app;dur={elapsed:.2f}"})  # token check to cards, in ms
 
+    async def _medications(self, service_id: str, body: Any) -> Fetched:
+        """The Medications the call's orders name and it lacks, read from the EHR's FHIR server
+        (service/fhirfetch.py) when the call is to a service here and its FHIR access is of the
+        right shape (else the call is refused, and nothing is fetched for it)."""
+        service = self.hooks.services.get(service_id)
+        if service is None or not isinstance(body, dict):
+            return Fetched()
+        if fhir_access_problem(body.get("fhirServer"), body.get("fhirAuthorization")) is not None:
+            return Fetched()
+        try:
+            return await self.medications.fetch(body, self.hooks.templates.keys, service.hook in ORDER_HOOKS)
+        except Exception:  # a bug here costs the fetch, not the call: its orders are named as unresolved
+            log.exception("internal error fetching Medications for service %s", service_id)
+            return Fetched()
+
     async def feedback(self, request: Request) -> Response:
-        if not await self.authorized(request):
+        """Feedback. A refused call (any answer but 200: the token, the body, an item) writes no
+        feedback and leaves one `feedback_refused` row with its status and reason, never the body."""
+        service_id = request.path_params["service"]
+        refused = await self.refusal(request)
+        if refused is not None:
+            self._guarded(self.hooks.refused_feedback, service_id, UNAUTHORIZED, refused)
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         body = await self.body(request)
-        if isinstance(body, Reply):
-            return _reply(body)
-        return _reply(self._guarded(self.hooks.feedback, request.path_params["service"], body))
+        reply = body if isinstance(body, Reply) else self._guarded(self.hooks.feedback, service_id, body)
+        if reply.status != 200:
+            self._guarded(self.hooks.refused_feedback, service_id, reply)
+        return _reply(reply)
 
     async def handbook_page(self, request: Request) -> Response:
         page = request.path_params.get("page") or "index.html"
@@ -271,6 +302,7 @@ class Service:
 
     async def close(self) -> None:
         await self.keys.close()
+        await self.medications.close()
         self.decisions.close()
 
 

@@ -14,6 +14,14 @@ none). When a masking
 secret is configured, the patient identifiers are keyed hashes (HMAC-SHA256): the context's
 patientId in its column, and the record's id before evaluation, so that no hash in the row is of
 the clear identifier.
+
+A refused call leaves a row too, so an auditor sees that an EHR tried and was turned away: a hook
+call as a decision row with status `rejected_<HTTP status>` and the reason in its note (also a
+token the gate refused, 401), a feedback call as a `feedback_refused` row (time, service, HTTP
+status, the reason the EHR was told or the gate's reason): never its body, which nothing vouches
+for. A feedback item is a `feedback` row only when the whole request was accepted, so the readers
+(`feedback-report`) count feedback as before and the refusals apart. `feedback_refused` is optional
+to the readers: a log written before it existed has none, and reads as having no refused calls.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ BUSY_TIMEOUT_MS = 10_000
 JTI_PURGE_EVERY = 256  # purge expired JWT ids after this many new ones
 CHECKPOINT_SECONDS = 1.0
 WAL_TRUNCATE_FRAMES = 4096  # ~16 MiB of write-ahead log: then a checkpoint that resets it
+MAX_REASON = 500  # characters of a refused call's reason kept in its row (a hook call's note, too)
 OVERRIDE_SYSTEM = "urn:fsgs-kb:override-reason"
 OVERRIDE_REASONS = (
     {
@@ -98,6 +107,13 @@ CREATE TABLE IF NOT EXISTS feedback (
     override_display TEXT,
     user_comment TEXT,
     outcome_timestamp TEXT
+);
+CREATE TABLE IF NOT EXISTS feedback_refused (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    service TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS seen_jti (
     iss TEXT NOT NULL,
@@ -344,6 +360,15 @@ class DecisionLog:
                 linked.append(decision)
         return linked
 
+    def record_refused_feedback(self, service: str, status: int, reason: str) -> None:
+        """One row for a feedback call that was refused (any status but 200): when, to which
+        service, the HTTP status and the reason (cut to MAX_REASON characters), never the body."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO feedback_refused (time, service, status, reason) VALUES (?, ?, ?, ?)",
+                (now_iso(), service, status, reason[:MAX_REASON]),
+            )
+
     def remember_jti(self, iss: str, jti: str, expires: float) -> bool:
         """Record a JWT id; False when the same issuer's id was already accepted and is unexpired."""
         now = time.time()
@@ -396,11 +421,18 @@ class _Transaction:
 # ---- reading the log: replay and feedback --------------------------------------------------------
 
 
-# the tables the readers use, as the service creates them (TABLES): each column's SQLite types
-READ_TABLES = ("meta", "decisions", "cards", "feedback")
+# the tables the readers use, as the service creates them (TABLES): each column's SQLite types.
+# OPTIONAL_TABLES came later: a log written before them has none, which reads as no such rows.
+READ_TABLES = ("meta", "decisions", "cards", "feedback", "feedback_refused")
+OPTIONAL_TABLES = ("feedback_refused",)
 SQLITE_TYPES = {"TEXT": "text", "INTEGER": "integer", "REAL": "real"}
 # outcomes the service writes (service/hooks.py OUTCOMES); the report counts by them
 LOGGED_OUTCOMES = ("accepted", "overridden")
+# per table, a test of its values beyond their types (true for a value the service never writes)
+VALUE_TESTS = {
+    "feedback": (f"outcome NOT IN {LOGGED_OUTCOMES!r}", f"its outcome is not one of {', '.join(LOGGED_OUTCOMES)}"),
+    "feedback_refused": ("status NOT BETWEEN 400 AND 599", "its status is not an HTTP error status (400 to 599)"),
+}
 # SQLite virtual-machine steps a reader may take per byte of the file (at least STEP_FLOOR): a
 # real log needs a few per byte; a view or expression that runs on forever is stopped by this
 STEPS_PER_BYTE = 1000
@@ -522,6 +554,8 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
     }
     for table, columns in EXPECTED.items():
         kind, sql = kinds.get(table, (None, ""))
+        if kind is None and table in OPTIONAL_TABLES:
+            continue
         if kind is None:
             raise _not_a_log(path, f"it has no {table} table")
         if kind != "table" or re.match(r"\s*CREATE\s+VIRTUAL\b", sql, re.IGNORECASE):
@@ -545,14 +579,17 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
 
 
 def _check_values(db: sqlite3.Connection, path: Path) -> None:
-    """Every value of the decisions, cards and feedback tables is of the type the service writes
-    (SQLite keeps any type in any column): the first that is not is an error naming its table,
-    row and column. One pass per table, reading types only (typeof does not load a value)."""
-    for table in ("decisions", "cards", "feedback"):
+    """Every value of the decisions, cards, feedback and feedback_refused tables is of the type
+    the service writes (SQLite keeps any type in any column), a feedback outcome one it writes and
+    a refused call's status an HTTP error status: the first that is not is an error naming its
+    table, row and column. One pass per table, reading types only (typeof does not load a value)."""
+    present = {str(name).lower() for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for table in [t for t in READ_TABLES if t != "meta" and (t not in OPTIONAL_TABLES or t in present)]:
         columns = EXPECTED[table]
         tests = [f"typeof({c.name}) NOT IN ({', '.join(repr(t) for t in c.types)})" for c in columns]
-        if table == "feedback":
-            tests.append(f"outcome NOT IN {LOGGED_OUTCOMES!r}")
+        extra = VALUE_TESTS.get(table)
+        if extra is not None:
+            tests.append(extra[0])
         typeofs = ", ".join(f"typeof({c.name})" for c in columns)
         found = db.execute(f"SELECT rowid, {typeofs} FROM {table} WHERE {' OR '.join(tests)} LIMIT 1").fetchone()
         if found is None:
@@ -564,7 +601,7 @@ def _check_values(db: sqlite3.Connection, path: Path) -> None:
                 message = f"{table} row {rowid}: its {column.name} is {kind}, where the service writes {expected}"
                 break
         else:
-            message = f"{table} row {rowid}: its outcome is not one of {', '.join(LOGGED_OUTCOMES)}"
+            message = f"{table} row {rowid}: {VALUE_TESTS[table][1]}"
         raise KBErrors(
             [
                 KBError(
@@ -751,9 +788,21 @@ def feedback_summary(path: Path) -> dict[str, Any]:
     and in all): the card has both outcomes (each of its items), or it was overridden with a
     reason it did not offer, or while offering none (known only where the log has the card; the
     service refuses these when it has it, so they come from a log written before it did, or
-    from feedback on cards it has no record of)."""
+    from feedback on cards it has no record of).
+
+    Feedback calls the service refused (`feedback_refused`: a bad token, a body it could not read,
+    an item it could not take) wrote no feedback; they are counted apart, by HTTP status
+    (`refused`, `refused_by_status`), so that a report shows an EHR's feedback that never arrived."""
     db = open_readonly(path)
     try:
+        has_refused = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'feedback_refused'"
+        ).fetchone()
+        refused = (
+            db.execute("SELECT status, count(*) FROM feedback_refused GROUP BY status ORDER BY status").fetchall()
+            if has_refused
+            else []
+        )
         shown = db.execute(  # a card is its uuid: two calls on the same data send the same card
             "SELECT rule_id, rule_version, count(DISTINCT uuid), count(*) FROM cards GROUP BY rule_id, rule_version"
         ).fetchall()
@@ -818,5 +867,7 @@ def feedback_summary(path: Path) -> dict[str, Any]:
         "feedback": len(feedback),
         "duplicates": duplicates,
         "contradictory": contradictory,
+        "refused": sum(count for _, count in refused),
+        "refused_by_status": {str(status): count for status, count in refused},
         "rules": [rules[k] for k in sorted(rules)],
     }

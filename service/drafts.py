@@ -9,8 +9,9 @@ creatinine stays the one before the course began) while the dose is the draft's 
 that starts in the future is evaluated as if it started today. Whether a draft is cyclosporine is
 decided by the FHIR map's own medication codes and exclusions (ophthalmic products are not),
 before and whatever the reader would set the draft aside for (a modifier, doNotPerform), with the
-Medications the request holds (draft orders' Bundle, prefetch) to resolve a medicationReference; a
-draft whose drug cannot be told may be cyclosporine and is set aside with that reason.
+Medications the request holds (draft orders' Bundle, prefetch) or the service fetched from the
+EHR's FHIR server (service/fhirfetch.py) to resolve a medicationReference; a draft whose drug
+cannot be told may be cyclosporine and is set aside with that reason.
 
 A cyclosporine draft is evaluated only when it can be the order being signed; otherwise it is set
 aside with its reason, as the FHIR reader sets aside what it does not use (and is named on the
@@ -208,31 +209,62 @@ def draft_medications(context: dict[str, Any]) -> list[dict[str, Any]]:
     return _medications_in(context.get("draftOrders"))
 
 
-def extra_medications(entries: list[dict[str, Any]], context: dict[str, Any]) -> list[dict[str, Any]]:
-    """Entries of the draft orders' Medications that the prefetch did not bring (by type and id),
-    read with the drafts so an order naming one by medicationReference is read as that drug."""
+def extra_medications(
+    entries: list[dict[str, Any]], context: dict[str, Any], fetched: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Entries of the draft orders' Medications, and of those `fetched` from the FHIR server, that
+    the prefetch did not bring (by type and id), read with the drafts so an order naming one by
+    medicationReference is read as that drug."""
     have = {origin_key(e["resource"]) for e in entries}
-    return [{"resource": m} for m in draft_medications(context) if origin_key(m) is None or origin_key(m) not in have]
+    out = []
+    for entry in [{"resource": m} for m in draft_medications(context)] + list(fetched or []):
+        key = origin_key(entry["resource"])
+        if key is None or key not in have:
+            out.append(entry)
+        if key is not None:
+            have.add(key)
+    return out
 
 
 def request_medications(context: dict[str, Any], prefetch: Any) -> list[dict[str, Any]]:
     """The Medications sent in the request, in the draft orders' Bundle and in the prefetch (the
-    templates' `_include=MedicationRequest:medication`), by which a draft's medicationReference is
-    resolved before it is known whether it is cyclosporine."""
+    `*-by-medication` templates' `_include`), by which a draft's medicationReference is resolved
+    before it is known whether it is cyclosporine."""
     given = prefetch.values() if isinstance(prefetch, dict) else []
     return draft_medications(context) + [m for value in given for m in _medications_in(value)]
 
 
+def _medication_entries(value: Any) -> list[dict[str, Any]]:
+    """The entries of a prefetch value that hold a Medication, with their fullUrl (an absolute
+    medicationReference is resolved by it)."""
+    value = as_dict(value)
+    entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+    found = [as_dict(e) for e in entries] if isinstance(entries, list) else []
+    return [
+        {"fullUrl": e["fullUrl"], "resource": e["resource"]}
+        for e in found
+        if as_dict(e.get("resource")).get("resourceType") == "Medication" and isinstance(e.get("fullUrl"), str)
+    ]
+
+
 def cyclosporine_drafts(
-    context: dict[str, Any], fmap: FhirMap, patient_id: str, as_of: date, prefetch: Any = None
+    context: dict[str, Any],
+    fmap: FhirMap,
+    patient_id: str,
+    as_of: date,
+    prefetch: Any = None,
+    fetched: list[dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The draft orders (selected ones, for order-select) that are cyclosporine: those that can be
     the order being signed, each made an active order of the patient, and the set-aside entries
     (with `origin` in the request) of those that cannot. A draft whose drug cannot be told (a
-    medicationReference to no Medication sent, codes of two drugs the map tells apart) may be
-    cyclosporine: it is set aside with that reason, so it is named rather than passed over."""
+    medicationReference to no Medication sent nor `fetched` from the FHIR server, codes of two
+    drugs the map tells apart) may be cyclosporine: it is set aside with that reason, so it is
+    named rather than passed over."""
     patient = {"resource": {"resourceType": "Patient", "id": patient_id}}
-    medications = [{"resource": m} for m in request_medications(context, prefetch)]
+    given = prefetch.values() if isinstance(prefetch, dict) else []
+    by_url = [e for value in given for e in _medication_entries(value)]  # absolute references find these
+    medications = [{"resource": m} for m in request_medications(context, prefetch)] + by_url + list(fetched or [])
     orders = _draft_resources(context)
     conflicting, repeated = _conflicting(orders)
     usable, aside = [], []

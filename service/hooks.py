@@ -24,11 +24,12 @@ from fsgs_kb.engine.fhir import FhirInputError, FhirMap, convert_bundle
 from fsgs_kb.engine.fhir.codes import within_depth
 from fsgs_kb.engine.fhir.dates import today
 from fsgs_kb.engine.fhir.records import located
+from fsgs_kb.engine.fhir.refs import MAX_URL
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.service.cards import CardMaker
 from fsgs_kb.service.config import ServiceConfig
-from fsgs_kb.service.decisionlog import DecisionLog, FeedbackRefused, patient_origin
+from fsgs_kb.service.decisionlog import MAX_REASON, DecisionLog, FeedbackRefused, patient_origin
 from fsgs_kb.service.drafts import (
     DRUG,
     cyclosporine_drafts,
@@ -38,6 +39,7 @@ from fsgs_kb.service.drafts import (
     restore_ids,
     signed_record,
 )
+from fsgs_kb.service.fhirfetch import Fetched, explain_unfetched
 from fsgs_kb.service.prefetch import RequestProblem, Templates, about_someone_else, bundle_of, collect, origin_key
 
 log = logging.getLogger("fsgs_kb.service")
@@ -60,6 +62,14 @@ UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 # context.patientId is "the FHIR Patient.id" (CDS Hooks 2.0), whose type is FHIR R4's `id`; an
 # underscore is taken too (ids minted outside FHIR carry them, and nothing here reads it as a path)
 FHIR_ID = re.compile(r"[A-Za-z0-9\-._]{1,64}")
+
+
+USAGE = (
+    "Prefetch every key; the *-by-medication keys (orders and statements naming their drug by a Medication "
+    "reference, with those Medications) are optional. With fhirServer and fhirAuthorization, the service reads "
+    "from the FHIR server only a Medication an order names that the request does not include "
+    "(GET [fhirServer]/Medication/[id]: a Medication read scope)."
+)
 
 
 @dataclass(frozen=True)
@@ -143,14 +153,16 @@ class Hooks:
                     "title": s.title,
                     "description": s.description + suffix,
                     "prefetch": dict(prefetch),
-                    "usageRequirements": "Prefetch every key; the service never queries the FHIR server itself.",
+                    "usageRequirements": USAGE,
                 }
                 for s in SERVICES
             ]
         }
 
     # ---- a hook call ----------------------------------------------------------------------------
-    def call(self, service_id: str, body: Any) -> Reply:
+    def call(self, service_id: str, body: Any, fetched: Fetched | None = None) -> Reply:
+        """A hook call's answer. `fetched`: the Medications its orders name that the service read
+        from the EHR's FHIR server (service/fhirfetch.py), and why others could not be."""
         service = self.services.get(service_id)
         if service is None:
             return outcome(404, f"no CDS service {service_id!r}", "not-found")
@@ -160,7 +172,7 @@ class Hooks:
             return reply
         try:
             hook_instance, context = self._check_request(service, body)
-            return self._answer(service, hook_instance, context, body)
+            return self._answer(service, hook_instance, context, body, fetched or Fetched())
         except RequestProblem as problem:
             reply = outcome(problem.status, problem.message, problem.code)
             self.rejected(service_id, body, reply)
@@ -169,14 +181,16 @@ class Hooks:
             self.rejected(service_id, body, outcome(500, "internal error", "exception"))
             raise
 
-    def rejected_call(self, service_id: str, reply: Reply) -> Reply:
-        """The row of a call whose body could not be read (not JSON, too large)."""
-        self.rejected(service_id, None, reply)
+    def rejected_call(self, service_id: str, reply: Reply, note: str | None = None) -> Reply:
+        """The row of a call whose body was not read: a token the gate refused (401, `note` the
+        gate's reason, which the answer does not say), a body not JSON, too large, too slow."""
+        self.rejected(service_id, None, reply, note)
         return reply
 
-    def rejected(self, service_id: str, body: Any, reply: Reply) -> None:
-        """Every hook call leaves a row, also one answered with an error: what was asked (as far as
-        the body says), the status `rejected_<HTTP status>` and the message sent back."""
+    def rejected(self, service_id: str, body: Any, reply: Reply, note: str | None = None) -> None:
+        """Every hook call to one of these services leaves a row, also one answered with an error:
+        what was asked (as far as the body says), the status `rejected_<HTTP status>` and the
+        message sent back (or `note`). A path naming no service is no call to one: no row."""
         service = self.services.get(service_id)
         if service is None:
             return
@@ -189,8 +203,7 @@ class Hooks:
             hook_instance if isinstance(hook_instance, str) else "",
             patient if isinstance(patient, str) else None,
         )
-        message = reply.body.get("issue", [{}])[0].get("diagnostics", "")
-        self._log(row, None, f"rejected_{reply.status}", [], note=str(message)[:500])
+        self._log(row, None, f"rejected_{reply.status}", [], note=(note or diagnostics(reply))[:MAX_REASON])
 
     @staticmethod
     def _check_request(service: HookService, body: Any) -> tuple[str, dict[str, Any]]:
@@ -225,15 +238,18 @@ class Hooks:
             raise RequestProblem(400, problem, "required" if "without fhirServer" in problem else "invalid")
         return body["hookInstance"], context
 
-    def _answer(self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any]) -> Reply:
+    def _answer(
+        self, service: HookService, hook_instance: str, context: dict[str, Any], body: dict[str, Any], fetched: Fetched
+    ) -> Reply:
         patient_id = context["patientId"]
         row = _row(service, hook_instance, patient_id)
         as_of = today()  # the service's calendar day, as for the command line (engine/fhir/dates.py)
         drafts, drafts_aside = (
-            cyclosporine_drafts(context, self.fmap, patient_id, as_of, body.get("prefetch"))
+            cyclosporine_drafts(context, self.fmap, patient_id, as_of, body.get("prefetch"), fetched.entries)
             if service.hook in ORDER_HOOKS
             else ([], [])
         )
+        drafts_aside = explain_unfetched(drafts_aside, fetched.problems)
         if service.hook in ORDER_HOOKS and not drafts:  # nothing to evaluate: no data needed
             logged_aside = self.decisions.logged_set_aside(drafts_aside)
             said = "cyclosporine drafts set aside: " + "; ".join(a["message"] for a in logged_aside)
@@ -245,17 +261,18 @@ class Hooks:
                 self.kb.fingerprint, input_sha256({**call, "patient": self.decisions.pseudonym(patient_id)})
             )
             made = self.cards.order_not_checked(call_id, DRUG, drafts_aside)
-            self._log(row, None, "no_cyclosporine_draft", made.rows, note=said if drafts_aside else None)
+            note = _joined(said if drafts_aside else None, fetched.said())
+            self._log(row, None, "no_cyclosporine_draft", made.rows, note=note)
             return Reply(200, {"cards": made.cards})
         got = collect(body.get("prefetch"), list(self.templates.keys), patient_id, body.get("fhirServer"))
-        if got.absent and not body.get("fhirAuthorization"):
+        missing = self.templates.required(got.absent)  # an optional key not sent is no 412 (service/prefetch.py)
+        if missing and not body.get("fhirAuthorization"):
             self._log(row, None, "prefetch_missing", [], note="absent: " + ", ".join(got.absent))
-            return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(got.absent), "incomplete")
-        entries, renamed = (
-            draft_regimen(drafts, got.entries + extra_medications(got.entries, context), self.fmap, as_of)
-            if drafts
-            else (got.entries, {})
-        )
+            return outcome(412, "prefetch missing and no fhirAuthorization: " + ", ".join(missing), "incomplete")
+        # the Medications the draft orders' Bundle holds and those fetched from the FHIR server are
+        # read with the rest, so an order naming one by medicationReference is read as that drug
+        gathered = got.entries + extra_medications(got.entries, context if drafts else {}, fetched.entries)
+        entries, renamed = draft_regimen(drafts, gathered, self.fmap, as_of) if drafts else (gathered, {})
         origins = {**got.origins, **(draft_origins(context) if drafts else {})}
         origins |= {
             ("MedicationRequest", new): got.origins.get(("MedicationRequest", old), "") for new, old in renamed.items()
@@ -267,7 +284,9 @@ class Hooks:
             said = f"{in_request(exc.pointer, where)}: {exc.message}" if exc.pointer else exc.message
             raise RequestProblem(400, f"prefetch cannot be read as one patient's data: {said}") from None
         record, prov = done.record, restore_ids(done.sources, renamed)
-        converted = [restore_ids(located(item.to_dict(), where), renamed) for item in done.set_aside]
+        converted = explain_unfetched(
+            [restore_ids(located(item.to_dict(), where), renamed) for item in done.set_aside], fetched.problems
+        )
         if (someone_else := about_someone_else(got, converted)) is not None:
             raise RequestProblem(400, someone_else)
         set_aside = drafts_aside + got.unread + converted
@@ -288,7 +307,8 @@ class Hooks:
             set_aside=set_aside,
             empty=None if got.received else got.empty,
         )
-        note = "absent with fhirAuthorization: " + ", ".join(got.absent) if got.absent else None
+        authorized = "with fhirAuthorization" if body.get("fhirAuthorization") else "(optional keys)"
+        note = _joined(f"absent {authorized}: " + ", ".join(got.absent) if got.absent else None, fetched.said())
         # the log keeps the result at standard detail (what the patient decided; the knowledge
         # base of its fingerprint holds the rest, so `expand` and `replay` rebuild it) and what
         # was set aside (carried beside it, as for FHIR input on the command line; replay skips it)
@@ -309,6 +329,14 @@ class Hooks:
         self.decisions.record_decision(**row, kb=self.kb_record, result=result, status=status, cards=cards, note=note)
 
     # ---- feedback -------------------------------------------------------------------------------
+    def refused_feedback(self, service_id: str, reply: Reply, note: str | None = None) -> Reply:
+        """The row of a feedback call answered with an error (`feedback_refused`): when, which
+        service, the status and the message sent back (or `note`, the gate's reason for a 401),
+        never the body. A path naming no service is no call to one: no row."""
+        if service_id in self.services:
+            self.decisions.record_refused_feedback(service_id, reply.status, note or diagnostics(reply))
+        return reply
+
     def feedback(self, service_id: str, body: Any) -> Reply:
         if service_id not in self.services:
             return outcome(404, f"no CDS service {service_id!r}", "not-found")
@@ -327,6 +355,18 @@ class Hooks:
             code = {409: "conflict", 404: "not-found"}.get(refused.status, "business-rule")
             return outcome(refused.status, f"feedback[{refused.index}]: {refused.message}", code)
         return Reply(200, {})
+
+
+def _joined(*notes: str | None) -> str | None:
+    """A row's note of several parts (None when there is none)."""
+    return "; ".join(n for n in notes if n) or None
+
+
+def diagnostics(reply: Reply) -> str:
+    """The message an error answer gave (its OperationOutcome's first diagnostics)."""
+    issues = reply.body.get("issue")
+    first = issues[0] if isinstance(issues, list) and issues and isinstance(issues[0], dict) else {}
+    return str(first.get("diagnostics", ""))
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -359,11 +399,14 @@ def fhir_access_problem(server: Any, authorization: Any) -> str | None:
     So a fhirAuthorization that is not one (`"yes"`, an object without its token) counted as FHIR
     access, and `{}` as none; and a fhirServer that is no URL was silently ignored. CDS Hooks 2.0
     requires fhirServer with fhirAuthorization, and access_token, token_type (Bearer), expires_in
-    (integer), scope and subject in it. The access token is never quoted."""
+    (integer), scope and subject in it. The access token is never quoted. A fhirServer longer than
+    MAX_URL (4,096 characters, beyond which no reference is matched against it) or with a port past
+    65535 is no URL either (both were taken)."""
     if server is not None:
         try:
-            url = urlsplit(server) if isinstance(server, str) else None
-        except ValueError:  # "https://[::1": a bracket never closed
+            url = urlsplit(server) if isinstance(server, str) and len(server) <= MAX_URL else None
+            _ = url.port if url is not None else None  # read to check it: ":99999" raises
+        except ValueError:  # "https://[::1": a bracket never closed; a port past 65535
             url = None
         if url is None or url.scheme.lower() not in ("http", "https") or not url.hostname:
             shown = repr(server[:100]) if isinstance(server, str) else _json_kind(server)

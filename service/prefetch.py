@@ -8,9 +8,20 @@ their own date parameter, `recorded-date`, `authoredon` and `effective`, since F
 them no `date`). Orders and statements of one drug are one query each, its codes joined with a
 comma (FHIR's OR), instead of one query per RxNorm product code.
 
+FHIR R4's `code` parameter of MedicationRequest and MedicationStatement is
+`medication as CodeableConcept`: an order or statement that names its drug by a
+medicationReference (the way many EHRs write every order) is never found by it. So each drug also
+has a `<type>-<drug>-by-medication` key that finds those through their Medication's code (the
+chained `medication.code`) and brings the Medications with them (`_include=<type>:medication`),
+without which the reader cannot tell which drug they are. Chaining and `_include` are beyond the
+subset CDS Hooks 2.0 recommends for prefetch templates, so an EHR may not run them: these keys are
+`optional`, and leaving them out never makes a call 412 (it is said in the call's row and on the
+card asking for what they would feed).
+
 The answers: a key may be absent or hold an OperationOutcome (the EHR could not run the query:
-both count as absent), null (no data), a Bundle or a single resource. The service itself never
-queries the FHIR server. As the command-line FHIR reader does (engine/fhir/bundle.py), a Bundle
+both count as absent), null (no data), a Bundle or a single resource. The service queries the FHIR
+server for nothing a template asks (service/fhirfetch.py reads only a Medication an order names
+that the request did not include). As the command-line FHIR reader does (engine/fhir/bundle.py), a Bundle
 entry that holds no resource is set aside by name (`not_a_resource`), and the Patient is one: two
 different Patients sharing an id, or a Patient other than context.patientId under any key, make
 the request unusable (400), never a silent pick of one of them.
@@ -58,6 +69,7 @@ class PrefetchKey:
     key: str
     query: str
     fields: list[str] = field(default_factory=list)
+    optional: bool = False  # beyond CDS Hooks 2.0's recommended subset: not sent is not a 412
 
 
 def _slug(system: str, code: str) -> str:
@@ -68,6 +80,13 @@ def _slug(system: str, code: str) -> str:
 def _query(rtype: str, codes: list[tuple[str, str]]) -> str:
     joined = ",".join(f"{system}|{code}" for system, code in codes)
     return f"{rtype}?patient={PATIENT}&code={joined}&_sort={SORT[rtype]}"
+
+
+def _by_medication_query(rtype: str, codes: list[tuple[str, str]]) -> str:
+    """The orders or statements that name one of `codes` through their Medication (a
+    medicationReference), with those Medications (`_include`)."""
+    joined = ",".join(f"{system}|{code}" for system, code in codes)
+    return f"{rtype}?patient={PATIENT}&medication.code={joined}&_include={rtype}:medication&_sort={SORT[rtype]}"
 
 
 def read_map_fields(fmap: FhirMap, read_paths: list[str]) -> list[str]:
@@ -85,8 +104,8 @@ class Templates:
             for src in fmap.fields[path]["sources"]:
                 self._source(path, src)
 
-    def _add(self, key: str, query: str, path: str) -> None:
-        entry = self.keys.setdefault(key, PrefetchKey(key, query))
+    def _add(self, key: str, query: str, path: str, optional: bool = False) -> None:
+        entry = self.keys.setdefault(key, PrefetchKey(key, query, optional=optional))
         if path not in entry.fields:
             entry.fields.append(path)
 
@@ -128,10 +147,15 @@ class Templates:
             return
         for rtype in spec["resources"]:
             self._add(f"{rtype.lower()}-{drug}", _query(rtype, codes), path)
+            self._add(f"{rtype.lower()}-{drug}-by-medication", _by_medication_query(rtype, codes), path, optional=True)
 
     def prefetch(self) -> dict[str, str]:
         """The discovery document's prefetch object."""
         return {k.key: k.query for k in self.keys.values()}
+
+    def required(self, keys: list[str]) -> list[str]:
+        """Those of `keys` an EHR must send (or give FHIR access) for a call to be answered."""
+        return [k for k in keys if k not in self.keys or not self.keys[k].optional]
 
     def keys_of_field(self, path: str) -> list[str]:
         return [k.key for k in self.keys.values() if path in k.fields]

@@ -4,9 +4,11 @@ codes name.
 An order names its drug by a medicationCodeableConcept or by a medicationReference to a Medication
 (contained, or in the Bundle; a version-specific reference names that version). When that cannot
 be told, the order is not read as any drug: it gives both medication[x] (choices.py), its reference
-names no Medication sent or another version of the one sent, its Medication gives one choice element
-in two types, or its codes name two drugs the map tells apart (cyclosporine and tacrolimus: reading
-it as both would count one order as a cyclosporine course and a current tacrolimus order).
+names no Medication sent or another version of the one sent, or none at all (a Reference with only
+a display or an identifier, which an order was before taken for "no drug" and passed over), its
+Medication gives one choice element in two types, or its codes name two drugs the map tells apart
+(cyclosporine and tacrolimus: reading it as both would count one order as a cyclosporine course
+and a current tacrolimus order).
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ def _referenced(res: dict[str, Any], data: PatientData) -> tuple[dict[str, Any] 
     """_medication without the check of the Medication's own choice elements."""
     ref = reference(res.get("medicationReference"))
     unknown = f"its medicationReference {quoted(ref)} names no Medication sent (contained or in the Bundle)"
+    if ref is None and res.get("medicationReference") is not None:  # a display or an identifier only
+        why = f"its medicationReference names no Medication by reference (a display or identifier only): {NOT_TOLD}"
+        return None, "medication_not_identified", why
     if ref is None:
         return None, "", ""
     elif ref.startswith("#"):

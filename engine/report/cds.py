@@ -8,6 +8,7 @@ are escaped, so a code or an id cannot inject Markdown or HTML into the EHR's ca
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fsgs_kb.engine.report.audit import differs_text
@@ -325,6 +326,16 @@ def replay_log_text(kb: dict[str, str], reports: list[dict[str, Any]], counts: d
     return "\n".join(lines)
 
 
+def _phrase(status: str) -> str:
+    """An HTTP status's reason phrase (`Unauthorized`), for a report line; 499 is the proxies' own."""
+    if status == "499":
+        return "Client Closed Request"
+    try:
+        return HTTPStatus(int(status)).phrase
+    except ValueError:
+        return "(unknown status)"
+
+
 def feedback_text(summary: dict[str, Any]) -> str:
     """`fsgs-kb feedback-report`: per rule and version, how its cards were received. Every text
     from the log (rule ids, reason codes and displays: what an EHR sent) is shown with its control
@@ -335,6 +346,12 @@ def feedback_text(summary: dict[str, Any]) -> str:
         f"{summary['duplicates']:,} duplicates ignored (the same card's same outcome counts once), "
         f"{summary['contradictory']:,} contradictory not counted"
     ]
+    if summary.get("refused"):  # feedback calls the service turned away: nothing of them is counted above
+        by_status = ", ".join(
+            f"{status} {_phrase(status)} × {count:,}" for status, count in summary["refused_by_status"].items()
+        )
+        calls = "call" if summary["refused"] == 1 else "calls"
+        lines.append(f"{summary['refused']:,} feedback {calls} refused, nothing of them counted ({by_status})")
     if not summary["rules"]:
         lines.append("no cards were sent")
     for item in summary["rules"]:

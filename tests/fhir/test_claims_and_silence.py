@@ -1,7 +1,8 @@
 """FHIR input that would claim more than its data, or pass in silence: a birthDate after the
 evaluation date (no age on it, not an "ambiguous" one) or one that cannot be read; Bundle entries
 that hold no resource; an order giving two medication[x] (R4 allows one); a medicationReference to
-a Medication not sent (another server's). Each is set aside with a named reason, never skipped."""
+a Medication not sent (another server's), or to none (a display only). Each is set aside with a
+named reason, never skipped."""
 
 from __future__ import annotations
 
@@ -70,6 +71,20 @@ def test_an_order_naming_a_medication_not_sent_is_set_aside(fmap: FhirMap, ref: 
     done = convert(fmap, bundle(order))
     assert aside(done) == [("MedicationRequest", "csa", "medication_not_identified", None)]
     assert f"its medicationReference {ref} names no Medication sent" in done.set_aside[0].message
+
+
+@pytest.mark.parametrize(
+    "named",
+    [{"display": "ciclosporin 100 mg capsule"}, {"identifier": {"value": "csa-100"}}, {"reference": 5}, {}],
+)
+def test_an_order_naming_its_medication_by_no_reference_is_set_aside(fmap: FhirMap, named: Any) -> None:
+    """A medicationReference that gives no literal reference (a display or an identifier only):
+    the order was read as no drug at all and passed over, so a cyclosporine order written that
+    way was silently absent (a draft of one got no card). Its drug cannot be told: set aside."""
+    order = med_request("csa", dosage(300, start="2024-01-10"), code=None, medicationReference=named)
+    done = convert(fmap, bundle(order))
+    assert aside(done) == [("MedicationRequest", "csa", "medication_not_identified", None)]
+    assert "its medicationReference names no Medication by reference" in done.set_aside[0].message
 
 
 def test_the_command_line_reports_them_without_a_traceback(tmp_path: Path) -> None:

@@ -216,13 +216,28 @@ def _codings(concept: Any) -> set[str]:
     return {f"{c.get('system')}|{c.get('code')}" for c in (concept or {}).get("coding", [])}
 
 
-def _matches(resource: dict[str, Any], rtype: str, params: dict[str, list[str]], patient: str) -> bool:
+def _medication_of(resource: dict[str, Any], resources: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The Medication (by `Medication/<id>`) an order or statement names by medicationReference."""
+    ref = (resource.get("medicationReference") or {}).get("reference")
+    medications = (r for r in resources if r["resourceType"] == "Medication")
+    return next((r for r in medications if f"Medication/{r.get('id')}" == ref), None)
+
+
+def _matches(
+    resource: dict[str, Any], rtype: str, params: dict[str, list[str]], patient: str, resources: list[dict[str, Any]]
+) -> bool:
+    """FHIR R4 search as the templates use it: `code` on an order or statement is its
+    medicationCodeableConcept only; `medication.code` is the code of the Medication it names."""
     if resource.get("resourceType") != rtype:
         return False
     if rtype == "Patient":
         return True
     if (resource.get("subject") or {}).get("reference") != f"Patient/{patient}":
         return False
+    if "medication.code" in params:
+        wanted = set(params["medication.code"][0].split(","))
+        medication = _medication_of(resource, resources)
+        return medication is not None and bool(_codings(medication.get("code")) & wanted)
     wanted = set(params["code"][0].split(","))
     concept = resource.get("code") or resource.get("medicationCodeableConcept")
     return bool(_codings(concept) & wanted)
@@ -241,13 +256,19 @@ def run_query(template: str, bundle: dict[str, Any], patient: str) -> Any:
         return next(r for r in resources if r["resourceType"] == "Patient" and r["id"] == path.split("/")[1])
     params = parse_qs(qs)
     assert params["patient"] == [patient] and params["_sort"][0].startswith("-"), template
-    found = [r for r in resources if _matches(r, path, params, patient)]
+    found = [r for r in resources if _matches(r, path, params, patient, resources)]
     found.sort(key=_date, reverse=True)
+    included = []
+    if params.get("_include") == [f"{path}:medication"]:  # the Medications the matches name, once each
+        for res in found:
+            medication = _medication_of(res, resources)
+            if medication is not None and medication not in included:
+                included.append(medication)
     return {
         "resourceType": "Bundle",
         "type": "searchset",
         "total": len(found),
-        "entry": [{"resource": r} for r in found],
+        "entry": [{"resource": r} for r in found] + [{"resource": m, "search": {"mode": "include"}} for m in included],
     }
 
 

@@ -69,6 +69,8 @@ def without(key: str) -> dict[str, Any]:
         ("ftp://ehr.example.org/fhir", GOOD, "fhirServer must be the base URL"),
         ("https://[::1/fhir", GOOD, "fhirServer must be the base URL"),
         ({"url": "https://ehr.example.org"}, GOOD, "not an object"),
+        ("https://ehr.example.org:99999/fhir", None, "fhirServer must be the base URL"),  # was taken
+        ("https://" + "a" * 5000 + ".org/fhir", None, "fhirServer must be the base URL"),  # was taken
     ],
 )
 def test_fhir_access_of_the_wrong_shape_is_a_400_naming_the_field(

@@ -205,6 +205,12 @@ def test_observation_templates_are_one_code_each_sorted_on_date(server: Server, 
             params = parse_qs(query)
             assert params["patient"] == ["{{context.patientId}}"], (key, template)
             (sort,) = params["_sort"]
+            if key.endswith("-by-medication"):  # the orders naming their drug through a Medication
+                assert rtype in ("MedicationRequest", "MedicationStatement") and "code" not in params, (key, template)
+                assert params["_include"] == [f"{rtype}:medication"] and sort == sorts[rtype], (key, template)
+                by_code = parse_qs(service["prefetch"][key.removesuffix("-by-medication")].partition("?")[2])
+                assert params["medication.code"] == by_code["code"], (key, template)  # the same drug's codes
+                continue
             (codes,) = params["code"]
             if rtype == "Observation":
                 assert sort == "-date" and "," not in codes and codes.count("|") == 1, (key, template)

@@ -124,6 +124,18 @@ CASES: dict[str, tuple[tuple[str, ...], str]] = {
         ),
         "error[service.decision_log] not a fsgs-kb decision log: its feedback is a view, not a table",
     ),
+    "feedback_refused a view that never ends": (
+        (
+            "DROP TABLE feedback_refused",
+            "CREATE VIEW feedback_refused AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+            "SELECT n AS id, 't' AS time, 's' AS service, 401 AS status, 'r' AS reason FROM r",
+        ),
+        "error[service.decision_log] not a fsgs-kb decision log: its feedback_refused is a view, not a table",
+    ),
+    "refused call with status 200": (
+        ("INSERT INTO feedback_refused (time, service, status, reason) VALUES ('t', 's', 200, 'r')",),
+        "error[service.decision_log_row] feedback_refused row 1: its status is not an HTTP error status (400 to 599)",
+    ),
     "a generated column": (
         (
             "ALTER TABLE cards RENAME COLUMN indicator TO old",
