@@ -58,7 +58,9 @@ class ServiceConfig:
     max_request_bytes: int
     jwks_max_age_seconds: float = DEFAULT_JWKS_MAX_AGE_SECONDS
     read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
-    fetch_medications: bool = True  # read a Medication an order names and the request lacks (service/fhirfetch.py)
+    fetch_medications: bool = (
+        False  # opt-in: read a Medication an order names and the request lacks (service/fhirfetch.py)
+    )
 
     def mask_key(self) -> bytes | None:
         """The masking secret from the environment, if one is configured."""
@@ -218,5 +220,5 @@ def _build(data: dict[str, Any], path: Path, base: Path) -> ServiceConfig:
         max_request_bytes=int(data.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES)),
         jwks_max_age_seconds=float(data.get("jwks_max_age_seconds", DEFAULT_JWKS_MAX_AGE_SECONDS)),
         read_timeout_seconds=float(data.get("read_timeout_seconds", DEFAULT_READ_TIMEOUT_SECONDS)),
-        fetch_medications=bool(data.get("fetch_medications", True)),
+        fetch_medications=bool(data.get("fetch_medications", False)),
     )

@@ -19,8 +19,8 @@ plain http to this machine, for tests), never to a URL with credentials, a query
 never through a redirect (not followed), and never logged. A reference to another server, or in a
 form other than `Medication/<id>`, is not fetched. What could not be fetched is said, with why,
 in the message of the order set aside for it (`explain_unfetched`), so the card naming that order
-says it too; the call is never refused for it. `fetch_medications: false` in the configuration
-turns this off.
+says it too; the call is never refused for it. Off unless the configuration says
+`fetch_medications: true`: the CDS Hooks issue's contract has the service fetch nothing itself.
 """
 
 from __future__ import annotations

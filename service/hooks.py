@@ -66,9 +66,11 @@ FHIR_ID = re.compile(r"[A-Za-z0-9\-._]{1,64}")
 
 USAGE = (
     "Prefetch every key; the *-by-medication keys (orders and statements naming their drug by a Medication "
-    "reference, with those Medications) are optional. With fhirServer and fhirAuthorization, the service reads "
-    "from the FHIR server only a Medication an order names that the request does not include "
-    "(GET [fhirServer]/Medication/[id]: a Medication read scope)."
+    "reference, with those Medications) are optional."
+)
+USAGE_FETCHING = (  # fetch_medications: true (off by default: the service then queries nothing itself)
+    USAGE + " With fhirServer and fhirAuthorization, the service reads from the FHIR server only a Medication an "
+    "order names that the request does not include (GET [fhirServer]/Medication/[id]: a Medication read scope)."
 )
 
 
@@ -153,7 +155,7 @@ class Hooks:
                     "title": s.title,
                     "description": s.description + suffix,
                     "prefetch": dict(prefetch),
-                    "usageRequirements": USAGE,
+                    "usageRequirements": USAGE_FETCHING if self.config.fetch_medications else USAGE,
                 }
                 for s in SERVICES
             ]

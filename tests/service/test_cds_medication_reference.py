@@ -116,7 +116,7 @@ def fhir() -> Iterator[FhirServer]:
 @pytest.fixture(scope="module")
 def own(ehr: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("medref")
-    running = Server(write_config(work / "cds.yaml", ehr.issuers()[:1]))
+    running = Server(write_config(work / "cds.yaml", ehr.issuers()[:1], fetch_medications=True))
     yield running
     running.stop()
 
@@ -290,16 +290,25 @@ def test_the_token_is_sent_only_over_https(own: Server, ehr: Any, fhir: FhirServ
         assert fhir.requests[seen:] == []
 
 
-def test_fetching_can_be_turned_off(ehr: Any, fhir: FhirServer, tmp_path: Path) -> None:
-    off = Server(write_config(tmp_path / "cds.yaml", ehr.issuers()[:1], fetch_medications=False))
+def test_fetching_is_off_unless_the_configuration_asks_for_it(
+    own: Server, ehr: Any, fhir: FhirServer, tmp_path: Path
+) -> None:
+    """The CDS Hooks issue's contract: the service fetches nothing itself. Reading a Medication
+    from the EHR's FHIR server is opt-in (`fetch_medications: true`), and discovery promises it
+    only then."""
+    off = Server(write_config(tmp_path / "cds.yaml", ehr.issuers()[:1]))
     try:
         seen = len(fhir.requests)
         _, answer = sign(off, ehr, fhir)
         (card,) = answer.json()["cards"]
         assert card["summary"] == "Draft order could not be checked (a drug that cannot be told)"
         assert fhir.requests[seen:] == []
+        usage = {s["usageRequirements"] for s in signed_call(off, ehr, "/cds-services").json()["services"]}
+        assert not any("GET" in u for u in usage), usage
     finally:
         off.stop()
+    usage = {s["usageRequirements"] for s in signed_call(own, ehr, "/cds-services").json()["services"]}
+    assert all("GET [fhirServer]/Medication/[id]" in u for u in usage), usage
 
 
 def test_a_draft_naming_its_medication_by_display_only_is_named_not_passed_over(own: Server, ehr: Any) -> None:
