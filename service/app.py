@@ -56,6 +56,7 @@ from fsgs_kb.service.decisionlog import DecisionLog
 from fsgs_kb.service.fhirfetch import Fetched, MedicationFetcher
 from fsgs_kb.service.hooks import ORDER_HOOKS, Hooks, Reply, fhir_access_problem, outcome
 from fsgs_kb.service.jwtcheck import KeyStore, Rejected, TokenChecker
+from fsgs_kb.service.refusals import RefusalBudget
 from fsgs_kb.service.run import CONFIG_ENV, ignore_inherited
 
 log = logging.getLogger("fsgs_kb.service")
@@ -164,6 +165,7 @@ class Service:
         self.keys = KeyStore(config.jwks_refetch_seconds, config.jwks_max_age_seconds)
         self.tokens = TokenChecker(config, self.keys, self.decisions.remember_jti)
         self.medications = MedicationFetcher(config.fetch_medications)
+        self.refusals = RefusalBudget()
         self.handbook = Handbook(kb.model, kb.fingerprint).pages()
         if self.hooks.note:
             log.warning("%s", self.hooks.note)
@@ -253,7 +255,9 @@ class Service:
         service_id = request.path_params["service"]
         refused = await self.refusal(request)
         if refused is not None:
-            self._guarded(self.hooks.rejected_call, service_id, UNAUTHORIZED, refused)
+            note = self.refusals.note(refused)  # bounded: a refused token needs no credentials
+            if note is not None:
+                self._guarded(self.hooks.rejected_call, service_id, UNAUTHORIZED, note)
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         body = await self.body(request)
         if isinstance(body, Reply):  # signed, but not JSON or too large: still one row in the log
@@ -285,7 +289,9 @@ class Service:
         service_id = request.path_params["service"]
         refused = await self.refusal(request)
         if refused is not None:
-            self._guarded(self.hooks.refused_feedback, service_id, UNAUTHORIZED, refused)
+            note = self.refusals.note(refused)  # bounded: a refused token needs no credentials
+            if note is not None:
+                self._guarded(self.hooks.refused_feedback, service_id, UNAUTHORIZED, note)
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         body = await self.body(request)
         reply = body if isinstance(body, Reply) else self._guarded(self.hooks.feedback, service_id, body)

@@ -196,3 +196,45 @@ def test_a_log_written_before_refused_calls_were_kept_still_reads(own: Server, t
     run = subprocess.run([sys.executable, "-m", "fsgs_kb", "feedback-report", str(old)], capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert "feedback_refused row 1: its status is not an HTTP error status (400 to 599)" in run.stderr
+
+
+def test_refused_tokens_write_a_bounded_number_of_rows(ehr: Any, tmp_path: Path) -> None:
+    """A refused token needs no credentials: without a bound, anyone who reaches the port could
+    grow the decision log (and make the worker write to SQLite) as fast as they send requests.
+    A worker writes at most PER_MINUTE rows of refused tokens a minute; a signed call's row is
+    never held back."""
+    from fsgs_kb.service.refusals import PER_MINUTE
+
+    server = Server(write_config(tmp_path / "cds.yaml", ehr.issuers()[:1]))
+    try:
+        path = f"/cds-services/{PV}"
+        body = json.dumps(hook_request("patient-view", "p1", {})).encode()
+        for _ in range(PER_MINUTE + 15):
+            assert post(server, path, body, "not-a-token").status_code == 401
+            assert post(server, FEEDBACK, b'{"feedback": []}', "not-a-token").status_code == 401
+        refused = list(iter_rows(db_of(server), "SELECT id FROM decisions WHERE status = 'rejected_401'"))
+        assert len(refused) + len(refused_rows(server)) == PER_MINUTE
+        signed = post(server, path, body, ehr.signer.token(PUBLIC + path))  # a signed call without its prefetch
+        assert signed.status_code == 412, signed.text
+        assert list(iter_rows(db_of(server), "SELECT count(*) FROM decisions WHERE status != 'rejected_401'")) == [(1,)]
+    finally:
+        server.stop()
+
+
+def test_the_next_row_after_a_full_minute_says_how_many_were_not_written() -> None:
+    from fsgs_kb.service.refusals import RefusalBudget
+
+    now = [1000.0]
+    budget = RefusalBudget(per_minute=2, clock=lambda: now[0])
+    assert [budget.note("token refused: unknown kid") for _ in range(5)] == [
+        "token refused: unknown kid",
+        "token refused: unknown kid",
+        None,
+        None,
+        None,
+    ]
+    now[0] += 60
+    again = budget.note("token refused: expired")
+    assert again is not None and again.startswith("token refused: expired (and 3 more refused tokens since 20")
+    assert again.endswith("not logged one by one)")
+    assert budget.note("token refused: expired") == "token refused: expired"  # counted once, then plain again
