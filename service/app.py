@@ -248,17 +248,26 @@ class Service:
             return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         return Json(self.hooks.discovery())
 
+    async def _unsigned(self, request: Request, record: Any, service_id: str) -> Response | None:
+        """The fixed 401 of a call whose token the gate refuses, its row written by `record` with
+        the gate's reason (service/refusals.py bounds how many: such a call needs no credentials);
+        None for a call the gate lets through."""
+        refused = await self.refusal(request)
+        if refused is None:
+            return None
+        note = self.refusals.note(refused)
+        if note is not None:
+            self._guarded(record, service_id, UNAUTHORIZED, note)
+        return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+
     async def hook(self, request: Request) -> Response:
         """A hook call. Every answer leaves one decision row: refused ones (a token the gate
         refused, a body not read) as `rejected_<status>` with the reason, never the body."""
         start = time.perf_counter()
         service_id = request.path_params["service"]
-        refused = await self.refusal(request)
-        if refused is not None:
-            note = self.refusals.note(refused)  # bounded: a refused token needs no credentials
-            if note is not None:
-                self._guarded(self.hooks.rejected_call, service_id, UNAUTHORIZED, note)
-            return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        unsigned = await self._unsigned(request, self.hooks.rejected_call, service_id)
+        if unsigned is not None:
+            return unsigned
         body = await self.body(request)
         if isinstance(body, Reply):  # signed, but not JSON or too large: still one row in the log
             self._guarded(self.hooks.rejected_call, service_id, body)
@@ -287,12 +296,9 @@ class Service:
         """Feedback. A refused call (any answer but 200: the token, the body, an item) writes no
         feedback and leaves one `feedback_refused` row with its status and reason, never the body."""
         service_id = request.path_params["service"]
-        refused = await self.refusal(request)
-        if refused is not None:
-            note = self.refusals.note(refused)  # bounded: a refused token needs no credentials
-            if note is not None:
-                self._guarded(self.hooks.refused_feedback, service_id, UNAUTHORIZED, note)
-            return _reply(UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        unsigned = await self._unsigned(request, self.hooks.refused_feedback, service_id)
+        if unsigned is not None:
+            return unsigned
         body = await self.body(request)
         reply = body if isinstance(body, Reply) else self._guarded(self.hooks.feedback, service_id, body)
         if reply.status != 200:
