@@ -27,7 +27,7 @@ from fsgs_kb.engine.read.csvframe import CsvFramer
 from fsgs_kb.engine.read.jsonarray import read_json_array
 from fsgs_kb.engine.read.jsonlines import prefixed, read_jsonl
 from fsgs_kb.engine.read.jsontext import duplicate_key, loads
-from fsgs_kb.engine.read.record import BOM, Record, too_large
+from fsgs_kb.engine.read.record import BOM, Record, skip_document, skip_line, too_large
 from fsgs_kb.engine.read.shape import MAX_DEPTH, MAX_INT, MAX_RECORD_BYTES, shape_problem
 
 __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jsonarray.py is still here
@@ -35,6 +35,7 @@ __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jso
     "FHIR_FORMATS",
     "FORMATS",
     "Record",
+    "oversized_document",
     "parse_json",
     "read_csv",
     "read_document",
@@ -43,6 +44,8 @@ __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jso
     "read_jsonl",
     "read_records",
     "record_value",
+    "skip_document",
+    "skip_line",
     "sniff_format",
     "too_large",
 ]
@@ -220,8 +223,8 @@ def read_csv(stream: BinaryIO) -> Iterator[Record]:
     for number, row in enumerate(rows, start=1):
         if row.problem is None:
             record = _csv_record(number, row.line, header, row.raw, fields, header_problem)
-        else:
-            record = Record(number, row.line, problem=row.problem)
+        else:  # a row too large to keep is hashed over all its bytes, as an oversized JSON line is
+            record = Record(number, row.line, problem=row.problem, digest=row.digest)
         if record.problem is not None:
             # an unreadable row's result is traceable by the hash of its own bytes (without its line
             # end, as a JSON line's), not by that of no bytes, which every bad row once shared (one
@@ -307,23 +310,33 @@ def _csv_json(cell: str) -> Any:
 def read_document(stream: BinaryIO) -> Iterator[Record]:
     """One JSON document (a patient file or standard input) as one record."""
     raw = stream.read(MAX_RECORD_BYTES + 1)
-    if len(raw) > MAX_RECORD_BYTES:
-        yield Record(1, 1, problem=too_large("the input"), end=len(raw))
+    if len(raw) > MAX_RECORD_BYTES:  # hashed over all its bytes: two oversized files, two decision ids
+        skipped, digest = skip_document(stream, raw.removeprefix(BOM))
+        yield oversized_document(digest, len(raw) + skipped)
     else:
         # the file's last line ending is not part of the record: the raw bytes an unreadable
         # record's hash is taken over are the same as batch frames them from a line
         yield Record(1, 1, raw=raw.removeprefix(BOM).rstrip(b"\r\n"), end=len(raw))
 
 
+def oversized_document(digest: str, end: int) -> Record:
+    """The record of one document over the size limit: its problem, and the hash of all its bytes
+    (without a byte order mark and its last line end, as a document within the limit is hashed)."""
+    return Record(1, 1, problem=too_large("the input"), end=end, digest=digest)
+
+
 def read_documents(stream: BinaryIO) -> Iterator[Record]:
     """A file of results or patients as people and tools write them: one JSON document (an
-    object, pretty-printed as `evaluate` prints it, or an array of them) or JSON Lines."""
+    object, pretty-printed as `evaluate` prints it), a JSON array of them, or JSON Lines. An array
+    is streamed element by element as batch reads it, each at its own line: parsed whole, an array
+    over the size limit was read as JSON Lines (its lines no records) and one bad element made
+    every element a line of JSON Lines."""
     head = stream.read(MAX_RECORD_BYTES + 1)
-    if len(head) <= MAX_RECORD_BYTES:
-        value, problem = parse_json(head.removeprefix(BOM)) if head.strip() else (None, None)
-        if problem is None and isinstance(value, list):
-            yield from (Record(i, i, data=item) for i, item in enumerate(value, start=1))
-            return
+    if sniff_format(None, head) == "json":
+        yield from read_json_array(prefixed(head, stream))
+        return
+    if len(head) <= MAX_RECORD_BYTES and head.strip():
+        value, problem = parse_json(head.removeprefix(BOM))
         if problem is None and value is not None:
             yield Record(1, 1, raw=head.removeprefix(BOM), end=len(head))
             return
