@@ -151,6 +151,18 @@ def sniff_format(name: str | None, head: bytes) -> str:
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _CELL_SPACE = " \t"
 _MAX_INT_DIGITS = len(str(MAX_INT))  # more digits than this is beyond 64 bits (and int() may refuse it)
+# A C0 control character in a cell (NUL, ESC, a form feed...) is refused, as JSON text refuses one in a
+# string: no clinical value holds one, and taken, a NUL went into a patient id and every output showing
+# it. A tab (cell whitespace) and a line break (in a quoted cell: CSV's own way of writing one) are text.
+_CELL_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL_NAMES = {
+    "\x00": "NUL",
+    "\x1b": "ESC",
+    "\x07": "BEL",
+    "\x08": "backspace",
+    "\x0b": "vertical tab",
+    "\x0c": "form feed",
+}
 
 
 class CellError(ValueError):
@@ -240,10 +252,17 @@ def _csv_cells(raw: bytes) -> list[str]:
 
 def _header_problem(header: list[str]) -> KBError | None:
     seen: set[str] = set()
-    for column in header:
+    for index, column in enumerate(header, start=1):
         if column in seen:
             return KBError("patient.csv", f"the header names column {column!r} twice")
         seen.add(column)
+        found = _CELL_CONTROL.search(column)
+        if found is not None:  # a column so named would be read as a field no schema has, or as another
+            return KBError(
+                "patient.csv",
+                f"column {index} of the header holds the control character \\u{ord(found.group()):04x}",
+                hint="name each column with its field (dotted: cyclosporine.daily_dose.value)",
+            )
         if not column.isascii() and any("\udc80" <= c <= "\udcff" for c in column):
             return KBError("input.encoding", "the header is not valid UTF-8 text")
     return None
@@ -266,7 +285,7 @@ def _csv_record(
         return Record(number, line, problem=KBError("patient.csv", f"row {number}: {exc}"))
     if beyond is not None:  # the framer and the csv module disagree: never drop the rest silently
         return Record(number, line, problem=KBError("patient.csv", f"row {number} holds more than one CSV row"))
-    if not any(cell.strip() for cell in row):
+    if not any(cell.strip() or _CELL_CONTROL.search(cell) for cell in row):  # str.strip() takes \x1c-\x1f
         return Record(number, line, problem=KBError("patient.empty", "empty row: no record"))
     if len(row) != len(header):
         cells = KBError("patient.csv", f"row has {len(row)} cells, the header {len(header)}")
@@ -275,6 +294,10 @@ def _csv_record(
     problems: list[KBError] = []
     for index, (column, cell) in enumerate(zip(header, row, strict=True), start=1):
         if cell == "":
+            continue
+        control = _cell_control(cell, number, index, column)
+        if control is not None:
+            problems.append(control)
             continue
         if "" in column.split("."):  # read as JSON under the pointer "/" it said "/: not valid JSON"
             unnamed = "has no name" if not column else f"is named {column!r}, with an empty part"
@@ -298,6 +321,23 @@ def _csv_record(
     if not problems:
         return Record(number, line, data=record)
     return Record(number, line, data=record, problem=problems[0], more=tuple(problems[1:]))
+
+
+def _cell_control(cell: str, number: int, index: int, column: str) -> KBError | None:
+    """The problem of a cell holding a control character (_CELL_CONTROL), named by row and column."""
+    found = _CELL_CONTROL.search(cell)
+    if found is None:
+        return None
+    char = found.group()
+    name = f" ({_CONTROL_NAMES[char]})" if char in _CONTROL_NAMES else ""
+    pointer = "/" + column.replace(".", "/") if column and "" not in column.split(".") else ""
+    return KBError(
+        "patient.csv",
+        f"{pointer + ': ' if pointer else ''}the cell in row {number}, column {index} holds the control character "
+        f"\\u{ord(char):04x}{name} at character {found.start() + 1}",
+        pointer=pointer,
+        hint="remove it: no value of a patient record holds one (a tab, or a line break in a quoted cell, is text)",
+    )
 
 
 def _csv_json(cell: str) -> Any:
