@@ -26,9 +26,10 @@ from click.testing import CliRunner
 
 import fsgs_kb
 from fsgs_kb.cli import main
+from fsgs_kb.engine.errors import KBErrors
 from fsgs_kb.engine.kb import KnowledgeBase
-from fsgs_kb.engine.read.record import BOM, TailDigest
-from fsgs_kb.engine.read.records import read_csv, read_document, record_value
+from fsgs_kb.engine.read.record import BOM, MAX_SKIP, TailDigest
+from fsgs_kb.engine.read.records import read_csv, read_document, read_json_array, record_value
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
 
 BIG = MAX_RECORD_BYTES
@@ -235,3 +236,47 @@ def test_each_oversized_bundle_has_the_hash_of_its_bytes(tmp_path: Path) -> None
         done = runner.invoke(main, ["evaluate", str(tmp_path / "bundle.json"), "--input-format", "fhir", *args])
         assert done.exit_code == 1, done.output
         assert json.loads(done.stdout)["decision"]["input_sha256"] == _sha(bundle)
+
+
+def test_each_bad_or_oversized_array_element_has_the_hash_of_its_bytes(kb: KnowledgeBase) -> None:
+    """An element over the limit and a malformed one (up to the line the scan resumes at) were hashed
+    as no bytes: all of them shared one decision id."""
+    elements = [
+        b'{"id": "A", "x": "' + b"a" * BIG + b'"}',
+        b'{"id": "B", "x": "' + b"b" * BIG + b'"}',
+        b'{"id": "c", "x": "open,',
+        b'{"id": "d", "x": "open,',
+    ]
+    data = b'[\n{"id": "P1"},\n' + b",\n".join(elements[:2]) + b",\n" + b"\n".join(elements[2:]) + b'\n{"id": "P2"}\n]'
+    records = list(read_json_array(io.BytesIO(data)))
+    assert [record_value(r)[1] is None for r in records] == [True, False, False, False, False, True]
+    hashes = _hashes(kb, records)
+    assert hashes[1:5] == [_sha(element) for element in elements]
+
+
+def test_a_long_string_in_an_array_element_is_read_through_in_bounded_memory() -> None:
+    """A string longer than the limit was kept whole and scanned again from its quote at every
+    64 KiB read: a 400 MB one took gigabytes and ran for minutes."""
+    size = 8 * BIG
+    stream = io.BufferedReader(_Endless(b'[{"id": "a", "x": "', size, b'\\"q"},\n{"id": "b"}]'))
+    tracemalloc.start()
+    try:
+        records = list(read_json_array(stream))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * BIG, f"{peak:,} bytes held to read a {size:,}-byte string"
+    assert [r.number for r in records] == [1, 2]
+    assert record_value(records[0])[1].code == "input.too_large"
+    assert records[0].digest == _sha(b'{"id": "a", "x": "' + b"x" * size + b'\\"q"}')
+    assert record_value(records[1]) == ({"id": "b"}, None)
+
+
+def test_an_array_element_that_never_ends_stops_the_run() -> None:
+    """As a JSON line or a CSV row that never ends: it was read to the end of the input (forever
+    from a device or a pipe that does not end)."""
+    stream = io.BufferedReader(_Endless(b"[1", MAX_SKIP + 2 * BIG, b"]"))
+    with pytest.raises(KBErrors) as raised:
+        list(read_json_array(stream))
+    assert raised.value.errors[0].code == "input.unbounded"
+    assert raised.value.errors[0].message == "the element at line 1 does not end: reading stopped"

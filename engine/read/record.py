@@ -55,15 +55,17 @@ class TailDigest:
     hash of a record too large to keep, taken over the same bytes as a kept record's (its line end
     left out, as `raw.rstrip(b"\\r\\n")`), in constant memory. The hash of everything up to the
     last byte that is not CR or LF is kept aside (a copy of the hash state), so a line end split
-    over two pieces, or a run of line breaks in a quoted cell, is never held in memory."""
+    over two pieces, or a run of line breaks in a quoted cell, is never held in memory. `strip`:
+    the bytes left out at the end instead (a JSON array element also leaves out spaces and tabs)."""
 
-    def __init__(self, head: bytes = b"") -> None:
+    def __init__(self, head: bytes = b"", strip: bytes = b"\r\n") -> None:
         self._all = hashlib.sha256()
         self._mark = self._all.copy()
+        self._strip = strip
         self.update(head)
 
     def update(self, piece: bytes) -> None:
-        body = piece.rstrip(b"\r\n")
+        body = piece.rstrip(self._strip)
         if body:
             self._all.update(body)
             self._mark = self._all.copy()
