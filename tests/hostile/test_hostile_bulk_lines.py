@@ -13,7 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hostile_support import assert_each_record_once, assert_no_traceback, read_results, run
+
+from fsgs_kb.engine.errors import KBErrors
+from fsgs_kb.engine.fhir import ndjson
+from fsgs_kb.engine.read import record
 
 AS_OF = "2025-01-15"
 
@@ -148,3 +153,25 @@ def test_a_patient_id_that_is_no_fhir_id_is_its_lines_error(tmp_path: Path) -> N
     assert set(evaluated) == set(good_ids)
     assert evaluated["under_score"]["sources"]["/weight_kg"]["effective"] == "2025-01-10"
     assert "\x00" not in (tmp_path / "out.jsonl").read_text()
+
+
+def test_an_oversized_bulk_line_is_read_to_its_end_or_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line past the line limit is skipped to its end, and the lines after it keep their numbers;
+    one that goes on past MAX_SKIP stops the run naming the file, as a JSON line that never ends
+    does. It was cut off at MAX_SKIP and the rest read as more lines: bogus errors, and each line
+    after it numbered wrong (here MAX_SKIP is lowered to 1 MiB, so a 3 MiB line goes on past it)."""
+    path = tmp_path / "Patient.ndjson"
+    patient = json.dumps({"resourceType": "Patient", "id": "a"})
+    path.write_text(patient + "\n" + '{"resourceType": "Patient", "x": "' + "x" * (3 << 20) + '"}\n' + patient + "\n")
+    lines = [(number, type(item).__name__) for number, item in ndjson.read_ndjson(path, 1000, 64)]
+    assert lines == [(1, "dict"), (2, "LineError"), (3, "dict")]
+    monkeypatch.setattr(record, "MAX_SKIP", 1 << 20)
+    monkeypatch.setattr(ndjson, "MAX_SKIP", 1 << 20, raising=False)  # where the limit was before
+    try:
+        lines = [(number, type(item).__name__) for number, item in ndjson.read_ndjson(path, 1000, 64)]
+    except KBErrors as exc:
+        assert [(e.code, e.file, e.line) for e in exc.errors] == [("input.unbounded", str(path), 2)]
+    else:
+        raise AssertionError(f"read on past MAX_SKIP: {lines[:6]}")
