@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from fsgs_kb import ctrl_c
-from fsgs_kb.engine.audit.replay import FHIR_ONLY, Places, carried_fhir, index_inputs, is_result, replay_counts
+from fsgs_kb.engine.audit.replay import (
+    FHIR_ONLY,
+    Inputs,
+    Places,
+    carried_fhir,
+    index_inputs,
+    is_result,
+    replay_counts,
+)
 from fsgs_kb.engine.audit.replay import impact as run_impact
 from fsgs_kb.engine.audit.replay import replay as run_replay
 from fsgs_kb.engine.audit.trace import Trace, explained_result
@@ -48,6 +56,8 @@ from fsgs_kb.engine.kb import validate as validate_kb
 from fsgs_kb.engine.load.fields import names_a_field
 from fsgs_kb.engine.load.paths import RULES_ENV, RulesLocation, kb_identity, locate_rules
 from fsgs_kb.engine.load.scenario_files import load_cases
+from fsgs_kb.engine.read.patients import PatientsFile
+from fsgs_kb.engine.read.record import in_input
 from fsgs_kb.engine.read.records import (
     FHIR_FORMATS,
     Record,
@@ -363,7 +373,7 @@ def _evaluate_one(
         click.echo(kb_line(kb.identity), err=True)  # stdout is the result
     stream, path = open_input(source)
     try:
-        (record,) = fhir.document(stream) if fhir is not None else read_document(stream)
+        (record,) = in_input(fhir.document(stream) if fhir is not None else read_document(stream), source)
     finally:
         if path is not None:
             stream.close()
@@ -949,14 +959,29 @@ def audit(rules_dir: Path | None, rule_id: str | None, fmt: str) -> None:
 
 def _records(source: str, patients: bool = False) -> Iterator[Record]:
     """The records of a results or patients file, through the bounded reader. A patients file
-    named .csv is read as batch reads it (read as JSON, each row was a record that is no JSON and
-    every result made from it was called one that claims another record)."""
+    named .csv is read as batch reads it (read as JSON, each row was a record that is no JSON)."""
     stream, path = open_input(source)
     try:
-        yield from read_csv(stream) if patients and sniff_format(path, b"") == "csv" else read_documents(stream)
+        records = read_csv(stream) if patients and sniff_format(path, b"") == "csv" else read_documents(stream)
+        yield from in_input(records, source)
     finally:
         if path is not None:
             stream.close()
+
+
+def _patients(source: str) -> Inputs:
+    """The records of a patients file by input hash, read as batch and as evaluate read it
+    (engine/read/patients.py): a CSV file read as JSON, a JSON array read as JSON Lines, gave
+    records no result was made from."""
+    stream, path = open_input(source)
+    try:
+        patients = PatientsFile(stream, path)
+        index = index_inputs(in_input(patients.records(), source))
+        index.add_whole(patients.whole())
+    finally:
+        if path is not None:
+            stream.close()
+    return index
 
 
 def _results(source: str) -> Iterator[Record]:
@@ -1002,7 +1027,7 @@ def trace(result_file: str, input_file: str | None, rules_dir: Path | None) -> N
 
     kb = _load_kb(rules_dir)
     echo(kb_line(kb.identity))
-    inputs = index_inputs(_records(input_file, patients=True)) if input_file else None
+    inputs = _patients(input_file) if input_file else None
     agrees = True
     places = Places(inputs)
     for i, record in enumerate(_results(result_file)):
@@ -1125,7 +1150,7 @@ def replay(
             echo(replay_log_text({"id": kb.id, "version": kb.version, "fingerprint": kb.fingerprint}, reports, counts))
         same = all(r["verdict"] in ("identical", "not_evaluated") for r in reports)
         sys.exit(EXIT_CODES["ok"] if same else EXIT_CODES["findings"])
-    index = index_inputs(_records(input_file, patients=True)) if input_file else {}
+    index: dict[str, Record] = _patients(input_file) if input_file else {}
     reports = list(run_replay(kb, _results(str(results_file)), index))
     if fmt == "json":
         payload = {"kb": kb.identity, "summary": replay_counts(reports), "decisions": reports}

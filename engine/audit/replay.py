@@ -44,11 +44,31 @@ def input_hash(record: Record) -> str:
 
 class Inputs(dict[str, Record]):
     """The input records by input hash (the first of each hash), and every one by its record
-    number with its hash: a result's `record` must name the input record it was made from."""
+    number with its hash: a result's `record` must name the input record it was made from; and
+    the input read whole as one document (`whole`: what evaluate reads), for results without one."""
 
     def __init__(self) -> None:
         super().__init__()
         self.by_number: dict[int, tuple[str, Record]] = {}
+        self.whole: tuple[str, Record] | None = None
+
+    def add_whole(self, record: Record | None) -> None:
+        if record is not None:
+            self.whole = (input_hash(record), record)
+            self.setdefault(self.whole[0], record)
+
+
+def find_input(index: dict[str, Record], sha: str, number: Any) -> Record | None:
+    """The input record a result with input hash `sha` was made from: the record it names by number
+    (batch) or, naming none, the whole input (evaluate), when that one has the hash; else the first
+    record with the hash. Two records may share a hash yet not a result: the same unreadable line
+    twice is refused naming its own line, and one document over the limit says "the input", where
+    the same bytes as a line say "line 1"; each result is compared with the input it was made from."""
+    if isinstance(index, Inputs):
+        found = index.by_number.get(number) if type(number) is int else index.whole
+        if found is not None and found[0] == sha:
+            return found[1]
+    return index.get(sha)
 
 
 def index_inputs(records: Iterable[Record]) -> Inputs:
@@ -147,7 +167,7 @@ def _replay_one(kb: KnowledgeBase, old: dict[str, Any], index: dict[str, Record]
         else:
             same = dumps(_strip(old)) == dumps(new)
     else:
-        source = index.get(decision.get("input_sha256", ""))
+        source = find_input(index, str(decision.get("input_sha256", "")), old.get("record"))
         if source is None:
             return {**ident, "verdict": "input_missing"}
         new = kb.evaluate_record(source, detail=detail)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fsgs_kb.engine.batch.checksum import crc32_combine
@@ -37,6 +37,7 @@ from fsgs_kb.engine.batch.workers import ChunkResult
 from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.masking import key_id
 from fsgs_kb.engine.kb import KnowledgeBase
+from fsgs_kb.engine.read.record import in_input
 from fsgs_kb.engine.read.records import FHIR_FORMATS, FORMATS, Record, read_records, sniff_format
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
@@ -265,16 +266,7 @@ def job_records(job: BatchJob, stream: BinaryIO | None, fmt: str) -> Iterator[Re
         assert stream is not None
         return reader.bundles(stream) if fmt == "fhir-bundles" else reader.document(stream)
     assert stream is not None
-    return _located(read_records(stream, fmt), job.source)
-
-
-def _located(records: Iterator[Record], source: str) -> Iterator[Record]:
-    """The records; a problem that stops reading (a line that never ends: /dev/zero) named by the
-    input it is in, which the reader does not know (it was shown as `<input>:`)."""
-    try:
-        yield from records
-    except KBErrors as exc:
-        raise KBErrors([error if error.file else replace(error, file=source) for error in exc.errors]) from None
+    return in_input(read_records(stream, fmt), job.source)
 
 
 def _records_after(records: Iterator[Record], done: int, end: int, source: str) -> Iterator[Record]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,9 +30,17 @@ from fsgs_kb.engine.fhir.bundle import CLINICAL
 from fsgs_kb.engine.fhir.codes import reference
 from fsgs_kb.engine.fhir.ndjson import EXPORT_FILES, LineError, read_ndjson
 from fsgs_kb.engine.fhir.refs import HISTORY, patient_ref, without_version
+from fsgs_kb.engine.fhir.setaside import quoted
 
 BATCH = 500
 NO_PATIENT_ID = "Patient has no id (a non-empty string): nothing can refer to it"
+# A Patient of an export is named by its id alone (`Patient/<id>`, the key its resources are grouped
+# by, and the fullUrl of the Bundle made for it), so the id must be a FHIR id: "../x" made the
+# fullUrl Patient/../x, a 10 KB id or one holding a NUL was taken as the record id. An underscore is
+# taken, as the CDS service takes it in context.patientId (service/hooks.py FHIR_ID): ids minted
+# outside FHIR carry them, and nothing reads the id as a path.
+PATIENT_ID = re.compile(r"[A-Za-z0-9\-._]{1,64}")
+_PATIENT_REF = re.compile(r"Patient/[A-Za-z0-9\-._]{1,64}")
 _SCHEMA = """
 DROP TABLE IF EXISTS res; DROP TABLE IF EXISTS meds;
 CREATE TABLE res (ref TEXT NOT NULL, rtype TEXT NOT NULL, body TEXT NOT NULL,
@@ -57,16 +66,26 @@ BulkItem = PatientGroup | LineError
 
 
 def _patient_ref(resource: dict[str, Any]) -> str | None:
-    """'Patient/<id>' for a Patient or for a resource whose subject/patient points at one."""
+    """'Patient/<id>' for a Patient or for a resource whose subject/patient points at one, its id
+    a FHIR id (PATIENT_ID)."""
     if resource["resourceType"] == "Patient":
         rid = resource.get("id")
-        return f"Patient/{rid}" if isinstance(rid, str) and rid else None
+        return f"Patient/{rid}" if isinstance(rid, str) and PATIENT_ID.fullmatch(rid) else None
     ref = reference(resource.get("subject")) or reference(resource.get("patient"))
     if ref is None or "Patient/" not in ref:
         return None
     ref = without_version(ref)  # Patient/1/_history/2 is Patient/1
     tail = ref[ref.rindex("Patient/") :]
-    return tail if tail.count("/") == 1 and len(tail) > len("Patient/") else None
+    return tail if _PATIENT_REF.fullmatch(tail) else None
+
+
+def _no_patient_ref(resource: dict[str, Any]) -> str:
+    """Why a Patient cannot be grouped: it has no id, or one that is no FHIR id (said escaped and cut)."""
+    rid = resource.get("id")
+    if not isinstance(rid, str) or not rid:
+        return NO_PATIENT_ID
+    shown = json.dumps(quoted(rid), ensure_ascii=False)
+    return f"Patient.id {shown} is not a FHIR id (1 to 64 letters, digits, '-', '.' or '_'): nothing can refer to it"
 
 
 def _server(ref: str, servers: set[str | None]) -> None:
@@ -117,7 +136,7 @@ def _index(
             ref = _patient_ref(item)
             if ref is None:
                 if item["resourceType"] == "Patient":  # not "no usable patient reference": it is the patient
-                    yield LineError(path.name, number, NO_PATIENT_ID)
+                    yield LineError(path.name, number, _no_patient_ref(item))
                 elif item["resourceType"] in CLINICAL:
                     yield LineError(path.name, number, f"{item['resourceType']} has no usable patient reference")
                 continue

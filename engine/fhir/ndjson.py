@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from fsgs_kb.engine.errors import KBErrors
 from fsgs_kb.engine.read.jsontext import duplicate_key
+from fsgs_kb.engine.read.record import skip_line
 from fsgs_kb.engine.read.shape import shape_problem
 
 EXPORT_FILES = "*.ndjson"  # the files of an export directory, each read as NDJSON (not its subdirectories)
-
-CHUNK = 1 << 16
-MAX_SKIP = 256 << 20  # an oversized line is skipped to its end; one that never ends is cut off here
 
 
 @dataclass(frozen=True)
@@ -30,17 +29,6 @@ class LineError:
     file: str
     line: int
     message: str
-
-
-def skip_rest(handle: BinaryIO) -> int:
-    """Consume the rest of an oversized line (at most MAX_SKIP bytes); the bytes skipped."""
-    skipped = 0
-    while skipped <= MAX_SKIP:
-        chunk = handle.readline(CHUNK)
-        skipped += len(chunk)
-        if not chunk or chunk.endswith(b"\n"):
-            break
-    return skipped
 
 
 def _parse(raw: bytes, max_depth: int) -> tuple[dict[str, Any] | None, str | None]:
@@ -83,10 +71,20 @@ def read_ndjson(path: Path, max_line_bytes: int, max_depth: int) -> Iterator[tup
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark, as Bundle input accepts it
                 raw = raw[3:]
             if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                skip_rest(handle)
+                _skip_line(handle, number, raw, path)
                 yield number, LineError(path.name, number, f"line longer than {max_line_bytes} bytes")
                 continue
             if not raw.strip():
                 continue
             resource, problem = _parse(raw, max_depth)
             yield number, resource if resource is not None else LineError(path.name, number, problem or "unusable")
+
+
+def _skip_line(handle: BinaryIO, number: int, head: bytes, path: Path) -> None:
+    """Read on to the end of an oversized line, as a JSON line's reader does: one that goes on past
+    MAX_SKIP stops the run, naming the file. (It was cut off there and the rest of it read as more
+    lines: bogus errors, and every line after it numbered wrong.)"""
+    try:
+        skip_line(handle, number, head)
+    except KBErrors as exc:
+        raise KBErrors([replace(error, file=str(path)) for error in exc.errors]) from None

@@ -29,9 +29,8 @@ from fsgs_kb.engine.fhir.bulk import PatientGroup, export_files, group_bulk_expo
 from fsgs_kb.engine.fhir.convert import convert_bundle
 from fsgs_kb.engine.fhir.errors import FhirInputError, field_pointer
 from fsgs_kb.engine.fhir.fhirmap import FhirMap
-from fsgs_kb.engine.fhir.ndjson import skip_rest
 from fsgs_kb.engine.load.fingerprint import canonical_json
-from fsgs_kb.engine.read.records import BOM, FHIR_FORMATS, Record, parse_json
+from fsgs_kb.engine.read.records import BOM, FHIR_FORMATS, Record, parse_json, skip_document, skip_line
 
 FORMATS = FHIR_FORMATS
 EXT = "ext"
@@ -157,8 +156,9 @@ class FhirReader:
     def document(self, stream: BinaryIO) -> Iterator[Record]:
         """One Bundle (a file or standard input) as one record."""
         raw = stream.read(self.max_bytes + 1)
-        if len(raw) > self.max_bytes:
-            yield Record(1, 1, raw=raw[:4096], problem=self.too_large("the Bundle"), end=len(raw))
+        if len(raw) > self.max_bytes:  # hashed over all its bytes, not its first 4 KiB: two ids for two Bundles
+            skipped, digest = skip_document(stream, raw.removeprefix(BOM))
+            yield Record(1, 1, problem=self.too_large("the Bundle"), end=len(raw) + skipped, digest=digest)
         else:
             yield self.from_bytes(1, 1, raw.removeprefix(BOM), len(raw))
 
@@ -170,9 +170,11 @@ class FhirReader:
             number += 1
             if number == 1:
                 raw = raw.removeprefix(BOM)
-            if len(raw) > self.max_bytes and not raw.endswith(b"\n"):
-                offset += skip_rest(stream)
-                yield Record(number, number, raw=raw[:4096], problem=self.too_large(f"line {number}"), end=offset)
+            if len(raw) > self.max_bytes and not raw.endswith(b"\n"):  # hashed as an oversized JSON line is
+                skipped, digest = skip_line(stream, number, raw)
+                offset += skipped
+                problem = self.too_large(f"line {number}")
+                yield Record(number, number, problem=problem, end=offset, digest=digest)
             elif not raw.strip():
                 yield Record(number, number, problem=KBError("patient.empty", "empty line: no Bundle"), end=offset)
             else:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.read.record import BOM, CHUNK, MAX_SKIP, too_large
+from fsgs_kb.engine.read.record import BOM, CHUNK, MAX_SKIP, TailDigest, too_large
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
 
 _UNQUOTED_END = re.compile(rb"[,\r\n]")  # what ends an unquoted field; quotes in it are text
@@ -40,12 +40,15 @@ START, UNQUOTED, QUOTED, QUOTE_SEEN = range(4)  # field start; plain field; in q
 @dataclass(slots=True, kw_only=True)
 class CsvRow:
     """One framed row: the line it starts on, its bytes (empty when too large; the bad row's for
-    an unclosed quote), the input offset after it, and why it cannot be read, if it cannot."""
+    an unclosed quote), the input offset after it, why it cannot be read, if it cannot, and for a
+    row too large to keep the SHA-256 of all its bytes without its line end (its result's input
+    hash, as a kept row's bytes give theirs)."""
 
     line: int
     raw: bytes
     end: int
     problem: KBError | None = None
+    digest: str | None = None
 
 
 @dataclass(slots=True)
@@ -101,7 +104,8 @@ class _Row:
     """The row being framed: its first line and input offset, the bytes kept, its size and lines.
 
     The bytes are kept until the row passes the size limit, including the piece that passes it,
-    so a quoted field found unclosed there can be framed again from the bytes kept."""
+    so a quoted field found unclosed there can be framed again from the bytes kept; the pieces
+    after them are hashed, not kept (`hashed`), so a row too large has the hash of all its bytes."""
 
     line: int
     start: int
@@ -110,11 +114,16 @@ class _Row:
     kept: int = 0
     newlines: int = 0
     last: bytes = b""
+    hashed: TailDigest | None = None
 
     def add(self, piece: bytes) -> None:
         if self.size <= MAX_RECORD_BYTES:
             self.parts.append(piece)
             self.kept += len(piece)
+        else:
+            if self.hashed is None:  # the first piece not kept: the hash takes over from the bytes kept
+                self.hashed = TailDigest(b"".join(self.parts))
+            self.hashed.update(piece)
         self.size += len(piece)
         self.newlines += piece.count(b"\n")
         self.last = piece[-1:]
@@ -125,6 +134,10 @@ class _Row:
     @property
     def whole(self) -> bool:
         return self.kept == self.size
+
+    def sha256(self) -> str:
+        """The SHA-256 of all the row's bytes, kept or not, without its line end."""
+        return (self.hashed or TailDigest(b"".join(self.parts))).hexdigest()
 
     def next_line(self) -> int:
         return self.line + self.newlines + (self.last == b"\r")  # a lone CR ended the row: a line too
@@ -197,7 +210,8 @@ class CsvFramer:
         row = self.row
         self.row, self.back = _Row(row.next_line(), end), None
         if row.size > MAX_RECORD_BYTES:
-            return CsvRow(line=row.line, raw=b"", end=end, problem=too_large(f"the row at line {row.line}"))
+            problem = too_large(f"the row at line {row.line}")
+            return CsvRow(line=row.line, raw=b"", end=end, problem=problem, digest=row.sha256())
         return CsvRow(line=row.line, raw=b"".join(row.parts), end=end)
 
     def _cut(self) -> _Cut:

@@ -3,13 +3,12 @@ from bytes already taken out of it (for readers that look ahead before they choo
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from fsgs_kb.engine.errors import KBError, KBErrors
-from fsgs_kb.engine.read.record import BOM, CHUNK, MAX_SKIP, Record, too_large
+from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.read.record import BOM, Record, skip_line, too_large
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
 
 
@@ -27,7 +26,7 @@ def read_jsonl(stream: BinaryIO, *, number: int = 0, line: int = 0, offset: int 
         if offset == len(raw) and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
-            skipped, digest = _skip_line(stream, line, raw)
+            skipped, digest = skip_line(stream, line, raw)
             offset += skipped
             yield Record(number, line, problem=too_large(f"line {line}"), end=offset, digest=digest)
             continue
@@ -36,27 +35,6 @@ def read_jsonl(stream: BinaryIO, *, number: int = 0, line: int = 0, offset: int 
             yield Record(number, line, problem=KBError("patient.empty", "empty line: no record"), end=offset)
         else:
             yield Record(number, line, raw=text, end=offset)
-
-
-def _skip_line(stream: BinaryIO, line: int, head: bytes) -> tuple[int, str]:
-    """Consume the rest of an oversized line (`head` its start, already read): (the bytes
-    skipped, the SHA-256 of the whole line without its line end, as a line within the limit is
-    hashed: an oversized line's result is traceable by its own hash, not that of no bytes, which
-    every oversized line and every empty one shared). Stop the run if it never ends (/dev/zero)."""
-    digest = hashlib.sha256()
-    pending = head  # the last piece is hashed without its line end
-    skipped = 0
-    while True:
-        more = stream.readline(CHUNK)
-        skipped += len(more)
-        if not more or more.endswith(b"\n"):
-            digest.update((pending + more).rstrip(b"\r\n"))
-            return skipped, digest.hexdigest()
-        digest.update(pending)
-        pending = more
-        if skipped > MAX_SKIP:
-            message = f"line {line} goes on for more than {MAX_SKIP >> 20} MiB: reading stopped"
-            raise KBErrors([KBError("input.unbounded", message, line=line)])
 
 
 def prefixed(head: bytes, rest: BinaryIO) -> BinaryIO:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any, BinaryIO
 
-from fsgs_kb.engine.errors import KBError
+from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
 
 CHUNK = 1 << 16
@@ -46,3 +48,73 @@ def too_large(what: str, limit: int = MAX_RECORD_BYTES) -> KBError:
         f"{what} is larger than {limit:,} bytes",
         hint="a patient record is a few kilobytes: is this the right input?",
     )
+
+
+class TailDigest:
+    """The SHA-256 of bytes given in pieces, without the CR and LF bytes they end with: the input
+    hash of a record too large to keep, taken over the same bytes as a kept record's (its line end
+    left out, as `raw.rstrip(b"\\r\\n")`), in constant memory. The hash of everything up to the
+    last byte that is not CR or LF is kept aside (a copy of the hash state), so a line end split
+    over two pieces, or a run of line breaks in a quoted cell, is never held in memory. `strip`:
+    the bytes left out at the end instead (a JSON array element also leaves out spaces and tabs)."""
+
+    def __init__(self, head: bytes = b"", strip: bytes = b"\r\n") -> None:
+        self._all = hashlib.sha256()
+        self._mark = self._all.copy()
+        self._strip = strip
+        self.update(head)
+
+    def update(self, piece: bytes) -> None:
+        body = piece.rstrip(self._strip)
+        if body:
+            self._all.update(body)
+            self._mark = self._all.copy()
+            piece = piece[len(body) :]
+        self._all.update(piece)
+
+    def hexdigest(self) -> str:
+        return self._mark.hexdigest()
+
+
+def skip_line(stream: BinaryIO, line: int, head: bytes) -> tuple[int, str]:
+    """Consume the rest of an oversized line (`head` its start, already read): (the bytes
+    skipped, the SHA-256 of the whole line without its line end, as a line within the limit is
+    hashed: an oversized line's result is traceable by its own hash, not that of no bytes, which
+    every oversized line and every empty one shared). Stop the run if it never ends (/dev/zero)."""
+    digest = TailDigest(head)
+    skipped = 0
+    while True:
+        more = stream.readline(CHUNK)
+        skipped += len(more)
+        digest.update(more)
+        if not more or more.endswith(b"\n"):
+            return skipped, digest.hexdigest()
+        if skipped > MAX_SKIP:
+            message = f"line {line} goes on for more than {MAX_SKIP >> 20} MiB: reading stopped"
+            raise KBErrors([KBError("input.unbounded", message, line=line)])
+
+
+def skip_document(stream: BinaryIO, head: bytes) -> tuple[int, str]:
+    """Consume the rest of a one-record input over the size limit (a patient file or a Bundle given
+    to `evaluate`; `head` its start, already read): (the bytes skipped, the SHA-256 of all of it
+    without its last line end), so that two different oversized files get two decision ids, as
+    two oversized lines do. Stop if it never ends (/dev/zero), as a line that never ends does."""
+    digest = TailDigest(head)
+    skipped = 0
+    while more := stream.read(CHUNK):
+        skipped += len(more)
+        digest.update(more)
+        if skipped > MAX_SKIP:
+            message = f"the input goes on for more than {MAX_SKIP >> 20} MiB: reading stopped"
+            raise KBErrors([KBError("input.unbounded", message, line=1)])
+    return skipped, digest.hexdigest()
+
+
+def in_input(records: Iterator[Record], source: str) -> Iterator[Record]:
+    """The records; a problem that stops reading (a line or a document that never ends: /dev/zero)
+    named by the input it is in, which the reader does not know (it was shown as `<input>:`, and
+    by `evaluate` as `fsgs-kb:`)."""
+    try:
+        yield from records
+    except KBErrors as exc:
+        raise KBErrors([error if error.file else replace(error, file=source) for error in exc.errors]) from None

@@ -27,7 +27,7 @@ from fsgs_kb.engine.read.csvframe import CsvFramer
 from fsgs_kb.engine.read.jsonarray import read_json_array
 from fsgs_kb.engine.read.jsonlines import prefixed, read_jsonl
 from fsgs_kb.engine.read.jsontext import duplicate_key, loads
-from fsgs_kb.engine.read.record import BOM, Record, too_large
+from fsgs_kb.engine.read.record import BOM, Record, skip_document, skip_line, too_large
 from fsgs_kb.engine.read.shape import MAX_DEPTH, MAX_INT, MAX_RECORD_BYTES, shape_problem
 
 __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jsonarray.py is still here
@@ -35,6 +35,7 @@ __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jso
     "FHIR_FORMATS",
     "FORMATS",
     "Record",
+    "oversized_document",
     "parse_json",
     "read_csv",
     "read_document",
@@ -43,6 +44,8 @@ __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jso
     "read_jsonl",
     "read_records",
     "record_value",
+    "skip_document",
+    "skip_line",
     "sniff_format",
     "too_large",
 ]
@@ -148,6 +151,18 @@ def sniff_format(name: str | None, head: bytes) -> str:
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _CELL_SPACE = " \t"
 _MAX_INT_DIGITS = len(str(MAX_INT))  # more digits than this is beyond 64 bits (and int() may refuse it)
+# A C0 control character in a cell (NUL, ESC, a form feed...) is refused, as JSON text refuses one in a
+# string: no clinical value holds one, and taken, a NUL went into a patient id and every output showing
+# it. A tab (cell whitespace) and a line break (in a quoted cell: CSV's own way of writing one) are text.
+_CELL_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL_NAMES = {
+    "\x00": "NUL",
+    "\x1b": "ESC",
+    "\x07": "BEL",
+    "\x08": "backspace",
+    "\x0b": "vertical tab",
+    "\x0c": "form feed",
+}
 
 
 class CellError(ValueError):
@@ -220,8 +235,8 @@ def read_csv(stream: BinaryIO) -> Iterator[Record]:
     for number, row in enumerate(rows, start=1):
         if row.problem is None:
             record = _csv_record(number, row.line, header, row.raw, fields, header_problem)
-        else:
-            record = Record(number, row.line, problem=row.problem)
+        else:  # a row too large to keep is hashed over all its bytes, as an oversized JSON line is
+            record = Record(number, row.line, problem=row.problem, digest=row.digest)
         if record.problem is not None:
             # an unreadable row's result is traceable by the hash of its own bytes (without its line
             # end, as a JSON line's), not by that of no bytes, which every bad row once shared (one
@@ -237,10 +252,17 @@ def _csv_cells(raw: bytes) -> list[str]:
 
 def _header_problem(header: list[str]) -> KBError | None:
     seen: set[str] = set()
-    for column in header:
+    for index, column in enumerate(header, start=1):
         if column in seen:
             return KBError("patient.csv", f"the header names column {column!r} twice")
         seen.add(column)
+        found = _CELL_CONTROL.search(column)
+        if found is not None:  # a column so named would be read as a field no schema has, or as another
+            return KBError(
+                "patient.csv",
+                f"column {index} of the header holds the control character \\u{ord(found.group()):04x}",
+                hint="name each column with its field (dotted: cyclosporine.daily_dose.value)",
+            )
         if not column.isascii() and any("\udc80" <= c <= "\udcff" for c in column):
             return KBError("input.encoding", "the header is not valid UTF-8 text")
     return None
@@ -263,7 +285,7 @@ def _csv_record(
         return Record(number, line, problem=KBError("patient.csv", f"row {number}: {exc}"))
     if beyond is not None:  # the framer and the csv module disagree: never drop the rest silently
         return Record(number, line, problem=KBError("patient.csv", f"row {number} holds more than one CSV row"))
-    if not any(cell.strip() for cell in row):
+    if not any(cell.strip() or _CELL_CONTROL.search(cell) for cell in row):  # str.strip() takes \x1c-\x1f
         return Record(number, line, problem=KBError("patient.empty", "empty row: no record"))
     if len(row) != len(header):
         cells = KBError("patient.csv", f"row has {len(row)} cells, the header {len(header)}")
@@ -272,6 +294,10 @@ def _csv_record(
     problems: list[KBError] = []
     for index, (column, cell) in enumerate(zip(header, row, strict=True), start=1):
         if cell == "":
+            continue
+        control = _cell_control(cell, number, index, column)
+        if control is not None:
+            problems.append(control)
             continue
         if "" in column.split("."):  # read as JSON under the pointer "/" it said "/: not valid JSON"
             unnamed = "has no name" if not column else f"is named {column!r}, with an empty part"
@@ -297,6 +323,23 @@ def _csv_record(
     return Record(number, line, data=record, problem=problems[0], more=tuple(problems[1:]))
 
 
+def _cell_control(cell: str, number: int, index: int, column: str) -> KBError | None:
+    """The problem of a cell holding a control character (_CELL_CONTROL), named by row and column."""
+    found = _CELL_CONTROL.search(cell)
+    if found is None:
+        return None
+    char = found.group()
+    name = f" ({_CONTROL_NAMES[char]})" if char in _CONTROL_NAMES else ""
+    pointer = "/" + column.replace(".", "/") if column and "" not in column.split(".") else ""
+    return KBError(
+        "patient.csv",
+        f"{pointer + ': ' if pointer else ''}the cell in row {number}, column {index} holds the control character "
+        f"\\u{ord(char):04x}{name} at character {found.start() + 1}",
+        pointer=pointer,
+        hint="remove it: no value of a patient record holds one (a tab, or a line break in a quoted cell, is text)",
+    )
+
+
 def _csv_json(cell: str) -> Any:
     value, problem = parse_json(cell.encode("utf-8"))
     if problem is not None:
@@ -307,23 +350,33 @@ def _csv_json(cell: str) -> Any:
 def read_document(stream: BinaryIO) -> Iterator[Record]:
     """One JSON document (a patient file or standard input) as one record."""
     raw = stream.read(MAX_RECORD_BYTES + 1)
-    if len(raw) > MAX_RECORD_BYTES:
-        yield Record(1, 1, problem=too_large("the input"), end=len(raw))
+    if len(raw) > MAX_RECORD_BYTES:  # hashed over all its bytes: two oversized files, two decision ids
+        skipped, digest = skip_document(stream, raw.removeprefix(BOM))
+        yield oversized_document(digest, len(raw) + skipped)
     else:
         # the file's last line ending is not part of the record: the raw bytes an unreadable
         # record's hash is taken over are the same as batch frames them from a line
         yield Record(1, 1, raw=raw.removeprefix(BOM).rstrip(b"\r\n"), end=len(raw))
 
 
+def oversized_document(digest: str, end: int) -> Record:
+    """The record of one document over the size limit: its problem, and the hash of all its bytes
+    (without a byte order mark and its last line end, as a document within the limit is hashed)."""
+    return Record(1, 1, problem=too_large("the input"), end=end, digest=digest)
+
+
 def read_documents(stream: BinaryIO) -> Iterator[Record]:
     """A file of results or patients as people and tools write them: one JSON document (an
-    object, pretty-printed as `evaluate` prints it, or an array of them) or JSON Lines."""
+    object, pretty-printed as `evaluate` prints it), a JSON array of them, or JSON Lines. An array
+    is streamed element by element as batch reads it, each at its own line: parsed whole, an array
+    over the size limit was read as JSON Lines (its lines no records) and one bad element made
+    every element a line of JSON Lines."""
     head = stream.read(MAX_RECORD_BYTES + 1)
-    if len(head) <= MAX_RECORD_BYTES:
-        value, problem = parse_json(head.removeprefix(BOM)) if head.strip() else (None, None)
-        if problem is None and isinstance(value, list):
-            yield from (Record(i, i, data=item) for i, item in enumerate(value, start=1))
-            return
+    if sniff_format(None, head) == "json":
+        yield from read_json_array(prefixed(head, stream))
+        return
+    if len(head) <= MAX_RECORD_BYTES and head.strip():
+        value, problem = parse_json(head.removeprefix(BOM))
         if problem is None and value is not None:
             yield Record(1, 1, raw=head.removeprefix(BOM), end=len(head))
             return

@@ -13,7 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hostile_support import assert_each_record_once, assert_no_traceback, read_results, run
+
+from fsgs_kb.engine.errors import KBErrors
+from fsgs_kb.engine.fhir import ndjson
+from fsgs_kb.engine.read import record
 
 AS_OF = "2025-01-15"
 
@@ -116,3 +121,57 @@ def test_a_patient_without_an_id_and_a_patient_given_twice_are_named_plainly(tmp
         "Patient.002.ndjson:2: Patient/dup appears twice with different content (also at Patient.001.ndjson:3)"
     )
     assert [r for r in results if r["status"] != "invalid"] == []
+
+
+def test_a_patient_id_that_is_no_fhir_id_is_its_lines_error(tmp_path: Path) -> None:
+    """A Patient of an export is named by its id alone (its resources refer to `Patient/<id>`, the
+    Bundle made for it has that fullUrl), and an id that is no FHIR id was taken: `../x` (the fullUrl
+    Patient/../x), a 10 KB id, one holding a NUL or a space. Each is now an invalid result naming
+    FILE:LINE and Patient.id, the id escaped and cut; an underscore is taken, as the CDS service
+    takes it; a reference to such an id is no usable patient reference."""
+    bad_ids = ["../x", "y" * 10_000, "a\x00b", "a b", "Patient/z", "a/_history/2", "é"]
+    good_ids = ["a", "under_score", "x.y-1"]
+    patients = [{"resourceType": "Patient", "id": pid, "birthDate": "1980-03-01"} for pid in good_ids + bad_ids]
+    results = _export(
+        tmp_path,
+        {
+            "Patient.ndjson": [json.dumps(p) for p in patients],
+            "Observation.ndjson": [_weight("70", subject="Patient/under_score"), _weight("71", subject="Patient/a b")],
+        },
+    )
+    bad = {r["origin"]: r["errors"][0] for r in results if r["status"] == "invalid"}
+    lines = [f"Patient.ndjson:{i}" for i, pid in enumerate(good_ids + bad_ids, start=1) if pid in bad_ids]
+    assert set(bad) == {*lines, "Observation.ndjson:2"}, sorted(bad)
+    for origin in lines:
+        error = bad[origin]
+        assert error["code"] == "fhir.line", error
+        assert error["message"].startswith(f"{origin}: Patient.id "), error["message"]
+        assert "is not a FHIR id" in error["message"] and len(error["message"]) < 300, error["message"]
+    assert '"a\\u0000b"' in bad["Patient.ndjson:6"]["message"]  # escaped, not a raw NUL
+    assert bad["Observation.ndjson:2"]["message"].endswith("Observation has no usable patient reference")
+    evaluated = {r["patient_id"]: r for r in results if r["status"] != "invalid"}
+    assert set(evaluated) == set(good_ids)
+    assert evaluated["under_score"]["sources"]["/weight_kg"]["effective"] == "2025-01-10"
+    assert "\x00" not in (tmp_path / "out.jsonl").read_text()
+
+
+def test_an_oversized_bulk_line_is_read_to_its_end_or_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line past the line limit is skipped to its end, and the lines after it keep their numbers;
+    one that goes on past MAX_SKIP stops the run naming the file, as a JSON line that never ends
+    does. It was cut off at MAX_SKIP and the rest read as more lines: bogus errors, and each line
+    after it numbered wrong (here MAX_SKIP is lowered to 1 MiB, so a 3 MiB line goes on past it)."""
+    path = tmp_path / "Patient.ndjson"
+    patient = json.dumps({"resourceType": "Patient", "id": "a"})
+    path.write_text(patient + "\n" + '{"resourceType": "Patient", "x": "' + "x" * (3 << 20) + '"}\n' + patient + "\n")
+    lines = [(number, type(item).__name__) for number, item in ndjson.read_ndjson(path, 1000, 64)]
+    assert lines == [(1, "dict"), (2, "LineError"), (3, "dict")]
+    monkeypatch.setattr(record, "MAX_SKIP", 1 << 20)
+    monkeypatch.setattr(ndjson, "MAX_SKIP", 1 << 20, raising=False)  # where the limit was before
+    try:
+        lines = [(number, type(item).__name__) for number, item in ndjson.read_ndjson(path, 1000, 64)]
+    except KBErrors as exc:
+        assert [(e.code, e.file, e.line) for e in exc.errors] == [("input.unbounded", str(path), 2)]
+    else:
+        raise AssertionError(f"read on past MAX_SKIP: {lines[:6]}")
