@@ -24,7 +24,7 @@ from fsgs_kb.engine.fhir import FhirInputError, FhirMap, convert_bundle
 from fsgs_kb.engine.fhir.codes import within_depth
 from fsgs_kb.engine.fhir.dates import today
 from fsgs_kb.engine.fhir.records import located
-from fsgs_kb.engine.fhir.refs import MAX_URL
+from fsgs_kb.engine.fhir.refs import MAX_URL, PATIENT_ID
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.load.fingerprint import decision_id, input_sha256
 from fsgs_kb.service.cards import CardMaker
@@ -59,9 +59,8 @@ INSTANT = re.compile(
 )
 # CDS Hooks 2.0: hookInstance is "a universally unique identifier (UUID)", the canonical text form
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# context.patientId is "the FHIR Patient.id" (CDS Hooks 2.0), whose type is FHIR R4's `id`; an
-# underscore is taken too (ids minted outside FHIR carry them, and nothing here reads it as a path)
-FHIR_ID = re.compile(r"[A-Za-z0-9\-._]{1,64}")
+# context.patientId is "the FHIR Patient.id" (CDS Hooks 2.0), whose type is FHIR R4's `id`, read as
+# a Bulk Data export's Patient ids are (refs.PATIENT_ID: an underscore is taken too)
 
 
 USAGE = (
@@ -229,7 +228,7 @@ class Hooks:
         if not isinstance(context["patientId"], str):
             kind = type(context["patientId"]).__name__
             raise RequestProblem(400, f"context.patientId must be text (the Patient's id), not {kind}")
-        if not FHIR_ID.fullmatch(context["patientId"]):
+        if not PATIENT_ID.fullmatch(context["patientId"]):
             raise RequestProblem(
                 400,
                 "context.patientId must be a FHIR id (the Patient's: 1 to 64 letters, digits, '-', '.' or '_'), "

@@ -29,18 +29,16 @@ from fsgs_kb.engine.errors import KBError
 from fsgs_kb.engine.fhir.bundle import CLINICAL
 from fsgs_kb.engine.fhir.codes import reference
 from fsgs_kb.engine.fhir.ndjson import EXPORT_FILES, LineError, read_ndjson
-from fsgs_kb.engine.fhir.refs import HISTORY, patient_ref, without_version
+from fsgs_kb.engine.fhir.refs import HISTORY, PATIENT_ID, patient_ref, without_version
 from fsgs_kb.engine.fhir.setaside import quoted
 
 BATCH = 500
 NO_PATIENT_ID = "Patient has no id (a non-empty string): nothing can refer to it"
 # A Patient of an export is named by its id alone (`Patient/<id>`, the key its resources are grouped
 # by, and the fullUrl of the Bundle made for it), so the id must be a FHIR id: "../x" made the
-# fullUrl Patient/../x, a 10 KB id or one holding a NUL was taken as the record id. An underscore is
-# taken, as the CDS service takes it in context.patientId (service/hooks.py FHIR_ID): ids minted
-# outside FHIR carry them, and nothing reads the id as a path.
-PATIENT_ID = re.compile(r"[A-Za-z0-9\-._]{1,64}")
-_PATIENT_REF = re.compile(r"Patient/[A-Za-z0-9\-._]{1,64}")
+# fullUrl Patient/../x, a 10 KB id or one holding a NUL was taken as the record id (refs.PATIENT_ID,
+# as the CDS service reads context.patientId).
+_PATIENT_REF = re.compile(rf"Patient/{PATIENT_ID.pattern}")
 _SCHEMA = """
 DROP TABLE IF EXISTS res; DROP TABLE IF EXISTS meds;
 CREATE TABLE res (ref TEXT NOT NULL, rtype TEXT NOT NULL, body TEXT NOT NULL,

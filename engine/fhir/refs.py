@@ -27,6 +27,10 @@ _RESTFUL = re.compile(
 _RELATIVE = re.compile(r"^Patient/(?P<id>[A-Za-z0-9\-.]{1,64})\Z")
 _VERSION = re.compile(r"^[A-Za-z0-9\-.]{1,64}\Z")  # a FHIR id, as the version id of `_history/<vid>` is
 HISTORY = "/_history/"
+# A Patient's id as it comes from outside a Bundle, where it is all that names the patient (a Bulk
+# Data export's Patient, a CDS call's context.patientId): FHIR R4's `id`, and an underscore too
+# (ids minted outside FHIR carry them, and nothing here reads an id as a path).
+PATIENT_ID = re.compile(r"[A-Za-z0-9\-._]{1,64}")
 MAX_URL = 4096  # a longer "reference" is read as naming no patient, and never scanned by a regex
 
 
