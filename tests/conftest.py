@@ -13,6 +13,7 @@ the cache set a directory of their own.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
 import tempfile
@@ -41,6 +42,16 @@ if os.environ.get("CI"):
 
 def pytest_report_header() -> str:
     return f"knowledge base under test: {RULES} (${RULES_ENV})"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection made (the test modules, their items and parameters, hypothesis's
+    strategies, the modules they imported) out of the garbage collector's way: Python's full
+    collections scan every tracked object, and these ~hundreds of thousands, alive for the whole
+    run, were rescanned each time a test built many objects (~4 s of the collector's ~7 s in the
+    in-process evaluation tests). Objects the tests make are collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")

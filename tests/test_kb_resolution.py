@@ -105,7 +105,7 @@ def test_every_command_names_its_knowledge_base(project: Path, tmp_path: Path) -
         "batch": ["batch", str(patients), "-o", str(results), "--workers", "1", "--quiet"],
     }
     for name, args in {**on_stdout, **on_stderr}.items():
-        proc = fsgs_kb(*args, cwd=cwd)
+        proc = evaluate if name == "evaluate" else fsgs_kb(*args, cwd=cwd)  # evaluate: run above, same line
         assert proc.returncode == 0, (name, proc.stdout, proc.stderr)
         stream = proc.stdout if name in on_stdout else proc.stderr
         first = stream.splitlines()[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import time
 import zlib
 from collections.abc import Callable
@@ -31,13 +32,25 @@ def _input(path: Path, n: int = N) -> Path:
     return path
 
 
-@pytest.fixture
-def finished(tmp_path: Path) -> tuple[Path, Path]:
-    """A complete run on N records, then N more records appended to its input (work for --resume)."""
-    source = _input(tmp_path / "in.jsonl")
-    out = tmp_path / "out.jsonl"
-    first = run("batch", source, "-o", out, "--workers", "2", "--quiet", timeout=60)
+@pytest.fixture(scope="module")
+def finished_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of one complete run on N records: its input, output and resume record."""
+    folder = tmp_path_factory.mktemp("finished")
+    first = run(
+        "batch", _input(folder / "in.jsonl"), "-o", folder / "out.jsonl", "--workers", "2", "--quiet", timeout=60
+    )
     assert first.rc == 1, first  # some records are invalid
+    return folder
+
+
+@pytest.fixture
+def finished(tmp_path: Path, finished_once: Path) -> tuple[Path, Path]:
+    """A complete run on N records, then N more records appended to its input (work for --resume):
+    a copy of the module's one run, for each test to damage (a resume record names no path, so
+    the copy is what the run would have left here; one run instead of one a test)."""
+    for made in finished_once.iterdir():
+        shutil.copyfile(made, tmp_path / made.name)
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _input(source, 2 * N)  # the first N lines unchanged
     return source, out
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hostile_support import (
     assert_each_record_once,
+    assert_each_record_once_in,
     assert_no_traceback,
     good_line,
     jsonl,
@@ -169,7 +170,7 @@ def test_second_run_on_a_locked_output_is_refused_cleanly(tmp_path: Path, held_i
     assert problems == [f"{out}: error[batch.output_locked] {LOCKED} {hint}"]
     rc, err = first.finish(timeout=120)
     assert rc == 0 and "error[" not in err, err[-300:]
-    assert_each_record_once(read_results(out), n)
+    assert_each_record_once_in(out, n)
 
 
 def test_output_locked_by_another_process_is_refused(tmp_path: Path) -> None:

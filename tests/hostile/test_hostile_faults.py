@@ -15,6 +15,7 @@ from hostile_support import (
     HOSTILE_DEEP,
     RULES,
     assert_each_record_once,
+    assert_each_record_once_in,
     assert_no_traceback,
     good_line,
     good_record,
@@ -103,7 +104,7 @@ def test_sigint_ignored_on_entry_stays_ignored_for_the_whole_run(tmp_path: Path,
     rc, err = batch.finish(timeout=120)
     assert rc == 0, err[-300:]
     assert "interrupt" not in err and "SIGINT" not in err, err[-300:]
-    assert_each_record_once(read_results(out), n)
+    assert_each_record_once_in(out, n)
 
 
 def test_sigterm_stops_a_run_started_with_sigint_ignored(tmp_path: Path, big_input, batches) -> None:
@@ -169,7 +170,7 @@ def test_resumed_run_exit_code_counts_records_before_the_kill(tmp_path: Path, ba
     source, out = _killed_run(tmp_path, batches, lines, at_least=3)
     result = run("batch", source, "-o", out, "--resume", "--workers", "2", "--quiet", timeout=30)
     assert_no_traceback(result)
-    assert_each_record_once(read_results(out), n)
+    assert_each_record_once_in(out, n)
     assert result.rc == 1, f"{result}: record 2 is invalid"
 
 
@@ -186,8 +187,7 @@ def test_killed_run_keeps_resume_state_in_a_sidecar(tmp_path: Path, big_input, b
     (record,) = [p for p in sidecars if p.name.endswith(".fsgs-kb.json")]
     state = json.loads(record.read_text(encoding="utf-8"))["state"]
     (tmp_path / "complete.jsonl").write_bytes(out.read_bytes()[: state["output_bytes"]])
-    results = read_results(tmp_path / "complete.jsonl")
-    assert_each_record_once(results, state["records"])
+    assert_each_record_once_in(tmp_path / "complete.jsonl", state["records"])
 
 
 @pytest.mark.parametrize("how", ["devnull", "closed-fd"])

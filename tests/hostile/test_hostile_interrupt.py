@@ -13,11 +13,10 @@ import tempfile
 from pathlib import Path
 
 from hostile_support import (
-    assert_each_record_once,
+    assert_each_record_once_in,
     base_env,
     good_line,
     jsonl,
-    read_results,
     run,
     sigint_as_at_a_terminal,
     wait_until,
@@ -128,4 +127,4 @@ def test_ctrl_c_while_a_resume_is_verified_exits_130_and_leaves_the_output_resum
     again = run("batch", source, "-o", out, "--detail", "full", "--resume", "--quiet", timeout=300)
     assert again.rc == 0, again
     assert out.read_bytes() == before
-    assert_each_record_once(read_results(out), n)
+    assert_each_record_once_in(out, n)
