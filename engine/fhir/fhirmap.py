@@ -132,9 +132,7 @@ def _schema_problems(data: Any, schema: dict[str, Any], positions: dict[str, tup
     for found in explained(validator, data):
         at_key = positions.get(found.pointer + KEY) if found.key else None
         line, col = at_key or _where(positions, found.pointer)
-        prefix = f"{found.pointer or '/'}: "  # as_kb_errors writes the pointer before every message
-        message = found.message[len(prefix) :] if found.message.startswith(prefix) else found.message
-        problems.append(Problem(message, found.pointer, line, col, found.hint))
+        problems.append(Problem(found.text, found.pointer, line, col, found.hint))  # as_kb_errors names the pointer
     return problems
 
 

@@ -177,10 +177,16 @@ class SchemaFinding:
     `key`: placed at the key named by the pointer's last part rather than at its value."""
 
     code: str
-    message: str
+    text: str  # what is wrong, without where
     pointer: str
     hint: str
     key: bool = False
+    about: str | None = None  # the pointer the knowledge base's message names first (a renamed key: its mapping)
+
+    @property
+    def message(self) -> str:
+        """The message as `fsgs-kb validate` prints it for the knowledge base's files."""
+        return self.text if self.about is None else f"{self.about or '/'}: {self.text}"
 
 
 def explained(
@@ -222,15 +228,16 @@ def describe(error: jsonschema.ValidationError, pointer: str) -> list[SchemaFind
             first, again = repeated
             item = error.instance[again]
             at = pointer_join(pointer, str(again))
-            message = f"{at}: {item!r} is listed twice (also at {pointer_join(pointer, str(first))})"
-            return [SchemaFinding("schema.invalid", message, at, f"remove this {item!r}: each entry once")]
+            text = f"{item!r} is listed twice (also at {pointer_join(pointer, str(first))})"
+            return [SchemaFinding("schema.invalid", text, at, f"remove this {item!r}: each entry once", about=at)]
     hint = _stray_characters(error) or hint or _fix(error)
-    message = f"{pointer or '/'}: {_short_message(error)}"
+    text = _short_message(error)
     if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
         # a key of the mapping at `pointer` (a parameter, sentence or base renamed out of its
         # form): jsonschema places it at the mapping, which put it at the mapping's first key
-        return [SchemaFinding("schema.invalid", message, pointer_join(pointer, error.instance), hint, key=True)]
-    return [SchemaFinding("schema.invalid", message, pointer, hint)]
+        key = pointer_join(pointer, error.instance)
+        return [SchemaFinding("schema.invalid", text, key, hint, key=True, about=pointer)]
+    return [SchemaFinding("schema.invalid", text, pointer, hint, about=pointer)]
 
 
 TYPOGRAPHIC_QUOTES = "“”„‘’‚«»"
