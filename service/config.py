@@ -58,9 +58,7 @@ class ServiceConfig:
     max_request_bytes: int
     jwks_max_age_seconds: float = DEFAULT_JWKS_MAX_AGE_SECONDS
     read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
-    fetch_medications: bool = (
-        False  # opt-in: read a Medication an order names and the request lacks (service/fhirfetch.py)
-    )
+    fetch_medications: bool = False  # opt-in: read a Medication an order names, not sent (fhirfetch.py)
 
     def mask_key(self) -> bytes | None:
         """The masking secret from the environment, if one is configured."""

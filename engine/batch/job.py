@@ -38,7 +38,7 @@ from fsgs_kb.engine.errors import KBError, KBErrors
 from fsgs_kb.engine.evaluate.masking import key_id
 from fsgs_kb.engine.kb import KnowledgeBase
 from fsgs_kb.engine.read.record import in_input
-from fsgs_kb.engine.read.records import FHIR_FORMATS, FORMATS, Record, read_records, sniff_format
+from fsgs_kb.engine.read.records import FHIR_FORMATS, FORMATS, SNIFF_BYTES, Record, read_records, sniff_format
 from fsgs_kb.engine.version import DURABLE_RULES_VERSION, __version__
 
 if TYPE_CHECKING:  # a job that reads no FHIR does not import the converter
@@ -210,7 +210,7 @@ def input_format(job: BatchJob, stream: BinaryIO | None, path: str | None) -> st
     if stream is None:
         raise KBErrors([KBError("input.format", "no input format for a directory")])
     peek = getattr(stream, "peek", None)
-    head = bytes(peek(64)[:64]) if peek is not None else b""
+    head = bytes(peek(SNIFF_BYTES)[:SNIFF_BYTES]) if peek is not None else b""
     return sniff_format(path, head)
 
 

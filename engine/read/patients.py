@@ -18,10 +18,15 @@ from typing import Any, BinaryIO
 
 from fsgs_kb.engine.read.jsonlines import prefixed
 from fsgs_kb.engine.read.record import BOM, CHUNK, MAX_SKIP, Record, TailDigest
-from fsgs_kb.engine.read.records import oversized_document, read_csv, read_document, read_records, sniff_format
+from fsgs_kb.engine.read.records import (
+    SNIFF_BYTES,
+    oversized_document,
+    read_csv,
+    read_document,
+    read_records,
+    sniff_format,
+)
 from fsgs_kb.engine.read.shape import MAX_RECORD_BYTES
-
-SNIFFED = 64  # the bytes batch peeks at to choose a format (engine/batch/job.py input_format)
 
 
 class PatientsFile:
@@ -43,7 +48,7 @@ class PatientsFile:
             rest: BinaryIO = io.BufferedReader(self.tee)
         else:
             rest = io.BytesIO()
-        yield from read_records(prefixed(self.head, rest), sniff_format(self.name, self.head[:SNIFFED]))
+        yield from read_records(prefixed(self.head, rest), sniff_format(self.name, self.head[:SNIFF_BYTES]))
 
     def whole(self) -> Record | None:
         """The file read whole as evaluate reads it (after `records`), or None: a CSV file, or one

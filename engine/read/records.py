@@ -46,6 +46,7 @@ __all__ = [  # the readers' one door: what moved to record.py, jsonlines.py, jso
     "record_value",
     "skip_document",
     "skip_line",
+    "SNIFF_BYTES",
     "sniff_format",
     "too_large",
 ]
@@ -132,10 +133,13 @@ def record_value(record: Record) -> tuple[Any, KBError | None]:
     return parse_json(record.raw)
 
 
+SNIFF_BYTES = 64  # how much of an input's start `sniff_format` is given (batch peeks at it; replay reads it)
+
+
 def sniff_format(name: str | None, head: bytes) -> str:
     """csv or jsonl as the name says (.csv; .jsonl, .ndjson), else json if the content starts
     with '[' (the array reader still reads JSON Lines whose first line is an array as JSON
-    Lines), else jsonl."""
+    Lines), else jsonl. `head`: the first SNIFF_BYTES of the input."""
     lowered = (name or "").lower()
     if lowered.endswith(".csv"):
         return "csv"
